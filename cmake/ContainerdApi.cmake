@@ -1,0 +1,58 @@
+# Generates C++ from containerd's own .proto files, installed by Debian's
+# golang-github-containerd-containerd-dev. They are read from the system at build
+# time and never copied into this repository.
+#
+# Debian's protoc cannot compile gogoproto's `import weak` and custom options for
+# C++, so each file is first rewritten into the build tree without them; the wire
+# format does not depend on either.
+
+set(CONTAINERD_GOCODE_ROOT "/usr/share/gocode/src" CACHE PATH
+    "Root holding github.com/containerd/containerd (golang-github-containerd-containerd-dev)")
+set(_ctrd "github.com/containerd/containerd")
+set(_ctrd_protos
+  ${_ctrd}/runtime/v2/task/shim.proto
+  ${_ctrd}/api/types/mount.proto
+  ${_ctrd}/api/types/task/task.proto
+  ${_ctrd}/api/events/task.proto
+  ${_ctrd}/api/services/ttrpc/events/v1/events.proto)
+
+set(_ctrd_src_dir "${CMAKE_BINARY_DIR}/containerd-proto/src")
+set(_ctrd_out_dir "${CMAKE_BINARY_DIR}/containerd-proto/gen")
+set(_ctrd_sources)
+foreach(proto ${_ctrd_protos})
+  set(system_file "${CONTAINERD_GOCODE_ROOT}/${proto}")
+  if(NOT EXISTS "${system_file}")
+    message(FATAL_ERROR "${system_file} is missing: run scripts/setup.sh "
+                        "(installs golang-github-containerd-containerd-dev)")
+  endif()
+  get_filename_component(dir "${proto}" DIRECTORY)
+  get_filename_component(stem "${proto}" NAME_WE)
+  set(clean_file "${_ctrd_src_dir}/${proto}")
+  add_custom_command(
+    OUTPUT "${clean_file}"
+    COMMAND ${CMAKE_COMMAND} -E make_directory "${_ctrd_src_dir}/${dir}"
+    COMMAND sed -E
+            -e "/^import weak /d"
+            -e "/^[[:space:]]*option \\((gogoproto|containerd\\.plugin)\\.[a-z_]+\\)/d"
+            -e "s/\\[\\((gogoproto|containerd\\.plugin)\\.[^]]*\\]//g"
+            "${system_file}" > "${clean_file}"
+    DEPENDS "${system_file}"
+    VERBATIM)
+  list(APPEND _ctrd_clean "${clean_file}")
+  list(APPEND _ctrd_sources "${_ctrd_out_dir}/${dir}/${stem}.pb.cc")
+endforeach()
+
+add_custom_command(
+  OUTPUT ${_ctrd_sources}
+  COMMAND ${CMAKE_COMMAND} -E make_directory "${_ctrd_out_dir}"
+  COMMAND protobuf::protoc -I "${_ctrd_src_dir}" -I /usr/include --cpp_out "${_ctrd_out_dir}" ${_ctrd_protos}
+  DEPENDS ${_ctrd_clean}
+  WORKING_DIRECTORY "${_ctrd_src_dir}"
+  VERBATIM)
+
+# containerd's Task, event and mount messages, for the shim and the guest.
+add_library(containerd_api STATIC ${_ctrd_sources})
+target_include_directories(containerd_api SYSTEM PUBLIC "${_ctrd_out_dir}")
+target_link_libraries(containerd_api PUBLIC protobuf::libprotobuf)
+target_compile_options(containerd_api PRIVATE -w)
+add_library(beaconbox::containerd_api ALIAS containerd_api)

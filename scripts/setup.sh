@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every build and runtime dependency of beaconbox from Debian's archive.
+# Idempotent: packages already present are skipped, so a second run is quick.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake pkg-config clang-format
+  # libraries the host, plugins and guest build against
+  libboost-dev libboost-filesystem-dev libprotobuf-dev protobuf-compiler
+  libnl-3-dev libnl-route-3-dev libnftables-dev liblmdb-dev libspdlog-dev
+  libfmt-dev libtomlplusplus-dev libgtest-dev libgmock-dev
+  # runtime: containerd and the guest's parts
+  containerd crun qemu-system-x86 qemu-utils erofs-utils containernetworking-plugins
+  busybox-static linux-image-cloud-amd64 cpio kmod zstd
+  # network tooling used by the plugins' tests
+  iproute2 nftables
+  # reference sources: containerd's .proto files and the Go ttrpc used for interop
+  golang-go golang-github-containerd-containerd-dev golang-github-containerd-ttrpc-dev
+  golang-github-gogo-protobuf-dev golang-google-protobuf-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
