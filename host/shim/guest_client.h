@@ -1,0 +1,50 @@
+// Typed calls to the guest agent (vminitd) over one ttrpc connection: its
+// beaconbox.guest.v1.Guest service and containerd's Task service, which vminitd
+// serves for the processes inside the VM. Everything the guest answers is untrusted:
+// sizes are bounded by the ttrpc client and values are checked by the caller.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "beaconbox/guest/v1/guest.pb.h"
+#include "common/ttrpc/ttrpc.h"
+#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+
+namespace beaconbox::shim {
+
+namespace task = ::containerd::task::v2;
+namespace guestapi = ::beaconbox::guest::v1;
+
+class GuestClient {
+ public:
+  explicit GuestClient(UniqueFd channel);
+
+  // Calls `method` of `service` with `request`, parsing the answer into `response`.
+  Status Call(std::string_view service, std::string_view method,
+              const google::protobuf::MessageLite& request, google::protobuf::MessageLite* response,
+              std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
+  Status CallGuest(std::string_view method, const google::protobuf::MessageLite& request,
+                   google::protobuf::MessageLite* response,
+                   std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    return Call("beaconbox.guest.v1.Guest", method, request, response, timeout);
+  }
+  Status CallTask(std::string_view method, const google::protobuf::MessageLite& request,
+                  google::protobuf::MessageLite* response,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    return Call("containerd.task.v2.Task", method, request, response, timeout);
+  }
+
+  ttrpc::Client& connection() { return *client_; }
+  void Close() { client_->Close(); }
+
+ private:
+  std::unique_ptr<ttrpc::Client> client_;
+};
+
+// Maps a ttrpc status from the guest to the shim's error type.
+Error ErrorFromRpc(const ttrpc::RpcStatus& status, std::string_view what);
+
+}  // namespace beaconbox::shim

@@ -1,0 +1,239 @@
+#include "host/shim/shim_actions.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <thread>
+
+#include "common/base/errno_error.h"
+#include "common/base/unique_fd.h"
+#include "host/shim/sandbox.h"
+#include "host/shim/shim_state.h"
+#include "host/shim/task_service.h"
+
+namespace beaconbox::shim {
+namespace {
+
+namespace fs = std::filesystem;
+
+// fd on which `start` hands the listening socket to the serving shim (as runc's
+// shim does), so the address is bound before containerd reads it.
+constexpr int kListenerFd = 3;
+
+std::string BundleDir(const ShimFlags& flags) {
+  if (!flags.bundle.empty()) return flags.bundle;
+  std::error_code error;
+  return fs::current_path(error).string();
+}
+
+// Stable 128-bit name for (containerd address, namespace, id): the same container
+// always maps to the same socket, and the path stays short enough for sun_path.
+std::string SocketName(const ShimFlags& flags) {
+  auto fnv1a = [](std::string_view text, uint64_t hash) {
+    for (unsigned char c : text) {
+      hash ^= c;
+      hash *= 1099511628211ull;
+    }
+    return hash;
+  };
+  std::string key = flags.containerd_address + "/" + flags.namespace_name + "/" + flags.id;
+  char name[33];
+  std::snprintf(name, sizeof(name), "%016llx%016llx",
+                static_cast<unsigned long long>(fnv1a(key, 14695981039346656037ull)),
+                static_cast<unsigned long long>(fnv1a(key, 0x84222325cbf29ce4ull)));
+  return name;
+}
+
+Result<UniqueFd> Listen(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "shim socket path " + path + " is too long: set a shorter paths.run_dir");
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return ErrnoError("socket", path);
+  addr.sun_family = AF_UNIX;
+  path.copy(addr.sun_path, path.size());
+  ::unlink(path.c_str());  // a leftover of a shim that died; the name is ours
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return ErrnoError("bind", path);
+  }
+  ::chmod(path.c_str(), 0600);
+  if (::listen(fd.get(), 16) != 0) return ErrnoError("listen", path);
+  return fd;
+}
+
+Status WriteFile(const std::string& path, std::string_view content) {
+  std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << content;
+    if (!out) return ErrnoError("write", temp);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) return ErrnoError("rename", temp);
+  return Status::Ok();
+}
+
+void SetUpLogging(const ShimFlags& flags) {
+  // containerd reads the shim's log from the FIFO "log" in the bundle; it already
+  // holds the read side open, so opening for writing does not block.
+  int log_fd = ::open("log", O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+  if (log_fd >= 0) {
+    int blocking = ::fcntl(log_fd, F_GETFL) & ~O_NONBLOCK;
+    ::fcntl(log_fd, F_SETFL, blocking);
+    ::dup2(log_fd, STDERR_FILENO);
+    ::close(log_fd);
+  }
+  spdlog::set_pattern("[%Y-%m-%dT%H:%M:%S.%e] [beaconbox-shim] [" + flags.id + "] [%l] %v");
+  spdlog::set_level(flags.debug ? spdlog::level::debug : spdlog::level::info);
+}
+
+}  // namespace
+
+Status RunStart(const ShimFlags& flags, const char* argv0) {
+  BBX_ASSIGN_OR_RETURN(config::Config cfg, config::LoadConfig());
+  std::string socket_dir = cfg.paths.run_dir + "/s";
+  std::error_code error;
+  fs::create_directories(socket_dir, error);
+  if (error) {
+    return MakeError(ErrorCode::kPermission, "creating " + socket_dir + ": " + error.message() +
+                                                 " (config key paths.run_dir)");
+  }
+  std::string socket_path = socket_dir + "/" + SocketName(flags);
+  BBX_ASSIGN_OR_RETURN(UniqueFd listener, Listen(socket_path));
+  std::string address = "unix://" + socket_path;
+  BBX_RETURN_IF_ERROR(WriteFile("address", address));
+
+  char self[4096];
+  ssize_t self_len = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (self_len <= 0) return ErrnoError("readlink", "/proc/self/exe");
+  self[self_len] = '\0';
+  std::vector<std::string> args = {argv0,
+                                   "-namespace", flags.namespace_name,
+                                   "-id", flags.id,
+                                   "-address", flags.containerd_address};
+  if (!flags.publish_binary.empty()) {
+    args.insert(args.end(), {"-publish-binary", flags.publish_binary});
+  }
+  if (flags.debug) args.push_back("-debug");
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoError("fork", "shim");
+  if (pid == 0) {
+    // The serving shim: its own session, so containerd's signals to the `start`
+    // process group do not reach it; the listener on fd 3; no stdio of containerd's.
+    ::setsid();
+    if (::dup2(listener.get(), kListenerFd) < 0) _exit(126);
+    int null_fd = ::open("/dev/null", O_RDWR);
+    if (null_fd >= 0) {
+      ::dup2(null_fd, STDIN_FILENO);
+      ::dup2(null_fd, STDOUT_FILENO);
+      ::dup2(null_fd, STDERR_FILENO);
+    }
+    ::execv(self, argv.data());
+    _exit(127);
+  }
+  // containerd writes the runtime options to stdin; beaconbox has none yet, but the
+  // pipe is drained so containerd never blocks on it.
+  std::string ignored_options((std::istreambuf_iterator<char>(std::cin)),
+                              std::istreambuf_iterator<char>());
+  std::fputs(address.c_str(), stdout);
+  std::fflush(stdout);
+  return Status::Ok();
+}
+
+Status RunServe(const ShimFlags& flags) {
+  SetUpLogging(flags);
+  ::signal(SIGPIPE, SIG_IGN);
+  UniqueFd listener(kListenerFd);
+  if (::fcntl(kListenerFd, F_SETFD, FD_CLOEXEC) != 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "no listening socket on fd 3: the shim is started by containerd through "
+                     "its `start` action");
+  }
+  SandboxOptions options{flags.namespace_name, flags.id, BundleDir(flags)};
+  const char* ttrpc_address = std::getenv("TTRPC_ADDRESS");
+  EventPublisher events(ttrpc_address ? ttrpc_address : "", flags.namespace_name);
+
+  ttrpc::Server server;
+  std::unique_ptr<Sandbox> sandbox;
+  auto loaded = LoadPlugins();
+  if (!loaded.ok()) {
+    // The shim still serves, so that containerd gets this error from Create, with
+    // the config file and plugin named, instead of a dead socket.
+    spdlog::error("{}", loaded.error().message);
+  }
+  std::unique_ptr<plugin_host::PluginHost> plugins =
+      loaded.ok() ? std::move(loaded).value() : nullptr;
+  sandbox = std::make_unique<Sandbox>(plugins.get(), loaded.ok() ? Status::Ok() : Status(loaded.error()),
+                                      events, options);
+  TaskService service(*sandbox, events, options, [&server] { server.Shutdown(); });
+  service.Register(server);
+
+  // SIGTERM from containerd or an operator ends the shim cleanly: the VM goes too.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread signal_thread([&server, signals] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    spdlog::info("signal {}: shutting down", signal_number);
+    server.Shutdown();
+  });
+  signal_thread.detach();
+
+  spdlog::info("serving container {} in namespace {}", flags.id, flags.namespace_name);
+  Status served = server.Serve(listener.get());
+  sandbox->Teardown();
+  std::string address;
+  if (std::ifstream in("address"); in >> address && address.starts_with("unix://")) {
+    ::unlink(address.c_str() + 7);
+  }
+  spdlog::info("shim exiting");
+  // Detached ttrpc threads may still hold references; leave without running
+  // static destructors under them.
+  std::fflush(nullptr);
+  _exit(served.ok() ? 0 : 1);
+}
+
+Status RunDelete(const ShimFlags& flags) {
+  std::string bundle = BundleDir(flags);
+  auto loaded = LoadPlugins();
+  if (loaded.ok()) {
+    CleanupAfterDeadShim(**loaded, flags.id, bundle);
+  } else {
+    spdlog::warn("cleanup without plugins: {}", loaded.error().message);
+  }
+  if (std::string address; std::ifstream("address") >> address && address.starts_with("unix://")) {
+    ::unlink(address.c_str() + 7);
+  }
+  task::DeleteResponse response;
+  response.set_exit_status(128 + SIGKILL);
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  response.mutable_exited_at()->set_seconds(
+      std::chrono::duration_cast<std::chrono::seconds>(now).count());
+  std::string out = response.SerializeAsString();
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  return Status::Ok();
+}
+
+}  // namespace beaconbox::shim

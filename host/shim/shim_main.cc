@@ -1,0 +1,48 @@
+// containerd-shim-beaconbox-v1: the shim v2 binary containerd runs for the runtime
+// io.containerd.beaconbox.v1. Three modes, chosen by the action argument:
+//   start   launch the long-running shim for a container, print its ttrpc address
+//   delete  clean up after a shim that died, print a DeleteResponse
+//   (none)  the long-running shim itself: serve containerd.task.v2.Task
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "host/shim/shim_actions.h"
+#include "host/shim/shim_flags.h"
+
+int main(int argc, char** argv) {
+  using namespace beaconbox;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto flags = shim::ParseShimFlags(args);
+  if (!flags.ok()) {
+    std::fprintf(stderr, "containerd-shim-beaconbox-v1: %s\n", flags.error().message.c_str());
+    return 2;
+  }
+  if (flags->version) {
+    std::printf("%s:\n  Version:  %s\n", argv[0], BEACONBOX_VERSION);
+    return 0;
+  }
+  if (flags->namespace_name.empty()) {
+    std::fprintf(stderr, "containerd-shim-beaconbox-v1: -namespace is required (containerd "
+                         "passes it; run the shim through containerd)\n");
+    return 2;
+  }
+  Status status;
+  if (flags->action == "start") {
+    status = shim::RunStart(*flags, argv[0]);
+  } else if (flags->action == "delete") {
+    status = shim::RunDelete(*flags);
+  } else {
+    status = shim::RunServe(*flags);
+  }
+  if (!status.ok()) {
+    // containerd shows the start/delete output to the user on failure.
+    std::fprintf(stderr, "%s\n", status.error().message.c_str());
+    spdlog::error("{}", status.error().message);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,71 @@
+#include "host/shim/spec_adapter.h"
+
+#include <nlohmann/json.hpp>
+
+namespace beaconbox::shim {
+namespace {
+
+using nlohmann::json;
+
+bool IsBindMount(const json& mount) {
+  if (mount.value("type", "") == "bind") return true;
+  if (auto it = mount.find("options"); it != mount.end() && it->is_array()) {
+    for (const auto& option : *it) {
+      if (option == "bind" || option == "rbind") return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json) {
+  json spec = json::parse(host_config_json, nullptr, /*allow_exceptions=*/false);
+  if (spec.is_discarded() || !spec.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "config.json in the bundle is not valid JSON");
+  }
+  AdaptedSpec adapted;
+
+  json& root = spec["root"];
+  if (!root.is_object()) root = json::object();
+  root["path"] = "rootfs";
+
+  if (auto linux_it = spec.find("linux"); linux_it != spec.end() && linux_it->is_object()) {
+    if (auto ns = linux_it->find("namespaces"); ns != linux_it->end() && ns->is_array()) {
+      json kept = json::array();
+      for (const auto& entry : *ns) {
+        if (entry.is_object() && entry.value("type", "") == "network") continue;
+        kept.push_back(entry);
+      }
+      *ns = std::move(kept);
+    }
+  }
+
+  if (spec.contains("hooks")) {
+    spec.erase("hooks");
+    adapted.warnings.push_back("OCI hooks dropped: they name host binaries absent in the VM");
+  }
+
+  if (auto mounts = spec.find("mounts"); mounts != spec.end() && mounts->is_array()) {
+    for (const auto& mount : *mounts) {
+      if (!mount.is_object() || !IsBindMount(mount)) continue;
+      return MakeError(ErrorCode::kNotImplemented,
+                       "bind mount of host path '" + mount.value("source", "") + "' to '" +
+                           mount.value("destination", "") +
+                           "' is not supported yet: remove the mount from the container");
+    }
+  }
+
+  adapted.config_json = spec.dump();
+  return adapted;
+}
+
+Result<std::string> AdaptProcessForGuest(std::string_view process_json) {
+  json process = json::parse(process_json, nullptr, false);
+  if (process.is_discarded() || !process.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "exec process spec is not a JSON object");
+  }
+  return process.dump();
+}
+
+}  // namespace beaconbox::shim

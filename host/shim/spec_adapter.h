@@ -1,0 +1,26 @@
+// Turns the OCI spec containerd wrote for the host into the one the guest runs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/base/result.h"
+
+namespace beaconbox::shim {
+
+struct AdaptedSpec {
+  std::string config_json;            // what the guest writes as config.json
+  std::vector<std::string> warnings;  // parts dropped, for the shim's log
+};
+
+// - The network namespace is removed: the container shares the VM's eth0 (seed).
+// - root.path becomes "rootfs", where the guest mounts the rootfs in its bundle.
+// - Hooks are dropped: they name host binaries, which do not exist in the guest.
+// - Bind mounts of host paths are refused until they are shared into the VM: the
+//   error names the mount.
+Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json);
+
+// Same rules for an exec's OCI process JSON (nothing to change today but validation).
+Result<std::string> AdaptProcessForGuest(std::string_view process_json);
+
+}  // namespace beaconbox::shim

@@ -1,0 +1,67 @@
+// Header-only conveniences for plugins written in C++. Nothing here crosses the
+// ABI: it only fills the C structures of plugin_abi.h from inside a plugin.
+#ifndef BEACONBOX_PLUGIN_SUPPORT_HPP
+#define BEACONBOX_PLUGIN_SUPPORT_HPP
+
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "beaconbox/plugin_abi.h"
+
+namespace bbx {
+
+// Writes `message` into the caller's error buffer, truncated, NUL-terminated.
+inline void SetError(bbx_error* error, std::string_view message) {
+  if (error == nullptr || error->message == nullptr || error->capacity == 0) return;
+  size_t n = message.size() < error->capacity - 1 ? message.size() : error->capacity - 1;
+  std::memcpy(error->message, message.data(), n);
+  error->message[n] = '\0';
+}
+
+inline bbx_status Fail(bbx_error* error, bbx_status status, std::string_view message) {
+  SetError(error, message);
+  return status;
+}
+
+// Hands serialized bytes to the caller's sink.
+inline bbx_status WriteSink(bbx_sink sink, const std::string& bytes, bbx_error* error) {
+  if (sink.write == nullptr) return Fail(error, BBX_ERR_INVALID_ARGUMENT, "no result sink given");
+  if (sink.write(sink.context, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) != 0) {
+    return Fail(error, BBX_ERR_INTERNAL, "the host refused the result");
+  }
+  return BBX_OK;
+}
+
+inline std::string_view View(bbx_bytes bytes) {
+  return {reinterpret_cast<const char*>(bytes.data), bytes.len};
+}
+
+// Logs through the host, when it offers a log callback.
+inline void Log(const bbx_host_services* host, bbx_log_level level, const std::string& message) {
+  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, log) && host->log != nullptr) {
+    host->log(host->host_context, level, message.c_str());
+  }
+}
+
+// Answers the host's entry request with `response` when the range overlaps.
+inline bbx_status Negotiate(const bbx_entry_request* request, bbx_entry_response* response,
+                            const bbx_entry_response& mine, bbx_error* error) {
+  if (request == nullptr || response == nullptr) {
+    return Fail(error, BBX_ERR_INVALID_ARGUMENT, "bbx_plugin_entry: NULL request or response");
+  }
+  if (request->abi_min > BBX_ABI_VERSION_CURRENT || request->abi_max < BBX_ABI_VERSION_CURRENT) {
+    return Fail(error, BBX_ERR_ABI_MISMATCH,
+                "plugin speaks ABI " + std::to_string(BBX_ABI_VERSION_CURRENT) + ", host offers " +
+                    std::to_string(request->abi_min) + ".." + std::to_string(request->abi_max));
+  }
+  uint32_t host_size = response->struct_size;
+  size_t n = host_size < sizeof(mine) ? host_size : sizeof(mine);
+  std::memcpy(response, &mine, n);
+  response->struct_size = static_cast<uint32_t>(n);
+  return BBX_OK;
+}
+
+}  // namespace bbx
+
+#endif  // BEACONBOX_PLUGIN_SUPPORT_HPP
