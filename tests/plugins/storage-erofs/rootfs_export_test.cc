@@ -1,0 +1,85 @@
+#include "plugins/storage-erofs/rootfs_export.h"
+
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace beaconbox::storage {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(MountOptions, SplitsFlagsFromFilesystemData) {
+  MountOptions parsed = ParseMountOptions(
+      {"index=off", "lowerdir=/a:/b", "upperdir=/u", "workdir=/w", "nosuid", "ro"});
+  EXPECT_EQ(parsed.flags, static_cast<unsigned long>(MS_NOSUID | MS_RDONLY));
+  EXPECT_EQ(parsed.data, "index=off,lowerdir=/a:/b,upperdir=/u,workdir=/w");
+  MountOptions bind = ParseMountOptions({"rbind", "rw"});
+  EXPECT_TRUE(bind.recursive_bind);
+  EXPECT_EQ(bind.flags, static_cast<unsigned long>(MS_BIND | MS_REC));
+}
+
+class RootfsExportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/bbx-storage-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::create_directories(dir_ + "/bundle");
+    fs::create_directories(dir_ + "/image");
+    std::ofstream(dir_ + "/image/hello") << "hi";
+  }
+  void TearDown() override {
+    ::umount2((dir_ + "/bundle/rootfs").c_str(), MNT_DETACH);
+    fs::remove_all(dir_);
+  }
+  std::string dir_;
+};
+
+TEST_F(RootfsExportTest, BindMountsTheRootfsAndPlansOneShare) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting needs root";
+  RootfsExporter exporter({});
+  beaconbox::plugin::v1::StoragePrepareRequest request;
+  request.set_container_id("c1");
+  request.set_bundle(dir_ + "/bundle");
+  auto* mount = request.add_rootfs();
+  mount->set_type("bind");
+  mount->set_source(dir_ + "/image");
+  mount->add_options("rbind");
+  auto plan = exporter.Prepare(request);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_TRUE(fs::exists(dir_ + "/bundle/rootfs/hello"));
+  ASSERT_EQ(plan->devices_size(), 1);
+  EXPECT_EQ(plan->devices(0).share().host_path(), dir_ + "/bundle/rootfs");
+  EXPECT_EQ(plan->devices(0).share().tag(), "rootfs");
+  ASSERT_EQ(plan->guest_mounts_size(), 1);
+  EXPECT_EQ(plan->guest_mounts(0).type(), "virtiofs");
+  EXPECT_EQ(plan->guest_mounts(0).target(), "rootfs");
+
+  ASSERT_TRUE(exporter.Release("c1", dir_ + "/bundle").ok());
+  EXPECT_FALSE(fs::exists(dir_ + "/bundle/rootfs/hello"));
+  // Releasing again is harmless.
+  EXPECT_TRUE(exporter.Release("c1", dir_ + "/bundle").ok());
+}
+
+TEST_F(RootfsExportTest, RefusesRelativeBundleAndUnknownMountTypes) {
+  RootfsExporter exporter({});
+  beaconbox::plugin::v1::StoragePrepareRequest request;
+  request.set_bundle("relative/bundle");
+  EXPECT_EQ(exporter.Prepare(request).error().code, ErrorCode::kInvalidArgument);
+  request.set_bundle(dir_ + "/bundle/../bundle");
+  EXPECT_FALSE(exporter.Prepare(request).ok());
+  request.set_bundle(dir_ + "/bundle");
+  auto* mount = request.add_rootfs();
+  mount->set_type("erofs");
+  mount->set_source("/dev/null");
+  auto plan = exporter.Prepare(request);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.error().code, ErrorCode::kNotImplemented);
+}
+
+}  // namespace
+}  // namespace beaconbox::storage

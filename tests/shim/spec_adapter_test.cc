@@ -1,0 +1,64 @@
+#include "host/shim/spec_adapter.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace beaconbox::shim {
+namespace {
+
+using nlohmann::json;
+
+TEST(SpecAdapter, RemovesNetworkNamespaceAndPointsRootAtGuestRootfs) {
+  json spec = {
+      {"root", {{"path", "/run/containerd/io.containerd.runtime.v2.task/default/c1/rootfs"}}},
+      {"linux",
+       {{"namespaces",
+         json::array({{{"type", "pid"}}, {{"type", "network"}}, {{"type", "mount"}}})}}},
+      {"process", {{"args", json::array({"/bin/true"})}}},
+  };
+  auto adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_TRUE(adapted.ok()) << adapted.error().message;
+  json out = json::parse(adapted->config_json);
+  EXPECT_EQ(out["root"]["path"], "rootfs");
+  ASSERT_EQ(out["linux"]["namespaces"].size(), 2u);
+  for (const auto& ns : out["linux"]["namespaces"]) EXPECT_NE(ns["type"], "network");
+  EXPECT_EQ(out["process"]["args"][0], "/bin/true");
+}
+
+TEST(SpecAdapter, DropsHooksWithAWarning) {
+  json spec = {{"root", {{"path", "x"}}},
+               {"hooks", {{"prestart", json::array({{{"path", "/usr/bin/nvidia-hook"}}})}}}};
+  auto adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_TRUE(adapted.ok());
+  EXPECT_FALSE(json::parse(adapted->config_json).contains("hooks"));
+  EXPECT_EQ(adapted->warnings.size(), 1u);
+}
+
+TEST(SpecAdapter, KeepsLargeIntegersExact) {
+  json spec = {{"linux", {{"resources", {{"memory", {{"limit", 9223372036854775807LL}}}}}}}};
+  auto adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_TRUE(adapted.ok());
+  EXPECT_EQ(json::parse(adapted->config_json)["linux"]["resources"]["memory"]["limit"],
+            9223372036854775807LL);
+}
+
+TEST(SpecAdapter, RefusesHostBindMountsNamingThem) {
+  json spec = {{"mounts", json::array({{{"destination", "/data"},
+                                         {"source", "/srv/data"},
+                                         {"type", "none"},
+                                         {"options", json::array({"rbind", "rw"})}}})}};
+  auto adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_FALSE(adapted.ok());
+  EXPECT_EQ(adapted.error().code, ErrorCode::kNotImplemented);
+  EXPECT_NE(adapted.error().message.find("/srv/data"), std::string::npos);
+}
+
+TEST(SpecAdapter, RefusesInvalidJson) {
+  EXPECT_FALSE(AdaptSpecForGuest("{not json").ok());
+  EXPECT_FALSE(AdaptSpecForGuest("[]").ok());
+  EXPECT_FALSE(AdaptProcessForGuest("42").ok());
+}
+
+}  // namespace
+}  // namespace beaconbox::shim
