@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <sstream>
 
@@ -111,7 +112,18 @@ Result<uint32_t> Sandbox::Create(const task::CreateTaskRequest& request) {
   BBX_ASSIGN_OR_RETURN(pluginapi::MountPlan plan, plugins_->storage().Prepare(storage_request));
   storage_prepared_ = true;
 
-  BBX_RETURN_IF_ERROR(BootVm(plan));
+  std::optional<pluginapi::NetworkAttachment> attachment;
+  if (plugins_->network() != nullptr) {
+    pluginapi::NetworkAttachRequest network_request;
+    network_request.set_container_id(request.id());
+    network_request.set_namespace_(options_.namespace_name);
+    network_request.set_owner_pid(::getpid());
+    BBX_ASSIGN_OR_RETURN(attachment, plugins_->network()->Attach(network_request));
+    network_attached_ = true;
+  }
+
+  BBX_RETURN_IF_ERROR(BootVm(plan, attachment ? &*attachment : nullptr));
+  if (attachment) BBX_RETURN_IF_ERROR(ConfigureGuestNetwork(*attachment));
 
   guestapi::CreateBundleRequest bundle_request;
   bundle_request.set_container_id(request.id());
@@ -154,7 +166,29 @@ Result<uint32_t> Sandbox::Create(const task::CreateTaskRequest& request) {
   return pid;
 }
 
-Status Sandbox::BootVm(const pluginapi::MountPlan& plan) {
+Status Sandbox::ConfigureGuestNetwork(const pluginapi::NetworkAttachment& attachment) {
+  guestapi::NetworkConfig config;
+  auto* interface = config.add_interfaces();
+  interface->set_mac(attachment.mac());
+  interface->set_name("eth0");
+  interface->set_mtu(attachment.mtu());
+  for (const auto& address : attachment.addresses()) {
+    interface->add_addresses(address.address() + "/" + std::to_string(address.prefix_length()));
+  }
+  for (const auto& route : attachment.routes()) {
+    auto* guest_route = config.add_routes();
+    guest_route->set_destination(route.destination());
+    guest_route->set_gateway(route.gateway());
+    guest_route->set_device("eth0");
+  }
+  for (const auto& server : attachment.dns_servers()) config.add_dns_servers(server);
+  for (const auto& domain : attachment.dns_search()) config.add_dns_search(domain);
+  guestapi::Empty empty;
+  return guest_->CallGuest("ConfigureNetwork", config, &empty, 30s);
+}
+
+Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
+                       const pluginapi::NetworkAttachment* attachment) {
   const config::Config& cfg = plugins_->config();
   pluginapi::VmSpec vm_spec;
   vm_spec.set_id(options_.container_id);
@@ -168,6 +202,13 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan) {
   vm_spec.set_owner_pid(::getpid());
   vm_spec.set_guest_port(1024);
   for (const auto& device : plan.devices()) *vm_spec.add_devices() = device;
+  if (attachment != nullptr) {
+    auto* net = vm_spec.add_devices()->mutable_net();
+    net->set_id("eth0");
+    net->set_tap_name(attachment->tap_name());
+    net->set_mac(attachment->mac());
+    net->set_mtu(attachment->mtu());
+  }
 
   // A short, unique per-VM directory: socket paths must fit in sun_path.
   std::string run_dir = cfg.paths.run_dir + "/vm/" + std::to_string(::getpid());

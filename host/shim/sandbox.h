@@ -82,7 +82,9 @@ class Sandbox {
     std::thread waiter;
   };
 
-  Status BootVm(const beaconbox::plugin::v1::MountPlan& plan);
+  Status BootVm(const beaconbox::plugin::v1::MountPlan& plan,
+                const beaconbox::plugin::v1::NetworkAttachment* attachment);
+  Status ConfigureGuestNetwork(const beaconbox::plugin::v1::NetworkAttachment& attachment);
   Status ConnectGuest();
   void WatchExit(Process* process);
   Process* Find(const std::string& exec_id);  // requires mutex_

@@ -1,0 +1,251 @@
+#include "plugins/net-bridge/bridge_network.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+namespace beaconbox::net {
+
+namespace pb = ::beaconbox::plugin::v1;
+
+BridgeNetwork::BridgeNetwork(BridgeConfig config, LogFn log)
+    : config_(std::move(config)), log_(std::move(log)) {
+  if (!log_) log_ = [](LogLevel, const std::string&) {};
+}
+
+BridgeNetwork::~BridgeNetwork() {
+  {
+    std::lock_guard lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (reconciler_.joinable()) reconciler_.join();
+}
+
+Status BridgeNetwork::OpenResources() {
+  std::lock_guard lock(open_mutex_);
+  if (!store_) {
+    BBX_ASSIGN_OR_RETURN(store_,
+                         LeaseStore::Open(config_.db_path, config_.subnet, config_.gateway));
+  }
+  if (!links_) {
+    BBX_ASSIGN_OR_RETURN(links_, Links::Open());
+  }
+  if (!nft_) {
+    BBX_ASSIGN_OR_RETURN(nft_, NftRules::Open(config_, config_.db_path + ".nft-lock"));
+  }
+  return Status::Ok();
+}
+
+void BridgeNetwork::StartOnce() {
+  {
+    std::lock_guard lock(open_mutex_);
+    if (started_) return;
+    started_ = true;
+  }
+  auto report = ReconcileOpened();
+  if (!report.ok()) {
+    log_(LogLevel::kWarn, "net-bridge: reconcile at start failed: " + report.error().message);
+  }
+  if (config_.reconcile_interval_seconds > 0) {
+    reconciler_ = std::thread([this] { ReconcilerLoop(); });
+  }
+}
+
+void BridgeNetwork::ReconcilerLoop() {
+  std::unique_lock lock(stop_mutex_);
+  while (!stop_cv_.wait_for(lock, std::chrono::seconds(config_.reconcile_interval_seconds),
+                            [this] { return stopping_; })) {
+    lock.unlock();
+    auto report = ReconcileOpened();
+    if (!report.ok()) {
+      log_(LogLevel::kWarn, "net-bridge: periodic reconcile failed: " + report.error().message);
+    }
+    lock.lock();
+  }
+}
+
+Result<bool> BridgeNetwork::LeasesIdle() {
+  BBX_ASSIGN_OR_RETURN(size_t count, store_->Count());
+  return count == 0;
+}
+
+Status BridgeNetwork::EnsureRules(bool force) {
+  // With remove_rules_when_idle another shim may delete the rules whenever the
+  // last lease goes, so every attach checks again (under the shared lock).
+  if (!force && rules_ensured_ && !config_.remove_rules_when_idle) return Status::Ok();
+  BBX_RETURN_IF_ERROR(nft_->Ensure());
+  rules_ensured_ = true;
+  return Status::Ok();
+}
+
+Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachRequest& request) {
+  const std::string& id = request.container_id();
+  if (id.empty()) return MakeError(ErrorCode::kInvalidArgument, "attach: empty container id");
+  BBX_RETURN_IF_ERROR(OpenResources());
+  StartOnce();
+
+  int64_t owner_pid = request.owner_pid() > 0 ? request.owner_pid() : ::getpid();
+  LeaseOwner owner = CurrentOwner(owner_pid);
+  if (owner.start_time == 0) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "attach " + id + ": owner pid " + std::to_string(owner_pid) + " is not running");
+  }
+  // The shared parts first, so that a broken setup leaves no lease behind.
+  BBX_ASSIGN_OR_RETURN(int bridge_ifindex,
+                       links_->EnsureBridge(config_.bridge, config_.gateway,
+                                            config_.subnet.prefix_length, config_.mtu));
+  if (config_.enable_ip_forward && !ip_forward_checked_) {
+    auto changed = EnableIpForwarding();
+    if (!changed.ok()) return changed.error();
+    if (*changed) log_(LogLevel::kInfo, "net-bridge: enabled net.ipv4.ip_forward");
+    ip_forward_checked_ = true;
+  }
+  BBX_ASSIGN_OR_RETURN(LeaseStore::Acquired acquired,
+                       store_->Acquire(id, request.namespace_(), owner));
+  const LeaseRecord& lease = acquired.lease;
+  Status devices = links_->EnsureTap(lease.tap_name, bridge_ifindex, config_.mtu);
+  if (devices.ok()) devices = EnsureRules(false);
+  if (!devices.ok()) {
+    if (acquired.created) {  // undo: the TAP, then the lease
+      (void)links_->Delete(lease.tap_name);
+      (void)store_->Release(id, &lease);
+    }
+    return devices.error().Wrap("attach " + id);
+  }
+
+  pb::NetworkAttachment attachment;
+  attachment.set_tap_name(lease.tap_name);
+  attachment.set_mac(MacFor(id));
+  attachment.set_mtu(config_.mtu);
+  auto* address = attachment.add_addresses();
+  address->set_address(FormatIpv4(lease.address));
+  address->set_prefix_length(config_.subnet.prefix_length);
+  auto* route = attachment.add_routes();
+  route->set_destination("0.0.0.0/0");
+  route->set_gateway(FormatIpv4(config_.gateway));
+  for (const std::string& server : config_.dns_servers) attachment.add_dns_servers(server);
+  if (acquired.created) {
+    log_(LogLevel::kInfo,
+         "net-bridge: " + id + " -> " + FormatIpv4(lease.address) + " on " + lease.tap_name);
+  }
+  return attachment;
+}
+
+Status BridgeNetwork::Detach(const std::string& container_id) {
+  if (container_id.empty())
+    return MakeError(ErrorCode::kInvalidArgument, "detach: empty container id");
+  BBX_RETURN_IF_ERROR(OpenResources());
+  BBX_ASSIGN_OR_RETURN(std::optional<LeaseRecord> lease, store_->Find(container_id));
+  if (!lease) return Status::Ok();  // unknown or already released
+  // The device first: a crash in between leaves a lease whose owner dies with
+  // the shim, which reconcile clears.
+  auto deleted = links_->Delete(lease->tap_name);
+  if (!deleted.ok()) return deleted.error().Wrap("detach " + container_id);
+  auto released = store_->Release(container_id);
+  if (!released.ok()) return released.error().Wrap("detach " + container_id);
+  if (config_.remove_rules_when_idle) {
+    auto removed = nft_->RemoveIfIdle([this] { return LeasesIdle(); });
+    if (!removed.ok()) return removed.error().Wrap("detach " + container_id);
+    if (*removed) rules_ensured_ = false;
+  }
+  return Status::Ok();
+}
+
+Result<pb::ReconcileReport> BridgeNetwork::Reconcile() {
+  BBX_RETURN_IF_ERROR(OpenResources());
+  return ReconcileOpened();
+}
+
+Result<pb::ReconcileReport> BridgeNetwork::ReconcileOpened() {
+  std::lock_guard lock(reconcile_mutex_);
+  pb::ReconcileReport report;
+  // Devices before leases: attach commits a lease before it creates the TAP, so
+  // every TAP seen here whose attach is still running has its lease visible below.
+  BBX_ASSIGN_OR_RETURN(std::vector<TapDevice> taps, links_->ListTaps(kTapPrefix));
+  BBX_ASSIGN_OR_RETURN(std::vector<LeaseRecord> leases, store_->List());
+
+  std::set<std::string> leased_taps;
+  for (const LeaseRecord& lease : leases) {
+    const TapDevice* tap = nullptr;
+    for (const TapDevice& candidate : taps) {
+      if (candidate.name == lease.tap_name) tap = &candidate;
+    }
+    if (OwnerAlive(lease)) {
+      leased_taps.insert(lease.tap_name);
+      continue;
+    }
+    if (tap != nullptr && tap->in_use) {
+      // The shim died but its VMM still holds the TAP: the address is in use, so
+      // the lease stays until the VMM is gone (vm_cleanup_stale ends it).
+      leased_taps.insert(lease.tap_name);
+      log_(LogLevel::kWarn, "net-bridge: lease of " + lease.container_id + " (owner pid " +
+                                std::to_string(lease.owner_pid) + " gone) kept: " + lease.tap_name +
+                                " is still open");
+      continue;
+    }
+    if (tap != nullptr) {
+      auto deleted = links_->Delete(tap->name);
+      if (!deleted.ok()) return deleted.error().Wrap("reconcile");
+      if (*deleted) report.add_removed_devices(tap->name);
+    }
+    BBX_ASSIGN_OR_RETURN(auto released, store_->Release(lease.container_id, &lease));
+    if (released) {
+      report.add_released_leases(lease.container_id);
+      log_(LogLevel::kInfo, "net-bridge: released stale lease " + lease.container_id + " (" +
+                                FormatIpv4(lease.address) + ", owner pid " +
+                                std::to_string(lease.owner_pid) + " gone)");
+    }
+  }
+  for (const TapDevice& tap : taps) {
+    if (leased_taps.count(tap.name) != 0) continue;
+    // A TAP of a lease released just above was deleted there already.
+    bool reported = false;
+    for (const auto& name : report.removed_devices()) reported = reported || name == tap.name;
+    if (reported) continue;
+    auto deleted = links_->Delete(tap.name);
+    if (!deleted.ok()) return deleted.error().Wrap("reconcile");
+    if (*deleted) {
+      report.add_removed_devices(tap.name);
+      log_(LogLevel::kInfo, "net-bridge: removed " + tap.name + " (no lease)");
+    }
+  }
+
+  // Rules: re-created if someone removed them while containers run; removed when
+  // idle if so configured.
+  BBX_ASSIGN_OR_RETURN(bool idle, LeasesIdle());
+  if (idle && config_.remove_rules_when_idle) {
+    BBX_ASSIGN_OR_RETURN(bool removed, nft_->RemoveIfIdle([this] { return LeasesIdle(); }));
+    if (removed) rules_ensured_ = false;
+  } else if (!idle) {
+    BBX_RETURN_IF_ERROR(EnsureRules(true));
+  }
+  return report;
+}
+
+Result<pb::LeaseList> BridgeNetwork::ListLeases() {
+  pb::LeaseList list;
+  {
+    std::lock_guard lock(open_mutex_);
+    if (!store_) {
+      std::error_code ec;
+      if (!std::filesystem::exists(config_.db_path, ec)) return list;
+      BBX_ASSIGN_OR_RETURN(store_,
+                           LeaseStore::Open(config_.db_path, config_.subnet, config_.gateway));
+    }
+  }
+  BBX_ASSIGN_OR_RETURN(std::vector<LeaseRecord> leases, store_->List());
+  for (const LeaseRecord& record : leases) {
+    pb::Lease* lease = list.add_leases();
+    lease->set_container_id(record.container_id);
+    lease->set_address(FormatIpv4(record.address));
+    lease->set_tap_name(record.tap_name);
+    lease->set_owner_pid(record.owner_pid);
+    lease->set_created_unix(record.created_unix);
+  }
+  return list;
+}
+
+}  // namespace beaconbox::net

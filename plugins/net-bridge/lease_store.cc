@@ -1,0 +1,461 @@
+#include "plugins/net-bridge/lease_store.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/base/errno_error.h"
+
+namespace beaconbox::net {
+namespace {
+
+constexpr uint8_t kRecordVersion = 1;
+constexpr size_t kMaxIdLength = 1024;
+
+uint64_t Fnv1a64(std::string_view text, uint64_t seed) {
+  uint64_t hash = 0xcbf29ce484222325ull ^ seed;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+MDB_val ValOf(std::string_view bytes) {
+  return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
+}
+std::string_view ViewOf(const MDB_val& val) {
+  return {static_cast<const char*>(val.mv_data), val.mv_size};
+}
+std::string AddressKey(Ipv4 address) {
+  char key[4] = {char(address >> 24), char(address >> 16), char(address >> 8), char(address)};
+  return std::string(key, 4);
+}
+std::optional<Ipv4> AddressFromKey(const MDB_val& val) {
+  if (val.mv_size != 4) return std::nullopt;
+  auto* bytes = static_cast<const unsigned char*>(val.mv_data);
+  return (Ipv4(bytes[0]) << 24) | (Ipv4(bytes[1]) << 16) | (Ipv4(bytes[2]) << 8) | bytes[3];
+}
+
+// Fixed little-endian layout: version, address, owner pid, owner start, created,
+// then length-prefixed tap name and namespace. The id is the key.
+template <typename T>
+void Put(std::string& out, T value) {
+  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(char(uint64_t(value) >> (8 * i)));
+}
+std::string EncodeRecord(const LeaseRecord& lease) {
+  std::string out;
+  Put<uint8_t>(out, kRecordVersion);
+  Put<uint32_t>(out, lease.address);
+  Put<int64_t>(out, lease.owner_pid);
+  Put<uint64_t>(out, lease.owner_start_time);
+  Put<int64_t>(out, lease.created_unix);
+  Put<uint16_t>(out, uint16_t(lease.tap_name.size()));
+  out += lease.tap_name;
+  Put<uint16_t>(out, uint16_t(lease.container_namespace.size()));
+  out += lease.container_namespace;
+  return out;
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
+  template <typename T>
+  bool Get(T& value) {
+    if (bytes_.size() < sizeof(T)) return false;
+    uint64_t raw = 0;
+    for (size_t i = 0; i < sizeof(T); ++i) raw |= uint64_t(uint8_t(bytes_[i])) << (8 * i);
+    value = T(raw);
+    bytes_.remove_prefix(sizeof(T));
+    return true;
+  }
+  bool GetString(std::string& value) {
+    uint16_t size = 0;
+    if (!Get(size) || bytes_.size() < size) return false;
+    value.assign(bytes_.substr(0, size));
+    bytes_.remove_prefix(size);
+    return true;
+  }
+  bool AtEnd() const { return bytes_.empty(); }
+
+ private:
+  std::string_view bytes_;
+};
+
+std::optional<LeaseRecord> DecodeRecord(std::string_view id, std::string_view bytes) {
+  LeaseRecord lease;
+  lease.container_id = id;
+  Reader reader(bytes);
+  uint8_t version = 0;
+  if (!reader.Get(version) || version != kRecordVersion || !reader.Get(lease.address) ||
+      !reader.Get(lease.owner_pid) || !reader.Get(lease.owner_start_time) ||
+      !reader.Get(lease.created_unix) || !reader.GetString(lease.tap_name) ||
+      !reader.GetString(lease.container_namespace) || !reader.AtEnd()) {
+    return std::nullopt;
+  }
+  return lease;
+}
+
+}  // namespace
+
+LeaseOwner CurrentOwner(int64_t pid) {
+  LeaseOwner owner{pid, 0};
+  if (pid <= 0) return owner;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return owner;
+  size_t paren = line.rfind(')');  // the command name may itself contain ") "
+  if (paren == std::string::npos) return owner;
+  std::istringstream fields(line.substr(paren + 1));
+  std::string field;
+  for (int index = 3; index <= 22 && fields >> field; ++index) {
+    if (index == 3 && field == "Z") return owner;  // a zombie no longer owns anything
+    if (index == 22) owner.start_time = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return owner;
+}
+
+bool OwnerAlive(const LeaseRecord& lease) {
+  if (lease.owner_pid <= 0) return true;  // unknown owner: never reclaimed by pid
+  LeaseOwner now = CurrentOwner(lease.owner_pid);
+  if (now.start_time == 0) return false;
+  return lease.owner_start_time == 0 || lease.owner_start_time == now.start_time;
+}
+
+std::string TapNameFor(const std::string& container_id, uint32_t attempt) {
+  uint64_t hash = Fnv1a64(container_id, attempt * 0x9e3779b97f4a7c15ull);
+  char name[16];
+  std::snprintf(name, sizeof(name), "beacon-%08x", uint32_t(hash ^ (hash >> 32)));
+  return name;
+}
+
+std::string MacFor(const std::string& container_id) {
+  uint64_t hash = Fnv1a64(container_id, 0x6d6163);  // a different seed than the TAP name
+  char mac[18];
+  // 0x02: locally administered, unicast.
+  std::snprintf(mac, sizeof(mac), "02:%02x:%02x:%02x:%02x:%02x", unsigned(hash >> 32) & 0xff,
+                unsigned(hash >> 24) & 0xff, unsigned(hash >> 16) & 0xff,
+                unsigned(hash >> 8) & 0xff, unsigned(hash) & 0xff);
+  return mac;
+}
+
+Error LeaseStore::LmdbError(std::string_view operation, int rc) const {
+  switch (rc) {
+    case MDB_INVALID:
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_VERSION_MISMATCH:
+    case MDB_BAD_TXN:
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "lease database " + path_ + " is unreadable (" + mdb_strerror(rc) +
+                           "): stop the shims using it, move it and its -lock file aside and "
+                           "run `beaconbox-ctl gc` (leases are then rebuilt as containers start)");
+    case MDB_MAP_FULL:
+      return MakeError(ErrorCode::kExhausted, "lease database " + path_ +
+                                                  " is full: run `beaconbox-ctl gc` to drop "
+                                                  "stale leases");
+    case MDB_READERS_FULL:
+      return MakeError(ErrorCode::kExhausted,
+                       "lease database " + path_ + ": too many readers; remove stale shims");
+    default:
+      if (rc > 0) {
+        std::string what = std::string(operation) + " lease database";
+        Error error = ErrnoError(what, path_, rc);
+        if (rc == EACCES || rc == EPERM) {
+          error.message += ": make it readable and writable by the shim's user (root)";
+        } else if (rc == EISDIR || rc == ENOTDIR) {
+          error.message += ": db_path must name a file; fix the config key db_path";
+        }
+        return error;
+      }
+      return MakeError(ErrorCode::kInternal, std::string(operation) + " lease database " + path_ +
+                                                 ": " + mdb_strerror(rc));
+  }
+}
+
+Result<std::unique_ptr<LeaseStore>> LeaseStore::Open(const std::string& path, const Subnet& subnet,
+                                                     Ipv4 gateway) {
+  std::unique_ptr<LeaseStore> store(new LeaseStore(path, subnet, gateway));
+  std::error_code ec;
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::filesystem::create_directories(parent, ec);
+  if (ec) {
+    return ErrnoError("create directory", parent.string(), ec.value())
+        .Wrap("lease database " + path);
+  }
+  int rc = mdb_env_create(&store->env_);
+  if (rc != 0) return store->LmdbError("create", rc);
+  mdb_env_set_maxdbs(store->env_, 4);
+  mdb_env_set_mapsize(store->env_, kMapSize);
+  // NOMETASYNC: one fsync per commit instead of two; a machine crash may lose the
+  // last transaction but never breaks the database (and kills every lease's owner).
+  rc = mdb_env_open(store->env_, path.c_str(), MDB_NOSUBDIR | MDB_NOTLS | MDB_NOMETASYNC, 0600);
+  if (rc != 0) return store->LmdbError("open", rc);
+  BBX_RETURN_IF_ERROR(store->Setup());
+  return store;
+}
+
+LeaseStore::~LeaseStore() {
+  if (env_ != nullptr) mdb_env_close(env_);
+}
+
+Status LeaseStore::Setup() {
+  std::lock_guard lock(mutex_);
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  if (rc != 0) return LmdbError("begin", rc);
+  auto fail = [&](std::string_view operation, int code) {
+    mdb_txn_abort(txn);
+    return Status(LmdbError(operation, code));
+  };
+  if ((rc = mdb_dbi_open(txn, "leases", MDB_CREATE, &leases_)) != 0) return fail("open", rc);
+  if ((rc = mdb_dbi_open(txn, "addrs", MDB_CREATE, &addrs_)) != 0) return fail("open", rc);
+  if ((rc = mdb_dbi_open(txn, "taps", MDB_CREATE, &taps_)) != 0) return fail("open", rc);
+  if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_)) != 0) return fail("open", rc);
+
+  // The pool's subnet is recorded; changing it while leases exist would hand out
+  // addresses that clash with the recorded ones.
+  std::string subnet_text = subnet_.ToString();
+  MDB_val key = ValOf("subnet"), value;
+  rc = mdb_get(txn, meta_, &key, &value);
+  if (rc == 0 && ViewOf(value) != subnet_text) {
+    MDB_stat stat{};
+    mdb_stat(txn, leases_, &stat);
+    if (stat.ms_entries > 0) {
+      std::string recorded(ViewOf(value));
+      mdb_txn_abort(txn);
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "lease database " + path_ + " holds " + std::to_string(stat.ms_entries) +
+                           " leases from subnet " + recorded + ", config says " + subnet_text +
+                           ": delete those containers first or use another db_path");
+    }
+  } else if (rc != 0 && rc != MDB_NOTFOUND) {
+    return fail("read", rc);
+  }
+  if (rc != 0 || ViewOf(value) != subnet_text) {
+    MDB_val new_value = ValOf(subnet_text);
+    if ((rc = mdb_put(txn, meta_, &key, &new_value, 0)) != 0) return fail("write", rc);
+  }
+  if ((rc = mdb_txn_commit(txn)) != 0) return LmdbError("commit", rc);
+  return Status::Ok();
+}
+
+Status LeaseStore::InTransaction(bool write, const std::function<Status(MDB_txn*)>& body) {
+  std::lock_guard lock(mutex_);
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, write ? 0 : MDB_RDONLY, &txn);
+  if (rc != 0) return LmdbError("begin transaction on", rc);
+  Status status = body(txn);
+  if (!status.ok() || !write) {
+    mdb_txn_abort(txn);
+    return status;
+  }
+  if ((rc = mdb_txn_commit(txn)) != 0) return LmdbError("commit to", rc);
+  return Status::Ok();
+}
+
+Result<std::optional<Ipv4>> LeaseStore::FindFreeIn(MDB_cursor* cursor, Ipv4 from, Ipv4 to) {
+  Ipv4 expected = from == gateway_ ? from + 1 : from;
+  if (expected > to) return std::optional<Ipv4>();
+  std::string start = AddressKey(expected);
+  MDB_val key = ValOf(start), value;
+  int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+  while (true) {
+    if (rc == MDB_NOTFOUND) return std::optional<Ipv4>(expected);
+    if (rc != 0) return LmdbError("read", rc);
+    auto taken = AddressFromKey(key);
+    if (!taken) return LmdbError("read", MDB_CORRUPTED);
+    if (*taken > expected) return std::optional<Ipv4>(expected);
+    if (*taken == expected) {
+      expected = *taken + 1;
+      if (expected == gateway_) ++expected;
+      if (expected > to) return std::optional<Ipv4>();
+    }
+    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
+  }
+}
+
+Result<Ipv4> LeaseStore::FindFree(MDB_txn* txn) {
+  const Ipv4 first = subnet_.network + 1, last = subnet_.Broadcast() - 1;
+  Ipv4 hint = first;
+  MDB_val key = ValOf("next"), value;
+  if (mdb_get(txn, meta_, &key, &value) == 0) {
+    auto stored = AddressFromKey(value);
+    if (stored && *stored >= first && *stored <= last) hint = *stored;
+  }
+  MDB_cursor* cursor = nullptr;
+  int rc = mdb_cursor_open(txn, addrs_, &cursor);
+  if (rc != 0) return LmdbError("read", rc);
+  auto found = FindFreeIn(cursor, hint, last);
+  if (found.ok() && !*found && hint > first) found = FindFreeIn(cursor, first, hint - 1);
+  mdb_cursor_close(cursor);
+  if (!found.ok()) return found.error();
+  if (!*found) {
+    return MakeError(ErrorCode::kExhausted,
+                     "address pool " + subnet_.ToString() + " is exhausted (" +
+                         std::to_string(last - first) +
+                         " leases): delete containers, run `beaconbox-ctl gc` to drop stale "
+                         "leases, or configure a larger subnet");
+  }
+  return **found;
+}
+
+Result<LeaseStore::Acquired> LeaseStore::Acquire(const std::string& container_id,
+                                                 const std::string& container_namespace,
+                                                 const LeaseOwner& owner) {
+  if (container_id.empty() || container_id.size() > kMaxIdLength ||
+      container_namespace.size() > kMaxIdLength) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "container id must be 1.." + std::to_string(kMaxIdLength) + " bytes");
+  }
+  Acquired result;
+  Status status = InTransaction(true, [&](MDB_txn* txn) -> Status {
+    MDB_val key = ValOf(container_id), value;
+    int rc = mdb_get(txn, leases_, &key, &value);
+    if (rc == 0) {
+      auto existing = DecodeRecord(container_id, ViewOf(value));
+      if (!existing) return LmdbError("decode", MDB_CORRUPTED);
+      if (existing->container_namespace != container_namespace) {
+        return MakeError(ErrorCode::kAlreadyExists,
+                         "container id " + container_id + " already has a lease in namespace \"" +
+                             existing->container_namespace +
+                             "\": container ids must be unique across namespaces on one bridge");
+      }
+      result.lease = *existing;
+      if (existing->owner_pid != owner.pid || existing->owner_start_time != owner.start_time) {
+        result.lease.owner_pid = owner.pid;
+        result.lease.owner_start_time = owner.start_time;
+        std::string encoded = EncodeRecord(result.lease);
+        MDB_val new_value = ValOf(encoded);
+        if ((rc = mdb_put(txn, leases_, &key, &new_value, 0)) != 0) return LmdbError("write", rc);
+      }
+      return Status::Ok();
+    }
+    if (rc != MDB_NOTFOUND) return LmdbError("read", rc);
+
+    BBX_ASSIGN_OR_RETURN(Ipv4 address, FindFree(txn));
+    LeaseRecord& lease = result.lease;
+    lease = LeaseRecord{container_id,
+                        container_namespace,
+                        address,
+                        "",
+                        owner.pid,
+                        owner.start_time,
+                        static_cast<int64_t>(std::time(nullptr))};
+    for (uint32_t attempt = 0;; ++attempt) {
+      if (attempt == 64)
+        return MakeError(ErrorCode::kInternal, "no free TAP name for " + container_id);
+      lease.tap_name = TapNameFor(container_id, attempt);
+      MDB_val tap_key = ValOf(lease.tap_name), id_value = ValOf(container_id);
+      rc = mdb_put(txn, taps_, &tap_key, &id_value, MDB_NOOVERWRITE);
+      if (rc == 0) break;
+      if (rc != MDB_KEYEXIST) return LmdbError("write", rc);
+    }
+    std::string encoded = EncodeRecord(lease);
+    std::string address_key = AddressKey(address);
+    std::string next_key = AddressKey(address + 1);
+    MDB_val record = ValOf(encoded), addr_key = ValOf(address_key), id_value = ValOf(container_id);
+    MDB_val meta_key = ValOf("next"), next_value = ValOf(next_key);
+    if ((rc = mdb_put(txn, leases_, &key, &record, MDB_NOOVERWRITE)) != 0 ||
+        (rc = mdb_put(txn, addrs_, &addr_key, &id_value, MDB_NOOVERWRITE)) != 0 ||
+        (rc = mdb_put(txn, meta_, &meta_key, &next_value, 0)) != 0) {
+      return LmdbError("write", rc);
+    }
+    result.created = true;
+    return Status::Ok();
+  });
+  if (!status.ok()) return status.error();
+  return result;
+}
+
+Result<std::optional<LeaseRecord>> LeaseStore::Release(const std::string& container_id,
+                                                       const LeaseRecord* only_if) {
+  std::optional<LeaseRecord> released;
+  Status status = InTransaction(true, [&](MDB_txn* txn) -> Status {
+    MDB_val key = ValOf(container_id), value;
+    int rc = mdb_get(txn, leases_, &key, &value);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc != 0) return LmdbError("read", rc);
+    auto lease = DecodeRecord(container_id, ViewOf(value));
+    if (!lease) return LmdbError("decode", MDB_CORRUPTED);
+    if (only_if != nullptr &&
+        (lease->owner_pid != only_if->owner_pid ||
+         lease->owner_start_time != only_if->owner_start_time ||
+         lease->created_unix != only_if->created_unix || lease->address != only_if->address)) {
+      return Status::Ok();
+    }
+    std::string address_key = AddressKey(lease->address);
+    MDB_val addr_key = ValOf(address_key), tap_key = ValOf(lease->tap_name);
+    if ((rc = mdb_del(txn, leases_, &key, nullptr)) != 0) return LmdbError("delete from", rc);
+    // The index entries go only if they still point at this id.
+    for (auto [dbi, index_key] : {std::pair{addrs_, &addr_key}, std::pair{taps_, &tap_key}}) {
+      MDB_val owner;
+      if (mdb_get(txn, dbi, index_key, &owner) == 0 && ViewOf(owner) == container_id) {
+        if ((rc = mdb_del(txn, dbi, index_key, nullptr)) != 0) return LmdbError("delete from", rc);
+      }
+    }
+    released = std::move(*lease);
+    return Status::Ok();
+  });
+  if (!status.ok()) return status.error();
+  return released;
+}
+
+Result<std::vector<LeaseRecord>> LeaseStore::List() {
+  std::vector<LeaseRecord> leases;
+  Status status = InTransaction(false, [&](MDB_txn* txn) -> Status {
+    MDB_cursor* cursor = nullptr;
+    int rc = mdb_cursor_open(txn, leases_, &cursor);
+    if (rc != 0) return LmdbError("read", rc);
+    MDB_val key, value;
+    for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+      auto lease = DecodeRecord(ViewOf(key), ViewOf(value));
+      if (!lease) {
+        mdb_cursor_close(cursor);
+        return LmdbError("decode", MDB_CORRUPTED);
+      }
+      leases.push_back(std::move(*lease));
+    }
+    mdb_cursor_close(cursor);
+    return rc == MDB_NOTFOUND ? Status::Ok() : Status(LmdbError("read", rc));
+  });
+  if (!status.ok()) return status.error();
+  return leases;
+}
+
+Result<std::optional<LeaseRecord>> LeaseStore::Find(const std::string& container_id) {
+  std::optional<LeaseRecord> found;
+  Status status = InTransaction(false, [&](MDB_txn* txn) -> Status {
+    MDB_val key = ValOf(container_id), value;
+    int rc = mdb_get(txn, leases_, &key, &value);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc != 0) return LmdbError("read", rc);
+    found = DecodeRecord(container_id, ViewOf(value));
+    return found ? Status::Ok() : Status(LmdbError("decode", MDB_CORRUPTED));
+  });
+  if (!status.ok()) return status.error();
+  return found;
+}
+
+Result<size_t> LeaseStore::Count() {
+  size_t count = 0;
+  Status status = InTransaction(false, [&](MDB_txn* txn) -> Status {
+    MDB_stat stat{};
+    int rc = mdb_stat(txn, leases_, &stat);
+    if (rc != 0) return LmdbError("read", rc);
+    count = stat.ms_entries;
+    return Status::Ok();
+  });
+  if (!status.ok()) return status.error();
+  return count;
+}
+
+}  // namespace beaconbox::net

@@ -1,0 +1,106 @@
+// Persistent address leases in LMDB, shared by every shim on the machine.
+//
+// One environment file (db_path, e.g. /var/lib/beacon/network.db, plus its
+// "-lock" file) holds four databases:
+//   leases: container id -> LeaseRecord (encoded below)
+//   addrs:  address (4 bytes, big endian) -> container id; makes "is it free" and
+//           "next free after X" O(log n) cursor lookups
+//   taps:   TAP name -> container id; keeps TAP names unique despite hash collisions
+//   meta:   "next" -> where the next search starts; "subnet" -> the pool's subnet
+// Every change is one write transaction; LMDB serializes writers across processes
+// with a robust mutex in the lock file, so a shim killed mid-transaction leaves the
+// database as it was before that transaction.
+#pragma once
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/base/result.h"
+#include "plugins/net-bridge/config.h"
+
+namespace beaconbox::net {
+
+struct LeaseRecord {
+  std::string container_id;
+  std::string container_namespace;
+  Ipv4 address = 0;
+  std::string tap_name;
+  int64_t owner_pid = 0;
+  uint64_t owner_start_time = 0;  // /proc/<pid>/stat starttime; tells pid reuse apart
+  int64_t created_unix = 0;
+};
+
+struct LeaseOwner {
+  int64_t pid = 0;
+  uint64_t start_time = 0;
+};
+
+// The owner of `pid` as the kernel knows it now; start_time 0 when it is gone.
+LeaseOwner CurrentOwner(int64_t pid);
+// True while the process that took the lease runs (same pid, same start time).
+bool OwnerAlive(const LeaseRecord& lease);
+
+// "beacon-" + 8 hex digits of a hash of the id (and the attempt, for collisions):
+// 15 characters, the most IFNAMSIZ allows.
+std::string TapNameFor(const std::string& container_id, uint32_t attempt = 0);
+// Locally administered unicast MAC derived from the container id.
+std::string MacFor(const std::string& container_id);
+
+class LeaseStore {
+ public:
+  static constexpr size_t kMapSize = 64u << 20;  // 64 MiB: ~20 MiB for a full /16
+
+  // Opens (creating if missing) the environment at `path`. A file that is not an
+  // LMDB environment, or one that cannot be read, is a one-line error naming it.
+  static Result<std::unique_ptr<LeaseStore>> Open(const std::string& path, const Subnet& subnet,
+                                                  Ipv4 gateway);
+  ~LeaseStore();
+  LeaseStore(const LeaseStore&) = delete;
+  LeaseStore& operator=(const LeaseStore&) = delete;
+
+  struct Acquired {
+    LeaseRecord lease;
+    bool created = false;  // false: the id already had this lease
+  };
+  // The lease of `container_id`, allocating the next free address (after the last
+  // one handed out, wrapping) when it has none. An existing lease keeps its address
+  // and gets `owner` as its new owner.
+  Result<Acquired> Acquire(const std::string& container_id, const std::string& container_namespace,
+                           const LeaseOwner& owner);
+  // Removes the lease of `container_id`; nullopt when there was none. When
+  // `only_if` is given, the lease is removed only if it still equals it (owner and
+  // creation), so a concurrent re-attach is never undone.
+  Result<std::optional<LeaseRecord>> Release(const std::string& container_id,
+                                             const LeaseRecord* only_if = nullptr);
+  Result<std::vector<LeaseRecord>> List();
+  Result<std::optional<LeaseRecord>> Find(const std::string& container_id);
+  Result<size_t> Count();
+
+  const std::string& path() const { return path_; }
+
+ private:
+  LeaseStore(std::string path, Subnet subnet, Ipv4 gateway)
+      : path_(std::move(path)), subnet_(subnet), gateway_(gateway) {}
+  Error LmdbError(std::string_view operation, int rc) const;
+  Status Setup();
+  // Runs `body` in a transaction; commits a write transaction when body succeeds.
+  Status InTransaction(bool write, const std::function<Status(MDB_txn*)>& body);
+  Result<Ipv4> FindFree(MDB_txn* txn);
+  Result<std::optional<Ipv4>> FindFreeIn(MDB_cursor* cursor, Ipv4 from, Ipv4 to);
+
+  std::string path_;
+  Subnet subnet_;
+  Ipv4 gateway_;
+  MDB_env* env_ = nullptr;
+  MDB_dbi leases_ = 0, addrs_ = 0, taps_ = 0, meta_ = 0;
+  std::mutex mutex_;  // one transaction at a time per process keeps this simple
+};
+
+}  // namespace beaconbox::net

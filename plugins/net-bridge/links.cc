@@ -1,0 +1,235 @@
+#include "plugins/net-bridge/links.h"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/bridge.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "common/base/errno_error.h"
+#include "common/base/unique_fd.h"
+
+namespace beaconbox::net {
+namespace {
+
+template <typename T, void (*Free)(T*)>
+struct NlDeleter {
+  void operator()(T* object) const {
+    if (object != nullptr) Free(object);
+  }
+};
+void PutLink(rtnl_link* link) { rtnl_link_put(link); }
+void PutAddr(rtnl_addr* addr) { rtnl_addr_put(addr); }
+void PutNlAddr(nl_addr* addr) { nl_addr_put(addr); }
+void FreeCache(nl_cache* cache) { nl_cache_free(cache); }
+using LinkPtr = std::unique_ptr<rtnl_link, NlDeleter<rtnl_link, PutLink>>;
+using AddrPtr = std::unique_ptr<rtnl_addr, NlDeleter<rtnl_addr, PutAddr>>;
+using NlAddrPtr = std::unique_ptr<nl_addr, NlDeleter<nl_addr, PutNlAddr>>;
+using CachePtr = std::unique_ptr<nl_cache, NlDeleter<nl_cache, FreeCache>>;
+
+Error NlError(std::string_view operation, std::string_view object, int nl_error) {
+  int code = nl_error < 0 ? -nl_error : nl_error;
+  ErrorCode error_code = ErrorCode::kInternal;
+  std::string hint;
+  if (code == NLE_PERM) {
+    error_code = ErrorCode::kPermission;
+    hint = ": the shim needs CAP_NET_ADMIN";
+  } else if (code == NLE_EXIST) {
+    error_code = ErrorCode::kAlreadyExists;
+  } else if (code == NLE_OBJ_NOTFOUND || code == NLE_NODEV) {
+    error_code = ErrorCode::kNotFound;
+  }
+  return MakeError(error_code, std::string(operation) + " " + std::string(object) + ": " +
+                                   nl_geterror(code) + hint);
+}
+
+// nullptr when the link does not exist.
+Result<LinkPtr> GetLink(nl_sock* socket, const std::string& name) {
+  rtnl_link* link = nullptr;
+  int rc = rtnl_link_get_kernel(socket, 0, name.c_str(), &link);
+  if (rc == -NLE_OBJ_NOTFOUND || rc == -NLE_NODEV) return LinkPtr();
+  if (rc < 0) return NlError("look up device", name, rc);
+  return LinkPtr(link);
+}
+
+std::string KindOf(rtnl_link* link) {
+  const char* type = rtnl_link_get_type(link);
+  return type != nullptr ? type : "";
+}
+
+// A fixed MAC for the bridge, so it does not follow its ports' addresses around.
+NlAddrPtr BridgeMac(const std::string& name) {
+  uint32_t hash = 2166136261u;
+  for (unsigned char c : name) hash = (hash ^ c) * 16777619u;
+  uint8_t mac[6] = {
+      0x02, 0xbb, uint8_t(hash >> 24), uint8_t(hash >> 16), uint8_t(hash >> 8), uint8_t(hash)};
+  return NlAddrPtr(nl_addr_build(AF_LLC, mac, sizeof(mac)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Links>> Links::Open() {
+  nl_sock* socket = nl_socket_alloc();
+  if (socket == nullptr) return MakeError(ErrorCode::kExhausted, "netlink: out of memory");
+  int rc = nl_connect(socket, NETLINK_ROUTE);
+  if (rc < 0) {
+    nl_socket_free(socket);
+    return NlError("connect", "rtnetlink", rc);
+  }
+  return std::unique_ptr<Links>(new Links(socket));
+}
+
+Links::~Links() { nl_socket_free(socket_); }
+
+Result<int> Links::EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t prefix_length,
+                                uint32_t mtu) {
+  std::lock_guard lock(mutex_);
+  BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket_, name));
+  if (link && KindOf(link.get()) != "bridge") {
+    return MakeError(ErrorCode::kAlreadyExists,
+                     "device " + name + " exists and is not a bridge (it is \"" +
+                         KindOf(link.get()) +
+                         "\"): remove it or set the net-bridge config key bridge to another name");
+  }
+  if (!link) {
+    LinkPtr bridge(rtnl_link_bridge_alloc());
+    if (!bridge) return MakeError(ErrorCode::kExhausted, "netlink: out of memory");
+    rtnl_link_set_name(bridge.get(), name.c_str());
+    rtnl_link_set_mtu(bridge.get(), mtu);
+    NlAddrPtr mac = BridgeMac(name);
+    rtnl_link_set_addr(bridge.get(), mac.get());
+    int rc = rtnl_link_add(socket_, bridge.get(), NLM_F_CREATE | NLM_F_EXCL);
+    if (rc < 0 && rc != -NLE_EXIST) return NlError("create bridge", name, rc);
+    BBX_ASSIGN_OR_RETURN(link, GetLink(socket_, name));
+    if (!link || KindOf(link.get()) != "bridge") {
+      return MakeError(ErrorCode::kInternal,
+                       "bridge " + name + " vanished or changed after creation");
+    }
+  }
+  int ifindex = rtnl_link_get_ifindex(link.get());
+
+  // The gateway address; an existing one is fine.
+  AddrPtr address(rtnl_addr_alloc());
+  uint32_t gateway_be = htonl(gateway);
+  NlAddrPtr local(nl_addr_build(AF_INET, &gateway_be, sizeof(gateway_be)));
+  if (!address || !local) return MakeError(ErrorCode::kExhausted, "netlink: out of memory");
+  nl_addr_set_prefixlen(local.get(), static_cast<int>(prefix_length));
+  rtnl_addr_set_ifindex(address.get(), ifindex);
+  rtnl_addr_set_family(address.get(), AF_INET);
+  rtnl_addr_set_local(address.get(), local.get());
+  uint32_t broadcast_be = htonl(gateway | (0xffffffffu >> prefix_length));
+  NlAddrPtr broadcast(nl_addr_build(AF_INET, &broadcast_be, sizeof(broadcast_be)));
+  rtnl_addr_set_broadcast(address.get(), broadcast.get());
+  int rc = rtnl_addr_add(socket_, address.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (rc < 0 && rc != -NLE_EXIST) {
+    return NlError("add address " + FormatIpv4(gateway) + " to", name, rc);
+  }
+
+  if (!(rtnl_link_get_flags(link.get()) & IFF_UP)) {
+    LinkPtr change(rtnl_link_alloc());
+    rtnl_link_set_flags(change.get(), IFF_UP);
+    rc = rtnl_link_change(socket_, link.get(), change.get(), 0);
+    if (rc < 0) return NlError("bring up", name, rc);
+  }
+  return ifindex;
+}
+
+Status Links::EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mtu) {
+  if (!IsValidInterfaceName(name)) {
+    return MakeError(ErrorCode::kInvalidArgument, "bad TAP name \"" + name + "\"");
+  }
+  std::lock_guard lock(mutex_);
+  BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket_, name));
+  if (link && KindOf(link.get()) != "tun") {
+    return MakeError(ErrorCode::kAlreadyExists,
+                     "device " + name + " exists and is not a TAP: remove it");
+  }
+  if (!link) {
+    UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    if (!tun) return ErrnoError("open", "/dev/net/tun").Wrap("create TAP " + name);
+    ifreq request{};
+    std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    // QEMU opens it later with IFF_TAP | IFF_NO_PI (| IFF_VNET_HDR); persistence
+    // keeps the device when our fd closes.
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if (::ioctl(tun.get(), TUNSETIFF, &request) != 0) {
+      return ErrnoError("TUNSETIFF", name).Wrap("create TAP");
+    }
+    if (::ioctl(tun.get(), TUNSETPERSIST, 1) != 0) {
+      return ErrnoError("TUNSETPERSIST", name).Wrap("create TAP");
+    }
+    BBX_ASSIGN_OR_RETURN(link, GetLink(socket_, name));
+    if (!link) return MakeError(ErrorCode::kInternal, "TAP " + name + " vanished after creation");
+  }
+  bool configured = rtnl_link_get_master(link.get()) == bridge_ifindex &&
+                    rtnl_link_get_mtu(link.get()) == mtu &&
+                    (rtnl_link_get_flags(link.get()) & IFF_UP);
+  if (!configured) {
+    LinkPtr change(rtnl_link_alloc());
+    rtnl_link_set_master(change.get(), bridge_ifindex);
+    rtnl_link_set_mtu(change.get(), mtu);
+    rtnl_link_set_flags(change.get(), IFF_UP);
+    int rc = rtnl_link_change(socket_, link.get(), change.get(), 0);
+    if (rc < 0) return NlError("attach TAP to bridge:", name, rc);
+  }
+  return Status::Ok();
+}
+
+Result<bool> Links::Delete(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket_, name));
+  if (!link) return false;
+  int rc = rtnl_link_delete(socket_, link.get());
+  if (rc == -NLE_OBJ_NOTFOUND || rc == -NLE_NODEV) return false;
+  if (rc < 0) return NlError("delete device", name, rc);
+  return true;
+}
+
+Result<std::vector<TapDevice>> Links::ListTaps(const std::string& prefix) {
+  std::lock_guard lock(mutex_);
+  nl_cache* raw_cache = nullptr;
+  int rc = rtnl_link_alloc_cache(socket_, AF_UNSPEC, &raw_cache);
+  if (rc < 0) return NlError("list", "devices", rc);
+  CachePtr cache(raw_cache);
+  std::vector<TapDevice> taps;
+  for (nl_object* object = nl_cache_get_first(cache.get()); object != nullptr;
+       object = nl_cache_get_next(object)) {
+    auto* link = reinterpret_cast<rtnl_link*>(object);
+    const char* name = rtnl_link_get_name(link);
+    if (name == nullptr || !std::string_view(name).starts_with(prefix) || KindOf(link) != "tun") {
+      continue;
+    }
+    taps.push_back(TapDevice{name, rtnl_link_get_ifindex(link), rtnl_link_get_carrier(link) != 0,
+                             rtnl_link_get_master(link)});
+  }
+  return taps;
+}
+
+Result<std::string> Links::Kind(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket_, name));
+  if (!link) return MakeError(ErrorCode::kNotFound, "device " + name + " not found");
+  return KindOf(link.get());
+}
+
+Result<bool> EnableIpForwarding() {
+  const char* path = "/proc/sys/net/ipv4/ip_forward";
+  std::ifstream in(path);
+  char value = 0;
+  if (!(in >> value)) return ErrnoError("read", path);
+  if (value == '1') return false;
+  UniqueFd fd(::open(path, O_WRONLY | O_CLOEXEC));
+  if (!fd || ::write(fd.get(), "1\n", 2) != 2) {
+    return ErrnoError("write", path).Wrap("enable IPv4 forwarding (config enable_ip_forward)");
+  }
+  return true;
+}
+
+}  // namespace beaconbox::net

@@ -1,0 +1,57 @@
+// The bridge and the per-VM TAP devices, through rtnetlink (libnl-3) and
+// /dev/net/tun. Everything happens in the network namespace the calling thread
+// was in when Open() ran (the netlink socket is bound to it).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/base/result.h"
+#include "plugins/net-bridge/config.h"
+
+struct nl_sock;
+
+namespace beaconbox::net {
+
+struct TapDevice {
+  std::string name;
+  int ifindex = 0;
+  bool in_use = false;  // a process (the VMM) has it open: carrier is on
+  int master_ifindex = 0;
+};
+
+class Links {
+ public:
+  static Result<std::unique_ptr<Links>> Open();
+  ~Links();
+  Links(const Links&) = delete;
+  Links& operator=(const Links&) = delete;
+
+  // Creates `name` as a bridge if missing (an existing device of another kind is
+  // an error), gives it `gateway`/`prefix_length` and brings it up. Returns its
+  // ifindex.
+  Result<int> EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t prefix_length,
+                           uint32_t mtu);
+  // Creates a persistent TAP `name` if missing (so the VMM opens it by name),
+  // enslaves it to `bridge_ifindex`, sets `mtu` and brings it up.
+  Status EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mtu);
+  // Deletes the device; a missing one is fine. Returns whether it existed.
+  Result<bool> Delete(const std::string& name);
+  // TAP devices whose name starts with `prefix`.
+  Result<std::vector<TapDevice>> ListTaps(const std::string& prefix);
+  // The link's kind ("bridge", "tun", "" for none given) or kNotFound.
+  Result<std::string> Kind(const std::string& name);
+
+ private:
+  explicit Links(nl_sock* socket) : socket_(socket) {}
+  nl_sock* socket_;
+  std::mutex mutex_;  // a libnl socket is not thread-safe
+};
+
+// Turns on IPv4 forwarding in the current netns when it is off (NAT for the
+// containers needs it). Returns true if it changed it.
+Result<bool> EnableIpForwarding();
+
+}  // namespace beaconbox::net

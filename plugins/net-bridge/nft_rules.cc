@@ -1,0 +1,202 @@
+#include "plugins/net-bridge/nft_rules.h"
+
+#include <fcntl.h>
+#include <nftables/libnftables.h>
+#include <sys/file.h>
+
+#include <map>
+#include <sstream>
+
+#include "common/base/errno_error.h"
+
+namespace beaconbox::net {
+namespace {
+
+// Holds an flock for a scope; retried on EINTR.
+class FileLock {
+ public:
+  explicit FileLock(int fd) : fd_(fd) {
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~FileLock() { ::flock(fd_, LOCK_UN); }
+
+ private:
+  int fd_;
+};
+
+std::string FirstLine(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  size_t newline = text.find('\n');
+  if (newline != std::string::npos) text = text.substr(0, newline);
+  return text;
+}
+
+}  // namespace
+
+NftRules::NftRules(const BridgeConfig& config, UniqueFd lock)
+    : filter_table_(config.nft_filter_table),
+      nat_table_(config.nft_nat_table),
+      tag_prefix_("beaconbox:" + config.bridge + ":"),
+      lock_(std::move(lock)) {
+  const std::string bridge = "\"" + config.bridge + "\"";
+  rules_ = {
+      {tag_prefix_ + "established", filter_table_, "forward",
+       "ct state established,related accept"},
+      {tag_prefix_ + "from-bridge", filter_table_, "forward", "iifname " + bridge + " accept"},
+      {tag_prefix_ + "to-bridge", filter_table_, "forward", "oifname " + bridge + " accept"},
+      {tag_prefix_ + "masquerade", nat_table_, "postrouting",
+       "ip saddr " + config.subnet.ToString() + " oifname != " + bridge + " masquerade"},
+  };
+}
+
+Result<std::unique_ptr<NftRules>> NftRules::Open(const BridgeConfig& config,
+                                                 const std::string& lock_path) {
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) return ErrnoError("open nftables lock file", lock_path);
+  std::unique_ptr<NftRules> rules(new NftRules(config, std::move(lock)));
+  rules->ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
+  if (rules->ctx_ == nullptr)
+    return MakeError(ErrorCode::kInternal, "libnftables: nft_ctx_new failed");
+  nft_ctx_output_set_flags(rules->ctx_, NFT_CTX_OUTPUT_HANDLE);
+  nft_ctx_buffer_output(rules->ctx_);
+  nft_ctx_buffer_error(rules->ctx_);
+  return rules;
+}
+
+NftRules::~NftRules() {
+  if (ctx_ != nullptr) nft_ctx_free(ctx_);
+}
+
+Result<std::string> NftRules::Run(const std::string& commands) {
+  int rc = nft_run_cmd_from_buffer(ctx_, commands.c_str());
+  std::string output = nft_ctx_get_output_buffer(ctx_);
+  std::string errors = nft_ctx_get_error_buffer(ctx_);
+  if (rc != 0) {
+    ErrorCode code =
+        errors.find("Operation not permitted") != std::string::npos     ? ErrorCode::kPermission
+        : errors.find("No such file or directory") != std::string::npos ? ErrorCode::kNotFound
+                                                                        : ErrorCode::kInternal;
+    return MakeError(code, "nft: " + FirstLine(errors.empty() ? "failed" : errors) +
+                               " (command: " + FirstLine(commands) + ")");
+  }
+  return output;
+}
+
+Result<std::vector<std::pair<std::string, uint64_t>>> NftRules::ListTagged(
+    const std::string& table, const std::string& chain) {
+  BBX_ASSIGN_OR_RETURN(std::string listing, Run("list chain ip " + table + " " + chain));
+  std::vector<std::pair<std::string, uint64_t>> tagged;
+  std::istringstream lines(listing);
+  std::string line;
+  const std::string comment = "comment \"" + tag_prefix_;
+  while (std::getline(lines, line)) {
+    size_t at = line.find(comment);
+    size_t handle_at = line.rfind("# handle ");
+    if (at == std::string::npos || handle_at == std::string::npos) continue;
+    size_t tag_start = at + std::string("comment \"").size();
+    size_t tag_end = line.find('"', tag_start);
+    if (tag_end == std::string::npos) continue;
+    uint64_t handle = std::strtoull(line.c_str() + handle_at + 9, nullptr, 10);
+    if (handle == 0) continue;
+    tagged.emplace_back(line.substr(tag_start, tag_end - tag_start), handle);
+  }
+  return tagged;
+}
+
+Status NftRules::EnsureLocked() {
+  auto filter = ListTagged(filter_table_, "forward");
+  auto nat = ListTagged(nat_table_, "postrouting");
+  if (!filter.ok() || !nat.ok()) {
+    // A table or chain is missing: declare both (a no-op for what exists).
+    BBX_RETURN_IF_ERROR(
+        Run("add table ip " + filter_table_ + "\n" +  //
+            "add chain ip " + filter_table_ +
+            " forward { type filter hook forward priority filter - 10; policy accept; }\n" +
+            "add table ip " + nat_table_ + "\n" +  //
+            "add chain ip " + nat_table_ +
+            " postrouting { type nat hook postrouting priority srcnat - 10; policy accept; }\n"));
+    filter = ListTagged(filter_table_, "forward");
+    nat = ListTagged(nat_table_, "postrouting");
+    if (!filter.ok()) return filter.error();
+    if (!nat.ok()) return nat.error();
+  }
+  std::map<std::string, std::vector<std::pair<std::string, uint64_t>>> present;
+  for (auto* list : {&*filter, &*nat}) {
+    for (auto& [tag, handle] : *list) present[tag].emplace_back(tag, handle);
+  }
+  std::string batch;
+  for (const Rule& rule : rules_) {
+    auto& found = present[rule.tag];
+    if (found.empty()) {
+      batch += "add rule ip " + rule.table + " " + rule.chain + " " + rule.body + " comment \"" +
+               rule.tag + "\"\n";
+    }
+    for (size_t i = 1; i < found.size(); ++i) {  // duplicates left by someone else
+      batch += "delete rule ip " + rule.table + " " + rule.chain + " handle " +
+               std::to_string(found[i].second) + "\n";
+    }
+  }
+  if (!batch.empty()) BBX_RETURN_IF_ERROR(Run(batch));
+  return Status::Ok();
+}
+
+Status NftRules::Ensure() {
+  std::lock_guard guard(mutex_);
+  FileLock lock(lock_.get());
+  Status status = EnsureLocked();
+  if (!status.ok()) return status.error().Wrap("set up nftables rules");
+  return status;
+}
+
+Result<bool> NftRules::RemoveIfIdle(const std::function<Result<bool>()>& still_idle) {
+  std::lock_guard guard(mutex_);
+  FileLock lock(lock_.get());
+  BBX_ASSIGN_OR_RETURN(bool idle, still_idle());
+  if (!idle) return false;
+  std::string batch;
+  bool tables_empty = true;
+  for (auto [table, chain] : {std::pair{filter_table_, std::string("forward")},
+                              std::pair{nat_table_, std::string("postrouting")}}) {
+    auto tagged = ListTagged(table, chain);
+    if (!tagged.ok()) {
+      if (tagged.error().code == ErrorCode::kNotFound) continue;
+      return tagged.error();
+    }
+    for (auto& [tag, handle] : *tagged) {
+      batch += "delete rule ip " + table + " " + chain + " handle " + std::to_string(handle) + "\n";
+    }
+    // Rules of other bridges (or the admin's) keep the table.
+    BBX_ASSIGN_OR_RETURN(std::string listing, Run("list chain ip " + table + " " + chain));
+    size_t rule_lines = 0;
+    std::istringstream lines(listing);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("# handle") != std::string::npos && line.find("chain ") == std::string::npos &&
+          line.find("table ") == std::string::npos) {
+        ++rule_lines;
+      }
+    }
+    if (rule_lines != tagged->size()) tables_empty = false;
+  }
+  if (tables_empty) {  // deleting a table deletes its chains and rules with it
+    batch.clear();
+    for (const std::string& table : {filter_table_, nat_table_}) {
+      if (Run("list table ip " + table).ok()) batch += "delete table ip " + table + "\n";
+    }
+  }
+  if (batch.empty()) return false;
+  BBX_RETURN_IF_ERROR(Run(batch));
+  return true;
+}
+
+Result<std::string> NftRules::Describe() {
+  std::lock_guard guard(mutex_);
+  std::string text;
+  for (const std::string& table : {filter_table_, nat_table_}) {
+    auto listing = Run("list table ip " + table);
+    if (listing.ok()) text += *listing;
+  }
+  return text;
+}
+
+}  // namespace beaconbox::net

@@ -1,0 +1,162 @@
+// The net-bridge plugin's C entry: the bbx_network_ops table and its translation
+// to BridgeNetwork. The logic lives in bridge_network.cc and below.
+#include <memory>
+#include <new>
+
+#include "beaconbox/plugin_support.hpp"
+#include "plugins/net-bridge/bridge_network.h"
+
+struct bbx_plugin {
+  std::unique_ptr<beaconbox::net::BridgeNetwork> network;
+};
+
+namespace {
+
+namespace pb = ::beaconbox::plugin::v1;
+using beaconbox::Error;
+using beaconbox::ErrorCode;
+
+bbx_status ToStatus(const Error& error, bbx_error* out) {
+  bbx_status status = BBX_ERR_INTERNAL;
+  switch (error.code) {
+    case ErrorCode::kInvalidArgument:
+      status = BBX_ERR_INVALID_ARGUMENT;
+      break;
+    case ErrorCode::kNotFound:
+      status = BBX_ERR_NOT_FOUND;
+      break;
+    case ErrorCode::kAlreadyExists:
+      status = BBX_ERR_ALREADY_EXISTS;
+      break;
+    case ErrorCode::kPermission:
+      status = BBX_ERR_PERMISSION;
+      break;
+    case ErrorCode::kUnavailable:
+      status = BBX_ERR_UNAVAILABLE;
+      break;
+    case ErrorCode::kExhausted:
+      status = BBX_ERR_EXHAUSTED;
+      break;
+    case ErrorCode::kTimeout:
+      status = BBX_ERR_TIMEOUT;
+      break;
+    case ErrorCode::kNotImplemented:
+      status = BBX_ERR_NOT_IMPLEMENTED;
+      break;
+    case ErrorCode::kFailedPrecondition:
+      status = BBX_ERR_UNAVAILABLE;
+      break;
+    case ErrorCode::kInternal:
+      break;
+  }
+  return bbx::Fail(out, status, error.message);
+}
+
+// Documented in plugins/net-bridge/README.md.
+const bbx_config_key kConfigKeys[] = {
+    {"bridge", BBX_CONFIG_STRING, "\"beacon0\"",
+     "bridge device the TAPs join; created if missing, an existing non-bridge device is an error"},
+    {"subnet", BBX_CONFIG_STRING, "\"10.88.0.0/16\"", "address pool of the containers (IPv4 CIDR)"},
+    {"gateway", BBX_CONFIG_STRING, "\"10.88.0.1\"",
+     "address of the bridge, the containers' default route; default: first host of subnet"},
+    {"mtu", BBX_CONFIG_INTEGER, "1500", "MTU of the bridge, the TAPs and the guest's eth0"},
+    {"dns_servers", BBX_CONFIG_STRING_ARRAY, "[]",
+     "nameservers written to the guest's resolv.conf"},
+    {"db_path", BBX_CONFIG_STRING, "\"<state_dir>/network.db\"",
+     "LMDB lease database file (seed: /var/lib/beacon/network.db)"},
+    {"reconcile_interval_seconds", BBX_CONFIG_INTEGER, "60",
+     "how often stale leases and TAPs are removed (0: only at the first attach)"},
+    {"remove_rules_when_idle", BBX_CONFIG_BOOLEAN, "false",
+     "remove this bridge's nftables rules when its last lease goes"},
+    {"enable_ip_forward", BBX_CONFIG_BOOLEAN, "true",
+     "turn on net.ipv4.ip_forward at the first attach (needed for NAT)"},
+    {"nft_filter_table", BBX_CONFIG_STRING, "\"beacon_runner_filter\"",
+     "nftables table (family ip) holding the forward chain"},
+    {"nft_nat_table", BBX_CONFIG_STRING, "\"beacon_runner_nat\"",
+     "nftables table (family ip) holding the postrouting masquerade chain"},
+};
+
+bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
+                bbx_error* error) {
+  if (out == nullptr) return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "init: NULL out");
+  std::string state_dir;
+  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, state_dir) &&
+      host->state_dir != nullptr) {
+    state_dir = host->state_dir;
+  }
+  auto config = beaconbox::net::ParseBridgeConfig(bbx::View(config_toml), state_dir);
+  if (!config.ok()) return ToStatus(config.error(), error);
+  auto log = [host](beaconbox::net::LogLevel level, const std::string& message) {
+    using beaconbox::net::LogLevel;
+    bbx_log_level abi_level = level == LogLevel::kDebug  ? BBX_LOG_DEBUG
+                              : level == LogLevel::kInfo ? BBX_LOG_INFO
+                              : level == LogLevel::kWarn ? BBX_LOG_WARN
+                                                         : BBX_LOG_ERROR;
+    bbx::Log(host, abi_level, message);
+  };
+  auto* plugin = new (std::nothrow) bbx_plugin;
+  if (plugin == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
+  plugin->network = std::make_unique<beaconbox::net::BridgeNetwork>(std::move(*config), log);
+  *out = plugin;
+  return BBX_OK;
+}
+
+void Fini(bbx_plugin* plugin) { delete plugin; }
+
+bbx_status Attach(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink attachment_sink,
+                  bbx_error* error) {
+  pb::NetworkAttachRequest request;
+  if (request_bytes.len > (1u << 20) ||
+      !request.ParseFromArray(request_bytes.data, static_cast<int>(request_bytes.len))) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable NetworkAttachRequest");
+  }
+  auto attachment = plugin->network->Attach(request);
+  if (!attachment.ok()) return ToStatus(attachment.error(), error);
+  return bbx::WriteSink(attachment_sink, attachment->SerializeAsString(), error);
+}
+
+bbx_status Detach(bbx_plugin* plugin, const char* container_id, bbx_error* error) {
+  if (container_id == nullptr) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "detach: NULL container id");
+  }
+  auto status = plugin->network->Detach(container_id);
+  return status.ok() ? BBX_OK : ToStatus(status.error(), error);
+}
+
+bbx_status Reconcile(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
+  auto report = plugin->network->Reconcile();
+  if (!report.ok()) return ToStatus(report.error(), error);
+  return bbx::WriteSink(report_sink, report->SerializeAsString(), error);
+}
+
+bbx_status ListLeases(bbx_plugin* plugin, bbx_sink leases_sink, bbx_error* error) {
+  auto leases = plugin->network->ListLeases();
+  if (!leases.ok()) return ToStatus(leases.error(), error);
+  return bbx::WriteSink(leases_sink, leases->SerializeAsString(), error);
+}
+
+const bbx_network_ops kOps = {
+    .struct_size = sizeof(bbx_network_ops),
+    .common = {.struct_size = sizeof(bbx_plugin_common_ops), .init = Init, .fini = Fini},
+    .attach = Attach,
+    .detach = Detach,
+    .reconcile = Reconcile,
+    .list_leases = ListLeases,
+};
+
+}  // namespace
+
+extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* request,
+                                                  bbx_entry_response* response, bbx_error* error) {
+  const bbx_entry_response mine = {
+      .struct_size = sizeof(bbx_entry_response),
+      .abi_version = BBX_ABI_VERSION_CURRENT,
+      .kind = BBX_PLUGIN_KIND_NETWORK,
+      .name = "bridge",
+      .version = BEACONBOX_VERSION,
+      .config_keys = kConfigKeys,
+      .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
+      .ops = &kOps,
+  };
+  return bbx::Negotiate(request, response, mine, error);
+}

@@ -1,0 +1,287 @@
+// The plugin's logic end to end (leases + devices + rules + reconcile), in a
+// private network namespace with a temporary state directory.
+#include "plugins/net-bridge/bridge_network.h"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "tests/plugins/net-bridge/test_util.h"
+
+namespace beaconbox::net {
+namespace {
+
+namespace pb = ::beaconbox::plugin::v1;
+using testing::Shell;
+
+int CountMatches(const std::string& text, const std::string& needle) {
+  int count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+bool LinkExists(const std::string& name) {
+  int exit_code = -1;
+  Shell("ip link show dev " + name, &exit_code);
+  return exit_code == 0;
+}
+
+// A child that just waits; stands in for a shim that owns leases.
+pid_t StartOwner() {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  return pid;
+}
+void KillOwner(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+class BridgeNetworkTest : public testing::NetnsTest {
+ protected:
+  void SetUp() override {
+    NetnsTest::SetUp();
+    config_.db_path = state_dir_ + "/network.db";
+    config_.dns_servers = {"10.88.0.1"};
+  }
+  void TearDown() override {
+    network_.reset();
+    for (pid_t pid : owners_) KillOwner(pid);
+    NetnsTest::TearDown();
+  }
+  BridgeNetwork& Network() {
+    if (!network_) network_ = std::make_unique<BridgeNetwork>(config_, nullptr);
+    return *network_;
+  }
+  pb::NetworkAttachRequest Request(const std::string& id, int64_t owner = 0) {
+    pb::NetworkAttachRequest request;
+    request.set_container_id(id);
+    request.set_namespace_("default");
+    request.set_owner_pid(owner);
+    return request;
+  }
+
+  BridgeConfig config_;
+  std::unique_ptr<BridgeNetwork> network_;
+  std::vector<pid_t> owners_;
+};
+
+TEST_F(BridgeNetworkTest, AttachGivesEverythingTheGuestNeeds) {
+  auto attachment = Network().Attach(Request("c1"));
+  ASSERT_TRUE(attachment.ok()) << attachment.error().message;
+  EXPECT_EQ(attachment->tap_name(), TapNameFor("c1"));
+  EXPECT_EQ(attachment->mac(), MacFor("c1"));
+  EXPECT_EQ(attachment->mtu(), 1500u);
+  ASSERT_EQ(attachment->addresses_size(), 1);
+  EXPECT_EQ(attachment->addresses(0).address(), "10.88.0.2");
+  EXPECT_EQ(attachment->addresses(0).prefix_length(), 16u);
+  ASSERT_EQ(attachment->routes_size(), 1);
+  EXPECT_EQ(attachment->routes(0).destination(), "0.0.0.0/0");
+  EXPECT_EQ(attachment->routes(0).gateway(), "10.88.0.1");
+  ASSERT_EQ(attachment->dns_servers_size(), 1);
+  std::string tap = Shell("ip -d link show dev " + attachment->tap_name());
+  EXPECT_NE(tap.find("master beacon0"), std::string::npos) << tap;
+  EXPECT_NE(Shell("ip addr show dev beacon0").find("10.88.0.1/16"), std::string::npos);
+  EXPECT_EQ(Shell("cat /proc/sys/net/ipv4/ip_forward"), "1\n");
+
+  // Idempotent per container id.
+  auto again = Network().Attach(Request("c1"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->SerializeAsString(), attachment->SerializeAsString());
+
+  auto leases = Network().ListLeases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->leases_size(), 1);
+  EXPECT_EQ(leases->leases(0).container_id(), "c1");
+  EXPECT_EQ(leases->leases(0).address(), "10.88.0.2");
+  EXPECT_EQ(leases->leases(0).owner_pid(), ::getpid());
+
+  ASSERT_TRUE(Network().Detach("c1").ok());
+  EXPECT_FALSE(LinkExists(attachment->tap_name()));
+  EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
+  EXPECT_TRUE(Network().Detach("c1").ok());  // twice: harmless
+  EXPECT_TRUE(Network().Detach("never-attached").ok());
+}
+
+TEST_F(BridgeNetworkTest, FiftyAttachesLeaveNoDuplicateRulesAndDetachCleansUp) {
+  std::set<std::string> addresses, taps;
+  for (int i = 0; i < 50; ++i) {
+    auto attachment = Network().Attach(Request("c" + std::to_string(i)));
+    ASSERT_TRUE(attachment.ok()) << attachment.error().message;
+    addresses.insert(attachment->addresses(0).address());
+    taps.insert(attachment->tap_name());
+  }
+  EXPECT_EQ(addresses.size(), 50u);
+  EXPECT_EQ(taps.size(), 50u);
+  std::string ruleset = Shell("nft list ruleset");
+  EXPECT_EQ(CountMatches(ruleset, "comment \"beaconbox:"), 4) << ruleset;
+  EXPECT_EQ(CountMatches(Shell("ip link show master beacon0"), "beacon-"), 50);
+
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Network().Detach("c" + std::to_string(i)).ok());
+  EXPECT_EQ(CountMatches(Shell("ip link show"), "beacon-"), 0);
+  EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
+  // remove_rules_when_idle = false (default): the rules stay.
+  EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 4);
+}
+
+TEST_F(BridgeNetworkTest, RulesGoWithTheLastLeaseWhenConfigured) {
+  config_.remove_rules_when_idle = true;
+  ASSERT_TRUE(Network().Attach(Request("a")).ok());
+  ASSERT_TRUE(Network().Attach(Request("b")).ok());
+  ASSERT_TRUE(Network().Detach("a").ok());
+  EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 4);
+  ASSERT_TRUE(Network().Detach("b").ok());
+  std::string ruleset = Shell("nft list ruleset");
+  EXPECT_EQ(ruleset.find("beacon_runner"), std::string::npos) << ruleset;
+  // And they come back with the next attach.
+  ASSERT_TRUE(Network().Attach(Request("c")).ok());
+  EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 4);
+}
+
+TEST_F(BridgeNetworkTest, ANonBridgeDeviceNamedLikeTheBridgeFailsAttachWithoutALease) {
+  int exit_code = -1;
+  Shell("ip link add beacon0 type veth peer name bbx-peer0", &exit_code);
+  ASSERT_EQ(exit_code, 0);
+  auto attachment = Network().Attach(Request("c1"));
+  ASSERT_FALSE(attachment.ok());
+  EXPECT_NE(attachment.error().message.find("not a bridge"), std::string::npos);
+  EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
+}
+
+TEST_F(BridgeNetworkTest, ReconcileReleasesTheLeaseAndTapOfADeadOwner) {
+  pid_t owner = StartOwner();
+  ASSERT_GT(owner, 0);
+  owners_.push_back(owner);
+  auto dead = Network().Attach(Request("killed-shim", owner));
+  ASSERT_TRUE(dead.ok()) << dead.error().message;
+  auto alive = Network().Attach(Request("live-shim"));
+  ASSERT_TRUE(alive.ok());
+
+  auto report = Network().Reconcile();
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->released_leases_size(), 0);  // the owner still runs
+
+  KillOwner(owner);  // kill -9, as a crashed shim
+  owners_.clear();
+  report = Network().Reconcile();
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  ASSERT_EQ(report->released_leases_size(), 1);
+  EXPECT_EQ(report->released_leases(0), "killed-shim");
+  ASSERT_EQ(report->removed_devices_size(), 1);
+  EXPECT_EQ(report->removed_devices(0), dead->tap_name());
+  EXPECT_FALSE(LinkExists(dead->tap_name()));
+  EXPECT_TRUE(LinkExists(alive->tap_name()));
+  auto leases = Network().ListLeases();
+  ASSERT_EQ(leases->leases_size(), 1);
+  EXPECT_EQ(leases->leases(0).container_id(), "live-shim");
+}
+
+TEST_F(BridgeNetworkTest, ReconcileKeepsALeaseWhoseTapIsStillOpen) {
+  pid_t owner = StartOwner();
+  owners_.push_back(owner);
+  auto attachment = Network().Attach(Request("vm-still-running", owner));
+  ASSERT_TRUE(attachment.ok());
+  // The VMM holds the TAP open although its shim died.
+  pid_t holder = ::fork();
+  if (holder == 0) {
+    int fd = ::open("/dev/net/tun", O_RDWR);
+    ifreq request{};
+    std::strncpy(request.ifr_name, attachment->tap_name().c_str(), IFNAMSIZ - 1);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if (fd < 0 || ::ioctl(fd, TUNSETIFF, &request) != 0) ::_exit(1);
+    ::pause();
+    ::_exit(0);
+  }
+  owners_.push_back(holder);
+  KillOwner(owner);
+  owners_.erase(owners_.begin());
+  bool in_use = false;
+  for (int i = 0; i < 100 && !in_use; ++i) {  // wait until the holder has it open
+    in_use =
+        Shell("ip link show dev " + attachment->tap_name()).find("LOWER_UP") != std::string::npos;
+    if (!in_use) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(in_use);
+  auto report = Network().Reconcile();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->released_leases_size(), 0);
+  EXPECT_TRUE(LinkExists(attachment->tap_name()));
+
+  KillOwner(holder);  // the VMM is gone too: now it goes
+  owners_.clear();
+  report = Network().Reconcile();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->released_leases_size(), 1);
+  EXPECT_FALSE(LinkExists(attachment->tap_name()));
+}
+
+TEST_F(BridgeNetworkTest, ReconcileRemovesTapsWithoutALeaseOnly) {
+  ASSERT_TRUE(Network().Attach(Request("kept")).ok());
+  int exit_code = -1;
+  Shell(
+      "ip tuntap add dev beacon-deadbeef mode tap && ip link add beacon-veth0 type veth peer name "
+      "bbx-peer2",
+      &exit_code);
+  ASSERT_EQ(exit_code, 0);
+  auto report = Network().Reconcile();
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  ASSERT_EQ(report->removed_devices_size(), 1);
+  EXPECT_EQ(report->removed_devices(0), "beacon-deadbeef");
+  EXPECT_FALSE(LinkExists("beacon-deadbeef"));
+  EXPECT_TRUE(LinkExists("beacon-veth0"));  // not a TAP: not ours
+  EXPECT_TRUE(LinkExists(TapNameFor("kept")));
+}
+
+TEST_F(BridgeNetworkTest, TheFirstAttachReconcilesAndTheReconcilerRunsPeriodically) {
+  // A previous shim (another process) left a lease and a TAP behind.
+  pid_t owner = StartOwner();
+  owners_.push_back(owner);
+  {
+    BridgeNetwork previous(config_, nullptr);
+    ASSERT_TRUE(previous.Attach(Request("left-behind", owner)).ok());
+  }
+  KillOwner(owner);
+  owners_.clear();
+  ASSERT_TRUE(LinkExists(TapNameFor("left-behind")));
+
+  config_.reconcile_interval_seconds = 1;
+  ASSERT_TRUE(Network().Attach(Request("new")).ok());
+  EXPECT_FALSE(LinkExists(TapNameFor("left-behind")));
+  EXPECT_EQ(Network().ListLeases()->leases_size(), 1);
+
+  // Now one dies while this instance runs; the background thread cleans it up.
+  pid_t second = StartOwner();
+  owners_.push_back(second);
+  ASSERT_TRUE(Network().Attach(Request("dies-later", second)).ok());
+  KillOwner(second);
+  owners_.clear();
+  bool gone = false;
+  for (int i = 0; i < 50 && !gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = Network().ListLeases()->leases_size() == 1 && !LinkExists(TapNameFor("dies-later"));
+  }
+  EXPECT_TRUE(gone);
+}
+
+TEST_F(BridgeNetworkTest, ListingLeasesCreatesNothing) {
+  auto leases = Network().ListLeases();
+  ASSERT_TRUE(leases.ok());
+  EXPECT_EQ(leases->leases_size(), 0);
+  EXPECT_FALSE(std::filesystem::exists(config_.db_path));
+  EXPECT_FALSE(LinkExists("beacon0"));
+}
+
+}  // namespace
+}  // namespace beaconbox::net

@@ -1,0 +1,141 @@
+// nftables tables, chains and rules, in a private network namespace.
+#include "plugins/net-bridge/nft_rules.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+#include "tests/plugins/net-bridge/test_util.h"
+
+namespace beaconbox::net {
+namespace {
+
+using nlohmann::json;
+using testing::Shell;
+
+struct Ruleset {
+  std::map<std::string, json> chains;  // "table/chain" -> chain object
+  std::vector<json> rules;
+  std::set<std::string> tables;
+};
+
+Ruleset ListRuleset() {
+  Ruleset ruleset;
+  int exit_code = -1;
+  std::string text = Shell("nft -j list ruleset", &exit_code);
+  EXPECT_EQ(exit_code, 0) << text;
+  json parsed = json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) {
+    ADD_FAILURE() << "nft -j output is not JSON: " << text;
+    return ruleset;
+  }
+  for (const json& item : parsed["nftables"]) {
+    if (item.contains("table")) ruleset.tables.insert(item["table"]["name"].get<std::string>());
+    if (item.contains("chain")) {
+      const json& chain = item["chain"];
+      ruleset.chains[chain["table"].get<std::string>() + "/" + chain["name"].get<std::string>()] =
+          chain;
+    }
+    if (item.contains("rule")) ruleset.rules.push_back(item["rule"]);
+  }
+  return ruleset;
+}
+
+class NftRulesTest : public testing::NetnsTest {
+ protected:
+  std::unique_ptr<NftRules> OpenRules(const BridgeConfig& config) {
+    auto rules = NftRules::Open(config, state_dir_ + "/nft.lock");
+    EXPECT_TRUE(rules.ok()) << rules.error().message;
+    return rules.ok() ? std::move(*rules) : nullptr;
+  }
+  void TearDown() override { NetnsTest::TearDown(); }
+};
+
+TEST_F(NftRulesTest, TablesChainsAndPrioritiesRunBeforeUfw) {
+  BridgeConfig config;
+  auto rules = OpenRules(config);
+  ASSERT_TRUE(rules);
+  Status status = rules->Ensure();
+  ASSERT_TRUE(status.ok()) << status.error().message;
+  Ruleset ruleset = ListRuleset();
+  ASSERT_TRUE(ruleset.chains.count("beacon_runner_filter/forward"));
+  ASSERT_TRUE(ruleset.chains.count("beacon_runner_nat/postrouting"));
+  const json& forward = ruleset.chains["beacon_runner_filter/forward"];
+  EXPECT_EQ(forward["family"], "ip");
+  EXPECT_EQ(forward["type"], "filter");
+  EXPECT_EQ(forward["hook"], "forward");
+  EXPECT_LT(forward["prio"].get<int>(), 0);  // UFW (iptables-nft) filter: 0
+  const json& postrouting = ruleset.chains["beacon_runner_nat/postrouting"];
+  EXPECT_EQ(postrouting["type"], "nat");
+  EXPECT_EQ(postrouting["hook"], "postrouting");
+  EXPECT_LT(postrouting["prio"].get<int>(), 100);  // UFW srcnat: 100
+  ASSERT_EQ(ruleset.rules.size(), 4u);
+  std::string text = Shell("nft list ruleset");
+  EXPECT_NE(text.find("ct state established,related accept"), std::string::npos) << text;
+  EXPECT_NE(text.find("iifname \"beacon0\" accept"), std::string::npos) << text;
+  EXPECT_NE(text.find("oifname \"beacon0\" accept"), std::string::npos) << text;
+  EXPECT_NE(text.find("ip saddr 10.88.0.0/16 oifname != \"beacon0\" masquerade"), std::string::npos)
+      << text;
+}
+
+TEST_F(NftRulesTest, RepeatedEnsureNeverDuplicatesAndHealsDuplicates) {
+  BridgeConfig config;
+  auto rules = OpenRules(config);
+  ASSERT_TRUE(rules);
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(rules->Ensure().ok());
+  // Another instance (another shim) sees the rules too.
+  auto other = OpenRules(config);
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(other->Ensure().ok());
+  EXPECT_EQ(ListRuleset().rules.size(), 4u);
+
+  int exit_code = -1;
+  Shell(
+      "nft add rule ip beacon_runner_filter forward iifname beacon0 accept comment "
+      "'\"beaconbox:beacon0:from-bridge\"'",
+      &exit_code);
+  ASSERT_EQ(exit_code, 0);
+  ASSERT_EQ(ListRuleset().rules.size(), 5u);
+  ASSERT_TRUE(rules->Ensure().ok());
+  EXPECT_EQ(ListRuleset().rules.size(), 4u);
+
+  Shell("nft flush chain ip beacon_runner_nat postrouting", &exit_code);
+  ASSERT_EQ(exit_code, 0);
+  ASSERT_TRUE(rules->Ensure().ok());
+  EXPECT_EQ(ListRuleset().rules.size(), 4u);
+}
+
+TEST_F(NftRulesTest, TwoBridgesShareTheTablesAndRemoveOnlyTheirOwnRules) {
+  BridgeConfig first, second;
+  second.bridge = "beacon1";
+  second.subnet = *ParseSubnet("10.89.0.0/16");
+  auto rules_first = OpenRules(first);
+  auto rules_second = OpenRules(second);
+  ASSERT_TRUE(rules_first && rules_second);
+  ASSERT_TRUE(rules_first->Ensure().ok());
+  ASSERT_TRUE(rules_second->Ensure().ok());
+  EXPECT_EQ(ListRuleset().rules.size(), 8u);
+
+  auto not_idle = rules_first->RemoveIfIdle([] { return Result<bool>(false); });
+  ASSERT_TRUE(not_idle.ok());
+  EXPECT_FALSE(*not_idle);
+  EXPECT_EQ(ListRuleset().rules.size(), 8u);
+
+  auto removed = rules_first->RemoveIfIdle([] { return Result<bool>(true); });
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_TRUE(*removed);
+  Ruleset ruleset = ListRuleset();
+  EXPECT_EQ(ruleset.rules.size(), 4u);
+  EXPECT_TRUE(ruleset.tables.count("beacon_runner_filter"));
+
+  removed = rules_second->RemoveIfIdle([] { return Result<bool>(true); });
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  ruleset = ListRuleset();
+  EXPECT_TRUE(ruleset.rules.empty());
+  EXPECT_FALSE(ruleset.tables.count("beacon_runner_filter"));
+  EXPECT_FALSE(ruleset.tables.count("beacon_runner_nat"));
+}
+
+}  // namespace
+}  // namespace beaconbox::net

@@ -1,0 +1,155 @@
+// The built plugins/net-bridge.so through its C ABI only, as the host and
+// beaconbox-ctl (`net leases`, `gc`) use it.
+#include "beaconbox/plugin_abi.h"
+
+#include <dlfcn.h>
+
+#include <filesystem>
+#include <set>
+
+#include "beaconbox/plugin/v1/network.pb.h"
+#include "tests/plugins/net-bridge/test_util.h"
+
+namespace beaconbox::net {
+namespace {
+
+namespace pb = ::beaconbox::plugin::v1;
+using testing::Shell;
+
+int CollectBytes(void* context, const uint8_t* data, size_t len) {
+  static_cast<std::string*>(context)->assign(reinterpret_cast<const char*>(data), len);
+  return 0;
+}
+
+class PluginAbiTest : public testing::NetnsTest {
+ protected:
+  void SetUp() override {
+    NetnsTest::SetUp();
+    if (HasFatalFailure()) return;
+    const char* output_dir = std::getenv("BEACONBOX_OUTPUT_DIR");
+    ASSERT_NE(output_dir, nullptr) << "run through ctest (BEACONBOX_OUTPUT_DIR)";
+    std::string path = std::string(output_dir) + "/plugins/net-bridge.so";
+    handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NE(handle_, nullptr) << ::dlerror();
+    auto entry = reinterpret_cast<bbx_plugin_entry_fn>(::dlsym(handle_, BBX_PLUGIN_ENTRY_SYMBOL));
+    ASSERT_NE(entry, nullptr);
+    bbx_entry_request request{sizeof(request), 1, 1};
+    response_.struct_size = sizeof(response_);
+    ASSERT_EQ(entry(&request, &response_, &error_), BBX_OK) << message_;
+    ASSERT_EQ(response_.kind, BBX_PLUGIN_KIND_NETWORK);
+    ops_ = static_cast<const bbx_network_ops*>(response_.ops);
+    host_.struct_size = sizeof(host_);
+    host_.abi_version = 1;
+    host_.state_dir = state_dir_.c_str();
+    host_.run_dir = state_dir_.c_str();
+    host_.log_dir = state_dir_.c_str();
+    host_.share_dir = state_dir_.c_str();
+  }
+  void TearDown() override {
+    if (plugin_ != nullptr) ops_->common.fini(plugin_);
+    if (handle_ != nullptr) ::dlclose(handle_);
+    NetnsTest::TearDown();
+  }
+  bbx_status Init(const std::string& toml) {
+    bbx_bytes config{reinterpret_cast<const uint8_t*>(toml.data()), toml.size()};
+    return ops_->common.init(&host_, config, &plugin_, &error_);
+  }
+
+  void* handle_ = nullptr;
+  bbx_entry_response response_{};
+  const bbx_network_ops* ops_ = nullptr;
+  bbx_host_services host_{};
+  bbx_plugin* plugin_ = nullptr;
+  char message_[512] = {};
+  bbx_error error_{message_, sizeof(message_)};
+};
+
+TEST_F(PluginAbiTest, EntryDescribesTheConfigSchema) {
+  EXPECT_STREQ(response_.name, "bridge");
+  std::set<std::string> keys;
+  for (size_t i = 0; i < response_.config_key_count; ++i) {
+    keys.insert(response_.config_keys[i].name);
+    EXPECT_NE(response_.config_keys[i].description, nullptr);
+  }
+  for (const char* key : {"bridge", "subnet", "gateway", "mtu", "dns_servers", "db_path",
+                          "reconcile_interval_seconds", "remove_rules_when_idle",
+                          "nft_filter_table", "nft_nat_table"}) {
+    EXPECT_TRUE(keys.count(key)) << key;
+  }
+  EXPECT_NE(ops_->reconcile, nullptr);
+  EXPECT_NE(ops_->list_leases, nullptr);
+}
+
+TEST_F(PluginAbiTest, InitChangesNothingAndRejectsBadConfig) {
+  ASSERT_EQ(Init("subnet = \"10.88.0.0/33\""), BBX_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(message_).find("subnet"), std::string::npos) << message_;
+  ASSERT_EQ(Init(""), BBX_OK) << message_;
+  EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/network.db"));
+  int exit_code = -1;
+  Shell("ip link show dev beacon0", &exit_code);
+  EXPECT_NE(exit_code, 0);
+  EXPECT_EQ(Shell("nft list ruleset"), "");
+}
+
+TEST_F(PluginAbiTest, AttachListReconcileDetach) {
+  ASSERT_EQ(Init("dns_servers = [\"10.88.0.1\"]\nreconcile_interval_seconds = 1"), BBX_OK)
+      << message_;
+  pb::NetworkAttachRequest request;
+  request.set_container_id("abi-test");
+  std::string request_bytes = request.SerializeAsString();
+  std::string result;
+  bbx_sink sink{&result, CollectBytes};
+  ASSERT_EQ(
+      ops_->attach(plugin_,
+                   {reinterpret_cast<const uint8_t*>(request_bytes.data()), request_bytes.size()},
+                   sink, &error_),
+      BBX_OK)
+      << message_;
+  pb::NetworkAttachment attachment;
+  ASSERT_TRUE(attachment.ParseFromString(result));
+  EXPECT_EQ(attachment.addresses(0).address(), "10.88.0.2");
+  EXPECT_EQ(attachment.dns_servers(0), "10.88.0.1");
+  EXPECT_TRUE(std::filesystem::exists(state_dir_ + "/network.db"));
+
+  ASSERT_EQ(ops_->list_leases(plugin_, sink, &error_), BBX_OK) << message_;
+  pb::LeaseList leases;
+  ASSERT_TRUE(leases.ParseFromString(result));
+  ASSERT_EQ(leases.leases_size(), 1);
+  EXPECT_EQ(leases.leases(0).tap_name(), attachment.tap_name());
+
+  ASSERT_EQ(ops_->reconcile(plugin_, sink, &error_), BBX_OK) << message_;
+  pb::ReconcileReport report;
+  ASSERT_TRUE(report.ParseFromString(result));
+  EXPECT_EQ(report.released_leases_size(), 0);
+
+  ASSERT_EQ(ops_->detach(plugin_, "abi-test", &error_), BBX_OK) << message_;
+  ASSERT_EQ(ops_->detach(plugin_, "abi-test", &error_), BBX_OK) << message_;
+  ASSERT_EQ(ops_->list_leases(plugin_, sink, &error_), BBX_OK);
+  ASSERT_TRUE(leases.ParseFromString(result));
+  EXPECT_EQ(leases.leases_size(), 0);
+
+  bbx_bytes garbage{reinterpret_cast<const uint8_t*>("\xff\xff\xff"), 3};
+  EXPECT_EQ(ops_->attach(plugin_, garbage, sink, &error_), BBX_ERR_INVALID_ARGUMENT);
+}
+
+TEST_F(PluginAbiTest, ExhaustionCrossesTheAbiAsExhausted) {
+  ASSERT_EQ(Init("subnet = \"10.77.0.0/30\""), BBX_OK) << message_;  // one address
+  std::string result;
+  bbx_sink sink{&result, CollectBytes};
+  for (const char* id : {"first", "second"}) {
+    pb::NetworkAttachRequest request;
+    request.set_container_id(id);
+    std::string bytes = request.SerializeAsString();
+    bbx_status status = ops_->attach(
+        plugin_, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, sink, &error_);
+    if (std::string(id) == "first") {
+      ASSERT_EQ(status, BBX_OK) << message_;
+    } else {
+      ASSERT_EQ(status, BBX_ERR_EXHAUSTED);
+      EXPECT_NE(std::string(message_).find("exhausted"), std::string::npos) << message_;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace beaconbox::net
