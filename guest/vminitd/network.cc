@@ -1,0 +1,163 @@
+#include "guest/vminitd/network.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/base/errno_error.h"
+#include "common/base/unique_fd.h"
+#include "guest/vminitd/guest_logic.h"
+#include "guest/vminitd/system.h"
+
+namespace beaconbox::guest {
+namespace {
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+Result<std::string> InterfaceByMac(const std::string& mac) {
+  std::string wanted = Lower(mac);
+  DIR* dir = ::opendir("/sys/class/net");
+  if (!dir) return ErrnoError("opendir", "/sys/class/net");
+  std::string found;
+  while (struct dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    auto address = ReadSmallFile("/sys/class/net/" + name + "/address", 64);
+    if (address.ok() && Lower(*address).starts_with(wanted) && wanted.size() == 17) found = name;
+  }
+  ::closedir(dir);
+  if (found.empty())
+    return MakeError(ErrorCode::kNotFound, "no network interface with MAC " + mac.substr(0, 32));
+  return found;
+}
+
+void SetSockaddr(struct sockaddr* sa, uint32_t address) {
+  auto* in = reinterpret_cast<struct sockaddr_in*>(sa);
+  std::memset(in, 0, sizeof(*in));
+  in->sin_family = AF_INET;
+  in->sin_addr.s_addr = address;
+}
+
+Status Ioctl(int sock, unsigned long request, struct ifreq& ifr, const char* what) {
+  if (::ioctl(sock, request, &ifr) != 0) return ErrnoError(what, ifr.ifr_name);
+  return Status::Ok();
+}
+
+Status ValidIfName(const std::string& name) {
+  if (name.empty() || name.size() >= IFNAMSIZ ||
+      name.find_first_of("/: \t\n") != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "interface name \"" + name.substr(0, 32) + "\" is invalid");
+  }
+  return Status::Ok();
+}
+
+Status ConfigureInterface(int sock, const ::beaconbox::guest::v1::InterfaceConfig& config) {
+  BBX_ASSIGN_OR_RETURN(std::string current, InterfaceByMac(config.mac()));
+  std::string name = config.name().empty() ? current : config.name();
+  BBX_RETURN_IF_ERROR(ValidIfName(name));
+  if (config.addresses_size() > 16)
+    return MakeError(ErrorCode::kInvalidArgument, "more than 16 addresses");
+  std::vector<Cidr4> addresses;
+  for (const std::string& text : config.addresses()) {
+    BBX_ASSIGN_OR_RETURN(Cidr4 cidr, ParseCidr4(text));
+    addresses.push_back(cidr);
+  }
+  struct ifreq ifr {};
+  std::strncpy(ifr.ifr_name, current.c_str(), IFNAMSIZ - 1);
+  BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCGIFFLAGS, ifr, "get flags of"));
+  if (name != current) {
+    ifr.ifr_flags &= ~IFF_UP;
+    BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFFLAGS, ifr, "bring down"));
+    std::strncpy(ifr.ifr_newname, name.c_str(), IFNAMSIZ - 1);
+    BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFNAME, ifr, "rename"));
+  }
+  std::memset(&ifr, 0, sizeof(ifr));
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (config.mtu() != 0) {
+    if (config.mtu() < 68 || config.mtu() > 65535) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "MTU " + std::to_string(config.mtu()) + " out of range");
+    }
+    ifr.ifr_mtu = int(config.mtu());
+    BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFMTU, ifr, "set MTU of"));
+  }
+  // The first address is the interface's own; more go on aliases name:1, name:2, ...
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    std::string label = i == 0 ? name : name + ":" + std::to_string(i);
+    if (label.size() >= IFNAMSIZ)
+      return MakeError(ErrorCode::kInvalidArgument, "alias name too long: " + label);
+    struct ifreq addr {};
+    std::strncpy(addr.ifr_name, label.c_str(), IFNAMSIZ - 1);
+    SetSockaddr(&addr.ifr_addr, addresses[i].address);
+    BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFADDR, addr, "set address of"));
+    SetSockaddr(&addr.ifr_netmask, addresses[i].netmask);
+    BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFNETMASK, addr, "set netmask of"));
+  }
+  BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCGIFFLAGS, ifr, "get flags of"));
+  ifr.ifr_flags |= IFF_UP;
+  BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFFLAGS, ifr, "bring up"));
+  return Status::Ok();
+}
+
+Status AddRoute(int sock, const ::beaconbox::guest::v1::RouteConfig& route) {
+  BBX_ASSIGN_OR_RETURN(Cidr4 destination,
+                       ParseCidr4(route.destination().empty() ? "0.0.0.0/0" : route.destination()));
+  struct rtentry entry {};
+  SetSockaddr(&entry.rt_dst, destination.address & destination.netmask);
+  SetSockaddr(&entry.rt_genmask, destination.netmask);
+  entry.rt_flags = RTF_UP;
+  if (!route.gateway().empty()) {
+    struct in_addr gateway {};
+    if (::inet_pton(AF_INET, route.gateway().c_str(), &gateway) != 1) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "gateway \"" + route.gateway().substr(0, 64) + "\" is not IPv4");
+    }
+    SetSockaddr(&entry.rt_gateway, gateway.s_addr);
+    entry.rt_flags |= RTF_GATEWAY;
+  }
+  if (destination.prefix == 32) entry.rt_flags |= RTF_HOST;
+  std::string device = route.device();
+  if (!device.empty()) {
+    BBX_RETURN_IF_ERROR(ValidIfName(device));
+    entry.rt_dev = device.data();
+  }
+  if (::ioctl(sock, SIOCADDRT, &entry) != 0 && errno != EEXIST) {
+    return ErrnoError("add route to", route.destination() + " via " + route.gateway());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ConfigureNetwork(const ::beaconbox::guest::v1::NetworkConfig& config) {
+  if (config.interfaces_size() > 64 || config.routes_size() > 256) {
+    return MakeError(ErrorCode::kInvalidArgument, "too many interfaces or routes");
+  }
+  UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock) return ErrnoError("socket", "AF_INET");
+  for (const auto& interface : config.interfaces()) {
+    Status s = ConfigureInterface(sock.get(), interface);
+    if (!s.ok()) return s.error().Wrap("configuring NIC " + interface.mac().substr(0, 32));
+  }
+  for (const auto& route : config.routes()) BBX_RETURN_IF_ERROR(AddRoute(sock.get(), route));
+  if (config.dns_servers_size() > 0 || config.dns_search_size() > 0) {
+    std::vector<std::string> servers(config.dns_servers().begin(), config.dns_servers().end());
+    std::vector<std::string> search(config.dns_search().begin(), config.dns_search().end());
+    BBX_ASSIGN_OR_RETURN(std::string text, RenderResolvConf(servers, search));
+    BBX_RETURN_IF_ERROR(WriteFileAtomic("/etc/resolv.conf", text));
+  }
+  return Status::Ok();
+}
+
+}  // namespace beaconbox::guest

@@ -1,0 +1,90 @@
+// vminitd's container runtime: bundles under /run/beaconbox/bundles, containers and
+// exec processes run by crun, their stdio pipes (or pty), and their exit statuses.
+// The ttrpc services (services.cc) are thin wrappers around this class.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "beaconbox/guest/v1/guest.pb.h"
+#include "common/base/result.h"
+#include "common/base/unique_fd.h"
+#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+
+namespace beaconbox::guest {
+
+namespace taskapi = ::containerd::task::v2;
+namespace guestapi = ::beaconbox::guest::v1;
+
+inline constexpr char kBundleRoot[] = "/run/beaconbox/bundles";
+inline constexpr char kStateRoot[] = "/run/beaconbox/state";
+inline constexpr char kCrunRoot[] = "/run/crun";
+
+class Runtime {
+ public:
+  // --- beaconbox.guest.v1.Guest ---
+  Result<guestapi::CreateBundleResponse> CreateBundle(const guestapi::CreateBundleRequest& req);
+  Status RemoveBundle(const guestapi::RemoveBundleRequest& req);
+  // Hands out the read end of a process's stdout/stderr (once per stream).
+  Result<UniqueFd> TakeOutput(const std::string& id, const std::string& exec_id,
+                              guestapi::Stream stream);
+  // The process's stdin (a dup), for WriteInput; CloseStdin ends it.
+  Result<UniqueFd> DupStdin(const std::string& id, const std::string& exec_id);
+
+  // --- containerd.task.v2.Task ---
+  Result<taskapi::CreateTaskResponse> Create(const taskapi::CreateTaskRequest& req);
+  Result<taskapi::StartResponse> Start(const taskapi::StartRequest& req);
+  Status Exec(const taskapi::ExecProcessRequest& req);
+  Status Kill(const taskapi::KillRequest& req);
+  Result<taskapi::WaitResponse> Wait(const taskapi::WaitRequest& req);
+  Result<taskapi::DeleteResponse> Delete(const taskapi::DeleteRequest& req);
+  Result<taskapi::StateResponse> State(const taskapi::StateRequest& req);
+  Result<taskapi::PidsResponse> Pids(const taskapi::PidsRequest& req);
+  Status CloseIO(const taskapi::CloseIORequest& req);
+  Status ResizePty(const taskapi::ResizePtyRequest& req);
+  Status Pause(const std::string& id);
+  Status Resume(const std::string& id);
+  Result<taskapi::ConnectResponse> Connect(const taskapi::ConnectRequest& req);
+
+ private:
+  enum class Phase { kCreated, kRunning, kPaused, kStopped };
+
+  struct Process {
+    std::string exec_id;  // empty for the container's init process
+    std::string stdin_name, stdout_name, stderr_name;
+    bool terminal = false;
+    std::string process_spec_path;  // exec only: the OCI process JSON for crun exec
+    pid_t pid = 0;
+    Phase phase = Phase::kCreated;
+    UniqueFd stdin_fd;              // our write end (or the pty master)
+    UniqueFd stdout_fd, stderr_fd;  // our read ends (stdout is the pty master with a terminal)
+    unsigned exit_status = 0;
+    int64_t exited_at_ns = 0;
+    std::condition_variable exited;
+  };
+
+  struct Container {
+    std::string id;
+    std::string bundle;
+    std::shared_ptr<Process> init;
+    std::map<std::string, std::shared_ptr<Process>> execs;
+  };
+
+  Result<std::shared_ptr<Process>> FindProcess(const std::string& id, const std::string& exec_id);
+  Result<Container*> FindContainer(const std::string& id);
+  // Prepares pipes / console socket, runs crun (create or exec), reads the pid.
+  Status Launch(const std::string& id, Process& process, const std::vector<std::string>& crun_args);
+  void WatchExit(const std::shared_ptr<Process>& process);
+  Result<std::string> Crun(const std::vector<std::string>& args);
+
+  std::mutex mu_;
+  std::map<std::string, Container> containers_;
+  std::map<std::string, bool> bundles_;
+};
+
+}  // namespace beaconbox::guest

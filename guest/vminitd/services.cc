@@ -1,0 +1,267 @@
+#include "guest/vminitd/services.h"
+
+#include <sys/reboot.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <thread>
+
+#include "common/base/errno_error.h"
+#include "common/ttrpc/ttrpc.h"
+#include "guest/vminitd/log.h"
+#include "guest/vminitd/network.h"
+
+namespace beaconbox::guest {
+namespace {
+
+using google::protobuf::Empty;
+using ttrpc::RpcStatus;
+using ttrpc::ServerContext;
+
+constexpr char kGuestService[] = "beaconbox.guest.v1.Guest";
+constexpr char kTaskService[] = "containerd.task.v2.Task";
+constexpr uint32_t kProtocolVersion = 1;
+constexpr size_t kOutputChunk = 32 * 1024;
+
+std::atomic<uint64_t> ready_ms{0};
+
+RpcStatus ToRpc(const Error& error) {
+  ttrpc::Code code = ttrpc::Code::kUnknown;
+  switch (error.code) {
+    case ErrorCode::kInvalidArgument:
+      code = ttrpc::Code::kInvalidArgument;
+      break;
+    case ErrorCode::kNotFound:
+      code = ttrpc::Code::kNotFound;
+      break;
+    case ErrorCode::kAlreadyExists:
+      code = ttrpc::Code::kAlreadyExists;
+      break;
+    case ErrorCode::kPermission:
+      code = ttrpc::Code::kPermissionDenied;
+      break;
+    case ErrorCode::kUnavailable:
+      code = ttrpc::Code::kUnavailable;
+      break;
+    case ErrorCode::kExhausted:
+      code = ttrpc::Code::kResourceExhausted;
+      break;
+    case ErrorCode::kTimeout:
+      code = ttrpc::Code::kDeadlineExceeded;
+      break;
+    case ErrorCode::kNotImplemented:
+      code = ttrpc::Code::kUnimplemented;
+      break;
+    case ErrorCode::kFailedPrecondition:
+      code = ttrpc::Code::kFailedPrecondition;
+      break;
+    case ErrorCode::kInternal:
+      code = ttrpc::Code::kInternal;
+      break;
+  }
+  return RpcStatus{code, error.message};
+}
+
+RpcStatus ToRpc(const Status& status) { return status.ok() ? RpcStatus{} : ToRpc(status.error()); }
+
+template <typename T, typename Resp>
+RpcStatus Reply(Result<T> result, Resp* response) {
+  if (!result.ok()) return ToRpc(result.error());
+  *response = std::move(*result);
+  return RpcStatus{};
+}
+
+// Registers a unary method served by one Runtime call returning Result<Resp>.
+template <typename Req, typename Resp, typename Fn>
+void Unary(ttrpc::Server& server, const char* service, const char* method, Fn fn) {
+  ttrpc::RegisterUnaryProto<Req, Resp>(
+      server, service, method,
+      [fn](ServerContext&, const Req& req, Resp* resp) { return fn(req, resp); });
+}
+
+template <typename Req>
+void NotImplemented(ttrpc::Server& server, const char* method) {
+  Unary<Req, Empty>(server, kTaskService, method, [method](const Req&, Empty*) {
+    return RpcStatus{ttrpc::Code::kUnimplemented,
+                     std::string("Task.") + method + " is not implemented by the beaconbox guest"};
+  });
+}
+
+void PowerOffSoon() {
+  // Answer first, then power off: the shim waits for the reply before killing QEMU.
+  std::thread([] {
+    ::usleep(100 * 1000);
+    Log("powering off");
+    ::sync();
+    ::reboot(RB_POWER_OFF);
+    Log(ErrnoError("reboot", "RB_POWER_OFF").message);
+    ::reboot(RB_HALT_SYSTEM);
+  }).detach();
+}
+
+// ReadOutput (server stream) and WriteInput (client stream). The first message of
+// each names the process.
+void RegisterGuestStreams(ttrpc::Server& server, Runtime& rt) {
+  using namespace guestapi;
+  server.RegisterStream(kGuestService, "ReadOutput",
+                        [&rt](ServerContext&, ttrpc::ServerStream& stream) {
+                          std::string message;
+                          ReadOutputRequest req;
+                          if (!stream.Recv(&message) || !req.ParseFromString(message)) {
+                            return RpcStatus{ttrpc::Code::kInvalidArgument,
+                                             "ReadOutput: expected a ReadOutputRequest first"};
+                          }
+                          auto fd = rt.TakeOutput(req.container_id(), req.exec_id(), req.stream());
+                          if (!fd.ok()) return ToRpc(fd.error());
+                          std::string buffer(kOutputChunk, '\0');
+                          OutputChunk chunk;
+                          for (;;) {
+                            ssize_t n = ::read(fd->get(), buffer.data(), buffer.size());
+                            if (n < 0 && errno == EINTR) continue;
+                            if (n <= 0) break;  // EOF, or EIO from a pty whose last slave closed
+                            chunk.set_data(buffer.data(), size_t(n));
+                            // A peer that stopped listening ends the stream; the fd closes and the
+                            // process sees EPIPE rather than blocking forever.
+                            if (!stream.Send(chunk.SerializeAsString())) break;
+                          }
+                          return RpcStatus{};
+                        });
+  server.RegisterStream(
+      kGuestService, "WriteInput", [&rt](ServerContext&, ttrpc::ServerStream& stream) {
+        std::string message;
+        InputChunk chunk;
+        if (!stream.Recv(&message) || !chunk.ParseFromString(message)) {
+          return RpcStatus{ttrpc::Code::kInvalidArgument,
+                           "WriteInput: expected an InputChunk naming the process"};
+        }
+        auto fd = rt.DupStdin(chunk.container_id(), chunk.exec_id());
+        if (!fd.ok()) return ToRpc(fd.error());
+        bool writable = true;
+        for (;;) {
+          const std::string& data = chunk.data();
+          size_t done = 0;
+          while (writable && done < data.size()) {
+            ssize_t n = ::write(fd->get(), data.data() + done, data.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+              writable = false;  // the process closed its stdin; drain the stream anyway
+              break;
+            }
+            done += size_t(n);
+          }
+          if (!stream.Recv(&message)) break;
+          if (!chunk.ParseFromString(message)) {
+            return RpcStatus{ttrpc::Code::kInvalidArgument, "WriteInput: unparsable InputChunk"};
+          }
+        }
+        // End of the client stream closes stdin (fd goes out of scope).
+        stream.Send(v1::Empty().SerializeAsString());
+        return RpcStatus{};
+      });
+}
+
+void RegisterGuest(ttrpc::Server& server, Runtime& rt) {
+  using namespace guestapi;
+  Unary<HelloRequest, HelloResponse>(server, kGuestService, "Hello",
+                                     [](const HelloRequest&, HelloResponse* resp) {
+                                       struct utsname uts {};
+                                       ::uname(&uts);
+                                       resp->set_protocol_version(kProtocolVersion);
+                                       resp->set_kernel_release(uts.release);
+                                       resp->set_agent_version(BEACONBOX_VERSION);
+                                       resp->set_boot_to_ready_ms(ready_ms.load());
+                                       return RpcStatus{};
+                                     });
+  Unary<NetworkConfig, v1::Empty>(
+      server, kGuestService, "ConfigureNetwork",
+      [](const NetworkConfig& req, v1::Empty*) { return ToRpc(ConfigureNetwork(req)); });
+  Unary<CreateBundleRequest, CreateBundleResponse>(
+      server, kGuestService, "CreateBundle",
+      [&rt](const CreateBundleRequest& req, CreateBundleResponse* resp) {
+        return Reply(rt.CreateBundle(req), resp);
+      });
+  Unary<RemoveBundleRequest, v1::Empty>(
+      server, kGuestService, "RemoveBundle",
+      [&rt](const RemoveBundleRequest& req, v1::Empty*) { return ToRpc(rt.RemoveBundle(req)); });
+  Unary<PowerOffRequest, v1::Empty>(server, kGuestService, "PowerOff",
+                                    [](const PowerOffRequest&, v1::Empty*) {
+                                      PowerOffSoon();
+                                      return RpcStatus{};
+                                    });
+  RegisterGuestStreams(server, rt);
+}
+
+void RegisterTask(ttrpc::Server& server, Runtime& rt) {
+  using namespace taskapi;
+  Unary<CreateTaskRequest, CreateTaskResponse>(
+      server, kTaskService, "Create",
+      [&rt](const CreateTaskRequest& req, CreateTaskResponse* resp) {
+        return Reply(rt.Create(req), resp);
+      });
+  Unary<StartRequest, StartResponse>(
+      server, kTaskService, "Start",
+      [&rt](const StartRequest& req, StartResponse* resp) { return Reply(rt.Start(req), resp); });
+  Unary<DeleteRequest, DeleteResponse>(server, kTaskService, "Delete",
+                                       [&rt](const DeleteRequest& req, DeleteResponse* resp) {
+                                         return Reply(rt.Delete(req), resp);
+                                       });
+  Unary<StateRequest, StateResponse>(
+      server, kTaskService, "State",
+      [&rt](const StateRequest& req, StateResponse* resp) { return Reply(rt.State(req), resp); });
+  Unary<PidsRequest, PidsResponse>(
+      server, kTaskService, "Pids",
+      [&rt](const PidsRequest& req, PidsResponse* resp) { return Reply(rt.Pids(req), resp); });
+  Unary<WaitRequest, WaitResponse>(
+      server, kTaskService, "Wait",
+      [&rt](const WaitRequest& req, WaitResponse* resp) { return Reply(rt.Wait(req), resp); });
+  Unary<ConnectRequest, ConnectResponse>(server, kTaskService, "Connect",
+                                         [&rt](const ConnectRequest& req, ConnectResponse* resp) {
+                                           return Reply(rt.Connect(req), resp);
+                                         });
+  Unary<KillRequest, Empty>(server, kTaskService, "Kill",
+                            [&rt](const KillRequest& req, Empty*) { return ToRpc(rt.Kill(req)); });
+  Unary<ExecProcessRequest, Empty>(
+      server, kTaskService, "Exec",
+      [&rt](const ExecProcessRequest& req, Empty*) { return ToRpc(rt.Exec(req)); });
+  Unary<CloseIORequest, Empty>(
+      server, kTaskService, "CloseIO",
+      [&rt](const CloseIORequest& req, Empty*) { return ToRpc(rt.CloseIO(req)); });
+  Unary<ResizePtyRequest, Empty>(
+      server, kTaskService, "ResizePty",
+      [&rt](const ResizePtyRequest& req, Empty*) { return ToRpc(rt.ResizePty(req)); });
+  Unary<PauseRequest, Empty>(server, kTaskService, "Pause", [&rt](const PauseRequest& req, Empty*) {
+    return ToRpc(rt.Pause(req.id()));
+  });
+  Unary<ResumeRequest, Empty>(
+      server, kTaskService, "Resume",
+      [&rt](const ResumeRequest& req, Empty*) { return ToRpc(rt.Resume(req.id())); });
+  NotImplemented<CheckpointTaskRequest>(server, "Checkpoint");
+  NotImplemented<UpdateTaskRequest>(server, "Update");
+  NotImplemented<ShutdownRequest>(server, "Shutdown");
+  Unary<StatsRequest, StatsResponse>(
+      server, kTaskService, "Stats", [](const StatsRequest&, StatsResponse*) {
+        return RpcStatus{ttrpc::Code::kUnimplemented,
+                         "Task.Stats is not implemented by the beaconbox guest"};
+      });
+}
+
+}  // namespace
+
+void SetReadyTime() {
+  if (ready_ms.load() != 0) return;
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  ready_ms = uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+void ServeConnection(Runtime& runtime, UniqueFd connection) {
+  ttrpc::Server server;
+  RegisterGuest(server, runtime);
+  RegisterTask(server, runtime);
+  server.ServeConnection(std::move(connection));
+}
+
+}  // namespace beaconbox::guest

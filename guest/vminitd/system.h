@@ -1,0 +1,39 @@
+// What PID 1 does before serving: filesystems, kernel modules, hostname, loopback,
+// and the small file helpers the rest of vminitd uses.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/base/result.h"
+#include "guest/vminitd/guest_logic.h"
+
+namespace beaconbox::guest {
+
+// Mounts proc, sys, dev (devtmpfs), /dev/pts, /dev/shm, cgroup2 (all controllers
+// enabled for children), /run and /tmp. Continues past failures, logging each.
+void MountBaseFilesystems();
+
+// Points stdin/stdout/stderr at /dev/console when the kernel could not (the initrd
+// carries no device nodes; devtmpfs provides them).
+void OpenConsole();
+
+// Loads each module path listed in `order_file` with finit_module. A module already
+// loaded or built in is not an error; other failures are logged and skipped.
+void LoadModules(const std::string& order_file);
+
+void SetHostname(const std::string& hostname);
+void BringUpLoopback();
+
+// Mounts `mount` with its target relative to `base` unless absolute; creates the
+// target directory.
+Status MountOne(const std::string& type, const std::string& source, const std::string& target,
+                const std::vector<std::string>& options);
+
+Result<std::string> ReadSmallFile(const std::string& path, size_t limit = 1 << 20);
+Status WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode = 0644);
+Status MakeDirs(const std::string& path, unsigned mode = 0755);
+// Removes a directory tree without crossing into mounts (unmounts what it finds).
+Status RemoveTree(const std::string& path);
+
+}  // namespace beaconbox::guest
