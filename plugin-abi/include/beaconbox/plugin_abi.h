@@ -137,7 +137,7 @@ typedef enum bbx_config_type {
   BBX_CONFIG_STRING_ARRAY = 4
 } bbx_config_type;
 
-/* One key a plugin accepts in its `[plugins.<kind>.<name>]` config table. The host
+/* One key a plugin accepts in its `[plugins.<kind>.<name>.config]` table. The host
  * refuses keys not in the schema and values of the wrong type before init is called.
  * OWNERSHIP: plugin-owned static data, valid while the plugin is loaded. */
 typedef struct bbx_config_key {

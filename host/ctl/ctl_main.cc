@@ -1,0 +1,152 @@
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "host/ctl/ctl.h"
+#include "host/log/log.h"
+#include "host/plugin_host/plugin_host.h"
+#include "host/plugin_host/plugin_loader.h"
+
+namespace beaconbox::ctl {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+int ConfigValidate(const Args& args) {
+  if (args.rest.size() > 1) {
+    std::cerr << "usage: beaconbox-ctl config validate [FILE]\n";
+    return kExitUsage;
+  }
+  Args with_file = args;
+  if (!args.rest.empty()) with_file.config_path = args.rest[0];
+  auto config = LoadConfigFor(with_file);
+  if (!config.ok()) {
+    std::cerr << config.error().message << "\n";
+    return kExitFailed;
+  }
+  auto host = plugin_host::PluginHost::Load(std::move(config).value());
+  if (!host.ok()) {
+    std::cerr << host.error().message << "\n";
+    return kExitFailed;
+  }
+  std::cout << "OK\n";
+  return kExitOk;
+}
+
+std::string Join(const std::vector<std::string>& items, const char* separator) {
+  std::string joined;
+  for (const auto& item : items) joined += (joined.empty() ? "" : separator) + item;
+  return joined;
+}
+
+// Lists every declared plugin: each is loaded and inited on its own, so the list
+// shows even when the config's choice of plugins is incomplete.
+int Plugins(const Args& args) {
+  auto config = LoadConfigFor(args);
+  if (!config.ok()) {
+    std::cerr << config.error().message << "\n";
+    return kExitFailed;
+  }
+  int exit_code = kExitOk;
+  std::printf("%-8s %-18s %-10s %-4s %s\n", "KIND", "NAME", "VERSION", "ABI", "PATH");
+  for (const config::PluginDecl& decl : config->plugins) {
+    std::string context = "config " + config->source + ": plugin " + decl.kind + "/" + decl.name;
+    auto plugin = plugin_host::LoadedPlugin::Open(decl.path, decl.kind, decl.name, context);
+    Status ready = plugin.ok() ? (*plugin)->ValidateSettings(decl.settings) : plugin.error();
+    if (ready.ok()) ready = (*plugin)->Init(decl.config_toml, config->paths);
+    if (!ready.ok()) {
+      std::cerr << ready.error().message << "\n";
+      exit_code = kExitFailed;
+      continue;
+    }
+    const plugin_host::PluginInfo& info = (*plugin)->info();
+    std::printf("%-8s %-18s %-10s %-4u %s\n", info.kind.c_str(), info.name.c_str(),
+                info.version.c_str(), info.abi_version, info.path.c_str());
+    std::printf("    ops: %s\n", Join(info.ops, ", ").c_str());
+    for (const auto& key : info.config_keys) {
+      std::printf("    config.%s (%s%s%s): %s\n", key.name.c_str(), config::ValueTypeName(key.type),
+                  key.default_value.empty() ? "" : ", default ", key.default_value.c_str(),
+                  key.description.c_str());
+    }
+  }
+  return exit_code;
+}
+
+struct Command {
+  const char* words;  // "config validate"
+  const char* usage;
+  int (*run)(const Args& args);
+};
+
+constexpr Command kCommands[] = {
+    {"check", "check                    prerequisites, one line each, with the fix", RunCheck},
+    {"config validate", "config validate [FILE]   load FILE (or the default) and its plugins",
+     ConfigValidate},
+    {"plugins", "plugins                  declared plugins: version, ABI, path, ops", Plugins},
+};
+
+void Usage(FILE* out) {
+  std::fprintf(out, "usage: beaconbox-ctl [--config FILE] COMMAND\n\ncommands:\n");
+  for (const Command& command : kCommands) std::fprintf(out, "  %s\n", command.usage);
+  std::fprintf(out,
+               "\nThe configuration is --config FILE, else $BEACONBOX_CONFIG, else "
+               "/etc/beaconbox/config.toml, else config.toml next to beaconbox-ctl.\n");
+}
+
+}  // namespace
+
+Result<config::Config> LoadConfigFor(const Args& args) {
+  if (args.config_path) return config::LoadConfigFile(*args.config_path);
+  return config::LoadConfig();
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> words(argv + 1, argv + argc);
+  Args args;
+  size_t index = 0;
+  while (index < words.size() && words[index].starts_with("-")) {
+    if ((words[index] == "--config" || words[index] == "-c") && index + 1 < words.size()) {
+      args.config_path = words[index + 1];
+      index += 2;
+    } else if (words[index] == "--help" || words[index] == "-h") {
+      Usage(stdout);
+      return kExitOk;
+    } else {
+      std::fprintf(stderr, "beaconbox-ctl: unknown option %s\n", words[index].c_str());
+      Usage(stderr);
+      return kExitUsage;
+    }
+  }
+  log::LogOptions log_options{"beaconbox-ctl", "warn", ""};
+  if (Status logging = log::SetUpLogging(log_options); !logging.ok()) {
+    std::fprintf(stderr, "beaconbox-ctl: %s\n", logging.error().message.c_str());
+    return kExitUsage;
+  }
+  for (const Command& command : kCommands) {
+    std::string_view want = command.words;
+    size_t at = index;
+    bool match = true;
+    while (!want.empty()) {
+      size_t space = want.find(' ');
+      std::string_view word = want.substr(0, space);
+      if (at >= words.size() || words[at] != word) {
+        match = false;
+        break;
+      }
+      ++at;
+      want = space == std::string_view::npos ? std::string_view() : want.substr(space + 1);
+    }
+    if (!match) continue;
+    args.rest.assign(words.begin() + static_cast<long>(at), words.end());
+    return command.run(args);
+  }
+  Usage(stderr);
+  return kExitUsage;
+}
+
+}  // namespace beaconbox::ctl
+
+int main(int argc, char** argv) { return beaconbox::ctl::Main(argc, argv); }

@@ -1,0 +1,82 @@
+# cmake -P script run by ctest (see CMakeLists.txt). Everything it makes lives under
+# WORK_DIR, removed at the start and at the end, also on failure.
+
+function(cleanup_and_fail message)
+  file(REMOVE_RECURSE "${WORK_DIR}")
+  message(FATAL_ERROR "${message}")
+endfunction()
+
+# run(<what> <output-var> COMMAND ...): runs, fails the test on a non-zero exit.
+function(run what out_var)
+  execute_process(${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    cleanup_and_fail("${what} failed (${rc}):\n${out}\n${err}")
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+endfunction()
+
+file(REMOVE_RECURSE "${WORK_DIR}")
+set(prefix "${WORK_DIR}/prefix")
+
+# 1. Ship the ABI as an operator gets it.
+run("installing the plugin ABI" ignored
+  COMMAND ${CMAKE_COMMAND} --install "${BUILD_DIR}" --component plugin_abi --prefix "${prefix}")
+foreach(file include/beaconbox/plugin_abi.h share/beaconbox/plugin-abi/plugin.map
+             share/beaconbox/plugin-abi/proto/beaconbox/plugin/v1/vmm.proto)
+  if(NOT EXISTS "${prefix}/${file}")
+    cleanup_and_fail("the installed ABI lacks ${file}")
+  endif()
+endforeach()
+
+# 2. Build the separate project against the installed package alone.
+run("configuring the out-of-tree plugin" ignored
+  COMMAND ${CMAKE_COMMAND} -S "${PROJECT_DIR}" -B "${WORK_DIR}/build"
+          "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
+run("building the out-of-tree plugin" ignored COMMAND ${CMAKE_COMMAND} --build "${WORK_DIR}/build")
+set(plugin "${WORK_DIR}/build/storage-example.so")
+if(NOT EXISTS "${plugin}")
+  cleanup_and_fail("the build made no ${plugin}")
+endif()
+
+# 3. It exports the entry and nothing else of its own.
+run("listing its symbols" symbols COMMAND nm -D --defined-only "${plugin}")
+string(REGEX MATCHALL " T [A-Za-z_0-9]+" exported "${symbols}")
+if(NOT exported STREQUAL " T bbx_plugin_entry")
+  cleanup_and_fail("exports are not just bbx_plugin_entry:\n${symbols}")
+endif()
+
+# 4. The host loads it: listed with its ops, and a config choosing it validates.
+file(WRITE "${WORK_DIR}/config.toml" "[vm]
+vmm = \"fake\"
+[network]
+mode = \"none\"
+[storage]
+driver = \"example\"
+[plugins.vmm.fake]
+path = \"${FIXTURE_VMM}\"
+[plugins.storage.example]
+path = \"build/storage-example.so\"
+[plugins.storage.example.config]
+greeting = \"hello from the operator\"
+")
+run("beaconbox-ctl plugins" listing COMMAND "${CTL}" --config "${WORK_DIR}/config.toml" plugins)
+if(NOT listing MATCHES "storage +example +1\\.0\\.0 +1 +${WORK_DIR}/build/storage-example\\.so"
+   OR NOT listing MATCHES "ops: prepare, release")
+  cleanup_and_fail("beaconbox-ctl plugins does not show the plugin:\n${listing}")
+endif()
+run("beaconbox-ctl config validate" validated
+  COMMAND "${CTL}" config validate "${WORK_DIR}/config.toml")
+if(NOT validated STREQUAL "OK\n")
+  cleanup_and_fail("config validate said: ${validated}")
+endif()
+
+# 5. And refuses a key its schema does not have.
+file(APPEND "${WORK_DIR}/config.toml" "colour = \"red\"\n")
+execute_process(COMMAND "${CTL}" config validate "${WORK_DIR}/config.toml"
+  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+if(NOT rc EQUAL 1 OR NOT err MATCHES "unknown key plugins.storage.example.config.colour")
+  cleanup_and_fail("an unknown key was not refused (${rc}): ${err}")
+endif()
+
+file(REMOVE_RECURSE "${WORK_DIR}")
+message(STATUS "out-of-tree plugin built against the installed ABI and loaded")

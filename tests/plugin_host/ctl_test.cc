@@ -1,0 +1,170 @@
+// beaconbox-ctl run as an operator runs it: `config validate` on good and broken
+// configs (exit code and the one-line message), `plugins` and `check`.
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "tests/plugin_host/test_util.h"
+
+namespace beaconbox {
+namespace {
+
+using beaconbox::testing::GoodConfig;
+using beaconbox::testing::PluginTable;
+using beaconbox::testing::TempDir;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct CtlRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+class CtlTest : public ::testing::Test {
+ protected:
+  // Runs beaconbox-ctl with `args`, BEACONBOX_CONFIG and the BEACON_* overrides unset.
+  CtlRun Ctl(std::vector<std::string> args) {
+    std::string out_path = dir_.path() + "/stdout";
+    std::string err_path = dir_.path() + "/stderr";
+    args.insert(args.begin(), BEACONBOX_CTL);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(out, STDOUT_FILENO);
+      ::dup2(err, STDERR_FILENO);
+      for (const char* name :
+           {"BEACONBOX_CONFIG", "BEACON_SHARE_DIR", "BEACON_CNI_MODE", "BEACONBOX_LOG_LEVEL"}) {
+        ::unsetenv(name);
+      }
+      std::vector<char*> argv;
+      for (auto& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      _exit(127);
+    }
+    CtlRun run;
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    run.out = ReadAll(out_path);
+    run.err = ReadAll(err_path);
+    return run;
+  }
+
+  // `config validate` on `text`: expects exit 1, nothing on stdout and exactly one
+  // line on stderr naming the file; returns that line.
+  std::string Refused(const std::string& text) {
+    std::string path = dir_.Write("config.toml", text);
+    CtlRun run = Ctl({"config", "validate", path});
+    EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
+    EXPECT_EQ(run.out, "");
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+    EXPECT_THAT(run.err, StartsWith("config " + path + ": "));
+    return run.err;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(CtlTest, ValidateAcceptsAGoodConfig) {
+  CtlRun run = Ctl({"config", "validate", dir_.Write("config.toml", GoodConfig())});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "OK\n");
+  EXPECT_EQ(run.err, "");
+}
+
+TEST_F(CtlTest, ValidateShowsEachRefusalOnOneLine) {
+  EXPECT_THAT(Refused(GoodConfig(PluginTable("vmm", "gone", dir_.path() + "/gone.so"))),
+              HasSubstr("plugin vmm/gone (" + dir_.path() + "/gone.so): file not found"));
+  EXPECT_THAT(Refused(GoodConfig(PluginTable("vmm", "x", FIXTURE_NO_ENTRY))),
+              HasSubstr("plugin vmm/x"));
+  EXPECT_THAT(Refused(GoodConfig(PluginTable("vmm", "x", FIXTURE_ABI99))),
+              HasSubstr("speaks plugin ABI 99"));
+  EXPECT_THAT(Refused(GoodConfig(PluginTable("vmm", "qemu", FIXTURE_VMM))),
+              HasSubstr("plugin vmm/qemu (" FIXTURE_VMM "): reports name fake, not qemu"));
+  EXPECT_THAT(Refused(GoodConfig(PluginTable("vmm", "fake", FIXTURE_VMM))),
+              HasSubstr("plugin vmm/fake declared twice"));
+  EXPECT_THAT(Refused(GoodConfig("[plugins.vmm.fake.config]\nfail_init = true\n")),
+              HasSubstr("plugin vmm/fake: init failed: fixture init refused"));
+  EXPECT_THAT(Refused(GoodConfig("[plugins.vmm.fake.config]\nsize = 1\n")),
+              HasSubstr("unknown key plugins.vmm.fake.config.size"));
+  EXPECT_THAT(Refused(GoodConfig("[plugins.vmm.fake.config]\ncount = true\n")),
+              HasSubstr("count must be an integer, not a boolean"));
+  EXPECT_THAT(Refused("[storage]\ndriver = \"fake\"\n[network]\nmode = \"none\"\n" +
+                      PluginTable("storage", "fake", FIXTURE_STORAGE)),
+              HasSubstr("plugin vmm/qemu (chosen by vm.vmm) is not declared"));
+  EXPECT_THAT(Refused("[vm]\nmemory = 3\n"), HasSubstr("line 2: unknown key vm.memory"));
+}
+
+TEST_F(CtlTest, ValidateOfAMissingFileFails) {
+  CtlRun run = Ctl({"config", "validate", dir_.path() + "/none.toml"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr(dir_.path() + "/none.toml"));
+}
+
+TEST_F(CtlTest, PluginsListsVersionAbiPathAndOps) {
+  CtlRun run = Ctl({"--config", dir_.Write("config.toml", GoodConfig()), "plugins"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("vmm      fake               9.9.9      1    " FIXTURE_VMM));
+  EXPECT_THAT(run.out, HasSubstr("ops: vm_create, vm_connect_guest, vm_info, vm_stop, "
+                                 "vm_destroy, vm_resume\n"));
+  EXPECT_THAT(run.out, HasSubstr("ops: attach, detach\n"));
+  EXPECT_THAT(run.out, HasSubstr("config.count (an integer, default 1): an integer key"));
+}
+
+TEST_F(CtlTest, CheckReportsEachPrerequisite) {
+  std::string kernel = dir_.Write("kernel", "k");
+  std::string initrd = dir_.Write("initrd", "i");
+  // Into GoodConfig's [vm] table.
+  std::string text = GoodConfig();
+  text.replace(
+      text.find("vmm = \"fake\"\n"), 13,
+      "vmm = \"fake\"\nkernel_path = \"" + kernel + "\"\ninitrd_path = \"" + initrd + "\"\n");
+  std::string config = dir_.Write("config.toml", text);
+  CtlRun run = Ctl({"--config", config, "check"});
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::istringstream lines(run.out);
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) {
+    ++count;
+    EXPECT_TRUE(line.starts_with("OK ") || line.starts_with("WARN ")) << line;
+  }
+  EXPECT_EQ(count, 9) << run.out;
+  EXPECT_THAT(run.out, HasSubstr("kvm "));
+  EXPECT_THAT(run.out, HasSubstr("kernel     " + kernel + " (from vm.kernel_path)"));
+  EXPECT_THAT(run.out, HasSubstr("plugin     storage/fake 9.9.9 (ABI 1) loads and inits"));
+
+  // A missing initrd is a FAIL with the fix, and the exit code says so.
+  std::filesystem::remove(initrd);
+  run = Ctl({"--config", config, "check"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.out, HasSubstr("FAIL initrd     " + initrd));
+  EXPECT_THAT(run.out, HasSubstr("run make"));
+}
+
+TEST_F(CtlTest, UnknownCommandPrintsUsage) {
+  CtlRun run = Ctl({"frobnicate"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.err, HasSubstr("usage: beaconbox-ctl"));
+}
+
+}  // namespace
+}  // namespace beaconbox
