@@ -158,7 +158,7 @@ void RegisterGuestStreams(ttrpc::Server& server, Runtime& rt) {
           }
         }
         // End of the client stream closes stdin (fd goes out of scope).
-        stream.Send(v1::Empty().SerializeAsString());
+        stream.SetFinalResponse(v1::Empty().SerializeAsString());
         return RpcStatus{};
       });
 }

@@ -77,8 +77,10 @@ void IoRelay::CopyOutput(guestapi::Stream stream, const std::string& fifo_path) 
   request.set_container_id(container_id_);
   request.set_exec_id(exec_id_);
   request.set_stream(stream);
-  auto opened = guest_.connection().OpenStream("beaconbox.guest.v1.Guest", "ReadOutput");
-  if (opened.ok() && (*opened)->Send(request.SerializeAsString()) && (*opened)->CloseSend().ok()) {
+  auto opened = guest_.connection().OpenStream("beaconbox.guest.v1.Guest", "ReadOutput",
+                                               request.SerializeAsString(),
+                                               /*client_streaming=*/false);
+  if (opened.ok()) {
     std::string message;
     guestapi::OutputChunk chunk;
     while ((*opened)->Recv(&message)) {
@@ -100,7 +102,8 @@ void IoRelay::CopyOutput(guestapi::Stream stream, const std::string& fifo_path) 
 void IoRelay::CopyInput(const std::string& fifo_path) {
   UniqueFd fifo(::open(fifo_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fifo) return;
-  auto opened = guest_.connection().OpenStream("beaconbox.guest.v1.Guest", "WriteInput");
+  auto opened = guest_.connection().OpenStream("beaconbox.guest.v1.Guest", "WriteInput", "",
+                                               /*client_streaming=*/true);
   if (!opened.ok()) {
     spdlog::warn("{}: input stream: {}", container_id_, opened.error().message);
     return;

@@ -69,13 +69,12 @@ class GuestBootTest : public ::testing::Test {
     guestapi::ReadOutputRequest req;
     req.set_container_id("c1");
     req.set_stream(stream);
-    auto opened = client_->OpenStream(kGuest, "ReadOutput");
+    auto opened = client_->OpenStream(kGuest, "ReadOutput", req.SerializeAsString(),
+                                      /*client_streaming=*/false);
     if (!opened.ok()) {
       ADD_FAILURE() << opened.error().message;
       return "";
     }
-    EXPECT_TRUE((*opened)->Send(req.SerializeAsString()));
-    EXPECT_TRUE((*opened)->CloseSend().ok());
     std::string out, message;
     guestapi::OutputChunk chunk;
     while ((*opened)->Recv(&message)) {

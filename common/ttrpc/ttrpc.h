@@ -1,0 +1,219 @@
+// ttrpc: containerd's small RPC protocol, one implementation for the shim and the
+// guest agent. Wire format (as github.com/containerd/ttrpc, including the 1.2 streams):
+// frames of a 10-byte header (u32 BE length, u32 BE stream id, u8 type, u8 flags)
+// followed by `length` bytes: a Request (type 1), a Response (type 2) or stream data
+// (type 3). Clients use odd stream ids.
+//
+// The peer may be hostile (the guest runs container code): frame sizes are checked
+// before anything is allocated, garbage closes the connection, and the number of
+// handlers a peer can start at once is bounded.
+#pragma once
+
+#include <google/protobuf/message_lite.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/base/result.h"
+#include "common/base/unique_fd.h"
+
+namespace beaconbox::ttrpc {
+
+// gRPC status codes, as ttrpc carries them (google.rpc.Code).
+enum class Code : int32_t {
+  kOk = 0,
+  kCancelled = 1,
+  kUnknown = 2,
+  kInvalidArgument = 3,
+  kDeadlineExceeded = 4,
+  kNotFound = 5,
+  kAlreadyExists = 6,
+  kPermissionDenied = 7,
+  kResourceExhausted = 8,
+  kFailedPrecondition = 9,
+  kAborted = 10,
+  kOutOfRange = 11,
+  kUnimplemented = 12,
+  kInternal = 13,
+  kUnavailable = 14,
+  kDataLoss = 15,
+  kUnauthenticated = 16,
+};
+
+struct RpcStatus {
+  Code code = Code::kOk;
+  std::string message;
+  bool ok() const { return code == Code::kOk; }
+};
+
+RpcStatus RpcStatusFromError(const Error& error);
+Error ErrorFromRpcStatus(const RpcStatus& status);
+
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+struct Options {
+  // Largest frame accepted or sent, as Go's ttrpc default.
+  size_t max_message_size = 4 << 20;
+  // Handlers one connection may run at once; more requests get kResourceExhausted.
+  size_t max_concurrent_handlers = 128;
+};
+
+struct CallOptions {
+  Metadata metadata;
+  std::chrono::milliseconds timeout{0};  // 0: no deadline
+};
+
+namespace internal {
+class Connection;
+struct ServerStreamState;
+struct ClientStreamState;
+}  // namespace internal
+
+class ServerContext {
+ public:
+  const Metadata& metadata() const { return metadata_; }
+  // First value of `key`, or "" when absent.
+  std::string MetadataValue(std::string_view key) const;
+  // The client's deadline; time_point::max() when it set none.
+  std::chrono::steady_clock::time_point deadline() const { return deadline_; }
+  // True once the connection this request came on is closed.
+  bool cancelled() const;
+
+ private:
+  friend class Server;
+  Metadata metadata_;
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  std::shared_ptr<internal::Connection> connection_;
+};
+
+// A stream seen by its handler. Recv gives the client's messages: for a method the
+// client does not stream to, the request payload is the only one.
+class ServerStream {
+ public:
+  explicit ServerStream(std::shared_ptr<internal::ServerStreamState> state);
+  bool Recv(std::string* message);  // false at the client's end of stream
+  bool Send(std::string_view message);  // false when the connection is gone
+  // Payload of the final response, for methods answering a client stream with one message.
+  void SetFinalResponse(std::string payload);
+
+ private:
+  std::shared_ptr<internal::ServerStreamState> state_;
+};
+
+using UnaryHandler =
+    std::function<RpcStatus(ServerContext&, std::string_view request, std::string* response)>;
+using StreamHandler = std::function<RpcStatus(ServerContext&, ServerStream&)>;
+
+class Server {
+ public:
+  explicit Server(Options options = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void RegisterUnary(std::string service, std::string method, UnaryHandler handler);
+  void RegisterStream(std::string service, std::string method, StreamHandler handler);
+
+  // Serves one connected stream (socket or character device) until the peer closes
+  // it or Shutdown is called.
+  void ServeConnection(UniqueFd fd);
+  // Accepts on `listen_fd` (not owned) and serves each connection on its own
+  // thread, until Shutdown.
+  Status Serve(int listen_fd);
+  void Shutdown();
+
+ private:
+  struct Method {
+    UnaryHandler unary;
+    StreamHandler stream;
+  };
+  friend class internal::Connection;
+  const Method* Find(const std::string& service, const std::string& method) const;
+
+  const Options options_;
+  std::map<std::string, Method> methods_;  // "service/method"
+  std::mutex mutex_;
+  bool shutdown_ = false;
+  UniqueFd wake_fd_;  // eventfd: wakes Serve and every connection on Shutdown
+  std::vector<std::weak_ptr<internal::Connection>> connections_;
+};
+
+class ClientStream {
+ public:
+  explicit ClientStream(std::shared_ptr<internal::ClientStreamState> state);
+  ~ClientStream();
+  bool Send(std::string_view message);  // only for client-streaming calls
+  Status CloseSend();
+  bool Recv(std::string* message);  // false at the end of the server's messages
+  RpcStatus Finish();               // the final status; waits for it
+
+ private:
+  std::shared_ptr<internal::ClientStreamState> state_;
+};
+
+class Client {
+ public:
+  explicit Client(UniqueFd fd, Options options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Thread-safe: many calls may be in flight on one connection.
+  RpcStatus Call(std::string_view service, std::string_view method, std::string_view request,
+                 std::string* response, const CallOptions& options = {});
+
+  // Opens a stream. `request` is the request message; for a client-streaming call
+  // (`client_streaming`) it is usually empty and messages follow with Send.
+  Result<std::unique_ptr<ClientStream>> OpenStream(std::string_view service,
+                                                   std::string_view method,
+                                                   std::string_view request, bool client_streaming,
+                                                   const CallOptions& options = {});
+
+  // Fails pending calls with kUnavailable and stops the reader. Idempotent.
+  void Close();
+  bool closed() const;
+
+ private:
+  std::shared_ptr<internal::Connection> connection_;
+};
+
+// Typed helpers.
+inline RpcStatus CallProto(Client& client, std::string_view service, std::string_view method,
+                           const google::protobuf::MessageLite& request,
+                           google::protobuf::MessageLite* response,
+                           const CallOptions& options = {}) {
+  std::string bytes;
+  RpcStatus status = client.Call(service, method, request.SerializeAsString(), &bytes, options);
+  if (status.ok() && response != nullptr && !response->ParseFromString(bytes)) {
+    return RpcStatus{Code::kInternal, "unparsable response to " + std::string(method)};
+  }
+  return status;
+}
+
+template <typename Request, typename Response>
+void RegisterUnaryProto(Server& server, std::string service, std::string method,
+                        std::function<RpcStatus(ServerContext&, const Request&, Response*)> handler) {
+  server.RegisterUnary(
+      std::move(service), method,
+      [handler = std::move(handler), method](ServerContext& context, std::string_view bytes,
+                                             std::string* out) {
+        Request request;
+        if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+          return RpcStatus{Code::kInvalidArgument, "unparsable request to " + method};
+        }
+        Response response;
+        RpcStatus status = handler(context, request, &response);
+        if (status.ok()) response.SerializeToString(out);
+        return status;
+      });
+}
+
+}  // namespace beaconbox::ttrpc
