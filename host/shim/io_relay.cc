@@ -100,8 +100,14 @@ void IoRelay::CopyOutput(guestapi::Stream stream, const std::string& fifo_path) 
 }
 
 void IoRelay::CopyInput(const std::string& fifo_path) {
-  UniqueFd fifo(::open(fifo_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fifo) return;
+  // Non-blocking open: a reader's open never waits for a writer, so Stop and
+  // CloseIO are never stuck behind a client that opened and closed stdin already
+  // (ctr with nothing to send does exactly that).
+  UniqueFd fifo(::open(fifo_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fifo) {
+    spdlog::warn("{}: opening {} failed: {}", container_id_, fifo_path, std::strerror(errno));
+    return;
+  }
   auto opened = guest_.connection().OpenStream("beaconbox.guest.v1.Guest", "WriteInput", "",
                                                /*client_streaming=*/true);
   if (!opened.ok()) {
@@ -120,6 +126,7 @@ void IoRelay::CopyInput(const std::string& fifo_path) {
       std::lock_guard lock(mutex_);
       if (stopping_ || stdin_closed_) break;
     }
+    // POLLHUP comes only once a writer connected and left: that is stdin's EOF.
     pollfd fds[2] = {{fifo.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
@@ -148,7 +155,6 @@ void IoRelay::CloseStdin() {
 void IoRelay::Wake() {
   uint64_t one = 1;
   (void)!::write(wake_fd_.get(), &one, sizeof(one));
-  if (!paths_.stdin_path.empty()) UnblockFifoOpen(paths_.stdin_path, O_RDONLY);
 }
 
 void IoRelay::Stop() {

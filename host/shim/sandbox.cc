@@ -102,12 +102,21 @@ Result<uint32_t> Sandbox::Create(const task::CreateTaskRequest& request) {
   pluginapi::StoragePrepareRequest storage_request;
   storage_request.set_container_id(request.id());
   storage_request.set_bundle(options_.bundle);
+  storage_request.set_rootfs_read_only(spec.root_read_only);
   for (const auto& mount : request.rootfs()) {
     auto* host_mount = storage_request.add_rootfs();
     host_mount->set_type(mount.type());
     host_mount->set_source(mount.source());
     host_mount->set_target(mount.target());
     for (const auto& option : mount.options()) host_mount->add_options(option);
+  }
+  // `ctr run --rootfs DIR`: no mounts, the spec's root is a host directory of its own.
+  if (request.rootfs().empty() && spec.host_root_path.starts_with("/") &&
+      spec.host_root_path != options_.bundle + "/rootfs") {
+    auto* host_mount = storage_request.add_rootfs();
+    host_mount->set_type("bind");
+    host_mount->set_source(spec.host_root_path);
+    host_mount->add_options("rbind");
   }
   BBX_ASSIGN_OR_RETURN(pluginapi::MountPlan plan, plugins_->storage().Prepare(storage_request));
   storage_prepared_ = true;

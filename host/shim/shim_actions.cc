@@ -20,6 +20,7 @@
 
 #include "common/base/errno_error.h"
 #include "common/base/unique_fd.h"
+#include "host/log/log.h"
 #include "host/shim/sandbox.h"
 #include "host/shim/shim_state.h"
 #include "host/shim/task_service.h"
@@ -97,8 +98,8 @@ void SetUpLogging(const ShimFlags& flags) {
     ::dup2(log_fd, STDERR_FILENO);
     ::close(log_fd);
   }
-  spdlog::set_pattern("[%Y-%m-%dT%H:%M:%S.%e] [beaconbox-shim] [" + flags.id + "] [%l] %v");
-  spdlog::set_level(flags.debug ? spdlog::level::debug : spdlog::level::info);
+  // spdlog's default logger writes to stdout; the shim's log goes to stderr (the FIFO).
+  (void)log::SetUpLogging({"beaconbox-shim " + flags.id, flags.debug ? "debug" : "info", ""});
 }
 
 }  // namespace
@@ -139,7 +140,9 @@ Status RunStart(const ShimFlags& flags, const char* argv0) {
     // The serving shim: its own session, so containerd's signals to the `start`
     // process group do not reach it; the listener on fd 3; no stdio of containerd's.
     ::setsid();
-    if (::dup2(listener.get(), kListenerFd) < 0) _exit(126);
+    // dup2 onto itself keeps FD_CLOEXEC, so clear it explicitly either way.
+    if (listener.get() != kListenerFd && ::dup2(listener.get(), kListenerFd) < 0) _exit(126);
+    if (::fcntl(kListenerFd, F_SETFD, 0) != 0) _exit(126);
     int null_fd = ::open("/dev/null", O_RDWR);
     if (null_fd >= 0) {
       ::dup2(null_fd, STDIN_FILENO);

@@ -28,6 +28,10 @@ Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json) {
 
   json& root = spec["root"];
   if (!root.is_object()) root = json::object();
+  if (root.contains("path") && root["path"].is_string()) {
+    adapted.host_root_path = root["path"].get<std::string>();
+  }
+  adapted.root_read_only = root.value("readonly", false);
   root["path"] = "rootfs";
 
   if (auto linux_it = spec.find("linux"); linux_it != spec.end() && linux_it->is_object()) {

@@ -10,6 +10,8 @@ namespace beaconbox::shim {
 
 struct AdaptedSpec {
   std::string config_json;            // what the guest writes as config.json
+  std::string host_root_path;         // root.path as containerd wrote it (absolute with --rootfs)
+  bool root_read_only = false;
   std::vector<std::string> warnings;  // parts dropped, for the shim's log
 };
 

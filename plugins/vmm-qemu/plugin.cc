@@ -1,0 +1,200 @@
+// The vmm-qemu plugin's C entry: ops table, config parsing, and translation to
+// QemuVm. The logic lives in qemu_vm.cc, qmp.cc and process.cc.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <new>
+#include <toml++/toml.h>
+
+#include "beaconbox/plugin_support.hpp"
+#include "plugins/vmm-qemu/qemu_vm.h"
+
+struct bbx_plugin {
+  const bbx_host_services* host;
+  beaconbox::qemu::QemuConfig config;
+  beaconbox::qemu::Spawner spawner;
+};
+
+struct bbx_vm {
+  std::unique_ptr<beaconbox::qemu::QemuVm> vm;
+};
+
+namespace {
+
+namespace pluginapi = ::beaconbox::plugin::v1;
+using beaconbox::Error;
+using beaconbox::ErrorCode;
+using namespace std::chrono_literals;
+
+bbx_status Fail(const Error& error, bbx_error* out) {
+  bbx_status status = BBX_ERR_INTERNAL;
+  switch (error.code) {
+    case ErrorCode::kInvalidArgument: status = BBX_ERR_INVALID_ARGUMENT; break;
+    case ErrorCode::kNotFound: status = BBX_ERR_NOT_FOUND; break;
+    case ErrorCode::kPermission: status = BBX_ERR_PERMISSION; break;
+    case ErrorCode::kUnavailable: status = BBX_ERR_UNAVAILABLE; break;
+    case ErrorCode::kTimeout: status = BBX_ERR_TIMEOUT; break;
+    case ErrorCode::kNotImplemented: status = BBX_ERR_NOT_IMPLEMENTED; break;
+    default: break;
+  }
+  return bbx::Fail(out, status, error.message);
+}
+
+const bbx_config_key kConfigKeys[] = {
+    {"binary", BBX_CONFIG_STRING, "\"<share_dir>/bin/qemu-system-x86_64, else from PATH\"",
+     "the QEMU binary"},
+    {"virtiofsd", BBX_CONFIG_STRING, "\"/usr/lib/qemu/virtiofsd\"", "the virtio-fs daemon"},
+    {"accelerator", BBX_CONFIG_STRING, "\"auto\"",
+     "\"kvm\", \"tcg\" or \"auto\" (KVM when /dev/kvm is usable, else TCG)"},
+    {"machine", BBX_CONFIG_STRING, "\"q35\"", "QEMU machine type"},
+    {"extra_args", BBX_CONFIG_STRING_ARRAY, "[]", "arguments appended to QEMU's command line"},
+};
+
+std::string FindInPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(start, end - start) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return "/usr/bin/" + name;
+}
+
+bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
+                bbx_error* error) {
+  beaconbox::qemu::QemuConfig config;
+  try {
+    toml::table table = toml::parse(bbx::View(config_toml));
+    std::string share_dir = host && host->share_dir ? host->share_dir : "/usr/share/beacon";
+    std::string bundled = share_dir + "/bin/qemu-system-x86_64";
+    config.binary = table["binary"].value_or(
+        ::access(bundled.c_str(), X_OK) == 0 ? bundled : FindInPath("qemu-system-x86_64"));
+    config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
+    config.accelerator = table["accelerator"].value_or(config.accelerator);
+    config.machine = table["machine"].value_or(config.machine);
+    if (auto* args = table["extra_args"].as_array()) {
+      for (auto& arg : *args) config.extra_args.push_back(arg.value_or(std::string()));
+    }
+  } catch (const toml::parse_error& parse_error) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                     std::string("config: ") + std::string(parse_error.description()));
+  }
+  if (config.accelerator != "auto" && config.accelerator != "kvm" && config.accelerator != "tcg") {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                     "accelerator = \"" + config.accelerator + "\": use auto, kvm or tcg");
+  }
+  auto* plugin = new (std::nothrow) bbx_plugin{host, config, {}};
+  if (plugin == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
+  *out = plugin;
+  return BBX_OK;
+}
+
+void Fini(bbx_plugin* plugin) { delete plugin; }
+
+void LogAcceleratorOnce(const bbx_plugin* plugin, const std::string& accelerator) {
+  static std::atomic<bool> logged = false;
+  if (logged.exchange(true)) return;
+  bbx::Log(plugin->host, accelerator == "kvm" ? BBX_LOG_INFO : BBX_LOG_WARN,
+           accelerator == "kvm" ? "QEMU uses KVM"
+                                : "no usable /dev/kvm: QEMU uses TCG software emulation (slow)");
+}
+
+bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_error* error) {
+  pluginapi::VmSpec spec;
+  if (!spec.ParseFromArray(spec_bytes.data, static_cast<int>(spec_bytes.len))) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmSpec");
+  }
+  auto vm = beaconbox::qemu::QemuVm::Create(spec, plugin->config, plugin->spawner);
+  if (!vm.ok()) return Fail(vm.error(), error);
+  LogAcceleratorOnce(plugin, (*vm)->Info().accelerator());
+  *out = new bbx_vm{std::move(vm).value()};
+  return BBX_OK;
+}
+
+bbx_status VmConnectGuest(bbx_vm* vm, uint32_t timeout_ms, int* fd_out, bbx_error* error) {
+  auto fd = vm->vm->ConnectGuest(std::chrono::milliseconds(timeout_ms));
+  if (!fd.ok()) return Fail(fd.error(), error);
+  *fd_out = fd->Release();
+  return BBX_OK;
+}
+
+bbx_status VmInfo(bbx_vm* vm, bbx_sink info, bbx_error* error) {
+  return bbx::WriteSink(info, vm->vm->Info().SerializeAsString(), error);
+}
+
+bbx_status VmStop(bbx_vm* vm, uint32_t timeout_ms, bbx_error* error) {
+  auto status = vm->vm->Stop(std::chrono::milliseconds(timeout_ms));
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
+void VmDestroy(bbx_vm* vm) { delete vm; }
+
+bbx_status VmPause(bbx_vm* vm, bbx_error* error) {
+  auto status = vm->vm->Pause();
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
+bbx_status VmResume(bbx_vm* vm, bbx_error* error) {
+  auto status = vm->vm->Resume();
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
+// Ends the processes a dead shim's VM left, but only those still running one of
+// our binaries: a recycled pid must never be killed.
+bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* error) {
+  pluginapi::VmInfo info;
+  if (!info.ParseFromArray(info_bytes.data, static_cast<int>(info_bytes.len))) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmInfo");
+  }
+  for (int64_t pid : info.pids()) {
+    if (pid <= 1 || pid > 4194304) continue;
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+    if (ec) continue;
+    std::error_code ec1, ec2;
+    if (std::filesystem::equivalent(exe, plugin->config.binary, ec1) ||
+        std::filesystem::equivalent(exe, plugin->config.virtiofsd, ec2)) {
+      ::kill(static_cast<pid_t>(pid), SIGKILL);
+    }
+  }
+  return BBX_OK;
+}
+
+const bbx_vmm_ops kOps = {
+    .struct_size = sizeof(bbx_vmm_ops),
+    .common = {.struct_size = sizeof(bbx_plugin_common_ops), .init = Init, .fini = Fini},
+    .vm_create = VmCreate,
+    .vm_connect_guest = VmConnectGuest,
+    .vm_info = VmInfo,
+    .vm_stop = VmStop,
+    .vm_destroy = VmDestroy,
+    .vm_pause = VmPause,
+    .vm_resume = VmResume,
+    .vm_add_device = nullptr,  // hotplug: not implemented yet (the host reports so)
+    .vm_resize = nullptr,
+    .vm_cleanup_stale = VmCleanupStale,
+};
+
+}  // namespace
+
+extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* request,
+                                                  bbx_entry_response* response, bbx_error* error) {
+  const bbx_entry_response mine = {
+      .struct_size = sizeof(bbx_entry_response),
+      .abi_version = BBX_ABI_VERSION_CURRENT,
+      .kind = BBX_PLUGIN_KIND_VMM,
+      .name = "qemu",
+      .version = BEACONBOX_VERSION,
+      .config_keys = kConfigKeys,
+      .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
+      .ops = &kOps,
+  };
+  return bbx::Negotiate(request, response, mine, error);
+}

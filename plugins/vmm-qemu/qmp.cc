@@ -1,0 +1,96 @@
+#include "plugins/vmm-qemu/qmp.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/base/errno_error.h"
+
+namespace beaconbox::qemu {
+
+using namespace std::chrono_literals;
+
+Result<QmpClient> QmpClient::Connect(const std::string& socket_path,
+                                     std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  sockaddr_un addr{};
+  if (socket_path.size() >= sizeof(addr.sun_path)) {
+    return MakeError(ErrorCode::kInvalidArgument, "QMP socket path too long: " + socket_path);
+  }
+  addr.sun_family = AF_UNIX;
+  socket_path.copy(addr.sun_path, socket_path.size());
+  UniqueFd fd;
+  while (true) {
+    fd.Reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) break;
+    if (std::chrono::steady_clock::now() >= deadline) return ErrnoError("connect", socket_path);
+    std::this_thread::sleep_for(10ms);
+  }
+  QmpClient client(std::move(fd));
+  BBX_ASSIGN_OR_RETURN(std::string greeting, client.ReadLine(deadline));
+  if (greeting.find("\"QMP\"") == std::string::npos) {
+    return MakeError(ErrorCode::kInternal, "no QMP greeting on " + socket_path);
+  }
+  BBX_RETURN_IF_ERROR(client.Execute("qmp_capabilities",
+                                     std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         deadline - std::chrono::steady_clock::now())));
+  return client;
+}
+
+Status QmpClient::Send(const std::string& line) {
+  std::string_view rest = line;
+  while (!rest.empty()) {
+    ssize_t n = ::send(fd_.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoError("writing to QMP", "");
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> QmpClient::ReadLine(std::chrono::steady_clock::time_point deadline) {
+  while (true) {
+    if (auto newline = buffer_.find('\n'); newline != std::string::npos) {
+      std::string line = buffer_.substr(0, newline);
+      buffer_.erase(0, newline + 1);
+      return line;
+    }
+    if (buffer_.size() > kMaxLine) {
+      return MakeError(ErrorCode::kInternal, "QMP reply longer than 1 MiB");
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return MakeError(ErrorCode::kTimeout, "QMP did not answer in time");
+    pollfd pfd{fd_.get(), POLLIN, 0};
+    int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue;
+    char chunk[4096];
+    ssize_t n = ::read(fd_.get(), chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return MakeError(ErrorCode::kUnavailable, "QMP connection closed");
+    buffer_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+Status QmpClient::Execute(const std::string& command, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  BBX_RETURN_IF_ERROR(Send(nlohmann::json{{"execute", command}}.dump() + "\n"));
+  while (true) {
+    BBX_ASSIGN_OR_RETURN(std::string line, ReadLine(deadline));
+    auto reply = nlohmann::json::parse(line, nullptr, false);
+    if (!reply.is_object()) continue;
+    if (reply.contains("return")) return Status::Ok();
+    if (reply.contains("error")) {
+      std::string text = reply["error"].value("desc", std::string("unknown error"));
+      return MakeError(ErrorCode::kInternal, "QMP " + command + ": " + text.substr(0, 200));
+    }
+    // {"event": ...}: not ours
+  }
+}
+
+}  // namespace beaconbox::qemu

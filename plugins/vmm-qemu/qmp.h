@@ -1,0 +1,34 @@
+// A minimal QMP client: the capabilities handshake and one command at a time.
+// QEMU's replies are bounded: a line longer than kMaxLine ends the session.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/base/result.h"
+#include "common/base/unique_fd.h"
+
+namespace beaconbox::qemu {
+
+class QmpClient {
+ public:
+  static constexpr size_t kMaxLine = 1 << 20;
+
+  // Connects to QEMU's QMP socket and negotiates capabilities.
+  static Result<QmpClient> Connect(const std::string& socket_path,
+                                   std::chrono::milliseconds timeout);
+
+  // Runs `command` (e.g. "quit", "stop", "cont") and waits for its return or error;
+  // asynchronous events in between are skipped.
+  Status Execute(const std::string& command, std::chrono::milliseconds timeout);
+
+ private:
+  explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
+  Result<std::string> ReadLine(std::chrono::steady_clock::time_point deadline);
+  Status Send(const std::string& line);
+
+  UniqueFd fd_;
+  std::string buffer_;
+};
+
+}  // namespace beaconbox::qemu
