@@ -171,6 +171,8 @@ Status RunServe(const ShimFlags& flags) {
                      "its `start` action");
   }
   SandboxOptions options{flags.namespace_name, flags.id, BundleDir(flags)};
+  // Operators and tests find the serving shim by this pid, never by name.
+  (void)WriteFile("shim.pid", std::to_string(::getpid()));
   const char* ttrpc_address = std::getenv("TTRPC_ADDRESS");
   EventPublisher events(ttrpc_address ? ttrpc_address : "", flags.namespace_name);
 
