@@ -76,8 +76,18 @@ bool Sandbox::has_container() const {
   return !processes_.empty();
 }
 
+namespace {
+// Milliseconds since `start`, for the one timing line Create and Delete log.
+long ElapsedMs(std::chrono::steady_clock::time_point start) {
+  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - start)
+                               .count());
+}
+}  // namespace
+
 Result<uint32_t> Sandbox::Create(const task::CreateTaskRequest& request) {
   if (!load_status_.ok()) return load_status_.error();
+  const auto started = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(mutex_);
     if (!processes_.empty()) {
@@ -131,7 +141,9 @@ Result<uint32_t> Sandbox::Create(const task::CreateTaskRequest& request) {
     network_attached_ = true;
   }
 
+  const long host_setup_ms = ElapsedMs(started);
   BBX_RETURN_IF_ERROR(BootVm(plan, attachment ? &*attachment : nullptr));
+  const long vm_ready_ms = ElapsedMs(started);
   if (attachment) BBX_RETURN_IF_ERROR(ConfigureGuestNetwork(*attachment));
 
   guestapi::CreateBundleRequest bundle_request;
@@ -171,7 +183,11 @@ Result<uint32_t> Sandbox::Create(const task::CreateTaskRequest& request) {
     processes_[""] = std::move(process);
   }
   created = true;
-  spdlog::info("container {} created in the VM, pid {}", request.id(), pid);
+  spdlog::info(
+      "container {} created in the VM, pid {}: host setup {} ms, VMM start to agent ready {} ms "
+      "(VMM start {} ms), container create {} ms",
+      request.id(), pid, host_setup_ms, vm_ready_ms - host_setup_ms, vmm_start_ms_,
+      ElapsedMs(started) - vm_ready_ms);
   return pid;
 }
 
@@ -231,7 +247,9 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   std::filesystem::create_directories(cfg.paths.log_dir, error);
   vm_spec.set_console_log_path(cfg.paths.log_dir + "/vm-" + options_.container_id + ".log");
 
+  const auto vmm_started = std::chrono::steady_clock::now();
   BBX_ASSIGN_OR_RETURN(vm_, plugins_->vmm().CreateVm(vm_spec));
+  vmm_start_ms_ = ElapsedMs(vmm_started);
   if (auto info = vm_->Info(); info.ok()) {
     (void)SaveVmState(options_.bundle, *info);
   }
@@ -431,7 +449,10 @@ Result<ExitInfo> Sandbox::Delete(const std::string& exec_id) {
     task::DeleteResponse response;
     (void)guest_->CallTask("Delete", request, &response, 10s);
   }
+  const auto teardown_started = std::chrono::steady_clock::now();
   Teardown();
+  spdlog::info("container {} deleted: teardown {} ms", options_.container_id,
+               ElapsedMs(teardown_started));
   {
     std::lock_guard lock(mutex_);
     processes_.clear();

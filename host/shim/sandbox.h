@@ -100,6 +100,7 @@ class Sandbox {
   bool storage_prepared_ = false;
   bool network_attached_ = false;
   std::string guest_bundle_;
+  long vmm_start_ms_ = 0;  // how long the VMM plugin's vm_create took
 
   mutable std::mutex mutex_;
   std::condition_variable exited_;

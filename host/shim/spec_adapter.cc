@@ -45,6 +45,12 @@ Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json) {
     }
   }
 
+  // The guest's crun (Debian bookworm's) refuses any ociVersion but 1.0.x, and
+  // containerd 1.7 writes 1.1.0-rc.N. The fields it sets exist in 1.0.2 as well.
+  if (spec.value("ociVersion", std::string("1.0.2")).rfind("1.0", 0) != 0) {
+    spec["ociVersion"] = "1.0.2";
+  }
+
   if (spec.contains("hooks")) {
     spec.erase("hooks");
     adapted.warnings.push_back("OCI hooks dropped: they name host binaries absent in the VM");

@@ -63,6 +63,61 @@ fi
 bbx_ctr container rm noent1 >/dev/null 2>&1 || true
 assert_nothing_left noent1
 
+# 4. A missing kernel: one line naming the file and the config key; nothing stays.
+cp "$BBX_DIR/beaconbox.toml" "$BBX_DIR/beaconbox.toml.good"
+sed -i "s|^kernel_path = .*|kernel_path = \"$BBX_DIR/no-such-kernel\"|" "$BBX_DIR/beaconbox.toml"
+set +e
+message=$(bbx_run nokernel1 /bin/true 2>&1)
+status=$?
+set -e
+if [ "$status" -ne 0 ] && grep -q "no-such-kernel" <<<"$message" && grep -q "vm.kernel_path" <<<"$message"; then
+  pass "missing kernel is reported with its config key"
+else
+  fail "missing kernel: status $status, message: $message"
+fi
+bbx_ctr container rm nokernel1 >/dev/null 2>&1 || true
+assert_nothing_left nokernel1
+
+# 5. A guest that never connects: Create fails after the configured timeout with the
+#    tail of the VM console in the error; nothing stays.
+mkdir -p "$BBX_DIR/silent/bin"
+cp /bin/busybox "$BBX_DIR/silent/bin/busybox"
+printf '#!/bin/busybox sh\necho silent-guest-booted > /dev/console\n/bin/busybox sleep 600\n' > "$BBX_DIR/silent/init"
+chmod +x "$BBX_DIR/silent/init"
+(cd "$BBX_DIR/silent" && find . | cpio -o -H newc --quiet | gzip -n > "$BBX_DIR/silent.initrd")
+cp "$BBX_DIR/beaconbox.toml.good" "$BBX_DIR/beaconbox.toml"
+sed -i -e "s|^initrd_path = .*|initrd_path = \"$BBX_DIR/silent.initrd\"|" \
+       -e "s|^guest_connect_timeout_ms = .*|guest_connect_timeout_ms = 8000|" "$BBX_DIR/beaconbox.toml"
+set +e
+message=$(bbx_run silent1 /bin/true 2>&1)
+status=$?
+set -e
+if [ "$status" -ne 0 ] && grep -q "guest_connect_timeout_ms" <<<"$message" &&
+   grep -q "silent-guest-booted" <<<"$message"; then
+  pass "a guest that never connects fails Create with the console tail"
+else
+  fail "silent guest: status $status, message: $message"
+fi
+bbx_ctr container rm silent1 >/dev/null 2>&1 || true
+assert_nothing_left silent1
+cp "$BBX_DIR/beaconbox.toml.good" "$BBX_DIR/beaconbox.toml"
+
+# 6. kill -9 of the shim takes the VM down with it; containerd's cleanup (the shim's
+#    `delete` action) releases the rest.
+bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime io.containerd.beaconbox.v1 "$BBX_IMAGE" killed1 /bin/sleep 600 >/dev/null
+shim=$(bbx_shim_pids)
+vmm=$(pgrep -f "beaconbox-killed1 " || true)
+if [ -n "$shim" ] && [ -n "$vmm" ]; then
+  kill -KILL "$shim"
+  for _ in $(seq 50); do kill -0 "$vmm" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$vmm" 2>/dev/null; then fail "QEMU $vmm outlived its shim"; else pass "QEMU died with its shim"; fi
+  bbx_ctr task delete -f killed1 >/dev/null 2>&1 || true
+  bbx_ctr container rm killed1 >/dev/null 2>&1 || true
+  assert_nothing_left killed1
+else
+  fail "killed1: no shim ($shim) or VM ($vmm) to kill"
+fi
+
 echo "VM console logs: $(ls "$BBX_DIR/beacon/log" | wc -l)"
 if [ "$failures" -ne 0 ]; then
   BBX_KEEP_DIR=1

@@ -26,6 +26,14 @@ TEST(SpecAdapter, RemovesNetworkNamespaceAndPointsRootAtGuestRootfs) {
   EXPECT_EQ(out["process"]["args"][0], "/bin/true");
 }
 
+TEST(SpecAdapter, PinsOciVersionTheGuestRuntimeAccepts) {
+  auto adapted = AdaptSpecForGuest(json{{"ociVersion", "1.1.0-rc.1"}}.dump());
+  ASSERT_TRUE(adapted.ok());
+  EXPECT_EQ(json::parse(adapted->config_json)["ociVersion"], "1.0.2");
+  adapted = AdaptSpecForGuest(json{{"ociVersion", "1.0.1-dev"}}.dump());
+  EXPECT_EQ(json::parse(adapted->config_json)["ociVersion"], "1.0.1-dev");
+}
+
 TEST(SpecAdapter, DropsHooksWithAWarning) {
   json spec = {{"root", {{"path", "x"}}},
                {"hooks", {{"prestart", json::array({{{"path", "/usr/bin/nvidia-hook"}}})}}}};
