@@ -81,8 +81,10 @@ EOC
 
   ip netns add "$BBX_NETNS"
   ip -n "$BBX_NETNS" link set lo up
-  # containerd passes its environment to the shims it starts.
-  ip netns exec "$BBX_NETNS" env PATH="$output_dir:$bin_dir:$PATH" \
+  # containerd passes its environment to the shims it starts. Only the network
+  # namespace is entered (not `ip netns exec`, whose fresh /sys hides the cgroup
+  # mounts runc, the baseline, needs).
+  nsenter --net="/run/netns/$BBX_NETNS" env PATH="$output_dir:$bin_dir:$PATH" \
     BEACONBOX_CONFIG="$BBX_DIR/beaconbox.toml" \
     "$bin_dir/containerd" --config "$BBX_DIR/containerd.toml" \
     > "$BBX_DIR/containerd.log" 2>&1 &
@@ -98,7 +100,7 @@ EOC
 }
 
 bbx_ctr() {
-  ip netns exec "$BBX_NETNS" "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" "$@"
+  "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" "$@"
 }
 
 # Runs a container with beaconbox: bbx_run ID CMD...; the image is BBX_IMAGE.
