@@ -19,5 +19,7 @@ struct Args {
 Result<config::Config> LoadConfigFor(const Args& args);
 
 int RunCheck(const Args& args);
+int RunNetLeases(const Args& args);  // net.cc
+int RunGc(const Args& args);         // net.cc
 
 }  // namespace beaconbox::ctl

@@ -86,6 +86,8 @@ constexpr Command kCommands[] = {
     {"config validate", "config validate [FILE]   load FILE (or the default) and its plugins",
      ConfigValidate},
     {"plugins", "plugins                  declared plugins: version, ABI, path, ops", Plugins},
+    {"net leases", "net leases               the network plugin's address leases", RunNetLeases},
+    {"gc", "gc                       release leases and TAPs whose shim is gone", RunGc},
 };
 
 void Usage(FILE* out) {

@@ -43,15 +43,24 @@ if bbx_run ping1 /bin/sh -c 'for i in 2 3 4 5; do ping -c1 -W2 10.88.0.$i >/dev/
 else
   fail "the second container could not ping the first"
 fi
+# 4. The operator's view: the running container's lease, which gc keeps.
+ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_DIR/beaconbox.toml" "$@"; }
+leases=$(ctl net leases)
+grep -q ' peer1$' <<<"$leases" && pass "net leases shows peer1" || fail "net leases: $leases"
+gc_out=$(ctl gc)
+grep -q '0 lease(s) released' <<<"$gc_out" && grep -q ' peer1$' <<<"$(ctl net leases)" &&
+  pass "gc keeps the lease of a live container" || fail "gc: $gc_out"
 bbx_ctr task kill -s KILL peer1 >/dev/null 2>&1 || true
 sleep 1
 bbx_ctr task delete peer1 >/dev/null 2>&1 || true
 bbx_ctr container rm peer1 >/dev/null 2>&1 || true
 
-# 4. After the containers are gone, so are their TAPs; the tables are there once.
+# 5. After the containers are gone, so are their TAPs; the tables are there once.
 left=$(in_netns ip -br link | grep '^beacon-' || true)
 [ -z "$left" ] && pass "no TAP left after delete (there were $taps_with_peer with a peer running)" ||
   fail "TAPs left: $left"
+leases=$(ctl net leases | tail -n +2)
+[ -z "$leases" ] && pass "no lease left after delete" || fail "leases left: $leases"
 tables=$(in_netns nft list tables)
 if grep -q 'beacon_runner_filter' <<<"$tables" && grep -q 'beacon_runner_nat' <<<"$tables"; then
   pass "nftables tables beacon_runner_filter and beacon_runner_nat"
