@@ -96,7 +96,8 @@ Result<uint32_t> Sandbox::Create(const task::CreateTaskRequest& request) {
   }
   BBX_ASSIGN_OR_RETURN(std::string host_spec,
                        ReadSmallFile(options_.bundle + "/config.json", 16 << 20));
-  BBX_ASSIGN_OR_RETURN(AdaptedSpec spec, AdaptSpecForGuest(host_spec));
+  BBX_ASSIGN_OR_RETURN(AdaptedSpec spec,
+                       AdaptSpecForGuest(host_spec, /*share_vm_dns=*/plugins_->network() != nullptr));
   for (const auto& warning : spec.warnings) spdlog::warn("{}", warning);
 
   // Whatever fails from here on undoes what was done before it.

@@ -19,7 +19,7 @@ bool IsBindMount(const json& mount) {
 
 }  // namespace
 
-Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json) {
+Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool share_vm_dns) {
   json spec = json::parse(host_config_json, nullptr, /*allow_exceptions=*/false);
   if (spec.is_discarded() || !spec.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "config.json in the bundle is not valid JSON");
@@ -63,6 +63,22 @@ Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json) {
                        "bind mount of host path '" + mount.value("source", "") + "' to '" +
                            mount.value("destination", "") +
                            "' is not supported yet: remove the mount from the container");
+    }
+  }
+
+  if (share_vm_dns) {
+    json& mounts = spec["mounts"];
+    if (!mounts.is_array()) mounts = json::array();
+    bool has_own = false;
+    for (const auto& mount : mounts) {
+      if (mount.is_object() && mount.value("destination", "") == "/etc/resolv.conf") has_own = true;
+    }
+    // A guest path: crun binds the VM's file, never anything of the host's.
+    if (!has_own) {
+      mounts.push_back({{"destination", "/etc/resolv.conf"},
+                        {"type", "bind"},
+                        {"source", "/etc/resolv.conf"},
+                        {"options", json::array({"rbind", "ro", "nosuid", "nodev", "noexec"})}});
     }
   }
 

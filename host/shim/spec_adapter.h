@@ -20,7 +20,10 @@ struct AdaptedSpec {
 // - Hooks are dropped: they name host binaries, which do not exist in the guest.
 // - Bind mounts of host paths are refused until they are shared into the VM: the
 //   error names the mount.
-Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json);
+// - With `share_vm_dns`, the VM's /etc/resolv.conf (written by the guest agent from
+//   the network plugin's DNS servers) is bind-mounted read-only into the container,
+//   unless the spec mounts its own.
+Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool share_vm_dns = false);
 
 // Same rules for an exec's OCI process JSON (nothing to change today but validation).
 Result<std::string> AdaptProcessForGuest(std::string_view process_json);

@@ -76,6 +76,9 @@ EOC
 
 [plugins.network.bridge]
 path = "$output_dir/plugins/net-bridge.so"
+
+[plugins.network.bridge.config]
+dns_servers = ["10.88.0.1"]
 EOC
   fi
 

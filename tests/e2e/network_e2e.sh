@@ -18,7 +18,9 @@ BBX_NETWORK_MODE=bridge bbx_env_start "$output"
 bbx_import_demo_image
 
 # 1. eth0 with an address from the pool and the default route via the bridge.
-config=$(bbx_run net1 /bin/sh -c 'ip -4 addr show eth0; ip route')
+config=$(bbx_run net1 /bin/sh -c 'ip -4 addr show eth0; ip route; cat /etc/resolv.conf')
+grep -q '^nameserver 10.88.0.1' <<<"$config" && pass "resolv.conf from the network plugin's DNS servers" ||
+  fail "resolv.conf: $config"
 if grep -q 'inet 10\.88\.[0-9]*\.[0-9]*/16' <<<"$config" && grep -q 'default via 10.88.0.1' <<<"$config"; then
   pass "eth0 in 10.88.0.0/16, default via 10.88.0.1"
 else

@@ -62,6 +62,18 @@ TEST(SpecAdapter, RefusesHostBindMountsNamingThem) {
   EXPECT_NE(adapted.error().message.find("/srv/data"), std::string::npos);
 }
 
+TEST(SpecAdapter, SharesTheVmResolvConfWhenNetworked) {
+  json spec = {{"mounts", json::array({{{"destination", "/proc"}, {"type", "proc"}}})}};
+  auto adapted = AdaptSpecForGuest(spec.dump(), /*share_vm_dns=*/true);
+  ASSERT_TRUE(adapted.ok());
+  json mounts = json::parse(adapted->config_json)["mounts"];
+  ASSERT_EQ(mounts.size(), 2u);
+  EXPECT_EQ(mounts[1]["destination"], "/etc/resolv.conf");
+  EXPECT_EQ(mounts[1]["source"], "/etc/resolv.conf");
+  auto offline = AdaptSpecForGuest(spec.dump(), /*share_vm_dns=*/false);
+  EXPECT_EQ(json::parse(offline->config_json)["mounts"].size(), 1u);
+}
+
 TEST(SpecAdapter, RefusesInvalidJson) {
   EXPECT_FALSE(AdaptSpecForGuest("{not json").ok());
   EXPECT_FALSE(AdaptSpecForGuest("[]").ok());
