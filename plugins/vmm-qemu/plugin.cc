@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <memory>
@@ -162,6 +163,18 @@ bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* e
     if (std::filesystem::equivalent(exe, plugin->config.binary, ec1) ||
         std::filesystem::equivalent(exe, plugin->config.virtiofsd, ec2)) {
       ::kill(static_cast<pid_t>(pid), SIGKILL);
+    }
+  }
+  // virtiofsd's lock files for this VM's sockets (named after the socket path).
+  if (info.run_dir().size() > 1 && info.run_dir()[0] == '/') {
+    std::string prefix = info.run_dir() + "/";
+    std::replace(prefix.begin(), prefix.end(), '/', '.');
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/run/virtiofsd", ec)) {
+      std::string name = entry.path().filename().string();
+      if (name.starts_with(prefix) && name.ends_with(".sock.pid")) {
+        std::filesystem::remove(entry.path(), ec);
+      }
     }
   }
   return BBX_OK;

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -261,6 +262,14 @@ Status QemuVm::Stop(std::chrono::milliseconds timeout) {
   qemu_pid_ = -1;
   for (pid_t pid : virtiofsd_pids_) EndChild(pid, 500ms);  // exits by itself once QEMU is gone
   virtiofsd_pids_.clear();
+  // Debian's C virtiofsd leaves a lock file per socket in /run/virtiofsd, named after
+  // the socket path with '/' turned into '.'.
+  for (const auto& [tag, socket] : plan_.virtiofsd_sockets) {
+    std::string name = socket;
+    std::replace(name.begin(), name.end(), '/', '.');
+    std::error_code error;
+    fs::remove("/run/virtiofsd/" + name + ".pid", error);
+  }
   return Status::Ok();
 }
 

@@ -20,6 +20,7 @@ assert_nothing_left() {
   [ -z "$(ls -A "$BBX_DIR/beacon/run/s" 2>/dev/null)" ] || fail "$id: shim socket left"
   ! grep -q "/$id/rootfs" /proc/mounts || fail "$id: rootfs still mounted"
   [ ! -e "$BBX_DIR/state/io.containerd.runtime.v2.task/default/$id" ] || fail "$id: bundle left"
+  ! ls -A /run/virtiofsd 2>/dev/null | grep -qF "${BBX_DIR//\//.}" || fail "$id: virtiofsd lock file left"
   local pid
   for pid in $(pgrep -f "beaconbox-$id " || true); do
     fail "$id: VM process $pid still runs"

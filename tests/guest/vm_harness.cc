@@ -1,5 +1,6 @@
 #include "tests/guest/vm_harness.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -186,6 +187,10 @@ void GuestVm::Stop() {
   EndProcess(virtiofsd_pid_);
   if (!work_dir_.empty()) {
     std::error_code ec;
+    // virtiofsd leaves a lock file named after its socket path in /run/virtiofsd.
+    std::string lock = work_dir_ + "/virtiofs.sock";
+    std::replace(lock.begin(), lock.end(), '/', '.');
+    fs::remove("/run/virtiofsd/" + lock + ".pid", ec);
     fs::remove_all(work_dir_, ec);
     work_dir_.clear();
   }
