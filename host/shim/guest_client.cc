@@ -3,22 +3,10 @@
 namespace beaconbox::shim {
 
 Error ErrorFromRpc(const ttrpc::RpcStatus& status, std::string_view what) {
-  ErrorCode code = ErrorCode::kInternal;
-  switch (status.code) {
-    case ttrpc::Code::kInvalidArgument: code = ErrorCode::kInvalidArgument; break;
-    case ttrpc::Code::kNotFound: code = ErrorCode::kNotFound; break;
-    case ttrpc::Code::kAlreadyExists: code = ErrorCode::kAlreadyExists; break;
-    case ttrpc::Code::kPermissionDenied: code = ErrorCode::kPermission; break;
-    case ttrpc::Code::kDeadlineExceeded: code = ErrorCode::kTimeout; break;
-    case ttrpc::Code::kUnimplemented: code = ErrorCode::kNotImplemented; break;
-    case ttrpc::Code::kUnavailable: code = ErrorCode::kUnavailable; break;
-    case ttrpc::Code::kFailedPrecondition: code = ErrorCode::kFailedPrecondition; break;
-    case ttrpc::Code::kResourceExhausted: code = ErrorCode::kExhausted; break;
-    default: break;
-  }
   // The guest's text is passed on, but bounded: it is untrusted and ends up in logs.
-  std::string message = status.message.substr(0, 1024);
-  return Error{code, std::string(what) + ": " + message};
+  Error error = ttrpc::ErrorFromRpcStatus(status);
+  error.message = std::string(what) + ": " + error.message.substr(0, 1024);
+  return error;
 }
 
 GuestClient::GuestClient(UniqueFd channel)

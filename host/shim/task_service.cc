@@ -28,22 +28,6 @@ types::Status ToContainerdStatus(ProcessState state) {
 
 }  // namespace
 
-RpcStatus RpcFromError(const Error& error) {
-  ttrpc::Code code = ttrpc::Code::kUnknown;
-  switch (error.code) {
-    case ErrorCode::kInvalidArgument: code = ttrpc::Code::kInvalidArgument; break;
-    case ErrorCode::kNotFound: code = ttrpc::Code::kNotFound; break;
-    case ErrorCode::kAlreadyExists: code = ttrpc::Code::kAlreadyExists; break;
-    case ErrorCode::kPermission: code = ttrpc::Code::kPermissionDenied; break;
-    case ErrorCode::kUnavailable: code = ttrpc::Code::kUnavailable; break;
-    case ErrorCode::kExhausted: code = ttrpc::Code::kResourceExhausted; break;
-    case ErrorCode::kTimeout: code = ttrpc::Code::kDeadlineExceeded; break;
-    case ErrorCode::kNotImplemented: code = ttrpc::Code::kUnimplemented; break;
-    case ErrorCode::kFailedPrecondition: code = ttrpc::Code::kFailedPrecondition; break;
-    case ErrorCode::kInternal: code = ttrpc::Code::kInternal; break;
-  }
-  return RpcStatus{code, error.message};
-}
 
 TaskService::TaskService(Sandbox& sandbox, EventPublisher& events, SandboxOptions options,
                          std::function<void()> shutdown)
@@ -54,7 +38,7 @@ TaskService::TaskService(Sandbox& sandbox, EventPublisher& events, SandboxOption
 
 void TaskService::Register(ttrpc::Server& server) {
   using namespace task;
-  auto fail = [](const Error& error) { return RpcFromError(error); };
+  auto fail = [](const Error& error) { return ttrpc::RpcStatusFromError(error); };
   auto check_id = [this](const std::string& id) -> RpcStatus {
     if (id != options_.container_id) {
       return RpcStatus{ttrpc::Code::kNotFound,

@@ -25,6 +25,5 @@ class TaskService {
   std::function<void()> shutdown_;
 };
 
-ttrpc::RpcStatus RpcFromError(const Error& error);
 
 }  // namespace beaconbox::shim

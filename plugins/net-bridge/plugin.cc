@@ -4,6 +4,7 @@
 #include <new>
 
 #include "beaconbox/plugin_support.hpp"
+#include "plugins/common/abi_error.h"
 #include "plugins/net-bridge/bridge_network.h"
 
 struct bbx_plugin {
@@ -14,43 +15,6 @@ namespace {
 
 namespace pb = ::beaconbox::plugin::v1;
 using beaconbox::Error;
-using beaconbox::ErrorCode;
-
-bbx_status ToStatus(const Error& error, bbx_error* out) {
-  bbx_status status = BBX_ERR_INTERNAL;
-  switch (error.code) {
-    case ErrorCode::kInvalidArgument:
-      status = BBX_ERR_INVALID_ARGUMENT;
-      break;
-    case ErrorCode::kNotFound:
-      status = BBX_ERR_NOT_FOUND;
-      break;
-    case ErrorCode::kAlreadyExists:
-      status = BBX_ERR_ALREADY_EXISTS;
-      break;
-    case ErrorCode::kPermission:
-      status = BBX_ERR_PERMISSION;
-      break;
-    case ErrorCode::kUnavailable:
-      status = BBX_ERR_UNAVAILABLE;
-      break;
-    case ErrorCode::kExhausted:
-      status = BBX_ERR_EXHAUSTED;
-      break;
-    case ErrorCode::kTimeout:
-      status = BBX_ERR_TIMEOUT;
-      break;
-    case ErrorCode::kNotImplemented:
-      status = BBX_ERR_NOT_IMPLEMENTED;
-      break;
-    case ErrorCode::kFailedPrecondition:
-      status = BBX_ERR_UNAVAILABLE;
-      break;
-    case ErrorCode::kInternal:
-      break;
-  }
-  return bbx::Fail(out, status, error.message);
-}
 
 // Documented in plugins/net-bridge/README.md.
 const bbx_config_key kConfigKeys[] = {
@@ -85,7 +49,7 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     state_dir = host->state_dir;
   }
   auto config = beaconbox::net::ParseBridgeConfig(bbx::View(config_toml), state_dir);
-  if (!config.ok()) return ToStatus(config.error(), error);
+  if (!config.ok()) return beaconbox::plugins::Fail(config.error(), error);
   auto log = [host](beaconbox::net::LogLevel level, const std::string& message) {
     using beaconbox::net::LogLevel;
     bbx_log_level abi_level = level == LogLevel::kDebug  ? BBX_LOG_DEBUG
@@ -111,7 +75,7 @@ bbx_status Attach(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink attachme
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable NetworkAttachRequest");
   }
   auto attachment = plugin->network->Attach(request);
-  if (!attachment.ok()) return ToStatus(attachment.error(), error);
+  if (!attachment.ok()) return beaconbox::plugins::Fail(attachment.error(), error);
   return bbx::WriteSink(attachment_sink, attachment->SerializeAsString(), error);
 }
 
@@ -120,18 +84,18 @@ bbx_status Detach(bbx_plugin* plugin, const char* container_id, bbx_error* error
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "detach: NULL container id");
   }
   auto status = plugin->network->Detach(container_id);
-  return status.ok() ? BBX_OK : ToStatus(status.error(), error);
+  return status.ok() ? BBX_OK : beaconbox::plugins::Fail(status.error(), error);
 }
 
 bbx_status Reconcile(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
   auto report = plugin->network->Reconcile();
-  if (!report.ok()) return ToStatus(report.error(), error);
+  if (!report.ok()) return beaconbox::plugins::Fail(report.error(), error);
   return bbx::WriteSink(report_sink, report->SerializeAsString(), error);
 }
 
 bbx_status ListLeases(bbx_plugin* plugin, bbx_sink leases_sink, bbx_error* error) {
   auto leases = plugin->network->ListLeases();
-  if (!leases.ok()) return ToStatus(leases.error(), error);
+  if (!leases.ok()) return beaconbox::plugins::Fail(leases.error(), error);
   return bbx::WriteSink(leases_sink, leases->SerializeAsString(), error);
 }
 

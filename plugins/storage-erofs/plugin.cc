@@ -6,6 +6,7 @@
 #include <new>
 
 #include "beaconbox/plugin_support.hpp"
+#include "plugins/common/abi_error.h"
 #include "plugins/storage-erofs/rootfs_export.h"
 
 struct bbx_plugin {
@@ -17,19 +18,6 @@ namespace {
 
 namespace pluginapi = ::beaconbox::plugin::v1;
 using beaconbox::Error;
-using beaconbox::ErrorCode;
-
-bbx_status ToStatus(const Error& error, bbx_error* out) {
-  bbx_status status = BBX_ERR_INTERNAL;
-  switch (error.code) {
-    case ErrorCode::kInvalidArgument: status = BBX_ERR_INVALID_ARGUMENT; break;
-    case ErrorCode::kNotFound: status = BBX_ERR_NOT_FOUND; break;
-    case ErrorCode::kPermission: status = BBX_ERR_PERMISSION; break;
-    case ErrorCode::kNotImplemented: status = BBX_ERR_NOT_IMPLEMENTED; break;
-    default: break;
-  }
-  return bbx::Fail(out, status, error.message);
-}
 
 const bbx_config_key kConfigKeys[] = {
     {"layers", BBX_CONFIG_STRING, "\"virtiofs\"",
@@ -73,7 +61,7 @@ bbx_status Prepare(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink plan_si
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable StoragePrepareRequest");
   }
   auto plan = plugin->exporter.Prepare(request);
-  if (!plan.ok()) return ToStatus(plan.error(), error);
+  if (!plan.ok()) return beaconbox::plugins::Fail(plan.error(), error);
   return bbx::WriteSink(plan_sink, plan->SerializeAsString(), error);
 }
 
@@ -83,7 +71,7 @@ bbx_status Release(bbx_plugin* plugin, const char* container_id, const char* bun
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "release: NULL container id or bundle");
   }
   auto status = plugin->exporter.Release(container_id, bundle);
-  return status.ok() ? BBX_OK : ToStatus(status.error(), error);
+  return status.ok() ? BBX_OK : beaconbox::plugins::Fail(status.error(), error);
 }
 
 const bbx_storage_ops kOps = {

@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "beaconbox/plugin_support.hpp"
+#include "plugins/common/abi_error.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
 
 struct bbx_plugin {
@@ -27,22 +28,8 @@ namespace {
 
 namespace pluginapi = ::beaconbox::plugin::v1;
 using beaconbox::Error;
-using beaconbox::ErrorCode;
+using beaconbox::plugins::Fail;
 using namespace std::chrono_literals;
-
-bbx_status Fail(const Error& error, bbx_error* out) {
-  bbx_status status = BBX_ERR_INTERNAL;
-  switch (error.code) {
-    case ErrorCode::kInvalidArgument: status = BBX_ERR_INVALID_ARGUMENT; break;
-    case ErrorCode::kNotFound: status = BBX_ERR_NOT_FOUND; break;
-    case ErrorCode::kPermission: status = BBX_ERR_PERMISSION; break;
-    case ErrorCode::kUnavailable: status = BBX_ERR_UNAVAILABLE; break;
-    case ErrorCode::kTimeout: status = BBX_ERR_TIMEOUT; break;
-    case ErrorCode::kNotImplemented: status = BBX_ERR_NOT_IMPLEMENTED; break;
-    default: break;
-  }
-  return bbx::Fail(out, status, error.message);
-}
 
 const bbx_config_key kConfigKeys[] = {
     {"binary", BBX_CONFIG_STRING, "\"<share_dir>/bin/qemu-system-x86_64, else from PATH\"",
