@@ -121,7 +121,7 @@ fi
 
 echo "VM console logs: $(ls "$BBX_DIR/beacon/log" | wc -l)"
 if [ "$failures" -ne 0 ]; then
-  BBX_KEEP_DIR=1
-  echo "$failures check(s) failed; containerd log: $BBX_DIR/containerd.log" >&2
+  echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
+  tail -40 "$BBX_DIR/containerd.log" >&2
   exit 1
 fi

@@ -73,6 +73,7 @@ dupes=$(in_netns nft list ruleset | grep -E 'accept|masquerade' | sort | uniq -d
 [ -z "$dupes" ] && pass "no duplicate rules after several containers" || fail "duplicate rules: $dupes"
 
 if [ "$failures" -ne 0 ]; then
-  BBX_KEEP_DIR=1
+  echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
+  tail -40 "$BBX_DIR/containerd.log" >&2
   exit 1
 fi
