@@ -2,6 +2,10 @@
 BUILD_DIR ?= _build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# ccache: paths relative to the checkout and no cwd in the hash, so any clone or
+# worktree of the project reuses the same cached objects.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
 
 .PHONY: all build setup test demo clean format
 

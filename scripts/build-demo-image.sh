@@ -1,59 +1,81 @@
 #!/usr/bin/env bash
 # Builds a small OCI image tarball from Debian's busybox-static, importable with
-# `ctr image import` (no registry: the machine has no internet). Reproducible:
-# fixed mtimes, sorted entries, gzip -n.
-#   build-demo-image.sh OUT.tar [NAME:TAG]
+# `ctr image import` (no registry: the machine has no internet). Only tar, gzip and
+# sha256sum are used. Reproducible: fixed mtimes and owners, sorted entries, gzip -n;
+# the same busybox gives the same bytes.
+#
+#   build-demo-image.sh OUT.tar [NAME:TAG]    prints NAME:TAG on stdout
 set -euo pipefail
 
-out=${1:?usage: build-demo-image.sh OUT.tar [NAME:TAG]}
-ref=${2:-beaconbox.local/busybox:latest}
-busybox=/bin/busybox
-[ -x "$busybox" ] || { echo "build-demo-image.sh: $busybox missing: run scripts/setup.sh (busybox-static)" >&2; exit 1; }
+die() { echo "build-demo-image.sh: $*" >&2; exit 1; }
 
-work=$(mktemp -d)
+out=${1:?usage: build-demo-image.sh OUT.tar [NAME:TAG]}
+ref=${2:-docker.io/beaconbox/busybox:demo}
+busybox=${BBX_BUSYBOX:-/bin/busybox}
+case $ref in *:*) ;; *) die "image name '$ref' has no :TAG" ;; esac
+[ -x "$busybox" ] || die "$busybox missing: run scripts/setup.sh (package busybox-static)"
+if ! file -b "$busybox" 2>/dev/null | grep -q 'statically linked'; then
+  command -v file >/dev/null && die "$busybox is not statically linked: install busybox-static"
+fi
+for tool in tar gzip sha256sum; do command -v "$tool" >/dev/null || die "$tool not found"; done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/bbx-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+umask 022
 root="$work/rootfs"
-mkdir -p "$root"/{bin,etc,proc,sys,dev,tmp,root,run}
-cp "$busybox" "$root/bin/busybox"
-for applet in sh ash echo cat ls uname true false sleep id hostname ip ifconfig route nc wget \
-              ps kill env printf test mount grep head tail wc date mkdir rm seq sync; do
+mkdir -p "$root"/{bin,etc,proc,sys,dev,tmp,root,run,var}
+chmod 1777 "$root/tmp"
+chmod 0700 "$root/root"
+install -m 0755 "$busybox" "$root/bin/busybox"
+# The applets the demo, the tests and the benchmarks call.
+applets=(sh ash echo cat ls uname true false sleep id hostname ip ifconfig route ping nc wget
+         ps kill env printf test mount umount grep head tail wc date mkdir rm seq sync cut
+         tr sed awk stat readlink nproc free dmesg)
+for applet in "${applets[@]}"; do
   ln -s busybox "$root/bin/$applet"
 done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$root/etc/passwd"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+  > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
-chmod 1777 "$root/tmp"
+printf 'beaconbox-demo\n' > "$root/etc/hostname"
+
+# Deterministic tar of the current directory's contents to $1.
+det_tar() {
+  tar --create --file "$1" --sort=name --format=gnu --numeric-owner --owner=0 --group=0 \
+      --mtime=@0 .
+}
 
 blobs="$work/oci/blobs/sha256"
 mkdir -p "$blobs"
-layer_tar="$work/layer.tar"
-(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | \
-  tar --create --no-recursion --numeric-owner --owner=0 --group=0 --mtime=@0 \
-      --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-      --file "$layer_tar" --files-from -)
-diff_id=$(sha256sum "$layer_tar" | cut -d' ' -f1)
-gzip -n -9 < "$layer_tar" > "$work/layer.tar.gz"
-layer_digest=$(sha256sum "$work/layer.tar.gz" | cut -d' ' -f1)
-layer_size=$(stat -c %s "$work/layer.tar.gz")
-mv "$work/layer.tar.gz" "$blobs/$layer_digest"
+# put_blob FILE -> moves FILE into blobs/, prints "DIGEST SIZE"
+put_blob() {
+  local digest size
+  digest=$(sha256sum "$1" | cut -d' ' -f1)
+  size=$(stat -c %s "$1")
+  mv "$1" "$blobs/$digest"
+  echo "$digest $size"
+}
 
-config='{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]}}'
-printf '%s' "$config" > "$work/config.json"
-config_digest=$(sha256sum "$work/config.json" | cut -d' ' -f1)
-config_size=$(stat -c %s "$work/config.json")
-mv "$work/config.json" "$blobs/$config_digest"
+(cd "$root" && det_tar "$work/layer.tar")
+diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+gzip -n -9 < "$work/layer.tar" > "$work/layer.tar.gz"
+read -r layer_digest layer_size < <(put_blob "$work/layer.tar.gz")
 
-manifest='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$config_digest"'","size":'"$config_size"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$layer_digest"'","size":'"$layer_size"'}]}'
-printf '%s' "$manifest" > "$work/manifest.json"
-manifest_digest=$(sha256sum "$work/manifest.json" | cut -d' ' -f1)
-manifest_size=$(stat -c %s "$work/manifest.json")
-mv "$work/manifest.json" "$blobs/$manifest_digest"
+printf '%s' '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]},"history":[{"created_by":"scripts/build-demo-image.sh (busybox-static)"}]}' \
+  > "$work/config.json"
+read -r config_digest config_size < <(put_blob "$work/config.json")
 
-printf '{"imageLayoutVersion":"1.0.0"}' > "$work/oci/oci-layout"
-printf '%s' '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$manifest_digest"'","size":'"$manifest_size"',"annotations":{"io.containerd.image.name":"'"$ref"'","org.opencontainers.image.ref.name":"'"${ref##*:}"'"}}]}' > "$work/oci/index.json"
+printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$config_digest"'","size":'"$config_size"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$layer_digest"'","size":'"$layer_size"'}]}' \
+  > "$work/manifest.json"
+read -r manifest_digest manifest_size < <(put_blob "$work/manifest.json")
 
-(cd "$work/oci" && find . -mindepth 1 | LC_ALL=C sort | \
-  tar --create --no-recursion --numeric-owner --owner=0 --group=0 --mtime=@0 --format=posix \
-      --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-      --file "$work/image.tar" --files-from -)
+# ctr names the image after io.containerd.image.name when present (1.6 and 1.7);
+# org.opencontainers.image.ref.name carries the tag as the OCI layout spec says.
+printf '%s' '{"imageLayoutVersion":"1.0.0"}' > "$work/oci/oci-layout"
+printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$manifest_digest"'","size":'"$manifest_size"',"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"'"$ref"'","org.opencontainers.image.ref.name":"'"${ref##*:}"'"}}]}' \
+  > "$work/oci/index.json"
+
+(cd "$work/oci" && det_tar "$work/image.tar")
+mkdir -p "$(dirname "$out")"
 mv "$work/image.tar" "$out"
 echo "$ref"

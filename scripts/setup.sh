@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  build-essential cmake pkg-config clang-format
+  build-essential cmake pkg-config clang-format ccache
   # libraries the host, plugins and guest build against
   libboost-dev libboost-filesystem-dev libprotobuf-dev protobuf-compiler
   libnl-3-dev libnl-route-3-dev libnftables-dev liblmdb-dev libspdlog-dev

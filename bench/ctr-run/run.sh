@@ -1,57 +1,81 @@
 #!/usr/bin/env bash
-# `ctr run --rm IMAGE ID /bin/true` wall time, runc's shim against beaconbox, in one
-# run under one private containerd; then each shim's RSS while a container runs, and
-# how beaconbox's create splits (from the shim's own timing line).
-#   bench/ctr-run/run.sh [OUTPUT_DIR] [ITERATIONS]
+# `ctr run --rm IMAGE ID /bin/true` wall time with runc's shim and with beaconbox, in
+# one run under one private containerd (scripts/lib/containerd-env.sh); then each
+# shim's VmRSS while a `sleep` container runs. beaconbox is measured when its shim,
+# kernel, initrd and plugins are in the output dir; otherwise only runc, and the
+# beaconbox rows say what is missing.
+#   bench/ctr-run/run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-output=${1:-$here/../../_output}
-iterations=${2:-5}
-# shellcheck source=../../scripts/lib/containerd-env.sh
-source "$here/../../scripts/lib/containerd-env.sh"
-bbx_env_start "$output"
-bbx_import_demo_image
+repo=$(cd "$here/../.." && pwd)
+iterations=10
+output=${BEACONBOX_OUTPUT_DIR:-$repo/_output}
+containerd_choice=system
+while getopts 'n:o:c:' opt; do
+  case $opt in
+    n) iterations=$OPTARG ;;
+    o) output=$OPTARG ;;
+    c) containerd_choice=$OPTARG ;;
+    *) echo "usage: run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]" >&2; exit 2 ;;
+  esac
+done
+[[ $iterations =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
+export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=$containerd_choice
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
+source "$repo/scripts/lib/containerd-env.sh"
 
-time_runs() {  # runtime -> prints one duration (s) per run
-  local runtime=$1 i start end
+runtimes=(io.containerd.runc.v2)
+missing=$(bbx_beaconbox_missing "$output")
+[ -z "$missing" ] && runtimes+=("$BBX_BEACONBOX_RUNTIME")
+
+bbx_env_start
+bbx_import_demo_image
+accel=tcg
+[ -w /dev/kvm ] && accel=kvm
+
+time_runs() {  # RUNTIME -> one wall time in ms per line; a failed run aborts
+  local i start end
   for i in $(seq "$iterations"); do
     start=$(date +%s%N)
-    bbx_ctr run --rm --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "$BBX_IMAGE" "bench-$i" /bin/true
+    BBX_RUNTIME=$1 bbx_run "bench-$i" /bin/true >/dev/null
     end=$(date +%s%N)
     echo $(((end - start) / 1000000))
   done
 }
 
-summary() {  # label, then durations (ms) on stdin
-  sort -n | awk -v label="$1" '{v[NR]=$1} END {
-    printf "%-28s n=%d  median %6d ms  p90 %6d ms  min %6d ms\n", label, NR, v[int((NR+1)/2)],
-           v[int(NR*0.9+0.999)], v[1]}'
+summary() {  # LABEL, durations (ms) on stdin
+  sort -n | awk -v label="$1" '{ v[NR] = $1 } END {
+    p90 = int(NR * 0.9); if (p90 < NR * 0.9) p90++; if (p90 < 1) p90 = 1
+    printf "%-32s n=%-3d median %7d ms   p90 %7d ms   min %7d ms\n",
+           label, NR, (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[p90], v[1] }'
 }
 
-rss_kib() {  # runtime, shim binary name -> VmRSS of that shim while `sleep` runs
-  local runtime=$1 shim=$2 pid=""
-  bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "$BBX_IMAGE" rss /bin/sleep 60 >/dev/null
-  # The shim is the process whose working directory is the bundle and whose
-  # executable is the shim binary (runc's shim records no pid file).
-  for p in /proc/[0-9]*; do
-    if [ "$(readlink "$p/cwd" 2>/dev/null)" = "$BBX_DIR/state/io.containerd.runtime.v2.task/default/rss" ] &&
-       [ "$(basename "$(readlink "$p/exe" 2>/dev/null)")" = "$shim" ]; then
-      pid=${p#/proc/}
-    fi
-  done
-  awk '/VmRSS/ {print $2}' "/proc/$pid/status"
-  bbx_ctr task kill -s KILL rss >/dev/null 2>&1 || true
+rss_kib() {  # RUNTIME -> VmRSS (KiB) of the shim serving a running `sleep` container
+  local pid kib=
+  BBX_RUNTIME=$1 bbx_run_detached rss /bin/sleep 600
   sleep 1
-  bbx_ctr task delete rss >/dev/null 2>&1 || true
-  bbx_ctr container rm rss >/dev/null 2>&1 || true
+  if pid=$(bbx_shim_pid_of rss); then
+    kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
+    echo "${kib:-?} KiB (pid $pid, $(basename "$(readlink "/proc/$pid/exe")"))"
+  else
+    echo "? (no shim found)"
+  fi
+  bbx_remove rss
 }
 
-echo "== ctr run --rm $BBX_IMAGE ID /bin/true, $iterations runs each (accelerator: $( [ -w /dev/kvm ] && echo kvm || echo tcg))"
-time_runs io.containerd.runc.v2 | summary "runc (containerd-shim-runc-v2)"
-time_runs io.containerd.beaconbox.v1 | summary "beaconbox (QEMU VM)"
-echo "== shim RSS while a container runs"
-echo "containerd-shim-runc-v2:       $(rss_kib io.containerd.runc.v2 containerd-shim-runc-v2) KiB"
-echo "containerd-shim-beaconbox-v1:  $(rss_kib io.containerd.beaconbox.v1 containerd-shim-beaconbox-v1) KiB"
-echo "== beaconbox create split (last runs, from the shim log)"
-grep -o 'created in the VM.*' "$BBX_DIR/containerd.log" | tail -3
-grep -o 'deleted: teardown.*' "$BBX_DIR/containerd.log" | tail -3
+echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE, accelerator $accel"
+echo "== ctr run --rm IMAGE ID /bin/true, $iterations runs each (after one warm-up run)"
+for runtime in "${runtimes[@]}"; do
+  BBX_RUNTIME=$runtime bbx_run bench-warmup /bin/true >/dev/null
+  time_runs "$runtime" | summary "$runtime"
+done
+[ -n "$missing" ] && echo "$BBX_BEACONBOX_RUNTIME: not measured, missing: $(tr '\n' ' ' <<<"$missing")"
+
+echo "== shim VmRSS while a sleep container runs"
+for runtime in "${runtimes[@]}"; do
+  printf '%-32s %s\n' "$runtime" "$(rss_kib "$runtime")"
+done
+if [ -z "$missing" ]; then
+  echo "== beaconbox's time split (the shim's own timing lines, last runs)"
+  grep -oE '(created in the VM|deleted: teardown|timing).*' "$BBX_DIR/containerd.log" | tail -4 || true
+fi

@@ -1,5 +1,7 @@
 // Round-trip latency of an empty unary ttrpc call over a unix socketpair, next to
 // the floor for the same transport: a raw 10-byte write/read ping-pong.
+// Also runs the Go baseline (Debian's Go ttrpc, Go client to Go server) when the
+// interop peer was built.
 //   ttrpc_bench [CALLS]
 #include <sys/socket.h>
 #include <unistd.h>
@@ -8,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -49,10 +52,9 @@ int main(int argc, char** argv) {
 
   socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
   ttrpc::Server server;
-  server.RegisterUnary("bench.Echo", "Empty",
-                       [](ttrpc::ServerContext&, std::string_view, std::string*) {
-                         return ttrpc::RpcStatus{};
-                       });
+  server.RegisterUnary(
+      "bench.Echo", "Empty",
+      [](ttrpc::ServerContext&, std::string_view, std::string*) { return ttrpc::RpcStatus{}; });
   std::thread serving([&] { server.ServeConnection(UniqueFd(fds[1])); });
   ttrpc::Client client{UniqueFd(fds[0])};
   std::vector<double> unary;
@@ -67,5 +69,15 @@ int main(int argc, char** argv) {
 
   Report("raw socketpair ping-pong (floor)", raw);
   Report("ttrpc empty unary call (C++/C++)", unary);
+#ifdef TTRPC_PEER
+  // Baseline: Debian's Go ttrpc, Go client to Go server, same transport and count.
+  std::fflush(stdout);
+  std::string command = std::string(TTRPC_PEER) + " bench " + std::to_string(calls);
+  if (std::system(command.c_str()) != 0) {
+    std::printf("go ttrpc baseline: %s failed\n", TTRPC_PEER);
+  }
+#else
+  std::printf("go ttrpc baseline: not built (no go at configure time)\n");
+#endif
   return 0;
 }

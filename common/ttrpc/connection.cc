@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace beaconbox::ttrpc::internal {
 namespace {
@@ -36,6 +39,8 @@ Connection::Connection(UniqueFd fd, Options options)
   // the eventfd, on sockets and on character devices (virtio-serial) alike.
   int flags = ::fcntl(fd_.get(), F_GETFL);
   if (flags >= 0) ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK);
+  struct stat st {};
+  is_socket_ = ::fstat(fd_.get(), &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 Connection::~Connection() {
@@ -49,19 +54,21 @@ Connection::~Connection() {
   }
 }
 
-bool Connection::WaitFor(short events) {
+Connection::Ready Connection::WaitFor(short events) {
   pollfd fds[2] = {{fd_.get(), events, 0}, {wake_fd_.get(), POLLIN, 0}};
   while (true) {
-    if (closed()) return false;
+    if (closed()) return Ready::kStopped;
     int n = ::poll(fds, 2, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return false;
+      return Ready::kStopped;
     }
-    if (fds[1].revents != 0) return false;
-    if (fds[0].revents & (POLLERR | POLLNVAL)) return false;
-    // POLLHUP still lets a reader drain what is buffered; read() then returns 0.
-    if (fds[0].revents != 0) return true;
+    if (fds[1].revents != 0) return Ready::kStopped;
+    if (fds[0].revents & (POLLERR | POLLNVAL)) return Ready::kStopped;
+    if (fds[0].revents & events) return Ready::kReady;
+    // POLLHUP alone: what is buffered can still be read (read() then returns 0 on
+    // a socket); a character device may instead keep saying EAGAIN.
+    if (fds[0].revents & POLLHUP) return Ready::kHangup;
   }
 }
 
@@ -72,6 +79,7 @@ bool Connection::Fill() {
     buffer_end_ -= buffer_start_;
     buffer_start_ = 0;
   }
+  bool hangup = false;
   while (true) {
     ssize_t n = ::read(fd_.get(), buffer_.data() + buffer_end_, buffer_.size() - buffer_end_);
     if (n > 0) {
@@ -81,7 +89,10 @@ bool Connection::Fill() {
     if (n == 0) return false;  // peer closed
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
-    if (!WaitFor(POLLIN)) return false;
+    if (hangup) return false;  // a hung-up device with nothing to read: never spin
+    Ready ready = WaitFor(POLLIN);
+    if (ready == Ready::kStopped) return false;
+    hangup = ready == Ready::kHangup;
   }
 }
 
@@ -97,7 +108,7 @@ bool Connection::ReadExact(char* out, size_t n) {
   return true;
 }
 
-bool Connection::Skip(size_t n) {
+bool Connection::SkipPayload(size_t n) {
   while (n > 0) {
     if (buffer_start_ == buffer_end_ && !Fill()) return false;
     size_t take = std::min(n, buffer_end_ - buffer_start_);
@@ -107,17 +118,18 @@ bool Connection::Skip(size_t n) {
   return true;
 }
 
-Connection::ReadResult Connection::ReadFrame(Frame* frame) {
+Connection::ReadResult Connection::ReadFrame(Frame* frame, uint32_t* oversize_length) {
   char header[kHeaderSize];
-  if (!ReadExact(header, sizeof(header))) return ReadResult::kClosed;
+  if (closed() || !ReadExact(header, sizeof(header))) return ReadResult::kClosed;
   uint32_t length = LoadBigEndian32(header);
   frame->stream_id = LoadBigEndian32(header + 4);
   frame->type = static_cast<uint8_t>(header[8]);
   frame->flags = static_cast<uint8_t>(header[9]);
   frame->payload.clear();
   if (length > options_.max_message_size) {
-    // Never allocate what the peer claims; drop the body as it streams past.
-    return Skip(length) ? ReadResult::kOversize : ReadResult::kClosed;
+    // Never allocate what the peer claims; the caller drops the body.
+    *oversize_length = length;
+    return ReadResult::kOversize;
   }
   frame->payload.resize(length);
   if (!ReadExact(frame->payload.data(), length)) return ReadResult::kClosed;
@@ -138,14 +150,17 @@ bool Connection::WriteFrame(uint32_t stream_id, uint8_t type, uint8_t flags,
   std::string_view rest = frame;
   while (!rest.empty()) {
     if (shut_down_ || !fd_) return false;
-    ssize_t n = ::write(fd_.get(), rest.data(), rest.size());
+    // On a socket, send() with MSG_NOSIGNAL: a peer that hung up must give EPIPE,
+    // not a SIGPIPE that kills the process. Character devices raise no SIGPIPE.
+    ssize_t n = is_socket_ ? ::send(fd_.get(), rest.data(), rest.size(), MSG_NOSIGNAL)
+                           : ::write(fd_.get(), rest.data(), rest.size());
     if (n > 0) {
       rest.remove_prefix(static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!WaitFor(POLLOUT)) return false;
+      if (WaitFor(POLLOUT) != Ready::kReady) return false;
       continue;
     }
     return false;
@@ -157,6 +172,24 @@ void Connection::Shutdown() {
   if (shut_down_.exchange(true)) return;
   uint64_t one = 1;
   (void)!::write(wake_fd_.get(), &one, sizeof(one));
+  // Wake every thread waiting on this connection's state: consumers, a reader
+  // waiting for queue room or for a handler slot.
+  std::vector<std::shared_ptr<ClientStreamState>> client;
+  std::vector<std::shared_ptr<ServerStreamState>> server;
+  {
+    std::lock_guard lock(mutex);
+    for (auto& [id, stream] : client_streams) client.push_back(stream);
+    for (auto& [id, stream] : server_streams) server.push_back(stream);
+    handler_finished.notify_all();
+  }
+  for (auto& stream : client) {
+    std::lock_guard lock(stream->mutex);
+    stream->changed.notify_all();
+  }
+  for (auto& stream : server) {
+    std::lock_guard lock(stream->mutex);
+    stream->changed.notify_all();
+  }
 }
 
 bool Connection::closed() const { return shut_down_.load(); }

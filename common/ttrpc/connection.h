@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -20,6 +21,11 @@ namespace beaconbox::ttrpc::internal {
 enum FrameType : uint8_t { kRequest = 1, kResponse = 2, kData = 3 };
 enum FrameFlags : uint8_t { kRemoteClosed = 0x1, kRemoteOpen = 0x2, kNoData = 0x4 };
 constexpr size_t kHeaderSize = 10;
+// A stream's unread messages are bounded: past either limit the connection's reader
+// waits for the consumer (back-pressure, as Go's ttrpc), so a peer cannot make us
+// queue without bound.
+constexpr size_t kMaxQueuedMessages = 256;
+constexpr size_t kMaxQueuedBytesFactor = 4;  // times Options::max_message_size
 
 struct Frame {
   uint32_t stream_id = 0;
@@ -28,14 +34,39 @@ struct Frame {
   std::string payload;
 };
 
+// Messages received on one stream, waiting for their consumer.
+struct MessageQueue {
+  std::deque<std::string> messages;
+  size_t bytes = 0;
+  bool Full(size_t max_message_size) const {
+    return messages.size() >= kMaxQueuedMessages ||
+           bytes >= kMaxQueuedBytesFactor * max_message_size;
+  }
+  void Push(std::string message) {
+    bytes += message.size();
+    messages.push_back(std::move(message));
+  }
+  std::string Pop() {
+    std::string message = std::move(messages.front());
+    messages.pop_front();
+    bytes -= message.size();
+    return message;
+  }
+};
+
 // State of one call or stream on the client side.
 struct ClientStreamState {
   std::shared_ptr<Connection> connection;
   uint32_t stream_id = 0;
+  bool client_streaming = false;
+  bool unary = false;  // a Call: data frames are a protocol error
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::mutex mutex;
   std::condition_variable changed;
-  std::deque<std::string> messages;
-  bool finished = false;  // the final Response arrived (or the connection died)
+  MessageQueue queue;
+  bool finished = false;   // the stream ended: Response, remote-closed data, or failure
+  bool abandoned = false;  // the caller went away; the reader drops what comes
+  bool send_closed = false;
   RpcStatus status;
   std::string final_payload;
   bool final_payload_taken = false;
@@ -45,10 +76,13 @@ struct ClientStreamState {
 struct ServerStreamState {
   std::shared_ptr<Connection> connection;
   uint32_t stream_id = 0;
+  bool server_streaming = true;
   std::mutex mutex;
   std::condition_variable changed;
-  std::deque<std::string> messages;
+  MessageQueue queue;
   bool remote_closed = false;
+  bool handler_done = false;
+  bool final_response_set = false;
   std::string final_response;
 };
 
@@ -60,9 +94,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const Options& options() const { return options_; }
 
   enum class ReadResult { kFrame, kOversize, kClosed };
-  // Reads the next frame. An oversize frame's body is skipped without being stored;
-  // its header fields are still filled in.
-  ReadResult ReadFrame(Frame* frame);
+  // Reads the next frame. For an oversize frame only the header is read (nothing
+  // is allocated): the caller answers it, then calls SkipPayload(*oversize_length).
+  ReadResult ReadFrame(Frame* frame, uint32_t* oversize_length);
+  // Drops `n` bytes as they stream past; false when the connection ended first.
+  bool SkipPayload(size_t n);
   // Writes one frame atomically with respect to other writers.
   bool WriteFrame(uint32_t stream_id, uint8_t type, uint8_t flags, std::string_view payload);
 
@@ -72,8 +108,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void CloseFd();
   bool closed() const;
 
-  // Client side.
+  // Client side. `mutex` guards the maps below; `start_mutex` keeps request frames
+  // in stream id order on the wire (Go's ttrpc 1.2 server refuses a smaller id).
   std::mutex mutex;
+  std::mutex start_mutex;
   uint32_t next_stream_id = 1;
   std::map<uint32_t, std::shared_ptr<ClientStreamState>> client_streams;
   std::thread reader;
@@ -82,15 +120,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Server side.
   std::map<uint32_t, std::shared_ptr<ServerStreamState>> server_streams;
   size_t active_handlers = 0;
+  std::condition_variable handler_finished;
+  uint32_t last_stream_id = 0;
 
  private:
-  bool Fill();                       // reads more bytes into the buffer
+  bool Fill();  // reads more bytes into the buffer
   bool ReadExact(char* out, size_t n);
-  bool Skip(size_t n);
-  bool WaitFor(short events);        // poll the fd and the wake eventfd
+  // Polls the fd and the wake eventfd. kHangup: the fd reported only POLLHUP.
+  enum class Ready { kReady, kHangup, kStopped };
+  Ready WaitFor(short events);
 
   const Options options_;
   UniqueFd fd_;
+  bool is_socket_ = false;
   UniqueFd wake_fd_;
   mutable std::mutex write_mutex_;
   std::atomic<bool> shut_down_{false};

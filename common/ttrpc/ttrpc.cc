@@ -11,6 +11,7 @@
 #include "common/base/errno_error.h"
 #include "common/ttrpc/connection.h"
 #include "common/ttrpc/wire.pb.h"
+#include "common/ttrpc/worker_pool.h"
 
 namespace beaconbox::ttrpc {
 
@@ -22,16 +23,36 @@ using internal::ServerStreamState;
 RpcStatus RpcStatusFromError(const Error& error) {
   Code code = Code::kUnknown;
   switch (error.code) {
-    case ErrorCode::kInvalidArgument: code = Code::kInvalidArgument; break;
-    case ErrorCode::kNotFound: code = Code::kNotFound; break;
-    case ErrorCode::kAlreadyExists: code = Code::kAlreadyExists; break;
-    case ErrorCode::kPermission: code = Code::kPermissionDenied; break;
-    case ErrorCode::kUnavailable: code = Code::kUnavailable; break;
-    case ErrorCode::kExhausted: code = Code::kResourceExhausted; break;
-    case ErrorCode::kTimeout: code = Code::kDeadlineExceeded; break;
-    case ErrorCode::kNotImplemented: code = Code::kUnimplemented; break;
-    case ErrorCode::kFailedPrecondition: code = Code::kFailedPrecondition; break;
-    case ErrorCode::kInternal: code = Code::kInternal; break;
+    case ErrorCode::kInvalidArgument:
+      code = Code::kInvalidArgument;
+      break;
+    case ErrorCode::kNotFound:
+      code = Code::kNotFound;
+      break;
+    case ErrorCode::kAlreadyExists:
+      code = Code::kAlreadyExists;
+      break;
+    case ErrorCode::kPermission:
+      code = Code::kPermissionDenied;
+      break;
+    case ErrorCode::kUnavailable:
+      code = Code::kUnavailable;
+      break;
+    case ErrorCode::kExhausted:
+      code = Code::kResourceExhausted;
+      break;
+    case ErrorCode::kTimeout:
+      code = Code::kDeadlineExceeded;
+      break;
+    case ErrorCode::kNotImplemented:
+      code = Code::kUnimplemented;
+      break;
+    case ErrorCode::kFailedPrecondition:
+      code = Code::kFailedPrecondition;
+      break;
+    case ErrorCode::kInternal:
+      code = Code::kInternal;
+      break;
   }
   return RpcStatus{code, error.message};
 }
@@ -39,16 +60,35 @@ RpcStatus RpcStatusFromError(const Error& error) {
 Error ErrorFromRpcStatus(const RpcStatus& status) {
   ErrorCode code = ErrorCode::kInternal;
   switch (status.code) {
-    case Code::kInvalidArgument: code = ErrorCode::kInvalidArgument; break;
-    case Code::kNotFound: code = ErrorCode::kNotFound; break;
-    case Code::kAlreadyExists: code = ErrorCode::kAlreadyExists; break;
-    case Code::kPermissionDenied: code = ErrorCode::kPermission; break;
-    case Code::kUnavailable: code = ErrorCode::kUnavailable; break;
-    case Code::kResourceExhausted: code = ErrorCode::kExhausted; break;
-    case Code::kDeadlineExceeded: code = ErrorCode::kTimeout; break;
-    case Code::kUnimplemented: code = ErrorCode::kNotImplemented; break;
-    case Code::kFailedPrecondition: code = ErrorCode::kFailedPrecondition; break;
-    default: break;
+    case Code::kInvalidArgument:
+      code = ErrorCode::kInvalidArgument;
+      break;
+    case Code::kNotFound:
+      code = ErrorCode::kNotFound;
+      break;
+    case Code::kAlreadyExists:
+      code = ErrorCode::kAlreadyExists;
+      break;
+    case Code::kPermissionDenied:
+      code = ErrorCode::kPermission;
+      break;
+    case Code::kUnavailable:
+      code = ErrorCode::kUnavailable;
+      break;
+    case Code::kResourceExhausted:
+      code = ErrorCode::kExhausted;
+      break;
+    case Code::kDeadlineExceeded:
+      code = ErrorCode::kTimeout;
+      break;
+    case Code::kUnimplemented:
+      code = ErrorCode::kNotImplemented;
+      break;
+    case Code::kFailedPrecondition:
+      code = ErrorCode::kFailedPrecondition;
+      break;
+    default:
+      break;
   }
   return Error{code, status.message};
 }
@@ -70,34 +110,41 @@ ServerStream::ServerStream(std::shared_ptr<ServerStreamState> state) : state_(st
 bool ServerStream::Recv(std::string* message) {
   std::unique_lock lock(state_->mutex);
   state_->changed.wait(lock, [this] {
-    return !state_->messages.empty() || state_->remote_closed || state_->connection->closed();
+    return !state_->queue.messages.empty() || state_->remote_closed || state_->connection->closed();
   });
-  if (state_->messages.empty()) return false;
-  *message = std::move(state_->messages.front());
-  state_->messages.pop_front();
+  if (state_->queue.messages.empty()) return false;
+  *message = state_->queue.Pop();
+  state_->changed.notify_all();  // the reader may be waiting for room
   return true;
 }
 
 bool ServerStream::Send(std::string_view message) {
+  if (!state_->server_streaming) return false;
   return state_->connection->WriteFrame(state_->stream_id, internal::kData, 0, message);
 }
 
 void ServerStream::SetFinalResponse(std::string payload) {
   std::lock_guard lock(state_->mutex);
   state_->final_response = std::move(payload);
+  state_->final_response_set = true;
 }
 
 Server::Server(Options options)
     : options_(options), wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
-Server::~Server() { Shutdown(); }
-
-void Server::RegisterUnary(std::string service, std::string method, UnaryHandler handler) {
-  methods_[service + "/" + method] = Method{std::move(handler), nullptr};
+Server::~Server() {
+  Shutdown();
+  std::unique_lock lock(mutex_);
+  serve_threads_done_.wait(lock, [this] { return serve_threads_ == 0; });
 }
 
-void Server::RegisterStream(std::string service, std::string method, StreamHandler handler) {
-  methods_[service + "/" + method] = Method{nullptr, std::move(handler)};
+void Server::RegisterUnary(std::string service, std::string method, UnaryHandler handler) {
+  methods_[service + "/" + method] = Method{std::move(handler), nullptr, {}};
+}
+
+void Server::RegisterStream(std::string service, std::string method, StreamHandler handler,
+                            StreamDesc desc) {
+  methods_[service + "/" + method] = Method{nullptr, std::move(handler), desc};
 }
 
 const Server::Method* Server::Find(const std::string& service, const std::string& method) const {
@@ -115,6 +162,18 @@ std::string EncodeResponse(const RpcStatus& status, std::string_view payload) {
   return response.SerializeAsString();
 }
 
+// Sends the final Response of a call. One too large for the peer to accept is
+// replaced by an error, so the caller does not wait for an answer that never comes.
+void SendResponse(Connection& connection, uint32_t stream_id, const RpcStatus& status,
+                  std::string_view payload) {
+  std::string bytes = EncodeResponse(status, payload);
+  if (bytes.size() > connection.options().max_message_size) {
+    bytes = EncodeResponse(
+        {Code::kResourceExhausted, "response larger than the maximum message size"}, "");
+  }
+  connection.WriteFrame(stream_id, internal::kResponse, 0, bytes);
+}
+
 // Runs a handler and turns an escaping exception into kInternal: a bug in one
 // handler must not take the whole process down.
 template <typename Fn>
@@ -128,68 +187,111 @@ RpcStatus RunHandler(Fn&& fn) {
   }
 }
 
+void ReleaseHandlerSlot(Connection& connection) {
+  std::lock_guard lock(connection.mutex);
+  --connection.active_handlers;
+  connection.handler_finished.notify_all();
+}
+
+// Queues a data frame for a stream's consumer, waiting while its queue is full.
+// Returns false when the connection ended meanwhile.
+template <typename State, typename Gone>
+void Enqueue(Connection& connection, State& stream, std::string message, Gone gone) {
+  std::unique_lock lock(stream.mutex);
+  stream.changed.wait(lock, [&] {
+    return !stream.queue.Full(connection.options().max_message_size) || gone() ||
+           connection.closed();
+  });
+  if (gone() || connection.closed()) return;
+  stream.queue.Push(std::move(message));
+  stream.changed.notify_all();
+}
+
+void DeliverServerData(Connection& connection, Frame& frame) {
+  std::shared_ptr<ServerStreamState> stream;
+  {
+    std::lock_guard lock(connection.mutex);
+    auto it = connection.server_streams.find(frame.stream_id);
+    if (it != connection.server_streams.end()) stream = it->second;
+  }
+  if (!stream) return;  // a stream that already ended: late data is dropped
+  auto gone = [&] { return stream->handler_done || stream->remote_closed; };
+  if (!(frame.flags & internal::kNoData)) {
+    Enqueue(connection, *stream, std::move(frame.payload), gone);
+  }
+  if (frame.flags & internal::kRemoteClosed) {
+    std::lock_guard lock(stream->mutex);
+    stream->remote_closed = true;
+    stream->changed.notify_all();
+  }
+}
+
 }  // namespace
+
+// Waits for a free handler slot on `connection`; false when none came in time.
+static bool AcquireHandlerSlot(Connection& connection, const Options& options) {
+  std::unique_lock lock(connection.mutex);
+  bool free = connection.handler_finished.wait_for(lock, options.handler_wait, [&] {
+    return connection.active_handlers < options.max_concurrent_handlers || connection.closed();
+  });
+  if (!free || connection.closed()) return false;
+  ++connection.active_handlers;
+  return true;
+}
 
 void Server::ServeConnection(UniqueFd fd) {
   auto connection = std::make_shared<Connection>(std::move(fd), options_);
   {
     std::lock_guard lock(mutex_);
     if (shutdown_) return;
+    std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
     connections_.push_back(connection);
   }
   Frame frame;
   while (true) {
-    auto result = connection->ReadFrame(&frame);
+    uint32_t oversize_length = 0;
+    auto result = connection->ReadFrame(&frame, &oversize_length);
     if (result == Connection::ReadResult::kClosed) break;
     if (result == Connection::ReadResult::kOversize) {
+      // Answered at once; the body is then dropped as it arrives.
       if (frame.type == internal::kRequest) {
-        connection->WriteFrame(frame.stream_id, internal::kResponse, 0,
-                               EncodeResponse({Code::kResourceExhausted,
-                                               "request larger than the maximum message size"},
-                                              ""));
+        SendResponse(*connection, frame.stream_id,
+                     {Code::kResourceExhausted, "request of " + std::to_string(oversize_length) +
+                                                    " bytes is larger than the maximum of " +
+                                                    std::to_string(options_.max_message_size)},
+                     "");
       }
+      if (!connection->SkipPayload(oversize_length)) break;
       continue;
     }
     if (frame.type == internal::kData) {
-      std::shared_ptr<ServerStreamState> stream;
-      {
-        std::lock_guard lock(connection->mutex);
-        auto it = connection->server_streams.find(frame.stream_id);
-        if (it != connection->server_streams.end()) stream = it->second;
-      }
-      if (!stream) continue;  // a stream that already ended: late data is dropped
-      std::lock_guard lock(stream->mutex);
-      if (!(frame.flags & internal::kNoData)) {
-        if (stream->messages.size() >= 1024) continue;  // bounded: a flooding peer loses data
-        stream->messages.push_back(std::move(frame.payload));
-      }
-      if (frame.flags & internal::kRemoteClosed) stream->remote_closed = true;
-      stream->changed.notify_all();
+      DeliverServerData(*connection, frame);
       continue;
     }
-    if (frame.type != internal::kRequest) continue;  // unknown types are skipped
+    if (frame.type != internal::kRequest) continue;  // unknown types are skipped, as Go does
 
     wire::Request request;
     if (!request.ParseFromString(frame.payload) || frame.stream_id % 2 == 0) break;  // garbage
-    const Method* method = Find(request.service(), request.method());
-    if (method == nullptr) {
-      connection->WriteFrame(
-          frame.stream_id, internal::kResponse, 0,
-          EncodeResponse({Code::kUnimplemented,
-                          "service " + request.service() + ": method " + request.method() +
-                              " not implemented"},
-                         ""));
+    const uint32_t stream_id = frame.stream_id;
+    if (stream_id <= connection->last_stream_id) {
+      SendResponse(*connection, stream_id,
+                   {Code::kInvalidArgument, "stream id reused: ids must increase"}, "");
       continue;
     }
-    {
-      std::lock_guard lock(connection->mutex);
-      if (connection->active_handlers >= options_.max_concurrent_handlers) {
-        connection->WriteFrame(frame.stream_id, internal::kResponse, 0,
-                               EncodeResponse({Code::kResourceExhausted, "too many calls in flight"},
-                                              ""));
-        continue;
-      }
-      ++connection->active_handlers;
+    connection->last_stream_id = stream_id;
+    const Method* method = Find(request.service(), request.method());
+    if (method == nullptr) {
+      SendResponse(*connection, stream_id,
+                   {Code::kUnimplemented, "service " + request.service() + ": method " +
+                                              request.method() + " not implemented"},
+                   "");
+      continue;
+    }
+    if (!AcquireHandlerSlot(*connection, options_)) {
+      if (connection->closed()) break;
+      SendResponse(*connection, stream_id, {Code::kResourceExhausted, "too many calls in flight"},
+                   "");
+      continue;
     }
     auto context = std::make_shared<ServerContext>();
     for (const auto& kv : request.metadata()) context->metadata_.emplace_back(kv.key(), kv.value());
@@ -198,46 +300,58 @@ void Server::ServeConnection(UniqueFd fd) {
           std::chrono::steady_clock::now() + std::chrono::nanoseconds(request.timeout_nano());
     }
     context->connection_ = connection;
-    uint32_t stream_id = frame.stream_id;
 
     if (method->unary) {
-      std::thread([connection, context, stream_id, handler = method->unary,
-                   payload = std::move(*request.mutable_payload())] {
+      internal::RunOnPool([connection, context, stream_id, handler = method->unary,
+                           payload = std::move(*request.mutable_payload())] {
         std::string response;
         RpcStatus status = RunHandler([&] { return handler(*context, payload, &response); });
-        connection->WriteFrame(stream_id, internal::kResponse, 0, EncodeResponse(status, response));
-        std::lock_guard lock(connection->mutex);
-        --connection->active_handlers;
-      }).detach();
+        SendResponse(*connection, stream_id, status, response);
+        ReleaseHandlerSlot(*connection);
+      });
       continue;
     }
 
     auto stream = std::make_shared<ServerStreamState>();
     stream->connection = connection;
     stream->stream_id = stream_id;
-    if (!request.payload().empty() || !(frame.flags & internal::kRemoteOpen)) {
-      stream->messages.push_back(std::move(*request.mutable_payload()));
+    stream->server_streaming = method->desc.server_streaming;
+    // The request payload is the first message, except for a client-streaming
+    // method called with none (Go's rule, so that an empty request is no message).
+    if (!request.payload().empty() || !method->desc.client_streaming) {
+      stream->queue.Push(std::move(*request.mutable_payload()));
     }
     stream->remote_closed = !(frame.flags & internal::kRemoteOpen);
     {
       std::lock_guard lock(connection->mutex);
       connection->server_streams[stream_id] = stream;
     }
-    std::thread([connection, context, stream, handler = method->stream] {
+    internal::RunOnPool([connection, context, stream, handler = method->stream] {
       ServerStream server_stream(stream);
       RpcStatus status = RunHandler([&] { return handler(*context, server_stream); });
+      bool respond;
       std::string final_response;
       {
         std::lock_guard lock(stream->mutex);
-        final_response = stream->final_response;
+        stream->handler_done = true;
+        stream->changed.notify_all();  // a reader waiting for room gives up
+        respond = !status.ok() || !stream->server_streaming || stream->final_response_set;
+        final_response = std::move(stream->final_response);
       }
-      connection->WriteFrame(stream->stream_id, internal::kResponse, 0,
-                             EncodeResponse(status, final_response));
-      std::lock_guard lock(connection->mutex);
-      connection->server_streams.erase(stream->stream_id);
-      --connection->active_handlers;
+      {
+        std::lock_guard lock(connection->mutex);
+        connection->server_streams.erase(stream->stream_id);
+      }
+      if (respond) {
+        SendResponse(*connection, stream->stream_id, status, final_response);
+      } else {
+        // ttrpc 1.2: a server stream ends with an empty remote-closed data frame.
+        connection->WriteFrame(stream->stream_id, internal::kData,
+                               internal::kRemoteClosed | internal::kNoData, "");
+      }
       stream->connection.reset();  // breaks the cycle connection -> stream -> connection
-    }).detach();
+      ReleaseHandlerSlot(*connection);
+    });
   }
   // The peer is gone: wake every stream handler waiting for client messages. The
   // handlers still running keep the connection object; their writes now fail.
@@ -272,7 +386,16 @@ Status Server::Serve(int listen_fd) {
       }
       return ErrnoError("accept", "ttrpc listener");
     }
-    std::thread([this, fd] { ServeConnection(UniqueFd(fd)); }).detach();
+    {
+      std::lock_guard lock(mutex_);
+      ++serve_threads_;
+    }
+    std::thread([this, fd] {
+      ServeConnection(UniqueFd(fd));
+      std::lock_guard lock(mutex_);
+      --serve_threads_;
+      serve_threads_done_.notify_all();
+    }).detach();
   }
 }
 
@@ -296,44 +419,70 @@ void Server::Shutdown() {
 
 namespace {
 
+// Ends a call or stream with `status` (first end wins) and wakes its waiters.
+void Finish(ClientStreamState& stream, RpcStatus status, std::string final_payload = "") {
+  std::lock_guard lock(stream.mutex);
+  if (stream.finished) return;
+  stream.finished = true;
+  stream.status = std::move(status);
+  stream.final_payload = std::move(final_payload);
+  stream.changed.notify_all();
+}
+
+void DeliverResponse(ClientStreamState& stream, const std::string& payload) {
+  wire::Response response;
+  if (!response.ParseFromString(payload)) {
+    Finish(stream, {Code::kDataLoss, "unparsable ttrpc response"});
+    return;
+  }
+  RpcStatus status{static_cast<Code>(response.status().code()), response.status().message()};
+  if (status.code < Code::kOk || status.code > Code::kUnauthenticated) status.code = Code::kUnknown;
+  Finish(stream, std::move(status), std::move(*response.mutable_payload()));
+}
+
 void ClientReadLoop(Connection* connection) {
   Frame frame;
   while (true) {
-    auto result = connection->ReadFrame(&frame);
+    uint32_t oversize_length = 0;
+    auto result = connection->ReadFrame(&frame, &oversize_length);
     if (result == Connection::ReadResult::kClosed) break;
+    bool ends_stream = result == Connection::ReadResult::kOversize ||
+                       frame.type == internal::kResponse ||
+                       (frame.type == internal::kData && (frame.flags & internal::kRemoteClosed));
     std::shared_ptr<ClientStreamState> stream;
     {
       std::lock_guard lock(connection->mutex);
       auto it = connection->client_streams.find(frame.stream_id);
-      if (it != connection->client_streams.end()) stream = it->second;
-      if (stream && (result == Connection::ReadResult::kOversize ||
-                     frame.type == internal::kResponse)) {
-        connection->client_streams.erase(it);
+      if (it != connection->client_streams.end()) {
+        stream = it->second;
+        if (stream->unary && frame.type == internal::kData) ends_stream = true;
+        if (ends_stream) connection->client_streams.erase(it);
       }
+    }
+    if (result == Connection::ReadResult::kOversize) {
+      // The call fails at once; the body is then dropped as it arrives.
+      if (stream) {
+        Finish(*stream, {Code::kResourceExhausted,
+                         "response of " + std::to_string(oversize_length) +
+                             " bytes is larger than the maximum of " +
+                             std::to_string(connection->options().max_message_size)});
+      }
+      if (!connection->SkipPayload(oversize_length)) break;
+      continue;
     }
     if (!stream) continue;  // a call that timed out or was abandoned
-    std::lock_guard lock(stream->mutex);
-    if (result == Connection::ReadResult::kOversize) {
-      stream->finished = true;
-      stream->status = {Code::kResourceExhausted, "response larger than the maximum message size"};
-    } else if (frame.type == internal::kResponse) {
-      wire::Response response;
-      stream->finished = true;
-      if (!response.ParseFromString(frame.payload)) {
-        stream->status = {Code::kDataLoss, "unparsable ttrpc response"};
-      } else {
-        stream->status = {static_cast<Code>(response.status().code()), response.status().message()};
-        if (stream->status.code < Code::kOk || stream->status.code > Code::kUnauthenticated) {
-          stream->status.code = Code::kUnknown;
-        }
-        stream->final_payload = std::move(*response.mutable_payload());
-      }
+    if (frame.type == internal::kResponse) {
+      DeliverResponse(*stream, frame.payload);
+    } else if (frame.type == internal::kData && stream->unary) {
+      Finish(*stream, {Code::kInternal, "ttrpc protocol error: stream data for a unary call"});
     } else if (frame.type == internal::kData) {
-      if (!(frame.flags & internal::kNoData) && stream->messages.size() < 1024) {
-        stream->messages.push_back(std::move(frame.payload));
+      if (!(frame.flags & internal::kNoData)) {
+        Enqueue(*connection, *stream, std::move(frame.payload),
+                [&] { return stream->abandoned || stream->finished; });
       }
+      // ttrpc 1.2: remote-closed data is a server stream's successful end.
+      if (frame.flags & internal::kRemoteClosed) Finish(*stream, {});
     }
-    stream->changed.notify_all();
   }
   connection->Shutdown();
   connection->FailAll({Code::kUnavailable, "ttrpc: connection closed"});
@@ -343,18 +492,19 @@ void ClientReadLoop(Connection* connection) {
 
 Client::Client(UniqueFd fd, Options options)
     : connection_(std::make_shared<Connection>(std::move(fd), options)) {
-  connection_->reader = std::thread([connection = connection_.get()] { ClientReadLoop(connection); });
+  connection_->reader =
+      std::thread([connection = connection_.get()] { ClientReadLoop(connection); });
 }
 
 Client::~Client() { Close(); }
 
 void Client::Close() {
   connection_->Shutdown();
+  connection_->FailAll({Code::kUnavailable, "ttrpc: client closed"});
   if (connection_->reader.joinable() &&
       connection_->reader.get_id() != std::this_thread::get_id()) {
     connection_->reader.join();
   }
-  connection_->FailAll({Code::kUnavailable, "ttrpc: client closed"});
   connection_->CloseFd();
 }
 
@@ -367,7 +517,7 @@ Result<std::shared_ptr<ClientStreamState>> StartCall(const std::shared_ptr<Conne
                                                      std::string_view service,
                                                      std::string_view method,
                                                      std::string_view payload, uint8_t flags,
-                                                     const CallOptions& options) {
+                                                     bool unary, const CallOptions& options) {
   wire::Request request;
   request.set_service(std::string(service));
   request.set_method(std::string(method));
@@ -383,14 +533,25 @@ Result<std::shared_ptr<ClientStreamState>> StartCall(const std::shared_ptr<Conne
   }
   std::string bytes = request.SerializeAsString();
   if (bytes.size() > connection->options().max_message_size) {
-    return MakeError(ErrorCode::kExhausted, "request larger than the maximum message size");
+    return MakeError(ErrorCode::kExhausted, "request of " + std::to_string(bytes.size()) +
+                                                " bytes is larger than the maximum message size");
   }
   auto stream = std::make_shared<ClientStreamState>();
   stream->connection = connection;
+  stream->unary = unary;
+  stream->client_streaming = (flags & internal::kRemoteOpen) != 0;
+  if (options.timeout.count() > 0) {
+    stream->deadline = std::chrono::steady_clock::now() + options.timeout;
+  }
+  std::lock_guard start_lock(connection->start_mutex);
   {
     std::lock_guard lock(connection->mutex);
     if (connection->closed()) {
       return MakeError(ErrorCode::kUnavailable, "ttrpc: connection closed");
+    }
+    // Ids only grow (the server refuses reuse); after 2^31 calls the connection is spent.
+    if (connection->next_stream_id > UINT32_MAX - 2) {
+      return MakeError(ErrorCode::kUnavailable, "ttrpc: stream ids exhausted; reconnect");
     }
     stream->stream_id = connection->next_stream_id;
     connection->next_stream_id += 2;
@@ -404,28 +565,42 @@ Result<std::shared_ptr<ClientStreamState>> StartCall(const std::shared_ptr<Conne
   return stream;
 }
 
-void Abandon(const std::shared_ptr<ClientStreamState>& stream) {
-  std::lock_guard lock(stream->connection->mutex);
-  stream->connection->client_streams.erase(stream->stream_id);
+// The caller stops listening: later frames for the stream are dropped, and a
+// reader waiting for queue room moves on.
+void Abandon(ClientStreamState& stream) {
+  {
+    std::lock_guard lock(stream.connection->mutex);
+    stream.connection->client_streams.erase(stream.stream_id);
+  }
+  std::lock_guard lock(stream.mutex);
+  stream.abandoned = true;
+  stream.changed.notify_all();
+}
+
+// Waits (stream.mutex held by `lock`) until `ready`, or the stream's deadline,
+// which then ends the stream with kDeadlineExceeded. False on the deadline.
+template <typename Ready>
+bool WaitUntilDeadline(ClientStreamState& stream, std::unique_lock<std::mutex>& lock, Ready ready) {
+  if (stream.changed.wait_until(lock, stream.deadline, ready)) return true;
+  if (!stream.finished) {
+    stream.finished = true;
+    stream.status = {Code::kDeadlineExceeded, "ttrpc: deadline exceeded"};
+  }
+  return false;
 }
 
 }  // namespace
 
 RpcStatus Client::Call(std::string_view service, std::string_view method, std::string_view request,
                        std::string* response, const CallOptions& options) {
-  auto started = StartCall(connection_, service, method, request, 0, options);
+  auto started = StartCall(connection_, service, method, request, 0, /*unary=*/true, options);
   if (!started.ok()) return RpcStatusFromError(started.error());
   auto stream = *started;
   std::unique_lock lock(stream->mutex);
-  auto done = [&] { return stream->finished; };
-  if (options.timeout.count() > 0) {
-    if (!stream->changed.wait_for(lock, options.timeout, done)) {
-      lock.unlock();
-      Abandon(stream);
-      return RpcStatus{Code::kDeadlineExceeded, std::string(method) + ": deadline exceeded"};
-    }
-  } else {
-    stream->changed.wait(lock, done);
+  if (!WaitUntilDeadline(*stream, lock, [&] { return stream->finished; })) {
+    lock.unlock();
+    Abandon(*stream);
+    return RpcStatus{Code::kDeadlineExceeded, std::string(method) + ": deadline exceeded"};
   }
   if (stream->status.ok() && response != nullptr) *response = std::move(stream->final_payload);
   return stream->status;
@@ -437,20 +612,29 @@ Result<std::unique_ptr<ClientStream>> Client::OpenStream(std::string_view servic
                                                          bool client_streaming,
                                                          const CallOptions& options) {
   uint8_t flags = client_streaming ? internal::kRemoteOpen : internal::kRemoteClosed;
-  BBX_ASSIGN_OR_RETURN(auto stream,
-                       StartCall(connection_, service, method, request, flags, options));
+  BBX_ASSIGN_OR_RETURN(auto stream, StartCall(connection_, service, method, request, flags,
+                                              /*unary=*/false, options));
   return std::make_unique<ClientStream>(std::move(stream));
 }
 
 ClientStream::ClientStream(std::shared_ptr<ClientStreamState> state) : state_(std::move(state)) {}
 
-ClientStream::~ClientStream() { Abandon(state_); }
+ClientStream::~ClientStream() { Abandon(*state_); }
 
 bool ClientStream::Send(std::string_view message) {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->client_streaming || state_->send_closed || state_->finished) return false;
+  }
   return state_->connection->WriteFrame(state_->stream_id, internal::kData, 0, message);
 }
 
 Status ClientStream::CloseSend() {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->client_streaming || state_->send_closed || state_->finished) return Status::Ok();
+    state_->send_closed = true;
+  }
   if (!state_->connection->WriteFrame(state_->stream_id, internal::kData,
                                       internal::kRemoteClosed | internal::kNoData, "")) {
     return MakeError(ErrorCode::kUnavailable, "ttrpc: connection closed");
@@ -460,12 +644,14 @@ Status ClientStream::CloseSend() {
 
 bool ClientStream::Recv(std::string* message) {
   std::unique_lock lock(state_->mutex);
-  state_->changed.wait(lock, [this] { return !state_->messages.empty() || state_->finished; });
-  if (!state_->messages.empty()) {
-    *message = std::move(state_->messages.front());
-    state_->messages.pop_front();
+  bool ready = WaitUntilDeadline(
+      *state_, lock, [this] { return !state_->queue.messages.empty() || state_->finished; });
+  if (!state_->queue.messages.empty()) {
+    *message = state_->queue.Pop();
+    state_->changed.notify_all();  // the reader may be waiting for room
     return true;
   }
+  if (!ready) return false;
   // A client-streaming call answers with one message in the final response.
   if (state_->status.ok() && !state_->final_payload.empty() && !state_->final_payload_taken) {
     state_->final_payload_taken = true;
@@ -477,7 +663,7 @@ bool ClientStream::Recv(std::string* message) {
 
 RpcStatus ClientStream::Finish() {
   std::unique_lock lock(state_->mutex);
-  state_->changed.wait(lock, [this] { return state_->finished; });
+  WaitUntilDeadline(*state_, lock, [this] { return state_->finished; });
   return state_->status;
 }
 

@@ -12,6 +12,7 @@
 #include <google/protobuf/message_lite.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -62,8 +63,19 @@ using Metadata = std::vector<std::pair<std::string, std::string>>;
 struct Options {
   // Largest frame accepted or sent, as Go's ttrpc default.
   size_t max_message_size = 4 << 20;
-  // Handlers one connection may run at once; more requests get kResourceExhausted.
+  // Handlers one connection may run at once. A request beyond that waits (the
+  // connection stops reading) up to `handler_wait`, then gets kResourceExhausted.
   size_t max_concurrent_handlers = 128;
+  std::chrono::milliseconds handler_wait{1000};
+};
+
+// Which sides of a stream method carry a stream (as ttrpc 1.2's StreamDesc). It sets
+// how the server ends the stream: a server-streaming method ends with an empty
+// remote-closed data frame, any other with a Response carrying the final payload
+// (ServerStream::SetFinalResponse). Errors always end with a Response.
+struct StreamDesc {
+  bool client_streaming = true;
+  bool server_streaming = true;
 };
 
 struct CallOptions {
@@ -100,8 +112,11 @@ class ServerStream {
  public:
   explicit ServerStream(std::shared_ptr<internal::ServerStreamState> state);
   bool Recv(std::string* message);  // false at the client's end of stream
-  bool Send(std::string_view message);  // false when the connection is gone
-  // Payload of the final response, for methods answering a client stream with one message.
+  // False when the connection is gone, or the method is not server-streaming.
+  bool Send(std::string_view message);
+  // Payload of the final response, for methods answering a client stream with one
+  // message. Setting it makes the stream end with a Response even when the method
+  // is registered as server-streaming.
   void SetFinalResponse(std::string payload);
 
  private:
@@ -120,20 +135,26 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   void RegisterUnary(std::string service, std::string method, UnaryHandler handler);
-  void RegisterStream(std::string service, std::string method, StreamHandler handler);
+  void RegisterStream(std::string service, std::string method, StreamHandler handler,
+                      StreamDesc desc = {});
 
   // Serves one connected stream (socket or character device) until the peer closes
-  // it or Shutdown is called.
+  // it or Shutdown is called. Handlers run on a process-wide thread pool and may
+  // outlive this call and the Server (they hold copies of what they need); a
+  // handler sees the end as Recv/Send failing and ServerContext::cancelled().
   void ServeConnection(UniqueFd fd);
   // Accepts on `listen_fd` (not owned) and serves each connection on its own
   // thread, until Shutdown.
   Status Serve(int listen_fd);
+  // Stops Serve and every connection. The destructor also waits for the
+  // connection threads Serve started.
   void Shutdown();
 
  private:
   struct Method {
     UnaryHandler unary;
     StreamHandler stream;
+    StreamDesc desc;
   };
   friend class internal::Connection;
   const Method* Find(const std::string& service, const std::string& method) const;
@@ -144,16 +165,22 @@ class Server {
   bool shutdown_ = false;
   UniqueFd wake_fd_;  // eventfd: wakes Serve and every connection on Shutdown
   std::vector<std::weak_ptr<internal::Connection>> connections_;
+  std::condition_variable serve_threads_done_;
+  size_t serve_threads_ = 0;  // connection threads started by Serve, still running
 };
 
 class ClientStream {
  public:
   explicit ClientStream(std::shared_ptr<internal::ClientStreamState> state);
   ~ClientStream();
-  bool Send(std::string_view message);  // only for client-streaming calls
-  Status CloseSend();
-  bool Recv(std::string* message);  // false at the end of the server's messages
-  RpcStatus Finish();               // the final status; waits for it
+  // False when the connection is gone, the stream ended, or the call is not
+  // client-streaming.
+  bool Send(std::string_view message);
+  Status CloseSend();  // end of the client's messages; a no-op for non-client streams
+  // False at the end of the server's messages. The final Response's payload (a
+  // client-streaming method's one answer), when not empty, comes as the last message.
+  bool Recv(std::string* message);
+  RpcStatus Finish();  // the final status; waits for it (or the call's deadline)
 
  private:
   std::shared_ptr<internal::ClientStreamState> state_;
@@ -171,11 +198,20 @@ class Client {
                  std::string* response, const CallOptions& options = {});
 
   // Opens a stream. `request` is the request message; for a client-streaming call
-  // (`client_streaming`) it is usually empty and messages follow with Send.
+  // (`client_streaming`) it is usually empty and messages follow with Send. A
+  // deadline (options.timeout) covers the whole stream: Recv and Finish give up then
+  // and Finish reports kDeadlineExceeded.
   Result<std::unique_ptr<ClientStream>> OpenStream(std::string_view service,
                                                    std::string_view method,
                                                    std::string_view request, bool client_streaming,
                                                    const CallOptions& options = {});
+  // A client-streaming (or bidirectional) stream with no request payload: every
+  // message goes with Send.
+  Result<std::unique_ptr<ClientStream>> OpenStream(std::string_view service,
+                                                   std::string_view method,
+                                                   const CallOptions& options = {}) {
+    return OpenStream(service, method, "", /*client_streaming=*/true, options);
+  }
 
   // Fails pending calls with kUnavailable and stops the reader. Idempotent.
   void Close();
@@ -199,8 +235,9 @@ inline RpcStatus CallProto(Client& client, std::string_view service, std::string
 }
 
 template <typename Request, typename Response>
-void RegisterUnaryProto(Server& server, std::string service, std::string method,
-                        std::function<RpcStatus(ServerContext&, const Request&, Response*)> handler) {
+void RegisterUnaryProto(
+    Server& server, std::string service, std::string method,
+    std::function<RpcStatus(ServerContext&, const Request&, Response*)> handler) {
   server.RegisterUnary(
       std::move(service), method,
       [handler = std::move(handler), method](ServerContext& context, std::string_view bytes,

@@ -13,11 +13,13 @@
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
+#include "plugins/vmm-qemu/virtiofsd.h"
 
 struct bbx_plugin {
   const bbx_host_services* host;
   beaconbox::qemu::QemuConfig config;
-  beaconbox::qemu::Spawner spawner;
+  beaconbox::qemu::Spawner spawner;  // forks qemu and virtiofsd; lives until fini
+  std::atomic<bool> accelerator_logged = false;
 };
 
 struct bbx_vm {
@@ -37,11 +39,14 @@ const bbx_config_key kConfigKeys[] = {
     {"virtiofsd", BBX_CONFIG_STRING, "\"/usr/lib/qemu/virtiofsd\"", "the virtio-fs daemon"},
     {"accelerator", BBX_CONFIG_STRING, "\"auto\"",
      "\"kvm\", \"tcg\" or \"auto\" (KVM when /dev/kvm is usable, else TCG)"},
-    {"machine", BBX_CONFIG_STRING, "\"q35\"", "QEMU machine type"},
+    {"machine", BBX_CONFIG_STRING, "\"q35\"",
+     "QEMU machine type (-M); q35 keeps ACPI hotplug and boots as fast as pc or microvm"},
     {"extra_args", BBX_CONFIG_STRING_ARRAY, "[]", "arguments appended to QEMU's command line"},
 };
 
+// `name` itself when it holds a '/', else the first executable match in PATH.
 std::string FindInPath(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
   const char* path = std::getenv("PATH");
   std::string dirs = path ? path : "/usr/bin:/bin";
   size_t start = 0;
@@ -62,8 +67,9 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     toml::table table = toml::parse(bbx::View(config_toml));
     std::string share_dir = host && host->share_dir ? host->share_dir : "/usr/share/beacon";
     std::string bundled = share_dir + "/bin/qemu-system-x86_64";
-    config.binary = table["binary"].value_or(
-        ::access(bundled.c_str(), X_OK) == 0 ? bundled : FindInPath("qemu-system-x86_64"));
+    config.binary = FindInPath(table["binary"].value_or(
+        ::access(bundled.c_str(), X_OK) == 0 ? bundled : std::string("qemu-system-x86_64")));
+    if (host && host->run_dir) config.cid_lock_dir = host->run_dir;
     config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
     config.accelerator = table["accelerator"].value_or(config.accelerator);
     config.machine = table["machine"].value_or(config.machine);
@@ -78,7 +84,7 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      "accelerator = \"" + config.accelerator + "\": use auto, kvm or tcg");
   }
-  auto* plugin = new (std::nothrow) bbx_plugin{host, config, {}};
+  auto* plugin = new (std::nothrow) bbx_plugin{host, config, {}, false};
   if (plugin == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
   *out = plugin;
   return BBX_OK;
@@ -86,9 +92,8 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
 
 void Fini(bbx_plugin* plugin) { delete plugin; }
 
-void LogAcceleratorOnce(const bbx_plugin* plugin, const std::string& accelerator) {
-  static std::atomic<bool> logged = false;
-  if (logged.exchange(true)) return;
+void LogAcceleratorOnce(bbx_plugin* plugin, const std::string& accelerator) {
+  if (plugin->accelerator_logged.exchange(true)) return;
   bbx::Log(plugin->host, accelerator == "kvm" ? BBX_LOG_INFO : BBX_LOG_WARN,
            accelerator == "kvm" ? "QEMU uses KVM"
                                 : "no usable /dev/kvm: QEMU uses TCG software emulation (slow)");
@@ -134,6 +139,17 @@ bbx_status VmResume(bbx_vm* vm, bbx_error* error) {
   return status.ok() ? BBX_OK : Fail(status.error(), error);
 }
 
+bbx_status VmAddDevice(bbx_vm*, bbx_bytes, bbx_error* error) {
+  return bbx::Fail(error, BBX_ERR_NOT_IMPLEMENTED,
+                   "vmm-qemu: device hotplug is not implemented yet; declare devices in the "
+                   "VmSpec at create");
+}
+
+bbx_status VmResize(bbx_vm* vm, uint32_t vcpus, uint64_t memory_mib, bbx_error* error) {
+  auto status = vm->vm->Resize(vcpus, memory_mib);
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
 // Ends the processes a dead shim's VM left, but only those still running one of
 // our binaries: a recycled pid must never be killed.
 bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* error) {
@@ -153,17 +169,7 @@ bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* e
     }
   }
   // virtiofsd's lock files for this VM's sockets (named after the socket path).
-  if (info.run_dir().size() > 1 && info.run_dir()[0] == '/') {
-    std::string prefix = info.run_dir() + "/";
-    std::replace(prefix.begin(), prefix.end(), '/', '.');
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator("/run/virtiofsd", ec)) {
-      std::string name = entry.path().filename().string();
-      if (name.starts_with(prefix) && name.ends_with(".sock.pid")) {
-        std::filesystem::remove(entry.path(), ec);
-      }
-    }
-  }
+  beaconbox::qemu::RemoveVirtiofsdLockFilesUnder(info.run_dir());
   return BBX_OK;
 }
 
@@ -177,8 +183,8 @@ const bbx_vmm_ops kOps = {
     .vm_destroy = VmDestroy,
     .vm_pause = VmPause,
     .vm_resume = VmResume,
-    .vm_add_device = nullptr,  // hotplug: not implemented yet (the host reports so)
-    .vm_resize = nullptr,
+    .vm_add_device = VmAddDevice,
+    .vm_resize = VmResize,
     .vm_cleanup_stale = VmCleanupStale,
 };
 

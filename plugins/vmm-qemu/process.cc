@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,7 +41,43 @@ void Spawner::Run() {
   }
 }
 
-Result<pid_t> Spawner::Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+namespace {
+
+// Runs in the forked child: only async-signal-safe calls until exec.
+[[noreturn]] void ExecChild(char* const* args, int log_fd, pid_t parent,
+                            const char* read_only_dir) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) _exit(126);  // the shim died before the signal was armed
+  if (read_only_dir != nullptr) {
+    // virtiofsd (the C one in QEMU 7.2) has no read-only option: export a read-only
+    // bind of the directory, visible only in the child's own mount namespace.
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount(read_only_dir, read_only_dir, nullptr, MS_BIND | MS_REC, nullptr) != 0 ||
+        ::mount(nullptr, read_only_dir, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+      static const char kMessage[] = "beaconbox: cannot make the share read-only\n";
+      (void)!::write(log_fd, kMessage, sizeof(kMessage) - 1);
+      _exit(125);
+    }
+  }
+  int null_fd = ::open("/dev/null", O_RDONLY);
+  ::dup2(null_fd, STDIN_FILENO);
+  ::dup2(log_fd, STDOUT_FILENO);
+  ::dup2(log_fd, STDERR_FILENO);
+  // Signals the shim blocks (SIGTERM for its own shutdown) must reach the child.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execv(args[0], args);
+  _exit(127);
+}
+
+}  // namespace
+
+Result<pid_t> Spawner::Spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  if (argv.empty() || argv[0].empty() || argv[0][0] != '/') {
+    return MakeError(ErrorCode::kInvalidArgument, "spawn: need an absolute program path");
+  }
   std::promise<Result<pid_t>> result;
   auto future = result.get_future();
   {
@@ -48,34 +86,24 @@ Result<pid_t> Spawner::Spawn(const std::vector<std::string>& argv, const std::st
       std::vector<char*> args;
       for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
       args.push_back(nullptr);
-      int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+      int log_fd =
+          ::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
       if (log_fd < 0) {
-        result.set_value(ErrnoError("opening log", log_path));
+        result.set_value(ErrnoError("opening log", options.log_path));
         return;
       }
+      const char* read_only_dir =
+          options.read_only_dir.empty() ? nullptr : options.read_only_dir.c_str();
       pid_t parent = ::getpid();
       pid_t pid = ::fork();
-      if (pid < 0) {
-        ::close(log_fd);
-        result.set_value(ErrnoError("fork", argv[0]));
-        return;
-      }
-      if (pid == 0) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) _exit(1);  // the shim died before we armed it
-        int null_fd = ::open("/dev/null", O_RDONLY);
-        ::dup2(null_fd, STDIN_FILENO);
-        ::dup2(log_fd, STDOUT_FILENO);
-        ::dup2(log_fd, STDERR_FILENO);
-        // Signals the shim blocks (SIGTERM for its own shutdown) must reach the child.
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        ::execv(args[0], args.data());
-        _exit(127);
-      }
+      if (pid == 0) ExecChild(args.data(), log_fd, parent, read_only_dir);
+      int fork_errno = errno;
       ::close(log_fd);
-      result.set_value(pid);
+      if (pid < 0) {
+        result.set_value(ErrnoError("fork", argv[0], fork_errno));
+      } else {
+        result.set_value(pid);
+      }
     });
   }
   wake_.notify_all();

@@ -2,11 +2,12 @@
 // shim: each gets PR_SET_PDEATHSIG(SIGKILL). The kernel sends that signal when the
 // *thread* that forked exits, and the host calls plugin ops from short-lived
 // threads, so every fork happens on one spawner thread that lives as long as the
-// plugin.
+// plugin (from init to fini; the host destroys every VM before fini).
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -19,6 +20,14 @@
 
 namespace beaconbox::qemu {
 
+struct SpawnOptions {
+  // stdout and stderr are appended here; stdin is /dev/null.
+  std::string log_path;
+  // When set, the child enters a private mount namespace and bind-mounts this
+  // directory read-only onto itself before exec (a read-only virtio-fs export).
+  std::string read_only_dir;
+};
+
 class Spawner {
  public:
   Spawner();
@@ -26,9 +35,8 @@ class Spawner {
   Spawner(const Spawner&) = delete;
   Spawner& operator=(const Spawner&) = delete;
 
-  // Starts argv[0] with stdout and stderr appended to `log_path` and stdin on
-  // /dev/null. Returns the pid.
-  Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& log_path);
+  // Starts argv[0] (an absolute path) and returns its pid.
+  Result<pid_t> Spawn(const std::vector<std::string>& argv, const SpawnOptions& options);
 
  private:
   void Run();
@@ -45,7 +53,8 @@ bool ChildRunning(pid_t pid);
 void EndChild(pid_t pid, std::chrono::milliseconds grace);
 // Waits up to `timeout` for `pid` to exit by itself; reaps it. Returns whether it did.
 bool WaitChildExit(pid_t pid, std::chrono::milliseconds timeout);
-// The last `max_bytes` of a file, for error messages.
+// The last `max_bytes` of a file as one printable line (newlines become '|'), for
+// error messages: the file may hold guest output.
 std::string FileTail(const std::string& path, size_t max_bytes);
 
 }  // namespace beaconbox::qemu

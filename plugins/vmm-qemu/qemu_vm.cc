@@ -3,16 +3,18 @@
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/base/errno_error.h"
+#include "plugins/vmm-qemu/virtiofsd.h"
 
 namespace beaconbox::qemu {
 namespace {
@@ -23,6 +25,8 @@ using namespace std::chrono_literals;
 
 constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 constexpr char kAgentPortName[] = "beaconbox.agent";
+constexpr uint32_t kFirstGuestCid = 3;  // 0-2 are reserved
+constexpr uint32_t kGuestCidRange = 1 << 16;
 
 bool IsSafeToken(const std::string& value) {
   // Values spliced into QEMU's comma-separated options must not inject options.
@@ -47,6 +51,22 @@ bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds
   return true;
 }
 
+// Reserves a vsock CID unique on this host: an flock on <dir>/vsock-cid-<n>.lock,
+// held while the VM lives and released by the kernel if the shim dies.
+Result<std::pair<uint32_t, UniqueFd>> ReserveGuestCid(const std::string& dir) {
+  std::error_code error;
+  fs::create_directories(dir, error);
+  uint32_t start = static_cast<uint32_t>(::getpid()) % kGuestCidRange;
+  for (uint32_t i = 0; i < kGuestCidRange; ++i) {
+    uint32_t cid = kFirstGuestCid + (start + i) % kGuestCidRange;
+    std::string path = dir + "/vsock-cid-" + std::to_string(cid) + ".lock";
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd) return ErrnoError("creating vsock CID lock", path);
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return std::make_pair(cid, std::move(fd));
+  }
+  return MakeError(ErrorCode::kExhausted, "no free vsock guest CID in " + dir);
+}
+
 }  // namespace
 
 std::string DetectAccelerator() {
@@ -54,18 +74,61 @@ std::string DetectAccelerator() {
   return kvm.valid() ? "kvm" : "tcg";
 }
 
+Result<LaunchPlan> PlanLaunch(const pluginapi::VmSpec& spec) {
+  const std::string& dir = spec.run_dir();
+  if (dir.empty() || dir[0] != '/' || dir.find(',') != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "VmSpec.run_dir '" + dir + "' must be an absolute path without ','");
+  }
+  LaunchPlan plan;
+  plan.qmp_socket = dir + "/qmp.sock";
+  plan.agent_socket = dir + "/agent.sock";
+  plan.qemu_log = dir + "/qemu.log";
+  plan.virtiofsd_log = dir + "/virtiofsd.log";
+  for (const auto& device : spec.devices()) {
+    if (device.has_share()) {
+      plan.virtiofsd_sockets.push_back(dir + "/fs" +
+                                       std::to_string(plan.virtiofsd_sockets.size()) + ".sock");
+    }
+  }
+  std::vector<std::string> sockets = {plan.qmp_socket, plan.agent_socket};
+  sockets.insert(sockets.end(), plan.virtiofsd_sockets.begin(), plan.virtiofsd_sockets.end());
+  for (const auto& path : sockets) {
+    if (path.size() > kMaxSocketPath) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "socket path " + path + " is longer than " +
+                           std::to_string(kMaxSocketPath) +
+                           " bytes (the unix socket limit): use a shorter run_dir");
+    }
+  }
+  return plan;
+}
+
 Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
-                                                  const QemuConfig& config, const LaunchPlan& plan) {
+                                                  const QemuConfig& config,
+                                                  const LaunchPlan& plan) {
   uint32_t vcpus = std::max<uint32_t>(spec.vcpus(), 1);
   uint32_t max_vcpus = std::max(spec.max_vcpus(), vcpus);
   uint64_t memory = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
+  uint64_t max_memory = std::max(spec.max_memory_mib(), memory);
+  if (spec.console_log_path().empty() ||
+      spec.console_log_path().find(',') != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "VmSpec.console_log_path '" + spec.console_log_path() +
+                         "' must be set and contain no ','");
+  }
 
-  std::string cmdline = "console=ttyS0 panic=-1 quiet loglevel=4 ";
-  cmdline += plan.use_vsock
-                 ? "beaconbox.channel=vsock:" + std::to_string(spec.guest_port())
-                 : std::string("beaconbox.channel=virtio-serial:") + kAgentPortName;
+  // panic=-1 and reboot=t with -no-reboot: a guest panic or reboot ends QEMU at once.
+  std::string cmdline = "console=ttyS0 quiet loglevel=4 panic=-1 reboot=t ";
+  cmdline += plan.use_vsock ? "beaconbox.channel=vsock:" + std::to_string(spec.guest_port())
+                            : std::string("beaconbox.channel=virtio-serial:") + kAgentPortName;
+  if (max_memory > memory) cmdline += " memhp_default_state=online";
   if (!spec.kernel_cmdline().empty()) cmdline += " " + spec.kernel_cmdline();
 
+  std::string memory_arg = std::to_string(memory) + "M";
+  if (max_memory > memory) memory_arg += ",slots=8,maxmem=" + std::to_string(max_memory) + "M";
+
+  // clang-format off
   std::vector<std::string> argv = {
       config.binary,
       "-name", "beaconbox-" + spec.id(),
@@ -74,8 +137,8 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       "-M", config.machine,
       "-cpu", plan.accelerator == "kvm" ? "host" : "max",
       "-smp", std::to_string(vcpus) + ",maxcpus=" + std::to_string(max_vcpus),
-      "-m", std::to_string(memory) + "M",
-      // vhost-user-fs needs guest memory shared with virtiofsd.
+      "-m", memory_arg,
+      // vhost-user-fs needs guest memory that virtiofsd can map: a shared memfd.
       "-object", "memory-backend-memfd,id=mem,size=" + std::to_string(memory) + "M,share=on",
       "-numa", "node,memdev=mem",
       "-kernel", spec.kernel_path(),
@@ -84,46 +147,56 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       "-serial", "file:" + spec.console_log_path(),
       "-qmp", "unix:" + plan.qmp_socket + ",server=on,wait=off",
   };
+  // clang-format on
   if (plan.use_vsock) {
     argv.insert(argv.end(),
                 {"-device", "vhost-vsock-pci,guest-cid=" + std::to_string(plan.guest_cid)});
   } else {
-    argv.insert(argv.end(), {"-device", "virtio-serial-pci,id=serial0", "-chardev",
-                             "socket,id=agent,path=" + plan.agent_socket + ",server=on,wait=off",
-                             "-device",
-                             std::string("virtserialport,chardev=agent,name=") + kAgentPortName});
+    argv.insert(argv.end(),
+                {"-device", "virtio-serial-pci,id=serial0", "-chardev",
+                 "socket,id=agent,path=" + plan.agent_socket + ",server=on,wait=off", "-device",
+                 std::string("virtserialport,chardev=agent,name=") + kAgentPortName});
   }
   size_t fs_index = 0;
   size_t net_index = 0;
   for (const auto& device : spec.devices()) {
     if (device.has_share()) {
-      if (!IsSafeToken(device.share().tag())) {
-        return MakeError(ErrorCode::kInvalidArgument, "bad virtio-fs tag '" + device.share().tag() + "'");
+      if (!IsSafeToken(device.share().tag()) || fs_index >= plan.virtiofsd_sockets.size()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "bad virtio-fs tag '" + device.share().tag() + "'");
       }
       const std::string id = "fs" + std::to_string(fs_index);
-      argv.insert(argv.end(),
-                  {"-chardev", "socket,id=" + id + ",path=" + plan.virtiofsd_sockets[fs_index].second,
-                   "-device",
-                   "vhost-user-fs-pci,queue-size=1024,chardev=" + id + ",tag=" + device.share().tag()});
+      argv.insert(argv.end(), {"-chardev",
+                               "socket,id=" + id + ",path=" + plan.virtiofsd_sockets[fs_index],
+                               "-device",
+                               "vhost-user-fs-pci,queue-size=1024,chardev=" + id +
+                                   ",tag=" + device.share().tag()});
       ++fs_index;
     } else if (device.has_block()) {
       const auto& block = device.block();
-      if (!IsSafeToken(block.id()) || block.host_path().find(',') != std::string::npos) {
+      if (!IsSafeToken(block.id()) || block.host_path().empty() ||
+          block.host_path().find(',') != std::string::npos) {
         return MakeError(ErrorCode::kInvalidArgument, "bad block device '" + block.id() + "'");
       }
       argv.insert(argv.end(),
-                  {"-drive", "file=" + block.host_path() + ",if=none,id=" + block.id() +
-                                 ",format=raw" + (block.read_only() ? ",readonly=on" : ""),
-                   "-device", "virtio-blk-pci,drive=" + block.id() + ",serial=" + block.id()});
+                  {"-drive",
+                   "file=" + block.host_path() + ",if=none,id=blk-" + block.id() +
+                       ",format=raw" + (block.read_only() ? ",readonly=on" : ""),
+                   "-device",
+                   "virtio-blk-pci,drive=blk-" + block.id() + ",serial=" + block.id()});
     } else if (device.has_net()) {
       const auto& net = device.net();
       if (!IsSafeToken(net.tap_name()) || !IsSafeToken(net.mac())) {
-        return MakeError(ErrorCode::kInvalidArgument, "bad network device '" + net.tap_name() + "'");
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "bad network device '" + net.tap_name() + "'");
       }
       const std::string id = "net" + std::to_string(net_index++);
-      argv.insert(argv.end(),
-                  {"-netdev", "tap,id=" + id + ",ifname=" + net.tap_name() + ",script=no,downscript=no",
-                   "-device", "virtio-net-pci,netdev=" + id + ",mac=" + net.mac()});
+      std::string nic = "virtio-net-pci,netdev=" + id + ",mac=" + net.mac();
+      if (net.mtu() != 0) nic += ",host_mtu=" + std::to_string(net.mtu());
+      argv.insert(argv.end(), {"-netdev",
+                               "tap,id=" + id + ",ifname=" + net.tap_name() +
+                                   ",script=no,downscript=no",
+                               "-device", nic});
     }
   }
   argv.insert(argv.end(), config.extra_args.begin(), config.extra_args.end());
@@ -134,62 +207,44 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
                                                const QemuConfig& config, Spawner& spawner) {
   BBX_RETURN_IF_ERROR(CheckReadable(spec.kernel_path(), "kernel", "vm.kernel_path"));
   BBX_RETURN_IF_ERROR(CheckReadable(spec.initrd_path(), "initrd", "vm.initrd_path"));
-  if (::access(config.binary.c_str(), X_OK) != 0) {
+  if (config.binary.empty() || config.binary[0] != '/' ||
+      ::access(config.binary.c_str(), X_OK) != 0) {
     return MakeError(ErrorCode::kNotFound,
                      "QEMU binary " + config.binary +
-                         " is missing or not executable (config key plugins.vmm.qemu.config.binary):"
-                         " install qemu-system-x86");
+                         " is missing or not executable (config key binary of "
+                         "[plugins.vmm.qemu.config]): install qemu-system-x86 or fix the path");
   }
-  if (spec.run_dir().empty() || spec.run_dir()[0] != '/') {
-    return MakeError(ErrorCode::kInvalidArgument, "VmSpec.run_dir must be an absolute directory");
-  }
+  if (spec.id().empty()) return MakeError(ErrorCode::kInvalidArgument, "VmSpec.id is empty");
 
   auto vm = std::unique_ptr<QemuVm>(new QemuVm());
   vm->spec_ = spec;
+  BBX_ASSIGN_OR_RETURN(vm->plan_, PlanLaunch(spec));
   LaunchPlan& plan = vm->plan_;
   plan.accelerator = config.accelerator == "auto" ? DetectAccelerator() : config.accelerator;
   plan.use_vsock = ::access("/dev/vhost-vsock", R_OK | W_OK) == 0;
-  plan.guest_cid = 3 + static_cast<uint32_t>(::getpid());  // one VM per shim: the pid is unique
-  plan.qmp_socket = spec.run_dir() + "/qmp.sock";
-  plan.agent_socket = spec.run_dir() + "/agent.sock";
-  plan.stderr_log = spec.run_dir() + "/qemu.log";
-  int share_index = 0;
-  for (const auto& device : spec.devices()) {
-    if (device.has_share()) {
-      plan.virtiofsd_sockets.emplace_back(device.share().tag(),
-                                          spec.run_dir() + "/fs" + std::to_string(share_index++) + ".sock");
-    }
-  }
-  for (const auto& path : {plan.qmp_socket, plan.agent_socket}) {
-    if (path.size() > kMaxSocketPath) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "socket path " + path + " is longer than 107 bytes: use a shorter paths.run_dir");
-    }
+  if (plan.use_vsock) {
+    BBX_ASSIGN_OR_RETURN(auto reserved, ReserveGuestCid(config.cid_lock_dir));
+    plan.guest_cid = reserved.first;
+    vm->cid_lock_ = std::move(reserved.second);
   }
   BBX_ASSIGN_OR_RETURN(auto argv, BuildQemuCommand(spec, config, plan));
+  vm->vcpus_ = std::max<uint32_t>(spec.vcpus(), 1);
+  vm->memory_mib_ = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
 
-  // From here, a failure destroys `vm`, whose destructor ends what was started.
+  // From here, a failure destroys `vm`, whose destructor ends what was started and
+  // removes the runtime files.
   size_t share = 0;
   for (const auto& device : spec.devices()) {
     if (!device.has_share()) continue;
-    const std::string& socket = plan.virtiofsd_sockets[share++].second;
-    std::vector<std::string> virtiofsd = {config.virtiofsd, "--socket-path=" + socket, "-o",
-                                          "source=" + device.share().host_path(), "-o",
-                                          "cache=auto", "-o", "sandbox=chroot"};
-    if (device.share().read_only()) {
-      // Debian's C virtiofsd has no read-only export; the guest mounts it read-only.
-    }
-    BBX_ASSIGN_OR_RETURN(pid_t pid, spawner.Spawn(virtiofsd, spec.run_dir() + "/virtiofsd.log"));
+    BBX_ASSIGN_OR_RETURN(pid_t pid,
+                         StartVirtiofsd(spawner, config.virtiofsd, device.share(),
+                                        plan.virtiofsd_sockets[share++], plan.virtiofsd_log, 10s));
     vm->virtiofsd_pids_.push_back(pid);
-    if (!WaitForPath(socket, pid, 10s)) {
-      return MakeError(ErrorCode::kUnavailable,
-                       "virtiofsd for " + device.share().host_path() + " did not start: " +
-                           FileTail(spec.run_dir() + "/virtiofsd.log", 512));
-    }
   }
-  BBX_ASSIGN_OR_RETURN(vm->qemu_pid_, spawner.Spawn(argv, plan.stderr_log));
+  BBX_ASSIGN_OR_RETURN(vm->qemu_pid_, spawner.Spawn(argv, {.log_path = plan.qemu_log}));
+  if (!WaitForPath(plan.qmp_socket, vm->qemu_pid_, 30s)) return vm->Died("QEMU did not start");
   auto qmp = QmpClient::Connect(plan.qmp_socket, 10s);
-  if (!qmp.ok()) return vm->Died("QEMU did not come up");
+  if (!qmp.ok()) return vm->Died("QEMU's QMP did not answer (" + qmp.error().message + ")");
   vm->qmp_.emplace(std::move(qmp).value());
   return vm;
 }
@@ -197,17 +252,22 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
 QemuVm::~QemuVm() {
   (void)Stop(0ms);
   std::error_code error;
-  for (const auto& path : {plan_.qmp_socket, plan_.agent_socket}) fs::remove(path, error);
-  for (const auto& [tag, socket] : plan_.virtiofsd_sockets) fs::remove(socket, error);
+  for (const auto& path : {plan_.qmp_socket, plan_.agent_socket, plan_.qemu_log,
+                           plan_.virtiofsd_log}) {
+    if (!path.empty()) fs::remove(path, error);
+  }
+  for (const auto& socket : plan_.virtiofsd_sockets) fs::remove(socket, error);
+  // The CID lock file stays (it is reused); closing cid_lock_ releases the CID.
 }
 
 Error QemuVm::Died(const std::string& what) const {
   return MakeError(ErrorCode::kUnavailable,
-                   what + ": qemu: " + FileTail(plan_.stderr_log, 512) +
-                       "; console: " + FileTail(spec_.console_log_path(), 1024));
+                   what + ": qemu said: " + FileTail(plan_.qemu_log, 512) +
+                       " -- console tail: " + FileTail(spec_.console_log_path(), 1024));
 }
 
 Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
+  if (stopped_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is stopped");
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     if (!ChildRunning(qemu_pid_)) return Died("the VM exited before its agent connected");
@@ -221,7 +281,7 @@ Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
         return fd;
       }
     } else {
-      // QEMU accepts as soon as it runs; the guest answers once vminitd serves.
+      // QEMU accepts as soon as it runs; the guest answers once its agent serves.
       UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
       sockaddr_un addr{};
       addr.sun_family = AF_UNIX;
@@ -230,7 +290,8 @@ Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       return MakeError(ErrorCode::kTimeout, "no guest channel within " +
-                                                std::to_string(timeout.count()) + " ms; console: " +
+                                                std::to_string(timeout.count()) +
+                                                " ms -- console tail: " +
                                                 FileTail(spec_.console_log_path(), 1024));
     }
     std::this_thread::sleep_for(20ms);
@@ -248,28 +309,22 @@ pluginapi::VmInfo QemuVm::Info() const {
                                                std::to_string(spec_.guest_port())
                                          : "unix:" + plan_.agent_socket);
   info.set_run_dir(spec_.run_dir());
-  info.set_vmm_pid(qemu_pid_);
+  info.set_vmm_pid(qemu_pid_ > 0 ? qemu_pid_ : 0);
   return info;
 }
 
 Status QemuVm::Stop(std::chrono::milliseconds timeout) {
   if (stopped_) return Status::Ok();
   stopped_ = true;
-  // The guest's state is disposable: quit at once rather than an ACPI powerdown.
+  // The guest's state is disposable: quit at once. An ACPI powerdown first would only
+  // add the guest's shutdown time (our guests do not act on it: vminitd is PID 1).
   if (qmp_ && ChildRunning(qemu_pid_)) (void)qmp_->Execute("quit", std::max(timeout, 100ms));
   qmp_.reset();
   if (!WaitChildExit(qemu_pid_, timeout)) EndChild(qemu_pid_, 0ms);
   qemu_pid_ = -1;
   for (pid_t pid : virtiofsd_pids_) EndChild(pid, 500ms);  // exits by itself once QEMU is gone
   virtiofsd_pids_.clear();
-  // Debian's C virtiofsd leaves a lock file per socket in /run/virtiofsd, named after
-  // the socket path with '/' turned into '.'.
-  for (const auto& [tag, socket] : plan_.virtiofsd_sockets) {
-    std::string name = socket;
-    std::replace(name.begin(), name.end(), '/', '.');
-    std::error_code error;
-    fs::remove("/run/virtiofsd/" + name + ".pid", error);
-  }
+  for (const auto& socket : plan_.virtiofsd_sockets) RemoveVirtiofsdLockFile(socket);
   return Status::Ok();
 }
 
@@ -281,6 +336,80 @@ Status QemuVm::Pause() {
 Status QemuVm::Resume() {
   if (!qmp_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is not running");
   return qmp_->Execute("cont", 5s);
+}
+
+Status QemuVm::Resize(uint32_t vcpus, uint64_t memory_mib) {
+  if (!qmp_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is not running");
+  if (vcpus != 0 && vcpus != vcpus_) BBX_RETURN_IF_ERROR(SetVcpus(vcpus));
+  if (memory_mib != 0 && memory_mib != memory_mib_) BBX_RETURN_IF_ERROR(SetMemory(memory_mib));
+  return Status::Ok();
+}
+
+Status QemuVm::SetVcpus(uint32_t vcpus) {
+  uint32_t max_vcpus = std::max(spec_.max_vcpus(), std::max<uint32_t>(spec_.vcpus(), 1));
+  if (vcpus < vcpus_) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "removing vCPUs is not implemented (the guest must offline them first)");
+  }
+  if (vcpus > max_vcpus) {
+    return MakeError(ErrorCode::kInvalidArgument, "vcpus " + std::to_string(vcpus) +
+                                                      " exceeds max_vcpus " +
+                                                      std::to_string(max_vcpus));
+  }
+  BBX_ASSIGN_OR_RETURN(std::string slots_text, qmp_->Call("query-hotpluggable-cpus", "", 5s));
+  auto slots = nlohmann::json::parse(slots_text, nullptr, false);
+  if (!slots.is_array()) {
+    return MakeError(ErrorCode::kInternal, "QMP query-hotpluggable-cpus: unexpected reply");
+  }
+  // QEMU lists slots from the highest id down; plug the lowest free ones first.
+  std::reverse(slots.begin(), slots.end());
+  for (const auto& slot : slots) {
+    if (vcpus_ >= vcpus) break;
+    if (!slot.is_object() || slot.contains("qom-path") || !slot.contains("type") ||
+        !slot["type"].is_string() || !slot.contains("props") || !slot["props"].is_object()) {
+      continue;
+    }
+    nlohmann::json arguments = slot["props"];
+    arguments.erase("node-id");
+    arguments["driver"] = slot["type"];
+    arguments["id"] = "vcpu" + std::to_string(vcpus_);
+    BBX_RETURN_IF_ERROR(qmp_->Call("device_add", arguments.dump(), 10s));
+    ++vcpus_;
+  }
+  if (vcpus_ < vcpus) {
+    return MakeError(ErrorCode::kExhausted, "no free vCPU slot for vcpus " + std::to_string(vcpus));
+  }
+  return Status::Ok();
+}
+
+Status QemuVm::SetMemory(uint64_t memory_mib) {
+  uint64_t base = spec_.memory_mib() == 0 ? 512 : spec_.memory_mib();
+  uint64_t max_memory = std::max(spec_.max_memory_mib(), base);
+  if (memory_mib < memory_mib_) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "removing memory is not implemented (the guest must offline it first)");
+  }
+  if (memory_mib > max_memory) {
+    return MakeError(ErrorCode::kInvalidArgument, "memory " + std::to_string(memory_mib) +
+                                                      " MiB exceeds max_memory_mib " +
+                                                      std::to_string(max_memory));
+  }
+  // One DIMM per step, backed like the boot memory (shared memfd, for virtiofsd).
+  std::string id = "dimm" + std::to_string(dimm_count_);
+  nlohmann::json backend = {{"qom-type", "memory-backend-memfd"},
+                            {"id", id + "-mem"},
+                            {"size", (memory_mib - memory_mib_) << 20},
+                            {"share", true}};
+  BBX_RETURN_IF_ERROR(qmp_->Call("object-add", backend.dump(), 10s));
+  nlohmann::json dimm = {{"driver", "pc-dimm"}, {"id", id}, {"memdev", id + "-mem"}};
+  auto added = qmp_->Call("device_add", dimm.dump(), 10s);
+  if (!added.ok()) {
+    (void)qmp_->Call("object-del", nlohmann::json{{"id", id + "-mem"}}.dump(), 5s);
+    return added.error();
+  }
+  ++dimm_count_;
+  memory_mib_ = memory_mib;
+  return Status::Ok();
 }
 
 }  // namespace beaconbox::qemu

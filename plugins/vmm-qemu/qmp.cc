@@ -77,20 +77,39 @@ Result<std::string> QmpClient::ReadLine(std::chrono::steady_clock::time_point de
   }
 }
 
-Status QmpClient::Execute(const std::string& command, std::chrono::milliseconds timeout) {
+Result<std::string> QmpClient::Call(const std::string& command, const std::string& arguments,
+                                    std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  BBX_RETURN_IF_ERROR(Send(nlohmann::json{{"execute", command}}.dump() + "\n"));
+  nlohmann::json request{{"execute", command}};
+  if (!arguments.empty()) {
+    auto parsed = nlohmann::json::parse(arguments, nullptr, false);
+    if (!parsed.is_object()) {
+      return MakeError(ErrorCode::kInvalidArgument, "QMP " + command + ": arguments not an object");
+    }
+    request["arguments"] = std::move(parsed);
+  }
+  BBX_RETURN_IF_ERROR(Send(request.dump() + "\n"));
   while (true) {
     BBX_ASSIGN_OR_RETURN(std::string line, ReadLine(deadline));
     auto reply = nlohmann::json::parse(line, nullptr, false);
     if (!reply.is_object()) continue;
-    if (reply.contains("return")) return Status::Ok();
+    if (reply.contains("return")) return reply["return"].dump();
     if (reply.contains("error")) {
-      std::string text = reply["error"].value("desc", std::string("unknown error"));
+      std::string text = "unknown error";
+      if (reply["error"].is_object() && reply["error"].contains("desc") &&
+          reply["error"]["desc"].is_string()) {
+        text = reply["error"]["desc"].get<std::string>();
+      }
       return MakeError(ErrorCode::kInternal, "QMP " + command + ": " + text.substr(0, 200));
     }
     // {"event": ...}: not ours
   }
+}
+
+Status QmpClient::Execute(const std::string& command, std::chrono::milliseconds timeout) {
+  auto reply = Call(command, "", timeout);
+  if (!reply.ok()) return reply.error();
+  return Status::Ok();
 }
 
 }  // namespace beaconbox::qemu

@@ -1,5 +1,6 @@
 // A minimal QMP client: the capabilities handshake and one command at a time.
-// QEMU's replies are bounded: a line longer than kMaxLine ends the session.
+// QEMU's replies are bounded: a line longer than kMaxLine ends the session, and
+// every wait has a deadline.
 #pragma once
 
 #include <chrono>
@@ -18,8 +19,11 @@ class QmpClient {
   static Result<QmpClient> Connect(const std::string& socket_path,
                                    std::chrono::milliseconds timeout);
 
-  // Runs `command` (e.g. "quit", "stop", "cont") and waits for its return or error;
+  // Runs `command` (e.g. "quit", "stop", "cont") with `arguments` (a JSON object as
+  // text, empty for none) and returns the reply's "return" value as JSON text;
   // asynchronous events in between are skipped.
+  Result<std::string> Call(const std::string& command, const std::string& arguments,
+                           std::chrono::milliseconds timeout);
   Status Execute(const std::string& command, std::chrono::milliseconds timeout);
 
  private:

@@ -1,54 +1,83 @@
 # shellcheck shell=bash
-# A private containerd for beaconbox's demo and end-to-end tests: its own network
-# namespace, root, state, sockets and beaconbox directories under one temp dir.
-# Nothing of the machine's own containerd, network or nftables is touched.
+# A private containerd for beaconbox's demo, end-to-end tests and benchmarks.
+#
+# containerd runs as root in its own network namespace (bbx-<pid>-<rand>, only lo,
+# up) and its own mount namespace, with its own root, state, sockets and config
+# under one temp dir. The mount namespace gets a private tmpfs on /run, so what
+# containerd and its shims write to the fixed /run/containerd paths (shim sockets,
+# runc's state) never reaches the machine's /run/containerd, and every mount they
+# make goes away with the namespace. The machine's /var/lib/containerd, host network
+# and nftables are never touched.
 #
 #   source scripts/lib/containerd-env.sh
-#   bbx_env_start OUTPUT_DIR [CONTAINERD_BIN_DIR]   # sets BBX_DIR, BBX_NETNS, BBX_SOCK
-#   bbx_ctr run --rm ...                            # ctr against it
-#   bbx_env_stop                                    # also run by the EXIT trap
+#   bbx_env_start                 # sets BBX_DIR, BBX_SOCK, BBX_NETNS, BBX_NS, ...
+#   bbx_import_demo_image         # sets BBX_IMAGE
+#   bbx_run ID CMD...             # ctr run --rm with $BBX_RUNTIME, stdin from /dev/null
+#   bbx_ctr ARGS...               # ctr against the private containerd and namespace
+#   bbx_env_stop                  # also run by the EXIT trap (and on INT/TERM/HUP)
 #
-# BBX_NETWORK_MODE (default none) picks the network plugin ("bridge" or "none").
+# Inputs (environment, all optional):
+#   BBX_OUTPUT_DIR   beaconbox's output dir, first on containerd's PATH
+#                    (default: <repo>/_output)
+#   BBX_CONTAINERD   "system" (/usr/bin, Debian bookworm's 1.6), "1.7" (extracted by
+#                    scripts/fetch-containerd.sh), or a directory holding containerd
+#   BBX_RUNTIME      runtime for bbx_run (default io.containerd.beaconbox.v1)
+#   BEACONBOX_CONFIG passed to the shim; unset: bbx_env_start writes one whose
+#                    run/log/state dirs are under BBX_DIR. BEACON_* and BEACONBOX_*
+#                    variables are passed through to containerd and its shims.
+#   BBX_NETWORK_MODE network.mode of the generated beaconbox config (default none)
+#   BBX_KEEP_DIR=1   keep BBX_DIR (logs) after stopping
+#   BBX_LOG_LEVEL    containerd's log level (default info)
+#
+# The EXIT trap belongs to this library once bbx_env_start ran; a script needing its
+# own cleanup puts it in a function named bbx_on_stop, called first by bbx_env_stop.
+
+BBX_SCRIPTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BBX_REPO_DIR=$(cd "$BBX_SCRIPTS_DIR/.." && pwd)
+BBX_BEACONBOX_RUNTIME=io.containerd.beaconbox.v1
 
 bbx_log() { printf '%s\n' "$*" >&2; }
 
-bbx_env_start() {
-  local output_dir=$1 bin_dir=${2:-/usr/bin}
-  output_dir=$(cd "$output_dir" && pwd)
-  for f in containerd-shim-beaconbox-v1 beaconbox-kernel-x86_64 beaconbox-initrd plugins/vmm-qemu.so plugins/storage-erofs.so; do
-    if [ ! -e "$output_dir/$f" ]; then
-      bbx_log "missing $output_dir/$f: run make"
-      return 1
-    fi
+# Prints the directory holding containerd, ctr and containerd-shim-runc-v2 for
+# $BBX_CONTAINERD.
+bbx_containerd_bin_dir() {
+  case ${BBX_CONTAINERD:-system} in
+    system) echo /usr/bin ;;
+    1.7) "$BBX_SCRIPTS_DIR/fetch-containerd.sh" ;;
+    /*) echo "$BBX_CONTAINERD" ;;
+    *) bbx_log "BBX_CONTAINERD=$BBX_CONTAINERD: use system, 1.7 or a directory"; return 1 ;;
+  esac
+}
+
+# Prints, one a line, what beaconbox needs from OUTPUT_DIR that is not there.
+bbx_beaconbox_missing() {
+  local output_dir=$1 f
+  for f in containerd-shim-beaconbox-v1 beaconbox-kernel-x86_64 beaconbox-initrd \
+           plugins/vmm-qemu.so plugins/storage-erofs.so; do
+    [ -e "$output_dir/$f" ] || echo "$output_dir/$f"
   done
-  [ -x "$bin_dir/containerd" ] || { bbx_log "no containerd in $bin_dir: run scripts/setup.sh"; return 1; }
+}
 
-  BBX_DIR=$(mktemp -d /tmp/bbx-e2e.XXXXXX)
-  BBX_NETNS="bbx-$$-${BBX_DIR##*.}"
-  BBX_SOCK="$BBX_DIR/containerd.sock"
-  BBX_OUTPUT_DIR=$output_dir
-  BBX_CONTAINERD_BIN=$bin_dir
-  trap bbx_env_stop EXIT
-  trap 'exit 130' INT TERM
-  mkdir -p "$BBX_DIR"/{root,state,fifo,beacon/run,beacon/log,beacon/state}
+# The kernel release inside a bzImage: `file`, else the header's version string
+# (setup header field kernel_version at 0x20e, an offset from 0x200).
+bbx_kernel_release() {
+  local image=$1 release offset
+  release=$(file -bL "$image" 2>/dev/null | sed -n 's/.*, version \([^ ]*\) .*/\1/p')
+  if [ -z "$release" ] && [ -r "$image" ]; then
+    offset=$(od -An -tu2 -j $((0x20e)) -N2 "$image" | tr -d ' ')
+    [ -n "$offset" ] && release=$(dd if="$image" bs=1 skip=$((offset + 0x200)) count=128 \
+                                   status=none | tr '\0' '\n' | head -1 | cut -d' ' -f1)
+  fi
+  [ -n "$release" ] || { bbx_log "cannot read a kernel release from $image"; return 1; }
+  echo "$release"
+}
 
-  cat > "$BBX_DIR/containerd.toml" <<EOC
-version = 2
-root = "$BBX_DIR/root"
-state = "$BBX_DIR/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-                    "io.containerd.snapshotter.v1.aufs"]
-[grpc]
-  address = "$BBX_SOCK"
-[ttrpc]
-  address = "$BBX_SOCK.ttrpc"
-[debug]
-  level = "debug"
-EOC
-  local network_mode=${BBX_NETWORK_MODE:-none}
-  cat > "$BBX_DIR/beaconbox.toml" <<EOC
+bbx_write_beaconbox_config() {
+  local output_dir=$1 config=$2
+  cat > "$config" <<EOC
+# Written by scripts/lib/containerd-env.sh for one private containerd.
 [paths]
+share_dir = "$BBX_DIR/beacon/share"
 run_dir = "$BBX_DIR/beacon/run"
 log_dir = "$BBX_DIR/beacon/log"
 state_dir = "$BBX_DIR/beacon/state"
@@ -56,14 +85,17 @@ state_dir = "$BBX_DIR/beacon/state"
 [vm]
 vmm = "qemu"
 kernel_path = "${BBX_KERNEL_PATH:-$output_dir/beaconbox-kernel-x86_64}"
-initrd_path = "$output_dir/beaconbox-initrd"
+initrd_path = "${BBX_INITRD_PATH:-$output_dir/beaconbox-initrd}"
 guest_connect_timeout_ms = ${BBX_GUEST_TIMEOUT_MS:-60000}
 
 [network]
-mode = "$network_mode"
+mode = "${BBX_NETWORK_MODE:-none}"
 
 [storage]
 driver = "erofs"
+
+[log]
+level = "${BEACONBOX_LOG_LEVEL:-info}"
 
 [plugins.vmm.qemu]
 path = "$output_dir/plugins/vmm-qemu.so"
@@ -71,89 +103,294 @@ path = "$output_dir/plugins/vmm-qemu.so"
 [plugins.storage.erofs]
 path = "$output_dir/plugins/storage-erofs.so"
 EOC
-  if [ "$network_mode" = bridge ]; then
-    cat >> "$BBX_DIR/beaconbox.toml" <<EOC
+  if [ "${BBX_NETWORK_MODE:-none}" = bridge ]; then
+    printf '\n[plugins.network.bridge]\npath = "%s"\n\n[plugins.network.bridge.config]\ndns_servers = ["10.88.0.1"]\n' \
+      "$output_dir/plugins/net-bridge.so" >> "$config"
+  fi
+}
 
-[plugins.network.bridge]
-path = "$output_dir/plugins/net-bridge.so"
+bbx_write_containerd_config() {
+  cat > "$BBX_DIR/containerd.toml" <<EOC
+# Written by scripts/lib/containerd-env.sh: only what ctr run needs, nothing shared.
+version = 2
+root = "$BBX_DIR/root"
+state = "$BBX_DIR/state"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.blockfile",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+  "io.containerd.nri.v1.nri",
+]
 
-[plugins.network.bridge.config]
-dns_servers = ["10.88.0.1"]
+[grpc]
+  address = "$BBX_SOCK"
+[ttrpc]
+  address = "$BBX_SOCK.ttrpc"
+[debug]
+  address = ""
+  level = "${BBX_LOG_LEVEL:-info}"
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$BBX_DIR/opt"
 EOC
+}
+
+bbx_env_start() {
+  if [ -n "${BBX_DIR:-}" ]; then bbx_log "bbx_env_start: already started ($BBX_DIR)"; return 1; fi
+  if [ "$(id -u)" -ne 0 ]; then bbx_log "bbx_env_start: containerd needs root: run as root"; return 1; fi
+  local tool
+  for tool in ip nsenter unshare mount umount; do
+    command -v "$tool" >/dev/null || { bbx_log "bbx_env_start: $tool not found (iproute2/util-linux)"; return 1; }
+  done
+  BBX_OUTPUT_DIR=${BBX_OUTPUT_DIR:-$BBX_REPO_DIR/_output}
+  [ -d "$BBX_OUTPUT_DIR" ] && BBX_OUTPUT_DIR=$(cd "$BBX_OUTPUT_DIR" && pwd)
+  BBX_RUNTIME=${BBX_RUNTIME:-$BBX_BEACONBOX_RUNTIME}
+  BBX_CONTAINERD_BIN=$(bbx_containerd_bin_dir) || return 1
+  local bin
+  for bin in containerd ctr containerd-shim-runc-v2; do
+    [ -x "$BBX_CONTAINERD_BIN/$bin" ] ||
+      { bbx_log "bbx_env_start: no $bin in $BBX_CONTAINERD_BIN: run scripts/setup.sh"; return 1; }
+  done
+  if [ "$BBX_RUNTIME" = runc ] || [ "$BBX_RUNTIME" = io.containerd.runc.v2 ]; then
+    command -v runc >/dev/null || { bbx_log "bbx_env_start: runc not found: apt-get install runc"; return 1; }
   fi
 
-  ip netns add "$BBX_NETNS"
+  # Under /tmp, never under /run: ctr (outside) and containerd (inside, with its
+  # own /run) must see the same files.
+  BBX_DIR=$(mktemp -d /tmp/bbx-env.XXXXXX)
+  local rand=${BBX_DIR##*.}
+  rand=$(printf '%s' "$rand" | tr '[:upper:]' '[:lower:]')
+  BBX_NETNS="bbx-$$-$rand"
+  BBX_NS=${BBX_NAMESPACE:-bbx-$rand}
+  BBX_SOCK="$BBX_DIR/containerd.sock"
+  BBX_CONTAINERD_PID=
+  BBX_MNTNS_ID=
+  BBX_NETNS_ID=
+  trap bbx_env_stop EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+  mkdir -p "$BBX_DIR"/{root,state,opt,fifo,home,beacon/share,beacon/run,beacon/log,beacon/state}
+
+  bbx_write_containerd_config
+  if [ -z "${BEACONBOX_CONFIG:-}" ]; then
+    BBX_BEACONBOX_CONFIG="$BBX_DIR/beaconbox.toml"
+    bbx_write_beaconbox_config "$BBX_OUTPUT_DIR" "$BBX_BEACONBOX_CONFIG"
+  else
+    BBX_BEACONBOX_CONFIG=$BEACONBOX_CONFIG
+  fi
+
+  ip netns add "$BBX_NETNS" || { bbx_log "bbx_env_start: ip netns add $BBX_NETNS failed"; return 1; }
   ip -n "$BBX_NETNS" link set lo up
-  # containerd passes its environment to the shims it starts. Only the network
-  # namespace is entered (not `ip netns exec`, whose fresh /sys hides the cgroup
-  # mounts runc, the baseline, needs).
-  nsenter --net="/run/netns/$BBX_NETNS" env PATH="$output_dir:$bin_dir:$PATH" \
-    BEACONBOX_CONFIG="$BBX_DIR/beaconbox.toml" \
-    "$bin_dir/containerd" --config "$BBX_DIR/containerd.toml" \
-    > "$BBX_DIR/containerd.log" 2>&1 &
+  BBX_NETNS_ID=$(stat -L -c %i "/run/netns/$BBX_NETNS")
+
+  # containerd's environment, handed on to the shims it starts: the output dir first
+  # on PATH (containerd resolves io.containerd.beaconbox.v1 to the binary
+  # containerd-shim-beaconbox-v1 there), beaconbox's own variables, nothing else.
+  local envs=(PATH="$BBX_OUTPUT_DIR:$BBX_CONTAINERD_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+              HOME="$BBX_DIR/home" TMPDIR="$BBX_DIR/home" BEACONBOX_CONFIG="$BBX_BEACONBOX_CONFIG")
+  local name
+  while IFS= read -r name; do
+    case $name in BEACONBOX_CONFIG) ;; BEACON_*|BEACONBOX_*) envs+=("$name=${!name}") ;; esac
+  done < <(compgen -e)
+
+  # Only the network namespace is entered with nsenter (`ip netns exec` would mount a
+  # fresh /sys without the cgroup mounts runc needs); unshare adds the mount
+  # namespace, slave to the host's so nothing mounted inside leaks out.
+  # shellcheck disable=SC2016
+  nsenter --net="/run/netns/$BBX_NETNS" -- \
+    unshare --mount --propagation slave -- \
+    /bin/sh -c 'umount -l /run/netns 2>/dev/null; mount -t tmpfs -o mode=0755,size=64m bbx-run /run &&
+                mkdir -p /run/containerd && exec "$@"' bbx-containerd \
+    env -i "${envs[@]}" "$BBX_CONTAINERD_BIN/containerd" --config "$BBX_DIR/containerd.toml" \
+    > "$BBX_DIR/containerd.log" 2>&1 < /dev/null &
   BBX_CONTAINERD_PID=$!
   local i
-  for i in $(seq 100); do
-    [ -S "$BBX_SOCK" ] && return 0
-    kill -0 "$BBX_CONTAINERD_PID" 2>/dev/null || break
+  for i in $(seq 300); do
+    if [ -S "$BBX_SOCK" ] && bbx_ctr version >/dev/null 2>&1; then break; fi
+    if ! kill -0 "$BBX_CONTAINERD_PID" 2>/dev/null; then i=300; break; fi
     sleep 0.1
   done
-  bbx_log "containerd did not start: $(tail -5 "$BBX_DIR/containerd.log")"
-  return 1
+  if [ "$i" -ge 300 ]; then
+    bbx_log "containerd did not start within 30 s: $(tail -3 "$BBX_DIR/containerd.log" | tr '\n' ' ')"
+    return 1
+  fi
+  BBX_MNTNS_ID=$(stat -L -c %i "/proc/$BBX_CONTAINERD_PID/ns/mnt")
 }
 
 bbx_ctr() {
-  "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" "$@"
+  "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@"
 }
 
-# Runs a container with beaconbox: bbx_run ID CMD...; the image is BBX_IMAGE.
+# bbx_run ID CMD...: one container with $BBX_RUNTIME, removed after; ctr's status.
 bbx_run() {
-  local id=$1; shift
-  bbx_ctr run --rm --fifo-dir "$BBX_DIR/fifo" --runtime io.containerd.beaconbox.v1 \
-    "${BBX_IMAGE:?import an image first}" "$id" "$@"
+  local id=$1
+  shift
+  bbx_ctr run --rm --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" \
+    "${BBX_IMAGE:?bbx_import_demo_image first}" "$id" "$@" < /dev/null
+}
+
+# bbx_run_detached ID CMD...: a container left running (for RSS, kill tests).
+bbx_run_detached() {
+  local id=$1
+  shift
+  bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" \
+    "${BBX_IMAGE:?bbx_import_demo_image first}" "$id" "$@" < /dev/null > /dev/null
+}
+
+# Kills and removes one container if it exists (for tests that leave one running).
+bbx_remove() {
+  local id=$1 i
+  bbx_ctr task kill -s KILL "$id" >/dev/null 2>&1 || true
+  for i in $(seq 50); do
+    bbx_ctr task ls -q 2>/dev/null | grep -qx "$id" || break
+    bbx_ctr task delete "$id" >/dev/null 2>&1 || sleep 0.1
+  done
+  bbx_ctr container rm "$id" >/dev/null 2>&1 || true
 }
 
 bbx_import_demo_image() {
-  local tar="$BBX_DIR/demo-image.tar"
-  BBX_IMAGE=$("$BBX_SCRIPTS_DIR/build-demo-image.sh" "$tar")
-  bbx_ctr image import --no-unpack=false "$tar" >/dev/null
+  local tar="$BBX_DIR/demo-image.tar" out
+  BBX_IMAGE=$("$BBX_SCRIPTS_DIR/build-demo-image.sh" "$tar") || return 1
+  if ! out=$(bbx_ctr image import "$tar" 2>&1); then
+    bbx_log "ctr image import failed: $out"
+    return 1
+  fi
+  bbx_ctr image ls -q | grep -qxF "$BBX_IMAGE" ||
+    { bbx_log "ctr image import did not register $BBX_IMAGE: $out"; return 1; }
 }
 
-# Pids of the shims this containerd started: each serving shim records its pid in
-# its bundle; only processes still running our shim binary are reported.
+# Every process of this environment, one pid a line: those in its mount or network
+# namespace (containerd, the shims and what they run there) and all their
+# descendants (containers in namespaces of their own, VMs).
+bbx_env_pids() {
+  [ -n "${BBX_MNTNS_ID:-}${BBX_NETNS_ID:-}" ] || return 0
+  local seeds
+  seeds=$(find /proc/[0-9]*/ns/ -maxdepth 1 \( -lname "mnt:?${BBX_MNTNS_ID:-none}?" \
+            -o -lname "net:?${BBX_NETNS_ID:-none}?" \) -printf '%h\n' 2>/dev/null |
+          cut -d/ -f3 | sort -u | tr '\n' ' ')
+  [ -n "$seeds" ] || return 0
+  # pid and parent pid of every process (comm may hold spaces and parentheses).
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v seeds="$seeds" '
+    { line = $0; sub(/^.*\) /, "", line); split(line, f, " "); parent[$1] = f[2] }
+    END {
+      n = split(seeds, s, " ")
+      for (i = 1; i <= n; i++) if (s[i] in parent) mark[s[i]] = 1
+      do { changed = 0
+           for (pid in parent) if (!(pid in mark) && (parent[pid] in mark)) { mark[pid] = 1; changed = 1 }
+      } while (changed)
+      for (pid in mark) print pid
+    }' | sort -n
+}
+
+# Pids of the shims this environment started (any runtime's), one a line.
 bbx_shim_pids() {
-  local f pid
-  for f in "$BBX_DIR"/state/io.containerd.runtime.v2.task/*/*/shim.pid; do
-    [ -f "$f" ] || continue
-    pid=$(cat "$f")
-    if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$BBX_OUTPUT_DIR/containerd-shim-beaconbox-v1" ]; then
+  local pid exe
+  for pid in $(bbx_env_pids); do
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+    case ${exe##*/} in containerd-shim-*) echo "$pid" ;; esac
+  done
+}
+
+# The shim serving container ID (its working directory is the bundle).
+bbx_shim_pid_of() {
+  local id=$1 pid
+  for pid in $(bbx_shim_pids); do
+    if [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = \
+         "$BBX_DIR/state/io.containerd.runtime.v2.task/$BBX_NS/$id" ]; then
       echo "$pid"
+      return 0
     fi
   done
+  return 1
+}
+
+# Mount points under BBX_DIR as the host sees them and as containerd's namespace
+# sees them (while it runs), one a line.
+bbx_env_mounts() {
+  [ -n "${BBX_DIR:-}" ] || return 0
+  local table
+  for table in /proc/self/mountinfo ${BBX_CONTAINERD_PID:+/proc/$BBX_CONTAINERD_PID/mountinfo}; do
+    [ -r "$table" ] || continue
+    awk -v d="$BBX_DIR" 'index($5, d "/") == 1 || $5 == d {print $5}' "$table" 2>/dev/null
+  done | sort -u
+}
+
+# What is left of the environment last started (for tests), one item a line.
+bbx_env_leftovers() {
+  local pid dir
+  for pid in $(BBX_MNTNS_ID=${BBX_LAST_MNTNS_ID:-} BBX_NETNS_ID=${BBX_LAST_NETNS_ID:-} bbx_env_pids); do
+    echo "process $pid ($(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-100))"
+  done
+  [ -n "${BBX_LAST_CONTAINERD_PID:-}" ] && kill -0 "$BBX_LAST_CONTAINERD_PID" 2>/dev/null &&
+    echo "containerd $BBX_LAST_CONTAINERD_PID"
+  [ -n "${BBX_LAST_NETNS:-}" ] && [ -e "/run/netns/$BBX_LAST_NETNS" ] && echo "netns $BBX_LAST_NETNS"
+  if [ -n "${BBX_LAST_DIR:-}" ]; then
+    awk -v d="$BBX_LAST_DIR" 'index($5, d) == 1 {print "mount " $5}' /proc/self/mountinfo
+    [ -e "$BBX_LAST_DIR" ] && echo "directory $BBX_LAST_DIR"
+  fi
+  if [ -n "${BBX_LAST_NS:-}" ]; then
+    for dir in /sys/fs/cgroup/"$BBX_LAST_NS" /sys/fs/cgroup/*/"$BBX_LAST_NS"; do
+      [ -d "$dir" ] && echo "cgroup $dir"
+    done
+  fi
+  return 0
 }
 
 bbx_env_stop() {
-  trap - EXIT
-  [ -n "${BBX_DIR:-}" ] || return 0
-  local pid
-  for pid in $(bbx_shim_pids); do kill -TERM "$pid" 2>/dev/null || true; done
-  if [ -n "${BBX_CONTAINERD_PID:-}" ] && kill -0 "$BBX_CONTAINERD_PID" 2>/dev/null; then
-    kill -TERM "$BBX_CONTAINERD_PID"
-    wait "$BBX_CONTAINERD_PID" 2>/dev/null || true
+  local status=$?
+  trap - EXIT INT TERM HUP
+  if declare -F bbx_on_stop >/dev/null; then bbx_on_stop || true; fi
+  [ -n "${BBX_DIR:-}" ] || return "$status"
+  local pid i pids containerd_pid=$BBX_CONTAINERD_PID
+  # Ask first, so each shim tears its sandbox down through its own delete path.
+  if [ -n "$BBX_CONTAINERD_PID" ] && kill -0 "$BBX_CONTAINERD_PID" 2>/dev/null && [ -S "$BBX_SOCK" ]; then
+    for i in $(timeout 10 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+                 containers ls -q 2>/dev/null); do
+      timeout 20 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+        task delete -f "$i" >/dev/null 2>&1 || true
+      timeout 10 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+        containers rm "$i" >/dev/null 2>&1 || true
+    done
   fi
-  sleep 0.2
-  for pid in $(bbx_shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-  # Mounts containerd or a shim left under our directories, deepest first.
-  awk -v d="$BBX_DIR" '$2 ~ "^"d {print $2}' /proc/mounts | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
+  pids=$(bbx_env_pids)
+  [ -n "$containerd_pid" ] && { kill -TERM "$containerd_pid" 2>/dev/null || true; }
+  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+  for i in $(seq 50); do
+    pids=$(bbx_env_pids)
+    [ -z "$pids" ] && break
+    sleep 0.1
   done
-  [ -n "${BBX_NETNS:-}" ] && ip netns del "$BBX_NETNS" 2>/dev/null || true
+  for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  [ -n "$containerd_pid" ] && { wait "$containerd_pid" 2>/dev/null || true; }
+  for i in $(seq 30); do [ -z "$(bbx_env_pids)" ] && break; sleep 0.1; done
+  # With every process gone the mount namespace and its mounts are gone; anything
+  # that reached the host's table anyway is unmounted, deepest first.
+  BBX_CONTAINERD_PID=
+  bbx_env_mounts | sort -r | while read -r pid; do umount -l "$pid" 2>/dev/null || true; done
+  ip netns del "$BBX_NETNS" 2>/dev/null || true
+  # runc creates /<namespace>/<id> cgroups; the per-namespace parents stay behind.
+  local dir
+  for dir in /sys/fs/cgroup/"$BBX_NS" /sys/fs/cgroup/*/"$BBX_NS"; do
+    if [ -d "$dir" ]; then rmdir "$dir" 2>/dev/null || true; fi
+  done
+  BBX_LAST_DIR=$BBX_DIR BBX_LAST_NETNS=$BBX_NETNS BBX_LAST_NS=$BBX_NS
+  BBX_LAST_MNTNS_ID=$BBX_MNTNS_ID BBX_LAST_NETNS_ID=$BBX_NETNS_ID
+  BBX_LAST_CONTAINERD_PID=$containerd_pid
   if [ -n "${BBX_KEEP_DIR:-}" ]; then
-    bbx_log "kept $BBX_DIR"
+    bbx_log "kept $BBX_DIR (containerd.log)"
+  elif [ -z "$(bbx_env_mounts)" ]; then
+    rm -rf --one-file-system "$BBX_DIR"
   else
-    rm -rf "$BBX_DIR"
+    bbx_log "not removing $BBX_DIR: still mounted: $(bbx_env_mounts | tr '\n' ' ')"
   fi
   BBX_DIR=
+  return "$status"
 }
-
-BBX_SCRIPTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

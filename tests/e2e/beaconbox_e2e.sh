@@ -1,43 +1,70 @@
 #!/usr/bin/env bash
-# End to end through real containerd and ctr: a container in a QEMU VM.
-#   beaconbox_e2e.sh OUTPUT_DIR [CONTAINERD_BIN_DIR]
+# beaconbox's acceptance tests (issue 3) through real containerd and ctr: a container
+# in a QEMU VM. Needs the shim, kernel, initrd and plugins in the output dir.
+#   beaconbox_e2e.sh OUTPUT_DIR [system|1.7|CONTAINERD_BIN_DIR]
+# Exit 0: all passed; 1: a check failed or beaconbox is not built; 77: containerd 1.7
+# was asked for and cannot be extracted (no access to Debian's archive).
 set -euo pipefail
-output=${1:?usage: beaconbox_e2e.sh OUTPUT_DIR [CONTAINERD_BIN_DIR]}
-bin_dir=${2:-/usr/bin}
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../../scripts/lib/containerd-env.sh
-source "$here/../../scripts/lib/containerd-env.sh"
+repo=$(cd "$here/../.." && pwd)
+export BBX_OUTPUT_DIR=${1:?usage: beaconbox_e2e.sh OUTPUT_DIR [system|1.7|CONTAINERD_BIN_DIR]}
+export BBX_CONTAINERD=${2:-system}
+export BBX_RUNTIME=io.containerd.beaconbox.v1
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
+source "$repo/scripts/lib/containerd-env.sh"
+
+missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
+if [ -n "$missing" ]; then
+  echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
+  exit 1
+fi
+if [ "$BBX_CONTAINERD" = 1.7 ]; then
+  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
+    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
+    exit 77
+  fi
+fi
 
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 pass() { echo "ok: $*"; }
+alive() { [ -r "/proc/$1/stat" ] && ! sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
+gone() { local _; for _ in $(seq 100); do alive "$1" || return 0; sleep 0.1; done; return 1; }
+exe_of() { basename "$(readlink "/proc/$1/exe" 2>/dev/null)" 2>/dev/null || true; }
 
-# Nothing of container $1 may remain: shim, VM processes, sockets, mounts, bundle.
+bbx_env_start
+echo "containerd: $("$BBX_CONTAINERD_BIN/containerd" --version)"
+bbx_import_demo_image
+private_run="/proc/$BBX_CONTAINERD_PID/root/run"
+# Sockets present before any container (containerd's own); later ones must go.
+sockets() { find "$private_run" "$BBX_DIR/beacon" -type s 2>/dev/null | sort; }
+baseline_sockets=$(sockets)
+
+# Nothing of container $1 may remain: no process besides containerd (no shim, QEMU
+# or virtiofsd), no bundle, mount, socket, or file named after it.
 assert_nothing_left() {
-  local id=$1
-  [ -z "$(bbx_shim_pids)" ] || fail "$id: a shim still runs: $(bbx_shim_pids)"
-  [ -z "$(ls -A "$BBX_DIR/beacon/run/vm" 2>/dev/null)" ] || fail "$id: VM run dir left: $(ls "$BBX_DIR/beacon/run/vm")"
-  [ -z "$(ls -A "$BBX_DIR/beacon/run/s" 2>/dev/null)" ] || fail "$id: shim socket left"
-  ! grep -q "/$id/rootfs" /proc/mounts || fail "$id: rootfs still mounted"
-  [ ! -e "$BBX_DIR/state/io.containerd.runtime.v2.task/default/$id" ] || fail "$id: bundle left"
-  ! ls -A /run/virtiofsd 2>/dev/null | grep -qF "${BBX_DIR//\//.}" || fail "$id: virtiofsd lock file left"
+  local id=$1 extra
+  extra=$(bbx_env_pids | grep -vx "$BBX_CONTAINERD_PID" || true)
   local pid
-  for pid in $(pgrep -f "beaconbox-$id " || true); do
-    fail "$id: VM process $pid still runs"
-  done
+  for pid in $extra; do fail "$id: process $pid ($(exe_of "$pid")) still runs"; done
+  [ ! -e "$BBX_DIR/state/io.containerd.runtime.v2.task/$BBX_NS/$id" ] || fail "$id: bundle left"
+  extra=$(bbx_env_mounts)
+  [ -z "$extra" ] || fail "$id: mounts left: $extra"
+  extra=$(comm -13 <(echo "$baseline_sockets") <(sockets))
+  [ -z "$extra" ] || fail "$id: sockets left: $extra"
+  extra=$(find "$BBX_DIR/beacon/run" "$BBX_DIR/beacon/state" "$private_run" -name "*$id*" 2>/dev/null || true)
+  [ -z "$extra" ] || fail "$id: files left: $extra"
+  bbx_ctr containers ls -q | grep -qx "$id" && fail "$id: container still listed"
+  return 0
 }
 
-bbx_env_start "$output" "$bin_dir"
-echo "containerd: $("$bin_dir/containerd" --version)"
-bbx_import_demo_image
-
 # 1. The command runs under the guest kernel, not the host's.
-want_release=$(file -bL "$output/beaconbox-kernel-x86_64" | sed -n 's/.*version \([^ ]*\).*/\1/p')
-got_release=$(bbx_run uname1 /bin/uname -r)
+want_release=$(bbx_kernel_release "$(sed -n 's/^kernel_path = "\(.*\)"$/\1/p' "$BBX_BEACONBOX_CONFIG")")
+got_release=$(bbx_run uname1 /bin/uname -r) || true
 if [ "$got_release" = "$want_release" ] && [ "$got_release" != "$(uname -r)" ]; then
-  pass "uname -r in the container is the guest kernel ($got_release)"
+  pass "uname -r in the container is the guest kernel's release ($got_release; host $(uname -r))"
 else
-  fail "uname -r printed '$got_release', want the guest kernel '$want_release'"
+  fail "uname -r printed '$got_release', want the guest kernel's '$want_release'"
 fi
 assert_nothing_left uname1
 
@@ -46,12 +73,35 @@ set +e
 bbx_run streams1 /bin/sh -c 'echo out; echo err >&2; exit 7' > "$BBX_DIR/out" 2> "$BBX_DIR/err"
 status=$?
 set -e
-[ "$status" -eq 7 ] && pass "exit status 7" || fail "ctr exited $status, want 7"
-[ "$(cat "$BBX_DIR/out")" = out ] && pass "stdout" || fail "stdout was '$(cat "$BBX_DIR/out")'"
-[ "$(cat "$BBX_DIR/err")" = err ] && pass "stderr" || fail "stderr was '$(cat "$BBX_DIR/err")'"
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+check "ctr exits 7 (got $status)" test "$status" -eq 7
+check "stdout is 'out' (got '$(cat "$BBX_DIR/out")')" test "$(cat "$BBX_DIR/out")" = out
+check "stderr is 'err' (got '$(cat "$BBX_DIR/err")')" test "$(cat "$BBX_DIR/err")" = err
 assert_nothing_left streams1
 
-# 3. A missing entrypoint: ctr's error names it; nothing stays.
+# 3. While a container runs its shim has a VMM (and virtiofsd) below it; after the
+#    container is deleted every one of those pids is gone.
+if bbx_run_detached running1 /bin/sleep 600; then
+  shim=$(bbx_shim_pid_of running1 || true)
+  children=$(bbx_env_pids | { grep -vx -e "$BBX_CONTAINERD_PID" -e "${shim:-none}" || true; } | tr '\n' ' ')
+  names=$(for pid in $children; do exe_of "$pid"; done | sort -u | tr '\n' ' ')
+  if [ -n "$shim" ] && grep -q 'qemu-system' <<<"$names"; then
+    pass "a running container has shim $shim with $names below it"
+  else
+    fail "running1: shim '$shim', processes below it: '$names' (want qemu-system-*)"
+  fi
+  bbx_remove running1
+  for pid in ${shim:-} $children; do gone "$pid" || fail "running1: pid $pid ($(exe_of "$pid")) outlived the delete"; done
+  assert_nothing_left running1
+else
+  fail "ctr run -d running1 failed"
+fi
+
+# 4. A missing entrypoint: ctr's error names it; nothing stays.
 set +e
 message=$(bbx_run noent1 /no/such/binary 2>&1)
 status=$?
@@ -61,12 +111,12 @@ if [ "$status" -ne 0 ] && grep -q '/no/such/binary' <<<"$message"; then
 else
   fail "missing entrypoint: status $status, message: $message"
 fi
-bbx_ctr container rm noent1 >/dev/null 2>&1 || true
+bbx_remove noent1
 assert_nothing_left noent1
 
-# 4. A missing kernel: one line naming the file and the config key; nothing stays.
-cp "$BBX_DIR/beaconbox.toml" "$BBX_DIR/beaconbox.toml.good"
-sed -i "s|^kernel_path = .*|kernel_path = \"$BBX_DIR/no-such-kernel\"|" "$BBX_DIR/beaconbox.toml"
+# 5. A missing kernel: one line naming the file and its config key; nothing stays.
+cp "$BBX_BEACONBOX_CONFIG" "$BBX_DIR/beaconbox.toml.good"
+sed -i "s|^kernel_path = .*|kernel_path = \"$BBX_DIR/no-such-kernel\"|" "$BBX_BEACONBOX_CONFIG"
 set +e
 message=$(bbx_run nokernel1 /bin/true 2>&1)
 status=$?
@@ -76,19 +126,19 @@ if [ "$status" -ne 0 ] && grep -q "no-such-kernel" <<<"$message" && grep -q "vm.
 else
   fail "missing kernel: status $status, message: $message"
 fi
-bbx_ctr container rm nokernel1 >/dev/null 2>&1 || true
+bbx_remove nokernel1
 assert_nothing_left nokernel1
 
-# 5. A guest that never connects: Create fails after the configured timeout with the
+# 6. A guest that never connects: Create fails after the configured timeout with the
 #    tail of the VM console in the error; nothing stays.
 mkdir -p "$BBX_DIR/silent/bin"
 cp /bin/busybox "$BBX_DIR/silent/bin/busybox"
 printf '#!/bin/busybox sh\necho silent-guest-booted > /dev/console\n/bin/busybox sleep 600\n' > "$BBX_DIR/silent/init"
 chmod +x "$BBX_DIR/silent/init"
-(cd "$BBX_DIR/silent" && find . | cpio -o -H newc --quiet | gzip -n > "$BBX_DIR/silent.initrd")
-cp "$BBX_DIR/beaconbox.toml.good" "$BBX_DIR/beaconbox.toml"
+(cd "$BBX_DIR/silent" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -n > "$BBX_DIR/silent.initrd")
+cp "$BBX_DIR/beaconbox.toml.good" "$BBX_BEACONBOX_CONFIG"
 sed -i -e "s|^initrd_path = .*|initrd_path = \"$BBX_DIR/silent.initrd\"|" \
-       -e "s|^guest_connect_timeout_ms = .*|guest_connect_timeout_ms = 8000|" "$BBX_DIR/beaconbox.toml"
+       -e "s|^guest_connect_timeout_ms = .*|guest_connect_timeout_ms = 8000|" "$BBX_BEACONBOX_CONFIG"
 set +e
 message=$(bbx_run silent1 /bin/true 2>&1)
 status=$?
@@ -99,29 +149,34 @@ if [ "$status" -ne 0 ] && grep -q "guest_connect_timeout_ms" <<<"$message" &&
 else
   fail "silent guest: status $status, message: $message"
 fi
-bbx_ctr container rm silent1 >/dev/null 2>&1 || true
+bbx_remove silent1
 assert_nothing_left silent1
-cp "$BBX_DIR/beaconbox.toml.good" "$BBX_DIR/beaconbox.toml"
+cp "$BBX_DIR/beaconbox.toml.good" "$BBX_BEACONBOX_CONFIG"
 
-# 6. kill -9 of the shim takes the VM down with it; containerd's cleanup (the shim's
+# 7. kill -9 of the shim takes the VM down with it; containerd's cleanup (the shim's
 #    `delete` action) releases the rest.
-bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime io.containerd.beaconbox.v1 "$BBX_IMAGE" killed1 /bin/sleep 600 >/dev/null
-shim=$(bbx_shim_pids)
-vmm=$(pgrep -f "beaconbox-killed1 " || true)
-if [ -n "$shim" ] && [ -n "$vmm" ]; then
-  kill -KILL "$shim"
-  for _ in $(seq 50); do kill -0 "$vmm" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$vmm" 2>/dev/null; then fail "QEMU $vmm outlived its shim"; else pass "QEMU died with its shim"; fi
-  bbx_ctr task delete -f killed1 >/dev/null 2>&1 || true
-  bbx_ctr container rm killed1 >/dev/null 2>&1 || true
+if bbx_run_detached killed1 /bin/sleep 600; then
+  shim=$(bbx_shim_pid_of killed1 || true)
+  children=$(bbx_env_pids | { grep -vx -e "$BBX_CONTAINERD_PID" -e "${shim:-none}" || true; } | tr '\n' ' ')
+  if [ -n "$shim" ] && [ -n "$children" ]; then
+    declare -A name_of=()
+    for pid in $children; do name_of[$pid]=$(exe_of "$pid"); done
+    kill -KILL "$shim"
+    for pid in $children; do
+      check "pid $pid (${name_of[$pid]}) dies with its shim" gone "$pid"
+    done
+  else
+    fail "killed1: no shim ($shim) or nothing below it ($children)"
+  fi
+  bbx_remove killed1
   assert_nothing_left killed1
 else
-  fail "killed1: no shim ($shim) or VM ($vmm) to kill"
+  fail "ctr run -d killed1 failed"
 fi
 
-echo "VM console logs: $(ls "$BBX_DIR/beacon/log" | wc -l)"
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
   tail -40 "$BBX_DIR/containerd.log" >&2
   exit 1
 fi
+echo "beaconbox end-to-end: all checks passed under $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}')"

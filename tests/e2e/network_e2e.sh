@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# pass never fails, so `A && pass || fail` is if-then-else here; container commands are single-quoted on purpose.
+# shellcheck disable=SC2015,SC2016
 # Network mode "bridge" end to end (issue 4), inside the test's own network
 # namespace: containers get eth0 on beacon0 from 10.88.0.0/16, reach a listener on the
 # bridge address and each other; their TAPs go with them.
@@ -6,15 +8,21 @@
 set -euo pipefail
 output=${1:?usage: network_e2e.sh OUTPUT_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../../scripts/lib/containerd-env.sh
+export BBX_OUTPUT_DIR=$output BBX_RUNTIME=io.containerd.beaconbox.v1 BBX_NETWORK_MODE=bridge
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$here/../../scripts/lib/containerd-env.sh"
+missing=$(bbx_beaconbox_missing "$output")
+if [ -n "$missing" ] || [ ! -e "$output/plugins/net-bridge.so" ]; then
+  echo "FAIL: beaconbox is not built in $output (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
+  exit 1
+fi
 
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 pass() { echo "ok: $*"; }
 in_netns() { ip netns exec "$BBX_NETNS" "$@"; }
 
-BBX_NETWORK_MODE=bridge bbx_env_start "$output"
+bbx_env_start
 bbx_import_demo_image
 
 # 1. eth0 with an address from the pool and the default route via the bridge.
@@ -37,8 +45,7 @@ wait "$listener" || true
   fail "listener got '$(cat "$BBX_DIR/received")'"
 
 # 3. Two containers reach each other.
-bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime io.containerd.beaconbox.v1 "$BBX_IMAGE" peer1 \
-  /bin/sleep 600 >/dev/null
+bbx_run_detached peer1 /bin/sleep 600
 taps_with_peer=$(in_netns ip -br link | grep -c '^beacon-' || true)
 if bbx_run ping1 /bin/sh -c 'for i in 2 3 4 5; do ping -c1 -W2 10.88.0.$i >/dev/null 2>&1 && [ "$(ip -4 -o addr show eth0 | grep -c "10.88.0.$i/")" = 0 ] && exit 0; done; exit 1'; then
   pass "two containers reach each other"
@@ -46,16 +53,13 @@ else
   fail "the second container could not ping the first"
 fi
 # 4. The operator's view: the running container's lease, which gc keeps.
-ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_DIR/beaconbox.toml" "$@"; }
+ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
 leases=$(ctl net leases)
 grep -q ' peer1$' <<<"$leases" && pass "net leases shows peer1" || fail "net leases: $leases"
 gc_out=$(ctl gc)
 grep -q '0 lease(s) released' <<<"$gc_out" && grep -q ' peer1$' <<<"$(ctl net leases)" &&
   pass "gc keeps the lease of a live container" || fail "gc: $gc_out"
-bbx_ctr task kill -s KILL peer1 >/dev/null 2>&1 || true
-sleep 1
-bbx_ctr task delete peer1 >/dev/null 2>&1 || true
-bbx_ctr container rm peer1 >/dev/null 2>&1 || true
+bbx_remove peer1
 
 # 5. After the containers are gone, so are their TAPs; the tables are there once.
 left=$(in_netns ip -br link | grep '^beacon-' || true)

@@ -1,13 +1,19 @@
 #include "common/ttrpc/ttrpc.h"
 
 #include <gtest/gtest.h>
+#include <pty.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <future>
+#include <random>
 #include <thread>
+#include <tuple>
 
 namespace beaconbox::ttrpc {
 namespace {
@@ -27,9 +33,8 @@ class TtrpcTest : public ::testing::Test {
     auto [client_fd, server_fd] = SocketPair();
     server_ = std::make_unique<Server>(options);
     Register();
-    serving_ = std::thread([this, fd = std::move(server_fd)]() mutable {
-      server_->ServeConnection(std::move(fd));
-    });
+    serving_ = std::thread(
+        [this, fd = std::move(server_fd)]() mutable { server_->ServeConnection(std::move(fd)); });
     client_ = std::make_unique<Client>(std::move(client_fd), options);
   }
   void Register() {
@@ -45,13 +50,12 @@ class TtrpcTest : public ::testing::Test {
                            [](ServerContext&, std::string_view, std::string*) -> RpcStatus {
                              throw std::runtime_error("boom");
                            });
-    server_->RegisterUnary("test.Echo", "Sleep",
-                           [](ServerContext& context, std::string_view, std::string*) {
-                             std::this_thread::sleep_for(300ms);
-                             bool has_deadline =
-                                 context.deadline() != std::chrono::steady_clock::time_point::max();
-                             return has_deadline ? RpcStatus{} : RpcStatus{Code::kInternal, "no deadline"};
-                           });
+    server_->RegisterUnary(
+        "test.Echo", "Sleep", [](ServerContext& context, std::string_view, std::string*) {
+          std::this_thread::sleep_for(300ms);
+          bool has_deadline = context.deadline() != std::chrono::steady_clock::time_point::max();
+          return has_deadline ? RpcStatus{} : RpcStatus{Code::kInternal, "no deadline"};
+        });
     server_->RegisterStream("test.Echo", "Count", [](ServerContext&, ServerStream& stream) {
       std::string request;
       if (!stream.Recv(&request)) return RpcStatus{Code::kInvalidArgument, "no request"};
@@ -60,11 +64,27 @@ class TtrpcTest : public ::testing::Test {
       }
       return RpcStatus{};
     });
-    server_->RegisterStream("test.Echo", "Sum", [](ServerContext&, ServerStream& stream) {
+    server_->RegisterStream(
+        "test.Echo", "Sum",
+        [](ServerContext&, ServerStream& stream) {
+          std::string message;
+          int sum = 0;
+          while (stream.Recv(&message)) sum += std::stoi(message);
+          stream.SetFinalResponse(std::to_string(sum));
+          return RpcStatus{};
+        },
+        StreamDesc{.client_streaming = true, .server_streaming = false});
+    server_->RegisterStream("test.Echo", "Bidi", [](ServerContext&, ServerStream& stream) {
       std::string message;
-      int sum = 0;
-      while (stream.Recv(&message)) sum += std::stoi(message);
-      stream.SetFinalResponse(std::to_string(sum));
+      while (stream.Recv(&message)) {
+        if (!stream.Send("echo:" + message)) break;
+      }
+      return RpcStatus{};
+    });
+    server_->RegisterStream("test.Echo", "Silent", [](ServerContext& context, ServerStream&) {
+      while (!context.cancelled() && std::chrono::steady_clock::now() < context.deadline()) {
+        std::this_thread::sleep_for(5ms);
+      }
       return RpcStatus{};
     });
   }
@@ -176,9 +196,8 @@ TEST(TtrpcHostile, HugeLengthIsNotAllocatedAndGarbageClosesConnection) {
   EXPECT_TRUE(done);
 
   auto [peer2, server_fd2] = SocketPair();
-  std::thread serving2([&, fd = std::move(server_fd2)]() mutable {
-    server.ServeConnection(std::move(fd));
-  });
+  std::thread serving2(
+      [&, fd = std::move(server_fd2)]() mutable { server.ServeConnection(std::move(fd)); });
   // A well-sized frame whose body is not a Request: the server hangs up.
   const unsigned char garbage[14] = {0, 0, 0, 4, 0, 0, 0, 1, 1, 0, 0xff, 0xff, 0xff, 0xff};
   ASSERT_EQ(::write(peer2.get(), garbage, sizeof(garbage)), 14);
@@ -210,6 +229,271 @@ TEST(TtrpcClient, PeerHangupFailsPendingCalls) {
   std::this_thread::sleep_for(50ms);
   peer.Reset();
   EXPECT_EQ(pending.get(), Code::kUnavailable);
+}
+
+TEST_F(TtrpcTest, BidirectionalStream) {
+  Start();
+  auto stream = client_->OpenStream("test.Echo", "Bidi");
+  ASSERT_TRUE(stream.ok());
+  std::string message;
+  for (std::string word : {"a", "b", "c"}) {
+    ASSERT_TRUE((*stream)->Send(word));
+    ASSERT_TRUE((*stream)->Recv(&message));
+    EXPECT_EQ(message, "echo:" + word);
+  }
+  ASSERT_TRUE((*stream)->CloseSend().ok());
+  EXPECT_FALSE((*stream)->Send("late"));  // nothing after CloseSend
+  EXPECT_FALSE((*stream)->Recv(&message));
+  EXPECT_TRUE((*stream)->Finish().ok());
+}
+
+TEST_F(TtrpcTest, ServerStreamIsNotDroppedWhenTheConsumerIsSlow) {
+  // Far more messages than a stream queues: the server's writes wait (back-pressure)
+  // instead of anything being lost.
+  Start();
+  auto stream = client_->OpenStream("test.Echo", "Count", "3000", /*client_streaming=*/false);
+  ASSERT_TRUE(stream.ok());
+  std::this_thread::sleep_for(200ms);  // let the queue fill up
+  std::string message;
+  int expected = 0;
+  while ((*stream)->Recv(&message)) {
+    ASSERT_EQ(message, std::to_string(expected));
+    ++expected;
+  }
+  EXPECT_EQ(expected, 3000);
+  EXPECT_TRUE((*stream)->Finish().ok());
+  // The connection is still fine for other calls.
+  std::string response;
+  EXPECT_TRUE(client_->Call("test.Echo", "Echo", "x", &response).ok());
+}
+
+TEST_F(TtrpcTest, StreamDeadline) {
+  Start();
+  CallOptions options;
+  options.timeout = 100ms;
+  auto stream = client_->OpenStream("test.Echo", "Silent", "", false, options);
+  ASSERT_TRUE(stream.ok());
+  std::string message;
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_FALSE((*stream)->Recv(&message));
+  EXPECT_EQ((*stream)->Finish().code, Code::kDeadlineExceeded);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+}
+
+TEST_F(TtrpcTest, CloseFailsOpenStreams) {
+  Start();
+  auto stream = client_->OpenStream("test.Echo", "Bidi");
+  ASSERT_TRUE(stream.ok());
+  auto receiving = std::async(std::launch::async, [&] {
+    std::string message;
+    return (*stream)->Recv(&message);
+  });
+  std::this_thread::sleep_for(50ms);
+  client_->Close();
+  EXPECT_FALSE(receiving.get());
+  EXPECT_EQ((*stream)->Finish().code, Code::kUnavailable);
+  EXPECT_FALSE((*stream)->Send("x"));
+  std::string response;
+  EXPECT_EQ(client_->Call("test.Echo", "Echo", "x", &response).code, Code::kUnavailable);
+}
+
+TEST_F(TtrpcTest, OversizeResponseFailsThatCallOnly) {
+  Options options;
+  options.max_message_size = 1024;
+  Start(options);
+  server_->RegisterUnary("test.Echo", "Big",
+                         [](ServerContext&, std::string_view, std::string* out) {
+                           *out = std::string(4096, 'x');
+                           return RpcStatus{};
+                         });
+  std::string response;
+  RpcStatus status = client_->Call("test.Echo", "Big", "", &response);
+  EXPECT_EQ(status.code, Code::kResourceExhausted) << status.message;
+  EXPECT_TRUE(client_->Call("test.Echo", "Echo", "small", &response).ok());
+}
+
+TEST(TtrpcServer, HandlerCapWaitsThenRefuses) {
+  auto [client_fd, server_fd] = SocketPair();
+  Options options;
+  options.max_concurrent_handlers = 2;
+  options.handler_wait = 100ms;
+  Server server(options);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> running = 0;
+  server.RegisterUnary("test.Echo", "Block", [&](ServerContext&, std::string_view, std::string*) {
+    ++running;
+    released.wait();
+    return RpcStatus{};
+  });
+  std::thread serving(
+      [&, fd = std::move(server_fd)]() mutable { server.ServeConnection(std::move(fd)); });
+  Client client(std::move(client_fd));
+  std::vector<std::future<Code>> calls;
+  for (int i = 0; i < 3; ++i) {
+    calls.push_back(std::async(std::launch::async, [&] {
+      std::string response;
+      return client.Call("test.Echo", "Block", "", &response).code;
+    }));
+    std::this_thread::sleep_for(30ms);
+  }
+  // The third waits for a slot, then is refused; the two running are untouched.
+  EXPECT_EQ(calls[2].get(), Code::kResourceExhausted);
+  EXPECT_EQ(running.load(), 2);
+  release.set_value();
+  EXPECT_EQ(calls[0].get(), Code::kOk);
+  EXPECT_EQ(calls[1].get(), Code::kOk);
+  client.Close();
+  serving.join();
+}
+
+// Resident set size of this process, in KiB.
+long RssKib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// Reads one frame's header from a raw peer: {length, stream id, type}.
+std::tuple<uint32_t, uint32_t, uint8_t> ReadHeader(int fd) {
+  unsigned char h[10];
+  size_t got = 0;
+  while (got < sizeof(h)) {
+    ssize_t n = ::read(fd, h + got, sizeof(h) - got);
+    if (n <= 0) return {0, 0, 0};
+    got += static_cast<size_t>(n);
+  }
+  auto be = [](const unsigned char* p) {
+    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+  };
+  return {be(h), be(h + 4), h[8]};
+}
+
+TEST(TtrpcHostile, FourGibRequestIsRefusedAtOnceWithoutAllocating) {
+  auto [peer, server_fd] = SocketPair();
+  Server server;
+  std::thread serving(
+      [&, fd = std::move(server_fd)]() mutable { server.ServeConnection(std::move(fd)); });
+  long rss_before = RssKib();
+  auto started = std::chrono::steady_clock::now();
+  // Header only, body never sent: the answer must not wait for it.
+  const unsigned char header[10] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 1, 0};
+  ASSERT_EQ(::write(peer.get(), header, sizeof(header)), 10);
+  auto [length, stream_id, type] = ReadHeader(peer.get());
+  EXPECT_EQ(stream_id, 1u);
+  EXPECT_EQ(type, 2);  // a Response (RESOURCE_EXHAUSTED)
+  EXPECT_GT(length, 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  EXPECT_LT(RssKib() - rss_before, 16 * 1024) << "RSS grew after a 4 GiB header";
+  peer.Reset();
+  serving.join();
+}
+
+TEST(TtrpcHostile, FourGibResponseFailsTheCallAtOnce) {
+  auto [client_fd, peer] = SocketPair();
+  Client client(std::move(client_fd));
+  long rss_before = RssKib();
+  auto pending = std::async(std::launch::async, [&] {
+    std::string response;
+    return client.Call("test.Echo", "Echo", "x", &response).code;
+  });
+  auto [length, stream_id, type] = ReadHeader(peer.get());
+  ASSERT_EQ(type, 1);  // the request
+  std::string body(length, '\0');
+  ASSERT_EQ(::read(peer.get(), body.data(), length), static_cast<ssize_t>(length));
+  const unsigned char header[10] = {
+      0xff, 0xff, 0xff, 0xff, 0, 0, 0, static_cast<unsigned char>(stream_id), 2, 0};
+  ASSERT_EQ(::write(peer.get(), header, sizeof(header)), 10);
+  ASSERT_EQ(pending.wait_for(2s), std::future_status::ready);
+  EXPECT_EQ(pending.get(), Code::kResourceExhausted);
+  EXPECT_LT(RssKib() - rss_before, 16 * 1024);
+  EXPECT_FALSE(client.closed());  // still skipping the body; nothing failed yet
+}
+
+TEST(TtrpcHostile, RandomGarbageNeverCrashes) {
+  std::mt19937 random(42);
+  for (int round = 0; round < 200; ++round) {
+    auto [peer, server_fd] = SocketPair();
+    Server server;
+    server.RegisterUnary(
+        "s", "m", [](ServerContext&, std::string_view, std::string*) { return RpcStatus{}; });
+    std::thread serving(
+        [&, fd = std::move(server_fd)]() mutable { server.ServeConnection(std::move(fd)); });
+    std::string junk(1 + random() % 200, '\0');
+    for (auto& c : junk) c = static_cast<char>(random());
+    if (round % 2 == 0) {
+      junk[0] = junk[1] = junk[2] = 0;  // a plausible small length
+      junk[3] = static_cast<char>(random() % 64);
+    }
+    (void)!::write(peer.get(), junk.data(), junk.size());
+    peer.Reset();  // EOF ends the connection if the garbage did not already
+    serving.join();
+  }
+}
+
+TEST(TtrpcTransport, WorksOverACharacterDevice) {
+  // A pty pair in raw mode: character devices, not sockets (like virtio-serial).
+  int master = -1, slave = -1;
+  ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+  for (int fd : {master, slave}) {
+    termios raw{};
+    ASSERT_EQ(::tcgetattr(fd, &raw), 0);
+    ::cfmakeraw(&raw);
+    ASSERT_EQ(::tcsetattr(fd, TCSANOW, &raw), 0);
+  }
+  Server server;
+  server.RegisterUnary("test.Echo", "Echo",
+                       [](ServerContext&, std::string_view req, std::string* out) {
+                         *out = std::string(req);
+                         return RpcStatus{};
+                       });
+  std::thread serving([&] { server.ServeConnection(UniqueFd(master)); });
+  {
+    Client client{UniqueFd(slave)};
+    std::string response;
+    std::string big(100000, 'y');  // larger than the pty's buffer
+    RpcStatus status = client.Call("test.Echo", "Echo", big, &response);
+    ASSERT_TRUE(status.ok()) << status.message;
+    EXPECT_EQ(response, big);
+  }
+  // The slave closed: the master reads EIO (or hangs up) and the server returns.
+  serving.join();
+}
+
+TEST(TtrpcServer, ServeAndDestroyWithConnectionsOpen) {
+  char dir[] = "/tmp/bbx-ttrpc-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/s.sock";
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  auto server = std::make_unique<Server>();
+  server->RegisterUnary("test.Echo", "Echo",
+                        [](ServerContext&, std::string_view, std::string*) { return RpcStatus{}; });
+  std::thread serving([&] { EXPECT_TRUE(server->Serve(listener.get()).ok()); });
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 5; ++i) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    clients.push_back(std::make_unique<Client>(std::move(fd)));
+    std::string response;
+    EXPECT_TRUE(clients.back()->Call("test.Echo", "Echo", "", &response).ok());
+  }
+  server->Shutdown();
+  serving.join();
+  server.reset();  // waits for the connection threads
+  for (auto& client : clients) {
+    std::string response;
+    EXPECT_EQ(client->Call("test.Echo", "Echo", "", &response).code, Code::kUnavailable);
+  }
+  ::unlink(path.c_str());
+  ::rmdir(dir);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 //
 //	ttrpc_peer serve SOCKET        serve test.Echo until stdin closes
 //	ttrpc_peer call SOCKET         call a C++ server's test.Echo, exit 0 when all checks pass
+//	ttrpc_peer bench CALLS         Go client to Go server over a unix socketpair: the
+//	                               empty unary call's latency (bench/ttrpc's baseline)
 package main
 
 import (
@@ -10,7 +12,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -42,6 +48,18 @@ func serve(path string) error {
 		},
 		"Fail": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 			return nil, status.Errorf(codes.NotFound, "no such thing")
+		},
+		// Big answers with as many bytes as the request's value says.
+		"Big": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			var req types.StringValue
+			if err := unmarshal(&req); err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(req.Value)
+			if err != nil || n < 0 || n > 3<<20 {
+				return nil, status.Errorf(codes.InvalidArgument, "size %q", req.Value)
+			}
+			return &types.StringValue{Value: strings.Repeat("x", n)}, nil
 		},
 		"Sleep": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 			select {
@@ -113,9 +131,65 @@ func call(path string) error {
 	return nil
 }
 
+// bench times CALLS empty unary calls, one at a time, and prints p50 and p99 in the
+// format of bench/ttrpc.
+func bench(calls int) error {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	clientConn, err := net.FileConn(os.NewFile(uintptr(fds[0]), "client"))
+	if err != nil {
+		return err
+	}
+	server, err := ttrpc.NewServer()
+	if err != nil {
+		return err
+	}
+	server.Register("bench.Echo", map[string]ttrpc.Method{
+		"Empty": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			return &types.Empty{}, nil
+		},
+	})
+	// Serve needs a listener: one that hands out the socketpair's other end once.
+	go server.Serve(context.Background(), &onceListener{file: os.NewFile(uintptr(fds[1]), "server")})
+	client := ttrpc.NewClient(clientConn)
+	defer client.Close()
+	micros := make([]float64, 0, calls)
+	for i := 0; i < calls; i++ {
+		start := time.Now()
+		if err := client.Call(context.Background(), "bench.Echo", "Empty", &types.Empty{}, &types.Empty{}); err != nil {
+			return err
+		}
+		micros = append(micros, float64(time.Since(start).Nanoseconds())/1000)
+	}
+	sort.Float64s(micros)
+	at := func(q float64) float64 { return micros[int(q*float64(len(micros)-1))] }
+	fmt.Printf("%-34s n=%d  p50 %7.1f us  p99 %7.1f us\n", "go ttrpc 1.1 empty unary (Go/Go)", calls, at(0.5), at(0.99))
+	return nil
+}
+
+type onceListener struct {
+	file *os.File
+	done chan struct{}
+}
+
+func (l *onceListener) Accept() (net.Conn, error) {
+	if l.file != nil {
+		f := l.file
+		l.file = nil
+		l.done = make(chan struct{})
+		return net.FileConn(f)
+	}
+	<-l.done // blocks until Close
+	return nil, net.ErrClosed
+}
+func (l *onceListener) Close() error   { return nil }
+func (l *onceListener) Addr() net.Addr { return &net.UnixAddr{Name: "socketpair", Net: "unix"} }
+
 func main() {
 	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: ttrpc_peer serve|call SOCKET")
+		fmt.Fprintln(os.Stderr, "usage: ttrpc_peer serve|call SOCKET | bench CALLS")
 		os.Exit(2)
 	}
 	var err error
@@ -124,6 +198,13 @@ func main() {
 		err = serve(os.Args[2])
 	case "call":
 		err = call(os.Args[2])
+	case "bench":
+		calls, convErr := strconv.Atoi(os.Args[2])
+		if convErr != nil || calls < 1 {
+			err = fmt.Errorf("bench: CALLS must be a positive number")
+		} else {
+			err = bench(calls)
+		}
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
