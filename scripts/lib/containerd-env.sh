@@ -273,12 +273,14 @@ bbx_import_demo_image() {
 bbx_env_pids() {
   [ -n "${BBX_MNTNS_ID:-}${BBX_NETNS_ID:-}" ] || return 0
   local seeds
-  seeds=$(find /proc/[0-9]*/ns/ -maxdepth 1 \( -lname "mnt:?${BBX_MNTNS_ID:-none}?" \
-            -o -lname "net:?${BBX_NETNS_ID:-none}?" \) -printf '%h\n' 2>/dev/null |
+  # Processes come and go while /proc is read: find and cat then fail on the ones
+  # that vanished, which must not fail the caller (set -e, pipefail).
+  seeds=$({ find /proc/[0-9]*/ns/ -maxdepth 1 \( -lname "mnt:?${BBX_MNTNS_ID:-none}?" \
+            -o -lname "net:?${BBX_NETNS_ID:-none}?" \) -printf '%h\n' 2>/dev/null || true; } |
           cut -d/ -f3 | sort -u | tr '\n' ' ')
   [ -n "$seeds" ] || return 0
   # pid and parent pid of every process (comm may hold spaces and parentheses).
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v seeds="$seeds" '
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v seeds="$seeds" '
     { line = $0; sub(/^.*\) /, "", line); split(line, f, " "); parent[$1] = f[2] }
     END {
       n = split(seeds, s, " ")
