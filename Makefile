@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all build setup test demo clean format
+.PHONY: all build setup test test-asan test-tsan demo clean format
 
 all: build
 
@@ -24,6 +24,26 @@ test: setup
 	$(MAKE) build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 --timeout 900
 
+# Sanitizer builds of everything but the guest, each in its own build and output
+# dir; they run every test that needs no VM (ctest label e2e and vm excluded).
+SANITIZER_CTEST = ctest --output-on-failure -j 2 --timeout 900 -LE 'e2e|vm'
+ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
+UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1
+export ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
+
+test-asan: setup
+	cmake -S . -B _build-asan -DBEACONBOX_SANITIZE=address,undefined \
+	  -DBEACONBOX_OUTPUT_DIR=$(CURDIR)/_build-asan/_output $(CMAKE_FLAGS)
+	cmake --build _build-asan -j $(JOBS)
+	cd _build-asan && $(SANITIZER_CTEST)
+
+test-tsan: setup
+	cmake -S . -B _build-tsan -DBEACONBOX_SANITIZE=thread \
+	  -DBEACONBOX_OUTPUT_DIR=$(CURDIR)/_build-tsan/_output $(CMAKE_FLAGS)
+	cmake --build _build-tsan -j $(JOBS)
+	cd _build-tsan && $(SANITIZER_CTEST)
+
 demo: setup
 	$(MAKE) build
 	./scripts/demo.sh
@@ -32,4 +52,4 @@ format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) _output
+	rm -rf $(BUILD_DIR) _build-asan _build-tsan _output
