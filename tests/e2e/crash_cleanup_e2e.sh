@@ -33,7 +33,8 @@ pass() { echo "ok: $*"; }
 in_netns() { ip netns exec "$BBX_NETNS" "$@"; }
 ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
 exe_of() { basename "$(readlink "/proc/$1/exe" 2>/dev/null)" 2>/dev/null || true; }
-others() { bbx_env_pids | { grep -vx "$BBX_CONTAINERD_PID" || true; }; }
+# A process may vanish while /proc is read (cat fails under pipefail): never fatal.
+others() { { bbx_env_pids || true; } | { grep -vx "$BBX_CONTAINERD_PID" || true; }; }
 
 bbx_env_start
 bbx_import_demo_image
@@ -65,7 +66,7 @@ for step in "${steps[@]}"; do
 
   left=""
   for _ in $(seq 100); do
-    left=$(others)
+    left=$(others || true)
     [ -z "$left" ] && break
     sleep 0.1
   done
@@ -73,9 +74,9 @@ for step in "${steps[@]}"; do
     fail "$step: processes left: $(for p in $left; do echo -n "$p($(exe_of "$p")) "; done)"
   taps=$(in_netns ip -br link | grep '^beacon-' || true)
   [ -z "$taps" ] && pass "$step: no TAP left" || fail "$step: TAPs left: $taps"
-  leases=$(ctl net leases | tail -n +2)
+  leases=$(ctl net leases | tail -n +2 || true)
   [ -z "$leases" ] && pass "$step: no lease left" || fail "$step: leases left: $leases"
-  mounts=$(bbx_env_mounts)
+  mounts=$(bbx_env_mounts || true)
   [ -z "$mounts" ] && pass "$step: no mount left" || fail "$step: mounts left: $mounts"
   vm_dirs=$(find "$BBX_DIR/beacon/run/vm" -mindepth 1 -maxdepth 1 2>/dev/null || true)
   [ -z "$vm_dirs" ] && pass "$step: no VM directory left" || fail "$step: VM directories left: $vm_dirs"
