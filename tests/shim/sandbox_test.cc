@@ -308,7 +308,9 @@ TEST_F(SandboxTest, TheStateFileOfEveryStepLetsDeleteReleaseEverything) {
     FakeVmm vmm(agent);
     ASSERT_TRUE(storage.Prepare(kC1, {}).ok());
     const bool attached = step != "rootfs-prepared";
-    if (attached) ASSERT_TRUE(network.Attach(kC1, {}).ok());
+    if (attached) {
+      ASSERT_TRUE(network.Attach(kC1, {}).ok());
+    }
     SandboxBackends backends{&vmm, &storage, &network, {}};
     std::string copy = root_ + "/state-copy.json";
     ASSERT_TRUE(WriteFileAtomic(copy, text).ok());
