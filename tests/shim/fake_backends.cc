@@ -1,5 +1,6 @@
 #include "tests/shim/fake_backends.h"
 
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "common/base/errno_error.h"
@@ -342,6 +343,14 @@ Status FakeNetwork::Detach(const ContainerKey& key) {
 std::set<ContainerKey> FakeNetwork::attached() const {
   std::lock_guard lock(mutex_);
   return attached_;
+}
+
+std::string MakeTestDir(const std::string& name) {
+  for (const char* base : {"/dev/shm", "/tmp"}) {
+    std::string pattern = std::string(base) + "/" + name + "-XXXXXX";
+    if (::mkdtemp(pattern.data()) != nullptr) return pattern;
+  }
+  return "";
 }
 
 void RecordingEvents::Publish(const std::string& topic, const google::protobuf::Message&) {

@@ -126,6 +126,10 @@ class FakeNetwork final : public NetworkBackend {
   std::set<ContainerKey> attached_;  // guarded by mutex_
 };
 
+// A new directory on tmpfs (/dev/shm) when there is one, else under /tmp: the state
+// file is fsynced at every step, which tmpfs makes free. "" on failure.
+std::string MakeTestDir(const std::string& name);
+
 // Keeps every published event's topic, in order.
 class RecordingEvents final : public EventSink {
  public:

@@ -28,9 +28,8 @@ constexpr char kSpec[] = R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},
 class SandboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/bbx-sandbox-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    root_ = pattern;
+    root_ = testing::MakeTestDir("bbx-sandbox-test");
+    ASSERT_FALSE(root_.empty());
     fs::create_directories(root_ + "/run");
     fs::create_directories(root_ + "/log");
   }

@@ -24,9 +24,8 @@ constexpr char kService[] = "containerd.task.v2.Task";
 class TaskServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/bbx-task-service-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    root_ = pattern;
+    root_ = testing::MakeTestDir("bbx-task-service-test");
+    ASSERT_FALSE(root_.empty());
     bundle_ = root_ + "/bundle";
     fs::create_directories(bundle_ + "/rootfs");
     std::ofstream(bundle_ + "/config.json")
