@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -322,6 +323,46 @@ TEST_F(SandboxTest, TheStateFileOfEveryStepLetsDeleteReleaseEverything) {
     EXPECT_FALSE(fs::exists(copy)) << step;
   }
   ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// Teardown (SIGTERM, Shutdown) while calls are in flight on other threads: every call
+// ends with an answer, nothing hangs, nothing is left.
+TEST_F(SandboxTest, TeardownWhileCallsAreInFlight) {
+  Sandbox& sandbox = NewSandbox(kC1, /*with_network=*/true);
+  auto container = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(container.ok());
+  ASSERT_TRUE((*container)->Start("").ok());
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 4; ++i) {
+    callers.emplace_back([&, i] {
+      while (!stop) {
+        switch (i) {
+          case 0:
+            (void)(*container)->State("");
+            break;
+          case 1:
+            (void)(*container)->Pids();
+            break;
+          case 2:
+            (void)(*container)->Pause();
+            (void)(*container)->Resume();
+            break;
+          case 3:
+            (void)sandbox.Find(kC1);
+            break;
+        }
+      }
+    });
+  }
+  std::thread waiter([&] { (void)(*container)->Wait(""); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  sandbox.Teardown();
+  waiter.join();  // the guest went away: the process is reported gone
+  stop = true;
+  for (auto& caller : callers) caller.join();
+  EXPECT_EQ((*container)->State("")->state, ProcessState::kStopped);
   ExpectNothingLeft(sandbox);
 }
 
