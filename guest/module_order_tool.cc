@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "guest/vminitd/guest_logic.h"
+#include "guest/vminitd/kernel_modules.h"
 
 namespace {
 

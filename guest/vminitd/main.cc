@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "common/base/errno_error.h"
-#include "guest/vminitd/guest_logic.h"
+#include "guest/vminitd/kernel_cmdline.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/reaper.h"
 #include "guest/vminitd/services.h"
@@ -101,6 +101,7 @@ Result<std::string> FindVirtioPort(const std::string& name) {
 
 int main() {
   using namespace beaconbox::guest;
+  using beaconbox::ReadSmallFile;
   Reaper::BlockSigchld();  // before any thread exists
   ::signal(SIGPIPE,
            SIG_IGN);  // a closed pipe is an error return, not death (children get defaults back)

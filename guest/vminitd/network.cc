@@ -13,7 +13,7 @@
 
 #include "common/base/errno_error.h"
 #include "common/base/unique_fd.h"
-#include "guest/vminitd/guest_logic.h"
+#include "guest/vminitd/network_config.h"
 #include "guest/vminitd/system.h"
 
 namespace beaconbox::guest {

@@ -16,10 +16,10 @@
 #include <cstring>
 
 #include "common/base/errno_error.h"
-#include "guest/vminitd/guest_logic.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/reaper.h"
 #include "guest/vminitd/system.h"
+#include "guest/vminitd/validation.h"
 
 namespace beaconbox::guest {
 namespace {
@@ -96,6 +96,8 @@ Result<guestapi::CreateBundleResponse> Runtime::CreateBundle(
   if (req.mounts_size() > int(kMaxMounts)) {
     return MakeError(ErrorCode::kInvalidArgument, "more than 64 mounts");
   }
+  const std::string rootfs = req.rootfs().empty() ? "rootfs" : req.rootfs();
+  BBX_RETURN_IF_ERROR(ValidateRelativePath(rootfs, "guest rootfs path"));
   std::string bundle = BundlePath(req.container_id());
   {
     std::lock_guard lock(mu_);
@@ -115,7 +117,7 @@ Result<guestapi::CreateBundleResponse> Runtime::CreateBundle(
   };
   if (Status s = MakeDirs(bundle, 0711); !s.ok()) return undo(s.error());
   for (const guestapi::Mount& m : req.mounts()) {
-    std::string target = m.target().empty() ? "rootfs" : m.target();
+    std::string target = m.target().empty() ? rootfs : m.target();
     if (!target.starts_with("/")) {
       if (Status s = ValidateRelativePath(target); !s.ok()) return undo(s.error());
       target = bundle + "/" + target;

@@ -28,42 +28,8 @@ constexpr size_t kOutputChunk = 32 * 1024;
 
 std::atomic<uint64_t> ready_ms{0};
 
-RpcStatus ToRpc(const Error& error) {
-  ttrpc::Code code = ttrpc::Code::kUnknown;
-  switch (error.code) {
-    case ErrorCode::kInvalidArgument:
-      code = ttrpc::Code::kInvalidArgument;
-      break;
-    case ErrorCode::kNotFound:
-      code = ttrpc::Code::kNotFound;
-      break;
-    case ErrorCode::kAlreadyExists:
-      code = ttrpc::Code::kAlreadyExists;
-      break;
-    case ErrorCode::kPermission:
-      code = ttrpc::Code::kPermissionDenied;
-      break;
-    case ErrorCode::kUnavailable:
-      code = ttrpc::Code::kUnavailable;
-      break;
-    case ErrorCode::kExhausted:
-      code = ttrpc::Code::kResourceExhausted;
-      break;
-    case ErrorCode::kTimeout:
-      code = ttrpc::Code::kDeadlineExceeded;
-      break;
-    case ErrorCode::kNotImplemented:
-      code = ttrpc::Code::kUnimplemented;
-      break;
-    case ErrorCode::kFailedPrecondition:
-      code = ttrpc::Code::kFailedPrecondition;
-      break;
-    case ErrorCode::kInternal:
-      code = ttrpc::Code::kInternal;
-      break;
-  }
-  return RpcStatus{code, error.message};
-}
+// One Error -> status mapping for the shim and the guest: common/ttrpc.
+RpcStatus ToRpc(const Error& error) { return ttrpc::RpcStatusFromError(error); }
 
 RpcStatus ToRpc(const Status& status) { return status.ok() ? RpcStatus{} : ToRpc(status.error()); }
 

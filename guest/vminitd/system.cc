@@ -15,7 +15,9 @@
 
 #include "common/base/errno_error.h"
 #include "common/base/unique_fd.h"
+#include "guest/vminitd/kernel_cmdline.h"
 #include "guest/vminitd/log.h"
+#include "guest/vminitd/mount_options.h"
 
 namespace beaconbox::guest {
 
@@ -149,41 +151,6 @@ Status MountOne(const std::string& type, const std::string& source, const std::s
     ::umount2(target.c_str(), MNT_DETACH);
     return error;
   }
-  return Status::Ok();
-}
-
-Result<std::string> ReadSmallFile(const std::string& path, size_t limit) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return ErrnoError("open", path);
-  std::string data;
-  char buffer[4096];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("read", path);
-    if (n == 0) break;
-    if (data.size() + n > limit) {
-      return MakeError(ErrorCode::kExhausted,
-                       path + " is larger than " + std::to_string(limit) + " bytes");
-    }
-    data.append(buffer, n);
-  }
-  return data;
-}
-
-Status WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode) {
-  std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-  if (!fd) return ErrnoError("create", tmp);
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("write", tmp);
-    done += n;
-  }
-  fd.Reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename to", path);
   return Status::Ok();
 }
 

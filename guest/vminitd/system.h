@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "common/base/file_util.h"
 #include "common/base/result.h"
-#include "guest/vminitd/guest_logic.h"
 
 namespace beaconbox::guest {
 
@@ -30,8 +30,7 @@ void BringUpLoopback();
 Status MountOne(const std::string& type, const std::string& source, const std::string& target,
                 const std::vector<std::string>& options);
 
-Result<std::string> ReadSmallFile(const std::string& path, size_t limit = 1 << 20);
-Status WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode = 0644);
+// ReadSmallFile and WriteFileAtomic: common/base/file_util.h.
 Status MakeDirs(const std::string& path, unsigned mode = 0755);
 // Removes a directory tree without crossing into mounts (unmounts what it finds).
 Status RemoveTree(const std::string& path);

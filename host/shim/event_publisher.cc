@@ -16,7 +16,8 @@ Result<UniqueFd> DialUnix(std::string_view address) {
   if (address.starts_with("unix://")) address.remove_prefix(7);
   sockaddr_un addr{};
   if (address.empty() || address.size() >= sizeof(addr.sun_path)) {
-    return MakeError(ErrorCode::kInvalidArgument, "bad ttrpc address '" + std::string(address) + "'");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "bad ttrpc address '" + std::string(address) + "'");
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return ErrnoError("socket", "");
@@ -43,9 +44,8 @@ void EventPublisher::Publish(const std::string& topic, const google::protobuf::M
   auto now = std::chrono::system_clock::now().time_since_epoch();
   envelope->mutable_timestamp()->set_seconds(
       std::chrono::duration_cast<std::chrono::seconds>(now).count());
-  envelope->mutable_timestamp()->set_nanos(
-      static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count() %
-                           1000000000));
+  envelope->mutable_timestamp()->set_nanos(static_cast<int32_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now).count() % 1000000000));
   envelope->set_namespace_(namespace_);
   envelope->set_topic(topic);
   // containerd resolves events by their protobuf full name, without a URL prefix.
@@ -75,9 +75,9 @@ Status EventPublisher::Forward(const std::string& request) {
   ttrpc::RpcStatus status = client_->Call("containerd.services.events.ttrpc.v1.Events", "Forward",
                                           request, &response, options);
   if (!status.ok()) {
-    return MakeError(status.code == ttrpc::Code::kUnavailable ? ErrorCode::kUnavailable
-                                                               : ErrorCode::kInternal,
-                     status.message);
+    return MakeError(
+        status.code == ttrpc::Code::kUnavailable ? ErrorCode::kUnavailable : ErrorCode::kInternal,
+        status.message);
   }
   return Status::Ok();
 }

@@ -12,22 +12,29 @@
 
 namespace beaconbox::shim {
 
-class EventPublisher {
+// Where task events go: containerd (EventPublisher) or, in unit tests, a recorder.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void Publish(const std::string& topic, const google::protobuf::Message& event) = 0;
+};
+
+class EventPublisher final : public EventSink {
  public:
   EventPublisher(std::string ttrpc_address, std::string namespace_name);
 
   // Sends one event, in order with the others; reconnects once if containerd closed
   // the connection. A failure is logged, never fatal: containerd also learns a
   // task's state through Wait and State.
-  void Publish(const std::string& topic, const google::protobuf::Message& event);
+  void Publish(const std::string& topic, const google::protobuf::Message& event) override;
 
  private:
   Status Forward(const std::string& request);
 
   const std::string address_;
   const std::string namespace_;
-  std::mutex mutex_;  // one event at a time keeps them ordered
-  std::unique_ptr<ttrpc::Client> client_;
+  std::mutex mutex_;                       // one event at a time keeps them ordered
+  std::unique_ptr<ttrpc::Client> client_;  // guarded by mutex_
 };
 
 }  // namespace beaconbox::shim

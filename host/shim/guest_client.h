@@ -38,6 +38,7 @@ class GuestClient {
   }
 
   ttrpc::Client& connection() { return *client_; }
+  // Thread-safe and idempotent: fails every call in flight (Sandbox teardown).
   void Close() { client_->Close(); }
 
  private:

@@ -1,8 +1,8 @@
 #include "host/shim/io_relay.h"
 
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 

@@ -51,11 +51,11 @@ class IoRelay {
   UniqueFd wake_fd_;
 
   std::mutex mutex_;
-  std::condition_variable drained_;
-  int outputs_open_ = 0;
-  bool stopping_ = false;
-  bool stdin_closed_ = false;
-  std::vector<std::thread> threads_;
+  std::condition_variable drained_;   // with mutex_: outputs_open_ reached 0
+  int outputs_open_ = 0;              // guarded by mutex_
+  bool stopping_ = false;             // guarded by mutex_
+  bool stdin_closed_ = false;         // guarded by mutex_
+  std::vector<std::thread> threads_;  // guarded by mutex_; joined by Stop (swapped out)
 };
 
 }  // namespace beaconbox::shim

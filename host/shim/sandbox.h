@@ -1,110 +1,102 @@
-// A sandbox is one container's VM and everything around it: the VM from the VMM
-// plugin, the rootfs export from the storage plugin, the network attachment, the
-// guest agent connection and the processes running in the guest. The containerd-
-// facing task service only translates requests into calls on this object.
+// A sandbox is one VM and everything around it: the VM from the VMM backend, the
+// network attachment, each container's rootfs from the storage backend, the guest
+// agent connection, and the containers running in the VM (keyed by namespace and id;
+// today containerd puts one in each, a pod will put several). What it asked the
+// backends for is recorded step by step in one state file (sandbox_state.h), and
+// teardown -- here or in the `delete` action after a dead shim -- runs from it.
 #pragma once
 
-#include <google/protobuf/timestamp.pb.h>
-
-#include <chrono>
-#include <condition_variable>
+#include <array>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
+#include <string_view>
 
-#include "beaconbox/plugin/v1/storage.pb.h"
-#include "host/plugin_host/plugin_host.h"
+#include "host/shim/container.h"
 #include "host/shim/event_publisher.h"
-#include "host/shim/guest_client.h"
-#include "host/shim/io_relay.h"
+#include "host/shim/runtime_layout.h"
+#include "host/shim/sandbox_backends.h"
+#include "host/shim/sandbox_state.h"
 
 namespace beaconbox::shim {
 
-enum class ProcessState { kCreated, kRunning, kPaused, kStopped };
+// The steps of creating a container, in order; the state file is saved before and
+// after each plugin call, and the test hook may run after each step. The middle four
+// happen only for the first container of a sandbox (the one that boots the VM), the
+// network ones only with a network backend.
+inline constexpr std::array<std::string_view, 7> kCreateSteps = {
+    "rootfs-prepared",          "network-attached", "vm-created",  "guest-connected",
+    "guest-network-configured", "bundle-created",   "task-created"};
 
-struct ExitInfo {
-  uint32_t pid = 0;
-  uint32_t exit_status = 0;
-  google::protobuf::Timestamp exited_at;
-};
-
-struct ProcessView {
-  uint32_t pid = 0;
-  ProcessState state = ProcessState::kCreated;
-  uint32_t exit_status = 0;
-  google::protobuf::Timestamp exited_at;
-  StdioPaths stdio;
-};
+// Called after each step of Create with the step's name and the container's OCI
+// annotations (test_hooks.h). Null in production unless the test hooks are enabled.
+using AfterStepHook =
+    std::function<void(std::string_view step, const std::map<std::string, std::string>&)>;
 
 struct SandboxOptions {
-  std::string namespace_name;
-  std::string container_id;
-  std::string bundle;  // host bundle directory (containerd's)
+  ContainerKey key;    // the sandbox: namespace and the id of its first container
+  std::string bundle;  // the first container's bundle: holds the state file
+  AfterStepHook after_step;
 };
 
 class Sandbox {
  public:
-  // `plugins` may be null when loading them failed; `load_status` then holds why, and
-  // Create reports it to containerd.
-  Sandbox(plugin_host::PluginHost* plugins, Status load_status, EventPublisher& events,
+  // `load_status` is the error of loading the plugins when that failed (then the
+  // backends are null); Create reports it to containerd.
+  Sandbox(SandboxBackends backends, Status load_status, RuntimeLayout layout, EventSink& events,
           SandboxOptions options);
   ~Sandbox();
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
 
-  // Task API, one call per containerd request. exec_id empty = the init process.
-  Result<uint32_t> Create(const task::CreateTaskRequest& request);
-  Result<uint32_t> Start(const std::string& exec_id);
-  Status Exec(const task::ExecProcessRequest& request);
-  Status Kill(const std::string& exec_id, uint32_t signal, bool all);
-  Result<ExitInfo> Wait(const std::string& exec_id);
-  Result<ExitInfo> Delete(const std::string& exec_id);
-  Result<ProcessView> State(const std::string& exec_id);
-  Result<std::vector<uint32_t>> Pids();
-  Status CloseIo(const std::string& exec_id);
-  Status ResizePty(const std::string& exec_id, uint32_t width, uint32_t height);
-  Status Pause();
-  Status Resume();
+  // Creates `key`'s container from containerd's request, booting the VM first if this
+  // is the sandbox's first container. Returns the init pid. On failure, everything
+  // this call made is released.
+  Result<std::shared_ptr<Container>> CreateContainer(const ContainerKey& key,
+                                                     const task::CreateTaskRequest& request);
+  Result<std::shared_ptr<Container>> Find(const ContainerKey& key) const;
+  // Task.Delete of an init process: the container, its rootfs, and with the last
+  // container the VM and everything else go.
+  Result<ExitInfo> DeleteContainer(const ContainerKey& key);
+  bool empty() const;
 
-  uint32_t init_pid() const;
-  bool has_container() const;
-  // Releases the VM and everything prepared for it. Idempotent.
+  // Releases the VM and everything recorded for it; every container ends. Idempotent.
   void Teardown();
 
+  const std::string& state_path() const { return state_path_; }
+
  private:
-  struct Process {
-    std::string exec_id;
-    uint32_t pid = 0;
-    ProcessState state = ProcessState::kCreated;
-    ExitInfo exit;
-    StdioPaths stdio;
-    std::unique_ptr<IoRelay> io;
-    std::thread waiter;
-  };
+  Status BootVm(
+      const pluginapi::MountPlan& plan,
+      const std::map<std::string, std::string>& annotations);  // requires lifecycle_mutex_
+  Status ConnectGuest();                                       // requires lifecycle_mutex_
+  Status SaveState();                                          // requires lifecycle_mutex_
+  void Reached(std::string_view step, const std::map<std::string, std::string>& annotations);
+  void TeardownLocked();                                 // requires lifecycle_mutex_
+  void ReleaseContainer(const ContainerKey& key);        // requires lifecycle_mutex_
+  Status PauseFor(const ContainerKey& key, bool pause);  // Container::PauseFunction
 
-  Status BootVm(const beaconbox::plugin::v1::MountPlan& plan,
-                const beaconbox::plugin::v1::NetworkAttachment* attachment);
-  Status ConfigureGuestNetwork(const beaconbox::plugin::v1::NetworkAttachment& attachment);
-  Status ConnectGuest();
-  void WatchExit(Process* process);
-  Process* Find(const std::string& exec_id);  // requires mutex_
-  void PublishExit(const Process& process);
-
-  plugin_host::PluginHost* plugins_;
+  const SandboxBackends backends_;
   const Status load_status_;
-  EventPublisher& events_;
+  const RuntimeLayout layout_;
+  EventSink& events_;
   const SandboxOptions options_;
+  const std::string state_path_;
 
-  std::unique_ptr<plugin_host::Vm> vm_;
-  std::unique_ptr<GuestClient> guest_;
-  bool storage_prepared_ = false;
-  bool network_attached_ = false;
-  std::string guest_bundle_;
-  long vmm_start_ms_ = 0;  // how long the VMM plugin's vm_create took
+  // Serializes what changes the set of resources: Create, Delete, Teardown, and VM
+  // pause/resume. Taken before mutex_, never while a Container's lock is held.
+  mutable std::mutex lifecycle_mutex_;
+  SandboxRecord record_;                                    // guarded by lifecycle_mutex_
+  std::unique_ptr<VmHandle> vm_;                            // guarded by lifecycle_mutex_
+  std::optional<pluginapi::NetworkAttachment> attachment_;  // guarded by lifecycle_mutex_
+  long vmm_start_ms_ = 0;                                   // guarded by lifecycle_mutex_
 
   mutable std::mutex mutex_;
-  std::condition_variable exited_;
-  std::map<std::string, std::unique_ptr<Process>> processes_;  // key: exec id ("" = init)
+  std::shared_ptr<GuestClient> guest_;  // guarded by mutex_ (the client itself is thread-safe)
+  std::map<ContainerKey, std::shared_ptr<Container>> containers_;  // guarded by mutex_
 };
 
 }  // namespace beaconbox::shim

@@ -19,11 +19,15 @@
 #include <thread>
 
 #include "common/base/errno_error.h"
+#include "common/base/file_util.h"
 #include "common/base/unique_fd.h"
 #include "host/log/log.h"
+#include "host/shim/plugin_backends.h"
+#include "host/shim/runtime_layout.h"
 #include "host/shim/sandbox.h"
-#include "host/shim/shim_state.h"
+#include "host/shim/sandbox_state.h"
 #include "host/shim/task_service.h"
+#include "host/shim/test_hooks.h"
 
 namespace beaconbox::shim {
 namespace {
@@ -40,22 +44,12 @@ std::string BundleDir(const ShimFlags& flags) {
   return fs::current_path(error).string();
 }
 
-// Stable 128-bit name for (containerd address, namespace, id): the same container
-// always maps to the same socket, and the path stays short enough for sun_path.
-std::string SocketName(const ShimFlags& flags) {
-  auto fnv1a = [](std::string_view text, uint64_t hash) {
-    for (unsigned char c : text) {
-      hash ^= c;
-      hash *= 1099511628211ull;
-    }
-    return hash;
-  };
-  std::string key = flags.containerd_address + "/" + flags.namespace_name + "/" + flags.id;
-  char name[33];
-  std::snprintf(name, sizeof(name), "%016llx%016llx",
-                static_cast<unsigned long long>(fnv1a(key, 14695981039346656037ull)),
-                static_cast<unsigned long long>(fnv1a(key, 0x84222325cbf29ce4ull)));
-  return name;
+ContainerKey KeyOf(const ShimFlags& flags) { return {flags.namespace_name, flags.id}; }
+
+// Removes the socket the `start` action bound, named in the bundle's address file.
+void RemoveShimSocket(const std::string& bundle) {
+  auto address = ReadSmallFile(RuntimeLayout::AddressFilePath(bundle), 4096);
+  if (address.ok() && address->starts_with("unix://")) ::unlink(address->c_str() + 7);
 }
 
 Result<UniqueFd> Listen(const std::string& path) {
@@ -77,17 +71,6 @@ Result<UniqueFd> Listen(const std::string& path) {
   return fd;
 }
 
-Status WriteFile(const std::string& path, std::string_view content) {
-  std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << content;
-    if (!out) return ErrnoError("write", temp);
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) return ErrnoError("rename", temp);
-  return Status::Ok();
-}
-
 void SetUpLogging(const ShimFlags& flags) {
   // containerd reads the shim's log from the FIFO "log" in the bundle; it already
   // holds the read side open, so opening for writing does not block.
@@ -106,26 +89,26 @@ void SetUpLogging(const ShimFlags& flags) {
 
 Status RunStart(const ShimFlags& flags, const char* argv0) {
   BBX_ASSIGN_OR_RETURN(config::Config cfg, config::LoadConfig());
-  std::string socket_dir = cfg.paths.run_dir + "/s";
+  const RuntimeLayout layout = LayoutFromConfig(cfg);
+  BBX_ASSIGN_OR_RETURN(std::string socket_path,
+                       layout.ShimSocketPath(flags.containerd_address, KeyOf(flags)));
+  std::string socket_dir = fs::path(socket_path).parent_path().string();
   std::error_code error;
   fs::create_directories(socket_dir, error);
   if (error) {
     return MakeError(ErrorCode::kPermission, "creating " + socket_dir + ": " + error.message() +
                                                  " (config key paths.run_dir)");
   }
-  std::string socket_path = socket_dir + "/" + SocketName(flags);
   BBX_ASSIGN_OR_RETURN(UniqueFd listener, Listen(socket_path));
   std::string address = "unix://" + socket_path;
-  BBX_RETURN_IF_ERROR(WriteFile("address", address));
+  BBX_RETURN_IF_ERROR(WriteFileAtomic(RuntimeLayout::AddressFilePath(BundleDir(flags)), address));
 
   char self[4096];
   ssize_t self_len = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (self_len <= 0) return ErrnoError("readlink", "/proc/self/exe");
   self[self_len] = '\0';
-  std::vector<std::string> args = {argv0,
-                                   "-namespace", flags.namespace_name,
-                                   "-id", flags.id,
-                                   "-address", flags.containerd_address};
+  std::vector<std::string> args = {argv0,    "-namespace", flags.namespace_name,    "-id",
+                                   flags.id, "-address",   flags.containerd_address};
   if (!flags.publish_binary.empty()) {
     args.insert(args.end(), {"-publish-binary", flags.publish_binary});
   }
@@ -170,25 +153,29 @@ Status RunServe(const ShimFlags& flags) {
                      "no listening socket on fd 3: the shim is started by containerd through "
                      "its `start` action");
   }
-  SandboxOptions options{flags.namespace_name, flags.id, BundleDir(flags)};
+  const std::string bundle = BundleDir(flags);
   // Operators and tests find the serving shim by this pid, never by name.
-  (void)WriteFile("shim.pid", std::to_string(::getpid()));
+  (void)WriteFileAtomic(RuntimeLayout::ShimPidFilePath(bundle), std::to_string(::getpid()));
   const char* ttrpc_address = std::getenv("TTRPC_ADDRESS");
   EventPublisher events(ttrpc_address ? ttrpc_address : "", flags.namespace_name);
 
-  ttrpc::Server server;
-  std::unique_ptr<Sandbox> sandbox;
   auto loaded = LoadPlugins();
   if (!loaded.ok()) {
     // The shim still serves, so that containerd gets this error from Create, with
     // the config file and plugin named, instead of a dead socket.
     spdlog::error("{}", loaded.error().message);
   }
-  std::unique_ptr<plugin_host::PluginHost> plugins =
-      loaded.ok() ? std::move(loaded).value() : nullptr;
-  sandbox = std::make_unique<Sandbox>(plugins.get(), loaded.ok() ? Status::Ok() : Status(loaded.error()),
-                                      events, options);
-  TaskService service(*sandbox, events, options, [&server] { server.Shutdown(); });
+  std::unique_ptr<PluginBackends> plugins = loaded.ok() ? std::move(loaded).value() : nullptr;
+  const config::Paths default_paths;
+  SandboxOptions options{KeyOf(flags), bundle, TestCrashHookFromEnvironment()};
+  auto sandbox = std::make_unique<Sandbox>(
+      plugins ? plugins->backends() : SandboxBackends{},
+      loaded.ok() ? Status::Ok() : Status(loaded.error()),
+      plugins ? plugins->layout() : RuntimeLayout(default_paths.run_dir, default_paths.log_dir),
+      events, options);
+
+  ttrpc::Server server;
+  TaskService service(*sandbox, flags.namespace_name, [&server] { server.Shutdown(); });
   service.Register(server);
 
   // SIGTERM from containerd or an operator ends the shim cleanly: the VM goes too.
@@ -208,10 +195,7 @@ Status RunServe(const ShimFlags& flags) {
   spdlog::info("serving container {} in namespace {}", flags.id, flags.namespace_name);
   Status served = server.Serve(listener.get());
   sandbox->Teardown();
-  std::string address;
-  if (std::ifstream in("address"); in >> address && address.starts_with("unix://")) {
-    ::unlink(address.c_str() + 7);
-  }
+  RemoveShimSocket(bundle);
   spdlog::info("shim exiting");
   // Detached ttrpc threads may still hold references; leave without running
   // static destructors under them.
@@ -220,21 +204,38 @@ Status RunServe(const ShimFlags& flags) {
 }
 
 Status RunDelete(const ShimFlags& flags) {
-  std::string bundle = BundleDir(flags);
+  const std::string bundle = BundleDir(flags);
+  const ContainerKey key = KeyOf(flags);
+  const std::string state_path = RuntimeLayout::StateFilePath(bundle);
   auto loaded = LoadPlugins();
   if (loaded.ok()) {
-    CleanupAfterDeadShim(**loaded, flags.id, bundle);
+    const RuntimeLayout layout = (*loaded)->layout();
+    auto record = LoadRecord(state_path);
+    if (!record.ok()) {
+      if (record.error().code != ErrorCode::kNotFound) {
+        spdlog::warn("{}: releasing what {} may hold", record.error().message, key.ToString());
+      }
+      // No state file: the shim died before recording anything, or tore down already.
+      // Releasing is idempotent, so ask for everything the container could hold.
+      SandboxRecord guess;
+      guess.sandbox = key;
+      guess.containers.push_back({key, bundle, Step::kStarted});
+      guess.network = Step::kStarted;
+      if (auto vm_dir = layout.VmDir(key); vm_dir.ok()) {
+        guess.vm_dir = *vm_dir;
+        guess.vm = Step::kStarted;
+      }
+      record = std::move(guess);
+    }
+    // The same code as the serving shim's teardown, without a live VM handle.
+    TeardownFromRecord(*record, (*loaded)->backends(), layout, nullptr, state_path);
   } else {
     spdlog::warn("cleanup without plugins: {}", loaded.error().message);
   }
-  if (std::string address; std::ifstream("address") >> address && address.starts_with("unix://")) {
-    ::unlink(address.c_str() + 7);
-  }
+  RemoveShimSocket(bundle);
   task::DeleteResponse response;
   response.set_exit_status(128 + SIGKILL);
-  auto now = std::chrono::system_clock::now().time_since_epoch();
-  response.mutable_exited_at()->set_seconds(
-      std::chrono::duration_cast<std::chrono::seconds>(now).count());
+  *response.mutable_exited_at() = Now();
   std::string out = response.SerializeAsString();
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);

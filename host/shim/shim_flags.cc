@@ -7,12 +7,14 @@ namespace beaconbox::shim {
 Result<ShimFlags> ParseShimFlags(const std::vector<std::string>& args) {
   ShimFlags flags;
   const std::map<std::string, std::string*> string_flags = {
-      {"namespace", &flags.namespace_name}, {"id", &flags.id},
-      {"address", &flags.containerd_address}, {"publish-binary", &flags.publish_binary},
-      {"bundle", &flags.bundle},           {"socket", &flags.socket},
+      {"namespace", &flags.namespace_name},
+      {"id", &flags.id},
+      {"address", &flags.containerd_address},
+      {"publish-binary", &flags.publish_binary},
+      {"bundle", &flags.bundle},
+      {"socket", &flags.socket},
   };
-  const std::map<std::string, bool*> bool_flags = {{"debug", &flags.debug},
-                                                   {"v", &flags.version}};
+  const std::map<std::string, bool*> bool_flags = {{"debug", &flags.debug}, {"v", &flags.version}};
   size_t i = 0;
   for (; i < args.size(); ++i) {
     const std::string& arg = args[i];

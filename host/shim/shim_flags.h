@@ -15,11 +15,11 @@ struct ShimFlags {
   std::string id;
   std::string containerd_address;  // containerd's GRPC socket
   std::string publish_binary;
-  std::string bundle;              // empty: the working directory
-  std::string socket;              // unused by containerd 1.6/1.7; accepted for compatibility
+  std::string bundle;  // empty: the working directory
+  std::string socket;  // unused by containerd 1.6/1.7; accepted for compatibility
   bool debug = false;
   bool version = false;
-  std::string action;              // "start", "delete" or empty (serve)
+  std::string action;  // "start", "delete" or empty (serve)
 };
 
 // Parses Go `flag` package syntax: -name value, -name=value, --name value; boolean

@@ -26,8 +26,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (flags->namespace_name.empty()) {
-    std::fprintf(stderr, "containerd-shim-beaconbox-v1: -namespace is required (containerd "
-                         "passes it; run the shim through containerd)\n");
+    std::fprintf(stderr,
+                 "containerd-shim-beaconbox-v1: -namespace is required (containerd "
+                 "passes it; run the shim through containerd)\n");
     return 2;
   }
   Status status;

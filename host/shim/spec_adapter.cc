@@ -19,7 +19,8 @@ bool IsBindMount(const json& mount) {
 
 }  // namespace
 
-Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool share_vm_dns) {
+Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool share_vm_dns,
+                                      std::string_view guest_rootfs) {
   json spec = json::parse(host_config_json, nullptr, /*allow_exceptions=*/false);
   if (spec.is_discarded() || !spec.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "config.json in the bundle is not valid JSON");
@@ -32,7 +33,13 @@ Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool sh
     adapted.host_root_path = root["path"].get<std::string>();
   }
   adapted.root_read_only = root.value("readonly", false);
-  root["path"] = "rootfs";
+  root["path"] = std::string(guest_rootfs);
+
+  if (auto it = spec.find("annotations"); it != spec.end() && it->is_object()) {
+    for (const auto& [key, value] : it->items()) {
+      if (value.is_string()) adapted.annotations[key] = value.get<std::string>();
+    }
+  }
 
   if (auto linux_it = spec.find("linux"); linux_it != spec.end() && linux_it->is_object()) {
     if (auto ns = linux_it->find("namespaces"); ns != linux_it->end() && ns->is_array()) {

@@ -1,29 +1,35 @@
-// containerd.task.v2.Task, served to containerd over the shim's ttrpc socket.
-// Thin: each method checks the request, calls the Sandbox and fills the response.
+// containerd.task.v2.Task, served to containerd over the shim's ttrpc socket. It only
+// translates: each method finds the container by namespace and id, calls it (or the
+// Sandbox for create/delete), and maps the result to the response or to a ttrpc
+// status (errdefs codes: kNotFound, kAlreadyExists, kFailedPrecondition, ...). Events
+// are published by the containers, never here.
 #pragma once
 
-#include <atomic>
 #include <functional>
+#include <string>
 
+#include "common/ttrpc/ttrpc.h"
 #include "host/shim/sandbox.h"
 
 namespace beaconbox::shim {
 
 class TaskService {
  public:
-  // `shutdown` is called when containerd asks the shim to exit (Shutdown with no
-  // container left, or `now`).
-  TaskService(Sandbox& sandbox, EventPublisher& events, SandboxOptions options,
-              std::function<void()> shutdown);
+  // `namespace_name`: the shim's (containerd passes it on the command line); a request
+  // carrying containerd's namespace metadata uses that one. `shutdown` is called when
+  // containerd asks the shim to exit (Shutdown with no container left, or `now`).
+  TaskService(Sandbox& sandbox, std::string namespace_name, std::function<void()> shutdown);
 
   void Register(ttrpc::Server& server);
 
  private:
-  Sandbox& sandbox_;
-  EventPublisher& events_;
-  const SandboxOptions options_;
-  std::function<void()> shutdown_;
-};
+  ContainerKey KeyOf(const ttrpc::ServerContext& context, const std::string& id) const;
+  Result<std::shared_ptr<Container>> Find(const ttrpc::ServerContext& context,
+                                          const std::string& id) const;
 
+  Sandbox& sandbox_;
+  const std::string namespace_;
+  const std::function<void()> shutdown_;
+};
 
 }  // namespace beaconbox::shim

@@ -6,9 +6,9 @@ namespace beaconbox::shim {
 namespace {
 
 TEST(ShimFlags, ParsesContainerdStartInvocation) {
-  auto flags = ParseShimFlags({"-namespace", "default", "-address", "/run/containerd/containerd.sock",
-                               "-publish-binary", "/usr/bin/containerd", "-id", "c1", "-debug",
-                               "start"});
+  auto flags =
+      ParseShimFlags({"-namespace", "default", "-address", "/run/containerd/containerd.sock",
+                      "-publish-binary", "/usr/bin/containerd", "-id", "c1", "-debug", "start"});
   ASSERT_TRUE(flags.ok()) << flags.error().message;
   EXPECT_EQ(flags->namespace_name, "default");
   EXPECT_EQ(flags->containerd_address, "/run/containerd/containerd.sock");

@@ -53,9 +53,9 @@ TEST(SpecAdapter, KeepsLargeIntegersExact) {
 
 TEST(SpecAdapter, RefusesHostBindMountsNamingThem) {
   json spec = {{"mounts", json::array({{{"destination", "/data"},
-                                         {"source", "/srv/data"},
-                                         {"type", "none"},
-                                         {"options", json::array({"rbind", "rw"})}}})}};
+                                        {"source", "/srv/data"},
+                                        {"type", "none"},
+                                        {"options", json::array({"rbind", "rw"})}}})}};
   auto adapted = AdaptSpecForGuest(spec.dump());
   ASSERT_FALSE(adapted.ok());
   EXPECT_EQ(adapted.error().code, ErrorCode::kNotImplemented);

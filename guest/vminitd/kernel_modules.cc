@@ -1,0 +1,83 @@
+#include "guest/vminitd/kernel_modules.h"
+
+#include <functional>
+
+#include "guest/vminitd/kernel_cmdline.h"
+
+namespace beaconbox::guest {
+std::string ModuleName(std::string_view name_or_path) {
+  size_t slash = name_or_path.rfind('/');
+  if (slash != std::string_view::npos) name_or_path.remove_prefix(slash + 1);
+  for (std::string_view ext : {".ko.xz", ".ko.zst", ".ko.gz", ".ko"}) {
+    if (name_or_path.ends_with(ext)) {
+      name_or_path.remove_suffix(ext.size());
+      break;
+    }
+  }
+  std::string name(name_or_path);
+  for (char& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
+std::map<std::string, ModuleDep> ParseModulesDep(std::string_view text) {
+  std::map<std::string, ModuleDep> result;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    ModuleDep dep;
+    dep.path = std::string(line.substr(0, colon));
+    for (std::string_view word : SplitWords(line.substr(colon + 1))) dep.deps.emplace_back(word);
+    result[ModuleName(dep.path)] = std::move(dep);
+  }
+  return result;
+}
+
+std::set<std::string> ParseModulesBuiltin(std::string_view text) {
+  std::set<std::string> result;
+  for (std::string_view word : SplitWords(text)) result.insert(ModuleName(word));
+  return result;
+}
+
+Result<std::vector<std::string>> ResolveModuleOrder(const std::vector<std::string>& wanted,
+                                                    const std::map<std::string, ModuleDep>& deps,
+                                                    const std::set<std::string>& builtin) {
+  std::vector<std::string> order;
+  std::set<std::string> done;
+  std::set<std::string> in_progress;
+  std::function<Status(const std::string&, const std::string&)> visit =
+      [&](const std::string& name, const std::string& needed_by) -> Status {
+    if (done.count(name)) return Status::Ok();
+    auto it = deps.find(name);
+    if (it == deps.end()) {
+      if (builtin.count(name)) return Status::Ok();
+      return MakeError(ErrorCode::kNotFound,
+                       "kernel module " + name +
+                           (needed_by.empty() ? "" : " (needed by " + needed_by + ")") +
+                           " is neither built in nor in modules.dep");
+    }
+    if (!in_progress.insert(name).second) {
+      return MakeError(ErrorCode::kInvalidArgument, "kernel module dependency cycle at " + name);
+    }
+    for (const std::string& dep_path : it->second.deps) {
+      BBX_RETURN_IF_ERROR(visit(ModuleName(dep_path), name));
+    }
+    in_progress.erase(name);
+    done.insert(name);
+    order.push_back(it->second.path);
+    return Status::Ok();
+  };
+  for (const std::string& want : wanted) {
+    std::string name = ModuleName(want);
+    if (builtin.count(name) && !deps.count(name)) continue;
+    BBX_RETURN_IF_ERROR(visit(name, ""));
+  }
+  return order;
+}
+
+}  // namespace beaconbox::guest

@@ -1,0 +1,36 @@
+// Which kernel modules to load, in which order (from modules.dep and
+// modules.builtin). Used by vminitd and by the image build tool on the host.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/base/result.h"
+
+namespace beaconbox::guest {
+
+// Normalizes a module name: "virtio-rng" and "virtio_rng.ko" both -> "virtio_rng".
+std::string ModuleName(std::string_view name_or_path);
+
+struct ModuleDep {
+  std::string path;               // relative to /lib/modules/<version>/
+  std::vector<std::string> deps;  // paths, as depmod wrote them
+};
+
+// Parses modules.dep ("kernel/a.ko: kernel/b.ko kernel/c.ko") keyed by module name.
+std::map<std::string, ModuleDep> ParseModulesDep(std::string_view text);
+
+// Parses modules.builtin (one path per line) into module names.
+std::set<std::string> ParseModulesBuiltin(std::string_view text);
+
+// Returns the module paths to load so that every module comes after its
+// dependencies, each once. A wanted module that is built in is skipped; one that is
+// neither built in nor in modules.dep is an error naming it.
+Result<std::vector<std::string>> ResolveModuleOrder(const std::vector<std::string>& wanted,
+                                                    const std::map<std::string, ModuleDep>& deps,
+                                                    const std::set<std::string>& builtin);
+
+}  // namespace beaconbox::guest

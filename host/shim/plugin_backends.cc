@@ -1,0 +1,107 @@
+#include "host/shim/plugin_backends.h"
+
+namespace beaconbox::shim {
+
+namespace {
+
+class PluginVm final : public VmHandle {
+ public:
+  explicit PluginVm(std::unique_ptr<plugin_host::Vm> vm) : vm_(std::move(vm)) {}
+  Result<UniqueFd> ConnectGuest(std::chrono::milliseconds timeout) override {
+    return vm_->ConnectGuest(timeout);
+  }
+  Result<pluginapi::VmInfo> Info() override { return vm_->Info(); }
+  Status Stop(std::chrono::milliseconds timeout) override { return vm_->Stop(timeout); }
+  Status Pause() override { return vm_->Pause(); }
+  Status Resume() override { return vm_->Resume(); }
+
+ private:
+  std::unique_ptr<plugin_host::Vm> vm_;
+};
+
+}  // namespace
+
+class PluginBackends::Vmm final : public VmmBackend {
+ public:
+  explicit Vmm(plugin_host::VmmPlugin& plugin) : plugin_(plugin) {}
+  Result<std::unique_ptr<VmHandle>> CreateVm(const pluginapi::VmSpec& spec) override {
+    BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::Vm> vm, plugin_.CreateVm(spec));
+    return std::unique_ptr<VmHandle>(std::make_unique<PluginVm>(std::move(vm)));
+  }
+  Status CleanupStale(const pluginapi::VmInfo& info) override { return plugin_.CleanupStale(info); }
+
+ private:
+  plugin_host::VmmPlugin& plugin_;
+};
+
+// ABI v1's prepare/release and detach know the container id only; v2 adds the
+// namespace (issue 9). Until then the key's namespace goes where v1 carries it.
+class PluginBackends::Storage final : public StorageBackend {
+ public:
+  explicit Storage(plugin_host::StoragePlugin& plugin) : plugin_(plugin) {}
+  Result<pluginapi::MountPlan> Prepare(const ContainerKey&,
+                                       const pluginapi::StoragePrepareRequest& request) override {
+    return plugin_.Prepare(request);
+  }
+  Status Release(const ContainerKey& key, const std::string& bundle) override {
+    return plugin_.Release(key.id, bundle);
+  }
+
+ private:
+  plugin_host::StoragePlugin& plugin_;
+};
+
+class PluginBackends::Network final : public NetworkBackend {
+ public:
+  explicit Network(plugin_host::NetworkPlugin& plugin) : plugin_(plugin) {}
+  Result<pluginapi::NetworkAttachment> Attach(
+      const ContainerKey& key, const pluginapi::NetworkAttachRequest& request) override {
+    pluginapi::NetworkAttachRequest keyed = request;
+    keyed.set_namespace_(key.namespace_name);
+    keyed.set_container_id(key.id);
+    return plugin_.Attach(keyed);
+  }
+  Status Detach(const ContainerKey& key) override { return plugin_.Detach(key.id); }
+
+ private:
+  plugin_host::NetworkPlugin& plugin_;
+};
+
+PluginBackends::PluginBackends(std::unique_ptr<plugin_host::PluginHost> host)
+    : host_(std::move(host)),
+      vmm_(std::make_unique<Vmm>(host_->vmm())),
+      storage_(std::make_unique<Storage>(host_->storage())),
+      network_(host_->network() ? std::make_unique<Network>(*host_->network()) : nullptr) {}
+
+PluginBackends::~PluginBackends() = default;
+
+SandboxBackends PluginBackends::backends() {
+  const config::VmConfig& vm = host_->config().vm;
+  SandboxBackends backends;
+  backends.vmm = vmm_.get();
+  backends.storage = storage_.get();
+  backends.network = network_.get();
+  backends.vm.kernel_path = vm.kernel_path;
+  backends.vm.initrd_path = vm.initrd_path;
+  backends.vm.kernel_cmdline = vm.kernel_cmdline;
+  backends.vm.vcpus = vm.vcpus;
+  backends.vm.max_vcpus = vm.max_vcpus;
+  backends.vm.memory_mib = vm.memory_mib;
+  backends.vm.max_memory_mib = vm.max_memory_mib;
+  backends.vm.guest_connect_timeout = std::chrono::milliseconds(vm.guest_connect_timeout_ms);
+  return backends;
+}
+
+RuntimeLayout PluginBackends::layout() const { return LayoutFromConfig(host_->config()); }
+
+Result<std::unique_ptr<PluginBackends>> LoadPlugins() {
+  BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::PluginHost> host,
+                       plugin_host::LoadFromDefaultConfig());
+  return std::make_unique<PluginBackends>(std::move(host));
+}
+
+RuntimeLayout LayoutFromConfig(const config::Config& config) {
+  return RuntimeLayout(config.paths.run_dir, config.paths.log_dir);
+}
+
+}  // namespace beaconbox::shim

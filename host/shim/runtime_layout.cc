@@ -1,0 +1,112 @@
+#include "host/shim/runtime_layout.h"
+
+#include <cstdio>
+
+namespace beaconbox::shim {
+namespace {
+
+constexpr char kStateFile[] = "beaconbox-state.json";
+
+// containerd's identifier rule (identifiers.Validate): runs of [A-Za-z0-9] joined by
+// one of '.', '_', '-'; at most 76 characters.
+bool IsContainerdIdentifier(std::string_view text) {
+  if (text.empty() || text.size() > 76) return false;
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  bool previous_separator = true;  // the first character must be alphanumeric
+  for (char c : text) {
+    if (alnum(c)) {
+      previous_separator = false;
+    } else if (c == '.' || c == '_' || c == '-') {
+      if (previous_separator) return false;
+      previous_separator = true;
+    } else {
+      return false;
+    }
+  }
+  return !previous_separator;
+}
+
+std::string HashedName(const ContainerKey& key) {
+  return "h-" + HashHex(key.namespace_name + "/" + key.id);
+}
+
+}  // namespace
+
+std::string HashHex(std::string_view text, uint64_t seed) {
+  uint64_t hash = seed;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  return hex;
+}
+
+std::string KeyFileName(const ContainerKey& key) {
+  if (IsContainerdIdentifier(key.namespace_name) && IsContainerdIdentifier(key.id)) {
+    return key.namespace_name + "--" + key.id;
+  }
+  return HashedName(key);
+}
+
+RuntimeLayout::RuntimeLayout(std::string run_dir, std::string log_dir)
+    : run_dir_(std::move(run_dir)), log_dir_(std::move(log_dir)) {
+  while (run_dir_.size() > 1 && run_dir_.back() == '/') run_dir_.pop_back();
+  while (log_dir_.size() > 1 && log_dir_.back() == '/') log_dir_.pop_back();
+}
+
+Result<std::string> RuntimeLayout::ShimSocketPath(std::string_view containerd_address,
+                                                  const ContainerKey& key) const {
+  // 128 bits: the same container always maps to the same socket, and a collision
+  // between two live containers is out of reach.
+  const std::string text =
+      std::string(containerd_address) + "/" + key.namespace_name + "/" + key.id;
+  std::string path = run_dir_ + "/s/" + HashHex(text) + HashHex(text, 0x84222325cbf29ce4ull);
+  if (path.size() > kMaxSocketPath) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "shim socket path " + path + " is longer than " +
+                         std::to_string(kMaxSocketPath) +
+                         " bytes: set a shorter paths.run_dir in the beaconbox config");
+  }
+  return path;
+}
+
+Result<std::string> RuntimeLayout::VmDir(const ContainerKey& key) const {
+  const size_t budget = kMaxSocketPath - kVmSocketNameRoom;
+  std::string readable = VmRoot() + KeyFileName(key);
+  if (readable.size() <= budget) return readable;
+  std::string hashed = VmRoot() + HashedName(key);
+  if (hashed.size() <= budget) return hashed;
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "VM directory " + hashed + " leaves no room for socket names within " +
+                       std::to_string(kMaxSocketPath) +
+                       " bytes: set a shorter paths.run_dir in the beaconbox config");
+}
+
+bool RuntimeLayout::IsVmDir(std::string_view path) const {
+  const std::string root = VmRoot();
+  if (!path.starts_with(root)) return false;
+  std::string_view name = path.substr(root.size());
+  return !name.empty() && name.find('/') == std::string_view::npos && name != "." && name != "..";
+}
+
+std::string RuntimeLayout::ConsoleLogPath(const ContainerKey& key) const {
+  return log_dir_ + "/vm-" + KeyFileName(key) + ".log";
+}
+
+std::string RuntimeLayout::StateFilePath(const std::string& bundle) {
+  return bundle + "/" + kStateFile;
+}
+
+std::string RuntimeLayout::AddressFilePath(const std::string& bundle) {
+  return bundle + "/address";
+}
+
+std::string RuntimeLayout::ShimPidFilePath(const std::string& bundle) {
+  return bundle + "/shim.pid";
+}
+
+}  // namespace beaconbox::shim

@@ -1,0 +1,37 @@
+#include "guest/vminitd/network_config.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+namespace beaconbox::guest {
+namespace {
+
+TEST(NetworkTest, Cidr4) {
+  auto cidr = ParseCidr4("10.88.0.2/16");
+  ASSERT_TRUE(cidr.ok());
+  EXPECT_EQ(cidr->prefix, 16u);
+  const unsigned char* addr = reinterpret_cast<const unsigned char*>(&cidr->address);
+  const unsigned char* mask = reinterpret_cast<const unsigned char*>(&cidr->netmask);
+  EXPECT_EQ(addr[0], 10);
+  EXPECT_EQ(addr[3], 2);
+  EXPECT_EQ(mask[0], 255);
+  EXPECT_EQ(mask[1], 255);
+  EXPECT_EQ(mask[2], 0);
+  EXPECT_EQ(ParseCidr4("0.0.0.0/0")->netmask, 0u);
+  for (const char* bad :
+       {"10.0.0.1", "10.0.0.1/33", "10.0.0.1/", "x/8", "fe80::1/64", "10.0.0.1/8x"}) {
+    EXPECT_FALSE(ParseCidr4(bad).ok()) << bad;
+  }
+}
+
+TEST(NetworkTest, ResolvConf) {
+  auto text = RenderResolvConf({"10.0.0.1", "fd00::1"}, {"example.org", "corp"});
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, "nameserver 10.0.0.1\nnameserver fd00::1\nsearch example.org corp\n");
+  EXPECT_FALSE(RenderResolvConf({"10.0.0.1\nnameserver 6.6.6.6"}, {}).ok());
+  EXPECT_FALSE(RenderResolvConf({"dns.example"}, {}).ok());
+  EXPECT_FALSE(RenderResolvConf({}, {"a b"}).ok());
+}
+
+}  // namespace
+}  // namespace beaconbox::guest

@@ -1,0 +1,190 @@
+// TaskService over a real ttrpc connection (socketpair) against a Sandbox on the
+// fakes: what containerd sees, codes included, in milliseconds.
+#include "host/shim/task_service.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/shim/fake_backends.h"
+
+namespace beaconbox::shim {
+namespace {
+
+namespace fs = std::filesystem;
+using google::protobuf::Empty;
+using ttrpc::Code;
+
+constexpr char kService[] = "containerd.task.v2.Task";
+
+class TaskServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = testing::MakeTestDir("bbx-task-service-test");
+    ASSERT_FALSE(root_.empty());
+    bundle_ = root_ + "/bundle";
+    fs::create_directories(bundle_ + "/rootfs");
+    std::ofstream(bundle_ + "/config.json")
+        << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["/bin/true"]}})";
+    SandboxBackends backends;
+    backends.vmm = &vmm_;
+    backends.storage = &storage_;
+    sandbox_ = std::make_unique<Sandbox>(backends, Status::Ok(),
+                                         RuntimeLayout(root_ + "/run", root_ + "/log"), events_,
+                                         SandboxOptions{{"default", "c1"}, bundle_, nullptr});
+    service_ = std::make_unique<TaskService>(*sandbox_, "default", [this] { ++shutdowns_; });
+    service_->Register(server_);
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    serving_ = std::thread([this, fd = fds[1]] { server_.ServeConnection(UniqueFd(fd)); });
+    client_ = std::make_unique<ttrpc::Client>(UniqueFd(fds[0]));
+  }
+  void TearDown() override {
+    client_->Close();
+    server_.Shutdown();
+    serving_.join();
+    sandbox_->Teardown();
+    fs::remove_all(root_);
+  }
+
+  ttrpc::RpcStatus Call(const char* method, const google::protobuf::MessageLite& request,
+                        google::protobuf::MessageLite* response) {
+    ttrpc::CallOptions options;
+    options.metadata.emplace_back("containerd-namespace-ttrpc", "default");
+    options.timeout = std::chrono::seconds(10);
+    return ttrpc::CallProto(*client_, kService, method, request, response, options);
+  }
+
+  ttrpc::RpcStatus Create(const std::string& id) {
+    task::CreateTaskRequest request;
+    request.set_id(id);
+    request.set_bundle(bundle_);
+    task::CreateTaskResponse response;
+    return Call("Create", request, &response);
+  }
+
+  std::string root_, bundle_;
+  testing::FakeGuestAgent agent_;
+  testing::FakeVmm vmm_{agent_};
+  testing::FakeStorage storage_;
+  testing::RecordingEvents events_;
+  std::unique_ptr<Sandbox> sandbox_;
+  std::unique_ptr<TaskService> service_;
+  std::atomic<int> shutdowns_{0};
+  ttrpc::Server server_;
+  std::thread serving_;
+  std::unique_ptr<ttrpc::Client> client_;
+};
+
+TEST_F(TaskServiceTest, TranslatesTheLifecycleWithContainerdsCodes) {
+  ASSERT_TRUE(Create("c1").ok());
+  EXPECT_EQ(Create("c1").code, Code::kAlreadyExists);
+
+  task::StateRequest state_request;
+  state_request.set_id("c1");
+  task::StateResponse state;
+  ASSERT_TRUE(Call("State", state_request, &state).ok());
+  EXPECT_EQ(state.status(), ::containerd::v1::types::CREATED);
+  EXPECT_EQ(state.bundle(), bundle_);
+  EXPECT_NE(state.pid(), 0u);
+
+  task::StartRequest start;
+  start.set_id("c1");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  auto twice = Call("Start", start, &started);
+  EXPECT_EQ(twice.code, Code::kFailedPrecondition);
+  EXPECT_EQ(twice.message, "cannot start a running process");
+
+  task::DeleteRequest remove;
+  remove.set_id("c1");
+  task::DeleteResponse removed;
+  EXPECT_EQ(Call("Delete", remove, &removed).code, Code::kFailedPrecondition);
+
+  task::StateRequest unknown;
+  unknown.set_id("nope");
+  EXPECT_EQ(Call("State", unknown, &state).code, Code::kNotFound);
+
+  Empty empty;
+  task::ShutdownRequest shutdown;
+  ASSERT_TRUE(Call("Shutdown", shutdown, &empty).ok());
+  EXPECT_EQ(shutdowns_, 0);  // a container is still there
+
+  task::KillRequest kill;
+  kill.set_id("c1");
+  kill.set_signal(SIGKILL);
+  ASSERT_TRUE(Call("Kill", kill, &empty).ok());
+  task::WaitRequest wait;
+  wait.set_id("c1");
+  task::WaitResponse waited;
+  ASSERT_TRUE(Call("Wait", wait, &waited).ok());
+  EXPECT_EQ(waited.exit_status(), 137u);
+  EXPECT_EQ(Call("Kill", kill, &empty).code, Code::kNotFound);
+
+  ASSERT_TRUE(Call("Delete", remove, &removed).ok());
+  EXPECT_EQ(removed.exit_status(), 137u);
+  EXPECT_EQ(Call("State", state_request, &state).code, Code::kNotFound);
+  ASSERT_TRUE(Call("Shutdown", shutdown, &empty).ok());
+  EXPECT_EQ(shutdowns_, 1);
+  EXPECT_TRUE(storage_.prepared().empty());
+  EXPECT_EQ(events_.topics(), (std::vector<std::string>{"/tasks/create", "/tasks/start",
+                                                        "/tasks/exit", "/tasks/delete"}));
+}
+
+TEST_F(TaskServiceTest, KillBeforeStartMakesWaitReturn137) {
+  ASSERT_TRUE(Create("c1").ok());
+  Empty empty;
+  task::KillRequest kill;
+  kill.set_id("c1");
+  kill.set_signal(SIGKILL);
+  ASSERT_TRUE(Call("Kill", kill, &empty).ok());
+  task::WaitRequest wait;
+  wait.set_id("c1");
+  task::WaitResponse waited;
+  ASSERT_TRUE(Call("Wait", wait, &waited).ok());
+  EXPECT_EQ(waited.exit_status(), 137u);
+  task::DeleteRequest remove;
+  remove.set_id("c1");
+  task::DeleteResponse removed;
+  ASSERT_TRUE(Call("Delete", remove, &removed).ok());
+}
+
+TEST_F(TaskServiceTest, ExecPauseAndUnimplementedCalls) {
+  ASSERT_TRUE(Create("c1").ok());
+  task::StartRequest start;
+  start.set_id("c1");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  Empty empty;
+  task::PauseRequest pause;
+  pause.set_id("c1");
+  ASSERT_TRUE(Call("Pause", pause, &empty).ok());
+  task::ExecProcessRequest exec;
+  exec.set_id("c1");
+  exec.set_exec_id("e1");
+  exec.mutable_spec()->set_value(R"({"args":["/bin/sh"]})");
+  auto refused = Call("Exec", exec, &empty);
+  EXPECT_EQ(refused.code, Code::kFailedPrecondition);
+  EXPECT_EQ(refused.message, "cannot exec in a paused state");
+  task::ResumeRequest resume;
+  resume.set_id("c1");
+  ASSERT_TRUE(Call("Resume", resume, &empty).ok());
+  ASSERT_TRUE(Call("Exec", exec, &empty).ok());
+  EXPECT_EQ(Call("Exec", exec, &empty).code, Code::kAlreadyExists);
+  task::StatsRequest stats;
+  stats.set_id("c1");
+  task::StatsResponse stats_response;
+  EXPECT_EQ(Call("Stats", stats, &stats_response).code, Code::kUnimplemented);
+  task::ConnectRequest connect;
+  connect.set_id("c1");
+  task::ConnectResponse connected;
+  ASSERT_TRUE(Call("Connect", connect, &connected).ok());
+  EXPECT_EQ(connected.task_pid(), started.pid());
+}
+
+}  // namespace
+}  // namespace beaconbox::shim
