@@ -11,6 +11,7 @@
 
 #include "beaconbox/plugin/v1/storage.pb.h"
 #include "github.com/containerd/containerd/api/events/task.pb.h"
+#include "host/plugin_host/vm_resources.h"
 #include "host/shim/shim_state.h"
 #include "host/shim/spec_adapter.h"
 
@@ -112,6 +113,7 @@ Result<uint32_t> Sandbox::Create(const task::CreateTaskRequest& request) {
 
   pluginapi::StoragePrepareRequest storage_request;
   storage_request.set_container_id(request.id());
+  storage_request.set_namespace_(options_.namespace_name);
   storage_request.set_bundle(options_.bundle);
   storage_request.set_rootfs_read_only(spec.root_read_only);
   for (const auto& mount : request.rootfs()) {
@@ -218,6 +220,7 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   const config::Config& cfg = plugins_->config();
   pluginapi::VmSpec vm_spec;
   vm_spec.set_id(options_.container_id);
+  vm_spec.set_namespace_(options_.namespace_name);
   vm_spec.set_kernel_path(cfg.vm.kernel_path);
   vm_spec.set_initrd_path(cfg.vm.initrd_path);
   vm_spec.set_kernel_cmdline(cfg.vm.kernel_cmdline);
@@ -226,7 +229,6 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   vm_spec.set_memory_mib(cfg.vm.memory_mib);
   vm_spec.set_max_memory_mib(cfg.vm.max_memory_mib);
   vm_spec.set_owner_pid(::getpid());
-  vm_spec.set_guest_port(1024);
   for (const auto& device : plan.devices()) *vm_spec.add_devices() = device;
   if (attachment != nullptr) {
     auto* net = vm_spec.add_devices()->mutable_net();
@@ -246,10 +248,23 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   }
   vm_spec.set_run_dir(run_dir);
   std::filesystem::create_directories(cfg.paths.log_dir, error);
-  vm_spec.set_console_log_path(cfg.paths.log_dir + "/vm-" + options_.container_id + ".log");
+  vm_spec.set_console_log_path(plugin_host::ConsoleLogPath(
+      cfg.paths.log_dir, options_.namespace_name, options_.container_id));
+  // What the host decides for every VMM: agent channel and guest CID, the guest's
+  // kernel arguments, the vhost-user socket of each share.
+  BBX_ASSIGN_OR_RETURN(pluginapi::Capabilities capabilities, plugins_->vmm().Capabilities());
+  BBX_ASSIGN_OR_RETURN(plugin_host::AgentChannelPlan channel,
+                       plugin_host::PlanAgentChannel(capabilities, plugin_host::HostHasVsock(),
+                                                     cfg.paths.run_dir, run_dir));
+  *vm_spec.mutable_agent_channel() = channel.channel;
+  for (const auto& arg : plugin_host::GuestKernelArgs(channel.channel, cfg.vm.memory_mib,
+                                                      cfg.vm.max_memory_mib)) {
+    vm_spec.add_guest_kernel_args(arg);
+  }
+  BBX_RETURN_IF_ERROR(plugin_host::AssignShareSockets(vm_spec, run_dir));
 
   const auto vmm_started = std::chrono::steady_clock::now();
-  BBX_ASSIGN_OR_RETURN(vm_, plugins_->vmm().CreateVm(vm_spec));
+  BBX_ASSIGN_OR_RETURN(vm_, plugins_->vmm().CreateVm(vm_spec, std::move(channel.guest_cid.lock)));
   vmm_start_ms_ = ElapsedMs(vmm_started);
   if (auto info = vm_->Info(); info.ok()) {
     (void)SaveVmState(options_.bundle, *info);
@@ -544,14 +559,16 @@ void Sandbox::Teardown() {
   vm_.reset();
   guest_.reset();
   if (storage_prepared_ && plugins_ != nullptr) {
-    if (Status released = plugins_->storage().Release(options_.container_id, options_.bundle);
+    if (Status released = plugins_->storage().Release(options_.namespace_name,
+                                                                  options_.container_id,
+                                                                  options_.bundle);
         !released.ok()) {
       spdlog::warn("releasing storage: {}", released.error().message);
     }
     storage_prepared_ = false;
   }
   if (network_attached_ && plugins_ != nullptr && plugins_->network() != nullptr) {
-    (void)plugins_->network()->Detach(options_.container_id);
+    (void)plugins_->network()->Detach(options_.namespace_name, options_.container_id);
     network_attached_ = false;
   }
   std::error_code error;

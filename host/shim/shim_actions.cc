@@ -223,7 +223,7 @@ Status RunDelete(const ShimFlags& flags) {
   std::string bundle = BundleDir(flags);
   auto loaded = LoadPlugins();
   if (loaded.ok()) {
-    CleanupAfterDeadShim(**loaded, flags.id, bundle);
+    CleanupAfterDeadShim(**loaded, flags.namespace_name, flags.id, bundle);
   } else {
     spdlog::warn("cleanup without plugins: {}", loaded.error().message);
   }

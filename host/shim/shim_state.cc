@@ -26,8 +26,8 @@ Status SaveVmState(const std::string& bundle, const beaconbox::plugin::v1::VmInf
   return Status::Ok();
 }
 
-void CleanupAfterDeadShim(plugin_host::PluginHost& plugins, const std::string& container_id,
-                          const std::string& bundle) {
+void CleanupAfterDeadShim(plugin_host::PluginHost& plugins, const std::string& container_namespace,
+                          const std::string& container_id, const std::string& bundle) {
   const std::string state_path = bundle + "/" + kVmStateFile;
   std::ifstream in(state_path, std::ios::binary);
   if (in) {
@@ -48,11 +48,11 @@ void CleanupAfterDeadShim(plugin_host::PluginHost& plugins, const std::string& c
     }
     std::filesystem::remove(state_path);
   }
-  if (Status status = plugins.storage().Release(container_id, bundle); !status.ok()) {
+  if (Status status = plugins.storage().Release(container_namespace, container_id, bundle); !status.ok()) {
     spdlog::warn("releasing storage of {}: {}", container_id, status.error().message);
   }
   if (plugins.network() != nullptr) {
-    if (Status status = plugins.network()->Detach(container_id); !status.ok()) {
+    if (Status status = plugins.network()->Detach(container_namespace, container_id); !status.ok()) {
       spdlog::warn("releasing the network of {}: {}", container_id, status.error().message);
     }
   }

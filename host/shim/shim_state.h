@@ -20,7 +20,7 @@ constexpr char kVmStateFile[] = "beaconbox-vm.pb";
 Status SaveVmState(const std::string& bundle, const beaconbox::plugin::v1::VmInfo& info);
 
 // Best effort, idempotent: stops recorded VM processes, releases storage and network.
-void CleanupAfterDeadShim(plugin_host::PluginHost& plugins, const std::string& container_id,
-                          const std::string& bundle);
+void CleanupAfterDeadShim(plugin_host::PluginHost& plugins, const std::string& container_namespace,
+                          const std::string& container_id, const std::string& bundle);
 
 }  // namespace beaconbox::shim

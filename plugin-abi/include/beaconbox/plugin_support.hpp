@@ -39,9 +39,18 @@ inline std::string_view View(bbx_bytes bytes) {
 
 // Logs through the host, when it offers a log callback.
 inline void Log(const bbx_host_services* host, bbx_log_level level, const std::string& message) {
-  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, log) && host->log != nullptr) {
-    host->log(host->host_context, level, message.c_str());
+  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, host_log) &&
+      host->host_log != nullptr) {
+    host->host_log(host->host_context, level, message.c_str());
   }
+}
+
+// One schema key; `env_var` names the environment variable overriding it, if any.
+constexpr bbx_config_key ConfigKey(const char* name, bbx_config_type type,
+                                   const char* default_value, const char* description,
+                                   const char* env_var = nullptr) {
+  return bbx_config_key{sizeof(bbx_config_key), type,        name,
+                        default_value,          description, env_var};
 }
 
 // Answers the host's entry request with `response` when the range overlaps.
