@@ -437,12 +437,11 @@ Status LoadedPlugin::Init(const std::string& config_toml, const config::Paths& p
   services_.share_dir = paths_.share_dir.c_str();
   bbx_plugin* instance = nullptr;
   bbx_bytes text{reinterpret_cast<const uint8_t*>(config_toml.data()), config_toml.size()};
-  Status status = Invoke("init", [&](bbx_error* error) {
-    return common().init(&services_, text, &instance, error);
-  });
-  if (!status.ok()) {
-    return MakeError(status.error().code, context_ + ": init failed: " + status.error().message);
-  }
+  const std::string failure_prefix = context_ + ": init failed: ";
+  BBX_RETURN_IF_ERROR(Invoke(
+      "init",
+      [&](bbx_error* error) { return common().init(&services_, text, &instance, error); },
+      &failure_prefix));
   if (instance == nullptr) {
     return MakeError(ErrorCode::kInternal, context_ + ": init succeeded but returned no instance");
   }

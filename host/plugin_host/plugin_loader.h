@@ -116,13 +116,18 @@ class LoadedPlugin {
   // The one path of every call into the plugin: `call` receives the error buffer and
   // returns the hook's status. An absent hook is kNotImplemented and is not called;
   // a failure becomes an Error "<kind> plugin <name>: <op>: <plugin's message>".
+  // `failure_prefix` replaces "<kind> plugin <name>: <op>: " where the caller's context
+  // names both already.
   template <typename Call>
-  Status Invoke(const char* op, Call&& call) const {
+  Status Invoke(const char* op, Call&& call, const std::string* failure_prefix = nullptr) const {
     if (!Has(op)) return NotImplemented(op);
     ErrorBuffer buffer;
     bbx_status status = std::forward<Call>(call)(buffer.get());
-    if (status != BBX_OK) return CallError(op, status, buffer);
-    return Status::Ok();
+    if (status == BBX_OK) return Status::Ok();
+    if (failure_prefix != nullptr) {
+      return MakeError(ToErrorCode(status), *failure_prefix + buffer.Message(StatusName(status)));
+    }
+    return CallError(op, status, buffer);
   }
   // Invoke for a hook that writes one `Message` into a sink: `call` receives the sink
   // and the error buffer. The message must be written and must parse.

@@ -176,7 +176,7 @@ TEST_P(PluginConformance, EntryIsRepeatableAndWithoutSideEffects) {
     EXPECT_EQ(response.abi_version, plugin_->response().abi_version);
     EXPECT_EQ(response.kind, plugin_->response().kind);
     EXPECT_STREQ(response.name, plugin_->response().name);
-    EXPECT_EQ(response.ops, plugin_->response().ops);
+    EXPECT_EQ(response.kind_ops, plugin_->response().kind_ops);
   }
   EXPECT_EQ(OpenFds(), fds) << "entry opened file descriptors";
   EXPECT_EQ(Threads(), threads) << "entry started threads";

@@ -137,7 +137,7 @@ TEST_F(CtlTest, PluginsShowsCapabilities) {
   text.replace(text.find(FIXTURE_VMM), std::string(FIXTURE_VMM).size(), FIXTURE_CHECKED_VMM);
   CtlRun run = Ctl({"--config", dir_.Write("config.toml", text), "plugins"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_THAT(run.out, HasSubstr("capabilities: pause, agent-virtio-serial\n"));
+  EXPECT_THAT(run.out, HasSubstr("capabilities: read-only-shares, agent-virtio-serial\n"));
 }
 
 TEST_F(CtlTest, CheckReportsEachPrerequisite) {

@@ -237,7 +237,7 @@ TEST_F(PluginHostTest, LoadsAPluginWhoseTablesGrew) {
   EXPECT_EQ((*vm)->Info()->id(), "fixture-vm");
   auto capabilities = (*host)->vmm().Capabilities();
   ASSERT_TRUE(capabilities.ok()) << capabilities.error().message;
-  EXPECT_TRUE(capabilities->pause());
+  EXPECT_TRUE(capabilities->read_only_shares());
   EXPECT_TRUE((*host)->network()->Detach("default", "c1").ok());
   EXPECT_TRUE((*host)->storage().Release("default", "c1", "/bundle").ok());
 }
@@ -267,7 +267,7 @@ TEST_F(PluginHostTest, NeverCallsAHookBeyondTheTablesStructSize) {
   // Capabilities lie beyond the common table: none, without a call.
   auto capabilities = (*host)->vmm().Capabilities();
   ASSERT_TRUE(capabilities.ok()) << capabilities.error().message;
-  EXPECT_FALSE(capabilities->pause());
+  EXPECT_FALSE(capabilities->read_only_shares());
 }
 
 TEST_F(PluginHostTest, AKeyTakesTheEnvironmentVariableItsSchemaNames) {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "beaconbox/plugin/v1/network.pb.h"
+#include "beaconbox/plugin/v1/plugin.pb.h"
 #include "tests/plugins/net-bridge/test_util.h"
 
 namespace beaconbox::net {
@@ -139,6 +140,25 @@ TEST_F(PluginAbiTest, AttachListReconcileDetach) {
 
   bbx_bytes garbage{reinterpret_cast<const uint8_t*>("\xff\xff\xff"), 3};
   EXPECT_EQ(ops_->attach(plugin_, garbage, sink, &error_), BBX_ERR_INVALID_ARGUMENT);
+}
+
+// The common hook `check`: its own prerequisites, one line each, changing nothing.
+TEST_F(PluginAbiTest, CheckReportsItsOwnPrerequisitesWithoutChangingTheSystem) {
+  ASSERT_EQ(Init(""), BBX_OK) << message_;
+  ASSERT_NE(common_->check, nullptr);
+  std::string result;
+  bbx_sink sink{&result, CollectBytes};
+  ASSERT_EQ(common_->check(plugin_, sink, &error_), BBX_OK) << message_;
+  pb::CheckReport report;
+  ASSERT_TRUE(report.ParseFromString(result));
+  std::set<std::string> what;
+  for (const auto& line : report.lines()) {
+    what.insert(line.what());
+    EXPECT_EQ(line.level(), pb::CHECK_OK) << line.what() << ": " << line.detail();  // root, netns
+  }
+  EXPECT_EQ(what, (std::set<std::string>{"CAP_NET_ADMIN", "tun", "lease db", "ip_forward"}));
+  EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/network.db"));
+  EXPECT_EQ(Shell("nft list ruleset"), "");
 }
 
 TEST_F(PluginAbiTest, ExhaustionCrossesTheAbiAsExhausted) {
