@@ -75,7 +75,7 @@ void PrintPluginCheck(Report& report, const plugin_host::LoadedPlugin& plugin) {
   for (const auto& line : checked->lines()) {
     Verdict verdict = line.level() == plugin_host::pluginapi::CHECK_OK     ? Verdict::kOk
                       : line.level() == plugin_host::pluginapi::CHECK_WARN ? Verdict::kWarn
-                                                              : Verdict::kFail;
+                                                                           : Verdict::kFail;
     report.Line(verdict, "  " + line.what().substr(0, 64), line.detail().substr(0, 1024));
   }
 }

@@ -71,10 +71,8 @@ config::ValueType FromConfigType(bbx_config_type type) {
 // Every hook the host knows, in one table per ops struct: its C name, whether it is
 // required, and whether the plugin's table has it. The macro keeps the name and the
 // member in one place and reads the member only when struct_size covers it.
-#define BBX_OP(ops, type, member, required)                                            \
-  OpEntry {                                                                            \
-    #member, required, BBX_STRUCT_HAS(ops, type, member) && (ops)->member != nullptr \
-  }
+#define BBX_OP(ops, type, member, required) \
+  OpEntry { #member, required, BBX_STRUCT_HAS(ops, type, member) && (ops)->member != nullptr }
 
 std::vector<OpEntry> ListOps(const bbx_plugin_common_ops* common, bbx_plugin_kind kind,
                              const void* kind_ops) {
@@ -363,8 +361,8 @@ Status LoadedPlugin::ReadSchema() {
     const auto* key = reinterpret_cast<const bbx_config_key*>(bytes + i * stride);
     if (key->struct_size != stride) {
       return refuse("config schema key " + std::to_string(i) + " has struct_size " +
-                    std::to_string(key->struct_size) + ", the first has " +
-                    std::to_string(stride) + ": every key of the array must have the same");
+                    std::to_string(key->struct_size) + ", the first has " + std::to_string(stride) +
+                    ": every key of the array must have the same");
     }
     if (key->name == nullptr) {
       return refuse("config schema key " + std::to_string(i) + " has no name");
@@ -439,8 +437,7 @@ Status LoadedPlugin::Init(const std::string& config_toml, const config::Paths& p
   bbx_bytes text{reinterpret_cast<const uint8_t*>(config_toml.data()), config_toml.size()};
   const std::string failure_prefix = context_ + ": init failed: ";
   BBX_RETURN_IF_ERROR(Invoke(
-      "init",
-      [&](bbx_error* error) { return common().init(&services_, text, &instance, error); },
+      "init", [&](bbx_error* error) { return common().init(&services_, text, &instance, error); },
       &failure_prefix));
   if (instance == nullptr) {
     return MakeError(ErrorCode::kInternal, context_ + ": init succeeded but returned no instance");
@@ -464,8 +461,9 @@ Result<pluginapi::CheckReport> LoadedPlugin::Check() const {
 Result<pluginapi::Capabilities> LoadedPlugin::Capabilities() const {
   if (!Has("capabilities")) return pluginapi::Capabilities();
   return InvokeForMessage<pluginapi::Capabilities>(
-      "capabilities",
-      [&](bbx_sink sink, bbx_error* error) { return common().capabilities(instance_, sink, error); });
+      "capabilities", [&](bbx_sink sink, bbx_error* error) {
+        return common().capabilities(instance_, sink, error);
+      });
 }
 
 Error LoadedPlugin::NotImplemented(const char* op) const {

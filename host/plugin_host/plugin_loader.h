@@ -136,10 +136,9 @@ class LoadedPlugin {
     SinkBuffer sink;
     BBX_RETURN_IF_ERROR(Invoke(op, [&](bbx_error* error) { return call(sink.get(), error); }));
     Message message;
-    BBX_RETURN_IF_ERROR(ParseResult(op, sink, message.GetTypeName(),
-                                    [&](const std::string& bytes) {
-                                      return message.ParseFromString(bytes);
-                                    }));
+    BBX_RETURN_IF_ERROR(ParseResult(op, sink, message.GetTypeName(), [&](const std::string& bytes) {
+      return message.ParseFromString(bytes);
+    }));
     return message;
   }
 

@@ -106,8 +106,7 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
     if (*changed) log_(LogLevel::kInfo, "net-bridge: enabled net.ipv4.ip_forward");
     ip_forward_checked_ = true;
   }
-  BBX_ASSIGN_OR_RETURN(LeaseStore::Acquired acquired,
-                       store_->Acquire(container, owner));
+  BBX_ASSIGN_OR_RETURN(LeaseStore::Acquired acquired, store_->Acquire(container, owner));
   const LeaseRecord& lease = acquired.lease;
   Status devices = links_->EnsureTap(lease.tap_name, bridge_ifindex, config_.mtu);
   if (devices.ok()) devices = EnsureRules(false);

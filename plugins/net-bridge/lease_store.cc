@@ -254,8 +254,9 @@ Status LeaseStore::Setup() {
     std::string recorded(ViewOf(schema_value));
     mdb_txn_abort(txn);
     return MakeError(ErrorCode::kFailedPrecondition,
-                     "lease database " + path_ + " has schema " + recorded + ", this plugin knows " +
-                         kSchema + ": use the net-bridge plugin that wrote it, or another db_path");
+                     "lease database " + path_ + " has schema " + recorded +
+                         ", this plugin knows " + kSchema +
+                         ": use the net-bridge plugin that wrote it, or another db_path");
   }
   if (rc == MDB_NOTFOUND) {
     if (Status migrated = MigrateFromSchema1(txn); !migrated.ok()) {
@@ -394,13 +395,9 @@ Result<LeaseStore::Acquired> LeaseStore::Acquire(const ContainerRef& container,
 
     BBX_ASSIGN_OR_RETURN(Ipv4 address, FindFree(txn));
     LeaseRecord& lease = result.lease;
-    lease = LeaseRecord{container_id,
-                        container.container_namespace,
-                        address,
-                        "",
-                        owner.pid,
-                        owner.start_time,
-                        static_cast<int64_t>(std::time(nullptr))};
+    lease = LeaseRecord{
+        container_id,     container.container_namespace,           address, "", owner.pid,
+        owner.start_time, static_cast<int64_t>(std::time(nullptr))};
     for (uint32_t attempt = 0;; ++attempt) {
       if (attempt == 64)
         return MakeError(ErrorCode::kInternal, "no free TAP name for " + container.Name());

@@ -107,10 +107,9 @@ bbx_status ListLeases(bbx_plugin* plugin, bbx_sink leases_sink, bbx_error* error
 }
 
 bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
-  return bbx::WriteSink(report_sink,
-                        beaconbox::net::CheckPrerequisites(plugin->network->config())
-                            .SerializeAsString(),
-                        error);
+  return bbx::WriteSink(
+      report_sink,
+      beaconbox::net::CheckPrerequisites(plugin->network->config()).SerializeAsString(), error);
 }
 
 const bbx_plugin_common_ops kCommonOps = {

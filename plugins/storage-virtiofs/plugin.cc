@@ -82,8 +82,9 @@ bbx_status Check(bbx_plugin*, bbx_sink report_sink, bbx_error* error) {
     line->set_detail("running as root: container rootfs mounts can be made");
   } else {
     line->set_level(pluginapi::CHECK_FAIL);
-    line->set_detail("not root: the shim mounts each container's rootfs; run it as root "
-                     "(containerd does)");
+    line->set_detail(
+        "not root: the shim mounts each container's rootfs; run it as root "
+        "(containerd does)");
   }
   return bbx::WriteSink(report_sink, report.SerializeAsString(), error);
 }

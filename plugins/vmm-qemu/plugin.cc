@@ -1,6 +1,7 @@
 // The vmm-qemu plugin's C entry: ops table, config parsing, and translation to
 // QemuVm. The logic lives in qemu_vm.cc, qmp.cc and process.cc.
 #include <signal.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,7 +9,6 @@
 #include <filesystem>
 #include <memory>
 #include <new>
-#include <toml++/toml.h>
 
 #include "beaconbox/plugin/v1/plugin.pb.h"
 #include "beaconbox/plugin_support.hpp"
@@ -191,15 +191,17 @@ bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
     line(pluginapi::CHECK_OK, "qemu", config.binary);
   } else {
     line(pluginapi::CHECK_FAIL, "qemu",
-         config.binary + " is not executable (config key binary): apt-get install "
-                         "qemu-system-x86, or set binary in [plugins.vmm.qemu.config]");
+         config.binary +
+             " is not executable (config key binary): apt-get install "
+             "qemu-system-x86, or set binary in [plugins.vmm.qemu.config]");
   }
   if (::access(config.virtiofsd.c_str(), X_OK) == 0) {
     line(pluginapi::CHECK_OK, "virtiofsd", config.virtiofsd);
   } else {
     line(pluginapi::CHECK_FAIL, "virtiofsd",
-         config.virtiofsd + " is not executable (config key virtiofsd): apt-get install "
-                            "qemu-system-x86 (Debian 12 ships it in /usr/lib/qemu), or fix the key");
+         config.virtiofsd +
+             " is not executable (config key virtiofsd): apt-get install "
+             "qemu-system-x86 (Debian 12 ships it in /usr/lib/qemu), or fix the key");
   }
   std::string accelerator = beaconbox::qemu::DetectAccelerator();
   if (accelerator == "kvm") {

@@ -45,8 +45,7 @@ Result<LaunchPlan> PlanLaunch(const beaconbox::plugin::v1::VmSpec& spec);
 
 // The QEMU argv for `spec`; pure, for tests.
 Result<std::vector<std::string>> BuildQemuCommand(const beaconbox::plugin::v1::VmSpec& spec,
-                                                  const QemuConfig& config,
-                                                  const LaunchPlan& plan);
+                                                  const QemuConfig& config, const LaunchPlan& plan);
 
 // "kvm" when /dev/kvm opens read-write, else "tcg".
 std::string DetectAccelerator();

@@ -156,8 +156,8 @@ TEST_F(CtlTest, CheckReportsEachPrerequisite) {
   int count = 0;
   while (std::getline(lines, line)) {
     ++count;
-    EXPECT_TRUE(line.starts_with("OK ") || line.starts_with("WARN ") ||
-                line.starts_with("     (")) << line;
+    EXPECT_TRUE(line.starts_with("OK ") || line.starts_with("WARN ") || line.starts_with("     ("))
+        << line;
   }
   // config, kernel, initrd, three directories, three plugins (checking nothing of
   // their own: one "(...)" line each).

@@ -61,9 +61,9 @@ class PluginHostTest : public ::testing::Test {
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
     EXPECT_THAT(message, HasSubstr("config " + config_path_ + ": "));
     EXPECT_THAT(message, HasSubstr("plugin " + plugin));
-      for (const char* fixture : {FIXTURE_VMM, FIXTURE_NETWORK, FIXTURE_STORAGE, FIXTURE_ABI99,
-                                FIXTURE_NO_ENTRY, FIXTURE_SMALL_RESPONSE, FIXTURE_NO_VM_CREATE,
-                                FIXTURE_ABI_V1}) {
+    for (const char* fixture :
+         {FIXTURE_VMM, FIXTURE_NETWORK, FIXTURE_STORAGE, FIXTURE_ABI99, FIXTURE_NO_ENTRY,
+          FIXTURE_SMALL_RESPONSE, FIXTURE_NO_VM_CREATE, FIXTURE_ABI_V1}) {
       EXPECT_FALSE(Mapped(fixture)) << fixture << " still loaded after: " << message;
     }
     return message;
@@ -141,7 +141,8 @@ TEST_F(PluginHostTest, TypedWrappersCallThroughAndOwnTheirHandles) {
   EXPECT_EQ(attachment->tap_name(), "tap-fixture");
   EXPECT_TRUE(host->network()->Detach("ns1", "c1").ok());
   // The request carries namespace (field 2) and id (field 1).
-  EXPECT_THAT(log_.str(), HasSubstr("[network/fake] detach request \n\x02" "c1\x12\x03ns1"));
+  EXPECT_THAT(log_.str(), HasSubstr("[network/fake] detach request \n\x02"
+                                    "c1\x12\x03ns1"));
   EXPECT_EQ(host->network()->ListLeases().error().code, ErrorCode::kNotImplemented);
   EXPECT_EQ(host->network()->Reconcile().error().code, ErrorCode::kNotImplemented);
 
@@ -149,7 +150,8 @@ TEST_F(PluginHostTest, TypedWrappersCallThroughAndOwnTheirHandles) {
   ASSERT_TRUE(plan.ok()) << plan.error().message;
   EXPECT_EQ(plan->devices_size(), 0);
   EXPECT_TRUE(host->storage().Release("ns1", "c1", "/bundle").ok());
-  EXPECT_THAT(log_.str(), HasSubstr("[storage/fake] release request \n\x02" "c1\x12\x03ns1"));
+  EXPECT_THAT(log_.str(), HasSubstr("[storage/fake] release request \n\x02"
+                                    "c1\x12\x03ns1"));
 
   // The VM keeps its plugin loaded after the host goes: vm_destroy, then fini, then unload.
   host.reset();
@@ -206,8 +208,7 @@ TEST_F(PluginHostTest, RefusesAbiOutOfRange) {
 }
 
 TEST_F(PluginHostTest, RefusesAnAbiOnePluginWithOneClearLine) {
-  std::string message =
-      Refusal(GoodConfig(PluginTable("vmm", "old", FIXTURE_ABI_V1)), "vmm/old");
+  std::string message = Refusal(GoodConfig(PluginTable("vmm", "old", FIXTURE_ABI_V1)), "vmm/old");
   EXPECT_THAT(message, HasSubstr("speaks no plugin ABI in this host's range 2..2"));
   EXPECT_THAT(message, HasSubstr("plugin speaks ABI 1, host offers 2..2"));
   EXPECT_THAT(message, HasSubstr("rebuild it against this host's plugin-abi"));
@@ -217,12 +218,12 @@ TEST_F(PluginHostTest, RefusesAnAbiOnePluginWithOneClearLine) {
 // this host knows. It loads, its schema is walked with its own stride, its hooks work
 // and the unknown trailing members are never touched.
 TEST_F(PluginHostTest, LoadsAPluginWhoseTablesGrew) {
-  auto host = LoadText(
-      "[vm]\nvmm = \"fake\"\n[network]\nmode = \"fake\"\n[storage]\ndriver = \"fake\"\n" +
-      PluginTable("vmm", "fake", FIXTURE_NEWER_VMM) +
-      PluginTable("network", "fake", FIXTURE_NEWER_NETWORK) +
-      PluginTable("storage", "fake", FIXTURE_NEWER_STORAGE) +
-      "[plugins.vmm.fake.config]\ntags = [\"x\"]\nfail_init = false\n");
+  auto host =
+      LoadText("[vm]\nvmm = \"fake\"\n[network]\nmode = \"fake\"\n[storage]\ndriver = \"fake\"\n" +
+               PluginTable("vmm", "fake", FIXTURE_NEWER_VMM) +
+               PluginTable("network", "fake", FIXTURE_NEWER_NETWORK) +
+               PluginTable("storage", "fake", FIXTURE_NEWER_STORAGE) +
+               "[plugins.vmm.fake.config]\ntags = [\"x\"]\nfail_init = false\n");
   ASSERT_TRUE(host.ok()) << host.error().message;
   auto plugins = (*host)->plugins();
   ASSERT_EQ(plugins.size(), 3u);
@@ -245,16 +246,16 @@ TEST_F(PluginHostTest, LoadsAPluginWhoseTablesGrew) {
 // A plugin built against an older, shorter header: its tables end before the optional
 // hooks, and what lies beyond struct_size (traps that abort) is never called.
 TEST_F(PluginHostTest, NeverCallsAHookBeyondTheTablesStructSize) {
-  auto host = LoadText(
-      "[vm]\nvmm = \"fake\"\n[network]\nmode = \"fake\"\n[storage]\ndriver = \"fake\"\n" +
-      PluginTable("vmm", "fake", FIXTURE_OLDER_VMM) +
-      PluginTable("network", "fake", FIXTURE_OLDER_NETWORK) +
-      PluginTable("storage", "fake", FIXTURE_STORAGE));
+  auto host =
+      LoadText("[vm]\nvmm = \"fake\"\n[network]\nmode = \"fake\"\n[storage]\ndriver = \"fake\"\n" +
+               PluginTable("vmm", "fake", FIXTURE_OLDER_VMM) +
+               PluginTable("network", "fake", FIXTURE_OLDER_NETWORK) +
+               PluginTable("storage", "fake", FIXTURE_STORAGE));
   ASSERT_TRUE(host.ok()) << host.error().message;
   auto plugins = (*host)->plugins();
-  EXPECT_THAT(plugins[0].ops, ::testing::ElementsAre("init", "fini", "vm_create",
-                                                     "vm_connect_guest", "vm_info", "vm_stop",
-                                                     "vm_destroy"));
+  EXPECT_THAT(plugins[0].ops,
+              ::testing::ElementsAre("init", "fini", "vm_create", "vm_connect_guest", "vm_info",
+                                     "vm_stop", "vm_destroy"));
   EXPECT_THAT(plugins[1].ops, ::testing::ElementsAre("init", "fini", "attach", "detach"));
   pluginapi::VmSpec spec;
   spec.set_console_log_path(dir_.Write("console.log", ""));

@@ -79,9 +79,9 @@ TEST(GuestKernelArgs, ChannelPanicAndMemoryHotplug) {
   pluginapi::AgentChannel vsock;
   vsock.set_kind(pluginapi::AGENT_CHANNEL_VSOCK);
   vsock.set_port(1024);
-  EXPECT_THAT(GuestKernelArgs(vsock, 512, 2048),
-              ElementsAre("panic=-1", "beaconbox.channel=vsock:1024",
-                          "memhp_default_state=online"));
+  EXPECT_THAT(
+      GuestKernelArgs(vsock, 512, 2048),
+      ElementsAre("panic=-1", "beaconbox.channel=vsock:1024", "memhp_default_state=online"));
   pluginapi::AgentChannel serial;
   serial.set_kind(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
   serial.set_serial_port_name("beaconbox.agent");

@@ -209,8 +209,9 @@ typedef struct bbx_plugin_common_ops {
   bbx_status (*init)(const bbx_host_services *host, bbx_bytes config_toml,
                      bbx_plugin **out, bbx_error *error);
   /* Releases the instance. Resources handed out per container are released by
-   * their own hooks before; fini only frees what init made. THREADING: called once,
-   * after every other hook has returned. */
+   * their own hooks before; fini only frees what init made. OWNERSHIP: `plugin` is
+   * invalid afterwards; `host` may go right after. THREADING: called once, after every
+   * other hook has returned. */
   void (*fini)(bbx_plugin *plugin);
   /* OPTIONAL. Checks the plugin's own prerequisites on this host (its binaries,
    * devices, permissions, directories) and writes a beaconbox.plugin.v1.CheckReport
@@ -286,7 +287,7 @@ typedef struct bbx_vmm_ops {
    * when no process of this VM runs any more. Idempotent. */
   bbx_status (*vm_stop)(bbx_vm *vm, uint32_t timeout_ms, bbx_error *error);
   /* Stops the VM if still running (forcefully), removes its runtime files and frees
-   * the handle. Never fails; `vm` is invalid afterwards. */
+   * the handle. Never fails. OWNERSHIP: `vm` is invalid afterwards. */
   void (*vm_destroy)(bbx_vm *vm);
   /* OPTIONAL (capability pause). Pause and resume all vCPUs. */
   bbx_status (*vm_pause)(bbx_vm *vm, bbx_error *error);

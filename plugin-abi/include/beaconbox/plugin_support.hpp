@@ -49,8 +49,7 @@ inline void Log(const bbx_host_services* host, bbx_log_level level, const std::s
 constexpr bbx_config_key ConfigKey(const char* name, bbx_config_type type,
                                    const char* default_value, const char* description,
                                    const char* env_var = nullptr) {
-  return bbx_config_key{sizeof(bbx_config_key), type,        name,
-                        default_value,          description, env_var};
+  return bbx_config_key{sizeof(bbx_config_key), type, name, default_value, description, env_var};
 }
 
 // Answers the host's entry request with `response` when the range overlaps.

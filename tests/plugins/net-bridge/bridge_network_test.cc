@@ -152,7 +152,8 @@ TEST_F(BridgeNetworkTest, FiftyAttachesLeaveNoDuplicateRulesAndDetachCleansUp) {
   EXPECT_EQ(CountMatches(ruleset, "comment \"beaconbox:"), 4) << ruleset;
   EXPECT_EQ(CountMatches(Shell("ip link show master beacon0"), "beacon-"), 50);
 
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Network().Detach({"default", "c" + std::to_string(i)}).ok());
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(Network().Detach({"default", "c" + std::to_string(i)}).ok());
   EXPECT_EQ(CountMatches(Shell("ip link show"), "beacon-"), 0);
   EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
   // remove_rules_when_idle = false (default): the rules stay.
@@ -293,7 +294,8 @@ TEST_F(BridgeNetworkTest, TheFirstAttachReconcilesAndTheReconcilerRunsPeriodical
   bool gone = false;
   for (int i = 0; i < 50 && !gone; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    gone = Network().ListLeases()->leases_size() == 1 && !LinkExists(TapNameFor({"default", "dies-later"}));
+    gone = Network().ListLeases()->leases_size() == 1 &&
+           !LinkExists(TapNameFor({"default", "dies-later"}));
   }
   EXPECT_TRUE(gone);
 }
