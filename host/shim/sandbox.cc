@@ -560,8 +560,7 @@ void Sandbox::Teardown() {
   guest_.reset();
   if (storage_prepared_ && plugins_ != nullptr) {
     if (Status released = plugins_->storage().Release(options_.namespace_name,
-                                                                  options_.container_id,
-                                                                  options_.bundle);
+                                                      options_.container_id, options_.bundle);
         !released.ok()) {
       spdlog::warn("releasing storage: {}", released.error().message);
     }

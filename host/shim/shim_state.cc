@@ -48,11 +48,13 @@ void CleanupAfterDeadShim(plugin_host::PluginHost& plugins, const std::string& c
     }
     std::filesystem::remove(state_path);
   }
-  if (Status status = plugins.storage().Release(container_namespace, container_id, bundle); !status.ok()) {
+  if (Status status = plugins.storage().Release(container_namespace, container_id, bundle);
+      !status.ok()) {
     spdlog::warn("releasing storage of {}: {}", container_id, status.error().message);
   }
   if (plugins.network() != nullptr) {
-    if (Status status = plugins.network()->Detach(container_namespace, container_id); !status.ok()) {
+    if (Status status = plugins.network()->Detach(container_namespace, container_id);
+        !status.ok()) {
       spdlog::warn("releasing the network of {}: {}", container_id, status.error().message);
     }
   }
