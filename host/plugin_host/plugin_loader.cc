@@ -447,7 +447,12 @@ Status LoadedPlugin::Init(const std::string& config_toml, const config::Paths& p
 }
 
 LoadedPlugin::~LoadedPlugin() {
-  if (instance_ != nullptr && Has("fini")) common().fini(instance_);
+  if (instance_ != nullptr) {
+    (void)Invoke("fini", [&](bbx_error*) {
+      common().fini(instance_);
+      return BBX_OK;
+    });
+  }
   instance_ = nullptr;
   // library_ unloads after this body: the ops and strings stay valid until then.
 }

@@ -23,7 +23,7 @@ int main(void) {
   FIELD(bbx_bytes, data);
   FIELD(bbx_bytes, len);
   FIELD(bbx_sink, context);
-  FIELD(bbx_sink, write);
+  FIELD(bbx_sink, host_write);
 
   FIELD(bbx_host_services, struct_size);
   FIELD(bbx_host_services, abi_version);

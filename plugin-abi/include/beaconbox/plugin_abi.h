@@ -19,7 +19,8 @@
  *    struct_size larger than the reader knows is fine: the reader ignores the tail.
  *  - OPS TABLES. Members of the `bbx_*_ops` tables are HOOKS: the plugin implements
  *    them, the host calls them. Members of `bbx_host_services` named `host_*` are
- *    CALLBACKS: the host implements them, the plugin calls them. A hook marked
+ *    CALLBACKS: the host implements them, the plugin calls them (so is
+ *    `bbx_sink.host_write`). A hook marked
  *    OPTIONAL may be NULL (or lie beyond struct_size); the host then answers "not
  *    implemented" itself. A hook that exists but cannot do what is asked returns
  *    BBX_ERR_NOT_IMPLEMENTED with a message, never a silent success.
@@ -118,14 +119,14 @@ typedef struct bbx_bytes {
   size_t len;
 } bbx_bytes;
 
-/* Where a callee delivers a result. `write` copies `len` bytes of `data` (borrowed)
- * and returns 0, or non-zero if it cannot take them (the callee then fails with
- * BBX_ERR_INTERNAL). A callee calls `write` at most once per result. OWNERSHIP: the
- * caller owns `context`; THREADING: `write` is called on the thread of the call
- * that received the sink, before that call returns. */
+/* Where a plugin delivers a result. CALLBACK `host_write` copies `len` bytes of
+ * `data` (borrowed) and returns 0, or non-zero if it cannot take them (the plugin then
+ * fails with BBX_ERR_INTERNAL). A plugin calls it at most once per result. OWNERSHIP:
+ * the host owns `context`. THREADING: called on the thread of the hook that received
+ * the sink, before that hook returns. */
 typedef struct bbx_sink {
   void *context;
-  int (*write)(void *context, const uint8_t *data, size_t len);
+  int (*host_write)(void *context, const uint8_t *data, size_t len);
 } bbx_sink;
 
 /* Services the host offers every plugin. OWNERSHIP: host-owned, with every string in

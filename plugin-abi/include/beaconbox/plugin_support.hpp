@@ -26,8 +26,10 @@ inline bbx_status Fail(bbx_error* error, bbx_status status, std::string_view mes
 
 // Hands serialized bytes to the caller's sink.
 inline bbx_status WriteSink(bbx_sink sink, const std::string& bytes, bbx_error* error) {
-  if (sink.write == nullptr) return Fail(error, BBX_ERR_INVALID_ARGUMENT, "no result sink given");
-  if (sink.write(sink.context, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) != 0) {
+  if (sink.host_write == nullptr) {
+    return Fail(error, BBX_ERR_INVALID_ARGUMENT, "no result sink given");
+  }
+  if (sink.host_write(sink.context, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) != 0) {
     return Fail(error, BBX_ERR_INTERNAL, "the host refused the result");
   }
   return BBX_OK;

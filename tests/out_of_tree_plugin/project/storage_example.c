@@ -23,7 +23,7 @@ static void example_set_error(bbx_error* error, const char* message) {
 }
 
 static bbx_status example_write(bbx_sink sink, const uint8_t* data, size_t len, bbx_error* error) {
-  if (sink.write == NULL || sink.write(sink.context, data, len) != 0) {
+  if (sink.host_write == NULL || sink.host_write(sink.context, data, len) != 0) {
     example_set_error(error, "the host refused the result");
     return BBX_ERR_INTERNAL;
   }
