@@ -55,6 +55,7 @@ int SetupTime(const std::string& state_dir, int count) {
   for (int i = -1; i < count; ++i) {  // i = -1: the first attach (bridge, tables, reconcile)
     beaconbox::plugin::v1::NetworkAttachRequest request;
     request.set_container_id("bench-" + std::to_string(i + 1));
+    request.set_namespace_("default");
     auto start = Clock::now();
     auto attachment = network.Attach(request);
     double elapsed = Ms(Clock::now() - start);
@@ -70,7 +71,7 @@ int SetupTime(const std::string& state_dir, int count) {
   }
   for (int i = 0; i <= count; ++i) {
     auto start = Clock::now();
-    auto status = network.Detach("bench-" + std::to_string(i));
+    auto status = network.Detach({"default", "bench-" + std::to_string(i)});
     detach_ms.push_back(Ms(Clock::now() - start));
     if (!status.ok()) {
       std::fprintf(stderr, "detach failed: %s\n", status.error().message.c_str());
@@ -108,7 +109,7 @@ int AllocateAll(const std::string& state_dir, int processes) {
       auto owner = beaconbox::net::CurrentOwner(::getpid());
       for (int i = 0;; ++i) {
         auto acquired =
-            (*store)->Acquire("p" + std::to_string(p) + "-" + std::to_string(i), "", owner);
+            (*store)->Acquire({"", "p" + std::to_string(p) + "-" + std::to_string(i)}, owner);
         if (!acquired.ok()) {
           if (acquired.error().code == beaconbox::ErrorCode::kExhausted) break;
           std::fprintf(stderr, "child %d: %s\n", p, acquired.error().message.c_str());

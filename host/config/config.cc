@@ -44,6 +44,17 @@ const char* TomlTypeName(const toml::node& node) {
   }
 }
 
+ValueType TypeOf(const toml::node& value) {
+  if (value.is_string()) return ValueType::kString;
+  if (value.is_integer()) return ValueType::kInteger;
+  if (value.is_boolean()) return ValueType::kBoolean;
+  if (const toml::array* array = value.as_array();
+      array != nullptr && (array->empty() || array->is_homogeneous(toml::node_type::string))) {
+    return ValueType::kStringArray;
+  }
+  return ValueType::kOther;
+}
+
 const char* GetEnv(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr && value[0] != '\0' ? value : nullptr;
@@ -234,7 +245,7 @@ class Parser {
   }
 
  public:
-  // Applies env overrides to the plugin tables, then records their keys and text.
+  // Orders the plugin tables as declared, then records their keys and text.
   Status FinishPlugins() {
     // toml++ iterates keys sorted; plugins load in the order the file declares them.
     std::vector<size_t> order(config_->plugins.size());
@@ -253,35 +264,9 @@ class Parser {
     for (size_t i = 0; i < config_->plugins.size(); ++i) {
       PluginDecl& decl = config_->plugins[i];
       toml::table& table = plugin_configs_[i];
-      std::map<std::string, std::string> env_origin;
-      auto override_key = [&](const char* env, const char* kind, const char* name,
-                              const char* key) {
-        const char* value = GetEnv(env);
-        if (value == nullptr || decl.kind != kind || decl.name != name) return;
-        table.insert_or_assign(key, std::string(value));
-        env_origin[key] = env;
-      };
-      override_key("CLOUD_HYPERVISOR_PATH", "vmm", "cloud-hypervisor", "binary");
-      override_key("BEACON_CNI_CONF_DIR", "network", "cni", "conf_dir");
-      override_key("BEACON_CNI_BIN_DIR", "network", "cni", "bin_dir");
-      override_key("BEACON_CNI_NETWORK", "network", "cni", "network_name");
       for (const auto& [key, value] : table) {
-        PluginSetting setting{std::string(key.str()), ValueType::kOther, ""};
-        auto from_env = env_origin.find(setting.key);
-        setting.origin = from_env != env_origin.end() ? from_env->second : LineOf(value);
-        if (value.is_string()) {
-          setting.type = ValueType::kString;
-        } else if (value.is_integer()) {
-          setting.type = ValueType::kInteger;
-        } else if (value.is_boolean()) {
-          setting.type = ValueType::kBoolean;
-        } else if (const toml::array* array = value.as_array();
-                   array != nullptr && array->is_homogeneous(toml::node_type::string)) {
-          setting.type = ValueType::kStringArray;
-        } else if (array != nullptr && array->empty()) {
-          setting.type = ValueType::kStringArray;
-        }
-        decl.settings.push_back(std::move(setting));
+        decl.settings.push_back(
+            PluginSetting{std::string(key.str()), TypeOf(value), LineOf(value)});
       }
       std::ostringstream text;
       text << table;
@@ -304,6 +289,8 @@ Status ApplyEnvironment(Config& config, const std::string& source) {
   if (const char* dir = GetEnv("BEACON_STATE_DIR")) config.paths.state_dir = dir;
   if (const char* dir = GetEnv("BEACON_LOG_DIR")) config.paths.log_dir = dir;
   if (const char* level = GetEnv("BEACONBOX_LOG_LEVEL")) config.log.level = level;
+  // BEACON_CNI_MODE chooses which network plugin runs (network.mode), a host-level
+  // choice; the CNI plugin's own variables (BEACON_CNI_BIN_DIR, ...) are in its schema.
   if (const char* mode = GetEnv("BEACON_CNI_MODE")) {
     std::string value = mode;
     if (value == "1" || value == "true" || value == "yes" || value == "on") {
@@ -330,7 +317,7 @@ Status CheckConsistency(const Config& config) {
                 ") is below vm.memory_mib (" + std::to_string(vm.memory_mib) + ")");
   }
   if (vm.vmm.empty()) return fail("vm.vmm is empty: name a vmm plugin, e.g. \"qemu\"");
-  if (config.storage.driver.empty()) return fail("storage.driver is empty: e.g. \"erofs\"");
+  if (config.storage.driver.empty()) return fail("storage.driver is empty: e.g. \"virtiofs\"");
   if (config.network.mode.empty())
     return fail("network.mode is empty: e.g. \"bridge\" or \"none\"");
   const std::string& level = config.log.level;
@@ -434,6 +421,30 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source) {
   }
   BBX_RETURN_IF_ERROR(CheckConsistency(config));
   return config;
+}
+
+bool ApplyPluginEnvOverride(PluginDecl& decl, const std::string& key, const std::string& env_var) {
+  const char* value = GetEnv(env_var.c_str());
+  if (value == nullptr) return false;
+  toml::table table;
+  try {
+    table = toml::parse(decl.config_toml);
+  } catch (const toml::parse_error&) {
+    return false;  // written by FinishPlugins from a parsed table: cannot happen
+  }
+  table.insert_or_assign(key, std::string(value));
+  std::ostringstream text;
+  text << table;
+  decl.config_toml = text.str();
+  auto known = std::find_if(decl.settings.begin(), decl.settings.end(),
+                            [&](const PluginSetting& setting) { return setting.key == key; });
+  PluginSetting setting{key, ValueType::kString, env_var};
+  if (known != decl.settings.end()) {
+    *known = setting;
+  } else {
+    decl.settings.push_back(setting);
+  }
+  return true;
 }
 
 Result<Config> LoadConfigFile(const std::string& path) {

@@ -1,5 +1,8 @@
 // beaconbox's configuration: one TOML file (config/config.toml documents every key),
-// plus the seeds' BEACON_* environment overrides, which win over the file.
+// plus the host-level BEACON_* environment overrides, which win over the file. A
+// plugin's own variables (CLOUD_HYPERVISOR_PATH, BEACON_CNI_BIN_DIR, ...) belong to its
+// config schema: each key names the variable overriding it (bbx_config_key.env_var),
+// and the plugin host applies it with ApplyPluginEnvOverride once the schema is known.
 //
 // Where the file is: $BEACONBOX_CONFIG, else /etc/beaconbox/config.toml, else
 // config.toml next to the running binary (the one CMake writes into _output/).
@@ -44,7 +47,7 @@ struct NetworkConfig {
 };
 
 struct StorageConfig {
-  std::string driver = "erofs";  // the storage plugin's name
+  std::string driver = "virtiofs";  // the storage plugin's name
 };
 
 struct LogConfig {
@@ -61,7 +64,7 @@ const char* ValueTypeName(ValueType type);
 struct PluginSetting {
   std::string key;
   ValueType type = ValueType::kOther;
-  std::string origin;  // "line 12" or "BEACON_CNI_BIN_DIR"
+  std::string origin;  // "line 12", or the environment variable that set it
 };
 
 // One [plugins.<kind>.<name>] table.
@@ -92,6 +95,11 @@ Result<std::string> FindConfigFile();
 // applies the environment overrides. Unknown keys and wrong value types are refused
 // with one line naming the file, the key and its line.
 Result<Config> ParseConfig(std::string_view text, const std::string& source);
+
+// When `env_var` is set and not empty, sets `key` of the plugin's table to its value
+// (a string) in decl.config_toml and decl.settings (origin: the variable's name) and
+// returns true; otherwise leaves `decl` alone and returns false.
+bool ApplyPluginEnvOverride(PluginDecl& decl, const std::string& key, const std::string& env_var);
 
 // Reads and parses `path`.
 Result<Config> LoadConfigFile(const std::string& path);

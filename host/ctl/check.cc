@@ -1,14 +1,15 @@
 // `beaconbox-ctl check`: what a host needs before it can run a container, one line
-// each: OK, WARN (works, but slower or degraded) or FAIL, with what to do.
+// each: OK, WARN (works, but slower or degraded) or FAIL, with what to do. The host
+// checks what is its own (configuration, guest kernel and initrd, directories); each
+// plugin reports its own prerequisites through the common hook `check`, printed
+// under the plugin's line.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <sstream>
+#include <filesystem>
 #include <string>
 
-#include "common/base/unique_fd.h"
 #include "host/ctl/ctl.h"
 #include "host/plugin_host/plugin_loader.h"
 
@@ -24,65 +25,11 @@ struct Report {
                       : verdict == Verdict::kWarn ? "WARN"
                                                   : "FAIL";
     if (verdict == Verdict::kFail) failed = true;
-    std::printf("%s %-10s %s\n", tag, what.c_str(), detail.c_str());
+    std::printf("%s %-16s %s\n", tag, what.c_str(), detail.c_str());
   }
 };
 
-bool Executable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
 bool Readable(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
-
-// The first executable `name` on $PATH, or "".
-std::string FindOnPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    if (!dir.empty() && Executable(dir + "/" + name)) return dir + "/" + name;
-  }
-  return "";
-}
-
-void CheckKvm(Report& report) {
-  UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
-  if (kvm.get() >= 0) {
-    report.Line(Verdict::kOk, "kvm", "/dev/kvm usable: VMs use hardware virtualization");
-  } else {
-    report.Line(Verdict::kWarn, "kvm",
-                std::string("/dev/kvm not usable (") + std::strerror(errno) +
-                    "): TCG fallback (slow); enable virtualization and load kvm_intel/kvm_amd "
-                    "for speed");
-  }
-}
-
-void CheckVmmBinary(Report& report, const config::Config& config) {
-  const std::string& vmm = config.vm.vmm;
-  if (vmm == "qemu") {
-    std::string shared = config.paths.share_dir + "/bin/qemu-system-x86_64";
-    std::string found = Executable(shared) ? shared : FindOnPath("qemu-system-x86_64");
-    if (!found.empty()) {
-      report.Line(Verdict::kOk, "vmm", "qemu: " + found);
-    } else {
-      report.Line(Verdict::kFail, "vmm",
-                  "qemu-system-x86_64 neither in " + shared +
-                      " nor on PATH: apt-get install qemu-system-x86 (or set BEACON_SHARE_DIR)");
-    }
-  } else if (vmm == "cloud-hypervisor") {
-    const char* env = std::getenv("CLOUD_HYPERVISOR_PATH");
-    std::string found =
-        env && env[0] ? (Executable(env) ? env : "") : FindOnPath("cloud-hypervisor");
-    if (!found.empty()) {
-      report.Line(Verdict::kOk, "vmm", "cloud-hypervisor: " + found);
-    } else if (env && env[0]) {
-      report.Line(Verdict::kFail, "vmm",
-                  std::string("CLOUD_HYPERVISOR_PATH=") + env + " is not executable: fix the path");
-    } else {
-      report.Line(Verdict::kFail, "vmm",
-                  "cloud-hypervisor not on PATH: install it or set CLOUD_HYPERVISOR_PATH");
-    }
-  } else {
-    report.Line(Verdict::kOk, "vmm", "vmm plugin " + vmm + ": no binary to check here");
-  }
-}
 
 void CheckGuestFile(Report& report, const char* what, const std::string& path,
                     const std::string& origin) {
@@ -97,13 +44,39 @@ void CheckGuestFile(Report& report, const char* what, const std::string& path,
   }
 }
 
-void CheckVirtiofsd(Report& report) {
-  const std::string path = "/usr/lib/qemu/virtiofsd";
-  if (Executable(path)) {
-    report.Line(Verdict::kOk, "virtiofsd", path);
+// A directory the host uses: it exists and is writable, or can be created.
+void CheckDirectory(Report& report, const char* key, const std::string& path) {
+  std::filesystem::path existing(path);
+  std::error_code error;
+  while (!existing.empty() && !std::filesystem::exists(existing, error) &&
+         existing != existing.parent_path()) {
+    existing = existing.parent_path();
+  }
+  if (::access(existing.c_str(), W_OK) == 0) {
+    report.Line(Verdict::kOk, key, path + (existing == path ? "" : " (created on first use)"));
   } else {
-    report.Line(Verdict::kFail, "virtiofsd",
-                path + " missing: apt-get install qemu-system-x86 (Debian 12 ships it there)");
+    report.Line(Verdict::kFail, key,
+                path + " is not writable (" + existing.string() +
+                    "): make it writable by root or set " + key);
+  }
+}
+
+// The plugin's own check lines, indented under its name.
+void PrintPluginCheck(Report& report, const plugin_host::LoadedPlugin& plugin) {
+  auto checked = plugin.Check();
+  if (!checked.ok()) {
+    if (checked.error().code == ErrorCode::kNotImplemented) {
+      std::printf("     (%s checks nothing of its own)\n", plugin.label().c_str());
+    } else {
+      report.Line(Verdict::kFail, "  check", checked.error().message);
+    }
+    return;
+  }
+  for (const auto& line : checked->lines()) {
+    Verdict verdict = line.level() == plugin_host::pluginapi::CHECK_OK     ? Verdict::kOk
+                      : line.level() == plugin_host::pluginapi::CHECK_WARN ? Verdict::kWarn
+                                                                           : Verdict::kFail;
+    report.Line(verdict, "  " + line.what().substr(0, 64), line.detail().substr(0, 1024));
   }
 }
 
@@ -111,12 +84,12 @@ void CheckPlugins(Report& report, const config::Config& config) {
   for (const config::PluginDecl& decl : config.plugins) {
     std::string context = "config " + config.source + ": plugin " + decl.kind + "/" + decl.name;
     auto plugin = plugin_host::LoadedPlugin::Open(decl.path, decl.kind, decl.name, context);
-    Status ready = plugin.ok() ? (*plugin)->ValidateSettings(decl.settings) : plugin.error();
-    if (ready.ok()) ready = (*plugin)->Init(decl.config_toml, config.paths);
+    Status ready = plugin.ok() ? (*plugin)->Configure(decl, config.paths) : plugin.error();
     if (ready.ok()) {
       report.Line(Verdict::kOk, "plugin",
                   decl.kind + "/" + decl.name + " " + (*plugin)->info().version + " (ABI " +
                       std::to_string((*plugin)->info().abi_version) + ") loads and inits");
+      PrintPluginCheck(report, **plugin);
     } else {
       report.Line(Verdict::kFail, "plugin", ready.error().message);
     }
@@ -144,12 +117,14 @@ int RunCheck(const Args& args) {
     report.Line(Verdict::kFail, "config", config.error().message);
     return 1;
   }
+  // The host's own prerequisites; each plugin then reports its own (binaries,
+  // devices, permissions) under its name.
   report.Line(Verdict::kOk, "config", config->source);
-  CheckKvm(report);
-  CheckVmmBinary(report, *config);
   CheckGuestFile(report, "kernel", config->vm.kernel_path, config->vm.kernel_path_origin);
   CheckGuestFile(report, "initrd", config->vm.initrd_path, config->vm.initrd_path_origin);
-  CheckVirtiofsd(report);
+  CheckDirectory(report, "paths.state_dir", config->paths.state_dir);
+  CheckDirectory(report, "paths.run_dir", config->paths.run_dir);
+  CheckDirectory(report, "paths.log_dir", config->paths.log_dir);
   CheckPlugins(report, *config);
   return report.failed ? 1 : 0;
 }

@@ -42,6 +42,30 @@ std::string Join(const std::vector<std::string>& items, const char* separator) {
   return joined;
 }
 
+// The capabilities a plugin reports, by name; "none" when it reports none.
+std::vector<std::string> CapabilityNames(const plugin_host::pluginapi::Capabilities& caps) {
+  std::vector<std::string> names;
+  auto add = [&](bool has, const char* name) {
+    if (has) names.push_back(name);
+  };
+  add(caps.pause(), "pause");
+  add(caps.hotplug_disks(), "hotplug-disks");
+  add(caps.hotplug_shares(), "hotplug-shares");
+  add(caps.hotplug_nics(), "hotplug-nics");
+  add(caps.resize_vcpus(), "resize-vcpus");
+  add(caps.resize_memory(), "resize-memory");
+  add(caps.read_only_shares(), "read-only-shares");
+  add(caps.read_only_rootfs(), "read-only-rootfs");
+  for (int kind : caps.agent_channels()) {
+    names.push_back(kind == plugin_host::pluginapi::AGENT_CHANNEL_VSOCK ? "agent-vsock"
+                    : kind == plugin_host::pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL
+                        ? "agent-virtio-serial"
+                        : "agent-unknown");
+  }
+  if (names.empty()) names.push_back("none");
+  return names;
+}
+
 // Lists every declared plugin: each is loaded and inited on its own, so the list
 // shows even when the config's choice of plugins is incomplete.
 int Plugins(const Args& args) {
@@ -55,8 +79,7 @@ int Plugins(const Args& args) {
   for (const config::PluginDecl& decl : config->plugins) {
     std::string context = "config " + config->source + ": plugin " + decl.kind + "/" + decl.name;
     auto plugin = plugin_host::LoadedPlugin::Open(decl.path, decl.kind, decl.name, context);
-    Status ready = plugin.ok() ? (*plugin)->ValidateSettings(decl.settings) : plugin.error();
-    if (ready.ok()) ready = (*plugin)->Init(decl.config_toml, config->paths);
+    Status ready = plugin.ok() ? (*plugin)->Configure(decl, config->paths) : plugin.error();
     if (!ready.ok()) {
       std::cerr << ready.error().message << "\n";
       exit_code = kExitFailed;
@@ -66,10 +89,18 @@ int Plugins(const Args& args) {
     std::printf("%-8s %-18s %-10s %-4u %s\n", info.kind.c_str(), info.name.c_str(),
                 info.version.c_str(), info.abi_version, info.path.c_str());
     std::printf("    ops: %s\n", Join(info.ops, ", ").c_str());
+    auto capabilities = (*plugin)->Capabilities();
+    if (capabilities.ok()) {
+      std::printf("    capabilities: %s\n", Join(CapabilityNames(*capabilities), ", ").c_str());
+    } else {
+      std::cerr << capabilities.error().message << "\n";
+      exit_code = kExitFailed;
+    }
     for (const auto& key : info.config_keys) {
-      std::printf("    config.%s (%s%s%s): %s\n", key.name.c_str(), config::ValueTypeName(key.type),
-                  key.default_value.empty() ? "" : ", default ", key.default_value.c_str(),
-                  key.description.c_str());
+      std::printf("    config.%s (%s%s%s%s%s): %s\n", key.name.c_str(),
+                  config::ValueTypeName(key.type), key.default_value.empty() ? "" : ", default ",
+                  key.default_value.c_str(), key.env_var.empty() ? "" : ", env ",
+                  key.env_var.c_str(), key.description.c_str());
     }
   }
   return exit_code;
@@ -85,7 +116,10 @@ constexpr Command kCommands[] = {
     {"check", "check                    prerequisites, one line each, with the fix", RunCheck},
     {"config validate", "config validate [FILE]   load FILE (or the default) and its plugins",
      ConfigValidate},
-    {"plugins", "plugins                  declared plugins: version, ABI, path, ops", Plugins},
+    {"plugins",
+     "plugins                  declared plugins: version, ABI, path, ops, capabilities, config "
+     "keys and their env vars",
+     Plugins},
     {"net leases", "net leases               the network plugin's address leases", RunNetLeases},
     {"gc", "gc                       release leases and TAPs whose shim is gone", RunGc},
 };

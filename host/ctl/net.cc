@@ -15,9 +15,9 @@ Result<std::unique_ptr<plugin_host::PluginHost>> LoadWithNetwork(const Args& arg
   BBX_ASSIGN_OR_RETURN(config::Config config, LoadConfigFor(args));
   BBX_ASSIGN_OR_RETURN(auto host, plugin_host::PluginHost::Load(std::move(config)));
   if (host->network() == nullptr) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "network.mode is \"none\" in " + host->config().source +
-                         ": there is no network plugin to ask");
+    return MakeError(ErrorCode::kFailedPrecondition, "network.mode is \"none\" in " +
+                                                         host->config().source +
+                                                         ": there is no network plugin to ask");
   }
   return host;
 }
@@ -39,15 +39,18 @@ int RunNetLeases(const Args& args) {
     std::cerr << leases.error().message << "\n";
     return 1;
   }
-  std::printf("%-16s %-16s %-8s %-20s %s\n", "ADDRESS", "TAP", "OWNER", "CREATED", "CONTAINER");
+  std::printf("%-16s %-16s %-8s %-20s %-16s %s\n", "ADDRESS", "TAP", "OWNER", "CREATED",
+              "NAMESPACE", "CONTAINER");
   for (const auto& lease : leases->leases()) {
     char created[32] = "-";
     std::time_t when = static_cast<std::time_t>(lease.created_unix());
     if (std::tm tm; when > 0 && gmtime_r(&when, &tm)) {
       std::strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    std::printf("%-16s %-16s %-8lld %-20s %s\n", lease.address().c_str(), lease.tap_name().c_str(),
-                static_cast<long long>(lease.owner_pid()), created, lease.container_id().c_str());
+    std::printf("%-16s %-16s %-8lld %-20s %-16s %s\n", lease.address().c_str(),
+                lease.tap_name().c_str(), static_cast<long long>(lease.owner_pid()), created,
+                lease.namespace_().empty() ? "-" : lease.namespace_().c_str(),
+                lease.container_id().c_str());
   }
   return 0;
 }
@@ -67,7 +70,8 @@ int RunGc(const Args& args) {
     std::cerr << report.error().message << "\n";
     return 1;
   }
-  for (const auto& id : report->released_leases()) std::printf("released lease of %s\n", id.c_str());
+  for (const auto& id : report->released_leases())
+    std::printf("released lease of %s\n", id.c_str());
   for (const auto& device : report->removed_devices()) std::printf("removed %s\n", device.c_str());
   std::printf("gc: %d lease(s) released, %d device(s) removed\n", report->released_leases_size(),
               report->removed_devices_size());

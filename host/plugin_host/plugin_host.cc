@@ -11,24 +11,6 @@
 namespace beaconbox::plugin_host {
 namespace {
 
-// A result larger than this from a plugin is refused (the sink returns non-zero).
-constexpr size_t kMaxResultBytes = 64 << 20;
-
-// Collects what a plugin writes into a bbx_sink.
-struct StringSink {
-  std::string data;
-  bool written = false;
-
-  bbx_sink get() { return bbx_sink{this, &StringSink::Write}; }
-  static int Write(void* context, const uint8_t* bytes, size_t len) {
-    auto* sink = static_cast<StringSink*>(context);
-    if (len > kMaxResultBytes || (bytes == nullptr && len > 0)) return 1;
-    sink->data.assign(reinterpret_cast<const char*>(bytes), len);
-    sink->written = true;
-    return 0;
-  }
-};
-
 bbx_bytes AsBytes(const std::string& bytes) {
   return bbx_bytes{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
 }
@@ -44,53 +26,36 @@ Result<std::string> Serialize(const Message& message) {
   return bytes;
 }
 
-// Parses what a plugin wrote into `sink` as `Message`.
-template <typename Message>
-Result<Message> ParseResult(const LoadedPlugin& plugin, const char* op, const StringSink& sink) {
-  Message message;
-  if (!sink.written) {
-    return MakeError(ErrorCode::kInternal, plugin.label() + ": " + op + " succeeded but wrote no " +
-                                               message.GetTypeName());
-  }
-  if (!message.ParseFromString(sink.data)) {
-    return MakeError(ErrorCode::kInternal,
-                     plugin.label() + ": " + op + " wrote an unparsable " + message.GetTypeName());
-  }
-  return message;
-}
-
 uint32_t Millis(std::chrono::milliseconds timeout) {
   auto count = timeout.count();
   if (count < 0) return 0;
   return count > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(count);
 }
 
-// Calls `op` (a lambda taking bbx_error*) and turns its status into a Status.
-template <typename Call>
-Status Invoke(const LoadedPlugin& plugin, const char* op, Call call) {
-  ErrorBuffer buffer;
-  bbx_status status = call(buffer.get());
-  if (status != BBX_OK) return plugin.CallError(op, status, buffer);
-  return Status::Ok();
-}
-
-#define BBX_HAS_OP(ops, type, member) \
-  (BBX_STRUCT_HAS(ops, type, member) && (ops)->member != nullptr)
-
 }  // namespace
 
 // ---------------------------------------------------------------------------- Vm
 
-Vm::Vm(std::shared_ptr<LoadedPlugin> plugin, void* handle, std::string console_log_path)
-    : plugin_(std::move(plugin)), handle_(handle), console_log_path_(std::move(console_log_path)) {}
+Vm::Vm(std::shared_ptr<LoadedPlugin> plugin, void* handle, std::string console_log_path,
+       UniqueFd guest_cid_lock)
+    : plugin_(std::move(plugin)),
+      handle_(handle),
+      console_log_path_(std::move(console_log_path)),
+      guest_cid_lock_(std::move(guest_cid_lock)) {}
 
 Vm::~Vm() {
-  if (handle_ != nullptr) plugin_->vmm_ops()->vm_destroy(static_cast<bbx_vm*>(handle_));
+  // vm_destroy never fails; it goes through Invoke like every other call.
+  if (handle_ != nullptr) {
+    (void)plugin_->Invoke("vm_destroy", [&](bbx_error*) {
+      plugin_->vmm_ops()->vm_destroy(static_cast<bbx_vm*>(handle_));
+      return BBX_OK;
+    });
+  }
 }
 
 Result<UniqueFd> Vm::ConnectGuest(std::chrono::milliseconds timeout) {
   int fd = -1;
-  BBX_RETURN_IF_ERROR(Invoke(*plugin_, "vm_connect_guest", [&](bbx_error* error) {
+  BBX_RETURN_IF_ERROR(plugin_->Invoke("vm_connect_guest", [&](bbx_error* error) {
     return plugin_->vmm_ops()->vm_connect_guest(static_cast<bbx_vm*>(handle_), Millis(timeout), &fd,
                                                 error);
   }));
@@ -102,49 +67,41 @@ Result<UniqueFd> Vm::ConnectGuest(std::chrono::milliseconds timeout) {
 }
 
 Result<pluginapi::VmInfo> Vm::Info() {
-  StringSink sink;
-  BBX_RETURN_IF_ERROR(Invoke(*plugin_, "vm_info", [&](bbx_error* error) {
-    return plugin_->vmm_ops()->vm_info(static_cast<bbx_vm*>(handle_), sink.get(), error);
-  }));
-  return ParseResult<pluginapi::VmInfo>(*plugin_, "vm_info", sink);
+  return plugin_->InvokeForMessage<pluginapi::VmInfo>(
+      "vm_info", [&](bbx_sink sink, bbx_error* error) {
+        return plugin_->vmm_ops()->vm_info(static_cast<bbx_vm*>(handle_), sink, error);
+      });
 }
 
 Status Vm::Stop(std::chrono::milliseconds timeout) {
-  return Invoke(*plugin_, "vm_stop", [&](bbx_error* error) {
+  return plugin_->Invoke("vm_stop", [&](bbx_error* error) {
     return plugin_->vmm_ops()->vm_stop(static_cast<bbx_vm*>(handle_), Millis(timeout), error);
   });
 }
 
 Status Vm::Pause() {
-  const bbx_vmm_ops* ops = plugin_->vmm_ops();
-  if (!BBX_HAS_OP(ops, bbx_vmm_ops, vm_pause)) return plugin_->NotImplemented("vm_pause");
-  return Invoke(*plugin_, "vm_pause", [&](bbx_error* error) {
-    return ops->vm_pause(static_cast<bbx_vm*>(handle_), error);
+  return plugin_->Invoke("vm_pause", [&](bbx_error* error) {
+    return plugin_->vmm_ops()->vm_pause(static_cast<bbx_vm*>(handle_), error);
   });
 }
 
 Status Vm::Resume() {
-  const bbx_vmm_ops* ops = plugin_->vmm_ops();
-  if (!BBX_HAS_OP(ops, bbx_vmm_ops, vm_resume)) return plugin_->NotImplemented("vm_resume");
-  return Invoke(*plugin_, "vm_resume", [&](bbx_error* error) {
-    return ops->vm_resume(static_cast<bbx_vm*>(handle_), error);
+  return plugin_->Invoke("vm_resume", [&](bbx_error* error) {
+    return plugin_->vmm_ops()->vm_resume(static_cast<bbx_vm*>(handle_), error);
   });
 }
 
 Status Vm::AddDevice(const pluginapi::Device& device) {
-  const bbx_vmm_ops* ops = plugin_->vmm_ops();
-  if (!BBX_HAS_OP(ops, bbx_vmm_ops, vm_add_device)) return plugin_->NotImplemented("vm_add_device");
+  if (!plugin_->Has("vm_add_device")) return plugin_->NotImplemented("vm_add_device");
   BBX_ASSIGN_OR_RETURN(std::string bytes, Serialize(device));
-  return Invoke(*plugin_, "vm_add_device", [&](bbx_error* error) {
-    return ops->vm_add_device(static_cast<bbx_vm*>(handle_), AsBytes(bytes), error);
+  return plugin_->Invoke("vm_add_device", [&](bbx_error* error) {
+    return plugin_->vmm_ops()->vm_add_device(static_cast<bbx_vm*>(handle_), AsBytes(bytes), error);
   });
 }
 
 Status Vm::Resize(uint32_t vcpus, uint64_t memory_mib) {
-  const bbx_vmm_ops* ops = plugin_->vmm_ops();
-  if (!BBX_HAS_OP(ops, bbx_vmm_ops, vm_resize)) return plugin_->NotImplemented("vm_resize");
-  return Invoke(*plugin_, "vm_resize", [&](bbx_error* error) {
-    return ops->vm_resize(static_cast<bbx_vm*>(handle_), vcpus, memory_mib, error);
+  return plugin_->Invoke("vm_resize", [&](bbx_error* error) {
+    return plugin_->vmm_ops()->vm_resize(static_cast<bbx_vm*>(handle_), vcpus, memory_mib, error);
   });
 }
 
@@ -164,27 +121,27 @@ std::string Vm::ConsoleTail(size_t max_bytes) const {
 
 // --------------------------------------------------------------------- VmmPlugin
 
-Result<std::unique_ptr<Vm>> VmmPlugin::CreateVm(const pluginapi::VmSpec& spec) {
+Result<std::unique_ptr<Vm>> VmmPlugin::CreateVm(const pluginapi::VmSpec& spec,
+                                                UniqueFd guest_cid_lock) {
   BBX_ASSIGN_OR_RETURN(std::string bytes, Serialize(spec));
   bbx_vm* vm = nullptr;
-  BBX_RETURN_IF_ERROR(Invoke(*plugin_, "vm_create", [&](bbx_error* error) {
+  BBX_RETURN_IF_ERROR(plugin_->Invoke("vm_create", [&](bbx_error* error) {
     return plugin_->vmm_ops()->vm_create(plugin_->instance(), AsBytes(bytes), &vm, error);
   }));
   if (vm == nullptr) {
     return MakeError(ErrorCode::kInternal,
                      plugin_->label() + ": vm_create succeeded but returned no VM");
   }
-  return std::make_unique<Vm>(plugin_, vm, spec.console_log_path());
+  return std::make_unique<Vm>(plugin_, vm, spec.console_log_path(), std::move(guest_cid_lock));
 }
 
+Result<pluginapi::Capabilities> VmmPlugin::Capabilities() const { return plugin_->Capabilities(); }
+
 Status VmmPlugin::CleanupStale(const pluginapi::VmInfo& info) {
-  const bbx_vmm_ops* ops = plugin_->vmm_ops();
-  if (!BBX_HAS_OP(ops, bbx_vmm_ops, vm_cleanup_stale)) {
-    return plugin_->NotImplemented("vm_cleanup_stale");
-  }
+  if (!plugin_->Has("vm_cleanup_stale")) return plugin_->NotImplemented("vm_cleanup_stale");
   BBX_ASSIGN_OR_RETURN(std::string bytes, Serialize(info));
-  return Invoke(*plugin_, "vm_cleanup_stale", [&](bbx_error* error) {
-    return ops->vm_cleanup_stale(plugin_->instance(), AsBytes(bytes), error);
+  return plugin_->Invoke("vm_cleanup_stale", [&](bbx_error* error) {
+    return plugin_->vmm_ops()->vm_cleanup_stale(plugin_->instance(), AsBytes(bytes), error);
   });
 }
 
@@ -195,37 +152,35 @@ const PluginInfo& VmmPlugin::info() const { return plugin_->info(); }
 Result<pluginapi::NetworkAttachment> NetworkPlugin::Attach(
     const pluginapi::NetworkAttachRequest& request) {
   BBX_ASSIGN_OR_RETURN(std::string bytes, Serialize(request));
-  StringSink sink;
-  BBX_RETURN_IF_ERROR(Invoke(*plugin_, "attach", [&](bbx_error* error) {
-    return plugin_->network_ops()->attach(plugin_->instance(), AsBytes(bytes), sink.get(), error);
-  }));
-  return ParseResult<pluginapi::NetworkAttachment>(*plugin_, "attach", sink);
+  return plugin_->InvokeForMessage<pluginapi::NetworkAttachment>(
+      "attach", [&](bbx_sink sink, bbx_error* error) {
+        return plugin_->network_ops()->attach(plugin_->instance(), AsBytes(bytes), sink, error);
+      });
 }
 
-Status NetworkPlugin::Detach(const std::string& container_id) {
-  return Invoke(*plugin_, "detach", [&](bbx_error* error) {
-    return plugin_->network_ops()->detach(plugin_->instance(), container_id.c_str(), error);
+Status NetworkPlugin::Detach(const std::string& container_namespace,
+                             const std::string& container_id) {
+  pluginapi::NetworkDetachRequest request;
+  request.set_namespace_(container_namespace);
+  request.set_container_id(container_id);
+  BBX_ASSIGN_OR_RETURN(std::string bytes, Serialize(request));
+  return plugin_->Invoke("detach", [&](bbx_error* error) {
+    return plugin_->network_ops()->detach(plugin_->instance(), AsBytes(bytes), error);
   });
 }
 
 Result<pluginapi::ReconcileReport> NetworkPlugin::Reconcile() {
-  const bbx_network_ops* ops = plugin_->network_ops();
-  if (!BBX_HAS_OP(ops, bbx_network_ops, reconcile)) return plugin_->NotImplemented("reconcile");
-  StringSink sink;
-  BBX_RETURN_IF_ERROR(Invoke(*plugin_, "reconcile", [&](bbx_error* error) {
-    return ops->reconcile(plugin_->instance(), sink.get(), error);
-  }));
-  return ParseResult<pluginapi::ReconcileReport>(*plugin_, "reconcile", sink);
+  return plugin_->InvokeForMessage<pluginapi::ReconcileReport>(
+      "reconcile", [&](bbx_sink sink, bbx_error* error) {
+        return plugin_->network_ops()->reconcile(plugin_->instance(), sink, error);
+      });
 }
 
 Result<pluginapi::LeaseList> NetworkPlugin::ListLeases() {
-  const bbx_network_ops* ops = plugin_->network_ops();
-  if (!BBX_HAS_OP(ops, bbx_network_ops, list_leases)) return plugin_->NotImplemented("list_leases");
-  StringSink sink;
-  BBX_RETURN_IF_ERROR(Invoke(*plugin_, "list_leases", [&](bbx_error* error) {
-    return ops->list_leases(plugin_->instance(), sink.get(), error);
-  }));
-  return ParseResult<pluginapi::LeaseList>(*plugin_, "list_leases", sink);
+  return plugin_->InvokeForMessage<pluginapi::LeaseList>(
+      "list_leases", [&](bbx_sink sink, bbx_error* error) {
+        return plugin_->network_ops()->list_leases(plugin_->instance(), sink, error);
+      });
 }
 
 const PluginInfo& NetworkPlugin::info() const { return plugin_->info(); }
@@ -235,17 +190,21 @@ const PluginInfo& NetworkPlugin::info() const { return plugin_->info(); }
 Result<pluginapi::MountPlan> StoragePlugin::Prepare(
     const pluginapi::StoragePrepareRequest& request) {
   BBX_ASSIGN_OR_RETURN(std::string bytes, Serialize(request));
-  StringSink sink;
-  BBX_RETURN_IF_ERROR(Invoke(*plugin_, "prepare", [&](bbx_error* error) {
-    return plugin_->storage_ops()->prepare(plugin_->instance(), AsBytes(bytes), sink.get(), error);
-  }));
-  return ParseResult<pluginapi::MountPlan>(*plugin_, "prepare", sink);
+  return plugin_->InvokeForMessage<pluginapi::MountPlan>(
+      "prepare", [&](bbx_sink sink, bbx_error* error) {
+        return plugin_->storage_ops()->prepare(plugin_->instance(), AsBytes(bytes), sink, error);
+      });
 }
 
-Status StoragePlugin::Release(const std::string& container_id, const std::string& bundle) {
-  return Invoke(*plugin_, "release", [&](bbx_error* error) {
-    return plugin_->storage_ops()->release(plugin_->instance(), container_id.c_str(),
-                                           bundle.c_str(), error);
+Status StoragePlugin::Release(const std::string& container_namespace,
+                              const std::string& container_id, const std::string& bundle) {
+  pluginapi::StorageReleaseRequest request;
+  request.set_namespace_(container_namespace);
+  request.set_container_id(container_id);
+  request.set_bundle(bundle);
+  BBX_ASSIGN_OR_RETURN(std::string bytes, Serialize(request));
+  return plugin_->Invoke("release", [&](bbx_error* error) {
+    return plugin_->storage_ops()->release(plugin_->instance(), AsBytes(bytes), error);
   });
 }
 
@@ -265,8 +224,7 @@ Result<std::unique_ptr<PluginHost>> PluginHost::Load(config::Config config) {
     }
     // Each early return below drops `host`, whose plugins fini and unload in turn.
     BBX_ASSIGN_OR_RETURN(auto plugin, LoadedPlugin::Open(decl.path, decl.kind, decl.name, context));
-    BBX_RETURN_IF_ERROR(plugin->ValidateSettings(decl.settings));
-    BBX_RETURN_IF_ERROR(plugin->Init(decl.config_toml, config.paths));
+    BBX_RETURN_IF_ERROR(plugin->Configure(decl, config.paths));
     by_key[{decl.kind, decl.name}] = plugin;
     host->loaded_.push_back(std::move(plugin));
   }

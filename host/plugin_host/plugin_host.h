@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "beaconbox/plugin/v1/network.pb.h"
+#include "beaconbox/plugin/v1/plugin.pb.h"
 #include "beaconbox/plugin/v1/storage.pb.h"
 #include "beaconbox/plugin/v1/vmm.pb.h"
 #include "common/base/result.h"
@@ -28,6 +29,7 @@ struct ConfigKeyInfo {
   config::ValueType type = config::ValueType::kOther;
   std::string default_value;  // as TOML, "" when none
   std::string description;
+  std::string env_var;  // the environment variable overriding it, "" when none
 };
 
 // What `beaconbox-ctl plugins` shows.
@@ -37,14 +39,16 @@ struct PluginInfo {
   std::string version;  // the plugin's own
   uint32_t abi_version = 0;
   std::string path;
-  std::vector<std::string> ops;  // the non-NULL ops, by their C name
+  std::vector<std::string> ops;  // the present hooks (common and kind), by their C name
   std::vector<ConfigKeyInfo> config_keys;
 };
 
-// One VM, owned: the destructor calls vm_destroy. Keeps its plugin loaded.
+// One VM, owned: the destructor calls vm_destroy, then lets go of the host's
+// reservations for it (the guest CID lock). Keeps its plugin loaded.
 class Vm {
  public:
-  Vm(std::shared_ptr<LoadedPlugin> plugin, void* handle, std::string console_log_path);
+  Vm(std::shared_ptr<LoadedPlugin> plugin, void* handle, std::string console_log_path,
+     UniqueFd guest_cid_lock);
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
@@ -65,12 +69,17 @@ class Vm {
   std::shared_ptr<LoadedPlugin> plugin_;
   void* handle_;  // bbx_vm*
   std::string console_log_path_;
+  UniqueFd guest_cid_lock_;  // released after vm_destroy
 };
 
 class VmmPlugin {
  public:
   explicit VmmPlugin(std::shared_ptr<LoadedPlugin> plugin) : plugin_(std::move(plugin)) {}
-  Result<std::unique_ptr<Vm>> CreateVm(const pluginapi::VmSpec& spec);
+  // `guest_cid_lock` (from ReserveGuestCid, or empty) is held until the VM is destroyed.
+  Result<std::unique_ptr<Vm>> CreateVm(const pluginapi::VmSpec& spec,
+                                       UniqueFd guest_cid_lock = UniqueFd());
+  // What the plugin can do (common hook capabilities); empty when it does not say.
+  Result<pluginapi::Capabilities> Capabilities() const;
   // Optional: removes what a dead shim's VM left behind.
   Status CleanupStale(const pluginapi::VmInfo& info);
   const PluginInfo& info() const;
@@ -83,7 +92,8 @@ class NetworkPlugin {
  public:
   explicit NetworkPlugin(std::shared_ptr<LoadedPlugin> plugin) : plugin_(std::move(plugin)) {}
   Result<pluginapi::NetworkAttachment> Attach(const pluginapi::NetworkAttachRequest& request);
-  Status Detach(const std::string& container_id);
+  // Releases the attachment of (namespace, container id).
+  Status Detach(const std::string& container_namespace, const std::string& container_id);
   Result<pluginapi::ReconcileReport> Reconcile();  // optional op
   Result<pluginapi::LeaseList> ListLeases();       // optional op
   const PluginInfo& info() const;
@@ -96,7 +106,9 @@ class StoragePlugin {
  public:
   explicit StoragePlugin(std::shared_ptr<LoadedPlugin> plugin) : plugin_(std::move(plugin)) {}
   Result<pluginapi::MountPlan> Prepare(const pluginapi::StoragePrepareRequest& request);
-  Status Release(const std::string& container_id, const std::string& bundle);
+  // Undoes Prepare for (namespace, container id) and its bundle.
+  Status Release(const std::string& container_namespace, const std::string& container_id,
+                 const std::string& bundle);
   const PluginInfo& info() const;
 
  private:

@@ -15,6 +15,9 @@ namespace fs = std::filesystem;
 // A field of the plugin's answer is read only when its struct_size covers it.
 #define BBX_RESPONSE_HAS(member) BBX_STRUCT_HAS(&response_, bbx_entry_response, member)
 
+// The largest result a plugin may hand to a sink; beyond it the sink refuses.
+constexpr size_t kMaxResultBytes = 64 << 20;
+
 // A NUL-terminated string the plugin owns, or "" when NULL; bounded.
 std::string PluginString(const char* text) {
   if (text == nullptr) return "";
@@ -42,6 +45,8 @@ void LogFromPlugin(void* host_context, bbx_log_level level, const char* message)
     case BBX_LOG_ERROR:
       spd_level = spdlog::level::err;
       break;
+    default:
+      break;
   }
   spdlog::default_logger_raw()->log(spd_level, "[{}/{}] {}", plugin->info().kind,
                                     plugin->info().name,
@@ -58,59 +63,76 @@ config::ValueType FromConfigType(bbx_config_type type) {
       return config::ValueType::kBoolean;
     case BBX_CONFIG_STRING_ARRAY:
       return config::ValueType::kStringArray;
+    default:
+      return config::ValueType::kOther;
   }
-  return config::ValueType::kOther;
 }
 
-// The op names of each ops table, with whether the op is required; a macro keeps the
-// name and the member in one place.
-struct OpEntry {
-  const char* name;
-  bool present;
-  bool required;
-};
-
+// Every hook the host knows, in one table per ops struct: its C name, whether it is
+// required, and whether the plugin's table has it. The macro keeps the name and the
+// member in one place and reads the member only when struct_size covers it.
 #define BBX_OP(ops, type, member, required) \
-  OpEntry { #member, BBX_STRUCT_HAS(ops, type, member) && (ops)->member != nullptr, required }
+  OpEntry { #member, required, BBX_STRUCT_HAS(ops, type, member) && (ops)->member != nullptr }
 
-std::vector<OpEntry> ListOps(bbx_plugin_kind kind, const void* raw_ops) {
+std::vector<OpEntry> ListOps(const bbx_plugin_common_ops* common, bbx_plugin_kind kind,
+                             const void* kind_ops) {
+  std::vector<OpEntry> ops = {
+      BBX_OP(common, bbx_plugin_common_ops, init, true),
+      BBX_OP(common, bbx_plugin_common_ops, fini, true),
+      BBX_OP(common, bbx_plugin_common_ops, check, false),
+      BBX_OP(common, bbx_plugin_common_ops, capabilities, false),
+  };
+  std::vector<OpEntry> kind_entries;
   switch (kind) {
     case BBX_PLUGIN_KIND_VMM: {
-      const auto* ops = static_cast<const bbx_vmm_ops*>(raw_ops);
-      return {BBX_OP(ops, bbx_vmm_ops, vm_create, true),
-              BBX_OP(ops, bbx_vmm_ops, vm_connect_guest, true),
-              BBX_OP(ops, bbx_vmm_ops, vm_info, true),
-              BBX_OP(ops, bbx_vmm_ops, vm_stop, true),
-              BBX_OP(ops, bbx_vmm_ops, vm_destroy, true),
-              BBX_OP(ops, bbx_vmm_ops, vm_pause, false),
-              BBX_OP(ops, bbx_vmm_ops, vm_resume, false),
-              BBX_OP(ops, bbx_vmm_ops, vm_add_device, false),
-              BBX_OP(ops, bbx_vmm_ops, vm_resize, false),
-              BBX_OP(ops, bbx_vmm_ops, vm_cleanup_stale, false)};
+      const auto* vmm = static_cast<const bbx_vmm_ops*>(kind_ops);
+      kind_entries = {BBX_OP(vmm, bbx_vmm_ops, vm_create, true),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_connect_guest, true),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_info, true),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_stop, true),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_destroy, true),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_pause, false),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_resume, false),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_add_device, false),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_resize, false),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_cleanup_stale, false)};
+      break;
     }
     case BBX_PLUGIN_KIND_NETWORK: {
-      const auto* ops = static_cast<const bbx_network_ops*>(raw_ops);
-      return {BBX_OP(ops, bbx_network_ops, attach, true),
-              BBX_OP(ops, bbx_network_ops, detach, true),
-              BBX_OP(ops, bbx_network_ops, reconcile, false),
-              BBX_OP(ops, bbx_network_ops, list_leases, false)};
+      const auto* network = static_cast<const bbx_network_ops*>(kind_ops);
+      kind_entries = {BBX_OP(network, bbx_network_ops, attach, true),
+                      BBX_OP(network, bbx_network_ops, detach, true),
+                      BBX_OP(network, bbx_network_ops, reconcile, false),
+                      BBX_OP(network, bbx_network_ops, list_leases, false)};
+      break;
     }
     case BBX_PLUGIN_KIND_STORAGE: {
-      const auto* ops = static_cast<const bbx_storage_ops*>(raw_ops);
-      return {BBX_OP(ops, bbx_storage_ops, prepare, true),
-              BBX_OP(ops, bbx_storage_ops, release, true)};
+      const auto* storage = static_cast<const bbx_storage_ops*>(kind_ops);
+      kind_entries = {BBX_OP(storage, bbx_storage_ops, prepare, true),
+                      BBX_OP(storage, bbx_storage_ops, release, true)};
+      break;
     }
+    default:
+      break;
   }
-  return {};
+  ops.insert(ops.end(), kind_entries.begin(), kind_entries.end());
+  return ops;
 }
 
-// Every kind's ops table starts with struct_size then bbx_plugin_common_ops.
-struct OpsPrefix {
-  uint32_t struct_size;
-  bbx_plugin_common_ops common;
-};
+// The smallest table a v2 plugin may answer: struct_size plus its required hooks.
+constexpr size_t kMinCommonOps = offsetof(bbx_plugin_common_ops, fini) + sizeof(void*);
+constexpr size_t kMaxConfigKeys = 1024;
+constexpr size_t kMaxStructSize = 1 << 16;  // a struct_size beyond this is garbage
 
 }  // namespace
+
+int SinkBuffer::Write(void* context, const uint8_t* bytes, size_t len) {
+  auto* sink = static_cast<SinkBuffer*>(context);
+  if (len > kMaxResultBytes || (bytes == nullptr && len > 0) || sink->written_) return 1;
+  sink->data_.assign(reinterpret_cast<const char*>(bytes), len);
+  sink->written_ = true;
+  return 0;
+}
 
 std::string ErrorBuffer::Message(const std::string& fallback) const {
   std::string message(text_, strnlen(text_, sizeof(text_)));
@@ -169,8 +191,9 @@ const char* StatusName(bbx_status status) {
       return "ABI mismatch";
     case BBX_ERR_INTERNAL:
       return "internal error";
+    default:
+      return "unknown status";
   }
-  return "unknown status";
 }
 
 const char* KindName(bbx_plugin_kind kind) {
@@ -181,8 +204,9 @@ const char* KindName(bbx_plugin_kind kind) {
       return "network";
     case BBX_PLUGIN_KIND_STORAGE:
       return "storage";
+    default:
+      return "unknown";
   }
-  return "unknown";
 }
 
 Result<std::shared_ptr<LoadedPlugin>> LoadedPlugin::Open(const std::string& path,
@@ -233,18 +257,24 @@ Result<std::shared_ptr<LoadedPlugin>> LoadedPlugin::Open(const std::string& path
   plugin->response_.struct_size = sizeof(bbx_entry_response);
   ErrorBuffer buffer;
   bbx_status status = plugin->entry_(&request, &plugin->response_, buffer.get());
-  if (status != BBX_OK) {
-    return fail(
-        status == BBX_ERR_ABI_MISMATCH ? ErrorCode::kFailedPrecondition
-                                       : ErrorCode::kInvalidArgument,
-        std::string("entry refused (") + StatusName(status) + "): " + buffer.Message("no message"));
+  if (status == BBX_ERR_ABI_MISMATCH) {
+    return fail(ErrorCode::kFailedPrecondition,
+                "speaks no plugin ABI in this host's range " +
+                    std::to_string(BBX_ABI_VERSION_MIN_SUPPORTED) + ".." +
+                    std::to_string(BBX_ABI_VERSION_CURRENT) + " (" + buffer.Message("no message") +
+                    "): rebuild it against this host's plugin-abi (ABI 1 plugins are refused)");
   }
-  Status checked = plugin->Check(expected_kind, expected_name);
+  if (status != BBX_OK) {
+    return fail(ErrorCode::kInvalidArgument, std::string("entry refused (") + StatusName(status) +
+                                                 "): " + buffer.Message("no message"));
+  }
+  Status checked = plugin->CheckAnswer(expected_kind, expected_name);
   if (!checked.ok()) return fail(checked.error().code, checked.error().message);
   return plugin;
 }
 
-Status LoadedPlugin::Check(const std::string& expected_kind, const std::string& expected_name) {
+Status LoadedPlugin::CheckAnswer(const std::string& expected_kind,
+                                 const std::string& expected_name) {
   auto refuse = [](const std::string& cause) {
     return MakeError(ErrorCode::kInvalidArgument, cause);
   };
@@ -252,9 +282,10 @@ Status LoadedPlugin::Check(const std::string& expected_kind, const std::string& 
     return refuse("entry answered struct_size " + std::to_string(response_.struct_size) +
                   ", larger than the host's " + std::to_string(sizeof(bbx_entry_response)));
   }
-  if (!BBX_RESPONSE_HAS(ops)) {
+  // abi_version first: a v1 plugin's answer has another layout beyond it.
+  if (!BBX_RESPONSE_HAS(abi_version)) {
     return refuse("entry answer too small (struct_size " + std::to_string(response_.struct_size) +
-                  "): it must cover abi_version, kind, name, version and ops");
+                  "): it must cover at least abi_version");
   }
   uint32_t abi = response_.abi_version;
   if (abi < BBX_ABI_VERSION_MIN_SUPPORTED || abi > BBX_ABI_VERSION_CURRENT) {
@@ -263,6 +294,11 @@ Status LoadedPlugin::Check(const std::string& expected_kind, const std::string& 
                          std::to_string(BBX_ABI_VERSION_MIN_SUPPORTED) + ".." +
                          std::to_string(BBX_ABI_VERSION_CURRENT) +
                          ": rebuild the plugin against this host's plugin-abi");
+  }
+  if (!BBX_RESPONSE_HAS(kind_ops)) {
+    return refuse("entry answer too small (struct_size " + std::to_string(response_.struct_size) +
+                  "): it must cover abi_version, kind, name, version, config keys and both ops "
+                  "tables");
   }
   info_.abi_version = abi;
   info_.kind = KindName(response_.kind);
@@ -281,30 +317,20 @@ Status LoadedPlugin::Check(const std::string& expected_kind, const std::string& 
     return refuse("reports name " + info_.name + ", not " + expected_name +
                   ": declare it as [plugins." + info_.kind + "." + info_.name + "]");
   }
-  if (BBX_RESPONSE_HAS(config_key_count) && response_.config_key_count > 0) {
-    if (response_.config_keys == nullptr || response_.config_key_count > 1024) {
-      return refuse("reports a bad config schema (" + std::to_string(response_.config_key_count) +
-                    " keys)");
-    }
-    for (size_t i = 0; i < response_.config_key_count; ++i) {
-      const bbx_config_key& key = response_.config_keys[i];
-      if (key.name == nullptr)
-        return refuse("config schema key " + std::to_string(i) + " has no name");
-      info_.config_keys.push_back({PluginString(key.name), FromConfigType(key.type),
-                                   PluginString(key.default_value), PluginString(key.description)});
-    }
+  BBX_RETURN_IF_ERROR(ReadSchema());
+  const bbx_plugin_common_ops* common = response_.common_ops;
+  if (common == nullptr) return refuse("reports no common ops table");
+  if (common->struct_size < kMinCommonOps || common->struct_size > kMaxStructSize) {
+    return refuse("common ops table has struct_size " + std::to_string(common->struct_size) +
+                  ": it must cover at least init and fini");
   }
-  const auto* prefix = static_cast<const OpsPrefix*>(response_.ops);
-  if (prefix == nullptr) return refuse("reports no ops table");
-  if (!BBX_STRUCT_HAS(prefix, OpsPrefix, common) ||
-      prefix->common.struct_size < offsetof(bbx_plugin_common_ops, fini) + sizeof(void*)) {
-    return refuse("ops table too small: it must start with struct_size and the common ops");
+  const auto* kind_ops = static_cast<const uint32_t*>(response_.kind_ops);
+  if (kind_ops == nullptr) return refuse("reports no " + info_.kind + " ops table");
+  if (*kind_ops < sizeof(uint32_t) || *kind_ops > kMaxStructSize) {
+    return refuse(info_.kind + " ops table has struct_size " + std::to_string(*kind_ops));
   }
-  common_ = &prefix->common;
-  if (common_->init == nullptr || common_->fini == nullptr) {
-    return refuse("lacks the required op common.init or common.fini");
-  }
-  for (const OpEntry& op : ListOps(response_.kind, response_.ops)) {
+  ops_ = ListOps(common, response_.kind, response_.kind_ops);
+  for (const OpEntry& op : ops_) {
     if (op.present) {
       info_.ops.push_back(op.name);
     } else if (op.required) {
@@ -312,6 +338,60 @@ Status LoadedPlugin::Check(const std::string& expected_kind, const std::string& 
     }
   }
   return Status::Ok();
+}
+
+Status LoadedPlugin::ReadSchema() {
+  auto refuse = [](const std::string& cause) {
+    return MakeError(ErrorCode::kInvalidArgument, cause);
+  };
+  size_t count = response_.config_key_count;
+  if (count == 0) return Status::Ok();
+  if (response_.config_keys == nullptr || count > kMaxConfigKeys) {
+    return refuse("reports a bad config schema (" + std::to_string(count) + " keys)");
+  }
+  // The stride is the first key's struct_size; every key must carry the same one.
+  const uint32_t stride = response_.config_keys[0].struct_size;
+  constexpr size_t kMinKey = offsetof(bbx_config_key, description) + sizeof(const char*);
+  if (stride < kMinKey || stride > kMaxStructSize || stride % alignof(bbx_config_key) != 0) {
+    return refuse("config schema key struct_size " + std::to_string(stride) +
+                  " is not a bbx_config_key of ABI 2 (at least " + std::to_string(kMinKey) + ")");
+  }
+  const auto* bytes = reinterpret_cast<const unsigned char*>(response_.config_keys);
+  for (size_t i = 0; i < count; ++i) {
+    const auto* key = reinterpret_cast<const bbx_config_key*>(bytes + i * stride);
+    if (key->struct_size != stride) {
+      return refuse("config schema key " + std::to_string(i) + " has struct_size " +
+                    std::to_string(key->struct_size) + ", the first has " + std::to_string(stride) +
+                    ": every key of the array must have the same");
+    }
+    if (key->name == nullptr) {
+      return refuse("config schema key " + std::to_string(i) + " has no name");
+    }
+    ConfigKeyInfo info{PluginString(key->name), FromConfigType(key->type),
+                       PluginString(key->default_value), PluginString(key->description), ""};
+    if (BBX_STRUCT_HAS(key, bbx_config_key, env_var)) info.env_var = PluginString(key->env_var);
+    if (!info.env_var.empty() && info.type != config::ValueType::kString) {
+      return refuse("config key " + info.name + " names environment variable " + info.env_var +
+                    " but is not a string key: only string keys take an override");
+    }
+    info_.config_keys.push_back(std::move(info));
+  }
+  return Status::Ok();
+}
+
+bool LoadedPlugin::Has(const char* op) const {
+  for (const OpEntry& entry : ops_) {
+    if (std::strcmp(entry.name, op) == 0) return entry.present;
+  }
+  return false;
+}
+
+Status LoadedPlugin::Configure(config::PluginDecl decl, const config::Paths& paths) {
+  for (const ConfigKeyInfo& key : info_.config_keys) {
+    if (!key.env_var.empty()) config::ApplyPluginEnvOverride(decl, key.name, key.env_var);
+  }
+  BBX_RETURN_IF_ERROR(ValidateSettings(decl.settings));
+  return Init(decl.config_toml, paths);
 }
 
 Status LoadedPlugin::ValidateSettings(const std::vector<config::PluginSetting>& settings) const {
@@ -348,19 +428,17 @@ Status LoadedPlugin::Init(const std::string& config_toml, const config::Paths& p
   services_.struct_size = sizeof(bbx_host_services);
   services_.abi_version = info_.abi_version;
   services_.host_context = this;
-  services_.log = &LogFromPlugin;
+  services_.host_log = &LogFromPlugin;
   services_.state_dir = paths_.state_dir.c_str();
   services_.run_dir = paths_.run_dir.c_str();
   services_.log_dir = paths_.log_dir.c_str();
   services_.share_dir = paths_.share_dir.c_str();
-  ErrorBuffer buffer;
   bbx_plugin* instance = nullptr;
   bbx_bytes text{reinterpret_cast<const uint8_t*>(config_toml.data()), config_toml.size()};
-  bbx_status status = common_->init(&services_, text, &instance, buffer.get());
-  if (status != BBX_OK) {
-    return MakeError(ToErrorCode(status),
-                     context_ + ": init failed: " + buffer.Message(StatusName(status)));
-  }
+  const std::string failure_prefix = context_ + ": init failed: ";
+  BBX_RETURN_IF_ERROR(Invoke(
+      "init", [&](bbx_error* error) { return common().init(&services_, text, &instance, error); },
+      &failure_prefix));
   if (instance == nullptr) {
     return MakeError(ErrorCode::kInternal, context_ + ": init succeeded but returned no instance");
   }
@@ -369,9 +447,28 @@ Status LoadedPlugin::Init(const std::string& config_toml, const config::Paths& p
 }
 
 LoadedPlugin::~LoadedPlugin() {
-  if (instance_ != nullptr) common_->fini(instance_);
+  if (instance_ != nullptr) {
+    (void)Invoke("fini", [&](bbx_error*) {
+      common().fini(instance_);
+      return BBX_OK;
+    });
+  }
   instance_ = nullptr;
   // library_ unloads after this body: the ops and strings stay valid until then.
+}
+
+Result<pluginapi::CheckReport> LoadedPlugin::Check() const {
+  return InvokeForMessage<pluginapi::CheckReport>("check", [&](bbx_sink sink, bbx_error* error) {
+    return common().check(instance_, sink, error);
+  });
+}
+
+Result<pluginapi::Capabilities> LoadedPlugin::Capabilities() const {
+  if (!Has("capabilities")) return pluginapi::Capabilities();
+  return InvokeForMessage<pluginapi::Capabilities>(
+      "capabilities", [&](bbx_sink sink, bbx_error* error) {
+        return common().capabilities(instance_, sink, error);
+      });
 }
 
 Error LoadedPlugin::NotImplemented(const char* op) const {

@@ -1,5 +1,7 @@
 #include "host/shim/plugin_backends.h"
 
+#include "host/plugin_host/vm_resources.h"
+
 namespace beaconbox::shim {
 
 namespace {
@@ -21,21 +23,36 @@ class PluginVm final : public VmHandle {
 
 }  // namespace
 
+// Completes the VmSpec with what the host decides for every VMM plugin alike (the
+// agent channel and guest CID, the guest's kernel arguments, each share's vhost-user
+// socket), so no VMM plugin decides them on its own.
 class PluginBackends::Vmm final : public VmmBackend {
  public:
-  explicit Vmm(plugin_host::VmmPlugin& plugin) : plugin_(plugin) {}
+  Vmm(plugin_host::VmmPlugin& plugin, const config::Config& config)
+      : plugin_(plugin), config_(config) {}
   Result<std::unique_ptr<VmHandle>> CreateVm(const pluginapi::VmSpec& spec) override {
-    BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::Vm> vm, plugin_.CreateVm(spec));
+    pluginapi::VmSpec complete = spec;
+    BBX_ASSIGN_OR_RETURN(pluginapi::Capabilities capabilities, plugin_.Capabilities());
+    BBX_ASSIGN_OR_RETURN(plugin_host::AgentChannelPlan channel,
+                         plugin_host::PlanAgentChannel(capabilities, plugin_host::HostHasVsock(),
+                                                       config_.paths.run_dir, spec.run_dir()));
+    *complete.mutable_agent_channel() = channel.channel;
+    for (const auto& arg : plugin_host::GuestKernelArgs(channel.channel, spec.memory_mib(),
+                                                        spec.max_memory_mib())) {
+      complete.add_guest_kernel_args(arg);
+    }
+    BBX_RETURN_IF_ERROR(plugin_host::AssignShareSockets(complete, spec.run_dir()));
+    BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::Vm> vm,
+                         plugin_.CreateVm(complete, std::move(channel.guest_cid.lock)));
     return std::unique_ptr<VmHandle>(std::make_unique<PluginVm>(std::move(vm)));
   }
   Status CleanupStale(const pluginapi::VmInfo& info) override { return plugin_.CleanupStale(info); }
 
  private:
   plugin_host::VmmPlugin& plugin_;
+  const config::Config& config_;
 };
 
-// ABI v1's prepare/release and detach know the container id only; v2 adds the
-// namespace (issue 9). Until then the key's namespace goes where v1 carries it.
 class PluginBackends::Storage final : public StorageBackend {
  public:
   explicit Storage(plugin_host::StoragePlugin& plugin) : plugin_(plugin) {}
@@ -44,7 +61,7 @@ class PluginBackends::Storage final : public StorageBackend {
     return plugin_.Prepare(request);
   }
   Status Release(const ContainerKey& key, const std::string& bundle) override {
-    return plugin_.Release(key.id, bundle);
+    return plugin_.Release(key.namespace_name, key.id, bundle);
   }
 
  private:
@@ -61,7 +78,9 @@ class PluginBackends::Network final : public NetworkBackend {
     keyed.set_container_id(key.id);
     return plugin_.Attach(keyed);
   }
-  Status Detach(const ContainerKey& key) override { return plugin_.Detach(key.id); }
+  Status Detach(const ContainerKey& key) override {
+    return plugin_.Detach(key.namespace_name, key.id);
+  }
 
  private:
   plugin_host::NetworkPlugin& plugin_;
@@ -69,7 +88,7 @@ class PluginBackends::Network final : public NetworkBackend {
 
 PluginBackends::PluginBackends(std::unique_ptr<plugin_host::PluginHost> host)
     : host_(std::move(host)),
-      vmm_(std::make_unique<Vmm>(host_->vmm())),
+      vmm_(std::make_unique<Vmm>(host_->vmm(), host_->config())),
       storage_(std::make_unique<Storage>(host_->storage())),
       network_(host_->network() ? std::make_unique<Network>(*host_->network()) : nullptr) {}
 

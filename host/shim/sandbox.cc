@@ -194,7 +194,7 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   BBX_RETURN_IF_ERROR(SaveState());
   BBX_RETURN_IF_ERROR(MakeDirectory(record_.vm_dir, "paths.run_dir"));
   BBX_RETURN_IF_ERROR(MakeDirectory(layout_.log_dir(), "paths.log_dir"));
-  VmPlacement placement{KeyFileName(options_.key), record_.vm_dir, record_.console_log_path,
+  VmPlacement placement{options_.key, record_.vm_dir, record_.console_log_path,
                         ::getpid()};
   pluginapi::VmSpec spec =
       VmSpecFor(backends_.vm, placement, plan, attachment_ ? &*attachment_ : nullptr);

@@ -71,7 +71,6 @@ struct VmSettings {
   uint64_t memory_mib = 512;
   uint64_t max_memory_mib = 0;
   std::chrono::milliseconds guest_connect_timeout{60000};
-  uint32_t guest_port = 1024;  // where vminitd serves the agent API
 };
 
 // Not owned; they outlive every Sandbox using them.

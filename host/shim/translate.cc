@@ -8,6 +8,7 @@ pluginapi::StoragePrepareRequest StorageRequestFor(const ContainerKey& key,
                                                    const AdaptedSpec& spec) {
   pluginapi::StoragePrepareRequest request;
   request.set_container_id(key.id);
+  request.set_namespace_(key.namespace_name);
   request.set_bundle(bundle);
   request.set_rootfs_read_only(spec.root_read_only);
   for (const auto& mount : rootfs) {
@@ -96,7 +97,8 @@ pluginapi::VmSpec VmSpecFor(const VmSettings& settings, const VmPlacement& place
                             const pluginapi::MountPlan& plan,
                             const pluginapi::NetworkAttachment* attachment) {
   pluginapi::VmSpec spec;
-  spec.set_id(placement.vm_id);
+  spec.set_id(placement.key.id);
+  spec.set_namespace_(placement.key.namespace_name);
   spec.set_kernel_path(settings.kernel_path);
   spec.set_initrd_path(settings.initrd_path);
   spec.set_kernel_cmdline(settings.kernel_cmdline);
@@ -105,7 +107,6 @@ pluginapi::VmSpec VmSpecFor(const VmSettings& settings, const VmPlacement& place
   spec.set_memory_mib(settings.memory_mib);
   spec.set_max_memory_mib(settings.max_memory_mib);
   spec.set_owner_pid(placement.owner_pid);
-  spec.set_guest_port(settings.guest_port);
   spec.set_run_dir(placement.run_dir);
   spec.set_console_log_path(placement.console_log_path);
   for (const auto& device : plan.devices()) *spec.add_devices() = device;

@@ -57,7 +57,7 @@ Result<guestapi::CreateBundleRequest> BundleRequestFor(const ContainerKey& key,
 guestapi::NetworkConfig GuestNetworkFor(const pluginapi::NetworkAttachment& attachment);
 
 struct VmPlacement {
-  std::string vm_id;             // names the VM in the VMM's files and logs
+  ContainerKey key;              // the container the VM is booted for
   std::string run_dir;           // RuntimeLayout::VmDir
   std::string console_log_path;  // RuntimeLayout::ConsoleLogPath
   int64_t owner_pid = 0;         // the shim: the VM must not outlive it

@@ -81,8 +81,11 @@ Status BridgeNetwork::EnsureRules(bool force) {
 }
 
 Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachRequest& request) {
-  const std::string& id = request.container_id();
-  if (id.empty()) return MakeError(ErrorCode::kInvalidArgument, "attach: empty container id");
+  const ContainerRef container{request.namespace_(), request.container_id()};
+  const std::string id = container.Name();
+  if (container.id.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "attach: empty container id");
+  }
   BBX_RETURN_IF_ERROR(OpenResources());
   StartOnce();
 
@@ -103,22 +106,21 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
     if (*changed) log_(LogLevel::kInfo, "net-bridge: enabled net.ipv4.ip_forward");
     ip_forward_checked_ = true;
   }
-  BBX_ASSIGN_OR_RETURN(LeaseStore::Acquired acquired,
-                       store_->Acquire(id, request.namespace_(), owner));
+  BBX_ASSIGN_OR_RETURN(LeaseStore::Acquired acquired, store_->Acquire(container, owner));
   const LeaseRecord& lease = acquired.lease;
   Status devices = links_->EnsureTap(lease.tap_name, bridge_ifindex, config_.mtu);
   if (devices.ok()) devices = EnsureRules(false);
   if (!devices.ok()) {
     if (acquired.created) {  // undo: the TAP, then the lease
       (void)links_->Delete(lease.tap_name);
-      (void)store_->Release(id, &lease);
+      (void)store_->Release(container, &lease);
     }
     return devices.error().Wrap("attach " + id);
   }
 
   pb::NetworkAttachment attachment;
   attachment.set_tap_name(lease.tap_name);
-  attachment.set_mac(MacFor(id));
+  attachment.set_mac(MacFor(container));
   attachment.set_mtu(config_.mtu);
   auto* address = attachment.add_addresses();
   address->set_address(FormatIpv4(lease.address));
@@ -134,17 +136,18 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
   return attachment;
 }
 
-Status BridgeNetwork::Detach(const std::string& container_id) {
-  if (container_id.empty())
+Status BridgeNetwork::Detach(const ContainerRef& container) {
+  if (container.id.empty())
     return MakeError(ErrorCode::kInvalidArgument, "detach: empty container id");
+  const std::string container_id = container.Name();
   BBX_RETURN_IF_ERROR(OpenResources());
-  BBX_ASSIGN_OR_RETURN(std::optional<LeaseRecord> lease, store_->Find(container_id));
+  BBX_ASSIGN_OR_RETURN(std::optional<LeaseRecord> lease, store_->Find(container));
   if (!lease) return Status::Ok();  // unknown or already released
   // The device first: a crash in between leaves a lease whose owner dies with
   // the shim, which reconcile clears.
   auto deleted = links_->Delete(lease->tap_name);
   if (!deleted.ok()) return deleted.error().Wrap("detach " + container_id);
-  auto released = store_->Release(container_id);
+  auto released = store_->Release(container);
   if (!released.ok()) return released.error().Wrap("detach " + container_id);
   if (config_.remove_rules_when_idle) {
     auto removed = nft_->RemoveIfIdle([this] { return LeasesIdle(); });
@@ -191,10 +194,11 @@ Result<pb::ReconcileReport> BridgeNetwork::ReconcileOpened() {
       if (!deleted.ok()) return deleted.error().Wrap("reconcile");
       if (*deleted) report.add_removed_devices(tap->name);
     }
-    BBX_ASSIGN_OR_RETURN(auto released, store_->Release(lease.container_id, &lease));
+    const ContainerRef owner_ref{lease.container_namespace, lease.container_id};
+    BBX_ASSIGN_OR_RETURN(auto released, store_->Release(owner_ref, &lease));
     if (released) {
-      report.add_released_leases(lease.container_id);
-      log_(LogLevel::kInfo, "net-bridge: released stale lease " + lease.container_id + " (" +
+      report.add_released_leases(owner_ref.Name());
+      log_(LogLevel::kInfo, "net-bridge: released stale lease " + owner_ref.Name() + " (" +
                                 FormatIpv4(lease.address) + ", owner pid " +
                                 std::to_string(lease.owner_pid) + " gone)");
     }
@@ -240,6 +244,7 @@ Result<pb::LeaseList> BridgeNetwork::ListLeases() {
   for (const LeaseRecord& record : leases) {
     pb::Lease* lease = list.add_leases();
     lease->set_container_id(record.container_id);
+    lease->set_namespace_(record.container_namespace);
     lease->set_address(FormatIpv4(record.address));
     lease->set_tap_name(record.tap_name);
     lease->set_owner_pid(record.owner_pid);

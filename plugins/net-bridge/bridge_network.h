@@ -33,7 +33,8 @@ class BridgeNetwork {
   BridgeNetwork& operator=(const BridgeNetwork&) = delete;
 
   Result<plugin::v1::NetworkAttachment> Attach(const plugin::v1::NetworkAttachRequest& request);
-  Status Detach(const std::string& container_id);
+  // Releases the lease and TAP of `container` (namespace and id); unknown: success.
+  Status Detach(const ContainerRef& container);
   // Releases leases whose owner is gone (unless a process still holds their TAP)
   // and deletes beacon-* TAPs without a lease; re-creates missing nftables rules.
   Result<plugin::v1::ReconcileReport> Reconcile();

@@ -16,7 +16,8 @@
 namespace beaconbox::net {
 namespace {
 
-constexpr uint8_t kRecordVersion = 1;
+constexpr uint8_t kRecordVersion = 1;  // the record's layout; the keys have a schema
+constexpr char kSchema[] = "2";
 constexpr size_t kMaxIdLength = 1024;
 
 uint64_t Fnv1a64(std::string_view text, uint64_t seed) {
@@ -45,7 +46,7 @@ std::optional<Ipv4> AddressFromKey(const MDB_val& val) {
 }
 
 // Fixed little-endian layout: version, address, owner pid, owner start, created,
-// then length-prefixed tap name and namespace. The id is the key.
+// then length-prefixed tap name and namespace. The key is "<namespace>/<id>".
 template <typename T>
 void Put(std::string& out, T value) {
   for (size_t i = 0; i < sizeof(T); ++i) out.push_back(char(uint64_t(value) >> (8 * i)));
@@ -89,9 +90,12 @@ class Reader {
   std::string_view bytes_;
 };
 
-std::optional<LeaseRecord> DecodeRecord(std::string_view id, std::string_view bytes) {
+// `key` is "<namespace>/<id>" (schema 2) or the bare id (schema 1); the id is what
+// follows the first '/', the namespace comes from the record.
+std::optional<LeaseRecord> DecodeRecord(std::string_view key, std::string_view bytes) {
   LeaseRecord lease;
-  lease.container_id = id;
+  size_t slash = key.find('/');
+  lease.container_id = slash == std::string_view::npos ? key : key.substr(slash + 1);
   Reader reader(bytes);
   uint8_t version = 0;
   if (!reader.Get(version) || version != kRecordVersion || !reader.Get(lease.address) ||
@@ -129,15 +133,15 @@ bool OwnerAlive(const LeaseRecord& lease) {
   return lease.owner_start_time == 0 || lease.owner_start_time == now.start_time;
 }
 
-std::string TapNameFor(const std::string& container_id, uint32_t attempt) {
-  uint64_t hash = Fnv1a64(container_id, attempt * 0x9e3779b97f4a7c15ull);
+std::string TapNameFor(const ContainerRef& container, uint32_t attempt) {
+  uint64_t hash = Fnv1a64(container.Key(), attempt * 0x9e3779b97f4a7c15ull);
   char name[16];
   std::snprintf(name, sizeof(name), "beacon-%08x", uint32_t(hash ^ (hash >> 32)));
   return name;
 }
 
-std::string MacFor(const std::string& container_id) {
-  uint64_t hash = Fnv1a64(container_id, 0x6d6163);  // a different seed than the TAP name
+std::string MacFor(const ContainerRef& container) {
+  uint64_t hash = Fnv1a64(container.Key(), 0x6d6163);  // a different seed than the TAP name
   char mac[18];
   // 0x02: locally administered, unicast.
   std::snprintf(mac, sizeof(mac), "02:%02x:%02x:%02x:%02x:%02x", unsigned(hash >> 32) & 0xff,
@@ -243,7 +247,59 @@ Status LeaseStore::Setup() {
     MDB_val new_value = ValOf(subnet_text);
     if ((rc = mdb_put(txn, meta_, &key, &new_value, 0)) != 0) return fail("write", rc);
   }
+  MDB_val schema_key = ValOf("schema"), schema_value;
+  rc = mdb_get(txn, meta_, &schema_key, &schema_value);
+  if (rc != 0 && rc != MDB_NOTFOUND) return fail("read", rc);
+  if (rc == 0 && ViewOf(schema_value) != kSchema) {
+    std::string recorded(ViewOf(schema_value));
+    mdb_txn_abort(txn);
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "lease database " + path_ + " has schema " + recorded +
+                         ", this plugin knows " + kSchema +
+                         ": use the net-bridge plugin that wrote it, or another db_path");
+  }
+  if (rc == MDB_NOTFOUND) {
+    if (Status migrated = MigrateFromSchema1(txn); !migrated.ok()) {
+      mdb_txn_abort(txn);
+      return migrated;
+    }
+    MDB_val new_schema = ValOf(kSchema);
+    if ((rc = mdb_put(txn, meta_, &schema_key, &new_schema, 0)) != 0) return fail("write", rc);
+  }
   if ((rc = mdb_txn_commit(txn)) != 0) return LmdbError("commit", rc);
+  return Status::Ok();
+}
+
+Status LeaseStore::MigrateFromSchema1(MDB_txn* txn) {
+  std::vector<std::pair<std::string, LeaseRecord>> old;  // bare id -> record
+  MDB_cursor* cursor = nullptr;
+  int rc = mdb_cursor_open(txn, leases_, &cursor);
+  if (rc != 0) return LmdbError("read", rc);
+  MDB_val key, value;
+  for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+    auto lease = DecodeRecord(ViewOf(key), ViewOf(value));
+    if (!lease) {
+      mdb_cursor_close(cursor);
+      return LmdbError("decode", MDB_CORRUPTED);
+    }
+    old.emplace_back(std::string(ViewOf(key)), std::move(*lease));
+  }
+  mdb_cursor_close(cursor);
+  if (rc != MDB_NOTFOUND) return LmdbError("read", rc);
+  for (const auto& [old_key, lease] : old) {
+    std::string new_key = ContainerRef{lease.container_namespace, lease.container_id}.Key();
+    std::string encoded = EncodeRecord(lease);
+    std::string address_key = AddressKey(lease.address);
+    MDB_val old_val = ValOf(old_key), new_val = ValOf(new_key), record = ValOf(encoded);
+    MDB_val addr_key = ValOf(address_key), tap_key = ValOf(lease.tap_name);
+    if ((rc = mdb_del(txn, leases_, &old_val, nullptr)) != 0 ||
+        (rc = mdb_put(txn, leases_, &new_val, &record, 0)) != 0 ||
+        (rc = mdb_put(txn, addrs_, &addr_key, &new_val, 0)) != 0 ||
+        (rc = mdb_put(txn, taps_, &tap_key, &new_val, 0)) != 0) {
+      return LmdbError("migrate", rc);
+    }
+  }
   return Status::Ok();
 }
 
@@ -307,27 +363,24 @@ Result<Ipv4> LeaseStore::FindFree(MDB_txn* txn) {
   return **found;
 }
 
-Result<LeaseStore::Acquired> LeaseStore::Acquire(const std::string& container_id,
-                                                 const std::string& container_namespace,
+Result<LeaseStore::Acquired> LeaseStore::Acquire(const ContainerRef& container,
                                                  const LeaseOwner& owner) {
+  const std::string& container_id = container.id;
   if (container_id.empty() || container_id.size() > kMaxIdLength ||
-      container_namespace.size() > kMaxIdLength) {
+      container.container_namespace.size() > kMaxIdLength ||
+      container.container_namespace.find('/') != std::string::npos) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "container id must be 1.." + std::to_string(kMaxIdLength) + " bytes");
+                     "container id must be 1.." + std::to_string(kMaxIdLength) +
+                         " bytes and the namespace must not contain '/'");
   }
+  const std::string container_key = container.Key();
   Acquired result;
   Status status = InTransaction(true, [&](MDB_txn* txn) -> Status {
-    MDB_val key = ValOf(container_id), value;
+    MDB_val key = ValOf(container_key), value;
     int rc = mdb_get(txn, leases_, &key, &value);
     if (rc == 0) {
-      auto existing = DecodeRecord(container_id, ViewOf(value));
+      auto existing = DecodeRecord(container_key, ViewOf(value));
       if (!existing) return LmdbError("decode", MDB_CORRUPTED);
-      if (existing->container_namespace != container_namespace) {
-        return MakeError(ErrorCode::kAlreadyExists,
-                         "container id " + container_id + " already has a lease in namespace \"" +
-                             existing->container_namespace +
-                             "\": container ids must be unique across namespaces on one bridge");
-      }
       result.lease = *existing;
       if (existing->owner_pid != owner.pid || existing->owner_start_time != owner.start_time) {
         result.lease.owner_pid = owner.pid;
@@ -342,18 +395,14 @@ Result<LeaseStore::Acquired> LeaseStore::Acquire(const std::string& container_id
 
     BBX_ASSIGN_OR_RETURN(Ipv4 address, FindFree(txn));
     LeaseRecord& lease = result.lease;
-    lease = LeaseRecord{container_id,
-                        container_namespace,
-                        address,
-                        "",
-                        owner.pid,
-                        owner.start_time,
-                        static_cast<int64_t>(std::time(nullptr))};
+    lease = LeaseRecord{
+        container_id,     container.container_namespace,           address, "", owner.pid,
+        owner.start_time, static_cast<int64_t>(std::time(nullptr))};
     for (uint32_t attempt = 0;; ++attempt) {
       if (attempt == 64)
-        return MakeError(ErrorCode::kInternal, "no free TAP name for " + container_id);
-      lease.tap_name = TapNameFor(container_id, attempt);
-      MDB_val tap_key = ValOf(lease.tap_name), id_value = ValOf(container_id);
+        return MakeError(ErrorCode::kInternal, "no free TAP name for " + container.Name());
+      lease.tap_name = TapNameFor(container, attempt);
+      MDB_val tap_key = ValOf(lease.tap_name), id_value = ValOf(container_key);
       rc = mdb_put(txn, taps_, &tap_key, &id_value, MDB_NOOVERWRITE);
       if (rc == 0) break;
       if (rc != MDB_KEYEXIST) return LmdbError("write", rc);
@@ -361,7 +410,7 @@ Result<LeaseStore::Acquired> LeaseStore::Acquire(const std::string& container_id
     std::string encoded = EncodeRecord(lease);
     std::string address_key = AddressKey(address);
     std::string next_key = AddressKey(address + 1);
-    MDB_val record = ValOf(encoded), addr_key = ValOf(address_key), id_value = ValOf(container_id);
+    MDB_val record = ValOf(encoded), addr_key = ValOf(address_key), id_value = ValOf(container_key);
     MDB_val meta_key = ValOf("next"), next_value = ValOf(next_key);
     if ((rc = mdb_put(txn, leases_, &key, &record, MDB_NOOVERWRITE)) != 0 ||
         (rc = mdb_put(txn, addrs_, &addr_key, &id_value, MDB_NOOVERWRITE)) != 0 ||
@@ -375,15 +424,16 @@ Result<LeaseStore::Acquired> LeaseStore::Acquire(const std::string& container_id
   return result;
 }
 
-Result<std::optional<LeaseRecord>> LeaseStore::Release(const std::string& container_id,
+Result<std::optional<LeaseRecord>> LeaseStore::Release(const ContainerRef& container,
                                                        const LeaseRecord* only_if) {
+  const std::string container_key = container.Key();
   std::optional<LeaseRecord> released;
   Status status = InTransaction(true, [&](MDB_txn* txn) -> Status {
-    MDB_val key = ValOf(container_id), value;
+    MDB_val key = ValOf(container_key), value;
     int rc = mdb_get(txn, leases_, &key, &value);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc != 0) return LmdbError("read", rc);
-    auto lease = DecodeRecord(container_id, ViewOf(value));
+    auto lease = DecodeRecord(container_key, ViewOf(value));
     if (!lease) return LmdbError("decode", MDB_CORRUPTED);
     if (only_if != nullptr &&
         (lease->owner_pid != only_if->owner_pid ||
@@ -397,7 +447,7 @@ Result<std::optional<LeaseRecord>> LeaseStore::Release(const std::string& contai
     // The index entries go only if they still point at this id.
     for (auto [dbi, index_key] : {std::pair{addrs_, &addr_key}, std::pair{taps_, &tap_key}}) {
       MDB_val owner;
-      if (mdb_get(txn, dbi, index_key, &owner) == 0 && ViewOf(owner) == container_id) {
+      if (mdb_get(txn, dbi, index_key, &owner) == 0 && ViewOf(owner) == container_key) {
         if ((rc = mdb_del(txn, dbi, index_key, nullptr)) != 0) return LmdbError("delete from", rc);
       }
     }
@@ -431,14 +481,15 @@ Result<std::vector<LeaseRecord>> LeaseStore::List() {
   return leases;
 }
 
-Result<std::optional<LeaseRecord>> LeaseStore::Find(const std::string& container_id) {
+Result<std::optional<LeaseRecord>> LeaseStore::Find(const ContainerRef& container) {
+  const std::string container_key = container.Key();
   std::optional<LeaseRecord> found;
   Status status = InTransaction(false, [&](MDB_txn* txn) -> Status {
-    MDB_val key = ValOf(container_id), value;
+    MDB_val key = ValOf(container_key), value;
     int rc = mdb_get(txn, leases_, &key, &value);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc != 0) return LmdbError("read", rc);
-    found = DecodeRecord(container_id, ViewOf(value));
+    found = DecodeRecord(container_key, ViewOf(value));
     return found ? Status::Ok() : Status(LmdbError("decode", MDB_CORRUPTED));
   });
   if (!status.ok()) return status.error();

@@ -1,12 +1,20 @@
 // Persistent address leases in LMDB, shared by every shim on the machine.
 //
 // One environment file (db_path, e.g. /var/lib/beacon/network.db, plus its
-// "-lock" file) holds four databases:
-//   leases: container id -> LeaseRecord (encoded below)
-//   addrs:  address (4 bytes, big endian) -> container id; makes "is it free" and
-//           "next free after X" O(log n) cursor lookups
-//   taps:   TAP name -> container id; keeps TAP names unique despite hash collisions
-//   meta:   "next" -> where the next search starts; "subnet" -> the pool's subnet
+// "-lock" file) holds four databases. A container is keyed by its containerd
+// namespace and id, "<namespace>/<id>" (a namespace never contains '/'), because the
+// same id may exist in two namespaces:
+//   leases: "<namespace>/<id>" -> LeaseRecord (encoded below)
+//   addrs:  address (4 bytes, big endian) -> "<namespace>/<id>"; makes "is it free"
+//           and "next free after X" O(log n) cursor lookups
+//   taps:   TAP name -> "<namespace>/<id>"; keeps TAP names unique despite hash
+//           collisions
+//   meta:   "next" -> where the next search starts; "subnet" -> the pool's subnet;
+//           "schema" -> "2"
+// Schema 1 (ABI v1 plugins) keyed by the bare id. Opening a schema-1 file migrates it
+// in one write transaction: each lease is re-keyed as "<its recorded namespace>/<id>"
+// and the addrs and taps entries pointing at it follow; TAP names stay as they are
+// (the devices exist under them). An older plugin must not open a migrated file.
 // Every change is one write transaction; LMDB serializes writers across processes
 // with a robust mutex in the lock file, so a shim killed mid-transaction leaves the
 // database as it was before that transaction.
@@ -26,6 +34,16 @@
 #include "plugins/net-bridge/config.h"
 
 namespace beaconbox::net {
+
+// A container as the network knows it: containerd namespace and id.
+struct ContainerRef {
+  std::string container_namespace;
+  std::string id;
+  // The store's key, "<namespace>/<id>".
+  std::string Key() const { return container_namespace + "/" + id; }
+  // "<namespace>/<id>", for messages and reports.
+  std::string Name() const { return Key(); }
+};
 
 struct LeaseRecord {
   std::string container_id;
@@ -47,11 +65,11 @@ LeaseOwner CurrentOwner(int64_t pid);
 // True while the process that took the lease runs (same pid, same start time).
 bool OwnerAlive(const LeaseRecord& lease);
 
-// "beacon-" + 8 hex digits of a hash of the id (and the attempt, for collisions):
-// 15 characters, the most IFNAMSIZ allows.
-std::string TapNameFor(const std::string& container_id, uint32_t attempt = 0);
-// Locally administered unicast MAC derived from the container id.
-std::string MacFor(const std::string& container_id);
+// "beacon-" + 8 hex digits of a hash of namespace and id (and the attempt, for
+// collisions): 15 characters, the most IFNAMSIZ allows.
+std::string TapNameFor(const ContainerRef& container, uint32_t attempt = 0);
+// Locally administered unicast MAC derived from namespace and id.
+std::string MacFor(const ContainerRef& container);
 
 class LeaseStore {
  public:
@@ -69,18 +87,17 @@ class LeaseStore {
     LeaseRecord lease;
     bool created = false;  // false: the id already had this lease
   };
-  // The lease of `container_id`, allocating the next free address (after the last
+  // The lease of `container`, allocating the next free address (after the last
   // one handed out, wrapping) when it has none. An existing lease keeps its address
   // and gets `owner` as its new owner.
-  Result<Acquired> Acquire(const std::string& container_id, const std::string& container_namespace,
-                           const LeaseOwner& owner);
-  // Removes the lease of `container_id`; nullopt when there was none. When
+  Result<Acquired> Acquire(const ContainerRef& container, const LeaseOwner& owner);
+  // Removes the lease of `container`; nullopt when there was none. When
   // `only_if` is given, the lease is removed only if it still equals it (owner and
   // creation), so a concurrent re-attach is never undone.
-  Result<std::optional<LeaseRecord>> Release(const std::string& container_id,
+  Result<std::optional<LeaseRecord>> Release(const ContainerRef& container,
                                              const LeaseRecord* only_if = nullptr);
   Result<std::vector<LeaseRecord>> List();
-  Result<std::optional<LeaseRecord>> Find(const std::string& container_id);
+  Result<std::optional<LeaseRecord>> Find(const ContainerRef& container);
   Result<size_t> Count();
 
   const std::string& path() const { return path_; }
@@ -90,6 +107,8 @@ class LeaseStore {
       : path_(std::move(path)), subnet_(subnet), gateway_(gateway) {}
   Error LmdbError(std::string_view operation, int rc) const;
   Status Setup();
+  // Re-keys a schema-1 file's leases by namespace and id (see the file comment).
+  Status MigrateFromSchema1(MDB_txn* txn);
   // Runs `body` in a transaction; commits a write transaction when body succeeds.
   Status InTransaction(bool write, const std::function<Status(MDB_txn*)>& body);
   Result<Ipv4> FindFree(MDB_txn* txn);

@@ -6,6 +6,7 @@
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
 #include "plugins/net-bridge/bridge_network.h"
+#include "plugins/net-bridge/prerequisites.h"
 
 struct bbx_plugin {
   std::unique_ptr<beaconbox::net::BridgeNetwork> network;
@@ -18,26 +19,30 @@ using beaconbox::Error;
 
 // Documented in plugins/net-bridge/README.md.
 const bbx_config_key kConfigKeys[] = {
-    {"bridge", BBX_CONFIG_STRING, "\"beacon0\"",
-     "bridge device the TAPs join; created if missing, an existing non-bridge device is an error"},
-    {"subnet", BBX_CONFIG_STRING, "\"10.88.0.0/16\"", "address pool of the containers (IPv4 CIDR)"},
-    {"gateway", BBX_CONFIG_STRING, "\"10.88.0.1\"",
-     "address of the bridge, the containers' default route; default: first host of subnet"},
-    {"mtu", BBX_CONFIG_INTEGER, "1500", "MTU of the bridge, the TAPs and the guest's eth0"},
-    {"dns_servers", BBX_CONFIG_STRING_ARRAY, "[]",
-     "nameservers written to the guest's resolv.conf"},
-    {"db_path", BBX_CONFIG_STRING, "\"<state_dir>/network.db\"",
-     "LMDB lease database file (seed: /var/lib/beacon/network.db)"},
-    {"reconcile_interval_seconds", BBX_CONFIG_INTEGER, "60",
-     "how often stale leases and TAPs are removed (0: only at the first attach)"},
-    {"remove_rules_when_idle", BBX_CONFIG_BOOLEAN, "false",
-     "remove this bridge's nftables rules when its last lease goes"},
-    {"enable_ip_forward", BBX_CONFIG_BOOLEAN, "true",
-     "turn on net.ipv4.ip_forward at the first attach (needed for NAT)"},
-    {"nft_filter_table", BBX_CONFIG_STRING, "\"beacon_runner_filter\"",
-     "nftables table (family ip) holding the forward chain"},
-    {"nft_nat_table", BBX_CONFIG_STRING, "\"beacon_runner_nat\"",
-     "nftables table (family ip) holding the postrouting masquerade chain"},
+    bbx::ConfigKey("bridge", BBX_CONFIG_STRING, "\"beacon0\"",
+                   "bridge device the TAPs join; created if missing, an existing non-bridge "
+                   "device is an error"),
+    bbx::ConfigKey("subnet", BBX_CONFIG_STRING, "\"10.88.0.0/16\"",
+                   "address pool of the containers (IPv4 CIDR)"),
+    bbx::ConfigKey("gateway", BBX_CONFIG_STRING, "\"10.88.0.1\"",
+                   "address of the bridge, the containers' default route; default: first host "
+                   "of subnet"),
+    bbx::ConfigKey("mtu", BBX_CONFIG_INTEGER, "1500",
+                   "MTU of the bridge, the TAPs and the guest's eth0"),
+    bbx::ConfigKey("dns_servers", BBX_CONFIG_STRING_ARRAY, "[]",
+                   "nameservers written to the guest's resolv.conf"),
+    bbx::ConfigKey("db_path", BBX_CONFIG_STRING, "\"<state_dir>/network.db\"",
+                   "LMDB lease database file (seed: /var/lib/beacon/network.db)"),
+    bbx::ConfigKey("reconcile_interval_seconds", BBX_CONFIG_INTEGER, "60",
+                   "how often stale leases and TAPs are removed (0: only at the first attach)"),
+    bbx::ConfigKey("remove_rules_when_idle", BBX_CONFIG_BOOLEAN, "false",
+                   "remove this bridge's nftables rules when its last lease goes"),
+    bbx::ConfigKey("enable_ip_forward", BBX_CONFIG_BOOLEAN, "true",
+                   "turn on net.ipv4.ip_forward at the first attach (needed for NAT)"),
+    bbx::ConfigKey("nft_filter_table", BBX_CONFIG_STRING, "\"beacon_runner_filter\"",
+                   "nftables table (family ip) holding the forward chain"),
+    bbx::ConfigKey("nft_nat_table", BBX_CONFIG_STRING, "\"beacon_runner_nat\"",
+                   "nftables table (family ip) holding the postrouting masquerade chain"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
@@ -79,11 +84,13 @@ bbx_status Attach(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink attachme
   return bbx::WriteSink(attachment_sink, attachment->SerializeAsString(), error);
 }
 
-bbx_status Detach(bbx_plugin* plugin, const char* container_id, bbx_error* error) {
-  if (container_id == nullptr) {
-    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "detach: NULL container id");
+bbx_status Detach(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_error* error) {
+  pb::NetworkDetachRequest request;
+  if (request_bytes.len > (1u << 20) ||
+      !request.ParseFromArray(request_bytes.data, static_cast<int>(request_bytes.len))) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable NetworkDetachRequest");
   }
-  auto status = plugin->network->Detach(container_id);
+  auto status = plugin->network->Detach({request.namespace_(), request.container_id()});
   return status.ok() ? BBX_OK : beaconbox::plugins::Fail(status.error(), error);
 }
 
@@ -99,9 +106,22 @@ bbx_status ListLeases(bbx_plugin* plugin, bbx_sink leases_sink, bbx_error* error
   return bbx::WriteSink(leases_sink, leases->SerializeAsString(), error);
 }
 
+bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
+  return bbx::WriteSink(
+      report_sink,
+      beaconbox::net::CheckPrerequisites(plugin->network->config()).SerializeAsString(), error);
+}
+
+const bbx_plugin_common_ops kCommonOps = {
+    .struct_size = sizeof(bbx_plugin_common_ops),
+    .init = Init,
+    .fini = Fini,
+    .check = Check,
+    .capabilities = nullptr,  // a network plugin has no optional capability yet
+};
+
 const bbx_network_ops kOps = {
     .struct_size = sizeof(bbx_network_ops),
-    .common = {.struct_size = sizeof(bbx_plugin_common_ops), .init = Init, .fini = Fini},
     .attach = Attach,
     .detach = Detach,
     .reconcile = Reconcile,
@@ -120,7 +140,8 @@ extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* reque
       .version = BEACONBOX_VERSION,
       .config_keys = kConfigKeys,
       .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
-      .ops = &kOps,
+      .common_ops = &kCommonOps,
+      .kind_ops = &kOps,
   };
   return bbx::Negotiate(request, response, mine, error);
 }

@@ -1,6 +1,7 @@
 // The vmm-qemu plugin's C entry: ops table, config parsing, and translation to
 // QemuVm. The logic lives in qemu_vm.cc, qmp.cc and process.cc.
 #include <signal.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,8 +9,8 @@
 #include <filesystem>
 #include <memory>
 #include <new>
-#include <toml++/toml.h>
 
+#include "beaconbox/plugin/v1/plugin.pb.h"
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
@@ -34,14 +35,17 @@ using beaconbox::plugins::Fail;
 using namespace std::chrono_literals;
 
 const bbx_config_key kConfigKeys[] = {
-    {"binary", BBX_CONFIG_STRING, "\"<share_dir>/bin/qemu-system-x86_64, else from PATH\"",
-     "the QEMU binary"},
-    {"virtiofsd", BBX_CONFIG_STRING, "\"/usr/lib/qemu/virtiofsd\"", "the virtio-fs daemon"},
-    {"accelerator", BBX_CONFIG_STRING, "\"auto\"",
-     "\"kvm\", \"tcg\" or \"auto\" (KVM when /dev/kvm is usable, else TCG)"},
-    {"machine", BBX_CONFIG_STRING, "\"q35\"",
-     "QEMU machine type (-M); q35 keeps ACPI hotplug and boots as fast as pc or microvm"},
-    {"extra_args", BBX_CONFIG_STRING_ARRAY, "[]", "arguments appended to QEMU's command line"},
+    bbx::ConfigKey("binary", BBX_CONFIG_STRING,
+                   "\"<share_dir>/bin/qemu-system-x86_64, else from PATH\"", "the QEMU binary"),
+    bbx::ConfigKey("virtiofsd", BBX_CONFIG_STRING, "\"/usr/lib/qemu/virtiofsd\"",
+                   "the virtio-fs daemon"),
+    bbx::ConfigKey("accelerator", BBX_CONFIG_STRING, "\"auto\"",
+                   "\"kvm\", \"tcg\" or \"auto\" (KVM when /dev/kvm is usable, else TCG)"),
+    bbx::ConfigKey("machine", BBX_CONFIG_STRING, "\"q35\"",
+                   "QEMU machine type (-M); q35 keeps ACPI hotplug and boots as fast as pc or "
+                   "microvm"),
+    bbx::ConfigKey("extra_args", BBX_CONFIG_STRING_ARRAY, "[]",
+                   "arguments appended to QEMU's command line"),
 };
 
 // `name` itself when it holds a '/', else the first executable match in PATH.
@@ -69,7 +73,6 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     std::string bundled = share_dir + "/bin/qemu-system-x86_64";
     config.binary = FindInPath(table["binary"].value_or(
         ::access(bundled.c_str(), X_OK) == 0 ? bundled : std::string("qemu-system-x86_64")));
-    if (host && host->run_dir) config.cid_lock_dir = host->run_dir;
     config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
     config.accelerator = table["accelerator"].value_or(config.accelerator);
     config.machine = table["machine"].value_or(config.machine);
@@ -173,9 +176,77 @@ bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* e
   return BBX_OK;
 }
 
+// Its own prerequisites: the QEMU binary, virtiofsd (its own `virtiofsd` key), the
+// accelerator and vsock devices. Kernel, initrd and directories are the host's checks.
+bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
+  pluginapi::CheckReport report;
+  auto line = [&](pluginapi::CheckLevel level, const std::string& what, const std::string& detail) {
+    auto* added = report.add_lines();
+    added->set_level(level);
+    added->set_what(what);
+    added->set_detail(detail);
+  };
+  const beaconbox::qemu::QemuConfig& config = plugin->config;
+  if (::access(config.binary.c_str(), X_OK) == 0) {
+    line(pluginapi::CHECK_OK, "qemu", config.binary);
+  } else {
+    line(pluginapi::CHECK_FAIL, "qemu",
+         config.binary +
+             " is not executable (config key binary): apt-get install "
+             "qemu-system-x86, or set binary in [plugins.vmm.qemu.config]");
+  }
+  if (::access(config.virtiofsd.c_str(), X_OK) == 0) {
+    line(pluginapi::CHECK_OK, "virtiofsd", config.virtiofsd);
+  } else {
+    line(pluginapi::CHECK_FAIL, "virtiofsd",
+         config.virtiofsd +
+             " is not executable (config key virtiofsd): apt-get install "
+             "qemu-system-x86 (Debian 12 ships it in /usr/lib/qemu), or fix the key");
+  }
+  std::string accelerator = beaconbox::qemu::DetectAccelerator();
+  if (accelerator == "kvm") {
+    line(pluginapi::CHECK_OK, "kvm", "/dev/kvm usable: VMs use hardware virtualization");
+  } else if (config.accelerator == "kvm") {
+    line(pluginapi::CHECK_FAIL, "kvm",
+         "/dev/kvm not usable and accelerator = \"kvm\": load kvm_intel/kvm_amd or set "
+         "accelerator = \"auto\"");
+  } else {
+    line(pluginapi::CHECK_WARN, "kvm",
+         "/dev/kvm not usable: TCG software emulation (slow); enable virtualization and load "
+         "kvm_intel/kvm_amd for speed");
+  }
+  if (::access("/dev/vhost-vsock", R_OK | W_OK) == 0) {
+    line(pluginapi::CHECK_OK, "vsock", "/dev/vhost-vsock usable: the guest agent uses vsock");
+  } else {
+    line(pluginapi::CHECK_OK, "vsock",
+         "/dev/vhost-vsock absent: the guest agent uses virtio-serial (modprobe vhost_vsock "
+         "for vsock)");
+  }
+  return bbx::WriteSink(report_sink, report.SerializeAsString(), error);
+}
+
+bbx_status Capabilities(bbx_plugin*, bbx_sink sink, bbx_error* error) {
+  pluginapi::Capabilities capabilities;
+  capabilities.set_pause(true);
+  capabilities.set_resize_vcpus(true);
+  capabilities.set_resize_memory(true);
+  capabilities.set_read_only_shares(true);
+  // vm_add_device is not implemented yet: no hotplug_* capability.
+  capabilities.add_agent_channels(pluginapi::AGENT_CHANNEL_VSOCK);
+  capabilities.add_agent_channels(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
+  return bbx::WriteSink(sink, capabilities.SerializeAsString(), error);
+}
+
+const bbx_plugin_common_ops kCommonOps = {
+    .struct_size = sizeof(bbx_plugin_common_ops),
+    .init = Init,
+    .fini = Fini,
+    .check = Check,
+    .capabilities = Capabilities,
+};
+
 const bbx_vmm_ops kOps = {
     .struct_size = sizeof(bbx_vmm_ops),
-    .common = {.struct_size = sizeof(bbx_plugin_common_ops), .init = Init, .fini = Fini},
     .vm_create = VmCreate,
     .vm_connect_guest = VmConnectGuest,
     .vm_info = VmInfo,
@@ -200,7 +271,8 @@ extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* reque
       .version = BEACONBOX_VERSION,
       .config_keys = kConfigKeys,
       .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
-      .ops = &kOps,
+      .common_ops = &kCommonOps,
+      .kind_ops = &kOps,
   };
   return bbx::Negotiate(request, response, mine, error);
 }

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -24,9 +23,6 @@ namespace pluginapi = ::beaconbox::plugin::v1;
 using namespace std::chrono_literals;
 
 constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
-constexpr char kAgentPortName[] = "beaconbox.agent";
-constexpr uint32_t kFirstGuestCid = 3;  // 0-2 are reserved
-constexpr uint32_t kGuestCidRange = 1 << 16;
 
 bool IsSafeToken(const std::string& value) {
   // Values spliced into QEMU's comma-separated options must not inject options.
@@ -51,22 +47,6 @@ bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds
   return true;
 }
 
-// Reserves a vsock CID unique on this host: an flock on <dir>/vsock-cid-<n>.lock,
-// held while the VM lives and released by the kernel if the shim dies.
-Result<std::pair<uint32_t, UniqueFd>> ReserveGuestCid(const std::string& dir) {
-  std::error_code error;
-  fs::create_directories(dir, error);
-  uint32_t start = static_cast<uint32_t>(::getpid()) % kGuestCidRange;
-  for (uint32_t i = 0; i < kGuestCidRange; ++i) {
-    uint32_t cid = kFirstGuestCid + (start + i) % kGuestCidRange;
-    std::string path = dir + "/vsock-cid-" + std::to_string(cid) + ".lock";
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd) return ErrnoError("creating vsock CID lock", path);
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return std::make_pair(cid, std::move(fd));
-  }
-  return MakeError(ErrorCode::kExhausted, "no free vsock guest CID in " + dir);
-}
-
 }  // namespace
 
 std::string DetectAccelerator() {
@@ -80,18 +60,45 @@ Result<LaunchPlan> PlanLaunch(const pluginapi::VmSpec& spec) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "VmSpec.run_dir '" + dir + "' must be an absolute path without ','");
   }
+  // The agent channel, the guest CID and the vhost-user sockets are the host's
+  // choice (VmSpec); this plugin only wires them up.
   LaunchPlan plan;
+  const pluginapi::AgentChannel& channel = spec.agent_channel();
+  if (channel.kind() == pluginapi::AGENT_CHANNEL_VSOCK) {
+    if (channel.guest_cid() < 3 || channel.port() == 0) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "VmSpec.agent_channel: vsock needs a guest_cid >= 3 and a port");
+    }
+    plan.use_vsock = true;
+    plan.guest_cid = channel.guest_cid();
+  } else if (channel.kind() == pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL) {
+    if (!IsSafeToken(channel.serial_port_name()) || channel.unix_socket_path().empty() ||
+        channel.unix_socket_path().find(',') != std::string::npos) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "VmSpec.agent_channel: virtio-serial needs a port name and a socket path "
+                       "without ','");
+    }
+    plan.agent_socket = channel.unix_socket_path();
+  } else {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "VmSpec.agent_channel.kind " + std::to_string(channel.kind()) +
+                         " is not one this plugin supports (vsock, virtio-serial)");
+  }
   plan.qmp_socket = dir + "/qmp.sock";
-  plan.agent_socket = dir + "/agent.sock";
   plan.qemu_log = dir + "/qemu.log";
   plan.virtiofsd_log = dir + "/virtiofsd.log";
   for (const auto& device : spec.devices()) {
-    if (device.has_share()) {
-      plan.virtiofsd_sockets.push_back(dir + "/fs" +
-                                       std::to_string(plan.virtiofsd_sockets.size()) + ".sock");
+    if (!device.has_share()) continue;
+    const std::string& socket = device.share().vhost_user_socket();
+    if (socket.empty() || socket[0] != '/' || socket.find(',') != std::string::npos) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "share '" + device.share().tag() + "' has no usable vhost_user_socket ('" +
+                           socket + "'): the host assigns one, absolute and without ','");
     }
+    plan.virtiofsd_sockets.push_back(socket);
   }
-  std::vector<std::string> sockets = {plan.qmp_socket, plan.agent_socket};
+  std::vector<std::string> sockets = {plan.qmp_socket};
+  if (!plan.agent_socket.empty()) sockets.push_back(plan.agent_socket);
   sockets.insert(sockets.end(), plan.virtiofsd_sockets.begin(), plan.virtiofsd_sockets.end());
   for (const auto& path : sockets) {
     if (path.size() > kMaxSocketPath) {
@@ -118,11 +125,10 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
                          "' must be set and contain no ','");
   }
 
-  // panic=-1 and reboot=t with -no-reboot: a guest panic or reboot ends QEMU at once.
-  std::string cmdline = "console=ttyS0 quiet loglevel=4 panic=-1 reboot=t ";
-  cmdline += plan.use_vsock ? "beaconbox.channel=vsock:" + std::to_string(spec.guest_port())
-                            : std::string("beaconbox.channel=virtio-serial:") + kAgentPortName;
-  if (max_memory > memory) cmdline += " memhp_default_state=online";
+  // reboot=t with -no-reboot: a guest reboot ends QEMU at once. Then what the host
+  // decided the guest needs (agent channel, panic behaviour), then the operator's.
+  std::string cmdline = "console=ttyS0 quiet loglevel=4 reboot=t";
+  for (const auto& arg : spec.guest_kernel_args()) cmdline += " " + arg;
   if (!spec.kernel_cmdline().empty()) cmdline += " " + spec.kernel_cmdline();
 
   std::string memory_arg = std::to_string(memory) + "M";
@@ -155,7 +161,7 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
     argv.insert(argv.end(),
                 {"-device", "virtio-serial-pci,id=serial0", "-chardev",
                  "socket,id=agent,path=" + plan.agent_socket + ",server=on,wait=off", "-device",
-                 std::string("virtserialport,chardev=agent,name=") + kAgentPortName});
+                 "virtserialport,chardev=agent,name=" + spec.agent_channel().serial_port_name()});
   }
   size_t fs_index = 0;
   size_t net_index = 0;
@@ -221,12 +227,6 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
   BBX_ASSIGN_OR_RETURN(vm->plan_, PlanLaunch(spec));
   LaunchPlan& plan = vm->plan_;
   plan.accelerator = config.accelerator == "auto" ? DetectAccelerator() : config.accelerator;
-  plan.use_vsock = ::access("/dev/vhost-vsock", R_OK | W_OK) == 0;
-  if (plan.use_vsock) {
-    BBX_ASSIGN_OR_RETURN(auto reserved, ReserveGuestCid(config.cid_lock_dir));
-    plan.guest_cid = reserved.first;
-    vm->cid_lock_ = std::move(reserved.second);
-  }
   BBX_ASSIGN_OR_RETURN(auto argv, BuildQemuCommand(spec, config, plan));
   vm->vcpus_ = std::max<uint32_t>(spec.vcpus(), 1);
   vm->memory_mib_ = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
@@ -257,7 +257,6 @@ QemuVm::~QemuVm() {
     if (!path.empty()) fs::remove(path, error);
   }
   for (const auto& socket : plan_.virtiofsd_sockets) fs::remove(socket, error);
-  // The CID lock file stays (it is reused); closing cid_lock_ releases the CID.
 }
 
 Error QemuVm::Died(const std::string& what) const {
@@ -276,7 +275,7 @@ Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
       sockaddr_vm addr{};
       addr.svm_family = AF_VSOCK;
       addr.svm_cid = plan_.guest_cid;
-      addr.svm_port = spec_.guest_port();
+      addr.svm_port = spec_.agent_channel().port();
       if (fd && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
         return fd;
       }
@@ -301,12 +300,13 @@ Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
 pluginapi::VmInfo QemuVm::Info() const {
   pluginapi::VmInfo info;
   info.set_id(spec_.id());
+  info.set_namespace_(spec_.namespace_());
   if (qemu_pid_ > 0) info.add_pids(qemu_pid_);
   for (pid_t pid : virtiofsd_pids_) info.add_pids(pid);
   info.set_accelerator(plan_.accelerator);
   info.set_console_log_path(spec_.console_log_path());
   info.set_guest_channel(plan_.use_vsock ? "vsock:" + std::to_string(plan_.guest_cid) + ":" +
-                                               std::to_string(spec_.guest_port())
+                                               std::to_string(spec_.agent_channel().port())
                                          : "unix:" + plan_.agent_socket);
   info.set_run_dir(spec_.run_dir());
   info.set_vmm_pid(qemu_pid_ > 0 ? qemu_pid_ : 0);

@@ -25,15 +25,13 @@ struct QemuConfig {
   // microvm it never hung at boot and keeps ACPI CPU/memory hotplug.
   std::string machine = "q35";
   std::vector<std::string> extra_args;
-  // Where vsock guest CIDs are reserved (lock files); the host's run_dir.
-  std::string cid_lock_dir = "/run/beacon";
 };
 
 // What the command line is made from besides the spec and the config.
 struct LaunchPlan {
   std::string accelerator;  // resolved: kvm or tcg
-  bool use_vsock = false;
-  uint32_t guest_cid = 0;
+  bool use_vsock = false;   // VmSpec.agent_channel, decided by the host
+  uint32_t guest_cid = 0;   // reserved by the host for this VM
   std::string qmp_socket;
   std::string agent_socket;  // virtio-serial backend, when not vsock
   std::string qemu_log;      // QEMU's stdout and stderr
@@ -41,13 +39,13 @@ struct LaunchPlan {
   std::vector<std::string> virtiofsd_sockets;  // one per Share device, in spec order
 };
 
-// Paths of the runtime files under spec.run_dir; checks the socket path limit.
+// Paths of the runtime files under spec.run_dir and the host's channel and socket
+// choices from `spec`; checks them and the socket path limit.
 Result<LaunchPlan> PlanLaunch(const beaconbox::plugin::v1::VmSpec& spec);
 
 // The QEMU argv for `spec`; pure, for tests.
 Result<std::vector<std::string>> BuildQemuCommand(const beaconbox::plugin::v1::VmSpec& spec,
-                                                  const QemuConfig& config,
-                                                  const LaunchPlan& plan);
+                                                  const QemuConfig& config, const LaunchPlan& plan);
 
 // "kvm" when /dev/kvm opens read-write, else "tcg".
 std::string DetectAccelerator();
@@ -74,7 +72,6 @@ class QemuVm {
 
   beaconbox::plugin::v1::VmSpec spec_;
   LaunchPlan plan_;
-  UniqueFd cid_lock_;  // holds plan_.guest_cid while the VM lives
   pid_t qemu_pid_ = -1;
   std::vector<pid_t> virtiofsd_pids_;
   std::optional<QmpClient> qmp_;

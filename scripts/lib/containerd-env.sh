@@ -53,7 +53,7 @@ bbx_containerd_bin_dir() {
 bbx_beaconbox_missing() {
   local output_dir=$1 f
   for f in containerd-shim-beaconbox-v1 beaconbox-kernel-x86_64 beaconbox-initrd \
-           plugins/vmm-qemu.so plugins/storage-erofs.so; do
+           plugins/vmm-qemu.so plugins/storage-virtiofs.so; do
     [ -e "$output_dir/$f" ] || echo "$output_dir/$f"
   done
 }
@@ -92,7 +92,7 @@ guest_connect_timeout_ms = ${BBX_GUEST_TIMEOUT_MS:-60000}
 mode = "${BBX_NETWORK_MODE:-none}"
 
 [storage]
-driver = "erofs"
+driver = "virtiofs"
 
 [log]
 level = "${BEACONBOX_LOG_LEVEL:-info}"
@@ -100,8 +100,8 @@ level = "${BEACONBOX_LOG_LEVEL:-info}"
 [plugins.vmm.qemu]
 path = "$output_dir/plugins/vmm-qemu.so"
 
-[plugins.storage.erofs]
-path = "$output_dir/plugins/storage-erofs.so"
+[plugins.storage.virtiofs]
+path = "$output_dir/plugins/storage-virtiofs.so"
 EOC
   if [ "${BBX_NETWORK_MODE:-none}" = bridge ]; then
     printf '\n[plugins.network.bridge]\npath = "%s"\n\n[plugins.network.bridge.config]\ndns_servers = ["10.88.0.1"]\n' \

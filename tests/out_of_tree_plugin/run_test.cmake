@@ -34,9 +34,12 @@ run("configuring the out-of-tree plugin" ignored
           "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
 run("building the out-of-tree plugin" ignored COMMAND ${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 set(plugin "${WORK_DIR}/build/storage-example.so")
-if(NOT EXISTS "${plugin}")
-  cleanup_and_fail("the build made no ${plugin}")
-endif()
+set(newer_plugin "${WORK_DIR}/build/storage-example-newer.so")
+foreach(built "${plugin}" "${newer_plugin}")
+  if(NOT EXISTS "${built}")
+    cleanup_and_fail("the build made no ${built}")
+  endif()
+endforeach()
 
 # 3. It exports the entry and nothing else of its own.
 run("listing its symbols" symbols COMMAND nm -D --defined-only "${plugin}")
@@ -60,8 +63,9 @@ path = \"build/storage-example.so\"
 greeting = \"hello from the operator\"
 ")
 run("beaconbox-ctl plugins" listing COMMAND "${CTL}" --config "${WORK_DIR}/config.toml" plugins)
-if(NOT listing MATCHES "storage +example +1\\.0\\.0 +1 +${WORK_DIR}/build/storage-example\\.so"
-   OR NOT listing MATCHES "ops: prepare, release")
+if(NOT listing MATCHES "storage +example +1\\.0\\.0 +2 +${WORK_DIR}/build/storage-example\\.so"
+   OR NOT listing MATCHES "ops: init, fini, check, prepare, release"
+   OR NOT listing MATCHES "config.greeting \\(a string, default \"hello\", env BEACONBOX_EXAMPLE_GREETING\\)")
   cleanup_and_fail("beaconbox-ctl plugins does not show the plugin:\n${listing}")
 endif()
 run("beaconbox-ctl config validate" validated
@@ -70,7 +74,29 @@ if(NOT validated STREQUAL "OK\n")
   cleanup_and_fail("config validate said: ${validated}")
 endif()
 
-# 5. And refuses a key its schema does not have.
+# 5. Its own check line is printed under its name by `beaconbox-ctl check` (whose
+#    exit code reflects the host's own checks, e.g. the kernel, so it is not asserted).
+execute_process(COMMAND "${CTL}" --config "${WORK_DIR}/config.toml" check
+  OUTPUT_VARIABLE checked ERROR_VARIABLE ignored)
+if(NOT checked MATCHES "plugin +storage/example 1\\.0\\.0 \\(ABI 2\\) loads and inits\nOK +example +nothing to check")
+  cleanup_and_fail("beaconbox-ctl check does not show the plugin's own line:\n${checked}")
+endif()
+
+# 6. The same plugin built against a "newer" header (every table, key and the answer
+#    one member longer) loads in this host too, its keys walked with its own stride.
+string(REPLACE "storage-example.so" "storage-example-newer.so" newer_config
+  "[vm]\nvmm = \"fake\"\n[network]\nmode = \"none\"\n[storage]\ndriver = \"example-newer\"\n[plugins.vmm.fake]\npath = \"${FIXTURE_VMM}\"\n[plugins.storage.example-newer]\npath = \"build/storage-example.so\"\n[plugins.storage.example-newer.config]\nrepeat = 3\n")
+file(WRITE "${WORK_DIR}/newer.toml" "${newer_config}")
+run("beaconbox-ctl plugins (newer)" newer_listing
+  COMMAND "${CTL}" --config "${WORK_DIR}/newer.toml" plugins)
+if(NOT newer_listing MATCHES "storage +example-newer +1\\.0\\.0 +2 "
+   OR NOT newer_listing MATCHES "config.repeat \\(an integer, default 1\\): how often to greet")
+  cleanup_and_fail("the newer plugin is not listed right:\n${newer_listing}")
+endif()
+run("beaconbox-ctl config validate (newer)" validated
+  COMMAND "${CTL}" config validate "${WORK_DIR}/newer.toml")
+
+# 7. And refuses a key its schema does not have.
 file(APPEND "${WORK_DIR}/config.toml" "colour = \"red\"\n")
 execute_process(COMMAND "${CTL}" config validate "${WORK_DIR}/config.toml"
   RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)

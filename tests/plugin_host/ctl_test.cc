@@ -122,11 +122,22 @@ TEST_F(CtlTest, ValidateOfAMissingFileFails) {
 TEST_F(CtlTest, PluginsListsVersionAbiPathAndOps) {
   CtlRun run = Ctl({"--config", dir_.Write("config.toml", GoodConfig()), "plugins"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_THAT(run.out, HasSubstr("vmm      fake               9.9.9      1    " FIXTURE_VMM));
-  EXPECT_THAT(run.out, HasSubstr("ops: vm_create, vm_connect_guest, vm_info, vm_stop, "
+  EXPECT_THAT(run.out, HasSubstr("vmm      fake               9.9.9      2    " FIXTURE_VMM));
+  EXPECT_THAT(run.out, HasSubstr("ops: init, fini, vm_create, vm_connect_guest, vm_info, vm_stop, "
                                  "vm_destroy, vm_resume\n"));
-  EXPECT_THAT(run.out, HasSubstr("ops: attach, detach\n"));
+  EXPECT_THAT(run.out, HasSubstr("ops: init, fini, attach, detach\n"));
+  EXPECT_THAT(run.out, HasSubstr("capabilities: none\n"));
   EXPECT_THAT(run.out, HasSubstr("config.count (an integer, default 1): an integer key"));
+  EXPECT_THAT(run.out, HasSubstr("config.greeting (a string, default \"hello\", env "
+                                 "BEACONBOX_FIXTURE_GREETING): a string key"));
+}
+
+TEST_F(CtlTest, PluginsShowsCapabilities) {
+  std::string text = GoodConfig();
+  text.replace(text.find(FIXTURE_VMM), std::string(FIXTURE_VMM).size(), FIXTURE_CHECKED_VMM);
+  CtlRun run = Ctl({"--config", dir_.Write("config.toml", text), "plugins"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("capabilities: read-only-shares, agent-virtio-serial\n"));
 }
 
 TEST_F(CtlTest, CheckReportsEachPrerequisite) {
@@ -145,19 +156,34 @@ TEST_F(CtlTest, CheckReportsEachPrerequisite) {
   int count = 0;
   while (std::getline(lines, line)) {
     ++count;
-    EXPECT_TRUE(line.starts_with("OK ") || line.starts_with("WARN ")) << line;
+    EXPECT_TRUE(line.starts_with("OK ") || line.starts_with("WARN ") || line.starts_with("     ("))
+        << line;
   }
-  EXPECT_EQ(count, 9) << run.out;
-  EXPECT_THAT(run.out, HasSubstr("kvm "));
-  EXPECT_THAT(run.out, HasSubstr("kernel     " + kernel + " (from vm.kernel_path)"));
-  EXPECT_THAT(run.out, HasSubstr("plugin     storage/fake 9.9.9 (ABI 1) loads and inits"));
+  // config, kernel, initrd, three directories, three plugins (checking nothing of
+  // their own: one "(...)" line each).
+  EXPECT_EQ(count, 12) << run.out;
+  EXPECT_THAT(run.out, HasSubstr("kernel           " + kernel + " (from vm.kernel_path)"));
+  EXPECT_THAT(run.out, HasSubstr("plugin           storage/fake 9.9.9 (ABI 2) loads and inits"));
+  EXPECT_THAT(run.out, HasSubstr("(storage plugin fake checks nothing of its own)"));
 
   // A missing initrd is a FAIL with the fix, and the exit code says so.
   std::filesystem::remove(initrd);
   run = Ctl({"--config", config, "check"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.out, HasSubstr("FAIL initrd     " + initrd));
+  EXPECT_THAT(run.out, HasSubstr("FAIL initrd           " + initrd));
   EXPECT_THAT(run.out, HasSubstr("run make"));
+}
+
+// A plugin's own check lines are printed under its name.
+TEST_F(CtlTest, CheckPrintsEachPluginsOwnLinesUnderItsName) {
+  std::string text = GoodConfig();
+  text.replace(text.find(FIXTURE_VMM), std::string(FIXTURE_VMM).size(), FIXTURE_CHECKED_VMM);
+  CtlRun run = Ctl({"--config", dir_.Write("config.toml", text), "check"});
+  size_t plugin_line = run.out.find("plugin           vmm/fake 9.9.9 (ABI 2) loads and inits\n");
+  ASSERT_NE(plugin_line, std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("WARN   fixture" + std::string(8, ' ') + "fix it: none\n"),
+            run.out.find('\n', plugin_line) + 1)
+      << run.out;
 }
 
 TEST_F(CtlTest, UnknownCommandPrintsUsage) {

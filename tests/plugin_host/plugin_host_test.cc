@@ -61,8 +61,9 @@ class PluginHostTest : public ::testing::Test {
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
     EXPECT_THAT(message, HasSubstr("config " + config_path_ + ": "));
     EXPECT_THAT(message, HasSubstr("plugin " + plugin));
-    for (const char* fixture : {FIXTURE_VMM, FIXTURE_NETWORK, FIXTURE_STORAGE, FIXTURE_ABI99,
-                                FIXTURE_NO_ENTRY, FIXTURE_SMALL_RESPONSE, FIXTURE_NO_VM_CREATE}) {
+    for (const char* fixture :
+         {FIXTURE_VMM, FIXTURE_NETWORK, FIXTURE_STORAGE, FIXTURE_ABI99, FIXTURE_NO_ENTRY,
+          FIXTURE_SMALL_RESPONSE, FIXTURE_NO_VM_CREATE, FIXTURE_ABI_V1}) {
       EXPECT_FALSE(Mapped(fixture)) << fixture << " still loaded after: " << message;
     }
     return message;
@@ -84,10 +85,11 @@ TEST_F(PluginHostTest, LoadsOnePluginOfEachKindAndDescribesThem) {
   EXPECT_EQ(plugins[0].version, "9.9.9");
   EXPECT_EQ(plugins[0].abi_version, BBX_ABI_VERSION_CURRENT);
   EXPECT_EQ(plugins[0].path, FIXTURE_VMM);
-  EXPECT_THAT(plugins[0].ops, ::testing::ElementsAre("vm_create", "vm_connect_guest", "vm_info",
-                                                     "vm_stop", "vm_destroy", "vm_resume"));
-  EXPECT_THAT(plugins[1].ops, ::testing::ElementsAre("attach", "detach"));
-  EXPECT_THAT(plugins[2].ops, ::testing::ElementsAre("prepare", "release"));
+  EXPECT_THAT(plugins[0].ops,
+              ::testing::ElementsAre("init", "fini", "vm_create", "vm_connect_guest", "vm_info",
+                                     "vm_stop", "vm_destroy", "vm_resume"));
+  EXPECT_THAT(plugins[1].ops, ::testing::ElementsAre("init", "fini", "attach", "detach"));
+  EXPECT_THAT(plugins[2].ops, ::testing::ElementsAre("init", "fini", "prepare", "release"));
   EXPECT_EQ(plugins[0].config_keys.size(), 5u);
   EXPECT_NE((*host)->network(), nullptr);
   EXPECT_THAT(log_.str(), HasSubstr("[vmm/fake] init config: "));
@@ -137,14 +139,19 @@ TEST_F(PluginHostTest, TypedWrappersCallThroughAndOwnTheirHandles) {
   auto attachment = host->network()->Attach(pluginapi::NetworkAttachRequest());
   ASSERT_TRUE(attachment.ok()) << attachment.error().message;
   EXPECT_EQ(attachment->tap_name(), "tap-fixture");
-  EXPECT_TRUE(host->network()->Detach("c1").ok());
+  EXPECT_TRUE(host->network()->Detach("ns1", "c1").ok());
+  // The request carries namespace (field 2) and id (field 1).
+  EXPECT_THAT(log_.str(), HasSubstr("[network/fake] detach request \n\x02"
+                                    "c1\x12\x03ns1"));
   EXPECT_EQ(host->network()->ListLeases().error().code, ErrorCode::kNotImplemented);
   EXPECT_EQ(host->network()->Reconcile().error().code, ErrorCode::kNotImplemented);
 
   auto plan = host->storage().Prepare(pluginapi::StoragePrepareRequest());
   ASSERT_TRUE(plan.ok()) << plan.error().message;
   EXPECT_EQ(plan->devices_size(), 0);
-  EXPECT_TRUE(host->storage().Release("c1", "/bundle").ok());
+  EXPECT_TRUE(host->storage().Release("ns1", "c1", "/bundle").ok());
+  EXPECT_THAT(log_.str(), HasSubstr("[storage/fake] release request \n\x02"
+                                    "c1\x12\x03ns1"));
 
   // The VM keeps its plugin loaded after the host goes: vm_destroy, then fini, then unload.
   host.reset();
@@ -197,7 +204,81 @@ TEST_F(PluginHostTest, RefusesSharedObjectWithoutEntry) {
 
 TEST_F(PluginHostTest, RefusesAbiOutOfRange) {
   EXPECT_THAT(Refusal(GoodConfig(PluginTable("vmm", "abi", FIXTURE_ABI99)), "vmm/abi"),
-              HasSubstr("speaks plugin ABI 99, this host speaks 1..1"));
+              HasSubstr("speaks plugin ABI 99, this host speaks 2..2"));
+}
+
+TEST_F(PluginHostTest, RefusesAnAbiOnePluginWithOneClearLine) {
+  std::string message = Refusal(GoodConfig(PluginTable("vmm", "old", FIXTURE_ABI_V1)), "vmm/old");
+  EXPECT_THAT(message, HasSubstr("speaks no plugin ABI in this host's range 2..2"));
+  EXPECT_THAT(message, HasSubstr("plugin speaks ABI 1, host offers 2..2"));
+  EXPECT_THAT(message, HasSubstr("rebuild it against this host's plugin-abi"));
+}
+
+// A plugin built against a newer header: every table, key and answer is larger than
+// this host knows. It loads, its schema is walked with its own stride, its hooks work
+// and the unknown trailing members are never touched.
+TEST_F(PluginHostTest, LoadsAPluginWhoseTablesGrew) {
+  auto host =
+      LoadText("[vm]\nvmm = \"fake\"\n[network]\nmode = \"fake\"\n[storage]\ndriver = \"fake\"\n" +
+               PluginTable("vmm", "fake", FIXTURE_NEWER_VMM) +
+               PluginTable("network", "fake", FIXTURE_NEWER_NETWORK) +
+               PluginTable("storage", "fake", FIXTURE_NEWER_STORAGE) +
+               "[plugins.vmm.fake.config]\ntags = [\"x\"]\nfail_init = false\n");
+  ASSERT_TRUE(host.ok()) << host.error().message;
+  auto plugins = (*host)->plugins();
+  ASSERT_EQ(plugins.size(), 3u);
+  ASSERT_EQ(plugins[0].config_keys.size(), 5u);
+  EXPECT_EQ(plugins[0].config_keys[4].name, "fail_init");
+  EXPECT_EQ(plugins[0].config_keys[0].env_var, "BEACONBOX_FIXTURE_GREETING");
+  EXPECT_THAT(plugins[0].ops, ::testing::Contains("check"));
+  pluginapi::VmSpec spec;
+  spec.set_console_log_path(dir_.Write("console.log", ""));
+  auto vm = (*host)->vmm().CreateVm(spec);
+  ASSERT_TRUE(vm.ok()) << vm.error().message;
+  EXPECT_EQ((*vm)->Info()->id(), "fixture-vm");
+  auto capabilities = (*host)->vmm().Capabilities();
+  ASSERT_TRUE(capabilities.ok()) << capabilities.error().message;
+  EXPECT_TRUE(capabilities->read_only_shares());
+  EXPECT_TRUE((*host)->network()->Detach("default", "c1").ok());
+  EXPECT_TRUE((*host)->storage().Release("default", "c1", "/bundle").ok());
+}
+
+// A plugin built against an older, shorter header: its tables end before the optional
+// hooks, and what lies beyond struct_size (traps that abort) is never called.
+TEST_F(PluginHostTest, NeverCallsAHookBeyondTheTablesStructSize) {
+  auto host =
+      LoadText("[vm]\nvmm = \"fake\"\n[network]\nmode = \"fake\"\n[storage]\ndriver = \"fake\"\n" +
+               PluginTable("vmm", "fake", FIXTURE_OLDER_VMM) +
+               PluginTable("network", "fake", FIXTURE_OLDER_NETWORK) +
+               PluginTable("storage", "fake", FIXTURE_STORAGE));
+  ASSERT_TRUE(host.ok()) << host.error().message;
+  auto plugins = (*host)->plugins();
+  EXPECT_THAT(plugins[0].ops,
+              ::testing::ElementsAre("init", "fini", "vm_create", "vm_connect_guest", "vm_info",
+                                     "vm_stop", "vm_destroy"));
+  EXPECT_THAT(plugins[1].ops, ::testing::ElementsAre("init", "fini", "attach", "detach"));
+  pluginapi::VmSpec spec;
+  spec.set_console_log_path(dir_.Write("console.log", ""));
+  auto vm = (*host)->vmm().CreateVm(spec);
+  ASSERT_TRUE(vm.ok()) << vm.error().message;
+  EXPECT_EQ((*vm)->Pause().error().code, ErrorCode::kNotImplemented);
+  EXPECT_EQ((*vm)->Resume().error().code, ErrorCode::kNotImplemented);
+  EXPECT_EQ((*host)->network()->Reconcile().error().code, ErrorCode::kNotImplemented);
+  EXPECT_EQ((*host)->network()->ListLeases().error().code, ErrorCode::kNotImplemented);
+  // Capabilities lie beyond the common table: none, without a call.
+  auto capabilities = (*host)->vmm().Capabilities();
+  ASSERT_TRUE(capabilities.ok()) << capabilities.error().message;
+  EXPECT_FALSE(capabilities->read_only_shares());
+}
+
+TEST_F(PluginHostTest, AKeyTakesTheEnvironmentVariableItsSchemaNames) {
+  beaconbox::testing::ScopedEnv greeting("BEACONBOX_FIXTURE_GREETING", "from the environment");
+  auto host = LoadText(GoodConfig("[plugins.vmm.fake.config]\ngreeting = \"from the file\"\n"));
+  ASSERT_TRUE(host.ok()) << host.error().message;
+  EXPECT_THAT(log_.str(), HasSubstr("[vmm/fake] init config: greeting = 'from the environment'"));
+  // Every plugin declaring the key gets it; the host maps no variable itself.
+  EXPECT_THAT(log_.str(), HasSubstr("[storage/fake] init config: greeting = 'from the "
+                                    "environment'"));
 }
 
 TEST_F(PluginHostTest, RefusesTooSmallEntryAnswer) {
@@ -276,7 +357,7 @@ TEST_F(PluginHostTest, RefusesRequiredKindThatIsAbsent) {
   EXPECT_THAT(Refusal(no_network, "network/bridge"), HasSubstr("chosen by network.mode"));
   std::string no_storage = "[vm]\nvmm = \"fake\"\n[network]\nmode = \"none\"\n" +
                            PluginTable("vmm", "fake", FIXTURE_VMM);
-  EXPECT_THAT(Refusal(no_storage, "storage/erofs"), HasSubstr("chosen by storage.driver"));
+  EXPECT_THAT(Refusal(no_storage, "storage/virtiofs"), HasSubstr("chosen by storage.driver"));
 }
 
 }  // namespace

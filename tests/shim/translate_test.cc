@@ -20,6 +20,7 @@ TEST(TranslateTest, ContainerdMountsBecomeTheStorageRequest) {
   spec.root_read_only = true;
   auto request = StorageRequestFor(kKey, "/b", mounts, spec);
   EXPECT_EQ(request.container_id(), "c1");
+  EXPECT_EQ(request.namespace_(), kKey.namespace_name);
   EXPECT_EQ(request.bundle(), "/b");
   EXPECT_TRUE(request.rootfs_read_only());
   ASSERT_EQ(request.rootfs_size(), 1);
@@ -101,9 +102,10 @@ TEST(TranslateTest, SettingsPlanAndAttachmentBecomeTheVmSpec) {
   attachment.set_tap_name("tap0");
   attachment.set_mac("02:00:00:00:00:01");
   attachment.set_mtu(1500);
-  auto spec = VmSpecFor(settings, {"default--c1", "/run/vm/default--c1", "/log/vm.log", 42}, plan,
+  auto spec = VmSpecFor(settings, {kKey, "/run/vm/default--c1", "/log/vm.log", 42}, plan,
                         &attachment);
-  EXPECT_EQ(spec.id(), "default--c1");
+  EXPECT_EQ(spec.id(), kKey.id);
+  EXPECT_EQ(spec.namespace_(), kKey.namespace_name);
   EXPECT_EQ(spec.kernel_path(), "/k");
   EXPECT_EQ(spec.kernel_cmdline(), "quiet");
   EXPECT_EQ(spec.vcpus(), 2u);
@@ -111,7 +113,6 @@ TEST(TranslateTest, SettingsPlanAndAttachmentBecomeTheVmSpec) {
   EXPECT_EQ(spec.run_dir(), "/run/vm/default--c1");
   EXPECT_EQ(spec.console_log_path(), "/log/vm.log");
   EXPECT_EQ(spec.owner_pid(), 42);
-  EXPECT_EQ(spec.guest_port(), 1024u);
   ASSERT_EQ(spec.devices_size(), 2);
   EXPECT_EQ(spec.devices(0).share().tag(), "rootfs");
   EXPECT_EQ(spec.devices(1).net().tap_name(), "tap0");

@@ -26,8 +26,10 @@ inline bbx_status Fail(bbx_error* error, bbx_status status, std::string_view mes
 
 // Hands serialized bytes to the caller's sink.
 inline bbx_status WriteSink(bbx_sink sink, const std::string& bytes, bbx_error* error) {
-  if (sink.write == nullptr) return Fail(error, BBX_ERR_INVALID_ARGUMENT, "no result sink given");
-  if (sink.write(sink.context, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) != 0) {
+  if (sink.host_write == nullptr) {
+    return Fail(error, BBX_ERR_INVALID_ARGUMENT, "no result sink given");
+  }
+  if (sink.host_write(sink.context, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) != 0) {
     return Fail(error, BBX_ERR_INTERNAL, "the host refused the result");
   }
   return BBX_OK;
@@ -39,9 +41,17 @@ inline std::string_view View(bbx_bytes bytes) {
 
 // Logs through the host, when it offers a log callback.
 inline void Log(const bbx_host_services* host, bbx_log_level level, const std::string& message) {
-  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, log) && host->log != nullptr) {
-    host->log(host->host_context, level, message.c_str());
+  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, host_log) &&
+      host->host_log != nullptr) {
+    host->host_log(host->host_context, level, message.c_str());
   }
+}
+
+// One schema key; `env_var` names the environment variable overriding it, if any.
+constexpr bbx_config_key ConfigKey(const char* name, bbx_config_type type,
+                                   const char* default_value, const char* description,
+                                   const char* env_var = nullptr) {
+  return bbx_config_key{sizeof(bbx_config_key), type, name, default_value, description, env_var};
 }
 
 // Answers the host's entry request with `response` when the range overlaps.

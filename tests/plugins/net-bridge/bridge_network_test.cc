@@ -81,8 +81,8 @@ class BridgeNetworkTest : public testing::NetnsTest {
 TEST_F(BridgeNetworkTest, AttachGivesEverythingTheGuestNeeds) {
   auto attachment = Network().Attach(Request("c1"));
   ASSERT_TRUE(attachment.ok()) << attachment.error().message;
-  EXPECT_EQ(attachment->tap_name(), TapNameFor("c1"));
-  EXPECT_EQ(attachment->mac(), MacFor("c1"));
+  EXPECT_EQ(attachment->tap_name(), TapNameFor({"default", "c1"}));
+  EXPECT_EQ(attachment->mac(), MacFor({"default", "c1"}));
   EXPECT_EQ(attachment->mtu(), 1500u);
   ASSERT_EQ(attachment->addresses_size(), 1);
   EXPECT_EQ(attachment->addresses(0).address(), "10.88.0.2");
@@ -108,11 +108,34 @@ TEST_F(BridgeNetworkTest, AttachGivesEverythingTheGuestNeeds) {
   EXPECT_EQ(leases->leases(0).address(), "10.88.0.2");
   EXPECT_EQ(leases->leases(0).owner_pid(), ::getpid());
 
-  ASSERT_TRUE(Network().Detach("c1").ok());
+  ASSERT_TRUE(Network().Detach({"default", "c1"}).ok());
   EXPECT_FALSE(LinkExists(attachment->tap_name()));
   EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
-  EXPECT_TRUE(Network().Detach("c1").ok());  // twice: harmless
-  EXPECT_TRUE(Network().Detach("never-attached").ok());
+  EXPECT_TRUE(Network().Detach({"default", "c1"}).ok());  // twice: harmless
+  EXPECT_TRUE(Network().Detach({"default", "never-attached"}).ok());
+}
+
+// The same id in two containerd namespaces: two leases, two TAPs, two MACs, and
+// detaching one leaves the other alone.
+TEST_F(BridgeNetworkTest, SameIdInTwoNamespacesGetsTwoAttachments) {
+  pb::NetworkAttachRequest other = Request("web");
+  other.set_namespace_("k8s.io");
+  auto in_default = Network().Attach(Request("web"));
+  auto in_k8s = Network().Attach(other);
+  ASSERT_TRUE(in_default.ok()) << in_default.error().message;
+  ASSERT_TRUE(in_k8s.ok()) << in_k8s.error().message;
+  EXPECT_NE(in_default->tap_name(), in_k8s->tap_name());
+  EXPECT_NE(in_default->mac(), in_k8s->mac());
+  EXPECT_NE(in_default->addresses(0).address(), in_k8s->addresses(0).address());
+  ASSERT_TRUE(Network().Detach({"default", "web"}).ok());
+  EXPECT_FALSE(LinkExists(in_default->tap_name()));
+  EXPECT_TRUE(LinkExists(in_k8s->tap_name()));
+  auto leases = Network().ListLeases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->leases_size(), 1);
+  EXPECT_EQ(leases->leases(0).namespace_(), "k8s.io");
+  ASSERT_TRUE(Network().Detach({"k8s.io", "web"}).ok());
+  EXPECT_FALSE(LinkExists(in_k8s->tap_name()));
 }
 
 TEST_F(BridgeNetworkTest, FiftyAttachesLeaveNoDuplicateRulesAndDetachCleansUp) {
@@ -129,7 +152,8 @@ TEST_F(BridgeNetworkTest, FiftyAttachesLeaveNoDuplicateRulesAndDetachCleansUp) {
   EXPECT_EQ(CountMatches(ruleset, "comment \"beaconbox:"), 4) << ruleset;
   EXPECT_EQ(CountMatches(Shell("ip link show master beacon0"), "beacon-"), 50);
 
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Network().Detach("c" + std::to_string(i)).ok());
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(Network().Detach({"default", "c" + std::to_string(i)}).ok());
   EXPECT_EQ(CountMatches(Shell("ip link show"), "beacon-"), 0);
   EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
   // remove_rules_when_idle = false (default): the rules stay.
@@ -140,9 +164,9 @@ TEST_F(BridgeNetworkTest, RulesGoWithTheLastLeaseWhenConfigured) {
   config_.remove_rules_when_idle = true;
   ASSERT_TRUE(Network().Attach(Request("a")).ok());
   ASSERT_TRUE(Network().Attach(Request("b")).ok());
-  ASSERT_TRUE(Network().Detach("a").ok());
+  ASSERT_TRUE(Network().Detach({"default", "a"}).ok());
   EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 4);
-  ASSERT_TRUE(Network().Detach("b").ok());
+  ASSERT_TRUE(Network().Detach({"default", "b"}).ok());
   std::string ruleset = Shell("nft list ruleset");
   EXPECT_EQ(ruleset.find("beacon_runner"), std::string::npos) << ruleset;
   // And they come back with the next attach.
@@ -178,7 +202,7 @@ TEST_F(BridgeNetworkTest, ReconcileReleasesTheLeaseAndTapOfADeadOwner) {
   report = Network().Reconcile();
   ASSERT_TRUE(report.ok()) << report.error().message;
   ASSERT_EQ(report->released_leases_size(), 1);
-  EXPECT_EQ(report->released_leases(0), "killed-shim");
+  EXPECT_EQ(report->released_leases(0), "default/killed-shim");
   ASSERT_EQ(report->removed_devices_size(), 1);
   EXPECT_EQ(report->removed_devices(0), dead->tap_name());
   EXPECT_FALSE(LinkExists(dead->tap_name()));
@@ -241,7 +265,7 @@ TEST_F(BridgeNetworkTest, ReconcileRemovesTapsWithoutALeaseOnly) {
   EXPECT_EQ(report->removed_devices(0), "beacon-deadbeef");
   EXPECT_FALSE(LinkExists("beacon-deadbeef"));
   EXPECT_TRUE(LinkExists("beacon-veth0"));  // not a TAP: not ours
-  EXPECT_TRUE(LinkExists(TapNameFor("kept")));
+  EXPECT_TRUE(LinkExists(TapNameFor({"default", "kept"})));
 }
 
 TEST_F(BridgeNetworkTest, TheFirstAttachReconcilesAndTheReconcilerRunsPeriodically) {
@@ -254,11 +278,11 @@ TEST_F(BridgeNetworkTest, TheFirstAttachReconcilesAndTheReconcilerRunsPeriodical
   }
   KillOwner(owner);
   owners_.clear();
-  ASSERT_TRUE(LinkExists(TapNameFor("left-behind")));
+  ASSERT_TRUE(LinkExists(TapNameFor({"default", "left-behind"})));
 
   config_.reconcile_interval_seconds = 1;
   ASSERT_TRUE(Network().Attach(Request("new")).ok());
-  EXPECT_FALSE(LinkExists(TapNameFor("left-behind")));
+  EXPECT_FALSE(LinkExists(TapNameFor({"default", "left-behind"})));
   EXPECT_EQ(Network().ListLeases()->leases_size(), 1);
 
   // Now one dies while this instance runs; the background thread cleans it up.
@@ -270,7 +294,8 @@ TEST_F(BridgeNetworkTest, TheFirstAttachReconcilesAndTheReconcilerRunsPeriodical
   bool gone = false;
   for (int i = 0; i < 50 && !gone; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    gone = Network().ListLeases()->leases_size() == 1 && !LinkExists(TapNameFor("dies-later"));
+    gone = Network().ListLeases()->leases_size() == 1 &&
+           !LinkExists(TapNameFor({"default", "dies-later"}));
   }
   EXPECT_TRUE(gone);
 }

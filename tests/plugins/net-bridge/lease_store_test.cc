@@ -45,14 +45,14 @@ TEST_F(LeaseStoreTest, ExhaustionIsAClearError) {
   ASSERT_TRUE(store);
   std::set<std::string> addresses;
   for (int i = 0; i < 5; ++i) {
-    auto acquired = store->Acquire("c" + std::to_string(i), "default", Me());
+    auto acquired = store->Acquire({"default", "c" + std::to_string(i)}, Me());
     ASSERT_TRUE(acquired.ok()) << acquired.error().message;
     EXPECT_TRUE(acquired->created);
     addresses.insert(FormatIpv4(acquired->lease.address));
   }
   EXPECT_EQ(addresses, (std::set<std::string>{"10.88.0.2", "10.88.0.3", "10.88.0.4", "10.88.0.5",
                                               "10.88.0.6"}));
-  auto sixth = store->Acquire("c5", "default", Me());
+  auto sixth = store->Acquire({"default", "c5"}, Me());
   ASSERT_FALSE(sixth.ok());
   EXPECT_EQ(sixth.error().code, ErrorCode::kExhausted);
   EXPECT_NE(sixth.error().message.find("10.88.0.0/29 is exhausted"), std::string::npos)
@@ -63,12 +63,12 @@ TEST_F(LeaseStoreTest, ExhaustionIsAClearError) {
 TEST_F(LeaseStoreTest, ReleasedAddressIsReused) {
   auto store = OpenStore("10.88.0.0/29");
   ASSERT_TRUE(store);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store->Acquire("c" + std::to_string(i), "", Me()).ok());
-  auto released = store->Release("c2");
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store->Acquire({"", "c" + std::to_string(i)}, Me()).ok());
+  auto released = store->Release({"", "c2"});
   ASSERT_TRUE(released.ok());
   ASSERT_TRUE(released->has_value());
   Ipv4 freed = (*released)->address;
-  auto again = store->Acquire("new", "", Me());
+  auto again = store->Acquire({"", "new"}, Me());
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ(again->lease.address, freed);
 }
@@ -76,11 +76,11 @@ TEST_F(LeaseStoreTest, ReleasedAddressIsReused) {
 TEST_F(LeaseStoreTest, AllocatesAfterTheLastOneBeforeReusing) {
   auto store = OpenStore("10.88.0.0/24");
   ASSERT_TRUE(store);
-  auto a = store->Acquire("a", "", Me());
-  auto b = store->Acquire("b", "", Me());
+  auto a = store->Acquire({"", "a"}, Me());
+  auto b = store->Acquire({"", "b"}, Me());
   ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_TRUE(store->Release("a").ok());
-  auto c = store->Acquire("c", "", Me());
+  ASSERT_TRUE(store->Release({"", "a"}).ok());
+  auto c = store->Acquire({"", "c"}, Me());
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(FormatIpv4(a->lease.address), "10.88.0.2");
   EXPECT_EQ(FormatIpv4(b->lease.address), "10.88.0.3");
@@ -90,14 +90,14 @@ TEST_F(LeaseStoreTest, AllocatesAfterTheLastOneBeforeReusing) {
 TEST_F(LeaseStoreTest, ReleasingTwiceOrUnknownIsHarmless) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
-  ASSERT_TRUE(store->Acquire("a", "", Me()).ok());
-  auto first = store->Release("a");
+  ASSERT_TRUE(store->Acquire({"", "a"}, Me()).ok());
+  auto first = store->Release({"", "a"});
   ASSERT_TRUE(first.ok());
   EXPECT_TRUE(first->has_value());
-  auto second = store->Release("a");
+  auto second = store->Release({"", "a"});
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE(second->has_value());
-  auto unknown = store->Release("never-seen");
+  auto unknown = store->Release({"", "never-seen"});
   ASSERT_TRUE(unknown.ok());
   EXPECT_FALSE(unknown->has_value());
   EXPECT_EQ(*store->Count(), 0u);
@@ -106,16 +106,23 @@ TEST_F(LeaseStoreTest, ReleasingTwiceOrUnknownIsHarmless) {
 TEST_F(LeaseStoreTest, AcquireIsIdempotentPerContainer) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
-  auto first = store->Acquire("a", "ns", Me());
-  auto second = store->Acquire("a", "ns", Me());
+  auto first = store->Acquire({"ns", "a"}, Me());
+  auto second = store->Acquire({"ns", "a"}, Me());
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_TRUE(first->created);
   EXPECT_FALSE(second->created);
   EXPECT_EQ(first->lease.address, second->lease.address);
   EXPECT_EQ(first->lease.tap_name, second->lease.tap_name);
-  auto other_namespace = store->Acquire("a", "other", Me());
-  ASSERT_FALSE(other_namespace.ok());
-  EXPECT_EQ(other_namespace.error().code, ErrorCode::kAlreadyExists);
+  // The same id in another namespace is another container: its own lease.
+  auto other_namespace = store->Acquire({"other", "a"}, Me());
+  ASSERT_TRUE(other_namespace.ok()) << other_namespace.error().message;
+  EXPECT_TRUE(other_namespace->created);
+  EXPECT_NE(other_namespace->lease.address, first->lease.address);
+  EXPECT_NE(other_namespace->lease.tap_name, first->lease.tap_name);
+  auto released = store->Release({"ns", "a"});
+  ASSERT_TRUE(released.ok() && released->has_value());
+  auto still = store->Find({"other", "a"});
+  ASSERT_TRUE(still.ok() && still->has_value());
 }
 
 TEST_F(LeaseStoreTest, LeasesPersistAcrossReopen) {
@@ -123,7 +130,7 @@ TEST_F(LeaseStoreTest, LeasesPersistAcrossReopen) {
   {
     auto store = OpenStore();
     ASSERT_TRUE(store);
-    auto acquired = store->Acquire("persisted", "k8s.io", Me());
+    auto acquired = store->Acquire({"k8s.io", "persisted"}, Me());
     ASSERT_TRUE(acquired.ok());
     address = acquired->lease.address;
   }
@@ -137,19 +144,85 @@ TEST_F(LeaseStoreTest, LeasesPersistAcrossReopen) {
   EXPECT_EQ(lease.container_namespace, "k8s.io");
   EXPECT_EQ(lease.address, address);
   EXPECT_EQ(lease.owner_pid, ::getpid());
-  EXPECT_EQ(lease.tap_name, TapNameFor("persisted"));
+  EXPECT_EQ(lease.tap_name, TapNameFor({"k8s.io", "persisted"}));
   EXPECT_GT(lease.created_unix, 1600000000);
   // The next allocation continues after the persisted one.
-  auto next = store->Acquire("next", "", Me());
+  auto next = store->Acquire({"", "next"}, Me());
   ASSERT_TRUE(next.ok());
   EXPECT_EQ(next->lease.address, address + 1);
+}
+
+// Rewrites a schema-2 file as schema 1 wrote it (leases keyed by the bare id, no
+// "schema" in meta), with LMDB directly.
+void DowngradeToSchema1(const std::string& path, const std::string& key,
+                        const std::string& bare_id) {
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 4);
+  mdb_env_set_mapsize(env, LeaseStore::kMapSize);
+  ASSERT_EQ(mdb_env_open(env, path.c_str(), MDB_NOSUBDIR, 0600), 0);
+  MDB_txn* txn = nullptr;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi leases, addrs, taps, meta;
+  ASSERT_EQ(mdb_dbi_open(txn, "leases", 0, &leases), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, "addrs", 0, &addrs), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, "taps", 0, &taps), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  auto val = [](const std::string& text) {
+    return MDB_val{text.size(), const_cast<char*>(text.data())};
+  };
+  MDB_val old_key = val(key), new_key = val(bare_id), record;
+  ASSERT_EQ(mdb_get(txn, leases, &old_key, &record), 0);
+  std::string record_bytes(static_cast<const char*>(record.mv_data), record.mv_size);
+  MDB_val record_copy = val(record_bytes);
+  ASSERT_EQ(mdb_del(txn, leases, &old_key, nullptr), 0);
+  ASSERT_EQ(mdb_put(txn, leases, &new_key, &record_copy, 0), 0);
+  for (MDB_dbi index : {addrs, taps}) {  // index values point at the bare id
+    MDB_cursor* cursor = nullptr;
+    ASSERT_EQ(mdb_cursor_open(txn, index, &cursor), 0);
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+      ASSERT_EQ(mdb_cursor_put(cursor, &k, &new_key, MDB_CURRENT), 0);
+    }
+    mdb_cursor_close(cursor);
+  }
+  MDB_val schema = val("schema");
+  ASSERT_EQ(mdb_del(txn, meta, &schema, nullptr), 0);
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+TEST_F(LeaseStoreTest, ASchemaOneFileIsMigratedToNamespaceKeys) {
+  LeaseRecord before;
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    auto acquired = store->Acquire({"k8s.io", "old"}, Me());
+    ASSERT_TRUE(acquired.ok()) << acquired.error().message;
+    before = acquired->lease;
+  }
+  DowngradeToSchema1(path_, "k8s.io/old", "old");
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  auto found = store->Find({"k8s.io", "old"});
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->address, before.address);
+  EXPECT_EQ((*found)->tap_name, before.tap_name);  // the device keeps its name
+  // The same id in another namespace is another container now.
+  auto other = store->Acquire({"default", "old"}, Me());
+  ASSERT_TRUE(other.ok()) << other.error().message;
+  EXPECT_NE(other->lease.address, before.address);
+  auto released = store->Release({"k8s.io", "old"});
+  ASSERT_TRUE(released.ok() && released->has_value());
+  EXPECT_EQ(*store->Count(), 1u);
 }
 
 TEST_F(LeaseStoreTest, SubnetChangeWithLeasesIsRefused) {
   {
     auto store = OpenStore("10.88.0.0/24");
     ASSERT_TRUE(store);
-    ASSERT_TRUE(store->Acquire("a", "", Me()).ok());
+    ASSERT_TRUE(store->Acquire({"", "a"}, Me()).ok());
   }
   Subnet other = MustSubnet("10.99.0.0/24");
   auto store = LeaseStore::Open(path_, other, other.network + 1);
@@ -179,7 +252,7 @@ TEST_F(LeaseStoreTest, ConcurrentProcessesNeverShareAnAddress) {
       }
       for (int i = 0; i < kEach; ++i) {
         std::string id = "p" + std::to_string(p) + "-" + std::to_string(i);
-        auto acquired = (*store)->Acquire(id, "", CurrentOwner(::getpid()));
+        auto acquired = (*store)->Acquire({"", id}, CurrentOwner(::getpid()));
         if (acquired.ok()) {
           out << id << " " << FormatIpv4(acquired->lease.address) << "\n";
         } else if (acquired.error().code == ErrorCode::kExhausted) {
@@ -288,17 +361,19 @@ TEST(LeaseNamesTest, TapNamesFitIfnamsizAndMacsAreLocal) {
   std::set<std::string> names;
   for (int i = 0; i < 1000; ++i) {
     std::string id = "container-" + std::to_string(i);
-    std::string tap = TapNameFor(id);
+    std::string tap = TapNameFor({"default", id});
     EXPECT_EQ(tap.size(), 15u);
     EXPECT_TRUE(tap.starts_with("beacon-"));
     EXPECT_TRUE(IsValidInterfaceName(tap));
     names.insert(tap);
-    EXPECT_EQ(TapNameFor(id), tap);
-    EXPECT_NE(TapNameFor(id, 1), tap);
-    std::string mac = MacFor(id);
+    EXPECT_EQ(TapNameFor({"default", id}), tap);
+    EXPECT_NE(TapNameFor({"default", id}, 1), tap);
+    EXPECT_NE(TapNameFor({"k8s.io", id}), tap) << "the namespace is part of the name's hash";
+    std::string mac = MacFor({"default", id});
     EXPECT_EQ(mac.size(), 17u);
     EXPECT_TRUE(mac.starts_with("02:"));
-    EXPECT_EQ(MacFor(id), mac);
+    EXPECT_EQ(MacFor({"default", id}), mac);
+    EXPECT_NE(MacFor({"k8s.io", id}), mac);
   }
   EXPECT_EQ(names.size(), 1000u);
 }

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "beaconbox/plugin/v1/network.pb.h"
+#include "beaconbox/plugin/v1/plugin.pb.h"
 #include "tests/plugins/net-bridge/test_util.h"
 
 namespace beaconbox::net {
@@ -33,30 +34,32 @@ class PluginAbiTest : public testing::NetnsTest {
     ASSERT_NE(handle_, nullptr) << ::dlerror();
     auto entry = reinterpret_cast<bbx_plugin_entry_fn>(::dlsym(handle_, BBX_PLUGIN_ENTRY_SYMBOL));
     ASSERT_NE(entry, nullptr);
-    bbx_entry_request request{sizeof(request), 1, 1};
+    bbx_entry_request request{sizeof(request), BBX_ABI_VERSION_CURRENT, BBX_ABI_VERSION_CURRENT};
     response_.struct_size = sizeof(response_);
     ASSERT_EQ(entry(&request, &response_, &error_), BBX_OK) << message_;
     ASSERT_EQ(response_.kind, BBX_PLUGIN_KIND_NETWORK);
-    ops_ = static_cast<const bbx_network_ops*>(response_.ops);
+    common_ = response_.common_ops;
+    ops_ = static_cast<const bbx_network_ops*>(response_.kind_ops);
     host_.struct_size = sizeof(host_);
-    host_.abi_version = 1;
+    host_.abi_version = BBX_ABI_VERSION_CURRENT;
     host_.state_dir = state_dir_.c_str();
     host_.run_dir = state_dir_.c_str();
     host_.log_dir = state_dir_.c_str();
     host_.share_dir = state_dir_.c_str();
   }
   void TearDown() override {
-    if (plugin_ != nullptr) ops_->common.fini(plugin_);
+    if (plugin_ != nullptr) common_->fini(plugin_);
     if (handle_ != nullptr) ::dlclose(handle_);
     NetnsTest::TearDown();
   }
   bbx_status Init(const std::string& toml) {
     bbx_bytes config{reinterpret_cast<const uint8_t*>(toml.data()), toml.size()};
-    return ops_->common.init(&host_, config, &plugin_, &error_);
+    return common_->init(&host_, config, &plugin_, &error_);
   }
 
   void* handle_ = nullptr;
   bbx_entry_response response_{};
+  const bbx_plugin_common_ops* common_ = nullptr;
   const bbx_network_ops* ops_ = nullptr;
   bbx_host_services host_{};
   bbx_plugin* plugin_ = nullptr;
@@ -96,6 +99,7 @@ TEST_F(PluginAbiTest, AttachListReconcileDetach) {
       << message_;
   pb::NetworkAttachRequest request;
   request.set_container_id("abi-test");
+  request.set_namespace_("default");
   std::string request_bytes = request.SerializeAsString();
   std::string result;
   bbx_sink sink{&result, CollectBytes};
@@ -122,14 +126,39 @@ TEST_F(PluginAbiTest, AttachListReconcileDetach) {
   ASSERT_TRUE(report.ParseFromString(result));
   EXPECT_EQ(report.released_leases_size(), 0);
 
-  ASSERT_EQ(ops_->detach(plugin_, "abi-test", &error_), BBX_OK) << message_;
-  ASSERT_EQ(ops_->detach(plugin_, "abi-test", &error_), BBX_OK) << message_;
+  pb::NetworkDetachRequest detach;
+  detach.set_container_id("abi-test");
+  detach.set_namespace_("default");
+  std::string detach_bytes = detach.SerializeAsString();
+  bbx_bytes detach_request{reinterpret_cast<const uint8_t*>(detach_bytes.data()),
+                           detach_bytes.size()};
+  ASSERT_EQ(ops_->detach(plugin_, detach_request, &error_), BBX_OK) << message_;
+  ASSERT_EQ(ops_->detach(plugin_, detach_request, &error_), BBX_OK) << message_;
   ASSERT_EQ(ops_->list_leases(plugin_, sink, &error_), BBX_OK);
   ASSERT_TRUE(leases.ParseFromString(result));
   EXPECT_EQ(leases.leases_size(), 0);
 
   bbx_bytes garbage{reinterpret_cast<const uint8_t*>("\xff\xff\xff"), 3};
   EXPECT_EQ(ops_->attach(plugin_, garbage, sink, &error_), BBX_ERR_INVALID_ARGUMENT);
+}
+
+// The common hook `check`: its own prerequisites, one line each, changing nothing.
+TEST_F(PluginAbiTest, CheckReportsItsOwnPrerequisitesWithoutChangingTheSystem) {
+  ASSERT_EQ(Init(""), BBX_OK) << message_;
+  ASSERT_NE(common_->check, nullptr);
+  std::string result;
+  bbx_sink sink{&result, CollectBytes};
+  ASSERT_EQ(common_->check(plugin_, sink, &error_), BBX_OK) << message_;
+  pb::CheckReport report;
+  ASSERT_TRUE(report.ParseFromString(result));
+  std::set<std::string> what;
+  for (const auto& line : report.lines()) {
+    what.insert(line.what());
+    EXPECT_EQ(line.level(), pb::CHECK_OK) << line.what() << ": " << line.detail();  // root, netns
+  }
+  EXPECT_EQ(what, (std::set<std::string>{"CAP_NET_ADMIN", "tun", "lease db", "ip_forward"}));
+  EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/network.db"));
+  EXPECT_EQ(Shell("nft list ruleset"), "");
 }
 
 TEST_F(PluginAbiTest, ExhaustionCrossesTheAbiAsExhausted) {

@@ -1,4 +1,4 @@
-#include "plugins/storage-erofs/rootfs_export.h"
+#include "plugins/storage-virtiofs/rootfs_export.h"
 
 #include <gtest/gtest.h>
 #include <sys/mount.h>

@@ -1,13 +1,17 @@
-// The storage-erofs plugin's C entry: the ops table and its translation to
-// RootfsExporter. Everything else lives in rootfs_export.cc.
+// The storage-virtiofs plugin's C entry: the ops tables and their translation to
+// RootfsExporter. Everything else lives in rootfs_export.cc. It shares the container's
+// mounted rootfs over virtio-fs; EROFS image layers are another plugin's job (the name
+// storage-erofs is kept for it).
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <memory>
 #include <new>
 
+#include "beaconbox/plugin/v1/plugin.pb.h"
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
-#include "plugins/storage-erofs/rootfs_export.h"
+#include "plugins/storage-virtiofs/rootfs_export.h"
 
 struct bbx_plugin {
   const bbx_host_services* host;
@@ -20,10 +24,8 @@ namespace pluginapi = ::beaconbox::plugin::v1;
 using beaconbox::Error;
 
 const bbx_config_key kConfigKeys[] = {
-    {"layers", BBX_CONFIG_STRING, "\"virtiofs\"",
-     "how image layers reach the guest: \"virtiofs\" (the mounted rootfs, shared) or "
-     "\"erofs\" (not implemented yet)"},
-    {"share_tag", BBX_CONFIG_STRING, "\"rootfs\"", "virtio-fs tag of the rootfs share"},
+    bbx::ConfigKey("share_tag", BBX_CONFIG_STRING, "\"rootfs\"",
+                   "virtio-fs tag of the rootfs share"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
@@ -31,15 +33,6 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
   beaconbox::storage::ExportConfig config;
   try {
     toml::table table = toml::parse(bbx::View(config_toml));
-    std::string layers = table["layers"].value_or(std::string("virtiofs"));
-    if (layers == "erofs") {
-      return bbx::Fail(error, BBX_ERR_NOT_IMPLEMENTED,
-                       "layers = \"erofs\" is not implemented yet: use \"virtiofs\"");
-    }
-    if (layers != "virtiofs") {
-      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
-                       "layers = \"" + layers + "\" is unknown: use \"virtiofs\"");
-    }
     config.share_tag = table["share_tag"].value_or(config.share_tag);
   } catch (const toml::parse_error& parse_error) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
@@ -65,18 +58,53 @@ bbx_status Prepare(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink plan_si
   return bbx::WriteSink(plan_sink, plan->SerializeAsString(), error);
 }
 
-bbx_status Release(bbx_plugin* plugin, const char* container_id, const char* bundle,
-                   bbx_error* error) {
-  if (container_id == nullptr || bundle == nullptr) {
-    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "release: NULL container id or bundle");
+bbx_status Release(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_error* error) {
+  pluginapi::StorageReleaseRequest request;
+  if (!request.ParseFromArray(request_bytes.data, static_cast<int>(request_bytes.len))) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable StorageReleaseRequest");
   }
-  auto status = plugin->exporter.Release(container_id, bundle);
+  if (request.bundle().empty()) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "release: no bundle given");
+  }
+  // Everything prepare made lives in the bundle, which is per (namespace, id).
+  auto status = plugin->exporter.Release(request.container_id(), request.bundle());
   return status.ok() ? BBX_OK : beaconbox::plugins::Fail(status.error(), error);
 }
 
+// Its own prerequisite: mounting (the rootfs is mounted at <bundle>/rootfs as runc's
+// shim does). virtiofsd itself is started by the VMM plugin, which checks it.
+bbx_status Check(bbx_plugin*, bbx_sink report_sink, bbx_error* error) {
+  pluginapi::CheckReport report;
+  auto* line = report.add_lines();
+  line->set_what("mount");
+  if (::geteuid() == 0) {
+    line->set_level(pluginapi::CHECK_OK);
+    line->set_detail("running as root: container rootfs mounts can be made");
+  } else {
+    line->set_level(pluginapi::CHECK_FAIL);
+    line->set_detail(
+        "not root: the shim mounts each container's rootfs; run it as root "
+        "(containerd does)");
+  }
+  return bbx::WriteSink(report_sink, report.SerializeAsString(), error);
+}
+
+bbx_status Capabilities(bbx_plugin*, bbx_sink sink, bbx_error* error) {
+  pluginapi::Capabilities capabilities;
+  capabilities.set_read_only_rootfs(true);
+  return bbx::WriteSink(sink, capabilities.SerializeAsString(), error);
+}
+
+const bbx_plugin_common_ops kCommonOps = {
+    .struct_size = sizeof(bbx_plugin_common_ops),
+    .init = Init,
+    .fini = Fini,
+    .check = Check,
+    .capabilities = Capabilities,
+};
+
 const bbx_storage_ops kOps = {
     .struct_size = sizeof(bbx_storage_ops),
-    .common = {.struct_size = sizeof(bbx_plugin_common_ops), .init = Init, .fini = Fini},
     .prepare = Prepare,
     .release = Release,
 };
@@ -89,11 +117,12 @@ extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* reque
       .struct_size = sizeof(bbx_entry_response),
       .abi_version = BBX_ABI_VERSION_CURRENT,
       .kind = BBX_PLUGIN_KIND_STORAGE,
-      .name = "erofs",
+      .name = "virtiofs",
       .version = BEACONBOX_VERSION,
       .config_keys = kConfigKeys,
       .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
-      .ops = &kOps,
+      .common_ops = &kCommonOps,
+      .kind_ops = &kOps,
   };
   return bbx::Negotiate(request, response, mine, error);
 }

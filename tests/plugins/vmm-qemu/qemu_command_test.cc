@@ -1,0 +1,106 @@
+// vmm-qemu wires up what the host decided in the VmSpec (ABI v2): the agent channel
+// and guest CID, the guest's kernel arguments, each share's vhost-user socket. It
+// decides none of them itself.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "plugins/vmm-qemu/qemu_vm.h"
+
+namespace beaconbox::qemu {
+namespace {
+
+namespace pluginapi = ::beaconbox::plugin::v1;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+
+pluginapi::VmSpec BaseSpec() {
+  pluginapi::VmSpec spec;
+  spec.set_id("c1");
+  spec.set_namespace_("default");
+  spec.set_kernel_path("/k");
+  spec.set_initrd_path("/i");
+  spec.set_run_dir("/run/beacon/vm/7");
+  spec.set_console_log_path("/var/log/beacon/vm-default-c1.log");
+  spec.set_kernel_cmdline("operator=1");
+  spec.add_guest_kernel_args("panic=-1");
+  return spec;
+}
+
+std::string ArgAfter(const std::vector<std::string>& argv, const std::string& flag) {
+  auto found = std::find(argv.begin(), argv.end(), flag);
+  return found == argv.end() || found + 1 == argv.end() ? "" : *(found + 1);
+}
+
+TEST(QemuCommand, VsockWithTheHostsGuestCid) {
+  pluginapi::VmSpec spec = BaseSpec();
+  spec.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VSOCK);
+  spec.mutable_agent_channel()->set_port(1024);
+  spec.mutable_agent_channel()->set_guest_cid(4711);
+  spec.add_guest_kernel_args("beaconbox.channel=vsock:1024");
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_TRUE(plan->use_vsock);
+  EXPECT_EQ(plan->guest_cid, 4711u);
+  plan->accelerator = "tcg";
+  auto argv = BuildQemuCommand(spec, QemuConfig(), *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(*argv, Contains("vhost-vsock-pci,guest-cid=4711"));
+  EXPECT_EQ(ArgAfter(*argv, "-append"),
+            "console=ttyS0 quiet loglevel=4 reboot=t panic=-1 beaconbox.channel=vsock:1024 "
+            "operator=1");
+}
+
+TEST(QemuCommand, VirtioSerialOnTheHostsSocketAndPortName) {
+  pluginapi::VmSpec spec = BaseSpec();
+  auto* channel = spec.mutable_agent_channel();
+  channel->set_kind(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
+  channel->set_serial_port_name("beaconbox.agent");
+  channel->set_unix_socket_path("/run/beacon/vm/7/agent.sock");
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_FALSE(plan->use_vsock);
+  plan->accelerator = "tcg";
+  auto argv = BuildQemuCommand(spec, QemuConfig(), *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(*argv,
+              Contains("socket,id=agent,path=/run/beacon/vm/7/agent.sock,server=on,wait=off"));
+  EXPECT_THAT(*argv, Contains("virtserialport,chardev=agent,name=beaconbox.agent"));
+}
+
+TEST(QemuCommand, SharesUseTheHostsVhostUserSockets) {
+  pluginapi::VmSpec spec = BaseSpec();
+  spec.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
+  spec.mutable_agent_channel()->set_serial_port_name("beaconbox.agent");
+  spec.mutable_agent_channel()->set_unix_socket_path("/run/beacon/vm/7/agent.sock");
+  auto* share = spec.add_devices()->mutable_share();
+  share->set_tag("rootfs");
+  share->set_host_path("/bundle/rootfs");
+  share->set_vhost_user_socket("/run/beacon/vm/7/fs0.sock");
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  ASSERT_EQ(plan->virtiofsd_sockets.size(), 1u);
+  EXPECT_EQ(plan->virtiofsd_sockets[0], "/run/beacon/vm/7/fs0.sock");
+  plan->accelerator = "tcg";
+  auto argv = BuildQemuCommand(spec, QemuConfig(), *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(*argv, Contains("socket,id=fs0,path=/run/beacon/vm/7/fs0.sock"));
+
+  share->clear_vhost_user_socket();
+  auto refused = PlanLaunch(spec);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.error().message, HasSubstr("share 'rootfs' has no usable vhost_user_socket"));
+}
+
+TEST(QemuCommand, RefusesASpecWithoutAnAgentChannel) {
+  auto plan = PlanLaunch(BaseSpec());
+  ASSERT_FALSE(plan.ok());
+  EXPECT_THAT(plan.error().message, HasSubstr("agent_channel.kind 0"));
+  pluginapi::VmSpec spec = BaseSpec();
+  spec.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VSOCK);
+  EXPECT_FALSE(PlanLaunch(spec).ok()) << "vsock without a guest CID";
+}
+
+}  // namespace
+}  // namespace beaconbox::qemu
