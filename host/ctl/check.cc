@@ -1,10 +1,16 @@
 // `beaconbox-ctl check`: what a host needs before it can run a container, one line
 // each: OK, WARN (works, but slower or degraded) or FAIL, with what to do.
 #include <fcntl.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -42,15 +48,127 @@ std::string FindOnPath(const std::string& name) {
   return "";
 }
 
-void CheckKvm(Report& report) {
+void CheckKvmDevice(Report& report) {
   UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
   if (kvm.get() >= 0) {
-    report.Line(Verdict::kOk, "kvm", "/dev/kvm usable: VMs use hardware virtualization");
+    report.Line(Verdict::kOk, "kvm", "/dev/kvm opens: VMs use hardware virtualization");
   } else {
     report.Line(Verdict::kWarn, "kvm",
                 std::string("/dev/kvm not usable (") + std::strerror(errno) +
                     "): TCG fallback (slow); enable virtualization and load kvm_intel/kvm_amd "
                     "for speed");
+  }
+}
+
+std::string ReadBootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+// The newest KVM verdict the qemu plugin cached (plugins/vmm-qemu/accelerator.h) for
+// this boot, device, kernel and initrd (and binary when the config names a path).
+std::optional<nlohmann::json> FindKvmVerdict(const config::Config& config,
+                                             const std::string& kvm_device,
+                                             const std::string& binary) {
+  constexpr size_t kMaxFiles = 256;
+  constexpr std::uintmax_t kMaxSize = 64 * 1024;
+  const std::string boot_id = ReadBootId();
+  std::optional<nlohmann::json> newest;
+  std::error_code error;
+  size_t seen = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(config.paths.state_dir + "/vmm-qemu", error)) {
+    if (++seen > kMaxFiles) break;
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("kvm-verdict-") || !name.ends_with(".json")) continue;
+    if (!entry.is_regular_file(error) || entry.file_size(error) > kMaxSize) continue;
+    std::ifstream in(entry.path());
+    auto json = nlohmann::json::parse(in, nullptr, false);
+    if (json.is_discarded() || !json.is_object()) continue;
+    auto text = [&](const char* key) {
+      return json.contains(key) && json[key].is_string() ? json[key].get<std::string>() : "";
+    };
+    if (text("boot_id") != boot_id || text("kvm_device") != kvm_device ||
+        text("kernel") != config.vm.kernel_path || text("initrd") != config.vm.initrd_path ||
+        (binary.find('/') != std::string::npos && text("binary") != binary) ||
+        !json.contains("usable") || !json["usable"].is_boolean()) {
+      continue;
+    }
+    auto probed_at = [](const nlohmann::json& j) {
+      return j.contains("probed_at") && j["probed_at"].is_number_integer()
+                 ? j["probed_at"].get<int64_t>()
+                 : 0;
+    };
+    if (!newest || probed_at(json) > probed_at(*newest)) newest = std::move(json);
+  }
+  return newest;
+}
+
+// The qemu plugin's accelerator, as it decides: config key accelerator, then whether
+// the KVM device opens, then the verdict its probe cached. This reads that verdict;
+// it does not probe (the first VM does).
+void CheckKvm(Report& report, const config::Config& config) {
+  const config::PluginDecl* qemu = nullptr;
+  for (const auto& decl : config.plugins) {
+    if (decl.kind == "vmm" && decl.name == "qemu") qemu = &decl;
+  }
+  if (config.vm.vmm != "qemu" || qemu == nullptr) {
+    CheckKvmDevice(report);
+    return;
+  }
+  std::string accelerator = "auto", kvm_device = "/dev/kvm", binary;
+  try {
+    toml::table table = toml::parse(qemu->config_toml);
+    accelerator = table["accelerator"].value_or(accelerator);
+    kvm_device = table["kvm_device"].value_or(kvm_device);
+    binary = table["binary"].value_or(binary);
+  } catch (const toml::parse_error&) {
+    // CheckPlugins reports the broken config.
+  }
+  const Verdict broken = accelerator == "kvm" ? Verdict::kFail : Verdict::kWarn;
+  if (accelerator == "tcg") {
+    report.Line(Verdict::kOk, "kvm", "accelerator = \"tcg\": KVM is not used (containers use TCG)");
+    return;
+  }
+  UniqueFd device(::open(kvm_device.c_str(), O_RDWR | O_CLOEXEC));
+  if (!device) {
+    report.Line(broken, "kvm",
+                "no " + kvm_device + " (" + std::strerror(errno) +
+                    "): containers use TCG (slow): enable hardware virtualization and load "
+                    "kvm_intel or kvm_amd" +
+                    (accelerator == "kvm" ? ", or set accelerator = \"auto\" or \"tcg\"" : ""));
+    return;
+  }
+  auto verdict = FindKvmVerdict(config, kvm_device, binary);
+  if (!verdict) {
+    report.Line(Verdict::kOk, "kvm",
+                kvm_device +
+                    " opens; whether KVM boots the guest is not verified yet: the "
+                    "probe has not run (the first VM runs it and caches its verdict in " +
+                    config.paths.state_dir + "/vmm-qemu)");
+    return;
+  }
+  std::string reason =
+      (*verdict)["reason"].is_string() ? (*verdict)["reason"].get<std::string>() : "";
+  if (reason.size() > 480) reason.resize(480);
+  for (char& c : reason) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+  }
+  if ((*verdict)["usable"].get<bool>()) {
+    report.Line(Verdict::kOk, "kvm", "KVM usable: " + reason);
+  } else {
+    report.Line(broken, "kvm",
+                "KVM present but cannot boot the guest: " + reason +
+                    (accelerator == "kvm"
+                         ? "; accelerator = \"kvm\" refuses to start containers: set "
+                           "accelerator = \"auto\" or \"tcg\""
+                         : "; containers use TCG (slow): use a host with hardware KVM (on a "
+                           "cloud VM, nested virtualization with a full KVM), or set "
+                           "accelerator = \"tcg\" to skip the check") +
+                    "; remove " + config.paths.state_dir +
+                    "/vmm-qemu/kvm-verdict-*.json to probe again");
   }
 }
 
@@ -145,7 +263,7 @@ int RunCheck(const Args& args) {
     return 1;
   }
   report.Line(Verdict::kOk, "config", config->source);
-  CheckKvm(report);
+  CheckKvm(report, *config);
   CheckVmmBinary(report, *config);
   CheckGuestFile(report, "kernel", config->vm.kernel_path, config->vm.kernel_path_origin);
   CheckGuestFile(report, "initrd", config->vm.initrd_path, config->vm.initrd_path_origin);

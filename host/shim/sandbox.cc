@@ -253,6 +253,8 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   vmm_start_ms_ = ElapsedMs(vmm_started);
   if (auto info = vm_->Info(); info.ok()) {
     (void)SaveVmState(options_.bundle, *info);
+    spdlog::info("VM {} uses {}: {}", options_.container_id, info->accelerator(),
+                 info->accelerator_reason().substr(0, 600));
   }
   return ConnectGuest();
 }

@@ -38,7 +38,12 @@ const bbx_config_key kConfigKeys[] = {
      "the QEMU binary"},
     {"virtiofsd", BBX_CONFIG_STRING, "\"/usr/lib/qemu/virtiofsd\"", "the virtio-fs daemon"},
     {"accelerator", BBX_CONFIG_STRING, "\"auto\"",
-     "\"kvm\", \"tcg\" or \"auto\" (KVM when /dev/kvm is usable, else TCG)"},
+     "\"auto\" (KVM if a probe boots the guest under it, else TCG; verdict cached in "
+     "<state_dir>/vmm-qemu), \"kvm\" (never falls back) or \"tcg\" (never opens KVM)"},
+    {"kvm_device", BBX_CONFIG_STRING, "\"/dev/kvm\"",
+     "opened to see whether KVM is there at all (QEMU itself always uses /dev/kvm)"},
+    {"kvm_probe_timeout_ms", BBX_CONFIG_INTEGER, "10000",
+     "how long the KVM probe waits for the guest kernel to reach init"},
     {"machine", BBX_CONFIG_STRING, "\"q35\"",
      "QEMU machine type (-M); q35 keeps ACPI hotplug and boots as fast as pc or microvm"},
     {"extra_args", BBX_CONFIG_STRING_ARRAY, "[]", "arguments appended to QEMU's command line"},
@@ -72,6 +77,12 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     if (host && host->run_dir) config.cid_lock_dir = host->run_dir;
     config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
     config.accelerator = table["accelerator"].value_or(config.accelerator);
+    config.kvm_device = table["kvm_device"].value_or(config.kvm_device);
+    config.kvm_probe_timeout = std::chrono::milliseconds(
+        std::clamp<int64_t>(table["kvm_probe_timeout_ms"].value_or(int64_t{10000}), 100, 600000));
+    if (host && host->state_dir && host->state_dir[0]) {
+      config.verdict_dir = std::string(host->state_dir) + "/vmm-qemu";
+    }
     config.machine = table["machine"].value_or(config.machine);
     if (auto* args = table["extra_args"].as_array()) {
       for (auto& arg : *args) config.extra_args.push_back(arg.value_or(std::string()));
@@ -92,11 +103,21 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
 
 void Fini(bbx_plugin* plugin) { delete plugin; }
 
-void LogAcceleratorOnce(bbx_plugin* plugin, const std::string& accelerator) {
+// One line per VM that falls back although KVM is there (with QEMU's reason); the
+// plain "no KVM device" case once per plugin instance.
+void LogAccelerator(bbx_plugin* plugin, const beaconbox::qemu::LaunchPlan& plan) {
+  if (plan.kvm_broken) {
+    bbx::Log(plugin->host, BBX_LOG_WARN,
+             "QEMU uses TCG software emulation (slow): " + plan.accelerator_reason +
+                 "; set accelerator = \"tcg\" to skip the check, see beaconbox-ctl check");
+    return;
+  }
   if (plugin->accelerator_logged.exchange(true)) return;
-  bbx::Log(plugin->host, accelerator == "kvm" ? BBX_LOG_INFO : BBX_LOG_WARN,
-           accelerator == "kvm" ? "QEMU uses KVM"
-                                : "no usable /dev/kvm: QEMU uses TCG software emulation (slow)");
+  bool chosen = plan.accelerator == "kvm" || plugin->config.accelerator == "tcg";
+  bbx::Log(plugin->host, chosen ? BBX_LOG_INFO : BBX_LOG_WARN,
+           plan.accelerator == "kvm"
+               ? "QEMU uses KVM: " + plan.accelerator_reason
+               : "QEMU uses TCG software emulation (slow): " + plan.accelerator_reason);
 }
 
 bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_error* error) {
@@ -106,7 +127,7 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
   }
   auto vm = beaconbox::qemu::QemuVm::Create(spec, plugin->config, plugin->spawner);
   if (!vm.ok()) return Fail(vm.error(), error);
-  LogAcceleratorOnce(plugin, (*vm)->Info().accelerator());
+  LogAccelerator(plugin, (*vm)->plan());
   *out = new bbx_vm{std::move(vm).value()};
   return BBX_OK;
 }
