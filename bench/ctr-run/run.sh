@@ -37,8 +37,6 @@ missing=$(bbx_beaconbox_missing "$output")
 
 bbx_env_start
 bbx_import_demo_image
-accel=tcg
-[ -w /dev/kvm ] && accel=kvm
 
 time_runs() {  # RUNTIME -> one wall time in ms per line; a failed run aborts
   local i start end
@@ -109,12 +107,13 @@ if [ -n "$probe_mode" ]; then
   exit
 fi
 
-echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE, accelerator $accel"
+echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE"
 echo "== ctr run --rm IMAGE ID /bin/true, $iterations runs each (after one warm-up run)"
 for runtime in "${runtimes[@]}"; do
   BBX_RUNTIME=$runtime bbx_run bench-warmup /bin/true >/dev/null
   time_runs "$runtime" | summary "$runtime"
 done
+[ -z "$missing" ] && echo "== beaconbox's accelerator: $(bbx_vm_accelerators | tail -1)"
 [ -n "$missing" ] && echo "$BBX_BEACONBOX_RUNTIME: not measured, missing: $(tr '\n' ' ' <<<"$missing")"
 
 echo "== shim VmRSS while a sleep container runs"
