@@ -197,15 +197,14 @@ TEST_F(AcceleratorTest, NoKvmDeviceIsTcgWithoutProbing) {
   if (fs::exists("/dev/kvm")) GTEST_SKIP() << "this host has a /dev/kvm";
   settings_.kvm_device = "/dev/kvm";
   target_.binary = kRealQemu;
-  auto started = std::chrono::steady_clock::now();
   auto choice = ChooseAccelerator(settings_, target_, scratch_);
   ASSERT_TRUE(choice.ok()) << choice.error().message;
   EXPECT_EQ(choice->accelerator, "tcg");
+  // No probe: it would have left a verdict in the cache dir.
   EXPECT_EQ(choice->source, AcceleratorSource::kNoDevice);
   EXPECT_FALSE(choice->kvm_broken);
   EXPECT_NE(choice->why.find("no usable /dev/kvm (No such file or directory)"), std::string::npos)
       << choice->why;
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 100ms);
   EXPECT_FALSE(fs::exists(settings_.cache_dir));
   EXPECT_TRUE(fs::is_empty(scratch_));
   CheckLine line = CheckLineFor(settings_, choice);
