@@ -4,19 +4,26 @@
 # shim's VmRSS while a `sleep` container runs. beaconbox is measured when its shim,
 # kernel, initrd and plugins are in the output dir; otherwise only runc, and the
 # beaconbox rows say what is missing.
-#   bench/ctr-run/run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]
+# With -p, the cost of the KVM probe (issue 8) instead: beaconbox with FAKE-QEMU
+# (tests/plugins/vmm-qemu/fake-qemu-kvm-msr-abort.sh: fails under KVM like a nested
+# kvm_pvm host, runs the real QEMU otherwise) and kvm_device = /dev/null, as
+# accelerator = "tcg" (no probe), "auto" on first use (the verdict removed before each
+# run: every run probes) and "auto" with the cached verdict, next to runc.
+#   bench/ctr-run/run.sh [-p] [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 iterations=10
 output=${BEACONBOX_OUTPUT_DIR:-$repo/_output}
 containerd_choice=system
-while getopts 'n:o:c:' opt; do
+probe_mode=
+while getopts 'pn:o:c:' opt; do
   case $opt in
+    p) probe_mode=1 ;;
     n) iterations=$OPTARG ;;
     o) output=$OPTARG ;;
     c) containerd_choice=$OPTARG ;;
-    *) echo "usage: run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]" >&2; exit 2 ;;
+    *) echo "usage: run.sh [-p] [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]" >&2; exit 2 ;;
   esac
 done
 [[ $iterations =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
@@ -30,8 +37,6 @@ missing=$(bbx_beaconbox_missing "$output")
 
 bbx_env_start
 bbx_import_demo_image
-accel=tcg
-[ -w /dev/kvm ] && accel=kvm
 
 time_runs() {  # RUNTIME -> one wall time in ms per line; a failed run aborts
   local i start end
@@ -63,12 +68,52 @@ rss_kib() {  # RUNTIME -> VmRSS (KiB) of the shim serving a running `sleep` cont
   bbx_remove rss
 }
 
-echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE, accelerator $accel"
+# -p: the probe's cost, first use against cached, in the same run as runc.
+probe_bench() {
+  [ -z "$missing" ] || { echo "-p needs beaconbox built; missing: $(tr '\n' ' ' <<<"$missing")" >&2; return 1; }
+  local fake="$BBX_DIR/fake-qemu-kvm-msr-abort.sh" base="$BBX_DIR/beaconbox.toml.base"
+  local verdicts="$BBX_DIR/beacon/state/vmm-qemu" mode i start end
+  cp "$repo/tests/plugins/vmm-qemu/fake-qemu-kvm-msr-abort.sh" "$fake"
+  cp "$BBX_BEACONBOX_CONFIG" "$base"
+  echo "== ctr run --rm IMAGE ID /bin/true, $iterations runs each (after one warm-up run);"
+  echo "   beaconbox with FAKE-QEMU failing KVM like kvm_pvm (MSR 0x10a), kvm_device = /dev/null"
+  bbx_run bench-warmup /bin/true >/dev/null
+  BBX_RUNTIME=io.containerd.runc.v2 bbx_run bench-warmup /bin/true >/dev/null
+  BBX_RUNTIME=io.containerd.runc.v2 time_runs io.containerd.runc.v2 | summary io.containerd.runc.v2
+  local log="$BBX_DIR/containerd.log" seen vmm_start=()
+  for mode in tcg auto-first-use auto-cached; do
+    seen=$(grep -c '(VMM start ' "$log" || true)
+    cp "$base" "$BBX_BEACONBOX_CONFIG"
+    printf '\n[plugins.vmm.qemu.config]\naccelerator = "%s"\nbinary = "%s"\nkvm_device = "/dev/null"\n' \
+      "${mode%%-*}" "$fake" >> "$BBX_BEACONBOX_CONFIG"
+    for i in $(seq "$iterations"); do
+      [ "$mode" = auto-first-use ] && rm -f "$verdicts"/kvm-verdict-*.json
+      start=$(date +%s%N)
+      bbx_run "bench-$i" /bin/true >/dev/null
+      end=$(date +%s%N)
+      echo $(((end - start) / 1000000))
+    done | summary "beaconbox $mode"
+    # The shim's own split: VMM start covers the accelerator choice (and probe).
+    vmm_start+=("$(grep -oE '\(VMM start [0-9]+ ms\)' "$log" | tail -n +$((seen + 1)) |
+                   grep -oE '[0-9]+' | summary "  VMM start, $mode")")
+  done
+  printf '%s\n' "${vmm_start[@]}"
+  echo "== the probe itself (the shims' 'probed in N ms'):"
+  grep -E 'VM bench-[0-9]+ uses ' "$BBX_DIR/containerd.log" | grep -oE 'probed in [0-9]+ ms' | awk '{ s += $3; n++ } END {
+    if (n) printf "   %d probes, mean %.1f ms\n", n, s / n }'
+}
+if [ -n "$probe_mode" ]; then
+  probe_bench
+  exit
+fi
+
+echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE"
 echo "== ctr run --rm IMAGE ID /bin/true, $iterations runs each (after one warm-up run)"
 for runtime in "${runtimes[@]}"; do
   BBX_RUNTIME=$runtime bbx_run bench-warmup /bin/true >/dev/null
   time_runs "$runtime" | summary "$runtime"
 done
+[ -z "$missing" ] && echo "== beaconbox's accelerator: $(bbx_vm_accelerators | tail -1)"
 [ -n "$missing" ] && echo "$BBX_BEACONBOX_RUNTIME: not measured, missing: $(tr '\n' ' ' <<<"$missing")"
 
 echo "== shim VmRSS while a sleep container runs"

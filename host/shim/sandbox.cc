@@ -203,6 +203,8 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   vmm_start_ms_ = ElapsedMs(vmm_started);
   if (auto info = vm_->Info(); info.ok()) {
     record_.vm_info = *info;
+    spdlog::info("VM {} uses {}: {}", options_.key.ToString(), info->accelerator(),
+                 info->accelerator_reason().substr(0, 600));
   } else {
     spdlog::warn("VM info of {}: {}", options_.key.ToString(), info.error().message);
   }

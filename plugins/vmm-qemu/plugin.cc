@@ -40,7 +40,13 @@ const bbx_config_key kConfigKeys[] = {
     bbx::ConfigKey("virtiofsd", BBX_CONFIG_STRING, "\"/usr/lib/qemu/virtiofsd\"",
                    "the virtio-fs daemon"),
     bbx::ConfigKey("accelerator", BBX_CONFIG_STRING, "\"auto\"",
-                   "\"kvm\", \"tcg\" or \"auto\" (KVM when /dev/kvm is usable, else TCG)"),
+                   "\"auto\" (KVM if a probe boots the guest under it, else TCG; verdict cached "
+                   "in <state_dir>/vmm-qemu), \"kvm\" (never falls back) or \"tcg\" (never "
+                   "opens KVM)"),
+    bbx::ConfigKey("kvm_device", BBX_CONFIG_STRING, "\"/dev/kvm\"",
+                   "opened to see whether KVM is there at all (QEMU itself always uses /dev/kvm)"),
+    bbx::ConfigKey("kvm_probe_timeout_ms", BBX_CONFIG_INTEGER, "10000",
+                   "how long the KVM probe waits for the guest kernel to reach init"),
     bbx::ConfigKey("machine", BBX_CONFIG_STRING, "\"q35\"",
                    "QEMU machine type (-M); q35 keeps ACPI hotplug and boots as fast as pc or "
                    "microvm"),
@@ -75,6 +81,12 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
         ::access(bundled.c_str(), X_OK) == 0 ? bundled : std::string("qemu-system-x86_64")));
     config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
     config.accelerator = table["accelerator"].value_or(config.accelerator);
+    config.kvm_device = table["kvm_device"].value_or(config.kvm_device);
+    config.kvm_probe_timeout = std::chrono::milliseconds(
+        std::clamp<int64_t>(table["kvm_probe_timeout_ms"].value_or(int64_t{10000}), 100, 600000));
+    if (host && host->state_dir && host->state_dir[0]) {
+      config.verdict_dir = std::string(host->state_dir) + "/vmm-qemu";
+    }
     config.machine = table["machine"].value_or(config.machine);
     if (auto* args = table["extra_args"].as_array()) {
       for (auto& arg : *args) config.extra_args.push_back(arg.value_or(std::string()));
@@ -95,11 +107,21 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
 
 void Fini(bbx_plugin* plugin) { delete plugin; }
 
-void LogAcceleratorOnce(bbx_plugin* plugin, const std::string& accelerator) {
+// One line per VM that falls back although KVM is there (with QEMU's reason); the
+// plain "no KVM device" case once per plugin instance.
+void LogAccelerator(bbx_plugin* plugin, const beaconbox::qemu::LaunchPlan& plan) {
+  if (plan.kvm_broken) {
+    bbx::Log(plugin->host, BBX_LOG_WARN,
+             "QEMU uses TCG software emulation (slow): " + plan.accelerator_reason +
+                 "; set accelerator = \"tcg\" to skip the check, see beaconbox-ctl check");
+    return;
+  }
   if (plugin->accelerator_logged.exchange(true)) return;
-  bbx::Log(plugin->host, accelerator == "kvm" ? BBX_LOG_INFO : BBX_LOG_WARN,
-           accelerator == "kvm" ? "QEMU uses KVM"
-                                : "no usable /dev/kvm: QEMU uses TCG software emulation (slow)");
+  bool chosen = plan.accelerator == "kvm" || plugin->config.accelerator == "tcg";
+  bbx::Log(plugin->host, chosen ? BBX_LOG_INFO : BBX_LOG_WARN,
+           plan.accelerator == "kvm"
+               ? "QEMU uses KVM: " + plan.accelerator_reason
+               : "QEMU uses TCG software emulation (slow): " + plan.accelerator_reason);
 }
 
 bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_error* error) {
@@ -109,7 +131,7 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
   }
   auto vm = beaconbox::qemu::QemuVm::Create(spec, plugin->config, plugin->spawner);
   if (!vm.ok()) return Fail(vm.error(), error);
-  LogAcceleratorOnce(plugin, (*vm)->Info().accelerator());
+  LogAccelerator(plugin, (*vm)->plan());
   *out = new bbx_vm{std::move(vm).value()};
   return BBX_OK;
 }
@@ -203,18 +225,13 @@ bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
              " is not executable (config key virtiofsd): apt-get install "
              "qemu-system-x86 (Debian 12 ships it in /usr/lib/qemu), or fix the key");
   }
-  std::string accelerator = beaconbox::qemu::DetectAccelerator();
-  if (accelerator == "kvm") {
-    line(pluginapi::CHECK_OK, "kvm", "/dev/kvm usable: VMs use hardware virtualization");
-  } else if (config.accelerator == "kvm") {
-    line(pluginapi::CHECK_FAIL, "kvm",
-         "/dev/kvm not usable and accelerator = \"kvm\": load kvm_intel/kvm_amd or set "
-         "accelerator = \"auto\"");
-  } else {
-    line(pluginapi::CHECK_WARN, "kvm",
-         "/dev/kvm not usable: TCG software emulation (slow); enable virtualization and load "
-         "kvm_intel/kvm_amd for speed");
-  }
+  // The accelerator VMs will get and why, from the verdict the KVM probe cached.
+  const beaconbox::qemu::CheckLine kvm = beaconbox::qemu::CachedAcceleratorCheck(
+      beaconbox::qemu::AcceleratorSettingsOf(config), config.binary);
+  line(kvm.level == beaconbox::qemu::CheckLine::Level::kOk     ? pluginapi::CHECK_OK
+       : kvm.level == beaconbox::qemu::CheckLine::Level::kWarn ? pluginapi::CHECK_WARN
+                                                                : pluginapi::CHECK_FAIL,
+       "kvm", kvm.text);
   if (::access("/dev/vhost-vsock", R_OK | W_OK) == 0) {
     line(pluginapi::CHECK_OK, "vsock", "/dev/vhost-vsock usable: the guest agent uses vsock");
   } else {

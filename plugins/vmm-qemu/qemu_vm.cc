@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -49,9 +50,23 @@ bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds
 
 }  // namespace
 
-std::string DetectAccelerator() {
-  UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
-  return kvm.valid() ? "kvm" : "tcg";
+AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config) {
+  AcceleratorSettings settings;
+  settings.mode = config.accelerator;
+  settings.kvm_device = config.kvm_device;
+  settings.probe_timeout = config.kvm_probe_timeout;
+  settings.cache_dir = config.verdict_dir;
+  return settings;
+}
+
+ProbeTarget ProbeTargetOf(const pluginapi::VmSpec& spec, const QemuConfig& config) {
+  ProbeTarget target;
+  target.binary = config.binary;
+  target.machine = config.machine;
+  target.kernel = spec.kernel_path();
+  target.initrd = spec.initrd_path();
+  target.memory_mib = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
+  return target;
 }
 
 Result<LaunchPlan> PlanLaunch(const pluginapi::VmSpec& spec) {
@@ -221,12 +236,38 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
                          "[plugins.vmm.qemu.config]): install qemu-system-x86 or fix the path");
   }
   if (spec.id().empty()) return MakeError(ErrorCode::kInvalidArgument, "VmSpec.id is empty");
+  BBX_RETURN_IF_ERROR(PlanLaunch(spec));  // checks run_dir before the probe uses it
 
+  const AcceleratorSettings settings = AcceleratorSettingsOf(config);
+  const ProbeTarget target = ProbeTargetOf(spec, config);
+  BBX_ASSIGN_OR_RETURN(AcceleratorChoice choice,
+                       ChooseAccelerator(settings, target, spec.run_dir()));
+  auto vm = Launch(spec, config, spawner, choice);
+  if (vm.ok() || choice.accelerator != "kvm" ||
+      choice.source != AcceleratorSource::kCachedVerdict) {
+    return vm;
+  }
+  // QEMU died under a cached "usable": the verdict is stale (the failed VM removed
+  // it). Probe again; if KVM is now unusable, this VM gets one retry under TCG.
+  auto again = ChooseAccelerator(settings, target, spec.run_dir());
+  if (!again.ok()) return again.error();
+  if (again->accelerator != "tcg") return vm;
+  again->why += "; QEMU had died under the previously cached KVM verdict: " +
+                SanitizeLine(vm.error().message, 240);
+  return Launch(spec, config, spawner, *again);
+}
+
+Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
+                                               const QemuConfig& config, Spawner& spawner,
+                                               const AcceleratorChoice& choice) {
   auto vm = std::unique_ptr<QemuVm>(new QemuVm());
   vm->spec_ = spec;
   BBX_ASSIGN_OR_RETURN(vm->plan_, PlanLaunch(spec));
   LaunchPlan& plan = vm->plan_;
-  plan.accelerator = config.accelerator == "auto" ? DetectAccelerator() : config.accelerator;
+  plan.accelerator = choice.accelerator;
+  plan.accelerator_reason = choice.why;
+  plan.kvm_broken = choice.kvm_broken;
+  if (choice.accelerator == "kvm") plan.kvm_verdict_path = choice.verdict_path;
   BBX_ASSIGN_OR_RETURN(auto argv, BuildQemuCommand(spec, config, plan));
   vm->vcpus_ = std::max<uint32_t>(spec.vcpus(), 1);
   vm->memory_mib_ = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
@@ -250,6 +291,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
 }
 
 QemuVm::~QemuVm() {
+  InvalidateKvmVerdictIfGuestFailed();
   (void)Stop(0ms);
   std::error_code error;
   for (const auto& path : {plan_.qmp_socket, plan_.agent_socket, plan_.qemu_log,
@@ -257,6 +299,22 @@ QemuVm::~QemuVm() {
     if (!path.empty()) fs::remove(path, error);
   }
   for (const auto& socket : plan_.virtiofsd_sockets) fs::remove(socket, error);
+}
+
+void QemuVm::InvalidateKvmVerdictIfGuestFailed() const {
+  if (plan_.kvm_verdict_path.empty()) return;
+  // vminitd prints this on the console once its agent serves (virtio-serial or vsock);
+  // a VM ending without it never reached the agent, so the cached "usable" is not
+  // trusted any longer: the next VM probes again.
+  constexpr char kAgentServingMarker[] = "vminitd: serving on";
+  constexpr size_t kMaxScan = 1 << 20;
+  std::ifstream console(spec_.console_log_path(), std::ios::binary);
+  std::string text(kMaxScan, '\0');
+  console.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(std::max<std::streamsize>(console.gcount(), 0)));
+  if (text.find(kAgentServingMarker) == std::string::npos) {
+    InvalidateVerdict(plan_.kvm_verdict_path);
+  }
 }
 
 Error QemuVm::Died(const std::string& what) const {
@@ -304,6 +362,7 @@ pluginapi::VmInfo QemuVm::Info() const {
   if (qemu_pid_ > 0) info.add_pids(qemu_pid_);
   for (pid_t pid : virtiofsd_pids_) info.add_pids(pid);
   info.set_accelerator(plan_.accelerator);
+  info.set_accelerator_reason(plan_.accelerator_reason);
   info.set_console_log_path(spec_.console_log_path());
   info.set_guest_channel(plan_.use_vsock ? "vsock:" + std::to_string(plan_.guest_cid) + ":" +
                                                std::to_string(spec_.agent_channel().port())

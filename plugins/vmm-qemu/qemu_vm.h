@@ -12,6 +12,7 @@
 #include "beaconbox/plugin/v1/vmm.pb.h"
 #include "common/base/result.h"
 #include "common/base/unique_fd.h"
+#include "plugins/vmm-qemu/accelerator.h"
 #include "plugins/vmm-qemu/process.h"
 #include "plugins/vmm-qemu/qmp.h"
 
@@ -21,6 +22,10 @@ struct QemuConfig {
   std::string binary = "/usr/bin/qemu-system-x86_64";
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
   std::string accelerator = "auto";  // auto | kvm | tcg
+  std::string kvm_device = "/dev/kvm";
+  std::chrono::milliseconds kvm_probe_timeout{10000};
+  // Where KVM verdicts are cached (<state_dir>/vmm-qemu); empty: not cached.
+  std::string verdict_dir;
   // q35: measured as fast as pc/microvm to the guest's hello under TCG, and unlike
   // microvm it never hung at boot and keeps ACPI CPU/memory hotplug.
   std::string machine = "q35";
@@ -30,6 +35,10 @@ struct QemuConfig {
 // What the command line is made from besides the spec and the config.
 struct LaunchPlan {
   std::string accelerator;  // resolved: kvm or tcg
+  std::string accelerator_reason;  // why, one line
+  // KVM chosen from a verdict (file) that this VM's failure invalidates.
+  std::string kvm_verdict_path;
+  bool kvm_broken = false;  // TCG because KVM is present but cannot boot the guest
   bool use_vsock = false;   // VmSpec.agent_channel, decided by the host
   uint32_t guest_cid = 0;   // reserved by the host for this VM
   std::string qmp_socket;
@@ -47,14 +56,16 @@ Result<LaunchPlan> PlanLaunch(const beaconbox::plugin::v1::VmSpec& spec);
 Result<std::vector<std::string>> BuildQemuCommand(const beaconbox::plugin::v1::VmSpec& spec,
                                                   const QemuConfig& config, const LaunchPlan& plan);
 
-// "kvm" when /dev/kvm opens read-write, else "tcg".
-std::string DetectAccelerator();
+// The settings ChooseAccelerator gets from the config, and what the probe boots.
+AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config);
+ProbeTarget ProbeTargetOf(const beaconbox::plugin::v1::VmSpec& spec, const QemuConfig& config);
 
 class QemuVm {
  public:
   static Result<std::unique_ptr<QemuVm>> Create(const beaconbox::plugin::v1::VmSpec& spec,
                                                 const QemuConfig& config, Spawner& spawner);
   ~QemuVm();
+  const LaunchPlan& plan() const { return plan_; }
 
   Result<UniqueFd> ConnectGuest(std::chrono::milliseconds timeout);
   beaconbox::plugin::v1::VmInfo Info() const;
@@ -66,6 +77,11 @@ class QemuVm {
 
  private:
   QemuVm() = default;
+  static Result<std::unique_ptr<QemuVm>> Launch(const beaconbox::plugin::v1::VmSpec& spec,
+                                                const QemuConfig& config, Spawner& spawner,
+                                                const AcceleratorChoice& choice);
+  // Under KVM from a verdict: removes the verdict when the guest never served its agent.
+  void InvalidateKvmVerdictIfGuestFailed() const;
   Error Died(const std::string& what) const;  // error with qemu's stderr and console tail
   Status SetVcpus(uint32_t vcpus);
   Status SetMemory(uint64_t memory_mib);

@@ -14,6 +14,7 @@
 #   bbx_import_demo_image         # sets BBX_IMAGE
 #   bbx_run ID CMD...             # ctr run --rm with $BBX_RUNTIME, stdin from /dev/null
 #   bbx_ctr ARGS...               # ctr against the private containerd and namespace
+#   bbx_vm_accelerators           # which accelerator each VM used, and why
 #   bbx_env_stop                  # also run by the EXIT trap (and on INT/TERM/HUP)
 #
 # Inputs (environment, all optional):
@@ -243,6 +244,11 @@ bbx_run_detached() {
   shift
   bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" \
     "${BBX_IMAGE:?bbx_import_demo_image first}" "$id" "$@" < /dev/null > /dev/null
+}
+
+# One line per VM the shims of this environment booted: its accelerator and why.
+bbx_vm_accelerators() {
+  grep -o 'VM [^ ]* uses [a-z]*: .*' "$BBX_DIR/containerd.log" 2>/dev/null | cut -c1-300 || true
 }
 
 # Kills and removes one container if it exists (for tests that leave one running).

@@ -174,6 +174,8 @@ else
   fail "ctr run -d killed1 failed"
 fi
 
+echo "accelerator of each VM (the shims' log):"
+bbx_vm_accelerators | sed 's/^/  /'
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
   tail -40 "$BBX_DIR/containerd.log" >&2

@@ -76,6 +76,8 @@ fi
 dupes=$(in_netns nft list ruleset | grep -E 'accept|masquerade' | sort | uniq -d)
 [ -z "$dupes" ] && pass "no duplicate rules after several containers" || fail "duplicate rules: $dupes"
 
+echo "accelerator of each VM (the shims' log):"
+bbx_vm_accelerators | sed 's/^/  /'
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
   tail -40 "$BBX_DIR/containerd.log" >&2

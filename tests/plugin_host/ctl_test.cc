@@ -186,6 +186,70 @@ TEST_F(CtlTest, CheckPrintsEachPluginsOwnLinesUnderItsName) {
       << run.out;
 }
 
+// The qemu plugin's kvm line (its check hook): its config (accelerator, kvm_device) and
+// the verdict its KVM probe cached under <state_dir>/vmm-qemu (plugins/vmm-qemu/accelerator.h).
+TEST_F(CtlTest, CheckKvmLineFollowsTheQemuPluginsCachedVerdict) {
+  std::string kernel = dir_.Write("kernel", "k");
+  std::string initrd = dir_.Write("initrd", "i");
+  std::string state_dir = dir_.path() + "/state";
+  auto config_for = [&](const std::string& accelerator) {
+    return dir_.Write(
+        "config.toml",
+        "[paths]\nstate_dir = \"" + state_dir + "\"\n[vm]\nvmm = \"qemu\"\nkernel_path = \"" +
+            kernel + "\"\ninitrd_path = \"" + initrd +
+            "\"\n[network]\nmode = \"none\"\n[storage]\ndriver = \"fake\"\n" +
+            PluginTable("vmm", "qemu", VMM_QEMU_PLUGIN) +
+            "[plugins.vmm.qemu.config]\naccelerator = \"" + accelerator +
+            "\"\nkvm_device = \"/dev/null\"\n" + PluginTable("storage", "fake", FIXTURE_STORAGE));
+  };
+  auto kvm_line = [&](const std::string& config) {
+    CtlRun run = Ctl({"--config", config, "check"});
+    std::istringstream lines(run.out);
+    std::string line;
+    while (std::getline(lines, line)) {
+      // "<LEVEL> kvm <text>", whatever the indent under the plugin's line.
+      if (line.find(" kvm ") != std::string::npos) {
+        line.erase(0, line.find_first_not_of(' '));
+        std::string level = line.substr(0, line.find(' '));
+        std::string text = line.substr(line.find(" kvm ") + 5);
+        return level + " kvm " + text.substr(text.find_first_not_of(' '));
+      }
+    }
+    return "no kvm line in: " + run.out + run.err;
+  };
+  std::string config = config_for("auto");
+  EXPECT_THAT(kvm_line(config), StartsWith("OK kvm /dev/null opens; whether KVM boots the guest is not verified yet"));
+
+  std::ifstream boot_id_file("/proc/sys/kernel/random/boot_id");
+  std::string boot_id;
+  std::getline(boot_id_file, boot_id);
+  std::filesystem::create_directories(state_dir + "/vmm-qemu");
+  auto write_verdict = [&](bool usable, const std::string& boot) {
+    std::ofstream(state_dir + "/vmm-qemu/kvm-verdict-0000000000000001.json")
+        << R"({"version": 1, "usable": )" << (usable ? "true" : "false")
+        << R"(, "reason": "qemu-system-x86_64: error: failed to set MSR 0x10a\u001b[1m",)"
+        << R"( "probed_at": 1, "boot_id": ")" << boot << R"(", "kvm_device": "/dev/null",)"
+        << R"( "binary": "/usr/bin/qemu-system-x86_64", "kernel": ")" << kernel
+        << R"(", "initrd": ")" << initrd << R"("})";
+  };
+  write_verdict(false, boot_id);
+  std::string line = kvm_line(config);
+  EXPECT_THAT(line, StartsWith("WARN kvm KVM present but cannot boot the guest: "
+                               "qemu-system-x86_64: error: failed to set MSR 0x10a?[1m; "
+                               "containers use TCG (slow): "));
+  EXPECT_THAT(line, HasSubstr("accelerator = \"tcg\""));
+  EXPECT_THAT(kvm_line(config_for("kvm")),
+              StartsWith("FAIL kvm KVM present but cannot boot the guest: "));
+  EXPECT_THAT(kvm_line(config_for("tcg")), StartsWith("OK kvm accelerator = \"tcg\""));
+
+  config = config_for("auto");  // the same file, rewritten
+  write_verdict(true, boot_id);
+  EXPECT_THAT(kvm_line(config), StartsWith("OK kvm KVM usable: "));
+  // A verdict from an earlier boot of the host does not count.
+  write_verdict(false, "another-boot");
+  EXPECT_THAT(kvm_line(config), HasSubstr("not verified yet"));
+}
+
 TEST_F(CtlTest, UnknownCommandPrintsUsage) {
   CtlRun run = Ctl({"frobnicate"});
   EXPECT_EQ(run.exit_code, 2);
