@@ -112,10 +112,13 @@ void Container::WatchExit(std::shared_ptr<Process> process) {
                  key_.ToString());
   }
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     exit.pid = process->pid;
     process->exit = exit;
     process->state = ProcessState::kStopped;
+    // A process that exits while it is being started (/bin/true) is reported after
+    // its TaskStart, as runc's shim orders them: containerd expects start, then exit.
+    start_settled_.wait(lock, [&] { return !process->start_pending; });
   }
   events::TaskExit event;
   event.set_container_id(key_.id);
@@ -137,12 +140,24 @@ Result<uint32_t> Container::Start(const std::string& exec_id) {
     std::lock_guard lock(mutex_);
     BBX_ASSIGN_OR_RETURN(process, FindOrError(exec_id));
     BBX_RETURN_IF_ERROR(CheckProcessOp(process->state, ProcessOp::kStart, exec_id.empty()));
+    process->start_pending = true;
   }
+  // Lets the exit waiter publish, once the start event went out or the start failed.
+  auto settle = [&] {
+    {
+      std::lock_guard lock(mutex_);
+      process->start_pending = false;
+    }
+    start_settled_.notify_all();
+  };
   task::StartRequest request;
   request.set_id(key_.id);
   request.set_exec_id(exec_id);
   task::StartResponse response;
-  BBX_RETURN_IF_ERROR(guest_->CallTask("Start", request, &response));
+  if (Status started = guest_->CallTask("Start", request, &response); !started.ok()) {
+    settle();
+    return started.error();
+  }
   uint32_t pid = 0;
   {
     std::lock_guard lock(mutex_);
@@ -164,6 +179,7 @@ Result<uint32_t> Container::Start(const std::string& exec_id) {
     event.set_pid(pid);
     events_.Publish("/tasks/exec-started", event);
   }
+  settle();
   return pid;
 }
 

@@ -88,6 +88,7 @@ class Container {
     uint32_t pid = 0;
     ProcessState state = ProcessState::kCreated;
     bool exit_reported = false;  // TaskExit published: Wait may return
+    bool start_pending = false;  // Start is under way: its TaskStart goes before TaskExit
     ExitInfo exit;
     StdioPaths stdio;
     std::unique_ptr<IoRelay> io;
@@ -107,7 +108,8 @@ class Container {
   const PauseFunction pause_;
 
   mutable std::mutex mutex_;
-  std::condition_variable exited_;  // with mutex_: a process's exit was reported
+  std::condition_variable exited_;         // with mutex_: a process's exit was reported
+  std::condition_variable start_settled_;  // with mutex_: a start_pending was cleared
   // Guarded by mutex_: the map, and every Process field but `io` (thread-safe
   // itself) and `waiter` (joined only by whoever removed the process from the map,
   // or by Shutdown).

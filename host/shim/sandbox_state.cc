@@ -157,6 +157,12 @@ void TeardownFromRecord(const SandboxRecord& record, const SandboxBackends& back
   if (record.vm != Step::kNone && backends.vmm != nullptr) {
     pluginapi::VmInfo info = record.vm_info;
     if (info.run_dir().empty()) info.set_run_dir(record.vm_dir);
+    // A VM whose create did not finish has no VmInfo yet; the plugin still gets the
+    // namespace and id every per-container request carries.
+    if (info.id().empty()) {
+      info.set_namespace_(record.sandbox.namespace_name);
+      info.set_id(record.sandbox.id);
+    }
     LogFailure(backends.vmm->CleanupStale(info), "cleaning up the VM of " + who);
   }
   if (record.network != Step::kNone && backends.network != nullptr) {

@@ -2,13 +2,12 @@
 // tested in milliseconds without a VM. Named as fakes; the real parts are tested by
 // the e2e tests (tests/e2e) with QEMU, virtiofsd and containerd.
 //
-// - FakeGuestAgent serves vminitd's API -- beaconbox.guest.v1.Guest and
-//   containerd.task.v2.Task -- over ttrpc on one end of a socketpair, with an
-//   in-memory process table: a process "runs" until it is killed (exit 128+signal),
-//   deleted, or told to exit with Exit().
+// - FakeGuestAgent (fake_guest_agent.h) serves vminitd's API on a socketpair.
 // - FakeVmm implements the VMM side of the seam (sandbox_backends.h): its VMs hand
-//   out a new socketpair served by the FakeGuestAgent as their guest channel.
-//   (After the plugin ABI v2 merge it becomes a test plugin .so behind the C ABI.)
+//   out a new socketpair served by the FakeGuestAgent as their guest channel. The
+//   same agent also runs behind the C ABI in the fake VMM plugin .so
+//   (fake_vmm_plugin/, shim_plugin_test); this in-process one stays for the fault
+//   injection a config key cannot express (failing one call mid-test, exits on cue).
 // - FakeStorage and FakeNetwork keep what is prepared / attached, keyed by namespace
 //   and id, so a test sees what a teardown left behind.
 #pragma once
@@ -27,52 +26,9 @@
 #include "host/shim/event_publisher.h"
 #include "host/shim/sandbox_backends.h"
 #include "host/shim/translate.h"
+#include "tests/shim/fake_guest_agent.h"
 
 namespace beaconbox::shim::testing {
-
-class FakeGuestAgent {
- public:
-  FakeGuestAgent() = default;
-  ~FakeGuestAgent();
-
-  // A new connection to the agent: the caller's end of a socketpair.
-  Result<UniqueFd> Connect();
-  // Ends every connection (the VM went away).
-  void Disconnect();
-
-  // Makes a running process exit on its own.
-  void Exit(const std::string& id, const std::string& exec_id, uint32_t status);
-  // Fails the next call of "Service.Method" (e.g. "Guest.CreateBundle") with `code`.
-  void FailNext(const std::string& method, ttrpc::Code code);
-
-  std::vector<std::string> calls() const;  // "Guest.Hello", "Task.Create", ... in order
-  std::optional<guestapi::CreateBundleRequest> last_bundle() const;
-  std::optional<guestapi::NetworkConfig> network() const;
-
- private:
-  struct Process {
-    uint32_t pid = 0;
-    bool started = false;
-    bool exited = false;
-    uint32_t exit_status = 0;
-  };
-  using ProcessKey = std::pair<std::string, std::string>;  // id, exec id
-
-  void Register(ttrpc::Server& server);
-  ttrpc::RpcStatus Record(const std::string& method);  // the failure to inject, if any
-
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  std::map<ProcessKey, Process> processes_;                   // guarded by mutex_
-  uint32_t next_pid_ = 100;                                   // guarded by mutex_
-  std::vector<std::string> calls_;                            // guarded by mutex_
-  std::map<std::string, ttrpc::Code> failures_;               // guarded by mutex_
-  std::optional<guestapi::CreateBundleRequest> last_bundle_;  // guarded by mutex_
-  std::optional<guestapi::NetworkConfig> network_;            // guarded by mutex_
-  std::vector<std::unique_ptr<ttrpc::Server>> servers_;       // guarded by mutex_
-  std::vector<std::thread> threads_;                          // guarded by mutex_
-  int waiting_handlers_ = 0;  // guarded by mutex_: Wait handlers still using `this`
-};
 
 class FakeVmm final : public VmmBackend {
  public:

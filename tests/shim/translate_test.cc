@@ -102,8 +102,8 @@ TEST(TranslateTest, SettingsPlanAndAttachmentBecomeTheVmSpec) {
   attachment.set_tap_name("tap0");
   attachment.set_mac("02:00:00:00:00:01");
   attachment.set_mtu(1500);
-  auto spec = VmSpecFor(settings, {kKey, "/run/vm/default--c1", "/log/vm.log", 42}, plan,
-                        &attachment);
+  auto spec =
+      VmSpecFor(settings, {kKey, "/run/vm/default--c1", "/log/vm.log", 42}, plan, &attachment);
   EXPECT_EQ(spec.id(), kKey.id);
   EXPECT_EQ(spec.namespace_(), kKey.namespace_name);
   EXPECT_EQ(spec.kernel_path(), "/k");

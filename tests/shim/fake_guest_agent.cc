@@ -1,0 +1,255 @@
+#include "tests/shim/fake_guest_agent.h"
+
+#include <sys/socket.h>
+
+#include "common/base/errno_error.h"
+#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "host/shim/translate.h"
+
+namespace beaconbox::shim::testing {
+namespace {
+
+using google::protobuf::Empty;
+using ttrpc::Code;
+using ttrpc::RpcStatus;
+using ttrpc::ServerContext;
+
+constexpr char kGuest[] = "beaconbox.guest.v1.Guest";
+constexpr char kTask[] = "containerd.task.v2.Task";
+
+}  // namespace
+
+FakeGuestAgent::~FakeGuestAgent() {
+  Disconnect();
+  // Handlers run on ttrpc's pool and may outlive the connection by a poll interval.
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [this] { return waiting_handlers_ == 0; });
+}
+
+Result<UniqueFd> FakeGuestAgent::Connect() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return ErrnoError("socketpair", "");
+  }
+  auto server = std::make_unique<ttrpc::Server>();
+  Register(*server);
+  ttrpc::Server* raw = server.get();
+  std::lock_guard lock(mutex_);
+  servers_.push_back(std::move(server));
+  threads_.emplace_back([raw, fd = fds[1]] { raw->ServeConnection(UniqueFd(fd)); });
+  return UniqueFd(fds[0]);
+}
+
+void FakeGuestAgent::Disconnect() {
+  std::vector<std::unique_ptr<ttrpc::Server>> servers;
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(mutex_);
+    servers.swap(servers_);
+    threads.swap(threads_);
+  }
+  for (auto& server : servers) server->Shutdown();
+  for (auto& thread : threads) thread.join();
+  changed_.notify_all();
+}
+
+void FakeGuestAgent::Exit(const std::string& id, const std::string& exec_id, uint32_t status) {
+  {
+    std::lock_guard lock(mutex_);
+    auto& process = processes_[{id, exec_id}];
+    process.exited = true;
+    process.exit_status = status;
+  }
+  changed_.notify_all();
+}
+
+void FakeGuestAgent::ExitOnStart(uint32_t status) {
+  std::lock_guard lock(mutex_);
+  exit_on_start_ = status;
+}
+
+void FakeGuestAgent::FailNext(const std::string& method, Code code) {
+  std::lock_guard lock(mutex_);
+  failures_[method] = code;
+}
+
+std::vector<std::string> FakeGuestAgent::calls() const {
+  std::lock_guard lock(mutex_);
+  return calls_;
+}
+
+std::optional<guestapi::CreateBundleRequest> FakeGuestAgent::last_bundle() const {
+  std::lock_guard lock(mutex_);
+  return last_bundle_;
+}
+
+std::optional<guestapi::NetworkConfig> FakeGuestAgent::network() const {
+  std::lock_guard lock(mutex_);
+  return network_;
+}
+
+RpcStatus FakeGuestAgent::Record(const std::string& method) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back(method);
+  if (auto it = failures_.find(method); it != failures_.end()) {
+    Code code = it->second;
+    failures_.erase(it);
+    return RpcStatus{code, "fake guest: injected failure of " + method};
+  }
+  return RpcStatus{};
+}
+
+void FakeGuestAgent::Register(ttrpc::Server& server) {
+  using namespace guestapi;
+  namespace task = ::containerd::task::v2;
+  ttrpc::RegisterUnaryProto<HelloRequest, HelloResponse>(
+      server, kGuest, "Hello", [this](ServerContext&, const HelloRequest&, HelloResponse* out) {
+        if (auto failed = Record("Guest.Hello"); !failed.ok()) return failed;
+        out->set_protocol_version(1);
+        out->set_agent_version("fake");
+        out->set_kernel_release("fake");
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<NetworkConfig, guestapi::Empty>(
+      server, kGuest, "ConfigureNetwork",
+      [this](ServerContext&, const NetworkConfig& config, guestapi::Empty*) {
+        if (auto failed = Record("Guest.ConfigureNetwork"); !failed.ok()) return failed;
+        std::lock_guard lock(mutex_);
+        network_ = config;
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<CreateBundleRequest, CreateBundleResponse>(
+      server, kGuest, "CreateBundle",
+      [this](ServerContext&, const CreateBundleRequest& request, CreateBundleResponse* out) {
+        if (auto failed = Record("Guest.CreateBundle"); !failed.ok()) return failed;
+        if (Status valid = CheckGuestRelativePath(request.rootfs(), "rootfs"); !valid.ok()) {
+          return ttrpc::RpcStatusFromError(valid.error());
+        }
+        std::lock_guard lock(mutex_);
+        last_bundle_ = request;
+        out->set_bundle("/run/beaconbox/bundles/" + request.container_id());
+        return RpcStatus{};
+      });
+
+  ttrpc::RegisterUnaryProto<task::CreateTaskRequest, task::CreateTaskResponse>(
+      server, kTask, "Create",
+      [this](ServerContext&, const task::CreateTaskRequest& request,
+             task::CreateTaskResponse* out) {
+        if (auto failed = Record("Task.Create"); !failed.ok()) return failed;
+        std::lock_guard lock(mutex_);
+        Process& process = processes_[{request.id(), ""}];
+        process.pid = next_pid_++;
+        out->set_pid(process.pid);
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<task::ExecProcessRequest, Empty>(
+      server, kTask, "Exec",
+      [this](ServerContext&, const task::ExecProcessRequest& request, Empty*) {
+        if (auto failed = Record("Task.Exec"); !failed.ok()) return failed;
+        std::lock_guard lock(mutex_);
+        processes_[{request.id(), request.exec_id()}] = Process{};
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<task::StartRequest, task::StartResponse>(
+      server, kTask, "Start",
+      [this](ServerContext&, const task::StartRequest& request, task::StartResponse* out) {
+        if (auto failed = Record("Task.Start"); !failed.ok()) return failed;
+        std::lock_guard lock(mutex_);
+        auto it = processes_.find({request.id(), request.exec_id()});
+        if (it == processes_.end()) return RpcStatus{Code::kNotFound, "no such process"};
+        if (it->second.pid == 0) it->second.pid = next_pid_++;
+        it->second.started = true;
+        out->set_pid(it->second.pid);
+        if (request.exec_id().empty() && exit_on_start_) {
+          it->second.exited = true;
+          it->second.exit_status = *exit_on_start_;
+          changed_.notify_all();
+        }
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<task::KillRequest, Empty>(
+      server, kTask, "Kill", [this](ServerContext&, const task::KillRequest& request, Empty*) {
+        if (auto failed = Record("Task.Kill"); !failed.ok()) return failed;
+        {
+          std::lock_guard lock(mutex_);
+          auto it = processes_.find({request.id(), request.exec_id()});
+          if (it == processes_.end()) return RpcStatus{Code::kNotFound, "no such process"};
+          if (it->second.exited) return RpcStatus{Code::kNotFound, "process already finished"};
+          it->second.exited = true;
+          it->second.exit_status = 128 + request.signal();
+        }
+        changed_.notify_all();
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<task::WaitRequest, task::WaitResponse>(
+      server, kTask, "Wait",
+      [this](ServerContext& context, const task::WaitRequest& request, task::WaitResponse* out) {
+        if (auto failed = Record("Task.Wait"); !failed.ok()) return failed;
+        std::unique_lock lock(mutex_);
+        ++waiting_handlers_;
+        RpcStatus status;
+        for (;;) {
+          auto it = processes_.find({request.id(), request.exec_id()});
+          if (it == processes_.end()) {
+            status = RpcStatus{Code::kNotFound, "no such process"};
+            break;
+          }
+          if (it->second.exited) {
+            out->set_exit_status(it->second.exit_status);
+            break;
+          }
+          if (context.cancelled()) {
+            status = RpcStatus{Code::kUnavailable, "connection closed"};
+            break;
+          }
+          changed_.wait_for(lock, std::chrono::milliseconds(10));
+        }
+        --waiting_handlers_;
+        lock.unlock();
+        changed_.notify_all();
+        return status;
+      });
+  ttrpc::RegisterUnaryProto<task::DeleteRequest, task::DeleteResponse>(
+      server, kTask, "Delete",
+      [this](ServerContext&, const task::DeleteRequest& request, task::DeleteResponse* out) {
+        if (auto failed = Record("Task.Delete"); !failed.ok()) return failed;
+        {
+          std::lock_guard lock(mutex_);
+          auto it = processes_.find({request.id(), request.exec_id()});
+          if (it == processes_.end()) return RpcStatus{Code::kNotFound, "no such process"};
+          // crun delete --force ends a created process.
+          if (!it->second.exited) {
+            it->second.exited = true;
+            it->second.exit_status = 137;
+          }
+          out->set_pid(it->second.pid);
+          out->set_exit_status(it->second.exit_status);
+        }
+        changed_.notify_all();
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<task::PidsRequest, task::PidsResponse>(
+      server, kTask, "Pids",
+      [this](ServerContext&, const task::PidsRequest& request, task::PidsResponse* out) {
+        if (auto failed = Record("Task.Pids"); !failed.ok()) return failed;
+        std::lock_guard lock(mutex_);
+        for (const auto& [key, process] : processes_) {
+          if (key.first == request.id() && process.pid != 0 && !process.exited) {
+            out->add_processes()->set_pid(process.pid);
+          }
+        }
+        return RpcStatus{};
+      });
+  for (const char* method : {"Pause", "Resume"}) {
+    ttrpc::RegisterUnaryProto<task::PauseRequest, Empty>(
+        server, kTask, method, [this, method](ServerContext&, const task::PauseRequest&, Empty*) {
+          return Record(std::string("Task.") + method);
+        });
+  }
+  ttrpc::RegisterUnaryProto<task::ResizePtyRequest, Empty>(
+      server, kTask, "ResizePty", [this](ServerContext&, const task::ResizePtyRequest&, Empty*) {
+        return Record("Task.ResizePty");
+      });
+}
+
+}  // namespace beaconbox::shim::testing

@@ -1,0 +1,74 @@
+// A fake of vminitd's API -- beaconbox.guest.v1.Guest and containerd.task.v2.Task --
+// served over ttrpc on one end of a socketpair, with an in-memory process table: a
+// process "runs" until it is killed (exit 128+signal), deleted, or told to exit with
+// Exit(). Used in-process by the C++ fakes (fake_backends.h) and, linked statically,
+// by the fake VMM plugin .so (fake_vmm_plugin/), which serves it behind the C ABI.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "beaconbox/guest/v1/guest.pb.h"
+#include "common/base/result.h"
+#include "common/base/unique_fd.h"
+#include "common/ttrpc/ttrpc.h"
+
+namespace beaconbox::shim::testing {
+
+namespace guestapi = ::beaconbox::guest::v1;
+
+class FakeGuestAgent {
+ public:
+  FakeGuestAgent() = default;
+  ~FakeGuestAgent();
+
+  // A new connection to the agent: the caller's end of a socketpair.
+  Result<UniqueFd> Connect();
+  // Ends every connection (the VM went away).
+  void Disconnect();
+
+  // Makes a running process exit on its own.
+  void Exit(const std::string& id, const std::string& exec_id, uint32_t status);
+  // From now on, an init process (exec id "") exits with `status` as soon as it starts,
+  // as `/bin/true` would.
+  void ExitOnStart(uint32_t status);
+  // Fails the next call of "Service.Method" (e.g. "Guest.CreateBundle") with `code`.
+  void FailNext(const std::string& method, ttrpc::Code code);
+
+  std::vector<std::string> calls() const;  // "Guest.Hello", "Task.Create", ... in order
+  std::optional<guestapi::CreateBundleRequest> last_bundle() const;
+  std::optional<guestapi::NetworkConfig> network() const;
+
+ private:
+  struct Process {
+    uint32_t pid = 0;
+    bool started = false;
+    bool exited = false;
+    uint32_t exit_status = 0;
+  };
+  using ProcessKey = std::pair<std::string, std::string>;  // id, exec id
+
+  void Register(ttrpc::Server& server);
+  ttrpc::RpcStatus Record(const std::string& method);  // the failure to inject, if any
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<ProcessKey, Process> processes_;                   // guarded by mutex_
+  uint32_t next_pid_ = 100;                                   // guarded by mutex_
+  std::vector<std::string> calls_;                            // guarded by mutex_
+  std::map<std::string, ttrpc::Code> failures_;               // guarded by mutex_
+  std::optional<guestapi::CreateBundleRequest> last_bundle_;  // guarded by mutex_
+  std::optional<guestapi::NetworkConfig> network_;            // guarded by mutex_
+  std::optional<uint32_t> exit_on_start_;                     // guarded by mutex_
+  std::vector<std::unique_ptr<ttrpc::Server>> servers_;       // guarded by mutex_
+  std::vector<std::thread> threads_;                          // guarded by mutex_
+  int waiting_handlers_ = 0;  // guarded by mutex_: Wait handlers still using `this`
+};
+
+}  // namespace beaconbox::shim::testing
