@@ -76,6 +76,87 @@ fi
 dupes=$(in_netns nft list ruleset | grep -E 'accept|masquerade' | sort | uniq -d)
 [ -z "$dupes" ] && pass "no duplicate rules after several containers" || fail "duplicate rules: $dupes"
 
+# 6. The same container id in two containerd namespaces (issue 9): two sandboxes that
+# share nothing -- addresses, TAPs, leases, console logs -- and deleting one leaves
+# the other running. bbx_ctr fixes the harness' namespace; these name their own, and
+# each namespace gets the image (images are per namespace).
+twin_namespaces=(ns1 ns2)
+ctr_in() { local ns=$1; shift; "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$ns" "$@"; }
+twin_remove() {
+  local ns=$1
+  ctr_in "$ns" task kill -s KILL twin >/dev/null 2>&1 || true
+  for _ in $(seq 50); do
+    ctr_in "$ns" task ls -q 2>/dev/null | grep -qx twin || break
+    ctr_in "$ns" task delete twin >/dev/null 2>&1 || sleep 0.1
+  done
+  ctr_in "$ns" container rm twin >/dev/null 2>&1 || true
+}
+# Run by bbx_env_stop before it stops containerd, also when a check above failed.
+bbx_on_stop() { local ns; for ns in "${twin_namespaces[@]}"; do twin_remove "$ns"; done; }
+lease_of() { ctl net leases | awk -v ns="$1" '$5 == ns && $6 == "twin"' || true; }
+log_dir=$BBX_DIR/beacon/log
+twins_ok=true
+for ns in "${twin_namespaces[@]}"; do
+  ctr_in "$ns" image import "$BBX_DIR/demo-image.tar" >/dev/null 2>&1 ||
+    { fail "ctr -n $ns image import"; twins_ok=false; }
+  ctr_in "$ns" run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" "$BBX_IMAGE" twin \
+    /bin/sleep 600 < /dev/null > /dev/null || { fail "ctr -n $ns run -d twin"; twins_ok=false; }
+done
+if $twins_ok; then
+  running=0
+  for ns in "${twin_namespaces[@]}"; do
+    ctr_in "$ns" task ls 2>/dev/null | grep -q '^twin .*RUNNING' && running=$((running + 1))
+  done
+  [ "$running" = 2 ] && pass "twin runs in ns1 and in ns2" || fail "twin running in $running namespace(s)"
+  lease1=$(lease_of ns1) lease2=$(lease_of ns2)
+  addr1=$(awk '{print $1}' <<<"$lease1") tap1=$(awk '{print $2}' <<<"$lease1")
+  addr2=$(awk '{print $1}' <<<"$lease2") tap2=$(awk '{print $2}' <<<"$lease2")
+  addr1=${addr1%/*} addr2=${addr2%/*}
+  if [ -n "$addr1" ] && [ -n "$addr2" ] && [ "$addr1" != "$addr2" ] && [ "$tap1" != "$tap2" ]; then
+    pass "net leases shows both twins: ns1 $addr1 on $tap1, ns2 $addr2 on $tap2"
+  else
+    fail "leases of the twins: '$lease1' / '$lease2' (all: $(ctl net leases))"
+  fi
+  taps=$(in_netns ip -br link | awk '{print $1}' | sed 's/@.*//')
+  grep -qx "$tap1" <<<"$taps" && grep -qx "$tap2" <<<"$taps" && pass "both TAPs exist" ||
+    fail "TAPs $tap1 $tap2 not both in: $(tr '\n' ' ' <<<"$taps")"
+  addr_in() {
+    { ctr_in "$1" task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "addr-$RANDOM" twin \
+        /bin/sh -c 'ip -4 -o addr show eth0' < /dev/null 2>/dev/null |
+        grep -o 'inet [0-9.]*' | cut -d' ' -f2; } || true
+  }
+  guest1=$(addr_in ns1) guest2=$(addr_in ns2)
+  [ "$guest1" = "$addr1" ] && [ "$guest2" = "$addr2" ] && pass "each twin's eth0 has its own lease" ||
+    fail "guest addresses ns1 '$guest1' (lease $addr1), ns2 '$guest2' (lease $addr2)"
+  if [ -s "$log_dir/vm-ns1--twin.log" ] && [ -s "$log_dir/vm-ns2--twin.log" ] &&
+     ! cmp -s "$log_dir/vm-ns1--twin.log" "$log_dir/vm-ns2--twin.log"; then
+    pass "two console logs, vm-ns1--twin.log and vm-ns2--twin.log"
+  else
+    fail "console logs: $(find "$log_dir" -name 'vm-*' -printf '%f ')"
+  fi
+
+  # Deleting ns1's twin leaves ns2's running, with its TAP and lease.
+  twin_remove ns1
+  ctr_in ns1 container ls -q | grep -qx twin && fail "ns1 twin still listed after delete"
+  ctr_in ns2 task ls 2>/dev/null | grep -q '^twin .*RUNNING' && pass "ns2 twin runs after ns1's delete" ||
+    fail "ns2 twin after ns1's delete: $(ctr_in ns2 task ls 2>&1)"
+  [ -z "$(lease_of ns1)" ] && [ "$(lease_of ns2)" = "$lease2" ] &&
+    pass "ns1's lease released, ns2's kept" || fail "leases after ns1's delete: $(ctl net leases)"
+  taps=$(in_netns ip -br link | awk '{print $1}' | sed 's/@.*//')
+  ! grep -qx "$tap1" <<<"$taps" && grep -qx "$tap2" <<<"$taps" &&
+    pass "ns1's TAP gone, ns2's there" || fail "TAPs after ns1's delete: $(tr '\n' ' ' <<<"$taps")"
+  [ "$(addr_in ns2)" = "$addr2" ] && pass "ns2 twin still answers with $addr2" ||
+    fail "ns2 twin's address after ns1's delete: '$(addr_in ns2)'"
+
+  # And after ns2's: nothing left.
+  twin_remove ns2
+  left=$(in_netns ip -br link | grep '^beacon-' || true)
+  leases=$(ctl net leases | tail -n +2)
+  [ -z "$left" ] && [ -z "$leases" ] && [ -z "$(ls "$BBX_DIR/beacon/run/vm" 2>/dev/null)" ] &&
+    pass "after both deletes: no TAP, no lease, no VM directory" ||
+    fail "left after both deletes: TAPs '$left' leases '$leases' vm dirs '$(ls "$BBX_DIR/beacon/run/vm" 2>/dev/null)'"
+fi
+
 echo "accelerator of each VM (the shims' log):"
 bbx_vm_accelerators | sed 's/^/  /'
 if [ "$failures" -ne 0 ]; then
