@@ -23,10 +23,10 @@ std::vector<std::string> BuildVirtiofsdCommand(const std::string& binary,
                                                const std::string& socket_path) {
   // sandbox=chroot: the namespace sandbox needs user-namespace support that
   // containers running the shim often lack; the daemon still chroots into the share.
-  return {binary,          "--socket-path=" + socket_path,
-          "-o",            "source=" + share.host_path(),
-          "-o",            "cache=auto",
-          "-o",            "sandbox=chroot"};
+  return {binary, "--socket-path=" + socket_path,
+          "-o",   "source=" + share.host_path(),
+          "-o",   "cache=auto",
+          "-o",   "sandbox=chroot"};
 }
 
 Result<pid_t> StartVirtiofsd(Spawner& spawner, const std::string& binary,
@@ -36,8 +36,8 @@ Result<pid_t> StartVirtiofsd(Spawner& spawner, const std::string& binary,
   std::error_code error;
   if (share.host_path().empty() || share.host_path()[0] != '/' ||
       !fs::is_directory(share.host_path(), error)) {
-    return MakeError(ErrorCode::kNotFound, "virtio-fs share '" + share.tag() + "': " +
-                                               share.host_path() + " is not a directory");
+    return MakeError(ErrorCode::kNotFound, "virtio-fs share '" + share.tag() +
+                                               "': " + share.host_path() + " is not a directory");
   }
   SpawnOptions options;
   options.log_path = log_path;
@@ -46,8 +46,7 @@ Result<pid_t> StartVirtiofsd(Spawner& spawner, const std::string& binary,
                        spawner.Spawn(BuildVirtiofsdCommand(binary, share, socket_path), options));
   if (!WaitForPath(socket_path, pid, timeout)) {
     StopVirtiofsd(pid, socket_path, std::chrono::milliseconds(0));
-    return MakeError(ErrorCode::kUnavailable, "virtiofsd " + binary + " for " +
-                                                  share.host_path() +
+    return MakeError(ErrorCode::kUnavailable, "virtiofsd " + binary + " for " + share.host_path() +
                                                   " did not start: " + ReadFileTail(log_path, 512));
   }
   return pid;

@@ -341,11 +341,10 @@ KvmVerdict ProbeKvm(const ProbeTarget& target, std::chrono::milliseconds timeout
                      " ms under -accel kvm -cpu host (config key kvm_probe_timeout_ms)";
   } else {
     auto tail = ReadFileTailBytes(console_path, 160);
-    verdict.reason = SanitizeLine("guest kernel did not reach init in " +
-                                      std::to_string(timeout.count()) +
-                                      " ms under -accel kvm -cpu host; console tail: " +
-                                      (tail.ok() ? *tail : std::string()),
-                                  kMaxReason);
+    verdict.reason = SanitizeLine(
+        "guest kernel did not reach init in " + std::to_string(timeout.count()) +
+            " ms under -accel kvm -cpu host; console tail: " + (tail.ok() ? *tail : std::string()),
+        kMaxReason);
   }
   fs::remove(console_path, ignored);
   fs::remove(log_path, ignored);

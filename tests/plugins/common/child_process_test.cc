@@ -49,8 +49,8 @@ TEST(SpawnerTest, CapturesStdoutAndStderrInTheLog) {
   TempDir dir;
   Spawner spawner;
   const std::string log = dir / "child.log";
-  auto pid = spawner.Spawn({"/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2; read x"},
-                           LogTo(log));
+  auto pid =
+      spawner.Spawn({"/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2; read x"}, LogTo(log));
   ASSERT_TRUE(pid.ok()) << pid.error().message;
   ChildGuard guard{*pid};
   ASSERT_TRUE(WaitChildExit(*pid, kExitBound));  // stdin is /dev/null: read returns at once
@@ -137,8 +137,8 @@ TEST(SpawnerTest, ReadOnlyDirIsReadOnlyForTheChildOnly) {
   std::filesystem::create_directories(shared);
   const std::string log = dir / "child.log";
   Spawner spawner;
-  auto pid = spawner.Spawn({"/bin/sh", "-c", "touch " + shared + "/written"},
-                           ReadOnly(log, shared));
+  auto pid =
+      spawner.Spawn({"/bin/sh", "-c", "touch " + shared + "/written"}, ReadOnly(log, shared));
   ASSERT_TRUE(pid.ok()) << pid.error().message;
   ChildGuard guard{*pid};
   ASSERT_TRUE(WaitChildExit(*pid, kExitBound));
@@ -153,8 +153,7 @@ TEST(SpawnerTest, ReadOnlyDirIsReadOnlyForTheChildOnly) {
 TEST(WaitForPathTest, SeesThePathOrTheOwnerExit) {
   TempDir dir;
   const std::string socket = dir / "ready";
-  auto creates = ForkExec({"/bin/sh", "-c", "touch " + socket + "; sleep 600"},
-                          LogTo("/dev/null"));
+  auto creates = ForkExec({"/bin/sh", "-c", "touch " + socket + "; sleep 600"}, LogTo("/dev/null"));
   ASSERT_TRUE(creates.ok());
   ChildGuard guard{*creates};
   EXPECT_TRUE(WaitForPath(socket, *creates, kExitBound));

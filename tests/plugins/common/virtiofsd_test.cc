@@ -41,10 +41,10 @@ pluginapi::Share ShareOf(const std::string& host_path, bool read_only = false) {
 }
 
 TEST(VirtiofsdCommandTest, SocketSourceCacheAndChrootSandbox) {
-  EXPECT_EQ(BuildVirtiofsdCommand("/usr/lib/qemu/virtiofsd", ShareOf("/b/rootfs"), "/run/vm/fs0.sock"),
-            (std::vector<std::string>{"/usr/lib/qemu/virtiofsd", "--socket-path=/run/vm/fs0.sock",
-                                      "-o", "source=/b/rootfs", "-o", "cache=auto", "-o",
-                                      "sandbox=chroot"}));
+  EXPECT_EQ(
+      BuildVirtiofsdCommand("/usr/lib/qemu/virtiofsd", ShareOf("/b/rootfs"), "/run/vm/fs0.sock"),
+      (std::vector<std::string>{"/usr/lib/qemu/virtiofsd", "--socket-path=/run/vm/fs0.sock", "-o",
+                                "source=/b/rootfs", "-o", "cache=auto", "-o", "sandbox=chroot"}));
   // Read-only is the read-only bind of the spawn, not an option this virtiofsd lacks.
   EXPECT_EQ(BuildVirtiofsdCommand("/v", ShareOf("/b", true), "/s"),
             BuildVirtiofsdCommand("/v", ShareOf("/b", false), "/s"));
@@ -99,8 +99,8 @@ TEST(VirtiofsdLockFileTest, NamedAfterTheSocketPath) {
 
 TEST(VirtiofsdLockFileTest, StopAndStaleCleanupRemoveOnlyThisVmsLockFiles) {
   std::error_code error;
-  const bool made_lock_dir = !fs::exists("/run/virtiofsd") &&
-                             fs::create_directories("/run/virtiofsd", error);
+  const bool made_lock_dir =
+      !fs::exists("/run/virtiofsd") && fs::create_directories("/run/virtiofsd", error);
   if (::access("/run/virtiofsd", W_OK) != 0) GTEST_SKIP() << "/run/virtiofsd is not writable";
   TempDir vm_dir;
   TempDir other_vm_dir;
