@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <string>
 #include <string_view>
@@ -19,11 +20,15 @@
 namespace beaconbox {
 
 // Replaces `path` with `data` so that a reader (or a crash at any point) sees either
-// the old file or the new one, never a part: writes `path`.tmp, fsyncs it, renames it
-// over `path` and fsyncs the directory so that the rename itself is durable.
+// the old file or the new one, never a part: writes `path`.tmp.<pid>.<n>, fsyncs it,
+// renames it over `path` and fsyncs the directory so that the rename itself is
+// durable. The temporary name is the writer's own, so that concurrent writers of one
+// path (two shims caching the same verdict) never write into each other's file.
 inline Status WriteFileAtomic(const std::string& path, std::string_view data,
                               unsigned mode = 0644) {
-  const std::string temp = path + ".tmp";
+  static std::atomic<unsigned> writes{0};
+  const std::string temp = path + ".tmp." + std::to_string(::getpid()) + "." +
+                           std::to_string(writes.fetch_add(1, std::memory_order_relaxed));
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd) return ErrnoError("create", temp);
   size_t done = 0;
@@ -77,14 +82,13 @@ inline Result<std::string> ReadSmallFile(const std::string& path, size_t limit =
   return data;
 }
 
-// The last `max_bytes` of a log file (a VM console, a helper's stderr) made printable
-// for a one-line error: newlines become '|', other control or non-ASCII bytes '?'.
-// "" when the file cannot be read.
-inline std::string ReadFileTail(const std::string& path, size_t max_bytes) {
+// The last `max_bytes` of a file as they are (for a caller that shows them raw or
+// sanitizes them its own way). An error when the file cannot be opened.
+inline Result<std::string> ReadFileTailBytes(const std::string& path, size_t max_bytes) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return "";
+  if (!fd) return ErrnoError("open", path);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return "";
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("stat", path);
   const off_t size = st.st_size;
   const off_t start =
       size > static_cast<off_t>(max_bytes) ? size - static_cast<off_t>(max_bytes) : 0;
@@ -98,14 +102,27 @@ inline std::string ReadFileTail(const std::string& path, size_t max_bytes) {
     done += static_cast<size_t>(n);
   }
   tail.resize(done);
-  for (char& c : tail) {
+  return tail;
+}
+
+// `text` made printable in place for a one-line message: newlines become '|', other
+// control or non-ASCII bytes '?'. Guest and helper output is untrusted.
+inline std::string PrintableOneLine(std::string text) {
+  for (char& c : text) {
     if (c == '\n' || c == '\r') {
       c = '|';
     } else if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) {
       c = '?';
     }
   }
-  return tail;
+  return text;
+}
+
+// The last `max_bytes` of a log file (a VM console, a helper's stderr) as one printable
+// line (PrintableOneLine) for an error message; "" when the file cannot be read.
+inline std::string ReadFileTail(const std::string& path, size_t max_bytes) {
+  auto tail = ReadFileTailBytes(path, max_bytes);
+  return tail.ok() ? PrintableOneLine(std::move(tail).value()) : std::string();
 }
 
 }  // namespace beaconbox

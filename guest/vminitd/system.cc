@@ -14,10 +14,10 @@
 #include <cstring>
 
 #include "common/base/errno_error.h"
+#include "common/base/mount_options.h"
 #include "common/base/unique_fd.h"
 #include "guest/vminitd/kernel_cmdline.h"
 #include "guest/vminitd/log.h"
-#include "guest/vminitd/mount_options.h"
 
 namespace beaconbox::guest {
 

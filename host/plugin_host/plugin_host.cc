@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <map>
 
+#include "common/base/file_util.h"
 #include "host/plugin_host/plugin_loader.h"
 
 namespace beaconbox::plugin_host {
@@ -106,17 +106,8 @@ Status Vm::Resize(uint32_t vcpus, uint64_t memory_mib) {
 }
 
 std::string Vm::ConsoleTail(size_t max_bytes) const {
-  std::ifstream in(console_log_path_, std::ios::binary | std::ios::ate);
-  if (!in) return "(no console log at " + console_log_path_ + ")";
-  std::streamoff size = in.tellg();
-  std::streamoff start = size > static_cast<std::streamoff>(max_bytes)
-                             ? size - static_cast<std::streamoff>(max_bytes)
-                             : 0;
-  in.seekg(start);
-  std::string tail(static_cast<size_t>(size - start), '\0');
-  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
-  tail.resize(static_cast<size_t>(in.gcount()));
-  return tail;
+  auto tail = ReadFileTailBytes(console_log_path_, max_bytes);
+  return tail.ok() ? std::move(tail).value() : "(no console log at " + console_log_path_ + ")";
 }
 
 // --------------------------------------------------------------------- VmmPlugin

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <string>
 
+#include "plugins/common/check_report.h"
+
 namespace beaconbox::net {
 namespace {
 
@@ -41,10 +43,7 @@ fs::path ExistingAncestor(fs::path path) {
 pb::CheckReport CheckPrerequisites(const BridgeConfig& config) {
   pb::CheckReport report;
   auto line = [&](pb::CheckLevel level, const std::string& what, const std::string& detail) {
-    auto* added = report.add_lines();
-    added->set_level(level);
-    added->set_what(what);
-    added->set_detail(detail);
+    plugins::AddCheckLine(report, level, what, detail);
   };
   if (HasEffectiveCapability(kCapNetAdmin)) {
     line(pb::CHECK_OK, "CAP_NET_ADMIN", "held: bridge, TAPs and nftables rules can be made");

@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <map>
 
 #include "common/base/errno_error.h"
+#include "common/base/file_util.h"
+#include "common/base/mount_options.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -25,33 +25,6 @@ bool IsAbsoluteClean(const std::string& path) {
 }
 
 }  // namespace
-
-MountOptions ParseMountOptions(const std::vector<std::string>& options) {
-  // (set flags, clear flags) per option, as mount(8) understands them.
-  static const std::map<std::string, std::pair<unsigned long, unsigned long>> kFlags = {
-      {"ro", {MS_RDONLY, 0}},        {"rw", {0, MS_RDONLY}},
-      {"nosuid", {MS_NOSUID, 0}},    {"suid", {0, MS_NOSUID}},
-      {"nodev", {MS_NODEV, 0}},      {"dev", {0, MS_NODEV}},
-      {"noexec", {MS_NOEXEC, 0}},    {"exec", {0, MS_NOEXEC}},
-      {"sync", {MS_SYNCHRONOUS, 0}}, {"async", {0, MS_SYNCHRONOUS}},
-      {"noatime", {MS_NOATIME, 0}},  {"atime", {0, MS_NOATIME}},
-      {"relatime", {MS_RELATIME, 0}}, {"strictatime", {MS_STRICTATIME, 0}},
-      {"bind", {MS_BIND, 0}},        {"rbind", {MS_BIND | MS_REC, 0}},
-      {"remount", {MS_REMOUNT, 0}},  {"defaults", {0, 0}},
-  };
-  MountOptions parsed;
-  for (const auto& option : options) {
-    if (auto it = kFlags.find(option); it != kFlags.end()) {
-      parsed.flags |= it->second.first;
-      parsed.flags &= ~it->second.second;
-      if (option == "rbind") parsed.recursive_bind = true;
-      continue;
-    }
-    if (!parsed.data.empty()) parsed.data += ',';
-    parsed.data += option;
-  }
-  return parsed;
-}
 
 Result<pluginapi::MountPlan> RootfsExporter::Prepare(
     const pluginapi::StoragePrepareRequest& request) const {
@@ -78,19 +51,29 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
                        "rootfs mount type '" + mount.type() +
                            "' is not supported yet: use the overlayfs or native snapshotter");
     }
-    if (mount.type() == "bind") parsed.flags |= MS_BIND;
-    unsigned long flags = parsed.flags;
+    if (mount.type() == "bind") {
+      parsed.flags |= MS_BIND;
+      parsed.bind = true;
+      parsed.remount_readonly = (parsed.flags & MS_RDONLY) != 0;
+    }
     // A read-only bind needs a second, remounting call: the kernel ignores MS_RDONLY
     // on the first.
-    bool read_only_bind = (flags & MS_BIND) && (flags & MS_RDONLY);
-    if (::mount(mount.source().c_str(), rootfs.c_str(), mount.type().c_str(), flags & ~MS_RDONLY,
+    const unsigned long flags = parsed.remount_readonly ? parsed.flags & ~MS_RDONLY : parsed.flags;
+    if (::mount(mount.source().c_str(), rootfs.c_str(), mount.type().c_str(), flags,
                 parsed.data.empty() ? nullptr : parsed.data.c_str()) != 0) {
       return ErrnoError("mounting the container rootfs (" + mount.type() + ") on", rootfs);
     }
-    if (read_only_bind) {
+    if (parsed.remount_readonly) {
       ::mount(nullptr, rootfs.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
     }
-    std::ofstream(request.bundle() + "/" + kMountedMarker) << rootfs << '\n';
+    if (parsed.propagation != 0) {
+      ::mount(nullptr, rootfs.c_str(), nullptr, parsed.propagation, nullptr);
+    }
+    if (Status marked = WriteFileAtomic(request.bundle() + "/" + kMountedMarker, rootfs + "\n");
+        !marked.ok()) {
+      ::umount2(rootfs.c_str(), MNT_DETACH);  // Release would not know it is mounted
+      return marked.error().Wrap("recording the rootfs mount");
+    }
   }
 
   pluginapi::MountPlan plan;

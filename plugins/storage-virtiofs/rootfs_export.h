@@ -12,14 +12,6 @@
 
 namespace beaconbox::storage {
 
-// Mount flags and filesystem data split out of containerd's option list.
-struct MountOptions {
-  unsigned long flags = 0;
-  std::string data;           // comma-separated, passed to the filesystem
-  bool recursive_bind = false;
-};
-MountOptions ParseMountOptions(const std::vector<std::string>& options);
-
 struct ExportConfig {
   std::string share_tag = "rootfs";
 };

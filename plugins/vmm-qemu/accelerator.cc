@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -17,7 +16,9 @@
 #include <thread>
 
 #include "common/base/errno_error.h"
+#include "common/base/file_util.h"
 #include "common/base/unique_fd.h"
+#include "plugins/common/child_process.h"
 
 namespace beaconbox::qemu {
 namespace {
@@ -61,17 +62,6 @@ std::string FileHead(const std::string& path, size_t max_bytes) {
   return head;
 }
 
-std::string FileTailBounded(const std::string& path, size_t max_bytes) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return "";
-  std::streamoff size = in.tellg();
-  std::streamoff start = std::max<std::streamoff>(0, size - static_cast<std::streamoff>(max_bytes));
-  in.seekg(start);
-  std::string tail(static_cast<size_t>(size - start), '\0');
-  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
-  return tail;
-}
-
 // Watches the console file for the marker without reading it twice or without bound.
 class ConsoleScanner {
  public:
@@ -109,33 +99,6 @@ std::string ExitText(int status) {
            strsignal(WTERMSIG(status)) + ")";
   }
   return "exit status " + std::to_string(WEXITSTATUS(status));
-}
-
-// fork + exec of the probe; the calling thread waits for it, so PDEATHSIG (sent when
-// the forking thread ends) only fires when the whole shim is gone.
-Result<pid_t> StartProbe(const std::vector<std::string>& argv, const std::string& log_path) {
-  std::vector<char*> args;
-  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  UniqueFd log_fd(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!log_fd) return ErrnoError("creating the KVM probe's log", log_path);
-  UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoError("fork", argv[0]);
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) _exit(126);
-    ::dup2(null_fd.get(), STDIN_FILENO);
-    ::dup2(log_fd.get(), STDOUT_FILENO);
-    ::dup2(log_fd.get(), STDERR_FILENO);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
 }
 
 bool OpensReadWrite(const std::string& device, std::string* why_not) {
@@ -274,30 +237,7 @@ Result<std::optional<KvmVerdict>> ReadVerdict(const std::string& path) {
 }
 
 Status WriteVerdict(const std::string& path, const KvmVerdict& verdict) {
-  std::string temp = path + ".tmp." + std::to_string(::getpid());
-  std::string text = SerializeVerdict(verdict);
-  {
-    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) return ErrnoError("creating KVM verdict", temp);
-    size_t written = 0;
-    while (written < text.size()) {
-      ssize_t n = ::write(fd.get(), text.data() + written, text.size() - written);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        int saved = errno;
-        ::unlink(temp.c_str());
-        return ErrnoError("writing KVM verdict", temp, saved);
-      }
-      written += static_cast<size_t>(n);
-    }
-    (void)::fsync(fd.get());
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    int saved = errno;
-    ::unlink(temp.c_str());
-    return ErrnoError("renaming KVM verdict to", path, saved);
-  }
-  return Status::Ok();
+  return WriteFileAtomic(path, SerializeVerdict(verdict));
 }
 
 void InvalidateVerdict(const std::string& path) {
@@ -354,7 +294,12 @@ KvmVerdict ProbeKvm(const ProbeTarget& target, std::chrono::milliseconds timeout
                                                                  started)
         .count();
   };
-  auto pid = StartProbe(BuildProbeCommand(target, console_path), log_path);
+  // Forked from this thread, which waits for it: PR_SET_PDEATHSIG (sent when the
+  // forking thread ends) only fires when the whole shim is gone.
+  plugins::SpawnOptions probe_output;
+  probe_output.log_path = log_path;
+  probe_output.truncate_log = true;
+  auto pid = plugins::ForkExec(BuildProbeCommand(target, console_path), probe_output);
   if (!pid.ok()) {
     verdict.reason =
         SanitizeLine("the KVM probe could not start: " + pid.error().message, kMaxReason);
@@ -395,9 +340,10 @@ KvmVerdict ProbeKvm(const ProbeTarget& target, std::chrono::milliseconds timeout
     verdict.reason = "guest kernel printed nothing in " + std::to_string(timeout.count()) +
                      " ms under -accel kvm -cpu host (config key kvm_probe_timeout_ms)";
   } else {
+    auto tail = ReadFileTailBytes(console_path, 160);
     verdict.reason = SanitizeLine(
         "guest kernel did not reach init in " + std::to_string(timeout.count()) +
-            " ms under -accel kvm -cpu host; console tail: " + FileTailBounded(console_path, 160),
+            " ms under -accel kvm -cpu host; console tail: " + (tail.ok() ? *tail : std::string()),
         kMaxReason);
   }
   fs::remove(console_path, ignored);

@@ -1,25 +1,27 @@
 // The vmm-qemu plugin's C entry: ops table, config parsing, and translation to
-// QemuVm. The logic lives in qemu_vm.cc, qmp.cc and process.cc.
-#include <signal.h>
+// QemuVm. The logic lives in qemu_vm.cc, qmp.cc and accelerator.cc; child processes,
+// virtiofsd and PATH search in plugins/common.
 #include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
 #include <memory>
 #include <new>
 
 #include "beaconbox/plugin/v1/plugin.pb.h"
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
+#include "plugins/common/check_report.h"
+#include "plugins/common/child_process.h"
+#include "plugins/common/path_search.h"
+#include "plugins/common/virtiofsd.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
-#include "plugins/vmm-qemu/virtiofsd.h"
 
 struct bbx_plugin {
   const bbx_host_services* host;
   beaconbox::qemu::QemuConfig config;
-  beaconbox::qemu::Spawner spawner;  // forks qemu and virtiofsd; lives until fini
+  beaconbox::plugins::Spawner spawner;  // forks qemu and virtiofsd; lives until fini
   std::atomic<bool> accelerator_logged = false;
 };
 
@@ -54,22 +56,6 @@ const bbx_config_key kConfigKeys[] = {
                    "arguments appended to QEMU's command line"),
 };
 
-// `name` itself when it holds a '/', else the first executable match in PATH.
-std::string FindInPath(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(start, end - start) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return "/usr/bin/" + name;
-}
-
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
                 bbx_error* error) {
   beaconbox::qemu::QemuConfig config;
@@ -77,7 +63,7 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     toml::table table = toml::parse(bbx::View(config_toml));
     std::string share_dir = host && host->share_dir ? host->share_dir : "/usr/share/beacon";
     std::string bundled = share_dir + "/bin/qemu-system-x86_64";
-    config.binary = FindInPath(table["binary"].value_or(
+    config.binary = beaconbox::plugins::FindInPath(table["binary"].value_or(
         ::access(bundled.c_str(), X_OK) == 0 ? bundled : std::string("qemu-system-x86_64")));
     config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
     config.accelerator = table["accelerator"].value_or(config.accelerator);
@@ -182,19 +168,10 @@ bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* e
   if (!info.ParseFromArray(info_bytes.data, static_cast<int>(info_bytes.len))) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmInfo");
   }
-  for (int64_t pid : info.pids()) {
-    if (pid <= 1 || pid > 4194304) continue;
-    std::error_code ec;
-    auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
-    if (ec) continue;
-    std::error_code ec1, ec2;
-    if (std::filesystem::equivalent(exe, plugin->config.binary, ec1) ||
-        std::filesystem::equivalent(exe, plugin->config.virtiofsd, ec2)) {
-      ::kill(static_cast<pid_t>(pid), SIGKILL);
-    }
-  }
+  beaconbox::plugins::KillStaleProcesses({info.pids().begin(), info.pids().end()},
+                                         {plugin->config.binary, plugin->config.virtiofsd});
   // virtiofsd's lock files for this VM's sockets (named after the socket path).
-  beaconbox::qemu::RemoveVirtiofsdLockFilesUnder(info.run_dir());
+  beaconbox::plugins::RemoveVirtiofsdLockFilesUnder(info.run_dir());
   return BBX_OK;
 }
 
@@ -203,10 +180,7 @@ bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* e
 bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
   pluginapi::CheckReport report;
   auto line = [&](pluginapi::CheckLevel level, const std::string& what, const std::string& detail) {
-    auto* added = report.add_lines();
-    added->set_level(level);
-    added->set_what(what);
-    added->set_detail(detail);
+    beaconbox::plugins::AddCheckLine(report, level, what, detail);
   };
   const beaconbox::qemu::QemuConfig& config = plugin->config;
   if (::access(config.binary.c_str(), X_OK) == 0) {

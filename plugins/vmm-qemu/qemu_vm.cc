@@ -14,7 +14,8 @@
 #include <thread>
 
 #include "common/base/errno_error.h"
-#include "plugins/vmm-qemu/virtiofsd.h"
+#include "common/base/file_util.h"
+#include "plugins/common/virtiofsd.h"
 
 namespace beaconbox::qemu {
 namespace {
@@ -22,6 +23,10 @@ namespace {
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
 using namespace std::chrono_literals;
+using plugins::ChildRunning;
+using plugins::EndChild;
+using plugins::WaitChildExit;
+using plugins::WaitForPath;
 
 constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 
@@ -37,15 +42,6 @@ Status CheckReadable(const std::string& path, const std::string& what, const std
                                                "): run `make` or fix the path");
   }
   return Status::Ok();
-}
-
-bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (::access(path.c_str(), F_OK) != 0) {
-    if (!ChildRunning(owner) || std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
 }
 
 }  // namespace
@@ -277,12 +273,14 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
   size_t share = 0;
   for (const auto& device : spec.devices()) {
     if (!device.has_share()) continue;
-    BBX_ASSIGN_OR_RETURN(pid_t pid,
-                         StartVirtiofsd(spawner, config.virtiofsd, device.share(),
-                                        plan.virtiofsd_sockets[share++], plan.virtiofsd_log, 10s));
-    vm->virtiofsd_pids_.push_back(pid);
+    auto pid = plugins::StartVirtiofsd(spawner, config.virtiofsd, device.share(),
+                                       plan.virtiofsd_sockets[share++], plan.virtiofsd_log, 10s);
+    if (!pid.ok()) return pid.error().Wrap("config key virtiofsd");
+    vm->virtiofsd_pids_.push_back(*pid);
   }
-  BBX_ASSIGN_OR_RETURN(vm->qemu_pid_, spawner.Spawn(argv, {.log_path = plan.qemu_log}));
+  plugins::SpawnOptions qemu_output;
+  qemu_output.log_path = plan.qemu_log;
+  BBX_ASSIGN_OR_RETURN(vm->qemu_pid_, spawner.Spawn(argv, qemu_output));
   if (!WaitForPath(plan.qmp_socket, vm->qemu_pid_, 30s)) return vm->Died("QEMU did not start");
   auto qmp = QmpClient::Connect(plan.qmp_socket, 10s);
   if (!qmp.ok()) return vm->Died("QEMU's QMP did not answer (" + qmp.error().message + ")");
@@ -319,8 +317,8 @@ void QemuVm::InvalidateKvmVerdictIfGuestFailed() const {
 
 Error QemuVm::Died(const std::string& what) const {
   return MakeError(ErrorCode::kUnavailable,
-                   what + ": qemu said: " + FileTail(plan_.qemu_log, 512) +
-                       " -- console tail: " + FileTail(spec_.console_log_path(), 1024));
+                   what + ": qemu said: " + ReadFileTail(plan_.qemu_log, 512) +
+                       " -- console tail: " + ReadFileTail(spec_.console_log_path(), 1024));
 }
 
 Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
@@ -349,7 +347,7 @@ Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
       return MakeError(ErrorCode::kTimeout, "no guest channel within " +
                                                 std::to_string(timeout.count()) +
                                                 " ms -- console tail: " +
-                                                FileTail(spec_.console_log_path(), 1024));
+                                                ReadFileTail(spec_.console_log_path(), 1024));
     }
     std::this_thread::sleep_for(20ms);
   }
@@ -381,9 +379,12 @@ Status QemuVm::Stop(std::chrono::milliseconds timeout) {
   qmp_.reset();
   if (!WaitChildExit(qemu_pid_, timeout)) EndChild(qemu_pid_, 0ms);
   qemu_pid_ = -1;
-  for (pid_t pid : virtiofsd_pids_) EndChild(pid, 500ms);  // exits by itself once QEMU is gone
+  // Each virtiofsd exits by itself once QEMU is gone.
+  for (size_t i = 0; i < plan_.virtiofsd_sockets.size(); ++i) {
+    plugins::StopVirtiofsd(i < virtiofsd_pids_.size() ? virtiofsd_pids_[i] : -1,
+                           plan_.virtiofsd_sockets[i], 500ms);
+  }
   virtiofsd_pids_.clear();
-  for (const auto& socket : plan_.virtiofsd_sockets) RemoveVirtiofsdLockFile(socket);
   return Status::Ok();
 }
 

@@ -12,11 +12,13 @@
 #include "beaconbox/plugin/v1/vmm.pb.h"
 #include "common/base/result.h"
 #include "common/base/unique_fd.h"
+#include "plugins/common/child_process.h"
 #include "plugins/vmm-qemu/accelerator.h"
-#include "plugins/vmm-qemu/process.h"
 #include "plugins/vmm-qemu/qmp.h"
 
 namespace beaconbox::qemu {
+
+using plugins::Spawner;
 
 struct QemuConfig {
   std::string binary = "/usr/bin/qemu-system-x86_64";

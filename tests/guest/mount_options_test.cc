@@ -1,4 +1,4 @@
-#include "guest/vminitd/mount_options.h"
+#include "common/base/mount_options.h"
 
 #include <gtest/gtest.h>
 #include <sys/mount.h>

@@ -187,7 +187,8 @@ void DowngradeToSchema1(const std::string& path, const std::string& key,
     }
     mdb_cursor_close(cursor);
   }
-  MDB_val schema = val("schema");
+  const std::string schema_key = "schema";  // MDB_val borrows; the string must outlive it
+  MDB_val schema = val(schema_key);
   ASSERT_EQ(mdb_del(txn, meta, &schema, nullptr), 0);
   ASSERT_EQ(mdb_txn_commit(txn), 0);
   mdb_env_close(env);

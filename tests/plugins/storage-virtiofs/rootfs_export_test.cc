@@ -12,16 +12,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-TEST(MountOptions, SplitsFlagsFromFilesystemData) {
-  MountOptions parsed = ParseMountOptions(
-      {"index=off", "lowerdir=/a:/b", "upperdir=/u", "workdir=/w", "nosuid", "ro"});
-  EXPECT_EQ(parsed.flags, static_cast<unsigned long>(MS_NOSUID | MS_RDONLY));
-  EXPECT_EQ(parsed.data, "index=off,lowerdir=/a:/b,upperdir=/u,workdir=/w");
-  MountOptions bind = ParseMountOptions({"rbind", "rw"});
-  EXPECT_TRUE(bind.recursive_bind);
-  EXPECT_EQ(bind.flags, static_cast<unsigned long>(MS_BIND | MS_REC));
-}
-
 class RootfsExportTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -1,12 +1,11 @@
-#include "plugins/vmm-qemu/virtiofsd.h"
-
-#include <unistd.h>
+#include "plugins/common/virtiofsd.h"
 
 #include <algorithm>
 #include <filesystem>
-#include <thread>
 
-namespace beaconbox::qemu {
+#include "common/base/file_util.h"
+
+namespace beaconbox::plugins {
 namespace {
 
 namespace fs = std::filesystem;
@@ -24,10 +23,10 @@ std::vector<std::string> BuildVirtiofsdCommand(const std::string& binary,
                                                const std::string& socket_path) {
   // sandbox=chroot: the namespace sandbox needs user-namespace support that
   // containers running the shim often lack; the daemon still chroots into the share.
-  return {binary,          "--socket-path=" + socket_path,
-          "-o",            "source=" + share.host_path(),
-          "-o",            "cache=auto",
-          "-o",            "sandbox=chroot"};
+  return {binary, "--socket-path=" + socket_path,
+          "-o",   "source=" + share.host_path(),
+          "-o",   "cache=auto",
+          "-o",   "sandbox=chroot"};
 }
 
 Result<pid_t> StartVirtiofsd(Spawner& spawner, const std::string& binary,
@@ -37,30 +36,34 @@ Result<pid_t> StartVirtiofsd(Spawner& spawner, const std::string& binary,
   std::error_code error;
   if (share.host_path().empty() || share.host_path()[0] != '/' ||
       !fs::is_directory(share.host_path(), error)) {
-    return MakeError(ErrorCode::kNotFound, "virtio-fs share '" + share.tag() + "': " +
-                                               share.host_path() + " is not a directory");
+    return MakeError(ErrorCode::kNotFound, "virtio-fs share '" + share.tag() +
+                                               "': " + share.host_path() + " is not a directory");
   }
-  SpawnOptions options{.log_path = log_path,
-                       .read_only_dir = share.read_only() ? share.host_path() : ""};
+  SpawnOptions options;
+  options.log_path = log_path;
+  if (share.read_only()) options.read_only_dir = share.host_path();
   BBX_ASSIGN_OR_RETURN(pid_t pid,
                        spawner.Spawn(BuildVirtiofsdCommand(binary, share, socket_path), options));
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (::access(socket_path.c_str(), F_OK) != 0) {
-    if (!ChildRunning(pid) || std::chrono::steady_clock::now() >= deadline) {
-      EndChild(pid, std::chrono::milliseconds(0));
-      RemoveVirtiofsdLockFile(socket_path);
-      return MakeError(ErrorCode::kUnavailable,
-                       "virtiofsd (config key virtiofsd: " + binary + ") for " + share.host_path() +
-                           " did not start: " + FileTail(log_path, 512));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!WaitForPath(socket_path, pid, timeout)) {
+    StopVirtiofsd(pid, socket_path, std::chrono::milliseconds(0));
+    return MakeError(ErrorCode::kUnavailable, "virtiofsd " + binary + " for " + share.host_path() +
+                                                  " did not start: " + ReadFileTail(log_path, 512));
   }
   return pid;
 }
 
+void StopVirtiofsd(pid_t pid, const std::string& socket_path, std::chrono::milliseconds grace) {
+  EndChild(pid, grace);
+  RemoveVirtiofsdLockFile(socket_path);
+}
+
+std::string VirtiofsdLockFilePath(const std::string& socket_path) {
+  return kLockDir + LockFileName(socket_path) + ".pid";
+}
+
 void RemoveVirtiofsdLockFile(const std::string& socket_path) {
   std::error_code error;
-  fs::remove(kLockDir + LockFileName(socket_path) + ".pid", error);
+  fs::remove(VirtiofsdLockFilePath(socket_path), error);
 }
 
 void RemoveVirtiofsdLockFilesUnder(const std::string& dir) {
@@ -73,4 +76,4 @@ void RemoveVirtiofsdLockFilesUnder(const std::string& dir) {
   }
 }
 
-}  // namespace beaconbox::qemu
+}  // namespace beaconbox::plugins

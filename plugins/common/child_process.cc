@@ -1,0 +1,163 @@
+#include "plugins/common/child_process.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <future>
+
+#include "common/base/errno_error.h"
+#include "common/base/unique_fd.h"
+
+namespace beaconbox::plugins {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Runs in the forked child: only async-signal-safe calls until exec.
+[[noreturn]] void ExecChild(char* const* args, int log_fd, int null_fd, pid_t parent,
+                            const char* read_only_dir) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) _exit(126);  // the owner died before the signal was armed
+  if (read_only_dir != nullptr) {
+    // virtiofsd (the C one in QEMU 7.2) has no read-only option: export a read-only
+    // bind of the directory, visible only in the child's own mount namespace.
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount(read_only_dir, read_only_dir, nullptr, MS_BIND | MS_REC, nullptr) != 0 ||
+        ::mount(nullptr, read_only_dir, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+      static const char kMessage[] = "beaconbox: cannot make the share read-only\n";
+      (void)!::write(log_fd, kMessage, sizeof(kMessage) - 1);
+      _exit(125);
+    }
+  }
+  ::dup2(null_fd, STDIN_FILENO);
+  ::dup2(log_fd, STDOUT_FILENO);
+  ::dup2(log_fd, STDERR_FILENO);
+  // Signals the shim blocks (SIGTERM for its own shutdown) must reach the child.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execv(args[0], args);
+  _exit(127);
+}
+
+}  // namespace
+
+Result<pid_t> ForkExec(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  if (argv.empty() || argv[0].empty() || argv[0][0] != '/') {
+    return MakeError(ErrorCode::kInvalidArgument, "spawn: need an absolute program path");
+  }
+  std::vector<char*> args;
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  const int log_flags =
+      O_WRONLY | O_CREAT | O_CLOEXEC | (options.truncate_log ? O_TRUNC : O_APPEND);
+  UniqueFd log_fd(::open(options.log_path.c_str(), log_flags, 0640));
+  if (!log_fd) return ErrnoError("opening log", options.log_path);
+  UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!null_fd) return ErrnoError("opening", "/dev/null");
+  const char* read_only_dir =
+      options.read_only_dir.empty() ? nullptr : options.read_only_dir.c_str();
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid == 0) ExecChild(args.data(), log_fd.get(), null_fd.get(), parent, read_only_dir);
+  if (pid < 0) return ErrnoError("fork", argv[0]);
+  return pid;
+}
+
+Spawner::Spawner() : thread_([this] { Run(); }) {}
+
+Spawner::~Spawner() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void Spawner::Run() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (jobs_.empty()) return;
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    job();
+    lock.lock();
+  }
+}
+
+Result<pid_t> Spawner::Spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
+  std::promise<Result<pid_t>> result;
+  auto future = result.get_future();
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back([&] { result.set_value(ForkExec(argv, options)); });
+  }
+  wake_.notify_all();
+  return future.get();
+}
+
+bool ChildRunning(pid_t pid) {
+  if (pid <= 0) return false;
+  int status = 0;
+  pid_t r = ::waitpid(pid, &status, WNOHANG);
+  return r == 0;
+}
+
+bool WaitChildExit(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (ChildRunning(pid)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+void EndChild(pid_t pid, std::chrono::milliseconds grace) {
+  if (!ChildRunning(pid)) return;
+  ::kill(pid, SIGTERM);
+  if (WaitChildExit(pid, grace)) return;
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (::access(path.c_str(), F_OK) != 0) {
+    if (!ChildRunning(owner) || std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+size_t KillStaleProcesses(const std::vector<int64_t>& pids,
+                          const std::vector<std::string>& binaries) {
+  namespace fs = std::filesystem;
+  size_t killed = 0;
+  for (int64_t pid : pids) {
+    if (pid <= 1 || pid > 4194304) continue;  // PID_MAX_LIMIT
+    std::error_code error;
+    const fs::path exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", error);
+    if (error) continue;
+    for (const auto& binary : binaries) {
+      std::error_code ignored;
+      if (!binary.empty() && fs::equivalent(exe, binary, ignored)) {
+        if (::kill(static_cast<pid_t>(pid), SIGKILL) == 0) ++killed;
+        break;
+      }
+    }
+  }
+  return killed;
+}
+
+}  // namespace beaconbox::plugins

@@ -1,0 +1,75 @@
+// Child processes of a plugin (a VMM, virtiofsd, a probe). They must never outlive
+// the shim: each gets PR_SET_PDEATHSIG(SIGKILL). The kernel sends that signal when
+// the *thread* that forked exits, and the host calls plugin ops from short-lived
+// threads, so a child that outlives one op is forked by a Spawner: one thread that
+// lives as long as the plugin (from init to fini; the host destroys every VM before
+// fini). A child that the calling thread waits for itself may use ForkExec directly.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/base/result.h"
+
+namespace beaconbox::plugins {
+
+struct SpawnOptions {
+  // stdout and stderr go here (appended, or truncated first); stdin is /dev/null.
+  std::string log_path;
+  bool truncate_log = false;
+  // When set, the child enters a private mount namespace and bind-mounts this
+  // directory read-only onto itself before exec (a read-only virtio-fs export).
+  std::string read_only_dir;
+};
+
+// fork + exec of argv[0] (an absolute path) from the calling thread, with
+// PR_SET_PDEATHSIG(SIGKILL) tied to that thread; returns the child's pid. The thread
+// must live until the child has exec'd: a thread ending before the child armed the
+// signal leaves the child running (its new parent is another thread of the process).
+Result<pid_t> ForkExec(const std::vector<std::string>& argv, const SpawnOptions& options);
+
+class Spawner {
+ public:
+  Spawner();
+  ~Spawner();
+  Spawner(const Spawner&) = delete;
+  Spawner& operator=(const Spawner&) = delete;
+
+  // ForkExec on the spawner thread: the child lives until it ends or the plugin does.
+  Result<pid_t> Spawn(const std::vector<std::string>& argv, const SpawnOptions& options);
+
+ private:
+  void Run();
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// True while `pid` (our child) has not exited; reaps it when it has.
+bool ChildRunning(pid_t pid);
+// SIGTERM, up to `grace` for it to exit, then SIGKILL; always reaps.
+void EndChild(pid_t pid, std::chrono::milliseconds grace);
+// Waits up to `timeout` for `pid` to exit by itself; reaps it. Returns whether it did.
+bool WaitChildExit(pid_t pid, std::chrono::milliseconds timeout);
+// Waits up to `timeout` for `path` to exist (a socket the child creates); false when
+// the child `owner` exits first or the time runs out.
+bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds timeout);
+
+// For the cleanup after a dead shim: SIGKILLs each of `pids` that still runs one of
+// `binaries` (by /proc/<pid>/exe), so that a recycled pid is never killed. Returns
+// how many it signalled.
+size_t KillStaleProcesses(const std::vector<int64_t>& pids,
+                          const std::vector<std::string>& binaries);
+
+}  // namespace beaconbox::plugins
