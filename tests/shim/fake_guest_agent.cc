@@ -205,8 +205,10 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
           changed_.wait_for(lock, std::chrono::milliseconds(10));
         }
         --waiting_handlers_;
-        lock.unlock();
+        // Notified under the lock: once it is released the destructor may run and
+        // destroy changed_ (found by make test-tsan).
         changed_.notify_all();
+        lock.unlock();
         return status;
       });
   ttrpc::RegisterUnaryProto<task::DeleteRequest, task::DeleteResponse>(
