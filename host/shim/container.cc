@@ -290,41 +290,33 @@ Status Container::ResizePty(const std::string& exec_id, uint32_t width, uint32_t
   return guest_->CallTask("ResizePty", request, &empty, kGuestCallTimeout);
 }
 
-Status Container::Pause() {
-  {
-    std::lock_guard lock(mutex_);
-    BBX_ASSIGN_OR_RETURN(auto init, FindOrError(""));
-    BBX_RETURN_IF_ERROR(CheckProcessOp(init->state, ProcessOp::kPause, /*init=*/true));
-  }
-  BBX_RETURN_IF_ERROR(pause_(true));
-  {
-    std::lock_guard lock(mutex_);
-    if (auto init = Find(""); init && init->state == ProcessState::kRunning) {
-      init->state = ProcessState::kPaused;
-    }
-  }
-  events::TaskPaused event;
-  event.set_container_id(key_.id);
-  events_.Publish("/tasks/paused", event);
-  return Status::Ok();
-}
+Status Container::Pause() { return SetPaused(true); }
 
-Status Container::Resume() {
+Status Container::Resume() { return SetPaused(false); }
+
+Status Container::SetPaused(bool pause) {
+  const ProcessState from = pause ? ProcessState::kRunning : ProcessState::kPaused;
+  const ProcessState to = pause ? ProcessState::kPaused : ProcessState::kRunning;
   {
     std::lock_guard lock(mutex_);
     BBX_ASSIGN_OR_RETURN(auto init, FindOrError(""));
-    BBX_RETURN_IF_ERROR(CheckProcessOp(init->state, ProcessOp::kResume, /*init=*/true));
+    BBX_RETURN_IF_ERROR(CheckProcessOp(init->state, pause ? ProcessOp::kPause : ProcessOp::kResume,
+                                       /*init=*/true));
   }
-  BBX_RETURN_IF_ERROR(pause_(false));
+  BBX_RETURN_IF_ERROR(pause_(pause));
   {
     std::lock_guard lock(mutex_);
-    if (auto init = Find(""); init && init->state == ProcessState::kPaused) {
-      init->state = ProcessState::kRunning;
-    }
+    if (auto init = Find(""); init && init->state == from) init->state = to;
   }
-  events::TaskResumed event;
-  event.set_container_id(key_.id);
-  events_.Publish("/tasks/resumed", event);
+  if (pause) {
+    events::TaskPaused event;
+    event.set_container_id(key_.id);
+    events_.Publish("/tasks/paused", event);
+  } else {
+    events::TaskResumed event;
+    event.set_container_id(key_.id);
+    events_.Publish("/tasks/resumed", event);
+  }
   return Status::Ok();
 }
 

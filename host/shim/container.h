@@ -83,6 +83,8 @@ class Container {
   void Shutdown();
 
  private:
+  // Pause or Resume: the state check, the VM or guest call, the state and the event.
+  Status SetPaused(bool pause);
   struct Process {
     std::string exec_id;
     uint32_t pid = 0;
