@@ -39,10 +39,15 @@ for name in "$@"; do
     rm -rf "$scratch"
     exit 1
   fi
-  # Only inputs that add coverage enter the repository's corpus.
-  nice -n 10 "$fuzzer" -merge=1 -timeout=30 -max_len=8192 "$corpus" "$scratch" \
+  # The corpus is minimized: the seeds and the crash reproducers (seed-*, crash-*)
+  # stay, plus the fewest other inputs, old or new, that keep every feature reached.
+  minimized=$(mktemp -d "${TMPDIR:-/tmp}/bbx-fuzz-$name-min.XXXXXX")
+  find "$corpus" -maxdepth 1 -type f \( -name 'seed-*' -o -name 'crash-*' \) -exec cp {} "$minimized"/ \;
+  nice -n 10 "$fuzzer" -merge=1 -timeout=30 -max_len=8192 "$minimized" "$corpus" "$scratch" \
     >"$bin_dir/$name-merge.log" 2>&1
-  rm -rf "$scratch"
+  find "$corpus" -maxdepth 1 -type f ! -name 'seed-*' ! -name 'crash-*' -delete
+  find "$minimized" -maxdepth 1 -type f ! -name 'seed-*' ! -name 'crash-*' -exec mv {} "$corpus"/ \;
+  rm -rf "$scratch" "$minimized"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
