@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all build setup test test-asan test-tsan demo clean format
+.PHONY: all build setup test test-asan test-tsan fuzz demo clean format
 
 all: build
 
@@ -44,6 +44,18 @@ test-tsan: setup
 	cmake --build _build-tsan -j $(JOBS)
 	cd _build-tsan && $(SANITIZER_CTEST)
 
+# libFuzzer (clang from Debian) on the ttrpc framing, the shim's handling of guest
+# answers, the config loader and the OCI spec adapter (tests/fuzz/): each target runs
+# FUZZ_SECONDS, new inputs are merged into tests/fuzz/corpus/. `make test` replays
+# those corpora with g++ (ctest label fuzz). Not part of CI: it has no fixed end.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= ttrpc_server ttrpc_client guest_response config spec_adapter
+fuzz: setup
+	CC=clang CXX=clang++ cmake -S . -B _build-fuzz -DBEACONBOX_FUZZ=ON \
+	  -DBEACONBOX_OUTPUT_DIR=$(CURDIR)/_build-fuzz/_output $(CMAKE_FLAGS)
+	cmake --build _build-fuzz --target fuzz-targets -j $(JOBS)
+	./scripts/fuzz.sh _build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 demo: setup
 	$(MAKE) build
 	./scripts/demo.sh
@@ -52,4 +64,4 @@ format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) _build-asan _build-tsan _output
+	rm -rf $(BUILD_DIR) _build-asan _build-tsan _build-fuzz _output

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake pkg-config clang-format ccache
+  # make fuzz: clang and its libFuzzer + sanitizer runtimes
+  clang libclang-rt-14-dev
   # libraries the host, plugins and guest build against
   libboost-dev libboost-filesystem-dev libprotobuf-dev protobuf-compiler
   libnl-3-dev libnl-route-3-dev libnftables-dev liblmdb-dev libspdlog-dev

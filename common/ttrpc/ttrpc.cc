@@ -296,8 +296,13 @@ void Server::ServeConnection(UniqueFd fd) {
     auto context = std::make_shared<ServerContext>();
     for (const auto& kv : request.metadata()) context->metadata_.emplace_back(kv.key(), kv.value());
     if (request.timeout_nano() > 0) {
-      context->deadline_ =
-          std::chrono::steady_clock::now() + std::chrono::nanoseconds(request.timeout_nano());
+      // The peer's timeout may be anything up to 2^63 ns: one that steady_clock cannot
+      // represent from now on (the sum would overflow) means no deadline.
+      const auto now = std::chrono::steady_clock::now();
+      const std::chrono::nanoseconds timeout(request.timeout_nano());
+      if (timeout < std::chrono::steady_clock::time_point::max() - now) {
+        context->deadline_ = now + timeout;
+      }
     }
     context->connection_ = connection;
 

@@ -17,10 +17,8 @@ bool IsBindMount(const json& mount) {
   return false;
 }
 
-}  // namespace
-
-Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool share_vm_dns,
-                                      std::string_view guest_rootfs) {
+Result<AdaptedSpec> Adapt(std::string_view host_config_json, bool share_vm_dns,
+                          std::string_view guest_rootfs) {
   json spec = json::parse(host_config_json, nullptr, /*allow_exceptions=*/false);
   if (spec.is_discarded() || !spec.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "config.json in the bundle is not valid JSON");
@@ -91,6 +89,22 @@ Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool sh
 
   adapted.config_json = spec.dump();
   return adapted;
+}
+
+}  // namespace
+
+Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool share_vm_dns,
+                                      std::string_view guest_rootfs) {
+  // json's typed accessors throw on a field of another type ("readonly": "yes") and
+  // dump() throws on a string that is not UTF-8 (a guest rootfs from the storage
+  // plugin): bad input, answered as such rather than as an exception.
+  try {
+    return Adapt(host_config_json, share_vm_dns, guest_rootfs);
+  } catch (const json::exception& error) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string("config.json in the bundle cannot be adapted: ") + error.what() +
+                         ": fix the field it names");
+  }
 }
 
 Result<std::string> AdaptProcessForGuest(std::string_view process_json) {

@@ -80,5 +80,18 @@ TEST(SpecAdapter, RefusesInvalidJson) {
   EXPECT_FALSE(AdaptProcessForGuest("42").ok());
 }
 
+// Found by fuzz_spec_adapter: these threw json exceptions out of a Result function.
+TEST(SpecAdapter, RefusesFieldsOfAnotherTypeAndNonUtf8Rootfs) {
+  for (const char* spec :
+       {R"({"root":{"readonly":"yes"}})", R"({"ociVersion":1})",
+        R"({"linux":{"namespaces":[{"type":7}]}})", R"({"mounts":[{"type":"bind","source":1}]})"}) {
+    auto adapted = AdaptSpecForGuest(spec);
+    ASSERT_FALSE(adapted.ok()) << spec;
+    EXPECT_EQ(adapted.error().code, ErrorCode::kInvalidArgument) << spec;
+    EXPECT_NE(adapted.error().message.find("config.json"), std::string::npos);
+  }
+  EXPECT_FALSE(AdaptSpecForGuest("{}", false, "root\xff").ok());
+}
+
 }  // namespace
 }  // namespace beaconbox::shim
