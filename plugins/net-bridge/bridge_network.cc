@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -9,8 +10,19 @@ namespace beaconbox::net {
 
 namespace pb = ::beaconbox::plugin::v1;
 
+std::string BridgeNetwork::OwnerMarkFor(const std::string& db_path) {
+  constexpr size_t kMaxAlias = 255;  // IFALIASZ - 1
+  std::string mark = "beaconbox:" + db_path;
+  if (mark.size() <= kMaxAlias) return mark;
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : db_path) hash = (hash ^ c) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  return std::string("beaconbox:#") + hex;
+}
+
 BridgeNetwork::BridgeNetwork(BridgeConfig config, LogFn log)
-    : config_(std::move(config)), log_(std::move(log)) {
+    : config_(std::move(config)), log_(std::move(log)), owner_mark_(OwnerMarkFor(config_.db_path)) {
   if (!log_) log_ = [](LogLevel, const std::string&) {};
 }
 
@@ -106,13 +118,21 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
     if (*changed) log_(LogLevel::kInfo, "net-bridge: enabled net.ipv4.ip_forward");
     ip_forward_checked_ = true;
   }
-  BBX_ASSIGN_OR_RETURN(LeaseStore::Acquired acquired, store_->Acquire(container, owner));
+  // A new lease never takes the name of a device another configuration made.
+  auto taken = [this](const std::string& tap) {
+    auto alias = links_->Alias(tap);
+    return !alias.ok() || (alias->has_value() && **alias != owner_mark_);
+  };
+  BBX_ASSIGN_OR_RETURN(LeaseStore::Acquired acquired, store_->Acquire(container, owner, taken));
   const LeaseRecord& lease = acquired.lease;
-  Status devices = links_->EnsureTap(lease.tap_name, bridge_ifindex, config_.mtu);
+  const std::string mac = MacFor(container);
+  Status devices = links_->EnsureTap(lease.tap_name, bridge_ifindex, config_.mtu, owner_mark_);
   if (devices.ok()) devices = EnsureRules(false);
+  // Before the VMM can open the TAP: the guest can send only as its own lease.
+  if (devices.ok()) devices = nft_->GuardTap(lease.tap_name, mac, lease.address);
   if (!devices.ok()) {
-    if (acquired.created) {  // undo: the TAP, then the lease
-      (void)links_->Delete(lease.tap_name);
+    if (acquired.created) {  // undo: the TAP and its guard, then the lease
+      (void)DeleteOwnTap(lease.tap_name);
       (void)store_->Release(container, &lease);
     }
     return devices.error().Wrap("attach " + id);
@@ -120,7 +140,7 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
 
   pb::NetworkAttachment attachment;
   attachment.set_tap_name(lease.tap_name);
-  attachment.set_mac(MacFor(container));
+  attachment.set_mac(mac);
   attachment.set_mtu(config_.mtu);
   auto* address = attachment.add_addresses();
   address->set_address(FormatIpv4(lease.address));
@@ -145,7 +165,7 @@ Status BridgeNetwork::Detach(const ContainerRef& container) {
   if (!lease) return Status::Ok();  // unknown or already released
   // The device first: a crash in between leaves a lease whose owner dies with
   // the shim, which reconcile clears.
-  auto deleted = links_->Delete(lease->tap_name);
+  auto deleted = DeleteOwnTap(lease->tap_name);
   if (!deleted.ok()) return deleted.error().Wrap("detach " + container_id);
   auto released = store_->Release(container);
   if (!released.ok()) return released.error().Wrap("detach " + container_id);
@@ -155,6 +175,20 @@ Status BridgeNetwork::Detach(const ContainerRef& container) {
     if (*removed) rules_ensured_ = false;
   }
   return Status::Ok();
+}
+
+Result<bool> BridgeNetwork::DeleteOwnTap(const std::string& tap) {
+  BBX_ASSIGN_OR_RETURN(std::optional<std::string> alias, links_->Alias(tap));
+  // "" is a TAP of an older plugin: ours when our lease names it (the callers' case).
+  if (alias && !alias->empty() && *alias != owner_mark_) {
+    log_(LogLevel::kWarn, "net-bridge: " + tap + " is another configuration's (alias \"" + *alias +
+                              "\"): left alone");
+    return false;
+  }
+  BBX_ASSIGN_OR_RETURN(bool deleted, links_->Delete(tap));
+  // The guard after the device: a guest never runs unguarded.
+  BBX_RETURN_IF_ERROR(nft_->UnguardTap(tap));
+  return deleted;
 }
 
 Result<pb::ReconcileReport> BridgeNetwork::Reconcile() {
@@ -171,6 +205,7 @@ Result<pb::ReconcileReport> BridgeNetwork::ReconcileOpened() {
   BBX_ASSIGN_OR_RETURN(std::vector<LeaseRecord> leases, store_->List());
 
   std::set<std::string> leased_taps;
+  std::vector<const LeaseRecord*> live_leases;
   for (const LeaseRecord& lease : leases) {
     const TapDevice* tap = nullptr;
     for (const TapDevice& candidate : taps) {
@@ -178,9 +213,11 @@ Result<pb::ReconcileReport> BridgeNetwork::ReconcileOpened() {
     }
     if (OwnerAlive(lease)) {
       leased_taps.insert(lease.tap_name);
+      live_leases.push_back(&lease);
       continue;
     }
     if (tap != nullptr && tap->in_use) {
+      live_leases.push_back(&lease);
       // The shim died but its VMM still holds the TAP: the address is in use, so
       // the lease stays until the VMM is gone (vm_cleanup_stale ends it).
       leased_taps.insert(lease.tap_name);
@@ -189,10 +226,10 @@ Result<pb::ReconcileReport> BridgeNetwork::ReconcileOpened() {
                                 " is still open");
       continue;
     }
-    if (tap != nullptr) {
-      auto deleted = links_->Delete(tap->name);
+    {  // also when the TAP is gone: a crash may have left its guard
+      auto deleted = DeleteOwnTap(lease.tap_name);
       if (!deleted.ok()) return deleted.error().Wrap("reconcile");
-      if (*deleted) report.add_removed_devices(tap->name);
+      if (*deleted) report.add_removed_devices(lease.tap_name);
     }
     const ContainerRef owner_ref{lease.container_namespace, lease.container_id};
     BBX_ASSIGN_OR_RETURN(auto released, store_->Release(owner_ref, &lease));
@@ -209,11 +246,33 @@ Result<pb::ReconcileReport> BridgeNetwork::ReconcileOpened() {
     bool reported = false;
     for (const auto& name : report.removed_devices()) reported = reported || name == tap.name;
     if (reported) continue;
-    auto deleted = links_->Delete(tap.name);
+    // Only this configuration's: another one (its own lease database) may share the
+    // host, and a TAP without our mark may be anyone's.
+    if (tap.alias != owner_mark_) continue;
+    auto deleted = DeleteOwnTap(tap.name);
     if (!deleted.ok()) return deleted.error().Wrap("reconcile");
     if (*deleted) {
       report.add_removed_devices(tap.name);
       log_(LogLevel::kInfo, "net-bridge: removed " + tap.name + " (no lease)");
+    }
+  }
+
+  // Guards of running containers: re-created if missing (flushed by someone, or a
+  // TAP made by an older plugin).
+  if (!live_leases.empty()) {
+    BBX_ASSIGN_OR_RETURN(std::vector<std::string> guarded, nft_->GuardedTaps());
+    std::set<std::string> guarded_set(guarded.begin(), guarded.end());
+    for (const LeaseRecord* lease : live_leases) {
+      if (guarded_set.count(lease->tap_name) != 0) continue;
+      const TapDevice* tap = nullptr;
+      for (const TapDevice& candidate : taps) {
+        if (candidate.name == lease->tap_name) tap = &candidate;
+      }
+      if (tap == nullptr || (!tap->alias.empty() && tap->alias != owner_mark_)) continue;
+      BBX_RETURN_IF_ERROR(nft_->GuardTap(lease->tap_name,
+                                         MacFor({lease->container_namespace, lease->container_id}),
+                                         lease->address));
+      log_(LogLevel::kInfo, "net-bridge: guarded " + lease->tap_name + " (it had no guard)");
     }
   }
 

@@ -27,6 +27,12 @@ class BridgeNetwork {
  public:
   static constexpr const char* kTapPrefix = "beacon-";
 
+  // The ifalias every TAP of this configuration carries: "beaconbox:<db_path>" (or
+  // "beaconbox:#<hash of db_path>" when longer than an ifalias holds). Reconcile
+  // deletes only TAPs with this mark, so two configurations with their own lease
+  // databases on one host never delete each other's TAPs.
+  static std::string OwnerMarkFor(const std::string& db_path);
+
   BridgeNetwork(BridgeConfig config, LogFn log);
   ~BridgeNetwork();  // stops the reconciler thread
   BridgeNetwork(const BridgeNetwork&) = delete;
@@ -36,7 +42,8 @@ class BridgeNetwork {
   // Releases the lease and TAP of `container` (namespace and id); unknown: success.
   Status Detach(const ContainerRef& container);
   // Releases leases whose owner is gone (unless a process still holds their TAP)
-  // and deletes beacon-* TAPs without a lease; re-creates missing nftables rules.
+  // and deletes this configuration's beacon-* TAPs without a lease; re-creates missing
+  // nftables rules and anti-spoofing guards.
   Result<plugin::v1::ReconcileReport> Reconcile();
   // Empty when the lease database does not exist yet (it is not created for this).
   Result<plugin::v1::LeaseList> ListLeases();
@@ -52,9 +59,13 @@ class BridgeNetwork {
   Result<bool> LeasesIdle();
   Status EnsureRules(bool force);
   Result<plugin::v1::ReconcileReport> ReconcileOpened();
+  // Deletes `tap` and its anti-spoofing guard unless it is another configuration's.
+  // Returns whether the device existed and was deleted.
+  Result<bool> DeleteOwnTap(const std::string& tap);
 
   BridgeConfig config_;
   LogFn log_;
+  std::string owner_mark_;
 
   std::mutex open_mutex_;
   std::unique_ptr<LeaseStore> store_;

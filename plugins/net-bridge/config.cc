@@ -112,7 +112,8 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view toml_text, const std::st
                                    "remove_rules_when_idle",
                                    "enable_ip_forward",
                                    "nft_filter_table",
-                                   "nft_nat_table"};
+                                   "nft_nat_table",
+                                   "nft_bridge_table"};
     bool known = false;
     for (const char* name : kKnown) known = known || key.str() == name;
     if (!known) return ConfigError(key.str(), "unknown key (see plugins/net-bridge/README.md)");
@@ -132,6 +133,7 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view toml_text, const std::st
   BBX_RETURN_IF_ERROR(string_key("db_path", config.db_path));
   BBX_RETURN_IF_ERROR(string_key("nft_filter_table", config.nft_filter_table));
   BBX_RETURN_IF_ERROR(string_key("nft_nat_table", config.nft_nat_table));
+  BBX_RETURN_IF_ERROR(string_key("nft_bridge_table", config.nft_bridge_table));
   if (auto node = table["mtu"]; node) {
     if (!node.is_integer()) return ConfigError("mtu", "must be an integer");
     int64_t mtu = *node.value<int64_t>();
@@ -194,10 +196,11 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view toml_text, const std::st
     config.db_path = state_dir + "/network.db";
   }
   if (config.db_path.front() != '/') return ConfigError("db_path", "must be an absolute path");
-  for (const std::string* name : {&config.nft_filter_table, &config.nft_nat_table}) {
+  for (auto [key, name] : {std::pair{"nft_filter_table", &config.nft_filter_table},
+                           std::pair{"nft_nat_table", &config.nft_nat_table},
+                           std::pair{"nft_bridge_table", &config.nft_bridge_table}}) {
     if (!IsValidNftName(*name)) {
-      return ConfigError(name == &config.nft_nat_table ? "nft_nat_table" : "nft_filter_table",
-                         "\"" + *name + "\" must be letters, digits and _ (max 64)");
+      return ConfigError(key, "\"" + *name + "\" must be letters, digits and _ (max 64)");
     }
   }
   if (config.nft_filter_table == config.nft_nat_table) {

@@ -40,6 +40,7 @@ struct BridgeConfig {
   bool enable_ip_forward = true;
   std::string nft_filter_table = "beacon_runner_filter";
   std::string nft_nat_table = "beacon_runner_nat";
+  std::string nft_bridge_table = "beacon_runner_bridge";  // family bridge: anti-spoofing
 
   // Addresses a container can get: the subnet minus network, broadcast and gateway.
   uint32_t PoolSize() const;

@@ -363,8 +363,9 @@ Result<Ipv4> LeaseStore::FindFree(MDB_txn* txn) {
   return **found;
 }
 
-Result<LeaseStore::Acquired> LeaseStore::Acquire(const ContainerRef& container,
-                                                 const LeaseOwner& owner) {
+Result<LeaseStore::Acquired> LeaseStore::Acquire(
+    const ContainerRef& container, const LeaseOwner& owner,
+    const std::function<bool(const std::string&)>& tap_name_taken) {
   const std::string& container_id = container.id;
   if (container_id.empty() || container_id.size() > kMaxIdLength ||
       container.container_namespace.size() > kMaxIdLength ||
@@ -402,6 +403,7 @@ Result<LeaseStore::Acquired> LeaseStore::Acquire(const ContainerRef& container,
       if (attempt == 64)
         return MakeError(ErrorCode::kInternal, "no free TAP name for " + container.Name());
       lease.tap_name = TapNameFor(container, attempt);
+      if (tap_name_taken && tap_name_taken(lease.tap_name)) continue;
       MDB_val tap_key = ValOf(lease.tap_name), id_value = ValOf(container_key);
       rc = mdb_put(txn, taps_, &tap_key, &id_value, MDB_NOOVERWRITE);
       if (rc == 0) break;

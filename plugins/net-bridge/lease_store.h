@@ -89,8 +89,10 @@ class LeaseStore {
   };
   // The lease of `container`, allocating the next free address (after the last
   // one handed out, wrapping) when it has none. An existing lease keeps its address
-  // and gets `owner` as its new owner.
-  Result<Acquired> Acquire(const ContainerRef& container, const LeaseOwner& owner);
+  // and gets `owner` as its new owner. A new lease skips TAP names in this store and
+  // those for which `tap_name_taken` says true (a device of another configuration).
+  Result<Acquired> Acquire(const ContainerRef& container, const LeaseOwner& owner,
+                           const std::function<bool(const std::string&)>& tap_name_taken = {});
   // Removes the lease of `container`; nullopt when there was none. When
   // `only_if` is given, the lease is removed only if it still equals it (owner and
   // creation), so a concurrent re-attach is never undone.

@@ -141,7 +141,8 @@ Result<int> Links::EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t 
   return ifindex;
 }
 
-Status Links::EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mtu) {
+Status Links::EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mtu,
+                        const std::string& owner_mark) {
   if (!IsValidInterfaceName(name)) {
     return MakeError(ErrorCode::kInvalidArgument, "bad TAP name \"" + name + "\"");
   }
@@ -150,6 +151,14 @@ Status Links::EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mt
   if (link && KindOf(link.get()) != "tun") {
     return MakeError(ErrorCode::kAlreadyExists,
                      "device " + name + " exists and is not a TAP: remove it");
+  }
+  if (link) {
+    const char* alias = rtnl_link_get_ifalias(link.get());
+    if (alias != nullptr && *alias != '\0' && owner_mark != alias) {
+      return MakeError(ErrorCode::kAlreadyExists,
+                       "TAP " + name + " belongs to another network configuration (alias \"" +
+                           alias + "\"): detach the container there, or delete the TAP");
+    }
   }
   if (!link) {
     UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
@@ -168,11 +177,13 @@ Status Links::EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mt
     BBX_ASSIGN_OR_RETURN(link, GetLink(socket_, name));
     if (!link) return MakeError(ErrorCode::kInternal, "TAP " + name + " vanished after creation");
   }
-  bool configured = rtnl_link_get_master(link.get()) == bridge_ifindex &&
-                    rtnl_link_get_mtu(link.get()) == mtu &&
-                    (rtnl_link_get_flags(link.get()) & IFF_UP);
+  const char* alias = rtnl_link_get_ifalias(link.get());
+  bool configured =
+      rtnl_link_get_master(link.get()) == bridge_ifindex && rtnl_link_get_mtu(link.get()) == mtu &&
+      (rtnl_link_get_flags(link.get()) & IFF_UP) && alias != nullptr && owner_mark == alias;
   if (!configured) {
     LinkPtr change(rtnl_link_alloc());
+    rtnl_link_set_ifalias(change.get(), owner_mark.c_str());
     rtnl_link_set_master(change.get(), bridge_ifindex);
     rtnl_link_set_mtu(change.get(), mtu);
     rtnl_link_set_flags(change.get(), IFF_UP);
@@ -206,10 +217,19 @@ Result<std::vector<TapDevice>> Links::ListTaps(const std::string& prefix) {
     if (name == nullptr || !std::string_view(name).starts_with(prefix) || KindOf(link) != "tun") {
       continue;
     }
+    const char* alias = rtnl_link_get_ifalias(link);
     taps.push_back(TapDevice{name, rtnl_link_get_ifindex(link), rtnl_link_get_carrier(link) != 0,
-                             rtnl_link_get_master(link)});
+                             rtnl_link_get_master(link), alias != nullptr ? alias : ""});
   }
   return taps;
+}
+
+Result<std::optional<std::string>> Links::Alias(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket_, name));
+  if (!link) return std::optional<std::string>();
+  const char* alias = rtnl_link_get_ifalias(link.get());
+  return std::optional<std::string>(alias != nullptr ? alias : "");
 }
 
 Result<std::string> Links::Kind(const std::string& name) {

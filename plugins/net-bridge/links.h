@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,10 @@ struct TapDevice {
   int ifindex = 0;
   bool in_use = false;  // a process (the VMM) has it open: carrier is on
   int master_ifindex = 0;
+  // The owner mark the plugin puts in the TAP's ifalias (see Links::EnsureTap): tells
+  // which network configuration made it. Empty for a TAP made otherwise (or by an
+  // older plugin).
+  std::string alias;
 };
 
 class Links {
@@ -34,9 +39,15 @@ class Links {
   // ifindex.
   Result<int> EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t prefix_length,
                            uint32_t mtu);
-  // Creates a persistent TAP `name` if missing (so the VMM opens it by name),
-  // enslaves it to `bridge_ifindex`, sets `mtu` and brings it up.
-  Status EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mtu);
+  // Creates a persistent TAP `name` if missing (so the VMM opens it by name), marks
+  // it as made by the configuration `owner_mark` (its ifalias), enslaves it to
+  // `bridge_ifindex`, sets `mtu` and brings it up. An existing TAP with another
+  // configuration's mark is kAlreadyExists (never taken over); one without a mark
+  // gets ours.
+  Status EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mtu,
+                   const std::string& owner_mark);
+  // The ifalias of `name` ("" for none); nullopt when there is no such device.
+  Result<std::optional<std::string>> Alias(const std::string& name);
   // Deletes the device; a missing one is fine. Returns whether it existed.
   Result<bool> Delete(const std::string& name);
   // TAP devices whose name starts with `prefix`.

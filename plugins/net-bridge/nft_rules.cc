@@ -4,6 +4,7 @@
 #include <nftables/libnftables.h>
 #include <sys/file.h>
 
+#include <cctype>
 #include <map>
 #include <sstream>
 
@@ -25,6 +26,30 @@ class FileLock {
   int fd_;
 };
 
+// TAP names go into nft commands unquoted (chain names cannot be quoted in nft 1.0):
+// only letters, digits, '-' and '_' (the plugin's names are beacon-<8 hex>).
+bool IsPlainName(const std::string& name) {
+  if (name.empty() || name.size() > 15) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+// A unicast "xx:xx:xx:xx:xx:xx" in lower case (what MacFor gives).
+bool IsPlainMac(const std::string& mac) {
+  if (mac.size() != 17) return false;
+  for (size_t i = 0; i < mac.size(); ++i) {
+    if (i % 3 == 2 ? mac[i] != ':' : !std::isxdigit(static_cast<unsigned char>(mac[i])))
+      return false;
+  }
+  return true;
+}
+
+Status ToStatus(const Result<std::string>& result) {
+  return result.ok() ? Status::Ok() : Status(result.error());
+}
+
 std::string FirstLine(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   size_t newline = text.find('\n');
@@ -37,6 +62,7 @@ std::string FirstLine(std::string text) {
 NftRules::NftRules(const BridgeConfig& config, UniqueFd lock)
     : filter_table_(config.nft_filter_table),
       nat_table_(config.nft_nat_table),
+      bridge_table_(config.nft_bridge_table),
       tag_prefix_("beaconbox:" + config.bridge + ":"),
       lock_(std::move(lock)) {
   const std::string bridge = "\"" + config.bridge + "\"";
@@ -183,6 +209,11 @@ Result<bool> NftRules::RemoveIfIdle(const std::function<Result<bool>()>& still_i
     for (const std::string& table : {filter_table_, nat_table_}) {
       if (Run("list table ip " + table).ok()) batch += "delete table ip " + table + "\n";
     }
+    // The anti-spoofing table goes when no TAP (of any bridge) is guarded any more.
+    auto guarded = Run("list map bridge " + bridge_table_ + " guarded_taps");
+    if (guarded.ok() && guarded->find("elements = {") == std::string::npos) {
+      batch += "delete table bridge " + bridge_table_ + "\n";
+    }
   }
   if (batch.empty()) return false;
   BBX_RETURN_IF_ERROR(Run(batch));
@@ -196,7 +227,93 @@ Result<std::string> NftRules::Describe() {
     auto listing = Run("list table ip " + table);
     if (listing.ok()) text += *listing;
   }
+  auto listing = Run("list table bridge " + bridge_table_);
+  if (listing.ok()) text += *listing;
   return text;
+}
+
+Status NftRules::EnsureBridgeTableLocked() {
+  const std::string kTag = "beaconbox:guarded-taps";
+  auto listing = Run("list chain bridge " + bridge_table_ + " prerouting");
+  if (listing.ok() && listing->find("comment \"" + kTag + "\"") != std::string::npos) {
+    return Status::Ok();
+  }
+  const std::string table = "bridge " + bridge_table_;
+  return ToStatus(Run(
+      "add table " + table + "\n" +                                        //
+      "add map " + table + " guarded_taps { type ifname : verdict; }\n" +  //
+      "add chain " + table +
+      " prerouting { type filter hook prerouting priority filter - 10; policy accept; }\n" +
+      "add rule " + table + " prerouting iifname vmap @guarded_taps comment \"" + kTag + "\"\n"));
+}
+
+Status NftRules::GuardTap(const std::string& tap, const std::string& mac, Ipv4 address) {
+  if (!IsPlainName(tap) || !IsPlainMac(mac)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "anti-spoofing rules: bad TAP name \"" + tap + "\" or MAC \"" + mac + "\"");
+  }
+  std::lock_guard guard(mutex_);
+  FileLock lock(lock_.get());
+  Status status = EnsureBridgeTableLocked();
+  if (status.ok()) {
+    const std::string table = "bridge " + bridge_table_;
+    const std::string chain = "guest-" + tap;
+    const std::string ip = FormatIpv4(address);
+    // One transaction: the TAP is never half guarded.
+    status = ToStatus(
+        Run("add chain " + table + " " + chain + "\n" +    //
+            "flush chain " + table + " " + chain + "\n" +  //
+            "add rule " + table + " " + chain + " ether saddr != " + mac + " drop\n" + "add rule " +
+            table + " " + chain +
+            " ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether " +
+            mac + " arp saddr ip " + ip + " accept\n" +  //
+            "add rule " + table + " " + chain + " ether type ip ip saddr " + ip + " accept\n" +
+            "add rule " + table + " " + chain + " drop\n" +  //
+            "add element " + table + " guarded_taps { \"" + tap + "\" : jump " + chain + " }\n"));
+  }
+  if (!status.ok()) return status.error().Wrap("set up anti-spoofing rules for " + tap);
+  return status;
+}
+
+Status NftRules::UnguardTap(const std::string& tap) {
+  if (!IsPlainName(tap)) return Status::Ok();  // never guarded
+  std::lock_guard guard(mutex_);
+  FileLock lock(lock_.get());
+  if (!Run("list table bridge " + bridge_table_).ok()) return Status::Ok();
+  const std::string table = "bridge " + bridge_table_;
+  const std::string chain = "guest-" + tap;
+  const std::string element = " guarded_taps { \"" + tap + "\" : jump " + chain + " }\n";
+  // nft 1.0.6 has no "destroy": adding first makes each delete find its object, so
+  // this removes the guard whether or not it (or half of it) exists.
+  Status status = ToStatus(Run("add map " + table + " guarded_taps { type ifname : verdict; }\n" +
+                               "add chain " + table + " " + chain + "\n" +  //
+                               "add element " + table + element +           //
+                               "delete element " + table + " guarded_taps { \"" + tap + "\" }\n" +
+                               "flush chain " + table + " " + chain + "\n" +  //
+                               "delete chain " + table + " " + chain + "\n"));
+  if (!status.ok()) return status.error().Wrap("remove anti-spoofing rules of " + tap);
+  return status;
+}
+
+Result<std::vector<std::string>> NftRules::GuardedTaps() {
+  std::lock_guard guard(mutex_);
+  std::vector<std::string> taps;
+  auto listing = Run("list map bridge " + bridge_table_ + " guarded_taps");
+  if (!listing.ok()) {
+    if (listing.error().code == ErrorCode::kNotFound) return taps;
+    return listing.error();
+  }
+  // elements = { "beacon-1" : jump guest-beacon-1,\n "beacon-2" : jump ... }
+  size_t at = listing->find("elements = {");
+  while (at != std::string::npos) {
+    size_t open = listing->find('"', at);
+    if (open == std::string::npos) break;
+    size_t close = listing->find('"', open + 1);
+    if (close == std::string::npos) break;
+    taps.push_back(listing->substr(open + 1, close - open - 1));
+    at = close + 1;
+  }
+  return taps;
 }
 
 }  // namespace beaconbox::net

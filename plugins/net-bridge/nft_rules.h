@@ -6,6 +6,23 @@
 //   table ip <nft_nat_table> {               # beacon_runner_nat
 //     chain postrouting { type nat hook postrouting priority srcnat - 10; policy accept; }
 //   }
+//   table bridge <nft_bridge_table> {        # beacon_runner_bridge: anti-spoofing
+//     map guarded_taps { type ifname : verdict; }   # "<tap>" : jump guest-<tap>
+//     chain prerouting { type filter hook prerouting priority filter - 10; policy accept;
+//       iifname vmap @guarded_taps }
+//     chain guest-<tap> {                    # one per TAP, from its lease
+//       ether saddr != <mac> drop
+//       arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether <mac>
+//           arp saddr ip <address> accept
+//       ip saddr <address> accept
+//       drop }
+//   }
+//
+// The bridge table sees every frame a TAP brings into the bridge, before the bridge
+// learns its source MAC and before it is forwarded or delivered to the host: a guest
+// can send only as its own lease (no other MAC, no other IPv4 source, no ARP claiming
+// another address; IPv6, VLAN tags and other ethertypes are dropped, the guest is
+// given IPv4 only). Frames of TAPs not in the map (another plugin's) pass untouched.
 //
 // Both base chains run before the ones UFW (iptables-nft) installs at filter (0)
 // and srcnat (100). Each rule carries a comment "beaconbox:<bridge>:<role>" by which
@@ -43,6 +60,14 @@ class NftRules {
   // `nft list table` text of both tables (empty for a missing one), for tests and logs.
   Result<std::string> Describe();
 
+  // Anti-spoofing: lets frames from `tap` into the bridge only with source `mac`
+  // ("02:..") and IPv4 source (or ARP sender) `address`; replaces what `tap` had.
+  Status GuardTap(const std::string& tap, const std::string& mac, Ipv4 address);
+  // Removes the guard of `tap` (none: fine). Call it when the TAP is deleted.
+  Status UnguardTap(const std::string& tap);
+  // The TAPs that have a guard (of any bridge using this table).
+  Result<std::vector<std::string>> GuardedTaps();
+
  private:
   struct Rule {
     std::string tag, table, chain, body;
@@ -54,7 +79,9 @@ class NftRules {
                                                                    const std::string& chain);
   Status EnsureLocked();
 
-  std::string filter_table_, nat_table_, tag_prefix_;
+  Status EnsureBridgeTableLocked();
+
+  std::string filter_table_, nat_table_, bridge_table_, tag_prefix_;
   std::vector<Rule> rules_;
   nft_ctx* ctx_ = nullptr;
   UniqueFd lock_;

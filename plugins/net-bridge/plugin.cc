@@ -43,6 +43,8 @@ const bbx_config_key kConfigKeys[] = {
                    "nftables table (family ip) holding the forward chain"),
     bbx::ConfigKey("nft_nat_table", BBX_CONFIG_STRING, "\"beacon_runner_nat\"",
                    "nftables table (family ip) holding the postrouting masquerade chain"),
+    bbx::ConfigKey("nft_bridge_table", BBX_CONFIG_STRING, "\"beacon_runner_bridge\"",
+                   "nftables table (family bridge) holding each TAP's anti-spoofing chain"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,

@@ -149,15 +149,19 @@ TEST_F(BridgeNetworkTest, FiftyAttachesLeaveNoDuplicateRulesAndDetachCleansUp) {
   EXPECT_EQ(addresses.size(), 50u);
   EXPECT_EQ(taps.size(), 50u);
   std::string ruleset = Shell("nft list ruleset");
-  EXPECT_EQ(CountMatches(ruleset, "comment \"beaconbox:"), 4) << ruleset;
+  // 4 forward/NAT rules and the anti-spoofing dispatch; one guard chain per TAP.
+  EXPECT_EQ(CountMatches(ruleset, "comment \"beaconbox:"), 5) << ruleset;
+  EXPECT_EQ(CountMatches(ruleset, "chain guest-beacon-"), 50) << ruleset;
   EXPECT_EQ(CountMatches(Shell("ip link show master beacon0"), "beacon-"), 50);
 
   for (int i = 0; i < 50; ++i)
     ASSERT_TRUE(Network().Detach({"default", "c" + std::to_string(i)}).ok());
   EXPECT_EQ(CountMatches(Shell("ip link show"), "beacon-"), 0);
   EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
-  // remove_rules_when_idle = false (default): the rules stay.
-  EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 4);
+  // remove_rules_when_idle = false (default): the rules stay; the guards go with the TAPs.
+  ruleset = Shell("nft list ruleset");
+  EXPECT_EQ(CountMatches(ruleset, "comment \"beaconbox:"), 5) << ruleset;
+  EXPECT_EQ(CountMatches(ruleset, "guest-beacon-"), 0) << ruleset;
 }
 
 TEST_F(BridgeNetworkTest, RulesGoWithTheLastLeaseWhenConfigured) {
@@ -165,13 +169,13 @@ TEST_F(BridgeNetworkTest, RulesGoWithTheLastLeaseWhenConfigured) {
   ASSERT_TRUE(Network().Attach(Request("a")).ok());
   ASSERT_TRUE(Network().Attach(Request("b")).ok());
   ASSERT_TRUE(Network().Detach({"default", "a"}).ok());
-  EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 4);
+  EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 5);
   ASSERT_TRUE(Network().Detach({"default", "b"}).ok());
   std::string ruleset = Shell("nft list ruleset");
   EXPECT_EQ(ruleset.find("beacon_runner"), std::string::npos) << ruleset;
   // And they come back with the next attach.
   ASSERT_TRUE(Network().Attach(Request("c")).ok());
-  EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 4);
+  EXPECT_EQ(CountMatches(Shell("nft list ruleset"), "comment \"beaconbox:"), 5);
 }
 
 TEST_F(BridgeNetworkTest, ANonBridgeDeviceNamedLikeTheBridgeFailsAttachWithoutALease) {
@@ -251,21 +255,69 @@ TEST_F(BridgeNetworkTest, ReconcileKeepsALeaseWhoseTapIsStillOpen) {
   EXPECT_FALSE(LinkExists(attachment->tap_name()));
 }
 
-TEST_F(BridgeNetworkTest, ReconcileRemovesTapsWithoutALeaseOnly) {
+TEST_F(BridgeNetworkTest, ReconcileRemovesOnlyItsOwnTapsWithoutALease) {
   ASSERT_TRUE(Network().Attach(Request("kept")).ok());
+  const std::string ours = BridgeNetwork::OwnerMarkFor(config_.db_path);
   int exit_code = -1;
-  Shell(
-      "ip tuntap add dev beacon-deadbeef mode tap && ip link add beacon-veth0 type veth peer name "
-      "bbx-peer2",
-      &exit_code);
+  Shell("ip tuntap add dev beacon-deadbeef mode tap && ip link set beacon-deadbeef alias '" + ours +
+            "' && ip tuntap add dev beacon-0the7c0f mode tap && ip link set beacon-0the7c0f alias "
+            "'beaconbox:/elsewhere/network.db' && ip tuntap add dev beacon-n0a11a5 mode tap && "
+            "ip link add beacon-veth0 type veth peer name bbx-peer2",
+        &exit_code);
   ASSERT_EQ(exit_code, 0);
   auto report = Network().Reconcile();
   ASSERT_TRUE(report.ok()) << report.error().message;
   ASSERT_EQ(report->removed_devices_size(), 1);
   EXPECT_EQ(report->removed_devices(0), "beacon-deadbeef");
-  EXPECT_FALSE(LinkExists("beacon-deadbeef"));
-  EXPECT_TRUE(LinkExists("beacon-veth0"));  // not a TAP: not ours
+  EXPECT_FALSE(LinkExists("beacon-deadbeef"));  // ours (its mark) and without a lease
+  EXPECT_TRUE(LinkExists("beacon-0the7c0f"));   // another configuration's
+  EXPECT_TRUE(LinkExists("beacon-n0a11a5"));    // nobody's mark: maybe anyone's
+  EXPECT_TRUE(LinkExists("beacon-veth0"));      // not a TAP: not ours
   EXPECT_TRUE(LinkExists(TapNameFor({"default", "kept"})));
+  std::string details = Shell("ip -d link show dev " + TapNameFor({"default", "kept"}));
+  EXPECT_NE(details.find("alias " + ours), std::string::npos) << details;
+}
+
+// Two beaconbox configurations on one host (own bridge, subnet and lease database):
+// neither's reconcile deletes the other's TAPs, and the same container name in both
+// gets two TAPs.
+TEST_F(BridgeNetworkTest, TwoConfigurationsKeepEachOthersTaps) {
+  BridgeConfig other_config = config_;
+  other_config.bridge = "beacon1";
+  other_config.subnet = *ParseSubnet("10.89.0.0/16");
+  other_config.gateway = *ParseIpv4("10.89.0.1");
+  other_config.db_path = state_dir_ + "/other-network.db";
+  other_config.reconcile_interval_seconds = 0;
+  config_.reconcile_interval_seconds = 0;
+  BridgeNetwork other(other_config, nullptr);
+
+  auto mine = Network().Attach(Request("mine"));
+  auto shared_mine = Network().Attach(Request("shared"));
+  ASSERT_TRUE(mine.ok() && shared_mine.ok());
+  auto theirs = other.Attach(Request("theirs"));
+  auto shared_theirs = other.Attach(Request("shared"));
+  ASSERT_TRUE(theirs.ok()) << theirs.error().message;
+  ASSERT_TRUE(shared_theirs.ok()) << shared_theirs.error().message;
+  EXPECT_NE(shared_mine->tap_name(), shared_theirs->tap_name());
+  EXPECT_NE(Shell("ip -d link show dev " + shared_theirs->tap_name()).find("master beacon1"),
+            std::string::npos);
+
+  for (BridgeNetwork* network : {&Network(), &other}) {
+    auto report = network->Reconcile();
+    ASSERT_TRUE(report.ok()) << report.error().message;
+    EXPECT_EQ(report->removed_devices_size(), 0);
+    EXPECT_EQ(report->released_leases_size(), 0);
+  }
+  for (const auto* attachment : {&*mine, &*shared_mine, &*theirs, &*shared_theirs}) {
+    EXPECT_TRUE(LinkExists(attachment->tap_name())) << attachment->tap_name();
+  }
+  // Detaching in one leaves the other's same-named container alone.
+  ASSERT_TRUE(other.Detach({"default", "shared"}).ok());
+  EXPECT_FALSE(LinkExists(shared_theirs->tap_name()));
+  EXPECT_TRUE(LinkExists(shared_mine->tap_name()));
+  std::string guards = Shell("nft list map bridge beacon_runner_bridge guarded_taps");
+  EXPECT_NE(guards.find(shared_mine->tap_name()), std::string::npos) << guards;
+  EXPECT_EQ(guards.find(shared_theirs->tap_name()), std::string::npos) << guards;
 }
 
 TEST_F(BridgeNetworkTest, TheFirstAttachReconcilesAndTheReconcilerRunsPeriodically) {

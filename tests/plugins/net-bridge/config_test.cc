@@ -17,6 +17,7 @@ TEST(BridgeConfigTest, DefaultsFollowTheSeed) {
   EXPECT_FALSE(config->remove_rules_when_idle);
   EXPECT_EQ(config->nft_filter_table, "beacon_runner_filter");
   EXPECT_EQ(config->nft_nat_table, "beacon_runner_nat");
+  EXPECT_EQ(config->nft_bridge_table, "beacon_runner_bridge");
   EXPECT_EQ(config->PoolSize(), 65533u);
 }
 
@@ -33,6 +34,7 @@ remove_rules_when_idle = true
 enable_ip_forward = false
 nft_filter_table = "f"
 nft_nat_table = "n"
+nft_bridge_table = "b"
 )",
                                   "");
   ASSERT_TRUE(config.ok()) << config.error().message;
@@ -43,6 +45,7 @@ nft_nat_table = "n"
   EXPECT_EQ(config->db_path, "/tmp/x/leases.db");
   EXPECT_TRUE(config->remove_rules_when_idle);
   EXPECT_FALSE(config->enable_ip_forward);
+  EXPECT_EQ(config->nft_bridge_table, "b");
   EXPECT_EQ(config->PoolSize(), 253u);
 }
 
@@ -64,6 +67,7 @@ TEST(BridgeConfigTest, RejectsBadValuesWithTheKeyNamed) {
       {"dns_servers = [\"x\"]", "dns_servers"},
       {"db_path = \"relative\"", "db_path"},
       {"nft_nat_table = \"x y\"", "nft_nat_table"},
+      {"nft_bridge_table = \"a-b\"", "nft_bridge_table"},
       {"nosuchkey = 1", "unknown key"},
       {"bridge = ", "config"},
   };

@@ -64,20 +64,34 @@ TEST_F(LinksTest, AnExistingNonBridgeDeviceIsRefusedNotReplaced) {
 TEST_F(LinksTest, TapIsCreatedAttachedAndRemoved) {
   auto bridge = links_->EnsureBridge("beacon0", *ParseIpv4("10.88.0.1"), 16, 1400);
   ASSERT_TRUE(bridge.ok()) << bridge.error().message;
-  ASSERT_TRUE(links_->EnsureTap("beacon-0000abcd", *bridge, 1400).ok());
+  ASSERT_TRUE(links_->EnsureTap("beacon-0000abcd", *bridge, 1400, "beaconbox:/a/network.db").ok());
   std::string details = Shell("ip -d link show dev beacon-0000abcd");
   EXPECT_NE(details.find("master beacon0"), std::string::npos) << details;
   EXPECT_NE(details.find("mtu 1400"), std::string::npos) << details;
   EXPECT_NE(details.find("tun type tap"), std::string::npos) << details;
   EXPECT_NE(details.find("persist"), std::string::npos) << details;
+  EXPECT_NE(details.find("alias beaconbox:/a/network.db"), std::string::npos) << details;
   // Idempotent.
-  ASSERT_TRUE(links_->EnsureTap("beacon-0000abcd", *bridge, 1400).ok());
+  ASSERT_TRUE(links_->EnsureTap("beacon-0000abcd", *bridge, 1400, "beaconbox:/a/network.db").ok());
+  // Another configuration's mark: not taken over.
+  Status other = links_->EnsureTap("beacon-0000abcd", *bridge, 1400, "beaconbox:/b/network.db");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ErrorCode::kAlreadyExists);
+  EXPECT_NE(other.error().message.find("another network configuration"), std::string::npos)
+      << other.error().message;
+  auto alias = links_->Alias("beacon-0000abcd");
+  ASSERT_TRUE(alias.ok());
+  EXPECT_EQ(alias->value_or("none"), "beaconbox:/a/network.db");
+  alias = links_->Alias("beacon-missing");
+  ASSERT_TRUE(alias.ok());
+  EXPECT_FALSE(alias->has_value());
 
   auto taps = links_->ListTaps("beacon-");
   ASSERT_TRUE(taps.ok());
   ASSERT_EQ(taps->size(), 1u);
   EXPECT_EQ(taps->front().name, "beacon-0000abcd");
   EXPECT_EQ(taps->front().master_ifindex, *bridge);
+  EXPECT_EQ(taps->front().alias, "beaconbox:/a/network.db");
   EXPECT_FALSE(taps->front().in_use);
 
   {  // the VMM's view: open it by name, as QEMU's -netdev tap,ifname= does
@@ -110,7 +124,7 @@ TEST_F(LinksTest, ADeviceOfAnotherKindWithTheTapsNameIsRefused) {
   int exit_code = -1;
   Shell("ip link add beacon-00000001 type veth peer name bbx-peer1", &exit_code);
   ASSERT_EQ(exit_code, 0);
-  Status status = links_->EnsureTap("beacon-00000001", *bridge, 1500);
+  Status status = links_->EnsureTap("beacon-00000001", *bridge, 1500, "beaconbox:/a/network.db");
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.error().message.find("not a TAP"), std::string::npos);
   auto taps = links_->ListTaps("beacon-");

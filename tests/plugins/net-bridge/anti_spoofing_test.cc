@@ -1,0 +1,271 @@
+// Anti-spoofing: a guest sends into the bridge only as its own lease. The test plays
+// the guest on the TAP itself (opened as QEMU opens it) in a private netns, writes
+// forged and proper frames and reads what the host answers: forged frames get no
+// answer (they never reach the bridge), proper ones do.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "common/base/unique_fd.h"
+#include "plugins/net-bridge/bridge_network.h"
+#include "tests/plugins/net-bridge/test_util.h"
+
+namespace beaconbox::net {
+namespace {
+
+namespace pb = ::beaconbox::plugin::v1;
+using Bytes = std::vector<uint8_t>;
+using Mac = std::array<uint8_t, 6>;
+
+Mac ParseMac(const std::string& text) {
+  Mac mac{};
+  unsigned parts[6] = {};
+  std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &parts[0], &parts[1], &parts[2], &parts[3],
+              &parts[4], &parts[5]);
+  for (int i = 0; i < 6; ++i) mac[i] = static_cast<uint8_t>(parts[i]);
+  return mac;
+}
+
+void Put(Bytes& out, const void* data, size_t size) {
+  auto* bytes = static_cast<const uint8_t*>(data);
+  out.insert(out.end(), bytes, bytes + size);
+}
+void Put16(Bytes& out, uint16_t value) {
+  out.push_back(value >> 8);
+  out.push_back(value & 0xff);
+}
+void Put32(Bytes& out, uint32_t value) {
+  Put16(out, value >> 16);
+  Put16(out, value & 0xffff);
+}
+
+uint16_t Checksum(const uint8_t* data, size_t size) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < size; i += 2) sum += (data[i] << 8) | data[i + 1];
+  if (size % 2) sum += data[size - 1] << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+constexpr Mac kBroadcast = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+// An ARP request "who has `target_ip`? tell `sender_ip` at `sender_mac`", sent from
+// Ethernet source `ether_source`.
+Bytes ArpRequest(const Mac& ether_source, const Mac& sender_mac, Ipv4 sender_ip, Ipv4 target_ip) {
+  Bytes frame;
+  Put(frame, kBroadcast.data(), 6);
+  Put(frame, ether_source.data(), 6);
+  Put16(frame, 0x0806);
+  Put16(frame, 1);       // Ethernet
+  Put16(frame, 0x0800);  // IPv4
+  frame.push_back(6);
+  frame.push_back(4);
+  Put16(frame, 1);  // request
+  Put(frame, sender_mac.data(), 6);
+  Put32(frame, sender_ip);
+  Mac zero{};
+  Put(frame, zero.data(), 6);
+  Put32(frame, target_ip);
+  return frame;
+}
+
+// An ICMP echo request from `source_ip` to `destination_ip` (Ethernet to `router`).
+Bytes EchoRequest(const Mac& ether_source, const Mac& router, Ipv4 source_ip, Ipv4 destination_ip,
+                  uint16_t id) {
+  Bytes icmp = {8, 0, 0, 0};
+  Put16(icmp, id);
+  Put16(icmp, 1);
+  uint16_t icmp_sum = Checksum(icmp.data(), icmp.size());
+  icmp[2] = icmp_sum >> 8;
+  icmp[3] = icmp_sum & 0xff;
+  Bytes ip = {0x45, 0};
+  Put16(ip, static_cast<uint16_t>(20 + icmp.size()));
+  Put16(ip, id);
+  Put16(ip, 0x4000);
+  ip.push_back(64);
+  ip.push_back(1);  // ICMP
+  Put16(ip, 0);
+  Put32(ip, source_ip);
+  Put32(ip, destination_ip);
+  uint16_t ip_sum = Checksum(ip.data(), ip.size());
+  ip[10] = ip_sum >> 8;
+  ip[11] = ip_sum & 0xff;
+  Bytes frame;
+  Put(frame, router.data(), 6);
+  Put(frame, ether_source.data(), 6);
+  Put16(frame, 0x0800);
+  frame.insert(frame.end(), ip.begin(), ip.end());
+  frame.insert(frame.end(), icmp.begin(), icmp.end());
+  return frame;
+}
+
+uint16_t Get16(const Bytes& frame, size_t at) { return (frame[at] << 8) | frame[at + 1]; }
+uint32_t Get32(const Bytes& frame, size_t at) {
+  return (uint32_t{Get16(frame, at)} << 16) | Get16(frame, at + 2);
+}
+
+// What the host sent out of the TAP, reduced to what the test asks about.
+struct Seen {
+  std::vector<Ipv4> arp_replies_to;    // target IP of each ARP reply
+  std::vector<Ipv4> arp_requests_for;  // target IP of each ARP request
+  std::vector<Ipv4> echo_replies_to;   // destination IP of each ICMP echo reply
+  Mac gateway_mac{};
+};
+
+void Record(const Bytes& frame, Seen& seen) {
+  if (frame.size() < 14) return;
+  uint16_t type = Get16(frame, 12);
+  if (type == 0x0806 && frame.size() >= 42) {
+    uint16_t op = Get16(frame, 20);
+    if (op == 2) {
+      seen.arp_replies_to.push_back(Get32(frame, 38));
+      std::memcpy(seen.gateway_mac.data(), &frame[22], 6);
+    }
+    if (op == 1) seen.arp_requests_for.push_back(Get32(frame, 38));
+  } else if (type == 0x0800 && frame.size() >= 14 + 20 + 8) {
+    size_t ihl = (frame[14] & 0x0f) * 4;
+    if (frame[14 + 9] == 1 && frame.size() >= 14 + ihl + 8 && frame[14 + ihl] == 0) {
+      seen.echo_replies_to.push_back(Get32(frame, 14 + 16));
+    }
+  }
+}
+
+bool Contains(const std::vector<Ipv4>& list, Ipv4 value) {
+  for (Ipv4 item : list) {
+    if (item == value) return true;
+  }
+  return false;
+}
+
+class AntiSpoofingTest : public testing::NetnsTest {
+ protected:
+  void SetUp() override {
+    NetnsTest::SetUp();
+    config_.db_path = state_dir_ + "/network.db";
+    config_.reconcile_interval_seconds = 0;
+    network_ = std::make_unique<BridgeNetwork>(config_, nullptr);
+  }
+  void TearDown() override {
+    tap_ = UniqueFd();
+    network_.reset();
+    NetnsTest::TearDown();
+  }
+  pb::NetworkAttachment Attach(const std::string& id) {
+    pb::NetworkAttachRequest request;
+    request.set_container_id(id);
+    request.set_namespace_("default");
+    auto attachment = network_->Attach(request);
+    EXPECT_TRUE(attachment.ok()) << attachment.error().message;
+    return attachment.ok() ? *attachment : pb::NetworkAttachment();
+  }
+  // Opens the TAP as the VMM does (no packet info, no vnet header: raw frames).
+  void OpenTap(const std::string& name) {
+    tap_ = UniqueFd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK));
+    ASSERT_TRUE(tap_.valid());
+    ifreq request{};
+    std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ASSERT_EQ(::ioctl(tap_.get(), TUNSETIFF, &request), 0) << std::strerror(errno);
+  }
+  void Send(const Bytes& frame) {
+    ASSERT_EQ(::write(tap_.get(), frame.data(), frame.size()), static_cast<ssize_t>(frame.size()))
+        << std::strerror(errno);
+  }
+  // Reads frames until `done(seen)` or a generous bound (a failure, not a timing test).
+  template <typename Done>
+  Seen ReadUntil(Seen seen, Done done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!done(seen) && std::chrono::steady_clock::now() < deadline) {
+      pollfd ready{tap_.get(), POLLIN, 0};
+      if (::poll(&ready, 1, 100) <= 0) continue;
+      Bytes frame(65536);
+      ssize_t n = ::read(tap_.get(), frame.data(), frame.size());
+      if (n <= 0) continue;
+      frame.resize(static_cast<size_t>(n));
+      Record(frame, seen);
+    }
+    return seen;
+  }
+
+  BridgeConfig config_;
+  std::unique_ptr<BridgeNetwork> network_;
+  UniqueFd tap_;
+};
+
+TEST_F(AntiSpoofingTest, AGuestSendsOnlyAsItsOwnLease) {
+  pb::NetworkAttachment victim = Attach("victim");
+  pb::NetworkAttachment guest = Attach("guest");
+  ASSERT_FALSE(HasFailure());
+  const Mac victim_mac = ParseMac(victim.mac()), guest_mac = ParseMac(guest.mac());
+  const Ipv4 victim_ip = *ParseIpv4(victim.addresses(0).address());
+  const Ipv4 guest_ip = *ParseIpv4(guest.addresses(0).address());
+  const Ipv4 gateway = *ParseIpv4("10.88.0.1");
+  const Mac forged_mac = {0x02, 0x66, 0x66, 0x66, 0x66, 0x66};
+  ASSERT_NO_FATAL_FAILURE(OpenTap(guest.tap_name()));
+
+  // Forged, each answered by the host if it reached the bridge:
+  Send(ArpRequest(victim_mac, victim_mac, victim_ip, gateway));  // the victim, in full
+  Send(ArpRequest(guest_mac, guest_mac, victim_ip, gateway));    // claims the victim's IP
+  Send(ArpRequest(guest_mac, victim_mac, guest_ip, gateway));    // ARP sender MAC forged
+  Send(ArpRequest(forged_mac, guest_mac, guest_ip, gateway));    // Ethernet source forged
+  // Then the proper request: its answer comes after any answer to the ones above.
+  Send(ArpRequest(guest_mac, guest_mac, guest_ip, gateway));
+  Seen seen =
+      ReadUntil(Seen{}, [&](const Seen& s) { return Contains(s.arp_replies_to, guest_ip); });
+  ASSERT_TRUE(Contains(seen.arp_replies_to, guest_ip)) << "the proper ARP request got no answer";
+  EXPECT_FALSE(Contains(seen.arp_replies_to, victim_ip)) << "a forged ARP request was answered";
+  EXPECT_EQ(seen.arp_replies_to.size(), 1u) << "a forged ARP request was answered";
+
+  // IPv4 with the victim's source address (an answer needs the host to ARP for it),
+  // then a proper echo request.
+  Send(EchoRequest(guest_mac, seen.gateway_mac, victim_ip, gateway, 7));
+  Send(EchoRequest(forged_mac, seen.gateway_mac, guest_ip, gateway, 8));
+  Send(EchoRequest(guest_mac, seen.gateway_mac, guest_ip, gateway, 9));
+  seen = ReadUntil(seen, [&](const Seen& s) { return Contains(s.echo_replies_to, guest_ip); });
+  ASSERT_TRUE(Contains(seen.echo_replies_to, guest_ip)) << "the proper echo request got no answer";
+  EXPECT_EQ(seen.echo_replies_to.size(), 1u) << "a forged echo request was answered";
+  EXPECT_FALSE(Contains(seen.echo_replies_to, victim_ip));
+  EXPECT_FALSE(Contains(seen.arp_requests_for, victim_ip))
+      << "the host saw IPv4 from the victim's address";
+  // The bridge never learned the victim's or the forged MAC on the guest's port.
+  std::string fdb = testing::Shell("bridge fdb show dev " + guest.tap_name());
+  EXPECT_EQ(fdb.find(victim.mac()), std::string::npos) << fdb;
+  EXPECT_EQ(fdb.find("02:66:66:66:66:66"), std::string::npos) << fdb;
+}
+
+TEST_F(AntiSpoofingTest, TheGuardGoesWithTheTapAndComesBackAtReconcile) {
+  pb::NetworkAttachment guest = Attach("guest");
+  ASSERT_FALSE(HasFailure());
+  std::string ruleset = testing::Shell("nft list table bridge beacon_runner_bridge");
+  EXPECT_NE(ruleset.find("chain guest-" + guest.tap_name()), std::string::npos) << ruleset;
+  EXPECT_NE(ruleset.find("ether saddr != " + guest.mac() + " drop"), std::string::npos) << ruleset;
+  EXPECT_NE(ruleset.find("ip saddr " + guest.addresses(0).address() + " accept"), std::string::npos)
+      << ruleset;
+
+  // Someone flushes the guards: reconcile puts them back for the running container.
+  int exit_code = -1;
+  testing::Shell("nft delete table bridge beacon_runner_bridge", &exit_code);
+  ASSERT_EQ(exit_code, 0);
+  auto report = network_->Reconcile();
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  ruleset = testing::Shell("nft list table bridge beacon_runner_bridge");
+  EXPECT_NE(ruleset.find("\"" + guest.tap_name() + "\" : jump guest-" + guest.tap_name()),
+            std::string::npos)
+      << ruleset;
+
+  ASSERT_TRUE(network_->Detach({"default", "guest"}).ok());
+  ruleset = testing::Shell("nft list table bridge beacon_runner_bridge");
+  EXPECT_EQ(ruleset.find(guest.tap_name()), std::string::npos) << ruleset;
+}
+
+}  // namespace
+}  // namespace beaconbox::net
