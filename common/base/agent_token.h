@@ -39,9 +39,9 @@ inline Result<std::string> GenerateAgentToken() {
     ssize_t n = ::getrandom(random + have, sizeof(random) - have, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return MakeError(ErrorCode::kInternal,
-                       "getrandom failed making the guest agent token: errno " +
-                           std::to_string(errno));
+      return MakeError(
+          ErrorCode::kInternal,
+          "getrandom failed making the guest agent token: errno " + std::to_string(errno));
     }
     have += static_cast<size_t>(n);
   }
@@ -71,7 +71,8 @@ inline bool AgentTokenMatches(std::string_view expected, std::string_view presen
   if (expected.empty() || presented.size() != expected.size()) return false;
   volatile uint8_t difference = 0;
   for (size_t i = 0; i < expected.size(); ++i) {
-    difference = difference | (static_cast<uint8_t>(expected[i]) ^ static_cast<uint8_t>(presented[i]));
+    difference =
+        difference | (static_cast<uint8_t>(expected[i]) ^ static_cast<uint8_t>(presented[i]));
   }
   return difference == 0;
 }

@@ -249,8 +249,8 @@ namespace {
 
 ttrpc::Options SessionOptions(std::function<RpcStatus(const ttrpc::Metadata&)> authorize) {
   ttrpc::Options options;
-  options.authorizer = [authorize = std::move(authorize)](
-                           std::string_view, std::string_view, const ttrpc::Metadata& metadata) {
+  options.authorizer = [authorize = std::move(authorize)](std::string_view, std::string_view,
+                                                          const ttrpc::Metadata& metadata) {
     return authorize(metadata);
   };
   return options;
@@ -260,7 +260,8 @@ ttrpc::Options SessionOptions(std::function<RpcStatus(const ttrpc::Metadata&)> a
 
 AgentSession::AgentSession(Runtime& runtime, std::string agent_token)
     : agent_token_(std::move(agent_token)),
-      server_(SessionOptions([this](const ttrpc::Metadata& metadata) { return Authorize(metadata); })) {
+      server_(
+          SessionOptions([this](const ttrpc::Metadata& metadata) { return Authorize(metadata); })) {
   RegisterGuest(server_, runtime);
   RegisterTask(server_, runtime);
 }

@@ -124,7 +124,8 @@ Result<std::unique_ptr<PluginBackends>> LoadPlugins() {
 }
 
 RuntimeLayout LayoutFromConfig(const config::Config& config) {
-  return RuntimeLayout(config.paths.run_dir, config.paths.log_dir);
+  return RuntimeLayout(config.paths.run_dir, config.paths.log_dir,
+                       std::chrono::seconds(config.vm.console_log_retention_s));
 }
 
 }  // namespace beaconbox::shim

@@ -43,7 +43,8 @@ class CappedLog {
   std::string rotated_path() const { return path_ + ".1"; }
 
  private:
-  CappedLog(std::string path, uint64_t file_limit) : path_(std::move(path)), file_limit_(file_limit) {}
+  CappedLog(std::string path, uint64_t file_limit)
+      : path_(std::move(path)), file_limit_(file_limit) {}
   Status OpenCurrent();  // truncates <path> and locks it
   void Rotate();
 

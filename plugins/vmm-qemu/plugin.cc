@@ -77,8 +77,8 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
       config.verdict_dir = std::string(host->state_dir) + "/vmm-qemu";
     }
     config.machine = table["machine"].value_or(config.machine);
-    config.console_log_max_bytes = static_cast<uint64_t>(std::max<int64_t>(
-        table["console_log_max_bytes"].value_or(int64_t{4 << 20}), 0));
+    config.console_log_max_bytes = static_cast<uint64_t>(
+        std::max<int64_t>(table["console_log_max_bytes"].value_or(int64_t{4 << 20}), 0));
     if (auto* args = table["extra_args"].as_array()) {
       for (auto& arg : *args) config.extra_args.push_back(arg.value_or(std::string()));
     }
@@ -95,8 +95,8 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
       config.console_log_max_bytes > kMaxConsoleLogBytes) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      "console_log_max_bytes = " + std::to_string(config.console_log_max_bytes) +
-                         ": use " + std::to_string(beaconbox::qemu::kMinConsoleLogBytes) +
-                         " to " + std::to_string(kMaxConsoleLogBytes));
+                         ": use " + std::to_string(beaconbox::qemu::kMinConsoleLogBytes) + " to " +
+                         std::to_string(kMaxConsoleLogBytes));
   }
   auto* plugin = new (std::nothrow) bbx_plugin{host, config, {}, false};
   if (plugin == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");

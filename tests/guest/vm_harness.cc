@@ -1,6 +1,5 @@
 #include "tests/guest/vm_harness.h"
 
-#include <algorithm>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -10,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -117,51 +117,51 @@ Status GuestVm::Start(const std::string& output_dir, bool deliver_token) {
     BBX_ASSIGN_OR_RETURN(agent_token_, GenerateAgentToken());
     std::string token_file = work_dir_ + "/agent-token";
     UniqueFd token_fd(::open(token_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!token_fd ||
-        ::write(token_fd.get(), agent_token_.data(), agent_token_.size()) !=
-            static_cast<ssize_t>(agent_token_.size())) {
+    if (!token_fd || ::write(token_fd.get(), agent_token_.data(), agent_token_.size()) !=
+                         static_cast<ssize_t>(agent_token_.size())) {
       return ErrnoError("writing", token_file);
     }
     token_args = {"-fw_cfg", std::string("name=") + kAgentTokenFwCfgName + ",file=" + token_file};
   }
   started_at_ = std::chrono::steady_clock::now();
   std::string agent_sock = work_dir_ + "/agent.sock";
-  std::vector<std::string> argv = {"/usr/bin/qemu-system-x86_64",
-                   "-accel",
-                   "tcg",
-                   "-M",
-                   "q35",
-                   "-cpu",
-                   "max",
-                   "-m",
-                   "512",
-                   "-smp",
-                   "1",
-                   "-nographic",
-                   "-nodefaults",
-                   "-no-reboot",
-                   "-serial",
-                   "file:" + work_dir_ + "/console.log",
-                   "-kernel",
-                   kernel,
-                   "-initrd",
-                   initrd,
-                   "-append",
-                   "console=ttyS0 panic=-1 beaconbox.channel=virtio-serial:beaconbox.agent",
-                   "-object",
-                   "memory-backend-memfd,id=mem,size=512M,share=on",
-                   "-numa",
-                   "node,memdev=mem",
-                   "-chardev",
-                   "socket,id=vfs,path=" + vfs_sock,
-                   "-device",
-                   "vhost-user-fs-pci,chardev=vfs,tag=rootfs",
-                   "-device",
-                   "virtio-serial-pci,id=vser0",
-                   "-chardev",
-                   "socket,id=agent,path=" + agent_sock + ",server=on,wait=off",
-                   "-device",
-                   "virtserialport,chardev=agent,name=beaconbox.agent"};
+  std::vector<std::string> argv = {
+      "/usr/bin/qemu-system-x86_64",
+      "-accel",
+      "tcg",
+      "-M",
+      "q35",
+      "-cpu",
+      "max",
+      "-m",
+      "512",
+      "-smp",
+      "1",
+      "-nographic",
+      "-nodefaults",
+      "-no-reboot",
+      "-serial",
+      "file:" + work_dir_ + "/console.log",
+      "-kernel",
+      kernel,
+      "-initrd",
+      initrd,
+      "-append",
+      "console=ttyS0 panic=-1 beaconbox.channel=virtio-serial:beaconbox.agent",
+      "-object",
+      "memory-backend-memfd,id=mem,size=512M,share=on",
+      "-numa",
+      "node,memdev=mem",
+      "-chardev",
+      "socket,id=vfs,path=" + vfs_sock,
+      "-device",
+      "vhost-user-fs-pci,chardev=vfs,tag=rootfs",
+      "-device",
+      "virtio-serial-pci,id=vser0",
+      "-chardev",
+      "socket,id=agent,path=" + agent_sock + ",server=on,wait=off",
+      "-device",
+      "virtserialport,chardev=agent,name=beaconbox.agent"};
   argv.insert(argv.end(), token_args.begin(), token_args.end());
   BBX_ASSIGN_OR_RETURN(qemu_pid_, SpawnLogged(argv, work_dir_ + "/qemu.log"));
   return Status::Ok();

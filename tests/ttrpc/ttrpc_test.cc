@@ -344,9 +344,8 @@ TEST(TtrpcAuthorizer, RefusesEveryCallWithoutTheTokenAndServesTheClientWithIt) {
       },
       StreamDesc{.client_streaming = true, .server_streaming = false});
   auto serve = [&server](UniqueFd fd) {
-    return std::thread([&server, fd = std::move(fd)]() mutable {
-      server.ServeConnection(std::move(fd));
-    });
+    return std::thread(
+        [&server, fd = std::move(fd)]() mutable { server.ServeConnection(std::move(fd)); });
   };
 
   auto [intruder_fd, intruder_server_fd] = SocketPair();

@@ -114,8 +114,8 @@ TEST(QemuCommand, AgentTokenThroughFwCfgNeverOnTheCommandLine) {
             "name=opt/io.beaconbox/agent-token,file=/run/beacon/vm/7/agent-token");
   for (const auto& arg : *argv) EXPECT_EQ(arg.find(token), std::string::npos) << arg;
 
-  for (const std::string& bad : {std::string(), std::string("short"), std::string(64, 'A'),
-                                 std::string(63, 'a') + ","}) {
+  for (const std::string& bad :
+       {std::string(), std::string("short"), std::string(64, 'A'), std::string(63, 'a') + ","}) {
     spec.set_agent_token(bad);
     auto refused = PlanLaunch(spec);
     ASSERT_FALSE(refused.ok()) << "token '" << bad << "'";
