@@ -273,6 +273,17 @@ void Server::ServeConnection(UniqueFd fd) {
     wire::Request request;
     if (!request.ParseFromString(frame.payload) || frame.stream_id % 2 == 0) break;  // garbage
     const uint32_t stream_id = frame.stream_id;
+    // Before anything else: a refused peer learns nothing (methods, stream ids).
+    if (options_.authorizer) {
+      Metadata metadata;
+      for (const auto& kv : request.metadata()) metadata.emplace_back(kv.key(), kv.value());
+      RpcStatus allowed = RunHandler(
+          [&] { return options_.authorizer(request.service(), request.method(), metadata); });
+      if (!allowed.ok()) {
+        SendResponse(*connection, stream_id, allowed, "");
+        continue;
+      }
+    }
     if (stream_id <= connection->last_stream_id) {
       SendResponse(*connection, stream_id,
                    {Code::kInvalidArgument, "stream id reused: ids must increase"}, "");
@@ -530,6 +541,11 @@ Result<std::shared_ptr<ClientStreamState>> StartCall(const std::shared_ptr<Conne
   if (options.timeout.count() > 0) {
     request.set_timeout_nano(
         std::chrono::duration_cast<std::chrono::nanoseconds>(options.timeout).count());
+  }
+  for (const auto& [key, value] : connection->options().default_metadata) {
+    auto* kv = request.add_metadata();
+    kv->set_key(key);
+    kv->set_value(value);
   }
   for (const auto& [key, value] : options.metadata) {
     auto* kv = request.add_metadata();

@@ -60,6 +60,14 @@ Error ErrorFromRpcStatus(const RpcStatus& status);
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
+// Decides whether a request may run, from its method and metadata, before anything
+// else is done with it (unknown methods included). kOk lets it run; any other status
+// is the answer and no handler runs (its stream's data frames are then dropped as
+// those of a finished stream). Runs on the connection's reader thread: it must be
+// quick and must not block.
+using Authorizer = std::function<RpcStatus(std::string_view service, std::string_view method,
+                                           const Metadata& metadata)>;
+
 struct Options {
   // Largest frame accepted or sent, as Go's ttrpc default.
   size_t max_message_size = 4 << 20;
@@ -67,6 +75,11 @@ struct Options {
   // connection stops reading) up to `handler_wait`, then gets kResourceExhausted.
   size_t max_concurrent_handlers = 128;
   std::chrono::milliseconds handler_wait{1000};
+  // Client: sent with every call and stream, before CallOptions::metadata (e.g. the
+  // token that seals the guest agent's channel).
+  Metadata default_metadata;
+  // Server: every request goes through it when set (see Authorizer).
+  Authorizer authorizer;
 };
 
 // Which sides of a stream method carry a stream (as ttrpc 1.2's StreamDesc). It sets

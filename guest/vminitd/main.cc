@@ -7,8 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <list>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "common/base/errno_error.h"
@@ -44,7 +48,8 @@ Result<std::string> FindVirtioPort(const std::string& name) {
                        " not found under /sys/class/virtio-ports: does the VM have it?");
 }
 
-[[noreturn]] void ServeVirtioSerial(Runtime& runtime, const std::string& port_name) {
+[[noreturn]] void ServeVirtioSerial(Runtime& runtime, const std::string& agent_token,
+                                    const std::string& port_name) {
   for (;;) {
     auto path = FindVirtioPort(port_name);
     if (!path.ok()) {
@@ -59,14 +64,44 @@ Result<std::string> FindVirtioPort(const std::string& name) {
     }
     SetReadyTime();
     Log("serving on virtio-serial " + *path + " (" + port_name + ")");
-    ServeConnection(runtime, std::move(fd));
+    AgentSession(runtime, agent_token).Serve(std::move(fd));
     // The host end went away (shim restart); reopen and serve the next one.
     Log("virtio-serial connection ended; reopening");
     ::usleep(100 * 1000);
   }
 }
 
-[[noreturn]] void ServeVsock(Runtime& runtime, unsigned port) {
+// Any host process may connect to the agent's vsock port (the guest CID and port
+// are predictable). Calls without the token are refused (AgentSession), and the
+// connections are bounded: past kMaxVsockConnections, a new connection evicts the
+// oldest one that has not authenticated within kAuthenticationGrace (the shim sends
+// its first call at once), else it is closed. Authenticated ones are never evicted.
+constexpr size_t kMaxVsockConnections = 4;
+constexpr auto kAuthenticationGrace = std::chrono::seconds(5);
+
+struct VsockSession {
+  std::unique_ptr<AgentSession> session;
+  std::chrono::steady_clock::time_point accepted;
+  std::atomic<bool> ended{false};
+};
+
+// Makes room for one more connection; false when every slot is taken by an
+// authenticated connection or one still within its grace period.
+bool MakeRoom(std::list<std::shared_ptr<VsockSession>>& sessions) {
+  std::erase_if(sessions, [](const auto& s) { return s->ended.load(); });
+  if (sessions.size() < kMaxVsockConnections) return true;
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = sessions.begin(); it != sessions.end(); ++it) {
+    if (!(*it)->session->authenticated() && now - (*it)->accepted >= kAuthenticationGrace) {
+      (*it)->session->End();  // its thread ends and drops it
+      sessions.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+[[noreturn]] void ServeVsock(Runtime& runtime, const std::string& agent_token, unsigned port) {
   for (;;) {
     UniqueFd listener(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
     struct sockaddr_vm addr {};
@@ -82,6 +117,8 @@ Result<std::string> FindVirtioPort(const std::string& name) {
     }
     SetReadyTime();
     Log("serving on vsock port " + std::to_string(port));
+    std::list<std::shared_ptr<VsockSession>> sessions;  // this thread's only
+    bool refusal_logged = false;
     for (;;) {
       UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
       if (!conn) {
@@ -89,8 +126,19 @@ Result<std::string> FindVirtioPort(const std::string& name) {
         Log(ErrnoError("accept on vsock port", std::to_string(port)).message);
         break;
       }
-      std::thread([&runtime, fd = conn.Release()] {
-        ServeConnection(runtime, UniqueFd(fd));
+      if (!MakeRoom(sessions)) {
+        if (!refusal_logged) Log("vsock: too many agent connections; closing new ones");
+        refusal_logged = true;
+        continue;  // `conn` closes
+      }
+      refusal_logged = false;
+      auto entry = std::make_shared<VsockSession>();
+      entry->session = std::make_unique<AgentSession>(runtime, agent_token);
+      entry->accepted = std::chrono::steady_clock::now();
+      sessions.push_back(entry);
+      std::thread([entry, fd = conn.Release()] {
+        entry->session->Serve(UniqueFd(fd));
+        entry->ended = true;
       }).detach();
     }
   }
@@ -134,7 +182,12 @@ int main() {
       Log(parsed.error().message + "; using virtio-serial:beaconbox.agent");
     }
   }
+  // The token sealing the agent channel (common/base/agent_token.h): without it every
+  // call is refused.
+  static const std::string agent_token = ReadAgentToken(std::chrono::seconds(5));
   static Runtime runtime;
-  if (channel.kind == ChannelSpec::Kind::kVsock) ServeVsock(runtime, channel.vsock_port);
-  ServeVirtioSerial(runtime, channel.port_name);
+  if (channel.kind == ChannelSpec::Kind::kVsock) {
+    ServeVsock(runtime, agent_token, channel.vsock_port);
+  }
+  ServeVirtioSerial(runtime, agent_token, channel.port_name);
 }

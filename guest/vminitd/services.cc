@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <thread>
 
+#include "common/base/agent_token.h"
 #include "common/base/errno_error.h"
+#include "common/base/file_util.h"
 #include "common/ttrpc/ttrpc.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/network.h"
@@ -223,11 +225,62 @@ void SetReadyTime() {
   ready_ms = uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
-void ServeConnection(Runtime& runtime, UniqueFd connection) {
-  ttrpc::Server server;
-  RegisterGuest(server, runtime);
-  RegisterTask(server, runtime);
-  server.ServeConnection(std::move(connection));
+std::string ReadAgentToken(std::chrono::milliseconds timeout) {
+  const std::string path =
+      std::string("/sys/firmware/qemu_fw_cfg/by_name/") + kAgentTokenFwCfgName + "/raw";
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (::access(path.c_str(), R_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
+    ::usleep(50 * 1000);
+  }
+  auto token = ReadSmallFile(path, 4096);
+  if (!token.ok()) {
+    Log("no agent token (" + path +
+        "): refusing every call; the VMM plugin must deliver VmSpec.agent_token");
+    return "";
+  }
+  if (!IsWellFormedAgentToken(*token)) {
+    Log("malformed agent token in " + path + ": refusing every call");
+    return "";
+  }
+  return std::move(token).value();
 }
+
+namespace {
+
+ttrpc::Options SessionOptions(std::function<RpcStatus(const ttrpc::Metadata&)> authorize) {
+  ttrpc::Options options;
+  options.authorizer = [authorize = std::move(authorize)](std::string_view, std::string_view,
+                                                          const ttrpc::Metadata& metadata) {
+    return authorize(metadata);
+  };
+  return options;
+}
+
+}  // namespace
+
+AgentSession::AgentSession(Runtime& runtime, std::string agent_token)
+    : agent_token_(std::move(agent_token)),
+      server_(
+          SessionOptions([this](const ttrpc::Metadata& metadata) { return Authorize(metadata); })) {
+  RegisterGuest(server_, runtime);
+  RegisterTask(server_, runtime);
+}
+
+RpcStatus AgentSession::Authorize(const ttrpc::Metadata& metadata) {
+  if (agent_token_.empty()) {
+    return RpcStatus{ttrpc::Code::kUnauthenticated,
+                     "the guest has no agent token (fw_cfg opt/io.beaconbox/agent-token): its VMM "
+                     "did not seal the agent channel"};
+  }
+  for (const auto& [key, value] : metadata) {
+    if (key == kAgentTokenMetadataKey && AgentTokenMatches(agent_token_, value)) {
+      authenticated_ = true;
+      return RpcStatus{};
+    }
+  }
+  return RpcStatus{ttrpc::Code::kUnauthenticated, "missing or wrong agent token"};
+}
+
+void AgentSession::Serve(UniqueFd connection) { server_.ServeConnection(std::move(connection)); }
 
 }  // namespace beaconbox::guest

@@ -2,13 +2,42 @@
 // containerd.task.v2.Task) on one connection to the shim.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <string>
+
 #include "common/base/unique_fd.h"
+#include "common/ttrpc/ttrpc.h"
 #include "guest/vminitd/runtime.h"
 
 namespace beaconbox::guest {
 
-// Blocks until the peer goes away or the connection fails.
-void ServeConnection(Runtime& runtime, UniqueFd connection);
+// The VM's agent token (common/base/agent_token.h), which the VMM delivers through
+// QEMU's fw_cfg (/sys/firmware/qemu_fw_cfg/by_name/opt/io.beaconbox/agent-token/raw).
+// Waits up to `timeout` for the entry (the qemu_fw_cfg module may still probe). Empty
+// when there is none or it is malformed: then every call is refused.
+std::string ReadAgentToken(std::chrono::milliseconds timeout);
+
+// One connection to the shim: vminitd's services behind a ttrpc server that refuses,
+// with kUnauthenticated, every call not carrying `agent_token` (constant-time
+// compare); an empty token refuses everything.
+class AgentSession {
+ public:
+  AgentSession(Runtime& runtime, std::string agent_token);
+  // Blocks until the peer goes away, the connection fails or End is called.
+  void Serve(UniqueFd connection);
+  // Ends Serve from any thread.
+  void End() { server_.Shutdown(); }
+  // True once a call carried the token.
+  bool authenticated() const { return authenticated_.load(); }
+
+ private:
+  ttrpc::RpcStatus Authorize(const ttrpc::Metadata& metadata);
+
+  const std::string agent_token_;
+  std::atomic<bool> authenticated_{false};
+  ttrpc::Server server_;
+};
 
 // When vminitd began serving (CLOCK_BOOTTIME, ms), reported by Hello.
 void SetReadyTime();

@@ -179,7 +179,9 @@ class Parser {
          {"max_vcpus", Integer(&vm.max_vcpus, 1, 255)},
          {"memory_mib", Integer(&vm.memory_mib, 64, 1 << 20)},
          {"max_memory_mib", Integer(&vm.max_memory_mib, 64, 1 << 20)},
-         {"guest_connect_timeout_ms", Integer(&vm.guest_connect_timeout_ms, 100, 3600 * 1000)}});
+         {"guest_connect_timeout_ms", Integer(&vm.guest_connect_timeout_ms, 100, 3600 * 1000)},
+         {"console_log_retention_s",
+          Integer(&vm.console_log_retention_s, 0, 10 * 365 * 24 * 3600)}});
   }
 
   Status ParseNetwork(const toml::table& table) {

@@ -40,6 +40,8 @@ struct VmConfig {
   uint64_t memory_mib = 512;
   uint64_t max_memory_mib = 2048;
   uint32_t guest_connect_timeout_ms = 60000;
+  // How long a deleted container's console log is kept (0: removed at its delete).
+  uint32_t console_log_retention_s = 7 * 24 * 3600;
 };
 
 struct NetworkConfig {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/base/agent_token.h"
 #include "common/base/errno_error.h"
 
 namespace beaconbox::plugin_host {
@@ -54,6 +55,14 @@ Result<AgentChannelPlan> PlanAgentChannel(const pluginapi::Capabilities& capabil
                                           bool host_has_vsock, const std::string& cid_lock_dir,
                                           const std::string& vm_run_dir) {
   AgentChannelPlan plan;
+  if (!capabilities.agent_token()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "the vmm plugin cannot deliver the guest agent token "
+                     "(Capabilities.agent_token is false), so any local process could drive the "
+                     "guest agent: refusing to start the VM; use a vmm plugin that seals the agent "
+                     "channel (plugin-abi/README.md, rule 11)");
+  }
+  BBX_ASSIGN_OR_RETURN(plan.token, GenerateAgentToken());
   bool plugin_vsock = Lists(capabilities, pluginapi::AGENT_CHANNEL_VSOCK);
   bool plugin_serial = capabilities.agent_channels().empty() ||
                        Lists(capabilities, pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);

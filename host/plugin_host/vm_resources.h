@@ -39,12 +39,16 @@ bool HostHasVsock();
 struct AgentChannelPlan {
   pluginapi::AgentChannel channel;
   GuestCid guest_cid;  // set for vsock; hold it until the VM is destroyed
+  // Seals the channel (common/base/agent_token.h): goes to the plugin in
+  // VmSpec.agent_token and with every call of the shim's guest client.
+  std::string token;
 };
 
 // Picks the agent channel: vsock when the plugin lists it and `host_has_vsock`, else
 // virtio-serial when the plugin lists it (socket <vm_run_dir>/agent.sock). A plugin
 // listing no channel kinds is taken to support virtio-serial only. Fails when the
-// plugin supports no kind this host can use.
+// plugin supports no kind this host can use, or cannot deliver the agent token
+// (Capabilities.agent_token): an unsealed agent is never started.
 Result<AgentChannelPlan> PlanAgentChannel(const pluginapi::Capabilities& capabilities,
                                           bool host_has_vsock, const std::string& cid_lock_dir,
                                           const std::string& vm_run_dir);

@@ -1,5 +1,7 @@
 #include "host/shim/guest_client.h"
 
+#include "common/base/agent_token.h"
+
 namespace beaconbox::shim {
 
 Error ErrorFromRpc(const ttrpc::RpcStatus& status, std::string_view what) {
@@ -9,8 +11,18 @@ Error ErrorFromRpc(const ttrpc::RpcStatus& status, std::string_view what) {
   return error;
 }
 
-GuestClient::GuestClient(UniqueFd channel)
-    : client_(std::make_unique<ttrpc::Client>(std::move(channel))) {}
+namespace {
+
+ttrpc::Options GuestOptions(const std::string& agent_token) {
+  ttrpc::Options options;
+  if (!agent_token.empty()) options.default_metadata = {{kAgentTokenMetadataKey, agent_token}};
+  return options;
+}
+
+}  // namespace
+
+GuestClient::GuestClient(UniqueFd channel, const std::string& agent_token)
+    : client_(std::make_unique<ttrpc::Client>(std::move(channel), GuestOptions(agent_token))) {}
 
 Status GuestClient::Call(std::string_view service, std::string_view method,
                          const google::protobuf::MessageLite& request,

@@ -19,7 +19,9 @@ namespace guestapi = ::beaconbox::guest::v1;
 
 class GuestClient {
  public:
-  explicit GuestClient(UniqueFd channel);
+  // `agent_token` (VmHandle::AgentToken) goes with every call and stream; the guest
+  // agent refuses calls without it. Empty: none is sent (fakes).
+  explicit GuestClient(UniqueFd channel, const std::string& agent_token = "");
 
   // Calls `method` of `service` with `request`, parsing the answer into `response`.
   Status Call(std::string_view service, std::string_view method,

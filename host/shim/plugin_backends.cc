@@ -8,7 +8,8 @@ namespace {
 
 class PluginVm final : public VmHandle {
  public:
-  explicit PluginVm(std::unique_ptr<plugin_host::Vm> vm) : vm_(std::move(vm)) {}
+  PluginVm(std::unique_ptr<plugin_host::Vm> vm, std::string agent_token)
+      : vm_(std::move(vm)), agent_token_(std::move(agent_token)) {}
   Result<UniqueFd> ConnectGuest(std::chrono::milliseconds timeout) override {
     return vm_->ConnectGuest(timeout);
   }
@@ -16,16 +17,18 @@ class PluginVm final : public VmHandle {
   Status Stop(std::chrono::milliseconds timeout) override { return vm_->Stop(timeout); }
   Status Pause() override { return vm_->Pause(); }
   Status Resume() override { return vm_->Resume(); }
+  std::string AgentToken() const override { return agent_token_; }
 
  private:
   std::unique_ptr<plugin_host::Vm> vm_;
+  const std::string agent_token_;
 };
 
 }  // namespace
 
 // Completes the VmSpec with what the host decides for every VMM plugin alike (the
-// agent channel and guest CID, the guest's kernel arguments, each share's vhost-user
-// socket), so no VMM plugin decides them on its own.
+// agent channel, its token and the guest CID, the guest's kernel arguments, each
+// share's vhost-user socket), so no VMM plugin decides them on its own.
 class PluginBackends::Vmm final : public VmmBackend {
  public:
   Vmm(plugin_host::VmmPlugin& plugin, const config::Config& config)
@@ -37,6 +40,7 @@ class PluginBackends::Vmm final : public VmmBackend {
                          plugin_host::PlanAgentChannel(capabilities, plugin_host::HostHasVsock(),
                                                        config_.paths.run_dir, spec.run_dir()));
     *complete.mutable_agent_channel() = channel.channel;
+    complete.set_agent_token(channel.token);
     for (const auto& arg : plugin_host::GuestKernelArgs(channel.channel, spec.memory_mib(),
                                                         spec.max_memory_mib())) {
       complete.add_guest_kernel_args(arg);
@@ -44,7 +48,7 @@ class PluginBackends::Vmm final : public VmmBackend {
     BBX_RETURN_IF_ERROR(plugin_host::AssignShareSockets(complete, spec.run_dir()));
     BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::Vm> vm,
                          plugin_.CreateVm(complete, std::move(channel.guest_cid.lock)));
-    return std::unique_ptr<VmHandle>(std::make_unique<PluginVm>(std::move(vm)));
+    return std::unique_ptr<VmHandle>(std::make_unique<PluginVm>(std::move(vm), channel.token));
   }
   Status CleanupStale(const pluginapi::VmInfo& info) override { return plugin_.CleanupStale(info); }
 
@@ -120,7 +124,8 @@ Result<std::unique_ptr<PluginBackends>> LoadPlugins() {
 }
 
 RuntimeLayout LayoutFromConfig(const config::Config& config) {
-  return RuntimeLayout(config.paths.run_dir, config.paths.log_dir);
+  return RuntimeLayout(config.paths.run_dir, config.paths.log_dir,
+                       std::chrono::seconds(config.vm.console_log_retention_s));
 }
 
 }  // namespace beaconbox::shim

@@ -52,8 +52,11 @@ std::string KeyFileName(const ContainerKey& key) {
   return HashedName(key);
 }
 
-RuntimeLayout::RuntimeLayout(std::string run_dir, std::string log_dir)
-    : run_dir_(std::move(run_dir)), log_dir_(std::move(log_dir)) {
+RuntimeLayout::RuntimeLayout(std::string run_dir, std::string log_dir,
+                             std::chrono::seconds console_log_retention)
+    : run_dir_(std::move(run_dir)),
+      log_dir_(std::move(log_dir)),
+      console_log_retention_(console_log_retention) {
   while (run_dir_.size() > 1 && run_dir_.back() == '/') run_dir_.pop_back();
   while (log_dir_.size() > 1 && log_dir_.back() == '/') log_dir_.pop_back();
 }

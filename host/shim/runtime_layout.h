@@ -15,6 +15,7 @@
 // separators in a row, so no two (ns, id) pairs give the same name.
 #pragma once
 
+#include <chrono>
 #include <compare>
 #include <string>
 #include <string_view>
@@ -41,7 +42,12 @@ class RuntimeLayout {
   // ("/virtiofsd-12.sock" and the like).
   static constexpr size_t kVmSocketNameRoom = 24;
 
-  RuntimeLayout(std::string run_dir, std::string log_dir);
+  // How long a deleted container's console log is kept (config key
+  // vm.console_log_retention_s; console_logs.h).
+  static constexpr std::chrono::seconds kDefaultConsoleLogRetention{7 * 24 * 3600};
+
+  RuntimeLayout(std::string run_dir, std::string log_dir,
+                std::chrono::seconds console_log_retention = kDefaultConsoleLogRetention);
 
   const std::string& run_dir() const { return run_dir_; }
   const std::string& log_dir() const { return log_dir_; }
@@ -58,6 +64,7 @@ class RuntimeLayout {
   // component, no ".."): a path read from a state file is checked before removal.
   bool IsVmDir(std::string_view path) const;
   std::string ConsoleLogPath(const ContainerKey& key) const;
+  std::chrono::seconds console_log_retention() const { return console_log_retention_; }
 
   static std::string StateFilePath(const std::string& bundle);
   static std::string AddressFilePath(const std::string& bundle);
@@ -66,6 +73,7 @@ class RuntimeLayout {
  private:
   std::string run_dir_;
   std::string log_dir_;
+  std::chrono::seconds console_log_retention_;
 };
 
 // "<ns>--<id>" when both are containerd-style identifiers ([A-Za-z0-9] runs joined by

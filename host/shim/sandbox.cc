@@ -233,7 +233,7 @@ Status Sandbox::ConnectGuest() {
   const auto timeout = backends_.vm.guest_connect_timeout;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   BBX_ASSIGN_OR_RETURN(UniqueFd channel, vm_->ConnectGuest(timeout));
-  auto guest = std::make_shared<GuestClient>(std::move(channel));
+  auto guest = std::make_shared<GuestClient>(std::move(channel), vm_->AgentToken());
   {
     std::lock_guard lock(mutex_);
     guest_ = guest;

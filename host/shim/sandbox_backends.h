@@ -31,6 +31,9 @@ class VmHandle {
   virtual Status Stop(std::chrono::milliseconds timeout) = 0;
   virtual Status Pause() = 0;
   virtual Status Resume() = 0;
+  // The token the guest agent requires with every call (VmSpec.agent_token, see
+  // common/base/agent_token.h); empty for fakes whose agent requires none.
+  virtual std::string AgentToken() const { return ""; }
 };
 
 class VmmBackend {

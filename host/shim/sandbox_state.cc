@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base/file_util.h"
+#include "host/shim/console_logs.h"
 
 namespace beaconbox::shim {
 namespace {
@@ -185,6 +186,13 @@ void TeardownFromRecord(const SandboxRecord& record, const SandboxBackends& back
     }
   }
   std::filesystem::remove(state_path, error);
+  // The console log stays for the retention, from now; older ones of deleted
+  // containers go.
+  if (record.console_log_path == layout.ConsoleLogPath(record.sandbox)) {
+    MarkConsoleLogDeleted(record.console_log_path);
+  }
+  size_t removed = SweepConsoleLogs(layout.log_dir(), layout.console_log_retention());
+  if (removed > 0) spdlog::info("removed {} console log files past their retention", removed);
 }
 
 }  // namespace beaconbox::shim

@@ -54,6 +54,9 @@ const bbx_config_key kConfigKeys[] = {
                    "microvm"),
     bbx::ConfigKey("extra_args", BBX_CONFIG_STRING_ARRAY, "[]",
                    "arguments appended to QEMU's command line"),
+    bbx::ConfigKey("console_log_max_bytes", BBX_CONFIG_INTEGER, "4194304",
+                   "disk a VM's console log takes at most: the log and its one rotated "
+                   "predecessor (<log>.1) hold half each, the newest output is kept"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
@@ -74,6 +77,8 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
       config.verdict_dir = std::string(host->state_dir) + "/vmm-qemu";
     }
     config.machine = table["machine"].value_or(config.machine);
+    config.console_log_max_bytes = static_cast<uint64_t>(
+        std::max<int64_t>(table["console_log_max_bytes"].value_or(int64_t{4 << 20}), 0));
     if (auto* args = table["extra_args"].as_array()) {
       for (auto& arg : *args) config.extra_args.push_back(arg.value_or(std::string()));
     }
@@ -84,6 +89,14 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
   if (config.accelerator != "auto" && config.accelerator != "kvm" && config.accelerator != "tcg") {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      "accelerator = \"" + config.accelerator + "\": use auto, kvm or tcg");
+  }
+  constexpr uint64_t kMaxConsoleLogBytes = uint64_t{1} << 30;
+  if (config.console_log_max_bytes < beaconbox::qemu::kMinConsoleLogBytes ||
+      config.console_log_max_bytes > kMaxConsoleLogBytes) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                     "console_log_max_bytes = " + std::to_string(config.console_log_max_bytes) +
+                         ": use " + std::to_string(beaconbox::qemu::kMinConsoleLogBytes) + " to " +
+                         std::to_string(kMaxConsoleLogBytes));
   }
   auto* plugin = new (std::nothrow) bbx_plugin{host, config, {}, false};
   if (plugin == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
@@ -225,6 +238,7 @@ bbx_status Capabilities(bbx_plugin*, bbx_sink sink, bbx_error* error) {
   // vm_add_device is not implemented yet: no hotplug_* capability.
   capabilities.add_agent_channels(pluginapi::AGENT_CHANNEL_VSOCK);
   capabilities.add_agent_channels(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
+  capabilities.set_agent_token(true);  // through fw_cfg, see QemuVm::Launch
   return bbx::WriteSink(sink, capabilities.SerializeAsString(), error);
 }
 

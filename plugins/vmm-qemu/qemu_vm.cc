@@ -4,6 +4,7 @@
 #include <linux/vm_sockets.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/base/agent_token.h"
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "plugins/common/virtiofsd.h"
@@ -40,6 +42,19 @@ Status CheckReadable(const std::string& path, const std::string& what, const std
     return MakeError(ErrorCode::kNotFound, what + " " + (path.empty() ? "(unset)" : path) +
                                                " is missing or unreadable (config key " + key +
                                                "): run `make` or fix the path");
+  }
+  return Status::Ok();
+}
+
+// The token for fw_cfg: readable by this user only, never through a symlink planted
+// in run_dir, and never a leftover file's content.
+Status WriteAgentTokenFile(const std::string& path, const std::string& token) {
+  ::unlink(path.c_str());
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) return ErrnoError("creating the agent token file", path);
+  if (::fchmod(fd.get(), 0600) != 0) return ErrnoError("chmod", path);
+  if (::write(fd.get(), token.data(), token.size()) != static_cast<ssize_t>(token.size())) {
+    return ErrnoError("writing the agent token file", path);
   }
   return Status::Ok();
 }
@@ -95,8 +110,17 @@ Result<LaunchPlan> PlanLaunch(const pluginapi::VmSpec& spec) {
                      "VmSpec.agent_channel.kind " + std::to_string(channel.kind()) +
                          " is not one this plugin supports (vsock, virtio-serial)");
   }
+  // The host seals the agent channel with a per-VM token; without one the guest
+  // agent refuses every call, and a VM is never started unsealed.
+  if (!IsWellFormedAgentToken(spec.agent_token())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "VmSpec.agent_token is missing or malformed (want 64 hex characters): the "
+                     "host must seal the guest agent channel; refusing to start the VM");
+  }
+  plan.agent_token_file = dir + "/agent-token";
   plan.qmp_socket = dir + "/qmp.sock";
   plan.qemu_log = dir + "/qemu.log";
+  plan.console_fifo = dir + "/console.fifo";
   plan.virtiofsd_log = dir + "/virtiofsd.log";
   for (const auto& device : spec.devices()) {
     if (!device.has_share()) continue;
@@ -161,8 +185,12 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       "-kernel", spec.kernel_path(),
       "-initrd", spec.initrd_path(),
       "-append", cmdline,
-      "-serial", "file:" + spec.console_log_path(),
+      // Through the plugin's ConsolePump, which caps the log (console_log.h).
+      "-serial", "file:" + plan.console_fifo,
       "-qmp", "unix:" + plan.qmp_socket + ",server=on,wait=off",
+      // The agent token: only the guest reads fw_cfg (never on this command line,
+      // which any local user reads in /proc/<pid>/cmdline).
+      "-fw_cfg", std::string("name=") + kAgentTokenFwCfgName + ",file=" + plan.agent_token_file,
   };
   // clang-format on
   if (plan.use_vsock) {
@@ -278,6 +306,10 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
     if (!pid.ok()) return pid.error().Wrap("config key virtiofsd");
     vm->virtiofsd_pids_.push_back(*pid);
   }
+  BBX_RETURN_IF_ERROR(WriteAgentTokenFile(plan.agent_token_file, spec.agent_token()));
+  BBX_ASSIGN_OR_RETURN(auto console_log,
+                       CappedLog::Open(spec.console_log_path(), config.console_log_max_bytes));
+  BBX_ASSIGN_OR_RETURN(vm->console_, ConsolePump::Start(plan.console_fifo, std::move(console_log)));
   plugins::SpawnOptions qemu_output;
   qemu_output.log_path = plan.qemu_log;
   BBX_ASSIGN_OR_RETURN(vm->qemu_pid_, spawner.Spawn(argv, qemu_output));
@@ -285,6 +317,9 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
   auto qmp = QmpClient::Connect(plan.qmp_socket, 10s);
   if (!qmp.ok()) return vm->Died("QEMU's QMP did not answer (" + qmp.error().message + ")");
   vm->qmp_.emplace(std::move(qmp).value());
+  // QEMU read the fw_cfg file while parsing its options, before QMP served: the
+  // token need not stay on disk.
+  ::unlink(plan.agent_token_file.c_str());
   return vm;
 }
 
@@ -293,7 +328,7 @@ QemuVm::~QemuVm() {
   (void)Stop(0ms);
   std::error_code error;
   for (const auto& path : {plan_.qmp_socket, plan_.agent_socket, plan_.qemu_log,
-                           plan_.virtiofsd_log}) {
+                           plan_.virtiofsd_log, plan_.agent_token_file}) {
     if (!path.empty()) fs::remove(path, error);
   }
   for (const auto& socket : plan_.virtiofsd_sockets) fs::remove(socket, error);
@@ -379,6 +414,7 @@ Status QemuVm::Stop(std::chrono::milliseconds timeout) {
   qmp_.reset();
   if (!WaitChildExit(qemu_pid_, timeout)) EndChild(qemu_pid_, 0ms);
   qemu_pid_ = -1;
+  if (console_) console_->Stop();  // copies the last output; the log stays
   // Each virtiofsd exits by itself once QEMU is gone.
   for (size_t i = 0; i < plan_.virtiofsd_sockets.size(); ++i) {
     plugins::StopVirtiofsd(i < virtiofsd_pids_.size() ? virtiofsd_pids_[i] : -1,

@@ -14,6 +14,7 @@
 #include "common/base/unique_fd.h"
 #include "plugins/common/child_process.h"
 #include "plugins/vmm-qemu/accelerator.h"
+#include "plugins/vmm-qemu/console_log.h"
 #include "plugins/vmm-qemu/qmp.h"
 
 namespace beaconbox::qemu {
@@ -32,6 +33,9 @@ struct QemuConfig {
   // microvm it never hung at boot and keeps ACPI CPU/memory hotplug.
   std::string machine = "q35";
   std::vector<std::string> extra_args;
+  // The console log (VmSpec.console_log_path) and its one rotated predecessor take
+  // at most this much disk together (console_log.h).
+  uint64_t console_log_max_bytes = 4 << 20;
 };
 
 // What the command line is made from besides the spec and the config.
@@ -45,7 +49,10 @@ struct LaunchPlan {
   uint32_t guest_cid = 0;   // reserved by the host for this VM
   std::string qmp_socket;
   std::string agent_socket;  // virtio-serial backend, when not vsock
+  // VmSpec.agent_token, written 0600 for QEMU's fw_cfg and removed once QEMU has read it.
+  std::string agent_token_file;
   std::string qemu_log;      // QEMU's stdout and stderr
+  std::string console_fifo;  // QEMU's serial console; ConsolePump writes the log
   std::string virtiofsd_log;
   std::vector<std::string> virtiofsd_sockets;  // one per Share device, in spec order
 };
@@ -93,6 +100,7 @@ class QemuVm {
   pid_t qemu_pid_ = -1;
   std::vector<pid_t> virtiofsd_pids_;
   std::optional<QmpClient> qmp_;
+  std::unique_ptr<ConsolePump> console_;
   uint32_t vcpus_ = 0;
   uint64_t memory_mib_ = 0;
   int dimm_count_ = 0;

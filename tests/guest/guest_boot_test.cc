@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "beaconbox/guest/v1/guest.pb.h"
+#include "common/base/agent_token.h"
 #include "common/ttrpc/ttrpc.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "tests/guest/vm_harness.h"
@@ -27,6 +28,13 @@ constexpr char kTask[] = "containerd.task.v2.Task";
 std::string OutputDir() {
   const char* dir = std::getenv("BEACONBOX_OUTPUT_DIR");
   return dir ? dir : "_output";
+}
+
+// A client sending `token` with every call, as the shim's GuestClient does.
+std::unique_ptr<ttrpc::Client> TokenClient(UniqueFd fd, const std::string& token) {
+  ttrpc::Options options;
+  if (!token.empty()) options.default_metadata = {{kAgentTokenMetadataKey, token}};
+  return std::make_unique<ttrpc::Client>(std::move(fd), options);
 }
 
 std::string CloudKernelRelease() {
@@ -106,7 +114,7 @@ TEST_F(GuestBootTest, RunsAContainerWithCrunOverTtrpc) {
   ASSERT_TRUE(started.ok()) << started.error().message;
   auto fd = vm_.ConnectAgent(30s);
   ASSERT_TRUE(fd.ok()) << fd.error().message;
-  client_ = std::make_unique<ttrpc::Client>(std::move(*fd));
+  client_ = TokenClient(std::move(*fd), vm_.agent_token());
 
   // Hello: the first call waits for the guest to boot (TCG: seconds).
   guestapi::HelloRequest hello;
@@ -203,6 +211,112 @@ TEST_F(GuestBootTest, RunsAContainerWithCrunOverTtrpc) {
   status = Call(kGuest, "PowerOff", guestapi::PowerOffRequest(), &empty);
   EXPECT_TRUE(status.ok()) << status.message;
   EXPECT_TRUE(vm_.WaitForExit(60s)) << "QEMU still running after PowerOff";
+}
+
+// Every method vminitd serves, plus one it does not: a caller without the token must
+// get kUnauthenticated from each (PowerOff included: the VM must survive it).
+const std::vector<std::pair<const char*, const char*>> kEveryMethod = {
+    {kGuest, "Hello"},        {kGuest, "ConfigureNetwork"},
+    {kGuest, "CreateBundle"}, {kGuest, "RemoveBundle"},
+    {kGuest, "ReadOutput"},   {kGuest, "WriteInput"},
+    {kGuest, "PowerOff"},     {kGuest, "NoSuchMethod"},
+    {kTask, "Create"},        {kTask, "Start"},
+    {kTask, "Delete"},        {kTask, "Pids"},
+    {kTask, "Pause"},         {kTask, "Resume"},
+    {kTask, "Checkpoint"},    {kTask, "Kill"},
+    {kTask, "Exec"},          {kTask, "ResizePty"},
+    {kTask, "CloseIO"},       {kTask, "Update"},
+    {kTask, "Wait"},          {kTask, "Stats"},
+    {kTask, "Connect"},       {kTask, "Shutdown"},
+    {kTask, "State"}};
+
+// Calls `method` with an empty request (streams too, as a unary call opens them).
+ttrpc::RpcStatus CallEmpty(ttrpc::Client& client, const char* service, const char* method,
+                           const ttrpc::Metadata& metadata = {}) {
+  ttrpc::CallOptions options;
+  options.timeout = 30s;
+  options.metadata = metadata;
+  std::string response;
+  return client.Call(service, method, "", &response, options);
+}
+
+// The sealed agent channel (common/base/agent_token.h): only the holder of the VM's
+// token is served. A second host process that connects while the shim is connected
+// gets nothing (QEMU serves one client per socket); once it gets the socket (the
+// shim gone), every method answers it kUnauthenticated, with no token or a wrong one,
+// and the refused PowerOff leaves the VM running.
+TEST_F(GuestBootTest, SealedAgentChannelServesOnlyTheTokenHolder) {
+  Status started = vm_.Start(OutputDir());
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  ASSERT_TRUE(IsWellFormedAgentToken(vm_.agent_token()));
+  auto fd = vm_.ConnectAgent(30s);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  client_ = TokenClient(std::move(*fd), vm_.agent_token());
+  guestapi::HelloRequest hello;
+  hello.set_protocol_version(1);
+  guestapi::HelloResponse hello_resp;
+  ttrpc::RpcStatus status = Call(kGuest, "Hello", hello, &hello_resp, 120s);
+  ASSERT_TRUE(status.ok()) << status.message;
+
+  // A second process connects while the owner is connected: no answer at all.
+  auto intruder_fd = vm_.ConnectAgent(5s);
+  ASSERT_TRUE(intruder_fd.ok()) << intruder_fd.error().message;
+  auto intruder = TokenClient(std::move(*intruder_fd), "");
+  ttrpc::CallOptions short_wait;
+  short_wait.timeout = 5s;
+  std::string ignored;
+  status = intruder->Call(kGuest, "Hello", hello.SerializeAsString(), &ignored, short_wait);
+  EXPECT_TRUE(status.code == ttrpc::Code::kDeadlineExceeded ||
+              status.code == ttrpc::Code::kUnavailable)
+      << "a second client of the agent socket was answered: " << status.message;
+  intruder.reset();
+  status = Call(kGuest, "Hello", hello, &hello_resp, 60s);
+  ASSERT_TRUE(status.ok()) << "the owner lost its channel: " << status.message;
+
+  // The owner goes away; the next process to connect gets the socket, and nothing
+  // without the token. (The guest's end of virtio-serial sees no disconnect: one
+  // byte stream carries every host client in turn, so an answer to the intruder's
+  // queued Hello may reach the stranger; it is kUnauthenticated too.)
+  client_.reset();
+  auto stranger_fd = vm_.ConnectAgent(5s);
+  ASSERT_TRUE(stranger_fd.ok()) << stranger_fd.error().message;
+  auto stranger = TokenClient(std::move(*stranger_fd), "");
+  for (const auto& [service, method] : kEveryMethod) {
+    status = CallEmpty(*stranger, service, method);
+    EXPECT_EQ(status.code, ttrpc::Code::kUnauthenticated)
+        << service << "/" << method << " without a token: " << status.message;
+  }
+  std::string wrong = vm_.agent_token();
+  wrong[0] = wrong[0] == '0' ? '1' : '0';
+  for (const auto& [service, method] : kEveryMethod) {
+    status = CallEmpty(*stranger, service, method, {{kAgentTokenMetadataKey, wrong}});
+    EXPECT_EQ(status.code, ttrpc::Code::kUnauthenticated)
+        << service << "/" << method << " with a wrong token: " << status.message;
+  }
+  stranger.reset();
+
+  // The refused PowerOff did not happen.
+  EXPECT_FALSE(vm_.WaitForExit(5s)) << "the VM powered off on a stranger's call";
+  EXPECT_EQ(vm_.ConsoleLog().find("powering off"), std::string::npos);
+}
+
+// A VMM that does not deliver a token gets an agent that refuses everything (never
+// an unsealed one), whatever token the caller sends.
+TEST_F(GuestBootTest, WithoutADeliveredTokenEveryCallIsRefused) {
+  Status started = vm_.Start(OutputDir(), /*deliver_token=*/false);
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  auto fd = vm_.ConnectAgent(30s);
+  ASSERT_TRUE(fd.ok()) << fd.error().message;
+  auto guessed = GenerateAgentToken();
+  ASSERT_TRUE(guessed.ok());
+  client_ = TokenClient(std::move(*fd), *guessed);
+  guestapi::HelloRequest hello;
+  hello.set_protocol_version(1);
+  guestapi::HelloResponse hello_resp;
+  ttrpc::RpcStatus status = Call(kGuest, "Hello", hello, &hello_resp, 120s);
+  EXPECT_EQ(status.code, ttrpc::Code::kUnauthenticated) << status.message;
+  EXPECT_NE(status.message.find("no agent token"), std::string::npos) << status.message;
+  EXPECT_NE(vm_.ConsoleLog().find("no agent token"), std::string::npos);
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include "tests/guest/vm_harness.h"
 
-#include <algorithm>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -10,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/base/agent_token.h"
 #include "common/base/errno_error.h"
 
 namespace beaconbox::guest::testing {
@@ -80,7 +81,7 @@ std::string ReadAll(const std::string& path) {
 
 }  // namespace
 
-Status GuestVm::Start(const std::string& output_dir) {
+Status GuestVm::Start(const std::string& output_dir, bool deliver_token) {
   std::string kernel = output_dir + "/beaconbox-kernel-x86_64";
   std::string initrd = output_dir + "/beaconbox-initrd";
   for (const std::string& file : {kernel, initrd}) {
@@ -111,47 +112,58 @@ Status GuestVm::Start(const std::string& output_dir) {
     return MakeError(ErrorCode::kTimeout, "virtiofsd did not create its socket: " +
                                               ReadAll(work_dir_ + "/virtiofsd.log"));
   }
+  std::vector<std::string> token_args;
+  if (deliver_token) {
+    BBX_ASSIGN_OR_RETURN(agent_token_, GenerateAgentToken());
+    std::string token_file = work_dir_ + "/agent-token";
+    UniqueFd token_fd(::open(token_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!token_fd || ::write(token_fd.get(), agent_token_.data(), agent_token_.size()) !=
+                         static_cast<ssize_t>(agent_token_.size())) {
+      return ErrnoError("writing", token_file);
+    }
+    token_args = {"-fw_cfg", std::string("name=") + kAgentTokenFwCfgName + ",file=" + token_file};
+  }
   started_at_ = std::chrono::steady_clock::now();
   std::string agent_sock = work_dir_ + "/agent.sock";
-  BBX_ASSIGN_OR_RETURN(
-      qemu_pid_,
-      SpawnLogged({"/usr/bin/qemu-system-x86_64",
-                   "-accel",
-                   "tcg",
-                   "-M",
-                   "q35",
-                   "-cpu",
-                   "max",
-                   "-m",
-                   "512",
-                   "-smp",
-                   "1",
-                   "-nographic",
-                   "-nodefaults",
-                   "-no-reboot",
-                   "-serial",
-                   "file:" + work_dir_ + "/console.log",
-                   "-kernel",
-                   kernel,
-                   "-initrd",
-                   initrd,
-                   "-append",
-                   "console=ttyS0 panic=-1 beaconbox.channel=virtio-serial:beaconbox.agent",
-                   "-object",
-                   "memory-backend-memfd,id=mem,size=512M,share=on",
-                   "-numa",
-                   "node,memdev=mem",
-                   "-chardev",
-                   "socket,id=vfs,path=" + vfs_sock,
-                   "-device",
-                   "vhost-user-fs-pci,chardev=vfs,tag=rootfs",
-                   "-device",
-                   "virtio-serial-pci,id=vser0",
-                   "-chardev",
-                   "socket,id=agent,path=" + agent_sock + ",server=on,wait=off",
-                   "-device",
-                   "virtserialport,chardev=agent,name=beaconbox.agent"},
-                  work_dir_ + "/qemu.log"));
+  std::vector<std::string> argv = {
+      "/usr/bin/qemu-system-x86_64",
+      "-accel",
+      "tcg",
+      "-M",
+      "q35",
+      "-cpu",
+      "max",
+      "-m",
+      "512",
+      "-smp",
+      "1",
+      "-nographic",
+      "-nodefaults",
+      "-no-reboot",
+      "-serial",
+      "file:" + work_dir_ + "/console.log",
+      "-kernel",
+      kernel,
+      "-initrd",
+      initrd,
+      "-append",
+      "console=ttyS0 panic=-1 beaconbox.channel=virtio-serial:beaconbox.agent",
+      "-object",
+      "memory-backend-memfd,id=mem,size=512M,share=on",
+      "-numa",
+      "node,memdev=mem",
+      "-chardev",
+      "socket,id=vfs,path=" + vfs_sock,
+      "-device",
+      "vhost-user-fs-pci,chardev=vfs,tag=rootfs",
+      "-device",
+      "virtio-serial-pci,id=vser0",
+      "-chardev",
+      "socket,id=agent,path=" + agent_sock + ",server=on,wait=off",
+      "-device",
+      "virtserialport,chardev=agent,name=beaconbox.agent"};
+  argv.insert(argv.end(), token_args.begin(), token_args.end());
+  BBX_ASSIGN_OR_RETURN(qemu_pid_, SpawnLogged(argv, work_dir_ + "/qemu.log"));
   return Status::Ok();
 }
 

@@ -21,8 +21,12 @@ class GuestVm {
   GuestVm& operator=(const GuestVm&) = delete;
   ~GuestVm() { Stop(); }
 
-  // Prepares the rootfs, starts virtiofsd and QEMU.
-  Status Start(const std::string& output_dir);
+  // Prepares the rootfs, starts virtiofsd and QEMU. With `deliver_token`, a fresh
+  // agent token reaches the guest as the QEMU plugin delivers it (fw_cfg from a 0600
+  // file); without, the guest gets none (a VMM that does not seal the channel).
+  Status Start(const std::string& output_dir, bool deliver_token = true);
+  // The token vminitd requires with every call (empty when not delivered).
+  const std::string& agent_token() const { return agent_token_; }
   // Connects to the agent socket (QEMU is the server end).
   Result<UniqueFd> ConnectAgent(std::chrono::milliseconds timeout);
   // Waits for QEMU to exit by itself (after PowerOff); true if it did.
@@ -35,6 +39,7 @@ class GuestVm {
 
  private:
   std::string work_dir_;
+  std::string agent_token_;
   pid_t qemu_pid_ = -1;
   pid_t virtiofsd_pid_ = -1;
   std::chrono::steady_clock::time_point started_at_;

@@ -8,6 +8,7 @@
 
 #include <set>
 
+#include "common/base/agent_token.h"
 #include "tests/plugin_host/test_util.h"
 
 namespace beaconbox::plugin_host {
@@ -38,6 +39,7 @@ TEST(GuestCid, EachVmGetsItsOwnAndAReleasedOneIsReused) {
 pluginapi::Capabilities Channels(std::initializer_list<pluginapi::AgentChannelKind> kinds) {
   pluginapi::Capabilities capabilities;
   for (auto kind : kinds) capabilities.add_agent_channels(kind);
+  capabilities.set_agent_token(true);
   return capabilities;
 }
 
@@ -57,7 +59,7 @@ TEST(AgentChannel, VirtioSerialWithoutHostVsockOrWhenThePluginSaysNothing) {
   TempDir dir;
   for (const auto& capabilities :
        {Channels({pluginapi::AGENT_CHANNEL_VSOCK, pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL}),
-        pluginapi::Capabilities()}) {
+        Channels({})}) {
     auto plan = PlanAgentChannel(capabilities, false, dir.path(), "/run/beacon/vm/7");
     ASSERT_TRUE(plan.ok()) << plan.error().message;
     EXPECT_EQ(plan->channel.kind(), pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
@@ -65,6 +67,25 @@ TEST(AgentChannel, VirtioSerialWithoutHostVsockOrWhenThePluginSaysNothing) {
     EXPECT_EQ(plan->channel.unix_socket_path(), "/run/beacon/vm/7/agent.sock");
     EXPECT_FALSE(plan->guest_cid.lock.valid());
   }
+}
+
+TEST(AgentChannel, EveryPlanHasAFreshWellFormedToken) {
+  TempDir dir;
+  auto first = PlanAgentChannel(Channels({}), false, dir.path(), "/run/beacon/vm/7");
+  auto second = PlanAgentChannel(Channels({}), false, dir.path(), "/run/beacon/vm/7");
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_TRUE(IsWellFormedAgentToken(first->token)) << first->token;
+  EXPECT_TRUE(IsWellFormedAgentToken(second->token)) << second->token;
+  EXPECT_NE(first->token, second->token);
+}
+
+TEST(AgentChannel, RefusesAPluginThatCannotDeliverTheToken) {
+  TempDir dir;
+  pluginapi::Capabilities unsealed = Channels({pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL});
+  unsealed.set_agent_token(false);
+  auto plan = PlanAgentChannel(unsealed, false, dir.path(), dir.path() + "/vm");
+  ASSERT_FALSE(plan.ok());
+  EXPECT_THAT(plan.error().message, HasSubstr("Capabilities.agent_token"));
 }
 
 TEST(AgentChannel, RefusesAVsockOnlyPluginOnAHostWithoutVsock) {

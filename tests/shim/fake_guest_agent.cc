@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include "common/base/agent_token.h"
 #include "common/base/errno_error.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "host/shim/translate.h"
@@ -31,13 +32,33 @@ Result<UniqueFd> FakeGuestAgent::Connect() {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     return ErrnoError("socketpair", "");
   }
-  auto server = std::make_unique<ttrpc::Server>();
+  ttrpc::Options options;
+  {
+    std::lock_guard lock(mutex_);
+    if (!required_token_.empty()) {
+      options.authorizer = [token = required_token_](std::string_view, std::string_view,
+                                                     const ttrpc::Metadata& metadata) {
+        for (const auto& [key, value] : metadata) {
+          if (key == kAgentTokenMetadataKey && AgentTokenMatches(token, value)) {
+            return ttrpc::RpcStatus{};
+          }
+        }
+        return ttrpc::RpcStatus{ttrpc::Code::kUnauthenticated, "fake guest: no valid agent token"};
+      };
+    }
+  }
+  auto server = std::make_unique<ttrpc::Server>(options);
   Register(*server);
   ttrpc::Server* raw = server.get();
   std::lock_guard lock(mutex_);
   servers_.push_back(std::move(server));
   threads_.emplace_back([raw, fd = fds[1]] { raw->ServeConnection(UniqueFd(fd)); });
   return UniqueFd(fds[0]);
+}
+
+void FakeGuestAgent::RequireToken(std::string token) {
+  std::lock_guard lock(mutex_);
+  required_token_ = std::move(token);
 }
 
 void FakeGuestAgent::Disconnect() {

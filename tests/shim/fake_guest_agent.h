@@ -40,6 +40,9 @@ class FakeGuestAgent {
   void ExitOnStart(uint32_t status);
   // Fails the next call of "Service.Method" (e.g. "Guest.CreateBundle") with `code`.
   void FailNext(const std::string& method, ttrpc::Code code);
+  // From the next Connect on, every call must carry `token` (as vminitd requires the
+  // VM's agent token); calls without it are answered kUnauthenticated.
+  void RequireToken(std::string token);
 
   std::vector<std::string> calls() const;  // "Guest.Hello", "Task.Create", ... in order
   std::optional<guestapi::CreateBundleRequest> last_bundle() const;
@@ -66,6 +69,7 @@ class FakeGuestAgent {
   std::optional<guestapi::CreateBundleRequest> last_bundle_;  // guarded by mutex_
   std::optional<guestapi::NetworkConfig> network_;            // guarded by mutex_
   std::optional<uint32_t> exit_on_start_;                     // guarded by mutex_
+  std::string required_token_;                                // guarded by mutex_
   std::vector<std::unique_ptr<ttrpc::Server>> servers_;       // guarded by mutex_
   std::vector<std::thread> threads_;                          // guarded by mutex_
   int waiting_handlers_ = 0;  // guarded by mutex_: Wait handlers still using `this`

@@ -312,6 +312,87 @@ TEST_F(TtrpcTest, OversizeResponseFailsThatCallOnly) {
   EXPECT_TRUE(client_->Call("test.Echo", "Echo", "small", &response).ok());
 }
 
+// The sealed guest channel: with an authorizer, a request without the right token is
+// answered kUnauthenticated whatever its method (unknown ones too), no handler runs
+// and no stream data is delivered; a client whose default metadata carries the
+// token is served on the same server.
+TEST(TtrpcAuthorizer, RefusesEveryCallWithoutTheTokenAndServesTheClientWithIt) {
+  Options server_options;
+  server_options.authorizer = [](std::string_view, std::string_view, const Metadata& metadata) {
+    for (const auto& [key, value] : metadata) {
+      if (key == "token" && value == "secret") return RpcStatus{};
+    }
+    return RpcStatus{Code::kUnauthenticated, "no valid token"};
+  };
+  Server server(server_options);
+  std::atomic<int> handled{0};
+  server.RegisterUnary("test.Echo", "Echo",
+                       [&](ServerContext&, std::string_view request, std::string* out) {
+                         ++handled;
+                         *out = std::string(request);
+                         return RpcStatus{};
+                       });
+  server.RegisterStream(
+      "test.Echo", "Sum",
+      [&](ServerContext&, ServerStream& stream) {
+        ++handled;
+        std::string message;
+        int sum = 0;
+        while (stream.Recv(&message)) sum += std::stoi(message);
+        stream.SetFinalResponse(std::to_string(sum));
+        return RpcStatus{};
+      },
+      StreamDesc{.client_streaming = true, .server_streaming = false});
+  auto serve = [&server](UniqueFd fd) {
+    return std::thread(
+        [&server, fd = std::move(fd)]() mutable { server.ServeConnection(std::move(fd)); });
+  };
+
+  auto [intruder_fd, intruder_server_fd] = SocketPair();
+  std::thread intruder_serving = serve(std::move(intruder_server_fd));
+  auto intruder = std::make_unique<Client>(std::move(intruder_fd));
+  std::string response;
+  EXPECT_EQ(intruder->Call("test.Echo", "Echo", "x", &response).code, Code::kUnauthenticated);
+  CallOptions wrong_token;
+  wrong_token.metadata = {{"token", "secreT"}};
+  EXPECT_EQ(intruder->Call("test.Echo", "Echo", "x", &response, wrong_token).code,
+            Code::kUnauthenticated);
+  EXPECT_EQ(intruder->Call("test.Echo", "NoSuchMethod", "x", &response).code,
+            Code::kUnauthenticated);
+  auto refused = intruder->OpenStream("test.Echo", "Sum");
+  ASSERT_TRUE(refused.ok());
+  (void)(*refused)->Send("1");
+  (void)(*refused)->CloseSend();
+  EXPECT_EQ((*refused)->Finish().code, Code::kUnauthenticated);
+  EXPECT_EQ(handled.load(), 0);
+
+  auto [owner_fd, owner_server_fd] = SocketPair();
+  std::thread owner_serving = serve(std::move(owner_server_fd));
+  Options client_options;
+  client_options.default_metadata = {{"token", "secret"}};
+  auto owner = std::make_unique<Client>(std::move(owner_fd), client_options);
+  RpcStatus status = owner->Call("test.Echo", "Echo", "hello", &response);
+  ASSERT_TRUE(status.ok()) << status.message;
+  EXPECT_EQ(response, "hello");
+  auto sum = owner->OpenStream("test.Echo", "Sum");
+  ASSERT_TRUE(sum.ok());
+  EXPECT_TRUE((*sum)->Send("2"));
+  EXPECT_TRUE((*sum)->Send("3"));
+  EXPECT_TRUE((*sum)->CloseSend().ok());
+  std::string total;
+  EXPECT_TRUE((*sum)->Recv(&total));
+  EXPECT_EQ(total, "5");
+  EXPECT_TRUE((*sum)->Finish().ok());
+  EXPECT_EQ(handled.load(), 2);
+
+  refused->reset();
+  sum->reset();
+  intruder.reset();
+  owner.reset();
+  intruder_serving.join();
+  owner_serving.join();
+}
+
 TEST(TtrpcServer, HandlerCapWaitsThenRefuses) {
   auto [client_fd, server_fd] = SocketPair();
   Options options;

@@ -25,6 +25,7 @@ pluginapi::VmSpec BaseSpec() {
   spec.set_console_log_path("/var/log/beacon/vm-default-c1.log");
   spec.set_kernel_cmdline("operator=1");
   spec.add_guest_kernel_args("panic=-1");
+  spec.set_agent_token(std::string(64, 'a'));
   return spec;
 }
 
@@ -91,6 +92,35 @@ TEST(QemuCommand, SharesUseTheHostsVhostUserSockets) {
   auto refused = PlanLaunch(spec);
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(refused.error().message, HasSubstr("share 'rootfs' has no usable vhost_user_socket"));
+}
+
+// The token sealing the agent channel goes to the guest through fw_cfg, from a file
+// in the VM's private directory; it is never on the command line (any local user
+// reads /proc/<pid>/cmdline), and a spec without one starts no VM.
+TEST(QemuCommand, AgentTokenThroughFwCfgNeverOnTheCommandLine) {
+  pluginapi::VmSpec spec = BaseSpec();
+  spec.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
+  spec.mutable_agent_channel()->set_serial_port_name("beaconbox.agent");
+  spec.mutable_agent_channel()->set_unix_socket_path("/run/beacon/vm/7/agent.sock");
+  const std::string token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  spec.set_agent_token(token);
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_EQ(plan->agent_token_file, "/run/beacon/vm/7/agent-token");
+  plan->accelerator = "tcg";
+  auto argv = BuildQemuCommand(spec, QemuConfig(), *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_EQ(ArgAfter(*argv, "-fw_cfg"),
+            "name=opt/io.beaconbox/agent-token,file=/run/beacon/vm/7/agent-token");
+  for (const auto& arg : *argv) EXPECT_EQ(arg.find(token), std::string::npos) << arg;
+
+  for (const std::string& bad :
+       {std::string(), std::string("short"), std::string(64, 'A'), std::string(63, 'a') + ","}) {
+    spec.set_agent_token(bad);
+    auto refused = PlanLaunch(spec);
+    ASSERT_FALSE(refused.ok()) << "token '" << bad << "'";
+    EXPECT_THAT(refused.error().message, HasSubstr("VmSpec.agent_token"));
+  }
 }
 
 TEST(QemuCommand, RefusesASpecWithoutAnAgentChannel) {

@@ -142,6 +142,7 @@ bbx_status Capabilities(bbx_plugin*, bbx_sink sink, bbx_error* error) {
   pluginapi::Capabilities capabilities;
   capabilities.set_pause(true);
   capabilities.add_agent_channels(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
+  capabilities.set_agent_token(true);
   return bbx::WriteSink(sink, capabilities.SerializeAsString(), error);
 }
 
@@ -154,8 +155,13 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
     Record(plugin, "vm_create refused " + Key(spec));
     return bbx::Fail(error, BBX_ERR_UNAVAILABLE, "fake vmm: create refused (fail_create)");
   }
+  // As a real VMM plugin must: never a VM whose agent channel is not sealed.
+  if (spec.agent_token().empty()) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "fake vmm: VmSpec.agent_token is empty");
+  }
   auto* vm = new (std::nothrow) bbx_vm{plugin, spec, {}};
   if (vm == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
+  vm->agent.RequireToken(spec.agent_token());
   if (plugin->settings.guest_exit_status >= 0) {
     vm->agent.ExitOnStart(static_cast<uint32_t>(plugin->settings.guest_exit_status));
   }
