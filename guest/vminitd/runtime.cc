@@ -264,18 +264,26 @@ Status Runtime::Launch(const std::string& id, Process& process,
   pid_t pid = ::atoi(pid_text.c_str());
   if (pid <= 0) return MakeError(ErrorCode::kInternal, "crun wrote no pid to " + pid_file);
 
+  std::shared_ptr<StdioPipe> stdin_pipe, stdout_pipe, stderr_pipe;
+  UniqueFd console;
   if (process.terminal) {
-    BBX_ASSIGN_OR_RETURN(UniqueFd master, ReceiveConsole(console_listener.get()));
-    process.stdout_fd.Reset(::fcntl(master.get(), F_DUPFD_CLOEXEC, 0));
-    process.stdin_fd = std::move(master);
+    BBX_ASSIGN_OR_RETURN(console, ReceiveConsole(console_listener.get()));
+    stdout_pipe = std::make_shared<StdioPipe>(UniqueFd(::fcntl(console.get(), F_DUPFD_CLOEXEC, 0)));
+    stdin_pipe = std::make_shared<StdioPipe>(UniqueFd(::fcntl(console.get(), F_DUPFD_CLOEXEC, 0)));
   } else {
-    process.stdin_fd = std::move(in.write_end);
-    process.stdout_fd = std::move(out.read_end);
-    process.stderr_fd = std::move(err.read_end);
+    if (in.write_end) stdin_pipe = std::make_shared<StdioPipe>(std::move(in.write_end));
+    if (out.read_end) stdout_pipe = std::make_shared<StdioPipe>(std::move(out.read_end));
+    if (err.read_end) stderr_pipe = std::make_shared<StdioPipe>(std::move(err.read_end));
   }
   {
     std::lock_guard lock(mu_);
     process.pid = pid;
+    process.console_fd = std::move(console);
+    process.stdin_pipe = std::move(stdin_pipe);
+    process.stdout_pipe = std::move(stdout_pipe);
+    process.stderr_pipe = std::move(stderr_pipe);
+    process.launched = true;
+    process.stdio_ready.notify_all();
   }
   return Status::Ok();
 }
@@ -441,10 +449,24 @@ Result<taskapi::DeleteResponse> Runtime::Delete(const taskapi::DeleteRequest& re
   resp.set_pid(process->pid);
   resp.set_exit_status(process->exit_status);
   SetTimestamp(process->exited_at_ns, resp.mutable_exited_at());
+  // Pending ReadOutput/WriteInput calls end now, even when a background child
+  // still holds the other end of a pipe.
+  auto close_stdio = [](Process& p) {
+    p.deleted = true;
+    p.stdio_ready.notify_all();
+    for (auto* pipe : {&p.stdin_pipe, &p.stdout_pipe, &p.stderr_pipe}) {
+      if (*pipe) (*pipe)->Close();
+    }
+  };
   if (req.exec_id().empty()) {
+    if (auto container = FindContainer(req.id()); container.ok()) {
+      for (auto& [exec_id, exec] : (*container)->execs) close_stdio(*exec);
+    }
+    close_stdio(*process);
     containers_.erase(req.id());
     (void)RemoveTree(StatePath(req.id()));
   } else if (auto container = FindContainer(req.id()); container.ok()) {
+    close_stdio(*process);
     (*container)->execs.erase(req.exec_id());
     ::unlink(process->process_spec_path.c_str());
   }
@@ -508,23 +530,34 @@ Result<taskapi::PidsResponse> Runtime::Pids(const taskapi::PidsRequest& req) {
 }
 
 Status Runtime::CloseIO(const taskapi::CloseIORequest& req) {
-  std::lock_guard lock(mu_);
-  BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(req.id(), req.exec_id()));
-  if (req.stdin() && !process->terminal) process->stdin_fd.Reset();
+  if (!req.stdin()) return Status::Ok();
+  return CloseInput(req.id(), req.exec_id());
+}
+
+Status Runtime::CloseInput(const std::string& id, const std::string& exec_id) {
+  std::shared_ptr<StdioPipe> pipe;
+  {
+    std::lock_guard lock(mu_);
+    BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
+    if (process->terminal) return Status::Ok();
+    pipe = process->stdin_pipe;
+  }
+  // Outside mu_: Close waits for a pending WriteInput, which returns at once.
+  if (pipe) pipe->Close();
   return Status::Ok();
 }
 
 Status Runtime::ResizePty(const taskapi::ResizePtyRequest& req) {
   std::lock_guard lock(mu_);
   BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(req.id(), req.exec_id()));
-  if (!process->terminal || !process->stdin_fd) {
+  if (!process->terminal || !process->console_fd) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "process " + req.id() + "/" + req.exec_id() + " has no terminal");
   }
   struct winsize size {};
   size.ws_col = static_cast<unsigned short>(std::min<uint32_t>(req.width(), 0xffff));
   size.ws_row = static_cast<unsigned short>(std::min<uint32_t>(req.height(), 0xffff));
-  if (::ioctl(process->stdin_fd.get(), TIOCSWINSZ, &size) != 0)
+  if (::ioctl(process->console_fd.get(), TIOCSWINSZ, &size) != 0)
     return ErrnoError("resize pty of", req.id());
   return Status::Ok();
 }
@@ -562,39 +595,43 @@ Result<taskapi::ConnectResponse> Runtime::Connect(const taskapi::ConnectRequest&
   return resp;
 }
 
-Result<UniqueFd> Runtime::TakeOutput(const std::string& id, const std::string& exec_id,
-                                     guestapi::Stream stream) {
-  std::lock_guard lock(mu_);
-  BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
-  UniqueFd* fd = nullptr;
-  if (stream == guestapi::STREAM_STDOUT) {
-    fd = &process->stdout_fd;
-  } else if (stream == guestapi::STREAM_STDERR) {
-    fd = &process->stderr_fd;
-  } else {
+void Runtime::WaitLaunched(std::unique_lock<std::mutex>& lock, Process& process,
+                           std::chrono::milliseconds wait) {
+  process.stdio_ready.wait_for(lock, wait,
+                               [&process] { return process.launched || process.deleted; });
+}
+
+Result<std::shared_ptr<StdioPipe>> Runtime::Output(const std::string& id,
+                                                   const std::string& exec_id,
+                                                   guestapi::Stream stream,
+                                                   std::chrono::milliseconds wait) {
+  if (stream != guestapi::STREAM_STDOUT && stream != guestapi::STREAM_STDERR) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "ReadOutput: stream must be STREAM_STDOUT or STREAM_STDERR");
   }
-  if (!*fd) {
+  std::unique_lock lock(mu_);
+  BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
+  WaitLaunched(lock, *process, wait);
+  if (!process->launched && !process->deleted) return std::shared_ptr<StdioPipe>();
+  auto pipe = stream == guestapi::STREAM_STDOUT ? process->stdout_pipe : process->stderr_pipe;
+  if (!pipe) {
     return MakeError(ErrorCode::kFailedPrecondition,
-                     "process " + id + "/" + exec_id +
-                         " has no such output (not requested, not started, or already read)");
+                     "process " + id + "/" + exec_id + " has no such output (not requested)");
   }
-  return UniqueFd(fd->Release());
+  return pipe;
 }
 
-Result<UniqueFd> Runtime::DupStdin(const std::string& id, const std::string& exec_id) {
-  std::lock_guard lock(mu_);
+Result<std::shared_ptr<StdioPipe>> Runtime::Input(const std::string& id, const std::string& exec_id,
+                                                  std::chrono::milliseconds wait) {
+  std::unique_lock lock(mu_);
   BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
-  if (!process->stdin_fd) {
+  WaitLaunched(lock, *process, wait);
+  if (!process->launched && !process->deleted) return std::shared_ptr<StdioPipe>();
+  if (!process->stdin_pipe) {
     return MakeError(ErrorCode::kFailedPrecondition,
-                     "process " + id + "/" + exec_id + " has no open stdin");
+                     "process " + id + "/" + exec_id + " has no stdin");
   }
-  int fd = ::fcntl(process->stdin_fd.get(), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return ErrnoError("dup stdin of", id);
-  if (!process->terminal)
-    process->stdin_fd.Reset();  // the stream now owns stdin; its end closes it
-  return UniqueFd(fd);
+  return process->stdin_pipe;
 }
 
 }  // namespace beaconbox::guest

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "common/base/result.h"
 #include "common/base/unique_fd.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "guest/vminitd/stdio_pipe.h"
 
 namespace beaconbox::guest {
 
@@ -30,11 +32,18 @@ class Runtime {
   // --- beaconbox.guest.v1.Guest ---
   Result<guestapi::CreateBundleResponse> CreateBundle(const guestapi::CreateBundleRequest& req);
   Status RemoveBundle(const guestapi::RemoveBundleRequest& req);
-  // Hands out the read end of a process's stdout/stderr (once per stream).
-  Result<UniqueFd> TakeOutput(const std::string& id, const std::string& exec_id,
-                              guestapi::Stream stream);
-  // The process's stdin (a dup), for WriteInput; CloseStdin ends it.
-  Result<UniqueFd> DupStdin(const std::string& id, const std::string& exec_id);
+  // A process's stdout or stderr, for ReadOutput. An exec's pipes exist from its
+  // Start on, and the shim may ask before: this waits up to `wait` for them, then
+  // gives null (nothing yet: ask again).
+  Result<std::shared_ptr<StdioPipe>> Output(const std::string& id, const std::string& exec_id,
+                                            guestapi::Stream stream,
+                                            std::chrono::milliseconds wait);
+  // A process's stdin, for WriteInput; null as for Output.
+  Result<std::shared_ptr<StdioPipe>> Input(const std::string& id, const std::string& exec_id,
+                                           std::chrono::milliseconds wait);
+  // Closes a process's stdin (CloseInput, and Task.CloseIO). Not with a terminal:
+  // the pty stays, as with runc.
+  Status CloseInput(const std::string& id, const std::string& exec_id);
 
   // --- containerd.task.v2.Task ---
   Result<taskapi::CreateTaskResponse> Create(const taskapi::CreateTaskRequest& req);
@@ -61,8 +70,13 @@ class Runtime {
     std::string process_spec_path;  // exec only: the OCI process JSON for crun exec
     pid_t pid = 0;
     Phase phase = Phase::kCreated;
-    UniqueFd stdin_fd;              // our write end (or the pty master)
-    UniqueFd stdout_fd, stderr_fd;  // our read ends (stdout is the pty master with a terminal)
+    UniqueFd console_fd;  // the pty master with a terminal, for ResizePty
+    // Our ends: the pipes' write end (stdin) and read ends, or dups of the pty
+    // master. Closed when the process is deleted, which ends pending calls.
+    std::shared_ptr<StdioPipe> stdin_pipe, stdout_pipe, stderr_pipe;
+    bool launched = false;  // the pipes above are set (once crun ran it)
+    bool deleted = false;
+    std::condition_variable stdio_ready;  // with mu_: launched or deleted
     unsigned exit_status = 0;
     int64_t exited_at_ns = 0;
     std::condition_variable exited;
@@ -77,6 +91,9 @@ class Runtime {
 
   Result<std::shared_ptr<Process>> FindProcess(const std::string& id, const std::string& exec_id);
   Result<Container*> FindContainer(const std::string& id);
+  // Waits (mu_ held by `lock`) up to `wait` for `process` to be launched.
+  void WaitLaunched(std::unique_lock<std::mutex>& lock, Process& process,
+                    std::chrono::milliseconds wait);
   // Prepares pipes / console socket, runs crun (create or exec), reads the pid.
   Status Launch(const std::string& id, Process& process, const std::vector<std::string>& crun_args);
   void WatchExit(const std::shared_ptr<Process>& process);
