@@ -42,6 +42,11 @@ struct VmConfig {
   uint32_t guest_connect_timeout_ms = 60000;
   // How long a deleted container's console log is kept (0: removed at its delete).
   uint32_t console_log_retention_s = 7 * 24 * 3600;
+  // Deadline of each call the shim makes to the guest agent (Wait excepted).
+  uint32_t guest_call_timeout_ms = 60000;
+  // How long after a SIGKILL of a container's init the shim waits for the guest to
+  // report its exit before it stops the VM itself.
+  uint32_t kill_timeout_ms = 5000;
 };
 
 struct NetworkConfig {

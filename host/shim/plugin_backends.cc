@@ -112,6 +112,8 @@ SandboxBackends PluginBackends::backends() {
   backends.vm.memory_mib = vm.memory_mib;
   backends.vm.max_memory_mib = vm.max_memory_mib;
   backends.vm.guest_connect_timeout = std::chrono::milliseconds(vm.guest_connect_timeout_ms);
+  backends.vm.guest_call_timeout = std::chrono::milliseconds(vm.guest_call_timeout_ms);
+  backends.vm.kill_timeout = std::chrono::milliseconds(vm.kill_timeout_ms);
   return backends;
 }
 
