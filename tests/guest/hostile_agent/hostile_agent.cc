@@ -203,8 +203,9 @@ class Session {
   }
 
   std::string OversizedErrorMessage() {
-    // Just under what one frame may carry, with newlines and escape sequences: it
-    // must reach neither containerd nor the shim's log whole.
+    // Just under what one frame may carry, with newlines and escape sequences: it must
+    // reach neither containerd nor the shim's log whole. (Bytes that are not UTF-8 would
+    // make the whole Response unparsable: a proto3 string; the shim then reports that.)
     std::string line = "\x1b[31mhostile guest error\r\n";
     std::string message;
     while (message.size() + line.size() < kMaxMessage - 4096) message += line;
@@ -354,6 +355,13 @@ class Session {
     const std::string full = chunk.SerializeAsString();  // a valid frame of almost 4 MiB
     const std::string over(kMaxMessage + 1, 'O');
     const std::string big_body(1 << 20, 'B');
+    // First the first output stream alone (the test holds its FIFO without reading:
+    // the shim's queue for it fills), then everything mixed.
+    for (int i = 0; i < 64 && !stop_; ++i) {
+      auto outputs = Snapshot(output_streams_);
+      if (!WriteFrame(outputs.empty() ? 1 : outputs[0], kData, 0, full)) return;
+    }
+    Log("hostile agent: flood of the first output stream done; mixing now");
     uint64_t rounds = 0;
     while (!stop_) {
       auto outputs = Snapshot(output_streams_);
