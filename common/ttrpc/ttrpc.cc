@@ -510,6 +510,45 @@ void Client::Close() {
 
 bool Client::closed() const { return connection_->closed(); }
 
+namespace {}  // namespace
+
+struct CancellerAccess {
+  // Adds a call to `canceller`; false when it was cancelled already.
+  static bool Register(Canceller& canceller, const std::shared_ptr<ClientStreamState>& stream) {
+    std::lock_guard lock(canceller.mutex_);
+    if (canceller.cancelled_) return false;
+    std::erase_if(canceller.calls_, [](const auto& weak) { return weak.expired(); });
+    canceller.calls_.push_back(stream);
+    return true;
+  }
+};
+
+void Canceller::Cancel() {
+  std::vector<std::weak_ptr<ClientStreamState>> calls;
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    calls.swap(calls_);
+  }
+  for (auto& weak : calls) {
+    auto stream = weak.lock();
+    if (!stream) continue;
+    std::lock_guard lock(stream->mutex);
+    if (!stream->finished) {
+      stream->finished = true;
+      stream->status = {Code::kCancelled, "ttrpc: call cancelled"};
+    }
+    // The reader drops what still comes, and one waiting for queue room moves on.
+    stream->abandoned = true;
+    stream->changed.notify_all();
+  }
+}
+
+bool Canceller::cancelled() const {
+  std::lock_guard lock(mutex_);
+  return cancelled_;
+}
+
 namespace {
 
 // Registers a new stream and sends its request frame.
@@ -542,6 +581,9 @@ Result<std::shared_ptr<ClientStreamState>> StartCall(const std::shared_ptr<Conne
   stream->client_streaming = (flags & internal::kRemoteOpen) != 0;
   if (options.timeout.count() > 0) {
     stream->deadline = std::chrono::steady_clock::now() + options.timeout;
+  }
+  if (options.canceller && !CancellerAccess::Register(*options.canceller, stream)) {
+    return MakeError(ErrorCode::kUnavailable, "ttrpc: call cancelled");
   }
   std::lock_guard start_lock(connection->start_mutex);
   {
@@ -594,7 +636,12 @@ bool WaitUntilDeadline(ClientStreamState& stream, std::unique_lock<std::mutex>& 
 RpcStatus Client::Call(std::string_view service, std::string_view method, std::string_view request,
                        std::string* response, const CallOptions& options) {
   auto started = StartCall(connection_, service, method, request, 0, /*unary=*/true, options);
-  if (!started.ok()) return RpcStatusFromError(started.error());
+  if (!started.ok()) {
+    if (options.canceller && options.canceller->cancelled()) {
+      return RpcStatus{Code::kCancelled, "ttrpc: call cancelled"};
+    }
+    return RpcStatusFromError(started.error());
+  }
   auto stream = *started;
   std::unique_lock lock(stream->mutex);
   if (!WaitUntilDeadline(*stream, lock, [&] { return stream->finished; })) {
@@ -602,8 +649,12 @@ RpcStatus Client::Call(std::string_view service, std::string_view method, std::s
     Abandon(*stream);
     return RpcStatus{Code::kDeadlineExceeded, std::string(method) + ": deadline exceeded"};
   }
-  if (stream->status.ok() && response != nullptr) *response = std::move(stream->final_payload);
-  return stream->status;
+  RpcStatus status = stream->status;
+  if (status.ok() && response != nullptr) *response = std::move(stream->final_payload);
+  lock.unlock();
+  // A cancelled call is still registered with the reader; an answered one no longer.
+  if (status.code == Code::kCancelled) Abandon(*stream);
+  return status;
 }
 
 Result<std::unique_ptr<ClientStream>> Client::OpenStream(std::string_view service,

@@ -78,16 +78,33 @@ struct StreamDesc {
   bool server_streaming = true;
 };
 
-struct CallOptions {
-  Metadata metadata;
-  std::chrono::milliseconds timeout{0};  // 0: no deadline
-};
-
 namespace internal {
 class Connection;
 struct ServerStreamState;
 struct ClientStreamState;
 }  // namespace internal
+
+// Cancels client calls from another thread: Cancel() ends every call and stream
+// started with it (CallOptions::canceller), in flight or later, with kCancelled.
+// As with Go's ttrpc, nothing goes on the wire: the server's handler runs on and
+// its late answer is dropped. Thread-safe.
+class Canceller {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  friend struct CancellerAccess;
+  mutable std::mutex mutex_;
+  bool cancelled_ = false;
+  std::vector<std::weak_ptr<internal::ClientStreamState>> calls_;  // guarded by mutex_
+};
+
+struct CallOptions {
+  Metadata metadata;
+  std::chrono::milliseconds timeout{0};  // 0: no deadline
+  std::shared_ptr<Canceller> canceller;  // null: the call cannot be cancelled
+};
 
 class ServerContext {
  public:

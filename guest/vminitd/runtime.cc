@@ -266,12 +266,15 @@ Status Runtime::Launch(const std::string& id, Process& process,
 
   if (process.terminal) {
     BBX_ASSIGN_OR_RETURN(UniqueFd master, ReceiveConsole(console_listener.get()));
-    process.stdout_fd.Reset(::fcntl(master.get(), F_DUPFD_CLOEXEC, 0));
-    process.stdin_fd = std::move(master);
+    process.stdout_pipe =
+        std::make_shared<StdioPipe>(UniqueFd(::fcntl(master.get(), F_DUPFD_CLOEXEC, 0)));
+    process.stdin_pipe =
+        std::make_shared<StdioPipe>(UniqueFd(::fcntl(master.get(), F_DUPFD_CLOEXEC, 0)));
+    process.console_fd = std::move(master);
   } else {
-    process.stdin_fd = std::move(in.write_end);
-    process.stdout_fd = std::move(out.read_end);
-    process.stderr_fd = std::move(err.read_end);
+    if (in.write_end) process.stdin_pipe = std::make_shared<StdioPipe>(std::move(in.write_end));
+    if (out.read_end) process.stdout_pipe = std::make_shared<StdioPipe>(std::move(out.read_end));
+    if (err.read_end) process.stderr_pipe = std::make_shared<StdioPipe>(std::move(err.read_end));
   }
   {
     std::lock_guard lock(mu_);
@@ -441,10 +444,22 @@ Result<taskapi::DeleteResponse> Runtime::Delete(const taskapi::DeleteRequest& re
   resp.set_pid(process->pid);
   resp.set_exit_status(process->exit_status);
   SetTimestamp(process->exited_at_ns, resp.mutable_exited_at());
+  // Pending ReadOutput/WriteInput calls end now, even when a background child
+  // still holds the other end of a pipe.
+  auto close_stdio = [](Process& p) {
+    for (auto* pipe : {&p.stdin_pipe, &p.stdout_pipe, &p.stderr_pipe}) {
+      if (*pipe) (*pipe)->Close();
+    }
+  };
   if (req.exec_id().empty()) {
+    if (auto container = FindContainer(req.id()); container.ok()) {
+      for (auto& [exec_id, exec] : (*container)->execs) close_stdio(*exec);
+    }
+    close_stdio(*process);
     containers_.erase(req.id());
     (void)RemoveTree(StatePath(req.id()));
   } else if (auto container = FindContainer(req.id()); container.ok()) {
+    close_stdio(*process);
     (*container)->execs.erase(req.exec_id());
     ::unlink(process->process_spec_path.c_str());
   }
@@ -508,23 +523,34 @@ Result<taskapi::PidsResponse> Runtime::Pids(const taskapi::PidsRequest& req) {
 }
 
 Status Runtime::CloseIO(const taskapi::CloseIORequest& req) {
-  std::lock_guard lock(mu_);
-  BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(req.id(), req.exec_id()));
-  if (req.stdin() && !process->terminal) process->stdin_fd.Reset();
+  if (!req.stdin()) return Status::Ok();
+  return CloseInput(req.id(), req.exec_id());
+}
+
+Status Runtime::CloseInput(const std::string& id, const std::string& exec_id) {
+  std::shared_ptr<StdioPipe> pipe;
+  {
+    std::lock_guard lock(mu_);
+    BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
+    if (process->terminal) return Status::Ok();
+    pipe = process->stdin_pipe;
+  }
+  // Outside mu_: Close waits for a pending WriteInput, which returns at once.
+  if (pipe) pipe->Close();
   return Status::Ok();
 }
 
 Status Runtime::ResizePty(const taskapi::ResizePtyRequest& req) {
   std::lock_guard lock(mu_);
   BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(req.id(), req.exec_id()));
-  if (!process->terminal || !process->stdin_fd) {
+  if (!process->terminal || !process->console_fd) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "process " + req.id() + "/" + req.exec_id() + " has no terminal");
   }
   struct winsize size {};
   size.ws_col = static_cast<unsigned short>(std::min<uint32_t>(req.width(), 0xffff));
   size.ws_row = static_cast<unsigned short>(std::min<uint32_t>(req.height(), 0xffff));
-  if (::ioctl(process->stdin_fd.get(), TIOCSWINSZ, &size) != 0)
+  if (::ioctl(process->console_fd.get(), TIOCSWINSZ, &size) != 0)
     return ErrnoError("resize pty of", req.id());
   return Status::Ok();
 }
@@ -562,39 +588,36 @@ Result<taskapi::ConnectResponse> Runtime::Connect(const taskapi::ConnectRequest&
   return resp;
 }
 
-Result<UniqueFd> Runtime::TakeOutput(const std::string& id, const std::string& exec_id,
-                                     guestapi::Stream stream) {
+Result<std::shared_ptr<StdioPipe>> Runtime::Output(const std::string& id,
+                                                   const std::string& exec_id,
+                                                   guestapi::Stream stream) {
   std::lock_guard lock(mu_);
   BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
-  UniqueFd* fd = nullptr;
+  std::shared_ptr<StdioPipe> pipe;
   if (stream == guestapi::STREAM_STDOUT) {
-    fd = &process->stdout_fd;
+    pipe = process->stdout_pipe;
   } else if (stream == guestapi::STREAM_STDERR) {
-    fd = &process->stderr_fd;
+    pipe = process->stderr_pipe;
   } else {
     return MakeError(ErrorCode::kInvalidArgument,
                      "ReadOutput: stream must be STREAM_STDOUT or STREAM_STDERR");
   }
-  if (!*fd) {
+  if (!pipe) {
     return MakeError(ErrorCode::kFailedPrecondition,
-                     "process " + id + "/" + exec_id +
-                         " has no such output (not requested, not started, or already read)");
+                     "process " + id + "/" + exec_id + " has no such output (not requested)");
   }
-  return UniqueFd(fd->Release());
+  return pipe;
 }
 
-Result<UniqueFd> Runtime::DupStdin(const std::string& id, const std::string& exec_id) {
+Result<std::shared_ptr<StdioPipe>> Runtime::Input(const std::string& id,
+                                                  const std::string& exec_id) {
   std::lock_guard lock(mu_);
   BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
-  if (!process->stdin_fd) {
+  if (!process->stdin_pipe) {
     return MakeError(ErrorCode::kFailedPrecondition,
-                     "process " + id + "/" + exec_id + " has no open stdin");
+                     "process " + id + "/" + exec_id + " has no stdin");
   }
-  int fd = ::fcntl(process->stdin_fd.get(), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return ErrnoError("dup stdin of", id);
-  if (!process->terminal)
-    process->stdin_fd.Reset();  // the stream now owns stdin; its end closes it
-  return UniqueFd(fd);
+  return process->stdin_pipe;
 }
 
 }  // namespace beaconbox::guest

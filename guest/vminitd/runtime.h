@@ -15,6 +15,7 @@
 #include "common/base/result.h"
 #include "common/base/unique_fd.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "guest/vminitd/stdio_pipe.h"
 
 namespace beaconbox::guest {
 
@@ -30,11 +31,14 @@ class Runtime {
   // --- beaconbox.guest.v1.Guest ---
   Result<guestapi::CreateBundleResponse> CreateBundle(const guestapi::CreateBundleRequest& req);
   Status RemoveBundle(const guestapi::RemoveBundleRequest& req);
-  // Hands out the read end of a process's stdout/stderr (once per stream).
-  Result<UniqueFd> TakeOutput(const std::string& id, const std::string& exec_id,
-                              guestapi::Stream stream);
-  // The process's stdin (a dup), for WriteInput; CloseStdin ends it.
-  Result<UniqueFd> DupStdin(const std::string& id, const std::string& exec_id);
+  // A process's stdout or stderr, for ReadOutput.
+  Result<std::shared_ptr<StdioPipe>> Output(const std::string& id, const std::string& exec_id,
+                                            guestapi::Stream stream);
+  // A process's stdin, for WriteInput.
+  Result<std::shared_ptr<StdioPipe>> Input(const std::string& id, const std::string& exec_id);
+  // Closes a process's stdin (CloseInput, and Task.CloseIO). Not with a terminal:
+  // the pty stays, as with runc.
+  Status CloseInput(const std::string& id, const std::string& exec_id);
 
   // --- containerd.task.v2.Task ---
   Result<taskapi::CreateTaskResponse> Create(const taskapi::CreateTaskRequest& req);
@@ -61,8 +65,10 @@ class Runtime {
     std::string process_spec_path;  // exec only: the OCI process JSON for crun exec
     pid_t pid = 0;
     Phase phase = Phase::kCreated;
-    UniqueFd stdin_fd;              // our write end (or the pty master)
-    UniqueFd stdout_fd, stderr_fd;  // our read ends (stdout is the pty master with a terminal)
+    UniqueFd console_fd;  // the pty master with a terminal, for ResizePty
+    // Our ends: the pipes' write end (stdin) and read ends, or dups of the pty
+    // master. Closed when the process is deleted, which ends pending calls.
+    std::shared_ptr<StdioPipe> stdin_pipe, stdout_pipe, stderr_pipe;
     unsigned exit_status = 0;
     int64_t exited_at_ns = 0;
     std::condition_variable exited;

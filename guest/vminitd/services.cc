@@ -5,8 +5,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <thread>
 
 #include "common/base/errno_error.h"
@@ -24,7 +26,13 @@ using ttrpc::ServerContext;
 constexpr char kGuestService[] = "beaconbox.guest.v1.Guest";
 constexpr char kTaskService[] = "containerd.task.v2.Task";
 constexpr uint32_t kProtocolVersion = 1;
-constexpr size_t kOutputChunk = 32 * 1024;
+// Bounds of one stdio call: what the guest holds for it, and how long it waits.
+constexpr size_t kMaxStdioChunk = 1 << 20;
+constexpr uint32_t kMaxStdioWaitMs = 60 * 1000;
+
+std::chrono::milliseconds StdioWait(uint32_t wait_ms) {
+  return std::chrono::milliseconds(std::min(wait_ms, kMaxStdioWaitMs));
+}
 
 std::atomic<uint64_t> ready_ms{0};
 
@@ -68,64 +76,35 @@ void PowerOffSoon() {
   }).detach();
 }
 
-// ReadOutput (server stream) and WriteInput (client stream). The first message of
-// each names the process.
-void RegisterGuestStreams(ttrpc::Server& server, Runtime& rt) {
+// ReadOutput, WriteInput and CloseInput: a process's stdio, pulled by the shim one
+// call at a time (flow control: guest.proto, stdio_pipe.h).
+void RegisterGuestStdio(ttrpc::Server& server, Runtime& rt) {
   using namespace guestapi;
-  server.RegisterStream(kGuestService, "ReadOutput",
-                        [&rt](ServerContext&, ttrpc::ServerStream& stream) {
-                          std::string message;
-                          ReadOutputRequest req;
-                          if (!stream.Recv(&message) || !req.ParseFromString(message)) {
-                            return RpcStatus{ttrpc::Code::kInvalidArgument,
-                                             "ReadOutput: expected a ReadOutputRequest first"};
-                          }
-                          auto fd = rt.TakeOutput(req.container_id(), req.exec_id(), req.stream());
-                          if (!fd.ok()) return ToRpc(fd.error());
-                          std::string buffer(kOutputChunk, '\0');
-                          OutputChunk chunk;
-                          for (;;) {
-                            ssize_t n = ::read(fd->get(), buffer.data(), buffer.size());
-                            if (n < 0 && errno == EINTR) continue;
-                            if (n <= 0) break;  // EOF, or EIO from a pty whose last slave closed
-                            chunk.set_data(buffer.data(), size_t(n));
-                            // A peer that stopped listening ends the stream; the fd closes and the
-                            // process sees EPIPE rather than blocking forever.
-                            if (!stream.Send(chunk.SerializeAsString())) break;
-                          }
-                          return RpcStatus{};
-                        });
-  server.RegisterStream(
-      kGuestService, "WriteInput", [&rt](ServerContext&, ttrpc::ServerStream& stream) {
-        std::string message;
-        InputChunk chunk;
-        if (!stream.Recv(&message) || !chunk.ParseFromString(message)) {
-          return RpcStatus{ttrpc::Code::kInvalidArgument,
-                           "WriteInput: expected an InputChunk naming the process"};
-        }
-        auto fd = rt.DupStdin(chunk.container_id(), chunk.exec_id());
-        if (!fd.ok()) return ToRpc(fd.error());
-        bool writable = true;
-        for (;;) {
-          const std::string& data = chunk.data();
-          size_t done = 0;
-          while (writable && done < data.size()) {
-            ssize_t n = ::write(fd->get(), data.data() + done, data.size() - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-              writable = false;  // the process closed its stdin; drain the stream anyway
-              break;
-            }
-            done += size_t(n);
-          }
-          if (!stream.Recv(&message)) break;
-          if (!chunk.ParseFromString(message)) {
-            return RpcStatus{ttrpc::Code::kInvalidArgument, "WriteInput: unparsable InputChunk"};
-          }
-        }
-        // End of the client stream closes stdin (fd goes out of scope).
-        stream.SetFinalResponse(v1::Empty().SerializeAsString());
+  Unary<ReadOutputRequest, ReadOutputResponse>(
+      server, kGuestService, "ReadOutput",
+      [&rt](const ReadOutputRequest& req, ReadOutputResponse* resp) {
+        auto pipe = rt.Output(req.container_id(), req.exec_id(), req.stream());
+        if (!pipe.ok()) return ToRpc(pipe.error());
+        size_t max_bytes = std::clamp<size_t>(req.max_bytes(), 1, kMaxStdioChunk);
+        auto chunk = (*pipe)->Read(max_bytes, StdioWait(req.wait_ms()));
+        if (!chunk.ok()) return ToRpc(chunk.error());
+        resp->set_data(std::move(chunk->data));
+        resp->set_eof(chunk->eof);
         return RpcStatus{};
+      });
+  Unary<WriteInputRequest, WriteInputResponse>(
+      server, kGuestService, "WriteInput",
+      [&rt](const WriteInputRequest& req, WriteInputResponse* resp) {
+        auto pipe = rt.Input(req.container_id(), req.exec_id());
+        if (!pipe.ok()) return ToRpc(pipe.error());
+        auto written = (*pipe)->Write(req.data(), StdioWait(req.wait_ms()));
+        if (!written.ok()) return ToRpc(written.error());
+        resp->set_written(static_cast<uint32_t>(*written));
+        return RpcStatus{};
+      });
+  Unary<CloseInputRequest, v1::Empty>(
+      server, kGuestService, "CloseInput", [&rt](const CloseInputRequest& req, v1::Empty*) {
+        return ToRpc(rt.CloseInput(req.container_id(), req.exec_id()));
       });
 }
 
@@ -157,7 +136,7 @@ void RegisterGuest(ttrpc::Server& server, Runtime& rt) {
                                       PowerOffSoon();
                                       return RpcStatus{};
                                     });
-  RegisterGuestStreams(server, rt);
+  RegisterGuestStdio(server, rt);
 }
 
 void RegisterTask(ttrpc::Server& server, Runtime& rt) {

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -13,12 +14,40 @@
 namespace beaconbox::shim {
 namespace {
 
-bool WriteAll(int fd, std::string_view data) {
+using namespace std::chrono_literals;
+
+constexpr char kGuestService[] = "beaconbox.guest.v1.Guest";
+// One call's bytes: what each side holds per stream at most.
+constexpr uint32_t kOutputChunk = 1 << 20;
+constexpr size_t kInputChunk = 64 * 1024;
+// How long the guest waits for output (or stdin room) before answering with none;
+// the call's deadline adds a margin for a slow (TCG) guest. A guest that does not
+// answer by then gets the next call.
+constexpr auto kGuestWait = 30s;
+constexpr auto kGuestCallTimeout = kGuestWait + 30s;
+
+void Signal(int event_fd) {
+  uint64_t one = 1;
+  (void)!::write(event_fd, &one, sizeof(one));
+}
+
+// Writes all of `data` to the non-blocking `fd`, waiting for room while `stop_fd`
+// is not readable. False when the reader went away or Stop came first.
+bool WriteAll(int fd, std::string_view data, int stop_fd) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd fds[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return false;
+      if (fds[1].revents != 0) return false;
+      continue;
+    }
+    return false;  // EPIPE: the reader is gone
   }
   return true;
 }
@@ -38,7 +67,9 @@ IoRelay::IoRelay(GuestClient& guest, std::string container_id, std::string exec_
       container_id_(std::move(container_id)),
       exec_id_(std::move(exec_id)),
       paths_(std::move(paths)),
-      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+      canceller_(std::make_shared<ttrpc::Canceller>()),
+      stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      stdin_close_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 IoRelay::~IoRelay() { Stop(); }
 
@@ -63,40 +94,82 @@ void IoRelay::OutputDone() {
   drained_.notify_all();
 }
 
+bool IoRelay::stopping() {
+  std::lock_guard lock(mutex_);
+  return stopping_;
+}
+
 bool IoRelay::WaitOutputDrained(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   return drained_.wait_for(lock, timeout, [this] { return outputs_open_ == 0; });
+}
+
+ttrpc::RpcStatus IoRelay::CallGuest(std::string_view method,
+                                    const google::protobuf::MessageLite& request,
+                                    google::protobuf::MessageLite* response) {
+  ttrpc::CallOptions options;
+  options.timeout = kGuestCallTimeout;
+  options.canceller = canceller_;
+  return ttrpc::CallProto(guest_.connection(), kGuestService, method, request, response, options);
 }
 
 void IoRelay::CopyOutput(guestapi::Stream stream, const std::string& fifo_path) {
   UniqueFd fifo(::open(fifo_path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fifo) {
     spdlog::warn("{}: opening {} failed: {}", container_id_, fifo_path, std::strerror(errno));
+  } else {
+    int flags = ::fcntl(fifo.get(), F_GETFL);
+    if (flags >= 0) ::fcntl(fifo.get(), F_SETFL, flags | O_NONBLOCK);  // Stop can interrupt
   }
   guestapi::ReadOutputRequest request;
   request.set_container_id(container_id_);
   request.set_exec_id(exec_id_);
   request.set_stream(stream);
-  auto opened = guest_.connection().OpenStream("beaconbox.guest.v1.Guest", "ReadOutput",
-                                               request.SerializeAsString(),
-                                               /*client_streaming=*/false);
-  if (opened.ok()) {
-    std::string message;
-    guestapi::OutputChunk chunk;
-    while ((*opened)->Recv(&message)) {
-      if (!chunk.ParseFromString(message)) {
-        spdlog::warn("{}: unparsable output chunk from the guest dropped", container_id_);
-        continue;
+  request.set_max_bytes(kOutputChunk);
+  request.set_wait_ms(static_cast<uint32_t>(kGuestWait.count() * 1000));
+  guestapi::ReadOutputResponse chunk;
+  while (!stopping()) {
+    ttrpc::RpcStatus status = CallGuest("ReadOutput", request, &chunk);
+    if (status.code == ttrpc::Code::kDeadlineExceeded) continue;  // the guest is slow: ask again
+    if (!status.ok()) {
+      if (status.code != ttrpc::Code::kCancelled) {
+        spdlog::warn("{}: output stream: {}", container_id_,
+                     ErrorFromRpc(status, "guest ReadOutput").message);
       }
-      // A reader that went away (ctr killed) does not stop the drain: the guest's
-      // pipe must still be emptied or the container blocks on write.
-      if (fifo && !WriteAll(fifo.get(), chunk.data())) fifo.Reset();
+      break;
     }
-    (*opened)->Finish();
-  } else if (!opened.ok()) {
-    spdlog::warn("{}: output stream: {}", container_id_, opened.error().message);
+    // A reader that went away (ctr killed) does not stop the drain: the guest's
+    // pipe must still be emptied or the container blocks on write.
+    if (fifo && !chunk.data().empty() && !WriteAll(fifo.get(), chunk.data(), stop_fd_.get())) {
+      if (stopping()) break;
+      fifo.Reset();
+    }
+    if (chunk.eof()) break;
   }
   OutputDone();
+}
+
+bool IoRelay::PushInput(std::string_view data) {
+  guestapi::WriteInputRequest request;
+  request.set_container_id(container_id_);
+  request.set_exec_id(exec_id_);
+  request.set_wait_ms(static_cast<uint32_t>(kGuestWait.count() * 1000));
+  guestapi::WriteInputResponse response;
+  while (!data.empty()) {
+    if (stopping()) return false;
+    request.set_data(data.data(), data.size());
+    ttrpc::RpcStatus status = CallGuest("WriteInput", request, &response);
+    if (status.code == ttrpc::Code::kDeadlineExceeded) continue;
+    if (!status.ok()) {
+      if (status.code != ttrpc::Code::kCancelled) {
+        spdlog::warn("{}: stdin: {}", container_id_,
+                     ErrorFromRpc(status, "guest WriteInput").message);
+      }
+      return false;
+    }
+    data.remove_prefix(std::min<size_t>(response.written(), data.size()));
+  }
+  return true;
 }
 
 void IoRelay::CopyInput(const std::string& fifo_path) {
@@ -108,39 +181,38 @@ void IoRelay::CopyInput(const std::string& fifo_path) {
     spdlog::warn("{}: opening {} failed: {}", container_id_, fifo_path, std::strerror(errno));
     return;
   }
-  auto opened = guest_.connection().OpenStream("beaconbox.guest.v1.Guest", "WriteInput", "",
-                                               /*client_streaming=*/true);
-  if (!opened.ok()) {
-    spdlog::warn("{}: input stream: {}", container_id_, opened.error().message);
-    return;
-  }
-  auto& stream = *opened;
-  guestapi::InputChunk chunk;
-  chunk.set_container_id(container_id_);
-  chunk.set_exec_id(exec_id_);
-  // The first message names the process even before any input arrives.
-  bool alive = stream->Send(chunk.SerializeAsString());
-  char buffer[32 * 1024];
-  while (alive) {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_ || stdin_closed_) break;
+  std::string buffer(kInputChunk, '\0');
+  bool closing = false;  // CloseIO: send what the FIFO holds now, then close
+  while (true) {
+    if (!closing) {
+      // POLLHUP comes only once a writer connected and left: that is stdin's EOF.
+      pollfd fds[3] = {
+          {fifo.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}, {stdin_close_fd_.get(), POLLIN, 0}};
+      if (::poll(fds, 3, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (fds[1].revents != 0) return;  // Stop: the guest's Delete closes stdin
+      closing = fds[2].revents != 0;
     }
-    // POLLHUP comes only once a writer connected and left: that is stdin's EOF.
-    pollfd fds[2] = {{fifo.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
+    ssize_t n = ::read(fifo.get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (closing) break;
+      continue;
     }
-    if (fds[1].revents != 0) break;  // Stop or CloseIO
-    ssize_t n = ::read(fifo.get(), buffer, sizeof(buffer));
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) break;
-    chunk.set_data(buffer, static_cast<size_t>(n));
-    alive = stream->Send(chunk.SerializeAsString());
+    if (!PushInput(std::string_view(buffer.data(), static_cast<size_t>(n)))) return;
   }
-  (void)stream->CloseSend();
-  stream->Finish();
+  if (stopping()) return;
+  guestapi::CloseInputRequest request;
+  request.set_container_id(container_id_);
+  request.set_exec_id(exec_id_);
+  guestapi::Empty empty;
+  ttrpc::RpcStatus status = CallGuest("CloseInput", request, &empty);
+  if (!status.ok() && status.code != ttrpc::Code::kCancelled) {
+    spdlog::warn("{}: {}", container_id_, ErrorFromRpc(status, "guest CloseInput").message);
+  }
 }
 
 void IoRelay::CloseStdin() {
@@ -149,12 +221,7 @@ void IoRelay::CloseStdin() {
     if (stdin_closed_) return;
     stdin_closed_ = true;
   }
-  Wake();
-}
-
-void IoRelay::Wake() {
-  uint64_t one = 1;
-  (void)!::write(wake_fd_.get(), &one, sizeof(one));
+  Signal(stdin_close_fd_.get());
 }
 
 void IoRelay::Stop() {
@@ -165,7 +232,8 @@ void IoRelay::Stop() {
     threads.swap(threads_);
   }
   if (threads.empty()) return;
-  Wake();
+  Signal(stop_fd_.get());
+  canceller_->Cancel();  // guest calls in flight end now
   if (!paths_.stdout_path.empty()) UnblockFifoOpen(paths_.stdout_path, O_WRONLY);
   if (!paths_.stderr_path.empty()) UnblockFifoOpen(paths_.stderr_path, O_WRONLY);
   for (auto& thread : threads) thread.join();

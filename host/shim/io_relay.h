@@ -1,9 +1,16 @@
 // Copies a process's stdio between containerd's FIFOs on the host and the guest
-// agent's ReadOutput/WriteInput streams. One thread per stream; each ends at EOF
-// or when Stop is called.
+// agent's ReadOutput/WriteInput/CloseInput calls. One thread per stream; each ends
+// at EOF or when Stop is called.
+//
+// Flow control is by pull (guest.proto): each thread has at most one call in
+// flight and asks for more output only once the last chunk is in the FIFO, so a
+// FIFO reader that lags blocks only its own thread (and, through the guest's pipe,
+// the process), never the guest connection; memory is one chunk per stream on each
+// side. Stop cancels the calls in flight (ttrpc::Canceller) and FIFO waits.
 #pragma once
 
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -41,14 +48,21 @@ class IoRelay {
  private:
   void CopyOutput(guestapi::Stream stream, const std::string& fifo_path);
   void CopyInput(const std::string& fifo_path);
+  // Sends `data` to the process's stdin; false once that is no longer possible.
+  bool PushInput(std::string_view data);
   void OutputDone();
-  void Wake();  // releases the stdin thread from poll() and a pending FIFO open
+  bool stopping();
+  // A guest call with this relay's canceller and the deadline of one pull.
+  ttrpc::RpcStatus CallGuest(std::string_view method, const google::protobuf::MessageLite& request,
+                             google::protobuf::MessageLite* response);
 
   GuestClient& guest_;
   const std::string container_id_;
   const std::string exec_id_;
   const StdioPaths paths_;
-  UniqueFd wake_fd_;
+  const std::shared_ptr<ttrpc::Canceller> canceller_;
+  UniqueFd stop_fd_;         // eventfd, readable once Stop was called
+  UniqueFd stdin_close_fd_;  // eventfd, readable once CloseStdin was called
 
   std::mutex mutex_;
   std::condition_variable drained_;   // with mutex_: outputs_open_ reached 0

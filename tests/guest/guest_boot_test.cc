@@ -65,23 +65,25 @@ class GuestBootTest : public ::testing::Test {
     return status;
   }
 
+  // Pulls a process's output until EOF, as the shim's IoRelay does.
   std::string ReadStream(guestapi::Stream stream) {
     guestapi::ReadOutputRequest req;
     req.set_container_id("c1");
     req.set_stream(stream);
-    auto opened = client_->OpenStream(kGuest, "ReadOutput", req.SerializeAsString(),
-                                      /*client_streaming=*/false);
-    if (!opened.ok()) {
-      ADD_FAILURE() << opened.error().message;
-      return "";
-    }
-    std::string out, message;
-    guestapi::OutputChunk chunk;
-    while ((*opened)->Recv(&message)) {
-      EXPECT_TRUE(chunk.ParseFromString(message));
+    req.set_max_bytes(64 * 1024);
+    req.set_wait_ms(10 * 1000);
+    std::string out;
+    for (int calls = 0; calls < 100; ++calls) {
+      guestapi::ReadOutputResponse chunk;
+      ttrpc::RpcStatus status = Call(kGuest, "ReadOutput", req, &chunk);
+      if (!status.ok()) {
+        ADD_FAILURE() << status.message;
+        return out;
+      }
       out += chunk.data();
+      if (chunk.eof()) return out;
     }
-    EXPECT_TRUE((*opened)->Finish().ok());
+    ADD_FAILURE() << "no EOF after 100 ReadOutput calls";
     return out;
   }
 
