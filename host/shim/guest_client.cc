@@ -1,13 +1,16 @@
 #include "host/shim/guest_client.h"
 
 #include "common/base/agent_token.h"
+#include "common/base/file_util.h"
 
 namespace beaconbox::shim {
 
 Error ErrorFromRpc(const ttrpc::RpcStatus& status, std::string_view what) {
-  // The guest's text is passed on, but bounded: it is untrusted and ends up in logs.
+  // The guest's text is passed on, but bounded and as one printable line: it is
+  // untrusted and ends up in logs and in containerd (whose protobuf refuses strings
+  // that are not UTF-8).
   Error error = ttrpc::ErrorFromRpcStatus(status);
-  error.message = std::string(what) + ": " + error.message.substr(0, 1024);
+  error.message = std::string(what) + ": " + PrintableOneLine(error.message.substr(0, 1024));
   return error;
 }
 
