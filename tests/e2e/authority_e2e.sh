@@ -173,7 +173,7 @@ if bbx_run_detached term1 /bin/sleep 600; then
       gone "$pid" && pass "pid $pid is gone with its shim" || fail "pid $pid outlived the shim's SIGTERM"
     done
     taps=$(in_netns ip -br link | grep '^beacon-' || true)
-    [ -z "$taps" ] && pass "the shim removed its TAP before exiting" ||
+    [ -z "$taps" ] && pass "no TAP left after the shim's SIGTERM" ||
       fail "TAP left by the shim's SIGTERM (no teardown): $taps"
     [ ! -e "$(bundle_of term1)/beaconbox-state.json" ] &&
       pass "no state file left after the shim's SIGTERM" || fail "state file left: no teardown ran"
