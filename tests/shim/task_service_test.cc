@@ -90,12 +90,20 @@ TEST_F(TaskServiceTest, TranslatesTheLifecycleWithContainerdsCodes) {
   ASSERT_TRUE(Call("State", state_request, &state).ok());
   EXPECT_EQ(state.status(), ::containerd::v1::types::CREATED);
   EXPECT_EQ(state.bundle(), bundle_);
-  EXPECT_NE(state.pid(), 0u);
+  // The VMM's pid (FakeVmm::vmm_pid), never the guest's, for State and Pids alike.
+  EXPECT_EQ(state.pid(), 424242u);
+  task::PidsRequest pids_request;
+  pids_request.set_id("c1");
+  task::PidsResponse pids;
+  ASSERT_TRUE(Call("Pids", pids_request, &pids).ok());
+  ASSERT_EQ(pids.processes_size(), 1);
+  EXPECT_EQ(pids.processes(0).pid(), 424242u);
 
   task::StartRequest start;
   start.set_id("c1");
   task::StartResponse started;
   ASSERT_TRUE(Call("Start", start, &started).ok());
+  EXPECT_EQ(started.pid(), 424242u);
   auto twice = Call("Start", start, &started);
   EXPECT_EQ(twice.code, Code::kFailedPrecondition);
   EXPECT_EQ(twice.message, "cannot start a running process");
