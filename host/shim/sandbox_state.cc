@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/base/bounded_json.h"
 #include "common/base/file_util.h"
 
 namespace beaconbox::shim {
@@ -95,8 +96,8 @@ std::string SerializeRecord(const SandboxRecord& record) {
 }
 
 Result<SandboxRecord> ParseRecord(std::string_view text) {
-  json document = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded() || !document.is_object()) {
+  BBX_ASSIGN_OR_RETURN(json document, ParseBoundedJson(text, "the sandbox state file"));
+  if (!document.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "the sandbox state file is not a JSON object");
   }
   // Reading a field of the wrong type would throw: check types, never trust the file.

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/base/bounded_json.h"
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "plugins/common/virtiofsd.h"
@@ -417,7 +418,8 @@ Status QemuVm::SetVcpus(uint32_t vcpus) {
                                                       std::to_string(max_vcpus));
   }
   BBX_ASSIGN_OR_RETURN(std::string slots_text, qmp_->Call("query-hotpluggable-cpus", "", 5s));
-  auto slots = nlohmann::json::parse(slots_text, nullptr, false);
+  BBX_ASSIGN_OR_RETURN(nlohmann::json slots,
+                       ParseBoundedJson(slots_text, "QMP query-hotpluggable-cpus reply"));
   if (!slots.is_array()) {
     return MakeError(ErrorCode::kInternal, "QMP query-hotpluggable-cpus: unexpected reply");
   }
