@@ -278,10 +278,12 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
                                        plan.virtiofsd_sockets[share++], plan.virtiofsd_log, 10s);
     if (!pid.ok()) return pid.error().Wrap("config key virtiofsd");
     vm->virtiofsd_pids_.push_back(*pid);
+    vm->virtiofsd_start_times_.push_back(plugins::ProcessStartTime(*pid));
   }
   plugins::SpawnOptions qemu_output;
   qemu_output.log_path = plan.qemu_log;
   BBX_ASSIGN_OR_RETURN(vm->qemu_pid_, spawner.Spawn(argv, qemu_output));
+  vm->qemu_start_time_ = plugins::ProcessStartTime(vm->qemu_pid_);
   if (!WaitForPath(plan.qmp_socket, vm->qemu_pid_, 30s)) return vm->Died("QEMU did not start");
   auto qmp = QmpClient::Connect(plan.qmp_socket, 10s);
   if (!qmp.ok()) return vm->Died("QEMU's QMP did not answer (" + qmp.error().message + ")");
@@ -358,8 +360,14 @@ pluginapi::VmInfo QemuVm::Info() const {
   pluginapi::VmInfo info;
   info.set_id(spec_.id());
   info.set_namespace_(spec_.namespace_());
-  if (qemu_pid_ > 0) info.add_pids(qemu_pid_);
-  for (pid_t pid : virtiofsd_pids_) info.add_pids(pid);
+  if (qemu_pid_ > 0) {
+    info.add_pids(qemu_pid_);
+    info.add_pid_start_times(qemu_start_time_);
+  }
+  for (size_t i = 0; i < virtiofsd_pids_.size(); ++i) {
+    info.add_pids(virtiofsd_pids_[i]);
+    info.add_pid_start_times(i < virtiofsd_start_times_.size() ? virtiofsd_start_times_[i] : 0);
+  }
   info.set_accelerator(plan_.accelerator);
   info.set_accelerator_reason(plan_.accelerator_reason);
   info.set_console_log_path(spec_.console_log_path());
