@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "common/base/bounded_json.h"
 #include "common/base/file_util.h"
 #include "host/shim/console_logs.h"
 
@@ -38,6 +39,8 @@ Step StepFromName(const std::string& name) {
 json VmInfoToJson(const pluginapi::VmInfo& info) {
   return {{"id", info.id()},
           {"pids", std::vector<int64_t>(info.pids().begin(), info.pids().end())},
+          {"pid_start_times",
+           std::vector<uint64_t>(info.pid_start_times().begin(), info.pid_start_times().end())},
           {"accelerator", info.accelerator()},
           {"console_log_path", info.console_log_path()},
           {"guest_channel", info.guest_channel()},
@@ -52,6 +55,12 @@ pluginapi::VmInfo VmInfoFromJson(const json& object) {
   if (auto it = object.find("pids"); it != object.end() && it->is_array()) {
     for (const auto& pid : *it) {
       if (pid.is_number_integer()) info.add_pids(pid.get<int64_t>());
+    }
+  }
+  // Absent in a file of an older shim: the cleanup then kills none of the pids.
+  if (auto it = object.find("pid_start_times"); it != object.end() && it->is_array()) {
+    for (const auto& start_time : *it) {
+      info.add_pid_start_times(start_time.is_number_unsigned() ? start_time.get<uint64_t>() : 0);
     }
   }
   info.set_accelerator(object.value("accelerator", ""));
@@ -96,8 +105,8 @@ std::string SerializeRecord(const SandboxRecord& record) {
 }
 
 Result<SandboxRecord> ParseRecord(std::string_view text) {
-  json document = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded() || !document.is_object()) {
+  BBX_ASSIGN_OR_RETURN(json document, ParseBoundedJson(text, "the sandbox state file"));
+  if (!document.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "the sandbox state file is not a JSON object");
   }
   // Reading a field of the wrong type would throw: check types, never trust the file.

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/base/bounded_json.h"
+
 namespace beaconbox::shim {
 namespace {
 
@@ -19,9 +21,9 @@ bool IsBindMount(const json& mount) {
 
 Result<AdaptedSpec> Adapt(std::string_view host_config_json, bool share_vm_dns,
                           std::string_view guest_rootfs) {
-  json spec = json::parse(host_config_json, nullptr, /*allow_exceptions=*/false);
-  if (spec.is_discarded() || !spec.is_object()) {
-    return MakeError(ErrorCode::kInvalidArgument, "config.json in the bundle is not valid JSON");
+  BBX_ASSIGN_OR_RETURN(json spec, ParseBoundedJson(host_config_json, "config.json in the bundle"));
+  if (!spec.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "config.json in the bundle is not a JSON object");
   }
   AdaptedSpec adapted;
 
@@ -108,8 +110,8 @@ Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool sh
 }
 
 Result<std::string> AdaptProcessForGuest(std::string_view process_json) {
-  json process = json::parse(process_json, nullptr, false);
-  if (process.is_discarded() || !process.is_object()) {
+  BBX_ASSIGN_OR_RETURN(json process, ParseBoundedJson(process_json, "exec process spec"));
+  if (!process.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "exec process spec is not a JSON object");
   }
   return process.dump();

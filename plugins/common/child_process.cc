@@ -5,9 +5,11 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <future>
 
@@ -140,19 +142,49 @@ bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds
   return true;
 }
 
-size_t KillStaleProcesses(const std::vector<int64_t>& pids,
+uint64_t ProcessStartTime(int64_t pid) {
+  if (pid <= 0 || pid > 4194304) return 0;  // PID_MAX_LIMIT
+  UniqueFd fd(::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return 0;
+  char buffer[1024];
+  ssize_t n;
+  do {
+    n = ::read(fd.get(), buffer, sizeof(buffer) - 1);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return 0;
+  buffer[n] = '\0';
+  // "pid (comm) state ppid ...": comm may hold spaces and ')', so fields are counted
+  // from the last ')'. After it come field 3 (state) ... field 22 (starttime).
+  const char* fields = std::strrchr(buffer, ')');
+  if (fields == nullptr) return 0;
+  int field = 2;
+  for (const char* at = fields + 1; *at != '\0'; ++at) {
+    if (*at != ' ') continue;
+    if (++field == 22) return std::strtoull(at + 1, nullptr, 10);
+  }
+  return 0;
+}
+
+size_t KillStaleProcesses(const std::vector<RecordedProcess>& processes,
                           const std::vector<std::string>& binaries) {
   namespace fs = std::filesystem;
   size_t killed = 0;
-  for (int64_t pid : pids) {
-    if (pid <= 1 || pid > 4194304) continue;  // PID_MAX_LIMIT
+  for (const RecordedProcess& process : processes) {
+    if (process.pid <= 1 || process.pid > 4194304) continue;  // PID_MAX_LIMIT
+    if (process.start_time == 0) continue;  // identity unknown: never kill on a guess
+    // The pidfd names the process that has the pid now; the checks below then prove it
+    // is the recorded one (if the pid is recycled in between, the pidfd's process is
+    // dead and the signal fails).
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, process.pid, 0)));
+    if (!pidfd) continue;
+    if (ProcessStartTime(process.pid) != process.start_time) continue;
     std::error_code error;
-    const fs::path exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", error);
+    const fs::path exe = fs::read_symlink("/proc/" + std::to_string(process.pid) + "/exe", error);
     if (error) continue;
     for (const auto& binary : binaries) {
       std::error_code ignored;
       if (!binary.empty() && fs::equivalent(exe, binary, ignored)) {
-        if (::kill(static_cast<pid_t>(pid), SIGKILL) == 0) ++killed;
+        if (::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0) == 0) ++killed;
         break;
       }
     }

@@ -66,10 +66,25 @@ bool WaitChildExit(pid_t pid, std::chrono::milliseconds timeout);
 // the child `owner` exits first or the time runs out.
 bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds timeout);
 
-// For the cleanup after a dead shim: SIGKILLs each of `pids` that still runs one of
-// `binaries` (by /proc/<pid>/exe), so that a recycled pid is never killed. Returns
-// how many it signalled.
-size_t KillStaleProcesses(const std::vector<int64_t>& pids,
+// The start time of `pid` (/proc/<pid>/stat field 22, clock ticks since boot): with
+// the pid it names one process for the life of the machine. 0 when there is no such
+// process or the file cannot be read. Read it while the pid is an unreaped child (or
+// otherwise known to be the right process), e.g. right after the spawn.
+uint64_t ProcessStartTime(int64_t pid);
+
+// A process recorded by a shim for the cleanup after its death.
+struct RecordedProcess {
+  int64_t pid = 0;
+  uint64_t start_time = 0;  // 0: not recorded (a state file from before it was)
+};
+
+// For the cleanup after a dead shim: SIGKILLs each recorded process that still runs,
+// i.e. whose pid has the recorded start time and runs one of `binaries` (by
+// /proc/<pid>/exe). A recycled pid (another VM, any other process) has another start
+// time and is left alone; so is a process without a recorded start time, since its
+// identity cannot be proved. The signal goes through a pidfd opened before the checks,
+// so a pid recycled while checking is not hit either. Returns how many it signalled.
+size_t KillStaleProcesses(const std::vector<RecordedProcess>& processes,
                           const std::vector<std::string>& binaries);
 
 }  // namespace beaconbox::plugins

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/base/bounded_json.h"
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "common/base/unique_fd.h"
@@ -178,8 +179,8 @@ std::string SerializeVerdict(const KvmVerdict& verdict) {
 }
 
 Result<KvmVerdict> ParseVerdict(std::string_view text) {
-  auto json = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
-  if (json.is_discarded() || !json.is_object()) {
+  BBX_ASSIGN_OR_RETURN(nlohmann::json json, ParseBoundedJson(text, "KVM verdict"));
+  if (!json.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "KVM verdict is not a JSON object");
   }
   auto version = json.find("version");

@@ -174,14 +174,20 @@ bbx_status VmResize(bbx_vm* vm, uint32_t vcpus, uint64_t memory_mib, bbx_error* 
   return status.ok() ? BBX_OK : Fail(status.error(), error);
 }
 
-// Ends the processes a dead shim's VM left, but only those still running one of
-// our binaries: a recycled pid must never be killed.
+// Ends the processes a dead shim's VM left, but only those that are provably the
+// recorded ones (pid, start time, one of our binaries): a recycled pid must never be
+// killed. A VmInfo without start times (a state file of an older shim) kills nothing.
 bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* error) {
   pluginapi::VmInfo info;
   if (!info.ParseFromArray(info_bytes.data, static_cast<int>(info_bytes.len))) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmInfo");
   }
-  beaconbox::plugins::KillStaleProcesses({info.pids().begin(), info.pids().end()},
+  std::vector<beaconbox::plugins::RecordedProcess> processes;
+  for (int i = 0; i < info.pids_size(); ++i) {
+    processes.push_back(
+        {info.pids(i), i < info.pid_start_times_size() ? info.pid_start_times(i) : 0});
+  }
+  beaconbox::plugins::KillStaleProcesses(processes,
                                          {plugin->config.binary, plugin->config.virtiofsd});
   // virtiofsd's lock files for this VM's sockets (named after the socket path).
   beaconbox::plugins::RemoveVirtiofsdLockFilesUnder(info.run_dir());

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/base/agent_token.h"
+#include "common/base/bounded_json.h"
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "plugins/common/virtiofsd.h"
@@ -305,6 +306,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
                                        plan.virtiofsd_sockets[share++], plan.virtiofsd_log, 10s);
     if (!pid.ok()) return pid.error().Wrap("config key virtiofsd");
     vm->virtiofsd_pids_.push_back(*pid);
+    vm->virtiofsd_start_times_.push_back(plugins::ProcessStartTime(*pid));
   }
   BBX_RETURN_IF_ERROR(WriteAgentTokenFile(plan.agent_token_file, spec.agent_token()));
   BBX_ASSIGN_OR_RETURN(auto console_log,
@@ -313,6 +315,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
   plugins::SpawnOptions qemu_output;
   qemu_output.log_path = plan.qemu_log;
   BBX_ASSIGN_OR_RETURN(vm->qemu_pid_, spawner.Spawn(argv, qemu_output));
+  vm->qemu_start_time_ = plugins::ProcessStartTime(vm->qemu_pid_);
   if (!WaitForPath(plan.qmp_socket, vm->qemu_pid_, 30s)) return vm->Died("QEMU did not start");
   auto qmp = QmpClient::Connect(plan.qmp_socket, 10s);
   if (!qmp.ok()) return vm->Died("QEMU's QMP did not answer (" + qmp.error().message + ")");
@@ -392,8 +395,14 @@ pluginapi::VmInfo QemuVm::Info() const {
   pluginapi::VmInfo info;
   info.set_id(spec_.id());
   info.set_namespace_(spec_.namespace_());
-  if (qemu_pid_ > 0) info.add_pids(qemu_pid_);
-  for (pid_t pid : virtiofsd_pids_) info.add_pids(pid);
+  if (qemu_pid_ > 0) {
+    info.add_pids(qemu_pid_);
+    info.add_pid_start_times(qemu_start_time_);
+  }
+  for (size_t i = 0; i < virtiofsd_pids_.size(); ++i) {
+    info.add_pids(virtiofsd_pids_[i]);
+    info.add_pid_start_times(i < virtiofsd_start_times_.size() ? virtiofsd_start_times_[i] : 0);
+  }
   info.set_accelerator(plan_.accelerator);
   info.set_accelerator_reason(plan_.accelerator_reason);
   info.set_console_log_path(spec_.console_log_path());
@@ -453,7 +462,8 @@ Status QemuVm::SetVcpus(uint32_t vcpus) {
                                                       std::to_string(max_vcpus));
   }
   BBX_ASSIGN_OR_RETURN(std::string slots_text, qmp_->Call("query-hotpluggable-cpus", "", 5s));
-  auto slots = nlohmann::json::parse(slots_text, nullptr, false);
+  BBX_ASSIGN_OR_RETURN(nlohmann::json slots,
+                       ParseBoundedJson(slots_text, "QMP query-hotpluggable-cpus reply"));
   if (!slots.is_array()) {
     return MakeError(ErrorCode::kInternal, "QMP query-hotpluggable-cpus: unexpected reply");
   }

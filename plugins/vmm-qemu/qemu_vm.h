@@ -99,6 +99,10 @@ class QemuVm {
   LaunchPlan plan_;
   pid_t qemu_pid_ = -1;
   std::vector<pid_t> virtiofsd_pids_;
+  // Read at the spawn, while each pid surely is our child: with the pid they name the
+  // process for the stale cleanup after a dead shim (VmInfo.pid_start_times).
+  uint64_t qemu_start_time_ = 0;
+  std::vector<uint64_t> virtiofsd_start_times_;
   std::optional<QmpClient> qmp_;
   std::unique_ptr<ConsolePump> console_;
   uint32_t vcpus_ = 0;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/base/bounded_json.h"
 #include "common/base/errno_error.h"
 
 namespace beaconbox::qemu {
@@ -82,7 +83,8 @@ Result<std::string> QmpClient::Call(const std::string& command, const std::strin
   auto deadline = std::chrono::steady_clock::now() + timeout;
   nlohmann::json request{{"execute", command}};
   if (!arguments.empty()) {
-    auto parsed = nlohmann::json::parse(arguments, nullptr, false);
+    BBX_ASSIGN_OR_RETURN(nlohmann::json parsed,
+                         ParseBoundedJson(arguments, "QMP " + command + " arguments"));
     if (!parsed.is_object()) {
       return MakeError(ErrorCode::kInvalidArgument, "QMP " + command + ": arguments not an object");
     }
@@ -91,7 +93,10 @@ Result<std::string> QmpClient::Call(const std::string& command, const std::strin
   BBX_RETURN_IF_ERROR(Send(request.dump() + "\n"));
   while (true) {
     BBX_ASSIGN_OR_RETURN(std::string line, ReadLine(deadline));
-    auto reply = nlohmann::json::parse(line, nullptr, false);
+    // QEMU's answers are bounded like anything else read from a socket.
+    auto parsed = ParseBoundedJson(line, "QMP reply");
+    if (!parsed.ok()) return parsed.error().Wrap("QMP " + command);
+    nlohmann::json reply = std::move(*parsed);
     if (!reply.is_object()) continue;
     if (reply.contains("return")) return reply["return"].dump();
     if (reply.contains("error")) {

@@ -93,5 +93,16 @@ TEST(SpecAdapter, RefusesFieldsOfAnotherTypeAndNonUtf8Rootfs) {
   EXPECT_FALSE(AdaptSpecForGuest("{}", false, "root\xff").ok());
 }
 
+// 100,000 levels deep used to overflow the stack in nlohmann's recursive parse.
+TEST(SpecAdapter, RefusesDeeplyNestedJsonWithOneLine) {
+  std::string deep = R"({"ociVersion":"1.0.2","annotations":)" + std::string(100000, '[') +
+                     std::string(100000, ']') + "}";
+  auto adapted = AdaptSpecForGuest(deep);
+  ASSERT_FALSE(adapted.ok());
+  EXPECT_EQ(adapted.error().message,
+            "config.json in the bundle nests arrays/objects deeper than 64 levels: refused");
+  EXPECT_FALSE(AdaptProcessForGuest(std::string(100000, '[') + std::string(100000, ']')).ok());
+}
+
 }  // namespace
 }  // namespace beaconbox::shim

@@ -143,6 +143,24 @@ TEST_F(TaskServiceTest, TranslatesTheLifecycleWithContainerdsCodes) {
                                                         "/tasks/exit", "/tasks/delete"}));
 }
 
+// A config.json nested 100,000 levels deep used to crash the shim (recursive JSON
+// parse); now Create answers with one line and the shim goes on serving.
+TEST_F(TaskServiceTest, CreateWithADeeplyNestedConfigJsonFailsWithOneLine) {
+  std::ofstream(bundle_ + "/config.json", std::ios::trunc)
+      << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"annotations":)"
+      << std::string(100000, '[') << std::string(100000, ']') << "}";
+  auto created = Create("c1");
+  EXPECT_EQ(created.code, Code::kInvalidArgument);
+  EXPECT_NE(created.message.find("config.json in the bundle nests arrays/objects deeper than"),
+            std::string::npos)
+      << created.message;
+  EXPECT_EQ(created.message.find('\n'), std::string::npos);
+  task::StateRequest state_request;
+  state_request.set_id("c1");
+  task::StateResponse state;
+  EXPECT_EQ(Call("State", state_request, &state).code, Code::kNotFound);  // still serving
+}
+
 TEST_F(TaskServiceTest, KillBeforeStartMakesWaitReturn137) {
   ASSERT_TRUE(Create("c1").ok());
   Empty empty;

@@ -129,6 +129,8 @@ TEST(SandboxStateTest, RoundTripsAndRefusesGarbage) {
   record.vm = Step::kDone;
   record.vm_info.add_pids(11);
   record.vm_info.add_pids(12);
+  record.vm_info.add_pid_start_times(123456789012ull);
+  record.vm_info.add_pid_start_times(42);
   record.containers.push_back({kKey, "/b", Step::kDone});
   auto parsed = ParseRecord(SerializeRecord(record));
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
@@ -136,6 +138,9 @@ TEST(SandboxStateTest, RoundTripsAndRefusesGarbage) {
   EXPECT_EQ(parsed->network, Step::kStarted);
   EXPECT_EQ(parsed->vm, Step::kDone);
   EXPECT_EQ(parsed->vm_info.pids_size(), 2);
+  ASSERT_EQ(parsed->vm_info.pid_start_times_size(), 2);
+  EXPECT_EQ(parsed->vm_info.pid_start_times(0), 123456789012ull);
+  EXPECT_EQ(parsed->vm_info.pid_start_times(1), 42u);
   ASSERT_EQ(parsed->containers.size(), 1u);
   EXPECT_EQ(parsed->containers[0].rootfs, Step::kDone);
   EXPECT_EQ(parsed->containers[0].bundle, "/b");
@@ -145,6 +150,11 @@ TEST(SandboxStateTest, RoundTripsAndRefusesGarbage) {
   auto odd = ParseRecord(R"({"version":1,"vm":{"step":3,"info":{"pids":["x"]}},"containers":[1]})");
   ASSERT_TRUE(odd.ok());
   EXPECT_EQ(odd->vm, Step::kNone);
+  // A file of an older shim has no start times: none are made up.
+  auto old = ParseRecord(R"({"version":1,"vm":{"step":"done","info":{"pids":[11,12]}}})");
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_EQ(old->vm_info.pids_size(), 2);
+  EXPECT_EQ(old->vm_info.pid_start_times_size(), 0);
 }
 
 }  // namespace

@@ -164,10 +164,25 @@ TEST(WaitForPathTest, SeesThePathOrTheOwnerExit) {
   EXPECT_FALSE(WaitForPath(dir / "never", *exits, 600s)) << "waited although the owner exited";
 }
 
-TEST(KillStaleProcessesTest, KillsOnlyPidsRunningTheNamedBinaries) {
+TEST(ProcessStartTimeTest, ReadsField22OfStat) {
   auto sleeper = ForkExec({"/bin/sleep", "600"}, LogTo("/dev/null"));
   ASSERT_TRUE(sleeper.ok());
   ChildGuard guard{*sleeper};
+  const uint64_t start_time = ProcessStartTime(*sleeper);
+  EXPECT_NE(start_time, 0u);
+  EXPECT_EQ(ProcessStartTime(*sleeper), start_time);    // stable for the process' life
+  EXPECT_GE(start_time, ProcessStartTime(::getpid()));  // started after this test
+  EXPECT_EQ(ProcessStartTime(0), 0u);
+  EXPECT_EQ(ProcessStartTime(-5), 0u);
+  EXPECT_EQ(ProcessStartTime(99999999), 0u);
+}
+
+TEST(KillStaleProcessesTest, KillsOnlyRecordedProcessesRunningTheNamedBinaries) {
+  auto sleeper = ForkExec({"/bin/sleep", "600"}, LogTo("/dev/null"));
+  ASSERT_TRUE(sleeper.ok());
+  ChildGuard guard{*sleeper};
+  const uint64_t start_time = ProcessStartTime(*sleeper);
+  ASSERT_NE(start_time, 0u);
   // Wait for the exec, so that /proc/<pid>/exe is sleep and not this test.
   const std::string exe = std::filesystem::canonical("/bin/sleep").string();
   for (int i = 0; i < 1000; ++i) {
@@ -176,9 +191,17 @@ TEST(KillStaleProcessesTest, KillsOnlyPidsRunningTheNamedBinaries) {
       break;
     std::this_thread::sleep_for(5ms);
   }
-  EXPECT_EQ(KillStaleProcesses({*sleeper, 0, 1, -5, 99999999}, {"/bin/true"}), 0u);
+  EXPECT_EQ(KillStaleProcesses({{*sleeper, start_time}, {0, 1}, {1, 1}, {-5, 1}, {99999999, 1}},
+                               {"/bin/true"}),
+            0u);
   EXPECT_TRUE(ChildRunning(*sleeper));
-  EXPECT_EQ(KillStaleProcesses({*sleeper}, {"", "/bin/sleep"}), 1u);
+  // The same pid and binary with another start time: a recycled pid, not ours.
+  EXPECT_EQ(KillStaleProcesses({{*sleeper, start_time + 1}}, {"/bin/sleep"}), 0u);
+  EXPECT_TRUE(ChildRunning(*sleeper));
+  // A state file from before start times were recorded: unsure, so not killed.
+  EXPECT_EQ(KillStaleProcesses({{*sleeper, 0}}, {"/bin/sleep"}), 0u);
+  EXPECT_TRUE(ChildRunning(*sleeper));
+  EXPECT_EQ(KillStaleProcesses({{*sleeper, start_time}}, {"", "/bin/sleep"}), 1u);
   EXPECT_TRUE(WaitChildExit(*sleeper, kExitBound));
   guard.pid = -1;
 }
