@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Container stdout throughput through containerd: `yes | head -c 100000000` in a
+# container, read by ctr into wc -c, with runc's shim and with beaconbox in one run
+# under one private containerd (scripts/lib/containerd-env.sh). Prints MB/s per run
+# and the median per runtime. To compare two builds, run it once per output dir.
+#   bench/io-throughput/run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-b BYTES]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+iterations=3
+bytes=100000000
+output=${BEACONBOX_OUTPUT_DIR:-$repo/_output}
+while getopts 'n:o:b:' opt; do
+  case $opt in
+    n) iterations=$OPTARG ;;
+    o) output=$OPTARG ;;
+    b) bytes=$OPTARG ;;
+    *) echo "usage: run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-b BYTES]" >&2; exit 2 ;;
+  esac
+done
+[[ $iterations =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
+[[ $bytes =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -b wants a positive byte count" >&2; exit 2; }
+export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
+source "$repo/scripts/lib/containerd-env.sh"
+
+runtimes=(io.containerd.runc.v2)
+missing=$(bbx_beaconbox_missing "$output")
+if [ -z "$missing" ]; then
+  runtimes+=("$BBX_BEACONBOX_RUNTIME")
+else
+  echo "beaconbox not measured: missing $(tr '\n' ' ' <<<"$missing")"
+fi
+
+bbx_env_start
+bbx_import_demo_image
+
+echo "stdout throughput of \`yes | head -c $bytes\` through ctr (output: $output)"
+for runtime in "${runtimes[@]}"; do
+  rates=()
+  for i in $(seq "$iterations"); do
+    # The wall time includes the container's start; a run without any container
+    # output is timed too and subtracted, so the figure is the copy alone.
+    start=$(date +%s%N)
+    BBX_RUNTIME=$runtime bbx_run "idle-$i" /bin/true >/dev/null
+    idle_ns=$(($(date +%s%N) - start))
+    start=$(date +%s%N)
+    got=$(BBX_RUNTIME=$runtime bbx_run "tput-$i" /bin/sh -c "yes | head -c $bytes" | wc -c)
+    run_ns=$(($(date +%s%N) - start))
+    [ "$got" = "$bytes" ] || echo "  $runtime run $i: got $got of $bytes bytes" >&2
+    copy_ns=$((run_ns - idle_ns))
+    [ "$copy_ns" -gt 0 ] || copy_ns=1
+    rate=$((bytes * 1000 / copy_ns))  # bytes/ns*1000 = MB/s
+    rates+=("$rate")
+    printf '  %-28s run %d: %4d MB/s (run %d ms, idle start %d ms)\n' "$runtime" "$i" "$rate" \
+      $((run_ns / 1000000)) $((idle_ns / 1000000))
+  done
+  median=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  printf '%-28s median %d MB/s over %d runs\n' "$runtime" "$median" "$iterations"
+done
