@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/base/errno_error.h"
+#include "guest/vminitd/connection_limit.h"
 #include "guest/vminitd/kernel_cmdline.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/reaper.h"
@@ -71,36 +72,6 @@ Result<std::string> FindVirtioPort(const std::string& name) {
   }
 }
 
-// Any host process may connect to the agent's vsock port (the guest CID and port
-// are predictable). Calls without the token are refused (AgentSession), and the
-// connections are bounded: past kMaxVsockConnections, a new connection evicts the
-// oldest one that has not authenticated within kAuthenticationGrace (the shim sends
-// its first call at once), else it is closed. Authenticated ones are never evicted.
-constexpr size_t kMaxVsockConnections = 4;
-constexpr auto kAuthenticationGrace = std::chrono::seconds(5);
-
-struct VsockSession {
-  std::unique_ptr<AgentSession> session;
-  std::chrono::steady_clock::time_point accepted;
-  std::atomic<bool> ended{false};
-};
-
-// Makes room for one more connection; false when every slot is taken by an
-// authenticated connection or one still within its grace period.
-bool MakeRoom(std::list<std::shared_ptr<VsockSession>>& sessions) {
-  std::erase_if(sessions, [](const auto& s) { return s->ended.load(); });
-  if (sessions.size() < kMaxVsockConnections) return true;
-  const auto now = std::chrono::steady_clock::now();
-  for (auto it = sessions.begin(); it != sessions.end(); ++it) {
-    if (!(*it)->session->authenticated() && now - (*it)->accepted >= kAuthenticationGrace) {
-      (*it)->session->End();  // its thread ends and drops it
-      sessions.erase(it);
-      return true;
-    }
-  }
-  return false;
-}
-
 [[noreturn]] void ServeVsock(Runtime& runtime, const std::string& agent_token, unsigned port) {
   for (;;) {
     UniqueFd listener(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -117,7 +88,7 @@ bool MakeRoom(std::list<std::shared_ptr<VsockSession>>& sessions) {
     }
     SetReadyTime();
     Log("serving on vsock port " + std::to_string(port));
-    std::list<std::shared_ptr<VsockSession>> sessions;  // this thread's only
+    std::list<std::shared_ptr<TrackedConnection<AgentSession>>> sessions;  // this thread's only
     bool refusal_logged = false;
     for (;;) {
       UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -126,13 +97,13 @@ bool MakeRoom(std::list<std::shared_ptr<VsockSession>>& sessions) {
         Log(ErrnoError("accept on vsock port", std::to_string(port)).message);
         break;
       }
-      if (!MakeRoom(sessions)) {
+      if (!MakeRoom(sessions, std::chrono::steady_clock::now())) {
         if (!refusal_logged) Log("vsock: too many agent connections; closing new ones");
         refusal_logged = true;
         continue;  // `conn` closes
       }
       refusal_logged = false;
-      auto entry = std::make_shared<VsockSession>();
+      auto entry = std::make_shared<TrackedConnection<AgentSession>>();
       entry->session = std::make_unique<AgentSession>(runtime, agent_token);
       entry->accepted = std::chrono::steady_clock::now();
       sessions.push_back(entry);
