@@ -84,6 +84,7 @@ struct ServerStreamState {
   bool handler_done = false;
   bool final_response_set = false;
   std::string final_response;
+  bool oversize_sent = false;  // a Send over the limit: the stream ends in an error
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {

@@ -120,6 +120,13 @@ bool ServerStream::Recv(std::string* message) {
 
 bool ServerStream::Send(std::string_view message) {
   if (!state_->server_streaming) return false;
+  if (message.size() > state_->connection->options().max_message_size) {
+    // Not sent, and not silently: the client gets an error in place of a stream
+    // that would look complete without this message.
+    std::lock_guard lock(state_->mutex);
+    state_->oversize_sent = true;
+    return false;
+  }
   return state_->connection->WriteFrame(state_->stream_id, internal::kData, 0, message);
 }
 
@@ -335,6 +342,10 @@ void Server::ServeConnection(UniqueFd fd) {
         std::lock_guard lock(stream->mutex);
         stream->handler_done = true;
         stream->changed.notify_all();  // a reader waiting for room gives up
+        if (status.ok() && stream->oversize_sent) {
+          status = {Code::kResourceExhausted,
+                    "stream message larger than the maximum message size not sent"};
+        }
         respond = !status.ok() || !stream->server_streaming || stream->final_response_set;
         final_response = std::move(stream->final_response);
       }

@@ -264,21 +264,26 @@ Status Runtime::Launch(const std::string& id, Process& process,
   pid_t pid = ::atoi(pid_text.c_str());
   if (pid <= 0) return MakeError(ErrorCode::kInternal, "crun wrote no pid to " + pid_file);
 
+  std::shared_ptr<StdioPipe> stdin_pipe, stdout_pipe, stderr_pipe;
+  UniqueFd console;
   if (process.terminal) {
-    BBX_ASSIGN_OR_RETURN(UniqueFd master, ReceiveConsole(console_listener.get()));
-    process.stdout_pipe =
-        std::make_shared<StdioPipe>(UniqueFd(::fcntl(master.get(), F_DUPFD_CLOEXEC, 0)));
-    process.stdin_pipe =
-        std::make_shared<StdioPipe>(UniqueFd(::fcntl(master.get(), F_DUPFD_CLOEXEC, 0)));
-    process.console_fd = std::move(master);
+    BBX_ASSIGN_OR_RETURN(console, ReceiveConsole(console_listener.get()));
+    stdout_pipe = std::make_shared<StdioPipe>(UniqueFd(::fcntl(console.get(), F_DUPFD_CLOEXEC, 0)));
+    stdin_pipe = std::make_shared<StdioPipe>(UniqueFd(::fcntl(console.get(), F_DUPFD_CLOEXEC, 0)));
   } else {
-    if (in.write_end) process.stdin_pipe = std::make_shared<StdioPipe>(std::move(in.write_end));
-    if (out.read_end) process.stdout_pipe = std::make_shared<StdioPipe>(std::move(out.read_end));
-    if (err.read_end) process.stderr_pipe = std::make_shared<StdioPipe>(std::move(err.read_end));
+    if (in.write_end) stdin_pipe = std::make_shared<StdioPipe>(std::move(in.write_end));
+    if (out.read_end) stdout_pipe = std::make_shared<StdioPipe>(std::move(out.read_end));
+    if (err.read_end) stderr_pipe = std::make_shared<StdioPipe>(std::move(err.read_end));
   }
   {
     std::lock_guard lock(mu_);
     process.pid = pid;
+    process.console_fd = std::move(console);
+    process.stdin_pipe = std::move(stdin_pipe);
+    process.stdout_pipe = std::move(stdout_pipe);
+    process.stderr_pipe = std::move(stderr_pipe);
+    process.launched = true;
+    process.stdio_ready.notify_all();
   }
   return Status::Ok();
 }
@@ -447,6 +452,8 @@ Result<taskapi::DeleteResponse> Runtime::Delete(const taskapi::DeleteRequest& re
   // Pending ReadOutput/WriteInput calls end now, even when a background child
   // still holds the other end of a pipe.
   auto close_stdio = [](Process& p) {
+    p.deleted = true;
+    p.stdio_ready.notify_all();
     for (auto* pipe : {&p.stdin_pipe, &p.stdout_pipe, &p.stderr_pipe}) {
       if (*pipe) (*pipe)->Close();
     }
@@ -588,20 +595,25 @@ Result<taskapi::ConnectResponse> Runtime::Connect(const taskapi::ConnectRequest&
   return resp;
 }
 
+void Runtime::WaitLaunched(std::unique_lock<std::mutex>& lock, Process& process,
+                           std::chrono::milliseconds wait) {
+  process.stdio_ready.wait_for(lock, wait,
+                               [&process] { return process.launched || process.deleted; });
+}
+
 Result<std::shared_ptr<StdioPipe>> Runtime::Output(const std::string& id,
                                                    const std::string& exec_id,
-                                                   guestapi::Stream stream) {
-  std::lock_guard lock(mu_);
-  BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
-  std::shared_ptr<StdioPipe> pipe;
-  if (stream == guestapi::STREAM_STDOUT) {
-    pipe = process->stdout_pipe;
-  } else if (stream == guestapi::STREAM_STDERR) {
-    pipe = process->stderr_pipe;
-  } else {
+                                                   guestapi::Stream stream,
+                                                   std::chrono::milliseconds wait) {
+  if (stream != guestapi::STREAM_STDOUT && stream != guestapi::STREAM_STDERR) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "ReadOutput: stream must be STREAM_STDOUT or STREAM_STDERR");
   }
+  std::unique_lock lock(mu_);
+  BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
+  WaitLaunched(lock, *process, wait);
+  if (!process->launched && !process->deleted) return std::shared_ptr<StdioPipe>();
+  auto pipe = stream == guestapi::STREAM_STDOUT ? process->stdout_pipe : process->stderr_pipe;
   if (!pipe) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "process " + id + "/" + exec_id + " has no such output (not requested)");
@@ -609,10 +621,12 @@ Result<std::shared_ptr<StdioPipe>> Runtime::Output(const std::string& id,
   return pipe;
 }
 
-Result<std::shared_ptr<StdioPipe>> Runtime::Input(const std::string& id,
-                                                  const std::string& exec_id) {
-  std::lock_guard lock(mu_);
+Result<std::shared_ptr<StdioPipe>> Runtime::Input(const std::string& id, const std::string& exec_id,
+                                                  std::chrono::milliseconds wait) {
+  std::unique_lock lock(mu_);
   BBX_ASSIGN_OR_RETURN(std::shared_ptr<Process> process, FindProcess(id, exec_id));
+  WaitLaunched(lock, *process, wait);
+  if (!process->launched && !process->deleted) return std::shared_ptr<StdioPipe>();
   if (!process->stdin_pipe) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "process " + id + "/" + exec_id + " has no stdin");

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -31,11 +32,15 @@ class Runtime {
   // --- beaconbox.guest.v1.Guest ---
   Result<guestapi::CreateBundleResponse> CreateBundle(const guestapi::CreateBundleRequest& req);
   Status RemoveBundle(const guestapi::RemoveBundleRequest& req);
-  // A process's stdout or stderr, for ReadOutput.
+  // A process's stdout or stderr, for ReadOutput. An exec's pipes exist from its
+  // Start on, and the shim may ask before: this waits up to `wait` for them, then
+  // gives null (nothing yet: ask again).
   Result<std::shared_ptr<StdioPipe>> Output(const std::string& id, const std::string& exec_id,
-                                            guestapi::Stream stream);
-  // A process's stdin, for WriteInput.
-  Result<std::shared_ptr<StdioPipe>> Input(const std::string& id, const std::string& exec_id);
+                                            guestapi::Stream stream,
+                                            std::chrono::milliseconds wait);
+  // A process's stdin, for WriteInput; null as for Output.
+  Result<std::shared_ptr<StdioPipe>> Input(const std::string& id, const std::string& exec_id,
+                                           std::chrono::milliseconds wait);
   // Closes a process's stdin (CloseInput, and Task.CloseIO). Not with a terminal:
   // the pty stays, as with runc.
   Status CloseInput(const std::string& id, const std::string& exec_id);
@@ -69,6 +74,9 @@ class Runtime {
     // Our ends: the pipes' write end (stdin) and read ends, or dups of the pty
     // master. Closed when the process is deleted, which ends pending calls.
     std::shared_ptr<StdioPipe> stdin_pipe, stdout_pipe, stderr_pipe;
+    bool launched = false;  // the pipes above are set (once crun ran it)
+    bool deleted = false;
+    std::condition_variable stdio_ready;  // with mu_: launched or deleted
     unsigned exit_status = 0;
     int64_t exited_at_ns = 0;
     std::condition_variable exited;
@@ -83,6 +91,9 @@ class Runtime {
 
   Result<std::shared_ptr<Process>> FindProcess(const std::string& id, const std::string& exec_id);
   Result<Container*> FindContainer(const std::string& id);
+  // Waits (mu_ held by `lock`) up to `wait` for `process` to be launched.
+  void WaitLaunched(std::unique_lock<std::mutex>& lock, Process& process,
+                    std::chrono::milliseconds wait);
   // Prepares pipes / console socket, runs crun (create or exec), reads the pid.
   Status Launch(const std::string& id, Process& process, const std::vector<std::string>& crun_args);
   void WatchExit(const std::shared_ptr<Process>& process);

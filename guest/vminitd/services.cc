@@ -34,6 +34,12 @@ std::chrono::milliseconds StdioWait(uint32_t wait_ms) {
   return std::chrono::milliseconds(std::min(wait_ms, kMaxStdioWaitMs));
 }
 
+std::chrono::milliseconds Remaining(std::chrono::steady_clock::time_point deadline) {
+  return std::max(std::chrono::milliseconds(0),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                      deadline - std::chrono::steady_clock::now()));
+}
+
 std::atomic<uint64_t> ready_ms{0};
 
 // One Error -> status mapping for the shim and the guest: common/ttrpc.
@@ -83,10 +89,13 @@ void RegisterGuestStdio(ttrpc::Server& server, Runtime& rt) {
   Unary<ReadOutputRequest, ReadOutputResponse>(
       server, kGuestService, "ReadOutput",
       [&rt](const ReadOutputRequest& req, ReadOutputResponse* resp) {
-        auto pipe = rt.Output(req.container_id(), req.exec_id(), req.stream());
+        const auto deadline = std::chrono::steady_clock::now() + StdioWait(req.wait_ms());
+        auto pipe =
+            rt.Output(req.container_id(), req.exec_id(), req.stream(), StdioWait(req.wait_ms()));
         if (!pipe.ok()) return ToRpc(pipe.error());
+        if (!*pipe) return RpcStatus{};  // not started yet: nothing, ask again
         size_t max_bytes = std::clamp<size_t>(req.max_bytes(), 1, kMaxStdioChunk);
-        auto chunk = (*pipe)->Read(max_bytes, StdioWait(req.wait_ms()));
+        auto chunk = (*pipe)->Read(max_bytes, Remaining(deadline));
         if (!chunk.ok()) return ToRpc(chunk.error());
         resp->set_data(std::move(chunk->data));
         resp->set_eof(chunk->eof);
@@ -95,9 +104,11 @@ void RegisterGuestStdio(ttrpc::Server& server, Runtime& rt) {
   Unary<WriteInputRequest, WriteInputResponse>(
       server, kGuestService, "WriteInput",
       [&rt](const WriteInputRequest& req, WriteInputResponse* resp) {
-        auto pipe = rt.Input(req.container_id(), req.exec_id());
+        const auto deadline = std::chrono::steady_clock::now() + StdioWait(req.wait_ms());
+        auto pipe = rt.Input(req.container_id(), req.exec_id(), StdioWait(req.wait_ms()));
         if (!pipe.ok()) return ToRpc(pipe.error());
-        auto written = (*pipe)->Write(req.data(), StdioWait(req.wait_ms()));
+        if (!*pipe) return RpcStatus{};  // not started yet: nothing written, send again
+        auto written = (*pipe)->Write(req.data(), Remaining(deadline));
         if (!written.ok()) return ToRpc(written.error());
         resp->set_written(static_cast<uint32_t>(*written));
         return RpcStatus{};

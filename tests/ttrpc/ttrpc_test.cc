@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <future>
@@ -494,6 +495,274 @@ TEST(TtrpcServer, ServeAndDestroyWithConnectionsOpen) {
   }
   ::unlink(path.c_str());
   ::rmdir(dir);
+}
+
+// --- Raw frames, for the checks a well-behaved peer cannot make ---
+
+void PutBigEndian(std::string* out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
+}
+
+std::string RawFrame(uint32_t stream_id, uint8_t type, uint8_t flags, std::string_view payload) {
+  std::string frame;
+  PutBigEndian(&frame, static_cast<uint32_t>(payload.size()));
+  PutBigEndian(&frame, stream_id);
+  frame.push_back(static_cast<char>(type));
+  frame.push_back(static_cast<char>(flags));
+  frame.append(payload);
+  return frame;
+}
+
+// A ttrpc Request message (service = 1, method = 2, payload = 3), encoded by hand.
+std::string RawRequest(std::string_view service, std::string_view method,
+                       std::string_view payload) {
+  std::string out;
+  auto field = [&out](char tag, std::string_view value) {
+    out.push_back(tag);
+    size_t n = value.size();
+    while (n >= 0x80) {
+      out.push_back(static_cast<char>((n & 0x7f) | 0x80));
+      n >>= 7;
+    }
+    out.push_back(static_cast<char>(n));
+    out.append(value);
+  };
+  field(0x0a, service);
+  field(0x12, method);
+  if (!payload.empty()) field(0x1a, payload);
+  return out;
+}
+
+bool WriteAllTo(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+struct RawFrameRead {
+  uint32_t stream_id = 0;
+  uint8_t type = 0;
+  uint8_t flags = 0;
+  std::string payload;
+  bool ok = false;
+};
+
+RawFrameRead ReadRawFrame(int fd) {
+  RawFrameRead frame;
+  unsigned char h[10];
+  auto read_exact = [fd](void* out, size_t n) {
+    auto* p = static_cast<char*>(out);
+    while (n > 0) {
+      ssize_t got = ::read(fd, p, n);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      p += got;
+      n -= static_cast<size_t>(got);
+    }
+    return true;
+  };
+  if (!read_exact(h, sizeof(h))) return frame;
+  auto be = [](const unsigned char* p) {
+    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+  };
+  frame.stream_id = be(h + 4);
+  frame.type = h[8];
+  frame.flags = h[9];
+  frame.payload.resize(be(h));
+  frame.ok = read_exact(frame.payload.data(), frame.payload.size());
+  return frame;
+}
+
+TEST(TtrpcHostile, DataFramesForAPendingUnaryCallAreNeverQueued) {
+  auto [client_fd, peer] = SocketPair();
+  Client client(std::move(client_fd));
+  long rss_before = RssKib();
+  auto pending = std::async(std::launch::async, [&] {
+    std::string response;
+    return client.Call("test.Echo", "Wait", "x", &response).code;
+  });
+  RawFrameRead request = ReadRawFrame(peer.get());
+  ASSERT_TRUE(request.ok);
+  // 64 MiB of stream data for a unary call: the first fails the call, the rest are
+  // dropped as they arrive; none is kept.
+  std::string data = RawFrame(request.stream_id, 3, 0, std::string(1 << 20, 'd'));
+  for (int i = 0; i < 64; ++i) ASSERT_TRUE(WriteAllTo(peer.get(), data));
+  ASSERT_EQ(pending.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(pending.get(), Code::kInternal);
+  EXPECT_LT(RssKib() - rss_before, 16 * 1024) << "data frames of a unary call were kept";
+  EXPECT_FALSE(client.closed());
+}
+
+TEST(TtrpcHostile, ServerDropsDataFramesForAUnaryRequest) {
+  auto [peer, server_fd] = SocketPair();
+  Server server;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  server.RegisterUnary("test.Echo", "Block",
+                       [&](ServerContext&, std::string_view, std::string* out) {
+                         released.wait();
+                         *out = "done";
+                         return RpcStatus{};
+                       });
+  std::thread serving(
+      [&, fd = std::move(server_fd)]() mutable { server.ServeConnection(std::move(fd)); });
+  long rss_before = RssKib();
+  ASSERT_TRUE(WriteAllTo(peer.get(), RawFrame(1, 1, 0, RawRequest("test.Echo", "Block", ""))));
+  std::string data = RawFrame(1, 3, 0, std::string(1 << 20, 'd'));
+  for (int i = 0; i < 64; ++i) ASSERT_TRUE(WriteAllTo(peer.get(), data));
+  // All 64 MiB were read (the socket took them), none kept.
+  ASSERT_TRUE(WriteAllTo(peer.get(), RawFrame(3, 1, 0, RawRequest("test.Echo", "Nope", ""))));
+  RawFrameRead answer = ReadRawFrame(peer.get());
+  EXPECT_EQ(answer.stream_id, 3u);  // unimplemented, answered after the data was read
+  EXPECT_LT(RssKib() - rss_before, 16 * 1024) << "data frames of a unary request were kept";
+  release.set_value();
+  answer = ReadRawFrame(peer.get());
+  EXPECT_EQ(answer.stream_id, 1u);
+  EXPECT_EQ(answer.type, 2);
+  peer.Reset();
+  serving.join();
+}
+
+TEST(TtrpcClient, StreamIdsReachTheWireInOrder) {
+  auto [client_fd, peer] = SocketPair();
+  Client client(std::move(client_fd));
+  constexpr int kThreads = 8, kCallsEach = 100;
+  // The peer checks every request id is larger than the last (Go's ttrpc 1.2 server
+  // refuses anything else) and answers each.
+  std::thread peer_thread([&, fd = peer.get()] {
+    uint32_t last = 0;
+    for (int i = 0; i < kThreads * kCallsEach; ++i) {
+      RawFrameRead request = ReadRawFrame(fd);
+      ASSERT_TRUE(request.ok);
+      EXPECT_GT(request.stream_id, last) << "request " << i;
+      last = request.stream_id;
+      ASSERT_TRUE(WriteAllTo(fd, RawFrame(request.stream_id, 2, 0, "")));
+    }
+  });
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&] {
+      for (int i = 0; i < kCallsEach; ++i) {
+        std::string response;
+        EXPECT_TRUE(client.Call("test.Echo", "Echo", "x", &response).ok());
+      }
+    });
+  }
+  for (auto& caller : callers) caller.join();
+  peer_thread.join();
+}
+
+// A peer that no longer reads: writes fail with EPIPE instead of raising SIGPIPE
+// (default action: kill the process), on both sides.
+TEST(TtrpcTransport, PeerThatStoppedReadingIsAnErrorNotSigpipe) {
+  auto previous = std::signal(SIGPIPE, SIG_DFL);
+  {
+    auto [client_fd, peer] = SocketPair();
+    Client client(std::move(client_fd));
+    ASSERT_EQ(::shutdown(peer.get(), SHUT_RD), 0);
+    std::string response;
+    EXPECT_EQ(client.Call("test.Echo", "Echo", "x", &response).code, Code::kUnavailable);
+  }
+  {
+    auto [peer, server_fd] = SocketPair();
+    Server server;
+    std::promise<void> answered;
+    server.RegisterUnary("test.Echo", "Echo", [&](ServerContext&, std::string_view, std::string*) {
+      return RpcStatus{};
+    });
+    std::thread serving(
+        [&, fd = std::move(server_fd)]() mutable { server.ServeConnection(std::move(fd)); });
+    ASSERT_TRUE(WriteAllTo(peer.get(), RawFrame(1, 1, 0, RawRequest("test.Echo", "Echo", "x"))));
+    ASSERT_EQ(::shutdown(peer.get(), SHUT_RD), 0);  // the answer now hits EPIPE
+    std::this_thread::sleep_for(200ms);
+    peer.Reset();
+    serving.join();
+  }
+  std::signal(SIGPIPE, previous);
+  SUCCEED() << "still alive";
+}
+
+TEST(TtrpcServer, ServerStreamEndsWithAnEmptyRemoteClosedDataFrame) {
+  auto [peer, server_fd] = SocketPair();
+  Server server;
+  server.RegisterStream(
+      "test.Echo", "Two",
+      [](ServerContext&, ServerStream& stream) {
+        std::string request;
+        stream.Recv(&request);
+        stream.Send("a");
+        stream.Send("b");
+        return RpcStatus{};
+      },
+      StreamDesc{.client_streaming = false, .server_streaming = true});
+  std::thread serving(
+      [&, fd = std::move(server_fd)]() mutable { server.ServeConnection(std::move(fd)); });
+  // ttrpc 1.2: a stream request the client does not stream to carries remote-closed.
+  ASSERT_TRUE(WriteAllTo(peer.get(), RawFrame(1, 1, 0x1, RawRequest("test.Echo", "Two", "r"))));
+  RawFrameRead a = ReadRawFrame(peer.get()), b = ReadRawFrame(peer.get()),
+               end = ReadRawFrame(peer.get());
+  EXPECT_EQ(std::tuple(a.type, a.payload), std::tuple(uint8_t{3}, std::string("a")));
+  EXPECT_EQ(std::tuple(b.type, b.payload), std::tuple(uint8_t{3}, std::string("b")));
+  EXPECT_EQ(end.stream_id, 1u);
+  EXPECT_EQ(end.type, 3) << "a server stream ends with a data frame, not a Response";
+  EXPECT_EQ(end.flags, 0x1 | 0x4) << "remote-closed + no-data";
+  EXPECT_TRUE(end.payload.empty());
+  peer.Reset();
+  serving.join();
+}
+
+TEST_F(TtrpcTest, OversizeStreamMessageEndsTheStreamWithAnError) {
+  Options options;
+  options.max_message_size = 1024;
+  Start(options);
+  server_->RegisterStream(
+      "test.Echo", "TooBig",
+      [](ServerContext&, ServerStream& stream) {
+        stream.Send("small");
+        EXPECT_FALSE(stream.Send(std::string(4096, 'x')));
+        return RpcStatus{};  // the handler ignores the failure: the client still learns
+      },
+      StreamDesc{.client_streaming = false, .server_streaming = true});
+  auto stream = client_->OpenStream("test.Echo", "TooBig", "", /*client_streaming=*/false);
+  ASSERT_TRUE(stream.ok());
+  std::string message;
+  EXPECT_TRUE((*stream)->Recv(&message));
+  EXPECT_EQ(message, "small");
+  EXPECT_FALSE((*stream)->Recv(&message));
+  EXPECT_EQ((*stream)->Finish().code, Code::kResourceExhausted);
+  std::string response;
+  EXPECT_TRUE(client_->Call("test.Echo", "Echo", "ok", &response).ok());
+}
+
+TEST(TtrpcClient, CancellerEndsPendingAndLaterCallsAndStreams) {
+  auto [client_fd, silent_peer] = SocketPair();
+  Client client(std::move(client_fd));
+  auto canceller = std::make_shared<Canceller>();
+  CallOptions options;
+  options.canceller = canceller;
+  auto pending = std::async(std::launch::async, [&] {
+    std::string response;
+    return client.Call("test.Echo", "Echo", "x", &response, options).code;
+  });
+  auto stream = client.OpenStream("test.Echo", "Count", "5", false, options);
+  ASSERT_TRUE(stream.ok());
+  auto receiving = std::async(std::launch::async, [&] {
+    std::string message;
+    return (*stream)->Recv(&message);
+  });
+  std::this_thread::sleep_for(50ms);
+  canceller->Cancel();
+  ASSERT_EQ(pending.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(pending.get(), Code::kCancelled);
+  EXPECT_FALSE(receiving.get());
+  EXPECT_EQ((*stream)->Finish().code, Code::kCancelled);
+  std::string response;
+  EXPECT_EQ(client.Call("test.Echo", "Echo", "x", &response, options).code, Code::kCancelled);
+  EXPECT_FALSE(client.closed());  // the connection itself is untouched
 }
 
 }  // namespace

@@ -248,6 +248,28 @@ TEST_F(InteropTest, CppStreamsToGo12Server) {
   EXPECT_EQ(status.code, Code::kNotFound);
   EXPECT_EQ(status.message, "gone");
 
+  // Unary calls to the 1.2 server: an answer, an error, a deadline it sees.
+  std::string response;
+  ASSERT_TRUE(client.Call("test.Streams", "Unary", Str("x"), &response).ok());
+  EXPECT_EQ(Value(response), "unary:x");
+  status = client.Call("test.Streams", "Unary", Str("fail"), &response);
+  EXPECT_EQ(status.code, Code::kPermissionDenied);
+  EXPECT_EQ(status.message, "denied");
+  CallOptions with_deadline;
+  with_deadline.timeout = 10s;
+  ASSERT_TRUE(client.Call("test.Streams", "Deadline", Str(""), &response, with_deadline).ok());
+  EXPECT_EQ(Value(response), "yes") << "the Go server saw no deadline";
+
+  // A stream past its deadline: Recv gives up, Finish says DeadlineExceeded.
+  CallOptions short_deadline;
+  short_deadline.timeout = 300ms;
+  auto hang = client.OpenStream("test.Streams", "Hang", Str(""), false, short_deadline);
+  ASSERT_TRUE(hang.ok());
+  EXPECT_FALSE((*hang)->Recv(&message));
+  EXPECT_EQ((*hang)->Finish().code, Code::kDeadlineExceeded);
+  ASSERT_TRUE(client.Call("test.Streams", "Unary", Str("after"), &response).ok());
+  EXPECT_EQ(Value(response), "unary:after");
+
   // Many streams at once on the one connection.
   std::vector<std::future<bool>> streams;
   for (int i = 0; i < 20; ++i) {
@@ -304,6 +326,29 @@ TEST_F(InteropTest, Go12StreamsToCppServer) {
         return RpcStatus{Code::kNotFound, "gone"};
       },
       StreamDesc{.client_streaming = false, .server_streaming = true});
+  server.RegisterStream(
+      "test.Streams", "Hang",
+      [](ServerContext& context, ServerStream&) {
+        while (!context.cancelled() && std::chrono::steady_clock::now() < context.deadline()) {
+          std::this_thread::sleep_for(10ms);
+        }
+        return RpcStatus{Code::kDeadlineExceeded, "hang: deadline"};
+      },
+      StreamDesc{.client_streaming = false, .server_streaming = true});
+  server.RegisterUnary("test.Streams", "Unary",
+                       [](ServerContext&, std::string_view request, std::string* out) {
+                         if (Value(std::string(request)) == "fail") {
+                           return RpcStatus{Code::kPermissionDenied, "denied"};
+                         }
+                         *out = Str("unary:" + Value(std::string(request)));
+                         return RpcStatus{};
+                       });
+  server.RegisterUnary(
+      "test.Streams", "Deadline", [](ServerContext& context, std::string_view, std::string* out) {
+        bool has = context.deadline() != std::chrono::steady_clock::time_point::max();
+        *out = Str(has ? "yes" : "no");
+        return RpcStatus{};
+      });
   UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;

@@ -11,6 +11,9 @@
 //	Sum (client stream):   messages of integers -> one response, their sum
 //	Echo (both):           each message comes back with "echo:" in front
 //	Fail (server stream):  one message "partial", then NotFound "gone"
+//	Hang (server stream):  sends nothing until the caller's deadline
+//	Unary (unary):         "x" -> "unary:x"; "fail" -> PermissionDenied "denied"
+//	Deadline (unary):      "yes" when the call carries a deadline, else "no"
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc/codes"
@@ -37,7 +41,36 @@ func serve(path string) error {
 	if err != nil {
 		return err
 	}
-	server.RegisterService(service, &ttrpc.ServiceDesc{Streams: map[string]ttrpc.Stream{
+	server.RegisterService(service, &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+		"Unary": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			var req wrapperspb.StringValue
+			if err := unmarshal(&req); err != nil {
+				return nil, err
+			}
+			if req.Value == "fail" {
+				return nil, status.Errorf(codes.PermissionDenied, "denied")
+			}
+			return str("unary:" + req.Value), nil
+		},
+		"Deadline": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			var req wrapperspb.StringValue
+			if err := unmarshal(&req); err != nil {
+				return nil, err
+			}
+			if _, ok := ctx.Deadline(); ok {
+				return str("yes"), nil
+			}
+			return str("no"), nil
+		},
+	}, Streams: map[string]ttrpc.Stream{
+		"Hang": {StreamingServer: true, Handler: func(ctx context.Context, ss ttrpc.StreamServer) (interface{}, error) {
+			var req wrapperspb.StringValue
+			if err := ss.RecvMsg(&req); err != nil {
+				return nil, err
+			}
+			<-ctx.Done()
+			return nil, status.Errorf(codes.DeadlineExceeded, "hang: %v", ctx.Err())
+		}},
 		"Count": {StreamingServer: true, Handler: func(ctx context.Context, ss ttrpc.StreamServer) (interface{}, error) {
 			var req wrapperspb.StringValue
 			if err := ss.RecvMsg(&req); err != nil {
@@ -185,6 +218,36 @@ func call(path string) error {
 	got, err = recvAll(fail)
 	if s, _ := status.FromError(err); fmt.Sprint(got) != "[partial]" || s.Code() != codes.NotFound || s.Message() != "gone" {
 		return fmt.Errorf("Fail: got %v, %v; want [partial] then NotFound gone", got, err)
+	}
+
+	// Unary calls on the same connection, an error, and a deadline the server sees.
+	var answer wrapperspb.StringValue
+	if err := client.Call(ctx, service, "Unary", str("x"), &answer); err != nil || answer.Value != "unary:x" {
+		return fmt.Errorf("Unary: got %q, %v; want unary:x", answer.Value, err)
+	}
+	err = client.Call(ctx, service, "Unary", str("fail"), &answer)
+	if s, _ := status.FromError(err); s.Code() != codes.PermissionDenied || s.Message() != "denied" {
+		return fmt.Errorf("Unary fail: got %v; want PermissionDenied denied", err)
+	}
+	timed, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := client.Call(timed, service, "Deadline", str(""), &answer); err != nil || answer.Value != "yes" {
+		return fmt.Errorf("Deadline: got %q, %v; want yes (the deadline reached the server)", answer.Value, err)
+	}
+
+	// A stream past its deadline ends with DeadlineExceeded, and the connection lives on.
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	hang, err := client.NewStream(short, &ttrpc.StreamDesc{StreamingServer: true}, service, "Hang", str(""))
+	if err != nil {
+		return fmt.Errorf("Hang: %w", err)
+	}
+	got, err = recvAll(hang)
+	if s, _ := status.FromError(err); len(got) != 0 || (s.Code() != codes.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded)) {
+		return fmt.Errorf("Hang: got %v, %v; want DeadlineExceeded", got, err)
+	}
+	if err := client.Call(ctx, service, "Unary", str("after"), &answer); err != nil || answer.Value != "unary:after" {
+		return fmt.Errorf("Unary after a deadline: got %q, %v", answer.Value, err)
 	}
 	return nil
 }
