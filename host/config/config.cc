@@ -179,7 +179,9 @@ class Parser {
          {"max_vcpus", Integer(&vm.max_vcpus, 1, 255)},
          {"memory_mib", Integer(&vm.memory_mib, 64, 1 << 20)},
          {"max_memory_mib", Integer(&vm.max_memory_mib, 64, 1 << 20)},
-         {"guest_connect_timeout_ms", Integer(&vm.guest_connect_timeout_ms, 100, 3600 * 1000)}});
+         {"guest_connect_timeout_ms", Integer(&vm.guest_connect_timeout_ms, 100, 3600 * 1000)},
+         {"guest_call_timeout_ms", Integer(&vm.guest_call_timeout_ms, 100, 3600 * 1000)},
+         {"kill_timeout_ms", Integer(&vm.kill_timeout_ms, 100, 600 * 1000)}});
   }
 
   Status ParseNetwork(const toml::table& table) {

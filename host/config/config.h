@@ -40,6 +40,11 @@ struct VmConfig {
   uint64_t memory_mib = 512;
   uint64_t max_memory_mib = 2048;
   uint32_t guest_connect_timeout_ms = 60000;
+  // Deadline of each call the shim makes to the guest agent (Wait excepted).
+  uint32_t guest_call_timeout_ms = 60000;
+  // How long after a SIGKILL of a container's init the shim waits for the guest to
+  // report its exit before it stops the VM itself.
+  uint32_t kill_timeout_ms = 5000;
 };
 
 struct NetworkConfig {

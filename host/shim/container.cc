@@ -2,6 +2,9 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
 
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "host/shim/spec_adapter.h"
@@ -15,7 +18,73 @@ using namespace std::chrono_literals;
 // After a process exits, how long its output may still drain before the exit is
 // reported anyway (a background child can hold the pipe open forever).
 constexpr auto kOutputDrainTimeout = 2s;
-constexpr auto kGuestCallTimeout = 10s;
+// Deadline of the calls that only act on what exists (kill, delete, resize), when
+// vm.guest_call_timeout_ms is longer.
+constexpr auto kShortCallTimeout = 10s;
+// After the VM was stopped, how long Kill waits for the exit waiter to report: its
+// guest call fails at once, then the output drains for at most kOutputDrainTimeout.
+constexpr auto kReportAfterStopTimeout = kOutputDrainTimeout + 5s;
+// The largest pid a Linux guest can have (PID_MAX_LIMIT); anything above is bogus.
+constexpr uint32_t kMaxGuestPid = 4194304;
+// The latest time a protobuf Timestamp may hold (9999-12-31T23:59:59Z).
+constexpr int64_t kMaxTimestampSeconds = 253402300799;
+
+// An exit status from the guest: a process's is 0..255 (128+signal included).
+uint32_t ExitStatusFromGuest(uint32_t status, const std::string& who) {
+  if (status <= 255) return status;
+  spdlog::warn("{}: the guest reported exit status {}: reported as 255", who, status);
+  return 255;
+}
+
+// An exit time from the guest, or now when it is not a valid Timestamp (containerd
+// refuses those) or was not given.
+google::protobuf::Timestamp ExitTimeFromGuest(const task::WaitResponse& response) {
+  if (!response.has_exited_at()) return Now();
+  const auto& at = response.exited_at();
+  if (at.seconds() < 0 || at.seconds() > kMaxTimestampSeconds || at.nanos() < 0 ||
+      at.nanos() > 999999999) {
+    return Now();
+  }
+  return at;
+}
+
+std::string Shorten(const std::string& text) {
+  return text.size() <= 256 ? text : text.substr(0, 256) + "...";
+}
+
+std::string FileKind(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISLNK(mode)) return "a symlink";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a FIFO";
+}
+
+Status CheckStdioFifo(const char* stream, const std::string& path) {
+  if (path.empty()) return Status::Ok();
+  if (path.find("://") != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(stream) + " is the log URI " + Shorten(path) +
+                         ": beaconbox relays stdio through containerd's FIFOs only; run the "
+                         "task without a log URI (ctr --log-uri)");
+  }
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0) {
+    return MakeError(ErrorCode::kInvalidArgument, std::string(stream) + " FIFO " + Shorten(path) +
+                                                      ": " + std::strerror(errno) +
+                                                      ": containerd creates it; start the task "
+                                                      "through containerd");
+  }
+  if (!S_ISFIFO(info.st_mode)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(stream) + " path " + Shorten(path) + " is " +
+                         FileKind(info.st_mode) +
+                         ", not a FIFO: beaconbox opens only containerd's stdio FIFOs");
+  }
+  return Status::Ok();
+}
 
 Error NoSuchProcess(const std::string& exec_id) {
   return MakeError(ErrorCode::kNotFound, exec_id.empty()
@@ -24,6 +93,13 @@ Error NoSuchProcess(const std::string& exec_id) {
 }
 
 }  // namespace
+
+Status CheckStdioFifos(const std::string& stdin_path, const std::string& stdout_path,
+                       const std::string& stderr_path) {
+  BBX_RETURN_IF_ERROR(CheckStdioFifo("stdin", stdin_path));
+  BBX_RETURN_IF_ERROR(CheckStdioFifo("stdout", stdout_path));
+  return CheckStdioFifo("stderr", stderr_path);
+}
 
 google::protobuf::Timestamp Now() {
   auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -35,14 +111,14 @@ google::protobuf::Timestamp Now() {
 }
 
 Container::Container(ContainerKey key, std::shared_ptr<GuestClient> guest, EventSink& events,
-                     PauseFunction pause, const task::CreateTaskRequest& request, uint32_t init_pid)
+                     Options options, const task::CreateTaskRequest& request, uint32_t guest_pid)
     : key_(std::move(key)),
       bundle_(request.bundle()),
       guest_(std::move(guest)),
       events_(events),
-      pause_(std::move(pause)) {
+      options_(std::move(options)) {
   auto init = std::make_shared<Process>();
-  init->pid = init_pid;
+  init->guest_pid = guest_pid;
   init->stdio = {request.stdin(), request.stdout(), request.stderr(), request.terminal()};
   init->io = std::make_unique<IoRelay>(*guest_, key_.id, "", init->stdio);
   init->io->Start();
@@ -61,7 +137,7 @@ Container::Container(ContainerKey key, std::shared_ptr<GuestClient> guest, Event
   event.mutable_io()->set_stdout(request.stdout());
   event.mutable_io()->set_stderr(request.stderr());
   event.mutable_io()->set_terminal(request.terminal());
-  event.set_pid(init_pid);
+  event.set_pid(options_.host_pid);
   events_.Publish("/tasks/create", event);
 }
 
@@ -79,10 +155,8 @@ Result<std::shared_ptr<Container::Process>> Container::FindOrError(const std::st
   return process;
 }
 
-uint32_t Container::init_pid() const {
-  std::lock_guard lock(mutex_);
-  auto it = processes_.find("");
-  return it == processes_.end() ? 0 : it->second->pid;
+std::chrono::milliseconds Container::ShortCallTimeout() const {
+  return std::min<std::chrono::milliseconds>(options_.guest_call_timeout, kShortCallTimeout);
 }
 
 void Container::StartWaiter(const std::shared_ptr<Process>& process) {
@@ -94,11 +168,15 @@ void Container::WatchExit(std::shared_ptr<Process> process) {
   request.set_id(key_.id);
   request.set_exec_id(process->exec_id);
   task::WaitResponse response;
+  // The one guest call without a deadline: a process may run for years. Closing the
+  // guest connection (teardown, the VM stopped) ends it.
   Status status = guest_->CallTask("Wait", request, &response);
   ExitInfo exit;
+  exit.pid = options_.host_pid;
   if (status.ok()) {
-    exit.exit_status = response.exit_status();
-    exit.exited_at = response.has_exited_at() ? response.exited_at() : Now();
+    exit.exit_status = ExitStatusFromGuest(response.exit_status(),
+                                           key_.ToString() + " process '" + process->exec_id + "'");
+    exit.exited_at = ExitTimeFromGuest(response);
   } else {
     // The VM or its agent is gone: the process is gone with it.
     spdlog::warn("waiting for process '{}' of {}: {}", process->exec_id, key_.ToString(),
@@ -113,7 +191,6 @@ void Container::WatchExit(std::shared_ptr<Process> process) {
   }
   {
     std::unique_lock lock(mutex_);
-    exit.pid = process->pid;
     process->exit = exit;
     process->state = ProcessState::kStopped;
     // A process that exits while it is being started (/bin/true) is reported after
@@ -154,18 +231,31 @@ Result<uint32_t> Container::Start(const std::string& exec_id) {
   request.set_id(key_.id);
   request.set_exec_id(exec_id);
   task::StartResponse response;
-  if (Status started = guest_->CallTask("Start", request, &response); !started.ok()) {
+  if (Status started = guest_->CallTask("Start", request, &response, options_.guest_call_timeout);
+      !started.ok()) {
+    if (!exec_id.empty()) {
+      // An exec that did not start has no exit waiter: Wait returns now (as with
+      // runc's shim), with 255 since the process never ran; Delete then removes it.
+      {
+        std::lock_guard lock(mutex_);
+        process->state = ProcessState::kStopped;
+        process->exit = ExitInfo{options_.host_pid, 255, Now()};
+        process->exit_reported = true;
+      }
+      exited_.notify_all();
+    }
     settle();
     return started.error();
   }
-  uint32_t pid = 0;
+  const uint32_t pid = options_.host_pid;
   {
     std::lock_guard lock(mutex_);
-    if (response.pid() != 0) process->pid = response.pid();
+    if (response.pid() != 0 && response.pid() <= kMaxGuestPid) process->guest_pid = response.pid();
     // The process may already have exited (and been reported) before this point.
     if (process->state == ProcessState::kCreated) process->state = ProcessState::kRunning;
     if (!exec_id.empty()) StartWaiter(process);
-    pid = process->pid;
+    spdlog::debug("{} process '{}' started: pid {} in the guest", key_.ToString(), exec_id,
+                  process->guest_pid);
   }
   if (exec_id.empty()) {
     events::TaskStart event;
@@ -184,6 +274,7 @@ Result<uint32_t> Container::Start(const std::string& exec_id) {
 }
 
 Status Container::Exec(const task::ExecProcessRequest& request) {
+  BBX_RETURN_IF_ERROR(CheckStdioFifos(request.stdin(), request.stdout(), request.stderr()));
   {
     std::lock_guard lock(mutex_);
     BBX_ASSIGN_OR_RETURN(auto init, FindOrError(""));
@@ -208,7 +299,7 @@ Status Container::Exec(const task::ExecProcessRequest& request) {
   guest_request.mutable_spec()->set_type_url(request.spec().type_url());
   guest_request.mutable_spec()->set_value(process_json);
   google::protobuf::Empty empty;
-  BBX_RETURN_IF_ERROR(guest_->CallTask("Exec", guest_request, &empty));
+  BBX_RETURN_IF_ERROR(guest_->CallTask("Exec", guest_request, &empty, options_.guest_call_timeout));
   auto process = std::make_shared<Process>();
   process->exec_id = request.exec_id();
   process->stdio = {request.stdin(), request.stdout(), request.stderr(), request.terminal()};
@@ -226,9 +317,10 @@ Status Container::Exec(const task::ExecProcessRequest& request) {
 }
 
 Status Container::Kill(const std::string& exec_id, uint32_t signal, bool all) {
+  std::shared_ptr<Process> process;
   {
     std::lock_guard lock(mutex_);
-    BBX_ASSIGN_OR_RETURN(auto process, FindOrError(exec_id));
+    BBX_ASSIGN_OR_RETURN(process, FindOrError(exec_id));
     BBX_RETURN_IF_ERROR(CheckProcessOp(process->state, ProcessOp::kKill, exec_id.empty()));
   }
   task::KillRequest request;
@@ -236,8 +328,36 @@ Status Container::Kill(const std::string& exec_id, uint32_t signal, bool all) {
   request.set_exec_id(exec_id);
   request.set_signal(signal);
   request.set_all(all);
+  if (exec_id.empty() && signal == SIGKILL) return KillInit(process, request);
   google::protobuf::Empty empty;
-  return guest_->CallTask("Kill", request, &empty, kGuestCallTimeout);
+  return guest_->CallTask("Kill", request, &empty, ShortCallTimeout());
+}
+
+Status Container::KillInit(const std::shared_ptr<Process>& init, const task::KillRequest& request) {
+  // The host has the last word on SIGKILL: the guest gets kill_timeout to report the
+  // exit, whatever it answers to Kill; then the VM goes, and the exit waiter, its
+  // Wait failed with the connection, reports 137 as runc does for a killed task.
+  const auto deadline = std::chrono::steady_clock::now() + options_.kill_timeout;
+  google::protobuf::Empty empty;
+  if (Status sent = guest_->CallTask("Kill", request, &empty, options_.kill_timeout); !sent.ok()) {
+    spdlog::warn("SIGKILL of {} in the guest: {}", key_.ToString(), sent.error().message);
+  }
+  {
+    std::unique_lock lock(mutex_);
+    if (exited_.wait_until(lock, deadline, [&init] { return init->exit_reported; })) {
+      return Status::Ok();
+    }
+  }
+  options_.stop_vm("the guest did not report the exit of " + key_.ToString() + " within " +
+                   std::to_string(options_.kill_timeout.count()) +
+                   " ms of SIGKILL (config key vm.kill_timeout_ms)");
+  std::unique_lock lock(mutex_);
+  if (!exited_.wait_for(lock, kReportAfterStopTimeout, [&init] { return init->exit_reported; })) {
+    return MakeError(ErrorCode::kTimeout, "the VM of " + key_.ToString() +
+                                              " was stopped but its exit is not reported yet: "
+                                              "wait for the task's exit event");
+  }
+  return Status::Ok();
 }
 
 Result<ExitInfo> Container::Wait(const std::string& exec_id) {
@@ -250,22 +370,15 @@ Result<ExitInfo> Container::Wait(const std::string& exec_id) {
 Result<ProcessView> Container::State(const std::string& exec_id) {
   std::lock_guard lock(mutex_);
   BBX_ASSIGN_OR_RETURN(auto process, FindOrError(exec_id));
-  return ProcessView{process->pid, process->state, process->exit.exit_status,
+  return ProcessView{options_.host_pid, process->state, process->exit.exit_status,
                      process->exit.exited_at, process->stdio};
 }
 
 Result<std::vector<uint32_t>> Container::Pids() {
-  {
-    std::lock_guard lock(mutex_);
-    BBX_RETURN_IF_ERROR(FindOrError(""));
-  }
-  task::PidsRequest request;
-  request.set_id(key_.id);
-  task::PidsResponse response;
-  BBX_RETURN_IF_ERROR(guest_->CallTask("Pids", request, &response, kGuestCallTimeout));
-  std::vector<uint32_t> pids;
-  for (const auto& info : response.processes()) pids.push_back(info.pid());
-  return pids;
+  std::lock_guard lock(mutex_);
+  BBX_RETURN_IF_ERROR(FindOrError(""));
+  // No guest call: its pids mean nothing on the host (see container.h).
+  return std::vector<uint32_t>{options_.host_pid};
 }
 
 Status Container::CloseIo(const std::string& exec_id) {
@@ -287,7 +400,7 @@ Status Container::ResizePty(const std::string& exec_id, uint32_t width, uint32_t
   request.set_width(width);
   request.set_height(height);
   google::protobuf::Empty empty;
-  return guest_->CallTask("ResizePty", request, &empty, kGuestCallTimeout);
+  return guest_->CallTask("ResizePty", request, &empty, ShortCallTimeout());
 }
 
 Status Container::Pause() { return SetPaused(true); }
@@ -303,7 +416,7 @@ Status Container::SetPaused(bool pause) {
     BBX_RETURN_IF_ERROR(CheckProcessOp(init->state, pause ? ProcessOp::kPause : ProcessOp::kResume,
                                        /*init=*/true));
   }
-  BBX_RETURN_IF_ERROR(pause_(pause));
+  BBX_RETURN_IF_ERROR(options_.pause(pause));
   {
     std::lock_guard lock(mutex_);
     if (auto init = Find(""); init && init->state == from) init->state = to;
@@ -344,7 +457,7 @@ Result<ExitInfo> Container::DeleteExec(const std::string& exec_id) {
   request.set_id(key_.id);
   request.set_exec_id(exec_id);
   task::DeleteResponse response;
-  if (Status deleted = guest_->CallTask("Delete", request, &response, kGuestCallTimeout);
+  if (Status deleted = guest_->CallTask("Delete", request, &response, ShortCallTimeout());
       !deleted.ok()) {
     spdlog::warn("deleting exec {} of {} in the guest: {}", exec_id, key_.ToString(),
                  deleted.error().message);
@@ -352,6 +465,7 @@ Result<ExitInfo> Container::DeleteExec(const std::string& exec_id) {
   {
     std::lock_guard lock(mutex_);
     exit = process->exit;
+    exit.pid = options_.host_pid;
     if (process->state == ProcessState::kCreated) {
       // Never started, so no waiter: release whoever waits for it.
       exit.exited_at = Now();
@@ -371,7 +485,7 @@ Result<ExitInfo> Container::BeginDelete() {
     BBX_ASSIGN_OR_RETURN(auto init, FindOrError(""));
     BBX_RETURN_IF_ERROR(CheckProcessOp(init->state, ProcessOp::kDelete, /*init=*/true));
     exit = init->exit;
-    exit.pid = init->pid;
+    exit.pid = options_.host_pid;
     if (init->state == ProcessState::kCreated) exit.exited_at = Now();
     deleted_ = true;
   }
@@ -379,7 +493,7 @@ Result<ExitInfo> Container::BeginDelete() {
   task::DeleteRequest request;
   request.set_id(key_.id);
   task::DeleteResponse response;
-  if (Status deleted = guest_->CallTask("Delete", request, &response, kGuestCallTimeout);
+  if (Status deleted = guest_->CallTask("Delete", request, &response, ShortCallTimeout());
       !deleted.ok()) {
     spdlog::warn("deleting {} in the guest: {}", key_.ToString(), deleted.error().message);
   }
@@ -403,6 +517,19 @@ void Container::Shutdown() {
     for (auto& [id, process] : processes_) processes.push_back(process);
   }
   for (auto& process : processes) StopProcess(*process);
+  // Every waiter is joined: a process still unreported never will be (its exec never
+  // started, or the guest went away mid-report). Its Wait returns now, as killed,
+  // instead of holding a ttrpc handler forever.
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& process : processes) {
+      if (process->exit_reported) continue;
+      process->state = ProcessState::kStopped;
+      process->exit = ExitInfo{options_.host_pid, 128 + SIGKILL, Now()};
+      process->exit_reported = true;
+    }
+  }
+  exited_.notify_all();
 }
 
 }  // namespace beaconbox::shim

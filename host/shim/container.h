@@ -3,10 +3,25 @@
 // container (create, start, exec-added, exec-started, exit, paused, resumed, delete) is
 // published from here. Each call first checks the process state as runc's shim does
 // (process_state.h).
+//
+// Authority over the VM (issue 10): the guest is hostile. Every guest call has a
+// deadline except Wait, which teardown cancels; a SIGKILL of the init that the guest
+// does not answer with an exit within vm.kill_timeout_ms stops the VM (exit 137, as
+// runc reports a killed task); Wait always returns once the container is shut down.
+//
+// Pids: every pid reported to containerd (Create, Start, Exec, State, Delete, Pids,
+// Connect, the task events) is a host pid: the VMM process's, as Kata Containers
+// reports its hypervisor's. The container's processes exist only inside the VM; a
+// guest pid handed to containerd would name some unrelated host process to any tool
+// that reads /proc/<pid> or signals it. For the same reason Pids (`ctr task ps`)
+// lists the VMM's pid alone where runc's shim lists the container's processes: on the
+// host the VMM is the container's only process. The guest's pids stay in the shim's
+// log; `ctr task exec ... ps` shows the processes inside.
 #pragma once
 
 #include <google/protobuf/timestamp.pb.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -23,6 +38,12 @@
 #include "host/shim/runtime_layout.h"
 
 namespace beaconbox::shim {
+
+// Checks that each stdio path containerd gave is a FIFO, without following a
+// symlink: the shim opens them as root. containerd's log URIs (binary://, file://)
+// and anything else are refused with one line.
+Status CheckStdioFifos(const std::string& stdin_path, const std::string& stdout_path,
+                       const std::string& stderr_path);
 
 struct ExitInfo {
   uint32_t pid = 0;
@@ -45,18 +66,31 @@ class Container {
   // Pauses (true) or resumes (false) what runs the container: the VM when the
   // container is alone in it, else the container in the guest. Given by the Sandbox.
   using PauseFunction = std::function<Status(bool pause)>;
+  // Stops the VM running the container and closes the guest connection; `why` is
+  // logged. Given by the Sandbox; every container in the VM ends with it.
+  using StopVmFunction = std::function<void(const std::string& why)>;
 
-  // The guest created the init process of `request` with `init_pid`: starts its IO
-  // relay and exit waiter and publishes /tasks/create.
+  // What the Sandbox decides for each of its containers.
+  struct Options {
+    uint32_t host_pid = 0;  // reported to containerd for every process (the VMM's)
+    std::chrono::milliseconds guest_call_timeout{60000};
+    std::chrono::milliseconds kill_timeout{5000};
+    PauseFunction pause;
+    StopVmFunction stop_vm;
+  };
+
+  // The guest created the init process of `request` with `guest_pid` (logged, never
+  // reported): starts its IO relay and exit waiter and publishes /tasks/create.
   Container(ContainerKey key, std::shared_ptr<GuestClient> guest, EventSink& events,
-            PauseFunction pause, const task::CreateTaskRequest& request, uint32_t init_pid);
+            Options options, const task::CreateTaskRequest& request, uint32_t guest_pid);
   ~Container();
   Container(const Container&) = delete;
   Container& operator=(const Container&) = delete;
 
   const ContainerKey& key() const { return key_; }
   const std::string& bundle() const { return bundle_; }
-  uint32_t init_pid() const;
+  // The pid reported to containerd for every process of the container (the VMM's).
+  uint32_t host_pid() const { return options_.host_pid; }
 
   // Task API; exec_id empty = the init process.
   Result<uint32_t> Start(const std::string& exec_id);
@@ -64,7 +98,7 @@ class Container {
   Status Kill(const std::string& exec_id, uint32_t signal, bool all);
   Result<ExitInfo> Wait(const std::string& exec_id);
   Result<ProcessView> State(const std::string& exec_id);
-  Result<std::vector<uint32_t>> Pids();
+  Result<std::vector<uint32_t>> Pids();  // the host pid alone (see the top of this file)
   Status CloseIo(const std::string& exec_id);
   Status ResizePty(const std::string& exec_id, uint32_t width, uint32_t height);
   Status Pause();
@@ -79,7 +113,9 @@ class Container {
   void FinishDelete(const ExitInfo& exit);
 
   // Stops every relay and joins every waiter; the guest connection must be closed
-  // first (Sandbox teardown), so that waiters blocked on the guest return.
+  // first (Sandbox teardown), so that waiters blocked on the guest return. Every
+  // Wait returns afterwards: a process whose exit was never reported is reported
+  // killed (137).
   void Shutdown();
 
  private:
@@ -87,7 +123,7 @@ class Container {
   Status SetPaused(bool pause);
   struct Process {
     std::string exec_id;
-    uint32_t pid = 0;
+    uint32_t guest_pid = 0;  // as the guest said: untrusted, only logged
     ProcessState state = ProcessState::kCreated;
     bool exit_reported = false;  // TaskExit published: Wait may return
     bool start_pending = false;  // Start is under way: its TaskStart goes before TaskExit
@@ -102,12 +138,16 @@ class Container {
   void StartWaiter(const std::shared_ptr<Process>& process);                 // requires mutex_
   void WatchExit(std::shared_ptr<Process> process);
   void StopProcess(Process& process);  // joins its waiter (once) and stops its relay
+  // SIGKILL of the init: the guest's exit, or the VM stopped after kill_timeout.
+  Status KillInit(const std::shared_ptr<Process>& init, const task::KillRequest& request);
+  // Deadline of a call that does not start anything (kill, delete, resize).
+  std::chrono::milliseconds ShortCallTimeout() const;
 
   const ContainerKey key_;
   const std::string bundle_;
   const std::shared_ptr<GuestClient> guest_;  // thread-safe; closed by the Sandbox
   EventSink& events_;                         // thread-safe
-  const PauseFunction pause_;
+  const Options options_;
 
   mutable std::mutex mutex_;
   std::condition_variable exited_;         // with mutex_: a process's exit was reported

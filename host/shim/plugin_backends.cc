@@ -37,8 +37,8 @@ class PluginBackends::Vmm final : public VmmBackend {
                          plugin_host::PlanAgentChannel(capabilities, plugin_host::HostHasVsock(),
                                                        config_.paths.run_dir, spec.run_dir()));
     *complete.mutable_agent_channel() = channel.channel;
-    for (const auto& arg : plugin_host::GuestKernelArgs(channel.channel, spec.memory_mib(),
-                                                        spec.max_memory_mib())) {
+    for (const auto& arg :
+         plugin_host::GuestKernelArgs(channel.channel, spec.memory_mib(), spec.max_memory_mib())) {
       complete.add_guest_kernel_args(arg);
     }
     BBX_RETURN_IF_ERROR(plugin_host::AssignShareSockets(complete, spec.run_dir()));
@@ -108,6 +108,8 @@ SandboxBackends PluginBackends::backends() {
   backends.vm.memory_mib = vm.memory_mib;
   backends.vm.max_memory_mib = vm.max_memory_mib;
   backends.vm.guest_connect_timeout = std::chrono::milliseconds(vm.guest_connect_timeout_ms);
+  backends.vm.guest_call_timeout = std::chrono::milliseconds(vm.guest_call_timeout_ms);
+  backends.vm.kill_timeout = std::chrono::milliseconds(vm.kill_timeout_ms);
   return backends;
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <limits>
 
 #include "common/base/file_util.h"
 #include "host/shim/spec_adapter.h"
@@ -18,6 +19,8 @@ using namespace std::chrono_literals;
 constexpr uint32_t kGuestProtocolVersion = 1;
 constexpr size_t kMaxSpecSize = 16 << 20;
 constexpr auto kGuestNetworkTimeout = 30s;
+constexpr auto kGuestPauseTimeout = 10s;
+constexpr auto kVmStopTimeout = 5s;
 
 // Milliseconds since `start`, for the one timing line Create and Delete log.
 long ElapsedMs(std::chrono::steady_clock::time_point start) {
@@ -86,6 +89,13 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
       return MakeError(ErrorCode::kAlreadyExists, "container " + key.id + ": already exists");
     }
   }
+  if (!vm_stopped_because_.empty()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "the sandbox's VM was stopped (" + vm_stopped_because_ +
+                         "): delete its containers and create the container again");
+  }
+  // Before anything is made: the shim opens these as root.
+  BBX_RETURN_IF_ERROR(CheckStdioFifos(request.stdin(), request.stdout(), request.stderr()));
   const auto started = std::chrono::steady_clock::now();
   const std::string bundle = request.bundle().empty() ? options_.bundle : request.bundle();
   BBX_ASSIGN_OR_RETURN(std::string host_spec, ReadSmallFile(bundle + "/config.json", kMaxSpecSize));
@@ -143,7 +153,8 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   BBX_ASSIGN_OR_RETURN(guestapi::CreateBundleRequest bundle_request,
                        BundleRequestFor(key, plan, guest_spec.config_json));
   guestapi::CreateBundleResponse bundle_response;
-  BBX_RETURN_IF_ERROR(guest->CallGuest("CreateBundle", bundle_request, &bundle_response));
+  BBX_RETURN_IF_ERROR(guest->CallGuest("CreateBundle", bundle_request, &bundle_response,
+                                       backends_.vm.guest_call_timeout));
   Reached("bundle-created", spec.annotations);
 
   task::CreateTaskRequest guest_request;
@@ -156,22 +167,28 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   guest_request.set_stdout(request.stdout().empty() ? "" : "stdout");
   guest_request.set_stderr(request.stderr().empty() ? "" : "stderr");
   task::CreateTaskResponse guest_response;
-  BBX_RETURN_IF_ERROR(guest->CallTask("Create", guest_request, &guest_response));
+  BBX_RETURN_IF_ERROR(
+      guest->CallTask("Create", guest_request, &guest_response, backends_.vm.guest_call_timeout));
   Reached("task-created", spec.annotations);
 
-  auto container = std::make_shared<Container>(
-      key, guest, events_, [this, key](bool pause) { return PauseFor(key, pause); }, request,
-      guest_response.pid());
+  Container::Options container_options;
+  container_options.host_pid = HostPid();
+  container_options.guest_call_timeout = backends_.vm.guest_call_timeout;
+  container_options.kill_timeout = backends_.vm.kill_timeout;
+  container_options.pause = [this, key](bool pause) { return PauseFor(key, pause); };
+  container_options.stop_vm = [this](const std::string& why) { StopVm(why); };
+  auto container = std::make_shared<Container>(key, guest, events_, std::move(container_options),
+                                               request, guest_response.pid());
   {
     std::lock_guard lock(mutex_);
     containers_[key] = container;
   }
   created = true;
   spdlog::info(
-      "container {} created in the VM, pid {}: host setup {} ms, VMM start to agent ready {} ms "
-      "(VMM start {} ms), container create {} ms",
-      key.ToString(), guest_response.pid(), host_setup_ms, vm_ready_ms - host_setup_ms,
-      vmm_start_ms_, ElapsedMs(started) - vm_ready_ms);
+      "container {} created in the VM (pid {}, {} in the guest): host setup {} ms, VMM start to "
+      "agent ready {} ms (VMM start {} ms), container create {} ms",
+      key.ToString(), container->host_pid(), guest_response.pid(), host_setup_ms,
+      vm_ready_ms - host_setup_ms, vmm_start_ms_, ElapsedMs(started) - vm_ready_ms);
   return container;
 }
 
@@ -194,8 +211,7 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   BBX_RETURN_IF_ERROR(SaveState());
   BBX_RETURN_IF_ERROR(MakeDirectory(record_.vm_dir, "paths.run_dir"));
   BBX_RETURN_IF_ERROR(MakeDirectory(layout_.log_dir(), "paths.log_dir"));
-  VmPlacement placement{options_.key, record_.vm_dir, record_.console_log_path,
-                        ::getpid()};
+  VmPlacement placement{options_.key, record_.vm_dir, record_.console_log_path, ::getpid()};
   pluginapi::VmSpec spec =
       VmSpecFor(backends_.vm, placement, plan, attachment_ ? &*attachment_ : nullptr);
   const auto vmm_started = std::chrono::steady_clock::now();
@@ -255,6 +271,38 @@ Status Sandbox::ConnectGuest() {
   return Status::Ok();
 }
 
+uint32_t Sandbox::HostPid() const {
+  // The VMM's pid; the shim's own when the VMM plugin did not say (then the shim is
+  // still a host process that holds the container, never someone else's).
+  const int64_t vmm_pid = record_.vm_info.vmm_pid();
+  if (vmm_pid > 0 && vmm_pid <= std::numeric_limits<int32_t>::max()) {
+    return static_cast<uint32_t>(vmm_pid);
+  }
+  return static_cast<uint32_t>(::getpid());
+}
+
+void Sandbox::StopVm(const std::string& why) {
+  std::lock_guard lifecycle(lifecycle_mutex_);
+  std::shared_ptr<GuestClient> guest;
+  {
+    std::lock_guard lock(mutex_);
+    guest = guest_;
+  }
+  if (vm_stopped_because_.empty()) {
+    spdlog::warn("{}: stopping the VM of {}", why, options_.key.ToString());
+    vm_stopped_because_ = why;
+  }
+  // The VMM backend, not the guest: a hostile guest cannot keep its VM running. The
+  // handle stays for teardown (stopping twice is a no-op); the connection is closed
+  // whatever the VMM did, so that every call on the guest ends now.
+  if (vm_) {
+    if (Status stopped = vm_->Stop(kVmStopTimeout); !stopped.ok()) {
+      spdlog::warn("stopping the VM of {}: {}", options_.key.ToString(), stopped.error().message);
+    }
+  }
+  if (guest) guest->Close();
+}
+
 Status Sandbox::PauseFor(const ContainerKey& key, bool pause) {
   std::lock_guard lifecycle(lifecycle_mutex_);
   size_t containers = 0;
@@ -272,11 +320,11 @@ Status Sandbox::PauseFor(const ContainerKey& key, bool pause) {
   if (pause) {
     task::PauseRequest request;
     request.set_id(key.id);
-    return guest->CallTask("Pause", request, &empty, 10s);
+    return guest->CallTask("Pause", request, &empty, kGuestPauseTimeout);
   }
   task::ResumeRequest request;
   request.set_id(key.id);
-  return guest->CallTask("Resume", request, &empty, 10s);
+  return guest->CallTask("Resume", request, &empty, kGuestPauseTimeout);
 }
 
 Result<ExitInfo> Sandbox::DeleteContainer(const ContainerKey& key) {

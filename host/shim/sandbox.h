@@ -78,6 +78,8 @@ class Sandbox {
   void TeardownLocked();                                 // requires lifecycle_mutex_
   void ReleaseContainer(const ContainerKey& key);        // requires lifecycle_mutex_
   Status PauseFor(const ContainerKey& key, bool pause);  // Container::PauseFunction
+  void StopVm(const std::string& why);                   // Container::StopVmFunction
+  uint32_t HostPid() const;                              // requires lifecycle_mutex_
 
   const SandboxBackends backends_;
   const Status load_status_;
@@ -93,6 +95,8 @@ class Sandbox {
   std::unique_ptr<VmHandle> vm_;                            // guarded by lifecycle_mutex_
   std::optional<pluginapi::NetworkAttachment> attachment_;  // guarded by lifecycle_mutex_
   long vmm_start_ms_ = 0;                                   // guarded by lifecycle_mutex_
+  // Set when Kill stopped the VM: no container is created in it any more.
+  std::string vm_stopped_because_;  // guarded by lifecycle_mutex_
 
   mutable std::mutex mutex_;
   std::shared_ptr<GuestClient> guest_;  // guarded by mutex_ (the client itself is thread-safe)

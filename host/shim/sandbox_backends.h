@@ -71,6 +71,8 @@ struct VmSettings {
   uint64_t memory_mib = 512;
   uint64_t max_memory_mib = 0;
   std::chrono::milliseconds guest_connect_timeout{60000};
+  std::chrono::milliseconds guest_call_timeout{60000};  // vm.guest_call_timeout_ms
+  std::chrono::milliseconds kill_timeout{5000};         // vm.kill_timeout_ms
 };
 
 // Not owned; they outlive every Sandbox using them.

@@ -145,6 +145,16 @@ Status RunStart(const ShimFlags& flags, const char* argv0) {
 }
 
 Status RunServe(const ShimFlags& flags) {
+  // SIGTERM from containerd or an operator ends the shim cleanly: the VM goes too.
+  // Blocked before any thread exists (plugins start threads when they load, the
+  // event publisher and ttrpc too): a thread started earlier would keep SIGTERM
+  // unblocked, take it, and the default action would end the shim without teardown.
+  // Children get an empty mask from the Spawner (plugins/common/child_process.cc).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   SetUpLogging(flags);
   ::signal(SIGPIPE, SIG_IGN);
   UniqueFd listener(kListenerFd);
@@ -178,12 +188,6 @@ Status RunServe(const ShimFlags& flags) {
   TaskService service(*sandbox, flags.namespace_name, [&server] { server.Shutdown(); });
   service.Register(server);
 
-  // SIGTERM from containerd or an operator ends the shim cleanly: the VM goes too.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::thread signal_thread([&server, signals] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);

@@ -69,7 +69,7 @@ void TaskService::Register(ttrpc::Server& server) {
         if (!request.checkpoint().empty()) return Unimplemented("checkpoint restore");
         auto container = sandbox_.CreateContainer(KeyOf(context, request.id()), request);
         if (!container.ok()) return ToRpc(container.error());
-        response->set_pid((*container)->init_pid());
+        response->set_pid((*container)->host_pid());
         return RpcStatus{};
       });
 
@@ -150,6 +150,7 @@ void TaskService::Register(ttrpc::Server& server) {
         BBX_ASSIGN_OR_RETURN_RPC(auto container, Find(context, request.id()));
         auto pids = container->Pids();
         if (!pids.ok()) return ToRpc(pids.error());
+        // The VMM's pid alone, where runc's shim lists the container's: see container.h.
         for (uint32_t pid : *pids) response->add_processes()->set_pid(pid);
         return RpcStatus{};
       });
@@ -188,7 +189,7 @@ void TaskService::Register(ttrpc::Server& server) {
       [this](ServerContext& context, const ConnectRequest& request, ConnectResponse* response) {
         response->set_shim_pid(static_cast<uint32_t>(::getpid()));
         if (auto container = Find(context, request.id()); container.ok()) {
-          response->set_task_pid((*container)->init_pid());
+          response->set_task_pid((*container)->host_pid());
         }
         response->set_version("beaconbox " BEACONBOX_VERSION);
         return RpcStatus{};

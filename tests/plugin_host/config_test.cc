@@ -59,6 +59,8 @@ TEST_F(ConfigTest, EmptyFileGivesTheDocumentedDefaults) {
   EXPECT_EQ(config->vm.memory_mib, 512u);
   EXPECT_EQ(config->vm.max_memory_mib, 2048u);
   EXPECT_EQ(config->vm.guest_connect_timeout_ms, 60000u);
+  EXPECT_EQ(config->vm.guest_call_timeout_ms, 60000u);
+  EXPECT_EQ(config->vm.kill_timeout_ms, 5000u);
   EXPECT_EQ(config->network.mode, "bridge");
   EXPECT_EQ(config->storage.driver, "virtiofs");
   EXPECT_TRUE(config->plugins.empty());
@@ -98,6 +100,8 @@ max_vcpus = 4
 memory_mib = 256
 max_memory_mib = 1024
 guest_connect_timeout_ms = 5000
+guest_call_timeout_ms = 7000
+kill_timeout_ms = 1500
 [network]
 mode = "none"
 [storage]
@@ -126,6 +130,8 @@ list = ["a", "b"]
   EXPECT_EQ(config->vm.memory_mib, 256u);
   EXPECT_EQ(config->vm.max_memory_mib, 1024u);
   EXPECT_EQ(config->vm.guest_connect_timeout_ms, 5000u);
+  EXPECT_EQ(config->vm.guest_call_timeout_ms, 7000u);
+  EXPECT_EQ(config->vm.kill_timeout_ms, 1500u);
   EXPECT_EQ(config->network.mode, "none");
   EXPECT_EQ(config->log.level, "debug");
   EXPECT_EQ(config->log.file, dir_.path() + "/shim.log");

@@ -18,10 +18,12 @@ class FakeVm final : public VmHandle {
     pluginapi::VmInfo info;
     info.set_id("fake");
     info.add_pids(999999);
+    info.set_vmm_pid(vmm_.vmm_pid);
     info.set_accelerator("fake");
     return info;
   }
   Status Stop(std::chrono::milliseconds) override {
+    ++vmm_.stops_;
     agent_.Disconnect();
     return Status::Ok();
   }

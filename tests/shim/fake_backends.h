@@ -38,7 +38,9 @@ class FakeVmm final : public VmmBackend {
   Status CleanupStale(const pluginapi::VmInfo& info) override;
 
   bool fail_create = false;
+  int64_t vmm_pid = 424242;  // VmInfo.vmm_pid of its VMs (no such process is touched)
   int live_vms() const { return live_vms_; }
+  int stops() const { return stops_; }  // VmHandle::Stop calls
   int created() const { return created_; }
   int cleanups() const { return cleanups_; }
   int pauses() const { return pauses_; }
@@ -51,6 +53,7 @@ class FakeVmm final : public VmmBackend {
   std::atomic<int> created_{0};
   std::atomic<int> cleanups_{0};
   std::atomic<int> pauses_{0};
+  std::atomic<int> stops_{0};
 };
 
 class FakeStorage final : public StorageBackend {

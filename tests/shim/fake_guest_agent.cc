@@ -88,9 +88,48 @@ std::optional<guestapi::NetworkConfig> FakeGuestAgent::network() const {
   return network_;
 }
 
-RpcStatus FakeGuestAgent::Record(const std::string& method) {
+void FakeGuestAgent::IgnoreKill() {
   std::lock_guard lock(mutex_);
+  ignore_kill_ = true;
+}
+
+void FakeGuestAgent::Hang(const std::string& method) {
+  std::lock_guard lock(mutex_);
+  hanging_.insert(method);
+}
+
+void FakeGuestAgent::StopHanging() {
+  std::lock_guard lock(mutex_);
+  hanging_.clear();
+}
+
+void FakeGuestAgent::AnswerPid(uint32_t pid) {
+  std::lock_guard lock(mutex_);
+  answer_pid_ = pid;
+}
+
+void FakeGuestAgent::AnswerInvalidExitTime() {
+  std::lock_guard lock(mutex_);
+  invalid_exit_time_ = true;
+}
+
+int FakeGuestAgent::hung_calls() const {
+  std::lock_guard lock(mutex_);
+  return hung_calls_;
+}
+
+RpcStatus FakeGuestAgent::Record(const std::string& method, const ServerContext& context) {
+  std::unique_lock lock(mutex_);
   calls_.push_back(method);
+  if (hanging_.count(method) != 0 || hanging_.count("*") != 0) {
+    // Never answers: the handler returns only once the connection is gone.
+    ++hung_calls_;
+    ++waiting_handlers_;
+    while (!context.cancelled()) changed_.wait_for(lock, std::chrono::milliseconds(10));
+    --waiting_handlers_;
+    changed_.notify_all();
+    return RpcStatus{Code::kUnavailable, "fake guest: hung call of " + method + " cancelled"};
+  }
   if (auto it = failures_.find(method); it != failures_.end()) {
     Code code = it->second;
     failures_.erase(it);
@@ -103,8 +142,9 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
   using namespace guestapi;
   namespace task = ::containerd::task::v2;
   ttrpc::RegisterUnaryProto<HelloRequest, HelloResponse>(
-      server, kGuest, "Hello", [this](ServerContext&, const HelloRequest&, HelloResponse* out) {
-        if (auto failed = Record("Guest.Hello"); !failed.ok()) return failed;
+      server, kGuest, "Hello",
+      [this](ServerContext& context, const HelloRequest&, HelloResponse* out) {
+        if (auto failed = Record("Guest.Hello", context); !failed.ok()) return failed;
         out->set_protocol_version(1);
         out->set_agent_version("fake");
         out->set_kernel_release("fake");
@@ -112,16 +152,17 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
       });
   ttrpc::RegisterUnaryProto<NetworkConfig, guestapi::Empty>(
       server, kGuest, "ConfigureNetwork",
-      [this](ServerContext&, const NetworkConfig& config, guestapi::Empty*) {
-        if (auto failed = Record("Guest.ConfigureNetwork"); !failed.ok()) return failed;
+      [this](ServerContext& context, const NetworkConfig& config, guestapi::Empty*) {
+        if (auto failed = Record("Guest.ConfigureNetwork", context); !failed.ok()) return failed;
         std::lock_guard lock(mutex_);
         network_ = config;
         return RpcStatus{};
       });
   ttrpc::RegisterUnaryProto<CreateBundleRequest, CreateBundleResponse>(
       server, kGuest, "CreateBundle",
-      [this](ServerContext&, const CreateBundleRequest& request, CreateBundleResponse* out) {
-        if (auto failed = Record("Guest.CreateBundle"); !failed.ok()) return failed;
+      [this](ServerContext& context, const CreateBundleRequest& request,
+             CreateBundleResponse* out) {
+        if (auto failed = Record("Guest.CreateBundle", context); !failed.ok()) return failed;
         if (Status valid = CheckGuestRelativePath(request.rootfs(), "rootfs"); !valid.ok()) {
           return ttrpc::RpcStatusFromError(valid.error());
         }
@@ -133,33 +174,34 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
 
   ttrpc::RegisterUnaryProto<task::CreateTaskRequest, task::CreateTaskResponse>(
       server, kTask, "Create",
-      [this](ServerContext&, const task::CreateTaskRequest& request,
+      [this](ServerContext& context, const task::CreateTaskRequest& request,
              task::CreateTaskResponse* out) {
-        if (auto failed = Record("Task.Create"); !failed.ok()) return failed;
+        if (auto failed = Record("Task.Create", context); !failed.ok()) return failed;
         std::lock_guard lock(mutex_);
         Process& process = processes_[{request.id(), ""}];
+        process = Process{};  // the same id again after a delete is a new process
         process.pid = next_pid_++;
-        out->set_pid(process.pid);
+        out->set_pid(answer_pid_ ? *answer_pid_ : process.pid);
         return RpcStatus{};
       });
   ttrpc::RegisterUnaryProto<task::ExecProcessRequest, Empty>(
       server, kTask, "Exec",
-      [this](ServerContext&, const task::ExecProcessRequest& request, Empty*) {
-        if (auto failed = Record("Task.Exec"); !failed.ok()) return failed;
+      [this](ServerContext& context, const task::ExecProcessRequest& request, Empty*) {
+        if (auto failed = Record("Task.Exec", context); !failed.ok()) return failed;
         std::lock_guard lock(mutex_);
         processes_[{request.id(), request.exec_id()}] = Process{};
         return RpcStatus{};
       });
   ttrpc::RegisterUnaryProto<task::StartRequest, task::StartResponse>(
       server, kTask, "Start",
-      [this](ServerContext&, const task::StartRequest& request, task::StartResponse* out) {
-        if (auto failed = Record("Task.Start"); !failed.ok()) return failed;
+      [this](ServerContext& context, const task::StartRequest& request, task::StartResponse* out) {
+        if (auto failed = Record("Task.Start", context); !failed.ok()) return failed;
         std::lock_guard lock(mutex_);
         auto it = processes_.find({request.id(), request.exec_id()});
         if (it == processes_.end()) return RpcStatus{Code::kNotFound, "no such process"};
         if (it->second.pid == 0) it->second.pid = next_pid_++;
         it->second.started = true;
-        out->set_pid(it->second.pid);
+        out->set_pid(answer_pid_ ? *answer_pid_ : it->second.pid);
         if (request.exec_id().empty() && exit_on_start_) {
           it->second.exited = true;
           it->second.exit_status = *exit_on_start_;
@@ -168,13 +210,15 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
         return RpcStatus{};
       });
   ttrpc::RegisterUnaryProto<task::KillRequest, Empty>(
-      server, kTask, "Kill", [this](ServerContext&, const task::KillRequest& request, Empty*) {
-        if (auto failed = Record("Task.Kill"); !failed.ok()) return failed;
+      server, kTask, "Kill",
+      [this](ServerContext& context, const task::KillRequest& request, Empty*) {
+        if (auto failed = Record("Task.Kill", context); !failed.ok()) return failed;
         {
           std::lock_guard lock(mutex_);
           auto it = processes_.find({request.id(), request.exec_id()});
           if (it == processes_.end()) return RpcStatus{Code::kNotFound, "no such process"};
           if (it->second.exited) return RpcStatus{Code::kNotFound, "process already finished"};
+          if (ignore_kill_) return RpcStatus{};  // acknowledged, never done
           it->second.exited = true;
           it->second.exit_status = 128 + request.signal();
         }
@@ -184,7 +228,7 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
   ttrpc::RegisterUnaryProto<task::WaitRequest, task::WaitResponse>(
       server, kTask, "Wait",
       [this](ServerContext& context, const task::WaitRequest& request, task::WaitResponse* out) {
-        if (auto failed = Record("Task.Wait"); !failed.ok()) return failed;
+        if (auto failed = Record("Task.Wait", context); !failed.ok()) return failed;
         std::unique_lock lock(mutex_);
         ++waiting_handlers_;
         RpcStatus status;
@@ -196,6 +240,10 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
           }
           if (it->second.exited) {
             out->set_exit_status(it->second.exit_status);
+            if (invalid_exit_time_) {
+              out->mutable_exited_at()->set_seconds(-5);
+              out->mutable_exited_at()->set_nanos(-1);
+            }
             break;
           }
           if (context.cancelled()) {
@@ -213,8 +261,9 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
       });
   ttrpc::RegisterUnaryProto<task::DeleteRequest, task::DeleteResponse>(
       server, kTask, "Delete",
-      [this](ServerContext&, const task::DeleteRequest& request, task::DeleteResponse* out) {
-        if (auto failed = Record("Task.Delete"); !failed.ok()) return failed;
+      [this](ServerContext& context, const task::DeleteRequest& request,
+             task::DeleteResponse* out) {
+        if (auto failed = Record("Task.Delete", context); !failed.ok()) return failed;
         {
           std::lock_guard lock(mutex_);
           auto it = processes_.find({request.id(), request.exec_id()});
@@ -232,8 +281,8 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
       });
   ttrpc::RegisterUnaryProto<task::PidsRequest, task::PidsResponse>(
       server, kTask, "Pids",
-      [this](ServerContext&, const task::PidsRequest& request, task::PidsResponse* out) {
-        if (auto failed = Record("Task.Pids"); !failed.ok()) return failed;
+      [this](ServerContext& context, const task::PidsRequest& request, task::PidsResponse* out) {
+        if (auto failed = Record("Task.Pids", context); !failed.ok()) return failed;
         std::lock_guard lock(mutex_);
         for (const auto& [key, process] : processes_) {
           if (key.first == request.id() && process.pid != 0 && !process.exited) {
@@ -244,13 +293,15 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
       });
   for (const char* method : {"Pause", "Resume"}) {
     ttrpc::RegisterUnaryProto<task::PauseRequest, Empty>(
-        server, kTask, method, [this, method](ServerContext&, const task::PauseRequest&, Empty*) {
-          return Record(std::string("Task.") + method);
+        server, kTask, method,
+        [this, method](ServerContext& context, const task::PauseRequest&, Empty*) {
+          return Record(std::string("Task.") + method, context);
         });
   }
   ttrpc::RegisterUnaryProto<task::ResizePtyRequest, Empty>(
-      server, kTask, "ResizePty", [this](ServerContext&, const task::ResizePtyRequest&, Empty*) {
-        return Record("Task.ResizePty");
+      server, kTask, "ResizePty",
+      [this](ServerContext& context, const task::ResizePtyRequest&, Empty*) {
+        return Record("Task.ResizePty", context);
       });
 }
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +42,19 @@ class FakeGuestAgent {
   // Fails the next call of "Service.Method" (e.g. "Guest.CreateBundle") with `code`.
   void FailNext(const std::string& method, ttrpc::Code code);
 
+  // A hostile or wedged guest, from now on:
+  // - Kill is acknowledged and nothing happens;
+  void IgnoreKill();
+  // - calls of "Service.Method" ("*": every method) never answer: each handler
+  //   returns only once its connection is closed;
+  void Hang(const std::string& method);
+  void StopHanging();  // later calls answer again
+  // - Create and Start answer `pid` (0, 1, 0xffffffff, ...) whatever the process is;
+  void AnswerPid(uint32_t pid);
+  // - Wait answers an exit time that is no valid Timestamp.
+  void AnswerInvalidExitTime();
+  int hung_calls() const;  // calls that hung so far
+
   std::vector<std::string> calls() const;  // "Guest.Hello", "Task.Create", ... in order
   std::optional<guestapi::CreateBundleRequest> last_bundle() const;
   std::optional<guestapi::NetworkConfig> network() const;
@@ -55,7 +69,8 @@ class FakeGuestAgent {
   using ProcessKey = std::pair<std::string, std::string>;  // id, exec id
 
   void Register(ttrpc::Server& server);
-  ttrpc::RpcStatus Record(const std::string& method);  // the failure to inject, if any
+  // The failure to inject, if any; blocks while the method hangs.
+  ttrpc::RpcStatus Record(const std::string& method, const ttrpc::ServerContext& context);
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
@@ -66,6 +81,11 @@ class FakeGuestAgent {
   std::optional<guestapi::CreateBundleRequest> last_bundle_;  // guarded by mutex_
   std::optional<guestapi::NetworkConfig> network_;            // guarded by mutex_
   std::optional<uint32_t> exit_on_start_;                     // guarded by mutex_
+  bool ignore_kill_ = false;                                  // guarded by mutex_
+  std::set<std::string> hanging_;                             // guarded by mutex_
+  std::optional<uint32_t> answer_pid_;                        // guarded by mutex_
+  bool invalid_exit_time_ = false;                            // guarded by mutex_
+  int hung_calls_ = 0;                                        // guarded by mutex_
   std::vector<std::unique_ptr<ttrpc::Server>> servers_;       // guarded by mutex_
   std::vector<std::thread> threads_;                          // guarded by mutex_
   int waiting_handlers_ = 0;  // guarded by mutex_: Wait handlers still using `this`

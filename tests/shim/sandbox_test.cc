@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
 
 #include "common/base/file_util.h"
 #include "tests/shim/fake_backends.h"
@@ -54,6 +57,8 @@ class SandboxTest : public ::testing::Test {
     backends.vm.kernel_path = "/fake/kernel";
     backends.vm.initrd_path = "/fake/initrd";
     backends.vm.guest_connect_timeout = std::chrono::milliseconds(2000);
+    backends.vm.guest_call_timeout = guest_call_timeout_;
+    backends.vm.kill_timeout = kill_timeout_;
     return backends;
   }
 
@@ -86,7 +91,25 @@ class SandboxTest : public ::testing::Test {
     EXPECT_TRUE(!fs::exists(root_ + "/run/vm") || fs::is_empty(root_ + "/run/vm"));
   }
 
+  // Runs `call` on its own thread; true when it returned within `limit` (a bound
+  // that only tells a hang from an answer, never a timing). On a hang the guest is
+  // disconnected, which ends whatever waits on it, so the test fails instead of hanging.
+  bool FinishesWithin(std::chrono::seconds limit, const std::function<void()>& call) {
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> finished = done->get_future();
+    std::thread thread([&call, done] {
+      call();
+      done->set_value();
+    });
+    const bool in_time = finished.wait_for(limit) == std::future_status::ready;
+    if (!in_time) agent_.Disconnect();
+    thread.join();
+    return in_time;
+  }
+
   std::string root_;
+  std::chrono::milliseconds guest_call_timeout_{5000};
+  std::chrono::milliseconds kill_timeout_{2000};
   FakeGuestAgent agent_;
   FakeVmm vmm_{agent_};
   FakeStorage storage_;
@@ -363,6 +386,238 @@ TEST_F(SandboxTest, TeardownWhileCallsAreInFlight) {
   stop = true;
   for (auto& caller : callers) caller.join();
   EXPECT_EQ((*container)->State("")->state, ProcessState::kStopped);
+  ExpectNothingLeft(sandbox);
+}
+
+constexpr auto kHangLimit = std::chrono::seconds(60);
+
+// Issue 10: a guest that acknowledges SIGKILL and never reports the exit. The shim
+// stops the VM itself after vm.kill_timeout_ms and reports 137, as runc does.
+TEST_F(SandboxTest, KillOfTheInitStopsTheVmWhenTheGuestDoesNotReportTheExit) {
+  kill_timeout_ = std::chrono::milliseconds(200);
+  Sandbox& sandbox = NewSandbox(kC1, /*with_network=*/true);
+  auto container = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(container.ok()) << container.error().message;
+  ASSERT_TRUE((*container)->Start("").ok());
+  agent_.IgnoreKill();
+  Status killed = MakeError(ErrorCode::kInternal, "not called");
+  EXPECT_TRUE(FinishesWithin(kHangLimit, [&] { killed = (*container)->Kill("", SIGKILL, false); }));
+  EXPECT_TRUE(killed.ok()) << killed.error().message;
+  Result<ExitInfo> exit = MakeError(ErrorCode::kInternal, "not called");
+  ASSERT_TRUE(FinishesWithin(kHangLimit, [&] { exit = (*container)->Wait(""); }));
+  ASSERT_TRUE(exit.ok()) << exit.error().message;
+  EXPECT_EQ(exit->exit_status, 137u);
+  EXPECT_GE(vmm_.stops(), 1);
+  auto topics = events_.topics();
+  EXPECT_NE(std::find(topics.begin(), topics.end(), "/tasks/exit"), topics.end());
+  // The stopped VM takes no new container.
+  const ContainerKey c2{"default", "c2"};
+  EXPECT_EQ(sandbox.CreateContainer(c2, CreateRequest(c2)).error().code,
+            ErrorCode::kFailedPrecondition);
+  Result<ExitInfo> deleted = MakeError(ErrorCode::kInternal, "not called");
+  ASSERT_TRUE(FinishesWithin(kHangLimit, [&] { deleted = sandbox.DeleteContainer(kC1); }));
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(deleted->exit_status, 137u);
+  ExpectNothingLeft(sandbox);
+}
+
+// A guest that stops answering anything: kill -9, Wait, Delete and the shim's
+// teardown all finish.
+TEST_F(SandboxTest, KillDeleteAndTeardownFinishWhenTheGuestNeverAnswers) {
+  kill_timeout_ = std::chrono::milliseconds(200);
+  guest_call_timeout_ = std::chrono::milliseconds(300);
+  Sandbox& sandbox = NewSandbox(kC1, /*with_network=*/true);
+  auto container = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(container.ok()) << container.error().message;
+  ASSERT_TRUE((*container)->Start("").ok());
+  agent_.Hang("*");
+  EXPECT_TRUE(FinishesWithin(kHangLimit, [&] { (void)(*container)->Kill("", SIGKILL, false); }));
+  Result<ExitInfo> exit = MakeError(ErrorCode::kInternal, "not called");
+  ASSERT_TRUE(FinishesWithin(kHangLimit, [&] { exit = (*container)->Wait(""); }));
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_status, 137u);
+  EXPECT_TRUE(FinishesWithin(kHangLimit, [&] { ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok()); }));
+  ExpectNothingLeft(sandbox);
+  EXPECT_GE(agent_.hung_calls(), 1);
+
+  // The shim's Shutdown (teardown) with the guest silent and a Wait pending.
+  agent_.StopHanging();
+  Sandbox& second = NewSandbox(ContainerKey{"default", "c2"});
+  const ContainerKey c2{"default", "c2"};
+  auto other = second.CreateContainer(c2, CreateRequest(c2));
+  ASSERT_TRUE(other.ok()) << other.error().message;
+  ASSERT_TRUE((*other)->Start("").ok());
+  agent_.Hang("*");
+  std::thread waiter([&] { (void)(*other)->Wait(""); });
+  EXPECT_TRUE(FinishesWithin(kHangLimit, [&] { second.Teardown(); }));
+  waiter.join();
+  ExpectNothingLeft(second);
+}
+
+// Every guest call but Wait has a deadline (vm.guest_call_timeout_ms): a guest that
+// never answers one fails that call, and a failed Create leaves nothing.
+TEST_F(SandboxTest, EveryGuestCallHasADeadline) {
+  guest_call_timeout_ = std::chrono::milliseconds(300);
+  Sandbox& sandbox = NewSandbox(kC1, /*with_network=*/true);
+  for (const char* method : {"Guest.CreateBundle", "Task.Create"}) {
+    agent_.Hang(method);
+    bool created = true;
+    EXPECT_TRUE(FinishesWithin(kHangLimit, [&] {
+      created = sandbox.CreateContainer(kC1, CreateRequest(kC1)).ok();
+    })) << method;
+    EXPECT_FALSE(created) << method;
+    ExpectNothingLeft(sandbox);
+    agent_.StopHanging();
+  }
+  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  Container& container = **created;
+  task::ExecProcessRequest exec;
+  exec.set_id(kC1.id);
+  exec.set_exec_id("e1");
+  exec.mutable_spec()->set_value(R"({"args":["/bin/sh"],"cwd":"/"})");
+  const std::vector<std::pair<const char*, std::function<bool()>>> calls = {
+      {"Task.Start", [&] { return container.Start("").ok(); }},
+      {"Task.Exec", [&] { return container.Exec(exec).ok(); }},
+      {"Task.Kill", [&] { return container.Kill("", SIGTERM, false).ok(); }},
+      {"Task.ResizePty", [&] { return container.ResizePty("", 80, 24).ok(); }},
+  };
+  for (const auto& [method, call] : calls) {
+    agent_.Hang(method);
+    bool answered = true;
+    EXPECT_TRUE(FinishesWithin(kHangLimit, [&] { answered = call(); })) << method;
+    EXPECT_FALSE(answered) << method;
+    agent_.StopHanging();
+    if (std::string(method) == "Task.Start") {
+      ASSERT_TRUE(container.Start("").ok());
+    }
+  }
+  ASSERT_TRUE(container.Exec(exec).ok());
+  agent_.Hang("Task.Delete");
+  EXPECT_TRUE(FinishesWithin(kHangLimit, [&] { (void)container.DeleteExec("e1"); }));
+  agent_.StopHanging();
+  ASSERT_TRUE(container.Kill("", SIGKILL, false).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// What the guest answers is hostile: its pids never reach containerd (the VMM's pid
+// does), exit statuses and times are bounded.
+TEST_F(SandboxTest, HostileGuestAnswersDoNotReachContainerd) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  for (uint32_t bogus : {0u, 1u, 0xffffffffu}) {
+    agent_.AnswerPid(bogus);
+    auto container = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+    ASSERT_TRUE(container.ok()) << container.error().message;
+    EXPECT_EQ((*container)->host_pid(), 424242u);
+    auto pid = (*container)->Start("");
+    ASSERT_TRUE(pid.ok());
+    EXPECT_EQ(*pid, 424242u);
+    EXPECT_EQ((*container)->State("")->pid, 424242u);
+    EXPECT_EQ(*(*container)->Pids(), std::vector<uint32_t>{424242u});
+    agent_.AnswerInvalidExitTime();
+    agent_.Exit(kC1.id, "", 0xffffffffu);
+    auto exit = (*container)->Wait("");
+    ASSERT_TRUE(exit.ok());
+    EXPECT_EQ(exit->exit_status, 255u);
+    EXPECT_EQ(exit->pid, 424242u);
+    EXPECT_GT(exit->exited_at.seconds(), 0);
+    EXPECT_GE(exit->exited_at.nanos(), 0);
+    auto deleted = sandbox.DeleteContainer(kC1);
+    ASSERT_TRUE(deleted.ok());
+    EXPECT_EQ(deleted->pid, 424242u);
+    ExpectNothingLeft(sandbox);
+  }
+  // Without a VMM pid the shim reports its own, still a host process of the container.
+  vmm_.vmm_pid = 0;
+  auto container = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(container.ok());
+  EXPECT_EQ((*container)->host_pid(), static_cast<uint32_t>(::getpid()));
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+}
+
+// runc's shim: Wait on an exec whose start failed returns; Delete then removes it.
+TEST_F(SandboxTest, ExecWaitReturnsWhenItsStartFailed) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(created.ok());
+  Container& container = **created;
+  ASSERT_TRUE(container.Start("").ok());
+  task::ExecProcessRequest exec;
+  exec.set_id(kC1.id);
+  exec.set_exec_id("e1");
+  exec.mutable_spec()->set_value(R"({"args":["/no/such/binary"],"cwd":"/"})");
+  ASSERT_TRUE(container.Exec(exec).ok());
+  agent_.FailNext("Task.Start", ttrpc::Code::kNotFound);
+  ASSERT_FALSE(container.Start("e1").ok());
+  Result<ExitInfo> exit = MakeError(ErrorCode::kInternal, "not called");
+  ASSERT_TRUE(FinishesWithin(kHangLimit, [&] { exit = container.Wait("e1"); }));
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_status, 255u);
+  ASSERT_TRUE(container.DeleteExec("e1").ok());
+  EXPECT_EQ(container.State("e1").error().code, ErrorCode::kNotFound);
+
+  // An exec never started, waited for while the shim shuts down: Wait returns.
+  exec.set_exec_id("e2");
+  ASSERT_TRUE(container.Exec(exec).ok());
+  Result<ExitInfo> waited = MakeError(ErrorCode::kInternal, "not called");
+  std::promise<void> waiting;
+  std::thread waiter([&] {
+    waiting.set_value();
+    waited = container.Wait("e2");
+  });
+  waiting.get_future().wait();
+  EXPECT_TRUE(FinishesWithin(kHangLimit, [&] { sandbox.Teardown(); }));
+  waiter.join();  // before the fix: forever (the test's ctest timeout fails it)
+  ASSERT_TRUE(waited.ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// The shim opens the stdio paths as root: only FIFOs, never a symlink, a file or a
+// device; containerd's log URIs are refused with one line; nothing is made first.
+TEST_F(SandboxTest, StdioPathsMustBeFifos) {
+  Sandbox& sandbox = NewSandbox(kC1, /*with_network=*/true);
+  const std::string file = root_ + "/regular", link = root_ + "/link", fifo = root_ + "/fifo";
+  std::ofstream(file) << "x";
+  fs::create_symlink(file, link);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {file, "is a regular file, not a FIFO"},
+      {link, "is a symlink, not a FIFO"},
+      {"/dev/null", "is a character device, not a FIFO"},
+      {root_ + "/absent", "No such file or directory"},
+      {"binary:///usr/bin/logger?x=1", "log URI binary:///usr/bin/logger"},
+      {"file:///var/log/x.log", "log URI file:///var/log/x.log"}};
+  for (const auto& [path, why] : refused) {
+    task::CreateTaskRequest request = CreateRequest(kC1);
+    request.set_stdout(path);
+    auto container = sandbox.CreateContainer(kC1, request);
+    ASSERT_FALSE(container.ok()) << path;
+    EXPECT_EQ(container.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(container.error().message.find(why), std::string::npos) << container.error().message;
+    EXPECT_EQ(container.error().message.find('\n'), std::string::npos);
+  }
+  EXPECT_EQ(vmm_.created(), 0);
+  EXPECT_TRUE(storage_.requests.empty());
+  ExpectNothingLeft(sandbox);
+
+  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(created.ok());
+  task::ExecProcessRequest exec;
+  exec.set_id(kC1.id);
+  exec.set_exec_id("e1");
+  exec.set_stderr(link);
+  exec.mutable_spec()->set_value(R"({"args":["/bin/sh"],"cwd":"/"})");
+  Status refused_exec = (*created)->Exec(exec);
+  ASSERT_FALSE(refused_exec.ok());
+  EXPECT_NE(refused_exec.error().message.find("stderr path"), std::string::npos);
+  auto calls = agent_.calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "Task.Exec"), 0);
+  EXPECT_EQ((*created)->State("e1").error().code, ErrorCode::kNotFound);
+  exec.set_stderr("");
+  exec.set_stdin(fifo);  // a FIFO is fine (its reader opens without waiting)
+  EXPECT_TRUE((*created)->Exec(exec).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
   ExpectNothingLeft(sandbox);
 }
 
