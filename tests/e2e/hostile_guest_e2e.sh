@@ -43,14 +43,16 @@ if [ -n "${missing// /}" ]; then
   exit 1
 fi
 
-# The shim's memory bound. What a guest can make the shim hold, by design of
-# common/ttrpc: one frame being read (at most the 4 MiB maximum; larger ones are
-# skipped, never allocated) and, per stream, a queue of unread messages bounded at
-# 4 x 4 MiB, with back-pressure beyond. The init process has two output streams
-# (stdout, stderr): 2 x 16 MiB + 4 MiB in the reader + one 4 MiB message being copied
-# per relay thread (2) = 44 MiB above the shim's RSS with a quiet guest (about 20 MiB:
-# protobuf, spdlog, the plugins). 64 MiB leaves room for the allocator's slack; the
-# issue's probe reached 1.2 GiB with 300 frames on a pending Wait.
+# The shim's memory bound. What a guest can make the shim hold: one frame being read
+# (at most the 4 MiB maximum; larger ones are skipped, never allocated) and, per
+# output stream of the init process (stdout, stderr), one ReadOutput answer of at
+# most 4 MiB in flight (stdio is pulled, one call per stream) held up to three times
+# (frame, parsed message, the copy being written to the FIFO): 4 + 2 x 12 = 28 MiB;
+# with a server stream instead, its queue of unread messages bounded at 4 x 4 MiB
+# (2 x 16 + 4 + 2 x 4 = 44 MiB). Above a quiet shim's ~10 MiB that stays under 64 MiB
+# with room for the allocator's slack. With the bounds lifted (the stream queues of
+# common/ttrpc made unbounded) this test measured 329 MiB; the issue's probe reached
+# 1.2 GiB with 300 frames on a pending Wait.
 RSS_BOUND_KIB=${RSS_BOUND_KIB:-65536}
 # Generous hang detectors, not timing assertions: under TCG and a loaded machine a guest
 # call may take seconds. The shim's own guest call deadline is 10 s.
@@ -162,8 +164,8 @@ scenario() {
   pass "$id: ctr run -d created and started the container"
   shim=$(bbx_shim_pid_of "$id" || true)
   # A reader that lags: the container's stdout FIFO held open, never read, while the
-  # RSS is sampled, so the shim's output queues fill up to their bound (the flood
-  # starts 2 s after Start). Without it the shim drops the output as fast as it comes.
+  # RSS is sampled, so what the shim holds for stdout is at its bound (the flood starts
+  # 2 s after Start). Without it the shim drops the output as fast as it comes.
   local fifo lagging_reader=""
   fifo=$(find "$BBX_DIR/fifo" -path "*$id-stdout" -type p 2>/dev/null | head -1)
   if [ -n "$fifo" ]; then exec {lagging_reader}<>"$fifo"; fi
@@ -273,18 +275,20 @@ check_console() {
 
 # id, seconds of RSS sampling while the guest misbehaves, the exit status to see.
 # HOSTILE_ONLY="id ..." runs a subset (when debugging one scenario).
-while read -r id seconds want_exit; do
+scenarios=(
+  "flood-1 60 137"
+  "garbage-1 20 137"
+  "nowait-1 5 137"
+  "bogus-pid0 5 range"
+  "bogus-pid1 5 range"
+  "bogus-pidmax 5 range"
+  "console-1 20 137"
+)
+for entry in "${scenarios[@]}"; do
+  read -r id seconds want_exit <<<"$entry"
   if [ -n "${HOSTILE_ONLY:-}" ] && ! grep -qw -- "$id" <<<"$HOSTILE_ONLY"; then continue; fi
-  scenario "$id" "$seconds" "$want_exit"
-done <<'EOS'
-flood-1 60 137
-garbage-1 20 137
-nowait-1 5 137
-bogus-pid0 5 range
-bogus-pid1 5 range
-bogus-pidmax 5 range
-console-1 20 137
-EOS
+  scenario "$id" "$seconds" "$want_exit" < /dev/null
+done
 
 echo "shim memory (bound $RSS_BOUND_KIB KiB):"
 printf '  %s\n' "${rss_report[@]}"

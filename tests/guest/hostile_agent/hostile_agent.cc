@@ -3,11 +3,12 @@
 // well enough for a container to be created and started, then misbehaves on purpose.
 // The container id picks the misbehaviour, so one image serves every scenario of
 // tests/e2e/hostile_guest_e2e.sh:
-//   flood-*    endless data frames on the output streams and on the pending Wait call's
-//              stream id, frames announcing more than the 4 MiB maximum (4 MiB + 1 and
-//              64 MiB, their bodies sent too);
-//   garbage-*  a valid prefix (frames, then a frame whose payload turns into garbage),
-//              then random bytes without end;
+//   flood-*    answers every ReadOutput at once with almost 4 MiB (the shim asks for
+//              1 MiB), then endless 4 MiB data frames on the ReadOutput calls' stream
+//              ids and on the pending Wait's, frames announcing more than the 4 MiB
+//              maximum (4 MiB + 1 and 64 MiB, their bodies sent too);
+//   garbage-*  a valid prefix (a ReadOutput answer, then a Response whose payload turns
+//              into garbage), then random bytes without end;
 //   nowait-*   acknowledges Kill, never answers Wait, acknowledges PowerOff and stays up;
 //   bogus-*    answers on stream ids never asked for, pid 0 (id contains "pid0"), 1
 //              ("pid1") or 4294967295 (otherwise), exit status 4294967295, and
@@ -107,7 +108,6 @@ class Session {
       uint32_t length = Be32(header);
       uint32_t stream_id = Be32(header + 4);
       uint8_t type = header[8];
-      uint8_t flags = header[9];
       if (length > kMaxMessage) break;  // the shim never sends that
       std::string payload(length, '\0');
       if (!ReadExact(payload.data(), length)) break;
@@ -115,11 +115,6 @@ class Session {
         wire::Request request;
         if (!request.ParseFromString(payload)) break;
         Handle(stream_id, request);
-      } else if (type == kData && (flags & kRemoteClosed)) {
-        std::lock_guard lock(state_mutex_);
-        if (input_streams_.erase(stream_id) > 0) {
-          Respond(stream_id, guestapi::Empty().SerializeAsString());
-        }
       }
     }
     Log("hostile agent: connection ended");
@@ -245,20 +240,17 @@ class Session {
         bundle.set_bundle("/run/beaconbox/bundles/" + create.container_id());
         Respond(stream_id, bundle.SerializeAsString());
       } else if (method == "ReadOutput") {
-        guestapi::ReadOutputRequest read;
-        read.ParseFromString(body);
-        std::lock_guard lock(state_mutex_);
-        output_streams_.push_back(stream_id);
-        if (exited_ && scenario != Scenario::kNoWait) {
-          WriteFrame(stream_id, kData, kRemoteClosed | kNoData, "");
-        }
+        ReadOutput(stream_id, scenario);
       } else if (method == "WriteInput") {
-        std::lock_guard lock(state_mutex_);
-        input_streams_[stream_id] = true;
+        guestapi::WriteInputRequest write;
+        write.ParseFromString(body);
+        guestapi::WriteInputResponse written;
+        written.set_written(uint32_t(write.data().size()));
+        Respond(stream_id, written.SerializeAsString());
       } else if (method == "PowerOff") {
         Respond(stream_id, guestapi::Empty().SerializeAsString());
         if (scenario != Scenario::kNoWait) PowerOffSoon();
-      } else {  // ConfigureNetwork, RemoveBundle
+      } else {  // ConfigureNetwork, RemoveBundle, CloseInput
         Respond(stream_id, guestapi::Empty().SerializeAsString());
       }
       return;
@@ -290,8 +282,10 @@ class Session {
       exited_ = true;
       exit_status_ = scenario == Scenario::kBogus ? 4294967295u : 128 + kill.signal();
       AnswerWaitsLocked();
-      for (uint32_t id : output_streams_) WriteFrame(id, kData, kRemoteClosed | kNoData, "");
-      output_streams_.clear();
+      guestapi::ReadOutputResponse eof;
+      eof.set_eof(true);
+      for (uint32_t id : pending_reads_) Respond(id, eof.SerializeAsString());
+      pending_reads_.clear();
     } else if (method == "Delete") {
       std::lock_guard lock(state_mutex_);
       if (!exited_) {
@@ -311,6 +305,31 @@ class Session {
     } else {
       Respond(stream_id, google::protobuf::Empty().SerializeAsString());
     }
+  }
+
+  // Output is pulled, one call per stream in flight. A well-behaved process has none
+  // until it exits (the call stays pending, answered with eof then); the flood answers
+  // at once with almost 4 MiB, four times what the shim asks for.
+  void ReadOutput(uint32_t stream_id, Scenario scenario) {
+    std::lock_guard lock(state_mutex_);
+    if (exited_ && scenario != Scenario::kNoWait) {
+      guestapi::ReadOutputResponse eof;
+      eof.set_eof(true);
+      Respond(stream_id, eof.SerializeAsString());
+      return;
+    }
+    if (scenario == Scenario::kFlood && misbehaving_) {
+      if (flood_answer_.empty()) {
+        guestapi::ReadOutputResponse chunk;
+        chunk.set_data(std::string(kMaxMessage - 64, 'F'));
+        flood_answer_ = chunk.SerializeAsString();
+      }
+      Respond(stream_id, flood_answer_);
+      answered_reads_.push_back(stream_id);
+      if (answered_reads_.size() > 2) answered_reads_.erase(answered_reads_.begin());
+      return;
+    }
+    pending_reads_.push_back(stream_id);
   }
 
   void AnswerWaitsLocked() {
@@ -350,25 +369,29 @@ class Session {
   }
 
   void Flood() {
-    guestapi::OutputChunk chunk;
-    chunk.set_data(std::string(kMaxMessage - 16, 'F'));
-    const std::string full = chunk.SerializeAsString();  // a valid frame of almost 4 MiB
+    // The ReadOutput calls pending since Start get their almost 4 MiB now, later ones
+    // at once (ReadOutput).
+    {
+      std::lock_guard lock(state_mutex_);
+      std::vector<uint32_t> pending;
+      pending.swap(pending_reads_);
+      for (uint32_t id : pending) {
+        guestapi::ReadOutputResponse chunk;
+        chunk.set_data(std::string(kMaxMessage - 64, 'F'));
+        Respond(id, chunk.SerializeAsString());
+        answered_reads_.push_back(id);
+      }
+    }
+    const std::string full(kMaxMessage, 'D');  // a data frame of the maximum size
     const std::string over(kMaxMessage + 1, 'O');
     const std::string big_body(1 << 20, 'B');
-    // First the first output stream alone (the test holds its FIFO without reading:
-    // the shim's queue for it fills), then everything mixed.
-    for (int i = 0; i < 64 && !stop_; ++i) {
-      auto outputs = Snapshot(output_streams_);
-      if (!WriteFrame(outputs.empty() ? 1 : outputs[0], kData, 0, full)) return;
-    }
-    Log("hostile agent: flood of the first output stream done; mixing now");
     uint64_t rounds = 0;
     while (!stop_) {
-      auto outputs = Snapshot(output_streams_);
+      auto outputs = Snapshot(answered_reads_);
       auto waits = Snapshot(pending_waits_);
       if (outputs.empty()) outputs.push_back(1);
-      // Output data without end.
-      for (int i = 0; i < 8; ++i) {
+      // Data frames without end on the output calls' stream ids.
+      for (int i = 0; i < 4; ++i) {
         for (uint32_t id : outputs) {
           if (!WriteFrame(id, kData, 0, full)) return;
         }
@@ -393,14 +416,19 @@ class Session {
   }
 
   void Garbage() {
-    auto outputs = Snapshot(output_streams_);
-    uint32_t out = outputs.empty() ? 1 : outputs[0];
-    guestapi::OutputChunk chunk;
+    std::vector<uint32_t> reads;
+    {
+      std::lock_guard lock(state_mutex_);
+      reads.swap(pending_reads_);
+    }
+    guestapi::ReadOutputResponse chunk;
     chunk.set_data("hostile agent: a valid prefix\n");
-    if (!WriteFrame(out, kData, 0, chunk.SerializeAsString())) return;
-    // A frame that starts as an OutputChunk and turns into garbage.
-    std::string half = chunk.SerializeAsString().substr(0, 8) + std::string(64, '\xff');
-    if (!WriteFrame(out, kData, 0, half)) return;
+    if (!reads.empty() && !Respond(reads[0], chunk.SerializeAsString())) return;
+    // A Response that starts as a valid one and turns into garbage.
+    wire::Response response;
+    response.set_payload(chunk.SerializeAsString());
+    std::string half = response.SerializeAsString().substr(0, 8) + std::string(64, '\xff');
+    if (reads.size() > 1 && !WriteFrame(reads[1], kResponse, 0, half)) return;
     Log("hostile agent: garbage from here on");
     Noise noise;
     std::string buffer(1 << 20, '\0');
@@ -429,10 +457,11 @@ class Session {
   std::atomic<bool> misbehaving_{false};
   Scenario scenario_ = Scenario::kBehave;
   std::string container_id_;
-  std::vector<uint32_t> output_streams_;
+  std::vector<uint32_t> pending_reads_;   // ReadOutput calls not answered yet
+  std::vector<uint32_t> answered_reads_;  // the flood's last answered ReadOutput calls
+  std::string flood_answer_;
   std::vector<uint32_t> pending_waits_;
   uint32_t last_wait_ = 0;  // the flood thread's only
-  std::map<uint32_t, bool> input_streams_;
   bool exited_ = false;
   uint32_t exit_status_ = 0;
 };
