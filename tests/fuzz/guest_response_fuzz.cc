@@ -191,41 +191,29 @@ void RegisterScriptedGuest(ttrpc::Server& server, std::shared_ptr<Script> script
   deleted.set_pid(100);
   unary(kTask, "Delete", deleted, by_method("Task.Delete"));
 
-  server.RegisterStream(
-      kGuest, "ReadOutput",
-      [script](ttrpc::ServerContext&, ttrpc::ServerStream& stream) {
-        std::string message;
-        if (!stream.Recv(&message)) return RpcStatus{Code::kInvalidArgument, "no request"};
-        auto request = Parse<guestapi::ReadOutputRequest>(message);
-        std::string key = "Guest.ReadOutput " + request.container_id() + " " + request.exec_id() +
-                          " " + std::to_string(request.stream());
-        Answer answer;
-        bool any = false;
-        while (script->Next(key, &answer)) {
-          any = true;
-          if (answer.code != Code::kOk) return RpcStatus{answer.code, answer.bytes};
-          if (!stream.Send(answer.bytes)) return RpcStatus{};
-        }
-        if (!any) {
-          guestapi::OutputChunk chunk;
-          chunk.set_data("output\n");
-          stream.Send(chunk.SerializeAsString());
-        }
-        return RpcStatus{};
-      },
-      ttrpc::StreamDesc{.client_streaming = false, .server_streaming = true});
-  server.RegisterStream(
-      kGuest, "WriteInput",
-      [script](ttrpc::ServerContext&, ttrpc::ServerStream& stream) {
-        std::string message;
-        while (stream.Recv(&message)) {
-        }
-        std::string out;
-        RpcStatus status = Reply(*script, "Guest.WriteInput", guestapi::Empty(), &out);
-        stream.SetFinalResponse(out);
-        return status;
-      },
-      ttrpc::StreamDesc{.client_streaming = true, .server_streaming = false});
+  // stdio by pull calls: each ReadOutput answers one scripted ReadOutputResponse, and
+  // once the script has none left, the last output with its end (the relay stops).
+  server.RegisterUnary(kGuest, "ReadOutput",
+                       [script](ttrpc::ServerContext&, std::string_view bytes, std::string* out) {
+                         auto request = Parse<guestapi::ReadOutputRequest>(bytes);
+                         guestapi::ReadOutputResponse last;
+                         last.set_data("output\n");
+                         last.set_eof(true);
+                         return Reply(*script,
+                                      "Guest.ReadOutput " + request.container_id() + " " +
+                                          request.exec_id() + " " +
+                                          std::to_string(request.stream()),
+                                      last, out);
+                       });
+  // A healthy guest takes all the input; the script may answer otherwise.
+  server.RegisterUnary(kGuest, "WriteInput",
+                       [script](ttrpc::ServerContext&, std::string_view bytes, std::string* out) {
+                         auto request = Parse<guestapi::WriteInputRequest>(bytes);
+                         guestapi::WriteInputResponse all;
+                         all.set_written(static_cast<uint32_t>(request.data().size()));
+                         return Reply(*script, "Guest.WriteInput", all, out);
+                       });
+  unary(kGuest, "CloseInput", guestapi::Empty(), by_method("Guest.CloseInput"));
 }
 
 // A FAKE VM: its guest channel is a socketpair whose other end the scripted guest

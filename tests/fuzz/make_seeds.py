@@ -116,9 +116,9 @@ def guest_response_seeds():
           record(CREATE, task("CreateTaskResponse", "pid: 42")) +
           record(START, task("StartResponse", "pid: 43")) +
           record(START, task("StartResponse", "pid: 44")) +
-          record(OUT_INIT_1, guest("OutputChunk", 'data: "hello\\n"')) +
-          record(OUT_INIT_1, guest("OutputChunk", 'data: "world\\n"')) +
-          record(OUT_EXEC_2, guest("OutputChunk", 'data: "err"')) +
+          record(OUT_INIT_1, guest("ReadOutputResponse", 'data: "hello\\n"')) +
+          record(OUT_INIT_1, guest("ReadOutputResponse", 'data: "world\\n" eof: true')) +
+          record(OUT_EXEC_2, guest("ReadOutputResponse", 'data: "err" eof: true')) +
           record(WAIT_C1, task("WaitResponse", "exit_status: 137 exited_at { seconds: 1 }")) +
           record(WAIT_E1, task("WaitResponse", "exit_status: 1")) +
           record(PIDS, task("PidsResponse", "processes { pid: 1 } processes { pid: 4294967295 }")) +
