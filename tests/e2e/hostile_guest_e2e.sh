@@ -14,16 +14,17 @@
 #   - nothing is left: no shim, QEMU or virtiofsd process, mount, VM directory, socket,
 #     bundle or state file (network mode none: no TAP exists to leak).
 # Scenarios (the agent's header comment has the details):
-#   flood-1    endless 4 MiB data frames on the output streams and the pending Wait's
-#              stream id, frames announcing 4 MiB + 1 and 64 MiB
+#   flood-1    ReadOutput answered with almost 4 MiB (4 x what the shim asks), endless
+#              4 MiB data frames on the ReadOutput ids and the pending Wait's stream id,
+#              frames announcing 4 MiB + 1 and 64 MiB
 #   garbage-1  a valid prefix, then random bytes without end
 #   nowait-1   acknowledges Kill, never answers Wait, ignores PowerOff
 #   bogus-pid0, bogus-pid1, bogus-pidmax
 #              responses on stream ids never asked for, pid 0 / 1 / 4294967295, exit
-#              status 4294967295, Pids answered with an almost 4 MiB multi-line error
+#              status 4294967295, Exec answered with an almost 4 MiB multi-line error
 #              with escape sequences:
-#              containerd must see a host pid of the container's own, and `ctr task ps`
-#              one bounded line
+#              containerd must see a host pid of the container's own, and `ctr task
+#              exec` one bounded line
 #   console-1  writes to the serial console without end: the console log stays under
 #              the configured cap (vm-qemu console_log_max_bytes), when the build has one
 #   hostile_guest_e2e.sh OUTPUT_DIR
@@ -248,14 +249,14 @@ check_bogus() {
   fi
   set +e
   out=$(timeout 60 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
-          task ps "$id" 2>&1)
+          task exec --fifo-dir "$BBX_DIR/fifo" --exec-id huge-error "$id" /bin/true < /dev/null 2>&1)
   set -e
   lines=$(printf '%s' "$out" | grep -c '' || true)
   bytes=${#out}
   [ "$lines" -le 1 ] && [ "$bytes" -le 4096 ] && ! LC_ALL=C grep -q '[^[:print:]]' <<<"$out" &&
     grep -q 'hostile guest error' <<<"$out" &&
     pass "$id: the guest's huge error reached ctr as one printable line of $bytes bytes" ||
-    fail "$id: ctr task ps printed $lines lines, $bytes bytes (want the guest's error as one printable line, <= 4096 bytes): $(head -c 200 <<<"$out" | LC_ALL=C tr -c '[:print:]' '?')"
+    fail "$id: ctr task exec printed $lines lines, $bytes bytes (want the guest's error as one printable line, <= 4096 bytes): $(head -c 200 <<<"$out" | LC_ALL=C tr -c '[:print:]' '?')"
 }
 
 # console-*: the VM's console log (and its one rotation) stays under the cap.

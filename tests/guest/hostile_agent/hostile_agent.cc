@@ -12,7 +12,7 @@
 //   nowait-*   acknowledges Kill, never answers Wait, acknowledges PowerOff and stays up;
 //   bogus-*    answers on stream ids never asked for, pid 0 (id contains "pid0"), 1
 //              ("pid1") or 4294967295 (otherwise), exit status 4294967295, and
-//              Pids/ResizePty with error messages of almost 4 MiB full of newlines;
+//              Exec/Pids/ResizePty with error messages of almost 4 MiB full of newlines;
 //   console-*  writes to the serial console without end;
 //   anything else behaves (Kill ends the "process" with 128 + signal).
 // No process runs: the container is make-believe; only the ttrpc traffic matters.
@@ -296,7 +296,8 @@ class Session {
       deleted.set_pid(pid);
       deleted.set_exit_status(exit_status_);
       Respond(stream_id, deleted.SerializeAsString());
-    } else if (scenario == Scenario::kBogus && (method == "Pids" || method == "ResizePty")) {
+    } else if (scenario == Scenario::kBogus &&
+               (method == "Exec" || method == "Pids" || method == "ResizePty")) {
       RespondError(stream_id, 2, OversizedErrorMessage());
     } else if (method == "Pids") {
       task::PidsResponse pids;
