@@ -22,6 +22,27 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// mount_setattr(2)'s argument (linux/mount.h, which clashes with sys/mount.h).
+struct MountAttributes {
+  uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+constexpr uint64_t kMountAttrReadOnly = 0x00000001;  // MOUNT_ATTR_RDONLY
+constexpr unsigned kAtRecursive = 0x8000;            // AT_RECURSIVE
+
+// Makes the bind mount at `dir` and every mount below it read-only. A plain
+// MS_REMOUNT|MS_RDONLY changes only the top mount: a file system mounted inside the
+// share would stay writable. Async-signal-safe.
+int MakeReadOnlyRecursively(const char* dir) {
+  MountAttributes attributes{kMountAttrReadOnly, 0, 0, 0};
+  if (::syscall(SYS_mount_setattr, AT_FDCWD, dir, kAtRecursive, &attributes, sizeof(attributes)) ==
+      0) {
+    return 0;
+  }
+  if (errno != ENOSYS) return -1;
+  // Kernels before 5.12: the top mount only (Debian 12's 6.1 has mount_setattr).
+  return ::mount(nullptr, dir, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
+}
+
 // Runs in the forked child: only async-signal-safe calls until exec.
 [[noreturn]] void ExecChild(char* const* args, int log_fd, int null_fd, pid_t parent,
                             const char* read_only_dir) {
@@ -33,7 +54,7 @@ namespace {
     if (::unshare(CLONE_NEWNS) != 0 ||
         ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
         ::mount(read_only_dir, read_only_dir, nullptr, MS_BIND | MS_REC, nullptr) != 0 ||
-        ::mount(nullptr, read_only_dir, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+        MakeReadOnlyRecursively(read_only_dir) != 0) {
       static const char kMessage[] = "beaconbox: cannot make the share read-only\n";
       (void)!::write(log_fd, kMessage, sizeof(kMessage) - 1);
       _exit(125);

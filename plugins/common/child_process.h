@@ -27,7 +27,8 @@ struct SpawnOptions {
   std::string log_path;
   bool truncate_log = false;
   // When set, the child enters a private mount namespace and bind-mounts this
-  // directory read-only onto itself before exec (a read-only virtio-fs export).
+  // directory read-only onto itself before exec (a read-only virtio-fs export);
+  // mounts below it become read-only too (mount_setattr, AT_RECURSIVE).
   std::string read_only_dir;
 };
 
