@@ -243,6 +243,9 @@ Result<uint32_t> Container::Start(const std::string& exec_id) {
         process->exit_reported = true;
       }
       exited_.notify_all();
+      // Its relay would wait for output that never comes (the guest's stdio waits for
+      // a Start): stopping it closes the FIFOs, so `ctr task exec` returns the error.
+      if (process->io) process->io->Stop();
     }
     settle();
     return started.error();

@@ -373,6 +373,7 @@ TEST_F(AcceleratorTest, QemuDyingUnderACachedGoodVerdictRetriesUnderTcg) {
   spec.mutable_agent_channel()->set_kind(beaconbox::plugin::v1::AGENT_CHANNEL_VIRTIO_SERIAL);
   spec.mutable_agent_channel()->set_serial_port_name("beaconbox.agent");
   spec.mutable_agent_channel()->set_unix_socket_path(scratch_ + "/agent.sock");
+  spec.set_agent_token(std::string(64, 'a'));
 
   target_ = ProbeTargetOf(spec, config);
   KvmVerdict stale;
