@@ -180,8 +180,7 @@ class Parser {
          {"memory_mib", Integer(&vm.memory_mib, 64, 1 << 20)},
          {"max_memory_mib", Integer(&vm.max_memory_mib, 64, 1 << 20)},
          {"guest_connect_timeout_ms", Integer(&vm.guest_connect_timeout_ms, 100, 3600 * 1000)},
-         {"console_log_retention_s",
-          Integer(&vm.console_log_retention_s, 0, 10 * 365 * 24 * 3600)},
+         {"console_log_retention_s", Integer(&vm.console_log_retention_s, 0, 10 * 365 * 24 * 3600)},
          {"guest_call_timeout_ms", Integer(&vm.guest_call_timeout_ms, 100, 3600 * 1000)},
          {"kill_timeout_ms", Integer(&vm.kill_timeout_ms, 100, 600 * 1000)}});
   }
