@@ -27,10 +27,8 @@ if [ -n "$missing" ] || [ ! -x "$output/beaconbox-ctl" ]; then
   exit 1
 fi
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-exe_of() { basename "$(readlink "/proc/$1/exe" 2>/dev/null)" 2>/dev/null || true; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 probes() { grep -c . "$BEACONBOX_FAKE_QEMU_PROBE_LOG" || true; }
 shim_log() { grep -F "[beaconbox-shim $1]" "$BBX_DIR/containerd.log" || true; }
 

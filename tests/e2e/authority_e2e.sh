@@ -27,14 +27,11 @@ if [ -n "$missing" ] || [ ! -e "$output/plugins/net-bridge.so" ]; then
   exit 1
 fi
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-in_netns() { ip netns exec "$BBX_NETNS" "$@"; }
-exe_of() { readlink "/proc/$1/exe" 2>/dev/null || true; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+exe_path() { readlink "/proc/$1/exe" 2>/dev/null || true; }
 alive() { [ -r "/proc/$1/stat" ] && ! sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
 gone() { local _; for _ in $(seq 300); do alive "$1" || return 0; sleep 0.1; done; return 1; }
-others() { { bbx_env_pids || true; } | { grep -vx "$BBX_CONTAINERD_PID" || true; }; }
 bundle_of() { echo "$BBX_DIR/state/io.containerd.runtime.v2.task/$BBX_NS/$1"; }
 task_pid() { bbx_ctr task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $2}'; }
 task_status() { bbx_ctr task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $3}'; }
@@ -58,7 +55,7 @@ assert_nothing_left() {
     sleep 0.1
   done
   [ -z "$left" ] && pass "$id: no shim, VMM or virtiofsd process left" ||
-    fail "$id: processes left: $(for p in $left; do echo -n "$p($(basename "$(exe_of "$p")")) "; done)"
+    fail "$id: processes left: $(for p in $left; do echo -n "$p($(exe_of "$p")) "; done)"
   local taps mounts vm_dirs extra
   taps=$(in_netns ip -br link | grep '^beacon-' || true)
   [ -z "$taps" ] && pass "$id: no TAP left" || fail "$id: TAPs left: $taps"
@@ -76,7 +73,7 @@ assert_nothing_left() {
 # 1. The reported pid is QEMU's.
 if bbx_run_detached auth1 /bin/sleep 600; then
   pid=$(task_pid auth1)
-  exe=$(exe_of "${pid:-0}")
+  exe=$(exe_path "${pid:-0}")
   [[ $(basename "$exe") == qemu-system-* ]] && pass "ctr task ls: pid $pid is $exe" ||
     fail "ctr task ls: pid '$pid' is '$exe', want the VMM (qemu-system-*)"
   ps_pids=$(bbx_ctr task ps auth1 | awk 'NR > 1 {print $1}' | tr '\n' ' ')
@@ -100,7 +97,7 @@ if bbx_run_detached auth1 /bin/sleep 600; then
 
   # 3. kill -9 while the guest cannot answer: QEMU frozen. Its pid is looked up among
   #    the environment's processes, not taken from containerd.
-  pid=$(for p in $(others); do [[ $(basename "$(exe_of "$p")") == qemu-system-* ]] && echo "$p"; done | head -1)
+  pid=$(for p in $(others); do [[ $(exe_of "$p") == qemu-system-* ]] && echo "$p"; done | head -1)
   if [ -n "$pid" ] && alive "$pid"; then
     shim=$(cat "$(bundle_of auth1)/shim.pid" 2>/dev/null || true)
     kill -STOP "$pid"

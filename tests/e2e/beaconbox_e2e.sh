@@ -25,12 +25,10 @@ if [ "$BBX_CONTAINERD" = 1.7 ]; then
   fi
 fi
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 alive() { [ -r "/proc/$1/stat" ] && ! sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
 gone() { local _; for _ in $(seq 100); do alive "$1" || return 0; sleep 0.1; done; return 1; }
-exe_of() { basename "$(readlink "/proc/$1/exe" 2>/dev/null)" 2>/dev/null || true; }
 
 bbx_env_start
 echo "containerd: $("$BBX_CONTAINERD_BIN/containerd" --version)"

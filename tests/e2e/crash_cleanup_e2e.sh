@@ -27,14 +27,9 @@ fi
 steps=(rootfs-prepared network-attached vm-created guest-connected guest-network-configured
        bundle-created task-created)
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-in_netns() { ip netns exec "$BBX_NETNS" "$@"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
-exe_of() { basename "$(readlink "/proc/$1/exe" 2>/dev/null)" 2>/dev/null || true; }
-# A process may vanish while /proc is read (cat fails under pipefail): never fatal.
-others() { { bbx_env_pids || true; } | { grep -vx "$BBX_CONTAINERD_PID" || true; }; }
 
 bbx_env_start
 bbx_import_demo_image

@@ -61,11 +61,8 @@ KILL_BOUND_S=${KILL_BOUND_S:-60}
 DELETE_BOUND_S=${DELETE_BOUND_S:-90}
 CONSOLE_CAP_BYTES=1048576
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-exe_of() { basename "$(readlink "/proc/$1/exe" 2>/dev/null)" 2>/dev/null || true; }
-others() { { bbx_env_pids || true; } | { grep -vx "$BBX_CONTAINERD_PID" || true; }; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 kib_of() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status" 2>/dev/null || true; }
 now_ms() { date +%s%3N; }
 

@@ -23,9 +23,8 @@ if [ -n "$missing" ]; then
   exit 1
 fi
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 # Generous bounds for a loaded machine running the guest under TCG: these catch a
 # hang, they do not measure anything.
 ctl_timeout=120

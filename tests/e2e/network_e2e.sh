@@ -17,10 +17,8 @@ if [ -n "$missing" ] || [ ! -e "$output/plugins/net-bridge.so" ]; then
   exit 1
 fi
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-in_netns() { ip netns exec "$BBX_NETNS" "$@"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 bbx_env_start
 bbx_import_demo_image
