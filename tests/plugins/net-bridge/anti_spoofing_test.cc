@@ -175,6 +175,25 @@ class AntiSpoofingTest : public testing::NetnsTest {
     std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
     request.ifr_flags = IFF_TAP | IFF_NO_PI;
     ASSERT_EQ(::ioctl(tap_.get(), TUNSETIFF, &request), 0) << std::strerror(errno);
+    ASSERT_NO_FATAL_FAILURE(WaitUntilForwarding(name));
+  }
+  // Opening the TAP raises its carrier, but the bridge takes the port into forwarding
+  // (and itself up) asynchronously, through the kernel's link watch. A frame written
+  // before that is dropped by the bridge, so a forged frame sent then would go
+  // unanswered for the wrong reason and the proper one would be lost.
+  void WaitUntilForwarding(const std::string& tap) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    std::string port, bridge;
+    while (std::chrono::steady_clock::now() < deadline) {
+      port = testing::Shell("bridge link show dev " + tap);
+      bridge = testing::Shell("ip -br link show dev " + config_.bridge);
+      if (port.find("state forwarding") != std::string::npos &&
+          bridge.find(" UP ") != std::string::npos) {
+        return;
+      }
+      ::usleep(20 * 1000);
+    }
+    FAIL() << "the TAP never became a forwarding port of an up bridge: " << port << bridge;
   }
   void Send(const Bytes& frame) {
     ASSERT_EQ(::write(tap_.get(), frame.data(), frame.size()), static_cast<ssize_t>(frame.size()))
