@@ -31,7 +31,8 @@ void StoreBigEndian32(char* p, uint32_t value) {
 }  // namespace
 
 Connection::Connection(UniqueFd fd, Options options)
-    : options_(options),
+    : budget(std::make_shared<ByteBudget>(options.max_buffered_bytes)),
+      options_(options),
       fd_(std::move(fd)),
       wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       buffer_(kReadBufferSize, '\0') {
@@ -172,6 +173,7 @@ void Connection::Shutdown() {
   if (shut_down_.exchange(true)) return;
   uint64_t one = 1;
   (void)!::write(wake_fd_.get(), &one, sizeof(one));
+  budget->Wake();
   // Wake every thread waiting on this connection's state: consumers, a reader
   // waiting for queue room or for a handler slot.
   std::vector<std::shared_ptr<ClientStreamState>> client;

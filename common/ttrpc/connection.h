@@ -2,6 +2,7 @@
 // server side. Not part of the public API (ttrpc.h).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -34,23 +35,78 @@ struct Frame {
   std::string payload;
 };
 
-// Messages received on one stream, waiting for their consumer.
+// The bytes one connection holds for its consumers: messages queued on all its
+// streams and the request payloads of its running handlers. The connection's reader
+// reads the next frame only while the budget is not spent, so a peer cannot make one
+// connection hold more than Options::max_buffered_bytes plus one message, however
+// many streams it opens. Thread-safe.
+class ByteBudget {
+ public:
+  explicit ByteBudget(size_t limit) : limit_(limit) {}
+  // Waits until some of the budget is free or `stopped` is set; false on stop.
+  bool WaitForRoom(const std::atomic<bool>& stopped) {
+    std::unique_lock lock(mutex_);
+    freed_.wait(lock, [&] { return used_ < limit_ || stopped.load(); });
+    return !stopped.load();
+  }
+  void Take(size_t n) {
+    std::lock_guard lock(mutex_);
+    used_ += n;
+  }
+  void Give(size_t n) {
+    std::lock_guard lock(mutex_);
+    used_ -= std::min(n, used_);
+    freed_.notify_all();
+  }
+  void Wake() {
+    std::lock_guard lock(mutex_);
+    freed_.notify_all();
+  }
+  size_t used() const {
+    std::lock_guard lock(mutex_);
+    return used_;
+  }
+
+ private:
+  const size_t limit_;
+  mutable std::mutex mutex_;
+  std::condition_variable freed_;
+  size_t used_ = 0;
+};
+
+// Messages received on one stream, waiting for their consumer. Their bytes count
+// against the connection's budget until they are taken or dropped.
 struct MessageQueue {
+  std::shared_ptr<ByteBudget> budget;  // the connection's
   std::deque<std::string> messages;
   size_t bytes = 0;
+
+  MessageQueue() = default;
+  MessageQueue(const MessageQueue&) = delete;
+  MessageQueue& operator=(const MessageQueue&) = delete;
+  ~MessageQueue() { Clear(); }
+
   bool Full(size_t max_message_size) const {
     return messages.size() >= kMaxQueuedMessages ||
            bytes >= kMaxQueuedBytesFactor * max_message_size;
   }
   void Push(std::string message) {
     bytes += message.size();
+    if (budget) budget->Take(message.size());
     messages.push_back(std::move(message));
   }
   std::string Pop() {
     std::string message = std::move(messages.front());
     messages.pop_front();
     bytes -= message.size();
+    if (budget) budget->Give(message.size());
     return message;
+  }
+  // The consumer went away: what it never took is dropped.
+  void Clear() {
+    if (budget) budget->Give(bytes);
+    messages.clear();
+    bytes = 0;
   }
 };
 
@@ -117,6 +173,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::map<uint32_t, std::shared_ptr<ClientStreamState>> client_streams;
   std::thread reader;
   void FailAll(const RpcStatus& status);
+
+  // What this connection holds for its consumers, both sides (see ByteBudget).
+  const std::shared_ptr<ByteBudget> budget;
+  // Waits until the budget has room; false when the connection stopped first.
+  bool WaitForBudget() { return budget->WaitForRoom(shut_down_); }
 
   // Server side.
   std::map<uint32_t, std::shared_ptr<ServerStreamState>> server_streams;

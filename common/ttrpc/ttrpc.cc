@@ -256,6 +256,7 @@ void Server::ServeConnection(UniqueFd fd) {
   }
   Frame frame;
   while (true) {
+    if (!connection->WaitForBudget()) break;
     uint32_t oversize_length = 0;
     auto result = connection->ReadFrame(&frame, &oversize_length);
     if (result == Connection::ReadResult::kClosed) break;
@@ -325,11 +326,15 @@ void Server::ServeConnection(UniqueFd fd) {
     context->connection_ = connection;
 
     if (method->unary) {
-      internal::RunOnPool([connection, context, stream_id, handler = method->unary,
+      // The request counts against the connection's budget until its handler ends.
+      const size_t request_bytes = request.payload().size();
+      connection->budget->Take(request_bytes);
+      internal::RunOnPool([connection, context, stream_id, request_bytes, handler = method->unary,
                            payload = std::move(*request.mutable_payload())] {
         std::string response;
         RpcStatus status = RunHandler([&] { return handler(*context, payload, &response); });
         SendResponse(*connection, stream_id, status, response);
+        connection->budget->Give(request_bytes);
         ReleaseHandlerSlot(*connection);
       });
       continue;
@@ -339,6 +344,7 @@ void Server::ServeConnection(UniqueFd fd) {
     stream->connection = connection;
     stream->stream_id = stream_id;
     stream->server_streaming = method->desc.server_streaming;
+    stream->queue.budget = connection->budget;
     // The request payload is the first message, except for a client-streaming
     // method called with none (Go's rule, so that an empty request is no message).
     if (!request.payload().empty() || !method->desc.client_streaming) {
@@ -357,6 +363,7 @@ void Server::ServeConnection(UniqueFd fd) {
       {
         std::lock_guard lock(stream->mutex);
         stream->handler_done = true;
+        stream->queue.Clear();         // messages the handler never took
         stream->changed.notify_all();  // a reader waiting for room gives up
         if (status.ok() && stream->oversize_sent) {
           status = {Code::kResourceExhausted,
@@ -426,6 +433,15 @@ Status Server::Serve(int listen_fd) {
   }
 }
 
+size_t Server::buffered_bytes() {
+  std::lock_guard lock(mutex_);
+  size_t total = 0;
+  for (auto& weak : connections_) {
+    if (auto connection = weak.lock()) total += connection->budget->used();
+  }
+  return total;
+}
+
 void Server::Shutdown() {
   std::vector<std::weak_ptr<Connection>> connections;
   {
@@ -470,6 +486,7 @@ void DeliverResponse(ClientStreamState& stream, const std::string& payload) {
 void ClientReadLoop(Connection* connection) {
   Frame frame;
   while (true) {
+    if (!connection->WaitForBudget()) break;
     uint32_t oversize_length = 0;
     auto result = connection->ReadFrame(&frame, &oversize_length);
     if (result == Connection::ReadResult::kClosed) break;
@@ -567,6 +584,7 @@ void Canceller::Cancel() {
     }
     // The reader drops what still comes, and one waiting for queue room moves on.
     stream->abandoned = true;
+    stream->queue.Clear();
     stream->changed.notify_all();
   }
 }
@@ -610,6 +628,7 @@ Result<std::shared_ptr<ClientStreamState>> StartCall(const std::shared_ptr<Conne
   auto stream = std::make_shared<ClientStreamState>();
   stream->connection = connection;
   stream->unary = unary;
+  stream->queue.budget = connection->budget;
   stream->client_streaming = (flags & internal::kRemoteOpen) != 0;
   if (options.timeout.count() > 0) {
     stream->deadline = std::chrono::steady_clock::now() + options.timeout;
@@ -648,6 +667,7 @@ void Abandon(ClientStreamState& stream) {
   }
   std::lock_guard lock(stream.mutex);
   stream.abandoned = true;
+  stream.queue.Clear();
   stream.changed.notify_all();
 }
 

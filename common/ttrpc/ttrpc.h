@@ -75,6 +75,11 @@ struct Options {
   // connection stops reading) up to `handler_wait`, then gets kResourceExhausted.
   size_t max_concurrent_handlers = 128;
   std::chrono::milliseconds handler_wait{1000};
+  // Bytes one connection holds for its consumers, all streams together: messages
+  // not yet taken and the requests of running handlers. Past it the connection stops
+  // reading until a consumer takes something (back-pressure on the peer), so one
+  // connection holds at most this plus one message.
+  size_t max_buffered_bytes = 32 << 20;
   // Client: sent with every call and stream, before CallOptions::metadata (e.g. the
   // token that seals the guest agent's channel).
   Metadata default_metadata;
@@ -179,6 +184,9 @@ class Server {
   // Stops Serve and every connection. The destructor also waits for the
   // connection threads Serve started.
   void Shutdown();
+  // Bytes held now for handlers, all connections together (see
+  // Options::max_buffered_bytes): what a peer has made this server buffer.
+  size_t buffered_bytes();
 
  private:
   struct Method {

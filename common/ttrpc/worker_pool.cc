@@ -1,9 +1,11 @@
 #include "common/ttrpc/worker_pool.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace beaconbox::ttrpc::internal {
@@ -23,8 +25,26 @@ class WorkerPool {
       work_.notify_one();
       return;
     }
+    if (threads_ >= limit_) return;  // a busy thread takes it when it is done
+    ++threads_;
     lock.unlock();
-    std::thread([this] { Work(); }).detach();
+    try {
+      std::thread([this] { Work(); }).detach();
+    } catch (const std::system_error&) {
+      // No thread to be had now: the task waits for a running one.
+      lock.lock();
+      --threads_;
+    }
+  }
+
+  void SetLimit(size_t limit) {
+    std::lock_guard lock(mutex_);
+    limit_ = std::max<size_t>(limit, 1);
+  }
+
+  PoolCounts Count() {
+    std::lock_guard lock(mutex_);
+    return {threads_, tasks_.size()};
   }
 
  private:
@@ -39,26 +59,33 @@ class WorkerPool {
         task = nullptr;  // release captures outside the lock
         lock.lock();
       }
-      if (idle_ >= kMaxIdleThreads) return;
+      if (idle_ >= kMaxIdleThreads) break;
       ++idle_;
       bool woken = work_.wait_for(lock, kIdleTimeout, [this] { return !tasks_.empty(); });
       --idle_;
-      if (!woken) return;
+      if (!woken) break;
     }
+    --threads_;
   }
 
   std::mutex mutex_;
   std::condition_variable work_;
   std::deque<std::function<void()>> tasks_;
   size_t idle_ = 0;
+  size_t threads_ = 0;
+  size_t limit_ = kDefaultPoolThreadLimit;
 };
+
+WorkerPool& Pool() {
+  // Leaked on purpose: detached workers may still run at exit.
+  static WorkerPool* const pool = new WorkerPool;
+  return *pool;
+}
 
 }  // namespace
 
-void RunOnPool(std::function<void()> task) {
-  // Leaked on purpose: detached workers may still run at exit.
-  static WorkerPool* const pool = new WorkerPool;
-  pool->Submit(std::move(task));
-}
+void RunOnPool(std::function<void()> task) { Pool().Submit(std::move(task)); }
+void SetPoolThreadLimit(size_t limit) { Pool().SetLimit(limit); }
+PoolCounts CountPool() { return Pool().Count(); }
 
 }  // namespace beaconbox::ttrpc::internal

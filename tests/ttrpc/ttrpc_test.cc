@@ -16,6 +16,8 @@
 #include <thread>
 #include <tuple>
 
+#include "common/ttrpc/worker_pool.h"
+
 namespace beaconbox::ttrpc {
 namespace {
 
@@ -844,6 +846,132 @@ TEST(TtrpcClient, CancellerEndsPendingAndLaterCallsAndStreams) {
   std::string response;
   EXPECT_EQ(client.Call("test.Echo", "Echo", "x", &response, options).code, Code::kCancelled);
   EXPECT_FALSE(client.closed());  // the connection itself is untouched
+}
+
+// A peer that opens many streams and never has its messages taken makes one
+// connection hold at most Options::max_buffered_bytes plus one message (before, each
+// stream could queue 4 x max_message_size: here 16 x 256 KiB).
+TEST(TtrpcServer, OneConnectionBuffersAtMostItsBudgetWhateverTheNumberOfStreams) {
+  auto [client_fd, server_fd] = SocketPair();
+  Options options;
+  options.max_message_size = 64 << 10;
+  options.max_buffered_bytes = 128 << 10;
+  Server server(options);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  server.RegisterStream(
+      "test.Echo", "Hold",
+      [&](ServerContext&, ServerStream& stream) {
+        released.wait();
+        std::string message;
+        int count = 0;
+        while (stream.Recv(&message)) ++count;
+        stream.SetFinalResponse(std::to_string(count));
+        return RpcStatus{};
+      },
+      StreamDesc{.client_streaming = true, .server_streaming = false});
+  std::thread serving(
+      [&, fd = std::move(server_fd)]() mutable { server.ServeConnection(std::move(fd)); });
+  Client client(std::move(client_fd), options);
+
+  constexpr int kStreams = 16, kMessagesPerStream = 8;
+  const std::string message(32 << 10, 'x');
+  std::vector<std::unique_ptr<ClientStream>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    auto stream = client.OpenStream("test.Echo", "Hold");
+    ASSERT_TRUE(stream.ok()) << stream.error().message;
+    streams.push_back(std::move(*stream));
+  }
+  std::atomic<size_t> sent = 0;
+  std::thread sender([&] {
+    for (int round = 0; round < kMessagesPerStream; ++round) {
+      for (auto& stream : streams) {
+        if (!stream->Send(message)) return;
+        sent += message.size();
+      }
+    }
+    for (auto& stream : streams) (void)stream->CloseSend();
+  });
+  // Until the sender is held back: its count stops growing.
+  size_t last = 0;
+  for (int still = 0; still < 5;) {
+    std::this_thread::sleep_for(100ms);
+    size_t now = sent.load();
+    still = now == last ? still + 1 : 0;
+    last = now;
+  }
+  const size_t total = size_t{kStreams} * kMessagesPerStream * message.size();
+  EXPECT_LT(sent.load(), total) << "nothing held the sender back";
+  EXPECT_LE(server.buffered_bytes(), options.max_buffered_bytes + options.max_message_size);
+  EXPECT_GT(server.buffered_bytes(), 0u);
+
+  // Once the handlers take their messages, every one arrives.
+  release.set_value();
+  sender.join();
+  EXPECT_EQ(sent.load(), total);
+  for (auto& stream : streams) {
+    std::string count;
+    ASSERT_TRUE(stream->Recv(&count));
+    EXPECT_EQ(count, std::to_string(kMessagesPerStream));
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+  EXPECT_EQ(server.buffered_bytes(), 0u);
+  client.Close();
+  serving.join();
+}
+
+// Many connections each within their handler cap still cannot make the process run
+// more pool threads than its limit: the tasks beyond it wait, then all run.
+TEST(TtrpcServer, PoolThreadsStayWithinTheProcessLimitAcrossConnections) {
+  // Threads left idle by earlier tests count against the limit too, and take calls.
+  const size_t limit = internal::CountPool().threads + 8;
+  internal::SetPoolThreadLimit(limit);
+  constexpr size_t kWaiting = 12;
+  constexpr size_t kConnections = 4;
+  const size_t calls_each = (limit + kWaiting) / kConnections;  // under each connection's cap
+  const size_t total = calls_each * kConnections;
+  Server server;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> started = 0;
+  server.RegisterUnary("test.Echo", "Block", [&](ServerContext&, std::string_view, std::string*) {
+    ++started;
+    released.wait();
+    return RpcStatus{};
+  });
+  std::vector<std::thread> serving;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (size_t i = 0; i < kConnections; ++i) {
+    auto [client_fd, server_fd] = SocketPair();
+    serving.emplace_back(
+        [&, fd = std::move(server_fd)]() mutable { server.ServeConnection(std::move(fd)); });
+    clients.push_back(std::make_unique<Client>(std::move(client_fd)));
+  }
+  std::vector<std::future<Code>> calls;
+  for (auto& client : clients) {
+    for (size_t i = 0; i < calls_each; ++i) {
+      calls.push_back(std::async(std::launch::async, [&client] {
+        std::string response;
+        return client->Call("test.Echo", "Block", "", &response).code;
+      }));
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (internal::CountPool().queued < total - limit &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(100ms);  // time for a thread beyond the limit, were there one
+  internal::PoolCounts counts = internal::CountPool();
+  EXPECT_LE(counts.threads, limit);
+  EXPECT_EQ(counts.queued, total - limit);
+  EXPECT_EQ(started.load(), static_cast<int>(limit));
+  release.set_value();
+  for (auto& call : calls) EXPECT_EQ(call.get(), Code::kOk);
+  EXPECT_EQ(started.load(), static_cast<int>(total));
+  internal::SetPoolThreadLimit(internal::kDefaultPoolThreadLimit);
+  for (auto& client : clients) client->Close();
+  for (auto& thread : serving) thread.join();
 }
 
 }  // namespace
