@@ -14,7 +14,9 @@ set(_ctrd_protos
   ${_ctrd}/api/types/mount.proto
   ${_ctrd}/api/types/task/task.proto
   ${_ctrd}/api/events/task.proto
-  ${_ctrd}/api/services/ttrpc/events/v1/events.proto)
+  ${_ctrd}/api/services/ttrpc/events/v1/events.proto
+  ${_ctrd}/runtime/v2/runc/options/oci.proto
+  github.com/containerd/cgroups/v2/stats/metrics.proto)
 
 set(_ctrd_src_dir "${CMAKE_BINARY_DIR}/containerd-proto/src")
 set(_ctrd_out_dir "${CMAKE_BINARY_DIR}/containerd-proto/gen")
@@ -33,6 +35,7 @@ foreach(proto ${_ctrd_protos})
     COMMAND ${CMAKE_COMMAND} -E make_directory "${_ctrd_src_dir}/${dir}"
     COMMAND sed -E
             -e "/^import weak /d"
+            -e "/^[[:space:]]*import \"gogoproto\\/gogo.proto\";/d"
             -e "/^[[:space:]]*option \\((gogoproto|containerd\\.plugin)\\.[a-z_]+\\)/d"
             -e "s/\\[\\((gogoproto|containerd\\.plugin)\\.[^]]*\\]//g"
             "${system_file}" > "${clean_file}"

@@ -318,7 +318,7 @@ Result<taskapi::CreateTaskResponse> Runtime::Create(const taskapi::CreateTaskReq
     if (containers_.count(req.id())) {
       return MakeError(ErrorCode::kAlreadyExists, "container " + req.id() + " already exists");
     }
-    containers_[req.id()] = Container{req.id(), req.bundle(), process, {}};
+    containers_[req.id()] = Container{req.id(), req.bundle(), process, {}, ""};
   }
   // The guest runs from an initramfs, which pivot_root cannot leave: crun moves the
   // root instead (--no-pivot). The VM, not the mount namespace, is the boundary.
@@ -329,6 +329,13 @@ Result<taskapi::CreateTaskResponse> Runtime::Create(const taskapi::CreateTaskReq
     return launched.error().Wrap("creating container " + req.id());
   }
   WatchExit(process);
+  {
+    // crun put the (still waiting) init in the container's cgroup: Stats and WaitOom read it.
+    std::string cgroup_dir = CgroupDirOf(process->pid, req.id());
+    std::lock_guard lock(mu_);
+    if (auto container = FindContainer(req.id()); container.ok())
+      (*container)->cgroup_dir = cgroup_dir;
+  }
   Log("created container " + req.id() + " pid " + std::to_string(process->pid));
   taskapi::CreateTaskResponse resp;
   resp.set_pid(process->pid);

@@ -59,6 +59,11 @@ class Runtime {
   Status Pause(const std::string& id);
   Status Resume(const std::string& id);
   Result<taskapi::ConnectResponse> Connect(const taskapi::ConnectRequest& req);
+  // The container's cgroup v2 figures (runtime_stats.cc).
+  Result<taskapi::StatsResponse> Stats(const taskapi::StatsRequest& req);
+  // --- beaconbox.guest.v1.Guest, continued (runtime_stats.cc) ---
+  // Waits (capped at 60 s) for the container's OOM kill count to exceed req.seen().
+  Result<guestapi::WaitOomResponse> WaitOom(const guestapi::WaitOomRequest& req);
 
  private:
   enum class Phase { kCreated, kRunning, kPaused, kStopped };
@@ -87,7 +92,12 @@ class Runtime {
     std::string bundle;
     std::shared_ptr<Process> init;
     std::map<std::string, std::shared_ptr<Process>> execs;
+    // The container's cgroup v2 directory in the guest, from its init process's
+    // /proc/PID/cgroup once crun created it; empty if it has none (runtime_stats.cc).
+    std::string cgroup_dir;
   };
+  // Finds the cgroup directory of `pid` (/proc/PID/cgroup), for Container::cgroup_dir.
+  static std::string CgroupDirOf(pid_t pid, const std::string& id);
 
   Result<std::shared_ptr<Process>> FindProcess(const std::string& id, const std::string& exec_id);
   Result<Container*> FindContainer(const std::string& id);

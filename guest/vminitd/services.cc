@@ -149,6 +149,10 @@ void RegisterGuest(ttrpc::Server& server, Runtime& rt) {
                                       PowerOffSoon();
                                       return RpcStatus{};
                                     });
+  Unary<WaitOomRequest, WaitOomResponse>(server, kGuestService, "WaitOom",
+                                         [&rt](const WaitOomRequest& req, WaitOomResponse* resp) {
+                                           return Reply(rt.WaitOom(req), resp);
+                                         });
   RegisterGuestStdio(server, rt);
 }
 
@@ -200,10 +204,8 @@ void RegisterTask(ttrpc::Server& server, Runtime& rt) {
   NotImplemented<UpdateTaskRequest>(server, "Update");
   NotImplemented<ShutdownRequest>(server, "Shutdown");
   Unary<StatsRequest, StatsResponse>(
-      server, kTaskService, "Stats", [](const StatsRequest&, StatsResponse*) {
-        return RpcStatus{ttrpc::Code::kUnimplemented,
-                         "Task.Stats is not implemented by the beaconbox guest"};
-      });
+      server, kTaskService, "Stats",
+      [&rt](const StatsRequest& req, StatsResponse* resp) { return Reply(rt.Stats(req), resp); });
 }
 
 }  // namespace

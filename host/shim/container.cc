@@ -8,6 +8,7 @@
 
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "host/shim/spec_adapter.h"
+#include "host/shim/task_metrics.h"
 
 namespace beaconbox::shim {
 namespace {
@@ -139,6 +140,8 @@ Container::Container(ContainerKey key, std::shared_ptr<GuestClient> guest, Event
   event.mutable_io()->set_terminal(request.terminal());
   event.set_pid(options_.host_pid);
   events_.Publish("/tasks/create", event);
+  oom_watch_ = std::make_unique<OomWatch>(*guest_, key_.id, events_, ShortCallTimeout());
+  oom_watch_->Start();
 }
 
 Container::~Container() { Shutdown(); }
@@ -184,6 +187,8 @@ void Container::WatchExit(std::shared_ptr<Process> process) {
     exit.exit_status = 128 + SIGKILL;
     exit.exited_at = Now();
   }
+  // An OOM kill that ended the process is published before its exit, as runc's shim does.
+  if (status.ok() && oom_watch_) oom_watch_->Sync();
   // Report the exit only once its output reached containerd, as runc's shim does.
   if (process->io && !process->io->WaitOutputDrained(kOutputDrainTimeout)) {
     spdlog::warn("process '{}' of {} exited but its output is still open", process->exec_id,
@@ -377,11 +382,38 @@ Result<ProcessView> Container::State(const std::string& exec_id) {
                      process->exit.exited_at, process->stdio};
 }
 
-Result<std::vector<uint32_t>> Container::Pids() {
+Result<std::vector<PidEntry>> Container::Pids() {
   std::lock_guard lock(mutex_);
   BBX_RETURN_IF_ERROR(FindOrError(""));
-  // No guest call: its pids mean nothing on the host (see container.h).
-  return std::vector<uint32_t>{options_.host_pid};
+  // No guest call: its pids mean nothing on the host (see container.h). The init
+  // process is listed from Create (crun's init waits in the container), an exec once
+  // started, each until it exits: the processes runc's shim finds in the cgroup.
+  std::vector<PidEntry> entries;
+  for (const auto& [exec_id, process] : processes_) {
+    const bool live = exec_id.empty() ? process->state != ProcessState::kStopped
+                                      : process->state == ProcessState::kRunning ||
+                                            process->state == ProcessState::kPaused;
+    if (live) entries.push_back(PidEntry{options_.host_pid, exec_id});
+  }
+  return entries;
+}
+
+Result<google::protobuf::Any> Container::Stats() {
+  {
+    std::lock_guard lock(mutex_);
+    BBX_RETURN_IF_ERROR(FindOrError(""));
+  }
+  task::StatsRequest request;
+  request.set_id(key_.id);
+  task::StatsResponse response;
+  BBX_RETURN_IF_ERROR(guest_->CallTask("Stats", request, &response, ShortCallTimeout()));
+  std::optional<VmCost> vm_cost;
+  if (auto cost = ReadVmCost(static_cast<pid_t>(options_.host_pid)); cost.ok()) {
+    vm_cost = *cost;
+  } else {
+    spdlog::debug("{}: no VM cost in the metrics: {}", key_.ToString(), cost.error().message);
+  }
+  return MetricsFromGuest(response.stats(), vm_cost);
 }
 
 Status Container::CloseIo(const std::string& exec_id) {
@@ -520,6 +552,7 @@ void Container::Shutdown() {
     for (auto& [id, process] : processes_) processes.push_back(process);
   }
   for (auto& process : processes) StopProcess(*process);
+  if (oom_watch_) oom_watch_->Stop();
   // Every waiter is joined: a process still unreported never will be (its exec never
   // started, or the guest went away mid-report). Its Wait returns now, as killed,
   // instead of holding a ttrpc handler forever.

@@ -16,9 +16,14 @@
 // that reads /proc/<pid> or signals it. For the same reason Pids (`ctr task ps`)
 // lists the VMM's pid alone where runc's shim lists the container's processes: on the
 // host the VMM is the container's only process. The guest's pids stay in the shim's
-// log; `ctr task exec ... ps` shows the processes inside.
+// log; `ctr task exec ... ps` shows the processes inside. Pids has one entry per live
+// process of the task -- the init unless it exited, each started exec still running --
+// all with the VMM's pid, each exec's carrying its exec id (as runc's shim marks its
+// exec processes, with containerd's runc ProcessDetails), so `ctr task ps` tells
+// which exec is which.
 #pragma once
 
+#include <google/protobuf/any.pb.h>
 #include <google/protobuf/timestamp.pb.h>
 
 #include <chrono>
@@ -34,6 +39,7 @@
 #include "host/shim/event_publisher.h"
 #include "host/shim/guest_client.h"
 #include "host/shim/io_relay.h"
+#include "host/shim/oom_watch.h"
 #include "host/shim/process_state.h"
 #include "host/shim/runtime_layout.h"
 
@@ -57,6 +63,12 @@ struct ProcessView {
   uint32_t exit_status = 0;
   google::protobuf::Timestamp exited_at;
   StdioPaths stdio;
+};
+
+// One entry of Pids: the pid reported (the VMM's) and the exec id ("" = init).
+struct PidEntry {
+  uint32_t pid = 0;
+  std::string exec_id;
 };
 
 google::protobuf::Timestamp Now();
@@ -98,7 +110,10 @@ class Container {
   Status Kill(const std::string& exec_id, uint32_t signal, bool all);
   Result<ExitInfo> Wait(const std::string& exec_id);
   Result<ProcessView> State(const std::string& exec_id);
-  Result<std::vector<uint32_t>> Pids();  // the host pid alone (see the top of this file)
+  Result<std::vector<PidEntry>> Pids();  // see the top of this file
+  // The guest's cgroup v2 figures of the container, checked, with the VM's cost on
+  // the host (task_metrics.h): the Any Task.Stats answers.
+  Result<google::protobuf::Any> Stats();
   Status CloseIo(const std::string& exec_id);
   Status ResizePty(const std::string& exec_id, uint32_t width, uint32_t height);
   Status Pause();
@@ -157,6 +172,7 @@ class Container {
   // or by Shutdown).
   std::map<std::string, std::shared_ptr<Process>> processes_;  // key: exec id ("" = init)
   bool deleted_ = false;                                       // guarded by mutex_
+  std::unique_ptr<OomWatch> oom_watch_;                        // /tasks/oom; set in the constructor
 };
 
 }  // namespace beaconbox::shim

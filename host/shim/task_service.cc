@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
+
 namespace beaconbox::shim {
 namespace {
 
@@ -38,6 +40,17 @@ RpcStatus ToRpc(const Status& status) {
   if (!BBX_CONCAT(bbx_rpc_result_, __LINE__).ok())                                   \
     return ttrpc::RpcStatusFromError(BBX_CONCAT(bbx_rpc_result_, __LINE__).error()); \
   decl = std::move(BBX_CONCAT(bbx_rpc_result_, __LINE__)).value()
+
+// A Pids entry; an exec's carries containerd's runc ProcessDetails with its exec id.
+void AddProcessInfo(const PidEntry& entry, task::PidsResponse* response) {
+  auto* info = response->add_processes();
+  info->set_pid(entry.pid);
+  if (entry.exec_id.empty()) return;
+  ::containerd::runc::v1::ProcessDetails details;
+  details.set_exec_id(entry.exec_id);
+  info->mutable_info()->set_type_url("containerd.runc.v1.ProcessDetails");
+  info->mutable_info()->set_value(details.SerializeAsString());
+}
 
 RpcStatus Unimplemented(std::string_view what) {
   return RpcStatus{ttrpc::Code::kUnimplemented, "beaconbox: " + std::string(what)};
@@ -150,8 +163,9 @@ void TaskService::Register(ttrpc::Server& server) {
         BBX_ASSIGN_OR_RETURN_RPC(auto container, Find(context, request.id()));
         auto pids = container->Pids();
         if (!pids.ok()) return ToRpc(pids.error());
-        // The VMM's pid alone, where runc's shim lists the container's: see container.h.
-        for (uint32_t pid : *pids) response->add_processes()->set_pid(pid);
+        // The VMM's pid for each live process, where runc's shim lists the container's
+        // pids; each exec marked with its id as runc's shim does: see container.h.
+        for (const PidEntry& entry : *pids) AddProcessInfo(entry, response);
         return RpcStatus{};
       });
 
@@ -204,8 +218,11 @@ void TaskService::Register(ttrpc::Server& server) {
       });
 
   ttrpc::RegisterUnaryProto<StatsRequest, StatsResponse>(
-      server, kService, "Stats", [](ServerContext&, const StatsRequest&, StatsResponse*) {
-        return Unimplemented("Stats is not implemented yet");
+      server, kService, "Stats",
+      [this](ServerContext& context, const StatsRequest& request, StatsResponse* response) {
+        BBX_ASSIGN_OR_RETURN_RPC(auto container, Find(context, request.id()));
+        BBX_ASSIGN_OR_RETURN_RPC(*response->mutable_stats(), container->Stats());
+        return RpcStatus{};
       });
   ttrpc::RegisterUnaryProto<UpdateTaskRequest, Empty>(
       server, kService, "Update", [](ServerContext&, const UpdateTaskRequest&, Empty*) {

@@ -514,7 +514,11 @@ TEST_F(SandboxTest, HostileGuestAnswersDoNotReachContainerd) {
     ASSERT_TRUE(pid.ok());
     EXPECT_EQ(*pid, 424242u);
     EXPECT_EQ((*container)->State("")->pid, 424242u);
-    EXPECT_EQ(*(*container)->Pids(), std::vector<uint32_t>{424242u});
+    auto pids = (*container)->Pids();
+    ASSERT_TRUE(pids.ok());
+    ASSERT_EQ(pids->size(), 1u);
+    EXPECT_EQ((*pids)[0].pid, 424242u);
+    EXPECT_EQ((*pids)[0].exec_id, "");
     agent_.AnswerInvalidExitTime();
     agent_.Exit(kC1.id, "", 0xffffffffu);
     auto exit = (*container)->Wait("");
