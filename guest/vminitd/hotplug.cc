@@ -113,10 +113,10 @@ Status OnlineMemory(uint64_t want_mib, std::chrono::milliseconds timeout,
   uint64_t online = 0;
   while ((online = OnlineMemoryPass(memory)) < want_mib) {
     if (std::chrono::steady_clock::now() >= deadline) {
-      return MakeError(ErrorCode::kTimeout,
-                       "only " + std::to_string(online) + " of " + std::to_string(want_mib) +
-                           " MiB of memory came online within " + std::to_string(timeout.count()) +
-                           " ms");
+      return MakeError(ErrorCode::kTimeout, "only " + std::to_string(online) + " of " +
+                                                std::to_string(want_mib) +
+                                                " MiB of memory came online within " +
+                                                std::to_string(timeout.count()) + " ms");
     }
     std::this_thread::sleep_for(20ms);
   }

@@ -2,6 +2,7 @@
 // many vCPUs and MiB the VM has now), then gives the container's cgroup the new
 // limits with `crun update --resources`, as runc's shim does with runc.
 #include <charconv>
+#include <optional>
 
 #include "common/base/bounded_json.h"
 #include "common/base/file_util.h"

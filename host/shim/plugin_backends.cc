@@ -29,8 +29,9 @@ class PluginVm final : public VmHandle {
                        "the vmm plugin cannot hot-add vCPUs (Capabilities.resize_vcpus is false)");
     }
     if (memory_mib != 0 && !capabilities_.resize_memory()) {
-      return MakeError(ErrorCode::kNotImplemented,
-                       "the vmm plugin cannot hot-add memory (Capabilities.resize_memory is false)");
+      return MakeError(
+          ErrorCode::kNotImplemented,
+          "the vmm plugin cannot hot-add memory (Capabilities.resize_memory is false)");
     }
     return vm_->Resize(vcpus, memory_mib);
   }
@@ -65,8 +66,8 @@ class PluginBackends::Vmm final : public VmmBackend {
     BBX_RETURN_IF_ERROR(plugin_host::AssignShareSockets(complete, spec.run_dir()));
     BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::Vm> vm,
                          plugin_.CreateVm(complete, std::move(channel.guest_cid.lock)));
-    return std::unique_ptr<VmHandle>(std::make_unique<PluginVm>(std::move(vm), channel.token,
-                                                                  std::move(capabilities)));
+    return std::unique_ptr<VmHandle>(
+        std::make_unique<PluginVm>(std::move(vm), channel.token, std::move(capabilities)));
   }
   Status CleanupStale(const pluginapi::VmInfo& info) override { return plugin_.CleanupStale(info); }
 

@@ -225,8 +225,7 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   sized.memory_mib = vm_size_.memory_mib;
   sized.max_vcpus = std::max(sized.max_vcpus, sized.vcpus);
   sized.max_memory_mib = std::max(sized.max_memory_mib, sized.memory_mib);
-  pluginapi::VmSpec spec =
-      VmSpecFor(sized, placement, plan, attachment_ ? &*attachment_ : nullptr);
+  pluginapi::VmSpec spec = VmSpecFor(sized, placement, plan, attachment_ ? &*attachment_ : nullptr);
   const auto vmm_started = std::chrono::steady_clock::now();
   BBX_ASSIGN_OR_RETURN(vm_, backends_.vmm->CreateVm(spec));
   vmm_start_ms_ = ElapsedMs(vmm_started);

@@ -61,7 +61,8 @@ Result<ContainerResources> FromJson(const nlohmann::json& json, const std::strin
       BBX_RETURN_IF_ERROR(ReadInteger(*cpu, "quota", where + ".cpu", &resources.cpu_quota));
       BBX_RETURN_IF_ERROR(ReadInteger(*cpu, "period", where + ".cpu", &resources.cpu_period));
       BBX_RETURN_IF_ERROR(ReadInteger(*cpu, "shares", where + ".cpu", &resources.cpu_shares));
-      if (resources.cpu_period && (*resources.cpu_period < 1000 || *resources.cpu_period > 1000000)) {
+      if (resources.cpu_period &&
+          (*resources.cpu_period < 1000 || *resources.cpu_period > 1000000)) {
         return Bad(where + ".cpu.period " + std::to_string(*resources.cpu_period) +
                    " is out of range [1000, 1000000] microseconds");
       }
@@ -82,8 +83,7 @@ Result<ContainerResources> FromJson(const nlohmann::json& json, const std::strin
 
 // An annotation's value as an integer in [min, max].
 Result<uint64_t> AnnotationValue(const std::map<std::string, std::string>& annotations,
-                                 const char* key, uint64_t min, uint64_t max,
-                                 const char* max_key) {
+                                 const char* key, uint64_t min, uint64_t max, const char* max_key) {
   const std::string& text = annotations.at(key);
   uint64_t value = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -133,10 +133,10 @@ Result<ContainerResources> ParseLinuxResources(std::string_view json) {
 Result<ContainerResources> ResourcesOfSpec(std::string_view config_json) {
   BBX_ASSIGN_OR_RETURN(nlohmann::json spec, ParseBoundedJson(config_json, "config.json"));
   if (!spec.is_object()) return ContainerResources{};
-  auto linux = spec.find("linux");
-  if (linux == spec.end() || !linux->is_object()) return ContainerResources{};
-  auto resources = linux->find("resources");
-  if (resources == linux->end()) return ContainerResources{};
+  auto linux_part = spec.find("linux");
+  if (linux_part == spec.end() || !linux_part->is_object()) return ContainerResources{};
+  auto resources = linux_part->find("resources");
+  if (resources == linux_part->end()) return ContainerResources{};
   return FromJson(*resources, "config.json linux.resources");
 }
 
@@ -176,9 +176,9 @@ Result<VmSize> BootSizeFor(const ContainerResources& resources,
     size.vcpus = std::min(std::max({VcpusNeeded(resources), settings.vcpus, 1u}), max_vcpus);
   }
   if (annotations.count(kMemoryAnnotation)) {
-    BBX_ASSIGN_OR_RETURN(size.memory_mib, AnnotationValue(annotations, kMemoryAnnotation,
-                                                          kMinMemoryMib, max_memory,
-                                                          "vm.max_memory_mib"));
+    BBX_ASSIGN_OR_RETURN(size.memory_mib,
+                         AnnotationValue(annotations, kMemoryAnnotation, kMinMemoryMib, max_memory,
+                                         "vm.max_memory_mib"));
   } else {
     BBX_RETURN_IF_ERROR(CheckMemoryNeed(resources, settings));
     size.memory_mib = std::max(MemoryNeededMib(resources, settings), settings.memory_mib);
@@ -194,8 +194,8 @@ Result<VmSize> GrownSizeFor(const ContainerResources& resources, VmSize current,
   grown.vcpus = std::max(current.vcpus, std::min(VcpusNeeded(resources), MaxVcpus(settings)));
   const uint64_t need = MemoryNeededMib(resources, settings);
   if (need > current.memory_mib) {
-    const uint64_t blocks = (need - current.memory_mib + kMemoryHotplugBlockMib - 1) /
-                            kMemoryHotplugBlockMib;
+    const uint64_t blocks =
+        (need - current.memory_mib + kMemoryHotplugBlockMib - 1) / kMemoryHotplugBlockMib;
     const uint64_t room = MaxMemoryMib(settings) - current.memory_mib;
     grown.memory_mib =
         current.memory_mib + std::min(blocks * kMemoryHotplugBlockMib,
