@@ -58,6 +58,7 @@ class Runtime {
   Status ResizePty(const taskapi::ResizePtyRequest& req);
   Status Pause(const std::string& id);
   Status Resume(const std::string& id);
+  Status Update(const taskapi::UpdateTaskRequest& req);  // update.cc
   Result<taskapi::ConnectResponse> Connect(const taskapi::ConnectRequest& req);
   // The container's cgroup v2 figures (runtime_stats.cc).
   Result<taskapi::StatsResponse> Stats(const taskapi::StatsRequest& req);

@@ -201,7 +201,9 @@ void RegisterTask(ttrpc::Server& server, Runtime& rt) {
       server, kTaskService, "Resume",
       [&rt](const ResumeRequest& req, Empty*) { return ToRpc(rt.Resume(req.id())); });
   NotImplemented<CheckpointTaskRequest>(server, "Checkpoint");
-  NotImplemented<UpdateTaskRequest>(server, "Update");
+  Unary<UpdateTaskRequest, Empty>(
+      server, kTaskService, "Update",
+      [&rt](const UpdateTaskRequest& req, Empty*) { return ToRpc(rt.Update(req)); });
   NotImplemented<ShutdownRequest>(server, "Shutdown");
   Unary<StatsRequest, StatsResponse>(
       server, kTaskService, "Stats",

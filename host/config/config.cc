@@ -179,6 +179,7 @@ class Parser {
          {"max_vcpus", Integer(&vm.max_vcpus, 1, 255)},
          {"memory_mib", Integer(&vm.memory_mib, 64, 1 << 20)},
          {"max_memory_mib", Integer(&vm.max_memory_mib, 64, 1 << 20)},
+         {"guest_overhead_mib", Integer(&vm.guest_overhead_mib, 0, 1 << 16)},
          {"guest_connect_timeout_ms", Integer(&vm.guest_connect_timeout_ms, 100, 3600 * 1000)},
          {"console_log_retention_s", Integer(&vm.console_log_retention_s, 0, 10 * 365 * 24 * 3600)},
          {"guest_call_timeout_ms", Integer(&vm.guest_call_timeout_ms, 100, 3600 * 1000)},

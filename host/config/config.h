@@ -39,6 +39,9 @@ struct VmConfig {
   uint32_t max_vcpus = 2;
   uint64_t memory_mib = 512;
   uint64_t max_memory_mib = 2048;
+  // What the guest itself needs on top of a container's memory limit (kernel, agent,
+  // crun): a VM sized from a limit gets limit + this.
+  uint64_t guest_overhead_mib = 128;
   uint32_t guest_connect_timeout_ms = 60000;
   // How long a deleted container's console log is kept (0: removed at its delete).
   uint32_t console_log_retention_s = 7 * 24 * 3600;

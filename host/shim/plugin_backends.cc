@@ -8,8 +8,11 @@ namespace {
 
 class PluginVm final : public VmHandle {
  public:
-  PluginVm(std::unique_ptr<plugin_host::Vm> vm, std::string agent_token)
-      : vm_(std::move(vm)), agent_token_(std::move(agent_token)) {}
+  PluginVm(std::unique_ptr<plugin_host::Vm> vm, std::string agent_token,
+           pluginapi::Capabilities capabilities)
+      : vm_(std::move(vm)),
+        agent_token_(std::move(agent_token)),
+        capabilities_(std::move(capabilities)) {}
   Result<UniqueFd> ConnectGuest(std::chrono::milliseconds timeout) override {
     return vm_->ConnectGuest(timeout);
   }
@@ -18,10 +21,25 @@ class PluginVm final : public VmHandle {
   Status Pause() override { return vm_->Pause(); }
   Status Resume() override { return vm_->Resume(); }
   std::string AgentToken() const override { return agent_token_; }
+  // The plugin's Capabilities say whether it can hot-add vCPUs and memory; one that
+  // cannot is not asked (vm_resize would not be there or would fail).
+  Status Resize(uint32_t vcpus, uint64_t memory_mib) override {
+    if (vcpus != 0 && !capabilities_.resize_vcpus()) {
+      return MakeError(ErrorCode::kNotImplemented,
+                       "the vmm plugin cannot hot-add vCPUs (Capabilities.resize_vcpus is false)");
+    }
+    if (memory_mib != 0 && !capabilities_.resize_memory()) {
+      return MakeError(
+          ErrorCode::kNotImplemented,
+          "the vmm plugin cannot hot-add memory (Capabilities.resize_memory is false)");
+    }
+    return vm_->Resize(vcpus, memory_mib);
+  }
 
  private:
   std::unique_ptr<plugin_host::Vm> vm_;
   const std::string agent_token_;
+  const pluginapi::Capabilities capabilities_;
 };
 
 }  // namespace
@@ -48,7 +66,8 @@ class PluginBackends::Vmm final : public VmmBackend {
     BBX_RETURN_IF_ERROR(plugin_host::AssignShareSockets(complete, spec.run_dir()));
     BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::Vm> vm,
                          plugin_.CreateVm(complete, std::move(channel.guest_cid.lock)));
-    return std::unique_ptr<VmHandle>(std::make_unique<PluginVm>(std::move(vm), channel.token));
+    return std::unique_ptr<VmHandle>(
+        std::make_unique<PluginVm>(std::move(vm), channel.token, std::move(capabilities)));
   }
   Status CleanupStale(const pluginapi::VmInfo& info) override { return plugin_.CleanupStale(info); }
 
@@ -111,6 +130,7 @@ SandboxBackends PluginBackends::backends() {
   backends.vm.max_vcpus = vm.max_vcpus;
   backends.vm.memory_mib = vm.memory_mib;
   backends.vm.max_memory_mib = vm.max_memory_mib;
+  backends.vm.guest_overhead_mib = vm.guest_overhead_mib;
   backends.vm.guest_connect_timeout = std::chrono::milliseconds(vm.guest_connect_timeout_ms);
   backends.vm.guest_call_timeout = std::chrono::milliseconds(vm.guest_call_timeout_ms);
   backends.vm.kill_timeout = std::chrono::milliseconds(vm.kill_timeout_ms);

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <limits>
 
@@ -104,6 +105,11 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   for (const auto& warning : spec.warnings) spdlog::warn("{}: {}", key.ToString(), warning);
 
   const bool boots_vm = vm_ == nullptr;
+  if (boots_vm) {
+    // Before anything is made: a size out of range leaves nothing behind.
+    BBX_ASSIGN_OR_RETURN(ContainerResources resources, ResourcesOfSpec(host_spec));
+    BBX_ASSIGN_OR_RETURN(vm_size_, BootSizeFor(resources, spec.annotations, backends_.vm));
+  }
   if (boots_vm) {
     record_ = SandboxRecord{};
     record_.sandbox = options_.key;
@@ -212,14 +218,21 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   BBX_RETURN_IF_ERROR(MakeDirectory(record_.vm_dir, "paths.run_dir"));
   BBX_RETURN_IF_ERROR(MakeDirectory(layout_.log_dir(), "paths.log_dir"));
   VmPlacement placement{options_.key, record_.vm_dir, record_.console_log_path, ::getpid()};
-  pluginapi::VmSpec spec =
-      VmSpecFor(backends_.vm, placement, plan, attachment_ ? &*attachment_ : nullptr);
+  // The boot size follows the container (vm_sizing.h); the maxima stay the hotplug
+  // ceiling.
+  VmSettings sized = backends_.vm;
+  sized.vcpus = vm_size_.vcpus;
+  sized.memory_mib = vm_size_.memory_mib;
+  sized.max_vcpus = std::max(sized.max_vcpus, sized.vcpus);
+  sized.max_memory_mib = std::max(sized.max_memory_mib, sized.memory_mib);
+  pluginapi::VmSpec spec = VmSpecFor(sized, placement, plan, attachment_ ? &*attachment_ : nullptr);
   const auto vmm_started = std::chrono::steady_clock::now();
   BBX_ASSIGN_OR_RETURN(vm_, backends_.vmm->CreateVm(spec));
   vmm_start_ms_ = ElapsedMs(vmm_started);
   if (auto info = vm_->Info(); info.ok()) {
     record_.vm_info = *info;
-    spdlog::info("VM {} uses {}: {}", options_.key.ToString(), info->accelerator(),
+    spdlog::info("VM {} uses {} ({} vCPUs, {} MiB): {}", options_.key.ToString(),
+                 info->accelerator(), vm_size_.vcpus, vm_size_.memory_mib,
                  info->accelerator_reason().substr(0, 600));
   } else {
     spdlog::warn("VM info of {}: {}", options_.key.ToString(), info.error().message);

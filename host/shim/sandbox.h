@@ -20,6 +20,7 @@
 #include "host/shim/runtime_layout.h"
 #include "host/shim/sandbox_backends.h"
 #include "host/shim/sandbox_state.h"
+#include "host/shim/vm_sizing.h"
 
 namespace beaconbox::shim {
 
@@ -61,6 +62,10 @@ class Sandbox {
   // Task.Delete of an init process: the container, its rootfs, and with the last
   // container the VM and everything else go.
   Result<ExitInfo> DeleteContainer(const ContainerKey& key);
+  // Task.Update (sandbox_update.cc): new cgroup limits for `key`'s container, from the
+  // OCI LinuxResources in `request`; grows the VM first (hot-added vCPUs and memory,
+  // vm_sizing.h) when the limits need it and the VMM can.
+  Status UpdateContainer(const ContainerKey& key, const task::UpdateTaskRequest& request);
   bool empty() const;
 
   // Releases the VM and everything recorded for it; every container ends. Idempotent.
@@ -95,6 +100,7 @@ class Sandbox {
   std::unique_ptr<VmHandle> vm_;                            // guarded by lifecycle_mutex_
   std::optional<pluginapi::NetworkAttachment> attachment_;  // guarded by lifecycle_mutex_
   long vmm_start_ms_ = 0;                                   // guarded by lifecycle_mutex_
+  VmSize vm_size_;  // the VM's vCPUs and memory now; guarded by lifecycle_mutex_
   // Set when Kill stopped the VM: no container is created in it any more.
   std::string vm_stopped_because_;  // guarded by lifecycle_mutex_
 

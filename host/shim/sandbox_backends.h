@@ -31,6 +31,13 @@ class VmHandle {
   virtual Status Stop(std::chrono::milliseconds timeout) = 0;
   virtual Status Pause() = 0;
   virtual Status Resume() = 0;
+  // Grows the VM to `vcpus` and `memory_mib` (0: unchanged), hot-adding vCPUs and
+  // memory; the guest onlines them. kNotImplemented when the VMM cannot.
+  virtual Status Resize(uint32_t vcpus, uint64_t memory_mib) {
+    (void)vcpus;
+    (void)memory_mib;
+    return MakeError(ErrorCode::kNotImplemented, "this VMM cannot resize a running VM");
+  }
   // The token the guest agent requires with every call (VmSpec.agent_token, see
   // common/base/agent_token.h); empty for fakes whose agent requires none.
   virtual std::string AgentToken() const { return ""; }
@@ -73,6 +80,7 @@ struct VmSettings {
   uint32_t max_vcpus = 0;
   uint64_t memory_mib = 512;
   uint64_t max_memory_mib = 0;
+  uint64_t guest_overhead_mib = 0;  // vm.guest_overhead_mib (vm_sizing.h)
   std::chrono::milliseconds guest_connect_timeout{60000};
   std::chrono::milliseconds guest_call_timeout{60000};  // vm.guest_call_timeout_ms
   std::chrono::milliseconds kill_timeout{5000};         // vm.kill_timeout_ms

@@ -225,8 +225,9 @@ void TaskService::Register(ttrpc::Server& server) {
         return RpcStatus{};
       });
   ttrpc::RegisterUnaryProto<UpdateTaskRequest, Empty>(
-      server, kService, "Update", [](ServerContext&, const UpdateTaskRequest&, Empty*) {
-        return Unimplemented("Update is not implemented yet");
+      server, kService, "Update",
+      [this](ServerContext& context, const UpdateTaskRequest& request, Empty*) {
+        return ToRpc(sandbox_.UpdateContainer(KeyOf(context, request.id()), request));
       });
   ttrpc::RegisterUnaryProto<CheckpointTaskRequest, Empty>(
       server, kService, "Checkpoint", [](ServerContext&, const CheckpointTaskRequest&, Empty*) {

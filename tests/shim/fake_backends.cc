@@ -32,6 +32,14 @@ class FakeVm final : public VmHandle {
     return Status::Ok();
   }
   Status Resume() override { return Status::Ok(); }
+  Status Resize(uint32_t vcpus, uint64_t memory_mib) override {
+    if (!vmm_.can_resize) {
+      return MakeError(ErrorCode::kNotImplemented, "FAKE: this VMM cannot resize");
+    }
+    std::lock_guard lock(vmm_.resize_mutex_);
+    vmm_.resizes_.emplace_back(vcpus, memory_mib);
+    return Status::Ok();
+  }
 
  private:
   FakeVmm& vmm_;
@@ -43,6 +51,11 @@ Result<std::unique_ptr<VmHandle>> FakeVmm::CreateVm(const pluginapi::VmSpec& spe
   if (fail_create) return MakeError(ErrorCode::kUnavailable, "fake VMM: create refused");
   ++created_;
   return std::unique_ptr<VmHandle>(std::make_unique<FakeVm>(*this, agent_));
+}
+
+std::vector<std::pair<uint32_t, uint64_t>> FakeVmm::resizes() const {
+  std::lock_guard lock(resize_mutex_);
+  return resizes_;
 }
 
 Status FakeVmm::CleanupStale(const pluginapi::VmInfo&) {

@@ -45,6 +45,10 @@ class FakeVmm final : public VmmBackend {
   int cleanups() const { return cleanups_; }
   int pauses() const { return pauses_; }
   std::vector<pluginapi::VmSpec> specs;
+  // VmHandle::Resize: recorded (vcpus, memory_mib) when `can_resize`, else
+  // kNotImplemented as from a VMM that cannot.
+  bool can_resize = true;
+  std::vector<std::pair<uint32_t, uint64_t>> resizes() const;
 
  private:
   friend class FakeVm;
@@ -54,6 +58,8 @@ class FakeVmm final : public VmmBackend {
   std::atomic<int> cleanups_{0};
   std::atomic<int> pauses_{0};
   std::atomic<int> stops_{0};
+  mutable std::mutex resize_mutex_;
+  std::vector<std::pair<uint32_t, uint64_t>> resizes_;  // guarded by resize_mutex_
 };
 
 class FakeStorage final : public StorageBackend {

@@ -94,6 +94,11 @@ void FakeGuestAgent::FailNext(const std::string& method, Code code) {
   failures_[method] = code;
 }
 
+std::optional<::containerd::task::v2::UpdateTaskRequest> FakeGuestAgent::last_update() const {
+  std::lock_guard lock(mutex_);
+  return last_update_;
+}
+
 std::vector<std::string> FakeGuestAgent::calls() const {
   std::lock_guard lock(mutex_);
   return calls_;
@@ -319,6 +324,14 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
           return Record(std::string("Task.") + method, context);
         });
   }
+  ttrpc::RegisterUnaryProto<task::UpdateTaskRequest, Empty>(
+      server, kTask, "Update",
+      [this](ServerContext& context, const task::UpdateTaskRequest& request, Empty*) {
+        if (auto failed = Record("Task.Update", context); !failed.ok()) return failed;
+        std::lock_guard lock(mutex_);
+        last_update_ = request;
+        return RpcStatus{};
+      });
   ttrpc::RegisterUnaryProto<task::ResizePtyRequest, Empty>(
       server, kTask, "ResizePty",
       [this](ServerContext& context, const task::ResizePtyRequest&, Empty*) {

@@ -19,6 +19,7 @@
 #include "common/base/result.h"
 #include "common/base/unique_fd.h"
 #include "common/ttrpc/ttrpc.h"
+#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 
 namespace beaconbox::shim::testing {
 
@@ -61,6 +62,8 @@ class FakeGuestAgent {
   std::vector<std::string> calls() const;  // "Guest.Hello", "Task.Create", ... in order
   std::optional<guestapi::CreateBundleRequest> last_bundle() const;
   std::optional<guestapi::NetworkConfig> network() const;
+  // Task.Update's last request.
+  std::optional<::containerd::task::v2::UpdateTaskRequest> last_update() const;
 
  private:
   struct Process {
@@ -93,6 +96,8 @@ class FakeGuestAgent {
   std::vector<std::unique_ptr<ttrpc::Server>> servers_;       // guarded by mutex_
   std::vector<std::thread> threads_;                          // guarded by mutex_
   int waiting_handlers_ = 0;  // guarded by mutex_: Wait handlers still using `this`
+
+  std::optional<::containerd::task::v2::UpdateTaskRequest> last_update_;  // guarded by mutex_
 };
 
 }  // namespace beaconbox::shim::testing

@@ -1,0 +1,71 @@
+// Task.Update in the guest: onlines what the host hot-added (the annotations say how
+// many vCPUs and MiB the VM has now), then gives the container's cgroup the new
+// limits with `crun update --resources`, as runc's shim does with runc.
+#include <charconv>
+#include <optional>
+
+#include "common/base/bounded_json.h"
+#include "common/base/file_util.h"
+#include "guest/vminitd/hotplug.h"
+#include "guest/vminitd/log.h"
+#include "guest/vminitd/runtime.h"
+
+namespace beaconbox::guest {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr char kVcpusAnnotation[] = "io.beaconbox.vm.vcpus";
+constexpr char kMemoryAnnotation[] = "io.beaconbox.vm.memory_mib";
+constexpr size_t kMaxResourcesBytes = 64 << 10;
+constexpr auto kOnlineTimeout = 30s;
+
+// The annotation `key` as a number in [1, max]; nullopt when absent.
+Result<std::optional<uint64_t>> SizeAnnotation(const taskapi::UpdateTaskRequest& req,
+                                               const char* key, uint64_t max) {
+  auto it = req.annotations().find(key);
+  if (it == req.annotations().end()) return std::optional<uint64_t>();
+  const std::string& text = it->second;
+  uint64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || value == 0 ||
+      value > max) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string("annotation ") + key + "=\"" + text.substr(0, 32) +
+                         "\" is not a number in [1, " + std::to_string(max) + "]");
+  }
+  return std::optional<uint64_t>(value);
+}
+
+}  // namespace
+
+Status Runtime::Update(const taskapi::UpdateTaskRequest& req) {
+  std::string state_dir;
+  {
+    std::lock_guard lock(mu_);
+    BBX_RETURN_IF_ERROR(FindContainer(req.id()));
+    state_dir = std::string(kStateRoot) + "/" + req.id();
+  }
+  BBX_ASSIGN_OR_RETURN(auto vcpus, SizeAnnotation(req, kVcpusAnnotation, 8192));
+  BBX_ASSIGN_OR_RETURN(auto memory_mib, SizeAnnotation(req, kMemoryAnnotation, 1 << 24));
+  if (vcpus) BBX_RETURN_IF_ERROR(OnlineCpus(static_cast<uint32_t>(*vcpus), kOnlineTimeout));
+  if (memory_mib) BBX_RETURN_IF_ERROR(OnlineMemory(*memory_mib, kOnlineTimeout));
+
+  const std::string& resources = req.resources().value();
+  if (resources.size() > kMaxResourcesBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, "update resources larger than 64 KiB: refused");
+  }
+  BBX_ASSIGN_OR_RETURN(nlohmann::json parsed,
+                       ParseBoundedJson(resources, "the update's LinuxResources", {16, 1 << 16}));
+  if (!parsed.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the update's LinuxResources is not an object");
+  }
+  const std::string path = state_dir + "/update-resources.json";
+  BBX_RETURN_IF_ERROR(WriteFileAtomic(path, parsed.dump()));
+  auto updated = Crun({"update", "--resources", path, req.id()});
+  if (!updated.ok()) return updated.error();
+  Log("updated the resources of " + req.id());
+  return Status::Ok();
+}
+
+}  // namespace beaconbox::guest

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# pass never fails, so `A && pass || fail` is if-then-else here.
+# shellcheck disable=SC2015
+# VM sizing and Task.Update with VM hotplug (issue 11, items 4 and 5), through a
+# private real containerd and ctr with QEMU guests. runc's shim first: its cgroup
+# values after the same updates are the expected answer. Then beaconbox:
+#   1. `ctr run --memory-limit 768 MiB --cpus 1.5`: the VM has 2 vCPUs (nproc) and
+#      768 + 128 MiB (MemTotal), the container's memory.max is the limit;
+#   2. annotations io.beaconbox.vm.vcpus=1 / memory_mib=640 size the VM explicitly;
+#   3. a limit or annotation beyond the maxima is refused at create with one line
+#      naming the config key, and nothing is left;
+#   4. Tasks.Update (bbx-task-update: neither 1.6's nor 1.7's ctr has `task update`)
+#      of the memory limit past the VM's memory hot-adds memory (MemTotal grows) and
+#      sets memory.max; a CPU quota of 2 CPUs hot-adds a vCPU (nproc grows) and sets
+#      cpu.max; the pids limit sets pids.max; a lower limit lowers memory.max only;
+#      an update beyond the maxima is refused with one line and changes nothing.
+# The containers print their nproc, MemTotal and cgroup files every second on stdout
+# (read through `ctr run`): exec output is another part of issue 11.
+#   update_e2e.sh OUTPUT_DIR [system|1.7]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+export BBX_OUTPUT_DIR=${1:?usage: update_e2e.sh OUTPUT_DIR [system|1.7]}
+export BBX_CONTAINERD=${2:-system}
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
+source "$repo/scripts/lib/containerd-env.sh"
+missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
+if [ -n "$missing" ]; then
+  echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
+  exit 1
+fi
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$here/lib.sh"
+update_tool=$("$here/tools/bbx-task-update/build.sh") || { echo "FAIL: cannot build bbx-task-update" >&2; exit 1; }
+MiB=1048576
+
+bbx_env_start
+bbx_import_demo_image
+
+# What each container prints every second: one line of key=value.
+# shellcheck disable=SC2016
+probe='while true; do
+  p=$(cut -d: -f3 /proc/self/cgroup | head -1); d=/sys/fs/cgroup$p; [ -r "$d/memory.max" ] || d=/sys/fs/cgroup
+  echo "nproc=$(nproc) memtotal_kb=$(awk "/MemTotal/ {print \$2}" /proc/meminfo) memory.max=$(cat $d/memory.max) cpu.max=$(cat $d/cpu.max | tr " " _) pids.max=$(cat $d/pids.max)"
+  sleep 1; done'
+
+start_probe() {  # start_probe RUNTIME ID CTR_RUN_FLAGS...: runs the probe, stdout to $BBX_DIR/ID.out
+  local runtime=$1 id=$2
+  shift 2
+  bbx_ctr run --rm --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "$@" "$BBX_IMAGE" "$id" \
+    /bin/sh -c "$probe" < /dev/null > "$BBX_DIR/$id.out" 2> "$BBX_DIR/$id.err" &
+}
+latest() { tail -n 1 "$BBX_DIR/$1.out" 2>/dev/null; }
+value() { latest "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
+# wait_value ID KEY WANT: until the probe's KEY is WANT (5 minutes at most, TCG).
+wait_value() {
+  local _
+  for _ in $(seq 600); do [ "$(value "$1" "$2")" = "$3" ] && return 0; sleep 0.5; done
+  return 1
+}
+wait_line() { local _; for _ in $(seq 600); do [ -n "$(latest "$1")" ] && return 0; sleep 0.5; done; return 1; }
+update() {  # update ID FLAGS...: Tasks.Update through containerd; its output
+  timeout 300 "$update_tool" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@" 2>&1
+}
+check_value() {  # check_value WHAT ID KEY WANT
+  wait_value "$2" "$3" "$4" && pass "$1: $3 = $4" || fail "$1: $3 = '$(value "$2" "$3")', want '$4' (last: $(latest "$2"))"
+}
+memtotal_mib() { echo $(( $(value "$1" memtotal_kb) / 1024 )); }
+# MemTotal of a VM with MIB MiB is below MIB (kernel, reserved) but not far.
+check_memtotal() {  # check_memtotal WHAT ID MIB
+  local got
+  got=$(memtotal_mib "$2")
+  [ "$got" -le "$3" ] && [ "$got" -gt $(($3 - 160)) ] && pass "$1: MemTotal $got MiB for a $3 MiB VM" ||
+    fail "$1: MemTotal $got MiB, want in ($(($3 - 160)), $3] for a $3 MiB VM"
+}
+stop_probe() { bbx_remove "$1"; }
+
+# --- runc: the expected cgroup values ---------------------------------------------
+start_probe io.containerd.runc.v2 runc1 --memory-limit $((256 * MiB)) --cpus 0.5
+declare -A want
+if wait_line runc1; then
+  out=$(update runc1 --memory-limit $((1024 * MiB)) --cpu-quota 200000 --cpu-period 100000 --pids-limit 50) &&
+    pass "runc: update accepted" || fail "runc: update: $out"
+  wait_value runc1 memory.max $((1024 * MiB)) || true
+  wait_value runc1 pids.max 50 || true
+  for key in memory.max cpu.max pids.max; do want[$key]=$(value runc1 "$key"); done
+  out=$(update runc1 --memory-limit $((256 * MiB))) || fail "runc: shrink: $out"
+  wait_value runc1 memory.max $((256 * MiB)) || true
+  want[shrunk]=$(value runc1 memory.max)
+  pass "runc's answer: memory.max=${want[memory.max]} cpu.max=${want[cpu.max]} pids.max=${want[pids.max]}, after the shrink memory.max=${want[shrunk]}"
+else
+  fail "runc: the probe printed nothing: $(cat "$BBX_DIR/runc1.err")"
+fi
+stop_probe runc1
+[ "${want[memory.max]:-}" = $((1024 * MiB)) ] && [ "${want[cpu.max]:-}" = 200000_100000 ] &&
+  [ "${want[pids.max]:-}" = 50 ] && [ "${want[shrunk]:-}" = $((256 * MiB)) ] ||
+  fail "runc's values are not the expected ones: ${want[*]:-none}"
+
+# --- 3. out of range: one line, nothing left -----------------------------------------
+baseline_vm_dirs=$(find "$BBX_DIR/beacon/run/vm" -mindepth 1 -maxdepth 1 2>/dev/null | sort || true)
+refused() {  # refused WHAT KEY CTR_RUN_FLAGS...
+  local what=$1 key=$2 out status
+  shift 2
+  set +e
+  out=$(timeout 300 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" run --rm \
+          --fifo-dir "$BBX_DIR/fifo" --runtime io.containerd.beaconbox.v1 "$@" "$BBX_IMAGE" big /bin/true \
+          < /dev/null 2>&1)
+  status=$?
+  set -e
+  local line
+  line=$(grep -c . <<<"$out")
+  [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && grep -q "$key" <<<"$out" && [ "$line" -eq 1 ] &&
+    pass "$what refused in one line: $(cut -c1-220 <<<"$out")" ||
+    fail "$what: status $status, $line lines, want one naming $key: $out"
+  bbx_remove big
+  local left=""
+  for _ in $(seq 100); do left=$(others || true); [ -z "$left" ] && break; sleep 0.1; done
+  [ -z "$left" ] && pass "$what: no process left" ||
+    fail "$what: processes left: $(for p in $left; do echo -n "$p($(exe_of "$p")) "; done)"
+  [ "$(find "$BBX_DIR/beacon/run/vm" -mindepth 1 -maxdepth 1 2>/dev/null | sort || true)" = "$baseline_vm_dirs" ] &&
+    pass "$what: no VM directory left" || fail "$what: a VM directory is left"
+  [ -z "$(bbx_env_mounts || true)" ] && pass "$what: no mount left" || fail "$what: mounts left: $(bbx_env_mounts)"
+}
+refused "a 4 GiB memory limit (maximum 2048 MiB)" vm.max_memory_mib --memory-limit $((4096 * MiB))
+refused "--cpus 3 (maximum 2 vCPUs)" vm.max_vcpus --cpus 3
+refused "annotation io.beaconbox.vm.vcpus=3" vm.max_vcpus --annotation io.beaconbox.vm.vcpus=3
+
+# --- 1. the VM follows the container's limits ---------------------------------------
+start_probe io.containerd.beaconbox.v1 sized --memory-limit $((768 * MiB)) --cpus 1.5
+if wait_line sized; then
+  check_value "--cpus 1.5" sized nproc 2
+  check_value "--memory-limit 768 MiB" sized memory.max $((768 * MiB))
+  check_memtotal "--memory-limit 768 MiB (+128 MiB overhead)" sized 896
+  check_value "--cpus 1.5" sized cpu.max 150000_100000
+else
+  fail "sized: the probe printed nothing: $(cat "$BBX_DIR/sized.err")"
+fi
+stop_probe sized
+
+# --- 2 and 4. annotations, then updates growing the VM ------------------------------
+start_probe io.containerd.beaconbox.v1 grow --annotation io.beaconbox.vm.vcpus=1 \
+  --annotation io.beaconbox.vm.memory_mib=640
+if wait_line grow; then
+  check_value "annotation vcpus=1" grow nproc 1
+  check_memtotal "annotation memory_mib=640" grow 640
+  before=$(memtotal_mib grow)
+
+  # Beyond the maxima: one line, nothing changes.
+  set +e
+  out=$(update grow --memory-limit $((4096 * MiB)))
+  status=$?
+  set -e
+  [ "$status" -ne 0 ] && grep -q vm.max_memory_mib <<<"$out" && [ "$(grep -c . <<<"$out")" -eq 1 ] &&
+    pass "an update beyond vm.max_memory_mib is refused in one line: $(cut -c1-200 <<<"$out")" ||
+    fail "update to 4 GiB: status $status: $out"
+
+  # Memory past the VM's: 1024 + 128 MiB needs 512 MiB more (four 128 MiB blocks).
+  out=$(update grow --memory-limit $((1024 * MiB))) && pass "update --memory-limit 1 GiB accepted" ||
+    fail "update --memory-limit 1 GiB: $out"
+  check_value "update --memory-limit 1 GiB" grow memory.max "${want[memory.max]:-$((1024 * MiB))}"
+  after=$(memtotal_mib grow)
+  [ "$after" -ge $((before + 500)) ] && pass "memory hot-added: MemTotal $before -> $after MiB" ||
+    fail "MemTotal $before -> $after MiB, want +512 MiB"
+  check_memtotal "after the memory hot-add" grow 1152
+
+  # Two CPUs of quota: a vCPU is hot-added.
+  out=$(update grow --cpu-quota 200000 --cpu-period 100000 --pids-limit 50) &&
+    pass "update --cpu-quota 200000 --pids-limit 50 accepted" || fail "update --cpu-quota: $out"
+  check_value "vCPU hot-added" grow nproc 2
+  check_value "update --cpu-quota 200000 (runc's value)" grow cpu.max "${want[cpu.max]:-200000_100000}"
+  check_value "update --pids-limit 50 (runc's value)" grow pids.max "${want[pids.max]:-50}"
+
+  # Shrinking lowers the cgroup limit only.
+  out=$(update grow --memory-limit $((256 * MiB))) && pass "update --memory-limit 256 MiB accepted" ||
+    fail "shrink: $out"
+  check_value "shrink (runc's value)" grow memory.max "${want[shrunk]:-$((256 * MiB))}"
+  check_memtotal "the VM keeps its memory after a shrink" grow 1152
+else
+  fail "grow: the probe printed nothing: $(cat "$BBX_DIR/grow.err")"
+fi
+grep -o 'VM [^ ]*: [a-zA-Z]* hot-added in [0-9]* ms[^"]*' "$BBX_DIR/containerd.log" | sed 's/^/  /' || true
+stop_probe grow
+
+wait  # the `ctr run` of each probe
+if [ "$failures" -ne 0 ]; then
+  echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
+  tail -60 "$BBX_DIR/containerd.log" >&2
+  exit 1
+fi
+echo "update end-to-end: all checks passed"
