@@ -59,3 +59,40 @@ target_include_directories(containerd_api SYSTEM PUBLIC "${_ctrd_out_dir}")
 target_link_libraries(containerd_api PUBLIC protobuf::libprotobuf)
 target_compile_options(containerd_api PRIVATE -w)
 add_library(beaconbox::containerd_api ALIAS containerd_api)
+
+# runc's shim options (what containerd hands a shim's `start` action on stdin), for
+# the shim only; generated on their own so that the guest's messages stay as they are.
+set(_runc_options_proto ${_ctrd}/runtime/v2/runc/options/oci.proto)
+set(_runc_options_system "${CONTAINERD_GOCODE_ROOT}/${_runc_options_proto}")
+if(NOT EXISTS "${_runc_options_system}")
+  message(FATAL_ERROR "${_runc_options_system} is missing: run scripts/setup.sh "
+                      "(installs golang-github-containerd-containerd-dev)")
+endif()
+set(_runc_options_src_dir "${CMAKE_BINARY_DIR}/containerd-proto/runc-options-src")
+set(_runc_options_clean "${_runc_options_src_dir}/${_runc_options_proto}")
+get_filename_component(_runc_options_dir "${_runc_options_proto}" DIRECTORY)
+add_custom_command(
+  OUTPUT "${_runc_options_clean}"
+  COMMAND ${CMAKE_COMMAND} -E make_directory "${_runc_options_src_dir}/${_runc_options_dir}"
+  COMMAND sed -E
+          -e "/^import weak /d"
+          -e "/^[[:space:]]*option \\((gogoproto|containerd\\.plugin)\\.[a-z_]+\\)/d"
+          -e "s/\\[\\((gogoproto|containerd\\.plugin)\\.[^]]*\\]//g"
+          "${_runc_options_system}" > "${_runc_options_clean}"
+  DEPENDS "${_runc_options_system}"
+  VERBATIM)
+set(_runc_options_out_dir "${CMAKE_BINARY_DIR}/containerd-proto/runc-options-gen")
+set(_runc_options_source "${_runc_options_out_dir}/${_runc_options_dir}/oci.pb.cc")
+add_custom_command(
+  OUTPUT "${_runc_options_source}"
+  COMMAND ${CMAKE_COMMAND} -E make_directory "${_runc_options_out_dir}"
+  COMMAND protobuf::protoc -I "${_runc_options_src_dir}" --cpp_out "${_runc_options_out_dir}"
+          ${_runc_options_proto}
+  DEPENDS "${_runc_options_clean}"
+  WORKING_DIRECTORY "${_runc_options_src_dir}"
+  VERBATIM)
+add_library(containerd_runc_options STATIC "${_runc_options_source}")
+target_include_directories(containerd_runc_options SYSTEM PUBLIC "${_runc_options_out_dir}")
+target_link_libraries(containerd_runc_options PUBLIC protobuf::libprotobuf)
+target_compile_options(containerd_runc_options PRIVATE -w)
+add_library(beaconbox::containerd_runc_options ALIAS containerd_runc_options)

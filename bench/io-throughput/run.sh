@@ -3,6 +3,11 @@
 # container, read by ctr into wc -c, with runc's shim and with beaconbox in one run
 # under one private containerd (scripts/lib/containerd-env.sh). Prints MB/s per run
 # and the median per runtime. To compare two builds, run it once per output dir.
+# Then where the time goes, with execs into one running container per runtime (no
+# start in the figure): the same command to /dev/null in the container (the CPU of
+# making the bytes, in the guest for beaconbox) and to ctr's stdout (plus the relay:
+# the guest's pipe, the shim's pulls over vsock, containerd's FIFO, ctr), each less
+# the round trip of an exec of /bin/true; the relay's share is their difference.
 #   bench/io-throughput/run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-b BYTES]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,4 +62,39 @@ for runtime in "${runtimes[@]}"; do
   done
   median=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
   printf '%-28s median %d MB/s over %d runs\n' "$runtime" "$median" "$iterations"
+done
+
+median_of() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+exec_ms() {  # exec_ms ID EXEC_ID CMD...: ms of one ctr task exec, its stdout to wc -c
+  local id=$1 exec_id=$2 start got
+  shift 2
+  start=$(date +%s%N)
+  got=$(bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "$exec_id" "$id" "$@" </dev/null | wc -c)
+  echo "$((($(date +%s%N) - start) / 1000000)) $got"
+}
+echo
+echo "where the time goes: execs into a running container, median of $iterations each"
+for runtime in "${runtimes[@]}"; do
+  id="split-${runtime//./-}"
+  BBX_RUNTIME=$runtime bbx_run_detached "$id" /bin/sleep 3600
+  exec_ms "$id" warm /bin/true >/dev/null
+  trip=() null=() relay=()
+  for i in $(seq "$iterations"); do
+    read -r ms _ < <(exec_ms "$id" "t$i" /bin/true)
+    trip+=("$ms")
+    read -r ms _ < <(exec_ms "$id" "n$i" /bin/sh -c "yes | head -c $bytes > /dev/null")
+    null+=("$ms")
+    read -r ms got < <(exec_ms "$id" "s$i" /bin/sh -c "yes | head -c $bytes")
+    [ "$got" = "$bytes" ] || echo "  $runtime exec $i: got $got of $bytes bytes" >&2
+    relay+=("$ms")
+  done
+  trip_ms=$(printf '%s\n' "${trip[@]}" | median_of)
+  null_ms=$(printf '%s\n' "${null[@]}" | median_of)
+  relay_ms=$(printf '%s\n' "${relay[@]}" | median_of)
+  gen_ms=$((null_ms > trip_ms ? null_ms - trip_ms : 1))
+  out_ms=$((relay_ms > trip_ms ? relay_ms - trip_ms : 1))
+  printf '%-28s exec /bin/true %d ms; to /dev/null %d ms (%d MB/s); to stdout %d ms (%d MB/s); relay %d ms = %d%% of the stdout time\n' \
+    "$runtime" "$trip_ms" "$gen_ms" $((bytes / 1000 / gen_ms)) "$out_ms" $((bytes / 1000 / out_ms)) \
+    $((out_ms > gen_ms ? out_ms - gen_ms : 0)) $(((out_ms > gen_ms ? out_ms - gen_ms : 0) * 100 / out_ms))
+  bbx_remove "$id"
 done

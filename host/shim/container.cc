@@ -266,6 +266,8 @@ Result<uint32_t> Container::Start(const std::string& exec_id) {
                   process->guest_pid);
   }
   if (exec_id.empty()) {
+    // runc runs the poststart hooks in `runc start`, before its shim reports the start.
+    if (options_.hooks) options_.hooks->RunPoststart(pid);
     events::TaskStart event;
     event.set_container_id(key_.id);
     event.set_pid(pid);
@@ -427,6 +429,9 @@ Status Container::ResizePty(const std::string& exec_id, uint32_t width, uint32_t
   {
     std::lock_guard lock(mutex_);
     BBX_ASSIGN_OR_RETURN(auto process, FindOrError(exec_id));
+    // runc's shim: a process without a console has nothing to resize, and says so
+    // with success (containerd resizes every process it attaches a window to).
+    if (!process->stdio.terminal) return Status::Ok();
     BBX_RETURN_IF_ERROR(CheckProcessOp(process->state, ProcessOp::kResizePty, exec_id.empty()));
   }
   task::ResizePtyRequest request;

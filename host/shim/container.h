@@ -40,6 +40,7 @@
 #include "host/shim/guest_client.h"
 #include "host/shim/io_relay.h"
 #include "host/shim/oom_watch.h"
+#include "host/shim/oci_hooks.h"
 #include "host/shim/process_state.h"
 #include "host/shim/runtime_layout.h"
 
@@ -89,6 +90,7 @@ class Container {
     std::chrono::milliseconds kill_timeout{5000};
     PauseFunction pause;
     StopVmFunction stop_vm;
+    std::shared_ptr<const ContainerHooks> hooks;  // the OCI hooks run on the host, or null
   };
 
   // The guest created the init process of `request` with `guest_pid` (logged, never
@@ -103,6 +105,7 @@ class Container {
   const std::string& bundle() const { return bundle_; }
   // The pid reported to containerd for every process of the container (the VMM's).
   uint32_t host_pid() const { return options_.host_pid; }
+  const std::shared_ptr<const ContainerHooks>& hooks() const { return options_.hooks; }
 
   // Task API; exec_id empty = the init process.
   Result<uint32_t> Start(const std::string& exec_id);

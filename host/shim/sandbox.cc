@@ -162,6 +162,12 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   BBX_RETURN_IF_ERROR(guest->CallGuest("CreateBundle", bundle_request, &bundle_response,
                                        backends_.vm.guest_call_timeout));
   Reached("bundle-created", spec.annotations);
+  // prestart and createRuntime run on the host once the VM exists, before the
+  // container is created in it; a failure fails the Create (runc's `create`).
+  auto hooks = spec.hooks.empty() ? nullptr
+                                  : std::make_shared<const ContainerHooks>(
+                                        spec.hooks, key.id, bundle, spec.annotations);
+  if (hooks) BBX_RETURN_IF_ERROR(hooks->RunCreate(HostPid()));
 
   task::CreateTaskRequest guest_request;
   guest_request.set_id(key.id);
@@ -183,6 +189,7 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   container_options.kill_timeout = backends_.vm.kill_timeout;
   container_options.pause = [this, key](bool pause) { return PauseFor(key, pause); };
   container_options.stop_vm = [this](const std::string& why) { StopVm(why); };
+  container_options.hooks = hooks;
   auto container = std::make_shared<Container>(key, guest, events_, std::move(container_options),
                                                request, guest_response.pid());
   {
@@ -362,6 +369,8 @@ Result<ExitInfo> Sandbox::DeleteContainer(const ContainerKey& key) {
     spdlog::info("container {} deleted: teardown {} ms", key.ToString(),
                  ElapsedMs(teardown_started));
   }
+  // runc runs the poststop hooks in `runc delete`, once the container is gone.
+  if (container->hooks()) container->hooks()->RunPoststop(exit.pid);
   container->FinishDelete(exit);
   return exit;
 }

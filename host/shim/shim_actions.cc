@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -26,6 +27,7 @@
 #include "host/shim/runtime_layout.h"
 #include "host/shim/sandbox.h"
 #include "host/shim/sandbox_state.h"
+#include "host/shim/shim_options.h"
 #include "host/shim/task_service.h"
 #include "host/shim/test_hooks.h"
 
@@ -85,6 +87,15 @@ void SetUpLogging(const ShimFlags& flags) {
   (void)log::SetUpLogging({"beaconbox-shim " + flags.id, flags.debug ? "debug" : "info", ""});
 }
 
+Status ApplyStartOptions(pid_t shim_pid, std::string_view options_bytes) {
+  BBX_ASSIGN_OR_RETURN(ShimStartOptions options, ParseShimStartOptions(options_bytes));
+  if (!options.shim_cgroup.empty()) {
+    BBX_RETURN_IF_ERROR(JoinShimCgroup(shim_pid, options.shim_cgroup));
+  }
+  // Our parent is containerd, which runs the `start` action.
+  return AdjustShimOomScore(shim_pid, ::getppid());
+}
+
 }  // namespace
 
 Status RunStart(const ShimFlags& flags, const char* argv0) {
@@ -135,10 +146,17 @@ Status RunStart(const ShimFlags& flags, const char* argv0) {
     ::execv(self, argv.data());
     _exit(127);
   }
-  // containerd writes the runtime options to stdin; beaconbox has none yet, but the
-  // pipe is drained so containerd never blocks on it.
-  std::string ignored_options((std::istreambuf_iterator<char>(std::cin)),
-                              std::istreambuf_iterator<char>());
+  // containerd writes the runtime options to stdin: runc's shim options are honoured
+  // as runc's shim does (the shim cgroup), then the OOM score; a failure ends the
+  // serving shim, and containerd gets the error.
+  std::string options_bytes((std::istreambuf_iterator<char>(std::cin)),
+                            std::istreambuf_iterator<char>());
+  if (Status applied = ApplyStartOptions(pid, options_bytes); !applied.ok()) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::unlink(socket_path.c_str());
+    return applied;
+  }
   std::fputs(address.c_str(), stdout);
   std::fflush(stdout);
   return Status::Ok();

@@ -58,9 +58,16 @@ Result<AdaptedSpec> Adapt(std::string_view host_config_json, bool share_vm_dns,
     spec["ociVersion"] = "1.0.2";
   }
 
-  if (spec.contains("hooks")) {
-    spec.erase("hooks");
-    adapted.warnings.push_back("OCI hooks dropped: they name host binaries absent in the VM");
+  // The host's hooks are run by the shim (oci_hooks.h); startContainer stays for the
+  // guest's crun, which runs it in the container, where its path resolves.
+  if (auto hooks = spec.find("hooks"); hooks != spec.end()) {
+    BBX_ASSIGN_OR_RETURN(adapted.hooks, ParseHostHooks(*hooks));
+    json start_container = hooks->is_object() ? hooks->value("startContainer", json()) : json();
+    if (start_container.is_array() && !start_container.empty()) {
+      *hooks = json{{"startContainer", std::move(start_container)}};
+    } else {
+      spec.erase("hooks");
+    }
   }
 
   if (auto mounts = spec.find("mounts"); mounts != spec.end() && mounts->is_array()) {

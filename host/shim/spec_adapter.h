@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/base/result.h"
+#include "host/shim/oci_hooks.h"
 
 namespace beaconbox::shim {
 
@@ -15,12 +16,15 @@ struct AdaptedSpec {
   bool root_read_only = false;
   std::vector<std::string> warnings;               // parts dropped, for the shim's log
   std::map<std::string, std::string> annotations;  // the spec's string annotations, as given
+  OciHooks hooks;  // the hooks the shim runs on the host (oci_hooks.h)
 };
 
 // - The network namespace is removed: the container shares the VM's eth0 (seed).
 // - root.path becomes `guest_rootfs` (the storage plugin's MountPlan.guest_rootfs,
 //   "rootfs" by default), where the guest mounts the rootfs in its bundle.
-// - Hooks are dropped: they name host binaries, which do not exist in the guest.
+// - Hooks: prestart, createRuntime, poststart and poststop go to `hooks`, for the
+//   shim to run on the host; startContainer stays for the guest's crun;
+//   createContainer is refused (see oci_hooks.h).
 // - Bind mounts of host paths are refused until they are shared into the VM: the
 //   error names the mount.
 // - With `share_vm_dns`, the VM's /etc/resolv.conf (written by the guest agent from

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -167,6 +168,39 @@ TEST_F(SandboxTest, KillingACreatedTaskReports137AndWaitReturns) {
   auto state = (*container)->State("");
   ASSERT_TRUE(state.ok());
   EXPECT_EQ(state->state, ProcessState::kStopped);
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// runc's shim: resizing a process without a console succeeds and does nothing, in
+// any state; a process with a terminal gets the resize in the guest.
+TEST_F(SandboxTest, ResizePtyWithoutATerminalIsANoOp) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  Container& container = **created;
+  auto resizes = [this] {
+    auto calls = agent_.calls();
+    return std::count(calls.begin(), calls.end(), "Task.ResizePty");
+  };
+  EXPECT_TRUE(container.ResizePty("", 100, 30).ok());  // created
+  ASSERT_TRUE(container.Start("").ok());
+  task::ExecProcessRequest exec;
+  exec.set_id(kC1.id);
+  exec.set_exec_id("e1");
+  exec.mutable_spec()->set_value(R"({"args":["/bin/sh"],"cwd":"/"})");
+  ASSERT_TRUE(container.Exec(exec).ok());
+  EXPECT_TRUE(container.ResizePty("e1", 100, 30).ok());
+  EXPECT_TRUE(container.ResizePty("", 100, 30).ok());
+  EXPECT_EQ(resizes(), 0);
+  exec.set_exec_id("t1");
+  exec.set_terminal(true);
+  ASSERT_TRUE(container.Exec(exec).ok());
+  ASSERT_TRUE(container.Start("t1").ok());
+  EXPECT_TRUE(container.ResizePty("t1", 100, 30).ok());
+  EXPECT_EQ(resizes(), 1);
+  EXPECT_EQ(container.ResizePty("nope", 100, 30).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(container.Kill("", SIGKILL, false).ok());
   ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
   ExpectNothingLeft(sandbox);
 }
@@ -469,7 +503,9 @@ TEST_F(SandboxTest, EveryGuestCallHasADeadline) {
     ExpectNothingLeft(sandbox);
     agent_.StopHanging();
   }
-  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  task::CreateTaskRequest with_terminal = CreateRequest(kC1);
+  with_terminal.set_terminal(true);  // else ResizePty is answered by the shim alone
+  auto created = sandbox.CreateContainer(kC1, with_terminal);
   ASSERT_TRUE(created.ok()) << created.error().message;
   Container& container = **created;
   task::ExecProcessRequest exec;

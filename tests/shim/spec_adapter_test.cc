@@ -34,13 +34,47 @@ TEST(SpecAdapter, PinsOciVersionTheGuestRuntimeAccepts) {
   EXPECT_EQ(json::parse(adapted->config_json)["ociVersion"], "1.0.1-dev");
 }
 
-TEST(SpecAdapter, DropsHooksWithAWarning) {
+TEST(SpecAdapter, HostHooksGoToTheShimAndStartContainerToTheGuest) {
+  json hook = {{"path", "/usr/bin/nvidia-hook"}, {"args", json::array({"nvidia-hook", "x"})}};
   json spec = {{"root", {{"path", "x"}}},
-               {"hooks", {{"prestart", json::array({{{"path", "/usr/bin/nvidia-hook"}}})}}}};
+               {"hooks",
+                {{"prestart", json::array({hook})},
+                 {"createRuntime", json::array({hook, hook})},
+                 {"poststart", json::array({hook})},
+                 {"poststop", json::array({{{"path", "/bin/stop"}, {"env", json::array()}}})}}}};
   auto adapted = AdaptSpecForGuest(spec.dump());
-  ASSERT_TRUE(adapted.ok());
+  ASSERT_TRUE(adapted.ok()) << adapted.error().message;
   EXPECT_FALSE(json::parse(adapted->config_json).contains("hooks"));
-  EXPECT_EQ(adapted->warnings.size(), 1u);
+  EXPECT_TRUE(adapted->warnings.empty());
+  EXPECT_EQ(adapted->hooks.prestart.size(), 1u);
+  EXPECT_EQ(adapted->hooks.create_runtime.size(), 2u);
+  EXPECT_EQ(adapted->hooks.poststart.size(), 1u);
+  ASSERT_EQ(adapted->hooks.poststop.size(), 1u);
+  EXPECT_EQ(adapted->hooks.prestart[0].args, (std::vector<std::string>{"nvidia-hook", "x"}));
+  EXPECT_FALSE(adapted->hooks.prestart[0].has_env);
+  EXPECT_EQ(adapted->hooks.poststop[0].args, (std::vector<std::string>{"/bin/stop"}));
+  EXPECT_TRUE(adapted->hooks.poststop[0].has_env);
+
+  spec["hooks"]["startContainer"] = json::array({{{"path", "/in/the/container"}}});
+  adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_TRUE(adapted.ok());
+  EXPECT_EQ(json::parse(adapted->config_json)["hooks"],
+            (json{{"startContainer", json::array({{{"path", "/in/the/container"}}})}}));
+
+  spec["hooks"]["createContainer"] = json::array({hook});
+  adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_FALSE(adapted.ok());
+  EXPECT_EQ(adapted.error().code, ErrorCode::kNotImplemented);
+  for (const json& bad :
+       {json{{"poststart", json::array({{{"path", "relative"}}})}},
+        json{{"poststart", json::array({{{"path", "/x"}, {"args", "not an array"}}})}},
+        json{{"poststart", json::array({{{"path", "/x"}, {"timeout", -1}}})}},
+        json{{"poststart", "not an array"}}, json::array()}) {
+    spec["hooks"] = bad;
+    adapted = AdaptSpecForGuest(spec.dump());
+    ASSERT_FALSE(adapted.ok()) << bad.dump();
+    EXPECT_EQ(adapted.error().code, ErrorCode::kInvalidArgument) << bad.dump();
+  }
 }
 
 TEST(SpecAdapter, KeepsLargeIntegersExact) {

@@ -1,0 +1,108 @@
+#include "host/shim/shim_options.h"
+
+#include <google/protobuf/any.pb.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "common/base/file_util.h"
+#include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
+
+namespace beaconbox::shim {
+namespace {
+
+constexpr size_t kMaxOptionsSize = 1 << 20;
+constexpr int kOomScoreAdjMax = 1000;
+constexpr int kOomScoreAdjMin = -1000;
+
+// One write(2) of `text` to an existing kernel file (cgroup.procs, oom_score_adj).
+Status WriteKernelFile(const std::string& path, const std::string& text, const std::string& what) {
+  std::ofstream out(path);
+  if (!out) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "cannot open " + path + " for " + what + ": " + std::strerror(errno));
+  }
+  out << text;
+  out.flush();
+  if (!out) {
+    return MakeError(ErrorCode::kInvalidArgument, "writing " + text + " to " + path + " for " +
+                                                      what + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+bool FileExists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+}  // namespace
+
+Result<ShimStartOptions> ParseShimStartOptions(std::string_view any_bytes) {
+  ShimStartOptions options;
+  if (any_bytes.empty()) return options;
+  if (any_bytes.size() > kMaxOptionsSize) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "runtime options on stdin larger than 1 MiB: containerd sends a few bytes");
+  }
+  google::protobuf::Any any;
+  if (!any.ParseFromArray(any_bytes.data(), static_cast<int>(any_bytes.size()))) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "runtime options on stdin are not a protobuf Any: start the shim through "
+                     "containerd");
+  }
+  const std::string& type = any.type_url();
+  const std::string runc_type = containerd::runc::v1::Options::descriptor()->full_name();
+  if (type.size() < runc_type.size() ||
+      type.compare(type.size() - runc_type.size(), runc_type.size(), runc_type) != 0) {
+    return options;
+  }
+  containerd::runc::v1::Options runc;
+  if (!runc.ParseFromString(any.value())) {
+    return MakeError(ErrorCode::kInvalidArgument, "runtime options of type " + runc_type +
+                                                      " do not parse: fix the runtime's "
+                                                      "options in containerd's config");
+  }
+  options.shim_cgroup = runc.shim_cgroup();
+  return options;
+}
+
+Status JoinShimCgroup(pid_t pid, const std::string& cgroup, const std::string& cgroup_root) {
+  if (cgroup.empty() || cgroup.front() != '/' || cgroup.size() > 4096 ||
+      cgroup.find("/..") != std::string::npos || cgroup.find('\0') != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "shim cgroup '" + cgroup.substr(0, 256) +
+                         "' is not an absolute cgroup path without '..': fix ShimCgroup in the "
+                         "runtime's options");
+  }
+  if (!FileExists(cgroup_root + "/cgroup.controllers")) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "shim cgroup " + cgroup + ": " + cgroup_root +
+                         " is not a cgroup v2 hierarchy; beaconbox joins cgroup v2 groups only");
+  }
+  const std::string dir = cgroup_root + cgroup;
+  if (!FileExists(dir + "/cgroup.procs")) {
+    return MakeError(ErrorCode::kNotFound, "shim cgroup " + cgroup + " does not exist (" + dir +
+                                               "): create it or fix ShimCgroup in the runtime's "
+                                               "options");
+  }
+  return WriteKernelFile(dir + "/cgroup.procs", std::to_string(pid), "shim cgroup " + cgroup);
+}
+
+Status AdjustShimOomScore(pid_t pid, pid_t parent, const std::string& proc_root) {
+  const std::string parent_path = proc_root + "/" + std::to_string(parent) + "/oom_score_adj";
+  BBX_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(parent_path, 64));
+  char* end = nullptr;
+  errno = 0;
+  const long score = std::strtol(text.c_str(), &end, 10);
+  if (errno != 0 || end == text.c_str() || score < kOomScoreAdjMin || score > kOomScoreAdjMax) {
+    return MakeError(ErrorCode::kInternal, parent_path + " holds '" + text.substr(0, 32) +
+                                               "', not an OOM score adjustment");
+  }
+  const long shim_score = std::min<long>(score + 1, kOomScoreAdjMax);
+  return WriteKernelFile(proc_root + "/" + std::to_string(pid) + "/oom_score_adj",
+                         std::to_string(shim_score), "the shim's OOM score");
+}
+
+}  // namespace beaconbox::shim

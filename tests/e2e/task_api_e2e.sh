@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# The Task API a containerd user reaches for (issue 11, items 1, 2 and 9): through
+# real containerd and ctr, runc's shim first (its answers are the expected ones, in
+# the same run), then beaconbox's, several checks per container to keep VM boots few.
+#   1. ctr task exec: stdout, stderr and the exit status as runc's; stdin and its end
+#      (CloseIO); eight execs at once on one task; exec -t (a terminal): output, exit
+#      status, `stty size` following the host terminal (ResizePty), also when the
+#      window changes; ResizePty of processes without a terminal succeeds.
+#   2. exec into a task whose init exited: runc's error.
+#   3. A task created, never started, SIGKILLed: /tasks/exit, Wait and Delete report
+#      137; created with runc's shim options, the shim is in their ShimCgroup.
+#   4. The shim's OOM score is containerd's + 1.
+#   5. OCI hooks prestart, createRuntime, poststart, poststop run on the host with the
+#      state on stdin; beaconbox's state pid is the VM's (its VMM process).
+# Task API calls ctr cannot make go through containerd's Go client (task_client/).
+#   task_api_e2e.sh OUTPUT_DIR [system|1.7|CONTAINERD_BIN_DIR]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+export BBX_OUTPUT_DIR=${1:?usage: task_api_e2e.sh OUTPUT_DIR [system|1.7|CONTAINERD_BIN_DIR]}
+export BBX_CONTAINERD=${2:-system}
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
+source "$repo/scripts/lib/containerd-env.sh"
+
+missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
+if [ -n "$missing" ]; then
+  echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
+  exit 1
+fi
+if [ "$BBX_CONTAINERD" = 1.7 ]; then
+  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
+    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
+    exit 77
+  fi
+fi
+# Before containerd starts: the first build of the Go client takes minutes.
+task_client=$("$here/task_client/build.sh") || { echo "FAIL: task_client did not build" >&2; exit 1; }
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$here/lib.sh"
+# Bounds that only catch a hang on a loaded machine running the guest under TCG.
+ctl_timeout=300
+
+shim_cgroup=/bbx-task-api-$$
+bbx_on_stop() { rmdir "/sys/fs/cgroup$shim_cgroup" 2>/dev/null || true; }
+bbx_env_start
+bbx_import_demo_image
+mkdir "/sys/fs/cgroup$shim_cgroup"
+# A score of containerd's own that no shim has by chance: each must get it + 1.
+echo -500 > "/proc/$BBX_CONTAINERD_PID/oom_score_adj"
+
+ctr_t() { timeout "$ctl_timeout" "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@"; }
+exec_in() {  # exec_in ID EXEC_ID CMD...: ctr task exec, stdin from /dev/null
+  local id=$1 exec_id=$2
+  shift 2
+  ctr_t task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "$exec_id" "$id" "$@" </dev/null
+}
+client() { timeout "$ctl_timeout" "$task_client" "$BBX_SOCK" "$BBX_NS" "$@"; }
+wait_status() {  # wait_status ID STATUS: until ctr lists the task so
+  local i
+  for i in $(seq 1200); do
+    bbx_ctr task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $3}' | grep -qx "$2" && return 0
+    sleep 0.25
+  done
+  return 1
+}
+# Compares beaconbox's answer KEY with runc's (recorded in $BBX_DIR/expect/KEY).
+expect_dir="$BBX_DIR/expect"
+mkdir -p "$expect_dir"
+same_as_runc() {  # same_as_runc NAME KEY WHAT VALUE
+  local name=$1 key=$2 what=$3 value=$4
+  if [ "$name" = runc ]; then
+    printf '%s' "$value" > "$expect_dir/$key"
+    pass "runc: $what: $(head -c 200 <<<"$value" | tr '\n' '|')"
+  elif [ "$value" = "$(cat "$expect_dir/$key")" ]; then
+    pass "$name: $what as runc's: $(head -c 200 <<<"$value" | tr '\n' '|')"
+  else
+    fail "$name: $what: '$(tr '\n' '|' <<<"$value")', runc's: '$(tr '\n' '|' < "$expect_dir/$key")'"
+  fi
+}
+hook="$BBX_DIR/hook.sh"
+cat > "$hook" <<'EOH'
+#!/bin/sh
+# hook.sh KIND DIR: the state from stdin to DIR/KIND.json, and what its pid runs.
+state=$(cat)
+printf '%s\n' "$state" > "$2/$1.json"
+pid=$(printf '%s' "$state" | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || exe=none
+printf '%s\n' "${exe##*/}" > "$2/$1.exe"
+EOH
+chmod 0755 "$hook"
+
+for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
+  name=${runtime#io.containerd.}
+  name=${name%%.*}
+  # --- one long-running container for every exec check
+  id="t-$name"
+  if ! bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "$BBX_IMAGE" "$id" \
+         /bin/sleep 3600 </dev/null >/dev/null || ! wait_status "$id" RUNNING; then
+    fail "$name: $id never ran"
+    bbx_remove "$id"
+    continue
+  fi
+  out=$(exec_in "$id" e1 /bin/echo hi 2>&1) && status=0 || status=$?
+  same_as_runc "$name" echo "exec /bin/echo hi (output, status)" "$out $status"
+
+  exec_in "$id" e2 /bin/sh -c 'echo out; echo err >&2; exit 3' \
+    >"$BBX_DIR/e2.out" 2>"$BBX_DIR/e2.err" && status=0 || status=$?
+  same_as_runc "$name" streams "exec stdout, stderr, status" \
+    "$(cat "$BBX_DIR/e2.out") / $(cat "$BBX_DIR/e2.err") / $status"
+
+  out=$(echo hi | ctr_t task exec -i --fifo-dir "$BBX_DIR/fifo" --exec-id i1 "$id" /bin/cat 2>&1) &&
+    status=0 || status=$?
+  same_as_runc "$name" stdin "echo hi | exec -i cat (stdin, its end)" "$out $status"
+  out=$(printf 'a\nb\nc\n' |
+        ctr_t task exec -i --fifo-dir "$BBX_DIR/fifo" --exec-id i2 "$id" /bin/wc -l 2>&1) &&
+    status=0 || status=$?
+  same_as_runc "$name" stdin-eof "printf 'a\\nb\\nc\\n' | exec -i wc -l (EOF ends it)" \
+    "$(tr -d ' ' <<<"$out") $status"
+
+  pids=()
+  for n in 1 2 3 4 5 6 7 8; do
+    exec_in "$id" "p$n" /bin/sh -c "echo exec-$n; exit $n" >"$BBX_DIR/p$n.out" 2>&1 &
+    pids+=($!)
+  done
+  many=""
+  for n in 1 2 3 4 5 6 7 8; do
+    wait "${pids[$((n - 1))]}" && status=0 || status=$?
+    many+="$(cat "$BBX_DIR/p$n.out"):$status "
+  done
+  same_as_runc "$name" many "eight execs at once (output:status each)" "$many"
+
+  out=$(python3 "$here/pty_run.py" 100 30 -- "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" \
+          --namespace "$BBX_NS" task exec -t --fifo-dir "$BBX_DIR/fifo" --exec-id t1 "$id" \
+          /bin/busybox sh -c '/bin/busybox stty size; echo tty-ok; exit 4' 2>&1) &&
+    status=0 || status=$?
+  same_as_runc "$name" tty "exec -t in a 100x30 terminal (stty size, output, status)" \
+    "$(tr -d '\r' <<<"$out") $status"
+
+  # The window changes once the exec printed its first size: the second follows.
+  # shellcheck disable=SC2016  # expanded by the container's shell
+  out=$(python3 "$here/pty_run.py" 100 30 --resize-on "30 100" 120 40 -- \
+          "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+          task exec -t --fifo-dir "$BBX_DIR/fifo" --exec-id t2 "$id" /bin/busybox sh -c \
+          'stty=/bin/busybox; $stty stty size; i=0
+           while [ "$($stty stty size)" = "30 100" ] && [ $i -lt 240 ]; do sleep 0.5; i=$((i+1)); done
+           $stty stty size' 2>&1) && status=0 || status=$?
+  same_as_runc "$name" resize "exec -t, window 100x30 then 120x40 (stty size twice)" \
+    "$(tr -d '\r' <<<"$out") $status"
+
+  out=$(client resize-noterm "$id" 2>&1) || true
+  same_as_runc "$name" resize-noterm "ResizePty of the init and an exec without a terminal" "$out"
+
+  if shim=$(bbx_shim_pid_of "$id"); then
+    same_as_runc "$name" oom "the shim's oom_score_adj (containerd's is -500)" \
+      "$(cat "/proc/$shim/oom_score_adj")"
+  else
+    fail "$name: no shim found for $id"
+  fi
+  bbx_remove "$id"
+
+  # --- exec into a task whose init exited
+  id="x-$name"
+  if bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "$BBX_IMAGE" "$id" \
+       /bin/true </dev/null >/dev/null && wait_status "$id" STOPPED; then
+    out=$(exec_in "$id" x1 /bin/true 2>&1) && status=0 || status=$?
+    same_as_runc "$name" exec-stopped "exec into a task whose init exited (error, status)" \
+      "$out $status"
+  else
+    fail "$name: $id never stopped"
+  fi
+  bbx_remove "$id"
+
+  # --- created, never started, killed; with runc's shim options naming a cgroup
+  id="k-$name"
+  coproc created { client kill-created "$BBX_IMAGE" "$runtime" "$id" "$shim_cgroup" 2>&1; }
+  line=""
+  while IFS= read -r -t "$ctl_timeout" line <&"${created[0]}"; do
+    [ "$line" = created ] && break
+    echo "  task_client: $line"
+  done
+  if [ "$line" = created ] && shim=$(bbx_shim_pid_of "$id"); then
+    same_as_runc "$name" shim-cgroup "the shim's cgroup, created with ShimCgroup" \
+      "$(sed -n 's/^0:://p' "/proc/$shim/cgroup" | sed "s|^$shim_cgroup\$|SHIM_CGROUP|")"
+  else
+    fail "$name: task_client did not create $id ('$line')"
+  fi
+  echo go >&"${created[1]}"
+  out=$(cat <&"${created[0]}") || true
+  # shellcheck disable=SC2154  # set by coproc
+  wait "$created_PID" || true
+  same_as_runc "$name" kill-created "kill of a created task: exit event, Wait, Delete" "$out"
+  bbx_remove "$id"
+
+  # --- OCI hooks on the host
+  id="h-$name" hooks_dir="$BBX_DIR/hooks-$name"
+  mkdir -p "$hooks_dir"
+  out=$(client hooks "$BBX_IMAGE" "$runtime" "$id" "$hook" "$hooks_dir" 2>&1) || true
+  ran=""
+  for kind in prestart createRuntime poststart poststop; do
+    status=$(sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p' "$hooks_dir/$kind.json" 2>/dev/null)
+    state_id=$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$hooks_dir/$kind.json" 2>/dev/null)
+    ran+="$kind:${status:-none}:${state_id/$name/RUNTIME} "
+  done
+  same_as_runc "$name" hooks "hooks run (kind:status:id) and the task's exit" "$ran/ $out"
+  if [ "$name" = beaconbox ]; then
+    exe=$(cat "$hooks_dir/poststart.exe" 2>/dev/null || echo none)
+    if [[ $exe == qemu-system-* ]]; then
+      pass "beaconbox: the poststart hook's state pid is the VM's ($exe)"
+    else
+      fail "beaconbox: the poststart hook's state pid runs '$exe', not the VM's QEMU"
+    fi
+  fi
+  bbx_remove "$id"
+done
+
+[ "$failures" -eq 0 ]
