@@ -5,6 +5,9 @@
 # the same busybox gives the same bytes.
 #
 #   build-demo-image.sh OUT.tar [NAME:TAG]    prints NAME:TAG on stdout
+# With BBX_IMAGE_BARE=1 the rootfs holds /bin/busybox alone: no applet links, no
+# directory a runtime mounts on (/proc, /dev, /sys, /etc ...), like Kubernetes' pause
+# image, which holds only /pause. Its command is /bin/busybox sh.
 set -euo pipefail
 
 die() { echo "build-demo-image.sh: $*" >&2; exit 1; }
@@ -23,21 +26,28 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/bbx-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 umask 022
 root="$work/rootfs"
-mkdir -p "$root"/{bin,etc,proc,sys,dev,tmp,root,run,var}
-chmod 1777 "$root/tmp"
-chmod 0700 "$root/root"
-install -m 0755 "$busybox" "$root/bin/busybox"
-# The applets the demo, the tests and the benchmarks call.
-applets=(sh ash echo cat ls uname true false sleep id hostname ip ifconfig route ping nc wget
-         ps kill env printf test mount umount grep head tail wc date mkdir rm seq sync cut
-         tr sed awk stat readlink nproc free dmesg)
-for applet in "${applets[@]}"; do
-  ln -s busybox "$root/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
-  > "$root/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
-printf 'beaconbox-demo\n' > "$root/etc/hostname"
+cmd='["/bin/sh"]'
+if [ "${BBX_IMAGE_BARE:-}" = 1 ]; then
+  mkdir -p "$root/bin"
+  install -m 0755 "$busybox" "$root/bin/busybox"
+  cmd='["/bin/busybox","sh"]'
+else
+  mkdir -p "$root"/{bin,etc,proc,sys,dev,tmp,root,run,var}
+  chmod 1777 "$root/tmp"
+  chmod 0700 "$root/root"
+  install -m 0755 "$busybox" "$root/bin/busybox"
+  # The applets the demo, the tests and the benchmarks call.
+  applets=(sh ash echo cat ls uname true false sleep id hostname ip ifconfig route ping nc wget
+           ps kill env printf test mount umount grep head tail wc date mkdir rm seq sync cut
+           tr sed awk stat readlink nproc free dmesg)
+  for applet in "${applets[@]}"; do
+    ln -s busybox "$root/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+    > "$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+  printf 'beaconbox-demo\n' > "$root/etc/hostname"
+fi
 
 # Deterministic tar of the current directory's contents to $1.
 det_tar() {
@@ -61,7 +71,7 @@ diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
 gzip -n -9 < "$work/layer.tar" > "$work/layer.tar.gz"
 read -r layer_digest layer_size < <(put_blob "$work/layer.tar.gz")
 
-printf '%s' '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]},"history":[{"created_by":"scripts/build-demo-image.sh (busybox-static)"}]}' \
+printf '%s' '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":'"$cmd"',"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]},"history":[{"created_by":"scripts/build-demo-image.sh (busybox-static)"}]}' \
   > "$work/config.json"
 read -r config_digest config_size < <(put_blob "$work/config.json")
 

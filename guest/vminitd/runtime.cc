@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "common/base/errno_error.h"
+#include "guest/vminitd/bundle_mounts.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/reaper.h"
 #include "guest/vminitd/system.h"
@@ -83,6 +84,15 @@ Result<UniqueFd> ReceiveConsole(int listen_fd) {
   return MakeError(ErrorCode::kInternal, "crun sent no pty master on the console socket");
 }
 
+// An overlay's relative paths resolved against the bundle (the storage plugin's
+// read-only rootfs), its upper and work directories created.
+Status PrepareOverlay(const std::string& bundle, std::vector<std::string>& options) {
+  BBX_ASSIGN_OR_RETURN(OverlayMount overlay, ResolveOverlayOptions(bundle, options));
+  for (const std::string& dir : overlay.directories) BBX_RETURN_IF_ERROR(MakeDirs(dir));
+  options = std::move(overlay.options);
+  return Status::Ok();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- bundles
@@ -123,6 +133,9 @@ Result<guestapi::CreateBundleResponse> Runtime::CreateBundle(
       target = bundle + "/" + target;
     }
     std::vector<std::string> options(m.options().begin(), m.options().end());
+    if (m.type() == "overlay") {
+      if (Status s = PrepareOverlay(bundle, options); !s.ok()) return undo(s.error());
+    }
     if (Status s = MountOne(m.type(), m.source(), target, options); !s.ok()) return undo(s.error());
   }
   if (Status s = WriteFileAtomic(bundle + "/config.json", req.config_json()); !s.ok()) {

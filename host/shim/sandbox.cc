@@ -144,6 +144,8 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   BBX_RETURN_IF_ERROR(SaveState());
   Reached("rootfs-prepared", spec.annotations);
   BBX_ASSIGN_OR_RETURN(std::string guest_rootfs, GuestRootfsFor(plan));
+  BBX_ASSIGN_OR_RETURN(std::vector<std::string> guest_volumes,
+                       GuestVolumePathsFor(plan, spec.volumes.size()));
 
   const long host_setup_ms = ElapsedMs(started);
   if (boots_vm) BBX_RETURN_IF_ERROR(BootVm(plan, spec.annotations));
@@ -155,7 +157,7 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
     guest = guest_;
   }
   BBX_ASSIGN_OR_RETURN(AdaptedSpec guest_spec,
-                       AdaptSpecForGuest(host_spec, share_vm_dns, guest_rootfs));
+                       AdaptSpecForGuest(host_spec, share_vm_dns, guest_rootfs, &guest_volumes));
   BBX_ASSIGN_OR_RETURN(guestapi::CreateBundleRequest bundle_request,
                        BundleRequestFor(key, plan, guest_spec.config_json));
   guestapi::CreateBundleResponse bundle_response;

@@ -19,8 +19,38 @@ bool IsBindMount(const json& mount) {
   return false;
 }
 
+// The volume a bind mount names; an error for propagation a VM cannot honour: the
+// guest's mounts never reach the host, nor the host's later mounts the guest.
+Result<HostVolume> VolumeOf(const json& mount) {
+  HostVolume volume;
+  volume.source = mount.value("source", "");
+  volume.destination = mount.value("destination", "");
+  if (volume.source.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "bind mount to '" + volume.destination +
+                                                      "' has no source: name the host path");
+  }
+  if (auto it = mount.find("options"); it != mount.end() && it->is_array()) {
+    for (const auto& option : *it) {
+      if (!option.is_string()) continue;
+      const std::string& word = option.get_ref<const std::string&>();
+      if (word == "ro" || word == "rro") volume.read_only = true;
+      if (word == "rw") volume.read_only = false;
+      if (word == "rbind") volume.recursive = true;
+      if (word == "shared" || word == "rshared" || word == "slave" || word == "rslave") {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "bind mount of host path '" + volume.source + "' to '" +
+                             volume.destination + "' asks for " + word +
+                             " propagation, which cannot cross into the container's VM: use "
+                             "private or rprivate (Kubernetes: mountPropagation None)");
+      }
+    }
+  }
+  return volume;
+}
+
 Result<AdaptedSpec> Adapt(std::string_view host_config_json, bool share_vm_dns,
-                          std::string_view guest_rootfs) {
+                          std::string_view guest_rootfs,
+                          const std::vector<std::string>* guest_volume_paths) {
   BBX_ASSIGN_OR_RETURN(json spec, ParseBoundedJson(host_config_json, "config.json in the bundle"));
   if (!spec.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "config.json in the bundle is not a JSON object");
@@ -71,12 +101,19 @@ Result<AdaptedSpec> Adapt(std::string_view host_config_json, bool share_vm_dns,
   }
 
   if (auto mounts = spec.find("mounts"); mounts != spec.end() && mounts->is_array()) {
-    for (const auto& mount : *mounts) {
+    for (auto& mount : *mounts) {
       if (!mount.is_object() || !IsBindMount(mount)) continue;
-      return MakeError(ErrorCode::kNotImplemented,
-                       "bind mount of host path '" + mount.value("source", "") + "' to '" +
-                           mount.value("destination", "") +
-                           "' is not supported yet: remove the mount from the container");
+      BBX_ASSIGN_OR_RETURN(HostVolume volume, VolumeOf(mount));
+      if (guest_volume_paths != nullptr) {
+        if (adapted.volumes.size() >= guest_volume_paths->size()) {
+          return MakeError(ErrorCode::kInternal,
+                           "the storage plugin placed " +
+                               std::to_string(guest_volume_paths->size()) +
+                               " volumes in the guest, fewer than the spec's bind mounts");
+        }
+        mount["source"] = (*guest_volume_paths)[adapted.volumes.size()];
+      }
+      adapted.volumes.push_back(std::move(volume));
     }
   }
 
@@ -103,12 +140,13 @@ Result<AdaptedSpec> Adapt(std::string_view host_config_json, bool share_vm_dns,
 }  // namespace
 
 Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool share_vm_dns,
-                                      std::string_view guest_rootfs) {
+                                      std::string_view guest_rootfs,
+                                      const std::vector<std::string>* guest_volume_paths) {
   // json's typed accessors throw on a field of another type ("readonly": "yes") and
   // dump() throws on a string that is not UTF-8 (a guest rootfs from the storage
   // plugin): bad input, answered as such rather than as an exception.
   try {
-    return Adapt(host_config_json, share_vm_dns, guest_rootfs);
+    return Adapt(host_config_json, share_vm_dns, guest_rootfs, guest_volume_paths);
   } catch (const json::exception& error) {
     return MakeError(ErrorCode::kInvalidArgument,
                      std::string("config.json in the bundle cannot be adapted: ") + error.what() +

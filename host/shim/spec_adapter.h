@@ -10,6 +10,14 @@
 
 namespace beaconbox::shim {
 
+// A bind mount of a host path (a volume), as the spec gives it.
+struct HostVolume {
+  std::string source;       // as in the spec: absolute, or relative to the host bundle
+  std::string destination;  // in the container
+  bool read_only = false;   // "ro" (the last of ro/rw wins) or "rro"
+  bool recursive = false;   // "rbind"
+};
+
 struct AdaptedSpec {
   std::string config_json;     // what the guest writes as config.json
   std::string host_root_path;  // root.path as containerd wrote it (absolute with --rootfs)
@@ -17,6 +25,7 @@ struct AdaptedSpec {
   std::vector<std::string> warnings;               // parts dropped, for the shim's log
   std::map<std::string, std::string> annotations;  // the spec's string annotations, as given
   OciHooks hooks;  // the hooks the shim runs on the host (oci_hooks.h)
+  std::vector<HostVolume> volumes;                 // the spec's bind mounts, in order
 };
 
 // - The network namespace is removed: the container shares the VM's eth0 (seed).
@@ -25,13 +34,19 @@ struct AdaptedSpec {
 // - Hooks: prestart, createRuntime, poststart and poststop go to `hooks`, for the
 //   shim to run on the host; startContainer stays for the guest's crun;
 //   createContainer is refused (see oci_hooks.h).
-// - Bind mounts of host paths are refused until they are shared into the VM: the
-//   error names the mount.
+// - Bind mounts are host paths (volumes), listed in `volumes` in the spec's order; the
+//   storage plugin shares them into the VM. With `guest_volume_paths` (one per volume,
+//   relative to the guest bundle, from the plugin's MountPlan), each mount's source
+//   becomes its guest path (the OCI spec resolves a relative source against the
+//   bundle); without, the sources are left as they are (a first pass, before the
+//   plugin ran). Propagation that cannot cross into a VM (shared, rshared, slave,
+//   rslave) is refused naming the mount; private and rprivate are kept.
 // - With `share_vm_dns`, the VM's /etc/resolv.conf (written by the guest agent from
 //   the network plugin's DNS servers) is bind-mounted read-only into the container,
 //   unless the spec mounts its own.
 Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool share_vm_dns = false,
-                                      std::string_view guest_rootfs = "rootfs");
+                                      std::string_view guest_rootfs = "rootfs",
+                                      const std::vector<std::string>* guest_volume_paths = nullptr);
 
 // Same rules for an exec's OCI process JSON (nothing to change today but validation).
 Result<std::string> AdaptProcessForGuest(std::string_view process_json);

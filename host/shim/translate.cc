@@ -25,6 +25,15 @@ pluginapi::StoragePrepareRequest StorageRequestFor(const ContainerKey& key,
     host_mount->set_source(spec.host_root_path);
     host_mount->add_options("rbind");
   }
+  for (const auto& volume : spec.volumes) {
+    auto* host_volume = request.add_volumes();
+    // The OCI spec resolves a relative source against the bundle.
+    host_volume->set_source(volume.source.starts_with("/") ? volume.source
+                                                           : bundle + "/" + volume.source);
+    host_volume->set_destination(volume.destination);
+    host_volume->set_read_only(volume.read_only);
+    host_volume->set_recursive(volume.recursive);
+  }
   return request;
 }
 
@@ -53,6 +62,24 @@ Result<std::string> GuestRootfsFor(const pluginapi::MountPlan& plan) {
   BBX_RETURN_IF_ERROR(
       CheckGuestRelativePath(rootfs, "the storage plugin's guest rootfs path (MountPlan)"));
   return rootfs;
+}
+
+Result<std::vector<std::string>> GuestVolumePathsFor(const pluginapi::MountPlan& plan,
+                                                     size_t volume_count) {
+  if (static_cast<size_t>(plan.guest_volume_paths_size()) != volume_count) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "the storage plugin placed " + std::to_string(plan.guest_volume_paths_size()) +
+                         " of the container's " + std::to_string(volume_count) +
+                         " bind mounts of host paths in the guest: it cannot share volumes; use "
+                         "the storage plugin virtiofs or remove the mounts");
+  }
+  std::vector<std::string> paths;
+  for (const auto& path : plan.guest_volume_paths()) {
+    BBX_RETURN_IF_ERROR(
+        CheckGuestRelativePath(path, "the storage plugin's guest volume path (MountPlan)"));
+    paths.push_back(path);
+  }
+  return paths;
 }
 
 Result<guestapi::CreateBundleRequest> BundleRequestFor(const ContainerKey& key,

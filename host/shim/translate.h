@@ -7,10 +7,16 @@
 //   <bundle>/rootfs (`ctr run --rootfs DIR`): one "bind" mount of that directory with
 //   "rbind".
 // - rootfs_read_only is the spec's root.readonly; container id and bundle are copied.
+// - Each of the spec's volumes (bind mounts of host paths) in order, its source made
+//   absolute against the bundle when relative.
 //
 // GuestRootfsFor (MountPlan -> the rootfs path in the guest bundle)
 // - plan.guest_rootfs, or "rootfs" when empty; it must be relative without empty, "."
 //   or ".." components (it becomes a guest path).
+//
+// GuestVolumePathsFor (MountPlan -> where each volume is in the guest bundle)
+// - plan.guest_volume_paths, one per volume (a plugin that placed none cannot share
+//   volumes: refused naming the fix); each relative as the guest rootfs path.
 //
 // BundleRequestFor (MountPlan -> CreateBundleRequest)
 // - The plan's guest mounts are copied in order (type, source, target, options); the
@@ -49,6 +55,9 @@ pluginapi::StoragePrepareRequest StorageRequestFor(const ContainerKey& key,
                                                    const AdaptedSpec& spec);
 
 Result<std::string> GuestRootfsFor(const pluginapi::MountPlan& plan);
+
+Result<std::vector<std::string>> GuestVolumePathsFor(const pluginapi::MountPlan& plan,
+                                                     size_t volume_count);
 
 Result<guestapi::CreateBundleRequest> BundleRequestFor(const ContainerKey& key,
                                                        const pluginapi::MountPlan& plan,

@@ -29,9 +29,8 @@ struct MountAttributes {
 constexpr uint64_t kMountAttrReadOnly = 0x00000001;  // MOUNT_ATTR_RDONLY
 constexpr unsigned kAtRecursive = 0x8000;            // AT_RECURSIVE
 
-// Makes the bind mount at `dir` and every mount below it read-only. A plain
-// MS_REMOUNT|MS_RDONLY changes only the top mount: a file system mounted inside the
-// share would stay writable. Async-signal-safe.
+}  // namespace
+
 int MakeReadOnlyRecursively(const char* dir) {
   MountAttributes attributes{kMountAttrReadOnly, 0, 0, 0};
   if (::syscall(SYS_mount_setattr, AT_FDCWD, dir, kAtRecursive, &attributes, sizeof(attributes)) ==
@@ -42,6 +41,8 @@ int MakeReadOnlyRecursively(const char* dir) {
   // Kernels before 5.12: the top mount only (Debian 12's 6.1 has mount_setattr).
   return ::mount(nullptr, dir, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
 }
+
+namespace {
 
 // Runs in the forked child: only async-signal-safe calls until exec.
 [[noreturn]] void ExecChild(char* const* args, int log_fd, int null_fd, pid_t parent,

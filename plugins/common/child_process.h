@@ -32,6 +32,12 @@ struct SpawnOptions {
   std::string read_only_dir;
 };
 
+// Makes the mount at `dir` and every mount below it read-only (mount_setattr(2),
+// AT_RECURSIVE). A plain MS_REMOUNT|MS_RDONLY changes only the top mount: a file
+// system mounted inside would stay writable; that is the fallback on kernels before
+// 5.12. 0 on success, else -1 with errno. Async-signal-safe.
+int MakeReadOnlyRecursively(const char* dir);
+
 // fork + exec of argv[0] (an absolute path) from the calling thread, with
 // PR_SET_PDEATHSIG(SIGKILL) tied to that thread; returns the child's pid. The thread
 // must live until the child has exec'd: a thread ending before the child armed the

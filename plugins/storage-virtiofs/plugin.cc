@@ -26,6 +26,8 @@ using beaconbox::Error;
 const bbx_config_key kConfigKeys[] = {
     bbx::ConfigKey("share_tag", BBX_CONFIG_STRING, "\"rootfs\"",
                    "virtio-fs tag of the rootfs share"),
+    bbx::ConfigKey("volume_share_tag", BBX_CONFIG_STRING, "\"volumes\"",
+                   "virtio-fs tag of the share holding a container's volumes (bind mounts)"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
@@ -34,12 +36,18 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
   try {
     toml::table table = toml::parse(bbx::View(config_toml));
     config.share_tag = table["share_tag"].value_or(config.share_tag);
+    config.volume_share_tag = table["volume_share_tag"].value_or(config.volume_share_tag);
   } catch (const toml::parse_error& parse_error) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      std::string("config: ") + std::string(parse_error.description()));
   }
   if (config.share_tag.empty() || config.share_tag.size() > 36) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "share_tag must be 1 to 36 characters");
+  }
+  if (config.volume_share_tag.empty() || config.volume_share_tag.size() > 36 ||
+      config.volume_share_tag == config.share_tag) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                     "volume_share_tag must be 1 to 36 characters and differ from share_tag");
   }
   *out = new (std::nothrow) bbx_plugin{host, beaconbox::storage::RootfsExporter(config)};
   return *out ? BBX_OK : bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");

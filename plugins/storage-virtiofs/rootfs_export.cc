@@ -9,6 +9,7 @@
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "common/base/mount_options.h"
+#include "plugins/storage-virtiofs/volume_export.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -81,12 +82,54 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
   share->set_tag(config_.share_tag);
   share->set_host_path(rootfs);
   share->set_read_only(request.rootfs_read_only());
-  auto* guest_mount = plan.add_guest_mounts();
-  guest_mount->set_type("virtiofs");
-  guest_mount->set_source(config_.share_tag);
-  guest_mount->set_target("rootfs");
-  if (request.rootfs_read_only()) guest_mount->add_options("ro");
+  if (request.rootfs_read_only()) {
+    // The share stays read-only on the host. The container's mount points may be
+    // missing from the image (a pause image holds only /pause), and crun creates them
+    // before it makes the root read-only (root.readonly), as runc does: it gets an
+    // overlay whose upper layer is a small guest tmpfs. Overlay paths are relative
+    // to the guest bundle.
+    auto* image = plan.add_guest_mounts();
+    image->set_type("virtiofs");
+    image->set_source(config_.share_tag);
+    image->set_target(kGuestRootfsImage);
+    image->add_options("ro");
+    auto* scratch = plan.add_guest_mounts();
+    scratch->set_type("tmpfs");
+    scratch->set_source("tmpfs");
+    scratch->set_target(kGuestRootfsScratch);
+    scratch->add_options("mode=0755");
+    scratch->add_options("size=16m");
+    auto* overlay = plan.add_guest_mounts();
+    overlay->set_type("overlay");
+    overlay->set_source("overlay");
+    overlay->set_target("rootfs");
+    overlay->add_options(std::string("lowerdir=") + kGuestRootfsImage);
+    overlay->add_options(std::string("upperdir=") + kGuestRootfsScratch + "/upper");
+    overlay->add_options(std::string("workdir=") + kGuestRootfsScratch + "/work");
+  } else {
+    auto* guest_mount = plan.add_guest_mounts();
+    guest_mount->set_type("virtiofs");
+    guest_mount->set_source(config_.share_tag);
+    guest_mount->set_target("rootfs");
+  }
   plan.set_guest_rootfs("rootfs");
+
+  if (!request.volumes().empty()) {
+    BBX_RETURN_IF_ERROR(StageVolumes(request.bundle(), request.volumes()));
+    auto* volumes = plan.add_devices()->mutable_share();
+    volumes->set_tag(config_.volume_share_tag);
+    volumes->set_host_path(request.bundle() + "/" + kVolumesDir);
+    // Read-write: each read-only volume is a read-only mount on the host, and the
+    // share's root is a read-only tmpfs.
+    volumes->set_read_only(false);
+    auto* guest_mount = plan.add_guest_mounts();
+    guest_mount->set_type("virtiofs");
+    guest_mount->set_source(config_.volume_share_tag);
+    guest_mount->set_target(kGuestVolumesDir);
+    for (int i = 0; i < request.volumes_size(); ++i) {
+      plan.add_guest_volume_paths(std::string(kGuestVolumesDir) + "/" + std::to_string(i));
+    }
+  }
   return plan;
 }
 
@@ -94,8 +137,10 @@ Status RootfsExporter::Release(const std::string& container_id, const std::strin
   if (!IsAbsoluteClean(bundle)) {
     return MakeError(ErrorCode::kInvalidArgument, "bundle '" + bundle + "' is not a clean absolute path");
   }
+  // The VM (and its virtiofsd) is gone when the shim releases: nothing holds these.
+  Status volumes = UnstageVolumes(bundle);
   const std::string marker = bundle + "/" + kMountedMarker;
-  if (::access(marker.c_str(), F_OK) != 0) return Status::Ok();
+  if (::access(marker.c_str(), F_OK) != 0) return volumes;
   const std::string rootfs = bundle + "/rootfs";
   if (::umount2(rootfs.c_str(), 0) != 0 && errno != EINVAL && errno != ENOENT) {
     // Still busy (virtiofsd not yet gone): detach it now, the kernel finishes later.
@@ -104,7 +149,7 @@ Status RootfsExporter::Release(const std::string& container_id, const std::strin
     }
   }
   ::unlink(marker.c_str());
-  return Status::Ok();
+  return volumes;
 }
 
 }  // namespace beaconbox::storage

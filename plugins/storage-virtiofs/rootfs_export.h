@@ -14,6 +14,7 @@ namespace beaconbox::storage {
 
 struct ExportConfig {
   std::string share_tag = "rootfs";
+  std::string volume_share_tag = "volumes";  // the share of a container's volumes
 };
 
 class RootfsExporter {
@@ -21,16 +22,23 @@ class RootfsExporter {
   explicit RootfsExporter(ExportConfig config) : config_(std::move(config)) {}
 
   // Mounts the rootfs (if containerd gave mounts) and returns the plan: one share
-  // for the VMM, one virtio-fs mount for the guest.
+  // for the VMM, one virtio-fs mount for the guest (a read-only rootfs: the share
+  // read-only, under an overlay with a guest tmpfs on top, see Prepare). With
+  // volumes, a second share holds them (volume_export.h).
   Result<beaconbox::plugin::v1::MountPlan> Prepare(
       const beaconbox::plugin::v1::StoragePrepareRequest& request) const;
 
-  // Unmounts what Prepare mounted; harmless when nothing is mounted.
+  // Unmounts what Prepare mounted (volumes too); harmless when nothing is mounted.
   Status Release(const std::string& container_id, const std::string& bundle) const;
 
  private:
   ExportConfig config_;
 };
+
+// A read-only rootfs in the guest bundle: the share, and the tmpfs of the overlay
+// mounted at "rootfs" above it.
+inline constexpr char kGuestRootfsImage[] = "rootfs-image";
+inline constexpr char kGuestRootfsScratch[] = "rootfs-scratch";
 
 // Name of the file in the bundle that records that Prepare mounted the rootfs.
 inline constexpr char kMountedMarker[] = "beaconbox-rootfs-mounted";

@@ -147,6 +147,14 @@ def spec_adapter_seeds():
           b'"mounts":[{"destination":"/etc/resolv.conf","type":"tmpfs","source":"tmpfs"}]}')
     write("spec_adapter", "bind-mount", b"\x00" + b'{"mounts":[{"destination":"/data",'
           b'"type":"none","source":"/srv","options":["rbind","ro"]}]}')
+    write("spec_adapter", "volumes", b"\x01" + b'{"root":{"path":"rootfs","readonly":true},'
+          b'"mounts":[{"destination":"/proc","type":"proc","source":"proc"},'
+          b'{"destination":"/etc/hostname","type":"bind","source":"/var/lib/h",'
+          b'"options":["rbind","rprivate","rw"]},'
+          b'{"destination":"/scratch","type":"tmpfs","source":"tmpfs","options":["size=1m"]},'
+          b'{"destination":"/v","type":"bind","source":"rel","options":["bind","ro","rw","rro"]}]}')
+    write("spec_adapter", "volume-rshared", b"\x00" + b'{"mounts":[{"destination":"/d",'
+          b'"type":"bind","source":"/srv","options":["rbind","rshared"]}]}')
     write("spec_adapter", "process", b"\x00" + b'{"args":["/bin/sh","-c","echo"],"cwd":"/",'
           b'"env":["PATH=/bin"],"terminal":false}')
     write("spec_adapter", "bad-rootfs", b"\x02../escape\n{}")

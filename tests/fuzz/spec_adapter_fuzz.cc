@@ -4,7 +4,9 @@
 // VM's DNS; bit 1: the storage plugin's guest_rootfs is the text up to the first
 // newline after that byte, else "rootfs"). Besides not crashing, an adapted spec
 // must be a JSON object whose root.path is the guest rootfs, without hooks and
-// without a network namespace, and the bundle request must carry it unchanged.
+// without a network namespace, and the bundle request must carry it unchanged. Each
+// volume (bind mount) goes to the storage request, and with the plugin's guest paths
+// every bind mount's source becomes one of them.
 //
 // Not here: JSON nested deeply enough to exhaust the stack (issue 10, the
 // `netharden` work bounds nesting in the shim's parsers); inputs are at most
@@ -15,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "host/shim/spec_adapter.h"
 #include "host/shim/translate.h"
@@ -74,6 +77,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (storage.rootfs_read_only() != adapted->root_read_only) {
     Fail("storage request lost root.readonly", adapted->config_json);
   }
+  if (static_cast<size_t>(storage.volumes_size()) != adapted->volumes.size()) {
+    Fail("storage request lost volumes", adapted->config_json);
+  }
+  std::vector<std::string> guest_volumes;
+  for (size_t i = 0; i < adapted->volumes.size(); ++i) {
+    plan.add_guest_volume_paths("volumes/" + std::to_string(i));
+    guest_volumes.push_back("volumes/" + std::to_string(i));
+  }
+  if (!GuestVolumePathsFor(plan, adapted->volumes.size()).ok()) {
+    Fail("guest volume paths refused", adapted->config_json);
+  }
+  auto placed = AdaptSpecForGuest(rest, share_vm_dns, *rootfs, &guest_volumes);
+  if (!placed.ok()) Fail("volumes not placed in the guest", placed.error().message);
+  CheckAdapted(*placed, *rootfs);
+  if (placed->volumes.size() != adapted->volumes.size()) {
+    Fail("a second adaptation found other volumes", adapted->config_json);
+  }
+
   auto bundle = BundleRequestFor(key, plan, adapted->config_json);
   if (bundle.ok() && bundle->config_json() != adapted->config_json) {
     Fail("bundle request changed the spec", adapted->config_json);

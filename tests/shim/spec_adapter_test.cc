@@ -85,15 +85,87 @@ TEST(SpecAdapter, KeepsLargeIntegersExact) {
             9223372036854775807LL);
 }
 
-TEST(SpecAdapter, RefusesHostBindMountsNamingThem) {
-  json spec = {{"mounts", json::array({{{"destination", "/data"},
-                                        {"source", "/srv/data"},
-                                        {"type", "none"},
-                                        {"options", json::array({"rbind", "rw"})}}})}};
-  auto adapted = AdaptSpecForGuest(spec.dump());
-  ASSERT_FALSE(adapted.ok());
-  EXPECT_EQ(adapted.error().code, ErrorCode::kNotImplemented);
-  EXPECT_NE(adapted.error().message.find("/srv/data"), std::string::npos);
+// What containerd 1.6 writes for `ctr run --mount type=bind,src=D,dst=/vol,options=rbind:ro`
+// and CRI for /etc/hostname, beside its own tmpfs and proc mounts.
+json SpecWithVolumes() {
+  return {{"mounts", json::array({{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+                                  {{"destination", "/vol"},
+                                   {"type", "bind"},
+                                   {"source", "/srv/data"},
+                                   {"options", json::array({"rbind", "ro"})}},
+                                  {{"destination", "/scratch"},
+                                   {"type", "tmpfs"},
+                                   {"source", "tmpfs"},
+                                   {"options", json::array({"nosuid", "size=1m"})}},
+                                  {{"destination", "/etc/hostname"},
+                                   {"type", "bind"},
+                                   {"source", "/var/lib/c1/hostname"},
+                                   {"options", json::array({"rbind", "rprivate", "ro", "rw"})}},
+                                  {{"destination", "/data"},
+                                   {"type", "none"},
+                                   {"source", "relative/dir"},
+                                   {"options", json::array({"bind"})}}})}};
+}
+
+TEST(SpecAdapter, ListsBindMountsAsVolumesInOrder) {
+  auto adapted = AdaptSpecForGuest(SpecWithVolumes().dump());
+  ASSERT_TRUE(adapted.ok()) << adapted.error().message;
+  ASSERT_EQ(adapted->volumes.size(), 3u);
+  EXPECT_EQ(adapted->volumes[0].source, "/srv/data");
+  EXPECT_EQ(adapted->volumes[0].destination, "/vol");
+  EXPECT_TRUE(adapted->volumes[0].read_only);
+  EXPECT_TRUE(adapted->volumes[0].recursive);
+  EXPECT_EQ(adapted->volumes[1].destination, "/etc/hostname");
+  EXPECT_FALSE(adapted->volumes[1].read_only);  // the last of ro/rw wins
+  EXPECT_EQ(adapted->volumes[2].source, "relative/dir");
+  EXPECT_FALSE(adapted->volumes[2].recursive);
+  // Without the plugin's guest paths (the first pass) the sources stay the host's.
+  json mounts = json::parse(adapted->config_json)["mounts"];
+  EXPECT_EQ(mounts[1]["source"], "/srv/data");
+}
+
+TEST(SpecAdapter, PointsEachVolumeAtItsGuestPathAndLeavesTheRest) {
+  const std::vector<std::string> guest = {"volumes/0", "volumes/1", "volumes/2"};
+  auto adapted = AdaptSpecForGuest(SpecWithVolumes().dump(), false, "rootfs", &guest);
+  ASSERT_TRUE(adapted.ok()) << adapted.error().message;
+  json mounts = json::parse(adapted->config_json)["mounts"];
+  ASSERT_EQ(mounts.size(), 5u);
+  EXPECT_EQ(mounts[0]["source"], "proc");
+  EXPECT_EQ(mounts[1]["source"], "volumes/0");
+  EXPECT_EQ(mounts[1]["options"], json::array({"rbind", "ro"}));  // crun binds it read-only
+  EXPECT_EQ(mounts[2], SpecWithVolumes()["mounts"][2]);           // tmpfs: made in the guest
+  EXPECT_EQ(mounts[3]["source"], "volumes/1");
+  EXPECT_EQ(mounts[4]["source"], "volumes/2");
+
+  const std::vector<std::string> too_few = {"volumes/0"};
+  auto refused = AdaptSpecForGuest(SpecWithVolumes().dump(), false, "rootfs", &too_few);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("fewer than the spec's bind mounts"), std::string::npos);
+}
+
+TEST(SpecAdapter, RefusesPropagationThatCannotCrossIntoTheVm) {
+  for (const char* propagation : {"shared", "rshared", "slave", "rslave"}) {
+    json spec = {{"mounts", json::array({{{"destination", "/data"},
+                                          {"source", "/srv/data"},
+                                          {"type", "bind"},
+                                          {"options", json::array({"rbind", propagation})}}})}};
+    auto adapted = AdaptSpecForGuest(spec.dump());
+    ASSERT_FALSE(adapted.ok()) << propagation;
+    EXPECT_EQ(adapted.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(adapted.error().message.find("/srv/data"), std::string::npos);
+    EXPECT_NE(adapted.error().message.find(std::string("asks for ") + propagation),
+              std::string::npos);
+    EXPECT_EQ(adapted.error().message.find('\n'), std::string::npos);
+  }
+  for (const char* propagation : {"private", "rprivate"}) {
+    json spec = {{"mounts", json::array({{{"destination", "/data"},
+                                          {"source", "/srv/data"},
+                                          {"type", "bind"},
+                                          {"options", json::array({"rbind", propagation})}}})}};
+    EXPECT_TRUE(AdaptSpecForGuest(spec.dump()).ok()) << propagation;
+  }
+  json no_source = {{"mounts", json::array({{{"destination", "/d"}, {"type", "bind"}}})}};
+  EXPECT_FALSE(AdaptSpecForGuest(no_source.dump()).ok());
 }
 
 TEST(SpecAdapter, SharesTheVmResolvConfWhenNetworked) {

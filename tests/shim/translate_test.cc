@@ -42,6 +42,38 @@ TEST(TranslateTest, CtrRootfsDirectoryBecomesOneRbind) {
   EXPECT_EQ(StorageRequestFor(kKey, "/b", {}, spec).rootfs_size(), 0);
 }
 
+TEST(TranslateTest, VolumesGoToTheStorageRequestWithAbsoluteSources) {
+  AdaptedSpec spec;
+  spec.volumes = {{"/srv/data", "/vol", true, true}, {"rel/file", "/etc/x", false, false}};
+  auto request = StorageRequestFor(kKey, "/b", {}, spec);
+  ASSERT_EQ(request.volumes_size(), 2);
+  EXPECT_EQ(request.volumes(0).source(), "/srv/data");
+  EXPECT_EQ(request.volumes(0).destination(), "/vol");
+  EXPECT_TRUE(request.volumes(0).read_only());
+  EXPECT_TRUE(request.volumes(0).recursive());
+  EXPECT_EQ(request.volumes(1).source(), "/b/rel/file");
+  EXPECT_FALSE(request.volumes(1).read_only());
+  EXPECT_FALSE(request.volumes(1).recursive());
+}
+
+TEST(TranslateTest, GuestVolumePathsComeOnePerVolumeAndRelative) {
+  pluginapi::MountPlan plan;
+  EXPECT_TRUE(GuestVolumePathsFor(plan, 0).ok());
+  auto none = GuestVolumePathsFor(plan, 2);  // a plugin that cannot share volumes
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code, ErrorCode::kNotImplemented);
+  EXPECT_NE(none.error().message.find("cannot share volumes"), std::string::npos);
+  plan.add_guest_volume_paths("volumes/0");
+  plan.add_guest_volume_paths("volumes/1");
+  auto paths = GuestVolumePathsFor(plan, 2);
+  ASSERT_TRUE(paths.ok());
+  EXPECT_EQ(*paths, (std::vector<std::string>{"volumes/0", "volumes/1"}));
+  for (const char* bad : {"/etc", "../x", "volumes/../../x", ""}) {
+    plan.set_guest_volume_paths(1, bad);
+    EXPECT_FALSE(GuestVolumePathsFor(plan, 2).ok()) << bad;
+  }
+}
+
 TEST(TranslateTest, MountPlanBecomesTheGuestBundleRequest) {
   pluginapi::MountPlan plan;
   auto* mount = plan.add_guest_mounts();

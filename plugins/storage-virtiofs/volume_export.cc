@@ -1,0 +1,187 @@
+#include "plugins/storage-virtiofs/volume_export.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "common/base/errno_error.h"
+#include "common/base/unique_fd.h"
+#include "plugins/common/child_process.h"
+
+namespace beaconbox::storage {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pluginapi = ::beaconbox::plugin::v1;
+
+// The staging tmpfs holds only empty mount points.
+constexpr char kStagingTmpfsOptions[] = "mode=0755,size=64k";
+
+std::string Describe(const pluginapi::Volume& volume) {
+  return "volume " + volume.source().substr(0, 512) + " (mounted at " +
+         volume.destination().substr(0, 512) + " in the container)";
+}
+
+bool IsAbsoluteClean(const std::string& path) {
+  if (path.empty() || path[0] != '/' || path.find('\0') != std::string::npos) return false;
+  for (const auto& part : fs::path(path)) {
+    if (part == "..") return false;
+  }
+  return true;
+}
+
+// Whether the volume's source is a directory; an error names what is wrong with it.
+Result<bool> CheckSource(const pluginapi::Volume& volume) {
+  if (!IsAbsoluteClean(volume.source())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     Describe(volume) + ": the source is not an absolute path without '..': " +
+                         "name the host path in full");
+  }
+  struct stat info {};
+  if (::stat(volume.source().c_str(), &info) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return MakeError(ErrorCode::kNotFound, Describe(volume) +
+                                                 ": the source does not exist on the host: "
+                                                 "create it or remove the mount");
+    }
+    return ErrnoError(Describe(volume) + ": stat of the source", volume.source());
+  }
+  if (S_ISDIR(info.st_mode)) return true;
+  if (S_ISREG(info.st_mode)) return false;
+  return MakeError(ErrorCode::kNotImplemented,
+                   Describe(volume) +
+                       ": the source is neither a directory nor a regular file (a device, "
+                       "socket or FIFO cannot reach a VM over virtio-fs): remove the mount");
+}
+
+// The mount point of one volume in the staging tmpfs, of the source's kind.
+Status MakeMountPoint(const std::string& path, bool directory) {
+  if (directory) {
+    if (::mkdir(path.c_str(), 0755) != 0) return ErrnoError("mkdir", path);
+    return Status::Ok();
+  }
+  UniqueFd file(::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!file) return ErrnoError("creating the mount point", path);
+  return Status::Ok();
+}
+
+Status BindVolume(const pluginapi::Volume& volume, const std::string& target) {
+  const unsigned long recursive = volume.recursive() ? MS_REC : 0;
+  if (::mount(volume.source().c_str(), target.c_str(), nullptr, MS_BIND | recursive, nullptr) !=
+      0) {
+    return ErrnoError(Describe(volume) + ": bind mount onto", target);
+  }
+  // Private: the host's later mounts below the source do not reach the VM's view
+  // half-way, and nothing the bind carries propagates back.
+  if (::mount(nullptr, target.c_str(), nullptr, MS_PRIVATE | recursive, nullptr) != 0) {
+    return ErrnoError(Describe(volume) + ": making private", target);
+  }
+  if (volume.read_only() && plugins::MakeReadOnlyRecursively(target.c_str()) != 0) {
+    return ErrnoError(Describe(volume) + ": making read-only", target);
+  }
+  return Status::Ok();
+}
+
+Status Stage(const std::string& staging, const Volumes& volumes) {
+  std::vector<bool> directories;
+  for (const auto& volume : volumes) {
+    BBX_ASSIGN_OR_RETURN(bool directory, CheckSource(volume));
+    directories.push_back(directory);
+  }
+  std::error_code error;
+  fs::create_directories(staging, error);
+  if (error) {
+    return MakeError(ErrorCode::kPermission, "creating " + staging + ": " + error.message());
+  }
+  if (::mount("beaconbox-volumes", staging.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              kStagingTmpfsOptions) != 0) {
+    return ErrnoError("mounting the volume staging tmpfs on", staging);
+  }
+  if (::mount(nullptr, staging.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
+    return ErrnoError("making private", staging);
+  }
+  for (int i = 0; i < volumes.size(); ++i) {
+    const std::string target = staging + "/" + std::to_string(i);
+    BBX_RETURN_IF_ERROR(MakeMountPoint(target, directories[i]));
+    BBX_RETURN_IF_ERROR(BindVolume(volumes[i], target));
+  }
+  // The binds keep their own flags; only the tmpfs (the share's root) becomes
+  // read-only, so the guest can neither add entries nor remove a mount point.
+  if (::mount(nullptr, staging.c_str(), nullptr,
+              MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              kStagingTmpfsOptions) != 0) {
+    return ErrnoError("making read-only", staging);
+  }
+  return Status::Ok();
+}
+
+// umount2 of `path` itself (never a symlink's target); lazily, so that a recursive
+// bind with mounts below goes whole. Not mounted is success.
+Status Unmount(const std::string& path) {
+  if (::umount2(path.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL &&
+      errno != ENOENT) {
+    return ErrnoError("unmounting", path);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status StageVolumes(const std::string& bundle, const Volumes& volumes) {
+  if (volumes.empty()) return Status::Ok();
+  if (volumes.size() > kMaxVolumes) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::to_string(volumes.size()) + " bind mounts of host paths: at most " +
+                         std::to_string(kMaxVolumes) + " per container; merge some");
+  }
+  const std::string staging = bundle + "/" + kVolumesDir;
+  Status staged = Stage(staging, volumes);
+  if (!staged.ok()) (void)UnstageVolumes(bundle);
+  return staged;
+}
+
+Status UnstageVolumes(const std::string& bundle) {
+  const std::string staging = bundle + "/" + kVolumesDir;
+  struct stat info {};
+  if (::lstat(staging.c_str(), &info) != 0) {
+    return errno == ENOENT ? Status::Ok() : ErrnoError("stat", staging);
+  }
+  if (!S_ISDIR(info.st_mode)) {
+    return MakeError(ErrorCode::kInternal,
+                     staging + " is not a directory: not touched; remove it by hand");
+  }
+  // The entries are the tmpfs's (when it is mounted): the mount points, each
+  // unmounted by name. Nothing below them is ever read or removed.
+  std::vector<std::string> names;
+  if (DIR* dir = ::opendir(staging.c_str())) {
+    while (dirent* entry = ::readdir(dir)) {
+      std::string name = entry->d_name;
+      if (name != "." && name != "..") names.push_back(std::move(name));
+    }
+    ::closedir(dir);
+  }
+  Status status = Status::Ok();
+  for (const auto& name : names) {
+    if (Status unmounted = Unmount(staging + "/" + name); !unmounted.ok() && status.ok()) {
+      status = unmounted;
+    }
+  }
+  // The tmpfs, and any stacked on it: until the directory is no mount point.
+  for (int layer = 0; layer < 16 && status.ok(); ++layer) {
+    if (::umount2(staging.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0) continue;
+    if (errno != EINVAL) status = ErrnoError("unmounting", staging);
+    break;
+  }
+  if (!status.ok()) return status;
+  if (::rmdir(staging.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoError("removing the volume staging directory", staging);
+  }
+  return Status::Ok();
+}
+
+}  // namespace beaconbox::storage
