@@ -57,6 +57,13 @@ bbx_on_stop() { local dir; for dir in "${cgroup_dirs[@]}"; do rmdir "$dir" 2>/de
 bbx_env_start
 bbx_import_demo_image
 mkdir "${cgroup_dirs[@]}"
+for dir in "${cgroup_dirs[@]}"; do
+  # A v1 cpuset group takes no process before it has cpus and mems (its parent's).
+  if [ -e "$dir/cpuset.cpus" ]; then
+    cat "$(dirname "$dir")/cpuset.cpus" > "$dir/cpuset.cpus"
+    cat "$(dirname "$dir")/cpuset.mems" > "$dir/cpuset.mems"
+  fi
+done
 # A score of containerd's own that no shim has by chance: each must get it + 1.
 # (Raised: lowering it needs CAP_SYS_RESOURCE, which a CI container may lack.)
 containerd_oom=$(( $(cat "/proc/$BBX_CONTAINERD_PID/oom_score_adj") + 100 ))
@@ -206,7 +213,8 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   else
     fail "$name: task_client did not create $id ('$line')"
   fi
-  echo go >&"$to_client" || true
+  # The client may be gone (it failed): no SIGPIPE for this shell.
+  (trap '' PIPE; echo go >&"$to_client") 2>/dev/null || true
   out=$(cat <&"$from_client") || true
   exec {from_client}<&- {to_client}>&-
   # shellcheck disable=SC2154  # set by coproc
