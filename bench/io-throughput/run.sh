@@ -55,15 +55,16 @@ for runtime in "${runtimes[@]}"; do
     [ "$got" = "$bytes" ] || echo "  $runtime run $i: got $got of $bytes bytes" >&2
     copy_ns=$((run_ns - idle_ns))
     [ "$copy_ns" -gt 0 ] || copy_ns=1
-    rate=$((bytes * 1000 / copy_ns))  # bytes/ns*1000 = MB/s
+    rate=$(awk -v b="$bytes" -v ns="$copy_ns" 'BEGIN {printf "%.1f", b * 1000 / ns}')  # MB/s
     rates+=("$rate")
-    printf '  %-28s run %d: %4d MB/s (run %d ms, idle start %d ms)\n' "$runtime" "$i" "$rate" \
+    printf '  %-28s run %d: %6s MB/s (run %d ms, idle start %d ms)\n' "$runtime" "$i" "$rate" \
       $((run_ns / 1000000)) $((idle_ns / 1000000))
   done
   median=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf '%-28s median %d MB/s over %d runs\n' "$runtime" "$median" "$iterations"
+  printf '%-28s median %s MB/s over %d runs\n' "$runtime" "$median" "$iterations"
 done
 
+mb_per_s() { awk -v b="$bytes" -v ms="$1" 'BEGIN {printf "%.1f", b / 1000 / ms}'; }
 median_of() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 exec_ms() {  # exec_ms ID EXEC_ID CMD...: ms of one ctr task exec, its stdout to wc -c
   local id=$1 exec_id=$2 start got
@@ -93,8 +94,8 @@ for runtime in "${runtimes[@]}"; do
   relay_ms=$(printf '%s\n' "${relay[@]}" | median_of)
   gen_ms=$((null_ms > trip_ms ? null_ms - trip_ms : 1))
   out_ms=$((relay_ms > trip_ms ? relay_ms - trip_ms : 1))
-  printf '%-28s exec /bin/true %d ms; to /dev/null %d ms (%d MB/s); to stdout %d ms (%d MB/s); relay %d ms = %d%% of the stdout time\n' \
-    "$runtime" "$trip_ms" "$gen_ms" $((bytes / 1000 / gen_ms)) "$out_ms" $((bytes / 1000 / out_ms)) \
+  printf '%-28s exec /bin/true %d ms; to /dev/null %d ms (%s MB/s); to stdout %d ms (%s MB/s); relay %d ms = %d%% of the stdout time\n' \
+    "$runtime" "$trip_ms" "$gen_ms" "$(mb_per_s "$gen_ms")" "$out_ms" "$(mb_per_s "$out_ms")" \
     $((out_ms > gen_ms ? out_ms - gen_ms : 0)) $(((out_ms > gen_ms ? out_ms - gen_ms : 0) * 100 / out_ms))
   bbx_remove "$id"
 done

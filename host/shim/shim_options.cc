@@ -7,13 +7,17 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "common/base/file_util.h"
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
 
 namespace beaconbox::shim {
 namespace {
+
+namespace fs = std::filesystem;
 
 constexpr size_t kMaxOptionsSize = 1 << 20;
 constexpr int kOomScoreAdjMax = 1000;
@@ -76,18 +80,39 @@ Status JoinShimCgroup(pid_t pid, const std::string& cgroup, const std::string& c
                          "' is not an absolute cgroup path without '..': fix ShimCgroup in the "
                          "runtime's options");
   }
-  if (!FileExists(cgroup_root + "/cgroup.controllers")) {
-    return MakeError(ErrorCode::kNotImplemented,
-                     "shim cgroup " + cgroup + ": " + cgroup_root +
-                         " is not a cgroup v2 hierarchy; beaconbox joins cgroup v2 groups only");
+  // cgroup v2 (unified): one group.
+  std::vector<std::string> dirs;
+  if (FileExists(cgroup_root + "/cgroup.controllers")) {
+    dirs.push_back(cgroup_root + cgroup);
+  } else {
+    // cgroup v1 or hybrid, as runc's shim: the group in every v1 hierarchy mounted
+    // below the root (symlinked aliases like cpu,cpuacct once; not the hybrid's
+    // unified mount).
+    std::error_code error;
+    for (const auto& entry : fs::directory_iterator(cgroup_root, error)) {
+      if (entry.is_symlink(error) || !entry.is_directory(error)) continue;
+      if (entry.path().filename() == "unified") continue;
+      if (!FileExists(entry.path().string() + "/cgroup.procs")) continue;
+      dirs.push_back(entry.path().string() + cgroup);
+    }
+    if (dirs.empty()) {
+      return MakeError(ErrorCode::kNotFound, "shim cgroup " + cgroup +
+                                                 ": no cgroup hierarchy below " + cgroup_root +
+                                                 ": mount cgroup2 or cgroup v1 there");
+    }
   }
-  const std::string dir = cgroup_root + cgroup;
-  if (!FileExists(dir + "/cgroup.procs")) {
-    return MakeError(ErrorCode::kNotFound, "shim cgroup " + cgroup + " does not exist (" + dir +
-                                               "): create it or fix ShimCgroup in the runtime's "
-                                               "options");
+  for (const auto& dir : dirs) {
+    if (!FileExists(dir + "/cgroup.procs")) {
+      return MakeError(ErrorCode::kNotFound, "shim cgroup " + cgroup + " does not exist (" + dir +
+                                                 "): create it or fix ShimCgroup in the "
+                                                 "runtime's options");
+    }
   }
-  return WriteKernelFile(dir + "/cgroup.procs", std::to_string(pid), "shim cgroup " + cgroup);
+  for (const auto& dir : dirs) {
+    BBX_RETURN_IF_ERROR(
+        WriteKernelFile(dir + "/cgroup.procs", std::to_string(pid), "shim cgroup " + cgroup));
+  }
+  return Status::Ok();
 }
 
 Status AdjustShimOomScore(pid_t pid, pid_t parent, const std::string& proc_root) {

@@ -23,8 +23,10 @@ struct ShimStartOptions {
 // another type than runc's are ignored (they mean nothing to this shim).
 Result<ShimStartOptions> ParseShimStartOptions(std::string_view any_bytes);
 
-// Moves `pid` into the cgroup v2 group `cgroup` (a path below `cgroup_root`, as in
-// /proc/self/cgroup: "/system.slice/shim"). Refuses "..", relative paths and cgroup v1.
+// Moves `pid` into the group `cgroup` (a path as in /proc/self/cgroup:
+// "/system.slice/shim"): below `cgroup_root` with cgroup v2, else in every v1
+// hierarchy mounted below it, as runc's shim. Refuses "..", relative paths and a
+// group missing in any hierarchy.
 Status JoinShimCgroup(pid_t pid, const std::string& cgroup,
                       const std::string& cgroup_root = "/sys/fs/cgroup");
 

@@ -117,7 +117,13 @@ void TaskService::Register(ttrpc::Server& server) {
       server, kService, "Exec",
       [this](ServerContext& context, const ExecProcessRequest& request, Empty*) {
         BBX_ASSIGN_OR_RETURN_RPC(auto container, Find(context, request.id()));
-        return ToRpc(container->Exec(request));
+        Status added = container->Exec(request);
+        // runc's shim answers an exec into a task that is not running ("cannot exec
+        // in a stopped state") with a plain error: code Unknown, as ctr shows it.
+        if (!added.ok() && added.error().code == ErrorCode::kFailedPrecondition) {
+          return RpcStatus{ttrpc::Code::kUnknown, added.error().message};
+        }
+        return ToRpc(added);
       });
 
   ttrpc::RegisterUnaryProto<StateRequest, StateResponse>(

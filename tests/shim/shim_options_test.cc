@@ -72,9 +72,25 @@ TEST_F(ShimFilesTest, TheShimJoinsAnExistingCgroupV2GroupOnly) {
     EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument) << bad;
   }
   EXPECT_EQ(JoinShimCgroup(4242, "/absent", cgroup_root).error().code, ErrorCode::kNotFound);
-  fs::remove(cgroup_root + "/cgroup.controllers");  // a v1 hierarchy has none
-  EXPECT_EQ(JoinShimCgroup(4242, "/bbx/shim", cgroup_root).error().code,
-            ErrorCode::kNotImplemented);
+}
+
+TEST_F(ShimFilesTest, WithCgroupV1TheShimJoinsTheGroupInEveryHierarchy) {
+  const std::string cgroup_root = root_ + "/cgroup";
+  for (const char* hierarchy : {"cpu", "memory", "systemd", "unified"}) {
+    Write(cgroup_root + "/" + hierarchy + "/cgroup.procs", "");
+  }
+  fs::create_symlink("cpu", cgroup_root + "/cpuacct");
+  auto missing = JoinShimCgroup(4242, "/bbx/shim", cgroup_root);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  for (const char* hierarchy : {"cpu", "memory", "systemd"}) {
+    Write(cgroup_root + "/" + hierarchy + "/bbx/shim/cgroup.procs", "");
+  }
+  ASSERT_TRUE(JoinShimCgroup(4242, "/bbx/shim", cgroup_root).ok());
+  for (const char* hierarchy : {"cpu", "memory", "systemd"}) {
+    EXPECT_EQ(*ReadSmallFile(cgroup_root + "/" + hierarchy + "/bbx/shim/cgroup.procs"), "4242");
+  }
+  EXPECT_FALSE(fs::exists(cgroup_root + "/unified/bbx"));
 }
 
 TEST_F(ShimFilesTest, TheShimsOomScoreIsItsParentsPlusOne) {
