@@ -540,6 +540,28 @@ TEST_F(SandboxTest, HostileGuestAnswersDoNotReachContainerd) {
   ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
 }
 
+// An OOM kill in the guest is /tasks/oom, once per kill, before the exit it caused
+// (as runc's shim orders them); a guest without WaitOom just gives no OOM events.
+TEST_F(SandboxTest, OomKillsArePublishedOnceAndBeforeTheExit) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(created.ok());
+  Container& container = **created;
+  ASSERT_TRUE(container.Start("").ok());
+  agent_.SetOomKills(kC1.id, 1);
+  agent_.Exit(kC1.id, "", 137);
+  auto exit = container.Wait("");
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_status, 137u);
+  agent_.SetOomKills(kC1.id, 1);  // the same count again: no second event
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  EXPECT_EQ(events_.topics(),
+            (std::vector<std::string>{"/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit",
+                                      "/tasks/delete"}));
+  ExpectNothingLeft(sandbox);
+}
+
 // runc's shim: Wait on an exec whose start failed returns; Delete then removes it.
 TEST_F(SandboxTest, ExecWaitReturnsWhenItsStartFailed) {
   Sandbox& sandbox = NewSandbox(kC1);
