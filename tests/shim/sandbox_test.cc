@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -559,6 +560,26 @@ TEST_F(SandboxTest, OomKillsArePublishedOnceAndBeforeTheExit) {
   EXPECT_EQ(events_.topics(),
             (std::vector<std::string>{"/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit",
                                       "/tasks/delete"}));
+  ExpectNothingLeft(sandbox);
+}
+
+// A guest whose OOM count grows all the time cannot flood containerd nor make the
+// shim spin: one call, so at most one event, per OomWatch::kMinCallInterval.
+TEST_F(SandboxTest, AnEverGrowingOomCountIsRateLimited) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(created.ok());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
+  for (uint64_t count = 1; std::chrono::steady_clock::now() < until; ++count) {
+    agent_.SetOomKills(kC1.id, count);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto topics = events_.topics();
+  const auto ooms = std::count(topics.begin(), topics.end(), "/tasks/oom");
+  EXPECT_GE(ooms, 1);
+  EXPECT_LE(ooms, 4);  // 2.5 s of calls at least 1 s apart (before: hundreds)
+  ASSERT_TRUE((*created)->Kill("", SIGKILL, false).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
   ExpectNothingLeft(sandbox);
 }
 
