@@ -14,8 +14,8 @@
 // reports its hypervisor's. The container's processes exist only inside the VM; a
 // guest pid handed to containerd would name some unrelated host process to any tool
 // that reads /proc/<pid> or signals it. For the same reason Pids (`ctr task ps`)
-// lists the VMM's pid alone where runc's shim lists the container's processes: on the
-// host the VMM is the container's only process. The guest's pids stay in the shim's
+// gives the VMM's pid where runc's shim lists the container's processes: on the host
+// the VMM is the container's only process. The guest's pids stay in the shim's
 // log; `ctr task exec ... ps` shows the processes inside. Pids has one entry per live
 // process of the task -- the init unless it exited, each started exec still running --
 // all with the VMM's pid, each exec's carrying its exec id (as runc's shim marks its

@@ -31,16 +31,15 @@ void OomWatch::Stop() {
   if (thread.joinable()) thread.join();
 }
 
-bool OomWatch::Report(uint64_t count) {
+void OomWatch::Report(uint64_t count) {
   std::lock_guard lock(mutex_);
-  if (count <= reported_) return false;
+  if (count <= reported_) return;
   reported_ = count;
   ::containerd::events::TaskOOM event;
   event.set_container_id(container_id_);
   events_.Publish("/tasks/oom", event);
   spdlog::info("container {}: OOM kill in the guest (count {}): /tasks/oom published",
                container_id_, count);
-  return true;
 }
 
 void OomWatch::Failed(const Error& error) {
@@ -84,16 +83,16 @@ void OomWatch::Run() {
     request.set_seen(seen);
     request.set_wait_ms(static_cast<uint32_t>(kPollWait.count()));
     guestapi::WaitOomResponse response;
+    const auto next_call = std::chrono::steady_clock::now() + kMinCallInterval;
     Status called = guest_.CallGuest("WaitOom", request, &response, kPollWait + call_timeout_);
     if (!called.ok()) {
       // NOT_FOUND: the container was deleted in the guest; else the VM is gone or wedged.
       Failed(called.error());
       return;
     }
-    if (Report(response.oom_kills())) {
-      std::unique_lock lock(mutex_);
-      stop_requested_.wait_for(lock, kMinEventGap, [this] { return stopping_; });
-    }
+    Report(response.oom_kills());
+    std::unique_lock lock(mutex_);
+    stop_requested_.wait_until(lock, next_call, [this] { return stopping_; });
   }
 }
 

@@ -6,7 +6,7 @@
 // once more without waiting, so that /tasks/oom comes before /tasks/exit as with runc.
 //
 // The count is the guest's word: it only decides whether an event goes out (at most
-// one per call, at least kMinEventGap apart), never anything else.
+// one per call, calls at least kMinCallInterval apart), never anything else.
 #pragma once
 
 #include <chrono>
@@ -23,10 +23,11 @@ namespace beaconbox::shim {
 
 class OomWatch {
  public:
-  // How long one WaitOom call waits in the guest, and the least time between two
-  // events (a guest answering at once with ever higher counts cannot flood containerd).
+  // How long one WaitOom call waits in the guest, and the least time between the
+  // starts of two calls: a guest answering at once can neither make the shim spin nor
+  // flood containerd with events (at most one per interval).
   static constexpr std::chrono::milliseconds kPollWait{10000};
-  static constexpr std::chrono::milliseconds kMinEventGap{100};
+  static constexpr std::chrono::milliseconds kMinCallInterval{1000};
 
   // `call_timeout`: the deadline of a guest call beyond its own wait.
   OomWatch(GuestClient& guest, std::string container_id, EventSink& events,
@@ -45,8 +46,8 @@ class OomWatch {
 
  private:
   void Run();
-  // Publishes one TaskOOM when `count` is above what was reported; true if it did.
-  bool Report(uint64_t count);
+  // Publishes one TaskOOM when `count` is above what was reported.
+  void Report(uint64_t count);
   // Logs why the watch ends after a failed call.
   void Failed(const Error& error);
 

@@ -171,9 +171,28 @@ def config_seeds():
     write("config", "wrong-types", b'[vm]\nvcpus = "two"\nmemory_mib = -1\nunknown = 1\n')
 
 
+def metrics(text):
+    return encode("io.containerd.cgroups.v2.Metrics", text,
+                  "github.com/containerd/cgroups/v2/stats/metrics.proto", [CTRD_SRC])
+
+
+def guest_metrics_seeds():
+    # Byte 0: even = the cgroup v2 type URL, bit 1 = add the VM cost (guest_metrics_fuzz.cc).
+    sample = metrics('pids { current: 3 limit: 18446744073709551615 } cpu { usage_usec: 123456 } '
+                     'memory { usage: 6291456 inactive_file: 786432 anon: 4321792 } '
+                     'memory_events { oom_kill: 1 } io { usage { major: 254 rbytes: 4096 } }')
+    write("guest_metrics", "sample", bytes([0]) + sample)
+    write("guest_metrics", "sample-vm-cost", bytes([2]) + sample)
+    write("guest_metrics", "v1-type", bytes([1]) + b"io.containerd.cgroups.v1.Metrics\0" + sample)
+    write("guest_metrics", "too-many-pids", bytes([0]) + metrics("pids { current: 99999999 }"))
+    write("guest_metrics", "rdma-unknown", bytes([0]) + sample +
+          metrics('rdma { current { device: "x" } }') + b"\xea\x04\x03abc")
+
+
 if __name__ == "__main__":
     ttrpc_server_seeds()
     ttrpc_client_seeds()
     guest_response_seeds()
     spec_adapter_seeds()
     config_seeds()
+    guest_metrics_seeds()

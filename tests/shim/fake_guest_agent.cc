@@ -139,6 +139,19 @@ void FakeGuestAgent::AnswerInvalidExitTime() {
   invalid_exit_time_ = true;
 }
 
+void FakeGuestAgent::SetOomKills(const std::string& id, uint64_t count) {
+  {
+    std::lock_guard lock(mutex_);
+    oom_kills_[id] = count;
+  }
+  changed_.notify_all();
+}
+
+void FakeGuestAgent::AnswerStats(const std::string& type_url, const std::string& value) {
+  std::lock_guard lock(mutex_);
+  stats_ = std::make_pair(type_url, value);
+}
+
 int FakeGuestAgent::hung_calls() const {
   std::lock_guard lock(mutex_);
   return hung_calls_;
@@ -294,6 +307,7 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
           std::lock_guard lock(mutex_);
           auto it = processes_.find({request.id(), request.exec_id()});
           if (it == processes_.end()) return RpcStatus{Code::kNotFound, "no such process"};
+          it->second.deleted = true;
           // crun delete --force ends a created process.
           if (!it->second.exited) {
             it->second.exited = true;
@@ -315,6 +329,45 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
             out->add_processes()->set_pid(process.pid);
           }
         }
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<WaitOomRequest, WaitOomResponse>(
+      server, kGuest, "WaitOom",
+      [this](ServerContext& context, const WaitOomRequest& request, WaitOomResponse* out) {
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(request.wait_ms());
+        std::unique_lock lock(mutex_);
+        ++waiting_handlers_;
+        RpcStatus status;
+        for (;;) {
+          auto it = processes_.find({request.container_id(), ""});
+          if (it == processes_.end() || it->second.deleted) {
+            status = RpcStatus{Code::kNotFound, "no such container"};
+            break;
+          }
+          out->set_oom_kills(oom_kills_[request.container_id()]);
+          if (out->oom_kills() > request.seen() || std::chrono::steady_clock::now() >= deadline) {
+            break;
+          }
+          if (context.cancelled()) {
+            status = RpcStatus{Code::kUnavailable, "connection closed"};
+            break;
+          }
+          changed_.wait_for(lock, std::chrono::milliseconds(10));
+        }
+        --waiting_handlers_;
+        changed_.notify_all();
+        lock.unlock();
+        return status;
+      });
+  ttrpc::RegisterUnaryProto<task::StatsRequest, task::StatsResponse>(
+      server, kTask, "Stats",
+      [this](ServerContext& context, const task::StatsRequest&, task::StatsResponse* out) {
+        if (auto failed = Record("Task.Stats", context); !failed.ok()) return failed;
+        std::lock_guard lock(mutex_);
+        if (!stats_) return RpcStatus{Code::kUnimplemented, "fake guest: no stats"};
+        out->mutable_stats()->set_type_url(stats_->first);
+        out->mutable_stats()->set_value(stats_->second);
         return RpcStatus{};
       });
   for (const char* method : {"Pause", "Resume"}) {

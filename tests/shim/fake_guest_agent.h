@@ -59,6 +59,12 @@ class FakeGuestAgent {
   void AnswerInvalidExitTime();
   int hung_calls() const;  // calls that hung so far
 
+  // The OOM kill count of container `id` (Guest.WaitOom answers it; those calls are
+  // not recorded in calls(): they run all along).
+  void SetOomKills(const std::string& id, uint64_t count);
+  // What Task.Stats answers from now on (default: kUnimplemented).
+  void AnswerStats(const std::string& type_url, const std::string& value);
+
   std::vector<std::string> calls() const;  // "Guest.Hello", "Task.Create", ... in order
   std::optional<guestapi::CreateBundleRequest> last_bundle() const;
   std::optional<guestapi::NetworkConfig> network() const;
@@ -71,6 +77,7 @@ class FakeGuestAgent {
     bool started = false;
     bool exited = false;
     uint32_t exit_status = 0;
+    bool deleted = false;
   };
   using ProcessKey = std::pair<std::string, std::string>;  // id, exec id
 
@@ -92,6 +99,8 @@ class FakeGuestAgent {
   std::set<std::string> hanging_;                             // guarded by mutex_
   std::optional<uint32_t> answer_pid_;                        // guarded by mutex_
   bool invalid_exit_time_ = false;                            // guarded by mutex_
+  std::map<std::string, uint64_t> oom_kills_;                 // guarded by mutex_
+  std::optional<std::pair<std::string, std::string>> stats_;  // guarded by mutex_
   int hung_calls_ = 0;                                        // guarded by mutex_
   std::vector<std::unique_ptr<ttrpc::Server>> servers_;       // guarded by mutex_
   std::vector<std::thread> threads_;                          // guarded by mutex_

@@ -576,6 +576,48 @@ TEST_F(SandboxTest, HostileGuestAnswersDoNotReachContainerd) {
   ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
 }
 
+// An OOM kill in the guest is /tasks/oom, once per kill, before the exit it caused
+// (as runc's shim orders them); a guest without WaitOom just gives no OOM events.
+TEST_F(SandboxTest, OomKillsArePublishedOnceAndBeforeTheExit) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(created.ok());
+  Container& container = **created;
+  ASSERT_TRUE(container.Start("").ok());
+  agent_.SetOomKills(kC1.id, 1);
+  agent_.Exit(kC1.id, "", 137);
+  auto exit = container.Wait("");
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->exit_status, 137u);
+  agent_.SetOomKills(kC1.id, 1);  // the same count again: no second event
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  EXPECT_EQ(events_.topics(),
+            (std::vector<std::string>{"/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit",
+                                      "/tasks/delete"}));
+  ExpectNothingLeft(sandbox);
+}
+
+// A guest whose OOM count grows all the time cannot flood containerd nor make the
+// shim spin: one call, so at most one event, per OomWatch::kMinCallInterval.
+TEST_F(SandboxTest, AnEverGrowingOomCountIsRateLimited) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  auto created = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(created.ok());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
+  for (uint64_t count = 1; std::chrono::steady_clock::now() < until; ++count) {
+    agent_.SetOomKills(kC1.id, count);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto topics = events_.topics();
+  const auto ooms = std::count(topics.begin(), topics.end(), "/tasks/oom");
+  EXPECT_GE(ooms, 1);
+  EXPECT_LE(ooms, 4);  // 2.5 s of calls at least 1 s apart (before: hundreds)
+  ASSERT_TRUE((*created)->Kill("", SIGKILL, false).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
 // runc's shim: Wait on an exec whose start failed returns; Delete then removes it.
 TEST_F(SandboxTest, ExecWaitReturnsWhenItsStartFailed) {
   Sandbox& sandbox = NewSandbox(kC1);

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "github.com/containerd/cgroups/v2/stats/metrics.pb.h"
+#include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
 #include "tests/shim/fake_backends.h"
 
 namespace beaconbox::shim {
@@ -210,6 +212,66 @@ TEST_F(TaskServiceTest, ExecPauseAndUnimplementedCalls) {
   task::ConnectResponse connected;
   ASSERT_TRUE(Call("Connect", connect, &connected).ok());
   EXPECT_EQ(connected.task_pid(), started.pid());
+}
+
+// Stats: the guest's cgroup v2 Metrics, re-checked, as containerd's type; Pids: every
+// live process with the VMM's pid, each exec marked with runc's ProcessDetails.
+TEST_F(TaskServiceTest, StatsAndPidsWithExecs) {
+  ASSERT_TRUE(Create("c1").ok());
+  task::StartRequest start;
+  start.set_id("c1");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  Empty empty;
+  for (const char* exec_id : {"e1", "e2"}) {
+    task::ExecProcessRequest exec;
+    exec.set_id("c1");
+    exec.set_exec_id(exec_id);
+    exec.mutable_spec()->set_value(R"({"args":["/bin/sh"]})");
+    ASSERT_TRUE(Call("Exec", exec, &empty).ok());
+  }
+  start.set_exec_id("e1");  // e2 stays created: not a process yet, as with runc
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  task::PidsRequest pids_request;
+  pids_request.set_id("c1");
+  task::PidsResponse pids;
+  ASSERT_TRUE(Call("Pids", pids_request, &pids).ok());
+  ASSERT_EQ(pids.processes_size(), 2);
+  EXPECT_EQ(pids.processes(0).pid(), 424242u);
+  EXPECT_FALSE(pids.processes(0).has_info());
+  EXPECT_EQ(pids.processes(1).pid(), 424242u);
+  EXPECT_EQ(pids.processes(1).info().type_url(), "containerd.runc.v1.ProcessDetails");
+  ::containerd::runc::v1::ProcessDetails details;
+  ASSERT_TRUE(details.ParseFromString(pids.processes(1).info().value()));
+  EXPECT_EQ(details.exec_id(), "e1");
+  agent_.Exit("c1", "e1", 0);
+  task::WaitRequest wait;
+  wait.set_id("c1");
+  wait.set_exec_id("e1");
+  task::WaitResponse waited;
+  ASSERT_TRUE(Call("Wait", wait, &waited).ok());
+  ASSERT_TRUE(Call("Pids", pids_request, &pids).ok());
+  EXPECT_EQ(pids.processes_size(), 1);  // the init alone once e1 exited
+
+  task::StatsRequest stats;
+  stats.set_id("c1");
+  task::StatsResponse stats_response;
+  // An old guest without Stats: containerd gets "not implemented".
+  EXPECT_EQ(Call("Stats", stats, &stats_response).code, Code::kUnimplemented);
+  ::io::containerd::cgroups::v2::Metrics metrics;
+  metrics.mutable_pids()->set_current(2);
+  metrics.mutable_memory()->set_usage(1 << 20);
+  agent_.AnswerStats("io.containerd.cgroups.v2.Metrics", metrics.SerializeAsString());
+  ASSERT_TRUE(Call("Stats", stats, &stats_response).ok());
+  EXPECT_EQ(stats_response.stats().type_url(), "io.containerd.cgroups.v2.Metrics");
+  ::io::containerd::cgroups::v2::Metrics answered;
+  ASSERT_TRUE(answered.ParseFromString(stats_response.stats().value()));
+  EXPECT_EQ(answered.pids().current(), 2u);
+  EXPECT_EQ(answered.memory().usage(), 1u << 20);
+  agent_.AnswerStats("io.containerd.cgroups.v1.Metrics", metrics.SerializeAsString());
+  auto refused = Call("Stats", stats, &stats_response);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.message.find("refused"), std::string::npos) << refused.message;
 }
 
 }  // namespace
