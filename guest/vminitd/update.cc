@@ -1,11 +1,21 @@
 // Task.Update in the guest: onlines what the host hot-added (the annotations say how
-// many vCPUs and MiB the VM has now), then gives the container's cgroup the new
-// limits with `crun update --resources`, as runc's shim does with runc.
+// many vCPUs and MiB the VM has now), then writes the new limits into the container's
+// cgroup v2 files (memory.max, cpu.max, cpu.weight, pids.max), with the values runc
+// writes for the same LinuxResources. (crun 1.8's `update --resources` left memory.max
+// unchanged here.)
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "common/base/bounded_json.h"
+#include "common/base/errno_error.h"
 #include "common/base/file_util.h"
+#include "common/base/unique_fd.h"
 #include "guest/vminitd/hotplug.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/runtime.h"
@@ -37,14 +47,83 @@ Result<std::optional<uint64_t>> SizeAnnotation(const taskapi::UpdateTaskRequest&
   return std::optional<uint64_t>(value);
 }
 
+// A JSON integer member `key` of `object`, if present.
+std::optional<int64_t> IntegerOf(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_number_integer()) return std::nullopt;
+  if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX)) return INT64_MAX;
+  return it->get<int64_t>();
+}
+const nlohmann::json* ObjectOf(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_object() ? &*it : nullptr;
+}
+
+// The cgroup v2 file writes for an OCI LinuxResources, as runc makes them: a limit
+// <= 0 (-1) is "max"; cpu.max is "<quota|max> <period>"; shares become cpu.weight
+// (1 + (shares - 2) * 9999 / 262142).
+Result<std::vector<std::pair<std::string, std::string>>> CgroupWrites(
+    const nlohmann::json& resources, const std::string& current_cpu_max) {
+  std::vector<std::pair<std::string, std::string>> writes;
+  auto limit_text = [](int64_t value) {
+    return value <= 0 ? std::string("max") : std::to_string(value);
+  };
+  if (const auto* memory = ObjectOf(resources, "memory")) {
+    if (auto limit = IntegerOf(*memory, "limit"))
+      writes.emplace_back("memory.max", limit_text(*limit));
+  }
+  if (const auto* cpu = ObjectOf(resources, "cpu")) {
+    auto quota = IntegerOf(*cpu, "quota");
+    auto period = IntegerOf(*cpu, "period");
+    if (quota || period) {
+      // What is not given stays as it is: "<quota> <period>" now.
+      std::string old_quota = "max", old_period = "100000";
+      if (size_t space = current_cpu_max.find(' '); space != std::string::npos) {
+        old_quota = current_cpu_max.substr(0, space);
+        old_period = current_cpu_max.substr(space + 1);
+        while (!old_period.empty() && old_period.back() == '\n') old_period.pop_back();
+      }
+      writes.emplace_back("cpu.max",
+                          (quota ? limit_text(*quota) : old_quota) + " " +
+                              (period && *period > 0 ? std::to_string(*period) : old_period));
+    }
+    if (auto shares = IntegerOf(*cpu, "shares"); shares && *shares > 0) {
+      const int64_t clamped = std::clamp<int64_t>(*shares, 2, 262144);
+      writes.emplace_back("cpu.weight", std::to_string(1 + ((clamped - 2) * 9999) / 262142));
+    }
+  }
+  if (const auto* pids = ObjectOf(resources, "pids")) {
+    if (auto limit = IntegerOf(*pids, "limit")) writes.emplace_back("pids.max", limit_text(*limit));
+  }
+  return writes;
+}
+
+// The cgroup v2 directory of process `pid` ("0::/path" in /proc/<pid>/cgroup).
+Result<std::string> CgroupDirOf(pid_t pid) {
+  BBX_ASSIGN_OR_RETURN(std::string text,
+                       ReadSmallFile("/proc/" + std::to_string(pid) + "/cgroup", 4096));
+  size_t start = text.find("0::");
+  if (start == std::string::npos || (start != 0 && text[start - 1] != '\n')) {
+    return MakeError(ErrorCode::kNotFound, "no cgroup v2 path for pid " + std::to_string(pid));
+  }
+  std::string path = text.substr(start + 3, text.find('\n', start) - start - 3);
+  if (path.empty() || path[0] != '/' || path.find("..") != std::string::npos) {
+    return MakeError(ErrorCode::kInternal, "unexpected cgroup path of pid " + std::to_string(pid));
+  }
+  return "/sys/fs/cgroup" + path;
+}
+
 }  // namespace
 
 Status Runtime::Update(const taskapi::UpdateTaskRequest& req) {
-  std::string state_dir;
+  pid_t pid = 0;
   {
     std::lock_guard lock(mu_);
-    BBX_RETURN_IF_ERROR(FindContainer(req.id()));
-    state_dir = std::string(kStateRoot) + "/" + req.id();
+    BBX_ASSIGN_OR_RETURN(Container * container, FindContainer(req.id()));
+    pid = container->init->pid;
+  }
+  if (pid <= 0) {
+    return MakeError(ErrorCode::kFailedPrecondition, "container " + req.id() + " has no process");
   }
   BBX_ASSIGN_OR_RETURN(auto vcpus, SizeAnnotation(req, kVcpusAnnotation, 8192));
   BBX_ASSIGN_OR_RETURN(auto memory_mib, SizeAnnotation(req, kMemoryAnnotation, 1 << 24));
@@ -60,11 +139,19 @@ Status Runtime::Update(const taskapi::UpdateTaskRequest& req) {
   if (!parsed.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "the update's LinuxResources is not an object");
   }
-  const std::string path = state_dir + "/update-resources.json";
-  BBX_RETURN_IF_ERROR(WriteFileAtomic(path, parsed.dump()));
-  auto updated = Crun({"update", "--resources", path, req.id()});
-  if (!updated.ok()) return updated.error();
-  Log("updated the resources of " + req.id());
+  BBX_ASSIGN_OR_RETURN(std::string dir, CgroupDirOf(pid));
+  auto cpu_max = ReadSmallFile(dir + "/cpu.max", 256);
+  BBX_ASSIGN_OR_RETURN(auto writes, CgroupWrites(parsed, cpu_max.ok() ? *cpu_max : ""));
+  for (const auto& [file, value] : writes) {
+    const std::string path = dir + "/" + file;
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd ||
+        ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+      return ErrnoError("writing " + value + " to", path);
+    }
+  }
+  Log("updated the resources of " + req.id() + " (" + std::to_string(writes.size()) +
+      " cgroup files)");
   return Status::Ok();
 }
 

@@ -63,7 +63,9 @@ wait_value() {
 }
 wait_line() { local _; for _ in $(seq 600); do [ -n "$(latest "$1")" ] && return 0; sleep 0.5; done; return 1; }
 update() {  # update ID FLAGS...: Tasks.Update through containerd; its output
-  timeout 300 "$update_tool" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@" 2>&1
+  local id=$1
+  shift
+  timeout 300 "$update_tool" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@" "$id" 2>&1
 }
 check_value() {  # check_value WHAT ID KEY WANT
   wait_value "$2" "$3" "$4" && pass "$1: $3 = $4" || fail "$1: $3 = '$(value "$2" "$3")', want '$4' (last: $(latest "$2"))"
