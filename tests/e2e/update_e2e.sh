@@ -52,7 +52,9 @@ start_probe() {  # start_probe RUNTIME ID CTR_RUN_FLAGS...: runs the probe, stdo
   bbx_ctr run --rm --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "$@" \
     --mount type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev "$BBX_IMAGE" "$id" \
     /bin/sh -c "$probe" < /dev/null > "$BBX_DIR/$id.out" 2> "$BBX_DIR/$id.err" &
+  probe_pids+=("$!")
 }
+probe_pids=()
 latest() { tail -n 1 "$BBX_DIR/$1.out" 2>/dev/null; }
 value() { latest "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 # wait_value ID KEY WANT: until the probe's KEY is WANT (5 minutes at most, TCG).
@@ -201,7 +203,7 @@ fi
 grep -o 'VM [^ ]*: [a-zA-Z]* hot-added in [0-9]* ms[^"]*' "$BBX_DIR/containerd.log" | sed 's/^/  /' || true
 stop_probe grow
 
-wait  # the `ctr run` of each probe
+for pid in "${probe_pids[@]}"; do wait "$pid" || true; done  # the `ctr run` of each probe
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
   tail -60 "$BBX_DIR/containerd.log" >&2
