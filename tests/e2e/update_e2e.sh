@@ -180,6 +180,8 @@ if wait_line grow; then
   out=$(update grow --memory-limit $((1024 * MiB))) && pass "update --memory-limit 1 GiB accepted" ||
     fail "update --memory-limit 1 GiB: $out"
   check_value "update --memory-limit 1 GiB" grow memory.max "${want[memory.max]:-$((1024 * MiB))}"
+  # A probe line reads MemTotal before memory.max: wait for a line after the update.
+  for _ in $(seq 120); do [ "$(memtotal_mib grow)" -ge $((before + 480)) ] && break; sleep 0.5; done
   after=$(memtotal_mib grow)
   [ "$after" -ge $((before + 480)) ] && pass "memory hot-added: MemTotal $before -> $after MiB" ||
     fail "MemTotal $before -> $after MiB, want +512 MiB"
