@@ -1,6 +1,8 @@
 #include "guest/vminitd/hotplug.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -66,7 +68,55 @@ uint64_t OnlineMemoryPass(const fs::path& memory) {
   return online >> 20;
 }
 
+// A JSON integer member `key` of `object`, if present.
+std::optional<int64_t> IntegerOf(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_number_integer()) return std::nullopt;
+  if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX)) return INT64_MAX;
+  return it->get<int64_t>();
+}
+const nlohmann::json* ObjectOf(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_object() ? &*it : nullptr;
+}
+
 }  // namespace
+
+Result<std::vector<std::pair<std::string, std::string>>> CgroupWrites(
+    const nlohmann::json& resources, const std::string& current_cpu_max) {
+  std::vector<std::pair<std::string, std::string>> writes;
+  auto limit_text = [](int64_t value) {
+    return value <= 0 ? std::string("max") : std::to_string(value);
+  };
+  if (const auto* memory = ObjectOf(resources, "memory")) {
+    if (auto limit = IntegerOf(*memory, "limit"))
+      writes.emplace_back("memory.max", limit_text(*limit));
+  }
+  if (const auto* cpu = ObjectOf(resources, "cpu")) {
+    auto quota = IntegerOf(*cpu, "quota");
+    auto period = IntegerOf(*cpu, "period");
+    if (quota || period) {
+      // What is not given stays as it is: "<quota> <period>" now.
+      std::string old_quota = "max", old_period = "100000";
+      if (size_t space = current_cpu_max.find(' '); space != std::string::npos) {
+        old_quota = current_cpu_max.substr(0, space);
+        old_period = current_cpu_max.substr(space + 1);
+        while (!old_period.empty() && old_period.back() == '\n') old_period.pop_back();
+      }
+      writes.emplace_back("cpu.max",
+                          (quota ? limit_text(*quota) : old_quota) + " " +
+                              (period && *period > 0 ? std::to_string(*period) : old_period));
+    }
+    if (auto shares = IntegerOf(*cpu, "shares"); shares && *shares > 0) {
+      const int64_t clamped = std::clamp<int64_t>(*shares, 2, 262144);
+      writes.emplace_back("cpu.weight", std::to_string(1 + ((clamped - 2) * 9999) / 262142));
+    }
+  }
+  if (const auto* pids = ObjectOf(resources, "pids")) {
+    if (auto limit = IntegerOf(*pids, "limit")) writes.emplace_back("pids.max", limit_text(*limit));
+  }
+  return writes;
+}
 
 std::optional<uint32_t> CountCpuList(std::string_view list) {
   uint32_t count = 0;

@@ -1,11 +1,21 @@
 // Task.Update in the guest: onlines what the host hot-added (the annotations say how
-// many vCPUs and MiB the VM has now), then gives the container's cgroup the new
-// limits with `crun update --resources`, as runc's shim does with runc.
+// many vCPUs and MiB the VM has now), then writes the new limits into the container's
+// cgroup v2 files (memory.max, cpu.max, cpu.weight, pids.max), with the values runc
+// writes for the same LinuxResources. (crun 1.8's `update --resources` left memory.max
+// unchanged here.)
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "common/base/bounded_json.h"
+#include "common/base/errno_error.h"
 #include "common/base/file_util.h"
+#include "common/base/unique_fd.h"
 #include "guest/vminitd/hotplug.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/runtime.h"
@@ -37,14 +47,32 @@ Result<std::optional<uint64_t>> SizeAnnotation(const taskapi::UpdateTaskRequest&
   return std::optional<uint64_t>(value);
 }
 
+// The cgroup v2 directory of process `pid` ("0::/path" in /proc/<pid>/cgroup).
+Result<std::string> CgroupDirOf(pid_t pid) {
+  BBX_ASSIGN_OR_RETURN(std::string text,
+                       ReadSmallFile("/proc/" + std::to_string(pid) + "/cgroup", 4096));
+  size_t start = text.find("0::");
+  if (start == std::string::npos || (start != 0 && text[start - 1] != '\n')) {
+    return MakeError(ErrorCode::kNotFound, "no cgroup v2 path for pid " + std::to_string(pid));
+  }
+  std::string path = text.substr(start + 3, text.find('\n', start) - start - 3);
+  if (path.empty() || path[0] != '/' || path.find("..") != std::string::npos) {
+    return MakeError(ErrorCode::kInternal, "unexpected cgroup path of pid " + std::to_string(pid));
+  }
+  return "/sys/fs/cgroup" + path;
+}
+
 }  // namespace
 
 Status Runtime::Update(const taskapi::UpdateTaskRequest& req) {
-  std::string state_dir;
+  pid_t pid = 0;
   {
     std::lock_guard lock(mu_);
-    BBX_RETURN_IF_ERROR(FindContainer(req.id()));
-    state_dir = std::string(kStateRoot) + "/" + req.id();
+    BBX_ASSIGN_OR_RETURN(Container * container, FindContainer(req.id()));
+    pid = container->init->pid;
+  }
+  if (pid <= 0) {
+    return MakeError(ErrorCode::kFailedPrecondition, "container " + req.id() + " has no process");
   }
   BBX_ASSIGN_OR_RETURN(auto vcpus, SizeAnnotation(req, kVcpusAnnotation, 8192));
   BBX_ASSIGN_OR_RETURN(auto memory_mib, SizeAnnotation(req, kMemoryAnnotation, 1 << 24));
@@ -60,11 +88,19 @@ Status Runtime::Update(const taskapi::UpdateTaskRequest& req) {
   if (!parsed.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "the update's LinuxResources is not an object");
   }
-  const std::string path = state_dir + "/update-resources.json";
-  BBX_RETURN_IF_ERROR(WriteFileAtomic(path, parsed.dump()));
-  auto updated = Crun({"update", "--resources", path, req.id()});
-  if (!updated.ok()) return updated.error();
-  Log("updated the resources of " + req.id());
+  BBX_ASSIGN_OR_RETURN(std::string dir, CgroupDirOf(pid));
+  auto cpu_max = ReadSmallFile(dir + "/cpu.max", 256);
+  BBX_ASSIGN_OR_RETURN(auto writes, CgroupWrites(parsed, cpu_max.ok() ? *cpu_max : ""));
+  for (const auto& [file, value] : writes) {
+    const std::string path = dir + "/" + file;
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd ||
+        ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+      return ErrnoError("writing " + value + " to", path);
+    }
+  }
+  Log("updated the resources of " + req.id() + " (" + std::to_string(writes.size()) +
+      " cgroup files)");
   return Status::Ok();
 }
 

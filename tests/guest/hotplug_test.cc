@@ -88,3 +88,37 @@ TEST_F(FakeSysfs, OnlinesOfflineMemoryBlocks) {
 
 }  // namespace
 }  // namespace beaconbox::guest
+
+namespace beaconbox::guest {
+namespace {
+
+using Writes = std::vector<std::pair<std::string, std::string>>;
+
+Writes WritesFor(const std::string& json, const std::string& cpu_max = "max 100000\n") {
+  auto writes = CgroupWrites(nlohmann::json::parse(json), cpu_max);
+  EXPECT_TRUE(writes.ok());
+  return writes.ok() ? *writes : Writes{};
+}
+
+TEST(CgroupWritesTest, WritesWhatRuncWrites) {
+  EXPECT_EQ(WritesFor(R"({"memory":{"limit":1073741824},"pids":{"limit":50}})"),
+            (Writes{{"memory.max", "1073741824"}, {"pids.max", "50"}}));
+  EXPECT_EQ(WritesFor(R"({"memory":{"limit":-1},"pids":{"limit":0}})"),
+            (Writes{{"memory.max", "max"}, {"pids.max", "max"}}));
+  EXPECT_EQ(WritesFor(R"({"cpu":{"quota":200000,"period":100000}})"),
+            (Writes{{"cpu.max", "200000 100000"}}));
+  // What is not given stays: the period, then the quota.
+  EXPECT_EQ(WritesFor(R"({"cpu":{"quota":50000}})", "150000 200000\n"),
+            (Writes{{"cpu.max", "50000 200000"}}));
+  EXPECT_EQ(WritesFor(R"({"cpu":{"period":50000}})", "150000 200000\n"),
+            (Writes{{"cpu.max", "150000 50000"}}));
+  EXPECT_EQ(WritesFor(R"({"cpu":{"quota":-1}})"), (Writes{{"cpu.max", "max 100000"}}));
+  // Shares: runc's conversion to cpu.weight (1024 -> 39, 2 -> 1, 262144 -> 10000).
+  EXPECT_EQ(WritesFor(R"({"cpu":{"shares":1024}})"), (Writes{{"cpu.weight", "39"}}));
+  EXPECT_EQ(WritesFor(R"({"cpu":{"shares":2}})"), (Writes{{"cpu.weight", "1"}}));
+  EXPECT_EQ(WritesFor(R"({"cpu":{"shares":262144}})"), (Writes{{"cpu.weight", "10000"}}));
+  EXPECT_TRUE(WritesFor(R"({"memory":{"limit":"x"},"devices":[]})").empty());
+}
+
+}  // namespace
+}  // namespace beaconbox::guest

@@ -58,6 +58,7 @@ TEST_F(ConfigTest, EmptyFileGivesTheDocumentedDefaults) {
   EXPECT_EQ(config->vm.max_vcpus, 2u);
   EXPECT_EQ(config->vm.memory_mib, 512u);
   EXPECT_EQ(config->vm.max_memory_mib, 2048u);
+  EXPECT_EQ(config->vm.guest_overhead_mib, 128u);
   EXPECT_EQ(config->vm.guest_connect_timeout_ms, 60000u);
   EXPECT_EQ(config->vm.guest_call_timeout_ms, 60000u);
   EXPECT_EQ(config->vm.kill_timeout_ms, 5000u);
@@ -99,6 +100,7 @@ vcpus = 2
 max_vcpus = 4
 memory_mib = 256
 max_memory_mib = 1024
+guest_overhead_mib = 64
 guest_connect_timeout_ms = 5000
 guest_call_timeout_ms = 7000
 kill_timeout_ms = 1500
@@ -129,6 +131,7 @@ list = ["a", "b"]
   EXPECT_EQ(config->vm.max_vcpus, 4u);
   EXPECT_EQ(config->vm.memory_mib, 256u);
   EXPECT_EQ(config->vm.max_memory_mib, 1024u);
+  EXPECT_EQ(config->vm.guest_overhead_mib, 64u);
   EXPECT_EQ(config->vm.guest_connect_timeout_ms, 5000u);
   EXPECT_EQ(config->vm.guest_call_timeout_ms, 7000u);
   EXPECT_EQ(config->vm.kill_timeout_ms, 1500u);
