@@ -47,29 +47,16 @@ Result<std::optional<uint64_t>> SizeAnnotation(const taskapi::UpdateTaskRequest&
   return std::optional<uint64_t>(value);
 }
 
-// The cgroup v2 directory of process `pid` ("0::/path" in /proc/<pid>/cgroup).
-Result<std::string> CgroupDirOf(pid_t pid) {
-  BBX_ASSIGN_OR_RETURN(std::string text,
-                       ReadSmallFile("/proc/" + std::to_string(pid) + "/cgroup", 4096));
-  size_t start = text.find("0::");
-  if (start == std::string::npos || (start != 0 && text[start - 1] != '\n')) {
-    return MakeError(ErrorCode::kNotFound, "no cgroup v2 path for pid " + std::to_string(pid));
-  }
-  std::string path = text.substr(start + 3, text.find('\n', start) - start - 3);
-  if (path.empty() || path[0] != '/' || path.find("..") != std::string::npos) {
-    return MakeError(ErrorCode::kInternal, "unexpected cgroup path of pid " + std::to_string(pid));
-  }
-  return "/sys/fs/cgroup" + path;
-}
-
 }  // namespace
 
 Status Runtime::Update(const taskapi::UpdateTaskRequest& req) {
   pid_t pid = 0;
+  std::string dir;  // found at Create (Runtime::CgroupDirOf)
   {
     std::lock_guard lock(mu_);
     BBX_ASSIGN_OR_RETURN(Container * container, FindContainer(req.id()));
     pid = container->init->pid;
+    dir = container->cgroup_dir;
   }
   if (pid <= 0) {
     return MakeError(ErrorCode::kFailedPrecondition, "container " + req.id() + " has no process");
@@ -88,7 +75,11 @@ Status Runtime::Update(const taskapi::UpdateTaskRequest& req) {
   if (!parsed.is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, "the update's LinuxResources is not an object");
   }
-  BBX_ASSIGN_OR_RETURN(std::string dir, CgroupDirOf(pid));
+  if (dir.empty()) dir = CgroupDirOf(pid, req.id());
+  if (dir.empty()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "container " + req.id() + " has no cgroup v2 directory to update");
+  }
   auto cpu_max = ReadSmallFile(dir + "/cpu.max", 256);
   BBX_ASSIGN_OR_RETURN(auto writes, CgroupWrites(parsed, cpu_max.ok() ? *cpu_max : ""));
   for (const auto& [file, value] : writes) {
