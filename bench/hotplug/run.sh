@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Time of a vCPU hot-add and of a memory hot-add into a running beaconbox VM, through
 # a private containerd (scripts/lib/containerd-env.sh) and containerd's Tasks.Update
-# (tests/e2e/tools/bbx-task-update: the ctr of containerd 1.6/1.7 has no `task update`).
+# (tests/e2e/task_client, its update command: the ctr of containerd 1.6/1.7 has no `task update`).
 # Per VM (booted with 1 vCPU / 512 MiB by annotation, a `sleep` container):
 #   - a baseline update that grows nothing (pids limit): the fixed cost of an update;
 #   - a CPU quota of 2 CPUs: one vCPU hot-added, onlined, cpu.max set;
@@ -31,16 +31,16 @@ export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=$containerd_choice
 source "$repo/scripts/lib/containerd-env.sh"
 missing=$(bbx_beaconbox_missing "$output")
 [ -z "$missing" ] || { echo "run.sh: beaconbox is not built in $output: $missing" >&2; exit 1; }
-tool=$("$repo/tests/e2e/tools/bbx-task-update/build.sh")
+tool=$("$repo/tests/e2e/task_client/build.sh")
 MiB=1048576
 
 bbx_env_start
 bbx_import_demo_image
 
-timed_update() {  # ID FLAGS... -> wall ms of the Update call
+timed_update() {  # FLAGS... ID -> wall ms of the Update call
   local start end
   start=$(date +%s%N)
-  "$tool" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@" >&2
+  "$tool" "$BBX_SOCK" "$BBX_NS" update "$@" >&2
   end=$(date +%s%N)
   echo $(((end - start) / 1000000))
 }

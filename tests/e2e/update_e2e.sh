@@ -9,7 +9,7 @@
 #   2. annotations io.beaconbox.vm.vcpus=1 / memory_mib=640 size the VM explicitly;
 #   3. a limit or annotation beyond the maxima is refused at create with one line
 #      naming the config key, and nothing is left;
-#   4. Tasks.Update (bbx-task-update: neither 1.6's nor 1.7's ctr has `task update`)
+#   4. Tasks.Update (task_client update: neither 1.6's nor 1.7's ctr has `task update`)
 #      of the memory limit past the VM's memory hot-adds memory (MemTotal grows) and
 #      sets memory.max; a CPU quota of 2 CPUs hot-adds a vCPU (nproc grows) and sets
 #      cpu.max; the pids limit sets pids.max; a lower limit lowers memory.max only;
@@ -32,7 +32,7 @@ if [ -n "$missing" ]; then
 fi
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
-update_tool=$("$here/tools/bbx-task-update/build.sh") || { echo "FAIL: cannot build bbx-task-update" >&2; exit 1; }
+task_client=$("$here/task_client/build.sh") || { echo "FAIL: task_client did not build" >&2; exit 1; }
 MiB=1048576
 
 bbx_env_start
@@ -67,7 +67,7 @@ wait_line() { local _; for _ in $(seq 600); do [ -n "$(latest "$1")" ] && return
 update() {  # update ID FLAGS...: Tasks.Update through containerd; its output
   local id=$1
   shift
-  timeout 300 "$update_tool" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@" "$id" 2>&1
+  timeout 300 "$task_client" "$BBX_SOCK" "$BBX_NS" update "$@" "$id" 2>&1
 }
 check_value() {  # check_value WHAT ID KEY WANT
   wait_value "$2" "$3" "$4" && pass "$1: $3 = $4" || fail "$1: $3 = '$(value "$2" "$3")', want '$4' (last: $(latest "$2"))"

@@ -18,6 +18,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"syscall"
@@ -196,9 +197,58 @@ func resizeNoTerminal(ctx context.Context, client *containerd.Client, id string)
 	exec.Delete(ctx)
 }
 
+// update sends containerd's Tasks.Update for task ID, as `ctr task update` of newer
+// releases does (neither 1.6's nor 1.7's ctr has it): an OCI LinuxResources with the
+// fields given (the others unset, so they stay as they are). Prints one line and
+// exits 1 when containerd refuses.
+func update(ctx context.Context, client *containerd.Client, args []string) {
+	flags := flag.NewFlagSet("update", flag.ExitOnError)
+	memory := flags.Int64("memory-limit", 0, "memory limit in bytes (0: unchanged)")
+	quota := flags.Int64("cpu-quota", 0, "CPU quota in microseconds per period (0: unchanged)")
+	period := flags.Uint64("cpu-period", 0, "CPU period in microseconds (0: unchanged)")
+	shares := flags.Uint64("cpu-shares", 0, "CPU shares (0: unchanged)")
+	pids := flags.Int64("pids-limit", 0, "pids limit (0: unchanged)")
+	flags.Parse(args)
+	if flags.NArg() != 1 {
+		die("update [--memory-limit B] [--cpu-quota US] [--cpu-period US] [--cpu-shares N] [--pids-limit N] ID")
+	}
+	resources := &specs.LinuxResources{}
+	if *memory != 0 {
+		resources.Memory = &specs.LinuxMemory{Limit: memory}
+	}
+	if *quota != 0 || *period != 0 || *shares != 0 {
+		resources.CPU = &specs.LinuxCPU{}
+		if *quota != 0 {
+			resources.CPU.Quota = quota
+		}
+		if *period != 0 {
+			resources.CPU.Period = period
+		}
+		if *shares != 0 {
+			resources.CPU.Shares = shares
+		}
+	}
+	if *pids != 0 {
+		resources.Pids = &specs.LinuxPids{Limit: *pids}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	container, err := client.LoadContainer(ctx, flags.Arg(0))
+	if err != nil {
+		die("update: %v", err)
+	}
+	task, err := container.Task(ctx, nil)
+	if err != nil {
+		die("update: %v", err)
+	}
+	if err := task.Update(ctx, containerd.WithResources(resources)); err != nil {
+		die("update: %v", err)
+	}
+}
+
 func main() {
 	if len(os.Args) < 4 {
-		die("usage: task_client ADDRESS NAMESPACE kill-created IMAGE RUNTIME ID [SHIM_CGROUP] | hooks IMAGE RUNTIME ID HOOK DIR | resize-noterm ID")
+		die("usage: task_client ADDRESS NAMESPACE kill-created IMAGE RUNTIME ID [SHIM_CGROUP] | hooks IMAGE RUNTIME ID HOOK DIR | resize-noterm ID | update [LIMITS] ID")
 	}
 	client, err := containerd.New(os.Args[1])
 	if err != nil {
@@ -226,6 +276,8 @@ func main() {
 			die("resize-noterm ID")
 		}
 		resizeNoTerminal(ctx, client, args[0])
+	case "update":
+		update(ctx, client, args)
 	default:
 		die("unknown command %s", os.Args[3])
 	}
