@@ -156,23 +156,29 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   same_as_runc "$name" many "eight execs at once (output:status each)" "$many" \
     "exec-1:1 exec-2:2 exec-3:3 exec-4:4 exec-5:5 exec-6:6 exec-7:7 exec-8:8 "
 
+  # ctr sets the exec's window size right after the process started (both runtimes):
+  # the process waits for it before it reads it.
+  # shellcheck disable=SC2016  # expanded by the container's shell
+  wait_for_size='i=0; while [ "$(/bin/busybox stty size 2>/dev/null)" != "30 100" ] && [ $i -lt 240 ]; do sleep 0.25; i=$((i+1)); done'
   out=$(python3 "$here/pty_run.py" 100 30 -- "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" \
           --namespace "$BBX_NS" task exec -t --fifo-dir "$BBX_DIR/fifo" --exec-id t1 "$id" \
-          /bin/busybox sh -c '/bin/busybox stty size; echo tty-ok; exit 4' 2>&1) &&
+          /bin/busybox sh -c "$wait_for_size"'; /bin/busybox stty size; echo tty-ok; exit 4' 2>&1) &&
     status=0 || status=$?
   same_as_runc "$name" tty "exec -t in a 100x30 terminal (stty size, output, status)" \
-    "$(tr -d '\r' <<<"$out") $status"
+    "$(tr -d '\r' <<<"$out") $status" "30 100
+tty-ok 4"
 
   # The window changes once the exec printed its first size: the second follows.
   # shellcheck disable=SC2016  # expanded by the container's shell
   out=$(python3 "$here/pty_run.py" 100 30 --resize-on "30 100" 120 40 -- \
           "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
           task exec -t --fifo-dir "$BBX_DIR/fifo" --exec-id t2 "$id" /bin/busybox sh -c \
-          'stty=/bin/busybox; $stty stty size; i=0
+          "$wait_for_size"'; stty=/bin/busybox; $stty stty size; i=0
            while [ "$($stty stty size)" = "30 100" ] && [ $i -lt 240 ]; do sleep 0.5; i=$((i+1)); done
            $stty stty size' 2>&1) && status=0 || status=$?
   same_as_runc "$name" resize "exec -t, window 100x30 then 120x40 (stty size twice)" \
-    "$(tr -d '\r' <<<"$out") $status"
+    "$(tr -d '\r' <<<"$out") $status" "30 100
+40 120 0"
 
   out=$(client resize-noterm "$id" 2>&1) || true
   same_as_runc "$name" resize-noterm "ResizePty of the init and an exec without a terminal" "$out"
