@@ -69,13 +69,13 @@ out=$(bbx_run accel1 /bin/echo ran-under-tcg 2>&1) || true
 warns=$(shim_log accel1 | grep -F '[warning]' | grep -c 'MSR 0x10a' || true)
 [ "$warns" = 1 ] && pass "auto: one WARN line with QEMU's MSR 0x10a reason" ||
   fail "auto: $warns WARN lines with MSR 0x10a: $(shim_log accel1 | grep -F '[warning]')"
-shim_log accel1 | grep -q 'VM [^ ]*/accel1 uses tcg: KVM present but cannot boot the guest: qemu-system-x86_64: error: failed to set MSR 0x10a' &&
+shim_log accel1 | grep -q 'VM [^ ]*/accel1 uses tcg ([^)]*): KVM present but cannot boot the guest: qemu-system-x86_64: error: failed to set MSR 0x10a' &&
   pass "auto: the shim logs which accelerator the VM used and why" ||
   fail "auto: no 'VM [^ ]*/accel1 uses tcg: KVM present but cannot boot the guest' line: $(shim_log accel1 | grep 'uses' || true)"
 [ "$(probes)" = 1 ] && pass "auto: one KVM probe" || fail "auto: $(probes) KVM starts, want 1"
 out=$(bbx_run accel2 /bin/echo second 2>&1) || true
 [ "$out" = second ] && pass "auto: a second container runs" || fail "auto: second ctr run printed '$out'"
-[ "$(probes)" = 1 ] && shim_log accel2 | grep -q 'VM [^ ]*/accel2 uses tcg: .*(cached verdict ' &&
+[ "$(probes)" = 1 ] && shim_log accel2 | grep -q 'VM [^ ]*/accel2 uses tcg ([^)]*): .*(cached verdict ' &&
   pass "auto: the second VM used the cached verdict, no new probe" ||
   fail "auto: second VM: $(probes) probes in all; $(shim_log accel2 | grep uses || true)"
 verdicts=("$BBX_DIR"/beacon/state/vmm-qemu/kvm-verdict-*.json)
@@ -112,7 +112,7 @@ use_config tcg
 before=$(probes)
 out=$(bbx_run accel4 /bin/echo tcg 2>&1) || true
 [ "$out" = tcg ] && [ "$(probes)" = "$before" ] &&
-  shim_log accel4 | grep -q 'VM [^ ]*/accel4 uses tcg: accelerator = "tcg" in the config' &&
+  shim_log accel4 | grep -q 'VM [^ ]*/accel4 uses tcg ([^)]*): accelerator = "tcg" in the config' &&
   pass "tcg: runs without a probe" || fail "tcg: printed '$out', probes $before -> $(probes)"
 
 # The real QEMU with this host's own /dev/kvm (default kvm_device).
@@ -125,7 +125,7 @@ else
   fail "real QEMU, this host's /dev/kvm: printed '$out'; $used"
 fi
 if [ ! -e /dev/kvm ]; then
-  grep -q 'uses tcg: no usable /dev/kvm' <<<"$used" && pass "no /dev/kvm here: TCG without a probe" ||
+  grep -q 'uses tcg ([^)]*): no usable /dev/kvm' <<<"$used" && pass "no /dev/kvm here: TCG without a probe" ||
     fail "no /dev/kvm here, but: $used"
 fi
 
