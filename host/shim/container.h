@@ -39,8 +39,8 @@
 #include "host/shim/event_publisher.h"
 #include "host/shim/guest_client.h"
 #include "host/shim/io_relay.h"
-#include "host/shim/oom_watch.h"
 #include "host/shim/oci_hooks.h"
+#include "host/shim/oom_watch.h"
 #include "host/shim/process_state.h"
 #include "host/shim/runtime_layout.h"
 

@@ -59,8 +59,8 @@ class PluginBackends::Vmm final : public VmmBackend {
                                                        config_.paths.run_dir, spec.run_dir()));
     *complete.mutable_agent_channel() = channel.channel;
     complete.set_agent_token(channel.token);
-    for (const auto& arg : plugin_host::GuestKernelArgs(channel.channel, spec.memory_mib(),
-                                                        spec.max_memory_mib())) {
+    for (const auto& arg :
+         plugin_host::GuestKernelArgs(channel.channel, spec.memory_mib(), spec.max_memory_mib())) {
       complete.add_guest_kernel_args(arg);
     }
     BBX_RETURN_IF_ERROR(plugin_host::AssignShareSockets(complete, spec.run_dir()));

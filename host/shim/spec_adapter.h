@@ -24,8 +24,8 @@ struct AdaptedSpec {
   bool root_read_only = false;
   std::vector<std::string> warnings;               // parts dropped, for the shim's log
   std::map<std::string, std::string> annotations;  // the spec's string annotations, as given
-  OciHooks hooks;  // the hooks the shim runs on the host (oci_hooks.h)
-  std::vector<HostVolume> volumes;                 // the spec's bind mounts, in order
+  OciHooks hooks;                   // the hooks the shim runs on the host (oci_hooks.h)
+  std::vector<HostVolume> volumes;  // the spec's bind mounts, in order
 };
 
 // - The network namespace is removed: the container shares the VM's eth0 (seed).

@@ -36,7 +36,8 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
   const std::string rootfs = request.bundle() + "/rootfs";
   std::error_code error;
   fs::create_directories(rootfs, error);
-  if (error) return MakeError(ErrorCode::kPermission, "creating " + rootfs + ": " + error.message());
+  if (error)
+    return MakeError(ErrorCode::kPermission, "creating " + rootfs + ": " + error.message());
 
   if (request.rootfs_size() > 1) {
     return MakeError(ErrorCode::kNotImplemented,
@@ -135,7 +136,8 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
 
 Status RootfsExporter::Release(const std::string& container_id, const std::string& bundle) const {
   if (!IsAbsoluteClean(bundle)) {
-    return MakeError(ErrorCode::kInvalidArgument, "bundle '" + bundle + "' is not a clean absolute path");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "bundle '" + bundle + "' is not a clean absolute path");
   }
   // The VM (and its virtiofsd) is gone when the shim releases: nothing holds these.
   Status volumes = UnstageVolumes(bundle);
