@@ -6,7 +6,7 @@
 #      inactive_file, as containerd's CRI computes it) > 0 and the IO entries. (runc's
 #      shim on a cgroup v1 host answers the v1 type: its v1 rows are checked instead.)
 #   2. `ctr task ps` with an exec running lists it with its exec id
-#      (ProcessDetails{ExecID:e1}); beaconbox lists only host pids (the VMM's).
+#      (ProcessDetails{ExecID:e1}; ctr 1.7 prints exec_id:"e1"); beaconbox lists only host pids (the VMM's).
 #   3. A container with --memory-limit 64 MiB allocating 200 MB is OOM-killed:
 #      `ctr events` shows /tasks/oom with its id, and it exits 137.
 # Prints the figures measured, one "measured:" line each.
@@ -123,7 +123,7 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
     sleep 1
     ps_out=$(ctr_t task ps "$id" 2>&1) || true
     echo "measured: $name: ctr task ps: $(tr '\n' '|' <<<"$ps_out")"
-    if grep -q 'ExecID:e1' <<<"$ps_out"; then
+    if grep -qE 'ExecID:e1\b|exec_id:"e1"' <<<"$ps_out"; then
       pass "$name: ctr task ps lists exec e1 by its exec id"
     else
       fail "$name: ctr task ps does not show exec e1: $(tr '\n' '|' <<<"$ps_out")"
