@@ -287,6 +287,14 @@ TEST_F(GuestBootTest, SealedAgentChannelServesOnlyTheTokenHolder) {
   auto stranger_fd = vm_.ConnectAgent(5s);
   ASSERT_TRUE(stranger_fd.ok()) << stranger_fd.error().message;
   auto stranger = TokenClient(std::move(*stranger_fd), "");
+  // The hand-over from one host client to the next can swallow the first exchange
+  // (see above): the stranger asks again until it is answered, and it is refused.
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    status = CallEmpty(*stranger, kGuest, "Hello");
+    if (status.code != ttrpc::Code::kDeadlineExceeded) break;
+  }
+  EXPECT_EQ(status.code, ttrpc::Code::kUnauthenticated)
+      << "the stranger's first Hello: " << status.message;
   for (const auto& [service, method] : kEveryMethod) {
     status = CallEmpty(*stranger, service, method);
     EXPECT_EQ(status.code, ttrpc::Code::kUnauthenticated)
