@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all build setup test test-asan test-tsan fuzz demo clean format
+.PHONY: all build setup test test-asan test-tsan fuzz demo clean format install
 
 all: build
 
@@ -55,6 +55,17 @@ fuzz: setup
 	  -DBEACONBOX_OUTPUT_DIR=$(CURDIR)/_build-fuzz/_output $(CMAKE_FLAGS)
 	cmake --build _build-fuzz --target fuzz-targets -j $(JOBS)
 	./scripts/fuzz.sh _build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Installs the build (README "Installing"): the shim and beaconbox-ctl in PREFIX/bin,
+# plugins in PREFIX/lib/beaconbox/plugins, the guest kernel and initrd in
+# PREFIX/share/beacon/kernel, the config in /etc/beaconbox (PREFIX=/usr) or
+# PREFIX/etc/beaconbox, the plugin ABI for plugin authors. DESTDIR stages it.
+# COMPONENTS limits it to some of: host guest plugin-<dir> plugin_abi.
+PREFIX ?= /usr/local
+DESTDIR ?=
+COMPONENTS ?=
+install: build
+	$(if $(COMPONENTS),$(foreach c,$(COMPONENTS),DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)" --component $(c) &&) true,DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)")
 
 demo: setup
 	$(MAKE) build
