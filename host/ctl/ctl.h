@@ -19,6 +19,18 @@ struct Args {
 Result<config::Config> LoadConfigFor(const Args& args);
 
 int RunCheck(const Args& args);
+int RunContainerdConfig(const Args& args);  // containerd_config.cc
+
+// containerd's major.minor, from `containerd --version`'s output or a version given.
+struct ContainerdVersion {
+  int major = 0;
+  int minor = 0;
+};
+Result<ContainerdVersion> ParseContainerdVersion(const std::string& text);
+// The runtime entry for containerd's config.toml (version 2 for 1.6/1.7, 3 for 2.x),
+// its options naming `config_path`; an unsupported containerd is an error.
+Result<std::string> ContainerdRuntimeSnippet(const ContainerdVersion& version,
+                                             const std::string& config_path);
 int RunNetLeases(const Args& args);  // net.cc
 int RunGc(const Args& args);         // net.cc
 

@@ -122,6 +122,11 @@ constexpr Command kCommands[] = {
      Plugins},
     {"net leases", "net leases               the network plugin's address leases", RunNetLeases},
     {"gc", "gc                       release leases and TAPs whose shim is gone", RunGc},
+    {"containerd-config",
+     "containerd-config [--containerd BINARY | --version-of VERSION]\n"
+     "                           the runtime entry for containerd's config.toml (1.6/1.7: "
+     "version 2, 2.x: version 3)",
+     RunContainerdConfig},
 };
 
 void Usage(FILE* out) {

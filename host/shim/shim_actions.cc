@@ -87,8 +87,26 @@ void SetUpLogging(const ShimFlags& flags) {
   (void)log::SetUpLogging({"beaconbox-shim " + flags.id, flags.debug ? "debug" : "info", ""});
 }
 
-Status ApplyStartOptions(pid_t shim_pid, std::string_view options_bytes) {
-  BBX_ASSIGN_OR_RETURN(ShimStartOptions options, ParseShimStartOptions(options_bytes));
+// The config a runtime entry names (options ConfigPath, ctr --runtime-config-path)
+// wins over BEACONBOX_CONFIG and the default for this container: `start` exports it to
+// the serving shim it forks and records it in the bundle, where `delete` (run by
+// containerd without options) finds it.
+constexpr char kBundleConfigFile[] = "beaconbox-config-path";
+
+Status UseConfigFromOptions(const ShimStartOptions& options, const std::string& bundle) {
+  if (options.config_path.empty()) return Status::Ok();
+  ::setenv(config::kConfigEnv, options.config_path.c_str(), 1);
+  return WriteFileAtomic(bundle + "/" + kBundleConfigFile, options.config_path);
+}
+
+void UseConfigOfBundle(const std::string& bundle) {
+  auto recorded = ReadSmallFile(bundle + "/" + kBundleConfigFile, 4096);
+  if (recorded.ok() && !recorded->empty() && recorded->front() == '/') {
+    ::setenv(config::kConfigEnv, recorded->c_str(), 1);
+  }
+}
+
+Status ApplyStartOptions(pid_t shim_pid, const ShimStartOptions& options) {
   if (!options.shim_cgroup.empty()) {
     BBX_RETURN_IF_ERROR(JoinShimCgroup(shim_pid, options.shim_cgroup));
   }
@@ -99,6 +117,12 @@ Status ApplyStartOptions(pid_t shim_pid, std::string_view options_bytes) {
 }  // namespace
 
 Status RunStart(const ShimFlags& flags, const char* argv0) {
+  // containerd writes the runtime options to stdin: runc's shim options are honoured
+  // as runc's shim does (the shim cgroup), runtimeoptions' ConfigPath names the config.
+  std::string options_bytes((std::istreambuf_iterator<char>(std::cin)),
+                            std::istreambuf_iterator<char>());
+  BBX_ASSIGN_OR_RETURN(ShimStartOptions start_options, ParseShimStartOptions(options_bytes));
+  BBX_RETURN_IF_ERROR(UseConfigFromOptions(start_options, BundleDir(flags)));
   BBX_ASSIGN_OR_RETURN(config::Config cfg, config::LoadConfig());
   const RuntimeLayout layout = LayoutFromConfig(cfg);
   BBX_ASSIGN_OR_RETURN(std::string socket_path,
@@ -146,12 +170,9 @@ Status RunStart(const ShimFlags& flags, const char* argv0) {
     ::execv(self, argv.data());
     _exit(127);
   }
-  // containerd writes the runtime options to stdin: runc's shim options are honoured
-  // as runc's shim does (the shim cgroup), then the OOM score; a failure ends the
-  // serving shim, and containerd gets the error.
-  std::string options_bytes((std::istreambuf_iterator<char>(std::cin)),
-                            std::istreambuf_iterator<char>());
-  if (Status applied = ApplyStartOptions(pid, options_bytes); !applied.ok()) {
+  // The shim cgroup, then the OOM score; a failure ends the serving shim, and
+  // containerd gets the error.
+  if (Status applied = ApplyStartOptions(pid, start_options); !applied.ok()) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     ::unlink(socket_path.c_str());
@@ -227,6 +248,7 @@ Status RunServe(const ShimFlags& flags) {
 
 Status RunDelete(const ShimFlags& flags) {
   const std::string bundle = BundleDir(flags);
+  UseConfigOfBundle(bundle);
   const ContainerKey key = KeyOf(flags);
   const std::string state_path = RuntimeLayout::StateFilePath(bundle);
   auto loaded = LoadPlugins();

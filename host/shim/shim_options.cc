@@ -1,6 +1,8 @@
 #include "host/shim/shim_options.h"
 
 #include <google/protobuf/any.pb.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,6 +43,49 @@ Status WriteKernelFile(const std::string& path, const std::string& text, const s
 
 bool FileExists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
+// containerd's pkg/runtimeoptions/v1 message: type_url = 1, config_path = 2 (strings).
+constexpr char kRuntimeOptionsType[] = "runtimeoptions.v1.Options";
+constexpr uint32_t kConfigPathField = 2;
+
+// "types.example/runtimeoptions.v1.Options" or the bare name.
+bool EndsWithTypeName(const std::string& type_url, std::string_view name) {
+  if (type_url == name) return true;
+  return type_url.size() > name.size() && type_url.ends_with(name) &&
+         type_url[type_url.size() - name.size() - 1] == '/';
+}
+
+Result<ShimStartOptions> ParseRuntimeOptions(const std::string& value) {
+  ShimStartOptions options;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(value.data()),
+                                            static_cast<int>(value.size()));
+  bool parsed = true;
+  while (uint32_t tag = in.ReadTag()) {
+    const uint32_t field = google::protobuf::internal::WireFormatLite::GetTagFieldNumber(tag);
+    const auto wire = google::protobuf::internal::WireFormatLite::GetTagWireType(tag);
+    if (field == kConfigPathField &&
+        wire == google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      parsed = google::protobuf::internal::WireFormatLite::ReadString(&in, &options.config_path);
+    } else {
+      parsed = google::protobuf::internal::WireFormatLite::SkipField(&in, tag);
+    }
+    if (!parsed) break;
+  }
+  if (!parsed || in.CurrentPosition() != static_cast<int>(value.size())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "runtime options of type runtimeoptions.v1.Options do not parse: fix the "
+                     "runtime's options in containerd's config");
+  }
+  const std::string& path = options.config_path;
+  if (!path.empty() &&
+      (path.front() != '/' || path.size() > 4096 || path.find('\0') != std::string::npos)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "runtime option ConfigPath '" + path.substr(0, 256) +
+                         "' is not an absolute path: name the beaconbox config file, e.g. "
+                         "/etc/beaconbox/config.toml");
+  }
+  return options;
+}
+
 }  // namespace
 
 Result<ShimStartOptions> ParseShimStartOptions(std::string_view any_bytes) {
@@ -57,6 +102,7 @@ Result<ShimStartOptions> ParseShimStartOptions(std::string_view any_bytes) {
                      "containerd");
   }
   const std::string& type = any.type_url();
+  if (EndsWithTypeName(type, kRuntimeOptionsType)) return ParseRuntimeOptions(any.value());
   const std::string runc_type = containerd::runc::v1::Options::descriptor()->full_name();
   if (type.size() < runc_type.size() ||
       type.compare(type.size() - runc_type.size(), runc_type.size(), runc_type) != 0) {

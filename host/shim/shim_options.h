@@ -17,10 +17,16 @@ namespace beaconbox::shim {
 
 struct ShimStartOptions {
   std::string shim_cgroup;  // "" = stay where containerd started the shim
+  // The beaconbox config file this runtime entry names, "" = the default lookup
+  // (BEACONBOX_CONFIG, /etc/beaconbox/config.toml): runtimeoptions.v1.Options'
+  // config_path, what CRI makes of a runtime's `options` table (ConfigPath) for any
+  // runtime_type but runc's, and what `ctr run --runtime-config-path` sends.
+  std::string config_path;
 };
 
-// `any_bytes` as read from stdin: empty (no options), or a serialized Any. Options of
-// another type than runc's are ignored (they mean nothing to this shim).
+// `any_bytes` as read from stdin: empty (no options), or a serialized Any: runc's
+// options (shim cgroup) or runtimeoptions.v1.Options (config path, which must be
+// absolute). Options of another type are ignored (they mean nothing to this shim).
 Result<ShimStartOptions> ParseShimStartOptions(std::string_view any_bytes);
 
 // Moves `pid` into the group `cgroup` (a path as in /proc/self/cgroup:

@@ -29,6 +29,9 @@
 #   BBX_NETWORK_MODE network.mode of the generated beaconbox config (default none)
 #   BBX_KEEP_DIR=1   keep BBX_DIR (logs) after stopping
 #   BBX_LOG_LEVEL    containerd's log level (default info)
+#   BBX_CONTAINERD_CRI=1  keep containerd's CRI plugin (disabled otherwise)
+#   BBX_CONTAINERD_CONFIG_EXTRA  a file appended to containerd's config (e.g. the
+#                    runtime entry `beaconbox-ctl containerd-config` prints)
 #
 # The EXIT trap belongs to this library once bbx_env_start ran; a script needing its
 # own cleanup puts it in a function named bbx_on_stop, called first by bbx_env_stop.
@@ -117,7 +120,7 @@ version = 2
 root = "$BBX_DIR/root"
 state = "$BBX_DIR/state"
 disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+$([ "${BBX_CONTAINERD_CRI:-}" = 1 ] || echo '  "io.containerd.grpc.v1.cri",')
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -141,6 +144,10 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = "$BBX_DIR/opt"
 EOC
+  if [ -n "${BBX_CONTAINERD_CONFIG_EXTRA:-}" ]; then
+    printf '\n# From BBX_CONTAINERD_CONFIG_EXTRA (%s):\n' "$BBX_CONTAINERD_CONFIG_EXTRA" >> "$BBX_DIR/containerd.toml"
+    cat "$BBX_CONTAINERD_CONFIG_EXTRA" >> "$BBX_DIR/containerd.toml" || return 1
+  fi
 }
 
 bbx_env_start() {

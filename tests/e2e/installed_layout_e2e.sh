@@ -93,8 +93,14 @@ for dir in "${plugin_dirs[@]}"; do
 done
 
 # 3. containerd with nothing of _output/ on its PATH: the shim is the installed one.
+#    The config reaches the shim as an installed system's runtime entry names it
+#    (`beaconbox-ctl containerd-config`: options ConfigPath; here ctr's equivalent,
+#    --runtime-config-path). containerd's BEACONBOX_CONFIG names a config whose VMM
+#    plugin does not exist, so a container runs only if the option wins.
+decoy=$work/decoy.toml
+printf '[plugins.vmm.qemu]\npath = "%s/absent/vmm-qemu.so"\n' "$work" > "$decoy"
 export BBX_OUTPUT_DIR=$root/usr/bin BBX_CONTAINERD=$containerd_choice
-export BBX_RUNTIME=io.containerd.beaconbox.v1 BEACONBOX_CONFIG=$config
+export BBX_RUNTIME=io.containerd.beaconbox.v1 BEACONBOX_CONFIG=$decoy
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 bbx_env_start
@@ -102,15 +108,23 @@ bbx_env_start
 trap 'bbx_env_stop; status=$?; rm -rf --one-file-system "$work"; exit $status' EXIT
 echo "containerd: $("$BBX_CONTAINERD_BIN/containerd" --version)"
 bbx_import_demo_image
+run_installed() {
+  bbx_ctr run --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" --runtime-config-path "$config" \
+    "$@" < /dev/null
+}
 
 # 3a. A running container: its shim, plugins, kernel and initrd are the installed ones.
-bbx_run_detached inst-held /bin/sleep 600
+run_installed -d "$BBX_IMAGE" inst-held /bin/sleep 600 > /dev/null ||
+  fail "ctr run -d --runtime-config-path $config failed"
 shim=$(bbx_shim_pid_of inst-held || true)
 if [ -z "$shim" ]; then
   fail "no shim serves inst-held"
 else
   [ "$(readlink "/proc/$shim/exe")" = "$root/usr/bin/containerd-shim-beaconbox-v1" ] &&
     pass "the shim runs from $root/usr/bin" || fail "the shim runs from $(readlink "/proc/$shim/exe")"
+  [ "$(cat "$BBX_DIR/state/io.containerd.runtime.v2.task/$BBX_NS/inst-held/beaconbox-config-path" 2>/dev/null)" = "$config" ] &&
+    pass "the shim uses the config the runtime options name (recorded in the bundle for delete)" ||
+    fail "the bundle does not record the config path of the runtime options"
   maps=$(awk '$6 ~ /\.so$/ {print $6}' "/proc/$shim/maps" | sort -u)
   for dir in vmm-qemu storage-virtiofs net-bridge; do
     grep -qx "$root/usr/lib/beaconbox/plugins/$dir.so" <<<"$maps" && pass "the shim mapped the installed $dir.so" ||
@@ -133,7 +147,7 @@ in_netns busybox nc -l -p 8080 > "$work/received" &
 listener=$!
 sleep 0.3
 status=0
-out=$(bbx_run inst-run /bin/sh -c 'echo hello-from-the-installed-tree; ip -4 -o addr show eth0;
+out=$(run_installed --rm "$BBX_IMAGE" inst-run /bin/sh -c 'echo hello-from-the-installed-tree; ip -4 -o addr show eth0;
   echo line-from-the-vm | nc 10.88.0.1 8080; exit 7') || status=$?
 wait "$listener" || true
 grep -qx hello-from-the-installed-tree <<<"$out" && pass "ctr run --rm prints the container's output" ||

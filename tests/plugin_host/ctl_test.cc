@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -218,7 +219,9 @@ TEST_F(CtlTest, CheckKvmLineFollowsTheQemuPluginsCachedVerdict) {
     return "no kvm line in: " + run.out + run.err;
   };
   std::string config = config_for("auto");
-  EXPECT_THAT(kvm_line(config), StartsWith("OK kvm /dev/null opens; whether KVM boots the guest is not verified yet"));
+  EXPECT_THAT(
+      kvm_line(config),
+      StartsWith("OK kvm /dev/null opens; whether KVM boots the guest is not verified yet"));
 
   std::ifstream boot_id_file("/proc/sys/kernel/random/boot_id");
   std::string boot_id;
@@ -248,6 +251,90 @@ TEST_F(CtlTest, CheckKvmLineFollowsTheQemuPluginsCachedVerdict) {
   // A verdict from an earlier boot of the host does not count.
   write_verdict(false, "another-boot");
   EXPECT_THAT(kvm_line(config), HasSubstr("not verified yet"));
+}
+
+// The lines of `text` that are not comments: what containerd reads.
+std::string TomlLines(const std::string& text) {
+  std::istringstream in(text);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (!line.starts_with("#")) kept += line + "\n";
+  }
+  return kept;
+}
+
+TEST_F(CtlTest, ContainerdConfigPrintsVersion2For16And17AndVersion3For2x) {
+  const std::string config = dir_.Write("config.toml", GoodConfig());
+  for (const char* version : {"1.6.20~ds1", "1.7", "v1.7.24"}) {
+    CtlRun run = Ctl({"--config", config, "containerd-config", "--version-of", version});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(TomlLines(run.out),
+              "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.beaconbox]\n"
+              "  runtime_type = \"io.containerd.beaconbox.v1\"\n"
+              "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.beaconbox.options]\n"
+              "  ConfigPath = \"" +
+                  config + "\"\n")
+        << version;
+    EXPECT_THAT(run.out, HasSubstr("(config version 2)"));
+    EXPECT_THAT(run.out, HasSubstr("ctr run --runtime io.containerd.beaconbox.v1 "
+                                   "--runtime-config-path " +
+                                   config));
+  }
+  CtlRun run = Ctl({"--config", config, "containerd-config", "--version-of", "2.1.4"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(TomlLines(run.out),
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.beaconbox]\n"
+            "  runtime_type = \"io.containerd.beaconbox.v1\"\n"
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.beaconbox.options]\n"
+            "  ConfigPath = \"" +
+                config + "\"\n");
+  EXPECT_THAT(run.out, HasSubstr("(config version 3)"));
+}
+
+TEST_F(CtlTest, ContainerdConfigAsksTheContainerdItIsGiven) {
+  // FAKE containerd binaries: only their --version output matters here.
+  auto fake = [&](const std::string& name, const std::string& output, int exit_code = 0) {
+    std::string path = dir_.Write(
+        name, "#!/bin/sh\necho '" + output + "'\nexit " + std::to_string(exit_code) + "\n");
+    ::chmod(path.c_str(), 0755);
+    return path;
+  };
+  const std::string config = dir_.Write("config.toml", GoodConfig());
+  CtlRun run = Ctl({"--config", config, "containerd-config", "--containerd",
+                    fake("ctrd2", "containerd github.com/containerd/containerd/v2 v2.0.2 c5075")});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("[plugins.\"io.containerd.cri.v1.runtime\".containerd"));
+  run = Ctl({"--config", config, "containerd-config", "--containerd",
+             fake("ctrd17", "containerd containerd.io 1.7.24 88bf19b2")});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("[plugins.\"io.containerd.grpc.v1.cri\".containerd"));
+
+  // Each refusal is one line saying what to do.
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--version-of", "1.5.9"}, "containerd 1.5 is not supported"},
+           {{"--version-of", "3.0"}, "containerd 3.0 is not supported"},
+           {{"--version-of", "latest"}, "no containerd version in 'latest'"},
+           {{"--containerd", dir_.path() + "/absent"}, "--version failed"},
+           {{"--containerd", fake("broken", "1.7.0", 3)}, "--version failed"},
+           {{"--containerd", fake("odd", "containerd devel")}, "give one with --version-of"},
+           {{"--frob"}, "unexpected argument --frob"}}) {
+    std::vector<std::string> argv = {"--config", config, "containerd-config"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    run = Ctl(argv);
+    EXPECT_NE(run.exit_code, 0) << says;
+    EXPECT_EQ(run.out, "") << says;
+    EXPECT_THAT(run.err, HasSubstr(says));
+    if (args[0] != "--frob") {
+      EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+    }
+  }
+}
+
+TEST_F(CtlTest, ContainerdConfigQuotesTheConfigPath) {
+  const std::string odd = dir_.path() + "/my \"box\".toml";
+  CtlRun run = Ctl({"--config", odd, "containerd-config", "--version-of", "1.7"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("  ConfigPath = \"" + dir_.path() + "/my \\\"box\\\".toml\"\n"));
 }
 
 TEST_F(CtlTest, UnknownCommandPrintsUsage) {

@@ -45,6 +45,43 @@ TEST(ShimStartOptionsTest, RuncOptionsGiveTheShimCgroup) {
   EXPECT_FALSE(ParseShimStartOptions(bare.SerializeAsString()).ok());
 }
 
+// runtimeoptions.v1.Options as CRI sends a runtime's `options` table {ConfigPath = ...}
+// and `ctr run --runtime-config-path` sends it: type_url = 1, config_path = 2.
+std::string RuntimeOptionsAny(const std::string& type_url, const std::string& config_path) {
+  std::string value;
+  if (!type_url.empty()) value += "\x0a" + std::string(1, char(type_url.size())) + type_url;
+  value += "\x12" + std::string(1, char(config_path.size())) + config_path;
+  google::protobuf::Any any;
+  any.set_type_url("runtimeoptions.v1.Options");
+  any.set_value(value);
+  return any.SerializeAsString();
+}
+
+TEST(ShimStartOptionsTest, RuntimeOptionsNameTheConfigFile) {
+  auto options = ParseShimStartOptions(RuntimeOptionsAny("", "/etc/beaconbox/other.toml"));
+  ASSERT_TRUE(options.ok()) << options.error().message;
+  EXPECT_EQ(options->config_path, "/etc/beaconbox/other.toml");
+  EXPECT_EQ(options->shim_cgroup, "");
+  options = ParseShimStartOptions(RuntimeOptionsAny("toml", "/etc/b.toml"));
+  ASSERT_TRUE(options.ok()) << options.error().message;
+  EXPECT_EQ(options->config_path, "/etc/b.toml");
+  // runc's options never carry a config path.
+  containerd::runc::v1::Options runc;
+  runc.set_shim_cgroup("/bbx/shim");
+  EXPECT_EQ(ParseShimStartOptions(AnyOf(runc))->config_path, "");
+  // A relative path is refused with one line naming it.
+  auto relative = ParseShimStartOptions(RuntimeOptionsAny("", "beaconbox.toml"));
+  ASSERT_FALSE(relative.ok());
+  EXPECT_NE(relative.error().message.find("'beaconbox.toml' is not an absolute path"),
+            std::string::npos)
+      << relative.error().message;
+  // A truncated message is refused.
+  google::protobuf::Any truncated;
+  truncated.set_type_url("runtimeoptions.v1.Options");
+  truncated.set_value("\x12\x40/etc");
+  EXPECT_FALSE(ParseShimStartOptions(truncated.SerializeAsString()).ok());
+}
+
 class ShimFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
