@@ -41,6 +41,41 @@ foreach(built "${plugin}" "${newer_plugin}")
   endif()
 endforeach()
 
+# 2b. And without CMake: the installed pkg-config file alone gives the compiler flags
+#     and the version script (its prefix is relative to the .pc, so this prefix).
+file(GLOB_RECURSE pc_files "${prefix}/*/beaconbox-plugin-abi.pc")
+list(LENGTH pc_files pc_count)
+if(NOT pc_count EQUAL 1)
+  cleanup_and_fail("the installed ABI has ${pc_count} beaconbox-plugin-abi.pc: ${pc_files}")
+endif()
+get_filename_component(pc_dir "${pc_files}" DIRECTORY)
+find_program(PKG_CONFIG_BIN pkg-config REQUIRED)
+set(ENV{PKG_CONFIG_LIBDIR} "${pc_dir}")
+set(ENV{PKG_CONFIG_PATH} "")
+run("pkg-config --cflags" pc_cflags COMMAND "${PKG_CONFIG_BIN}" --cflags beaconbox-plugin-abi)
+run("pkg-config --variable=version_script" pc_script
+  COMMAND "${PKG_CONFIG_BIN}" --variable=version_script beaconbox-plugin-abi)
+run("pkg-config --modversion" pc_version COMMAND "${PKG_CONFIG_BIN}" --modversion beaconbox-plugin-abi)
+string(STRIP "${pc_cflags}" pc_cflags)
+string(STRIP "${pc_script}" pc_script)
+string(STRIP "${pc_version}" pc_version)
+if(NOT pc_version STREQUAL "2.0.0" OR NOT EXISTS "${pc_script}")
+  cleanup_and_fail("pkg-config says version '${pc_version}', version script '${pc_script}'")
+endif()
+separate_arguments(pc_cflags UNIX_COMMAND "${pc_cflags}")
+set(pc_plugin "${WORK_DIR}/pkg-config/storage-example.so")
+file(MAKE_DIRECTORY "${WORK_DIR}/pkg-config")
+run("building the plugin with cc and pkg-config" ignored
+  COMMAND cc -std=c11 -shared -fPIC -fvisibility=hidden ${pc_cflags}
+          "-Wl,--version-script=${pc_script}" -Wl,--no-undefined
+          -o "${pc_plugin}" "${PROJECT_DIR}/storage_example.c")
+file(WRITE "${WORK_DIR}/pc.toml" "[plugins.storage.example]\npath = \"${pc_plugin}\"\n")
+run("beaconbox-ctl plugins (pkg-config build)" pc_listing
+  COMMAND "${CTL}" --config "${WORK_DIR}/pc.toml" plugins)
+if(NOT pc_listing MATCHES "storage +example +1\\.0\\.0 +2 +${WORK_DIR}/pkg-config/storage-example\\.so")
+  cleanup_and_fail("the plugin built with pkg-config is not listed:\n${pc_listing}")
+endif()
+
 # 3. It exports the entry and nothing else of its own.
 run("listing its symbols" symbols COMMAND nm -D --defined-only "${plugin}")
 string(REGEX MATCHALL " T [A-Za-z_0-9]+" exported "${symbols}")
