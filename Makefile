@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all build setup test test-asan test-tsan fuzz demo clean format install
+.PHONY: all build setup test test-asan test-tsan fuzz demo clean format install deb test-packages
 
 all: build
 
@@ -66,6 +66,15 @@ DESTDIR ?=
 COMPONENTS ?=
 install: build
 	$(if $(COMPONENTS),$(foreach c,$(COMPONENTS),DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)" --component $(c) &&) true,DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)")
+
+# Debian packages (debian/, debhelper): built out of tree under _build/deb/, written to
+# _output/deb/. test-packages installs them into a scratch root (overlay of /) and runs
+# containerd from the installed layout, a live plugin upgrade and removal/purge.
+deb: setup
+	nice -n 19 ./scripts/build-deb.sh $(CURDIR)/_output/deb
+
+test-packages: deb
+	./tests/packages/packages_test.sh $(CURDIR)/_output/deb
 
 demo: setup
 	$(MAKE) build

@@ -15,6 +15,8 @@ packages=(
   # runtime: containerd and the guest's parts
   containerd crun qemu-system-x86 qemu-utils erofs-utils containernetworking-plugins
   busybox-static linux-image-cloud-amd64 cpio kmod zstd
+  # make deb and make test-packages: Debian's packaging tools
+  debhelper dpkg-dev fakeroot lintian
   # network tooling used by the plugins' tests
   iproute2 nftables
   # reference sources: containerd's .proto files and the Go ttrpc used for interop
