@@ -3,7 +3,8 @@
 # dpkg-buildpackage -b), built out of tree so that the checkout stays clean: the
 # checkout's files (tracked and untracked, not ignored) are copied to
 # _build/deb/beaconbox-<version>/ (a fixed path, so ccache hits across runs), the
-# packages land in _build/deb/ and are copied to _output/deb/ (older ones removed).
+# packages land in _build/deb/, lintian checks each, and they are copied to
+# _output/deb/ (older ones removed).
 #   scripts/build-deb.sh [OUTPUT_DIR]      (default <repo>/_output/deb)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +32,17 @@ fi
   tail -40 "$top/build.log" >&2
   exit 1
 }
+# lintian on every package: no error and no warning that is not overridden (each
+# override in debian/<package>.lintian-overrides carries its reason). LINTIAN=0 skips.
+if [ "${LINTIAN:-1}" != 0 ]; then
+  command -v lintian > /dev/null || { echo "build-deb: lintian not found: run scripts/setup.sh" >&2; exit 1; }
+  if ! lintian --fail-on error,warning --display-level '>=warning' "$top"/*.deb > "$top/lintian.log" 2>&1; then
+    echo "build-deb: lintian found errors or warnings without an override:" >&2
+    cat "$top/lintian.log" >&2
+    exit 1
+  fi
+  echo "build-deb: lintian: no errors, no warnings left ($(grep -c . "$top/lintian.log" || true) lines of output)"
+fi
 mkdir -p "$out"
 rm -f "$out"/*.deb
 cp "$top"/*.deb "$out"/

@@ -243,7 +243,7 @@ if [ "${1:-}" = --in-ns ]; then
   # (their logs, the status file, the available list) and the shim's state and logs
   # (/var/lib/beacon, /var/log/beacon: kept, as documented).
   left=$(cd "$work/ov/upper" && find . \( -type f -o -type l -o -type c \) -printf '%P\n' | grep -vE \
-    '^(var/lib/dpkg/(status|status-old|available|available-old|lock.*|triggers/.*|diversions.*|statoverride.*|alternatives/.*|info/format)|var/log/(dpkg\.log|apt/.*|alternatives\.log)|var/cache/(apt|debconf|ldconfig)/.*|var/lib/apt/.*|etc/ld\.so\.cache|var/lib/beacon/.*|var/log/beacon/.*|root/.*)$' || true)
+    '^(var/lib/dpkg/(updates/.*|status|status-old|available|available-old|lock.*|triggers/.*|diversions.*|statoverride.*|alternatives/.*|info/format)|var/log/(dpkg\.log|apt/.*|alternatives\.log)|var/cache/(apt|debconf|ldconfig)/.*|var/lib/apt/.*|etc/ld\.so\.cache|var/lib/beacon/.*|var/log/beacon/.*|root/.*)$' || true)
   if [ -z "$left" ]; then
     echo "ok: after dpkg -P the scratch root's upper layer holds no file of the packages"
   else
