@@ -79,7 +79,7 @@ Result<ShimStartOptions> ParseRuntimeOptions(const std::string& value) {
   if (!path.empty() &&
       (path.front() != '/' || path.size() > 4096 || path.find('\0') != std::string::npos)) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "runtime option ConfigPath '" + path.substr(0, 256) +
+                     "runtime option ConfigPath '" + PrintableOneLine(path.substr(0, 256)) +
                          "' is not an absolute path: name the beaconbox config file, e.g. "
                          "/etc/beaconbox/config.toml");
   }

@@ -53,7 +53,7 @@ grep -qx '  runtime_type = "io.containerd.beaconbox.v1"' <<<"$snippet" &&
   cat "$work/runtime.toml"; } > "$work/extra.toml"
 export BBX_CONTAINERD_CRI=1 BBX_CONTAINERD_CONFIG_EXTRA=$work/extra.toml BBX_LOG_LEVEL=debug
 bbx_env_start
-trap 'bbx_env_stop; status=$?; rm -rf "$work"; exit $status' EXIT
+trap 'status=$?; bbx_env_stop || true; rm -rf "$work"; exit $status' EXIT
 plugins=$(bbx_ctr plugins ls 2>&1)
 cri_state=$(awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" {print $NF}' <<<"$plugins")
 [ "$cri_state" = ok ] &&

@@ -17,6 +17,7 @@ usage="usage: installed_layout_e2e.sh OUTPUT_DIR [system|1.7] BUILD_DIR"
 output=${1:?$usage}
 containerd_choice=${2:-system}
 build=${3:?$usage}
+[ -d "$output" ] && output=$(cd "$output" && pwd)
 [ -f "$build/cmake_install.cmake" ] || { echo "FAIL: $build is not a configured build dir ($usage)" >&2; exit 1; }
 if [ "$containerd_choice" = 1.7 ]; then
   if ! containerd_choice=$("$repo/scripts/fetch-containerd.sh"); then
@@ -105,7 +106,7 @@ export BBX_RUNTIME=io.containerd.beaconbox.v1 BEACONBOX_CONFIG=$decoy
 source "$repo/scripts/lib/containerd-env.sh"
 bbx_env_start
 # The library's EXIT trap stops containerd; the scratch root goes after it.
-trap 'bbx_env_stop; status=$?; rm -rf --one-file-system "$work"; exit $status' EXIT
+trap 'status=$?; bbx_env_stop || true; rm -rf --one-file-system "$work"; exit $status' EXIT
 echo "containerd: $("$BBX_CONTAINERD_BIN/containerd" --version)"
 bbx_import_demo_image
 run_installed() {

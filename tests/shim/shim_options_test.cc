@@ -75,6 +75,10 @@ TEST(ShimStartOptionsTest, RuntimeOptionsNameTheConfigFile) {
   EXPECT_NE(relative.error().message.find("'beaconbox.toml' is not an absolute path"),
             std::string::npos)
       << relative.error().message;
+  // Also with a line break in it: still one line.
+  relative = ParseShimStartOptions(RuntimeOptionsAny("", "a\nb.toml"));
+  ASSERT_FALSE(relative.ok());
+  EXPECT_EQ(relative.error().message.find('\n'), std::string::npos) << relative.error().message;
   // A truncated message is refused.
   google::protobuf::Any truncated;
   truncated.set_type_url("runtimeoptions.v1.Options");
