@@ -1,7 +1,11 @@
 #include "guest/vminitd/bundle_mounts.h"
 
-#include <string_view>
+#include <dirent.h>
 
+#include <string_view>
+#include <thread>
+
+#include "common/base/file_util.h"
 #include "guest/vminitd/validation.h"
 
 namespace beaconbox::guest {
@@ -47,6 +51,40 @@ Result<OverlayMount> ResolveOverlayOptions(const std::string& bundle,
     out.options.push_back(key + "=" + resolved);
   }
   return out;
+}
+
+Result<std::string> ResolveDiskSource(const std::string& source, std::chrono::milliseconds wait,
+                                      const std::string& sys_block_dir,
+                                      const std::string& dev_dir) {
+  if (!source.starts_with(kVirtioDiskById)) return source;
+  const std::string serial = source.substr(sizeof(kVirtioDiskById) - 1);
+  BBX_RETURN_IF_ERROR(ValidateRelativePath(serial, "disk serial"));
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (true) {
+    if (DIR* dir = ::opendir(sys_block_dir.c_str())) {
+      std::string found;
+      while (const struct dirent* entry = ::readdir(dir)) {
+        const std::string name = entry->d_name;
+        if (name.empty() || name[0] == '.') continue;
+        auto text = ReadSmallFile(sys_block_dir + "/" + name + "/serial", 256);
+        if (!text.ok()) continue;
+        std::string value = *text;
+        while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) value.pop_back();
+        if (value == serial) {
+          found = name;
+          break;
+        }
+      }
+      ::closedir(dir);
+      if (!found.empty()) return dev_dir + "/" + found;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return MakeError(ErrorCode::kNotFound,
+                       "no disk with serial " + serial + " in " + sys_block_dir +
+                           " (virtio_blk not loaded, or the VMM did not attach it)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 }  // namespace beaconbox::guest

@@ -2,6 +2,7 @@
 // the bundle (the host does not know where the guest keeps it).
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -19,5 +20,15 @@ struct OverlayMount {
 // with an empty, "." or ".." component is refused. Other options are kept as given.
 Result<OverlayMount> ResolveOverlayOptions(const std::string& bundle,
                                            const std::vector<std::string>& options);
+
+// A mount source "/dev/disk/by-id/virtio-<serial>" (a virtio-blk disk the host
+// attached with that serial, as the storage plugin names it; the guest has no udev to
+// make the link) resolved to "<dev_dir>/<name>" by the disk whose
+// <sys_block_dir>/<name>/serial is <serial>, waiting up to `wait` for it to appear.
+// Any other source is returned as it is.
+inline constexpr char kVirtioDiskById[] = "/dev/disk/by-id/virtio-";
+Result<std::string> ResolveDiskSource(const std::string& source, std::chrono::milliseconds wait,
+                                      const std::string& sys_block_dir = "/sys/block",
+                                      const std::string& dev_dir = "/dev");
 
 }  // namespace beaconbox::guest
