@@ -1,11 +1,18 @@
 #include "guest/vminitd/bundle_mounts.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <string_view>
 #include <thread>
 
+#include "common/base/errno_error.h"
 #include "common/base/file_util.h"
+#include "common/base/unique_fd.h"
 #include "guest/vminitd/validation.h"
 
 namespace beaconbox::guest {
@@ -85,6 +92,39 @@ Result<std::string> ResolveDiskSource(const std::string& source, std::chrono::mi
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+bool TakeLoopOption(std::vector<std::string>& options) {
+  const auto end = std::remove(options.begin(), options.end(), std::string("loop"));
+  const bool had = end != options.end();
+  options.erase(end, options.end());
+  return had;
+}
+
+Result<LoopDevice> AttachLoopDevice(const std::string& file) {
+  UniqueFd image(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!image) return ErrnoError("loop: open", file);
+  UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
+  if (!control) return ErrnoError("loop: open", "/dev/loop-control (module loop loaded?)");
+  // Another bundle may take the free device first: LOOP_CONFIGURE then says EBUSY.
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const int number = ::ioctl(control.get(), LOOP_CTL_GET_FREE);
+    if (number < 0) return ErrnoError("loop: LOOP_CTL_GET_FREE for", file);
+    const std::string device = "/dev/loop" + std::to_string(number);
+    UniqueFd loop;
+    for (int wait = 0; wait < 100 && !loop; ++wait) {
+      loop = UniqueFd(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!loop) ::usleep(10000);  // devtmpfs makes the node shortly after
+    }
+    if (!loop) return ErrnoError("loop: open", device);
+    struct loop_config config {};
+    config.fd = static_cast<uint32_t>(image.get());
+    config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+    if (::ioctl(loop.get(), LOOP_CONFIGURE, &config) == 0)
+      return LoopDevice{device, std::move(loop)};
+    if (errno != EBUSY) return ErrnoError("loop: LOOP_CONFIGURE " + device + " with", file);
+  }
+  return MakeError(ErrorCode::kUnavailable, "loop: no free loop device for " + file);
 }
 
 }  // namespace beaconbox::guest

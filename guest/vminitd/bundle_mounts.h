@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/base/result.h"
+#include "common/base/unique_fd.h"
 
 namespace beaconbox::guest {
 
@@ -30,5 +31,19 @@ inline constexpr char kVirtioDiskById[] = "/dev/disk/by-id/virtio-";
 Result<std::string> ResolveDiskSource(const std::string& source, std::chrono::milliseconds wait,
                                       const std::string& sys_block_dir = "/sys/block",
                                       const std::string& dev_dir = "/dev");
+
+// Attaches `file` read-only to a free loop device (LOOP_CONFIGURE, autoclear: the
+// device is released when its last user goes) and returns the device's path, e.g.
+// "/dev/loop3", with an open fd of it: keep that open until the file system is mounted
+// from it, or autoclear releases the device at once. For EROFS images shared over
+// virtio-fs.
+struct LoopDevice {
+  std::string path;
+  UniqueFd fd;
+};
+Result<LoopDevice> AttachLoopDevice(const std::string& file);
+
+// A mount's options without "loop", and whether it was there.
+bool TakeLoopOption(std::vector<std::string>& options);
 
 }  // namespace beaconbox::guest

@@ -1,8 +1,11 @@
 #include "plugins/storage-erofs/layer_export.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 
+#include "common/base/errno_error.h"
 #include "plugins/storage-virtiofs/volume_export.h"
 
 namespace beaconbox::storage {
@@ -80,25 +83,67 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
   ErofsPlan result;
   pluginapi::MountPlan& plan = result.plan;
   std::string lowerdir;
+  const bool over_virtiofs = config_.transport == LayerTransport::kVirtiofs;
+  std::string share_dir;
+  if (over_virtiofs) {
+    share_dir = LayerShareDir(request.namespace_(), request.container_id());
+    std::error_code error;
+    fs::remove_all(share_dir, error);  // a leftover of a crashed shim
+    fs::create_directories(share_dir, error);
+    if (error) {
+      return MakeError(ErrorCode::kPermission,
+                       "creating the layer share " + share_dir + ": " + error.message());
+    }
+    auto* share = plan.add_devices()->mutable_share();
+    share->set_tag(config_.layer_share_tag);
+    share->set_host_path(share_dir);
+    share->set_read_only(true);
+    auto* share_mount = plan.add_guest_mounts();
+    share_mount->set_type("virtiofs");
+    share_mount->set_source(config_.layer_share_tag);
+    share_mount->set_target(kGuestLayerImagesDir);
+    share_mount->add_options("ro");
+  }
+  auto undo_share = [&](Error error) -> Error {
+    if (over_virtiofs) {
+      std::error_code ignored;
+      fs::remove_all(share_dir, ignored);
+    }
+    return error;
+  };
   for (size_t i = 0; i < layers.lowerdirs.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
-    BBX_ASSIGN_OR_RETURN(CachedLayer cached, cache_.Get(layers.lowerdirs[i]));
+    auto got = cache_.Get(layers.lowerdirs[i]);
+    if (!got.ok()) return undo_share(got.error());
+    CachedLayer cached = std::move(got).value();
     const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
     result.layers.push_back(
         {layers.lowerdirs[i], cached.image_path, cached.converted, took.count()});
 
-    // virtio-blk serials hold at most 20 bytes: "erofs<i>" fits.
-    const std::string id = "erofs" + std::to_string(i);
-    auto* disk = plan.add_devices()->mutable_block();
-    disk->set_id(id);
-    disk->set_host_path(cached.image_path);
-    disk->set_read_only(true);
     const std::string target = std::string(kGuestLayersDir) + "/" + std::to_string(i);
     auto* layer_mount = plan.add_guest_mounts();
     layer_mount->set_type("erofs");
-    layer_mount->set_source("/dev/disk/by-id/virtio-" + id);
     layer_mount->set_target(target);
     layer_mount->add_options("ro");
+    if (over_virtiofs) {
+      // A hard link: the guest sees this container's images only, and a gc or a
+      // reconversion of the cache does not pull the file from under the VM.
+      const std::string name = std::to_string(i) + ".erofs";
+      const std::string link = share_dir + "/" + name;
+      if (::link(cached.image_path.c_str(), link.c_str()) != 0) {
+        return undo_share(ErrnoError("linking " + cached.image_path + " to", link));
+      }
+      layer_mount->set_source(std::string(kGuestLayerImagesDir) + "/" + name);
+      layer_mount->add_options("loop");  // vminitd attaches it to a loop device
+    } else {
+      // virtio-blk serials hold at most 20 bytes: "erofs<i>" fits.
+      const std::string id = "erofs" + std::to_string(i);
+      auto* disk = plan.add_devices()->mutable_block();
+      disk->set_id(id);
+      disk->set_host_path(cached.image_path);
+      disk->set_read_only(true);
+      layer_mount->set_source("/dev/disk/by-id/virtio-" + id);
+    }
     if (!lowerdir.empty()) lowerdir += ':';
     lowerdir += target;  // same order as containerd's lowerdir: topmost first
   }
@@ -121,7 +166,9 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
   plan.set_guest_rootfs("rootfs");
 
   if (!request.volumes().empty()) {
-    BBX_RETURN_IF_ERROR(StageVolumes(request.bundle(), request.volumes()));
+    if (Status staged = StageVolumes(request.bundle(), request.volumes()); !staged.ok()) {
+      return undo_share(staged.error());
+    }
     auto* volumes = plan.add_devices()->mutable_share();
     volumes->set_tag(config_.volume_share_tag);
     volumes->set_host_path(request.bundle() + "/" + kVolumesDir);
@@ -137,12 +184,25 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
   return result;
 }
 
-Status ErofsExporter::Release(const std::string& bundle) const {
-  if (!IsAbsoluteClean(bundle)) {
+std::string ErofsExporter::LayerShareDir(const std::string& namespace_name,
+                                         const std::string& id) const {
+  return config_.cache.cache_dir + "/shares/" + namespace_name + "--" + id;
+}
+
+Status ErofsExporter::Release(const pluginapi::StorageReleaseRequest& request) const {
+  if (!IsAbsoluteClean(request.bundle())) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "bundle '" + bundle + "' is not a clean absolute path");
+                     "bundle '" + request.bundle() + "' is not a clean absolute path");
   }
-  return UnstageVolumes(bundle);
+  Status volumes = UnstageVolumes(request.bundle());
+  // Namespace and id are containerd's (no '/'); the directory only holds hard links.
+  if (request.namespace_().find('/') == std::string::npos &&
+      request.container_id().find('/') == std::string::npos && !request.container_id().empty() &&
+      request.container_id() != "." && request.container_id() != "..") {
+    std::error_code ignored;
+    fs::remove_all(LayerShareDir(request.namespace_(), request.container_id()), ignored);
+  }
+  return volumes;
 }
 
 }  // namespace beaconbox::storage

@@ -17,8 +17,16 @@
 
 namespace beaconbox::storage {
 
+// How the images reach the guest: one read-only virtio-blk disk per layer, or one
+// read-only virtio-fs share per container holding hard links of its images (in
+// <cache_dir>/shares/<namespace>--<id>/, so a guest sees only its own layers), each
+// attached to a loop device in the guest.
+enum class LayerTransport { kBlock, kVirtiofs };
+
 struct ErofsExportConfig {
   LayerCacheConfig cache;
+  LayerTransport transport = LayerTransport::kBlock;
+  std::string layer_share_tag = "erofs-layers";
   std::string volume_share_tag = "volumes";
   // Size of the VM's tmpfs holding the writable layer, MiB; 0: the kernel's default
   // (half the guest's memory).
@@ -43,6 +51,7 @@ inline constexpr int kMaxLayers = 20;
 // Where the layers and the writable layer are in the guest bundle.
 inline constexpr char kGuestLayersDir[] = "layers";
 inline constexpr char kGuestWritableDir[] = "rootfs-writable";
+inline constexpr char kGuestLayerImagesDir[] = "layer-images";  // the virtiofs transport's share
 
 // The lowerdirs of containerd's overlay rootfs mount, topmost first (as in the
 // lowerdir option), and the options vminitd's overlay keeps (userxattr, ...).
@@ -58,8 +67,12 @@ class ErofsExporter {
       : config_(std::move(config)), cache_(config_.cache) {}
 
   Result<ErofsPlan> Prepare(const beaconbox::plugin::v1::StoragePrepareRequest& request) const;
-  // Unstages the volumes; the cached images stay for the next container.
-  Status Release(const std::string& bundle) const;
+  // Unstages the volumes and the virtiofs transport's share directory; the cached
+  // images stay for the next container.
+  Status Release(const beaconbox::plugin::v1::StorageReleaseRequest& request) const;
+
+  // The virtiofs transport's per-container directory of hard links.
+  std::string LayerShareDir(const std::string& namespace_name, const std::string& id) const;
 
   const LayerCache& cache() const { return cache_; }
 

@@ -34,6 +34,10 @@ const bbx_config_key kConfigKeys[] = {
     bbx::ConfigKey("writable_layer_size_mib", BBX_CONFIG_INTEGER, "0",
                    "size of the VM's tmpfs holding the container's writable layer, MiB (0: "
                    "half the guest memory)"),
+    bbx::ConfigKey("transport", BBX_CONFIG_STRING, "\"blk\"",
+                   "how the images reach the guest: \"blk\" (a read-only virtio-blk disk per "
+                   "layer) or \"virtiofs\" (a read-only share of the container's images, loop "
+                   "mounts in the guest)"),
     bbx::ConfigKey("volume_share_tag", BBX_CONFIG_STRING, "\"volumes\"",
                    "virtio-fs tag of the share holding a container's volumes (bind mounts)"),
 };
@@ -64,6 +68,15 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     }
     config.writable_layer_size_mib = static_cast<uint64_t>(size);
     config.volume_share_tag = table["volume_share_tag"].value_or(config.volume_share_tag);
+    const std::string transport = table["transport"].value_or(std::string("blk"));
+    if (transport == "blk") {
+      config.transport = beaconbox::storage::LayerTransport::kBlock;
+    } else if (transport == "virtiofs") {
+      config.transport = beaconbox::storage::LayerTransport::kVirtiofs;
+    } else {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                       "transport '" + transport + "' is neither \"blk\" nor \"virtiofs\"");
+    }
   } catch (const toml::parse_error& parse_error) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      std::string("config: ") + std::string(parse_error.description()));
@@ -127,7 +140,7 @@ bbx_status Release(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_error* error
   if (request.bundle().empty()) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "release: no bundle given");
   }
-  auto status = plugin->exporter.Release(request.bundle());
+  auto status = plugin->exporter.Release(request);
   return status.ok() ? BBX_OK : beaconbox::plugins::Fail(status.error(), error);
 }
 

@@ -1,6 +1,7 @@
 #include "plugins/storage-erofs/layer_export.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -96,7 +97,58 @@ TEST(ErofsExporterTest, PlansOneDiskPerLayerAndAnOverlayInTheVm) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->layers[0].converted);
   EXPECT_FALSE(again->layers[1].converted);
-  EXPECT_TRUE(exporter.Release(dir / "bundle").ok());
+  pluginapi::StorageReleaseRequest release;
+  release.set_container_id("c1");
+  release.set_bundle(dir / "bundle");
+  EXPECT_TRUE(exporter.Release(release).ok());
+}
+
+TEST(ErofsExporterTest, VirtiofsTransportSharesHardLinksOfThisContainersImages) {
+  if (::access("/usr/bin/mkfs.erofs", X_OK) != 0) GTEST_SKIP() << "mkfs.erofs not installed";
+  TempDir dir;
+  for (const char* layer : {"1", "2"}) {
+    fs::create_directories(dir / ("snapshots/" + std::string(layer) + "/fs"));
+    std::ofstream(dir / ("snapshots/" + std::string(layer) + "/fs/file")) << layer;
+  }
+  fs::create_directories(dir / "bundle");
+  ErofsExportConfig config;
+  config.cache.cache_dir = dir / "cache";
+  config.transport = LayerTransport::kVirtiofs;
+  ErofsExporter exporter(config);
+  pluginapi::StoragePrepareRequest request;
+  request.set_container_id("c1");
+  request.set_namespace_("ns");
+  request.set_bundle(dir / "bundle");
+  *request.add_rootfs() = Overlay(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
+  auto prepared = exporter.Prepare(request);
+  ASSERT_TRUE(prepared.ok()) << prepared.error().message;
+  const auto& plan = prepared->plan;
+  const std::string share_dir = dir / "cache/shares/ns--c1";
+  ASSERT_EQ(plan.devices_size(), 1);
+  EXPECT_EQ(plan.devices(0).share().host_path(), share_dir);
+  EXPECT_TRUE(plan.devices(0).share().read_only());
+  ASSERT_EQ(plan.guest_mounts_size(), 5);
+  EXPECT_EQ(plan.guest_mounts(0).type(), "virtiofs");
+  EXPECT_EQ(plan.guest_mounts(0).target(), "layer-images");
+  for (int i = 0; i < 2; ++i) {
+    const auto& layer = plan.guest_mounts(1 + i);
+    EXPECT_EQ(layer.type(), "erofs");
+    EXPECT_EQ(layer.source(), "layer-images/" + std::to_string(i) + ".erofs");
+    EXPECT_EQ(layer.options(1), "loop");
+    struct stat linked {
+    }, cached{};
+    ASSERT_EQ(::stat((share_dir + "/" + std::to_string(i) + ".erofs").c_str(), &linked), 0);
+    ASSERT_EQ(::stat(prepared->layers[i].image_path.c_str(), &cached), 0);
+    EXPECT_EQ(linked.st_ino, cached.st_ino);
+  }
+  EXPECT_EQ(plan.guest_mounts(4).options(0), "lowerdir=layers/0:layers/1");
+  pluginapi::StorageReleaseRequest release;
+  release.set_container_id("c1");
+  release.set_namespace_("ns");
+  release.set_bundle(dir / "bundle");
+  EXPECT_TRUE(exporter.Release(release).ok());
+  EXPECT_FALSE(fs::exists(share_dir));
+  EXPECT_TRUE(fs::exists(prepared->layers[0].image_path));
 }
 
 }  // namespace
