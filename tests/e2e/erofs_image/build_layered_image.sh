@@ -7,6 +7,8 @@
 #      symlinks (relative, absolute, dangling), hard links, a fifo, a 16 MiB file, a
 #      user.* xattr, files owned by 1234:5678 (one setuid), a sticky directory
 #   3. a whiteout of the directory /data/gonedir, /data/late, /data/newdir/deep/file
+# For bench/erofs: BBX_BIG_MIB sizes /data/big (default 16), BBX_TREE_FILES adds a
+# tree of that many small files under /data/tree in layer 3 (default 0).
 #   build_layered_image.sh OUT.tar NAME:TAG    prints NAME:TAG on stdout
 set -euo pipefail
 die() { echo "build_layered_image.sh: $*" >&2; exit 1; }
@@ -48,7 +50,7 @@ ln -s /nonexistent "$l2/data/dangling"
 echo linked > "$l2/data/hl1"
 ln "$l2/data/hl1" "$l2/data/hl2"
 mkfifo "$l2/data/fifo"
-head -c 16777216 /dev/urandom > "$l2/data/big"
+head -c $((${BBX_BIG_MIB:-16} * 1048576)) /dev/urandom > "$l2/data/big"
 echo xattr > "$l2/data/x"
 python3 -c 'import os,sys; os.setxattr(sys.argv[1], "user.beaconbox", b"hello")' "$l2/data/x" ||
   die "cannot set a user.* xattr in $work (file system without user xattrs?)"
@@ -61,6 +63,11 @@ mkdir -p "$l3/data/newdir/deep"
 : > "$l3/data/.wh.gonedir"
 echo layer3 > "$l3/data/late"
 echo deep > "$l3/data/newdir/deep/file"
+tree_files=${BBX_TREE_FILES:-0}
+for ((i = 0; i < tree_files; i++)); do
+  [ $((i % 100)) -eq 0 ] && mkdir -p "$l3/data/tree/d$((i / 100))"
+  echo "$i" > "$l3/data/tree/d$((i / 100))/f$i"
+done
 
 blobs="$work/oci/blobs/sha256"
 mkdir -p "$blobs"
