@@ -136,7 +136,20 @@ Result<guestapi::CreateBundleResponse> Runtime::CreateBundle(
     if (m.type() == "overlay") {
       if (Status s = PrepareOverlay(bundle, options); !s.ok()) return undo(s.error());
     }
-    if (Status s = MountOne(m.type(), m.source(), target, options); !s.ok()) return undo(s.error());
+    // A layer disk (storage-erofs) may still be probing when the bundle is made.
+    auto source = ResolveDiskSource(m.source(), std::chrono::seconds(10));
+    if (!source.ok()) return undo(source.error());
+    LoopDevice loop;  // held open until mounted (autoclear)
+    if (TakeLoopOption(options)) {
+      // An image file in a share the bundle mounted before (storage-erofs, virtiofs
+      // transport): its path is relative to the bundle.
+      if (Status s = ValidateRelativePath(*source, "loop image"); !s.ok()) return undo(s.error());
+      auto attached = AttachLoopDevice(bundle + "/" + *source);
+      if (!attached.ok()) return undo(attached.error());
+      loop = std::move(attached).value();
+      source = loop.path;
+    }
+    if (Status s = MountOne(m.type(), *source, target, options); !s.ok()) return undo(s.error());
   }
   if (Status s = WriteFileAtomic(bundle + "/config.json", req.config_json()); !s.ok()) {
     return undo(s.error());

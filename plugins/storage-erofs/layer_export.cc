@@ -1,0 +1,208 @@
+#include "plugins/storage-erofs/layer_export.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "common/base/errno_error.h"
+#include "plugins/storage-virtiofs/volume_export.h"
+
+namespace beaconbox::storage {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pluginapi = ::beaconbox::plugin::v1;
+
+bool IsAbsoluteClean(const std::string& path) {
+  if (path.empty() || path[0] != '/') return false;
+  for (const auto& part : fs::path(path)) {
+    if (part == "..") return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<OverlayLayers> ParseOverlayRootfs(const pluginapi::HostMount& mount) {
+  if (mount.type() != "overlay") {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "the erofs storage driver takes an overlay rootfs of image layers (the "
+                     "overlayfs snapshotter); this rootfs is a '" +
+                         mount.type() + "' mount: use [storage] driver = \"virtiofs\"");
+  }
+  OverlayLayers layers;
+  for (const std::string& option : mount.options()) {
+    if (option.starts_with("lowerdir=")) {
+      const std::string value = option.substr(9);
+      size_t start = 0;
+      while (start <= value.size()) {
+        size_t colon = value.find(':', start);
+        if (colon == std::string::npos) colon = value.size();
+        const std::string layer = value.substr(start, colon - start);
+        if (!IsAbsoluteClean(layer)) {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           "overlay rootfs: lowerdir '" + layer + "' is not a clean absolute path");
+        }
+        layers.lowerdirs.push_back(layer);
+        start = colon + 1;
+      }
+    } else if (option == "userxattr") {
+      // The whiteout markers are user.overlay.* xattrs: the guest's overlay reads them so.
+      layers.kept_options.push_back(option);
+    }
+    // upperdir and workdir are the host snapshot's: the writable layer is the VM's.
+  }
+  if (layers.lowerdirs.empty()) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "overlay rootfs without lowerdir (an image without layers): use [storage] "
+                     "driver = \"virtiofs\"");
+  }
+  if (layers.lowerdirs.size() > static_cast<size_t>(kMaxLayers)) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "the image has " + std::to_string(layers.lowerdirs.size()) +
+                         " layers; the erofs storage driver attaches at most " +
+                         std::to_string(kMaxLayers) + ": use [storage] driver = \"virtiofs\"");
+  }
+  return layers;
+}
+
+Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest& request) const {
+  if (!IsAbsoluteClean(request.bundle())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "bundle '" + request.bundle() + "' is not a clean absolute path");
+  }
+  if (request.rootfs_size() != 1) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "the erofs storage driver takes one overlay rootfs mount, got " +
+                         std::to_string(request.rootfs_size()) +
+                         ": use [storage] driver = \"virtiofs\"");
+  }
+  BBX_ASSIGN_OR_RETURN(OverlayLayers layers, ParseOverlayRootfs(request.rootfs(0)));
+
+  ErofsPlan result;
+  pluginapi::MountPlan& plan = result.plan;
+  std::string lowerdir;
+  const bool over_virtiofs = config_.transport == LayerTransport::kVirtiofs;
+  std::string share_dir;
+  if (over_virtiofs) {
+    share_dir = LayerShareDir(request.namespace_(), request.container_id());
+    std::error_code error;
+    fs::remove_all(share_dir, error);  // a leftover of a crashed shim
+    fs::create_directories(share_dir, error);
+    if (error) {
+      return MakeError(ErrorCode::kPermission,
+                       "creating the layer share " + share_dir + ": " + error.message());
+    }
+    auto* share = plan.add_devices()->mutable_share();
+    share->set_tag(config_.layer_share_tag);
+    share->set_host_path(share_dir);
+    share->set_read_only(true);
+    auto* share_mount = plan.add_guest_mounts();
+    share_mount->set_type("virtiofs");
+    share_mount->set_source(config_.layer_share_tag);
+    share_mount->set_target(kGuestLayerImagesDir);
+    share_mount->add_options("ro");
+  }
+  auto undo_share = [&](Error error) -> Error {
+    if (over_virtiofs) {
+      std::error_code ignored;
+      fs::remove_all(share_dir, ignored);
+    }
+    return error;
+  };
+  for (size_t i = 0; i < layers.lowerdirs.size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto got = cache_.Get(layers.lowerdirs[i]);
+    if (!got.ok()) return undo_share(got.error());
+    CachedLayer cached = std::move(got).value();
+    const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
+    result.layers.push_back(
+        {layers.lowerdirs[i], cached.image_path, cached.converted, took.count()});
+
+    const std::string target = std::string(kGuestLayersDir) + "/" + std::to_string(i);
+    auto* layer_mount = plan.add_guest_mounts();
+    layer_mount->set_type("erofs");
+    layer_mount->set_target(target);
+    layer_mount->add_options("ro");
+    if (over_virtiofs) {
+      // A hard link: the guest sees this container's images only, and a gc or a
+      // reconversion of the cache does not pull the file from under the VM.
+      const std::string name = std::to_string(i) + ".erofs";
+      const std::string link = share_dir + "/" + name;
+      if (::link(cached.image_path.c_str(), link.c_str()) != 0) {
+        return undo_share(ErrnoError("linking " + cached.image_path + " to", link));
+      }
+      layer_mount->set_source(std::string(kGuestLayerImagesDir) + "/" + name);
+      layer_mount->add_options("loop");  // vminitd attaches it to a loop device
+    } else {
+      // virtio-blk serials hold at most 20 bytes: "erofs<i>" fits.
+      const std::string id = "erofs" + std::to_string(i);
+      auto* disk = plan.add_devices()->mutable_block();
+      disk->set_id(id);
+      disk->set_host_path(cached.image_path);
+      disk->set_read_only(true);
+      layer_mount->set_source("/dev/disk/by-id/virtio-" + id);
+    }
+    if (!lowerdir.empty()) lowerdir += ':';
+    lowerdir += target;  // same order as containerd's lowerdir: topmost first
+  }
+  auto* writable = plan.add_guest_mounts();
+  writable->set_type("tmpfs");
+  writable->set_source("tmpfs");
+  writable->set_target(kGuestWritableDir);
+  writable->add_options("mode=0755");
+  if (config_.writable_layer_size_mib > 0) {
+    writable->add_options("size=" + std::to_string(config_.writable_layer_size_mib) + "m");
+  }
+  auto* overlay = plan.add_guest_mounts();
+  overlay->set_type("overlay");
+  overlay->set_source("overlay");
+  overlay->set_target("rootfs");
+  overlay->add_options("lowerdir=" + lowerdir);
+  overlay->add_options(std::string("upperdir=") + kGuestWritableDir + "/upper");
+  overlay->add_options(std::string("workdir=") + kGuestWritableDir + "/work");
+  for (const std::string& option : layers.kept_options) overlay->add_options(option);
+  plan.set_guest_rootfs("rootfs");
+
+  if (!request.volumes().empty()) {
+    if (Status staged = StageVolumes(request.bundle(), request.volumes()); !staged.ok()) {
+      return undo_share(staged.error());
+    }
+    auto* volumes = plan.add_devices()->mutable_share();
+    volumes->set_tag(config_.volume_share_tag);
+    volumes->set_host_path(request.bundle() + "/" + kVolumesDir);
+    volumes->set_read_only(false);  // as in storage-virtiofs: each read-only bind is so
+    auto* guest_mount = plan.add_guest_mounts();
+    guest_mount->set_type("virtiofs");
+    guest_mount->set_source(config_.volume_share_tag);
+    guest_mount->set_target(kGuestVolumesDir);
+    for (int i = 0; i < request.volumes_size(); ++i) {
+      plan.add_guest_volume_paths(std::string(kGuestVolumesDir) + "/" + std::to_string(i));
+    }
+  }
+  return result;
+}
+
+std::string ErofsExporter::LayerShareDir(const std::string& namespace_name,
+                                         const std::string& id) const {
+  return config_.cache.cache_dir + "/shares/" + namespace_name + "--" + id;
+}
+
+Status ErofsExporter::Release(const pluginapi::StorageReleaseRequest& request) const {
+  if (!IsAbsoluteClean(request.bundle())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "bundle '" + request.bundle() + "' is not a clean absolute path");
+  }
+  Status volumes = UnstageVolumes(request.bundle());
+  // Namespace and id are containerd's (no '/'); the directory only holds hard links.
+  if (request.namespace_().find('/') == std::string::npos &&
+      request.container_id().find('/') == std::string::npos && !request.container_id().empty() &&
+      request.container_id() != "." && request.container_id() != "..") {
+    std::error_code ignored;
+    fs::remove_all(LayerShareDir(request.namespace_(), request.container_id()), ignored);
+  }
+  return volumes;
+}
+
+}  // namespace beaconbox::storage

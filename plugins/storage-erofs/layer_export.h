@@ -1,0 +1,84 @@
+// Exports a container's image layers to its VM as EROFS: the rootfs containerd hands
+// over (an overlay of read-only lowerdirs from the overlayfs snapshotter) becomes one
+// cached EROFS image per lowerdir (layer_cache.h), each a read-only virtio-blk disk.
+// In the guest, vminitd mounts each disk (erofs, ro) and an overlay of them, in the
+// lowerdir order containerd gave, with its upper and work directories on a tmpfs of
+// the VM: the container's writes stay in the VM and the host's snapshot upperdir is
+// never written. Nothing is mounted on the host.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "beaconbox/plugin/v1/storage.pb.h"
+#include "common/base/result.h"
+#include "plugins/storage-erofs/layer_cache.h"
+
+namespace beaconbox::storage {
+
+// How the images reach the guest: one read-only virtio-blk disk per layer, or one
+// read-only virtio-fs share per container holding hard links of its images (in
+// <cache_dir>/shares/<namespace>--<id>/, so a guest sees only its own layers), each
+// attached to a loop device in the guest.
+enum class LayerTransport { kBlock, kVirtiofs };
+
+struct ErofsExportConfig {
+  LayerCacheConfig cache;
+  LayerTransport transport = LayerTransport::kBlock;
+  std::string layer_share_tag = "erofs-layers";
+  std::string volume_share_tag = "volumes";
+  // Size of the VM's tmpfs holding the writable layer, MiB; 0: the kernel's default
+  // (half the guest's memory).
+  uint64_t writable_layer_size_mib = 0;
+};
+
+// Per layer, what Prepare did: for the log and the benchmark.
+struct LayerReport {
+  std::string layer_dir;
+  std::string image_path;
+  bool converted = false;
+  double milliseconds = 0;  // host-side time for this layer (identify + lookup/convert)
+};
+
+struct ErofsPlan {
+  beaconbox::plugin::v1::MountPlan plan;
+  std::vector<LayerReport> layers;
+};
+
+// At most this many layers: each is a PCI device of the VM.
+inline constexpr int kMaxLayers = 20;
+// Where the layers and the writable layer are in the guest bundle.
+inline constexpr char kGuestLayersDir[] = "layers";
+inline constexpr char kGuestWritableDir[] = "rootfs-writable";
+inline constexpr char kGuestLayerImagesDir[] = "layer-images";  // the virtiofs transport's share
+
+// The lowerdirs of containerd's overlay rootfs mount, topmost first (as in the
+// lowerdir option), and the options vminitd's overlay keeps (userxattr, ...).
+struct OverlayLayers {
+  std::vector<std::string> lowerdirs;
+  std::vector<std::string> kept_options;
+};
+Result<OverlayLayers> ParseOverlayRootfs(const beaconbox::plugin::v1::HostMount& mount);
+
+class ErofsExporter {
+ public:
+  explicit ErofsExporter(ErofsExportConfig config)
+      : config_(std::move(config)), cache_(config_.cache) {}
+
+  Result<ErofsPlan> Prepare(const beaconbox::plugin::v1::StoragePrepareRequest& request) const;
+  // Unstages the volumes and the virtiofs transport's share directory; the cached
+  // images stay for the next container.
+  Status Release(const beaconbox::plugin::v1::StorageReleaseRequest& request) const;
+
+  // The virtiofs transport's per-container directory of hard links.
+  std::string LayerShareDir(const std::string& namespace_name, const std::string& id) const;
+
+  const LayerCache& cache() const { return cache_; }
+
+ private:
+  ErofsExportConfig config_;
+  LayerCache cache_;
+};
+
+}  // namespace beaconbox::storage

@@ -1,0 +1,155 @@
+#include "plugins/storage-erofs/layer_export.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/plugins/common/temp_dir.h"
+
+namespace beaconbox::storage {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pluginapi = ::beaconbox::plugin::v1;
+using plugins::testing::TempDir;
+
+pluginapi::HostMount Overlay(const std::string& lowerdir) {
+  pluginapi::HostMount mount;
+  mount.set_type("overlay");
+  mount.set_source("overlay");
+  mount.add_options("index=off");
+  mount.add_options("workdir=/snapshots/9/work");
+  mount.add_options("upperdir=/snapshots/9/fs");
+  mount.add_options("lowerdir=" + lowerdir);
+  return mount;
+}
+
+TEST(ParseOverlayRootfsTest, KeepsTheLowerdirOrder) {
+  auto layers = ParseOverlayRootfs(Overlay("/s/3/fs:/s/2/fs:/s/1/fs"));
+  ASSERT_TRUE(layers.ok()) << layers.error().message;
+  EXPECT_EQ(layers->lowerdirs, (std::vector<std::string>{"/s/3/fs", "/s/2/fs", "/s/1/fs"}));
+  EXPECT_TRUE(layers->kept_options.empty());
+}
+
+TEST(ParseOverlayRootfsTest, RefusesWhatItCannotCarry) {
+  pluginapi::HostMount bind;
+  bind.set_type("bind");
+  bind.set_source("/s/1/fs");
+  auto refused = ParseOverlayRootfs(bind);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotImplemented);
+  EXPECT_NE(refused.error().message.find("driver = \"virtiofs\""), std::string::npos);
+  EXPECT_FALSE(ParseOverlayRootfs(Overlay("/s/1/fs:relative")).ok());
+  EXPECT_FALSE(ParseOverlayRootfs(Overlay("/s/1/../fs")).ok());
+  std::string many;
+  for (int i = 0; i <= kMaxLayers; ++i) many += (i ? ":/s/" : "/s/") + std::to_string(i);
+  EXPECT_FALSE(ParseOverlayRootfs(Overlay(many)).ok());
+}
+
+TEST(ErofsExporterTest, PlansOneDiskPerLayerAndAnOverlayInTheVm) {
+  if (::access("/usr/bin/mkfs.erofs", X_OK) != 0) GTEST_SKIP() << "mkfs.erofs not installed";
+  TempDir dir;
+  for (const char* layer : {"1", "2"}) {
+    fs::create_directories(dir / ("snapshots/" + std::string(layer) + "/fs"));
+    std::ofstream(dir / ("snapshots/" + std::string(layer) + "/fs/file")) << layer;
+  }
+  fs::create_directories(dir / "bundle");
+  ErofsExportConfig config;
+  config.cache.cache_dir = dir / "cache";
+  config.writable_layer_size_mib = 64;
+  ErofsExporter exporter(config);
+  pluginapi::StoragePrepareRequest request;
+  request.set_container_id("c1");
+  request.set_bundle(dir / "bundle");
+  *request.add_rootfs() = Overlay(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
+  auto prepared = exporter.Prepare(request);
+  ASSERT_TRUE(prepared.ok()) << prepared.error().message;
+  const auto& plan = prepared->plan;
+  ASSERT_EQ(plan.devices_size(), 2);
+  ASSERT_EQ(prepared->layers.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(plan.devices(i).block().id(), "erofs" + std::to_string(i));
+    EXPECT_TRUE(plan.devices(i).block().read_only());
+    EXPECT_EQ(plan.devices(i).block().host_path(), prepared->layers[i].image_path);
+    EXPECT_TRUE(prepared->layers[i].converted);
+    EXPECT_EQ(plan.guest_mounts(i).type(), "erofs");
+    EXPECT_EQ(plan.guest_mounts(i).source(), "/dev/disk/by-id/virtio-erofs" + std::to_string(i));
+    EXPECT_EQ(plan.guest_mounts(i).target(), "layers/" + std::to_string(i));
+  }
+  EXPECT_EQ(prepared->layers[0].layer_dir, dir / "snapshots/2/fs");
+  ASSERT_EQ(plan.guest_mounts_size(), 4);
+  EXPECT_EQ(plan.guest_mounts(2).type(), "tmpfs");
+  EXPECT_EQ(plan.guest_mounts(2).options(1), "size=64m");
+  const auto& overlay = plan.guest_mounts(3);
+  EXPECT_EQ(overlay.type(), "overlay");
+  EXPECT_EQ(overlay.target(), "rootfs");
+  EXPECT_EQ(overlay.options(0), "lowerdir=layers/0:layers/1");
+  EXPECT_EQ(overlay.options(1), "upperdir=rootfs-writable/upper");
+  EXPECT_EQ(overlay.options(2), "workdir=rootfs-writable/work");
+  EXPECT_EQ(plan.guest_rootfs(), "rootfs");
+  // Nothing is mounted or written on the host side of the bundle.
+  EXPECT_TRUE(fs::is_empty(dir / "bundle"));
+
+  auto again = exporter.Prepare(request);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->layers[0].converted);
+  EXPECT_FALSE(again->layers[1].converted);
+  pluginapi::StorageReleaseRequest release;
+  release.set_container_id("c1");
+  release.set_bundle(dir / "bundle");
+  EXPECT_TRUE(exporter.Release(release).ok());
+}
+
+TEST(ErofsExporterTest, VirtiofsTransportSharesHardLinksOfThisContainersImages) {
+  if (::access("/usr/bin/mkfs.erofs", X_OK) != 0) GTEST_SKIP() << "mkfs.erofs not installed";
+  TempDir dir;
+  for (const char* layer : {"1", "2"}) {
+    fs::create_directories(dir / ("snapshots/" + std::string(layer) + "/fs"));
+    std::ofstream(dir / ("snapshots/" + std::string(layer) + "/fs/file")) << layer;
+  }
+  fs::create_directories(dir / "bundle");
+  ErofsExportConfig config;
+  config.cache.cache_dir = dir / "cache";
+  config.transport = LayerTransport::kVirtiofs;
+  ErofsExporter exporter(config);
+  pluginapi::StoragePrepareRequest request;
+  request.set_container_id("c1");
+  request.set_namespace_("ns");
+  request.set_bundle(dir / "bundle");
+  *request.add_rootfs() = Overlay(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
+  auto prepared = exporter.Prepare(request);
+  ASSERT_TRUE(prepared.ok()) << prepared.error().message;
+  const auto& plan = prepared->plan;
+  const std::string share_dir = dir / "cache/shares/ns--c1";
+  ASSERT_EQ(plan.devices_size(), 1);
+  EXPECT_EQ(plan.devices(0).share().host_path(), share_dir);
+  EXPECT_TRUE(plan.devices(0).share().read_only());
+  ASSERT_EQ(plan.guest_mounts_size(), 5);
+  EXPECT_EQ(plan.guest_mounts(0).type(), "virtiofs");
+  EXPECT_EQ(plan.guest_mounts(0).target(), "layer-images");
+  for (int i = 0; i < 2; ++i) {
+    const auto& layer = plan.guest_mounts(1 + i);
+    EXPECT_EQ(layer.type(), "erofs");
+    EXPECT_EQ(layer.source(), "layer-images/" + std::to_string(i) + ".erofs");
+    EXPECT_EQ(layer.options(1), "loop");
+    struct stat linked {
+    }, cached{};
+    ASSERT_EQ(::stat((share_dir + "/" + std::to_string(i) + ".erofs").c_str(), &linked), 0);
+    ASSERT_EQ(::stat(prepared->layers[i].image_path.c_str(), &cached), 0);
+    EXPECT_EQ(linked.st_ino, cached.st_ino);
+  }
+  EXPECT_EQ(plan.guest_mounts(4).options(0), "lowerdir=layers/0:layers/1");
+  pluginapi::StorageReleaseRequest release;
+  release.set_container_id("c1");
+  release.set_namespace_("ns");
+  release.set_bundle(dir / "bundle");
+  EXPECT_TRUE(exporter.Release(release).ok());
+  EXPECT_FALSE(fs::exists(share_dir));
+  EXPECT_TRUE(fs::exists(prepared->layers[0].image_path));
+}
+
+}  // namespace
+}  // namespace beaconbox::storage
