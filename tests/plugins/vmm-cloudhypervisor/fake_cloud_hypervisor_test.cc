@@ -74,7 +74,8 @@ TEST(Schema, ThePluginsVmConfigAndDevicesPass) {
   Status checked = schema.Check("VmConfig", PluginVmConfig());
   EXPECT_TRUE(checked.ok()) << checked.error().message;
   EXPECT_TRUE(schema.Check("VmResize", cloudhv::ResizeBody(2, 512)).ok());
-  EXPECT_TRUE(schema.Check("DiskConfig", *cloudhv::DiskConfigOf(PluginSpec().devices(1).block())).ok());
+  EXPECT_TRUE(
+      schema.Check("DiskConfig", *cloudhv::DiskConfigOf(PluginSpec().devices(1).block())).ok());
 }
 
 TEST(Schema, UnknownFieldsAreRefusedWithTheirPath) {
@@ -154,8 +155,10 @@ TEST(QemuTranslation, VmConfigBecomesAQemuCommandLine) {
 class FakeProcess {
  public:
   explicit FakeProcess(const std::string& socket) {
-    auto pid = plugins::ForkExec({BBX_FAKE_CH_BINARY, "--api-socket", "path=" + socket}, {});
-    EXPECT_TRUE(pid.ok());
+    plugins::SpawnOptions options;
+    options.log_path = socket + ".log";
+    auto pid = plugins::ForkExec({BBX_FAKE_CH_BINARY, "--api-socket", "path=" + socket}, options);
+    EXPECT_TRUE(pid.ok()) << pid.error().message;
     pid_ = pid.ok() ? *pid : -1;
     EXPECT_TRUE(plugins::WaitForPath(socket, pid_, 10s));
   }

@@ -148,9 +148,8 @@ class FakeVmm {
       http::response<http::string_body> response{answer.status, request.version()};
       response.set(http::field::server, "fake-cloud-hypervisor");
       if (!answer.body.empty()) {
-        response.set(http::field::content_type, answer.status == http::status::ok
-                                                     ? "application/json"
-                                                     : "text/plain");
+        response.set(http::field::content_type,
+                     answer.status == http::status::ok ? "application/json" : "text/plain");
         response.body() = answer.body;
       }
       response.keep_alive(request.keep_alive());
@@ -168,9 +167,9 @@ class FakeVmm {
     }
     const std::string call = target.substr(prefix.size());
     if (std::string(request.method_string()) != schema_.MethodOf(call)) {
-      return Text(http::status::method_not_allowed,
-                  call + " takes " + schema_.MethodOf(call) + ", not " +
-                      std::string(request.method_string()));
+      return Text(http::status::method_not_allowed, call + " takes " + schema_.MethodOf(call) +
+                                                        ", not " +
+                                                        std::string(request.method_string()));
     }
     json body;
     const std::string body_type = schema_.BodyTypeOf(call);
@@ -201,7 +200,8 @@ class FakeVmm {
       return {};
     }
     if (call == "vm.create") {
-      if (!config_.is_null()) return Text(http::status::internal_server_error, "VM already created");
+      if (!config_.is_null())
+        return Text(http::status::internal_server_error, "VM already created");
       config_ = body;
       state_ = "Created";
       return {};
@@ -312,7 +312,8 @@ class FakeVmm {
           line.push_back(byte);
         }
         unsigned port = 0;
-        if (line.rfind("CONNECT ", 0) == 0) port = static_cast<unsigned>(std::atoi(line.c_str() + 8));
+        if (line.rfind("CONNECT ", 0) == 0)
+          port = static_cast<unsigned>(std::atoi(line.c_str() + 8));
         if (port == 0 || port != agent_port) continue;  // closes: nothing listens there
         UniqueFd guest = ConnectUnix(agent_socket);
         if (!guest) continue;
@@ -400,7 +401,8 @@ int main(int argc, char** argv) {
       std::cout << "cloud-hypervisor v48.0-fake (fake-cloud-hypervisor, a test double)\n";
       return 0;
     } else {
-      Log("unknown argument " + arg + ": this test double takes --api-socket path=<p> [--schema f]");
+      Log("unknown argument " + arg +
+          ": this test double takes --api-socket path=<p> [--schema f]");
       return 2;
     }
   }

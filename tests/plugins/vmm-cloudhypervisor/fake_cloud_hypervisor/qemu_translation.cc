@@ -33,7 +33,8 @@ unsigned AgentVsockPortOf(const json& vm_config) {
   std::istringstream words(cmdline);
   std::string word;
   while (words >> word) {
-    if (word.rfind(key, 0) == 0) port = static_cast<unsigned>(std::stoul("0" + word.substr(key.size())));
+    if (word.rfind(key, 0) == 0)
+      port = static_cast<unsigned>(std::stoul("0" + word.substr(key.size())));
   }
   return port;
 }
@@ -69,10 +70,10 @@ Result<std::vector<std::string>> QemuArgvOf(const json& config, const std::strin
   // clang-format on
   // vhost-user devices need guest memory virtiofsd can map, as CH's shared=on gives.
   if (memory.value("shared", false)) {
-    argv.insert(argv.end(), {"-object",
-                             "memory-backend-memfd,id=mem,size=" + std::to_string(size_mib) +
-                                 "M,share=on",
-                             "-numa", "node,memdev=mem"});
+    argv.insert(
+        argv.end(),
+        {"-object", "memory-backend-memfd,id=mem,size=" + std::to_string(size_mib) + "M,share=on",
+         "-numa", "node,memdev=mem"});
   } else if (config.contains("fs")) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "virtio-fs needs shared memory: set memory.shared (as CH requires)");
@@ -96,10 +97,10 @@ Result<std::vector<std::string>> QemuArgvOf(const json& config, const std::strin
     // The guest agent speaks over a virtio-serial port instead; the double relays
     // the hybrid vsock socket to it (see main).
     cmdline += std::string(" beaconbox.channel=virtio-serial:") + kAgentPortName;
-    argv.insert(argv.end(), {"-device", "virtio-serial-pci,id=serial0", "-chardev",
-                             "socket,id=agent,path=" + paths.agent_socket + ",server=on,wait=off",
-                             "-device",
-                             std::string("virtserialport,chardev=agent,name=") + kAgentPortName});
+    argv.insert(argv.end(),
+                {"-device", "virtio-serial-pci,id=serial0", "-chardev",
+                 "socket,id=agent,path=" + paths.agent_socket + ",server=on,wait=off", "-device",
+                 std::string("virtserialport,chardev=agent,name=") + kAgentPortName});
   }
   argv.insert(argv.end(), {"-append", cmdline});
   if (payload.contains("fw_cfg_config") && payload["fw_cfg_config"].contains("items")) {

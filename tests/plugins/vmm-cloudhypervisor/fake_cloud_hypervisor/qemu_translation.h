@@ -22,8 +22,7 @@ struct QemuPaths {
 inline constexpr char kAgentPortName[] = "beaconbox.agent";
 
 Result<std::vector<std::string>> QemuArgvOf(const nlohmann::json& vm_config,
-                                            const std::string& qemu_binary,
-                                            const QemuPaths& paths);
+                                            const std::string& qemu_binary, const QemuPaths& paths);
 
 // The vsock port the guest agent listens on: "beaconbox.channel=vsock:<port>" in
 // payload.cmdline (0 when absent).

@@ -48,9 +48,7 @@ Result<ApiSchema> ApiSchema::FromJson(json document) {
   return schema;
 }
 
-bool ApiSchema::Serves(const std::string& call) const {
-  return document_["calls"].contains(call);
-}
+bool ApiSchema::Serves(const std::string& call) const { return document_["calls"].contains(call); }
 
 std::string ApiSchema::MethodOf(const std::string& call) const {
   return Serves(call) ? document_["calls"][call].value("method", "") : "";
@@ -105,8 +103,7 @@ Status ApiSchema::CheckValue(const json& type, const json& value, const std::str
                                      : Bad(path, "want an integer, got " + Shown(value));
   }
   if (name == "uint") {
-    return value.is_number_unsigned() ||
-                   (value.is_number_integer() && value.get<int64_t>() >= 0)
+    return value.is_number_unsigned() || (value.is_number_integer() && value.get<int64_t>() >= 0)
                ? Status::Ok()
                : Bad(path, "want an unsigned integer, got " + Shown(value));
   }
