@@ -182,7 +182,15 @@ Status ChVm::Launch() {
   }
   api_ = std::make_unique<ApiClient>(plan_.api_socket);
 
+  // The socket file appears at bind(), a moment before listen(): a refused connect
+  // is retried until the socket timeout.
+  const auto ping_deadline = std::chrono::steady_clock::now() + config_.api_socket_timeout;
   auto ping = api_->Call("GET", "vmm.ping", std::nullopt, config_.api_call_timeout);
+  while (!ping.ok() && ping.error().message.find("cannot connect") != std::string::npos &&
+         std::chrono::steady_clock::now() < ping_deadline && ChildRunning(vmm_pid_)) {
+    std::this_thread::sleep_for(20ms);
+    ping = api_->Call("GET", "vmm.ping", std::nullopt, config_.api_call_timeout);
+  }
   if (!ping.ok()) return Died(ping.error().message);
   auto pong = ParseBoundedJson(*ping, "vmm.ping answer");
   if (!pong.ok() || !pong->is_object() || !pong->contains("version") ||
