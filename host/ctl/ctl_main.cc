@@ -60,6 +60,8 @@ std::vector<std::string> CapabilityNames(const plugin_host::pluginapi::Capabilit
     names.push_back(kind == plugin_host::pluginapi::AGENT_CHANNEL_VSOCK ? "agent-vsock"
                     : kind == plugin_host::pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL
                         ? "agent-virtio-serial"
+                    : kind == plugin_host::pluginapi::AGENT_CHANNEL_HYBRID_VSOCK
+                        ? "agent-hybrid-vsock"
                         : "agent-unknown");
   }
   if (names.empty()) names.push_back("none");

@@ -63,6 +63,17 @@ Result<AgentChannelPlan> PlanAgentChannel(const pluginapi::Capabilities& capabil
                      "channel (plugin-abi/README.md, rule 11)");
   }
   BBX_ASSIGN_OR_RETURN(plan.token, GenerateAgentToken());
+  if (Lists(capabilities, pluginapi::AGENT_CHANNEL_HYBRID_VSOCK)) {
+    // The VMM relays vsock in user space (Cloud Hypervisor): no /dev/vhost-vsock and
+    // no host-wide CID; the guest always gets the first guest CID.
+    std::string socket = vm_run_dir + "/vsock.sock";
+    BBX_RETURN_IF_ERROR(CheckSocketPath(socket));
+    plan.channel.set_kind(pluginapi::AGENT_CHANNEL_HYBRID_VSOCK);
+    plan.channel.set_port(kAgentVsockPort);
+    plan.channel.set_guest_cid(3);
+    plan.channel.set_unix_socket_path(socket);
+    return plan;
+  }
   bool plugin_vsock = Lists(capabilities, pluginapi::AGENT_CHANNEL_VSOCK);
   bool plugin_serial = capabilities.agent_channels().empty() ||
                        Lists(capabilities, pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
@@ -91,7 +102,8 @@ Result<AgentChannelPlan> PlanAgentChannel(const pluginapi::Capabilities& capabil
 std::vector<std::string> GuestKernelArgs(const pluginapi::AgentChannel& channel,
                                          uint64_t memory_mib, uint64_t max_memory_mib) {
   std::vector<std::string> args = {"panic=-1"};
-  if (channel.kind() == pluginapi::AGENT_CHANNEL_VSOCK) {
+  if (channel.kind() == pluginapi::AGENT_CHANNEL_VSOCK ||
+      channel.kind() == pluginapi::AGENT_CHANNEL_HYBRID_VSOCK) {
     args.push_back("beaconbox.channel=vsock:" + std::to_string(channel.port()));
   } else {
     args.push_back("beaconbox.channel=virtio-serial:" + channel.serial_port_name());

@@ -96,6 +96,20 @@ TEST(AgentChannel, RefusesAVsockOnlyPluginOnAHostWithoutVsock) {
   EXPECT_THAT(plan.error().message, HasSubstr("/dev/vhost-vsock"));
 }
 
+TEST(AgentChannel, HybridVsockNeedsNoVhostVsockAndLivesInTheVmDirectory) {
+  TempDir dir;
+  auto plan = PlanAgentChannel(Channels({pluginapi::AGENT_CHANNEL_HYBRID_VSOCK}), false,
+                               dir.path(), dir.path() + "/vm");
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_EQ(plan->channel.kind(), pluginapi::AGENT_CHANNEL_HYBRID_VSOCK);
+  EXPECT_EQ(plan->channel.unix_socket_path(), dir.path() + "/vm/vsock.sock");
+  EXPECT_EQ(plan->channel.guest_cid(), 3u);
+  EXPECT_EQ(plan->channel.port(), kAgentVsockPort);
+  EXPECT_EQ(plan->token.size(), 64u);
+  EXPECT_THAT(GuestKernelArgs(plan->channel, 512, 512),
+              ElementsAre("panic=-1", "beaconbox.channel=vsock:1024"));
+}
+
 TEST(GuestKernelArgs, ChannelPanicAndMemoryHotplug) {
   pluginapi::AgentChannel vsock;
   vsock.set_kind(pluginapi::AGENT_CHANNEL_VSOCK);

@@ -1,0 +1,248 @@
+// The vmm-cloudhypervisor plugin's C entry: ops table, config parsing, and
+// translation to ChVm. The logic lives in ch_vm.cc (the VM), ch_api.cc (the REST API)
+// and vm_config.cc (VmSpec to VmConfig); child processes, virtiofsd and PATH search in
+// plugins/common; the capped console log is vmm-qemu's.
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <new>
+
+#include "beaconbox/plugin/v1/plugin.pb.h"
+#include "beaconbox/plugin_support.hpp"
+#include "plugins/common/abi_error.h"
+#include "plugins/common/check_report.h"
+#include "plugins/common/child_process.h"
+#include "plugins/common/path_search.h"
+#include "plugins/common/virtiofsd.h"
+#include "plugins/vmm-cloudhypervisor/ch_vm.h"
+
+struct bbx_plugin {
+  const bbx_host_services* host;
+  beaconbox::cloudhv::ChConfig config;
+  beaconbox::plugins::Spawner spawner;  // forks CH and virtiofsd; lives until fini
+};
+
+struct bbx_vm {
+  std::unique_ptr<beaconbox::cloudhv::ChVm> vm;
+};
+
+namespace {
+
+namespace pluginapi = ::beaconbox::plugin::v1;
+using beaconbox::plugins::Fail;
+using namespace std::chrono_literals;
+
+const bbx_config_key kConfigKeys[] = {
+    bbx::ConfigKey("binary", BBX_CONFIG_STRING, "\"cloud-hypervisor\" (from PATH)",
+                   "the cloud-hypervisor binary (v48+, built with the fw_cfg feature)",
+                   "CLOUD_HYPERVISOR_PATH"),
+    bbx::ConfigKey("virtiofsd", BBX_CONFIG_STRING, "\"/usr/lib/qemu/virtiofsd\"",
+                   "the virtio-fs daemon"),
+    bbx::ConfigKey("kvm_device", BBX_CONFIG_STRING, "\"/dev/kvm\"",
+                   "checked by `beaconbox-ctl check` and named in boot errors (CH needs KVM)"),
+    bbx::ConfigKey("api_socket_timeout_ms", BBX_CONFIG_INTEGER, "10000",
+                   "how long cloud-hypervisor may take to open its API socket"),
+    bbx::ConfigKey("api_call_timeout_ms", BBX_CONFIG_INTEGER, "30000",
+                   "how long one REST API call may take"),
+    bbx::ConfigKey("console_log_max_bytes", BBX_CONFIG_INTEGER, "4194304",
+                   "disk a VM's console log takes at most (the log and its one rotated "
+                   "predecessor <log>.1)"),
+};
+
+bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
+                bbx_error* error) {
+  beaconbox::cloudhv::ChConfig config;
+  try {
+    toml::table table = toml::parse(bbx::View(config_toml));
+    config.binary =
+        beaconbox::plugins::FindInPath(table["binary"].value_or(std::string("cloud-hypervisor")));
+    config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
+    config.kvm_device = table["kvm_device"].value_or(config.kvm_device);
+    config.api_socket_timeout = std::chrono::milliseconds(
+        std::clamp<int64_t>(table["api_socket_timeout_ms"].value_or(int64_t{10000}), 100, 600000));
+    config.api_call_timeout = std::chrono::milliseconds(
+        std::clamp<int64_t>(table["api_call_timeout_ms"].value_or(int64_t{30000}), 100, 600000));
+    config.console_log_max_bytes = static_cast<uint64_t>(
+        std::max<int64_t>(table["console_log_max_bytes"].value_or(int64_t{4 << 20}), 0));
+  } catch (const toml::parse_error& parse_error) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                     std::string("config: ") + std::string(parse_error.description()));
+  }
+  constexpr uint64_t kMaxConsoleLogBytes = uint64_t{1} << 30;
+  if (config.console_log_max_bytes < beaconbox::qemu::kMinConsoleLogBytes ||
+      config.console_log_max_bytes > kMaxConsoleLogBytes) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                     "console_log_max_bytes = " + std::to_string(config.console_log_max_bytes) +
+                         ": use " + std::to_string(beaconbox::qemu::kMinConsoleLogBytes) + " to " +
+                         std::to_string(kMaxConsoleLogBytes));
+  }
+  auto* plugin = new (std::nothrow) bbx_plugin{host, config, {}};
+  if (plugin == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
+  *out = plugin;
+  return BBX_OK;
+}
+
+void Fini(bbx_plugin* plugin) { delete plugin; }
+
+bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_error* error) {
+  pluginapi::VmSpec spec;
+  if (!spec.ParseFromArray(spec_bytes.data, static_cast<int>(spec_bytes.len))) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmSpec");
+  }
+  auto vm = beaconbox::cloudhv::ChVm::Create(spec, plugin->config, plugin->spawner);
+  if (!vm.ok()) return Fail(vm.error(), error);
+  *out = new bbx_vm{std::move(vm).value()};
+  return BBX_OK;
+}
+
+bbx_status VmConnectGuest(bbx_vm* vm, uint32_t timeout_ms, int* fd_out, bbx_error* error) {
+  auto fd = vm->vm->ConnectGuest(std::chrono::milliseconds(timeout_ms));
+  if (!fd.ok()) return Fail(fd.error(), error);
+  *fd_out = fd->Release();
+  return BBX_OK;
+}
+
+bbx_status VmInfo(bbx_vm* vm, bbx_sink info, bbx_error* error) {
+  return bbx::WriteSink(info, vm->vm->Info().SerializeAsString(), error);
+}
+
+bbx_status VmStop(bbx_vm* vm, uint32_t timeout_ms, bbx_error* error) {
+  auto status = vm->vm->Stop(std::chrono::milliseconds(timeout_ms));
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
+void VmDestroy(bbx_vm* vm) { delete vm; }
+
+bbx_status VmPause(bbx_vm* vm, bbx_error* error) {
+  auto status = vm->vm->Pause();
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
+bbx_status VmResume(bbx_vm* vm, bbx_error* error) {
+  auto status = vm->vm->Resume();
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
+bbx_status VmAddDevice(bbx_vm* vm, bbx_bytes device_bytes, bbx_error* error) {
+  pluginapi::Device device;
+  if (!device.ParseFromArray(device_bytes.data, static_cast<int>(device_bytes.len))) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable Device");
+  }
+  auto status = vm->vm->AddDevice(device);
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
+bbx_status VmResize(bbx_vm* vm, uint32_t vcpus, uint64_t memory_mib, bbx_error* error) {
+  auto status = vm->vm->Resize(vcpus, memory_mib);
+  return status.ok() ? BBX_OK : Fail(status.error(), error);
+}
+
+// Ends what a dead shim's VM left, but only the recorded processes (pid and start
+// time, running one of our binaries): a recycled pid is never killed.
+bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* error) {
+  pluginapi::VmInfo info;
+  if (!info.ParseFromArray(info_bytes.data, static_cast<int>(info_bytes.len))) {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmInfo");
+  }
+  std::vector<beaconbox::plugins::RecordedProcess> processes;
+  for (int i = 0; i < info.pids_size(); ++i) {
+    processes.push_back(
+        {info.pids(i), i < info.pid_start_times_size() ? info.pid_start_times(i) : 0});
+  }
+  beaconbox::plugins::KillStaleProcesses(processes,
+                                         {plugin->config.binary, plugin->config.virtiofsd});
+  beaconbox::plugins::RemoveVirtiofsdLockFilesUnder(info.run_dir());
+  return BBX_OK;
+}
+
+// Its own prerequisites: the binary, virtiofsd and KVM. The version and the fw_cfg
+// feature show only once CH runs (vmm.ping, vm.info at create). The vmlinux is the
+// host's check (vm.kernel_path).
+bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
+  pluginapi::CheckReport report;
+  auto line = [&](pluginapi::CheckLevel level, const std::string& what, const std::string& detail) {
+    beaconbox::plugins::AddCheckLine(report, level, what, detail);
+  };
+  const beaconbox::cloudhv::ChConfig& config = plugin->config;
+  if (::access(config.binary.c_str(), X_OK) == 0) {
+    line(pluginapi::CHECK_OK, "cloud-hypervisor",
+         config.binary + " (needs v" + std::to_string(beaconbox::cloudhv::kMinVersionMajor) +
+             "+ with the fw_cfg feature; checked at VM create)");
+  } else {
+    line(pluginapi::CHECK_FAIL, "cloud-hypervisor",
+         config.binary +
+             " is not executable (config key binary, env CLOUD_HYPERVISOR_PATH): install Cloud "
+             "Hypervisor from its releases, or fix the path");
+  }
+  if (::access(config.virtiofsd.c_str(), X_OK) == 0) {
+    line(pluginapi::CHECK_OK, "virtiofsd", config.virtiofsd);
+  } else {
+    line(pluginapi::CHECK_FAIL, "virtiofsd",
+         config.virtiofsd +
+             " is not executable (config key virtiofsd): apt-get install "
+             "qemu-system-x86 (Debian 12 ships it in /usr/lib/qemu), or fix the key");
+  }
+  std::string kvm = beaconbox::cloudhv::KvmProblem(config.kvm_device);
+  if (kvm.empty()) {
+    line(pluginapi::CHECK_OK, "kvm", config.kvm_device + " opens read-write");
+  } else {
+    line(pluginapi::CHECK_FAIL, "kvm", kvm);
+  }
+  return bbx::WriteSink(report_sink, report.SerializeAsString(), error);
+}
+
+bbx_status Capabilities(bbx_plugin*, bbx_sink sink, bbx_error* error) {
+  pluginapi::Capabilities capabilities;
+  capabilities.set_pause(true);
+  capabilities.set_resize_vcpus(true);
+  capabilities.set_resize_memory(true);
+  capabilities.set_hotplug_disks(true);
+  capabilities.set_hotplug_nics(true);
+  capabilities.set_hotplug_shares(true);
+  capabilities.set_read_only_shares(true);
+  capabilities.add_agent_channels(pluginapi::AGENT_CHANNEL_HYBRID_VSOCK);
+  capabilities.set_agent_token(true);  // through fw_cfg, see vm_config.h
+  return bbx::WriteSink(sink, capabilities.SerializeAsString(), error);
+}
+
+const bbx_plugin_common_ops kCommonOps = {
+    .struct_size = sizeof(bbx_plugin_common_ops),
+    .init = Init,
+    .fini = Fini,
+    .check = Check,
+    .capabilities = Capabilities,
+};
+
+const bbx_vmm_ops kOps = {
+    .struct_size = sizeof(bbx_vmm_ops),
+    .vm_create = VmCreate,
+    .vm_connect_guest = VmConnectGuest,
+    .vm_info = VmInfo,
+    .vm_stop = VmStop,
+    .vm_destroy = VmDestroy,
+    .vm_pause = VmPause,
+    .vm_resume = VmResume,
+    .vm_add_device = VmAddDevice,
+    .vm_resize = VmResize,
+    .vm_cleanup_stale = VmCleanupStale,
+};
+
+}  // namespace
+
+extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* request,
+                                                  bbx_entry_response* response, bbx_error* error) {
+  const bbx_entry_response mine = {
+      .struct_size = sizeof(bbx_entry_response),
+      .abi_version = BBX_ABI_VERSION_CURRENT,
+      .kind = BBX_PLUGIN_KIND_VMM,
+      .name = "cloud-hypervisor",
+      .version = BEACONBOX_VERSION,
+      .config_keys = kConfigKeys,
+      .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
+      .common_ops = &kCommonOps,
+      .kind_ops = &kOps,
+  };
+  return bbx::Negotiate(request, response, mine, error);
+}

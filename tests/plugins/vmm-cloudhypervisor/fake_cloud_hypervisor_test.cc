@@ -1,0 +1,220 @@
+// The FAKE cloud-hypervisor's schema checks (unit) and its REST API (component: the
+// double runs as a process and the plugin's own ApiClient talks to it). The VmConfig
+// the plugin builds must pass the double's schema: the two are checked against each
+// other here.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "plugins/common/child_process.h"
+#include "plugins/vmm-cloudhypervisor/ch_api.h"
+#include "plugins/vmm-cloudhypervisor/vm_config.h"
+#include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/vmm-cloudhypervisor/fake_cloud_hypervisor/qemu_translation.h"
+#include "tests/plugins/vmm-cloudhypervisor/fake_cloud_hypervisor/schema_check.h"
+
+namespace beaconbox::fakech {
+namespace {
+
+namespace pluginapi = ::beaconbox::plugin::v1;
+using nlohmann::json;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+ApiSchema Schema() {
+  auto schema = ApiSchema::Load(BBX_FAKE_CH_SCHEMA);
+  EXPECT_TRUE(schema.ok()) << schema.error().message;
+  return std::move(schema).value();
+}
+
+pluginapi::VmSpec PluginSpec() {
+  pluginapi::VmSpec spec;
+  spec.set_id("c1");
+  spec.set_kernel_path("/k/vmlinux");
+  spec.set_initrd_path("/k/initrd");
+  spec.set_vcpus(1);
+  spec.set_max_vcpus(2);
+  spec.set_memory_mib(256);
+  spec.set_max_memory_mib(512);
+  spec.set_run_dir("/run/x");
+  spec.set_agent_token(std::string(64, 'b'));
+  spec.add_guest_kernel_args("beaconbox.channel=vsock:1024");
+  auto* channel = spec.mutable_agent_channel();
+  channel->set_kind(pluginapi::AGENT_CHANNEL_HYBRID_VSOCK);
+  channel->set_guest_cid(3);
+  channel->set_port(1024);
+  channel->set_unix_socket_path("/run/x/vsock.sock");
+  auto* share = spec.add_devices()->mutable_share();
+  share->set_tag("rootfs");
+  share->set_vhost_user_socket("/run/x/fs0.sock");
+  auto* block = spec.add_devices()->mutable_block();
+  block->set_id("d1");
+  block->set_host_path("/img/d1");
+  auto* net = spec.add_devices()->mutable_net();
+  net->set_tap_name("tap1");
+  net->set_mac("02:00:00:00:00:02");
+  return spec;
+}
+
+json PluginVmConfig() {
+  auto spec = PluginSpec();
+  auto config = cloudhv::BuildVmConfig(spec, *cloudhv::PlanLaunch(spec));
+  EXPECT_TRUE(config.ok());
+  return *config;
+}
+
+TEST(Schema, ThePluginsVmConfigAndDevicesPass) {
+  ApiSchema schema = Schema();
+  Status checked = schema.Check("VmConfig", PluginVmConfig());
+  EXPECT_TRUE(checked.ok()) << checked.error().message;
+  EXPECT_TRUE(schema.Check("VmResize", cloudhv::ResizeBody(2, 512)).ok());
+  EXPECT_TRUE(
+      schema.Check("DiskConfig", *cloudhv::DiskConfigOf(PluginSpec().devices(1).block())).ok());
+}
+
+TEST(Schema, UnknownFieldsAreRefusedWithTheirPath) {
+  json config = PluginVmConfig();
+  config["cpus"]["boot_cpus"] = 1;
+  Status checked = Schema().Check("VmConfig", config);
+  ASSERT_FALSE(checked.ok());
+  EXPECT_EQ(checked.error().message,
+            "VmConfig.cpus: unknown field `boot_cpus` (not in CpusConfig)");
+  config = PluginVmConfig();
+  config["payload"]["fw_cfg_config"]["items"]["item_list"][0]["path"] = "/x";
+  checked = Schema().Check("VmConfig", config);
+  ASSERT_FALSE(checked.ok());
+  EXPECT_THAT(checked.error().message, HasSubstr("item_list[0]: unknown field `path`"));
+}
+
+TEST(Schema, WrongTypesMissingFieldsEnumsAndMinimums) {
+  ApiSchema schema = Schema();
+  json config = PluginVmConfig();
+  config["memory"]["size"] = "256M";
+  Status checked = schema.Check("VmConfig", config);
+  ASSERT_FALSE(checked.ok());
+  EXPECT_THAT(checked.error().message, HasSubstr("VmConfig.memory.size: want an unsigned integer"));
+
+  config = PluginVmConfig();
+  config["disks"][0]["readonly"] = "yes";
+  EXPECT_THAT(schema.Check("VmConfig", config).error().message,
+              HasSubstr("VmConfig.disks[0].readonly: want a boolean"));
+
+  config = PluginVmConfig();
+  config["cpus"].erase("max_vcpus");
+  EXPECT_THAT(schema.Check("VmConfig", config).error().message,
+              HasSubstr("missing field `max_vcpus`"));
+
+  config = PluginVmConfig();
+  config["serial"]["mode"] = "file";
+  EXPECT_THAT(schema.Check("VmConfig", config).error().message, HasSubstr("want one of"));
+
+  config = PluginVmConfig();
+  config["vsock"]["cid"] = 2;
+  EXPECT_THAT(schema.Check("VmConfig", config).error().message, HasSubstr("at least 3"));
+
+  config = PluginVmConfig();
+  config["memory"]["size"] = -1;
+  EXPECT_FALSE(schema.Check("VmConfig", config).ok());
+  EXPECT_FALSE(schema.Check("VmConfig", json::array()).ok());
+  EXPECT_FALSE(schema.Check("VmConfig", json::object()).ok());  // payload is required
+}
+
+TEST(QemuTranslation, VmConfigBecomesAQemuCommandLine) {
+  json config = PluginVmConfig();
+  auto argv = QemuArgvOf(config, "/usr/bin/qemu-system-x86_64", {"/d/qmp.sock", "/d/agent.sock"});
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(*argv, Contains("1,maxcpus=2"));
+  EXPECT_THAT(*argv, Contains("256M,slots=8,maxmem=512M"));
+  EXPECT_THAT(*argv, Contains("name=opt/io.beaconbox/agent-token,file=/run/x/agent-token"));
+  EXPECT_THAT(*argv, Contains("file:/run/x/console.fifo"));
+  EXPECT_THAT(*argv, Contains("virtserialport,chardev=agent,name=beaconbox.agent"));
+  EXPECT_THAT(*argv, Contains("file=/img/d1,if=none,id=disk0,format=raw"));
+  EXPECT_THAT(*argv, Contains("virtio-blk-pci,drive=disk0,serial=d1"));
+  EXPECT_THAT(*argv, Contains("tap,id=net0,ifname=tap1,script=no,downscript=no"));
+  EXPECT_THAT(*argv, Contains("vhost-user-fs-pci,queue-size=1024,chardev=fs0,tag=rootfs"));
+  auto append = std::find(argv->begin(), argv->end(), "-append");
+  ASSERT_NE(append, argv->end());
+  EXPECT_THAT(*(append + 1), HasSubstr("beaconbox.channel=virtio-serial:beaconbox.agent"));
+  EXPECT_EQ(AgentVsockPortOf(config), 1024u);
+
+  config["disks"][0]["path"] = "/img/a,b";
+  EXPECT_FALSE(QemuArgvOf(config, "/q", {"/d/q", "/d/a"}).ok());
+  config = PluginVmConfig();
+  config["payload"]["firmware"] = "/fw";
+  EXPECT_THAT(QemuArgvOf(config, "/q", {"/d/q", "/d/a"}).error().message,
+              HasSubstr("does not emulate"));
+}
+
+// The double as a process: its API answers as CH's does, and refuses bad bodies.
+class FakeProcess {
+ public:
+  explicit FakeProcess(const std::string& socket) {
+    plugins::SpawnOptions options;
+    options.log_path = socket + ".log";
+    auto pid = plugins::ForkExec({BBX_FAKE_CH_BINARY, "--api-socket", "path=" + socket}, options);
+    EXPECT_TRUE(pid.ok()) << pid.error().message;
+    pid_ = pid.ok() ? *pid : -1;
+    EXPECT_TRUE(plugins::WaitForPath(socket, pid_, 10s));
+  }
+  ~FakeProcess() {
+    if (pid_ > 0) plugins::EndChild(pid_, 2s);
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+TEST(FakeProcess, ServesPingRefusesBadBodiesAndShutsDown) {
+  plugins::testing::TempDir dir;
+  FakeProcess fake(dir / "api.sock");
+  cloudhv::ApiClient client(dir / "api.sock");
+  auto ping = client.Call("GET", "vmm.ping", std::nullopt, 5s);
+  ASSERT_TRUE(ping.ok()) << ping.error().message;
+  EXPECT_EQ(json::parse(*ping)["version"], "v48.0-fake");
+
+  json bad = PluginVmConfig();
+  bad["cpus"]["boot_vcpus"] = "one";
+  auto created = client.Call("PUT", "vm.create", bad.dump(), 5s);
+  ASSERT_FALSE(created.ok());
+  EXPECT_THAT(created.error().message,
+              HasSubstr("cloud-hypervisor API vm.create: HTTP 400 Bad Request: "
+                        "fake-cloud-hypervisor: vm.create: VmConfig.cpus.boot_vcpus: want an "
+                        "unsigned integer"));
+  auto not_json = client.Call("PUT", "vm.create", std::string("{"), 5s);
+  ASSERT_FALSE(not_json.ok());
+  EXPECT_THAT(not_json.error().message, HasSubstr("HTTP 400"));
+
+  auto info = client.Call("GET", "vm.info", std::nullopt, 5s);
+  ASSERT_FALSE(info.ok());
+  EXPECT_THAT(info.error().message, HasSubstr("HTTP 404"));
+  auto unknown = client.Call("PUT", "vm.teleport", std::nullopt, 5s);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.error().message, HasSubstr("HTTP 404"));
+  auto wrong_method = client.Call("GET", "vm.boot", std::nullopt, 5s);
+  ASSERT_FALSE(wrong_method.ok());
+  EXPECT_THAT(wrong_method.error().message, HasSubstr("HTTP 405"));
+
+  auto good = client.Call("PUT", "vm.create", PluginVmConfig().dump(), 5s);
+  ASSERT_TRUE(good.ok()) << good.error().message;
+  auto state = client.Call("GET", "vm.info", std::nullopt, 5s);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(json::parse(*state)["state"], "Created");
+  EXPECT_EQ(json::parse(*state)["config"], PluginVmConfig());
+  auto resize = client.Call("PUT", "vm.resize", json{{"desired_vcpus", 0}}.dump(), 5s);
+  ASSERT_FALSE(resize.ok());
+  EXPECT_THAT(resize.error().message, HasSubstr("at least 1"));
+
+  ASSERT_TRUE(client.Call("PUT", "vmm.shutdown", std::nullopt, 5s).ok());
+  EXPECT_TRUE(plugins::WaitChildExit(fake.pid(), 5s));
+  EXPECT_FALSE(std::filesystem::exists(dir / "api.sock"));
+}
+
+}  // namespace
+}  // namespace beaconbox::fakech
