@@ -208,7 +208,7 @@ extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* reque
       .abi_version = BBX_ABI_VERSION_CURRENT,
       .kind = BBX_PLUGIN_KIND_STORAGE,
       .name = "erofs",
-      .version = BEACONBOX_VERSION,
+      .version = BEACONBOX_PLUGIN_VERSION,
       .config_keys = kConfigKeys,
       .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
       .common_ops = &kCommonOps,
