@@ -87,7 +87,7 @@ for config in runc virtiofs blk erofs-virtiofs; do
   done
   if [ "$config" = blk ] || [ "$config" = erofs-virtiofs ]; then
     tail -n +"$mark" "$BBX_DIR/containerd.log" | grep -o 'erofs layer [^ ]*: converted in [0-9.]* ms' |
-      while read -r _ _ dir _ _ _ ms _; do
+      while read -r _ _ dir _ _ ms _; do
         mb=$(du -sm "${dir%:}" | cut -f1)
         echo "  $config conversion: layer of ${mb} MB in $ms ms"
       done
