@@ -37,8 +37,9 @@ using beaconbox::plugins::Fail;
 using namespace std::chrono_literals;
 
 const bbx_config_key kConfigKeys[] = {
-    bbx::ConfigKey("binary", BBX_CONFIG_STRING, "\"cloud-hypervisor\" (from PATH)",
-                   "the cloud-hypervisor binary (v48+, built with the fw_cfg feature)",
+    bbx::ConfigKey("binary", BBX_CONFIG_STRING, "\"cloud-hypervisor\"",
+                   "the cloud-hypervisor binary (v48+, built with the fw_cfg feature); a name "
+                   "without '/' is looked up in PATH",
                    "CLOUD_HYPERVISOR_PATH"),
     bbx::ConfigKey("virtiofsd", BBX_CONFIG_STRING, "\"/usr/lib/qemu/virtiofsd\"",
                    "the virtio-fs daemon"),
