@@ -57,12 +57,11 @@ std::vector<std::string> CapabilityNames(const plugin_host::pluginapi::Capabilit
   add(caps.read_only_shares(), "read-only-shares");
   add(caps.read_only_rootfs(), "read-only-rootfs");
   for (int kind : caps.agent_channels()) {
-    names.push_back(kind == plugin_host::pluginapi::AGENT_CHANNEL_VSOCK ? "agent-vsock"
-                    : kind == plugin_host::pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL
-                        ? "agent-virtio-serial"
-                    : kind == plugin_host::pluginapi::AGENT_CHANNEL_HYBRID_VSOCK
-                        ? "agent-hybrid-vsock"
-                        : "agent-unknown");
+    names.push_back(
+        kind == plugin_host::pluginapi::AGENT_CHANNEL_VSOCK           ? "agent-vsock"
+        : kind == plugin_host::pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL ? "agent-virtio-serial"
+        : kind == plugin_host::pluginapi::AGENT_CHANNEL_HYBRID_VSOCK  ? "agent-hybrid-vsock"
+                                                                      : "agent-unknown");
   }
   if (names.empty()) names.push_back("none");
   return names;

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,7 +60,10 @@ class ChVm {
   // vm.info's body (JSON), for tests and diagnostics.
   Result<std::string> VmmInfo();
   const std::string& version() const { return version_; }
-  const ApiClient& api() const { return *api_; }
+  // Time per REST call so far (empty before the API answered).
+  std::map<std::string, ApiTiming> api_timings() const {
+    return api_ ? api_->timings() : std::map<std::string, ApiTiming>{};
+  }
 
  private:
   ChVm(const ChConfig& config, plugins::Spawner& spawner) : config_(config), spawner_(spawner) {}

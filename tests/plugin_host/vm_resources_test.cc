@@ -98,8 +98,8 @@ TEST(AgentChannel, RefusesAVsockOnlyPluginOnAHostWithoutVsock) {
 
 TEST(AgentChannel, HybridVsockNeedsNoVhostVsockAndLivesInTheVmDirectory) {
   TempDir dir;
-  auto plan = PlanAgentChannel(Channels({pluginapi::AGENT_CHANNEL_HYBRID_VSOCK}), false,
-                               dir.path(), dir.path() + "/vm");
+  auto plan = PlanAgentChannel(Channels({pluginapi::AGENT_CHANNEL_HYBRID_VSOCK}), false, dir.path(),
+                               dir.path() + "/vm");
   ASSERT_TRUE(plan.ok()) << plan.error().message;
   EXPECT_EQ(plan->channel.kind(), pluginapi::AGENT_CHANNEL_HYBRID_VSOCK);
   EXPECT_EQ(plan->channel.unix_socket_path(), dir.path() + "/vm/vsock.sock");
