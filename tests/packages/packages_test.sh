@@ -26,6 +26,8 @@ if [ "${1:-}" = --in-root ]; then
   debs=$2
   # shellcheck source-path=SCRIPTDIR source=../e2e/lib.sh
   source "$repo/tests/e2e/lib.sh"
+  # beaconbox-ctl plugins shows PATH at VERSION and ABI 2 (columns, no regex on versions).
+  listed() { awk -v p="$2" -v v="$3" '$5 == p && $3 == v && $4 == "2" {found = 1} END {exit !found}' <<<"$1"; }
   read -r -a plugin_pkgs <<<"$(cat "$debs/plugin-packages")"
   all_pkgs=(beaconbox beaconbox-guest beaconbox-plugin-dev "${plugin_pkgs[@]}")
   upgraded_pkg=$(cat "$debs/upgraded-package")
@@ -119,8 +121,6 @@ if [ "${1:-}" = --in-root ]; then
     done
     return 1
   }
-  # beaconbox-ctl plugins shows PATH at VERSION and ABI 2 (columns, no regex on versions).
-  listed() { awk -v p="$2" -v v="$3" '$5 == p && $3 == v && $4 == "2" {found = 1} END {exit !found}' <<<"$1"; }
 
   # 3a. The held container: output, address, TCP to the bridge address; then it waits
   #     for /tmp/stop (an exec after the upgrade) and exits 7.
