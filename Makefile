@@ -74,7 +74,7 @@ deb: setup
 	nice -n 19 ./scripts/build-deb.sh $(CURDIR)/_output/deb
 
 test-packages: deb
-	./tests/packages/packages_test.sh $(CURDIR)/_output/deb
+	nice -n 19 ./tests/packages/packages_test.sh $(CURDIR)/_output/deb
 
 demo: setup
 	$(MAKE) build

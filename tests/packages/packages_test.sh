@@ -26,6 +26,8 @@ if [ "${1:-}" = --in-root ]; then
   debs=$2
   # shellcheck source-path=SCRIPTDIR source=../e2e/lib.sh
   source "$repo/tests/e2e/lib.sh"
+  # beaconbox-ctl plugins shows PATH at VERSION and ABI 2 (columns, no regex on versions).
+  listed() { awk -v p="$2" -v v="$3" '$5 == p && $3 == v && $4 == "2" {found = 1} END {exit !found}' <<<"$1"; }
   read -r -a plugin_pkgs <<<"$(cat "$debs/plugin-packages")"
   all_pkgs=(beaconbox beaconbox-guest beaconbox-plugin-dev "${plugin_pkgs[@]}")
   upgraded_pkg=$(cat "$debs/upgraded-package")
@@ -62,7 +64,7 @@ if [ "${1:-}" = --in-root ]; then
   for p in "${plugin_pkgs[@]}"; do
     dir=${p#beaconbox-plugin-}
     version=$(dpkg-query -W -f='${Version}' "$p")
-    grep -qE "^[a-z]+ +[a-z-]+ +${version//./\\.} +2 +/usr/lib/beaconbox/plugins/$dir\.so$" <<<"$listing" &&
+    listed "$listing" "/usr/lib/beaconbox/plugins/$dir.so" "$version" &&
       pass "beaconbox-ctl plugins: $dir.so at $version, ABI 2" || fail "beaconbox-ctl plugins: $listing"
   done
 
@@ -107,6 +109,18 @@ if [ "${1:-}" = --in-root ]; then
   echo "containerd: $(containerd --version)"
   bbx_import_demo_image
   run_ctr() { bbx_ctr run --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" "$@"; }
+  exec_ctr() { bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" "$@" < /dev/null; }
+  # The shim of container ID and the chroot's root as the shim's mount namespace
+  # (containerd's, made inside the chroot) shows it through /proc: "PID PREFIX". Its
+  # paths read through /proc (cwd, exe, maps) are PREFIX/usr/..., the scratch root's.
+  shim_of() {
+    local pid cwd tail="$BBX_DIR/state/io.containerd.runtime.v2.task/$BBX_NS/$1"
+    for pid in $(bbx_shim_pids); do
+      cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
+      case $cwd in *"$tail") echo "$pid ${cwd%"$tail"}"; return 0 ;; esac
+    done
+    return 1
+  }
 
   # 3a. The held container: output, address, TCP to the bridge address; then it waits
   #     for /tmp/stop (an exec after the upgrade) and exits 7.
@@ -130,15 +144,18 @@ if [ "${1:-}" = --in-root ]; then
     fail "no bridge address: $(cat /tmp/held.out)"
   [ "$(cat /tmp/received)" = line-from-the-vm ] && pass "TCP from the VM to a listener on the bridge" ||
     fail "the listener got '$(cat /tmp/received)'"
-  shim=$(bbx_shim_pid_of held || true)
+  shim=
+  prefix=
+  read -r shim prefix < <(shim_of held || true) || true
   if [ -z "$shim" ]; then
     fail "no shim serves the held container"
   else
-    [ "$(readlink "/proc/$shim/exe")" = /usr/bin/containerd-shim-beaconbox-v1 ] &&
-      pass "the shim runs from the installed /usr/bin" || fail "the shim runs from $(readlink "/proc/$shim/exe")"
+    [ "$(readlink "/proc/$shim/exe")" = "$prefix/usr/bin/containerd-shim-beaconbox-v1" ] &&
+      pass "the shim runs from the installed /usr/bin ($prefix/usr/bin from outside the chroot)" ||
+      fail "the shim runs from $(readlink "/proc/$shim/exe")"
     for so in vmm-qemu storage-virtiofs net-bridge; do
-      grep -q " /usr/lib/beaconbox/plugins/$so.so$" "/proc/$shim/maps" && pass "the shim mapped the installed $so.so" ||
-        fail "the shim did not map /usr/lib/beaconbox/plugins/$so.so"
+      grep -q " $prefix/usr/lib/beaconbox/plugins/$so.so$" "/proc/$shim/maps" && pass "the shim mapped the installed $so.so" ||
+        fail "the shim did not map /usr/lib/beaconbox/plugins/$so.so: $(grep -F "$so.so" "/proc/$shim/maps" | head -1)"
     done
     vm_cmdline=
     for pid in $(others); do
@@ -163,17 +180,22 @@ if [ "${1:-}" = --in-root ]; then
     fail "$upgraded_so kept its inode: rewritten in place"
   if [ -n "$shim" ]; then
     kill -0 "$shim" 2>/dev/null && pass "the running container's shim is still there" || fail "the shim $shim is gone"
-    grep -qE " $upgraded_so \(deleted\)$" "/proc/$shim/maps" 2>/dev/null &&
+    grep -qF " $prefix$upgraded_so (deleted)" "/proc/$shim/maps" 2>/dev/null &&
       pass "the running shim keeps the old $(basename "$upgraded_so") mapped" ||
       fail "the running shim's mapping of $upgraded_so: $(grep -F "$upgraded_so" "/proc/$shim/maps" 2>/dev/null | head -2)"
   fi
   listing=$(beaconbox-ctl plugins 2>&1) || fail "beaconbox-ctl plugins after the upgrade: $listing"
-  grep -qE " ${upgraded_version//./\\.} +2 +$upgraded_so$" <<<"$listing" &&
+  listed "$listing" "$upgraded_so" "$upgraded_version" &&
     pass "beaconbox-ctl plugins shows $(basename "$upgraded_so") at $upgraded_version" ||
     fail "beaconbox-ctl plugins after the upgrade: $listing"
-  exec_out=$(bbx_ctr task exec --exec-id after-upgrade held /bin/sh -c 'echo exec-after-upgrade; touch /tmp/stop' < /dev/null 2>&1) || true
+  exec_out=$(timeout 300 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" task exec \
+    --fifo-dir "$BBX_DIR/fifo" --exec-id after-upgrade held /bin/sh -c 'echo exec-after-upgrade; touch /tmp/stop' \
+    < /dev/null 2>&1) || true
   grep -qx exec-after-upgrade <<<"$exec_out" && pass "the running container answers an exec after the upgrade" ||
     fail "exec after the upgrade: $exec_out"
+  # The held container ends once /tmp/stop exists; if the exec failed, it is killed.
+  for _ in $(seq 300); do kill -0 "$held_ctr" 2>/dev/null || break; sleep 0.2; done
+  kill -0 "$held_ctr" 2>/dev/null && bbx_ctr task kill -s KILL held > /dev/null 2>&1
   held_status=0
   wait "$held_ctr" || held_status=$?
   held_ctr=
@@ -183,16 +205,18 @@ if [ "${1:-}" = --in-root ]; then
 
   # 4b. A second container gets the new plugin.
   run_ctr -d "$BBX_IMAGE" second /bin/sleep 600 < /dev/null > /dev/null || fail "ctr run -d second"
-  shim2=$(bbx_shim_pid_of second || true)
+  shim2=
+  prefix2=
+  read -r shim2 prefix2 < <(shim_of second || true) || true
   if [ -n "$shim2" ]; then
     new_inode=$(stat -c %i "$upgraded_so")
-    awk -v f="$upgraded_so" '$6 == f {print $5}' "/proc/$shim2/maps" | grep -qx "$new_inode" &&
+    awk -v f="$prefix2$upgraded_so" '$6 == f {print $5}' "/proc/$shim2/maps" | grep -qx "$new_inode" &&
       pass "the second container's shim maps the new $(basename "$upgraded_so") (inode $new_inode)" ||
       fail "the second shim's mapping: $(grep -F "$upgraded_so" "/proc/$shim2/maps" | head -2)"
   else
     fail "no shim serves the second container"
   fi
-  second_out=$(bbx_ctr task exec --exec-id e1 second /bin/sh -c 'echo second-runs; exit 3' < /dev/null 2>&1) && st=0 || st=$?
+  second_out=$(exec_ctr --exec-id e1 second /bin/sh -c 'echo second-runs; exit 3' 2>&1) && st=0 || st=$?
   grep -qx second-runs <<<"$second_out" && [ "$st" = 3 ] && pass "the second container runs an exec (output, exit 3)" ||
     fail "second container exec: exit $st, $second_out"
   bbx_remove second
@@ -242,12 +266,12 @@ if [ "${1:-}" = --in-ns ]; then
   # Nothing of the packages in the upper layer: only dpkg's and apt's own records
   # (their logs, the status file, the available list) and the shim's state and logs
   # (/var/lib/beacon, /var/log/beacon: kept, as documented).
-  left=$(cd "$work/ov/upper" && find . \( -type f -o -type l -o -type c \) -printf '%P\n' | grep -vE \
+  upper_left=$(cd "$work/ov/upper" && find . \( -type f -o -type l -o -type c \) -printf '%P\n' | grep -vE \
     '^(var/lib/dpkg/(updates/.*|status|status-old|available|available-old|lock.*|triggers/.*|diversions.*|statoverride.*|alternatives/.*|info/format)|var/log/(dpkg\.log|apt/.*|alternatives\.log)|var/cache/(apt|debconf|ldconfig)/.*|var/lib/apt/.*|etc/ld\.so\.cache|var/lib/beacon/.*|var/log/beacon/.*|root/.*)$' || true)
-  if [ -z "$left" ]; then
+  if [ -z "$upper_left" ]; then
     echo "ok: after dpkg -P the scratch root's upper layer holds no file of the packages"
   else
-    echo "FAIL: after dpkg -P the upper layer still holds: $(tr '\n' ' ' <<<"$left")" >&2
+    echo "FAIL: after dpkg -P the upper layer still holds: $(tr '\n' ' ' <<<"$upper_left")" >&2
     status=1
   fi
   kept=$(cd "$work/ov/upper" && find var/lib/beacon var/log/beacon -type f 2>/dev/null | tr '\n' ' ')
