@@ -85,7 +85,12 @@ mkdir -p "$work/state" "$work/log" "$work/run"
 ctl=$root/usr/bin/beaconbox-ctl
 validated=$("$ctl" config validate "$config" 2>&1) && [ "$validated" = OK ] &&
   pass "the installed beaconbox-ctl validates the installed config" || fail "config validate: $validated"
-listing=$("$ctl" --config "$config" plugins 2>&1) || fail "beaconbox-ctl plugins: $listing"
+# The default config declares only the plugins the host package Recommends; the others
+# (commented out there) are declared for the listing when installed.
+config_all=$work/config-all.toml
+awk -v root="$root" -f "$repo/tests/install/declare_installed_plugins.awk" "$config" |
+  sed -e "s#^path = \"/usr/lib/beaconbox/#path = \"$root/usr/lib/beaconbox/#" > "$config_all"
+listing=$("$ctl" --config "$config_all" plugins 2>&1) || fail "beaconbox-ctl plugins: $listing"
 for dir in "${plugin_dirs[@]}"; do
   version=$(head -1 "$repo/plugins/$dir/VERSION")
   grep -qE "^[a-z]+ +[a-z-]+ +${version//./\\.} +2 +$root/usr/lib/beaconbox/plugins/$dir\.so$" <<<"$listing" &&

@@ -60,7 +60,13 @@ if [ "${1:-}" = --in-root ]; then
     grep -qw beaconbox-plugin-abi-2 <<<"$depends" && ! grep -qE '(^|[ ,])beaconbox( |,|$)' <<<"$depends" &&
       pass "$p depends on beaconbox-plugin-abi-2, not on the host's version" || fail "$p Depends: $depends"
   done
-  listing=$(beaconbox-ctl plugins 2>&1) || fail "beaconbox-ctl plugins (installed config): $listing"
+  # The default config declares only the plugins beaconbox Recommends; the others
+  # (commented out there) are declared for this listing.
+  awk -v root= -f "$repo/tests/install/declare_installed_plugins.awk" /etc/beaconbox/config.toml \
+    > /tmp/config-all.toml
+  listing=$(beaconbox-ctl --config /tmp/config-all.toml plugins 2>&1) ||
+    fail "beaconbox-ctl plugins (installed config, every installed plugin declared): $listing"
+  rm -f /tmp/config-all.toml
   for p in "${plugin_pkgs[@]}"; do
     dir=${p#beaconbox-plugin-}
     version=$(dpkg-query -W -f='${Version}' "$p")
