@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# Extracts containerd 1.7 from Debian trixie's `containerd` package into a cache
-# directory, for running the end-to-end tests under a second containerd version.
+# Extracts a second containerd version from a Debian package into a cache directory,
+# for running the end-to-end tests under more than bookworm's containerd 1.6:
+#   1.7 (default): trixie's `containerd`;  2: sid's `containerd` (2.1 and later).
 # The system's apt setup is not changed: apt-get runs with its own sources list,
 # state and cache directories (same mirror as the system's bookworm sources).
 #
-#   fetch-containerd.sh [CACHE_DIR]
+#   fetch-containerd.sh [--version 1.7|2] [CACHE_DIR]
 #
 # CACHE_DIR defaults to $BEACONBOX_CONTAINERD_CACHE, else
-# ${XDG_CACHE_HOME:-~/.cache}/beaconbox/containerd-1.7. Prints the directory that
+# ${XDG_CACHE_HOME:-~/.cache}/beaconbox/containerd-<version>. Prints the directory that
 # holds containerd, ctr and containerd-shim-runc-v2. Skips the download when a
-# 1.7 containerd is already there. Exit 1 with one line on stderr on any failure.
+# containerd of that version is already there. Exit 1 with one line on stderr on any
+# failure.
 set -euo pipefail
 
 die() { echo "fetch-containerd.sh: $*" >&2; exit 1; }
 
-cache=${1:-${BEACONBOX_CONTAINERD_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/beaconbox/containerd-1.7}}
-suite=trixie
 want_major_minor=1.7
+if [ "${1:-}" = --version ]; then
+  want_major_minor=${2:?fetch-containerd.sh: --version wants 1.7 or 2}
+  shift 2
+fi
+case $want_major_minor in
+  1.7) suite=trixie ;;
+  2) suite=sid ;;
+  *) die "--version $want_major_minor: only 1.7 (Debian trixie) or 2 (Debian sid) can be fetched" ;;
+esac
+cache=${1:-${BEACONBOX_CONTAINERD_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/beaconbox/containerd-$want_major_minor}}
 
 # "containerd github.com/containerd/containerd 1.7.24~ds1 1.7.24~ds1-6+b4" -> 1.7.24~ds1
 version_of() { "$1" --version 2>/dev/null | awk '{print $3}'; }

@@ -20,8 +20,8 @@
 # Inputs (environment, all optional):
 #   BBX_OUTPUT_DIR   beaconbox's output dir, first on containerd's PATH
 #                    (default: <repo>/_output)
-#   BBX_CONTAINERD   "system" (/usr/bin, Debian bookworm's 1.6), "1.7" (extracted by
-#                    scripts/fetch-containerd.sh), or a directory holding containerd
+#   BBX_CONTAINERD   "system" (/usr/bin, Debian bookworm's 1.6), "1.7" or "2" (extracted
+#                    by scripts/fetch-containerd.sh), or a directory holding containerd
 #   BBX_RUNTIME      runtime for bbx_run (default io.containerd.beaconbox.v1)
 #   BEACONBOX_CONFIG passed to the shim; unset: bbx_env_start writes one whose
 #                    run/log/state dirs are under BBX_DIR. BEACON_* and BEACONBOX_*
@@ -48,8 +48,9 @@ bbx_containerd_bin_dir() {
   case ${BBX_CONTAINERD:-system} in
     system) echo /usr/bin ;;
     1.7) "$BBX_SCRIPTS_DIR/fetch-containerd.sh" ;;
+    2) "$BBX_SCRIPTS_DIR/fetch-containerd.sh" --version 2 ;;
     /*) echo "$BBX_CONTAINERD" ;;
-    *) bbx_log "BBX_CONTAINERD=$BBX_CONTAINERD: use system, 1.7 or a directory"; return 1 ;;
+    *) bbx_log "BBX_CONTAINERD=$BBX_CONTAINERD: use system, 1.7, 2 or a directory"; return 1 ;;
   esac
 }
 

@@ -6,17 +6,18 @@
 # version it reads; that containerd, with its CRI plugin on and the entry appended to
 # its config, starts, loads CRI and shows the beaconbox runtime with its type and
 # ConfigPath in the CRI config it logs. No VM is started.
-#   containerd_config_e2e.sh OUTPUT_DIR [system|1.7]
-# Exit 0: all passed; 1: a check failed; 77: containerd 1.7 cannot be extracted.
+#   containerd_config_e2e.sh OUTPUT_DIR [system|1.7|2]
+# Exit 0: all passed; 1: a check failed; 77: containerd 1.7 or 2 cannot be extracted.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-output=${1:?usage: containerd_config_e2e.sh OUTPUT_DIR [system|1.7]}
+output=${1:?usage: containerd_config_e2e.sh OUTPUT_DIR [system|1.7|2]}
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=${2:-system}
 [ -x "$output/beaconbox-ctl" ] || { echo "FAIL: no $output/beaconbox-ctl (run make)" >&2; exit 1; }
-if [ "$BBX_CONTAINERD" = 1.7 ]; then
-  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
-    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
+if [ "$BBX_CONTAINERD" = 1.7 ] || [ "$BBX_CONTAINERD" = 2 ]; then
+  wanted=$BBX_CONTAINERD
+  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh" --version "$wanted"); then
+    echo "SKIP: containerd $wanted could not be extracted from Debian's package (see above)"
     exit 77
   fi
 fi
@@ -59,10 +60,14 @@ cri_state=$(awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" {print $NF}' <<<"$
 [ "$cri_state" = ok ] &&
   pass "containerd loads its CRI plugin with the entry in its config" ||
   fail "CRI plugin state '$cri_state': $(grep -w cri <<<"$plugins" | tr -s ' ')"
-# CRI logs the config it runs with (Go's %+v of its struct): the runtime is there.
-logged=$(grep -o 'beaconbox:{[^}]*' "$BBX_DIR/containerd.log" | head -1 || true)
-if grep -q 'Type:io.containerd.beaconbox.v1' <<<"$logged" &&
-   grep -q "ConfigPath:$config_path" <<<"$(grep -o "beaconbox:{.*" "$BBX_DIR/containerd.log" | head -1 | cut -c1-2000)"; then
+# CRI logs the config it runs with: the runtime is there. 1.6/1.7 print Go's %+v of
+# their struct (beaconbox:{Type:... Options:map[ConfigPath:...]}), 2.x JSON
+# ("beaconbox":{"runtimeType":"...",...,"options":{"ConfigPath":"..."}), quoted in
+# the log line.
+entry=$(grep -oE 'beaconbox(:|\\":)\{.*' "$BBX_DIR/containerd.log" | head -1 | cut -c1-2000 | tr -d '\\' || true)
+logged=${entry%%\}*}
+if grep -qE 'Type(:|":")io\.containerd\.beaconbox\.v1' <<<"$logged" &&
+   grep -qE "ConfigPath(:|\":\")$config_path" <<<"$entry"; then
   pass "CRI's runtime beaconbox: type io.containerd.beaconbox.v1, options ConfigPath $config_path"
 else
   fail "CRI does not show the beaconbox runtime: '${logged:0:400}'; $(grep -m3 -iE 'level=(error|fatal)' "$BBX_DIR/containerd.log" | cut -c1-300)"
