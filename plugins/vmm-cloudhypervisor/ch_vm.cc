@@ -17,6 +17,7 @@
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "plugins/common/virtiofsd.h"
+#include "plugins/common/vm_files.h"
 
 namespace beaconbox::cloudhv {
 namespace {
@@ -25,31 +26,12 @@ namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
 using namespace std::chrono_literals;
 using nlohmann::json;
+using plugins::CheckReadable;
 using plugins::ChildRunning;
 using plugins::EndChild;
 using plugins::WaitChildExit;
 using plugins::WaitForPath;
-
-Status CheckReadable(const std::string& path, const std::string& what, const std::string& key) {
-  if (path.empty() || ::access(path.c_str(), R_OK) != 0) {
-    return MakeError(ErrorCode::kNotFound, what + " " + (path.empty() ? "(unset)" : path) +
-                                               " is missing or unreadable (config key " + key +
-                                               "): run `make` or fix the path");
-  }
-  return Status::Ok();
-}
-
-// Readable by this user only, never through a symlink planted in run_dir.
-Status WriteAgentTokenFile(const std::string& path, const std::string& token) {
-  ::unlink(path.c_str());
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd) return ErrnoError("creating the agent token file", path);
-  if (::fchmod(fd.get(), 0600) != 0) return ErrnoError("chmod", path);
-  if (::write(fd.get(), token.data(), token.size()) != static_cast<ssize_t>(token.size())) {
-    return ErrnoError("writing the agent token file", path);
-  }
-  return Status::Ok();
-}
+using plugins::WriteAgentTokenFile;
 
 Status AsStatus(const Result<std::string>& result) {
   return result.ok() ? Status::Ok() : Status(result.error());

@@ -19,6 +19,7 @@
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "plugins/common/virtiofsd.h"
+#include "plugins/common/vm_files.h"
 
 namespace beaconbox::qemu {
 namespace {
@@ -26,38 +27,18 @@ namespace {
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
 using namespace std::chrono_literals;
+using plugins::CheckReadable;
 using plugins::ChildRunning;
 using plugins::EndChild;
 using plugins::WaitChildExit;
 using plugins::WaitForPath;
+using plugins::WriteAgentTokenFile;
 
 constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 
 bool IsSafeToken(const std::string& value) {
   // Values spliced into QEMU's comma-separated options must not inject options.
   return !value.empty() && value.find_first_of(",= \n") == std::string::npos;
-}
-
-Status CheckReadable(const std::string& path, const std::string& what, const std::string& key) {
-  if (path.empty() || ::access(path.c_str(), R_OK) != 0) {
-    return MakeError(ErrorCode::kNotFound, what + " " + (path.empty() ? "(unset)" : path) +
-                                               " is missing or unreadable (config key " + key +
-                                               "): run `make` or fix the path");
-  }
-  return Status::Ok();
-}
-
-// The token for fw_cfg: readable by this user only, never through a symlink planted
-// in run_dir, and never a leftover file's content.
-Status WriteAgentTokenFile(const std::string& path, const std::string& token) {
-  ::unlink(path.c_str());
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd) return ErrnoError("creating the agent token file", path);
-  if (::fchmod(fd.get(), 0600) != 0) return ErrnoError("chmod", path);
-  if (::write(fd.get(), token.data(), token.size()) != static_cast<ssize_t>(token.size())) {
-    return ErrnoError("writing the agent token file", path);
-  }
-  return Status::Ok();
 }
 
 }  // namespace
