@@ -54,6 +54,21 @@ bbx_containerd_bin_dir() {
   esac
 }
 
+# For test scripts: turns BBX_CONTAINERD "1.7" or "2" into the directory
+# fetch-containerd.sh extracted it to, or exits 77 (ctest's skip) saying why. "system"
+# and a directory are left as they are.
+bbx_select_containerd_or_skip() {
+  local wanted=${BBX_CONTAINERD:-system} dir
+  case $wanted in
+    1.7 | 2)
+      if ! dir=$("$BBX_SCRIPTS_DIR/fetch-containerd.sh" --version "$wanted"); then
+        echo "SKIP: containerd $wanted could not be extracted from Debian's package (see above)"
+        exit 77
+      fi
+      export BBX_CONTAINERD=$dir ;;
+  esac
+}
+
 # Prints, one a line, what beaconbox needs from OUTPUT_DIR that is not there.
 bbx_beaconbox_missing() {
   local output_dir=$1 f

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # beaconbox's acceptance tests (issue 3) through real containerd and ctr: a container
 # in a QEMU VM. Needs the shim, kernel, initrd and plugins in the output dir.
-#   beaconbox_e2e.sh OUTPUT_DIR [system|1.7|CONTAINERD_BIN_DIR]
-# Exit 0: all passed; 1: a check failed or beaconbox is not built; 77: containerd 1.7
+#   beaconbox_e2e.sh OUTPUT_DIR [system|1.7|2|CONTAINERD_BIN_DIR]
+# Exit 0: all passed; 1: a check failed or beaconbox is not built; 77: containerd 1.7 or 2
 # was asked for and cannot be extracted (no access to Debian's archive).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-export BBX_OUTPUT_DIR=${1:?usage: beaconbox_e2e.sh OUTPUT_DIR [system|1.7|CONTAINERD_BIN_DIR]}
+export BBX_OUTPUT_DIR=${1:?usage: beaconbox_e2e.sh OUTPUT_DIR [system|1.7|2|CONTAINERD_BIN_DIR]}
 export BBX_CONTAINERD=${2:-system}
 export BBX_RUNTIME=io.containerd.beaconbox.v1
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
@@ -18,12 +18,7 @@ if [ -n "$missing" ]; then
   echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
   exit 1
 fi
-if [ "$BBX_CONTAINERD" = 1.7 ]; then
-  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
-    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
-    exit 77
-  fi
-fi
+bbx_select_containerd_or_skip
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -136,7 +131,7 @@ chmod +x "$BBX_DIR/silent/init"
 (cd "$BBX_DIR/silent" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -n > "$BBX_DIR/silent.initrd")
 cp "$BBX_DIR/beaconbox.toml.good" "$BBX_BEACONBOX_CONFIG"
 sed -i -e "s|^initrd_path = .*|initrd_path = \"$BBX_DIR/silent.initrd\"|" \
-       -e "s|^guest_connect_timeout_ms = .*|guest_connect_timeout_ms = 8000|" "$BBX_BEACONBOX_CONFIG"
+       -e "s|^guest_connect_timeout_ms = .*|guest_connect_timeout_ms = 20000|" "$BBX_BEACONBOX_CONFIG"
 set +e
 message=$(bbx_run silent1 /bin/true 2>&1)
 status=$?

@@ -4,20 +4,15 @@
 # builds reproducibly and imports, ctr run gives the container's output, streams and
 # exit status, the machine's /run/containerd is not used, and nothing is left after
 # a normal stop, after a failing script and after SIGTERM.
-#   harness_selftest.sh [system|1.7|CONTAINERD_BIN_DIR]
+#   harness_selftest.sh [system|1.7|2|CONTAINERD_BIN_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 export BBX_CONTAINERD=${1:-system}
 export BBX_RUNTIME=io.containerd.runc.v2
-if [ "$BBX_CONTAINERD" = 1.7 ]; then
-  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
-    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
-    exit 77
-  fi
-fi
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
+bbx_select_containerd_or_skip
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"

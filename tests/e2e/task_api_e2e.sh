@@ -13,11 +13,11 @@
 #   5. OCI hooks prestart, createRuntime, poststart, poststop run on the host with the
 #      state on stdin; beaconbox's state pid is the VM's (its VMM process).
 # Task API calls ctr cannot make go through containerd's Go client (task_client/).
-#   task_api_e2e.sh OUTPUT_DIR [system|1.7|CONTAINERD_BIN_DIR]
+#   task_api_e2e.sh OUTPUT_DIR [system|1.7|2|CONTAINERD_BIN_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-export BBX_OUTPUT_DIR=${1:?usage: task_api_e2e.sh OUTPUT_DIR [system|1.7|CONTAINERD_BIN_DIR]}
+export BBX_OUTPUT_DIR=${1:?usage: task_api_e2e.sh OUTPUT_DIR [system|1.7|2|CONTAINERD_BIN_DIR]}
 export BBX_CONTAINERD=${2:-system}
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
@@ -27,12 +27,7 @@ if [ -n "$missing" ]; then
   echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
   exit 1
 fi
-if [ "$BBX_CONTAINERD" = 1.7 ]; then
-  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
-    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
-    exit 77
-  fi
-fi
+bbx_select_containerd_or_skip
 # Before containerd starts: the first build of the Go client takes minutes.
 task_client=$("$here/task_client/build.sh") || { echo "FAIL: task_client did not build" >&2; exit 1; }
 

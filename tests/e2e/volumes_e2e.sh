@@ -36,12 +36,7 @@ if [ -n "$missing" ]; then
   echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
   exit 1
 fi
-if [ "$BBX_CONTAINERD" = 1.7 ]; then
-  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
-    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
-    exit 77
-  fi
-fi
+bbx_select_containerd_or_skip
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
