@@ -17,6 +17,7 @@
 #include "plugins/common/child_process.h"
 #include "plugins/common/path_search.h"
 #include "plugins/common/virtiofsd.h"
+#include "plugins/common/vmm_ops.h"
 #include "plugins/vmm-cloudhypervisor/ch_vm.h"
 
 struct bbx_plugin {
@@ -100,22 +101,6 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
   return BBX_OK;
 }
 
-bbx_status VmConnectGuest(bbx_vm* vm, uint32_t timeout_ms, int* fd_out, bbx_error* error) {
-  auto fd = vm->vm->ConnectGuest(std::chrono::milliseconds(timeout_ms));
-  if (!fd.ok()) return Fail(fd.error(), error);
-  *fd_out = fd->Release();
-  return BBX_OK;
-}
-
-bbx_status VmInfo(bbx_vm* vm, bbx_sink info, bbx_error* error) {
-  return bbx::WriteSink(info, vm->vm->Info().SerializeAsString(), error);
-}
-
-bbx_status VmStop(bbx_vm* vm, uint32_t timeout_ms, bbx_error* error) {
-  auto status = vm->vm->Stop(std::chrono::milliseconds(timeout_ms));
-  return status.ok() ? BBX_OK : Fail(status.error(), error);
-}
-
 // The plugin's own host-side time per REST call for this VM, one INFO line (bench/
 // reads it): "cloud-hypervisor API time: vm.create 1x 2.1 ms, ...".
 void LogApiTimes(const bbx_host_services* host, const beaconbox::cloudhv::ChVm& vm) {
@@ -137,16 +122,6 @@ void VmDestroy(bbx_vm* vm) {
   delete vm;
 }
 
-bbx_status VmPause(bbx_vm* vm, bbx_error* error) {
-  auto status = vm->vm->Pause();
-  return status.ok() ? BBX_OK : Fail(status.error(), error);
-}
-
-bbx_status VmResume(bbx_vm* vm, bbx_error* error) {
-  auto status = vm->vm->Resume();
-  return status.ok() ? BBX_OK : Fail(status.error(), error);
-}
-
 bbx_status VmAddDevice(bbx_vm* vm, bbx_bytes device_bytes, bbx_error* error) {
   pluginapi::Device device;
   if (!device.ParseFromArray(device_bytes.data, static_cast<int>(device_bytes.len))) {
@@ -156,27 +131,10 @@ bbx_status VmAddDevice(bbx_vm* vm, bbx_bytes device_bytes, bbx_error* error) {
   return status.ok() ? BBX_OK : Fail(status.error(), error);
 }
 
-bbx_status VmResize(bbx_vm* vm, uint32_t vcpus, uint64_t memory_mib, bbx_error* error) {
-  auto status = vm->vm->Resize(vcpus, memory_mib);
-  return status.ok() ? BBX_OK : Fail(status.error(), error);
-}
-
-// Ends what a dead shim's VM left, but only the recorded processes (pid and start
-// time, running one of our binaries): a recycled pid is never killed.
-bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* error) {
-  pluginapi::VmInfo info;
-  if (!info.ParseFromArray(info_bytes.data, static_cast<int>(info_bytes.len))) {
-    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmInfo");
-  }
-  std::vector<beaconbox::plugins::RecordedProcess> processes;
-  for (int i = 0; i < info.pids_size(); ++i) {
-    processes.push_back(
-        {info.pids(i), i < info.pid_start_times_size() ? info.pid_start_times(i) : 0});
-  }
-  beaconbox::plugins::KillStaleProcesses(processes,
-                                         {plugin->config.binary, plugin->config.virtiofsd});
-  beaconbox::plugins::RemoveVirtiofsdLockFilesUnder(info.run_dir());
-  return BBX_OK;
+// Ends only the recorded processes of a dead shim's VM (plugins/common/vmm_ops.h).
+bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info, bbx_error* error) {
+  return beaconbox::plugins::CleanupStaleVm(info, {plugin->config.binary, plugin->config.virtiofsd},
+                                            error);
 }
 
 // Its own prerequisites: the binary, virtiofsd and KVM. The version and the fw_cfg
@@ -198,14 +156,7 @@ bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
              " is not executable (config key binary, env CLOUD_HYPERVISOR_PATH): install Cloud "
              "Hypervisor from its releases, or fix the path");
   }
-  if (::access(config.virtiofsd.c_str(), X_OK) == 0) {
-    line(pluginapi::CHECK_OK, "virtiofsd", config.virtiofsd);
-  } else {
-    line(pluginapi::CHECK_FAIL, "virtiofsd",
-         config.virtiofsd +
-             " is not executable (config key virtiofsd): apt-get install "
-             "qemu-system-x86 (Debian 12 ships it in /usr/lib/qemu), or fix the key");
-  }
+  beaconbox::plugins::AddVirtiofsdCheck(report, config.virtiofsd);
   std::string kvm = beaconbox::cloudhv::KvmProblem(config.kvm_device);
   if (kvm.empty()) {
     line(pluginapi::CHECK_OK, "kvm", config.kvm_device + " opens read-write");
@@ -240,14 +191,14 @@ const bbx_plugin_common_ops kCommonOps = {
 const bbx_vmm_ops kOps = {
     .struct_size = sizeof(bbx_vmm_ops),
     .vm_create = VmCreate,
-    .vm_connect_guest = VmConnectGuest,
-    .vm_info = VmInfo,
-    .vm_stop = VmStop,
+    .vm_connect_guest = beaconbox::plugins::VmConnectGuestOp<bbx_vm>,
+    .vm_info = beaconbox::plugins::VmInfoOp<bbx_vm>,
+    .vm_stop = beaconbox::plugins::VmStopOp<bbx_vm>,
     .vm_destroy = VmDestroy,
-    .vm_pause = VmPause,
-    .vm_resume = VmResume,
+    .vm_pause = beaconbox::plugins::VmPauseOp<bbx_vm>,
+    .vm_resume = beaconbox::plugins::VmResumeOp<bbx_vm>,
     .vm_add_device = VmAddDevice,
-    .vm_resize = VmResize,
+    .vm_resize = beaconbox::plugins::VmResizeOp<bbx_vm>,
     .vm_cleanup_stale = VmCleanupStale,
 };
 

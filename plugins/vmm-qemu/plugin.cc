@@ -16,6 +16,7 @@
 #include "plugins/common/child_process.h"
 #include "plugins/common/path_search.h"
 #include "plugins/common/virtiofsd.h"
+#include "plugins/common/vmm_ops.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
 
 struct bbx_plugin {
@@ -135,33 +136,7 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
   return BBX_OK;
 }
 
-bbx_status VmConnectGuest(bbx_vm* vm, uint32_t timeout_ms, int* fd_out, bbx_error* error) {
-  auto fd = vm->vm->ConnectGuest(std::chrono::milliseconds(timeout_ms));
-  if (!fd.ok()) return Fail(fd.error(), error);
-  *fd_out = fd->Release();
-  return BBX_OK;
-}
-
-bbx_status VmInfo(bbx_vm* vm, bbx_sink info, bbx_error* error) {
-  return bbx::WriteSink(info, vm->vm->Info().SerializeAsString(), error);
-}
-
-bbx_status VmStop(bbx_vm* vm, uint32_t timeout_ms, bbx_error* error) {
-  auto status = vm->vm->Stop(std::chrono::milliseconds(timeout_ms));
-  return status.ok() ? BBX_OK : Fail(status.error(), error);
-}
-
 void VmDestroy(bbx_vm* vm) { delete vm; }
-
-bbx_status VmPause(bbx_vm* vm, bbx_error* error) {
-  auto status = vm->vm->Pause();
-  return status.ok() ? BBX_OK : Fail(status.error(), error);
-}
-
-bbx_status VmResume(bbx_vm* vm, bbx_error* error) {
-  auto status = vm->vm->Resume();
-  return status.ok() ? BBX_OK : Fail(status.error(), error);
-}
 
 bbx_status VmAddDevice(bbx_vm*, bbx_bytes, bbx_error* error) {
   return bbx::Fail(error, BBX_ERR_NOT_IMPLEMENTED,
@@ -169,29 +144,10 @@ bbx_status VmAddDevice(bbx_vm*, bbx_bytes, bbx_error* error) {
                    "VmSpec at create");
 }
 
-bbx_status VmResize(bbx_vm* vm, uint32_t vcpus, uint64_t memory_mib, bbx_error* error) {
-  auto status = vm->vm->Resize(vcpus, memory_mib);
-  return status.ok() ? BBX_OK : Fail(status.error(), error);
-}
-
-// Ends the processes a dead shim's VM left, but only those that are provably the
-// recorded ones (pid, start time, one of our binaries): a recycled pid must never be
-// killed. A VmInfo without start times (a state file of an older shim) kills nothing.
-bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info_bytes, bbx_error* error) {
-  pluginapi::VmInfo info;
-  if (!info.ParseFromArray(info_bytes.data, static_cast<int>(info_bytes.len))) {
-    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmInfo");
-  }
-  std::vector<beaconbox::plugins::RecordedProcess> processes;
-  for (int i = 0; i < info.pids_size(); ++i) {
-    processes.push_back(
-        {info.pids(i), i < info.pid_start_times_size() ? info.pid_start_times(i) : 0});
-  }
-  beaconbox::plugins::KillStaleProcesses(processes,
-                                         {plugin->config.binary, plugin->config.virtiofsd});
-  // virtiofsd's lock files for this VM's sockets (named after the socket path).
-  beaconbox::plugins::RemoveVirtiofsdLockFilesUnder(info.run_dir());
-  return BBX_OK;
+// Ends only the recorded processes of a dead shim's VM (plugins/common/vmm_ops.h).
+bbx_status VmCleanupStale(bbx_plugin* plugin, bbx_bytes info, bbx_error* error) {
+  return beaconbox::plugins::CleanupStaleVm(info, {plugin->config.binary, plugin->config.virtiofsd},
+                                            error);
 }
 
 // Its own prerequisites: the QEMU binary, virtiofsd (its own `virtiofsd` key), the
@@ -210,20 +166,13 @@ bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
              " is not executable (config key binary): apt-get install "
              "qemu-system-x86, or set binary in [plugins.vmm.qemu.config]");
   }
-  if (::access(config.virtiofsd.c_str(), X_OK) == 0) {
-    line(pluginapi::CHECK_OK, "virtiofsd", config.virtiofsd);
-  } else {
-    line(pluginapi::CHECK_FAIL, "virtiofsd",
-         config.virtiofsd +
-             " is not executable (config key virtiofsd): apt-get install "
-             "qemu-system-x86 (Debian 12 ships it in /usr/lib/qemu), or fix the key");
-  }
+  beaconbox::plugins::AddVirtiofsdCheck(report, config.virtiofsd);
   // The accelerator VMs will get and why, from the verdict the KVM probe cached.
   const beaconbox::qemu::CheckLine kvm = beaconbox::qemu::CachedAcceleratorCheck(
       beaconbox::qemu::AcceleratorSettingsOf(config), config.binary);
   line(kvm.level == beaconbox::qemu::CheckLine::Level::kOk     ? pluginapi::CHECK_OK
        : kvm.level == beaconbox::qemu::CheckLine::Level::kWarn ? pluginapi::CHECK_WARN
-                                                                : pluginapi::CHECK_FAIL,
+                                                               : pluginapi::CHECK_FAIL,
        "kvm", kvm.text);
   if (::access("/dev/vhost-vsock", R_OK | W_OK) == 0) {
     line(pluginapi::CHECK_OK, "vsock", "/dev/vhost-vsock usable: the guest agent uses vsock");
@@ -259,14 +208,14 @@ const bbx_plugin_common_ops kCommonOps = {
 const bbx_vmm_ops kOps = {
     .struct_size = sizeof(bbx_vmm_ops),
     .vm_create = VmCreate,
-    .vm_connect_guest = VmConnectGuest,
-    .vm_info = VmInfo,
-    .vm_stop = VmStop,
+    .vm_connect_guest = beaconbox::plugins::VmConnectGuestOp<bbx_vm>,
+    .vm_info = beaconbox::plugins::VmInfoOp<bbx_vm>,
+    .vm_stop = beaconbox::plugins::VmStopOp<bbx_vm>,
     .vm_destroy = VmDestroy,
-    .vm_pause = VmPause,
-    .vm_resume = VmResume,
+    .vm_pause = beaconbox::plugins::VmPauseOp<bbx_vm>,
+    .vm_resume = beaconbox::plugins::VmResumeOp<bbx_vm>,
     .vm_add_device = VmAddDevice,
-    .vm_resize = VmResize,
+    .vm_resize = beaconbox::plugins::VmResizeOp<bbx_vm>,
     .vm_cleanup_stale = VmCleanupStale,
 };
 
