@@ -54,6 +54,19 @@ bbx_containerd_bin_dir() {
   esac
 }
 
+# For test scripts: exits 1 with one line when OUTPUT_DIR lacks what beaconbox needs
+# (and the EXTRA files, relative to it).
+bbx_require_beaconbox() {
+  local output_dir=$1 missing f
+  shift
+  missing=$(bbx_beaconbox_missing "$output_dir")
+  for f in "$@"; do [ -e "$output_dir/$f" ] || missing+=$'\n'"$output_dir/$f"; done
+  if [ -n "$missing" ]; then
+    echo "FAIL: beaconbox is not built in $output_dir (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
+    exit 1
+  fi
+}
+
 # For test scripts: turns BBX_CONTAINERD "1.7" or "2" into the directory
 # fetch-containerd.sh extracted it to, or exits 77 (ctest's skip) saying why. "system"
 # and a directory are left as they are.

@@ -21,11 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export BBX_OUTPUT_DIR=$output BBX_RUNTIME=io.containerd.beaconbox.v1 BBX_NETWORK_MODE=bridge
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$here/../../scripts/lib/containerd-env.sh"
-missing=$(bbx_beaconbox_missing "$output")
-if [ -n "$missing" ] || [ ! -e "$output/plugins/net-bridge.so" ]; then
-  echo "FAIL: beaconbox is not built in $output (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
+bbx_require_beaconbox "$output" plugins/net-bridge.so
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"

@@ -13,11 +13,7 @@ export BBX_RUNTIME=io.containerd.beaconbox.v1
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 
-missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
-if [ -n "$missing" ]; then
-  echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
+bbx_require_beaconbox "$BBX_OUTPUT_DIR"
 bbx_select_containerd_or_skip
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh

@@ -17,11 +17,7 @@ export BBX_OUTPUT_DIR=$output BBX_RUNTIME=io.containerd.beaconbox.v1 BBX_NETWORK
 export BEACONBOX_TEST_HOOKS=1
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$here/../../scripts/lib/containerd-env.sh"
-missing=$(bbx_beaconbox_missing "$output")
-if [ -n "$missing" ] || [ ! -e "$output/plugins/net-bridge.so" ]; then
-  echo "FAIL: beaconbox is not built in $output (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
+bbx_require_beaconbox "$output" plugins/net-bridge.so
 
 # The steps of Create, in order (kCreateSteps in host/shim/sandbox.h).
 steps=(rootfs-prepared network-attached vm-created guest-connected guest-network-configured

@@ -17,11 +17,7 @@ export BBX_CONTAINERD=system
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 
-missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
-if [ -n "$missing" ]; then
-  echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
+bbx_require_beaconbox "$BBX_OUTPUT_DIR"
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"

@@ -22,11 +22,7 @@ export BBX_CONTAINERD=${2:-system}
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 
-missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
-if [ -n "$missing" ]; then
-  echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
+bbx_require_beaconbox "$BBX_OUTPUT_DIR"
 bbx_select_containerd_or_skip
 # Before containerd starts: the first build of the Go client takes minutes.
 task_client=$("$here/task_client/build.sh") || { echo "FAIL: task_client did not build" >&2; exit 1; }

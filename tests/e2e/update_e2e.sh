@@ -25,11 +25,7 @@ export BBX_OUTPUT_DIR=${1:?usage: update_e2e.sh OUTPUT_DIR [system|1.7]}
 export BBX_CONTAINERD=${2:-system}
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
-missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
-if [ -n "$missing" ]; then
-  echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
+bbx_require_beaconbox "$BBX_OUTPUT_DIR"
 bbx_select_containerd_or_skip
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
