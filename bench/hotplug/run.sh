@@ -29,8 +29,7 @@ done
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=$containerd_choice
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
-missing=$(bbx_beaconbox_missing "$output")
-[ -z "$missing" ] || { echo "run.sh: beaconbox is not built in $output: $missing" >&2; exit 1; }
+bbx_require_beaconbox "$output"
 tool=$("$repo/tests/e2e/task_client/build.sh")
 MiB=1048576
 

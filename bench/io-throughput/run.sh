@@ -29,13 +29,7 @@ export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 
-runtimes=(io.containerd.runc.v2)
-missing=$(bbx_beaconbox_missing "$output")
-if [ -z "$missing" ]; then
-  runtimes+=("$BBX_BEACONBOX_RUNTIME")
-else
-  echo "beaconbox not measured: missing $(tr '\n' ' ' <<<"$missing")"
-fi
+mapfile -t runtimes < <(bbx_measured_runtimes "$output")
 
 bbx_env_start
 bbx_import_demo_image

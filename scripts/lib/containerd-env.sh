@@ -67,6 +67,19 @@ bbx_require_beaconbox() {
   fi
 }
 
+# For benchmarks: prints the runtimes to measure, one a line: runc's shim (the
+# baseline) always, beaconbox's when OUTPUT_DIR has it (else says so on stderr).
+bbx_measured_runtimes() {
+  local missing
+  echo io.containerd.runc.v2
+  missing=$(bbx_beaconbox_missing "$1")
+  if [ -z "$missing" ]; then
+    echo "$BBX_BEACONBOX_RUNTIME"
+  else
+    bbx_log "beaconbox not measured: missing $(tr '\n' ' ' <<<"$missing")"
+  fi
+}
+
 # For test scripts: turns BBX_CONTAINERD "1.7" or "2" into the directory
 # fetch-containerd.sh extracted it to, or exits 77 (ctest's skip) saying why. "system"
 # and a directory are left as they are.
