@@ -12,74 +12,23 @@
 
 #include "github.com/containerd/cgroups/v2/stats/metrics.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
-#include "tests/shim/fake_backends.h"
+#include "tests/shim/task_service_fixture.h"
 
 namespace beaconbox::shim {
 namespace {
 
-namespace fs = std::filesystem;
 using google::protobuf::Empty;
 using ttrpc::Code;
 
-constexpr char kService[] = "containerd.task.v2.Task";
-
-class TaskServiceTest : public ::testing::Test {
+class TaskServiceTest : public testing::TaskServiceFixture {
  protected:
   void SetUp() override {
-    root_ = testing::MakeTestDir("bbx-task-service-test");
-    ASSERT_FALSE(root_.empty());
-    bundle_ = root_ + "/bundle";
-    fs::create_directories(bundle_ + "/rootfs");
+    MakeBundle("bbx-task-service-test");
     std::ofstream(bundle_ + "/config.json")
         << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["/bin/true"]}})";
-    SandboxBackends backends;
-    backends.vmm = &vmm_;
-    backends.storage = &storage_;
-    sandbox_ = std::make_unique<Sandbox>(backends, Status::Ok(),
-                                         RuntimeLayout(root_ + "/run", root_ + "/log"), events_,
-                                         SandboxOptions{{"default", "c1"}, bundle_, nullptr});
-    service_ = std::make_unique<TaskService>(*sandbox_, "default", [this] { ++shutdowns_; });
-    service_->Register(server_);
-    int fds[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    serving_ = std::thread([this, fd = fds[1]] { server_.ServeConnection(UniqueFd(fd)); });
-    client_ = std::make_unique<ttrpc::Client>(UniqueFd(fds[0]));
+    ServeTask();
   }
-  void TearDown() override {
-    client_->Close();
-    server_.Shutdown();
-    serving_.join();
-    sandbox_->Teardown();
-    fs::remove_all(root_);
-  }
-
-  ttrpc::RpcStatus Call(const char* method, const google::protobuf::MessageLite& request,
-                        google::protobuf::MessageLite* response) {
-    ttrpc::CallOptions options;
-    options.metadata.emplace_back("containerd-namespace-ttrpc", "default");
-    options.timeout = std::chrono::seconds(10);
-    return ttrpc::CallProto(*client_, kService, method, request, response, options);
-  }
-
-  ttrpc::RpcStatus Create(const std::string& id) {
-    task::CreateTaskRequest request;
-    request.set_id(id);
-    request.set_bundle(bundle_);
-    task::CreateTaskResponse response;
-    return Call("Create", request, &response);
-  }
-
-  std::string root_, bundle_;
-  testing::FakeGuestAgent agent_;
-  testing::FakeVmm vmm_{agent_};
-  testing::FakeStorage storage_;
-  testing::RecordingEvents events_;
-  std::unique_ptr<Sandbox> sandbox_;
-  std::unique_ptr<TaskService> service_;
-  std::atomic<int> shutdowns_{0};
-  ttrpc::Server server_;
-  std::thread serving_;
-  std::unique_ptr<ttrpc::Client> client_;
+  ttrpc::RpcStatus Create(const std::string& id) { return CreateTask(id); }
 };
 
 TEST_F(TaskServiceTest, TranslatesTheLifecycleWithContainerdsCodes) {

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "host/shim/task_service.h"
-#include "tests/shim/fake_backends.h"
+#include "tests/shim/task_service_fixture.h"
 
 namespace beaconbox::shim {
 namespace {
@@ -16,18 +16,12 @@ namespace fs = std::filesystem;
 using google::protobuf::Empty;
 using ttrpc::Code;
 
-constexpr char kService[] = "containerd.task.v2.Task";
 constexpr uint64_t kMiB = 1 << 20;
 
-class UpdateTest : public ::testing::Test {
+class UpdateTest : public testing::TaskServiceFixture {
  protected:
   void SetUp() override {
-    root_ = testing::MakeTestDir("bbx-update-test");
-    ASSERT_FALSE(root_.empty());
-    bundle_ = root_ + "/bundle";
-    fs::create_directories(bundle_ + "/rootfs");
-    backends_.vmm = &vmm_;
-    backends_.storage = &storage_;
+    MakeBundle("bbx-update-test");
     // Seed 001: 1 vCPU / 512 MiB default, 2 vCPUs / 2 GiB maximum.
     backends_.vm.vcpus = 1;
     backends_.vm.max_vcpus = 2;
@@ -40,37 +34,9 @@ class UpdateTest : public ::testing::Test {
         << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["/bin/sh"]},)"
         << R"("annotations":)" << annotations << R"(,"linux":{"resources":)" << linux_resources
         << "}}";
-    sandbox_ = std::make_unique<Sandbox>(backends_, Status::Ok(),
-                                         RuntimeLayout(root_ + "/run", root_ + "/log"), events_,
-                                         SandboxOptions{{"default", "c1"}, bundle_, nullptr});
-    service_ = std::make_unique<TaskService>(*sandbox_, "default", [] {});
-    service_->Register(server_);
-    int fds[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    serving_ = std::thread([this, fd = fds[1]] { server_.ServeConnection(UniqueFd(fd)); });
-    client_ = std::make_unique<ttrpc::Client>(UniqueFd(fds[0]));
+    ServeTask();
   }
-  void TearDown() override {
-    if (client_) client_->Close();
-    server_.Shutdown();
-    if (serving_.joinable()) serving_.join();
-    if (sandbox_) sandbox_->Teardown();
-    fs::remove_all(root_);
-  }
-  ttrpc::RpcStatus Call(const char* method, const google::protobuf::MessageLite& request,
-                        google::protobuf::MessageLite* response) {
-    ttrpc::CallOptions options;
-    options.metadata.emplace_back("containerd-namespace-ttrpc", "default");
-    options.timeout = std::chrono::seconds(10);
-    return ttrpc::CallProto(*client_, kService, method, request, response, options);
-  }
-  ttrpc::RpcStatus Create() {
-    task::CreateTaskRequest request;
-    request.set_id("c1");
-    request.set_bundle(bundle_);
-    task::CreateTaskResponse response;
-    return Call("Create", request, &response);
-  }
+  ttrpc::RpcStatus Create() { return CreateTask("c1"); }
   ttrpc::RpcStatus Update(const std::string& resources_json) {
     task::UpdateTaskRequest request;
     request.set_id("c1");
@@ -80,18 +46,6 @@ class UpdateTest : public ::testing::Test {
     Empty empty;
     return Call("Update", request, &empty);
   }
-
-  std::string root_, bundle_;
-  SandboxBackends backends_;
-  testing::FakeGuestAgent agent_;
-  testing::FakeVmm vmm_{agent_};
-  testing::FakeStorage storage_;
-  testing::RecordingEvents events_;
-  std::unique_ptr<Sandbox> sandbox_;
-  std::unique_ptr<TaskService> service_;
-  ttrpc::Server server_;
-  std::thread serving_;
-  std::unique_ptr<ttrpc::Client> client_;
 };
 
 TEST_F(UpdateTest, TheVmIsSizedFromTheContainersResources) {
