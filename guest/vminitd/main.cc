@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/base/errno_error.h"
+#include "guest/vminitd/boot_timeline.h"
 #include "guest/vminitd/connection_limit.h"
 #include "guest/vminitd/kernel_cmdline.h"
 #include "guest/vminitd/log.h"
@@ -121,6 +122,7 @@ Result<std::string> FindVirtioPort(const std::string& name) {
 int main() {
   using namespace beaconbox::guest;
   using beaconbox::ReadSmallFile;
+  MarkBootStep("vminitd-start");
   Reaper::BlockSigchld();  // before any thread exists
   ::signal(SIGPIPE,
            SIG_IGN);  // a closed pipe is an error return, not death (children get defaults back)
@@ -137,6 +139,7 @@ int main() {
     params = ParseCmdline(*cmdline);
   if (::getpid() == 1) {
     LoadModules("/etc/beaconbox/modules.order");
+    MarkBootStep("modules-loaded");
     SetHostname(params.count("beaconbox.hostname") ? params["beaconbox.hostname"] : "beaconbox");
     BringUpLoopback();
     (void)MakeDirs(kBundleRoot, 0711);
@@ -156,6 +159,7 @@ int main() {
   // The token sealing the agent channel (common/base/agent_token.h): without it every
   // call is refused.
   static const std::string agent_token = ReadAgentToken(std::chrono::seconds(5));
+  MarkBootStep("agent-token-read");
   static Runtime runtime;
   if (channel.kind == ChannelSpec::Kind::kVsock) {
     ServeVsock(runtime, agent_token, channel.vsock_port);

@@ -15,6 +15,7 @@
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "common/ttrpc/ttrpc.h"
+#include "guest/vminitd/boot_timeline.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/network.h"
 
@@ -131,6 +132,12 @@ void RegisterGuest(ttrpc::Server& server, Runtime& rt) {
                                        resp->set_kernel_release(uts.release);
                                        resp->set_agent_version(BEACONBOX_VERSION);
                                        resp->set_boot_to_ready_ms(ready_ms.load());
+                                       MarkBootStep("hello-received");
+                                       for (const auto& step : BootTimeline()) {
+                                         auto* out = resp->add_boot_steps();
+                                         out->set_name(step.name);
+                                         out->set_at_us(step.at_us);
+                                       }
                                        return RpcStatus{};
                                      });
   Unary<NetworkConfig, v1::Empty>(
@@ -214,6 +221,7 @@ void RegisterTask(ttrpc::Server& server, Runtime& rt) {
 
 void SetReadyTime() {
   if (ready_ms.load() != 0) return;
+  MarkBootStep("agent-listening");
   struct timespec ts {};
   ::clock_gettime(CLOCK_BOOTTIME, &ts);
   ready_ms = uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;

@@ -1,5 +1,8 @@
 #include "host/shim/guest_client.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "common/base/agent_token.h"
 #include "common/base/file_util.h"
 
@@ -42,6 +45,29 @@ Status GuestClient::Call(std::string_view service, std::string_view method,
     return MakeError(ErrorCode::kInternal, what + ": unparsable answer from the guest");
   }
   return Status::Ok();
+}
+
+std::string DescribeGuestBoot(const guestapi::HelloResponse& hello) {
+  constexpr int kMaxSteps = 16;
+  constexpr size_t kMaxNameLength = 32;
+  constexpr uint64_t kMaxAtUs = uint64_t{3600} * 1000 * 1000;
+  std::string line;
+  int kept = 0;
+  for (const guestapi::BootStep& step : hello.boot_steps()) {
+    if (kept == kMaxSteps) break;
+    const std::string& name = step.name();
+    bool valid = !name.empty() && name.size() <= kMaxNameLength && step.at_us() < kMaxAtUs &&
+                 std::all_of(name.begin(), name.end(), [](char c) {
+                   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+                 });
+    if (!valid) continue;
+    char figure[64];
+    std::snprintf(figure, sizeof(figure), " %.1f ms", static_cast<double>(step.at_us()) / 1000.0);
+    if (!line.empty()) line += ", ";
+    line += name + figure;
+    ++kept;
+  }
+  return line.empty() ? "none" : line;
 }
 
 }  // namespace beaconbox::shim

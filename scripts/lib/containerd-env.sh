@@ -297,7 +297,7 @@ bbx_run_detached() {
 
 # One line per VM the shims of this environment booted: its accelerator and why.
 bbx_vm_accelerators() {
-  grep -o 'VM [^ ]* uses [a-z]*: .*' "$BBX_DIR/containerd.log" 2>/dev/null | cut -c1-300 || true
+  grep -o 'VM [^ ]* uses [a-z]* ([^)]*): .*' "$BBX_DIR/containerd.log" 2>/dev/null | cut -c1-300 || true
 }
 
 # Kills and removes one container if it exists (for tests that leave one running).

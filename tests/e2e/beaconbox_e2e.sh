@@ -56,6 +56,13 @@ else
   fail "uname -r printed '$got_release', want the guest kernel's '$want_release'"
 fi
 assert_nothing_left uname1
+# The boot timeline bench/boot reads: the guest's own milestones, kernel and vminitd.
+boot_line=$(grep -F "guest boot of " "$BBX_DIR/containerd.log" | grep -F "/uname1:" | tail -1)
+if grep -qE "init-started [0-9.]+ ms, .*modules-loaded [0-9.]+ ms, .*hello-received [0-9.]+ ms" <<<"$boot_line"; then
+  pass "the shim logs the guest's boot steps (${boot_line##*guest clock: })"
+else
+  fail "no guest boot steps logged for uname1: '$boot_line'"
+fi
 
 # 2. stdout, stderr and the exit status reach ctr.
 set +e

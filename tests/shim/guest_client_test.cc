@@ -28,5 +28,26 @@ TEST(GuestClientTest, GuestErrorCodeIsKept) {
   EXPECT_EQ(error.message, "guest Kill: no such process");
 }
 
+TEST(GuestClientTest, BootTimelineKeepsOnlyWellFormedSteps) {
+  guestapi::HelloResponse hello;
+  EXPECT_EQ(DescribeGuestBoot(hello), "none");
+  auto add = [&](const std::string& name, uint64_t at_us) {
+    auto* step = hello.add_boot_steps();
+    step->set_name(name);
+    step->set_at_us(at_us);
+  };
+  add("initramfs-unpacked", 812400);
+  add("evil\nname", 1);  // not [a-z0-9-]
+  add("\x1b[31m", 1);
+  add(std::string(33, 'a'), 1);               // too long
+  add("late", uint64_t{3600} * 1000 * 1000);  // an hour or more
+  add("agent-listening", 2100000);
+  EXPECT_EQ(DescribeGuestBoot(hello), "initramfs-unpacked 812.4 ms, agent-listening 2100.0 ms");
+  for (int i = 0; i < 100; ++i) add("step", 1000);
+  size_t commas = 0;
+  for (char c : DescribeGuestBoot(hello)) commas += c == ',';
+  EXPECT_EQ(commas, 15u);  // 16 steps at most
+}
+
 }  // namespace
 }  // namespace beaconbox::shim
