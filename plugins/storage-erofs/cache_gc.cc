@@ -70,7 +70,8 @@ bool LayerStillThere(const Entry& entry) {
 enum class Outcome { kRemoved, kBusy, kHeld, kGone, kFailed };
 
 // Removes K.erofs, K.source and K.lock when no conversion of K runs and no process
-// holds the image; `layer_check` may keep it (called with the key's lock held).
+// holds the image; `keep_if` may keep it (called with the key's lock and the image's
+// exclusive lock held).
 template <typename KeepIf>
 Outcome RemoveIfUnused(const std::string& dir, const Entry& entry, KeepIf keep_if,
                        std::string* why) {
@@ -84,7 +85,6 @@ Outcome RemoveIfUnused(const std::string& dir, const Entry& entry, KeepIf keep_i
     *why = "being converted";
     return Outcome::kBusy;
   }
-  if (keep_if(why)) return Outcome::kHeld;
   UniqueFd image(::open(entry.image_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!image) {
     if (errno == ENOENT) return Outcome::kGone;  // another gc was quicker
@@ -95,6 +95,7 @@ Outcome RemoveIfUnused(const std::string& dir, const Entry& entry, KeepIf keep_i
     *why = "held by a running container";
     return Outcome::kHeld;
   }
+  if (keep_if(why)) return Outcome::kHeld;  // a Get of it waits meanwhile
   if (::unlink(entry.image_path.c_str()) != 0) {
     *why = ErrnoError("unlink", entry.image_path).message;
     return Outcome::kFailed;
