@@ -200,7 +200,7 @@ left=$(find "$cache_dir/shares" -mindepth 1 2>/dev/null | head -3) || true
 layers=$(cat "$cache_dir"/*.source 2>/dev/null || true)
 for _ in $(seq 60); do
   bbx_ctr image rm --sync "$BBX_IMAGE" >/dev/null 2>&1 || true
-  still=$(while read -r layer; do [ -n "$layer" ] && [ -e "$layer" ] && echo "$layer"; done <<<"$layers")
+  still=$(while read -r layer; do if [ -n "$layer" ] && [ -e "$layer" ]; then echo "$layer"; fi; done <<<"$layers")
   [ -z "$still" ] && break
   sleep 1
 done
