@@ -122,7 +122,10 @@ constexpr Command kCommands[] = {
      "keys and their env vars",
      Plugins},
     {"net leases", "net leases               the network plugin's address leases", RunNetLeases},
-    {"gc", "gc                       release leases and TAPs whose shim is gone", RunGc},
+    {"gc",
+     "gc                       release leases and TAPs whose shim is gone; remove cached "
+     "EROFS images no snapshot and no running container uses",
+     RunGc},
     {"containerd-config",
      "containerd-config [--containerd BINARY | --version-of VERSION]\n"
      "                           the runtime entry for containerd's config.toml (1.6/1.7: "

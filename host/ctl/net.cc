@@ -1,5 +1,6 @@
 // `beaconbox-ctl net leases` and `beaconbox-ctl gc`: the network plugin's lease
-// table and its reconciliation, run on demand by an operator.
+// table and its reconciliation, and the storage plugin's cache gc (storage-erofs's
+// unused EROFS images), run on demand by an operator.
 #include <cstdio>
 #include <ctime>
 #include <iostream>
@@ -55,26 +56,82 @@ int RunNetLeases(const Args& args) {
   return 0;
 }
 
+namespace {
+
+std::string Mib(uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return text;
+}
+
+// The storage plugin's gc (storage-erofs: its image cache); false when it has none.
+Result<bool> StorageGc(plugin_host::StoragePlugin& storage) {
+  auto report = storage.Gc();
+  if (!report.ok()) {
+    if (report.error().code == ErrorCode::kNotImplemented) return false;
+    return report.error();
+  }
+  uint64_t freed = 0;
+  for (const auto& item : report->removed()) {
+    std::printf("removed %s (%s; %s)\n", item.path().c_str(), Mib(item.bytes()).c_str(),
+                item.reason().c_str());
+    freed += item.bytes();
+  }
+  for (const auto& item : report->kept()) {
+    std::printf("kept %s (%s; %s)\n", item.path().c_str(), Mib(item.bytes()).c_str(),
+                item.reason().c_str());
+  }
+  std::printf("gc: storage %s: %d cached image(s) removed (%s), %d kept\n",
+              storage.info().name.c_str(), report->removed_size(), Mib(freed).c_str(),
+              report->kept_size());
+  return true;
+}
+
+}  // namespace
+
+// The network plugin's leases and devices whose shim is gone, and the storage
+// plugin's cache entries nothing uses; each part when the configured plugin has it.
 int RunGc(const Args& args) {
   if (!args.rest.empty()) {
     std::cerr << "usage: beaconbox-ctl gc\n";
     return 2;
   }
-  auto host = LoadWithNetwork(args);
+  auto config = LoadConfigFor(args);
+  if (!config.ok()) {
+    std::cerr << config.error().message << "\n";
+    return 1;
+  }
+  auto host = plugin_host::PluginHost::Load(std::move(config).value());
   if (!host.ok()) {
     std::cerr << host.error().message << "\n";
     return 1;
   }
-  auto report = (*host)->network()->Reconcile();
-  if (!report.ok()) {
-    std::cerr << report.error().message << "\n";
+  bool did_any = false;
+  if ((*host)->network() != nullptr) {
+    auto report = (*host)->network()->Reconcile();
+    if (!report.ok()) {
+      std::cerr << report.error().message << "\n";
+      return 1;
+    }
+    for (const auto& id : report->released_leases())
+      std::printf("released lease of %s\n", id.c_str());
+    for (const auto& device : report->removed_devices())
+      std::printf("removed %s\n", device.c_str());
+    std::printf("gc: %d lease(s) released, %d device(s) removed\n", report->released_leases_size(),
+                report->removed_devices_size());
+    did_any = true;
+  }
+  auto storage = StorageGc((*host)->storage());
+  if (!storage.ok()) {
+    std::cerr << storage.error().message << "\n";
     return 1;
   }
-  for (const auto& id : report->released_leases())
-    std::printf("released lease of %s\n", id.c_str());
-  for (const auto& device : report->removed_devices()) std::printf("removed %s\n", device.c_str());
-  std::printf("gc: %d lease(s) released, %d device(s) removed\n", report->released_leases_size(),
-              report->removed_devices_size());
+  if (!did_any && !*storage) {
+    std::cerr << "nothing to collect: network.mode is \"none\" and storage plugin "
+              << (*host)->storage().info().name << " keeps no cache (in "
+              << (*host)->config().source << ")\n";
+    return 1;
+  }
   return 0;
 }
 

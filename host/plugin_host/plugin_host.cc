@@ -199,6 +199,13 @@ Status StoragePlugin::Release(const std::string& container_namespace,
   });
 }
 
+Result<pluginapi::StorageGcReport> StoragePlugin::Gc() {
+  return plugin_->InvokeForMessage<pluginapi::StorageGcReport>(
+      "gc", [&](bbx_sink sink, bbx_error* error) {
+        return plugin_->storage_ops()->gc(plugin_->instance(), sink, error);
+      });
+}
+
 const PluginInfo& StoragePlugin::info() const { return plugin_->info(); }
 
 // -------------------------------------------------------------------- PluginHost

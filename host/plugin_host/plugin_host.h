@@ -109,6 +109,9 @@ class StoragePlugin {
   // Undoes Prepare for (namespace, container id) and its bundle.
   Status Release(const std::string& container_namespace, const std::string& container_id,
                  const std::string& bundle);
+  // Removes cached data no container or snapshot uses (optional op: kNotImplemented
+  // when the plugin has none).
+  Result<pluginapi::StorageGcReport> Gc();
   const PluginInfo& info() const;
 
  private:

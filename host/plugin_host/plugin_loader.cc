@@ -109,7 +109,8 @@ std::vector<OpEntry> ListOps(const bbx_plugin_common_ops* common, bbx_plugin_kin
     case BBX_PLUGIN_KIND_STORAGE: {
       const auto* storage = static_cast<const bbx_storage_ops*>(kind_ops);
       kind_entries = {BBX_OP(storage, bbx_storage_ops, prepare, true),
-                      BBX_OP(storage, bbx_storage_ops, release, true)};
+                      BBX_OP(storage, bbx_storage_ops, release, true),
+                      BBX_OP(storage, bbx_storage_ops, gc, false)};
       break;
     }
     default:

@@ -82,6 +82,7 @@ int main(void) {
   FIELD(bbx_storage_ops, struct_size);
   FIELD(bbx_storage_ops, prepare);
   FIELD(bbx_storage_ops, release);
+  FIELD(bbx_storage_ops, gc);
 
   ENUM(BBX_ABI_VERSION_MIN_SUPPORTED);
   ENUM(BBX_ABI_VERSION_CURRENT);

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "common/base/unique_fd.h"
 #include "plugins/common/child_process.h"
 #include "plugins/common/path_search.h"
+#include "plugins/storage-erofs/cache_gc.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -64,20 +66,6 @@ void FsyncDirectory(const std::string& dir) {
   if (fd) (void)::fsync(fd.get());
 }
 
-// Removes what a crashed converter of `key` left: K.erofs.tmp.* and K.log.*. Called
-// with the key's lock held, so no live converter owns them.
-void RemoveLeftovers(const std::string& dir, const std::string& key) {
-  const std::string temp_prefix = key + ".erofs.tmp.";
-  const std::string log_prefix = key + ".log.";
-  std::error_code ignored;
-  for (const auto& entry : fs::directory_iterator(dir, ignored)) {
-    const std::string name = entry.path().filename().string();
-    if (name.starts_with(temp_prefix) || name.starts_with(log_prefix)) {
-      ::unlink(entry.path().c_str());
-    }
-  }
-}
-
 // Runs argv, waits up to `timeout`; the exit status, or an error when it did not end.
 Result<int> RunAndWait(const std::vector<std::string>& argv, const std::string& log_path,
                        std::chrono::seconds timeout) {
@@ -102,7 +90,48 @@ Result<int> RunAndWait(const std::vector<std::string>& argv, const std::string& 
   }
 }
 
+// The image at `image` held (LOCK_SH) and complete, or nothing (missing, removed by gc
+// meanwhile, or incomplete: never used).
+std::optional<UniqueFd> HoldCompleteImage(const std::string& image) {
+  auto held = HoldImage(image);
+  if (!held.ok() || !ValidateErofsImage(image).ok()) return std::nullopt;
+  return std::move(held).value();
+}
+
 }  // namespace
+
+void RemoveConversionLeftovers(const std::string& dir, const std::string& key) {
+  const std::string temp_prefix = key + ".erofs.tmp.";
+  const std::string log_prefix = key + ".log.";
+  std::error_code ignored;
+  for (const auto& entry : fs::directory_iterator(dir, ignored)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(temp_prefix) || name.starts_with(log_prefix)) {
+      ::unlink(entry.path().c_str());
+    }
+  }
+}
+
+Result<UniqueFd> LockCacheKey(const std::string& lock_path, bool wait) {
+  while (true) {
+    UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!lock) return ErrnoError("open", lock_path);
+#ifdef BEACONBOX_EROFS_TEST_NO_KEY_LOCK
+    // TEST BUILD ONLY (storage_erofs_nolock_test): no lock, to show the race it prevents.
+    return lock;
+#endif
+    while (::flock(lock.get(), wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
+      if (!wait && errno == EWOULDBLOCK) return UniqueFd();
+      if (errno != EINTR) return ErrnoError("flock", lock_path);
+    }
+    struct stat held {
+    }, named{};
+    if (::fstat(lock.get(), &held) == 0 && ::stat(lock_path.c_str(), &named) == 0 &&
+        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+      return lock;
+    }
+  }
+}
 
 Result<LayerIdentity> IdentifyLayer(const std::string& layer_dir) {
   if (!IsAbsoluteClean(layer_dir) || layer_dir == "/") {
@@ -194,13 +223,44 @@ Result<CachedLayer> LayerCache::Get(const std::string& layer_dir) const {
   BBX_ASSIGN_OR_RETURN(LayerIdentity identity, IdentifyLayer(layer_dir));
   const std::string key = CacheKey(identity);
   const std::string image = config_.cache_dir + "/" + key + ".erofs";
-  // The hit needs no lock: K.erofs only appears complete (rename after fsync).
-  if (ValidateErofsImage(image).ok()) return CachedLayer{image, false};
+  // The hit needs no key lock: K.erofs only appears complete (rename after fsync).
+  if (auto held = HoldCompleteImage(image)) {
+    TouchLastUse(config_.cache_dir, key);
+    return CachedLayer{image, false, std::move(*held), ""};
+  }
   auto converted = Convert(identity.path, key);
   if (!converted.ok()) {
     return converted.error().Wrap("EROFS layer " + identity.path);
   }
+  if (converted->converted && config_.max_bytes > 0) {
+    converted->note = EnforceLimit();
+  }
   return converted;
+}
+
+std::string LayerCache::EnforceLimit() const {
+  auto mib = [](uint64_t bytes) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+    return std::string(text);
+  };
+  const std::string limit = "cache_max_mib " + std::to_string(config_.max_bytes >> 20);
+  auto evicted = EvictToLimit(config_.cache_dir, config_.max_bytes);
+  if (!evicted.ok()) return "size limit not enforced: " + evicted.error().message;
+  std::string note;
+  if (!evicted->removed.empty()) {
+    uint64_t freed = 0;
+    for (const auto& item : evicted->removed) freed += item.bytes;
+    note = "evicted " + std::to_string(evicted->removed.size()) +
+           " least recently used image(s) (" + mib(freed) + ") for " + limit;
+  }
+  if (evicted->bytes_after > config_.max_bytes) {
+    if (!note.empty()) note += "; ";
+    note += "the cache holds " + mib(evicted->bytes_after) + ", over " + limit +
+            ": the other images are in use by running containers (or being converted); "
+            "raise cache_max_mib or stop containers";
+  }
+  return note;
 }
 
 Result<CachedLayer> LayerCache::Convert(const std::string& layer_dir,
@@ -214,27 +274,17 @@ Result<CachedLayer> LayerCache::Convert(const std::string& layer_dir,
   }
   const std::string image = config_.cache_dir + "/" + key + ".erofs";
   const std::string lock_path = config_.cache_dir + "/" + key + ".lock";
-  // The lock file is removed after a failed conversion (nothing is left behind): a
-  // lock taken on a file that is no longer the one at lock_path is taken again.
-  UniqueFd lock;
-  while (true) {
-    lock = UniqueFd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!lock) return ErrnoError("open", lock_path);
-    while (::flock(lock.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) return ErrnoError("flock", lock_path);
-    }
-    struct stat held {
-    }, named{};
-    if (::fstat(lock.get(), &held) == 0 && ::stat(lock_path.c_str(), &named) == 0 &&
-        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
-      break;
-    }
-  }
+  // The lock file is removed after a failed conversion (nothing is left behind) and by
+  // gc: LockCacheKey takes the lock again when the file it locked is no longer named so.
+  BBX_ASSIGN_OR_RETURN(UniqueFd lock, LockCacheKey(lock_path, /*wait=*/true));
   // Another process may have made it while this one waited for the lock.
-  if (ValidateErofsImage(image).ok()) return CachedLayer{image, false};
+  if (auto held = HoldCompleteImage(image)) {
+    TouchLastUse(config_.cache_dir, key);
+    return CachedLayer{image, false, std::move(*held), ""};
+  }
   // What is there is not a complete image (a truncated or foreign file): never used.
   ::unlink(image.c_str());
-  RemoveLeftovers(config_.cache_dir, key);
+  RemoveConversionLeftovers(config_.cache_dir, key);
 
   const std::string mkfs = MkfsPath();
   if (::access(mkfs.c_str(), X_OK) != 0) {
@@ -295,7 +345,9 @@ Result<CachedLayer> LayerCache::Convert(const std::string& layer_dir,
   }
   ::unlink(log.c_str());
   FsyncDirectory(config_.cache_dir);
-  return CachedLayer{image, true};
+  // Held before the key's lock goes: gc and the size limit never take a fresh image.
+  BBX_ASSIGN_OR_RETURN(UniqueFd hold, HoldImage(image));
+  return CachedLayer{image, true, std::move(hold), ""};
 }
 
 }  // namespace beaconbox::storage

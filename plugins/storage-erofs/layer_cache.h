@@ -7,7 +7,10 @@
 //   K.lock           flock(2)ed while K.erofs is being made (one converter per key)
 //   K.erofs.tmp.*    an image being made; a leftover of a crash is removed by the next
 //                    converter of K (it holds the lock, so nobody else writes it)
-//   K.source         the layer's directory, for gc and for people
+//   K.source         the layer's directory, for gc and for people; its mtime is the
+//                    image's last use (the size limit's LRU order, cache_gc.h)
+// Each Get holds flock(LOCK_SH) on the image it returns (CachedLayer::hold) so that gc
+// and the size limit leave it alone while the caller keeps the fd (cache_gc.h).
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +20,7 @@
 #include <string>
 
 #include "common/base/result.h"
+#include "common/base/unique_fd.h"
 
 namespace beaconbox::storage {
 
@@ -27,6 +31,9 @@ struct LayerCacheConfig {
   std::string cache_dir;                  // absolute; created on first use
   std::string mkfs_erofs = "mkfs.erofs";  // a name (searched in PATH) or a path
   std::chrono::seconds convert_timeout{600};
+  // After a conversion, unused images are evicted, least recently used first, while
+  // the cache's images take more than this (allocated bytes); 0: no limit.
+  uint64_t max_bytes = 0;
 };
 
 // What identifies one layer directory's content for the cache.
@@ -60,7 +67,18 @@ Result<std::string> MkfsErofsVersion(const std::string& mkfs);
 struct CachedLayer {
   std::string image_path;
   bool converted = false;  // false: a cache hit
+  UniqueFd hold;           // flock(LOCK_SH) on the image: in use while open
+  std::string note;        // what the size limit did (evictions, over the limit), or ""
 };
+
+// flock(LOCK_EX) on a key's lock file `lock_path`, made if missing. With `wait` false
+// an empty fd when another process holds it. The file may be removed by its holder (a
+// failed conversion, gc): a lock on a file no longer named `lock_path` is taken again.
+Result<UniqueFd> LockCacheKey(const std::string& lock_path, bool wait);
+
+// Removes what a crashed converter of `key` left: K.erofs.tmp.* and K.log.*. Call with
+// the key's lock held, so no live converter owns them.
+void RemoveConversionLeftovers(const std::string& cache_dir, const std::string& key);
 
 class LayerCache {
  public:
@@ -79,6 +97,8 @@ class LayerCache {
 
  private:
   Result<CachedLayer> Convert(const std::string& layer_dir, const std::string& key) const;
+  // EvictToLimit after a conversion: the note for the log, "" when under the limit.
+  std::string EnforceLimit() const;
   LayerCacheConfig config_;
 };
 

@@ -118,7 +118,8 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
     CachedLayer cached = std::move(got).value();
     const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
     result.layers.push_back(
-        {layers.lowerdirs[i], cached.image_path, cached.converted, took.count()});
+        {layers.lowerdirs[i], cached.image_path, cached.converted, took.count(), cached.note});
+    result.holds.push_back(std::move(cached.hold));
 
     const std::string target = std::string(kGuestLayersDir) + "/" + std::to_string(i);
     auto* layer_mount = plan.add_guest_mounts();

@@ -39,11 +39,15 @@ struct LayerReport {
   std::string image_path;
   bool converted = false;
   double milliseconds = 0;  // host-side time for this layer (identify + lookup/convert)
+  std::string cache_note;   // what the cache's size limit did, or ""
 };
 
 struct ErofsPlan {
   beaconbox::plugin::v1::MountPlan plan;
   std::vector<LayerReport> layers;
+  // flock(LOCK_SH) on each image (LayerCache::Get): keep them until Release, so that
+  // gc and the size limit leave the images of a running container alone.
+  std::vector<UniqueFd> holds;
 };
 
 // At most this many layers: each is a PCI device of the VM.

@@ -5,19 +5,27 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #include "beaconbox/plugin/v1/plugin.pb.h"
 #include "beaconbox/plugin_support.hpp"
 #include "common/base/file_util.h"
 #include "plugins/common/abi_error.h"
 #include "plugins/common/check_report.h"
+#include "plugins/storage-erofs/cache_gc.h"
 #include "plugins/storage-erofs/layer_export.h"
 
 struct bbx_plugin {
   const bbx_host_services* host;
   beaconbox::storage::ErofsExporter exporter;
+  // Per "<namespace>/<id>", the locks that keep its images in use (cache_gc.h) from
+  // Prepare to Release; a dead shim's go with its fds.
+  std::mutex holds_mutex;
+  std::map<std::string, std::vector<beaconbox::UniqueFd>> holds;
 };
 
 namespace {
@@ -34,6 +42,10 @@ const bbx_config_key kConfigKeys[] = {
     bbx::ConfigKey("writable_layer_size_mib", BBX_CONFIG_INTEGER, "0",
                    "size of the VM's tmpfs holding the container's writable layer, MiB (0: "
                    "half the guest memory)"),
+    bbx::ConfigKey("cache_max_mib", BBX_CONFIG_INTEGER, "0",
+                   "size limit of the EROFS cache, MiB: after a conversion, the least recently "
+                   "used images no running container holds are evicted while over it (0: no "
+                   "limit)"),
     bbx::ConfigKey("transport", BBX_CONFIG_STRING, "\"blk\"",
                    "how the images reach the guest: \"blk\" (a read-only virtio-blk disk per "
                    "layer) or \"virtiofs\" (a read-only share of the container's images, loop "
@@ -61,6 +73,12 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
                        "convert_timeout_s must be 1..86400 seconds");
     }
     config.cache.convert_timeout = std::chrono::seconds(timeout);
+    const int64_t max_mib = table["cache_max_mib"].value_or(int64_t{0});
+    if (max_mib < 0 || max_mib > (int64_t{1} << 32)) {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                       "cache_max_mib must be 0 (no limit) or a size in MiB");
+    }
+    config.cache.max_bytes = static_cast<uint64_t>(max_mib) << 20;
     const int64_t size = table["writable_layer_size_mib"].value_or(int64_t{0});
     if (size < 0 || size > (int64_t{1} << 30)) {
       return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
@@ -101,7 +119,8 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      "volume_share_tag must be 1 to 36 characters");
   }
-  *out = new (std::nothrow) bbx_plugin{host, beaconbox::storage::ErofsExporter(std::move(config))};
+  *out = new (std::nothrow)
+      bbx_plugin{host, beaconbox::storage::ErofsExporter(std::move(config)), {}, {}};
   return *out ? BBX_OK : bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
 }
 
@@ -128,6 +147,16 @@ bbx_status Prepare(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink plan_si
                  (layer.converted ? "converted in " : "cache hit in ") +
                  Milliseconds(layer.milliseconds) + " (" + layer.image_path + ") for " +
                  request.namespace_() + "/" + request.container_id());
+    if (!layer.cache_note.empty()) {
+      // Evicting is routine; a cache over its limit (all in use) is worth a warning.
+      const bool over = layer.cache_note.find("over cache_max_mib") != std::string::npos;
+      bbx::Log(plugin->host, over ? BBX_LOG_WARN : BBX_LOG_INFO,
+               "erofs cache: " + layer.cache_note);
+    }
+  }
+  {
+    std::lock_guard lock(plugin->holds_mutex);
+    plugin->holds[request.namespace_() + "/" + request.container_id()] = std::move(prepared->holds);
   }
   return bbx::WriteSink(plan_sink, prepared->plan.SerializeAsString(), error);
 }
@@ -141,7 +170,27 @@ bbx_status Release(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_error* error
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "release: no bundle given");
   }
   auto status = plugin->exporter.Release(request);
+  {
+    std::lock_guard lock(plugin->holds_mutex);
+    plugin->holds.erase(request.namespace_() + "/" + request.container_id());
+  }
   return status.ok() ? BBX_OK : beaconbox::plugins::Fail(status.error(), error);
+}
+
+// `beaconbox-ctl gc`: the images no layer directory and no running container uses.
+bbx_status Gc(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
+  auto collected = beaconbox::storage::CollectGarbage(plugin->exporter.cache().config().cache_dir);
+  if (!collected.ok()) return beaconbox::plugins::Fail(collected.error(), error);
+  pluginapi::StorageGcReport report;
+  auto add = [](pluginapi::StorageGcItem* item, const beaconbox::storage::GcItem& from) {
+    item->set_path(from.image_path);
+    item->set_source(from.layer);
+    item->set_bytes(from.bytes);
+    item->set_reason(from.reason);
+  };
+  for (const auto& item : collected->removed) add(report.add_removed(), item);
+  for (const auto& item : collected->kept) add(report.add_kept(), item);
+  return bbx::WriteSink(report_sink, report.SerializeAsString(), error);
 }
 
 // mkfs.erofs (present, its version) and the cache directory (writable).
@@ -197,6 +246,7 @@ const bbx_storage_ops kOps = {
     .struct_size = sizeof(bbx_storage_ops),
     .prepare = Prepare,
     .release = Release,
+    .gc = Gc,
 };
 
 }  // namespace

@@ -115,6 +115,7 @@ const bbx_storage_ops kOps = {
     .struct_size = sizeof(bbx_storage_ops),
     .prepare = Prepare,
     .release = Release,
+    .gc = nullptr,  // nothing cached
 };
 
 }  // namespace

@@ -10,7 +10,10 @@
 #      and the host's snapshot upperdir stays empty (runc's gets them: the check can fail);
 #   3. a second container of the image converts nothing: every layer is a cache hit (the
 #      shim's log) and the cached images are not rewritten (mtimes);
-#   4. a read-only rootfs (ctr run --read-only) refuses writes, as with runc.
+#   4. a read-only rootfs (ctr run --read-only) refuses writes, as with runc;
+#   5. beaconbox-ctl gc keeps the cached images while a container runs (the read-only
+#      one of 4 waits for it) and while the image's snapshots exist, and removes them
+#      once the image is removed (ctr image rm --sync: containerd drops its snapshots).
 #   erofs_e2e.sh OUTPUT_DIR [system|1.7] [blk|virtiofs]   (the plugin's transport)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -149,11 +152,36 @@ else
 fi
 grep -o 'erofs layer .*: cache hit in [0-9.]* ms' "$BBX_DIR/containerd.log" | sed 's/.*: /  host-side per layer: /' | head -3
 
-# 4. Read-only rootfs.
+# 4. Read-only rootfs. beaconbox's container then waits (sleep) while gc runs (5.).
+ctl() { "$BBX_OUTPUT_DIR/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
 for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   name=${runtime#io.containerd.}
   name=${name%%.*}
-  out=$(run_in "$runtime" "ro-$name" --read-only -- /bin/sh -c 'touch /data/nope && echo wrote; cat /data/late' 2>&1) || true
+  hold=''
+  [ "$name" = beaconbox ] && hold='; echo running; exec sleep 600'
+  run_in "$runtime" "ro-$name" --read-only -- /bin/sh -c "touch /data/nope && echo wrote; cat /data/late$hold" \
+    >"$BBX_DIR/ro-$name.out" 2>&1 &
+  run_pid=$!
+  if [ -n "$hold" ]; then
+    for _ in $(seq "$ctl_timeout"); do
+      grep -q '^running$' "$BBX_DIR/ro-$name.out" || ! kill -0 "$run_pid" 2>/dev/null && break
+      sleep 1
+    done
+    # Its snapshot keeps the layers too: the image is removed first, so that only
+    # the running container (the shim's locks) keeps them.
+    bbx_ctr image rm --sync "$BBX_IMAGE" >/dev/null 2>&1 || true
+    gc_running=$(ctl gc 2>&1) || true
+    if grep -q '^running$' "$BBX_DIR/ro-$name.out" && grep -q '^gc: storage erofs: 0 cached image(s) removed (0.0 MiB), 3 kept$' <<<"$gc_running" &&
+       [ "$(grep -c 'held by a running container)$' <<<"$gc_running")" = 3 ] &&
+       [ "$(find "$cache_dir" -maxdepth 1 -name '*.erofs' | wc -l)" = 3 ]; then
+      pass "gc keeps the 3 images while a container of them runs ($(grep -c 'held by a running container)$' <<<"$gc_running") of them: held by a running container)"
+    else
+      fail "gc while a container runs: '$(tr '\n' '|' <<<"$gc_running")'"
+    fi
+    bbx_ctr task kill -s KILL "ro-$name" >/dev/null 2>&1 || true
+  fi
+  wait "$run_pid" || true
+  out=$(cat "$BBX_DIR/ro-$name.out")
   if grep -q 'Read-only file system' <<<"$out" && ! grep -q '^wrote$' <<<"$out" && grep -q '^layer3$' <<<"$out"; then
     pass "$name: a read-only rootfs refuses writes and reads the layers"
   else
@@ -166,6 +194,26 @@ done
 left=$(find "$cache_dir/shares" -mindepth 1 2>/dev/null | head -3) || true
 [ -z "$left" ] && pass "no per-container layer share is left in the cache" ||
   fail "left in $cache_dir/shares: $(tr '\n' ' ' <<<"$left")"
+
+# 5. No container left and the image removed (above): once containerd has dropped the
+#    image's snapshots, nothing uses the cached images and gc removes them.
+layers=$(cat "$cache_dir"/*.source 2>/dev/null || true)
+for _ in $(seq 60); do
+  bbx_ctr image rm --sync "$BBX_IMAGE" >/dev/null 2>&1 || true
+  still=$(while read -r layer; do if [ -n "$layer" ] && [ -e "$layer" ]; then echo "$layer"; fi; done <<<"$layers")
+  [ -z "$still" ] && break
+  sleep 1
+done
+gc_out=$(ctl gc 2>&1) || true
+if [ -n "$still" ]; then
+  fail "containerd kept the image's snapshots after ctr image rm: $(tr '\n' ' ' <<<"$still")"
+elif grep -q '^gc: storage erofs: 3 cached image(s) removed ([0-9.]* MiB), 0 kept$' <<<"$gc_out" &&
+     [ "$(grep -c '^removed .*\.erofs (.*; layer .* is gone)$' <<<"$gc_out")" = 3 ] &&
+     ! find "$cache_dir" -maxdepth 1 -name '*.erofs' -o -maxdepth 1 -name '*.source' | grep -q .; then
+  pass "gc removes the 3 images once no snapshot and no container uses them"
+else
+  fail "gc after the image is gone: '$(tr '\n' '|' <<<"$gc_out")'; cache: $(ls "$cache_dir" | tr '\n' ' ')"
+fi
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2

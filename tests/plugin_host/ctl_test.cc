@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -335,6 +336,57 @@ TEST_F(CtlTest, ContainerdConfigQuotesTheConfigPath) {
   CtlRun run = Ctl({"--config", odd, "containerd-config", "--version-of", "1.7"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_THAT(run.out, HasSubstr("  ConfigPath = \"" + dir_.path() + "/my \\\"box\\\".toml\"\n"));
+}
+
+// `gc` with the erofs storage plugin: an image no layer and no process uses is
+// removed; one a process holds (as a running container's shim does) is kept; a line
+// each and a summary.
+TEST_F(CtlTest, GcRemovesUnusedErofsImagesAndKeepsHeldOnes) {
+  const std::string cache = dir_.path() + "/erofs-cache";
+  ASSERT_EQ(::mkdir(cache.c_str(), 0755), 0);
+  for (const char* key : {"aaa", "bbb"}) {
+    std::ofstream(cache + "/" + key + ".erofs") << std::string(8192, 'x');
+    std::ofstream(cache + "/" + key + ".source") << "/no/such/layer/" << key << "\n";
+  }
+  const int held = ::open((cache + "/bbb.erofs").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_SH), 0);
+  const std::string config =
+      "[vm]\nvmm = \"fake\"\n[network]\nmode = \"none\"\n[storage]\ndriver = \"erofs\"\n" +
+      PluginTable("vmm", "fake", FIXTURE_VMM) +
+      PluginTable("storage", "erofs", STORAGE_EROFS_PLUGIN, "cache_dir = \"" + cache + "\"");
+  CtlRun run = Ctl({"--config", dir_.Write("config.toml", config), "gc"});
+  ::close(held);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.err, "");
+  EXPECT_THAT(run.out, HasSubstr("removed " + cache + "/aaa.erofs ("));
+  EXPECT_THAT(run.out, HasSubstr(" MiB; layer /no/such/layer/aaa is gone)\n"));
+  EXPECT_THAT(run.out,
+              HasSubstr("kept " + cache + "/bbb.erofs (0.0 MiB; held by a running container)\n"));
+  EXPECT_THAT(run.out,
+              HasSubstr("gc: storage erofs: 1 cached image(s) removed (0.0 MiB), 1 kept\n"));
+  EXPECT_FALSE(std::filesystem::exists(cache + "/aaa.erofs"));
+  EXPECT_FALSE(std::filesystem::exists(cache + "/aaa.source"));
+  EXPECT_TRUE(std::filesystem::exists(cache + "/bbb.erofs"));
+
+  // Nobody holds it now: the next gc removes it.
+  run = Ctl({"--config", dir_.path() + "/config.toml", "gc"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("gc: storage erofs: 1 cached image(s) removed"));
+  EXPECT_FALSE(std::filesystem::exists(cache + "/bbb.erofs"));
+}
+
+// Without a network plugin and with a storage plugin that keeps no cache, gc has
+// nothing to ask: one line saying so.
+TEST_F(CtlTest, GcWithNothingToCollectSaysSo) {
+  std::string text = GoodConfig();
+  text.replace(text.find("mode = \"fake\""), 13, "mode = \"none\"");
+  CtlRun run = Ctl({"--config", dir_.Write("config.toml", text), "gc"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.out, "");
+  EXPECT_THAT(run.err, StartsWith("nothing to collect: network.mode is \"none\" and storage "
+                                  "plugin fake keeps no cache"));
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
 }
 
 TEST_F(CtlTest, UnknownCommandPrintsUsage) {

@@ -346,6 +346,10 @@ typedef struct bbx_storage_ops {
   /* Undoes prepare for the (namespace, id, bundle) of a
    * beaconbox.plugin.v1.StorageReleaseRequest. Idempotent. */
   bbx_status (*release)(bbx_plugin *plugin, bbx_bytes request, bbx_error *error);
+  /* OPTIONAL. Removes what the plugin keeps for containers (caches) that no container
+   * and no snapshot uses any more; writes a beaconbox.plugin.v1.StorageGcReport into
+   * `report`. Never removes what a running container uses. */
+  bbx_status (*gc)(bbx_plugin *plugin, bbx_sink report, bbx_error *error);
 } bbx_storage_ops;
 
 #ifdef __cplusplus
