@@ -102,6 +102,19 @@ Result<UniqueFd> ConnectHybridVsock(const std::string& path, uint32_t port,
   return fd;
 }
 
+std::string VmlinuxProblem(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return path + " is missing or unreadable (" + std::strerror(errno) + ")";
+  char magic[4] = {};
+  if (::read(fd.get(), magic, sizeof(magic)) != sizeof(magic) || std::memcmp(magic,
+                                                                             "\x7f"
+                                                                             "ELF",
+                                                                             4) != 0) {
+    return path + " is not an ELF vmlinux (a bzImage?)";
+  }
+  return "";
+}
+
 std::pair<std::string, std::string> KernelFor(const ChConfig& config,
                                               const pluginapi::VmSpec& spec) {
   if (config.kernel.empty()) return {spec.kernel_path(), "vm.kernel_path"};

@@ -41,6 +41,9 @@ struct ChConfig {
 inline constexpr const char* kVmlinuxNames[] = {"beaconbox-vmlinux-x86_64",
                                                 "beacon-vmlinux-x86_64"};
 
+// "" when `path` is a readable ELF file (an uncompressed vmlinux), else what it is.
+std::string VmlinuxProblem(const std::string& path);
+
 // The kernel to boot for `spec` under `config.kernel`, and the config key or field
 // naming it (for messages).
 std::pair<std::string, std::string> KernelFor(const ChConfig& config,

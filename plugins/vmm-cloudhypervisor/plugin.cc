@@ -216,6 +216,23 @@ bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
              " is not executable (config key virtiofsd): apt-get install "
              "qemu-system-x86 (Debian 12 ships it in /usr/lib/qemu), or fix the key");
   }
+  if (config.kernel == "auto") {
+    line(pluginapi::CHECK_OK, "kernel",
+         "auto: the PVH vmlinux the guest image build writes next to vm.kernel_path when "
+         "there, else vm.kernel_path");
+  } else if (config.kernel.empty()) {
+    line(pluginapi::CHECK_WARN, "kernel",
+         "vm.kernel_path as is: Cloud Hypervisor direct-boots an uncompressed PVH vmlinux; "
+         "set kernel = \"auto\" or a vmlinux path");
+  } else if (std::string problem = beaconbox::cloudhv::VmlinuxProblem(config.kernel);
+             !problem.empty()) {
+    line(pluginapi::CHECK_FAIL, "kernel",
+         problem +
+             " (config key kernel): use the beaconbox-vmlinux-x86_64 the guest image "
+             "build writes, or kernel = \"auto\"");
+  } else {
+    line(pluginapi::CHECK_OK, "kernel", config.kernel + " (ELF vmlinux)");
+  }
   std::string kvm = beaconbox::cloudhv::KvmProblem(config.kvm_device);
   if (kvm.empty()) {
     line(pluginapi::CHECK_OK, "kvm", config.kvm_device + " opens read-write");

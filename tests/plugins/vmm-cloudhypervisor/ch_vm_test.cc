@@ -131,6 +131,12 @@ TEST(KernelFor, AutoTakesTheVmlinuxBesideTheHostKernel) {
   config.kernel = "/elsewhere/vmlinux";
   EXPECT_EQ(KernelFor(config, spec).first, "/elsewhere/vmlinux");
   EXPECT_THAT(KernelFor(config, spec).second, HasSubstr("kernel of [plugins.vmm.cloud-hypervisor"));
+  EXPECT_THAT(VmlinuxProblem(spec.kernel_path()), HasSubstr("is not an ELF vmlinux"));
+  EXPECT_THAT(VmlinuxProblem(dir / "none"), HasSubstr("is missing or unreadable"));
+  EXPECT_EQ(VmlinuxProblem(dir.Write("elf", std::string("\x7f"
+                                                        "ELF\x02\x01",
+                                                        6))),
+            "");
 }
 
 // A whole VM through the double: boot, the agent over the hybrid vsock, pause and
