@@ -330,7 +330,7 @@ class Suite {
     share->set_read_only(true);
     BBX_ASSIGN_OR_RETURN(auto plan, beaconbox::plugin_host::PlanAgentChannel(
                                         capabilities_, beaconbox::plugin_host::HostHasVsock(),
-                                        paths_.run_dir, run_dir));
+                                        CidLockDir(), run_dir));
     *spec.mutable_agent_channel() = plan.channel;
     spec.set_agent_token(plan.token);
     for (const auto& arg : beaconbox::plugin_host::GuestKernelArgs(plan.channel, spec.memory_mib(),
@@ -341,6 +341,15 @@ class Suite {
     *token = plan.token;
     *cid = std::move(plan.guest_cid);
     return spec;
+  }
+
+  // Guest CIDs are unique on the host only if every VM reserves them in one place: the
+  // shims' run dir (/run/beacon by default), else (not creatable) the work dir.
+  std::string CidLockDir() const {
+    const std::string shared = beaconbox::config::Paths{}.run_dir;
+    std::error_code ec;
+    fs::create_directories(shared, ec);
+    return ::access(shared.c_str(), W_OK) == 0 ? shared : paths_.run_dir;
   }
 
   // Each refused VmSpec must leave its run dir as it found it.
