@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the guest image from Debian packages, reproducibly and without Docker:
 #   <out>/beaconbox-kernel-x86_64  the newest installed Debian cloud kernel (vmlinuz)
+#   <out>/beaconbox-vmlinux-x86_64 the same kernel uncompressed (PVH ELF), when it has a
+#                                  PVH entry (Debian's has: CONFIG_PVH=y)
 #   <out>/beaconbox-initrd         gzip'd newc cpio: /init (vminitd), crun with its
 #                                  shared libraries and loader, the kernel modules in
 #                                  load order (/etc/beaconbox/modules.order), minimal /etc
@@ -93,3 +95,15 @@ chmod 0644 "$stage/initrd" "$stage/kernel"
 mv -f "$stage/initrd" "$out_dir/beaconbox-initrd"
 mv -f "$stage/kernel" "$out_dir/beaconbox-kernel-x86_64"
 echo "build-image.sh: $out_dir/beaconbox-kernel-x86_64 ($kver), $out_dir/beaconbox-initrd"
+
+# The same kernel uncompressed, with its PVH entry (extract-vmlinux.sh): what Cloud
+# Hypervisor direct-boots. Left out, with the reason, when the kernel has no PVH entry.
+vmlinux_rc=0
+"$(dirname "$0")/extract-vmlinux.sh" "$kernel" "$stage/vmlinux" || vmlinux_rc=$?
+case $vmlinux_rc in
+  0) touch -d "@$epoch" "$stage/vmlinux"
+     mv -f "$stage/vmlinux" "$out_dir/beaconbox-vmlinux-x86_64"
+     echo "build-image.sh: $out_dir/beaconbox-vmlinux-x86_64 (PVH ELF, from the same kernel)" ;;
+  3) rm -f "$out_dir/beaconbox-vmlinux-x86_64" ;;
+  *) die "extracting the vmlinux of $kernel failed" ;;
+esac

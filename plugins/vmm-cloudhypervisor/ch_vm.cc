@@ -102,9 +102,46 @@ Result<UniqueFd> ConnectHybridVsock(const std::string& path, uint32_t port,
   return fd;
 }
 
-Result<std::unique_ptr<ChVm>> ChVm::Create(const pluginapi::VmSpec& spec, const ChConfig& config,
-                                           plugins::Spawner& spawner) {
+std::string VmlinuxProblem(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return path + " is missing or unreadable (" + std::strerror(errno) + ")";
+  char magic[4] = {};
+  if (::read(fd.get(), magic, sizeof(magic)) != sizeof(magic) || std::memcmp(magic,
+                                                                             "\x7f"
+                                                                             "ELF",
+                                                                             4) != 0) {
+    return path + " is not an ELF vmlinux (a bzImage?)";
+  }
+  return "";
+}
+
+std::pair<std::string, std::string> KernelFor(const ChConfig& config,
+                                              const pluginapi::VmSpec& spec) {
+  if (config.kernel.empty()) return {spec.kernel_path(), "vm.kernel_path"};
+  if (config.kernel != "auto")
+    return {config.kernel, "kernel of [plugins.vmm.cloud-hypervisor.config]"};
+  const std::string& host_kernel = spec.kernel_path();
+  const size_t slash = host_kernel.rfind('/');
+  if (slash != std::string::npos) {
+    for (const char* name : kVmlinuxNames) {
+      std::string vmlinux = host_kernel.substr(0, slash + 1) + name;
+      if (::access(vmlinux.c_str(), R_OK) == 0) {
+        return {vmlinux, "kernel = \"auto\" (the vmlinux next to vm.kernel_path)"};
+      }
+    }
+  }
+  return {host_kernel, "vm.kernel_path"};
+}
+
+Result<std::unique_ptr<ChVm>> ChVm::Create(const pluginapi::VmSpec& requested,
+                                           const ChConfig& config, plugins::Spawner& spawner) {
+  pluginapi::VmSpec spec = requested;
+  const auto [kernel, kernel_key] = KernelFor(config, requested);
   BBX_RETURN_IF_ERROR(CheckReadable(spec.kernel_path(), "kernel", "vm.kernel_path"));
+  if (kernel != spec.kernel_path()) {
+    BBX_RETURN_IF_ERROR(CheckReadable(kernel, "kernel", kernel_key));
+    spec.set_kernel_path(kernel);
+  }
   BBX_RETURN_IF_ERROR(CheckReadable(spec.initrd_path(), "initrd", "vm.initrd_path"));
   if (config.binary.empty() || config.binary[0] != '/' ||
       ::access(config.binary.c_str(), X_OK) != 0) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "beaconbox/plugin/v1/vmm.pb.h"
@@ -29,7 +30,24 @@ struct ChConfig {
   std::chrono::milliseconds api_socket_timeout{10000};
   std::chrono::milliseconds api_call_timeout{30000};
   uint64_t console_log_max_bytes = 4 << 20;
+  // The kernel CH boots (config key kernel): "auto" = the uncompressed PVH vmlinux the
+  // guest image build puts next to the host's kernel when it is there, else the
+  // host's (VmSpec.kernel_path); "" = the host's; else that file.
+  std::string kernel = "auto";
 };
+
+// The vmlinux names `auto` looks for next to VmSpec.kernel_path (_output/, then the
+// installed <share_dir>/kernel/ name).
+inline constexpr const char* kVmlinuxNames[] = {"beaconbox-vmlinux-x86_64",
+                                                "beacon-vmlinux-x86_64"};
+
+// "" when `path` is a readable ELF file (an uncompressed vmlinux), else what it is.
+std::string VmlinuxProblem(const std::string& path);
+
+// The kernel to boot for `spec` under `config.kernel`, and the config key or field
+// naming it (for messages).
+std::pair<std::string, std::string> KernelFor(const ChConfig& config,
+                                              const beaconbox::plugin::v1::VmSpec& spec);
 
 // One line about /dev/kvm for messages and check: "" when it opens read-write.
 std::string KvmProblem(const std::string& kvm_device);

@@ -46,6 +46,10 @@ const bbx_config_key kConfigKeys[] = {
                    "the virtio-fs daemon"),
     bbx::ConfigKey("kvm_device", BBX_CONFIG_STRING, "\"/dev/kvm\"",
                    "checked by `beaconbox-ctl check` and named in boot errors (CH needs KVM)"),
+    bbx::ConfigKey("kernel", BBX_CONFIG_STRING, "\"auto\"",
+                   "the kernel cloud-hypervisor boots: \"auto\" = the uncompressed PVH vmlinux "
+                   "the guest image build puts next to vm.kernel_path when there, else "
+                   "vm.kernel_path; \"\" = vm.kernel_path; else that file"),
     bbx::ConfigKey("api_socket_timeout_ms", BBX_CONFIG_INTEGER, "10000",
                    "how long cloud-hypervisor may take to open its API socket"),
     bbx::ConfigKey("api_call_timeout_ms", BBX_CONFIG_INTEGER, "30000",
@@ -64,6 +68,7 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
         beaconbox::plugins::FindInPath(table["binary"].value_or(std::string("cloud-hypervisor")));
     config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
     config.kvm_device = table["kvm_device"].value_or(config.kvm_device);
+    config.kernel = table["kernel"].value_or(config.kernel);
     config.api_socket_timeout = std::chrono::milliseconds(
         std::clamp<int64_t>(table["api_socket_timeout_ms"].value_or(int64_t{10000}), 100, 600000));
     config.api_call_timeout = std::chrono::milliseconds(
@@ -73,6 +78,11 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
   } catch (const toml::parse_error& parse_error) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      std::string("config: ") + std::string(parse_error.description()));
+  }
+  if (!config.kernel.empty() && config.kernel != "auto" && config.kernel[0] != '/') {
+    return bbx::Fail(
+        error, BBX_ERR_INVALID_ARGUMENT,
+        "kernel = \"" + config.kernel + "\": use \"auto\", \"\" or an absolute path to a vmlinux");
   }
   constexpr uint64_t kMaxConsoleLogBytes = uint64_t{1} << 30;
   if (config.console_log_max_bytes < beaconbox::qemu::kMinConsoleLogBytes ||
@@ -157,6 +167,23 @@ bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
              "Hypervisor from its releases, or fix the path");
   }
   beaconbox::plugins::AddVirtiofsdCheck(report, config.virtiofsd);
+  if (config.kernel == "auto") {
+    line(pluginapi::CHECK_OK, "kernel",
+         "auto: the PVH vmlinux the guest image build writes next to vm.kernel_path when "
+         "there, else vm.kernel_path");
+  } else if (config.kernel.empty()) {
+    line(pluginapi::CHECK_WARN, "kernel",
+         "vm.kernel_path as is: Cloud Hypervisor direct-boots an uncompressed PVH vmlinux; "
+         "set kernel = \"auto\" or a vmlinux path");
+  } else if (std::string problem = beaconbox::cloudhv::VmlinuxProblem(config.kernel);
+             !problem.empty()) {
+    line(pluginapi::CHECK_FAIL, "kernel",
+         problem +
+             " (config key kernel): use the beaconbox-vmlinux-x86_64 the guest image "
+             "build writes, or kernel = \"auto\"");
+  } else {
+    line(pluginapi::CHECK_OK, "kernel", config.kernel + " (ELF vmlinux)");
+  }
   std::string kvm = beaconbox::cloudhv::KvmProblem(config.kvm_device);
   if (kvm.empty()) {
     line(pluginapi::CHECK_OK, "kvm", config.kvm_device + " opens read-write");

@@ -5,6 +5,8 @@
 #      and stderr reach ctr.
 #   2. a running container's shim has the VMM (and virtiofsd) below it; exec works.
 #   3. kill + delete leave no process, socket, mount or file behind.
+#   4. switched back to vmm = "qemu" (that line only) under the same containerd, the
+#      next container runs in QEMU; exec and delete as before.
 # The VMM is the TEST DOUBLE fake-cloud-hypervisor (QEMU TCG underneath; its README)
 # unless BBX_CLOUD_HYPERVISOR names a binary (the real-part variant,
 # cloud_hypervisor_real_e2e.sh).
@@ -109,6 +111,37 @@ if bbx_run_detached running1 /bin/sleep 600; then
   assert_nothing_left running1
 else
   fail "ctr run -d running1 failed: $(tail -5 "$BBX_DIR/containerd.log" | tr '\n' ' ' | cut -c1-600)"
+fi
+
+# 3. Back to vmm = "qemu" under the same containerd: the one line changes, the next
+#    container's VM is QEMU's (no CH below its shim), exec and delete as before.
+cp "$BBX_BEACONBOX_CONFIG" "$BBX_DIR/config-cloud-hypervisor.toml"
+sed -i 's/^vmm = "cloud-hypervisor"$/vmm = "qemu"/' "$BBX_BEACONBOX_CONFIG"
+changed=$(diff "$BBX_DIR/config-cloud-hypervisor.toml" "$BBX_BEACONBOX_CONFIG" | grep '^[<>]' | tr '\n' '|' || true)
+check "switching back changes the vmm line only (diff: $changed)" \
+  test "$changed" = '< vmm = "cloud-hypervisor"|> vmm = "qemu"|'
+if bbx_run_detached qemu1 /bin/sleep 600; then
+  shim=$(bbx_shim_pid_of qemu1 || true)
+  children=$(bbx_env_pids | { grep -vx -e "$BBX_CONTAINERD_PID" -e "${shim:-none}" || true; } | tr '\n' ' ')
+  names=$(for pid in $children; do exe_of "$pid"; done | sort -u | tr '\n' ' ')
+  if [ -n "$shim" ] && grep -qw -- qemu-system-x86_64 <<<"$names" &&
+     ! grep -qw -- "$(basename "$vmm_binary")" <<<"$names"; then
+    pass "qemu1 (vmm = \"qemu\"): shim $shim has $names below it"
+  else
+    fail "qemu1 (vmm = \"qemu\"): shim '$shim', processes below it: '$names' (want qemu-system-x86_64, no $(basename "$vmm_binary"))"
+  fi
+  out=$(timeout 120 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+          task exec --fifo-dir "$BBX_DIR/fifo" --exec-id e1 qemu1 /bin/sh -c 'echo exec-ok; exit 3' \
+          </dev/null 2>&1) && status=0 || status=$?
+  check "qemu1: exec prints exec-ok (got '$out')" test "$out" = exec-ok
+  check "qemu1: exec's exit code 3 reaches ctr (got $status)" test "$status" -eq 3
+  bbx_remove qemu1
+  for pid in ${shim:-} $children; do
+    gone "$pid" || fail "qemu1: pid $pid ($(exe_of "$pid")) outlived the delete"
+  done
+  assert_nothing_left qemu1
+else
+  fail "ctr run -d qemu1 (vmm = \"qemu\") failed: $(tail -5 "$BBX_DIR/containerd.log" | tr '\n' ' ' | cut -c1-600)"
 fi
 
 if [ "$failures" -ne 0 ]; then

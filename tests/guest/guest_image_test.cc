@@ -59,7 +59,8 @@ TEST_F(GuestImageTest, TwoBuildsAreByteIdentical) {
   ::sleep(1);  // different wall-clock times must not show in the image
   CommandResult second = Build(dir_ + "/b");
   ASSERT_EQ(second.exit_code, 0) << second.output;
-  for (const char* file : {"beaconbox-initrd", "beaconbox-kernel-x86_64"}) {
+  for (const char* file :
+       {"beaconbox-initrd", "beaconbox-kernel-x86_64", "beaconbox-vmlinux-x86_64"}) {
     CommandResult a = RunShell("sha256sum < " + dir_ + "/a/" + file);
     CommandResult b = RunShell("sha256sum < " + dir_ + "/b/" + file);
     EXPECT_EQ(a.output, b.output) << file;
@@ -70,10 +71,44 @@ TEST_F(GuestImageTest, TwoBuildsAreByteIdentical) {
   ASSERT_EQ(third.exit_code, 0) << third.output;
   EXPECT_NE(RunShell("sha256sum < " + dir_ + "/a/beaconbox-initrd").output,
             RunShell("sha256sum < " + dir_ + "/c/beaconbox-initrd").output);
-  // Nothing is left behind in the output directory but the two files.
+  // Nothing is left behind in the output directory but the three files (Debian's cloud
+  // kernel has a PVH entry, so the vmlinux is there).
   size_t entries = 0;
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir_ + "/a")) ++entries;
-  EXPECT_EQ(entries, 2u);
+  EXPECT_EQ(entries, 3u);
+}
+
+// The vmlinux is the bzImage's own kernel, uncompressed, with the PVH entry note
+// (XEN_ELFNOTE_PHYS32_ENTRY, type 18) Cloud Hypervisor boots through.
+TEST_F(GuestImageTest, VmlinuxIsThePvhElfOfTheSameKernel) {
+  CommandResult built = Build(dir_ + "/a");
+  ASSERT_EQ(built.exit_code, 0) << built.output;
+  const std::string vmlinux = dir_ + "/a/beaconbox-vmlinux-x86_64";
+  CommandResult notes = RunShell("readelf -nW " + vmlinux);
+  ASSERT_EQ(notes.exit_code, 0) << notes.output;
+  EXPECT_EQ(RunShell("readelf -nW " + vmlinux + " | grep -qE 'Xen .*\\(0x00000012\\)'").exit_code,
+            0)
+      << notes.output;
+  // The same kernel: the vmlinux's banner names the release the image build took.
+  CommandResult release = RunShell("strings " + vmlinux + " | grep -m1 '^Linux version '");
+  ASSERT_EQ(release.exit_code, 0) << release.output;
+  CommandResult kver = RunShell(
+      "k=$(ls -1 /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n 1); printf %s "
+      "${k#/boot/vmlinuz-}");
+  EXPECT_NE(release.output.find("Linux version " + kver.output + " "), std::string::npos)
+      << release.output << " vs " << kver.output;
+}
+
+// A file that is no bzImage is one line and no output. (The other refusal, exit 3 for
+// a kernel without a PVH entry, needs such a kernel: Debian's has one.)
+TEST_F(GuestImageTest, ExtractVmlinuxRefusesWhatItCannotUse) {
+  const std::string script = std::string(BBX_BUILD_IMAGE_SCRIPT)
+                                 .substr(0, std::string(BBX_BUILD_IMAGE_SCRIPT).rfind('/')) +
+                             "/extract-vmlinux.sh";
+  CommandResult not_bz = RunShell(script + " /bin/true " + dir_ + "/out 2>&1");
+  EXPECT_EQ(not_bz.exit_code, 1);
+  EXPECT_NE(not_bz.output.find("is not a bzImage"), std::string::npos) << not_bz.output;
+  EXPECT_FALSE(fs::exists(dir_ + "/out"));
 }
 
 TEST_F(GuestImageTest, InitrdHoldsWhatTheGuestNeeds) {

@@ -22,11 +22,16 @@ set(prefix "${WORK_DIR}/prefix")
 run("installing the plugin ABI" ignored
   COMMAND ${CMAKE_COMMAND} --install "${BUILD_DIR}" --component plugin_abi --prefix "${prefix}")
 foreach(file include/beaconbox/plugin_abi.h share/beaconbox/plugin-abi/plugin.map
-             share/beaconbox/plugin-abi/proto/beaconbox/plugin/v1/vmm.proto)
+             share/beaconbox/plugin-abi/proto/beaconbox/plugin/v1/vmm.proto
+             bin/beaconbox-vmm-conformance)
   if(NOT EXISTS "${prefix}/${file}")
     cleanup_and_fail("the installed ABI lacks ${file}")
   endif()
 endforeach()
+# The VMM conformance suite runs from the installed package (its usage; a VMM plugin
+# is what the vmm_conformance_* tests give it).
+run("running the installed beaconbox-vmm-conformance --help" ignored
+  COMMAND "${prefix}/bin/beaconbox-vmm-conformance" --help)
 
 # 2. Build the separate project against the installed package alone.
 run("configuring the out-of-tree plugin" ignored

@@ -102,6 +102,43 @@ TEST_F(BadVmm, ApiSocketNeverAppears) {
   ExpectRunDirEmpty(dir);
 }
 
+// The double reporting an old version (its TEST ONLY option): refused at vmm.ping with
+// one line naming the version, CH ended, nothing left.
+TEST_F(BadVmm, TooOldVersion) {
+  config.binary = dir.Write("cloud-hypervisor",
+                            std::string("#!/bin/sh\nexec ") + BBX_FAKE_CH_BINARY +
+                                " --test-only-version v40.1.0 \"$@\"\n",
+                            0755);
+  config.api_socket_timeout = 10s;
+  auto vm = ChVm::Create(spec, config, spawner);
+  ASSERT_FALSE(vm.ok());
+  EXPECT_THAT(vm.error().message, HasSubstr("is v40.1.0, too old: this plugin needs v48+"));
+  EXPECT_THAT(vm.error().message, Not(HasSubstr("\n")));
+  ExpectRunDirEmpty(dir);
+}
+
+// kernel = "auto" boots the vmlinux the image build puts next to the host's kernel.
+TEST(KernelFor, AutoTakesTheVmlinuxBesideTheHostKernel) {
+  TempDir dir;
+  pluginapi::VmSpec spec;
+  spec.set_kernel_path(dir.Write("beaconbox-kernel-x86_64", "bz"));
+  ChConfig config;
+  EXPECT_EQ(KernelFor(config, spec).first, spec.kernel_path()) << "no vmlinux: the host's";
+  const std::string vmlinux = dir.Write("beaconbox-vmlinux-x86_64", "elf");
+  EXPECT_EQ(KernelFor(config, spec).first, vmlinux);
+  config.kernel = "";
+  EXPECT_EQ(KernelFor(config, spec).first, spec.kernel_path());
+  config.kernel = "/elsewhere/vmlinux";
+  EXPECT_EQ(KernelFor(config, spec).first, "/elsewhere/vmlinux");
+  EXPECT_THAT(KernelFor(config, spec).second, HasSubstr("kernel of [plugins.vmm.cloud-hypervisor"));
+  EXPECT_THAT(VmlinuxProblem(spec.kernel_path()), HasSubstr("is not an ELF vmlinux"));
+  EXPECT_THAT(VmlinuxProblem(dir / "none"), HasSubstr("is missing or unreadable"));
+  EXPECT_EQ(VmlinuxProblem(dir.Write("elf", std::string("\x7f"
+                                                        "ELF\x02\x01",
+                                                        6))),
+            "");
+}
+
 // A whole VM through the double: boot, the agent over the hybrid vsock, pause and
 // resume, a call the double does not emulate (one clear line), stop, nothing left.
 TEST(ThroughTheDouble, BootsConnectsPausesAndStops) {

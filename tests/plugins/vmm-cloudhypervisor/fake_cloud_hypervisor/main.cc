@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -94,8 +95,11 @@ void Splice(UniqueFd a, UniqueFd b) {
 
 class FakeVmm {
  public:
-  FakeVmm(ApiSchema schema, std::string api_socket, std::string qemu)
-      : schema_(std::move(schema)), api_socket_(std::move(api_socket)), qemu_(std::move(qemu)) {
+  FakeVmm(ApiSchema schema, std::string api_socket, std::string qemu, std::string version)
+      : schema_(std::move(schema)),
+        api_socket_(std::move(api_socket)),
+        qemu_(std::move(qemu)),
+        version_(std::move(version)) {
     std::string dir = std::filesystem::path(api_socket_).parent_path().string();
     paths_.qmp_socket = dir + "/fake-ch-qmp.sock";
     paths_.agent_socket = dir + "/fake-ch-agent.sock";
@@ -188,7 +192,7 @@ class FakeVmm {
   Answer Handle(const std::string& call, const json& body) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (call == "vmm.ping") {
-      return {http::status::ok, json{{"version", "v48.0-fake"},
+      return {http::status::ok, json{{"version", version_},
                                      {"build_version", "fake-cloud-hypervisor (QEMU TCG)"},
                                      {"pid", ::getpid()},
                                      {"features", json::array({"fw_cfg"})}}
@@ -233,13 +237,97 @@ class FakeVmm {
     if (call == "vm.delete") {
       StopQemuLocked();
       config_ = json();
+      vcpus_ = ram_ = 0;
+      dimms_ = 0;
       state_ = "";
       return {};
     }
-    // vm.resize, vm.add-*, vm.remove-device: the body was checked; QEMU hotplug is
-    // not emulated.
+    if (call == "vm.resize") return Resize(body);
+    // vm.add-*, vm.remove-device: the body was checked; QEMU hotplug is not emulated.
     return Text(http::status::internal_server_error,
                 call + " is not emulated (the double checks its body only; see its README)");
+  }
+
+  // vm.resize by QEMU hotplug: vCPUs into free CPU slots (query-hotpluggable-cpus,
+  // device_add), memory as one pc-dimm per step up to size + hotplug_size. Like CH, it
+  // only adds: fewer vCPUs or less memory is refused (CH would unplug or balloon).
+  Answer Resize(const json& body) {
+    if ((state_ != "Running" && state_ != "Paused") || !qmp_) {
+      return Text(http::status::internal_server_error, "vm.resize: the VM is " + state_);
+    }
+    json& cpus = config_["cpus"];
+    const uint64_t boot_vcpus = cpus.value("boot_vcpus", uint64_t{1});
+    const uint64_t max_vcpus = cpus.value("max_vcpus", boot_vcpus);
+    const uint64_t vcpus = vcpus_ != 0 ? vcpus_ : boot_vcpus;
+    if (body.contains("desired_vcpus")) {
+      const uint64_t desired = body["desired_vcpus"].get<uint64_t>();
+      if (desired > max_vcpus || desired < vcpus) {
+        return Text(http::status::internal_server_error,
+                    "vm.resize: desired_vcpus " + std::to_string(desired) + " outside " +
+                        std::to_string(vcpus) + ".." + std::to_string(max_vcpus) +
+                        " (removing vCPUs is not emulated)");
+      }
+      if (Status added = PlugVcpus(vcpus, desired); !added.ok()) {
+        return Text(http::status::internal_server_error, "vm.resize: " + added.error().message);
+      }
+      vcpus_ = desired;
+    }
+    if (body.contains("desired_ram")) {
+      const json& memory = config_["memory"];
+      const uint64_t size = memory.value("size", uint64_t{512} << 20);
+      const uint64_t ram = ram_ != 0 ? ram_ : size;
+      const uint64_t desired = body["desired_ram"].get<uint64_t>();
+      const uint64_t limit = size + memory.value("hotplug_size", uint64_t{0});
+      if (desired > limit || desired < ram || desired % (uint64_t{1} << 20) != 0) {
+        return Text(http::status::internal_server_error,
+                    "vm.resize: desired_ram " + std::to_string(desired) + " outside " +
+                        std::to_string(ram) + ".." + std::to_string(limit) +
+                        " bytes or not whole MiB (removing memory is not emulated)");
+      }
+      if (desired > ram) {
+        const std::string id = "dimm" + std::to_string(dimms_);
+        json backend = {{"qom-type", "memory-backend-memfd"},
+                        {"id", id + "-mem"},
+                        {"size", desired - ram},
+                        {"share", true}};
+        auto made = qmp_->Call("object-add", backend.dump(), 10s);
+        auto added =
+            made.ok()
+                ? qmp_->Call(
+                      "device_add",
+                      json{{"driver", "pc-dimm"}, {"id", id}, {"memdev", id + "-mem"}}.dump(), 10s)
+                : made;
+        if (!added.ok()) {
+          return Text(http::status::internal_server_error, "vm.resize: " + added.error().message);
+        }
+        ++dimms_;
+        ram_ = desired;
+      }
+    }
+    return {};
+  }
+
+  Status PlugVcpus(uint64_t from, uint64_t to) {
+    auto text = qmp_->Call("query-hotpluggable-cpus", "", 5s);
+    if (!text.ok()) return text.error();
+    json slots = json::parse(*text, nullptr, false);
+    if (!slots.is_array())
+      return MakeError(ErrorCode::kInternal, "query-hotpluggable-cpus: bad reply");
+    std::reverse(slots.begin(), slots.end());  // QEMU lists the highest id first
+    for (const auto& slot : slots) {
+      if (from >= to) break;
+      if (!slot.is_object() || slot.contains("qom-path") || !slot.contains("props")) continue;
+      json arguments = slot["props"];
+      arguments.erase("node-id");
+      arguments["driver"] = slot["type"];
+      arguments["id"] = "vcpu" + std::to_string(from);
+      if (auto added = qmp_->Call("device_add", arguments.dump(), 10s); !added.ok()) {
+        return added.error();
+      }
+      ++from;
+    }
+    if (from < to) return MakeError(ErrorCode::kExhausted, "no free vCPU slot");
+    return Status::Ok();
   }
 
   Answer Boot() {
@@ -371,12 +459,16 @@ class FakeVmm {
   ApiSchema schema_;
   std::string api_socket_;
   std::string qemu_;
+  std::string version_;  // what vmm.ping reports
   QemuPaths paths_;
   std::mutex mutex_;
   json config_;
   std::string state_;
   pid_t qemu_pid_ = -1;
   std::optional<qemu::QmpClient> qmp_;
+  uint64_t vcpus_ = 0;  // after vm.resize; 0: boot_vcpus
+  uint64_t ram_ = 0;    // bytes, after vm.resize; 0: memory.size
+  int dimms_ = 0;
   std::string vsock_socket_;
   std::atomic<bool> exit_ = false;
 };
@@ -388,6 +480,10 @@ int main(int argc, char** argv) {
   std::string qemu = "/usr/bin/qemu-system-x86_64";
   if (const char* env = std::getenv("FAKE_CLOUD_HYPERVISOR_QEMU"); env && *env) qemu = env;
   std::string schema_path = BBX_FAKE_CH_SCHEMA;
+  std::string version = "v48.0-fake";
+  if (const char* env = std::getenv("FAKE_CLOUD_HYPERVISOR_TEST_ONLY_VERSION"); env && *env) {
+    version = env;
+  }
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value = i + 1 < argc ? argv[i + 1] : "";
@@ -397,12 +493,17 @@ int main(int argc, char** argv) {
     } else if (arg == "--schema" && i + 1 < argc) {
       schema_path = value;
       ++i;
+    } else if (arg == "--test-only-version" && i + 1 < argc) {
+      // TEST ONLY: the version vmm.ping and --version report, e.g. v40.0 for the
+      // plugin's "too old" path (tests/plugins/vmm-cloudhypervisor/ch_vm_test.cc).
+      version = value;
+      ++i;
     } else if (arg == "--version" || arg == "-V") {
-      std::cout << "cloud-hypervisor v48.0-fake (fake-cloud-hypervisor, a test double)\n";
+      std::cout << "cloud-hypervisor " << version << " (fake-cloud-hypervisor, a test double)\n";
       return 0;
     } else {
       Log("unknown argument " + arg +
-          ": this test double takes --api-socket path=<p> [--schema f]");
+          ": this test double takes --api-socket path=<p> [--schema f] [--test-only-version v]");
       return 2;
     }
   }
@@ -416,5 +517,5 @@ int main(int argc, char** argv) {
     Log(schema.error().message);
     return 1;
   }
-  return FakeVmm(std::move(schema).value(), api_socket, qemu).Serve();
+  return FakeVmm(std::move(schema).value(), api_socket, qemu, version).Serve();
 }
