@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/base/errno_error.h"
+#include "plugins/storage-erofs/containerd_layer.h"
 #include "plugins/storage-virtiofs/volume_export.h"
 
 namespace beaconbox::storage {
@@ -78,7 +79,17 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
                          std::to_string(request.rootfs_size()) +
                          ": use [storage] driver = \"virtiofs\"");
   }
-  BBX_ASSIGN_OR_RETURN(OverlayLayers layers, ParseOverlayRootfs(request.rootfs(0)));
+  // containerd 2.1+'s erofs snapshotter hands a read-only view of a single layer as
+  // one "erofs" mount of its layer file; everything else is an overlay.
+  const pluginapi::HostMount& rootfs = request.rootfs(0);
+  OverlayLayers layers;
+  std::string single_image;
+  if (rootfs.type() == "erofs") {
+    BBX_ASSIGN_OR_RETURN(single_image, ContainerdErofsMountImage(rootfs));
+    layers.lowerdirs.push_back(rootfs.source());
+  } else {
+    BBX_ASSIGN_OR_RETURN(layers, ParseOverlayRootfs(rootfs));
+  }
 
   ErofsPlan result;
   pluginapi::MountPlan& plan = result.plan;
@@ -113,12 +124,21 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
   };
   for (size_t i = 0; i < layers.lowerdirs.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
-    auto got = cache_.Get(layers.lowerdirs[i]);
-    if (!got.ok()) return undo_share(got.error());
-    CachedLayer cached = std::move(got).value();
+    // A layer of containerd's erofs snapshotter is already EROFS: used as it is.
+    auto given = single_image.empty() ? ContainerdErofsLayer(layers.lowerdirs[i])
+                                      : Result<std::string>(single_image);
+    if (!given.ok()) return undo_share(given.error());
+    CachedLayer cached;
+    if (!given->empty()) {
+      cached.image_path = *given;
+    } else {
+      auto got = cache_.Get(layers.lowerdirs[i]);
+      if (!got.ok()) return undo_share(got.error());
+      cached = std::move(got).value();
+    }
     const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
     result.layers.push_back(
-        {layers.lowerdirs[i], cached.image_path, cached.converted, took.count()});
+        {layers.lowerdirs[i], cached.image_path, cached.converted, took.count(), !given->empty()});
 
     const std::string target = std::string(kGuestLayersDir) + "/" + std::to_string(i);
     auto* layer_mount = plan.add_guest_mounts();
@@ -131,6 +151,14 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
       const std::string name = std::to_string(i) + ".erofs";
       const std::string link = share_dir + "/" + name;
       if (::link(cached.image_path.c_str(), link.c_str()) != 0) {
+        if (errno == EXDEV && !given->empty()) {
+          // containerd's own layer file cannot be hard-linked across file systems.
+          return undo_share(MakeError(
+              ErrorCode::kFailedPrecondition,
+              "containerd's EROFS layer " + cached.image_path +
+                  " is on another file system than cache_dir " + config_.cache.cache_dir +
+                  ": set cache_dir on containerd's file system or use transport = \"blk\""));
+        }
         return undo_share(ErrnoError("linking " + cached.image_path + " to", link));
       }
       layer_mount->set_source(std::string(kGuestLayerImagesDir) + "/" + name);

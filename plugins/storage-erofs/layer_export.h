@@ -39,6 +39,7 @@ struct LayerReport {
   std::string image_path;
   bool converted = false;
   double milliseconds = 0;  // host-side time for this layer (identify + lookup/convert)
+  bool provided = false;    // containerd's own EROFS layer file (erofs snapshotter), as is
 };
 
 struct ErofsPlan {

@@ -125,7 +125,9 @@ bbx_status Prepare(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink plan_si
   for (const auto& layer : prepared->layers) {
     bbx::Log(plugin->host, BBX_LOG_INFO,
              "erofs layer " + layer.layer_dir + ": " +
-                 (layer.converted ? "converted in " : "cache hit in ") +
+                 (layer.provided    ? "containerd's EROFS layer used as is in "
+                  : layer.converted ? "converted in "
+                                    : "cache hit in ") +
                  Milliseconds(layer.milliseconds) + " (" + layer.image_path + ") for " +
                  request.namespace_() + "/" + request.container_id());
   }

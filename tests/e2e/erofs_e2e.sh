@@ -11,11 +11,15 @@
 #   3. a second container of the image converts nothing: every layer is a cache hit (the
 #      shim's log) and the cached images are not rewritten (mtimes);
 #   4. a read-only rootfs (ctr run --read-only) refuses writes, as with runc.
-#   erofs_e2e.sh OUTPUT_DIR [system|1.7] [blk|virtiofs]   (the plugin's transport)
+# Under containerd 2 (2.1+) every container uses containerd's erofs snapshotter (the
+# transfer service unpacks into it): its layer.erofs files are used as they are, so
+# step 3 checks that nothing is ever converted or cached, and a last step truncates one
+# layer file: Create fails with one line naming it, and nothing is left behind.
+#   erofs_e2e.sh OUTPUT_DIR [system|1.7|2] [blk|virtiofs]   (the plugin's transport)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-export BBX_OUTPUT_DIR=${1:?usage: erofs_e2e.sh OUTPUT_DIR [system|1.7]}
+export BBX_OUTPUT_DIR=${1:?usage: erofs_e2e.sh OUTPUT_DIR [system|1.7|2] [blk|virtiofs]}
 export BBX_CONTAINERD=${2:-system}
 transport=${3:-blk}
 case $transport in blk|virtiofs) ;; *) echo "FAIL: transport '$transport' is neither blk nor virtiofs" >&2; exit 1 ;; esac
@@ -29,10 +33,27 @@ if [ -n "${missing// /}" ]; then
   exit 1
 fi
 command -v mkfs.erofs >/dev/null || { echo "FAIL: mkfs.erofs not found: run scripts/setup.sh (erofs-utils)" >&2; exit 1; }
-if [ "$BBX_CONTAINERD" = 1.7 ]; then
-  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
-    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
+snapshotter=()  # ctr's --snapshotter flag: containerd's default (overlayfs) unless 2
+if [ "$BBX_CONTAINERD" = 1.7 ] || [ "$BBX_CONTAINERD" = 2 ]; then
+  wanted=$BBX_CONTAINERD
+  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh" --version "$wanted"); then
+    echo "SKIP: containerd $wanted could not be extracted from Debian's package (see above)"
     exit 77
+  fi
+  if [ "$wanted" = 2 ]; then
+    grep -qw erofs /proc/filesystems ||
+      { echo "SKIP: the host kernel has no erofs: containerd's erofs snapshotter cannot load (modprobe erofs)"; exit 77; }
+    snapshotter=(--snapshotter erofs)
+    # Unpack into the erofs snapshotter (ctr image import goes through the transfer
+    # service). The walking differ unpacks and the snapshotter's commit makes each
+    # layer.erofs: the erofs differ wants mkfs.erofs --tar (erofs-utils 1.7+).
+    extra=$(mktemp /tmp/bbx-erofs-ctrd.XXXXXX)
+    printf '%s\n' '[plugins."io.containerd.transfer.v1.local"]' \
+      '  [[plugins."io.containerd.transfer.v1.local".unpack_config]]' \
+      '    platform = "linux/amd64"' '    snapshotter = "erofs"' > "$extra"
+    export BBX_CONTAINERD_CONFIG_EXTRA=$extra
+    trap 'rm -f "$extra"' EXIT
+    bbx_on_stop() { rm -f "$extra"; }
   fi
 fi
 
@@ -51,7 +72,7 @@ cache_dir="$BBX_DIR/beacon/state/erofs"
 image_tar="$BBX_DIR/layered.tar"
 BBX_IMAGE=$("$here/erofs_image/build_layered_image.sh" "$image_tar" docker.io/beaconbox/layered:erofs) ||
   { echo "FAIL: building the layered image" >&2; exit 1; }
-out=$(bbx_ctr image import "$image_tar" 2>&1) || { echo "FAIL: ctr image import: $out" >&2; exit 1; }
+out=$(bbx_ctr image import "${snapshotter[@]}" "$image_tar" 2>&1) || { echo "FAIL: ctr image import: $out" >&2; exit 1; }
 
 run_in() {  # run_in RUNTIME ID [ctr run flags] -- CMD...: ctr run --rm, output on stdout
   local runtime=$1 id=$2
@@ -60,7 +81,8 @@ run_in() {  # run_in RUNTIME ID [ctr run flags] -- CMD...: ctr run --rm, output 
   while [ "$1" != -- ]; do flags+=("$1"); shift; done
   shift
   timeout "$ctl_timeout" "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
-    run --rm --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "${flags[@]}" "$BBX_IMAGE" "$id" "$@" </dev/null
+    run --rm --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "${snapshotter[@]}" "${flags[@]}" \
+    "$BBX_IMAGE" "$id" "$@" </dev/null
 }
 
 # 1. The tree. Directory sizes and link counts are the file system's own (ext4 vs
@@ -95,30 +117,45 @@ else
   fail "the tree of /data differs from runc's: $(diff <(echo "$runc_tree") <(echo "$bbx_tree") | head -20 | tr '\n' '|')"
 fi
 converted=$(grep -c 'erofs layer .*: converted in' "$BBX_DIR/containerd.log" || true)
-if [ "$converted" = 3 ]; then
-  pass "the first beaconbox container converted the image's 3 layers"
+as_is=$(grep -c "erofs layer .*: containerd's EROFS layer used as is in" "$BBX_DIR/containerd.log" || true)
+if [ ${#snapshotter[@]} -ne 0 ]; then
+  # containerd's erofs snapshotter: its layer files, no conversion, no cache.
+  if [ "$converted" = 0 ] && [ "$as_is" -ge 3 ]; then
+    pass "containerd's erofs snapshotter layers are used as they are ($as_is layer uses, no conversion)"
+  else
+    fail "erofs snapshotter: expected no conversion and 3+ layers used as is, found $converted and $as_is"
+  fi
+  grep -o "erofs layer .*: containerd's EROFS layer used as is in .*) " "$BBX_DIR/containerd.log" |
+    head -1 | sed 's/^/  /'
+  images=$(find "$cache_dir" -maxdepth 1 -name '*.erofs' 2>/dev/null | sort) || true
+  [ -z "$images" ] && pass "nothing was put in the cache" || fail "cache $cache_dir: $(ls "$cache_dir" | tr '\n' ' ')"
 else
-  fail "expected 3 conversions in the shim's log, found $converted"
+  if [ "$converted" = 3 ]; then
+    pass "the first beaconbox container converted the image's 3 layers"
+  else
+    fail "expected 3 conversions in the shim's log, found $converted"
+  fi
+  images=$(find "$cache_dir" -maxdepth 1 -name '*.erofs' | sort)
+  if [ "$(wc -l <<<"$images")" = 3 ] && ! find "$cache_dir" -name '*.tmp.*' -o -name '*.log.*' | grep -q .; then
+    pass "the cache holds 3 images and no temp files"
+  else
+    fail "cache $cache_dir: $(ls "$cache_dir" | tr '\n' ' ')"
+  fi
+  stamps_before=$(stat -c '%n %Y.%y' $images)
 fi
-images=$(find "$cache_dir" -maxdepth 1 -name '*.erofs' | sort)
-if [ "$(wc -l <<<"$images")" = 3 ] && ! find "$cache_dir" -name '*.tmp.*' -o -name '*.log.*' | grep -q .; then
-  pass "the cache holds 3 images and no temp files"
-else
-  fail "cache $cache_dir: $(ls "$cache_dir" | tr '\n' ' ')"
-fi
-stamps_before=$(stat -c '%n %Y.%y' $images)
 
 # 2 + 3. Writes to / stay in the VM; the container (kept, not --rm) keeps its snapshot.
 write_cmd='echo new > /newfile && rm /data/keep && echo more >> /data/replaced && cat /newfile /data/replaced && ls /data/keep 2>&1; true'
 upper_of() {  # upper_of ID: the upperdir of the container's active snapshot
-  bbx_ctr snapshots mounts /mnt "$1" 2>/dev/null | tr ',' '\n' | sed -n 's/^upperdir=//p' | head -1
+  bbx_ctr snapshots "${snapshotter[@]}" mounts /mnt "$1" 2>/dev/null | tr ',' '\n' | sed -n 's/^upperdir=//p' | head -1
 }
 for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   name=${runtime#io.containerd.}
   name=${name%%.*}
   id="write-$name"
   out=$(timeout "$ctl_timeout" "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
-          run --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "$BBX_IMAGE" "$id" /bin/sh -c "$write_cmd" \
+          run --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "${snapshotter[@]}" "$BBX_IMAGE" "$id" \
+          /bin/sh -c "$write_cmd" \
           </dev/null 2>&1) || true
   if grep -q '^new$' <<<"$out" && grep -q '^more$' <<<"$out" && grep -q 'No such file' <<<"$out"; then
     pass "$name: the container sees its own writes"
@@ -142,12 +179,20 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
 done
 converted_after=$(grep -c 'erofs layer .*: converted in' "$BBX_DIR/containerd.log" || true)
 hits=$(grep -c 'erofs layer .*: cache hit in' "$BBX_DIR/containerd.log" || true)
-if [ "$converted_after" = "$converted" ] && [ "$hits" -ge 3 ] && [ "$(stat -c '%n %Y.%y' $images)" = "$stamps_before" ]; then
+if [ ${#snapshotter[@]} -ne 0 ]; then
+  as_is_after=$(grep -c "erofs layer .*: containerd's EROFS layer used as is in" "$BBX_DIR/containerd.log" || true)
+  if [ "$converted_after" = 0 ] && [ "$hits" = 0 ] && [ "$as_is_after" -gt "$as_is" ]; then
+    pass "later containers use containerd's layer files too ($as_is_after uses, no conversion, no cache)"
+  else
+    fail "erofs snapshotter: conversions $converted_after, cache hits $hits, uses $as_is -> $as_is_after"
+  fi
+elif [ "$converted_after" = "$converted" ] && [ "$hits" -ge 3 ] && [ "$(stat -c '%n %Y.%y' $images)" = "$stamps_before" ]; then
   pass "later containers of the image reuse the cache ($hits cache hits, no new mkfs.erofs, images unchanged)"
 else
   fail "cache reuse: conversions $converted -> $converted_after, hits $hits"
 fi
-grep -o 'erofs layer .*: cache hit in [0-9.]* ms' "$BBX_DIR/containerd.log" | sed 's/.*: /  host-side per layer: /' | head -3
+grep -oE "erofs layer .*: (cache hit|containerd's EROFS layer used as is) in [0-9.]* ms" "$BBX_DIR/containerd.log" |
+  sed 's/.*: /  host-side per layer: /' | head -3
 
 # 4. Read-only rootfs.
 for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
@@ -161,6 +206,27 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   fi
   bbx_remove "ro-$name"
 done
+
+# 5. containerd's erofs snapshotter: a damaged layer file (truncated) is refused with
+#    one line naming it; no VM, share or container is left, and nothing is converted.
+if [ ${#snapshotter[@]} -ne 0 ]; then
+  layer_file=$(find "$BBX_DIR/root/io.containerd.snapshotter.v1.erofs/snapshots" -name layer.erofs | sort | head -1)
+  cp "$layer_file" "$BBX_DIR/layer.erofs.saved"
+  truncate -s 2000 "$layer_file"
+  out=$(run_in io.containerd.beaconbox.v1 bad-layer -- /bin/true 2>&1) && status=0 || status=$?
+  lines=$(grep -c "$layer_file is truncated" <<<"$out" || true)
+  if [ "$status" -ne 0 ] && [ "$lines" -ge 1 ] && grep -q 'pull it again' <<<"$out"; then
+    pass "a truncated containerd layer file: Create fails naming it ($(grep -o "EROFS image [^:]*: [^:]*" <<<"$out" | head -1))"
+  else
+    fail "truncated $layer_file: status $status, '$(tr '\n' '|' <<<"$out" | cut -c1-600)'"
+  fi
+  bbx_remove bad-layer
+  vms=$(for pid in $(others); do exe_of "$pid"; done | grep -c qemu || true)
+  [ "$vms" = 0 ] && ! bbx_ctr task ls -q | grep -q . && [ -z "$(find "$cache_dir" -name '*.erofs*' 2>/dev/null)" ] &&
+    pass "nothing is left (no VM, no task, nothing in the cache)" ||
+    fail "left after the refused layer: $vms VMs, tasks '$(bbx_ctr task ls -q | tr '\n' ' ')', cache '$(ls -R "$cache_dir" 2>/dev/null | tr '\n' ' ')'"
+  cat "$BBX_DIR/layer.erofs.saved" > "$layer_file"
+fi
 
 # Every container is gone: no per-container layer share (virtiofs transport) is left.
 left=$(find "$cache_dir/shares" -mindepth 1 2>/dev/null | head -3) || true
