@@ -145,18 +145,59 @@ else
 fi
 
 # 2 + 3. Writes to / stay in the VM; the container (kept, not --rm) keeps its snapshot.
-write_cmd='echo new > /newfile && rm /data/keep && echo more >> /data/replaced && cat /newfile /data/replaced && ls /data/keep 2>&1; true'
+#    With writable_layer = "host" they are in containerd's upperdir exactly as runc's
+#    (entries, whiteouts, opaque markers); with scratch_size_mib they are on an ext4
+#    disk in the VM's run directory, gone with the VM.
+write_cmd='echo new > /newfile && rm /data/keep && echo more >> /data/replaced && rm -rf /data/opq &&
+  mkdir /data/opq && echo n > /data/opq/new && cat /newfile /data/replaced && ls /data/keep 2>&1; sync; true'
 upper_of() {  # upper_of ID: the upperdir of the container's active snapshot
   bbx_ctr snapshots "${snapshotter[@]}" mounts /mnt "$1" 2>/dev/null | tr ',' '\n' | sed -n 's/^upperdir=//p' | head -1
 }
-for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
-  name=${runtime#io.containerd.}
-  name=${name%%.*}
-  id="write-$name"
-  out=$(timeout "$ctl_timeout" "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
-          run --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "${snapshotter[@]}" "$BBX_IMAGE" "$id" \
-          /bin/sh -c "$write_cmd" \
-          </dev/null 2>&1) || true
+upper_listing() {  # upper_listing DIR: entries, types, device numbers, opaque markers
+  (cd "$1" && find . -mindepth 1 | sort | while read -r f; do
+     stat -c '%n %F %t:%T' "$f"
+     python3 -c 'import os, sys
+try: print(sys.argv[1], "opaque", os.getxattr(sys.argv[1], "trusted.overlay.opaque", follow_symlinks=False).decode())
+except OSError: pass' "$f"
+   done)
+}
+set_writable() {  # set_writable [KEY = VALUE...]: the erofs plugin's writable layer, for the next shims
+  sed -i '/^writable_layer = /d; /^scratch_size_mib = /d' "$BBX_BEACONBOX_CONFIG"
+  [ $# -eq 0 ] || printf '%s\n' "$@" >> "$BBX_BEACONBOX_CONFIG"  # the file ends in the plugin's table
+}
+modes=(runc vm)
+# Two more VMs: not for the virtiofs transport and containerd 1.7 variants (the writable
+# layer does not depend on either).
+[ "$transport" = blk ] && [ "${wanted:-}" != 1.7 ] && modes+=(host scratch)
+runc_upper=
+for mode in "${modes[@]}"; do
+  runtime=io.containerd.beaconbox.v1 name="beaconbox ($mode)"
+  [ "$mode" = runc ] && runtime=io.containerd.runc.v2 name=runc
+  case $mode in
+    host) set_writable 'writable_layer = "host"' ;;
+    scratch) set_writable 'scratch_size_mib = 64' ;;
+    *) set_writable ;;
+  esac
+  id="write-$mode"
+  if [ "$mode" = scratch ]; then
+    # Kept running, so that its VM (and the scratch disk) is there to look at: the
+    # writes are read back by an exec.
+    timeout "$ctl_timeout" "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+      run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "${snapshotter[@]}" "$BBX_IMAGE" "$id" \
+      /bin/sh -c "{ $write_cmd; } > /written.tmp 2>&1; mv /written.tmp /written; sleep 600" </dev/null >/dev/null 2>&1 || true
+    out=
+    for i in $(seq 60); do
+      out=$(timeout 60 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+              task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "read$i" "$id" /bin/cat /written </dev/null 2>&1) || true
+      grep -q '^new$' <<<"$out" && break
+      sleep 2
+    done
+  else
+    out=$(timeout "$ctl_timeout" "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+            run --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" "${snapshotter[@]}" "$BBX_IMAGE" "$id" \
+            /bin/sh -c "$write_cmd" \
+            </dev/null 2>&1) || true
+  fi
   if grep -q '^new$' <<<"$out" && grep -q '^more$' <<<"$out" && grep -q 'No such file' <<<"$out"; then
     pass "$name: the container sees its own writes"
   else
@@ -167,16 +208,37 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
     fail "$name: the writing container did not run: no upperdir to look at"
   elif [ -z "$upper" ] || [ ! -d "$upper" ]; then
     fail "$name: no upperdir found for $id's snapshot"
-  elif [ "$name" = runc ]; then
-    [ -e "$upper/newfile" ] && pass "runc: the writes are in the host's upperdir (the check can fail)" ||
-      fail "runc: /newfile is not in the host's upperdir $upper"
+  elif [ "$mode" = runc ]; then
+    runc_upper=$(upper_listing "$upper")
+    [ -e "$upper/newfile" ] && grep -q '^./data/keep character special file 0:0$' <<<"$runc_upper" &&
+      grep -q '^./data/opq opaque y$' <<<"$runc_upper" &&
+      pass "runc: the writes are in the host's upperdir, with a whiteout and an opaque directory" ||
+      fail "runc: the host's upperdir $upper holds: $(tr '\n' '|' <<<"$runc_upper")"
+  elif [ "$mode" = host ]; then
+    host_upper=$(upper_listing "$upper")
+    [ -n "$runc_upper" ] && [ "$host_upper" = "$runc_upper" ] && [ "$(cat "$upper/newfile")" = new ] &&
+      pass "$name: the writes are in containerd's upperdir exactly as runc's ($(wc -l <<<"$host_upper") entries, whiteout, opaque dir)" ||
+      fail "$name: upperdir differs from runc's: $(diff <(echo "$runc_upper") <(echo "$host_upper") | tr '\n' '|')"
   else
     left=$(find "$upper" -mindepth 1 | head -5)
-    [ -z "$left" ] && pass "beaconbox: the host's snapshot upperdir is untouched (writes stayed in the VM)" ||
-      fail "beaconbox: the host's upperdir has $(tr '\n' ' ' <<<"$left")"
+    [ -z "$left" ] && pass "$name: the host's snapshot upperdir is untouched (writes stayed in the VM)" ||
+      fail "$name: the host's upperdir has $(tr '\n' ' ' <<<"$left")"
+  fi
+  if [ "$mode" = scratch ]; then
+    disk=$(find "$BBX_DIR/beacon/run" -name "erofs-scratch-*--$id.ext4" | head -1)
+    if [ -n "$disk" ] && [ "$(debugfs -R 'cat /upper/newfile' "$disk" 2>/dev/null)" = new ]; then
+      pass "$name: the writes are on the scratch disk $(basename "$disk") ($(du -k "$disk" | cut -f1) KiB used of 64 MiB)"
+    else
+      fail "$name: no scratch disk holding /upper/newfile in $BBX_DIR/beacon/run: $(find "$BBX_DIR/beacon/run" | tr '\n' ' ')"
+    fi
   fi
   bbx_remove "$id"
+  if [ "$mode" = scratch ]; then
+    [ -n "$disk" ] && [ ! -e "$disk" ] && pass "$name: the scratch disk is gone with the VM" ||
+      fail "$name: scratch disk '$disk' left after delete"
+  fi
 done
+set_writable
 converted_after=$(grep -c 'erofs layer .*: converted in' "$BBX_DIR/containerd.log" || true)
 hits=$(grep -c 'erofs layer .*: cache hit in' "$BBX_DIR/containerd.log" || true)
 if [ ${#snapshotter[@]} -ne 0 ]; then
