@@ -79,6 +79,11 @@ for rel in $order; do
   echo "$moddir/$rel" >> "$root/etc/beaconbox/modules.order"
 done
 echo "$kver" > "$root/etc/beaconbox/kernel-release"
+# The wanted modules built into the kernel (the resolver skips them): with
+# modules.order, what a plugin's check reads to tell e.g. whether the guest has erofs.
+for m in "${wanted_modules[@]}"; do
+  if grep -qE "/${m//_/[_-]}\.ko(\.[a-z]+)?$" "$moddir/modules.builtin" 2>/dev/null; then echo "$m"; fi
+done > "$root/etc/beaconbox/builtin-modules"
 
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' > "$root/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' > "$root/etc/group"

@@ -11,7 +11,7 @@ packages=(
   # libraries the host, plugins and guest build against
   libboost-dev libboost-filesystem-dev libprotobuf-dev protobuf-compiler
   libnl-3-dev libnl-route-3-dev libnftables-dev liblmdb-dev libspdlog-dev
-  libfmt-dev libtomlplusplus-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  libfmt-dev libtomlplusplus-dev libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
   # runtime: containerd and the guest's parts
   containerd crun qemu-system-x86 qemu-utils erofs-utils containernetworking-plugins
   busybox-static linux-image-cloud-amd64 cpio kmod zstd

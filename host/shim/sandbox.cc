@@ -137,9 +137,10 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   } undo{this, key, boots_vm, &created};
 
   BBX_RETURN_IF_ERROR(SaveState());
-  BBX_ASSIGN_OR_RETURN(
-      pluginapi::MountPlan plan,
-      backends_.storage->Prepare(key, StorageRequestFor(key, bundle, request.rootfs(), spec)));
+  pluginapi::StoragePrepareRequest storage_request =
+      StorageRequestFor(key, bundle, request.rootfs(), spec);
+  storage_request.set_vm_run_dir(record_.vm_dir);
+  BBX_ASSIGN_OR_RETURN(pluginapi::MountPlan plan, backends_.storage->Prepare(key, storage_request));
   record_.FindContainer(key)->rootfs = Step::kDone;
   BBX_RETURN_IF_ERROR(SaveState());
   Reached("rootfs-prepared", spec.annotations);

@@ -23,10 +23,17 @@ std::vector<std::string> BuildVirtiofsdCommand(const std::string& binary,
                                                const std::string& socket_path) {
   // sandbox=chroot: the namespace sandbox needs user-namespace support that
   // containers running the shim often lack; the daemon still chroots into the share.
-  return {binary, "--socket-path=" + socket_path,
-          "-o",   "source=" + share.host_path(),
-          "-o",   "cache=auto",
-          "-o",   "sandbox=chroot"};
+  std::vector<std::string> argv = {binary, "--socket-path=" + socket_path,
+                                   "-o",   "source=" + share.host_path(),
+                                   "-o",   "cache=auto",
+                                   "-o",   "sandbox=chroot"};
+  if (share.overlay_upper()) {
+    // The guest's overlayfs keeps whiteout and opaque markers in trusted.overlay.*
+    // xattrs, as the host's overlay would: setting trusted.* needs CAP_SYS_ADMIN,
+    // which this daemon drops by default.
+    argv.insert(argv.end(), {"-o", "xattr", "-o", "modcaps=+sys_admin"});
+  }
+  return argv;
 }
 
 Result<pid_t> StartVirtiofsd(Spawner& spawner, const std::string& binary,

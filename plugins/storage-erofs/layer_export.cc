@@ -1,11 +1,19 @@
 #include "plugins/storage-erofs/layer_export.h"
 
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/base/errno_error.h"
+#include "common/base/file_util.h"
+#include "common/base/unique_fd.h"
+#include "plugins/common/child_process.h"
+#include "plugins/common/path_search.h"
+#include "plugins/storage-erofs/containerd_layer.h"
 #include "plugins/storage-virtiofs/volume_export.h"
 
 namespace beaconbox::storage {
@@ -47,11 +55,15 @@ Result<OverlayLayers> ParseOverlayRootfs(const pluginapi::HostMount& mount) {
         layers.lowerdirs.push_back(layer);
         start = colon + 1;
       }
+    } else if (option.starts_with("upperdir=")) {
+      layers.upperdir = option.substr(9);
+    } else if (option.starts_with("workdir=")) {
+      layers.workdir = option.substr(8);
     } else if (option == "userxattr") {
       // The whiteout markers are user.overlay.* xattrs: the guest's overlay reads them so.
       layers.kept_options.push_back(option);
     }
-    // upperdir and workdir are the host snapshot's: the writable layer is the VM's.
+    // upperdir and workdir are the host snapshot's: used only with writable_layer host.
   }
   if (layers.lowerdirs.empty()) {
     return MakeError(ErrorCode::kNotImplemented,
@@ -78,7 +90,17 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
                          std::to_string(request.rootfs_size()) +
                          ": use [storage] driver = \"virtiofs\"");
   }
-  BBX_ASSIGN_OR_RETURN(OverlayLayers layers, ParseOverlayRootfs(request.rootfs(0)));
+  // containerd 2.1+'s erofs snapshotter hands a read-only view of a single layer as
+  // one "erofs" mount of its layer file; everything else is an overlay.
+  const pluginapi::HostMount& rootfs = request.rootfs(0);
+  OverlayLayers layers;
+  std::string single_image;
+  if (rootfs.type() == "erofs") {
+    BBX_ASSIGN_OR_RETURN(single_image, ContainerdErofsMountImage(rootfs));
+    layers.lowerdirs.push_back(rootfs.source());
+  } else {
+    BBX_ASSIGN_OR_RETURN(layers, ParseOverlayRootfs(rootfs));
+  }
 
   ErofsPlan result;
   pluginapi::MountPlan& plan = result.plan;
@@ -104,21 +126,33 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
     share_mount->set_target(kGuestLayerImagesDir);
     share_mount->add_options("ro");
   }
+  std::string scratch_path;  // made below; removed again when Prepare fails
   auto undo_share = [&](Error error) -> Error {
     if (over_virtiofs) {
       std::error_code ignored;
       fs::remove_all(share_dir, ignored);
     }
+    if (!scratch_path.empty()) ::unlink(scratch_path.c_str());
     return error;
   };
   for (size_t i = 0; i < layers.lowerdirs.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
-    auto got = cache_.Get(layers.lowerdirs[i]);
-    if (!got.ok()) return undo_share(got.error());
-    CachedLayer cached = std::move(got).value();
+    // A layer of containerd's erofs snapshotter is already EROFS: used as it is.
+    auto given = single_image.empty() ? ContainerdErofsLayer(layers.lowerdirs[i])
+                                      : Result<std::string>(single_image);
+    if (!given.ok()) return undo_share(given.error());
+    CachedLayer cached;
+    if (!given->empty()) {
+      cached.image_path = *given;
+    } else {
+      auto got = cache_.Get(layers.lowerdirs[i]);
+      if (!got.ok()) return undo_share(got.error());
+      cached = std::move(got).value();
+    }
     const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
     result.layers.push_back(
-        {layers.lowerdirs[i], cached.image_path, cached.converted, took.count(), cached.note});
+        {layers.lowerdirs[i], cached.image_path, cached.converted, took.count(), cached.note,
+         !given->empty()});
     result.holds.push_back(std::move(cached.hold));
 
     const std::string target = std::string(kGuestLayersDir) + "/" + std::to_string(i);
@@ -132,6 +166,14 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
       const std::string name = std::to_string(i) + ".erofs";
       const std::string link = share_dir + "/" + name;
       if (::link(cached.image_path.c_str(), link.c_str()) != 0) {
+        if (errno == EXDEV && !given->empty()) {
+          // containerd's own layer file cannot be hard-linked across file systems.
+          return undo_share(MakeError(
+              ErrorCode::kFailedPrecondition,
+              "containerd's EROFS layer " + cached.image_path +
+                  " is on another file system than cache_dir " + config_.cache.cache_dir +
+                  ": set cache_dir on containerd's file system or use transport = \"blk\""));
+        }
         return undo_share(ErrnoError("linking " + cached.image_path + " to", link));
       }
       layer_mount->set_source(std::string(kGuestLayerImagesDir) + "/" + name);
@@ -148,21 +190,69 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
     if (!lowerdir.empty()) lowerdir += ':';
     lowerdir += target;  // same order as containerd's lowerdir: topmost first
   }
+  std::string upper = std::string(kGuestWritableDir) + "/upper";
+  std::string work = std::string(kGuestWritableDir) + "/work";
   auto* writable = plan.add_guest_mounts();
-  writable->set_type("tmpfs");
-  writable->set_source("tmpfs");
   writable->set_target(kGuestWritableDir);
-  writable->add_options("mode=0755");
-  if (config_.writable_layer_size_mib > 0) {
-    writable->add_options("size=" + std::to_string(config_.writable_layer_size_mib) + "m");
+  if (config_.writable_layer == WritableLayer::kHost && !layers.upperdir.empty()) {
+    // containerd's upperdir and workdir, siblings in the snapshot's directory (both
+    // snapshotters): one read-write share of that directory, so that the overlay's
+    // upper and work directories are on one file system in the guest too.
+    const fs::path upper_host(layers.upperdir), work_host(layers.workdir);
+    if (!IsAbsoluteClean(layers.upperdir) || !IsAbsoluteClean(layers.workdir) ||
+        upper_host.parent_path() != work_host.parent_path() || upper_host == work_host ||
+        upper_host.filename().empty() || work_host.filename().empty()) {
+      return undo_share(MakeError(
+          ErrorCode::kNotImplemented,
+          "writable_layer = \"host\" needs containerd's upperdir and workdir side by side in "
+          "one snapshot directory, got '" +
+              layers.upperdir + "' and '" + layers.workdir +
+              "': use writable_layer = \"vm\" or [storage] driver = \"virtiofs\""));
+    }
+    auto* share = plan.add_devices()->mutable_share();
+    share->set_tag(config_.upper_share_tag);
+    share->set_host_path(upper_host.parent_path().string());
+    share->set_read_only(false);
+    share->set_overlay_upper(true);
+    writable->set_type("virtiofs");
+    writable->set_source(config_.upper_share_tag);
+    upper = std::string(kGuestWritableDir) + "/" + upper_host.filename().string();
+    work = std::string(kGuestWritableDir) + "/" + work_host.filename().string();
+  } else if (config_.writable_layer == WritableLayer::kVm && config_.scratch_size_mib > 0) {
+    if (!IsAbsoluteClean(request.vm_run_dir())) {
+      return undo_share(MakeError(ErrorCode::kInvalidArgument,
+                                  "scratch_size_mib: the host gave no VM run directory ('" +
+                                      request.vm_run_dir() + "'): update beaconbox's shim"));
+    }
+    scratch_path =
+        ScratchDiskPath(request.vm_run_dir(), request.namespace_(), request.container_id());
+    if (Status made = MakeScratchDisk(config_.mkfs_ext4, scratch_path, config_.scratch_size_mib);
+        !made.ok()) {
+      scratch_path.clear();  // removed by MakeScratchDisk
+      return undo_share(made.error());
+    }
+    const std::string id = ScratchDiskId(request.namespace_(), request.container_id());
+    auto* disk = plan.add_devices()->mutable_block();
+    disk->set_id(id);
+    disk->set_host_path(scratch_path);
+    disk->set_read_only(false);
+    writable->set_type("ext4");
+    writable->set_source("/dev/disk/by-id/virtio-" + id);
+  } else {
+    writable->set_type("tmpfs");
+    writable->set_source("tmpfs");
+    writable->add_options("mode=0755");
+    if (config_.writable_layer_size_mib > 0) {
+      writable->add_options("size=" + std::to_string(config_.writable_layer_size_mib) + "m");
+    }
   }
   auto* overlay = plan.add_guest_mounts();
   overlay->set_type("overlay");
   overlay->set_source("overlay");
   overlay->set_target("rootfs");
   overlay->add_options("lowerdir=" + lowerdir);
-  overlay->add_options(std::string("upperdir=") + kGuestWritableDir + "/upper");
-  overlay->add_options(std::string("workdir=") + kGuestWritableDir + "/work");
+  overlay->add_options("upperdir=" + upper);
+  overlay->add_options("workdir=" + work);
   for (const std::string& option : layers.kept_options) overlay->add_options(option);
   plan.set_guest_rootfs("rootfs");
 
@@ -183,6 +273,73 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
     }
   }
   return result;
+}
+
+std::string ScratchDiskPath(const std::string& vm_run_dir, const std::string& namespace_name,
+                            const std::string& id) {
+  return vm_run_dir + "/erofs-scratch-" + namespace_name + "--" + id + ".ext4";
+}
+
+std::string ScratchDiskId(const std::string& namespace_name, const std::string& id) {
+  // FNV-1a of the container's name: a serial of 14 bytes, unique enough per VM.
+  uint32_t hash = 2166136261u;
+  for (unsigned char c : namespace_name + "/" + id) {
+    hash ^= c;
+    hash *= 16777619u;
+  }
+  char text[16];
+  std::snprintf(text, sizeof(text), "scratch%08x", hash);
+  return text;
+}
+
+Status MakeScratchDisk(const std::string& mkfs_ext4, const std::string& path, uint64_t size_mib) {
+  std::error_code error;
+  fs::create_directories(fs::path(path).parent_path(), error);
+  if (error) {
+    return MakeError(ErrorCode::kPermission, "scratch disk: creating " +
+                                                 fs::path(path).parent_path().string() + ": " +
+                                                 error.message() + " (config key paths.run_dir)");
+  }
+  {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return ErrnoError("scratch disk: creating", path);
+    if (::ftruncate(fd.get(), static_cast<off_t>(size_mib) << 20) != 0) {
+      Error truncate_error = ErrnoError("scratch disk: sizing", path);
+      ::unlink(path.c_str());
+      return truncate_error;
+    }
+  }
+  const std::string mkfs = plugins::FindInPath(mkfs_ext4);
+  if (::access(mkfs.c_str(), X_OK) != 0) {
+    ::unlink(path.c_str());
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "scratch disk: " + mkfs +
+                         " not found (config key mkfs_ext4): install "
+                         "e2fsprogs or set scratch_size_mib = 0 (a tmpfs in the VM)");
+  }
+  const std::string log = path + ".mkfs.log";
+  plugins::SpawnOptions options;
+  options.log_path = log;
+  options.truncate_log = true;
+  auto pid = plugins::ForkExec({mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", "-E",
+                                "nodiscard,lazy_itable_init=1", path},
+                               options);
+  int status = -1;
+  if (pid.ok()) {
+    while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  const std::string reason = ReadFileTail(log, 300);
+  ::unlink(log.c_str());
+  if (!pid.ok() || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    ::unlink(path.c_str());
+    return MakeError(ErrorCode::kUnavailable,
+                     "scratch disk: " + mkfs + " failed on " + path +
+                         (pid.ok() ? "" : ": " + pid.error().message) +
+                         (reason.empty() ? "" : ": " + reason) +
+                         ": check free space in paths.run_dir or set scratch_size_mib = 0");
+  }
+  return Status::Ok();
 }
 
 std::string ErofsExporter::LayerShareDir(const std::string& namespace_name,

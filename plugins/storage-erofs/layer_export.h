@@ -23,6 +23,12 @@ namespace beaconbox::storage {
 // attached to a loop device in the guest.
 enum class LayerTransport { kBlock, kVirtiofs };
 
+// Where the container's writes go: a file system of the VM (a tmpfs, or an ext4
+// scratch disk when scratch_size_mib > 0), or containerd's own upperdir and workdir,
+// shared read-write over virtio-fs, so that containerd sees the writes (ctr snapshot
+// diff). README.md says why "vm" is the default.
+enum class WritableLayer { kVm, kHost };
+
 struct ErofsExportConfig {
   LayerCacheConfig cache;
   LayerTransport transport = LayerTransport::kBlock;
@@ -31,6 +37,12 @@ struct ErofsExportConfig {
   // Size of the VM's tmpfs holding the writable layer, MiB; 0: the kernel's default
   // (half the guest's memory).
   uint64_t writable_layer_size_mib = 0;
+  WritableLayer writable_layer = WritableLayer::kVm;
+  std::string upper_share_tag = "erofs-upper";
+  // kVm only: > 0 puts the writable layer on a sparse ext4 disk of this size, made in
+  // the VM's run directory (removed with the VM) instead of a tmpfs.
+  uint64_t scratch_size_mib = 0;
+  std::string mkfs_ext4 = "mkfs.ext4";  // a name searched in PATH, or a path
 };
 
 // Per layer, what Prepare did: for the log and the benchmark.
@@ -40,6 +52,7 @@ struct LayerReport {
   bool converted = false;
   double milliseconds = 0;  // host-side time for this layer (identify + lookup/convert)
   std::string cache_note;   // what the cache's size limit did, or ""
+  bool provided = false;    // containerd's own EROFS layer file (erofs snapshotter), as is
 };
 
 struct ErofsPlan {
@@ -62,7 +75,18 @@ inline constexpr char kGuestLayerImagesDir[] = "layer-images";  // the virtiofs 
 struct OverlayLayers {
   std::vector<std::string> lowerdirs;
   std::vector<std::string> kept_options;
+  std::string upperdir;  // containerd's, empty for a read-only view
+  std::string workdir;
 };
+
+// The scratch disk's file in the VM's run directory, and its virtio-blk id (the
+// serial: at most 20 bytes, unique per container of the VM).
+std::string ScratchDiskPath(const std::string& vm_run_dir, const std::string& namespace_name,
+                            const std::string& id);
+std::string ScratchDiskId(const std::string& namespace_name, const std::string& id);
+// Makes `path` a sparse file of `size_mib` MiB and an ext4 file system on it (no
+// journal: it dies with the VM). On failure the file is removed.
+Status MakeScratchDisk(const std::string& mkfs_ext4, const std::string& path, uint64_t size_mib);
 Result<OverlayLayers> ParseOverlayRootfs(const beaconbox::plugin::v1::HostMount& mount);
 
 class ErofsExporter {

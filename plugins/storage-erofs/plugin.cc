@@ -17,11 +17,13 @@
 #include "plugins/common/abi_error.h"
 #include "plugins/common/check_report.h"
 #include "plugins/storage-erofs/cache_gc.h"
+#include "plugins/storage-erofs/guest_image.h"
 #include "plugins/storage-erofs/layer_export.h"
 
 struct bbx_plugin {
   const bbx_host_services* host;
   beaconbox::storage::ErofsExporter exporter;
+  std::string guest_initrd;  // for check: the guest image whose erofs support it reports
   // Per "<namespace>/<id>", the locks that keep its images in use (cache_gc.h) from
   // Prepare to Release; a dead shim's go with its fds.
   std::mutex holds_mutex;
@@ -50,6 +52,21 @@ const bbx_config_key kConfigKeys[] = {
                    "how the images reach the guest: \"blk\" (a read-only virtio-blk disk per "
                    "layer) or \"virtiofs\" (a read-only share of the container's images, loop "
                    "mounts in the guest)"),
+    bbx::ConfigKey("writable_layer", BBX_CONFIG_STRING, "\"vm\"",
+                   "where the container's writes go: \"vm\" (a file system of the VM; the "
+                   "host's snapshot stays untouched) or \"host\" (containerd's upperdir, shared "
+                   "over virtio-fs: ctr snapshot diff sees the writes)"),
+    bbx::ConfigKey("scratch_size_mib", BBX_CONFIG_INTEGER, "0",
+                   "writable_layer \"vm\": 0 keeps the writes on a tmpfs of the VM; a size in "
+                   "MiB puts them on a sparse ext4 disk of that size in the VM's run directory, "
+                   "removed with the VM"),
+    bbx::ConfigKey("mkfs_ext4", BBX_CONFIG_STRING, "\"mkfs.ext4\"",
+                   "mkfs.ext4 of e2fsprogs for the scratch disk: a name searched in PATH, or a "
+                   "path"),
+    bbx::ConfigKey("guest_initrd", BBX_CONFIG_STRING, "\"\"",
+                   "the guest initrd whose erofs support check reports (empty: where the host "
+                   "finds it, <share_dir>/kernel/beacon-initrd or beaconbox-initrd next to the "
+                   "program)"),
     bbx::ConfigKey("volume_share_tag", BBX_CONFIG_STRING, "\"volumes\"",
                    "virtio-fs tag of the share holding a container's volumes (bind mounts)"),
 };
@@ -59,6 +76,11 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
   if (out == nullptr) return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "init: NULL out");
   beaconbox::storage::ErofsExportConfig config;
   std::string state_dir;
+  std::string guest_initrd;
+  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, share_dir)) {
+    guest_initrd =
+        beaconbox::storage::DefaultGuestInitrd(host->share_dir != nullptr ? host->share_dir : "");
+  }
   if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, state_dir) &&
       host->state_dir != nullptr) {
     state_dir = host->state_dir;
@@ -86,6 +108,31 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     }
     config.writable_layer_size_mib = static_cast<uint64_t>(size);
     config.volume_share_tag = table["volume_share_tag"].value_or(config.volume_share_tag);
+    guest_initrd = table["guest_initrd"].value_or(guest_initrd);
+    const std::string writable = table["writable_layer"].value_or(std::string("vm"));
+    if (writable == "vm") {
+      config.writable_layer = beaconbox::storage::WritableLayer::kVm;
+    } else if (writable == "host") {
+      config.writable_layer = beaconbox::storage::WritableLayer::kHost;
+    } else {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                       "writable_layer '" + writable + "' is neither \"vm\" nor \"host\"");
+    }
+    const int64_t scratch = table["scratch_size_mib"].value_or(int64_t{0});
+    if (scratch < 0 || scratch > (int64_t{1} << 30) || (scratch > 0 && scratch < 16)) {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                       "scratch_size_mib must be 0 (a tmpfs) or a size of at least 16 MiB");
+    }
+    if (scratch > 0 && writable == "host") {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                       "scratch_size_mib is for writable_layer = \"vm\"; with \"host\" the "
+                       "writes go to containerd's upperdir: remove one of the two");
+    }
+    config.scratch_size_mib = static_cast<uint64_t>(scratch);
+    config.mkfs_ext4 = table["mkfs_ext4"].value_or(config.mkfs_ext4);
+    if (config.mkfs_ext4.empty()) {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "mkfs_ext4 must not be empty");
+    }
     const std::string transport = table["transport"].value_or(std::string("blk"));
     if (transport == "blk") {
       config.transport = beaconbox::storage::LayerTransport::kBlock;
@@ -120,7 +167,7 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
                      "volume_share_tag must be 1 to 36 characters");
   }
   *out = new (std::nothrow)
-      bbx_plugin{host, beaconbox::storage::ErofsExporter(std::move(config)), {}, {}};
+      bbx_plugin{host, beaconbox::storage::ErofsExporter(std::move(config)), guest_initrd, {}, {}};
   return *out ? BBX_OK : bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
 }
 
@@ -144,7 +191,9 @@ bbx_status Prepare(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink plan_si
   for (const auto& layer : prepared->layers) {
     bbx::Log(plugin->host, BBX_LOG_INFO,
              "erofs layer " + layer.layer_dir + ": " +
-                 (layer.converted ? "converted in " : "cache hit in ") +
+                 (layer.provided    ? "containerd's EROFS layer used as is in "
+                  : layer.converted ? "converted in "
+                                    : "cache hit in ") +
                  Milliseconds(layer.milliseconds) + " (" + layer.image_path + ") for " +
                  request.namespace_() + "/" + request.container_id());
     if (!layer.cache_note.empty()) {
@@ -224,6 +273,18 @@ bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
     beaconbox::plugins::AddCheckLine(
         report, pluginapi::CHECK_FAIL, "cache_dir",
         dir + " is not writable (" + parent + "): run as root or set cache_dir");
+  }
+  // The guest's erofs: from the initrd guest/build-image.sh made (its module lists).
+  if (plugin->guest_initrd.empty()) {
+    beaconbox::plugins::AddCheckLine(report, pluginapi::CHECK_WARN, "guest erofs",
+                                     "no guest initrd known: set guest_initrd");
+  } else if (auto support = beaconbox::storage::GuestErofsSupport(plugin->guest_initrd);
+             support.ok()) {
+    beaconbox::plugins::AddCheckLine(report, pluginapi::CHECK_OK, "guest erofs",
+                                     *support + " (" + plugin->guest_initrd + ")");
+  } else {
+    beaconbox::plugins::AddCheckLine(report, pluginapi::CHECK_FAIL, "guest erofs",
+                                     support.error().message);
   }
   return bbx::WriteSink(report_sink, report.SerializeAsString(), error);
 }

@@ -55,6 +55,15 @@ TEST(VirtiofsdCommandTest, SocketSourceCacheAndChrootSandbox) {
             BuildVirtiofsdCommand("/v", ShareOf("/b", false), "/s"));
 }
 
+TEST(VirtiofsdCommandTest, AnOverlayUpperShareKeepsXattrsAndSysAdmin) {
+  pluginapi::Share share = ShareOf("/snapshots/4");
+  share.set_overlay_upper(true);
+  EXPECT_EQ(BuildVirtiofsdCommand("/v", share, "/s"),
+            (std::vector<std::string>{"/v", "--socket-path=/s", "-o", "source=/snapshots/4", "-o",
+                                      "cache=auto", "-o", "sandbox=chroot", "-o", "xattr", "-o",
+                                      "modcaps=+sys_admin"}));
+}
+
 TEST(VirtiofsdTest, StartsUntilItsSocketExistsAndStopsByPid) {
   TempDir dir;
   const std::string binary = dir.Write("fake-virtiofsd.sh", kFakeVirtiofsd, 0755);

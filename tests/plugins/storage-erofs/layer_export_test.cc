@@ -153,3 +153,121 @@ TEST(ErofsExporterTest, VirtiofsTransportSharesHardLinksOfThisContainersImages) 
 
 }  // namespace
 }  // namespace beaconbox::storage
+
+namespace beaconbox::storage {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pluginapi = ::beaconbox::plugin::v1;
+using plugins::testing::TempDir;
+
+// A 2-layer overlay request over containerd-like snapshot directories.
+pluginapi::StoragePrepareRequest WritableRequest(const TempDir& dir) {
+  for (const char* layer : {"1", "2"}) {
+    fs::create_directories(dir / ("snapshots/" + std::string(layer) + "/fs"));
+    std::ofstream(dir / ("snapshots/" + std::string(layer) + "/fs/file")) << layer;
+  }
+  fs::create_directories(dir / "snapshots/9/fs");
+  fs::create_directories(dir / "snapshots/9/work");
+  fs::create_directories(dir / "bundle");
+  pluginapi::StoragePrepareRequest request;
+  request.set_container_id("c1");
+  request.set_namespace_("ns");
+  request.set_bundle(dir / "bundle");
+  request.set_vm_run_dir(dir / "run/vm1");
+  auto* mount = request.add_rootfs();
+  mount->set_type("overlay");
+  mount->set_source("overlay");
+  mount->add_options("workdir=" + dir / "snapshots/9/work");
+  mount->add_options("upperdir=" + dir / "snapshots/9/fs");
+  mount->add_options("lowerdir=" + dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
+  return request;
+}
+
+TEST(WritableLayerTest, HostSharesContainerdsSnapshotDirectoryAsTheUpperLayer) {
+  if (::access("/usr/bin/mkfs.erofs", X_OK) != 0) GTEST_SKIP() << "mkfs.erofs not installed";
+  TempDir dir;
+  ErofsExportConfig config;
+  config.cache.cache_dir = dir / "cache";
+  config.writable_layer = WritableLayer::kHost;
+  ErofsExporter exporter(config);
+  pluginapi::StoragePrepareRequest request = WritableRequest(dir);
+  auto prepared = exporter.Prepare(request);
+  ASSERT_TRUE(prepared.ok()) << prepared.error().message;
+  const auto& plan = prepared->plan;
+  ASSERT_EQ(plan.devices_size(), 3);  // two layer disks, the upper share
+  const auto& share = plan.devices(2).share();
+  EXPECT_EQ(share.host_path(), dir / "snapshots/9");
+  EXPECT_FALSE(share.read_only());
+  EXPECT_TRUE(share.overlay_upper());
+  ASSERT_EQ(plan.guest_mounts_size(), 4);
+  EXPECT_EQ(plan.guest_mounts(2).type(), "virtiofs");
+  EXPECT_EQ(plan.guest_mounts(2).source(), share.tag());
+  EXPECT_EQ(plan.guest_mounts(2).target(), "rootfs-writable");
+  EXPECT_EQ(plan.guest_mounts(3).options(1), "upperdir=rootfs-writable/fs");
+  EXPECT_EQ(plan.guest_mounts(3).options(2), "workdir=rootfs-writable/work");
+
+  // A read-only view has no upperdir: its writable layer stays a tmpfs of the VM.
+  pluginapi::StoragePrepareRequest view = request;
+  auto* options = view.mutable_rootfs(0)->mutable_options();
+  options->erase(options->begin(), options->begin() + 2);
+  auto viewed = exporter.Prepare(view);
+  ASSERT_TRUE(viewed.ok()) << viewed.error().message;
+  EXPECT_EQ(viewed->plan.guest_mounts(2).type(), "tmpfs");
+
+  // upperdir and workdir in different directories cannot be one share.
+  pluginapi::StoragePrepareRequest apart = request;
+  apart.mutable_rootfs(0)->set_options(0, "workdir=" + dir / "elsewhere/work");
+  auto refused = exporter.Prepare(apart);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("writable_layer = \"vm\""), std::string::npos);
+}
+
+TEST(WritableLayerTest, ScratchDiskIsASparseExt4FileInTheVmRunDirectory) {
+  if (::access("/usr/bin/mkfs.erofs", X_OK) != 0 || ::access("/sbin/mkfs.ext4", X_OK) != 0) {
+    GTEST_SKIP() << "mkfs.erofs or mkfs.ext4 not installed";
+  }
+  TempDir dir;
+  ErofsExportConfig config;
+  config.cache.cache_dir = dir / "cache";
+  config.scratch_size_mib = 64;
+  config.mkfs_ext4 = "/sbin/mkfs.ext4";
+  ErofsExporter exporter(config);
+  pluginapi::StoragePrepareRequest request = WritableRequest(dir);
+  auto prepared = exporter.Prepare(request);
+  ASSERT_TRUE(prepared.ok()) << prepared.error().message;
+  const auto& plan = prepared->plan;
+  ASSERT_EQ(plan.devices_size(), 3);
+  const auto& disk = plan.devices(2).block();
+  const std::string file = ScratchDiskPath(dir / "run/vm1", "ns", "c1");
+  EXPECT_EQ(disk.host_path(), file);
+  EXPECT_FALSE(disk.read_only());
+  EXPECT_EQ(disk.id(), ScratchDiskId("ns", "c1"));
+  EXPECT_LE(disk.id().size(), 20u);
+  EXPECT_NE(ScratchDiskId("ns", "c2"), disk.id());
+  struct stat info {};
+  ASSERT_EQ(::stat(file.c_str(), &info), 0);
+  EXPECT_EQ(info.st_size, 64 << 20);
+  EXPECT_LT(info.st_blocks * 512, 16 << 20);  // sparse
+  EXPECT_EQ(::system(("/sbin/dumpe2fs -h " + file + " >/dev/null 2>&1").c_str()), 0);
+  EXPECT_EQ(plan.guest_mounts(2).type(), "ext4");
+  EXPECT_EQ(plan.guest_mounts(2).source(), "/dev/disk/by-id/virtio-" + disk.id());
+  EXPECT_EQ(plan.guest_mounts(3).options(1), "upperdir=rootfs-writable/upper");
+  // Nothing but the disk in the run directory (mkfs's log is gone).
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir / "run/vm1"), fs::directory_iterator()), 1);
+
+  // mkfs.ext4 missing: one line, Create fails, no file left.
+  config.mkfs_ext4 = dir / "no-mkfs.ext4";
+  fs::remove(file);
+  auto missing = ErofsExporter(config).Prepare(request);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("mkfs_ext4"), std::string::npos);
+  EXPECT_FALSE(fs::exists(file));
+  // No VM run directory from the host: refused, not a file somewhere else.
+  request.clear_vm_run_dir();
+  config.mkfs_ext4 = "/sbin/mkfs.ext4";
+  EXPECT_FALSE(ErofsExporter(config).Prepare(request).ok());
+}
+
+}  // namespace
+}  // namespace beaconbox::storage
