@@ -279,6 +279,23 @@ Result<CapturedRun> RunCaptured(const std::vector<std::string>& argv,
   }
   if (options.stdin_text.empty()) in_write.Reset();
 
+  // A child that exits without reading its stdin makes our write raise SIGPIPE, which
+  // would end a process that does not ignore it (beaconbox-ctl, a test): blocked on
+  // this thread while we write, and a pending one consumed below.
+  sigset_t pipe_signal, old_mask;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &old_mask);
+  struct RestoreMask {
+    sigset_t* pipe_signal;
+    sigset_t* old_mask;
+    ~RestoreMask() {
+      timespec zero{0, 0};
+      while (::sigtimedwait(pipe_signal, nullptr, &zero) > 0) {
+      }
+      ::pthread_sigmask(SIG_SETMASK, old_mask, nullptr);
+    }
+  } restore_mask{&pipe_signal, &old_mask};
   CapturedRun run;
   size_t written = 0;
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;

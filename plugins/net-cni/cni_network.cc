@@ -218,16 +218,18 @@ Result<std::string> CniNetwork::Invoke(const CniConfList& list, size_t index,
   return std::move(run->stdout_text);
 }
 
-Status CniNetwork::Teardown(const CachedAttachment& cached) {
+Status CniNetwork::Teardown(const CachedAttachment& cached, std::optional<size_t> failed_at) {
   std::optional<Error> first_error;
   auto list = ParseConfList(cached.conf_list.dump(), cached.conf_file + " (as cached)");
   if (list.ok()) {
-    for (size_t i = list->plugins.size(); i-- > 0;) {
+    size_t end = list->plugins.size();
+    if (failed_at && *failed_at < end) end = *failed_at + 1;
+    for (size_t i = end; i-- > 0;) {
       auto out = Invoke(*list, i, "DEL", cached, cached.result);
       // A plugin that is not there cannot have made anything.
       if (!out.ok() && out.error().code != ErrorCode::kNotFound) {
         log_(true, "net-cni: " + out.error().message);
-        if (!first_error) first_error = out.error();
+        if (!first_error && !(failed_at && i == *failed_at)) first_error = out.error();
       }
     }
   } else if (!first_error) {
@@ -329,8 +331,9 @@ Result<pb::NetworkAttachment> CniNetwork::Attach(const pb::NetworkAttachRequest&
   }
   // The cache first: a shim dying from here on leaves what DEL needs.
   BBX_RETURN_IF_ERROR(SaveCache(cached));
+  std::optional<size_t> failed_at;
   auto fail = [&](const Error& error) -> Error {
-    Status undone = Teardown(cached);
+    Status undone = Teardown(cached, failed_at);
     if (!undone.ok()) log_(true, "net-cni: cleanup after a failed ADD: " + undone.error().message);
     return error.Wrap("attach " + key);
   };
@@ -345,6 +348,7 @@ Result<pb::NetworkAttachment> CniNetwork::Attach(const pb::NetworkAttachRequest&
   json prev = nullptr;
   CniResult last;
   for (size_t i = 0; i < list.plugins.size(); ++i) {
+    failed_at = i;
     auto out = Invoke(list, i, "ADD", cached, prev);
     if (!out.ok()) return fail(out.error());
     auto parsed = ParseCniResult(*out, list.plugins[i].type);
@@ -355,6 +359,7 @@ Result<pb::NetworkAttachment> CniNetwork::Attach(const pb::NetworkAttachRequest&
     prev = std::move(*raw);
     cached.result = prev;
   }
+  failed_at.reset();
 
   // The TAP: the last interface in the sandbox that is not the CNI interface
   // (tc-redirect-tap lists it there); without one, this plugin makes it.

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "beaconbox/plugin/v1/network.pb.h"
@@ -75,8 +76,11 @@ class CniNetwork {
   Result<std::string> Invoke(const CniConfList& list, size_t index, const std::string& command,
                              const CachedAttachment& cached, const nlohmann::json& prev_result);
   // DEL through the whole list (in reverse), the TAP this plugin made, the netns it
-  // made, then the cache file. Keeps the cache when a plugin's DEL failed.
-  Status Teardown(const CachedAttachment& cached);
+  // made, then the cache file. Keeps the cache when a plugin's DEL failed. After a
+  // failed ADD (`failed_at` = that plugin's index) only the plugins up to it get DEL
+  // (the later ones never ran), and the failing plugin's own DEL error is only logged
+  // (a plugin refusing its config refuses it on DEL too).
+  Status Teardown(const CachedAttachment& cached, std::optional<size_t> failed_at = {});
   Result<plugin::v1::NetworkAttachment> AttachmentOf(const CachedAttachment& cached);
 
   CniConfig config_;

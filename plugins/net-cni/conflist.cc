@@ -55,7 +55,10 @@ Result<CniConfList> ParseConfList(std::string_view text, const std::string& file
   limits.max_bytes = 1 << 20;
   limits.max_depth = 32;
   auto parsed = ParseBoundedJson(text, "CNI config " + file, limits);
-  if (!parsed.ok()) return parsed.error().Wrap("fix the file or remove it");
+  if (!parsed.ok()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     parsed.error().message + ": fix the file or remove it");
+  }
   const json& root = *parsed;
   if (!root.is_object()) return Bad(file, "not a JSON object");
   CniConfList list;
