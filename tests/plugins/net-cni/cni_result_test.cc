@@ -85,8 +85,8 @@ TEST(CniResult, RefusesHostileResultsWithOneLineNamingThePlugin) {
 }
 
 TEST(CniResult, BoundsSizesCountsAndDepth) {
-  std::string deep = R"({"cniVersion":"1.0.0","x":)" + std::string(10000, '[') +
-                     std::string(10000, ']') + "}";
+  std::string deep =
+      R"({"cniVersion":"1.0.0","x":)" + std::string(10000, '[') + std::string(10000, ']') + "}";
   EXPECT_FALSE(ParseCniResult(deep, "p").ok());
   std::string many = R"({"cniVersion":"1.0.0","interfaces":[)";
   for (int i = 0; i < 65; ++i) many += std::string(i ? "," : "") + R"({"name":"e"})";

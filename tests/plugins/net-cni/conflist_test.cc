@@ -61,8 +61,8 @@ TEST(ConfList, StdinCarriesNameVersionDeclaredCapabilitiesAndPrevResult) {
 }
 
 TEST(ConfList, PortMappingsFromTheAnnotationAreChecked) {
-  auto mappings =
-      ParsePortMappings(R"([{"hostPort":8081,"containerPort":80,"protocol":"TCP","hostIP":"10.0.0.1"}])");
+  auto mappings = ParsePortMappings(
+      R"([{"hostPort":8081,"containerPort":80,"protocol":"TCP","hostIP":"10.0.0.1"}])");
   ASSERT_TRUE(mappings.ok()) << mappings.error().message;
   EXPECT_EQ((*mappings)[0].protocol, "tcp");
   for (const char* bad : {"{}", "[1]", R"([{"hostPort":0,"containerPort":80}])",

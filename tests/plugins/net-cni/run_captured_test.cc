@@ -13,8 +13,8 @@ TEST(RunCaptured, FeedsStdinAndReturnsStdoutAndTheExitCode) {
   CapturedRunOptions options;
   options.stdin_text = "hello";
   options.env = {"GREETING=hi"};
-  auto run = RunCaptured({"/bin/sh", "-c", "cat; echo \" $GREETING\"; echo oops >&2; exit 3"},
-                         options);
+  auto run =
+      RunCaptured({"/bin/sh", "-c", "cat; echo \" $GREETING\"; echo oops >&2; exit 3"}, options);
   ASSERT_TRUE(run.ok()) << run.error().message;
   EXPECT_EQ(run->stdout_text, "hello hi\n");
   EXPECT_EQ(run->stderr_text, "oops\n");
