@@ -45,9 +45,9 @@ export BEACON_CNI_CONF_DIR=$cni_dir/net.d BEACON_CNI_BIN_DIR=$output/cni:/usr/li
 export BEACON_CNI_NETWORK=$network
 subnet_prefix=10.77.0
 gateway=$subnet_prefix.1
-# write_conflist FIREWALL_BACKEND [EXTRA_PLUGIN_TYPE]
+# write_conflist FIREWALL_BACKEND [EXTRA_PLUGIN_TYPE [LAST_PLUGIN_TYPE]]
 write_conflist() {
-  local backend=$1 extra=${2:-}
+  local backend=$1 extra=${2:-} last=${3-tc-redirect-tap}
   cat > "$conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -58,8 +58,7 @@ write_conflist() {
               "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$cni_dir/ipam"}},
     $([ -n "$extra" ] && printf '{"type": "%s"},' "$extra")
     {"type": "portmap", "capabilities": {"portMappings": true}},
-    {"type": "firewall", "backend": "$backend"},
-    {"type": "tc-redirect-tap"}
+    {"type": "firewall", "backend": "$backend"}$([ -n "$last" ] && printf ',\n    {"type": "%s"}' "$last")
   ]
 }
 EOF
@@ -161,7 +160,21 @@ else
   fail "crash container: shim '$shim' address '$crash_ip'"
 fi
 
-# 6. Bad input: one line naming the file or plugin, nothing left.
+# 6. A conflist without tc-redirect-tap: the network plugin makes the TAP itself.
+write_conflist iptables "" ""
+in_netns busybox nc -l -p 9091 > "$BBX_DIR/received2" &
+listener=$!
+sleep 0.3
+said=$(bbx_run notap /bin/sh -c "ip -4 -o addr show eth0; echo hello-without-tc-redirect-tap | nc $gateway 9091" 2>&1 || true)
+wait "$listener" || true
+[ "$(cat "$BBX_DIR/received2")" = hello-without-tc-redirect-tap ] &&
+  pass "without tc-redirect-tap in the list: the plugin's own TAP carries the VM's traffic" ||
+  fail "without tc-redirect-tap: listener got '$(cat "$BBX_DIR/received2")' (container: $said)"
+left=$(leftovers)
+[ -z "$left" ] && pass "without tc-redirect-tap: nothing left after delete" || fail "left: $left"
+write_conflist iptables
+
+# 7. Bad input: one line naming the file or plugin, nothing left.
 bad_run() {  # bad_run ID EXPECTED_TEXT WHAT
   local id=$1 expected=$2 what=$3 out
   out=$(bbx_run "$id" /bin/true 2>&1) && { fail "$what: the container ran"; return; }
