@@ -12,7 +12,7 @@ namespace beaconbox::cni {
 struct CniConfig {
   std::string conf_dir = "/etc/cni/net.d";
   // Where plugin binaries are looked up, in order (also the plugins' CNI_PATH).
-  std::vector<std::string> bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
+  std::vector<std::string> bin_dirs = {"/opt/cni/bin", "/usr/lib/cni", "/usr/lib/beaconbox/cni"};
   std::string network_name = "beacon-net";
   std::string ifname = "eth0";
   std::string tap_name = "tap0";  // the TAP the plugin makes without tc-redirect-tap

@@ -19,7 +19,8 @@ namespace pb = ::beaconbox::plugin::v1;
 const bbx_config_key kConfigKeys[] = {
     bbx::ConfigKey("conf_dir", BBX_CONFIG_STRING, "\"/etc/cni/net.d\"",
                    "directory of CNI network configuration lists", "BEACON_CNI_CONF_DIR"),
-    bbx::ConfigKey("bin_dir", BBX_CONFIG_STRING, "\"/opt/cni/bin:/usr/lib/cni\"",
+    bbx::ConfigKey("bin_dir", BBX_CONFIG_STRING,
+                   "\"/opt/cni/bin:/usr/lib/cni:/usr/lib/beaconbox/cni\"",
                    "CNI plugin binaries, a : separated list searched in order (also CNI_PATH)",
                    "BEACON_CNI_BIN_DIR"),
     bbx::ConfigKey("network_name", BBX_CONFIG_STRING, "\"beacon-net\"",

@@ -76,7 +76,8 @@ TEST(Config, DefaultsAndBadKeys) {
   ASSERT_TRUE(config.ok()) << config.error().message;
   EXPECT_EQ(config->cache_dir, "/var/lib/beacon/cni");
   EXPECT_EQ(config->netns_dir, "/run/beacon/netns");
-  EXPECT_EQ(config->bin_dirs, (std::vector<std::string>{"/opt/cni/bin", "/usr/lib/cni"}));
+  EXPECT_EQ(config->bin_dirs,
+            (std::vector<std::string>{"/opt/cni/bin", "/usr/lib/cni", "/usr/lib/beaconbox/cni"}));
   config = ParseCniConfig("bin_dir = \"/a::/b\"", "/s", "/r");
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(config->bin_dirs, (std::vector<std::string>{"/a", "/b"}));
