@@ -208,10 +208,9 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       }
       argv.insert(argv.end(),
                   {"-drive",
-                   "file=" + block.host_path() + ",if=none,id=blk-" + block.id() +
-                       ",format=raw" + (block.read_only() ? ",readonly=on" : ""),
-                   "-device",
-                   "virtio-blk-pci,drive=blk-" + block.id() + ",serial=" + block.id()});
+                   "file=" + block.host_path() + ",if=none,id=blk-" + block.id() + ",format=raw" +
+                       (block.read_only() ? ",readonly=on" : ""),
+                   "-device", "virtio-blk-pci,drive=blk-" + block.id() + ",serial=" + block.id()});
     } else if (device.has_net()) {
       const auto& net = device.net();
       if (!IsSafeToken(net.tap_name()) || !IsSafeToken(net.mac())) {
@@ -291,8 +290,8 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
       plan.tap_fds.push_back(-1);
       continue;
     }
-    BBX_ASSIGN_OR_RETURN(UniqueFd tap, plugins::OpenTapInNetns(device.net().netns_path(),
-                                                               device.net().tap_name()));
+    BBX_ASSIGN_OR_RETURN(
+        UniqueFd tap, plugins::OpenTapInNetns(device.net().netns_path(), device.net().tap_name()));
     plan.tap_fds.push_back(tap.get());
     tap_fds.push_back(std::move(tap));
   }
