@@ -208,9 +208,10 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       }
       argv.insert(argv.end(),
                   {"-drive",
-                   "file=" + block.host_path() + ",if=none,id=blk-" + block.id() + ",format=raw" +
-                       (block.read_only() ? ",readonly=on" : ""),
-                   "-device", "virtio-blk-pci,drive=blk-" + block.id() + ",serial=" + block.id()});
+                   "file=" + block.host_path() + ",if=none,id=blk-" + block.id() +
+                       ",format=raw" + (block.read_only() ? ",readonly=on" : ""),
+                   "-device",
+                   "virtio-blk-pci,drive=blk-" + block.id() + ",serial=" + block.id()});
     } else if (device.has_net()) {
       const auto& net = device.net();
       if (!IsSafeToken(net.tap_name()) || !IsSafeToken(net.mac())) {
