@@ -149,7 +149,7 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
                        GuestVolumePathsFor(plan, spec.volumes.size()));
 
   const long host_setup_ms = ElapsedMs(started);
-  if (boots_vm) BBX_RETURN_IF_ERROR(BootVm(plan, spec.annotations));
+  if (boots_vm) BBX_RETURN_IF_ERROR(BootVm(plan, spec.annotations, spec.network_namespace_path));
   const long vm_ready_ms = ElapsedMs(started);
 
   std::shared_ptr<GuestClient> guest;
@@ -209,7 +209,8 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
 }
 
 Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
-                       const std::map<std::string, std::string>& annotations) {
+                       const std::map<std::string, std::string>& annotations,
+                       const std::string& netns_path) {
   if (backends_.network != nullptr) {
     record_.network = Step::kStarted;
     BBX_RETURN_IF_ERROR(SaveState());
@@ -217,6 +218,8 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
     request.set_container_id(options_.key.id);
     request.set_namespace_(options_.key.namespace_name);
     request.set_owner_pid(::getpid());
+    request.set_netns_path(netns_path);
+    for (const auto& [name, value] : annotations) (*request.mutable_annotations())[name] = value;
     BBX_ASSIGN_OR_RETURN(attachment_, backends_.network->Attach(options_.key, request));
     record_.network = Step::kDone;
     BBX_RETURN_IF_ERROR(SaveState());

@@ -74,9 +74,9 @@ class Sandbox {
   const std::string& state_path() const { return state_path_; }
 
  private:
-  Status BootVm(
-      const pluginapi::MountPlan& plan,
-      const std::map<std::string, std::string>& annotations);  // requires lifecycle_mutex_
+  Status BootVm(const pluginapi::MountPlan& plan,
+                const std::map<std::string, std::string>& annotations,
+                const std::string& netns_path);  // requires lifecycle_mutex_
   Status ConnectGuest();                                       // requires lifecycle_mutex_
   Status SaveState();                                          // requires lifecycle_mutex_
   void Reached(std::string_view step, const std::map<std::string, std::string>& annotations);

@@ -75,7 +75,12 @@ Result<AdaptedSpec> Adapt(std::string_view host_config_json, bool share_vm_dns,
     if (auto ns = linux_it->find("namespaces"); ns != linux_it->end() && ns->is_array()) {
       json kept = json::array();
       for (const auto& entry : *ns) {
-        if (entry.is_object() && entry.value("type", "") == "network") continue;
+        if (entry.is_object() && entry.value("type", "") == "network") {
+          if (auto path = entry.find("path"); path != entry.end() && path->is_string()) {
+            adapted.network_namespace_path = path->get<std::string>();
+          }
+          continue;
+        }
         kept.push_back(entry);
       }
       *ns = std::move(kept);

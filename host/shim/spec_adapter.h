@@ -26,6 +26,8 @@ struct AdaptedSpec {
   std::map<std::string, std::string> annotations;  // the spec's string annotations, as given
   OciHooks hooks;                   // the hooks the shim runs on the host (oci_hooks.h)
   std::vector<HostVolume> volumes;  // the spec's bind mounts, in order
+  // linux.namespaces' network entry's path (CRI's pod netns), "" when none is given.
+  std::string network_namespace_path;
 };
 
 // - The network namespace is removed: the container shares the VM's eth0 (seed).

@@ -143,6 +143,7 @@ pluginapi::VmSpec VmSpecFor(const VmSettings& settings, const VmPlacement& place
     net->set_tap_name(attachment->tap_name());
     net->set_mac(attachment->mac());
     net->set_mtu(attachment->mtu());
+    net->set_netns_path(attachment->netns_path());
   }
   return spec;
 }

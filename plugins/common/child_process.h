@@ -30,6 +30,9 @@ struct SpawnOptions {
   // directory read-only onto itself before exec (a read-only virtio-fs export);
   // mounts below it become read-only too (mount_setattr, AT_RECURSIVE).
   std::string read_only_dir;
+  // Descriptors the child keeps under their own numbers (FD_CLOEXEC cleared in the
+  // child only): a TAP opened in another network namespace for QEMU's `fd=`.
+  std::vector<int> inherit_fds;
 };
 
 // Makes the mount at `dir` and every mount below it read-only (mount_setattr(2),
@@ -93,5 +96,34 @@ struct RecordedProcess {
 // so a pid recycled while checking is not hit either. Returns how many it signalled.
 size_t KillStaleProcesses(const std::vector<RecordedProcess>& processes,
                           const std::vector<std::string>& binaries);
+
+}  // namespace beaconbox::plugins
+
+namespace beaconbox::plugins {
+
+// What RunCaptured saw: the exit (code, or the signal as 128 + n), and the first
+// bytes of stdout and stderr (each bounded; `*_truncated` says more was written).
+struct CapturedRun {
+  int exit_code = -1;
+  std::string stdout_text;
+  bool stdout_truncated = false;
+  std::string stderr_text;
+  bool stderr_truncated = false;
+};
+
+struct CapturedRunOptions {
+  std::vector<std::string> env;  // the child's whole environment, "NAME=value"
+  std::string stdin_text;        // written to its stdin, then closed
+  size_t max_stdout = 1 << 20;   // bytes kept; the rest is read and dropped
+  size_t max_stderr = 8 << 10;
+  std::chrono::milliseconds timeout{30000};  // then SIGKILL: kTimeout
+};
+
+// Runs argv[0] (absolute) from the calling thread (ForkExec's death signal) with its
+// stdin fed from `stdin_text` and stdout/stderr read into bounded buffers, waits for
+// it, and reaps it. A program writing without end or never exiting cannot make the
+// caller allocate without bound or wait forever. For short helpers (a CNI plugin).
+Result<CapturedRun> RunCaptured(const std::vector<std::string>& argv,
+                                const CapturedRunOptions& options);
 
 }  // namespace beaconbox::plugins

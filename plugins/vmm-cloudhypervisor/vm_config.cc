@@ -177,6 +177,11 @@ Result<json> BuildVmConfig(const pluginapi::VmSpec& spec, const LaunchPlan& plan
       BBX_ASSIGN_OR_RETURN(json disk, DiskConfigOf(device.block()));
       disks.push_back(std::move(disk));
     } else if (device.has_net()) {
+      if (!device.net().netns_path().empty()) {
+        return MakeError(ErrorCode::kNotImplemented,
+                         "a TAP in another network namespace (network.mode = \"cni\") is not "
+                         "implemented by the cloud-hypervisor plugin: use vm.vmm = \"qemu\"");
+      }
       BBX_ASSIGN_OR_RETURN(json net, NetConfigOf(device.net(), nets.size()));
       nets.push_back(std::move(net));
     } else if (device.has_share()) {

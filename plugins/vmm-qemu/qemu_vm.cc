@@ -18,6 +18,7 @@
 #include "common/base/bounded_json.h"
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
+#include "plugins/common/netns.h"
 #include "plugins/common/virtiofsd.h"
 #include "plugins/common/vm_files.h"
 
@@ -217,12 +218,19 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
         return MakeError(ErrorCode::kInvalidArgument,
                          "bad network device '" + net.tap_name() + "'");
       }
-      const std::string id = "net" + std::to_string(net_index++);
+      const size_t index = net_index++;
+      const std::string id = "net" + std::to_string(index);
       std::string nic = "virtio-net-pci,netdev=" + id + ",mac=" + net.mac();
       if (net.mtu() != 0) nic += ",host_mtu=" + std::to_string(net.mtu());
+      const int tap_fd = index < plan.tap_fds.size() ? plan.tap_fds[index] : -1;
+      if (!net.netns_path().empty() && tap_fd < 0) {
+        return MakeError(ErrorCode::kInternal,
+                         "TAP " + net.tap_name() + " in " + net.netns_path() + " was not opened");
+      }
       argv.insert(argv.end(), {"-netdev",
-                               "tap,id=" + id + ",ifname=" + net.tap_name() +
-                                   ",script=no,downscript=no",
+                               tap_fd >= 0 ? "tap,id=" + id + ",fd=" + std::to_string(tap_fd)
+                                           : "tap,id=" + id + ",ifname=" + net.tap_name() +
+                                                 ",script=no,downscript=no",
                                "-device", nic});
     }
   }
@@ -274,6 +282,20 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
   plan.accelerator_reason = choice.why;
   plan.kvm_broken = choice.kvm_broken;
   if (choice.accelerator == "kvm") plan.kvm_verdict_path = choice.verdict_path;
+  // A TAP in another network namespace (a CNI sandbox) is opened there by this
+  // process and handed to QEMU as a descriptor; QEMU stays in the shim's namespace.
+  std::vector<UniqueFd> tap_fds;
+  for (const auto& device : spec.devices()) {
+    if (!device.has_net()) continue;
+    if (device.net().netns_path().empty()) {
+      plan.tap_fds.push_back(-1);
+      continue;
+    }
+    BBX_ASSIGN_OR_RETURN(
+        UniqueFd tap, plugins::OpenTapInNetns(device.net().netns_path(), device.net().tap_name()));
+    plan.tap_fds.push_back(tap.get());
+    tap_fds.push_back(std::move(tap));
+  }
   BBX_ASSIGN_OR_RETURN(auto argv, BuildQemuCommand(spec, config, plan));
   vm->vcpus_ = std::max<uint32_t>(spec.vcpus(), 1);
   vm->memory_mib_ = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
@@ -295,6 +317,9 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
   BBX_ASSIGN_OR_RETURN(vm->console_, ConsolePump::Start(plan.console_fifo, std::move(console_log)));
   plugins::SpawnOptions qemu_output;
   qemu_output.log_path = plan.qemu_log;
+  for (int fd : plan.tap_fds) {
+    if (fd >= 0) qemu_output.inherit_fds.push_back(fd);
+  }
   BBX_ASSIGN_OR_RETURN(vm->qemu_pid_, spawner.Spawn(argv, qemu_output));
   vm->qemu_start_time_ = plugins::ProcessStartTime(vm->qemu_pid_);
   if (!WaitForPath(plan.qmp_socket, vm->qemu_pid_, 30s)) return vm->Died("QEMU did not start");

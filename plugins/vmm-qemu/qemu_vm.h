@@ -55,6 +55,10 @@ struct LaunchPlan {
   std::string console_fifo;  // QEMU's serial console; ConsolePump writes the log
   std::string virtiofsd_log;
   std::vector<std::string> virtiofsd_sockets;  // one per Share device, in spec order
+  // One per NetDevice, in spec order: the TAP's descriptor (QEMU's `fd=`) when the
+  // TAP lives in another network namespace (NetDevice.netns_path), else -1 (QEMU
+  // opens it by name). Launch opens them and keeps them until QEMU has its copies.
+  std::vector<int> tap_fds;
 };
 
 // Paths of the runtime files under spec.run_dir and the host's channel and socket

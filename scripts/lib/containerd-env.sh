@@ -153,6 +153,11 @@ EOC
     printf '\n[plugins.network.bridge]\npath = "%s"\n\n[plugins.network.bridge.config]\ndns_servers = ["10.88.0.1"]\n' \
       "$output_dir/plugins/net-bridge.so" >> "$config"
   fi
+  # network.mode = "cni": the plugin's keys come from BEACON_CNI_CONF_DIR,
+  # BEACON_CNI_BIN_DIR and BEACON_CNI_NETWORK (passed through to the shims).
+  if [ "${BBX_NETWORK_MODE:-none}" = cni ]; then
+    printf '\n[plugins.network.cni]\npath = "%s"\n' "$output_dir/plugins/net-cni.so" >> "$config"
+  fi
 }
 
 bbx_write_containerd_config() {

@@ -26,6 +26,22 @@ TEST(SpecAdapter, RemovesNetworkNamespaceAndPointsRootAtGuestRootfs) {
   EXPECT_EQ(out["process"]["args"][0], "/bin/true");
 }
 
+// The network namespace CRI made (a path) goes to the network plugin (net-cni runs
+// its CNI list there); ctr's entry without a path gives none.
+TEST(SpecAdapter, KeepsTheNetworkNamespacePathForTheNetworkPlugin) {
+  json spec = {{"linux",
+                {{"namespaces", json::array({{{"type", "network"}, {"path", "/var/run/netns/p"}},
+                                             {{"type", "pid"}}})}}}};
+  auto adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_TRUE(adapted.ok()) << adapted.error().message;
+  EXPECT_EQ(adapted->network_namespace_path, "/var/run/netns/p");
+  EXPECT_EQ(json::parse(adapted->config_json)["linux"]["namespaces"].size(), 1u);
+  spec["linux"]["namespaces"][0].erase("path");
+  adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_TRUE(adapted.ok());
+  EXPECT_EQ(adapted->network_namespace_path, "");
+}
+
 TEST(SpecAdapter, PinsOciVersionTheGuestRuntimeAccepts) {
   auto adapted = AdaptSpecForGuest(json{{"ociVersion", "1.1.0-rc.1"}}.dump());
   ASSERT_TRUE(adapted.ok());

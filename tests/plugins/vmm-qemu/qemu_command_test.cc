@@ -53,6 +53,32 @@ TEST(QemuCommand, VsockWithTheHostsGuestCid) {
             "operator=1");
 }
 
+// A TAP in another network namespace (net-cni) reaches QEMU as a descriptor Launch
+// opened there; a TAP in the shim's namespace is opened by QEMU by name.
+TEST(QemuCommand, ATapInAnotherNetnsIsPassedAsADescriptor) {
+  pluginapi::VmSpec spec = BaseSpec();
+  spec.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VSOCK);
+  spec.mutable_agent_channel()->set_port(1024);
+  spec.mutable_agent_channel()->set_guest_cid(4711);
+  auto* cni = spec.add_devices()->mutable_net();
+  cni->set_tap_name("tap0");
+  cni->set_mac("7e:14:c8:8b:27:26");
+  cni->set_netns_path("/run/beacon/netns/default--c1");
+  auto* bridge = spec.add_devices()->mutable_net();
+  bridge->set_tap_name("beacon-1");
+  bridge->set_mac("02:00:00:00:00:01");
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  plan->accelerator = "tcg";
+  EXPECT_FALSE(BuildQemuCommand(spec, QemuConfig(), *plan).ok());  // not opened: refused
+  plan->tap_fds = {9, -1};
+  auto argv = BuildQemuCommand(spec, QemuConfig(), *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(*argv, Contains("tap,id=net0,fd=9"));
+  EXPECT_THAT(*argv, Contains("tap,id=net1,ifname=beacon-1,script=no,downscript=no"));
+  EXPECT_THAT(*argv, Contains("virtio-net-pci,netdev=net0,mac=7e:14:c8:8b:27:26"));
+}
+
 TEST(QemuCommand, VirtioSerialOnTheHostsSocketAndPortName) {
   pluginapi::VmSpec spec = BaseSpec();
   auto* channel = spec.mutable_agent_channel();

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# pass never fails, so `A && pass || fail` is if-then-else here; container commands are single-quoted on purpose.
+# shellcheck disable=SC2015,SC2016
+# Network mode "cni" end to end (issue 15), inside the test's own network namespace:
+# a conflist of Debian's bridge + host-local + portmap + firewall, then beaconbox's
+# tc-redirect-tap, in a conf dir this test makes. A container gets an address from
+# host-local's range, serves a listener the test reaches (directly and through a
+# mapped port), reaches a listener on the test's bridge and the other container;
+# after delete, and after kill -9 of the shim then delete, no lease, veth, netns,
+# cache file or iptables rule is left. A broken conflist, a missing plugin binary and
+# a plugin failing ADD each fail the container with one line naming the file or
+# plugin, leaving nothing.
+#   cni_e2e.sh OUTPUT_DIR [system|1.7|2]
+set -euo pipefail
+output=${1:?usage: cni_e2e.sh OUTPUT_DIR [system|1.7|2]}
+export BBX_CONTAINERD=${2:-system}
+[ -d "$output" ] && output=$(cd "$output" && pwd)  # BEACON_CNI_BIN_DIR needs it absolute
+here=$(cd "$(dirname "$0")" && pwd)
+export BBX_OUTPUT_DIR=$output BBX_RUNTIME=io.containerd.beaconbox.v1 BBX_NETWORK_MODE=cni
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
+source "$here/../../scripts/lib/containerd-env.sh"
+missing=$(bbx_beaconbox_missing "$output")
+for f in plugins/net-cni.so cni/tc-redirect-tap; do
+  [ -e "$output/$f" ] || missing+=" $output/$f"
+done
+if [ -n "$missing" ]; then
+  echo "FAIL: beaconbox is not built in $output (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
+  exit 1
+fi
+for plugin in bridge host-local portmap firewall; do
+  [ -x "/usr/lib/cni/$plugin" ] ||
+    { echo "FAIL: /usr/lib/cni/$plugin missing: apt-get install containernetworking-plugins" >&2; exit 1; }
+done
+command -v iptables-save >/dev/null || { echo "FAIL: iptables-save missing: apt-get install iptables" >&2; exit 1; }
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$here/lib.sh"
+
+# The CNI configuration and host-local's store: this test's own, removed at the end.
+cni_dir=$(mktemp -d /tmp/bbx-cni.XXXXXX)
+mkdir -p "$cni_dir/net.d" "$cni_dir/ipam"
+network=bbx-cni-test
+conflist=$cni_dir/net.d/$network.conflist
+export BEACON_CNI_CONF_DIR=$cni_dir/net.d BEACON_CNI_BIN_DIR=$output/cni:/usr/lib/cni
+export BEACON_CNI_NETWORK=$network
+subnet_prefix=10.77.0
+gateway=$subnet_prefix.1
+# write_conflist FIREWALL_BACKEND [EXTRA_PLUGIN_TYPE [LAST_PLUGIN_TYPE]]
+write_conflist() {
+  local backend=$1 extra=${2:-} last=${3-tc-redirect-tap}
+  cat > "$conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$network",
+  "plugins": [
+    {"type": "bridge", "bridge": "bbxcni0", "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
+              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$cni_dir/ipam"}},
+    $([ -n "$extra" ] && printf '{"type": "%s"},' "$extra")
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall", "backend": "$backend"}$([ -n "$last" ] && printf ',\n    {"type": "%s"}' "$last")
+  ]
+}
+EOF
+}
+write_conflist iptables
+
+bbx_on_stop() { rm -rf "$cni_dir"; }
+bbx_env_start
+bbx_import_demo_image
+ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
+
+# What a container may leave behind, one line each: host-local leases, veths on the
+# test's side, namespaces the plugin made, cache files, iptables rules naming ADDRESS.
+leftovers() {
+  local address=${1:-none} f
+  for f in "$cni_dir/ipam/$network"/*; do
+    [ -e "$f" ] || continue
+    case ${f##*/} in lock | last_reserved_ip.*) ;; *) echo "lease ${f##*/}" ;; esac
+  done
+  in_netns ip -o link show type veth 2>/dev/null | awk '{print "veth " $2}'
+  for f in "$BBX_DIR/beacon/run/netns"/* "$BBX_DIR/beacon/state/cni"/*; do
+    [ -e "$f" ] && echo "file $f"
+  done
+  in_netns iptables-save 2>/dev/null | grep -F -- "$address/" | sed 's/^/rule /' || true
+}
+
+# 1. A container with a mapped port: its address is from host-local's range.
+bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" \
+  --annotation 'io.beaconbox.cni.port-mappings=[{"hostPort":8081,"containerPort":8080,"protocol":"tcp"}]' \
+  "$BBX_IMAGE" web /bin/sh -c 'while true; do echo hello-from-cni | nc -l -p 8080; done' \
+  < /dev/null > /dev/null && pass "ctr run -d web with a port mapping" || fail "ctr run -d web"
+web_ip=$(ctl net leases | awk '$NF == "web" {print $1}' | cut -d/ -f1)
+case $web_ip in
+  "$subnet_prefix".*) pass "web has $web_ip from host-local's $subnet_prefix.0/24" ;;
+  *) fail "no lease for web in $subnet_prefix.0/24: $(ctl net leases)" ;;
+esac
+[ -e "$cni_dir/ipam/$network/$web_ip" ] && pass "host-local's store holds $web_ip" ||
+  fail "host-local's store: $(ls "$cni_dir/ipam/$network" 2>&1)"
+netns_file=$BBX_DIR/beacon/run/netns/$BBX_NS--web
+[ -e "$netns_file" ] && pass "the plugin made the container's netns (ctr gives none)" ||
+  fail "no netns $netns_file"
+# The namespace is pinned in containerd's mount namespace, where the shim runs.
+taps=$(nsenter --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" -- nsenter --net="$netns_file" ip -br link 2>&1 || true)
+grep -q '^tap0 ' <<<"$taps" && grep -q '^eth0@' <<<"$taps" &&
+  pass "tap0 (tc-redirect-tap) next to eth0 in the container's netns" || fail "links in the netns: $taps"
+
+# 2. The test reaches the container's listener, directly and through the mapped port.
+got=""
+for _ in $(seq 20); do
+  got=$(in_netns busybox nc -w 3 "$web_ip" 8080 < /dev/null 2>/dev/null || true)
+  [ "$got" = hello-from-cni ] && break
+  sleep 1
+done
+[ "$got" = hello-from-cni ] && pass "TCP from the test's netns to the container's listener" ||
+  fail "the container's listener answered '$got'"
+# The listener restarts after each connection (slowly under TCG): ask a few times.
+for _ in $(seq 20); do
+  got=$(in_netns busybox nc -w 3 "$gateway" 8081 < /dev/null 2>/dev/null || true)
+  [ "$got" = hello-from-cni ] && break
+  sleep 1
+done
+[ "$got" = hello-from-cni ] && pass "portmap: $gateway:8081 reaches the container's 8080" ||
+  fail "mapped port 8081 answered '$got' (nat: $(in_netns iptables-save -t nat | grep -c CNI-) CNI rules)"
+
+# 3. A second container reaches a listener on the test's bridge and the first container.
+in_netns busybox nc -l -p 9090 > "$BBX_DIR/received" &
+listener=$!
+sleep 0.3
+peer=$(bbx_run client /bin/sh -c \
+  "ip -4 -o addr show eth0; echo hello-from-the-vm | nc $gateway 9090; nc -w 5 $web_ip 8080 </dev/null" 2>&1 || true)
+wait "$listener" || true
+[ "$(cat "$BBX_DIR/received")" = hello-from-the-vm ] && pass "TCP from a container to a listener on the test's bridge" ||
+  fail "the bridge listener got '$(cat "$BBX_DIR/received")' (container said: $peer)"
+grep -q hello-from-cni <<<"$peer" && pass "two containers reach each other" ||
+  fail "client could not reach web: $peer"
+grep -q "inet $subnet_prefix\." <<<"$peer" && pass "client's eth0 is in $subnet_prefix.0/24" ||
+  fail "client's eth0: $peer"
+# Only web's lease may be there now (client is gone).
+[ "$(leftovers | grep -c '^lease')" = 1 ] && pass "client's lease is gone, web's stays" ||
+  fail "leases with web running: $(leftovers | grep '^lease' | tr '\n' ' ')"
+
+# 4. Delete: nothing of web is left.
+bbx_remove web
+left=$(leftovers "$web_ip")
+[ -z "$left" ] && pass "after delete: no lease, veth, netns, cache or rule" || fail "left after delete: $left"
+
+# 5. kill -9 of the shim, then delete: the cached result lets DEL run.
+bbx_run_detached crash /bin/sleep 600 || fail "ctr run -d crash"
+crash_ip=$(ctl net leases | awk '$NF == "crash" {print $1}' | cut -d/ -f1)
+shim=$(bbx_shim_pid_of crash || true)
+if [ -n "$shim" ] && [ -n "$crash_ip" ]; then
+  kill -KILL "$shim"
+  for _ in $(seq 50); do kill -0 "$shim" 2>/dev/null || break; sleep 0.1; done
+  bbx_remove crash
+  left=$(leftovers "$crash_ip")
+  [ -z "$left" ] && pass "kill -9 of the shim, then delete: nothing left ($crash_ip released)" ||
+    fail "left after kill -9 + delete: $left"
+else
+  fail "crash container: shim '$shim' address '$crash_ip'"
+fi
+
+# 6. A conflist without tc-redirect-tap: the network plugin makes the TAP itself.
+write_conflist iptables "" ""
+in_netns busybox nc -l -p 9091 > "$BBX_DIR/received2" &
+listener=$!
+sleep 0.3
+said=$(bbx_run notap /bin/sh -c "ip -4 -o addr show eth0; echo hello-without-tc-redirect-tap | nc $gateway 9091" 2>&1 || true)
+wait "$listener" || true
+[ "$(cat "$BBX_DIR/received2")" = hello-without-tc-redirect-tap ] &&
+  pass "without tc-redirect-tap in the list: the plugin's own TAP carries the VM's traffic" ||
+  fail "without tc-redirect-tap: listener got '$(cat "$BBX_DIR/received2")' (container: $said)"
+left=$(leftovers)
+[ -z "$left" ] && pass "without tc-redirect-tap: nothing left after delete" || fail "left: $left"
+write_conflist iptables
+
+# 7. Bad input: one line naming the file or plugin, nothing left.
+bad_run() {  # bad_run ID EXPECTED_TEXT WHAT
+  local id=$1 expected=$2 what=$3 out
+  out=$(bbx_run "$id" /bin/true 2>&1) && { fail "$what: the container ran"; return; }
+  bbx_remove "$id"
+  if grep -qF -- "$expected" <<<"$out" && [ "$(grep -c . <<<"$out")" -le 2 ]; then
+    pass "$what: $(grep -F -- "$expected" <<<"$out" | cut -c1-220)"
+  else
+    fail "$what: expected a line naming '$expected', got: $out"
+  fi
+  local left
+  left=$(leftovers)
+  [ -z "$left" ] && pass "$what: nothing left" || fail "$what: left: $left"
+}
+printf '{"cniVersion": "1.0.0", "name": "%s", "plugins": [' "$network" > "$conflist"
+bad_run broken "$conflist" "broken conflist"
+write_conflist iptables bbx-no-such-plugin
+bad_run missing '"bbx-no-such-plugin"' "missing plugin binary"
+# firewalld as the backend: there is no firewalld on the private containerd's D-Bus
+# (its /run is its own), so firewall fails ADD after bridge and portmap succeeded.
+write_conflist firewalld
+bad_run failing "CNI plugin firewall ADD" "a plugin failing ADD"
+
+echo "accelerator of each VM (the shims' log):"
+bbx_vm_accelerators | sed 's/^/  /'
+if [ "$failures" -ne 0 ]; then
+  echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
+  tail -40 "$BBX_DIR/containerd.log" >&2
+  exit 1
+fi
