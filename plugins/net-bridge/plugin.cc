@@ -5,6 +5,7 @@
 
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
+#include "plugins/common/network_ops.h"
 #include "plugins/net-bridge/bridge_network.h"
 #include "plugins/net-bridge/prerequisites.h"
 
@@ -74,38 +75,14 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
 
 void Fini(bbx_plugin* plugin) { delete plugin; }
 
-bbx_status Attach(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_sink attachment_sink,
-                  bbx_error* error) {
-  pb::NetworkAttachRequest request;
-  if (request_bytes.len > (1u << 20) ||
-      !request.ParseFromArray(request_bytes.data, static_cast<int>(request_bytes.len))) {
-    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable NetworkAttachRequest");
-  }
-  auto attachment = plugin->network->Attach(request);
-  if (!attachment.ok()) return beaconbox::plugins::Fail(attachment.error(), error);
-  return bbx::WriteSink(attachment_sink, attachment->SerializeAsString(), error);
-}
-
 bbx_status Detach(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_error* error) {
   pb::NetworkDetachRequest request;
-  if (request_bytes.len > (1u << 20) ||
-      !request.ParseFromArray(request_bytes.data, static_cast<int>(request_bytes.len))) {
-    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable NetworkDetachRequest");
+  if (!beaconbox::plugins::ParseNetworkRequest(request_bytes, request, "NetworkDetachRequest",
+                                               error)) {
+    return BBX_ERR_INVALID_ARGUMENT;
   }
   auto status = plugin->network->Detach({request.namespace_(), request.container_id()});
   return status.ok() ? BBX_OK : beaconbox::plugins::Fail(status.error(), error);
-}
-
-bbx_status Reconcile(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
-  auto report = plugin->network->Reconcile();
-  if (!report.ok()) return beaconbox::plugins::Fail(report.error(), error);
-  return bbx::WriteSink(report_sink, report->SerializeAsString(), error);
-}
-
-bbx_status ListLeases(bbx_plugin* plugin, bbx_sink leases_sink, bbx_error* error) {
-  auto leases = plugin->network->ListLeases();
-  if (!leases.ok()) return beaconbox::plugins::Fail(leases.error(), error);
-  return bbx::WriteSink(leases_sink, leases->SerializeAsString(), error);
 }
 
 bbx_status Check(bbx_plugin* plugin, bbx_sink report_sink, bbx_error* error) {
@@ -124,10 +101,10 @@ const bbx_plugin_common_ops kCommonOps = {
 
 const bbx_network_ops kOps = {
     .struct_size = sizeof(bbx_network_ops),
-    .attach = Attach,
+    .attach = beaconbox::plugins::NetworkAttachOp<bbx_plugin>,
     .detach = Detach,
-    .reconcile = Reconcile,
-    .list_leases = ListLeases,
+    .reconcile = beaconbox::plugins::NetworkReconcileOp<bbx_plugin>,
+    .list_leases = beaconbox::plugins::NetworkListLeasesOp<bbx_plugin>,
 };
 
 }  // namespace

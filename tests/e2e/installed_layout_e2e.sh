@@ -39,7 +39,8 @@ fi
 # Every file of the agreed layout ...
 expected=(usr/bin/containerd-shim-beaconbox-v1 usr/bin/beaconbox-ctl etc/beaconbox/config.toml
           usr/share/beacon/kernel/beacon-kernel-x86_64 usr/share/beacon/kernel/beacon-initrd
-          usr/include/beaconbox/plugin_abi.h usr/bin/beaconbox-vmm-conformance)
+          usr/include/beaconbox/plugin_abi.h usr/bin/beaconbox-vmm-conformance
+          usr/lib/beaconbox/cni/tc-redirect-tap)
 plugin_dirs=()
 for version_file in "$repo"/plugins/*/VERSION; do
   dir=$(basename "$(dirname "$version_file")")
@@ -61,7 +62,7 @@ cmp -s "$repo/config/config.toml" "$root/etc/beaconbox/config.toml" &&
   fail "/etc/beaconbox/config.toml differs from config/config.toml"
 # ... and nothing else: no test binary, fixture plugin, hostile initrd or build path.
 unexpected=$(cd "$root" && find . -type f -printf '%P\n' | grep -vE \
-  '^(usr/bin/(containerd-shim-beaconbox-v1|beaconbox-ctl|beaconbox-vmm-conformance)|etc/beaconbox/config\.toml|usr/share/beacon/kernel/beacon-(kernel-x86_64|initrd)|usr/lib/beaconbox/plugins/[a-z0-9-]+\.so|usr/include/beaconbox/[a-z_]+\.(h|hpp)|usr/share/beaconbox/plugin-abi/(plugin\.map|proto/beaconbox/plugin/v1/[a-z]+\.proto)|usr/lib(/[a-z0-9_-]+)?/cmake/BeaconboxPluginAbi/BeaconboxPluginAbi[A-Za-z-]*\.cmake|usr/lib(/[a-z0-9_-]+)?/pkgconfig/beaconbox-plugin-abi\.pc)$' || true)
+  '^(usr/bin/(containerd-shim-beaconbox-v1|beaconbox-ctl|beaconbox-vmm-conformance)|etc/beaconbox/config\.toml|usr/share/beacon/kernel/beacon-(kernel-x86_64|initrd)|usr/lib/beaconbox/plugins/[a-z0-9-]+\.so|usr/lib/beaconbox/cni/tc-redirect-tap|usr/include/beaconbox/[a-z_]+\.(h|hpp)|usr/share/beaconbox/plugin-abi/(plugin\.map|proto/beaconbox/plugin/v1/[a-z]+\.proto)|usr/lib(/[a-z0-9_-]+)?/cmake/BeaconboxPluginAbi/BeaconboxPluginAbi[A-Za-z-]*\.cmake|usr/lib(/[a-z0-9_-]+)?/pkgconfig/beaconbox-plugin-abi\.pc)$' || true)
 [ -z "$unexpected" ] && pass "nothing installed outside the agreed layout" ||
   fail "installed outside the layout: $(tr '\n' ' ' <<<"$unexpected")"
 for so in "$root"/usr/lib/beaconbox/plugins/*.so; do
