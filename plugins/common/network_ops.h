@@ -52,4 +52,17 @@ bbx_status NetworkListLeasesOp(Plugin* plugin, bbx_sink leases_sink, bbx_error* 
   return bbx::WriteSink(leases_sink, leases->SerializeAsString(), error);
 }
 
+// The ops table of a network plugin whose bbx_plugin has the members the templates
+// above call: the plugin gives only its detach.
+template <typename Plugin>
+constexpr bbx_network_ops NetworkOpsTable(decltype(bbx_network_ops::detach) detach) {
+  return bbx_network_ops{
+      .struct_size = sizeof(bbx_network_ops),
+      .attach = NetworkAttachOp<Plugin>,
+      .detach = detach,
+      .reconcile = NetworkReconcileOp<Plugin>,
+      .list_leases = NetworkListLeasesOp<Plugin>,
+  };
+}
+
 }  // namespace beaconbox::plugins

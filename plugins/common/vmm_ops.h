@@ -86,6 +86,28 @@ inline bbx_status CleanupStaleVm(bbx_bytes info_bytes, const std::vector<std::st
   return BBX_OK;
 }
 
+// The ops table of a VMM plugin whose bbx_vm has the members the templates above
+// call: the plugin gives only the ops that differ per VMM.
+template <typename Handle>
+constexpr bbx_vmm_ops VmmOpsTable(decltype(bbx_vmm_ops::vm_create) create,
+                                  decltype(bbx_vmm_ops::vm_destroy) destroy,
+                                  decltype(bbx_vmm_ops::vm_add_device) add_device,
+                                  decltype(bbx_vmm_ops::vm_cleanup_stale) cleanup_stale) {
+  return bbx_vmm_ops{
+      .struct_size = sizeof(bbx_vmm_ops),
+      .vm_create = create,
+      .vm_connect_guest = VmConnectGuestOp<Handle>,
+      .vm_info = VmInfoOp<Handle>,
+      .vm_stop = VmStopOp<Handle>,
+      .vm_destroy = destroy,
+      .vm_pause = VmPauseOp<Handle>,
+      .vm_resume = VmResumeOp<Handle>,
+      .vm_add_device = add_device,
+      .vm_resize = VmResizeOp<Handle>,
+      .vm_cleanup_stale = cleanup_stale,
+  };
+}
+
 // The check line every VMM plugin that starts virtiofsd gives for it.
 inline void AddVirtiofsdCheck(beaconbox::plugin::v1::CheckReport& report,
                               const std::string& virtiofsd) {

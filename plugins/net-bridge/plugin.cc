@@ -99,28 +99,12 @@ const bbx_plugin_common_ops kCommonOps = {
     .capabilities = nullptr,  // a network plugin has no optional capability yet
 };
 
-const bbx_network_ops kOps = {
-    .struct_size = sizeof(bbx_network_ops),
-    .attach = beaconbox::plugins::NetworkAttachOp<bbx_plugin>,
-    .detach = Detach,
-    .reconcile = beaconbox::plugins::NetworkReconcileOp<bbx_plugin>,
-    .list_leases = beaconbox::plugins::NetworkListLeasesOp<bbx_plugin>,
-};
+constexpr bbx_network_ops kOps = beaconbox::plugins::NetworkOpsTable<bbx_plugin>(Detach);
 
 }  // namespace
 
 extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* request,
                                                   bbx_entry_response* response, bbx_error* error) {
-  const bbx_entry_response mine = {
-      .struct_size = sizeof(bbx_entry_response),
-      .abi_version = BBX_ABI_VERSION_CURRENT,
-      .kind = BBX_PLUGIN_KIND_NETWORK,
-      .name = "bridge",
-      .version = BEACONBOX_PLUGIN_VERSION,
-      .config_keys = kConfigKeys,
-      .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
-      .common_ops = &kCommonOps,
-      .kind_ops = &kOps,
-  };
-  return bbx::Negotiate(request, response, mine, error);
+  return bbx::AnswerEntry(request, response, error, "bridge", BEACONBOX_PLUGIN_VERSION, kConfigKeys,
+                          kCommonOps, kOps);
 }

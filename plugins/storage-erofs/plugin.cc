@@ -314,16 +314,6 @@ const bbx_storage_ops kOps = {
 
 extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* request,
                                                   bbx_entry_response* response, bbx_error* error) {
-  const bbx_entry_response mine = {
-      .struct_size = sizeof(bbx_entry_response),
-      .abi_version = BBX_ABI_VERSION_CURRENT,
-      .kind = BBX_PLUGIN_KIND_STORAGE,
-      .name = "erofs",
-      .version = BEACONBOX_PLUGIN_VERSION,
-      .config_keys = kConfigKeys,
-      .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
-      .common_ops = &kCommonOps,
-      .kind_ops = &kOps,
-  };
-  return bbx::Negotiate(request, response, mine, error);
+  return bbx::AnswerEntry(request, response, error, "erofs", BEACONBOX_PLUGIN_VERSION, kConfigKeys,
+                          kCommonOps, kOps);
 }

@@ -205,34 +205,13 @@ const bbx_plugin_common_ops kCommonOps = {
     .capabilities = Capabilities,
 };
 
-const bbx_vmm_ops kOps = {
-    .struct_size = sizeof(bbx_vmm_ops),
-    .vm_create = VmCreate,
-    .vm_connect_guest = beaconbox::plugins::VmConnectGuestOp<bbx_vm>,
-    .vm_info = beaconbox::plugins::VmInfoOp<bbx_vm>,
-    .vm_stop = beaconbox::plugins::VmStopOp<bbx_vm>,
-    .vm_destroy = VmDestroy,
-    .vm_pause = beaconbox::plugins::VmPauseOp<bbx_vm>,
-    .vm_resume = beaconbox::plugins::VmResumeOp<bbx_vm>,
-    .vm_add_device = VmAddDevice,
-    .vm_resize = beaconbox::plugins::VmResizeOp<bbx_vm>,
-    .vm_cleanup_stale = VmCleanupStale,
-};
+constexpr bbx_vmm_ops kOps =
+    beaconbox::plugins::VmmOpsTable<bbx_vm>(VmCreate, VmDestroy, VmAddDevice, VmCleanupStale);
 
 }  // namespace
 
 extern "C" BBX_EXPORT bbx_status bbx_plugin_entry(const bbx_entry_request* request,
                                                   bbx_entry_response* response, bbx_error* error) {
-  const bbx_entry_response mine = {
-      .struct_size = sizeof(bbx_entry_response),
-      .abi_version = BBX_ABI_VERSION_CURRENT,
-      .kind = BBX_PLUGIN_KIND_VMM,
-      .name = "qemu",
-      .version = BEACONBOX_PLUGIN_VERSION,
-      .config_keys = kConfigKeys,
-      .config_key_count = sizeof(kConfigKeys) / sizeof(kConfigKeys[0]),
-      .common_ops = &kCommonOps,
-      .kind_ops = &kOps,
-  };
-  return bbx::Negotiate(request, response, mine, error);
+  return bbx::AnswerEntry(request, response, error, "qemu", BEACONBOX_PLUGIN_VERSION, kConfigKeys,
+                          kCommonOps, kOps);
 }

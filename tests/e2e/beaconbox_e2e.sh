@@ -170,11 +170,4 @@ else
   fail "ctr run -d killed1 failed"
 fi
 
-echo "accelerator of each VM (the shims' log):"
-bbx_vm_accelerators | sed 's/^/  /'
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
-  tail -40 "$BBX_DIR/containerd.log" >&2
-  exit 1
-fi
-echo "beaconbox end-to-end: all checks passed under $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}')"
+bbx_e2e_finish "beaconbox end-to-end: all checks passed under $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}')"

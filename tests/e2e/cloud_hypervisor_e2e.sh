@@ -21,19 +21,10 @@ vmm_binary=${BBX_CLOUD_HYPERVISOR:-$build_dir/tests/fake-cloud-hypervisor}
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 
-missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
-[ -e "$BBX_OUTPUT_DIR/plugins/vmm-cloudhypervisor.so" ] || missing+=" plugins/vmm-cloudhypervisor.so"
-[ -x "$vmm_binary" ] || missing+=" $vmm_binary"
-if [ -n "${missing// /}" ]; then
-  echo "FAIL: not built (run make / cmake --build _build): missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
-if [ "$BBX_CONTAINERD" = 1.7 ]; then
-  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh"); then
-    echo "SKIP: containerd 1.7 could not be extracted from Debian trixie's package (see above)"
-    exit 77
-  fi
-fi
+bbx_require_beaconbox "$BBX_OUTPUT_DIR" plugins/vmm-cloudhypervisor.so
+[ -x "$vmm_binary" ] ||
+  { echo "FAIL: the Cloud Hypervisor FAKE $vmm_binary is not built (cmake --build _build)" >&2; exit 1; }
+bbx_select_containerd_or_skip
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"

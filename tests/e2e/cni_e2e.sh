@@ -197,10 +197,4 @@ bad_run missing '"bbx-no-such-plugin"' "missing plugin binary"
 write_conflist firewalld
 bad_run failing "CNI plugin firewall ADD" "a plugin failing ADD"
 
-echo "accelerator of each VM (the shims' log):"
-bbx_vm_accelerators | sed 's/^/  /'
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
-  tail -40 "$BBX_DIR/containerd.log" >&2
-  exit 1
-fi
+bbx_e2e_finish

@@ -30,35 +30,25 @@ case $transport in blk|virtiofs) ;; *) echo "FAIL: transport '$transport' is nei
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 
-missing=$(bbx_beaconbox_missing "$BBX_OUTPUT_DIR")
-[ -e "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" ] || missing+=" plugins/storage-erofs.so"
-if [ -n "${missing// /}" ]; then
-  echo "FAIL: beaconbox is not built in $BBX_OUTPUT_DIR (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
+bbx_require_beaconbox "$BBX_OUTPUT_DIR" plugins/storage-erofs.so
 command -v mkfs.erofs >/dev/null || { echo "FAIL: mkfs.erofs not found: run scripts/setup.sh (erofs-utils)" >&2; exit 1; }
 snapshotter=()  # ctr's --snapshotter flag: containerd's default (overlayfs) unless 2
-if [ "$BBX_CONTAINERD" = 1.7 ] || [ "$BBX_CONTAINERD" = 2 ]; then
-  wanted=$BBX_CONTAINERD
-  if ! BBX_CONTAINERD=$("$repo/scripts/fetch-containerd.sh" --version "$wanted"); then
-    echo "SKIP: containerd $wanted could not be extracted from Debian's package (see above)"
-    exit 77
-  fi
-  if [ "$wanted" = 2 ]; then
-    grep -qw erofs /proc/filesystems ||
-      { echo "SKIP: the host kernel has no erofs: containerd's erofs snapshotter cannot load (modprobe erofs)"; exit 77; }
-    snapshotter=(--snapshotter erofs)
-    # Unpack into the erofs snapshotter (ctr image import goes through the transfer
-    # service). The walking differ unpacks and the snapshotter's commit makes each
-    # layer.erofs: the erofs differ wants mkfs.erofs --tar (erofs-utils 1.7+).
-    extra=$(mktemp /tmp/bbx-erofs-ctrd.XXXXXX)
-    printf '%s\n' '[plugins."io.containerd.transfer.v1.local"]' \
-      '  [[plugins."io.containerd.transfer.v1.local".unpack_config]]' \
-      '    platform = "linux/amd64"' '    snapshotter = "erofs"' > "$extra"
-    export BBX_CONTAINERD_CONFIG_EXTRA=$extra
-    trap 'rm -f "$extra"' EXIT
-    bbx_on_stop() { rm -f "$extra"; }
-  fi
+wanted=$BBX_CONTAINERD
+bbx_select_containerd_or_skip
+if [ "$wanted" = 2 ]; then
+  grep -qw erofs /proc/filesystems ||
+    { echo "SKIP: the host kernel has no erofs: containerd's erofs snapshotter cannot load (modprobe erofs)"; exit 77; }
+  snapshotter=(--snapshotter erofs)
+  # Unpack into the erofs snapshotter (ctr image import goes through the transfer
+  # service). The walking differ unpacks and the snapshotter's commit makes each
+  # layer.erofs: the erofs differ wants mkfs.erofs --tar (erofs-utils 1.7+).
+  extra=$(mktemp /tmp/bbx-erofs-ctrd.XXXXXX)
+  printf '%s\n' '[plugins."io.containerd.transfer.v1.local"]' \
+    '  [[plugins."io.containerd.transfer.v1.local".unpack_config]]' \
+    '    platform = "linux/amd64"' '    snapshotter = "erofs"' > "$extra"
+  export BBX_CONTAINERD_CONFIG_EXTRA=$extra
+  trap 'rm -f "$extra"' EXIT
+  bbx_on_stop() { rm -f "$extra"; }
 fi
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh

@@ -165,11 +165,4 @@ grep -qE 'inet 10\.88\.[0-9]+\.[0-9]+/16' <<<"$out" && pass "eth0 has its addres
 [ "$(cat "$work/received")" = line-from-the-vm ] && pass "TCP from the VM to a listener on the bridge" ||
   fail "the listener got '$(cat "$work/received")'"
 
-echo "accelerator of each VM (the shims' log):"
-bbx_vm_accelerators | sed 's/^/  /'
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
-  tail -40 "$BBX_DIR/containerd.log" >&2
-  exit 1
-fi
-echo "installed layout: all checks passed under $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}')"
+bbx_e2e_finish "installed layout: all checks passed under $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}')"

@@ -11,3 +11,17 @@ exe_of() { basename "$(readlink "/proc/$1/exe" 2>/dev/null)" 2>/dev/null || true
 # This environment's processes but containerd. A process may vanish while /proc is
 # read (cat fails under pipefail): never fatal.
 others() { { bbx_env_pids || true; } | { grep -vx "$BBX_CONTAINERD_PID" || true; }; }
+
+# The end of a script that boots VMs: the accelerator each VM used (the shims' log),
+# then on a failed check the end of containerd's log (with the shims') and exit 1;
+# otherwise SUMMARY, when given.
+bbx_e2e_finish() {
+  echo "accelerator of each VM (the shims' log):"
+  bbx_vm_accelerators | sed 's/^/  /'
+  if [ "$failures" -ne 0 ]; then
+    echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
+    tail -40 "$BBX_DIR/containerd.log" >&2
+    exit 1
+  fi
+  if [ -n "${1:-}" ]; then echo "$1"; fi
+}

@@ -147,10 +147,4 @@ if $twins_ok; then
     fail "left after both deletes: TAPs '$left' leases '$leases' vm dirs '$(ls "$BBX_DIR/beacon/run/vm" 2>/dev/null)'"
 fi
 
-echo "accelerator of each VM (the shims' log):"
-bbx_vm_accelerators | sed 's/^/  /'
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2
-  tail -40 "$BBX_DIR/containerd.log" >&2
-  exit 1
-fi
+bbx_e2e_finish

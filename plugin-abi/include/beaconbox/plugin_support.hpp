@@ -29,7 +29,8 @@ inline bbx_status WriteSink(bbx_sink sink, const std::string& bytes, bbx_error* 
   if (sink.host_write == nullptr) {
     return Fail(error, BBX_ERR_INVALID_ARGUMENT, "no result sink given");
   }
-  if (sink.host_write(sink.context, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) != 0) {
+  if (sink.host_write(sink.context, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) !=
+      0) {
     return Fail(error, BBX_ERR_INTERNAL, "the host refused the result");
   }
   return BBX_OK;
@@ -70,6 +71,44 @@ inline bbx_status Negotiate(const bbx_entry_request* request, bbx_entry_response
   std::memcpy(response, &mine, n);
   response->struct_size = static_cast<uint32_t>(n);
   return BBX_OK;
+}
+
+// The kind a plugin declares follows from the type of its ops table, so a plugin
+// cannot declare one kind and hand the host another kind's table.
+template <typename KindOps>
+struct PluginKindOf;
+template <>
+struct PluginKindOf<bbx_vmm_ops> {
+  static constexpr bbx_plugin_kind kValue = BBX_PLUGIN_KIND_VMM;
+};
+template <>
+struct PluginKindOf<bbx_network_ops> {
+  static constexpr bbx_plugin_kind kValue = BBX_PLUGIN_KIND_NETWORK;
+};
+template <>
+struct PluginKindOf<bbx_storage_ops> {
+  static constexpr bbx_plugin_kind kValue = BBX_PLUGIN_KIND_STORAGE;
+};
+
+// The whole of a C++ plugin's bbx_plugin_entry: describes the plugin (ABI version
+// and struct sizes filled in here) and negotiates it with the host.
+template <typename KindOps, size_t KeyCount>
+bbx_status AnswerEntry(const bbx_entry_request* request, bbx_entry_response* response,
+                       bbx_error* error, const char* name, const char* version,
+                       const bbx_config_key (&config_keys)[KeyCount],
+                       const bbx_plugin_common_ops& common_ops, const KindOps& kind_ops) {
+  const bbx_entry_response mine = {
+      .struct_size = sizeof(bbx_entry_response),
+      .abi_version = BBX_ABI_VERSION_CURRENT,
+      .kind = PluginKindOf<KindOps>::kValue,
+      .name = name,
+      .version = version,
+      .config_keys = config_keys,
+      .config_key_count = KeyCount,
+      .common_ops = &common_ops,
+      .kind_ops = &kind_ops,
+  };
+  return Negotiate(request, response, mine, error);
 }
 
 }  // namespace bbx

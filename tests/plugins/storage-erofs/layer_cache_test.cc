@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -131,40 +130,6 @@ TEST_F(LayerCacheTest, ImageHoldsTheLayersFilesWhenMounted) {
   EXPECT_EQ(::getxattr((mnt + "/etc").c_str(), "trusted.overlay.opaque", value, sizeof(value)), 1);
   EXPECT_EQ(value[0], 'y');
   ::umount2(mnt.c_str(), MNT_DETACH);
-}
-
-// Two processes (two shims) ask for the same layer at once: mkfs.erofs runs once (a
-// FAKE wrapper around the real one counts its runs and sleeps, so that they overlap),
-// one of them converts, the other waits for the lock and reuses the image.
-TEST_F(LayerCacheTest, TwoProcessesConvertTheSameLayerOnce) {
-  if (!HaveMkfsErofs()) GTEST_SKIP() << "mkfs.erofs (erofs-utils) not installed";
-  const std::string runs = dir_ / "runs";
-  config_.mkfs_erofs = dir_.Write("fake-mkfs-erofs.sh",
-                                  "#!/bin/sh\n# FAKE: counts runs, then the real mkfs.erofs\n"
-                                  "echo run >> " +
-                                      runs + "\nsleep 1\nexec /usr/bin/mkfs.erofs \"$@\"\n",
-                                  0755);
-  std::vector<pid_t> children;
-  for (int i = 0; i < 2; ++i) {
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      LayerCache cache(config_);
-      auto got = cache.Get(layer_);
-      ::_exit(!got.ok() ? 2 : got->converted ? 10 : 11);
-    }
-    children.push_back(pid);
-  }
-  std::vector<int> codes;
-  for (pid_t pid : children) {
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status));
-    codes.push_back(WEXITSTATUS(status));
-  }
-  std::sort(codes.begin(), codes.end());
-  EXPECT_EQ(codes, (std::vector<int>{10, 11})) << "one converts, the other reuses";
-  EXPECT_EQ(ReadAll(runs), "run\n");
 }
 
 // A crash mid-conversion leaves a temp file, or (a disk fault, a hand copy) a
