@@ -20,24 +20,15 @@
 
 #include "plugins/storage-erofs/layer_cache.h"
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/storage-erofs/erofs_test_support.h"
 
 namespace beaconbox::storage {
 namespace {
 
 namespace fs = std::filesystem;
 using plugins::testing::TempDir;
-
-bool HaveMkfsErofs() { return ::access("/usr/bin/mkfs.erofs", X_OK) == 0; }
-
-std::vector<std::string> Listing(const std::string& dir) {
-  std::vector<std::string> names;
-  std::error_code ignored;
-  for (const auto& entry : fs::directory_iterator(dir, ignored)) {
-    names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
+using testing::HaveMkfsErofs;
+using testing::Listing;
 
 std::string KeyOf(const std::string& image_path) { return fs::path(image_path).stem().string(); }
 

@@ -11,6 +11,7 @@
 
 #include "plugins/storage-erofs/layer_export.h"
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/storage-erofs/erofs_test_support.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -18,8 +19,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
 using plugins::testing::TempDir;
-
-bool HaveMkfsErofs() { return ::access("/usr/bin/mkfs.erofs", X_OK) == 0; }
+using testing::HaveMkfsErofs;
+using testing::OverlayMount;
 
 // A snapshot directory as containerd's erofs snapshotter leaves a committed one:
 // <dir>/snapshots/<id>/{.erofslayer, layer.erofs, fs/}. The layer file is made by the
@@ -35,16 +36,6 @@ std::string ErofsSnapshot(const TempDir& dir, const std::string& id, const std::
   EXPECT_EQ(::system(command.c_str()), 0);
   fs::remove_all(snapshot + "/src");
   return snapshot;
-}
-
-pluginapi::HostMount Overlay(const std::string& lowerdir) {
-  pluginapi::HostMount mount;
-  mount.set_type("overlay");
-  mount.set_source("overlay");
-  mount.add_options("workdir=/snapshots/9/work");
-  mount.add_options("upperdir=/snapshots/9/fs");
-  mount.add_options("lowerdir=" + lowerdir);
-  return mount;
 }
 
 TEST(ContainerdErofsLayerTest, OnlyDirectoriesOfTheErofsSnapshotterAreIts) {
@@ -101,7 +92,7 @@ TEST(ContainerdErofsLayerTest, ExporterUsesTheFilesAsTheyAreAndConvertsNothing) 
   request.set_container_id("c1");
   request.set_namespace_("ns");
   request.set_bundle(dir / "bundle");
-  *request.add_rootfs() = Overlay(upper + "/fs:" + lower + "/fs");
+  *request.add_rootfs() = OverlayMount(upper + "/fs:" + lower + "/fs");
   auto prepared = exporter.Prepare(request);
   ASSERT_TRUE(prepared.ok()) << prepared.error().message;
   ASSERT_EQ(prepared->layers.size(), 2u);

@@ -16,6 +16,7 @@
 
 #include "plugins/storage-erofs/layer_cache.h"
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/storage-erofs/erofs_test_support.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -24,9 +25,7 @@ using plugins::testing::ReadAll;
 using plugins::testing::TempDir;
 
 TEST(LayerCacheRace, TwoProcessesAskForTheSameLayer) {
-  if (::access("/usr/bin/mkfs.erofs", X_OK) != 0) {
-    GTEST_SKIP() << "mkfs.erofs (erofs-utils) not installed";
-  }
+  if (!testing::HaveMkfsErofs()) GTEST_SKIP() << "mkfs.erofs (erofs-utils) not installed";
   TempDir dir;
   const std::string layer = dir / "snapshots/7/fs";
   std::filesystem::create_directories(layer);

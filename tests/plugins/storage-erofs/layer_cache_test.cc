@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/storage-erofs/erofs_test_support.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -21,19 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 using plugins::testing::ReadAll;
 using plugins::testing::TempDir;
-
-bool HaveMkfsErofs() { return ::access("/usr/bin/mkfs.erofs", X_OK) == 0; }
-
-// The files in `dir`, sorted.
-std::vector<std::string> Listing(const std::string& dir) {
-  std::vector<std::string> names;
-  std::error_code ignored;
-  for (const auto& entry : fs::directory_iterator(dir, ignored)) {
-    names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
+using testing::HaveMkfsErofs;
+using testing::Listing;
 
 class LayerCacheTest : public ::testing::Test {
  protected:

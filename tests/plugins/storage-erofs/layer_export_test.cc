@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/storage-erofs/erofs_test_support.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -15,20 +16,10 @@ namespace {
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
 using plugins::testing::TempDir;
-
-pluginapi::HostMount Overlay(const std::string& lowerdir) {
-  pluginapi::HostMount mount;
-  mount.set_type("overlay");
-  mount.set_source("overlay");
-  mount.add_options("index=off");
-  mount.add_options("workdir=/snapshots/9/work");
-  mount.add_options("upperdir=/snapshots/9/fs");
-  mount.add_options("lowerdir=" + lowerdir);
-  return mount;
-}
+using testing::OverlayMount;
 
 TEST(ParseOverlayRootfsTest, KeepsTheLowerdirOrder) {
-  auto layers = ParseOverlayRootfs(Overlay("/s/3/fs:/s/2/fs:/s/1/fs"));
+  auto layers = ParseOverlayRootfs(OverlayMount("/s/3/fs:/s/2/fs:/s/1/fs"));
   ASSERT_TRUE(layers.ok()) << layers.error().message;
   EXPECT_EQ(layers->lowerdirs, (std::vector<std::string>{"/s/3/fs", "/s/2/fs", "/s/1/fs"}));
   EXPECT_TRUE(layers->kept_options.empty());
@@ -42,11 +33,11 @@ TEST(ParseOverlayRootfsTest, RefusesWhatItCannotCarry) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kNotImplemented);
   EXPECT_NE(refused.error().message.find("driver = \"virtiofs\""), std::string::npos);
-  EXPECT_FALSE(ParseOverlayRootfs(Overlay("/s/1/fs:relative")).ok());
-  EXPECT_FALSE(ParseOverlayRootfs(Overlay("/s/1/../fs")).ok());
+  EXPECT_FALSE(ParseOverlayRootfs(OverlayMount("/s/1/fs:relative")).ok());
+  EXPECT_FALSE(ParseOverlayRootfs(OverlayMount("/s/1/../fs")).ok());
   std::string many;
   for (int i = 0; i <= kMaxLayers; ++i) many += (i ? ":/s/" : "/s/") + std::to_string(i);
-  EXPECT_FALSE(ParseOverlayRootfs(Overlay(many)).ok());
+  EXPECT_FALSE(ParseOverlayRootfs(OverlayMount(many)).ok());
 }
 
 TEST(ErofsExporterTest, PlansOneDiskPerLayerAndAnOverlayInTheVm) {
@@ -64,7 +55,7 @@ TEST(ErofsExporterTest, PlansOneDiskPerLayerAndAnOverlayInTheVm) {
   pluginapi::StoragePrepareRequest request;
   request.set_container_id("c1");
   request.set_bundle(dir / "bundle");
-  *request.add_rootfs() = Overlay(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
+  *request.add_rootfs() = OverlayMount(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
   auto prepared = exporter.Prepare(request);
   ASSERT_TRUE(prepared.ok()) << prepared.error().message;
   const auto& plan = prepared->plan;
@@ -119,7 +110,7 @@ TEST(ErofsExporterTest, VirtiofsTransportSharesHardLinksOfThisContainersImages) 
   request.set_container_id("c1");
   request.set_namespace_("ns");
   request.set_bundle(dir / "bundle");
-  *request.add_rootfs() = Overlay(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
+  *request.add_rootfs() = OverlayMount(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
   auto prepared = exporter.Prepare(request);
   ASSERT_TRUE(prepared.ok()) << prepared.error().message;
   const auto& plan = prepared->plan;
