@@ -17,8 +17,10 @@
 #   rest                 ctr's wall time minus all of the above (task start, the
 #                        process, exit, delete, VM teardown, ctr itself)
 # Figures are medians over the runs (min and max beside). With -v LABEL=FILE (again
-# for more) each variant runs too, FILE's TOML appended to beaconbox's config: the
-# "before and after" of a boot change in one run.
+# for more) each variant runs too, FILE's TOML merged into beaconbox's config (its keys
+# replace the same keys of the same tables, bench/boot/merge-toml.py): the "before and
+# after" of a boot change in one run, e.g. [vm] kernel_path = the bzImage against the
+# default PVH vmlinux.
 #   bench/boot/run.sh [-n RUNS] [-o OUTPUT_DIR] [-v LABEL=TOML_FILE]...
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +41,7 @@ for variant in "${variants[@]:1}"; do
   file=${variant#*=}
   [[ $variant == *=* && -r $file ]] ||
     { echo "run.sh: -v $variant: want LABEL=FILE with a readable TOML file" >&2; exit 2; }
+  python3 "$here/merge-toml.py" /dev/null "$file" >/dev/null || exit 2
 done
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
@@ -116,7 +119,9 @@ for i in $(seq "$runs"); do wall_ms io.containerd.runc.v2 "boot-runc-$i"; done |
 for variant in "${variants[@]}"; do
   label=${variant%%=*} file=${variant#*=}
   cp "$base_config" "$BBX_BEACONBOX_CONFIG"
-  [ -n "$file" ] && cat "$file" >> "$BBX_BEACONBOX_CONFIG"
+  if [ -n "$file" ]; then
+    python3 "$here/merge-toml.py" "$base_config" "$file" > "$BBX_BEACONBOX_CONFIG"
+  fi
   wall_ms "$BBX_BEACONBOX_RUNTIME" "boot-warmup-$label" >/dev/null
   for i in $(seq "$runs"); do
     id="boot-$label-$i"

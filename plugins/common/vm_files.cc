@@ -18,6 +18,16 @@ Status CheckReadable(const std::string& path, const std::string& what, const std
   return Status::Ok();
 }
 
+std::string VmlinuxNextTo(const std::string& kernel_path) {
+  const size_t slash = kernel_path.rfind('/');
+  if (slash == std::string::npos) return "";
+  for (const char* name : kVmlinuxNames) {
+    std::string vmlinux = kernel_path.substr(0, slash + 1) + name;
+    if (::access(vmlinux.c_str(), R_OK) == 0) return vmlinux;
+  }
+  return "";
+}
+
 Status WriteAgentTokenFile(const std::string& path, const std::string& token) {
   ::unlink(path.c_str());
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));

@@ -13,6 +13,15 @@ namespace beaconbox::plugins {
 // readable by this process.
 Status CheckReadable(const std::string& path, const std::string& what, const std::string& key);
 
+// The uncompressed PVH vmlinux the guest image build writes next to the bzImage
+// (guest/extract-vmlinux.sh): _output/'s name, then the installed <share_dir>/kernel/ one.
+inline constexpr const char* kVmlinuxNames[] = {"beaconbox-vmlinux-x86_64",
+                                                "beacon-vmlinux-x86_64"};
+
+// The first readable kVmlinuxNames file in the directory of `kernel_path` (the host's
+// vm.kernel_path), "" when there is none: what a VMM plugin's kernel = "auto" boots.
+std::string VmlinuxNextTo(const std::string& kernel_path);
+
 // Writes `token` to `path`: readable by this user only (0600), never through a symlink
 // planted in run_dir (O_NOFOLLOW after unlinking), and never a leftover file's content
 // (O_EXCL).

@@ -120,17 +120,10 @@ std::pair<std::string, std::string> KernelFor(const ChConfig& config,
   if (config.kernel.empty()) return {spec.kernel_path(), "vm.kernel_path"};
   if (config.kernel != "auto")
     return {config.kernel, "kernel of [plugins.vmm.cloud-hypervisor.config]"};
-  const std::string& host_kernel = spec.kernel_path();
-  const size_t slash = host_kernel.rfind('/');
-  if (slash != std::string::npos) {
-    for (const char* name : kVmlinuxNames) {
-      std::string vmlinux = host_kernel.substr(0, slash + 1) + name;
-      if (::access(vmlinux.c_str(), R_OK) == 0) {
-        return {vmlinux, "kernel = \"auto\" (the vmlinux next to vm.kernel_path)"};
-      }
-    }
+  if (std::string vmlinux = plugins::VmlinuxNextTo(spec.kernel_path()); !vmlinux.empty()) {
+    return {vmlinux, "kernel = \"auto\" (the vmlinux next to vm.kernel_path)"};
   }
-  return {host_kernel, "vm.kernel_path"};
+  return {spec.kernel_path(), "vm.kernel_path"};
 }
 
 Result<std::unique_ptr<ChVm>> ChVm::Create(const pluginapi::VmSpec& requested,

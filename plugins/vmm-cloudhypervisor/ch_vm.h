@@ -36,11 +36,6 @@ struct ChConfig {
   std::string kernel = "auto";
 };
 
-// The vmlinux names `auto` looks for next to VmSpec.kernel_path (_output/, then the
-// installed <share_dir>/kernel/ name).
-inline constexpr const char* kVmlinuxNames[] = {"beaconbox-vmlinux-x86_64",
-                                                "beacon-vmlinux-x86_64"};
-
 // "" when `path` is a readable ELF file (an uncompressed vmlinux), else what it is.
 std::string VmlinuxProblem(const std::string& path);
 

@@ -55,6 +55,10 @@ const bbx_config_key kConfigKeys[] = {
                    "microvm"),
     bbx::ConfigKey("extra_args", BBX_CONFIG_STRING_ARRAY, "[]",
                    "arguments appended to QEMU's command line"),
+    bbx::ConfigKey("kernel", BBX_CONFIG_STRING, "\"auto\"",
+                   "the kernel QEMU boots: \"auto\" = the uncompressed PVH vmlinux the guest "
+                   "image build writes next to vm.kernel_path (no decompression) when it is "
+                   "there, else vm.kernel_path; \"\" = vm.kernel_path; else that file"),
     bbx::ConfigKey("console_log_max_bytes", BBX_CONFIG_INTEGER, "4194304",
                    "disk a VM's console log takes at most: the log and its one rotated "
                    "predecessor (<log>.1) hold half each, the newest output is kept"),
@@ -78,6 +82,7 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
       config.verdict_dir = std::string(host->state_dir) + "/vmm-qemu";
     }
     config.machine = table["machine"].value_or(config.machine);
+    config.kernel = table["kernel"].value_or(config.kernel);
     config.console_log_max_bytes = static_cast<uint64_t>(
         std::max<int64_t>(table["console_log_max_bytes"].value_or(int64_t{4 << 20}), 0));
     if (auto* args = table["extra_args"].as_array()) {

@@ -31,6 +31,7 @@ using namespace std::chrono_literals;
 using plugins::CheckReadable;
 using plugins::ChildRunning;
 using plugins::EndChild;
+using plugins::VmlinuxNextTo;
 using plugins::WaitChildExit;
 using plugins::WaitForPath;
 using plugins::WriteAgentTokenFile;
@@ -53,11 +54,21 @@ AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config) {
   return settings;
 }
 
+std::pair<std::string, std::string> KernelFor(const QemuConfig& config,
+                                              const pluginapi::VmSpec& spec) {
+  if (config.kernel.empty()) return {spec.kernel_path(), "vm.kernel_path"};
+  if (config.kernel != "auto") return {config.kernel, "kernel of [plugins.vmm.qemu.config]"};
+  if (std::string vmlinux = VmlinuxNextTo(spec.kernel_path()); !vmlinux.empty()) {
+    return {vmlinux, "kernel = \"auto\" of [plugins.vmm.qemu.config]"};
+  }
+  return {spec.kernel_path(), "vm.kernel_path"};
+}
+
 ProbeTarget ProbeTargetOf(const pluginapi::VmSpec& spec, const QemuConfig& config) {
   ProbeTarget target;
   target.binary = config.binary;
   target.machine = config.machine;
-  target.kernel = spec.kernel_path();
+  target.kernel = KernelFor(config, spec).first;
   target.initrd = spec.initrd_path();
   target.memory_mib = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
   return target;
@@ -165,7 +176,7 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       // vhost-user-fs needs guest memory that virtiofsd can map: a shared memfd.
       "-object", "memory-backend-memfd,id=mem,size=" + std::to_string(memory) + "M,share=on",
       "-numa", "node,memdev=mem",
-      "-kernel", spec.kernel_path(),
+      "-kernel", KernelFor(config, spec).first,
       "-initrd", spec.initrd_path(),
       "-append", cmdline,
       // Through the plugin's ConsolePump, which caps the log (console_log.h).
@@ -241,6 +252,8 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
 Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
                                                const QemuConfig& config, Spawner& spawner) {
   BBX_RETURN_IF_ERROR(CheckReadable(spec.kernel_path(), "kernel", "vm.kernel_path"));
+  const auto [kernel, kernel_key] = KernelFor(config, spec);
+  BBX_RETURN_IF_ERROR(CheckReadable(kernel, "kernel", kernel_key));
   BBX_RETURN_IF_ERROR(CheckReadable(spec.initrd_path(), "initrd", "vm.initrd_path"));
   if (config.binary.empty() || config.binary[0] != '/' ||
       ::access(config.binary.c_str(), X_OK) != 0) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "beaconbox/plugin/v1/vmm.pb.h"
@@ -33,6 +34,11 @@ struct QemuConfig {
   // microvm it never hung at boot and keeps ACPI CPU/memory hotplug.
   std::string machine = "q35";
   std::vector<std::string> extra_args;
+  // The kernel QEMU boots (config key kernel): "auto" = the uncompressed PVH vmlinux the
+  // guest image build writes next to vm.kernel_path when it is there (no decompression:
+  // measured faster under TCG, README "Boot budget"), else vm.kernel_path; "" =
+  // vm.kernel_path; else that file.
+  std::string kernel = "auto";
   // The console log (VmSpec.console_log_path) and its one rotated predecessor take
   // at most this much disk together (console_log.h).
   uint64_t console_log_max_bytes = 4 << 20;
@@ -68,6 +74,10 @@ Result<LaunchPlan> PlanLaunch(const beaconbox::plugin::v1::VmSpec& spec);
 // The QEMU argv for `spec`; pure, for tests.
 Result<std::vector<std::string>> BuildQemuCommand(const beaconbox::plugin::v1::VmSpec& spec,
                                                   const QemuConfig& config, const LaunchPlan& plan);
+
+// The kernel to boot for `spec` under `config.kernel`, and the config key naming it.
+std::pair<std::string, std::string> KernelFor(const QemuConfig& config,
+                                              const beaconbox::plugin::v1::VmSpec& spec);
 
 // The settings ChooseAccelerator gets from the config, and what the probe boots.
 AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config);

@@ -7,11 +7,13 @@
 #include <algorithm>
 
 #include "plugins/vmm-qemu/qemu_vm.h"
+#include "tests/plugins/common/temp_dir.h"
 
 namespace beaconbox::qemu {
 namespace {
 
 namespace pluginapi = ::beaconbox::plugin::v1;
+using ::beaconbox::plugins::testing::TempDir;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 
@@ -32,6 +34,32 @@ pluginapi::VmSpec BaseSpec() {
 std::string ArgAfter(const std::vector<std::string>& argv, const std::string& flag) {
   auto found = std::find(argv.begin(), argv.end(), flag);
   return found == argv.end() || found + 1 == argv.end() ? "" : *(found + 1);
+}
+
+// kernel = "auto" (the default) boots the PVH vmlinux the image build puts next to
+// vm.kernel_path (no decompression); without one, the bzImage as before.
+TEST(QemuCommand, AutoKernelBootsTheVmlinuxBesideTheHostKernel) {
+  TempDir dir;
+  pluginapi::VmSpec spec = BaseSpec();
+  spec.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VSOCK);
+  spec.mutable_agent_channel()->set_port(1024);
+  spec.mutable_agent_channel()->set_guest_cid(4711);
+  spec.set_kernel_path(dir.Write("beaconbox-kernel-x86_64", "bz"));
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  plan->accelerator = "tcg";
+  QemuConfig config;
+  EXPECT_EQ(ArgAfter(*BuildQemuCommand(spec, config, *plan), "-kernel"), spec.kernel_path())
+      << "no vmlinux: the bzImage";
+  EXPECT_EQ(ProbeTargetOf(spec, config).kernel, spec.kernel_path());
+  const std::string vmlinux = dir.Write("beaconbox-vmlinux-x86_64", "elf");
+  EXPECT_EQ(ArgAfter(*BuildQemuCommand(spec, config, *plan), "-kernel"), vmlinux);
+  EXPECT_EQ(ProbeTargetOf(spec, config).kernel, vmlinux) << "the KVM probe boots the same";
+  config.kernel = "";
+  EXPECT_EQ(ArgAfter(*BuildQemuCommand(spec, config, *plan), "-kernel"), spec.kernel_path());
+  config.kernel = "/elsewhere/vmlinux";
+  EXPECT_EQ(ArgAfter(*BuildQemuCommand(spec, config, *plan), "-kernel"), "/elsewhere/vmlinux");
+  EXPECT_THAT(KernelFor(config, spec).second, HasSubstr("kernel of [plugins.vmm.qemu.config]"));
 }
 
 TEST(QemuCommand, VsockWithTheHostsGuestCid) {
