@@ -54,7 +54,7 @@ probe='echo out-ok; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; d
 
 # 1. runc, then a clone.
 status=0
-expected=$(run io.containerd.runc.v2 t-runc /bin/sh -c "$probe" | head -1) || status=$?
+expected=$(run io.containerd.runc.v2 t-runc /bin/sh -c "$probe" | sed -n 1p) || status=$?
 [ "$status" = 3 ] && [ "$expected" = out-ok ] || fail "runc: status $status output '$expected'"
 
 status=0
@@ -104,7 +104,7 @@ fi
 # 3. A changed initrd: a new template.
 touch "$initrd_copy"
 status=0
-out=$(run io.containerd.beaconbox.v1 t-initrd /bin/sh -c "$probe" | head -1) || status=$?
+out=$(run io.containerd.beaconbox.v1 t-initrd /bin/sh -c "$probe" | sed -n 1p) || status=$?
 if [ "$status" = 3 ] && [ "$out" = "$expected" ] && [ "$(log_count 'building the VM template')" = 2 ] &&
    [ "$(template_dirs | wc -l)" = 2 ]; then
   pass "a touched initrd makes a new template, and its clone runs"
@@ -118,7 +118,7 @@ tdir=${tdir%/}
 size=$(stat -c %s "$tdir/state")
 printf 'CORRUPT' | dd of="$tdir/state" bs=1 seek=$((size / 2)) conv=notrunc status=none
 status=0
-out=$(run io.containerd.beaconbox.v1 t-corrupt /bin/sh -c "$probe" | head -1) || status=$?
+out=$(run io.containerd.beaconbox.v1 t-corrupt /bin/sh -c "$probe" | sed -n 1p) || status=$?
 if [ "$status" = 3 ] && [ "$out" = "$expected" ] &&
    grep -q "VM template refused, rebuilding it: template state .* corrupt" "$BBX_DIR/containerd.log"; then
   pass "a corrupt template state is refused and rebuilt; the clone runs"
@@ -127,7 +127,7 @@ else
 fi
 truncate -s 4096 "$tdir/memory"
 status=0
-out=$(run io.containerd.beaconbox.v1 t-truncated /bin/sh -c "$probe" | head -1) || status=$?
+out=$(run io.containerd.beaconbox.v1 t-truncated /bin/sh -c "$probe" | sed -n 1p) || status=$?
 if [ "$status" = 3 ] && [ "$out" = "$expected" ] &&
    grep -q "VM template refused, rebuilding it: template memory .* changed since" "$BBX_DIR/containerd.log"; then
   pass "a truncated template memory file is refused and rebuilt; the clone runs"
