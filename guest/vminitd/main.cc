@@ -50,8 +50,7 @@ Result<std::string> FindVirtioPort(const std::string& name) {
                        " not found under /sys/class/virtio-ports: does the VM have it?");
 }
 
-[[noreturn]] void ServeVirtioSerial(Runtime& runtime, const std::string& agent_token,
-                                    const std::string& port_name) {
+[[noreturn]] void ServeVirtioSerial(Runtime& runtime, const std::string& port_name) {
   for (;;) {
     auto path = FindVirtioPort(port_name);
     if (!path.ok()) {
@@ -66,14 +65,14 @@ Result<std::string> FindVirtioPort(const std::string& name) {
     }
     SetReadyTime();
     Log("serving on virtio-serial " + *path + " (" + port_name + ")");
-    AgentSession(runtime, agent_token).Serve(std::move(fd));
+    AgentSession(runtime, ReadAgentTokenNow).Serve(std::move(fd));
     // The host end went away (shim restart); reopen and serve the next one.
     Log("virtio-serial connection ended; reopening");
     ::usleep(100 * 1000);
   }
 }
 
-[[noreturn]] void ServeVsock(Runtime& runtime, const std::string& agent_token, unsigned port) {
+[[noreturn]] void ServeVsock(Runtime& runtime, unsigned port) {
   for (;;) {
     UniqueFd listener(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
     struct sockaddr_vm addr {};
@@ -105,7 +104,7 @@ Result<std::string> FindVirtioPort(const std::string& name) {
       }
       refusal_logged = false;
       auto entry = std::make_shared<TrackedConnection<AgentSession>>();
-      entry->session = std::make_unique<AgentSession>(runtime, agent_token);
+      entry->session = std::make_unique<AgentSession>(runtime, ReadAgentTokenNow);
       entry->accepted = std::chrono::steady_clock::now();
       sessions.push_back(entry);
       std::thread([entry, fd = conn.Release()] {
@@ -157,12 +156,13 @@ int main() {
     }
   }
   // The token sealing the agent channel (common/base/agent_token.h): without it every
-  // call is refused.
-  static const std::string agent_token = ReadAgentToken(std::chrono::seconds(5));
+  // call is refused. Waits here for fw_cfg (and logs what is wrong), then each call
+  // reads it again (AgentSession): a VM restored from a template has its own.
+  (void)ReadAgentToken(std::chrono::seconds(5));
   MarkBootStep("agent-token-read");
   static Runtime runtime;
   if (channel.kind == ChannelSpec::Kind::kVsock) {
-    ServeVsock(runtime, agent_token, channel.vsock_port);
+    ServeVsock(runtime, channel.vsock_port);
   }
-  ServeVirtioSerial(runtime, agent_token, channel.port_name);
+  ServeVirtioSerial(runtime, channel.port_name);
 }

@@ -6,6 +6,7 @@
 #include <net/route.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -148,6 +149,12 @@ Status ConfigureNetwork(const ::beaconbox::guest::v1::NetworkConfig& config) {
   if (!sock) return ErrnoError("socket", "AF_INET");
   for (const auto& interface : config.interfaces()) {
     Status s = ConfigureInterface(sock.get(), interface);
+    // A NIC hot-added to a VM restored from a template (plugins/vmm-qemu/template.h)
+    // may still be probing.
+    for (int retry = 0; !s.ok() && retry < 100; ++retry) {
+      ::usleep(100 * 1000);
+      s = ConfigureInterface(sock.get(), interface);
+    }
     if (!s.ok()) return s.error().Wrap("configuring NIC " + interface.mac().substr(0, 32));
   }
   for (const auto& route : config.routes()) BBX_RETURN_IF_ERROR(AddRoute(sock.get(), route));

@@ -149,7 +149,14 @@ Result<guestapi::CreateBundleResponse> Runtime::CreateBundle(
       loop = std::move(attached).value();
       source = loop.path;
     }
-    if (Status s = MountOne(m.type(), *source, target, options); !s.ok()) return undo(s.error());
+    Status mounted = MountOne(m.type(), *source, target, options);
+    // A share hot-added to a VM restored from a template (plugins/vmm-qemu/template.h)
+    // may still be probing: its tag appears within moments.
+    for (int retry = 0; !mounted.ok() && m.type() == "virtiofs" && retry < 100; ++retry) {
+      ::usleep(100 * 1000);
+      mounted = MountOne(m.type(), *source, target, options);
+    }
+    if (!mounted.ok()) return undo(mounted.error());
   }
   if (Status s = WriteFileAtomic(bundle + "/config.json", req.config_json()); !s.ok()) {
     return undo(s.error());

@@ -18,6 +18,7 @@
 #include "guest/vminitd/boot_timeline.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/network.h"
+#include "guest/vminitd/refresh.h"
 
 namespace beaconbox::guest {
 namespace {
@@ -160,6 +161,22 @@ void RegisterGuest(ttrpc::Server& server, Runtime& rt) {
                                          [&rt](const WaitOomRequest& req, WaitOomResponse* resp) {
                                            return Reply(rt.WaitOom(req), resp);
                                          });
+  Unary<RefreshRequest, RefreshResponse>(
+      server, kGuestService, "Refresh", [](const RefreshRequest& req, RefreshResponse* resp) {
+        // Nothing changes unless the whole request is sound.
+        Status checked = CheckRefreshInput(req.entropy().size(), req.unix_time_ns());
+        if (!checked.ok()) return ToRpc(checked);
+        Status added = AddEntropyAndReseed(req.entropy());
+        if (!added.ok()) return ToRpc(added);
+        Status clock = SetRealtimeClock(req.unix_time_ns());
+        if (!clock.ok()) return ToRpc(clock);
+        struct timespec now {};
+        ::clock_gettime(CLOCK_REALTIME, &now);
+        resp->set_entropy_bytes_added(static_cast<uint32_t>(req.entropy().size()));
+        resp->set_unix_time_ns(int64_t{now.tv_sec} * 1000000000 + now.tv_nsec);
+        MarkBootStep("refreshed");
+        return RpcStatus{};
+      });
   RegisterGuestStdio(server, rt);
 }
 
@@ -227,6 +244,13 @@ void SetReadyTime() {
   ready_ms = uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
+std::string ReadAgentTokenNow() {
+  auto token = ReadSmallFile(
+      std::string("/sys/firmware/qemu_fw_cfg/by_name/") + kAgentTokenFwCfgName + "/raw", 4096);
+  if (!token.ok() || !IsWellFormedAgentToken(*token)) return "";
+  return std::move(token).value();
+}
+
 std::string ReadAgentToken(std::chrono::milliseconds timeout) {
   const std::string path =
       std::string("/sys/firmware/qemu_fw_cfg/by_name/") + kAgentTokenFwCfgName + "/raw";
@@ -260,7 +284,7 @@ ttrpc::Options SessionOptions(std::function<RpcStatus(const ttrpc::Metadata&)> a
 
 }  // namespace
 
-AgentSession::AgentSession(Runtime& runtime, std::string agent_token)
+AgentSession::AgentSession(Runtime& runtime, std::function<std::string()> agent_token)
     : agent_token_(std::move(agent_token)),
       server_(
           SessionOptions([this](const ttrpc::Metadata& metadata) { return Authorize(metadata); })) {
@@ -269,13 +293,17 @@ AgentSession::AgentSession(Runtime& runtime, std::string agent_token)
 }
 
 RpcStatus AgentSession::Authorize(const ttrpc::Metadata& metadata) {
-  if (agent_token_.empty()) {
+  // Read for every call, never kept: a VM restored from a template runs the
+  // template's vminitd, whose memory holds the template's token, while fw_cfg holds
+  // the clone's own.
+  const std::string agent_token = agent_token_();
+  if (agent_token.empty()) {
     return RpcStatus{ttrpc::Code::kUnauthenticated,
                      "the guest has no agent token (fw_cfg opt/io.beaconbox/agent-token): its VMM "
                      "did not seal the agent channel"};
   }
   for (const auto& [key, value] : metadata) {
-    if (key == kAgentTokenMetadataKey && AgentTokenMatches(agent_token_, value)) {
+    if (key == kAgentTokenMetadataKey && AgentTokenMatches(agent_token, value)) {
       authenticated_ = true;
       return RpcStatus{};
     }

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "common/base/unique_fd.h"
@@ -17,13 +18,15 @@ namespace beaconbox::guest {
 // Waits up to `timeout` for the entry (the qemu_fw_cfg module may still probe). Empty
 // when there is none or it is malformed: then every call is refused.
 std::string ReadAgentToken(std::chrono::milliseconds timeout);
+// The token in fw_cfg now, without waiting or logging; empty when absent or malformed.
+std::string ReadAgentTokenNow();
 
 // One connection to the shim: vminitd's services behind a ttrpc server that refuses,
-// with kUnauthenticated, every call not carrying `agent_token` (constant-time
-// compare); an empty token refuses everything.
+// with kUnauthenticated, every call not carrying the token `agent_token` returns at
+// the time of the call (constant-time compare); an empty token refuses everything.
 class AgentSession {
  public:
-  AgentSession(Runtime& runtime, std::string agent_token);
+  AgentSession(Runtime& runtime, std::function<std::string()> agent_token);
   // Blocks until the peer goes away, the connection fails or End is called.
   void Serve(UniqueFd connection);
   // Ends Serve from any thread.
@@ -34,7 +37,7 @@ class AgentSession {
  private:
   ttrpc::RpcStatus Authorize(const ttrpc::Metadata& metadata);
 
-  const std::string agent_token_;
+  const std::function<std::string()> agent_token_;
   std::atomic<bool> authenticated_{false};
   ttrpc::Server server_;
 };

@@ -1,6 +1,10 @@
 #include "host/shim/guest_client.h"
 
+#include <sys/random.h>
+#include <time.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 
 #include "common/base/agent_token.h"
@@ -68,6 +72,65 @@ std::string DescribeGuestBoot(const guestapi::HelloResponse& hello) {
     ++kept;
   }
   return line.empty() ? "none" : line;
+}
+
+namespace {
+
+int64_t RealtimeNs() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+Status CheckRefreshReply(const guestapi::RefreshResponse& reply, size_t sent,
+                         int64_t host_before_ns, int64_t host_after_ns) {
+  if (reply.entropy_bytes_added() != sent) {
+    return MakeError(ErrorCode::kInternal,
+                     "guest Refresh: the guest says it added " +
+                         std::to_string(reply.entropy_bytes_added()) + " random bytes, " +
+                         std::to_string(sent) + " were sent");
+  }
+  constexpr int64_t kSecond = 1000000000;
+  const int64_t guest = reply.unix_time_ns();
+  if (guest < host_before_ns - kSecond || guest > host_after_ns + 5 * kSecond) {
+    return MakeError(ErrorCode::kInternal,
+                     "guest Refresh: the guest's clock reads " + std::to_string(guest) +
+                         " ns after setting it to the host's " + std::to_string(host_before_ns) +
+                         " ns");
+  }
+  return Status::Ok();
+}
+
+Status RefreshGuest(GuestClient& guest, std::chrono::milliseconds timeout, bool* refreshed) {
+  *refreshed = false;
+  constexpr size_t kEntropyBytes = 64;
+  std::string entropy(kEntropyBytes, '\0');
+  size_t have = 0;
+  while (have < entropy.size()) {
+    ssize_t n = ::getrandom(entropy.data() + have, entropy.size() - have, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return MakeError(ErrorCode::kInternal,
+                       "getrandom failed making the guest's fresh random bytes: errno " +
+                           std::to_string(errno));
+    }
+    have += static_cast<size_t>(n);
+  }
+  guestapi::RefreshRequest request;
+  request.set_entropy(entropy);
+  const int64_t before = RealtimeNs();
+  request.set_unix_time_ns(before);
+  guestapi::RefreshResponse reply;
+  Status status = guest.CallGuest("Refresh", request, &reply, timeout);
+  if (!status.ok()) {
+    if (status.error().code == ErrorCode::kNotImplemented) return Status::Ok();
+    return status;
+  }
+  BBX_RETURN_IF_ERROR(CheckRefreshReply(reply, entropy.size(), before, RealtimeNs()));
+  *refreshed = true;
+  return Status::Ok();
 }
 
 }  // namespace beaconbox::shim

@@ -56,4 +56,16 @@ Error ErrorFromRpc(const ttrpc::RpcStatus& status, std::string_view what);
 // hostile guest can put nothing else into the host's log; "none" when none is left.
 std::string DescribeGuestBoot(const guestapi::HelloResponse& hello);
 
+// Checks the guest's answer to Refresh (hostile input): it added exactly the `sent`
+// bytes and its clock now reads between `host_before_ns` minus 1 s and
+// `host_after_ns` plus 5 s (the host's CLOCK_REALTIME around the call).
+Status CheckRefreshReply(const guestapi::RefreshResponse& reply, size_t sent,
+                         int64_t host_before_ns, int64_t host_after_ns);
+
+// Refreshes the guest's random pool and clock (Guest.Refresh: fresh bytes from the
+// host's CSPRNG and its time), which a VM restored from a template
+// (plugins/vmm-qemu/template.h) shares with the template until then. A guest older
+// than the call (UNIMPLEMENTED) is left as it is: `*refreshed` says which.
+Status RefreshGuest(GuestClient& guest, std::chrono::milliseconds timeout, bool* refreshed);
+
 }  // namespace beaconbox::shim

@@ -62,6 +62,14 @@ const bbx_config_key kConfigKeys[] = {
     bbx::ConfigKey("console_log_max_bytes", BBX_CONFIG_INTEGER, "4194304",
                    "disk a VM's console log takes at most: the log and its one rotated "
                    "predecessor (<log>.1) hold half each, the newest output is kept"),
+    bbx::ConfigKey("template", BBX_CONFIG_BOOLEAN, "false",
+                   "VM templating: boot a template VM once per kernel/initrd/QEMU/machine "
+                   "config and start each VM from it (copy-on-write memory, devices hot-added); "
+                   "clones share the template's kernel address layout (README)"),
+    bbx::ConfigKey("template_dir", BBX_CONFIG_STRING, "\"<run_dir>/vmm-qemu/templates\"",
+                   "where templates (guest memory and device state) live; tmpfs is fastest"),
+    bbx::ConfigKey("template_boot_timeout_ms", BBX_CONFIG_INTEGER, "300000",
+                   "how long building a template waits for its guest agent"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
@@ -85,6 +93,11 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     config.kernel = table["kernel"].value_or(config.kernel);
     config.console_log_max_bytes = static_cast<uint64_t>(
         std::max<int64_t>(table["console_log_max_bytes"].value_or(int64_t{4 << 20}), 0));
+    config.use_template = table["template"].value_or(false);
+    std::string run_dir = host && host->run_dir && host->run_dir[0] ? host->run_dir : "/run/beacon";
+    config.template_dir = table["template_dir"].value_or(run_dir + "/vmm-qemu/templates");
+    config.template_boot_timeout = std::chrono::milliseconds(std::clamp<int64_t>(
+        table["template_boot_timeout_ms"].value_or(int64_t{300000}), 1000, 3600000));
     if (auto* args = table["extra_args"].as_array()) {
       for (auto& arg : *args) config.extra_args.push_back(arg.value_or(std::string()));
     }
@@ -134,7 +147,9 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
   if (!spec.ParseFromArray(spec_bytes.data, static_cast<int>(spec_bytes.len))) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmSpec");
   }
-  auto vm = beaconbox::qemu::QemuVm::Create(spec, plugin->config, plugin->spawner);
+  auto vm = beaconbox::qemu::QemuVm::Create(
+      spec, plugin->config, plugin->spawner,
+      [plugin](const std::string& line) { bbx::Log(plugin->host, BBX_LOG_INFO, line); });
   if (!vm.ok()) return Fail(vm.error(), error);
   LogAccelerator(plugin, (*vm)->plan());
   *out = new bbx_vm{std::move(vm).value()};

@@ -249,8 +249,9 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
   return argv;
 }
 
-Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
-                                               const QemuConfig& config, Spawner& spawner) {
+Result<std::unique_ptr<QemuVm>> QemuVm::Create(
+    const pluginapi::VmSpec& spec, const QemuConfig& config, Spawner& spawner,
+    const std::function<void(const std::string&)>& log) {
   BBX_RETURN_IF_ERROR(CheckReadable(spec.kernel_path(), "kernel", "vm.kernel_path"));
   const auto [kernel, kernel_key] = KernelFor(config, spec);
   BBX_RETURN_IF_ERROR(CheckReadable(kernel, "kernel", kernel_key));
@@ -269,7 +270,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
   const ProbeTarget target = ProbeTargetOf(spec, config);
   BBX_ASSIGN_OR_RETURN(AcceleratorChoice choice,
                        ChooseAccelerator(settings, target, spec.run_dir()));
-  auto vm = Launch(spec, config, spawner, choice);
+  auto vm = Launch(spec, config, spawner, choice, log);
   if (vm.ok() || choice.accelerator != "kvm" ||
       choice.source != AcceleratorSource::kCachedVerdict) {
     return vm;
@@ -281,12 +282,13 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
   if (again->accelerator != "tcg") return vm;
   again->why += "; QEMU had died under the previously cached KVM verdict: " +
                 SanitizeLine(vm.error().message, 240);
-  return Launch(spec, config, spawner, *again);
+  return Launch(spec, config, spawner, *again, log);
 }
 
-Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
-                                               const QemuConfig& config, Spawner& spawner,
-                                               const AcceleratorChoice& choice) {
+Result<std::unique_ptr<QemuVm>> QemuVm::Launch(
+    const pluginapi::VmSpec& spec, const QemuConfig& config, Spawner& spawner,
+    const AcceleratorChoice& choice, const std::function<void(const std::string&)>& log) {
+  if (config.use_template) return LaunchClone(spec, config, spawner, choice, log);
   auto vm = std::unique_ptr<QemuVm>(new QemuVm());
   vm->spec_ = spec;
   BBX_ASSIGN_OR_RETURN(vm->plan_, PlanLaunch(spec));
@@ -350,7 +352,8 @@ QemuVm::~QemuVm() {
   (void)Stop(0ms);
   std::error_code error;
   for (const auto& path : {plan_.qmp_socket, plan_.agent_socket, plan_.qemu_log,
-                           plan_.virtiofsd_log, plan_.agent_token_file}) {
+                           plan_.virtiofsd_log, plan_.agent_token_file,
+                           plan_.private_memory_file}) {
     if (!path.empty()) fs::remove(path, error);
   }
   for (const auto& socket : plan_.virtiofsd_sockets) fs::remove(socket, error);

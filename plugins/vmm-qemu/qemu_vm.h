@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,10 @@ struct QemuConfig {
   // The console log (VmSpec.console_log_path) and its one rotated predecessor take
   // at most this much disk together (console_log.h).
   uint64_t console_log_max_bytes = 4 << 20;
+  // VM templating (template.h): off unless the config says template = true.
+  bool use_template = false;
+  std::string template_dir;  // default <run_dir>/vmm-qemu/templates
+  std::chrono::milliseconds template_boot_timeout{300000};
 };
 
 // What the command line is made from besides the spec and the config.
@@ -65,6 +70,8 @@ struct LaunchPlan {
   // TAP lives in another network namespace (NetDevice.netns_path), else -1 (QEMU
   // opens it by name). Launch opens them and keeps them until QEMU has its copies.
   std::vector<int> tap_fds;
+  // A clone with virtio-fs shares: its private copy of the template's memory.
+  std::string private_memory_file;
 };
 
 // Paths of the runtime files under spec.run_dir and the host's channel and socket
@@ -85,8 +92,10 @@ ProbeTarget ProbeTargetOf(const beaconbox::plugin::v1::VmSpec& spec, const QemuC
 
 class QemuVm {
  public:
-  static Result<std::unique_ptr<QemuVm>> Create(const beaconbox::plugin::v1::VmSpec& spec,
-                                                const QemuConfig& config, Spawner& spawner);
+  // `log` (may be empty) gets what the operator should see (template rebuilds).
+  static Result<std::unique_ptr<QemuVm>> Create(
+      const beaconbox::plugin::v1::VmSpec& spec, const QemuConfig& config, Spawner& spawner,
+      const std::function<void(const std::string&)>& log = {});
   ~QemuVm();
   const LaunchPlan& plan() const { return plan_; }
 
@@ -100,9 +109,16 @@ class QemuVm {
 
  private:
   QemuVm() = default;
-  static Result<std::unique_ptr<QemuVm>> Launch(const beaconbox::plugin::v1::VmSpec& spec,
-                                                const QemuConfig& config, Spawner& spawner,
-                                                const AcceleratorChoice& choice);
+  static Result<std::unique_ptr<QemuVm>> Launch(
+      const beaconbox::plugin::v1::VmSpec& spec, const QemuConfig& config, Spawner& spawner,
+      const AcceleratorChoice& choice, const std::function<void(const std::string&)>& log = {});
+  // From a template (template.h, template.cc): restores the template's saved VM and
+  // hot-adds `spec`'s devices. `log` reports template rebuilds.
+  static Result<std::unique_ptr<QemuVm>> LaunchClone(
+      const beaconbox::plugin::v1::VmSpec& spec, const QemuConfig& config, Spawner& spawner,
+      const AcceleratorChoice& choice, const std::function<void(const std::string&)>& log);
+  Status RestoreClone(const QemuConfig& config, Spawner& spawner, const std::string& template_state,
+                      const std::string& memory_path, bool shared_memory);
   // Under KVM from a verdict: removes the verdict when the guest never served its agent.
   void InvalidateKvmVerdictIfGuestFailed() const;
   Error Died(const std::string& what) const;  // error with qemu's stderr and console tail

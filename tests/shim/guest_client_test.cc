@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace beaconbox::shim {
 namespace {
 
@@ -47,6 +49,34 @@ TEST(GuestClientTest, BootTimelineKeepsOnlyWellFormedSteps) {
   size_t commas = 0;
   for (char c : DescribeGuestBoot(hello)) commas += c == ',';
   EXPECT_EQ(commas, 15u);  // 16 steps at most
+}
+
+constexpr int64_t kHostNow = int64_t{1795000000} * 1000000000;
+
+TEST(RefreshReplyTest, AcceptsTheSentBytesAndAClockNearTheHosts) {
+  guestapi::RefreshResponse reply;
+  reply.set_entropy_bytes_added(64);
+  reply.set_unix_time_ns(kHostNow + 2000000);
+  EXPECT_TRUE(CheckRefreshReply(reply, 64, kHostNow, kHostNow + 1000000).ok());
+}
+
+TEST(RefreshReplyTest, RefusesAWrongByteCount) {
+  guestapi::RefreshResponse reply;
+  reply.set_entropy_bytes_added(4000000000u);
+  reply.set_unix_time_ns(kHostNow);
+  Status status = CheckRefreshReply(reply, 64, kHostNow, kHostNow);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.error().message.find("random bytes"), std::string::npos);
+}
+
+TEST(RefreshReplyTest, RefusesAClockFarFromTheHosts) {
+  for (int64_t guest : {int64_t{0}, kHostNow - 3000000000, kHostNow + 60000000000,
+                        std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min()}) {
+    guestapi::RefreshResponse reply;
+    reply.set_entropy_bytes_added(64);
+    reply.set_unix_time_ns(guest);
+    EXPECT_FALSE(CheckRefreshReply(reply, 64, kHostNow, kHostNow + 1000000).ok()) << guest;
+  }
 }
 
 }  // namespace
