@@ -21,6 +21,10 @@ namespace beaconbox::qemu {
 
 using plugins::Spawner;
 
+// bench/density: see README "Memory per container".
+inline constexpr uint64_t kDefaultTcgTbSizeMib = 32;
+inline constexpr uint64_t kMaxTcgTbSizeMib = 4096;
+
 struct QemuConfig {
   std::string binary = "/usr/bin/qemu-system-x86_64";
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
@@ -36,11 +40,17 @@ struct QemuConfig {
   // The console log (VmSpec.console_log_path) and its one rotated predecessor take
   // at most this much disk together (console_log.h).
   uint64_t console_log_max_bytes = 4 << 20;
+  // Under TCG: QEMU's translation cache in MiB (-accel tcg,tb-size=N); 0 leaves
+  // QEMU's default (1 GiB reserved in QEMU 7.2, touched as the guest runs code).
+  uint64_t tcg_tb_size_mib = kDefaultTcgTbSizeMib;
+  // A virtio-balloon with free page reporting: the guest hands pages it frees back
+  // to the host (QEMU discards them), so an idle VM's footprint shrinks.
+  bool free_page_reporting = true;
 };
 
 // What the command line is made from besides the spec and the config.
 struct LaunchPlan {
-  std::string accelerator;  // resolved: kvm or tcg
+  std::string accelerator;         // resolved: kvm or tcg
   std::string accelerator_reason;  // why, one line
   // KVM chosen from a verdict (file) that this VM's failure invalidates.
   std::string kvm_verdict_path;
@@ -68,6 +78,9 @@ Result<LaunchPlan> PlanLaunch(const beaconbox::plugin::v1::VmSpec& spec);
 // The QEMU argv for `spec`; pure, for tests.
 Result<std::vector<std::string>> BuildQemuCommand(const beaconbox::plugin::v1::VmSpec& spec,
                                                   const QemuConfig& config, const LaunchPlan& plan);
+
+// The -accel value: the resolved accelerator, with tb-size under TCG when set.
+std::string AccelArg(const QemuConfig& config, const LaunchPlan& plan);
 
 // The settings ChooseAccelerator gets from the config, and what the probe boots.
 AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config);
