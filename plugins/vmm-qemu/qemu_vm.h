@@ -50,7 +50,7 @@ struct QemuConfig {
 
 // What the command line is made from besides the spec and the config.
 struct LaunchPlan {
-  std::string accelerator;         // resolved: kvm or tcg
+  std::string accelerator;  // resolved: kvm or tcg
   std::string accelerator_reason;  // why, one line
   // KVM chosen from a verdict (file) that this VM's failure invalidates.
   std::string kvm_verdict_path;
