@@ -149,7 +149,7 @@ measure() {  # RUNTIME
   after=$(mem_available_kib)
   echo "== $runtime: $n idle containers (asked for $count)${stop_reason:+; stopped: $stop_reason}"
   [ "$n" -gt 0 ] || return 0
-  echo "   start time: 1st $first_ms ms, ${n}th $last_ms ms"
+  echo "   start time: container 1 $first_ms ms, container $n $last_ms ms"
   # Each container's shim: the shim whose working directory is its bundle (as
   # bbx_shim_pid_of, with the environment's processes listed once).
   local pid bundle
@@ -177,7 +177,8 @@ measure() {  # RUNTIME
     }'
   # The guest's own view (beaconbox: the VM's kernel; runc: the host's).
   if [ "$runtime" = "$BBX_BEACONBOX_RUNTIME" ]; then
-    bbx_ctr task exec --exec-id meminfo "${started[0]}" /bin/cat /proc/meminfo 2>/dev/null |
+    bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id meminfo "${started[0]}" \
+      /bin/cat /proc/meminfo < /dev/null 2>/dev/null |
       awk '/^(MemTotal|MemFree|MemAvailable|Cached|Shmem|Slab|KernelStack|PageTables):/ {
              printf "%s %.0f MiB  ", $1, $2 / 1024 } END { if (NR) print "" }' |
       sed 's/^/   guest of the 1st container: /' || true
