@@ -27,10 +27,12 @@ done
 die() { echo "build-image.sh: $*" >&2; exit 1; }
 
 # Modules vminitd loads at boot (virtio transports, channel, disks, virtio-fs, EROFS,
-# qemu_fw_cfg for the agent token; loop for EROFS images shared over virtio-fs).
+# qemu_fw_cfg for the agent token; loop for EROFS images shared over virtio-fs;
+# virtio_balloon for free page reporting, bench/density).
 # Built-in ones are skipped by the resolver.
 wanted_modules=(virtio_pci virtio_mmio virtio_console virtio_blk virtio_net virtio_rng
-  fuse virtiofs vsock vmw_vsock_virtio_transport erofs overlay loop qemu_fw_cfg)
+  fuse virtiofs vsock vmw_vsock_virtio_transport erofs overlay loop qemu_fw_cfg
+  virtio_balloon)
 
 kernel=$(ls -1 /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$kernel" ] || die "no Debian cloud kernel (/boot/vmlinuz-*-cloud-amd64): run scripts/setup.sh (installs linux-image-cloud-amd64)"

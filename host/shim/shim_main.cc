@@ -3,6 +3,7 @@
 //   start   launch the long-running shim for a container, print its ttrpc address
 //   delete  clean up after a shim that died, print a DeleteResponse
 //   (none)  the long-running shim itself: serve containerd.task.v2.Task
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -15,6 +16,11 @@
 
 int main(int argc, char** argv) {
   using namespace beaconbox;
+  // One malloc arena: glibc gives each thread that allocates an arena of its own
+  // (up to 8 per core), each keeping freed memory; the shim's dozen mostly idle
+  // threads need no allocation concurrency (bench/density, README "Memory per
+  // container").
+  ::mallopt(M_ARENA_MAX, 1);
   std::vector<std::string> args(argv + 1, argv + argc);
   auto flags = shim::ParseShimFlags(args);
   if (!flags.ok()) {

@@ -70,6 +70,12 @@ const bbx_config_key kConfigKeys[] = {
                    "where templates (guest memory and device state) live; tmpfs is fastest"),
     bbx::ConfigKey("template_boot_timeout_ms", BBX_CONFIG_INTEGER, "300000",
                    "how long building a template waits for its guest agent"),
+    bbx::ConfigKey("tcg_tb_size_mib", BBX_CONFIG_INTEGER, "32",
+                   "under TCG, QEMU's translation cache in MiB (-accel tcg,tb-size); 0: QEMU's "
+                   "default (1 GiB in QEMU 7.2, touched as used)"),
+    bbx::ConfigKey("free_page_reporting", BBX_CONFIG_BOOLEAN, "true",
+                   "a virtio-balloon with free page reporting: memory the guest frees goes "
+                   "back to the host"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
@@ -98,6 +104,23 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     config.template_dir = table["template_dir"].value_or(run_dir + "/vmm-qemu/templates");
     config.template_boot_timeout = std::chrono::milliseconds(std::clamp<int64_t>(
         table["template_boot_timeout_ms"].value_or(int64_t{300000}), 1000, 3600000));
+    const int64_t tb_size = table["tcg_tb_size_mib"].value_or(
+        static_cast<int64_t>(beaconbox::qemu::kDefaultTcgTbSizeMib));
+    if (tb_size < 0 || tb_size > static_cast<int64_t>(beaconbox::qemu::kMaxTcgTbSizeMib)) {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                       "tcg_tb_size_mib = " + std::to_string(tb_size) +
+                           ": use 0 (QEMU's default) to " +
+                           std::to_string(beaconbox::qemu::kMaxTcgTbSizeMib));
+    }
+    config.tcg_tb_size_mib = static_cast<uint64_t>(tb_size);
+    if (auto node = table["free_page_reporting"]; node && !node.is_boolean()) {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
+                       "free_page_reporting must be true or false");
+    }
+    if (auto node = table["tcg_tb_size_mib"]; node && !node.is_integer()) {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "tcg_tb_size_mib must be an integer (MiB)");
+    }
+    config.free_page_reporting = table["free_page_reporting"].value_or(config.free_page_reporting);
     if (auto* args = table["extra_args"].as_array()) {
       for (auto& arg : *args) config.extra_args.push_back(arg.value_or(std::string()));
     }

@@ -140,6 +140,11 @@ Result<LaunchPlan> PlanLaunch(const pluginapi::VmSpec& spec) {
   return plan;
 }
 
+std::string AccelArg(const QemuConfig& config, const LaunchPlan& plan) {
+  if (plan.accelerator != "tcg" || config.tcg_tb_size_mib == 0) return plan.accelerator;
+  return "tcg,tb-size=" + std::to_string(config.tcg_tb_size_mib);
+}
+
 Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
                                                   const QemuConfig& config,
                                                   const LaunchPlan& plan) {
@@ -168,7 +173,7 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       config.binary,
       "-name", "beaconbox-" + spec.id(),
       "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-      "-accel", plan.accelerator,
+      "-accel", AccelArg(config, plan),
       "-M", config.machine,
       "-cpu", plan.accelerator == "kvm" ? "host" : "max",
       "-smp", std::to_string(vcpus) + ",maxcpus=" + std::to_string(max_vcpus),
@@ -244,6 +249,9 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
                                                  ",script=no,downscript=no",
                                "-device", nic});
     }
+  }
+  if (config.free_page_reporting) {
+    argv.insert(argv.end(), {"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"});
   }
   argv.insert(argv.end(), config.extra_args.begin(), config.extra_args.end());
   return argv;

@@ -23,6 +23,10 @@ namespace beaconbox::qemu {
 
 using plugins::Spawner;
 
+// bench/density: see README "Memory per container".
+inline constexpr uint64_t kDefaultTcgTbSizeMib = 32;
+inline constexpr uint64_t kMaxTcgTbSizeMib = 4096;
+
 struct QemuConfig {
   std::string binary = "/usr/bin/qemu-system-x86_64";
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
@@ -47,6 +51,12 @@ struct QemuConfig {
   bool use_template = false;
   std::string template_dir;  // default <run_dir>/vmm-qemu/templates
   std::chrono::milliseconds template_boot_timeout{300000};
+  // Under TCG: QEMU's translation cache in MiB (-accel tcg,tb-size=N); 0 leaves
+  // QEMU's default (1 GiB reserved in QEMU 7.2, touched as the guest runs code).
+  uint64_t tcg_tb_size_mib = kDefaultTcgTbSizeMib;
+  // A virtio-balloon with free page reporting: the guest hands pages it frees back
+  // to the host (QEMU discards them), so an idle VM's footprint shrinks.
+  bool free_page_reporting = true;
 };
 
 // What the command line is made from besides the spec and the config.
@@ -85,6 +95,8 @@ Result<std::vector<std::string>> BuildQemuCommand(const beaconbox::plugin::v1::V
 // The kernel to boot for `spec` under `config.kernel`, and the config key naming it.
 std::pair<std::string, std::string> KernelFor(const QemuConfig& config,
                                               const beaconbox::plugin::v1::VmSpec& spec);
+// The -accel value: the resolved accelerator, with tb-size under TCG when set.
+std::string AccelArg(const QemuConfig& config, const LaunchPlan& plan);
 
 // The settings ChooseAccelerator gets from the config, and what the probe boots.
 AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config);

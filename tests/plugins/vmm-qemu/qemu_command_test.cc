@@ -186,5 +186,52 @@ TEST(QemuCommand, RefusesASpecWithoutAnAgentChannel) {
   EXPECT_FALSE(PlanLaunch(spec).ok()) << "vsock without a guest CID";
 }
 
+// Memory (issue 16): the TCG translation cache is capped (QEMU 7.2 reserves 1 GiB by
+// default) and a free-page-reporting balloon hands freed guest memory back.
+pluginapi::VmSpec VsockSpec() {
+  pluginapi::VmSpec spec = BaseSpec();
+  spec.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VSOCK);
+  spec.mutable_agent_channel()->set_port(1024);
+  spec.mutable_agent_channel()->set_guest_cid(5);
+  return spec;
+}
+
+TEST(QemuCommand, TcgTranslationCacheSizeFromTheConfig) {
+  pluginapi::VmSpec spec = VsockSpec();
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  plan->accelerator = "tcg";
+  QemuConfig config;
+  auto argv = BuildQemuCommand(spec, config, *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_EQ(ArgAfter(*argv, "-accel"), "tcg,tb-size=" + std::to_string(kDefaultTcgTbSizeMib));
+  config.tcg_tb_size_mib = 64;
+  argv = BuildQemuCommand(spec, config, *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_EQ(ArgAfter(*argv, "-accel"), "tcg,tb-size=64");
+  config.tcg_tb_size_mib = 0;  // QEMU's own default
+  EXPECT_EQ(ArgAfter(*BuildQemuCommand(spec, config, *plan), "-accel"), "tcg");
+  config.tcg_tb_size_mib = 64;  // KVM has no translation cache: never passed
+  plan->accelerator = "kvm";
+  EXPECT_EQ(ArgAfter(*BuildQemuCommand(spec, config, *plan), "-accel"), "kvm");
+}
+
+TEST(QemuCommand, FreePageReportingBalloonUnlessTurnedOff) {
+  pluginapi::VmSpec spec = VsockSpec();
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  plan->accelerator = "tcg";
+  QemuConfig config;
+  config.extra_args = {"-extra"};
+  auto argv = BuildQemuCommand(spec, config, *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(*argv, Contains("virtio-balloon-pci,id=balloon0,free-page-reporting=on"));
+  EXPECT_EQ(argv->back(), "-extra") << "the operator's extra_args stay last";
+  config.free_page_reporting = false;
+  argv = BuildQemuCommand(spec, config, *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  for (const auto& arg : *argv) EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
+}
+
 }  // namespace
 }  // namespace beaconbox::qemu
