@@ -49,7 +49,7 @@ test-tsan: setup
 # FUZZ_SECONDS, new inputs are merged into tests/fuzz/corpus/. `make test` replays
 # those corpora with g++ (ctest label fuzz). Not part of CI: it has no fixed end.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= ttrpc_server ttrpc_client guest_response config spec_adapter
+FUZZ_TARGETS ?= ttrpc_server ttrpc_client guest_response config spec_adapter cni_result
 fuzz: setup
 	CC=clang CXX=clang++ cmake -S . -B _build-fuzz -DBEACONBOX_FUZZ=ON \
 	  -DBEACONBOX_OUTPUT_DIR=$(CURDIR)/_build-fuzz/_output $(CMAKE_FLAGS)

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "plugins/common/host_dirs.h"
+
 namespace beaconbox::net {
 
 Result<Ipv4> ParseIpv4(std::string_view text) {
@@ -191,11 +193,8 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view toml_text, const std::st
     return ConfigError("gateway", FormatIpv4(config.gateway) + " is not a host address of " +
                                       config.subnet.ToString());
   }
-  if (config.db_path.empty()) {
-    if (state_dir.empty()) return ConfigError("db_path", "no state directory given: set db_path");
-    config.db_path = state_dir + "/network.db";
-  }
-  if (config.db_path.front() != '/') return ConfigError("db_path", "must be an absolute path");
+  BBX_RETURN_IF_ERROR(
+      plugins::DefaultPathUnder(config.db_path, "db_path", state_dir, "state", "network.db"));
   for (auto [key, name] : {std::pair{"nft_filter_table", &config.nft_filter_table},
                            std::pair{"nft_nat_table", &config.nft_nat_table},
                            std::pair{"nft_bridge_table", &config.nft_bridge_table}}) {

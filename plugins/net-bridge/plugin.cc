@@ -5,6 +5,7 @@
 
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
+#include "plugins/common/host_dirs.h"
 #include "plugins/common/network_ops.h"
 #include "plugins/net-bridge/bridge_network.h"
 #include "plugins/net-bridge/prerequisites.h"
@@ -51,12 +52,8 @@ const bbx_config_key kConfigKeys[] = {
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
                 bbx_error* error) {
   if (out == nullptr) return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "init: NULL out");
-  std::string state_dir;
-  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, state_dir) &&
-      host->state_dir != nullptr) {
-    state_dir = host->state_dir;
-  }
-  auto config = beaconbox::net::ParseBridgeConfig(bbx::View(config_toml), state_dir);
+  auto config = beaconbox::net::ParseBridgeConfig(bbx::View(config_toml),
+                                                  beaconbox::plugins::HostDirsOf(host).state_dir);
   if (!config.ok()) return beaconbox::plugins::Fail(config.error(), error);
   auto log = [host](beaconbox::net::LogLevel level, const std::string& message) {
     using beaconbox::net::LogLevel;

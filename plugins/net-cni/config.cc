@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include "plugins/common/host_dirs.h"
 #include "plugins/net-cni/tap_redirect.h"
 
 namespace beaconbox::cni {
@@ -79,18 +80,10 @@ Result<CniConfig> ParseCniConfig(std::string_view toml_text, const std::string& 
     if (!IsValidInterfaceName(*name)) return ConfigError(key, "not an interface name");
   }
   if (config.ifname == config.tap_name) return ConfigError("tap_name", "must differ from ifname");
-  if (config.cache_dir.empty()) {
-    if (state_dir.empty()) return ConfigError("cache_dir", "no state directory given: set it");
-    config.cache_dir = state_dir + "/cni";
-  }
-  if (config.netns_dir.empty()) {
-    if (run_dir.empty()) return ConfigError("netns_dir", "no run directory given: set it");
-    config.netns_dir = run_dir + "/netns";
-  }
-  for (auto [key, path] :
-       {std::pair{"cache_dir", &config.cache_dir}, std::pair{"netns_dir", &config.netns_dir}}) {
-    if (path->front() != '/') return ConfigError(key, "must be an absolute path");
-  }
+  BBX_RETURN_IF_ERROR(
+      plugins::DefaultPathUnder(config.cache_dir, "cache_dir", state_dir, "state", "cni"));
+  BBX_RETURN_IF_ERROR(
+      plugins::DefaultPathUnder(config.netns_dir, "netns_dir", run_dir, "run", "netns"));
   return config;
 }
 

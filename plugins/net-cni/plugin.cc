@@ -5,6 +5,7 @@
 
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
+#include "plugins/common/host_dirs.h"
 #include "plugins/common/network_ops.h"
 #include "plugins/net-cni/cni_network.h"
 
@@ -41,16 +42,9 @@ const bbx_config_key kConfigKeys[] = {
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
                 bbx_error* error) {
   if (out == nullptr) return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "init: NULL out");
-  std::string state_dir, run_dir;
-  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, state_dir) &&
-      host->state_dir != nullptr) {
-    state_dir = host->state_dir;
-  }
-  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, run_dir) &&
-      host->run_dir != nullptr) {
-    run_dir = host->run_dir;
-  }
-  auto config = beaconbox::cni::ParseCniConfig(bbx::View(config_toml), state_dir, run_dir);
+  const beaconbox::plugins::HostDirs dirs = beaconbox::plugins::HostDirsOf(host);
+  auto config =
+      beaconbox::cni::ParseCniConfig(bbx::View(config_toml), dirs.state_dir, dirs.run_dir);
   if (!config.ok()) return beaconbox::plugins::Fail(config.error(), error);
   auto log = [host](bool warning, const std::string& message) {
     bbx::Log(host, warning ? BBX_LOG_WARN : BBX_LOG_INFO, message);

@@ -2,10 +2,14 @@
 
 #include <fcntl.h>
 #include <linux/if_ether.h>
+#include <linux/if_link.h>
 #include <linux/if_tun.h>
 #include <linux/pkt_cls.h>
+#include <linux/rtnetlink.h>
 #include <linux/tc_act/tc_mirred.h>
 #include <net/if.h>
+#include <netlink/cache.h>
+#include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/act/mirred.h>
 #include <netlink/route/action.h>
@@ -143,7 +147,158 @@ Status Redirect(nl_sock* socket, int from, int to, const std::string& what) {
   return Status::Ok();
 }
 
+Status SetOwner(int tun_fd, const std::string& tap_name, const TapOwner& owner) {
+  if (::ioctl(tun_fd, TUNSETOWNER, static_cast<unsigned long>(owner.uid)) != 0) {
+    return ErrnoError("TUNSETOWNER " + std::to_string(owner.uid), tap_name);
+  }
+  if (::ioctl(tun_fd, TUNSETGROUP, static_cast<unsigned long>(owner.gid)) != 0) {
+    return ErrnoError("TUNSETGROUP " + std::to_string(owner.gid), tap_name);
+  }
+  return Status::Ok();
+}
+
+// Gives the existing persistent TAP `tap_name` another owner: attaching to it is the
+// only way to reach the ioctls, so one a VMM holds open (EBUSY) cannot be changed.
+Status Reown(const std::string& tap_name, const TapOwner& owner) {
+  UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  if (!tun) return ErrnoError("open", "/dev/net/tun");
+  ifreq request{};
+  std::strncpy(request.ifr_name, tap_name.c_str(), IFNAMSIZ - 1);
+  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (::ioctl(tun.get(), TUNSETIFF, &request) != 0) {
+    return ErrnoError("attach to re-own the existing TAP", tap_name);
+  }
+  return SetOwner(tun.get(), tap_name, owner);
+}
+
+struct OwnershipReply {
+  bool got = false;
+  bool is_tun = false;
+  TapOwnership ownership;
+};
+
+int OnLinkMessage(nl_msg* message, void* arg) {
+  auto* reply = static_cast<OwnershipReply*>(arg);
+  nlattr* attrs[IFLA_MAX + 1] = {};
+  if (nlmsg_parse(nlmsg_hdr(message), sizeof(ifinfomsg), attrs, IFLA_MAX, nullptr) < 0) {
+    return NL_SKIP;
+  }
+  reply->got = true;
+  if (attrs[IFLA_LINKINFO] == nullptr) return NL_OK;
+  nlattr* info[IFLA_INFO_MAX + 1] = {};
+  if (nla_parse_nested(info, IFLA_INFO_MAX, attrs[IFLA_LINKINFO], nullptr) < 0) return NL_OK;
+  if (info[IFLA_INFO_KIND] == nullptr || nla_strcmp(info[IFLA_INFO_KIND], "tun") != 0 ||
+      info[IFLA_INFO_DATA] == nullptr) {
+    return NL_OK;
+  }
+  nlattr* tun[IFLA_TUN_MAX + 1] = {};
+  if (nla_parse_nested(tun, IFLA_TUN_MAX, info[IFLA_INFO_DATA], nullptr) < 0) return NL_OK;
+  if (tun[IFLA_TUN_TYPE] != nullptr && nla_len(tun[IFLA_TUN_TYPE]) >= 1) {
+    reply->is_tun = (nla_get_u8(tun[IFLA_TUN_TYPE]) & IFF_TAP) != 0;
+  }
+  if (tun[IFLA_TUN_OWNER] != nullptr && nla_len(tun[IFLA_TUN_OWNER]) >= 4) {
+    reply->ownership.uid = nla_get_u32(tun[IFLA_TUN_OWNER]);
+  }
+  if (tun[IFLA_TUN_GROUP] != nullptr && nla_len(tun[IFLA_TUN_GROUP]) >= 4) {
+    reply->ownership.gid = nla_get_u32(tun[IFLA_TUN_GROUP]);
+  }
+  return NL_OK;
+}
+
+// libnl does not read a tun device's link info: one RTM_GETLINK of its own.
+Result<TapOwnership> OwnershipOf(rtnl_link* link, const std::string& tap_name) {
+  BBX_ASSIGN_OR_RETURN(SockPtr socket, Connect());
+  ifinfomsg request{};
+  request.ifi_family = AF_UNSPEC;
+  request.ifi_index = rtnl_link_get_ifindex(link);
+  OwnershipReply reply;
+  nl_socket_modify_cb(socket.get(), NL_CB_VALID, NL_CB_CUSTOM, OnLinkMessage, &reply);
+  if (int rc = nl_send_simple(socket.get(), RTM_GETLINK, 0, &request, sizeof(request)); rc < 0) {
+    return NlError("ask for " + tap_name, rc);
+  }
+  if (int rc = nl_recvmsgs_default(socket.get()); rc < 0) {
+    if (rc == -NLE_NODEV || rc == -NLE_OBJ_NOTFOUND) {
+      return MakeError(ErrorCode::kNotFound, "device " + tap_name + " not found");
+    }
+    return NlError("read " + tap_name, rc);
+  }
+  if (!reply.got) return MakeError(ErrorCode::kNotFound, "device " + tap_name + " not found");
+  if (!reply.is_tun) {
+    return MakeError(ErrorCode::kInvalidArgument, "device " + tap_name + " is not a TAP");
+  }
+  return reply.ownership;
+}
+
+// Whether an ingress filter of `from` redirects (mirred egress redirect) to `to`.
+Result<bool> RedirectsTo(nl_sock* socket, int from, int to, const std::string& what) {
+  nl_cache* cache = nullptr;
+  if (int rc = rtnl_cls_alloc_cache(socket, from, kIngressHandle, &cache); rc < 0) {
+    return NlError("list the filters of " + what, rc);
+  }
+  bool found = false;
+  for (nl_object* object = nl_cache_get_first(cache); object != nullptr && !found;
+       object = nl_cache_get_next(object)) {
+    auto* filter = reinterpret_cast<rtnl_cls*>(object);
+    const char* kind = rtnl_tc_get_kind(TC_CAST(filter));
+    if (kind == nullptr || std::string(kind) != "u32") continue;
+    for (rtnl_act* action = rtnl_u32_get_action(filter); action != nullptr && !found;
+         action = rtnl_act_next(action)) {
+      const char* action_kind = rtnl_tc_get_kind(TC_CAST(action));
+      found = action_kind != nullptr && std::string(action_kind) == "mirred" &&
+              rtnl_mirred_get_action(action) == TCA_EGRESS_REDIR &&
+              static_cast<int>(rtnl_mirred_get_ifindex(action)) == to;
+    }
+  }
+  nl_cache_free(cache);
+  return found;
+}
+
+std::string OwnerText(const std::optional<uint32_t>& id) {
+  return id ? std::to_string(*id) : std::string("unset");
+}
+
 }  // namespace
+
+Result<TapOwnership> TapOwnershipOf(const std::string& tap_name) {
+  BBX_ASSIGN_OR_RETURN(SockPtr socket, Connect());
+  BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket.get(), tap_name));
+  if (!link) return MakeError(ErrorCode::kNotFound, "device " + tap_name + " not found");
+  return OwnershipOf(link.get(), tap_name);
+}
+
+Status CheckRedirectedTap(const std::string& peer, const std::string& tap_name,
+                          const TapOwner& owner) {
+  BBX_ASSIGN_OR_RETURN(SockPtr socket, Connect());
+  BBX_ASSIGN_OR_RETURN(LinkPtr tap, GetLink(socket.get(), tap_name));
+  if (!tap) return MakeError(ErrorCode::kFailedPrecondition, "TAP " + tap_name + " is missing");
+  BBX_ASSIGN_OR_RETURN(LinkPtr peer_link, GetLink(socket.get(), peer));
+  if (!peer_link) {
+    return MakeError(ErrorCode::kFailedPrecondition, "interface " + peer + " is missing");
+  }
+  auto ownership = OwnershipOf(tap.get(), tap_name);
+  if (!ownership.ok()) {
+    return MakeError(ErrorCode::kFailedPrecondition, ownership.error().message);
+  }
+  if (ownership->uid != owner.uid || ownership->gid != owner.gid) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "TAP " + tap_name + " is owned by " + OwnerText(ownership->uid) + ":" +
+                         OwnerText(ownership->gid) + ", not " + std::to_string(owner.uid) + ":" +
+                         std::to_string(owner.gid));
+  }
+  const int tap_index = rtnl_link_get_ifindex(tap.get());
+  const int peer_index = rtnl_link_get_ifindex(peer_link.get());
+  BBX_ASSIGN_OR_RETURN(bool outward, RedirectsTo(socket.get(), tap_index, peer_index, tap_name));
+  if (!outward) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "no tc redirect from " + tap_name + " to " + peer);
+  }
+  BBX_ASSIGN_OR_RETURN(bool inward, RedirectsTo(socket.get(), peer_index, tap_index, peer));
+  if (!inward) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "no tc redirect from " + peer + " to " + tap_name);
+  }
+  return Status::Ok();
+}
 
 bool IsValidInterfaceName(const std::string& name) {
   if (name.empty() || name.size() > 15 || name == "." || name == "..") return false;
@@ -160,7 +315,14 @@ Result<LinkFacts> LinkFactsOf(const std::string& name) {
   return FactsOf(link.get());
 }
 
+TapOwner ProcessTapOwner() { return TapOwner{::geteuid(), ::getegid()}; }
+
 Result<LinkFacts> CreateRedirectedTap(const std::string& peer, const std::string& tap_name) {
+  return CreateRedirectedTap(peer, tap_name, ProcessTapOwner());
+}
+
+Result<LinkFacts> CreateRedirectedTap(const std::string& peer, const std::string& tap_name,
+                                      const TapOwner& owner) {
   if (!IsValidInterfaceName(peer) || !IsValidInterfaceName(tap_name) || peer == tap_name) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "bad interface names \"" + peer + "\" / \"" + tap_name + "\"");
@@ -180,6 +342,10 @@ Result<LinkFacts> CreateRedirectedTap(const std::string& peer, const std::string
       return MakeError(ErrorCode::kAlreadyExists,
                        "device " + tap_name + " exists and is not a TAP: remove it");
     }
+    BBX_ASSIGN_OR_RETURN(TapOwnership current, OwnershipOf(tap.get(), tap_name));
+    if (current.uid != owner.uid || current.gid != owner.gid) {
+      BBX_RETURN_IF_ERROR(Reown(tap_name, owner));
+    }
   } else {
     UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
     if (!tun) return ErrnoError("open", "/dev/net/tun");
@@ -187,6 +353,8 @@ Result<LinkFacts> CreateRedirectedTap(const std::string& peer, const std::string
     std::strncpy(request.ifr_name, tap_name.c_str(), IFNAMSIZ - 1);
     request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
     if (::ioctl(tun.get(), TUNSETIFF, &request) != 0) return ErrnoError("TUNSETIFF", tap_name);
+    // Owner first: until TUNSETPERSIST the device goes with the descriptor.
+    BBX_RETURN_IF_ERROR(SetOwner(tun.get(), tap_name, owner));
     if (::ioctl(tun.get(), TUNSETPERSIST, 1) != 0) return ErrnoError("TUNSETPERSIST", tap_name);
     made = true;
     BBX_ASSIGN_OR_RETURN(tap, GetLink(socket.get(), tap_name));

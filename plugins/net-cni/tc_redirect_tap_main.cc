@@ -4,11 +4,15 @@
 // (tap_redirect.h), and lists the TAP in the result's interfaces (sandbox = the
 // netns), as firecracker-go-sdk's plugin of that name does. A VMM given the TAP is
 // then on the CNI network with the interface's MAC and addresses. DEL removes the TAP
-// and the redirect. CNI_ARGS TC_REDIRECT_TAP_NAME names the TAP (default tap0).
+// and the redirect. CNI_ARGS TC_REDIRECT_TAP_NAME names the TAP (default tap0),
+// TC_REDIRECT_TAP_UID and TC_REDIRECT_TAP_GID its owner (default: this process's
+// effective ids), so a VMM running as that user may open it. CHECK verifies the TAP,
+// its owner and the redirect in both directions.
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -55,6 +59,18 @@ std::string ArgOf(const std::string& cni_args, const std::string& key) {
   return "";
 }
 
+// A uid or gid from CNI_ARGS: decimal, below 2^32 - 1 (the kernel's "unset").
+bool ParseId(const std::string& text, uint32_t* id) {
+  if (text.empty() || text.size() > 10) return false;
+  uint64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value >= 0xffffffffu) {
+    return false;
+  }
+  *id = static_cast<uint32_t>(value);
+  return true;
+}
+
 Status EnterNetns(const std::string& path) {
   beaconbox::UniqueFd netns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!netns) return beaconbox::MakeError(beaconbox::ErrorCode::kNotFound, "open " + path);
@@ -94,6 +110,23 @@ int main() {
     return Fail(version, 7, "bad CNI_IFNAME \"" + ifname + "\" or TAP name \"" + tap + "\"");
   }
 
+  beaconbox::cni::TapOwner owner = beaconbox::cni::ProcessTapOwner();
+  for (const char* key : {"TC_REDIRECT_TAP_UID", "TC_REDIRECT_TAP_GID"}) {
+    const std::string text = ArgOf(Env("CNI_ARGS"), key);
+    if (text.empty()) continue;
+    uint32_t id = 0;
+    if (!ParseId(text, &id)) {
+      return Fail(version, 4,
+                  std::string("CNI_ARGS ") + key + "=\"" + text.substr(0, 16) +
+                      "\" is not a numeric id: give a decimal uid or gid");
+    }
+    if (std::string(key) == "TC_REDIRECT_TAP_UID") {
+      owner.uid = id;
+    } else {
+      owner.gid = id;
+    }
+  }
+
   if (command == "DEL") {
     // Nothing to do without the namespace: the TAP went with it.
     if (netns.empty() || ::access(netns.c_str(), F_OK) != 0) return 0;
@@ -116,11 +149,20 @@ int main() {
     return Fail(version, 7, entered.error().message);
   }
   if (command == "CHECK") {
-    auto facts = beaconbox::cni::LinkFactsOf(tap);
-    if (!facts.ok()) return Fail(version, 100, "TAP " + tap + " is missing in " + netns);
+    // The result being checked must list the TAP in this namespace, and the TAP must
+    // be as ADD left it.
+    bool listed = false;
+    for (const auto& interface : parsed->interfaces) {
+      listed = listed || (interface.name == tap && interface.sandbox == netns);
+    }
+    if (!listed) {
+      return Fail(version, 100, "the result does not list TAP " + tap + " in " + netns);
+    }
+    Status checked = beaconbox::cni::CheckRedirectedTap(ifname, tap, owner);
+    if (!checked.ok()) return Fail(version, 100, checked.error().message + " in " + netns);
     return 0;
   }
-  auto facts = beaconbox::cni::CreateRedirectedTap(ifname, tap);
+  auto facts = beaconbox::cni::CreateRedirectedTap(ifname, tap, owner);
   if (!facts.ok()) return Fail(version, 100, facts.error().message);
   json result = *prev;
   result["cniVersion"] = version;

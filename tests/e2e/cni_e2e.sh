@@ -6,8 +6,9 @@
 # tc-redirect-tap, in a conf dir this test makes. A container gets an address from
 # host-local's range, serves a listener the test reaches (directly and through a
 # mapped port), reaches a listener on the test's bridge and the other container;
-# after delete, and after kill -9 of the shim then delete, no lease, veth, netns,
-# cache file or iptables rule is left. A broken conflist, a missing plugin binary and
+# after delete, after kill -9 of the shim then delete, and after kill -9 of the shim
+# then `beaconbox-ctl gc` (no delete), no lease, veth, netns, cache file or iptables
+# rule is left. A broken conflist, a missing plugin binary and
 # a plugin failing ADD each fail the container with one line naming the file or
 # plugin, leaving nothing.
 #   cni_e2e.sh OUTPUT_DIR [system|1.7|2]
@@ -32,6 +33,7 @@ for plugin in bridge host-local portmap firewall; do
     { echo "FAIL: /usr/lib/cni/$plugin missing: apt-get install containernetworking-plugins" >&2; exit 1; }
 done
 command -v iptables-save >/dev/null || { echo "FAIL: iptables-save missing: apt-get install iptables" >&2; exit 1; }
+bbx_select_containerd_or_skip
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
@@ -65,7 +67,10 @@ EOF
 }
 write_conflist iptables
 
-bbx_on_stop() { rm -rf "$cni_dir"; }
+bbx_on_stop() {  # containerd may be stopped (step 5b) when a check fails
+  [ -n "${BBX_CONTAINERD_PID:-}" ] && kill -CONT "$BBX_CONTAINERD_PID" 2>/dev/null
+  rm -rf "$cni_dir"
+}
 bbx_env_start
 bbx_import_demo_image
 ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
@@ -158,6 +163,31 @@ if [ -n "$shim" ] && [ -n "$crash_ip" ]; then
     fail "left after kill -9 + delete: $left"
 else
   fail "crash container: shim '$shim' address '$crash_ip'"
+fi
+
+# 5b. kill -9 of the shim while containerd is stopped (so its dead-shim cleanup, the
+# shim's `delete`, cannot run first), then `beaconbox-ctl gc` without any delete: gc
+# runs DEL from the cached result. ctl runs in containerd's mount namespace, where the
+# container's netns is pinned.
+bbx_run_detached gcme /bin/sleep 600 || fail "ctr run -d gcme"
+gc_ip=$(ctl net leases | awk '$NF == "gcme" {print $1}' | cut -d/ -f1)
+shim=$(bbx_shim_pid_of gcme || true)
+if [ -n "$shim" ] && [ -n "$gc_ip" ]; then
+  kill -STOP "$BBX_CONTAINERD_PID"
+  kill -KILL "$shim"
+  for _ in $(seq 50); do kill -0 "$shim" 2>/dev/null || break; sleep 0.1; done
+  [ -n "$(leftovers "$gc_ip" | grep '^lease')" ] && pass "gcme's lease outlives its shim (containerd stopped)" ||
+    fail "gcme's lease went before gc: nothing for gc to do"
+  gc_said=$(nsenter --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" --net="/run/netns/$BBX_NETNS"               "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" gc 2>&1 || true)
+  left=$(leftovers "$gc_ip")
+  kill -CONT "$BBX_CONTAINERD_PID"
+  grep -q "released lease of $BBX_NS/gcme" <<<"$gc_said" && pass "gc released gcme's attachment" ||
+    fail "gc said: $gc_said"
+  [ -z "$left" ] && pass "kill -9 of the shim, then gc (no delete): nothing left ($gc_ip released)" ||
+    fail "left after kill -9 + gc: $left"
+  bbx_remove gcme
+else
+  fail "gcme container: shim '$shim' address '$gc_ip'"
 fi
 
 # 6. A conflist without tc-redirect-tap: the network plugin makes the TAP itself.
