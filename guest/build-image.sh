@@ -3,11 +3,12 @@
 #   <out>/beaconbox-kernel-x86_64  the newest installed Debian cloud kernel (vmlinuz)
 #   <out>/beaconbox-vmlinux-x86_64 the same kernel uncompressed (PVH ELF), when it has a
 #                                  PVH entry (Debian's has: CONFIG_PVH=y)
-#   <out>/beaconbox-initrd         gzip'd newc cpio: /init (vminitd), crun with its
-#                                  shared libraries and loader, the kernel modules in
+#   <out>/beaconbox-initrd         newc cpio, uncompressed (unpacks faster than gzip -9
+#                                  under TCG, README "Boot budget"): /init (vminitd),
+#                                  crun with its shared libraries and loader, the kernel modules in
 #                                  load order (/etc/beaconbox/modules.order), minimal /etc
 # Same inputs give the same bytes: fixed mtimes (SOURCE_DATE_EPOCH, default: the
-# kernel's mtime), sorted file list, owner 0:0, cpio --reproducible, gzip -n.
+# kernel's mtime), sorted file list, owner 0:0, cpio --reproducible.
 #
 # usage: build-image.sh --vminitd PATH --module-order-tool PATH --output-dir DIR
 set -euo pipefail
@@ -42,7 +43,7 @@ moddir=/lib/modules/$kver
 crun=$(command -v crun || true)
 [ -n "$crun" ] || die "crun not found: run scripts/setup.sh (installs crun)"
 [ -x "$vminitd" ] || die "vminitd $vminitd not built"
-for tool in cpio gzip ldd strip; do
+for tool in cpio ldd strip; do
   command -v "$tool" >/dev/null || die "$tool not found: run scripts/setup.sh"
 done
 
@@ -96,7 +97,7 @@ chmod 0644 "$root"/etc/passwd "$root"/etc/group "$root"/etc/resolv.conf "$root"/
 
 find "$root" -exec touch -h -d "@$epoch" {} +
 (cd "$root" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort |
-  cpio -o -H newc --reproducible -R 0:0 --quiet) | gzip -n -9 > "$stage/initrd"
+  cpio -o -H newc --reproducible -R 0:0 --quiet) > "$stage/initrd"
 cp "$kernel" "$stage/kernel"
 chmod 0644 "$stage/initrd" "$stage/kernel"
 mv -f "$stage/initrd" "$out_dir/beaconbox-initrd"

@@ -77,7 +77,7 @@ Result<std::string> ReadInitrdFile(const std::string& initrd, const std::string&
     if (!ReadExactly(file.get(), header, sizeof(header)) ||
         std::string_view(header, 6) != "070701") {
       return MakeError(ErrorCode::kInvalidArgument,
-                       "guest initrd " + initrd + " is not a gzip'd newc cpio archive");
+                       "guest initrd " + initrd + " is not a newc cpio archive (plain or gzip'd)");
     }
     uint64_t file_size = 0, name_size = 0;
     if (!HexField(header + 54, &file_size) || !HexField(header + 94, &name_size) ||

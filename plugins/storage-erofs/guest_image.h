@@ -1,5 +1,5 @@
 // Whether the guest can mount EROFS, read from the guest image guest/build-image.sh
-// made: the initrd (a gzip'd newc cpio) lists the kernel modules vminitd loads in
+// made: the initrd (a newc cpio, plain or gzip'd) lists the kernel modules vminitd loads in
 // /etc/beaconbox/modules.order and the wanted ones built into the kernel in
 // /etc/beaconbox/builtin-modules; /etc/beaconbox/kernel-release names the kernel.
 #pragma once
@@ -11,7 +11,7 @@
 namespace beaconbox::storage {
 
 // The contents of `name` (a path inside the archive, without a leading "/") in the
-// gzip'd newc cpio `initrd`, at most `max_bytes`. kNotFound when it is not there.
+// newc cpio (plain or gzip'd) `initrd`, at most `max_bytes`. kNotFound when it is not there.
 Result<std::string> ReadInitrdFile(const std::string& initrd, const std::string& name,
                                    size_t max_bytes);
 

@@ -77,7 +77,9 @@ TEST(QemuCommand, VsockWithTheHostsGuestCid) {
   ASSERT_TRUE(argv.ok()) << argv.error().message;
   EXPECT_THAT(*argv, Contains("vhost-vsock-pci,guest-cid=4711"));
   EXPECT_EQ(ArgAfter(*argv, "-append"),
-            "console=ttyS0 quiet loglevel=4 reboot=t panic=-1 beaconbox.channel=vsock:1024 "
+            "console=ttyS0 quiet loglevel=4 reboot=t i8042.noaux i8042.nokbd i8042.nopnp "
+            "i8042.dumbkbd 8250.nr_uarts=1 tsc=reliable no_timer_check noreplace-smp "
+            "cryptomgr.notests rcupdate.rcu_expedited=1 panic=-1 beaconbox.channel=vsock:1024 "
             "operator=1");
 }
 
