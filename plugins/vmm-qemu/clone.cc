@@ -101,6 +101,8 @@ Result<std::unique_ptr<QemuVm>> QemuVm::LaunchClone(
       BBX_RETURN_IF_ERROR(CopySparse(lease.files.memory, plan.private_memory_file));
       memory_path = plan.private_memory_file;
     }
+    plan.accelerator_reason += has_shares ? " (guest memory: a private copy, for virtio-fs)"
+                                          : " (guest memory: copy-on-write from the template)";
     BBX_RETURN_IF_ERROR(plugins::WriteAgentTokenFile(plan.agent_token_file, spec.agent_token()));
     BBX_ASSIGN_OR_RETURN(auto console_log,
                          CappedLog::Open(spec.console_log_path(), config.console_log_max_bytes));

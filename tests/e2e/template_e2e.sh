@@ -8,6 +8,8 @@
 #   2. A second clone reuses the template (no rebuild); the two clones read different
 #      bytes from /dev/urandom (their pools were refreshed) and their clocks are within
 #      5 s of the host's.
+#   2b. With storage driver erofs (virtio-blk disks hot-added, no virtio-fs), the clone
+#      maps the template's memory copy-on-write.
 #   3. A changed initrd (touched) makes a new template.
 #   4. A corrupt state file and a truncated memory file are refused and rebuilt.
 #   template_e2e.sh OUTPUT_DIR [system|1.7|2]
@@ -99,6 +101,28 @@ if [ -n "$t2" ] && [ $((host_now2 - t2)) -le 5 ] && [ $((t2 - host_now2)) -le 5 
   pass "a clone's clock is the host's (guest $t2, host $host_now2)"
 else
   fail "a clone's clock: guest '$t2', host $host_now2 (first clone: $(echo "$first" | sed -n 3p) vs $host_now)"
+fi
+
+# 2b. storage driver erofs (transport blk): the rootfs comes on hot-added virtio-blk
+#     disks and, without virtio-fs, the clone maps the template's memory copy-on-write.
+#     The template is the same (devices are not part of its key).
+if command -v mkfs.erofs >/dev/null; then
+  cp "$BBX_BEACONBOX_CONFIG" "$BBX_DIR/beaconbox.toml.virtiofs"
+  sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
+  printf '\n[plugins.storage.erofs]\npath = "%s"\n[plugins.storage.erofs.config]\ntransport = "blk"\n' \
+    "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" >> "$BBX_BEACONBOX_CONFIG"
+  status=0
+  out=$(run io.containerd.beaconbox.v1 t-erofs /bin/sh -c "$probe" | sed -n 1p) || status=$?
+  if [ "$status" = 3 ] && [ "$out" = "$expected" ] &&
+     [ "$(log_count 'building the VM template')" = 1 ] &&
+     grep -q "restored from VM template.*copy-on-write from the template" "$BBX_DIR/containerd.log"; then
+    pass "erofs rootfs on hot-added virtio-blk disks, guest memory copy-on-write from the template"
+  else
+    fail "erofs clone: status $status, output '$out', $(log_count 'building the VM template') builds; $(bbx_vm_accelerators | tail -1)"
+  fi
+  cp "$BBX_DIR/beaconbox.toml.virtiofs" "$BBX_BEACONBOX_CONFIG"
+else
+  echo "SKIP: no mkfs.erofs: the erofs (virtio-blk, copy-on-write) clone is not checked"
 fi
 
 # 3. A changed initrd: a new template.

@@ -227,6 +227,13 @@ class Session {
         hello.set_kernel_release(uts.release);
         hello.set_agent_version("hostile-test-agent");
         Respond(stream_id, hello.SerializeAsString());
+      } else if (method == "Refresh") {  // answered as vminitd does: not this test's subject
+        guestapi::RefreshRequest refresh;
+        refresh.ParseFromString(body);
+        guestapi::RefreshResponse refreshed;
+        refreshed.set_entropy_bytes_added(static_cast<uint32_t>(refresh.entropy().size()));
+        refreshed.set_unix_time_ns(refresh.unix_time_ns());
+        Respond(stream_id, refreshed.SerializeAsString());
       } else if (method == "CreateBundle") {
         guestapi::CreateBundleRequest create;
         create.ParseFromString(body);
