@@ -14,10 +14,11 @@
 # With -n larger than the machine holds, it stops starting containers once
 # MemAvailable drops below the reserve (-r) or a start fails, and says how many ran.
 #   bench/density/run.sh [-n N] [-s SETTLE_S] [-r RESERVE_MIB] [-t RUNTIMES]
-#                        [-x QEMU_CONFIG_TOML] [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]
+#                        [-x QEMU_CONFIG_TOML] [-k KERNEL_ARGS] [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]
 #   -t: runc, beaconbox or both (default both)
 #   -x: lines appended under [plugins.vmm.qemu.config] of the generated beaconbox
 #       config (e.g. 'tcg_tb_size_mib = 32'), for comparing VMM settings
+#   -k: the generated config's vm.kernel_cmdline (guest kernel arguments)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -26,21 +27,24 @@ settle=15
 reserve_mib=2048
 which_runtimes=both
 qemu_extra=
+kernel_args=
 output=${BEACONBOX_OUTPUT_DIR:-$repo/_output}
 containerd_choice=system
-usage="usage: run.sh [-n N] [-s SETTLE_S] [-r RESERVE_MIB] [-t runc|beaconbox|both] [-x QEMU_CONFIG_TOML] [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]"
-while getopts 'n:s:r:t:x:o:c:' opt; do
+usage="usage: run.sh [-n N] [-s SETTLE_S] [-r RESERVE_MIB] [-t runc|beaconbox|both] [-x QEMU_CONFIG_TOML] [-k KERNEL_ARGS] [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]"
+while getopts 'n:s:r:t:x:k:o:c:' opt; do
   case $opt in
     n) count=$OPTARG ;;
     s) settle=$OPTARG ;;
     r) reserve_mib=$OPTARG ;;
     t) which_runtimes=$OPTARG ;;
     x) qemu_extra=$OPTARG ;;
+    k) kernel_args=$OPTARG ;;
     o) output=$OPTARG ;;
     c) containerd_choice=$OPTARG ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
 done
+[[ $kernel_args != *[\"\\]* ]] || { echo "run.sh: -k takes no quotes or backslashes" >&2; exit 2; }
 [[ $count =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
 [[ $settle =~ ^[0-9]+$ ]] || { echo "run.sh: -s wants seconds (0 or more)" >&2; exit 2; }
 [[ $reserve_mib =~ ^[0-9]+$ ]] || { echo "run.sh: -r wants MiB (0 or more)" >&2; exit 2; }
@@ -72,6 +76,9 @@ bbx_on_stop() {
 
 bbx_env_start
 bbx_import_demo_image
+if [ -n "$kernel_args" ]; then
+  sed -i "/^\[vm\]\$/a kernel_cmdline = \"$kernel_args\"" "$BBX_BEACONBOX_CONFIG"
+fi
 if [ -n "$qemu_extra" ]; then
   printf '\n[plugins.vmm.qemu.config]\n%s\n' "$qemu_extra" >> "$BBX_BEACONBOX_CONFIG"
 fi
@@ -193,6 +200,7 @@ measure() {  # RUNTIME
 echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE," \
      "$(nproc) CPUs, MemTotal $(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024)) MiB"
 [ -n "$qemu_extra" ] && echo "== [plugins.vmm.qemu.config] $(tr '\n' ' ' <<<"$qemu_extra")"
+[ -n "$kernel_args" ] && echo "== vm.kernel_cmdline = \"$kernel_args\""
 for runtime in "${runtimes[@]}"; do
   measure "$runtime"
 done

@@ -76,6 +76,9 @@ const bbx_config_key kConfigKeys[] = {
     bbx::ConfigKey("free_page_reporting", BBX_CONFIG_BOOLEAN, "true",
                    "a virtio-balloon with free page reporting: memory the guest frees goes "
                    "back to the host"),
+    bbx::ConfigKey("guest_swiotlb", BBX_CONFIG_BOOLEAN, "false",
+                   "keep the guest kernel's 64 MiB swiotlb bounce buffer (false: swiotlb=noforce; "
+                   "virtio devices never use it)"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
@@ -117,6 +120,10 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
       return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                        "free_page_reporting must be true or false");
     }
+    if (auto node = table["guest_swiotlb"]; node && !node.is_boolean()) {
+      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "guest_swiotlb must be true or false");
+    }
+    config.guest_swiotlb = table["guest_swiotlb"].value_or(config.guest_swiotlb);
     if (auto node = table["tcg_tb_size_mib"]; node && !node.is_integer()) {
       return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "tcg_tb_size_mib must be an integer (MiB)");
     }

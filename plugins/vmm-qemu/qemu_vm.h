@@ -57,6 +57,9 @@ struct QemuConfig {
   // A virtio-balloon with free page reporting: the guest hands pages it frees back
   // to the host (QEMU discards them), so an idle VM's footprint shrinks.
   bool free_page_reporting = true;
+  // The guest kernel's swiotlb bounce buffer (64 MiB, touched at boot); off by
+  // default (swiotlb=noforce on the guest's command line).
+  bool guest_swiotlb = false;
 };
 
 // What the command line is made from besides the spec and the config.

@@ -58,12 +58,15 @@ TEST_F(VmmQemuPluginConfigTest, DeclaresTheMemoryKeys) {
   }
   EXPECT_TRUE(keys.count("tcg_tb_size_mib"));
   EXPECT_TRUE(keys.count("free_page_reporting"));
+  EXPECT_TRUE(keys.count("guest_swiotlb"));
 }
 
 TEST_F(VmmQemuPluginConfigTest, AcceptsMemoryKeysInRange) {
   EXPECT_EQ(Init(""), BBX_OK) << message_;
   EXPECT_EQ(Init("tcg_tb_size_mib = 0\nfree_page_reporting = false\n"), BBX_OK) << message_;
-  EXPECT_EQ(Init("tcg_tb_size_mib = 4096\nfree_page_reporting = true\n"), BBX_OK) << message_;
+  EXPECT_EQ(Init("tcg_tb_size_mib = 4096\nfree_page_reporting = true\nguest_swiotlb = true\n"),
+            BBX_OK)
+      << message_;
 }
 
 TEST_F(VmmQemuPluginConfigTest, RefusesBadMemoryKeysNamingThem) {
@@ -72,6 +75,8 @@ TEST_F(VmmQemuPluginConfigTest, RefusesBadMemoryKeysNamingThem) {
     EXPECT_EQ(Init(bad), BBX_ERR_INVALID_ARGUMENT) << bad;
     EXPECT_NE(std::string(message_).find("tcg_tb_size_mib"), std::string::npos) << message_;
   }
+  EXPECT_EQ(Init("guest_swiotlb = 1\n"), BBX_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(message_).find("guest_swiotlb"), std::string::npos) << message_;
   EXPECT_EQ(Init("free_page_reporting = \"yes\"\n"), BBX_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(message_).find("free_page_reporting"), std::string::npos) << message_;
 }

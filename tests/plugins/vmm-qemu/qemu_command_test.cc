@@ -80,7 +80,7 @@ TEST(QemuCommand, VsockWithTheHostsGuestCid) {
             "console=ttyS0 quiet loglevel=4 reboot=t i8042.noaux i8042.nokbd i8042.nopnp "
             "i8042.dumbkbd 8250.nr_uarts=1 tsc=reliable no_timer_check noreplace-smp "
             "cryptomgr.notests rcupdate.rcu_expedited=1 panic=-1 beaconbox.channel=vsock:1024 "
-            "operator=1");
+            "swiotlb=noforce operator=1");
 }
 
 // A TAP in another network namespace (net-cni) reaches QEMU as a descriptor Launch
@@ -233,6 +233,21 @@ TEST(QemuCommand, FreePageReportingBalloonUnlessTurnedOff) {
   argv = BuildQemuCommand(spec, config, *plan);
   ASSERT_TRUE(argv.ok()) << argv.error().message;
   for (const auto& arg : *argv) EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
+}
+
+TEST(QemuCommand, NoGuestSwiotlbUnlessAsked) {
+  pluginapi::VmSpec spec = VsockSpec();
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  plan->accelerator = "tcg";
+  QemuConfig config;
+  auto argv = BuildQemuCommand(spec, config, *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(ArgAfter(*argv, "-append"), HasSubstr(" swiotlb=noforce operator=1"));
+  config.guest_swiotlb = true;
+  argv = BuildQemuCommand(spec, config, *plan);
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(ArgAfter(*argv, "-append"), ::testing::Not(HasSubstr("swiotlb")));
 }
 
 }  // namespace
