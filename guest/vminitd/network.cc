@@ -6,8 +6,8 @@
 #include <net/route.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
-#include <unistd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>

@@ -87,18 +87,18 @@ int64_t RealtimeNs() {
 Status CheckRefreshReply(const guestapi::RefreshResponse& reply, size_t sent,
                          int64_t host_before_ns, int64_t host_after_ns) {
   if (reply.entropy_bytes_added() != sent) {
-    return MakeError(ErrorCode::kInternal,
-                     "guest Refresh: the guest says it added " +
-                         std::to_string(reply.entropy_bytes_added()) + " random bytes, " +
-                         std::to_string(sent) + " were sent");
+    return MakeError(ErrorCode::kInternal, "guest Refresh: the guest says it added " +
+                                               std::to_string(reply.entropy_bytes_added()) +
+                                               " random bytes, " + std::to_string(sent) +
+                                               " were sent");
   }
   constexpr int64_t kSecond = 1000000000;
   const int64_t guest = reply.unix_time_ns();
   if (guest < host_before_ns - kSecond || guest > host_after_ns + 5 * kSecond) {
-    return MakeError(ErrorCode::kInternal,
-                     "guest Refresh: the guest's clock reads " + std::to_string(guest) +
-                         " ns after setting it to the host's " + std::to_string(host_before_ns) +
-                         " ns");
+    return MakeError(ErrorCode::kInternal, "guest Refresh: the guest's clock reads " +
+                                               std::to_string(guest) +
+                                               " ns after setting it to the host's " +
+                                               std::to_string(host_before_ns) + " ns");
   }
   return Status::Ok();
 }
@@ -112,9 +112,9 @@ Status RefreshGuest(GuestClient& guest, std::chrono::milliseconds timeout, bool*
     ssize_t n = ::getrandom(entropy.data() + have, entropy.size() - have, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      return MakeError(ErrorCode::kInternal,
-                       "getrandom failed making the guest's fresh random bytes: errno " +
-                           std::to_string(errno));
+      return MakeError(
+          ErrorCode::kInternal,
+          "getrandom failed making the guest's fresh random bytes: errno " + std::to_string(errno));
     }
     have += static_cast<size_t>(n);
   }

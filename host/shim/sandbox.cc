@@ -302,7 +302,8 @@ Status Sandbox::ConnectGuest() {
       deadline - std::chrono::steady_clock::now());
   Status refresh = RefreshGuest(*guest, std::max(remaining, 1000ms), &refreshed);
   if (!refresh.ok()) return refresh.error().Wrap("refreshing the guest's random pool and clock");
-  if (!refreshed) spdlog::info("guest agent has no Refresh call: random pool and clock not refreshed");
+  if (!refreshed)
+    spdlog::info("guest agent has no Refresh call: random pool and clock not refreshed");
   // bench/boot reads this line: the host's view (from the VMM's start until the agent
   // answers) beside the guest's own clock (from its kernel's clock start).
   spdlog::info(

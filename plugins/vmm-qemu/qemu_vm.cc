@@ -267,9 +267,9 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
   return argv;
 }
 
-Result<std::unique_ptr<QemuVm>> QemuVm::Create(
-    const pluginapi::VmSpec& spec, const QemuConfig& config, Spawner& spawner,
-    const std::function<void(const std::string&)>& log) {
+Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
+                                               const QemuConfig& config, Spawner& spawner,
+                                               const std::function<void(const std::string&)>& log) {
   BBX_RETURN_IF_ERROR(CheckReadable(spec.kernel_path(), "kernel", "vm.kernel_path"));
   const auto [kernel, kernel_key] = KernelFor(config, spec);
   BBX_RETURN_IF_ERROR(CheckReadable(kernel, "kernel", kernel_key));
@@ -303,9 +303,10 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(
   return Launch(spec, config, spawner, *again, log);
 }
 
-Result<std::unique_ptr<QemuVm>> QemuVm::Launch(
-    const pluginapi::VmSpec& spec, const QemuConfig& config, Spawner& spawner,
-    const AcceleratorChoice& choice, const std::function<void(const std::string&)>& log) {
+Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
+                                               const QemuConfig& config, Spawner& spawner,
+                                               const AcceleratorChoice& choice,
+                                               const std::function<void(const std::string&)>& log) {
   if (config.use_template) return LaunchClone(spec, config, spawner, choice, log);
   auto vm = std::unique_ptr<QemuVm>(new QemuVm());
   vm->spec_ = spec;
@@ -369,9 +370,9 @@ QemuVm::~QemuVm() {
   InvalidateKvmVerdictIfGuestFailed();
   (void)Stop(0ms);
   std::error_code error;
-  for (const auto& path : {plan_.qmp_socket, plan_.agent_socket, plan_.qemu_log,
-                           plan_.virtiofsd_log, plan_.agent_token_file,
-                           plan_.private_memory_file}) {
+  for (const auto& path :
+       {plan_.qmp_socket, plan_.agent_socket, plan_.qemu_log, plan_.virtiofsd_log,
+        plan_.agent_token_file, plan_.private_memory_file}) {
     if (!path.empty()) fs::remove(path, error);
   }
   for (const auto& socket : plan_.virtiofsd_sockets) fs::remove(socket, error);
