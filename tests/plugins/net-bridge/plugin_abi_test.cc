@@ -2,13 +2,12 @@
 // beaconbox-ctl (`net leases`, `gc`) use it.
 #include "beaconbox/plugin_abi.h"
 
-#include <dlfcn.h>
-
 #include <filesystem>
 #include <set>
 
 #include "beaconbox/plugin/v1/network.pb.h"
 #include "beaconbox/plugin/v1/plugin.pb.h"
+#include "tests/plugins/common/built_plugin_fixture.h"
 #include "tests/plugins/net-bridge/test_util.h"
 
 namespace beaconbox::net {
@@ -22,49 +21,21 @@ int CollectBytes(void* context, const uint8_t* data, size_t len) {
   return 0;
 }
 
-class PluginAbiTest : public testing::NetnsTest {
+class PluginAbiTest : public plugins::testing::BuiltPluginFixture<testing::NetnsTest> {
  protected:
   void SetUp() override {
     NetnsTest::SetUp();
     if (HasFatalFailure()) return;
-    const char* output_dir = std::getenv("BEACONBOX_OUTPUT_DIR");
-    ASSERT_NE(output_dir, nullptr) << "run through ctest (BEACONBOX_OUTPUT_DIR)";
-    std::string path = std::string(output_dir) + "/plugins/net-bridge.so";
-    handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NE(handle_, nullptr) << ::dlerror();
-    auto entry = reinterpret_cast<bbx_plugin_entry_fn>(::dlsym(handle_, BBX_PLUGIN_ENTRY_SYMBOL));
-    ASSERT_NE(entry, nullptr);
-    bbx_entry_request request{sizeof(request), BBX_ABI_VERSION_CURRENT, BBX_ABI_VERSION_CURRENT};
-    response_.struct_size = sizeof(response_);
-    ASSERT_EQ(entry(&request, &response_, &error_), BBX_OK) << message_;
-    ASSERT_EQ(response_.kind, BBX_PLUGIN_KIND_NETWORK);
-    common_ = response_.common_ops;
+    LoadPlugin("net-bridge.so", BBX_PLUGIN_KIND_NETWORK);
+    if (HasFatalFailure()) return;
     ops_ = static_cast<const bbx_network_ops*>(response_.kind_ops);
-    host_.struct_size = sizeof(host_);
-    host_.abi_version = BBX_ABI_VERSION_CURRENT;
     host_.state_dir = state_dir_.c_str();
     host_.run_dir = state_dir_.c_str();
     host_.log_dir = state_dir_.c_str();
     host_.share_dir = state_dir_.c_str();
   }
-  void TearDown() override {
-    if (plugin_ != nullptr) common_->fini(plugin_);
-    if (handle_ != nullptr) ::dlclose(handle_);
-    NetnsTest::TearDown();
-  }
-  bbx_status Init(const std::string& toml) {
-    bbx_bytes config{reinterpret_cast<const uint8_t*>(toml.data()), toml.size()};
-    return common_->init(&host_, config, &plugin_, &error_);
-  }
 
-  void* handle_ = nullptr;
-  bbx_entry_response response_{};
-  const bbx_plugin_common_ops* common_ = nullptr;
   const bbx_network_ops* ops_ = nullptr;
-  bbx_host_services host_{};
-  bbx_plugin* plugin_ = nullptr;
-  char message_[512] = {};
-  bbx_error error_{message_, sizeof(message_)};
 };
 
 TEST_F(PluginAbiTest, EntryDescribesTheConfigSchema) {

@@ -1,54 +1,19 @@
 // The built plugins/vmm-qemu.so through its C ABI: the config keys it declares and
 // the values Init refuses (the memory keys of issue 16).
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <set>
 #include <string>
 
 #include "beaconbox/plugin_abi.h"
+#include "tests/plugins/common/built_plugin_fixture.h"
 
 namespace beaconbox::qemu {
 namespace {
 
-class VmmQemuPluginConfigTest : public ::testing::Test {
+class VmmQemuPluginConfigTest : public plugins::testing::BuiltPluginFixture<> {
  protected:
-  void SetUp() override {
-    const char* output_dir = std::getenv("BEACONBOX_OUTPUT_DIR");
-    ASSERT_NE(output_dir, nullptr) << "run through ctest (BEACONBOX_OUTPUT_DIR)";
-    std::string path = std::string(output_dir) + "/plugins/vmm-qemu.so";
-    handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NE(handle_, nullptr) << ::dlerror();
-    auto entry = reinterpret_cast<bbx_plugin_entry_fn>(::dlsym(handle_, BBX_PLUGIN_ENTRY_SYMBOL));
-    ASSERT_NE(entry, nullptr);
-    bbx_entry_request request{sizeof(request), BBX_ABI_VERSION_CURRENT, BBX_ABI_VERSION_CURRENT};
-    response_.struct_size = sizeof(response_);
-    ASSERT_EQ(entry(&request, &response_, &error_), BBX_OK) << message_;
-    ASSERT_EQ(response_.kind, BBX_PLUGIN_KIND_VMM);
-    common_ = response_.common_ops;
-    host_.struct_size = sizeof(host_);
-    host_.abi_version = BBX_ABI_VERSION_CURRENT;
-  }
-  void TearDown() override {
-    if (plugin_ != nullptr) common_->fini(plugin_);
-    if (handle_ != nullptr) ::dlclose(handle_);
-  }
-  bbx_status Init(const std::string& toml) {
-    if (plugin_ != nullptr) common_->fini(plugin_);
-    plugin_ = nullptr;
-    message_[0] = '\0';
-    bbx_bytes config{reinterpret_cast<const uint8_t*>(toml.data()), toml.size()};
-    return common_->init(&host_, config, &plugin_, &error_);
-  }
-
-  void* handle_ = nullptr;
-  bbx_entry_response response_{};
-  const bbx_plugin_common_ops* common_ = nullptr;
-  bbx_host_services host_{};
-  bbx_plugin* plugin_ = nullptr;
-  char message_[512] = {};
-  bbx_error error_{message_, sizeof(message_)};
+  void SetUp() override { LoadPlugin("vmm-qemu.so", BBX_PLUGIN_KIND_VMM); }
 };
 
 TEST_F(VmmQemuPluginConfigTest, DeclaresTheMemoryKeys) {
