@@ -41,6 +41,13 @@ expected=(usr/bin/containerd-shim-beaconbox-v1 usr/bin/beaconbox-ctl etc/beaconb
           usr/share/beacon/kernel/beacon-kernel-x86_64 usr/share/beacon/kernel/beacon-initrd
           usr/include/beaconbox/plugin_abi.h usr/bin/beaconbox-vmm-conformance
           usr/lib/beaconbox/cni/tc-redirect-tap)
+# The PVH vmlinux is installed when the build could extract it (vmm-qemu's kernel =
+# "auto" boots it then; else the bzImage).
+kernel=beacon-kernel-x86_64
+if [ -e "$output/beaconbox-vmlinux-x86_64" ]; then
+  kernel=beacon-vmlinux-x86_64
+  expected+=(usr/share/beacon/kernel/beacon-vmlinux-x86_64)
+fi
 plugin_dirs=()
 for version_file in "$repo"/plugins/*/VERSION; do
   dir=$(basename "$(dirname "$version_file")")
@@ -62,7 +69,7 @@ cmp -s "$repo/config/config.toml" "$root/etc/beaconbox/config.toml" &&
   fail "/etc/beaconbox/config.toml differs from config/config.toml"
 # ... and nothing else: no test binary, fixture plugin, hostile initrd or build path.
 unexpected=$(cd "$root" && find . -type f -printf '%P\n' | grep -vE \
-  '^(usr/bin/(containerd-shim-beaconbox-v1|beaconbox-ctl|beaconbox-vmm-conformance)|etc/beaconbox/config\.toml|usr/share/beacon/kernel/beacon-(kernel-x86_64|initrd)|usr/lib/beaconbox/plugins/[a-z0-9-]+\.so|usr/lib/beaconbox/cni/tc-redirect-tap|usr/include/beaconbox/[a-z_]+\.(h|hpp)|usr/share/beaconbox/plugin-abi/(plugin\.map|proto/beaconbox/plugin/v1/[a-z]+\.proto)|usr/lib(/[a-z0-9_-]+)?/cmake/BeaconboxPluginAbi/BeaconboxPluginAbi[A-Za-z-]*\.cmake|usr/lib(/[a-z0-9_-]+)?/pkgconfig/beaconbox-plugin-abi\.pc)$' || true)
+  '^(usr/bin/(containerd-shim-beaconbox-v1|beaconbox-ctl|beaconbox-vmm-conformance)|etc/beaconbox/config\.toml|usr/share/beacon/kernel/beacon-(kernel-x86_64|vmlinux-x86_64|initrd)|usr/lib/beaconbox/plugins/[a-z0-9-]+\.so|usr/lib/beaconbox/cni/tc-redirect-tap|usr/include/beaconbox/[a-z_]+\.(h|hpp)|usr/share/beaconbox/plugin-abi/(plugin\.map|proto/beaconbox/plugin/v1/[a-z]+\.proto)|usr/lib(/[a-z0-9_-]+)?/cmake/BeaconboxPluginAbi/BeaconboxPluginAbi[A-Za-z-]*\.cmake|usr/lib(/[a-z0-9_-]+)?/pkgconfig/beaconbox-plugin-abi\.pc)$' || true)
 [ -z "$unexpected" ] && pass "nothing installed outside the agreed layout" ||
   fail "installed outside the layout: $(tr '\n' ' ' <<<"$unexpected")"
 for so in "$root"/usr/lib/beaconbox/plugins/*.so; do
@@ -142,7 +149,7 @@ else
   for pid in $(others); do
     case $(exe_of "$pid") in qemu-system-*) vm_cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true) ;; esac
   done
-  grep -qF -- "-kernel $root/usr/share/beacon/kernel/beacon-kernel-x86_64" <<<"$vm_cmdline" &&
+  grep -qF -- "-kernel $root/usr/share/beacon/kernel/$kernel" <<<"$vm_cmdline" &&
     grep -qF -- "-initrd $root/usr/share/beacon/kernel/beacon-initrd" <<<"$vm_cmdline" &&
     pass "QEMU boots the installed kernel and initrd" || fail "QEMU's command line: ${vm_cmdline:0:600}"
 fi

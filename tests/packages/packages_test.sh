@@ -167,7 +167,10 @@ if [ "${1:-}" = --in-root ]; then
     for pid in $(others); do
       case $(exe_of "$pid") in qemu-system-*) vm_cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null || true) ;; esac
     done
-    grep -qF -- "-kernel /usr/share/beacon/kernel/beacon-kernel-x86_64" <<<"$vm_cmdline" &&
+    # vmm-qemu's kernel = "auto" boots the PVH vmlinux when the package has it.
+    kernel=beacon-kernel-x86_64
+    [ -e /usr/share/beacon/kernel/beacon-vmlinux-x86_64 ] && kernel=beacon-vmlinux-x86_64
+    grep -qF -- "-kernel /usr/share/beacon/kernel/$kernel" <<<"$vm_cmdline" &&
       grep -qF -- "-initrd /usr/share/beacon/kernel/beacon-initrd" <<<"$vm_cmdline" &&
       pass "QEMU boots beaconbox-guest's kernel and initrd" || fail "QEMU's command line: ${vm_cmdline:0:600}"
   fi
