@@ -88,13 +88,14 @@ std::string ReadKernelLog(size_t max_bytes) {
   return log;
 }
 
-void MarkBootStep(std::string_view name) {
+uint64_t MarkBootStep(std::string_view name) {
   const uint64_t now = BootTimeUs();
   std::lock_guard lock(steps_mutex);
   for (const BootStep& step : vminitd_steps) {
-    if (step.name == name) return;
+    if (step.name == name) return step.at_us;
   }
   vminitd_steps.push_back({std::string(name), now});
+  return now;
 }
 
 std::vector<BootStep> BootTimeline() {

@@ -25,8 +25,9 @@ std::vector<BootStep> KernelBootSteps(std::string_view kmsg_records);
 // cannot be read.
 std::string ReadKernelLog(size_t max_bytes = 512 * 1024);
 
-// Records that vminitd reached `name` now (the first time only).
-void MarkBootStep(std::string_view name);
+// Records that vminitd reached `name` now (the first time only); returns when it was
+// first reached (at_us).
+uint64_t MarkBootStep(std::string_view name);
 
 // The kernel's milestones then vminitd's, as recorded so far.
 std::vector<BootStep> BootTimeline();

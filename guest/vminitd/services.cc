@@ -174,7 +174,7 @@ void RegisterGuest(ttrpc::Server& server, Runtime& rt) {
         ::clock_gettime(CLOCK_REALTIME, &now);
         resp->set_entropy_bytes_added(static_cast<uint32_t>(req.entropy().size()));
         resp->set_unix_time_ns(int64_t{now.tv_sec} * 1000000000 + now.tv_nsec);
-        MarkBootStep("refreshed");
+        resp->set_refreshed_at_us(MarkBootStep("refreshed"));
         return RpcStatus{};
       });
   RegisterGuestStdio(server, rt);

@@ -103,8 +103,10 @@ Status CheckRefreshReply(const guestapi::RefreshResponse& reply, size_t sent,
   return Status::Ok();
 }
 
-Status RefreshGuest(GuestClient& guest, std::chrono::milliseconds timeout, bool* refreshed) {
+Status RefreshGuest(GuestClient& guest, std::chrono::milliseconds timeout, bool* refreshed,
+                    uint64_t* refreshed_at_us) {
   *refreshed = false;
+  if (refreshed_at_us != nullptr) *refreshed_at_us = 0;
   constexpr size_t kEntropyBytes = 64;
   std::string entropy(kEntropyBytes, '\0');
   size_t have = 0;
@@ -130,6 +132,7 @@ Status RefreshGuest(GuestClient& guest, std::chrono::milliseconds timeout, bool*
   }
   BBX_RETURN_IF_ERROR(CheckRefreshReply(reply, entropy.size(), before, RealtimeNs()));
   *refreshed = true;
+  if (refreshed_at_us != nullptr) *refreshed_at_us = reply.refreshed_at_us();
   return Status::Ok();
 }
 

@@ -65,7 +65,10 @@ Status CheckRefreshReply(const guestapi::RefreshResponse& reply, size_t sent,
 // Refreshes the guest's random pool and clock (Guest.Refresh: fresh bytes from the
 // host's CSPRNG and its time), which a VM restored from a template
 // (plugins/vmm-qemu/template.h) shares with the template until then. A guest older
-// than the call (UNIMPLEMENTED) is left as it is: `*refreshed` says which.
-Status RefreshGuest(GuestClient& guest, std::chrono::milliseconds timeout, bool* refreshed);
+// than the call (UNIMPLEMENTED) is left as it is: `*refreshed` says which. When
+// `refreshed_at_us` is given it gets the guest's boot step "refreshed" (BootStep.at_us;
+// 0 when the guest did not say).
+Status RefreshGuest(GuestClient& guest, std::chrono::milliseconds timeout, bool* refreshed,
+                    uint64_t* refreshed_at_us = nullptr);
 
 }  // namespace beaconbox::shim

@@ -40,10 +40,15 @@ TEST(BootTimeline, SkipsMalformedRecords) {
 }
 
 TEST(BootTimeline, VminitdStepsAreRecordedOnce) {
-  MarkBootStep("test-step");
-  MarkBootStep("test-step");
+  const uint64_t first = MarkBootStep("test-step");
+  EXPECT_GT(first, 0u);
+  EXPECT_EQ(MarkBootStep("test-step"), first);  // a repeat answers the first time
   int seen = 0;
-  for (const BootStep& step : BootTimeline()) seen += step.name == "test-step";
+  for (const BootStep& step : BootTimeline()) {
+    if (step.name != "test-step") continue;
+    ++seen;
+    EXPECT_EQ(step.at_us, first);
+  }
   EXPECT_EQ(seen, 1);
 }
 

@@ -1,8 +1,13 @@
 #include "host/shim/guest_client.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <limits>
+#include <thread>
+
+#include "common/ttrpc/ttrpc.h"
 
 namespace beaconbox::shim {
 namespace {
@@ -76,6 +81,44 @@ TEST(RefreshReplyTest, RefusesAClockFarFromTheHosts) {
     reply.set_entropy_bytes_added(64);
     reply.set_unix_time_ns(guest);
     EXPECT_FALSE(CheckRefreshReply(reply, 64, kHostNow, kHostNow + 1000000).ok()) << guest;
+  }
+}
+
+// RefreshGuest against a guest that answers Refresh (as vminitd does) with its boot
+// step "refreshed": the shim hands the step on (it logs it in the guest's timeline,
+// which e2e_beaconbox_template reads back for each clone); a guest without the call
+// leaves the VM unrefreshed and says so.
+TEST(RefreshGuestTest, HandsOnTheGuestsRefreshedStep) {
+  for (bool implemented : {true, false}) {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    ttrpc::Server server;
+    if (implemented) {
+      ttrpc::RegisterUnaryProto<guestapi::RefreshRequest, guestapi::RefreshResponse>(
+          server, "beaconbox.guest.v1.Guest", "Refresh",
+          [](ttrpc::ServerContext&, const guestapi::RefreshRequest& request,
+             guestapi::RefreshResponse* reply) {
+            struct timespec now {};
+            ::clock_gettime(CLOCK_REALTIME, &now);
+            reply->set_entropy_bytes_added(static_cast<uint32_t>(request.entropy().size()));
+            reply->set_unix_time_ns(int64_t{now.tv_sec} * 1000000000 + now.tv_nsec);
+            reply->set_refreshed_at_us(2345600);
+            return ttrpc::RpcStatus{};
+          });
+    }
+    std::thread serving([&server, fd = fds[1]] { server.ServeConnection(UniqueFd(fd)); });
+    {
+      GuestClient guest{UniqueFd(fds[0])};
+      bool refreshed = false;
+      uint64_t refreshed_at_us = 1;
+      Status status =
+          RefreshGuest(guest, std::chrono::milliseconds(5000), &refreshed, &refreshed_at_us);
+      EXPECT_TRUE(status.ok()) << status.error().message;
+      EXPECT_EQ(refreshed, implemented);
+      EXPECT_EQ(refreshed_at_us, implemented ? 2345600u : 0u);
+      guest.Close();
+    }
+    serving.join();
   }
 }
 
