@@ -77,7 +77,9 @@ Result<std::unique_ptr<QemuVm>> QemuVm::LaunchClone(
     plan.accelerator_reason = choice.why + "; restored from VM template " + lease.files.dir;
     plan.kvm_broken = choice.kvm_broken;
     if (choice.accelerator == "kvm") plan.kvm_verdict_path = choice.verdict_path;
-    // Checked before anything starts (a netns TAP is refused here).
+    // A TAP in another network namespace is opened there and handed to QEMU over QMP.
+    BBX_ASSIGN_OR_RETURN(std::vector<UniqueFd> tap_fds, OpenNetnsTaps(spec, &plan));
+    // Checked before anything starts.
     BBX_ASSIGN_OR_RETURN(auto hotplug, HotplugCommands(spec, plan));
     vm->vcpus_ = std::max<uint32_t>(spec.vcpus(), 1);
     vm->memory_mib_ = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
@@ -136,8 +138,9 @@ Result<std::unique_ptr<QemuVm>> QemuVm::LaunchClone(
       return restored.error().Wrap("restoring VM template " + lease.files.dir);
     }
     lease.lock.Reset();  // state loaded: a rebuild may replace the files now
-    for (const auto& [command, arguments] : hotplug) {
-      auto added = vm->qmp_->Call(command, arguments, 10s);
+    vm->template_in_use_ = std::move(lease.in_use);  // unused templates are removed
+    for (const HotplugCommand& step : hotplug) {
+      auto added = vm->qmp_->CallWithFd(step.command, step.arguments, step.fd, 10s);
       if (!added.ok()) return added.error().Wrap("hot-adding a device to the clone");
     }
     return vm;

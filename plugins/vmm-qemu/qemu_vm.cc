@@ -45,6 +45,22 @@ bool IsSafeToken(const std::string& value) {
 
 }  // namespace
 
+Result<std::vector<UniqueFd>> OpenNetnsTaps(const pluginapi::VmSpec& spec, LaunchPlan* plan) {
+  std::vector<UniqueFd> tap_fds;
+  for (const auto& device : spec.devices()) {
+    if (!device.has_net()) continue;
+    if (device.net().netns_path().empty()) {
+      plan->tap_fds.push_back(-1);
+      continue;
+    }
+    BBX_ASSIGN_OR_RETURN(
+        UniqueFd tap, plugins::OpenTapInNetns(device.net().netns_path(), device.net().tap_name()));
+    plan->tap_fds.push_back(tap.get());
+    tap_fds.push_back(std::move(tap));
+  }
+  return tap_fds;
+}
+
 AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config) {
   AcceleratorSettings settings;
   settings.mode = config.accelerator;
@@ -318,18 +334,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
   if (choice.accelerator == "kvm") plan.kvm_verdict_path = choice.verdict_path;
   // A TAP in another network namespace (a CNI sandbox) is opened there by this
   // process and handed to QEMU as a descriptor; QEMU stays in the shim's namespace.
-  std::vector<UniqueFd> tap_fds;
-  for (const auto& device : spec.devices()) {
-    if (!device.has_net()) continue;
-    if (device.net().netns_path().empty()) {
-      plan.tap_fds.push_back(-1);
-      continue;
-    }
-    BBX_ASSIGN_OR_RETURN(
-        UniqueFd tap, plugins::OpenTapInNetns(device.net().netns_path(), device.net().tap_name()));
-    plan.tap_fds.push_back(tap.get());
-    tap_fds.push_back(std::move(tap));
-  }
+  BBX_ASSIGN_OR_RETURN(std::vector<UniqueFd> tap_fds, OpenNetnsTaps(spec, &plan));
   BBX_ASSIGN_OR_RETURN(auto argv, BuildQemuCommand(spec, config, plan));
   vm->vcpus_ = std::max<uint32_t>(spec.vcpus(), 1);
   vm->memory_mib_ = spec.memory_mib() == 0 ? 512 : spec.memory_mib();

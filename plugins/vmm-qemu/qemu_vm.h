@@ -64,7 +64,7 @@ struct QemuConfig {
 
 // What the command line is made from besides the spec and the config.
 struct LaunchPlan {
-  std::string accelerator;  // resolved: kvm or tcg
+  std::string accelerator;         // resolved: kvm or tcg
   std::string accelerator_reason;  // why, one line
   // KVM chosen from a verdict (file) that this VM's failure invalidates.
   std::string kvm_verdict_path;
@@ -100,6 +100,12 @@ std::pair<std::string, std::string> KernelFor(const QemuConfig& config,
                                               const beaconbox::plugin::v1::VmSpec& spec);
 // The -accel value: the resolved accelerator, with tb-size under TCG when set.
 std::string AccelArg(const QemuConfig& config, const LaunchPlan& plan);
+
+// Opens each TAP of `spec` that lives in another network namespace there (the
+// shim's process stays in its own) and puts its descriptor into plan->tap_fds (-1
+// for a TAP QEMU opens by name); the returned descriptors must outlive QEMU's copies.
+Result<std::vector<UniqueFd>> OpenNetnsTaps(const beaconbox::plugin::v1::VmSpec& spec,
+                                            LaunchPlan* plan);
 
 // The settings ChooseAccelerator gets from the config, and what the probe boots.
 AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config);
@@ -154,6 +160,8 @@ class QemuVm {
   uint64_t memory_mib_ = 0;
   int dimm_count_ = 0;
   bool stopped_ = false;
+  // A clone's shared flock on its template's directory (template.h TemplateLease).
+  UniqueFd template_in_use_;
 };
 
 }  // namespace beaconbox::qemu

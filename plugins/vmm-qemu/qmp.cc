@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -36,14 +37,36 @@ Result<QmpClient> QmpClient::Connect(const std::string& socket_path,
   if (greeting.find("\"QMP\"") == std::string::npos) {
     return MakeError(ErrorCode::kInternal, "no QMP greeting on " + socket_path);
   }
-  BBX_RETURN_IF_ERROR(client.Execute("qmp_capabilities",
-                                     std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         deadline - std::chrono::steady_clock::now())));
+  BBX_RETURN_IF_ERROR(
+      client.Execute("qmp_capabilities", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             deadline - std::chrono::steady_clock::now())));
   return client;
 }
 
-Status QmpClient::Send(const std::string& line) {
+Status QmpClient::Send(const std::string& line, int fd) {
   std::string_view rest = line;
+  if (fd >= 0 && !rest.empty()) {
+    // The descriptor goes with the first byte of the command (QEMU takes it with the
+    // bytes it reads and keeps it for the command they belong to).
+    iovec iov{const_cast<char*>(rest.data()), 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    ssize_t n;
+    do {
+      n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) return ErrnoError("sending a descriptor to QMP", "");
+    rest.remove_prefix(1);
+  }
   while (!rest.empty()) {
     ssize_t n = ::send(fd_.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -80,6 +103,11 @@ Result<std::string> QmpClient::ReadLine(std::chrono::steady_clock::time_point de
 
 Result<std::string> QmpClient::Call(const std::string& command, const std::string& arguments,
                                     std::chrono::milliseconds timeout) {
+  return CallWithFd(command, arguments, -1, timeout);
+}
+
+Result<std::string> QmpClient::CallWithFd(const std::string& command, const std::string& arguments,
+                                          int fd, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   nlohmann::json request{{"execute", command}};
   if (!arguments.empty()) {
@@ -90,7 +118,7 @@ Result<std::string> QmpClient::Call(const std::string& command, const std::strin
     }
     request["arguments"] = std::move(parsed);
   }
-  BBX_RETURN_IF_ERROR(Send(request.dump() + "\n"));
+  BBX_RETURN_IF_ERROR(Send(request.dump() + "\n", fd));
   while (true) {
     BBX_ASSIGN_OR_RETURN(std::string line, ReadLine(deadline));
     // QEMU's answers are bounded like anything else read from a socket.

@@ -24,12 +24,16 @@ class QmpClient {
   // asynchronous events in between are skipped.
   Result<std::string> Call(const std::string& command, const std::string& arguments,
                            std::chrono::milliseconds timeout);
+  // As Call, with `fd` sent along as SCM_RIGHTS (e.g. "getfd", which names it for
+  // later commands: netdev_add's "fd"). The caller keeps and closes its `fd`.
+  Result<std::string> CallWithFd(const std::string& command, const std::string& arguments, int fd,
+                                 std::chrono::milliseconds timeout);
   Status Execute(const std::string& command, std::chrono::milliseconds timeout);
 
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
   Result<std::string> ReadLine(std::chrono::steady_clock::time_point deadline);
-  Status Send(const std::string& line);
+  Status Send(const std::string& line, int fd = -1);
 
   UniqueFd fd_;
   std::string buffer_;

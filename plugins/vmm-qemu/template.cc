@@ -334,9 +334,9 @@ Status ValidateTemplate(const TemplateFiles& files, const std::string& key_text)
   return Status::Ok();
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> HotplugCommands(
-    const pluginapi::VmSpec& spec, const LaunchPlan& plan) {
-  std::vector<std::pair<std::string, std::string>> commands;
+Result<std::vector<HotplugCommand>> HotplugCommands(const pluginapi::VmSpec& spec,
+                                                    const LaunchPlan& plan) {
+  std::vector<HotplugCommand> commands;
   int port = 0;
   size_t fs_index = 0;
   size_t net_index = 0;
@@ -361,11 +361,11 @@ Result<std::vector<std::pair<std::string, std::string>>> HotplugCommands(
             {"data",
              {{"addr", {{"type", "unix"}, {"data", {{"path", plan.virtiofsd_sockets[fs_index]}}}}},
               {"server", false}}}}}};
-      commands.emplace_back("chardev-add", chardev.dump());
+      commands.push_back({"chardev-add", chardev.dump()});
       nlohmann::json fs_device = {
           {"driver", "vhost-user-fs-pci"}, {"id", "dev-" + id}, {"bus", bus}, {"chardev", id},
           {"tag", device.share().tag()},   {"queue-size", 1024}};
-      commands.emplace_back("device_add", fs_device.dump());
+      commands.push_back({"device_add", fs_device.dump()});
       ++fs_index;
     } else if (device.has_block()) {
       const auto& block = device.block();
@@ -377,35 +377,41 @@ Result<std::vector<std::pair<std::string, std::string>>> HotplugCommands(
                                  {{"driver", "file"},
                                   {"filename", block.host_path()},
                                   {"read-only", block.read_only()}}}};
-      commands.emplace_back("blockdev-add", backend.dump());
+      commands.push_back({"blockdev-add", backend.dump()});
       nlohmann::json disk = {{"driver", "virtio-blk-pci"},
                              {"id", "dev-" + node},
                              {"bus", bus},
                              {"drive", node},
                              {"serial", block.id()}};
-      commands.emplace_back("device_add", disk.dump());
+      commands.push_back({"device_add", disk.dump()});
     } else {
       const auto& net = device.net();
+      const size_t index = net_index++;
+      const std::string id = "net" + std::to_string(index);
+      const int tap_fd = index < plan.tap_fds.size() ? plan.tap_fds[index] : -1;
+      nlohmann::json netdev = {{"type", "tap"}, {"id", id}};
       if (!net.netns_path().empty()) {
-        return MakeError(ErrorCode::kNotImplemented,
-                         "template = true: a TAP in another network namespace (" + net.tap_name() +
-                             ") needs descriptor passing over QMP, which is not implemented; set "
-                             "template = false");
+        // QEMU would open an ifname in its own namespace: it gets the descriptor.
+        if (tap_fd < 0) {
+          return MakeError(ErrorCode::kInternal,
+                           "TAP " + net.tap_name() + " in " + net.netns_path() + " was not opened");
+        }
+        const std::string fd_name = "tap-" + id;
+        commands.push_back({"getfd", nlohmann::json{{"fdname", fd_name}}.dump(), tap_fd});
+        netdev["fd"] = fd_name;
+      } else {
+        netdev["ifname"] = net.tap_name();
+        netdev["script"] = "no";
+        netdev["downscript"] = "no";
       }
-      const std::string id = "net" + std::to_string(net_index++);
-      nlohmann::json netdev = {{"type", "tap"},
-                               {"id", id},
-                               {"ifname", net.tap_name()},
-                               {"script", "no"},
-                               {"downscript", "no"}};
-      commands.emplace_back("netdev_add", netdev.dump());
+      commands.push_back({"netdev_add", netdev.dump()});
       nlohmann::json nic = {{"driver", "virtio-net-pci"},
                             {"id", "dev-" + id},
                             {"bus", bus},
                             {"netdev", id},
                             {"mac", net.mac()}};
       if (net.mtu() != 0) nic["host_mtu"] = net.mtu();
-      commands.emplace_back("device_add", nic.dump());
+      commands.push_back({"device_add", nic.dump()});
     }
   }
   return commands;
@@ -450,6 +456,87 @@ Status CopySparse(const std::string& from, const std::string& to) {
 
 void InvalidateTemplate(const TemplateFiles& files) { ::unlink(files.manifest.c_str()); }
 
+namespace {
+
+// A template directory's name: 16 hex digits (TemplateFilesFor).
+bool IsTemplateName(const std::string& name) {
+  return name.size() == 16 && std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+bool FlockNow(int fd, int operation) {
+  for (;;) {
+    if (::flock(fd, operation | LOCK_NB) == 0) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+// Opens and flocks `path` (created if missing) with `operation`, blocking; retries
+// when the file was unlinked (RemoveUnusedTemplates) between the open and the lock,
+// so that every holder locks the file the path names.
+Result<UniqueFd> LockFile(const std::string& path, int operation) {
+  for (;;) {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd) return ErrnoError("open", path);
+    while (::flock(fd.get(), operation) != 0) {
+      if (errno != EINTR) return ErrnoError("flock", path);
+    }
+    struct stat held {
+    }, named{};
+    if (::fstat(fd.get(), &held) != 0) return ErrnoError("stat", path);
+    if (::stat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino &&
+        named.st_dev == held.st_dev) {
+      return fd;
+    }
+  }
+}
+
+}  // namespace
+
+Result<UniqueFd> LockTemplateInUse(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return ErrnoError("open", dir);
+  if (!FlockNow(fd.get(), LOCK_SH)) return ErrnoError("flock", dir);
+  return fd;
+}
+
+std::vector<std::string> RemoveUnusedTemplates(const std::string& template_dir,
+                                               const std::string& keep,
+                                               const std::function<void(const std::string&)>& log) {
+  std::vector<std::string> removed;
+  std::error_code error;
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(template_dir, error)) {
+    std::string name = entry.path().filename().string();
+    if (name.size() == 20 && name.compare(16, 4, ".new") == 0) name.resize(16);
+    if (!IsTemplateName(name) || name == keep) continue;
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    const std::string dir = template_dir + "/" + name;
+    const std::string lock_path = dir + ".lock";
+    // No shim builds or loads it (they hold its lock file)...
+    UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CLOEXEC));
+    if (lock && !FlockNow(lock.get(), LOCK_EX)) continue;
+    // ...and no clone runs from it (each holds its directory shared).
+    UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir_fd && !FlockNow(dir_fd.get(), LOCK_EX)) continue;
+    fs::remove_all(dir, error);
+    if (error) {
+      if (log) log("removing unused VM template " + dir + ": " + error.message());
+      continue;
+    }
+    fs::remove_all(dir + ".new", error);
+    // Unlinked while locked: a shim waiting on it locks it again by its path (LockFile).
+    if (lock) ::unlink(lock_path.c_str());
+    removed.push_back(dir);
+    if (log) log("removed unused VM template " + dir);
+  }
+  return removed;
+}
+
 Result<TemplateLease> EnsureTemplate(const pluginapi::VmSpec& spec, const QemuConfig& config,
                                      const std::string& accelerator, plugins::Spawner& spawner,
                                      std::chrono::milliseconds boot_timeout,
@@ -469,11 +556,7 @@ Result<TemplateLease> EnsureTemplate(const pluginapi::VmSpec& spec, const QemuCo
   }
   TemplateLease lease;
   lease.files = TemplateFilesFor(config.template_dir, key);
-  lease.lock = UniqueFd(::open(lease.files.lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lease.lock) return ErrnoError("open", lease.files.lock);
-  while (::flock(lease.lock.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) return ErrnoError("flock", lease.files.lock);
-  }
+  BBX_ASSIGN_OR_RETURN(lease.lock, LockFile(lease.files.lock, LOCK_EX));
   Status valid = ValidateTemplate(lease.files, key);
   if (!valid.ok()) {
     if (valid.error().code != ErrorCode::kNotFound) {
@@ -502,6 +585,14 @@ Result<TemplateLease> EnsureTemplate(const pluginapi::VmSpec& spec, const QemuCo
     // Its memory file moved with it, mtime kept: the manifest stays true.
     BBX_RETURN_IF_ERROR(ValidateTemplate(lease.files, key));
     lease.built = true;
+  }
+  // Taken under the exclusive lock, so RemoveUnusedTemplates (which needs both) never
+  // sees this template unused between the check above and the clone's start.
+  BBX_ASSIGN_OR_RETURN(lease.in_use, LockTemplateInUse(lease.files.dir));
+  if (lease.built) {
+    // Inputs changed (or a first build): templates of other keys no clone runs from
+    // would stay on disk for ever.
+    RemoveUnusedTemplates(config.template_dir, fs::path(lease.files.dir).filename().string(), log);
   }
   // Shared from here: other clones load at the same time; a rebuild waits.
   while (::flock(lease.lock.get(), LOCK_SH) != 0) {

@@ -86,26 +86,52 @@ Result<TemplateManifest> ParseManifest(std::string_view text);
 // checksum. One line naming what is wrong.
 Status ValidateTemplate(const TemplateFiles& files, const std::string& key_text);
 
-// The QMP commands (command, arguments as JSON text) that hot-add `spec`'s devices to
-// a clone, one pcie-root-port each, in spec order. A TAP in another network
-// namespace needs descriptor passing over QMP, which is not implemented: refused.
-Result<std::vector<std::pair<std::string, std::string>>> HotplugCommands(
-    const beaconbox::plugin::v1::VmSpec& spec, const LaunchPlan& plan);
+// One QMP command of a clone's device hot-add.
+struct HotplugCommand {
+  std::string command;
+  std::string arguments;  // a JSON object as text
+  int fd = -1;            // sent with it as SCM_RIGHTS (getfd), else -1
+};
+
+// The QMP commands that hot-add `spec`'s devices to a clone, one pcie-root-port each,
+// in spec order. A TAP in another network namespace is handed over as the
+// descriptor `plan.tap_fds` has for it (OpenNetnsTaps): getfd, then netdev_add
+// naming it, as the cold boot's `-netdev tap,fd=`.
+Result<std::vector<HotplugCommand>> HotplugCommands(const beaconbox::plugin::v1::VmSpec& spec,
+                                                    const LaunchPlan& plan);
 
 // Copies `from` to a new file `to` (mode 0600), only its data extents
 // (SEEK_DATA/SEEK_HOLE): a clone's private guest RAM for virtio-fs.
 Status CopySparse(const std::string& from, const std::string& to);
 
-// A valid template, locked shared (no rebuild replaces its files) until destroyed.
+// A valid template, locked shared (no rebuild replaces its files) until `lock` is
+// released; `in_use` (a shared flock on the template's directory) is held by the
+// clone for its whole life: RemoveUnusedTemplates leaves the template alone while any
+// clone holds it.
 struct TemplateLease {
   TemplateFiles files;
   UniqueFd lock;
+  UniqueFd in_use;
   bool built = false;  // this call booted the template
 };
 
+// Takes the "a clone uses this template" lock: a shared flock on `dir` (non-blocking
+// fails only while RemoveUnusedTemplates is removing it).
+Result<UniqueFd> LockTemplateInUse(const std::string& dir);
+
+// Removes every template under `template_dir` but `keep` (a template directory name,
+// may be empty) that no clone uses (LockTemplateInUse) and no shim builds or loads
+// (its lock file), with its lock file and any half-built "<name>.new". Never waits
+// for a lock. Returns the directories removed.
+std::vector<std::string> RemoveUnusedTemplates(const std::string& template_dir,
+                                               const std::string& keep,
+                                               const std::function<void(const std::string&)>& log);
+
 // Returns the template for `spec` (devices ignored), building it when it is missing,
 // stale or fails ValidateTemplate (`log` says why). Concurrent callers build it once
-// (flock). `boot_timeout` bounds the template's boot to "agent serving".
+// (flock). `boot_timeout` bounds the template's boot to "agent serving". After a
+// build, templates of other keys that no clone uses are removed
+// (RemoveUnusedTemplates).
 Result<TemplateLease> EnsureTemplate(const beaconbox::plugin::v1::VmSpec& spec,
                                      const QemuConfig& config, const std::string& accelerator,
                                      plugins::Spawner& spawner,

@@ -3,7 +3,9 @@
 // commands. The real restore runs in tests/e2e/template_e2e.sh.
 #include "plugins/vmm-qemu/template.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -110,7 +112,7 @@ TEST_F(TemplateTest, CloneCommandMapsTheTemplatesMemoryPrivatelyAndReservesPorts
   EXPECT_NE(refused.error().message.find("q35"), std::string::npos);
 }
 
-TEST_F(TemplateTest, HotplugCommandsOnePortPerDeviceAndNetnsTapsRefused) {
+TEST_F(TemplateTest, HotplugCommandsOnePortPerDeviceAndNetnsTapsByDescriptor) {
   pluginapi::VmSpec spec = Spec("a");
   auto* block = spec.add_devices()->mutable_block();
   block->set_id("rootfs");
@@ -125,23 +127,41 @@ TEST_F(TemplateTest, HotplugCommandsOnePortPerDeviceAndNetnsTapsRefused) {
   net->set_mac("02:00:00:00:00:01");
   auto plan = PlanLaunch(spec);
   ASSERT_TRUE(plan.ok()) << plan.error().message;
+  plan->tap_fds = {-1};
   auto commands = HotplugCommands(spec, *plan);
   ASSERT_TRUE(commands.ok()) << commands.error().message;
   ASSERT_EQ(commands->size(), 6u);
-  EXPECT_EQ((*commands)[0].first, "blockdev-add");
-  EXPECT_NE((*commands)[1].second.find("\"bus\":\"bbx-hp0\""), std::string::npos);
-  EXPECT_NE((*commands)[1].second.find("\"serial\":\"rootfs\""), std::string::npos);
-  EXPECT_EQ((*commands)[2].first, "chardev-add");
-  EXPECT_NE((*commands)[3].second.find("vhost-user-fs-pci"), std::string::npos);
-  EXPECT_NE((*commands)[3].second.find("\"bus\":\"bbx-hp1\""), std::string::npos);
-  EXPECT_EQ((*commands)[4].first, "netdev_add");
-  EXPECT_NE((*commands)[5].second.find("\"bus\":\"bbx-hp2\""), std::string::npos);
+  EXPECT_EQ((*commands)[0].command, "blockdev-add");
+  EXPECT_NE((*commands)[1].arguments.find("\"bus\":\"bbx-hp0\""), std::string::npos);
+  EXPECT_NE((*commands)[1].arguments.find("\"serial\":\"rootfs\""), std::string::npos);
+  EXPECT_EQ((*commands)[2].command, "chardev-add");
+  EXPECT_NE((*commands)[3].arguments.find("vhost-user-fs-pci"), std::string::npos);
+  EXPECT_NE((*commands)[3].arguments.find("\"bus\":\"bbx-hp1\""), std::string::npos);
+  EXPECT_EQ((*commands)[4].command, "netdev_add");
+  EXPECT_NE((*commands)[4].arguments.find("\"ifname\":\"tap0\""), std::string::npos);
+  EXPECT_NE((*commands)[5].arguments.find("\"bus\":\"bbx-hp2\""), std::string::npos);
+  for (const auto& command : *commands) EXPECT_EQ(command.fd, -1) << command.command;
 
+  // A TAP in another namespace (CNI): QEMU gets the descriptor the shim opened there
+  // (getfd with it as SCM_RIGHTS), and the netdev names it instead of an ifname.
   net->set_netns_path("/var/run/netns/x");
+  plan->tap_fds = {42};
+  commands = HotplugCommands(spec, *plan);
+  ASSERT_TRUE(commands.ok()) << commands.error().message;
+  ASSERT_EQ(commands->size(), 7u);
+  EXPECT_EQ((*commands)[4].command, "getfd");
+  EXPECT_EQ((*commands)[4].arguments, R"({"fdname":"tap-net0"})");
+  EXPECT_EQ((*commands)[4].fd, 42);
+  EXPECT_EQ((*commands)[5].command, "netdev_add");
+  EXPECT_NE((*commands)[5].arguments.find("\"fd\":\"tap-net0\""), std::string::npos);
+  EXPECT_EQ((*commands)[5].arguments.find("ifname"), std::string::npos);
+  EXPECT_EQ((*commands)[5].fd, -1);
+  EXPECT_NE((*commands)[6].arguments.find("virtio-net-pci"), std::string::npos);
+
+  plan->tap_fds = {-1};  // not opened: refused before QEMU starts
   auto refused = HotplugCommands(spec, *plan);
   ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.error().code, ErrorCode::kNotImplemented);
-  EXPECT_NE(refused.error().message.find("template = false"), std::string::npos);
+  EXPECT_NE(refused.error().message.find("was not opened"), std::string::npos);
 }
 
 // A template whose files no longer match its manifest is refused before QEMU loads it.
@@ -194,6 +214,51 @@ TEST_F(TemplateTest, SparseCopyKeepsDataAndHoles) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(*a, *b);
   EXPECT_FALSE(CopySparse(from, dir_ + "/copy").ok()) << "never overwrites";
+}
+
+// Templates of old keys: removed when no clone holds them (LockTemplateInUse) and no
+// shim builds or loads them (their lock file), never the one kept.
+TEST_F(TemplateTest, UnusedTemplatesOfOtherKeysAreRemoved) {
+  const std::string templates = config_.template_dir;
+  const std::string in_use = templates + "/aaaaaaaaaaaaaaaa";
+  const std::string unused = templates + "/bbbbbbbbbbbbbbbb";
+  const std::string current = templates + "/cccccccccccccccc";
+  const std::string building = templates + "/dddddddddddddddd";
+  for (const auto& dir : {in_use, unused, current, building, unused + ".new"}) {
+    fs::create_directories(dir);
+    Write(dir + "/memory", "m");
+  }
+  for (const auto& dir : {in_use, unused, current, building}) Write(dir + ".lock", "");
+  fs::create_directories(templates + "/not-a-template");
+  auto clone = LockTemplateInUse(in_use);
+  ASSERT_TRUE(clone.ok()) << clone.error().message;
+  UniqueFd builder(::open((building + ".lock").c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_EQ(::flock(builder.get(), LOCK_EX), 0);
+
+  std::vector<std::string> lines;
+  auto removed = RemoveUnusedTemplates(templates, "cccccccccccccccc",
+                                       [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_EQ(removed, std::vector<std::string>{unused});
+  EXPECT_FALSE(fs::exists(unused));
+  EXPECT_FALSE(fs::exists(unused + ".new"));
+  EXPECT_FALSE(fs::exists(unused + ".lock"));
+  EXPECT_TRUE(fs::exists(in_use + "/memory"));    // a clone runs from it
+  EXPECT_TRUE(fs::exists(building + "/memory"));  // a shim holds its lock
+  EXPECT_TRUE(fs::exists(current + "/memory"));   // kept
+  EXPECT_TRUE(fs::exists(templates + "/not-a-template"));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "removed unused VM template " + unused);
+
+  // The clone ends, the builder lets go: both are removed at the next call.
+  clone->Reset();
+  builder.Reset();
+  removed = RemoveUnusedTemplates(templates, "cccccccccccccccc", {});
+  EXPECT_EQ(removed, (std::vector<std::string>{in_use, building}));
+  EXPECT_FALSE(fs::exists(in_use));
+  EXPECT_TRUE(fs::exists(current + "/memory"));
+  // A removed template cannot be taken (the shim then rebuilds it).
+  EXPECT_TRUE(LockTemplateInUse(current).ok());
+  EXPECT_FALSE(LockTemplateInUse(in_use).ok());
 }
 
 }  // namespace
