@@ -49,21 +49,7 @@ subnet_prefix=10.77.0
 gateway=$subnet_prefix.1
 # write_conflist FIREWALL_BACKEND [EXTRA_PLUGIN_TYPE [LAST_PLUGIN_TYPE]]
 write_conflist() {
-  local backend=$1 extra=${2:-} last=${3-tc-redirect-tap}
-  cat > "$conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "$network",
-  "plugins": [
-    {"type": "bridge", "bridge": "bbxcni0", "isGateway": true, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
-              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$cni_dir/ipam"}},
-    $([ -n "$extra" ] && printf '{"type": "%s"},' "$extra")
-    {"type": "portmap", "capabilities": {"portMappings": true}},
-    {"type": "firewall", "backend": "$backend"}$([ -n "$last" ] && printf ',\n    {"type": "%s"}' "$last")
-  ]
-}
-EOF
+  bbx_write_cni_conflist "$conflist" "$network" "$subnet_prefix" "$cni_dir/ipam" "$@"
 }
 write_conflist iptables
 

@@ -25,3 +25,26 @@ bbx_e2e_finish() {
   fi
   if [ -n "${1:-}" ]; then echo "$1"; fi
 }
+
+# bbx_write_cni_conflist FILE NETWORK SUBNET_PREFIX IPAM_DIR FIREWALL_BACKEND
+#                        [EXTRA_PLUGIN_TYPE [LAST_PLUGIN_TYPE]]
+# The CNI network of the network e2e (network.mode = "cni"): Debian's bridge (bbxcni0,
+# gateway SUBNET_PREFIX.1) + host-local (SUBNET_PREFIX.0/24, leases in IPAM_DIR) +
+# portmap + firewall, then beaconbox's tc-redirect-tap (LAST_PLUGIN_TYPE; "" for none).
+bbx_write_cni_conflist() {
+  local file=$1 network=$2 subnet_prefix=$3 ipam_dir=$4 backend=$5 extra=${6:-} last=${7-tc-redirect-tap}
+  cat > "$file" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$network",
+  "plugins": [
+    {"type": "bridge", "bridge": "bbxcni0", "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
+              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$ipam_dir"}},
+    $([ -n "$extra" ] && printf '{"type": "%s"},' "$extra")
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall", "backend": "$backend"}$([ -n "$last" ] && printf ',\n    {"type": "%s"}' "$last")
+  ]
+}
+EOF
+}
