@@ -482,8 +482,8 @@ Result<UniqueFd> LockFile(const std::string& path, int operation) {
     while (::flock(fd.get(), operation) != 0) {
       if (errno != EINTR) return ErrnoError("flock", path);
     }
-    struct stat held {
-    }, named{};
+    struct stat held {};
+    struct stat named {};
     if (::fstat(fd.get(), &held) != 0) return ErrnoError("stat", path);
     if (::stat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino &&
         named.st_dev == held.st_dev) {
