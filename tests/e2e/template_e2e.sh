@@ -43,10 +43,12 @@ source "$(dirname "$0")/lib.sh"
 initrd_copy=$(mktemp /tmp/bbx-template-initrd.XXXXXX)
 cp "$BBX_OUTPUT_DIR/beaconbox-initrd" "$initrd_copy"
 export BBX_INITRD_PATH=$initrd_copy
+trap 'rm -f "$initrd_copy"' EXIT  # until bbx_env_start takes the EXIT trap
 export BBX_GUEST_TIMEOUT_MS=300000
-cleanup_initrd() { rm -f "$initrd_copy"; }
+# Removed by bbx_env_stop (the library's EXIT trap), also after a failed check (a
+# trap of `bbx_env_stop; rm` stopped at bbx_env_stop's failed status under set -e).
+bbx_on_stop() { rm -f "$initrd_copy"; }
 bbx_env_start
-trap 'bbx_env_stop; cleanup_initrd' EXIT
 bbx_import_demo_image
 
 templates="$BBX_DIR/templates"
