@@ -1,9 +1,15 @@
 #include "plugins/vmm-cloudhypervisor/ch_api.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <cstring>
+#include <sstream>
 
 #include "common/base/file_util.h"
 
@@ -15,6 +21,45 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
 constexpr size_t kMaxErrorBodyInMessage = 400;
+
+// Writes all of `bytes` to the connected stream socket `fd` (blocking or not) before
+// `deadline`, `fds` as SCM_RIGHTS on the first sendmsg: the kernel hands them over
+// with the first bytes, where CH's HTTP server collects a request's descriptors.
+beast::error_code SendWithFds(int fd, std::string_view bytes, const std::vector<int>& fds,
+                              std::chrono::steady_clock::time_point deadline) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxApiFds)] = {};
+  bool fds_sent = fds.empty();
+  size_t done = 0;
+  while (done < bytes.size()) {
+    iovec data{const_cast<char*>(bytes.data() + done), bytes.size() - done};
+    msghdr message{};
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    if (!fds_sent) {
+      message.msg_control = control;
+      message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+      cmsghdr* header = CMSG_FIRSTHDR(&message);
+      header->cmsg_level = SOL_SOCKET;
+      header->cmsg_type = SCM_RIGHTS;
+      header->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(header), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return beast::error_code(ETIMEDOUT, beast::system_category());
+      pollfd wait{fd, POLLOUT, 0};
+      (void)::poll(&wait, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+      continue;
+    }
+    if (sent <= 0) return beast::error_code(sent < 0 ? errno : EPIPE, beast::system_category());
+    fds_sent = true;
+    done += static_cast<size_t>(sent);
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -47,8 +92,16 @@ Error ApiCallError(std::string_view call, const ApiResponse& response) {
 
 Result<ApiResponse> ApiClient::Send(std::string_view method, std::string_view call,
                                     const std::optional<std::string>& json_body,
-                                    std::chrono::milliseconds timeout) {
+                                    std::chrono::milliseconds timeout,
+                                    const std::vector<int>& fds) {
   const auto started = std::chrono::steady_clock::now();
+  if (fds.size() > kMaxApiFds ||
+      std::any_of(fds.begin(), fds.end(), [](int fd) { return fd < 0; })) {
+    return MakeError(ErrorCode::kInvalidArgument, "cloud-hypervisor API " + std::string(call) +
+                                                      ": " + std::to_string(fds.size()) +
+                                                      " descriptors (want at most " +
+                                                      std::to_string(kMaxApiFds) + ", all open)");
+  }
   http::verb verb = http::string_to_verb(beast::string_view(method.data(), method.size()));
   if (verb == http::verb::unknown) {
     return MakeError(ErrorCode::kInternal, "unknown HTTP method " + std::string(method));
@@ -79,7 +132,7 @@ Result<ApiResponse> ApiClient::Send(std::string_view method, std::string_view ca
           done = true;
           return;
         }
-        http::async_write(socket, request, [&](beast::error_code written, size_t) {
+        auto read_answer = [&](beast::error_code written, size_t) {
           if (written) {
             failure = written;
             failed_step = "send";
@@ -91,7 +144,16 @@ Result<ApiResponse> ApiClient::Send(std::string_view method, std::string_view ca
             failed_step = "read the answer";
             done = true;
           });
-        });
+        };
+        if (fds.empty()) {
+          http::async_write(socket, request, read_answer);
+          return;
+        }
+        // Beast's writer has no ancillary data: the request goes out whole with one
+        // sendmsg carrying the descriptors (the rest, if the socket took less, after).
+        std::ostringstream text;
+        text << request;
+        read_answer(SendWithFds(socket.native_handle(), text.str(), fds, started + timeout), 0);
       });
   context.run_for(timeout);
   const std::string what = "cloud-hypervisor API " + std::string(call) + " on " + socket_path_;
@@ -121,8 +183,9 @@ Result<ApiResponse> ApiClient::Send(std::string_view method, std::string_view ca
 
 Result<std::string> ApiClient::Call(std::string_view method, std::string_view call,
                                     const std::optional<std::string>& json_body,
-                                    std::chrono::milliseconds timeout) {
-  BBX_ASSIGN_OR_RETURN(ApiResponse response, Send(method, call, json_body, timeout));
+                                    std::chrono::milliseconds timeout,
+                                    const std::vector<int>& fds) {
+  BBX_ASSIGN_OR_RETURN(ApiResponse response, Send(method, call, json_body, timeout, fds));
   if (response.status >= 200 && response.status < 300) return std::move(response.body);
   return ApiCallError(call, response);
 }

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/base/result.h"
 
@@ -21,6 +22,10 @@ namespace beaconbox::cloudhv {
 // A body larger than this is refused (CH's answers are a few KiB; vm.info with a
 // device tree stays well under it).
 inline constexpr size_t kMaxApiBodyBytes = 1 << 20;
+
+// Descriptors one request may carry (vm.add-net takes one per queue pair; the plugin
+// sends one). The kernel's own limit per message is 253.
+inline constexpr size_t kMaxApiFds = 16;
 
 struct ApiResponse {
   unsigned status = 0;
@@ -45,15 +50,17 @@ class ApiClient {
   // Sends `method` ("GET" or "PUT") to /api/v1/<call> with `json_body` (none: no
   // body) and returns the answer whatever its status. Errors: the socket cannot be
   // reached, the exchange exceeds `timeout`, the answer is not HTTP or too large.
+  // `fds` (at most kMaxApiFds) ride as SCM_RIGHTS with the request's first bytes, the
+  // one way CH takes descriptors (vm.add-net's TAPs); the caller still owns them.
   Result<ApiResponse> Send(std::string_view method, std::string_view call,
                            const std::optional<std::string>& json_body,
-                           std::chrono::milliseconds timeout);
+                           std::chrono::milliseconds timeout, const std::vector<int>& fds = {});
 
   // Send, then a 2xx status is success (the body is returned, "" for 204) and any
   // other status the one-line ApiCallError.
   Result<std::string> Call(std::string_view method, std::string_view call,
                            const std::optional<std::string>& json_body,
-                           std::chrono::milliseconds timeout);
+                           std::chrono::milliseconds timeout, const std::vector<int>& fds = {});
 
   const std::string& socket_path() const { return socket_path_; }
   std::map<std::string, ApiTiming> timings() const;

@@ -16,6 +16,7 @@
 #include "common/base/bounded_json.h"
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
+#include "plugins/common/netns.h"
 #include "plugins/common/virtiofsd.h"
 #include "plugins/common/vm_files.h"
 
@@ -221,6 +222,16 @@ Status ChVm::Launch() {
   if (auto created = Put("vm.create", config.dump()); !created.ok()) {
     return Died(created.error().message);
   }
+  // TAPs in a CNI sandbox: cold-plugged with their descriptors before the boot.
+  size_t net_index = 0;
+  for (const auto& device : spec_.devices()) {
+    if (!device.has_net()) continue;
+    const size_t index = net_index++;
+    if (device.net().netns_path().empty()) continue;
+    if (Status added = AddNetFromNetns(device.net(), index); !added.ok()) {
+      return added.error().code == ErrorCode::kUnavailable ? Died(added.error().message) : added;
+    }
+  }
   if (auto booted = Put("vm.boot", std::nullopt); !booted.ok()) {
     return Died(booted.error().message);
   }
@@ -267,6 +278,17 @@ Error ChVm::Died(const std::string& what) const {
 Result<std::string> ChVm::Put(const std::string& call, const std::optional<std::string>& body) {
   if (!api_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is not running");
   return api_->Call("PUT", call, body, config_.api_call_timeout);
+}
+
+Status ChVm::AddNetFromNetns(const pluginapi::NetDevice& net, size_t index) {
+  if (!api_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is not running");
+  BBX_ASSIGN_OR_RETURN(json body, NetFdConfigOf(net, index));
+  BBX_ASSIGN_OR_RETURN(UniqueFd tap, plugins::OpenTapInNetns(net.netns_path(), net.tap_name()));
+  auto added = api_->Call("PUT", "vm.add-net", body.dump(), config_.api_call_timeout, {tap.get()});
+  if (!added.ok()) {
+    return added.error().Wrap("TAP " + net.tap_name() + " of " + net.netns_path());
+  }
+  return Status::Ok();  // CH holds its own copy now; `tap` closes here
 }
 
 Result<std::string> ChVm::VmmInfo() {
@@ -375,6 +397,11 @@ Status ChVm::AddDevice(const pluginapi::Device& device) {
   if (device.has_block()) {
     BBX_ASSIGN_OR_RETURN(json disk, DiskConfigOf(device.block()));
     return AsStatus(Put("vm.add-disk", disk.dump()));
+  }
+  if (device.has_net() && !device.net().netns_path().empty()) {
+    BBX_RETURN_IF_ERROR(AddNetFromNetns(device.net(), nets_));
+    ++nets_;
+    return Status::Ok();
   }
   if (device.has_net()) {
     BBX_ASSIGN_OR_RETURN(json net, NetConfigOf(device.net(), nets_));

@@ -84,6 +84,9 @@ class ChVm {
   // A one-line error: `what`, CH's log tail, the console tail, and KVM's state.
   Error Died(const std::string& what) const;
   Result<std::string> Put(const std::string& call, const std::optional<std::string>& body);
+  // vm.add-net of a TAP in another network namespace: opened there from a thread of
+  // this process (the VMM never joins it), sent as SCM_RIGHTS, closed here after.
+  Status AddNetFromNetns(const beaconbox::plugin::v1::NetDevice& net, size_t index);
 
   ChConfig config_;
   plugins::Spawner& spawner_;

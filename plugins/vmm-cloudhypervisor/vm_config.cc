@@ -123,6 +123,18 @@ Result<json> NetConfigOf(const pluginapi::NetDevice& net, size_t index) {
   return config;
 }
 
+Result<json> NetFdConfigOf(const pluginapi::NetDevice& net, size_t index) {
+  BBX_ASSIGN_OR_RETURN(json config, NetConfigOf(net, index));
+  if (net.netns_path().empty() || net.netns_path()[0] != '/') {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "network device '" + net.tap_name() +
+                         "': a TAP handed over as a descriptor needs an absolute netns_path");
+  }
+  config.erase("tap");
+  config["num_queues"] = 2;
+  return config;
+}
+
 Result<json> FsConfigOf(const pluginapi::Share& share, size_t index) {
   if (!IsSafeName(share.tag()) || !IsAbsolute(share.vhost_user_socket())) {
     return MakeError(ErrorCode::kInvalidArgument,
@@ -172,17 +184,19 @@ Result<json> BuildVmConfig(const pluginapi::VmSpec& spec, const LaunchPlan& plan
   json disks = json::array();
   json nets = json::array();
   json shares = json::array();
+  size_t net_index = 0;
   for (const auto& device : spec.devices()) {
     if (device.has_block()) {
       BBX_ASSIGN_OR_RETURN(json disk, DiskConfigOf(device.block()));
       disks.push_back(std::move(disk));
     } else if (device.has_net()) {
+      const size_t index = net_index++;
       if (!device.net().netns_path().empty()) {
-        return MakeError(ErrorCode::kNotImplemented,
-                         "a TAP in another network namespace (network.mode = \"cni\") is not "
-                         "implemented by the cloud-hypervisor plugin: use vm.vmm = \"qemu\"");
+        // Added with its TAP descriptor by vm.add-net before vm.boot (rules above).
+        BBX_RETURN_IF_ERROR(NetFdConfigOf(device.net(), index));
+        continue;
       }
-      BBX_ASSIGN_OR_RETURN(json net, NetConfigOf(device.net(), nets.size()));
+      BBX_ASSIGN_OR_RETURN(json net, NetConfigOf(device.net(), index));
       nets.push_back(std::move(net));
     } else if (device.has_share()) {
       BBX_ASSIGN_OR_RETURN(json fs, FsConfigOf(device.share(), shares.size()));

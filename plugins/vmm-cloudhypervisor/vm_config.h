@@ -10,7 +10,12 @@
 //    because virtiofsd (vhost-user) maps guest memory.
 //  - disks (read-only when the device says so; serial = BlockDevice.id, so the guest
 //    finds /dev/disk/by-id/virtio-<id>), net (tap, mac, mtu), fs (socket, tag), in the
-//    spec's order, with ids blk-<id>, net<N>, fs<N>.
+//    spec's order, with ids blk-<id>, net<N>, fs<N> (N counts the spec's nets).
+//  - a net whose TAP lives in another network namespace (NetDevice.netns_path, a CNI
+//    sandbox) is not in vm.create's body: CH takes a TAP descriptor only as SCM_RIGHTS
+//    with vm.add-net (vm.create ignores descriptors), so the plugin opens the TAP in
+//    that namespace (the VMM never joins it) and sends NetFdConfigOf with it after
+//    vm.create and before vm.boot, a cold-plug the guest sees at boot.
 //  - vsock: the hybrid vsock (cid, unix socket) of VmSpec.agent_channel.
 //  - serial to a FIFO the plugin drains into the capped console log; virtio-console off.
 //  - the agent token through fw_cfg (payload.fw_cfg_config, CH's `fw_cfg` build
@@ -60,6 +65,11 @@ Result<nlohmann::json> BuildVmConfig(const beaconbox::plugin::v1::VmSpec& spec,
 Result<nlohmann::json> DiskConfigOf(const beaconbox::plugin::v1::BlockDevice& block);
 Result<nlohmann::json> NetConfigOf(const beaconbox::plugin::v1::NetDevice& net, size_t index);
 Result<nlohmann::json> FsConfigOf(const beaconbox::plugin::v1::Share& share, size_t index);
+
+// The body of vm.add-net for a TAP handed over as a descriptor: no `tap` name (it is
+// in another namespace), num_queues 2, so CH wants exactly one descriptor (one per
+// queue pair).
+Result<nlohmann::json> NetFdConfigOf(const beaconbox::plugin::v1::NetDevice& net, size_t index);
 
 // The body of vm.resize: vCPUs and memory (MiB, sent as bytes); 0 leaves one out.
 nlohmann::json ResizeBody(uint32_t vcpus, uint64_t memory_mib);

@@ -7,6 +7,12 @@
 #   3. kill + delete leave no process, socket, mount or file behind.
 #   4. switched back to vmm = "qemu" (that line only) under the same containerd, the
 #      next container runs in QEMU; exec and delete as before.
+#   5. network.mode = "cni" (cni_e2e.sh's conflist: bridge + host-local + portmap +
+#      firewall + tc-redirect-tap, in the test's own netns): the TAP lives in the
+#      container's netns, the plugin opens it there and hands it to the VMM with
+#      vm.add-net (SCM_RIGHTS); the VMM stays in the shim's netns. The container has
+#      an address from host-local's range and reaches a TCP listener the test runs;
+#      after delete no TAP, veth, lease, rule or netns is left.
 # The VMM is the TEST DOUBLE fake-cloud-hypervisor (QEMU TCG underneath; its README)
 # unless BBX_CLOUD_HYPERVISOR names a binary (the real-part variant,
 # cloud_hypervisor_real_e2e.sh).
@@ -15,13 +21,19 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 export BBX_OUTPUT_DIR=${1:?usage: cloud_hypervisor_e2e.sh OUTPUT_DIR [system|1.7]}
+[ -d "$BBX_OUTPUT_DIR" ] && BBX_OUTPUT_DIR=$(cd "$BBX_OUTPUT_DIR" && pwd)  # BEACON_CNI_BIN_DIR
 export BBX_CONTAINERD=${2:-system}
 build_dir=${BEACONBOX_BUILD_DIR:-$repo/_build}
 vmm_binary=${BBX_CLOUD_HYPERVISOR:-$build_dir/tests/fake-cloud-hypervisor}
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 
-bbx_require_beaconbox "$BBX_OUTPUT_DIR" plugins/vmm-cloudhypervisor.so
+bbx_require_beaconbox "$BBX_OUTPUT_DIR" plugins/vmm-cloudhypervisor.so plugins/net-cni.so cni/tc-redirect-tap
+for plugin in bridge host-local portmap firewall; do
+  [ -x "/usr/lib/cni/$plugin" ] ||
+    { echo "FAIL: /usr/lib/cni/$plugin missing: apt-get install containernetworking-plugins" >&2; exit 1; }
+done
+command -v iptables-save >/dev/null || { echo "FAIL: iptables-save missing: apt-get install iptables" >&2; exit 1; }
 [ -x "$vmm_binary" ] ||
   { echo "FAIL: the Cloud Hypervisor FAKE $vmm_binary is not built (cmake --build _build)" >&2; exit 1; }
 bbx_select_containerd_or_skip
@@ -36,6 +48,9 @@ check() {  # check DESCRIPTION COMMAND...
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
 
+# Step 5's CNI network (tests/e2e/lib.sh), its BEACON_CNI_* passed on by containerd.
+bbx_cni_prepare "$BBX_OUTPUT_DIR"
+bbx_on_stop() { bbx_cni_cleanup; }
 bbx_env_start
 # The generated config with the VMM switched: `vmm` and the plugin's own table only.
 sed -i 's/^vmm = "qemu"$/vmm = "cloud-hypervisor"/' "$BBX_BEACONBOX_CONFIG"
@@ -133,6 +148,62 @@ if bbx_run_detached qemu1 /bin/sleep 600; then
   assert_nothing_left qemu1
 else
   fail "ctr run -d qemu1 (vmm = \"qemu\") failed: $(tail -5 "$BBX_DIR/containerd.log" | tr '\n' ' ' | cut -c1-600)"
+fi
+
+# 5. network.mode = "cni" under vmm = "cloud-hypervisor": the TAP of tc-redirect-tap,
+#    in the container's netns, reaches the VMM as a descriptor.
+cp "$BBX_DIR/config-cloud-hypervisor.toml" "$BBX_BEACONBOX_CONFIG"
+sed -i 's/^mode = "none"$/mode = "cni"/' "$BBX_BEACONBOX_CONFIG"
+printf '\n[plugins.network.cni]\npath = "%s"\n' "$BBX_OUTPUT_DIR/plugins/net-cni.so" >> "$BBX_BEACONBOX_CONFIG"
+grep -qx 'mode = "cni"' "$BBX_BEACONBOX_CONFIG" || fail "cannot switch network.mode in $BBX_BEACONBOX_CONFIG"
+if bbx_run_detached cni1 /bin/sleep 600; then
+  shim=$(bbx_shim_pid_of cni1 || true)
+  children=$(bbx_env_pids | { grep -vx -e "$BBX_CONTAINERD_PID" -e "${shim:-none}" || true; } | tr '\n' ' ')
+  vmm=""
+  qemu=""
+  for pid in $children; do
+    case $(exe_of "$pid") in
+      "$(basename "$vmm_binary")") vmm=$pid ;;
+      qemu-system-x86_64) qemu=$pid ;;
+    esac
+  done
+  netns_file=$BBX_DIR/beacon/run/netns/$BBX_NS--cni1
+  in_mntns() { nsenter --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" -- "$@"; }
+  container_netns=$(in_mntns stat -L -c %i "$netns_file" 2>/dev/null || echo none)
+  vmm_netns=$(readlink "/proc/${vmm:-none}/ns/net" 2>/dev/null || echo "?")
+  shim_netns=$(readlink "/proc/${shim:-none}/ns/net" 2>/dev/null || echo "!")
+  check "cni1: the VMM ($vmm) is in the shim's netns ($shim_netns), not the container's (net:[$container_netns])" \
+    test -n "$vmm" -a "$vmm_netns" = "$shim_netns" -a "$vmm_netns" != "net:[$container_netns]"
+  links=$(in_mntns nsenter --net="$netns_file" ip -br link 2>&1 || true)
+  links_ok=no
+  grep -q '^tap0 ' <<<"$links" && grep -q '^eth0@' <<<"$links" && links_ok=yes
+  check "cni1: tap0 (tc-redirect-tap) next to eth0 in the container's netns (links: $(tr '\n' ' ' <<<"$links"))" \
+    test "$links_ok" = yes
+  taps=$(find "/proc/${qemu:-none}/fd" -lname /dev/net/tun 2>/dev/null | wc -l)
+  check "cni1: the VMM's QEMU ($qemu) holds the TAP descriptor ($taps /dev/net/tun)" test "$taps" -ge 1
+  in_netns timeout 180 busybox nc -l -p 9090 > "$BBX_DIR/received" &
+  listener=$!
+  sleep 0.3
+  out=$(timeout 120 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+          task exec --fifo-dir "$BBX_DIR/fifo" --exec-id e1 cni1 /bin/sh -c \
+          "ip -4 -o addr show eth0; echo hello-from-ch-vm | nc $gateway 9090" </dev/null 2>&1) || true
+  for _ in $(seq 50); do kill -0 "$listener" 2>/dev/null || break; sleep 0.1; done
+  kill "$listener" 2>/dev/null || true
+  wait "$listener" 2>/dev/null || true
+  address=$(grep -o "inet $subnet_prefix\.[0-9]*" <<<"$out" | cut -d' ' -f2 || true)
+  check "cni1: eth0 has $address from host-local's $subnet_prefix.0/24 (exec said: $(tr '\n' ' ' <<<"$out" | cut -c1-200))" \
+    test -n "$address" -a -e "$cni_dir/ipam/$network/${address:-none}"
+  check "cni1: TCP from the VM to the test's listener on $gateway:9090 (got '$(cat "$BBX_DIR/received")')" \
+    test "$(cat "$BBX_DIR/received")" = hello-from-ch-vm
+  bbx_remove cni1
+  for pid in ${shim:-} $children; do
+    gone "$pid" || fail "cni1: pid $pid ($(exe_of "$pid")) outlived the delete"
+  done
+  left=$(bbx_cni_leftovers "${address:-none}")
+  check "cni1: after delete no lease, TAP, veth, netns, cache or rule (left: $(tr '\n' ' ' <<<"$left"))" test -z "$left"
+  assert_nothing_left cni1
+else
+  fail "ctr run -d cni1 (network.mode = \"cni\") failed: $(tail -5 "$BBX_DIR/containerd.log" | tr '\n' ' ' | cut -c1-600)"
 fi
 
 if [ "$failures" -ne 0 ]; then

@@ -39,42 +39,15 @@ bbx_select_containerd_or_skip
 source "$here/lib.sh"
 
 # The CNI configuration and host-local's store: this test's own, removed at the end.
-cni_dir=$(mktemp -d /tmp/bbx-cni.XXXXXX)
-mkdir -p "$cni_dir/net.d" "$cni_dir/ipam"
-network=bbx-cni-test
-conflist=$cni_dir/net.d/$network.conflist
-export BEACON_CNI_CONF_DIR=$cni_dir/net.d BEACON_CNI_BIN_DIR=$output/cni:/usr/lib/cni
-export BEACON_CNI_NETWORK=$network
-subnet_prefix=10.77.0
-gateway=$subnet_prefix.1
-# write_conflist FIREWALL_BACKEND [EXTRA_PLUGIN_TYPE [LAST_PLUGIN_TYPE]]
-write_conflist() {
-  bbx_write_cni_conflist "$conflist" "$network" "$subnet_prefix" "$cni_dir/ipam" "$@"
-}
-write_conflist iptables
+bbx_cni_prepare "$output"
 
 bbx_on_stop() {  # containerd may be stopped (step 5b) when a check fails
   [ -n "${BBX_CONTAINERD_PID:-}" ] && kill -CONT "$BBX_CONTAINERD_PID" 2>/dev/null
-  rm -rf "$cni_dir"
+  bbx_cni_cleanup
 }
 bbx_env_start
 bbx_import_demo_image
 ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
-
-# What a container may leave behind, one line each: host-local leases, veths on the
-# test's side, namespaces the plugin made, cache files, iptables rules naming ADDRESS.
-leftovers() {
-  local address=${1:-none} f
-  for f in "$cni_dir/ipam/$network"/*; do
-    [ -e "$f" ] || continue
-    case ${f##*/} in lock | last_reserved_ip.*) ;; *) echo "lease ${f##*/}" ;; esac
-  done
-  in_netns ip -o link show type veth 2>/dev/null | awk '{print "veth " $2}'
-  for f in "$BBX_DIR/beacon/run/netns"/* "$BBX_DIR/beacon/state/cni"/*; do
-    [ -e "$f" ] && echo "file $f"
-  done
-  in_netns iptables-save 2>/dev/null | grep -F -- "$address/" | sed 's/^/rule /' || true
-}
 
 # 1. A container with a mapped port: its address is from host-local's range.
 bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" \
@@ -128,12 +101,12 @@ grep -q hello-from-cni <<<"$peer" && pass "two containers reach each other" ||
 grep -q "inet $subnet_prefix\." <<<"$peer" && pass "client's eth0 is in $subnet_prefix.0/24" ||
   fail "client's eth0: $peer"
 # Only web's lease may be there now (client is gone).
-[ "$(leftovers | grep -c '^lease')" = 1 ] && pass "client's lease is gone, web's stays" ||
-  fail "leases with web running: $(leftovers | grep '^lease' | tr '\n' ' ')"
+[ "$(bbx_cni_leftovers | grep -c '^lease')" = 1 ] && pass "client's lease is gone, web's stays" ||
+  fail "leases with web running: $(bbx_cni_leftovers | grep '^lease' | tr '\n' ' ')"
 
 # 4. Delete: nothing of web is left.
 bbx_remove web
-left=$(leftovers "$web_ip")
+left=$(bbx_cni_leftovers "$web_ip")
 [ -z "$left" ] && pass "after delete: no lease, veth, netns, cache or rule" || fail "left after delete: $left"
 
 # 5. kill -9 of the shim, then delete: the cached result lets DEL run.
@@ -144,7 +117,7 @@ if [ -n "$shim" ] && [ -n "$crash_ip" ]; then
   kill -KILL "$shim"
   for _ in $(seq 50); do kill -0 "$shim" 2>/dev/null || break; sleep 0.1; done
   bbx_remove crash
-  left=$(leftovers "$crash_ip")
+  left=$(bbx_cni_leftovers "$crash_ip")
   [ -z "$left" ] && pass "kill -9 of the shim, then delete: nothing left ($crash_ip released)" ||
     fail "left after kill -9 + delete: $left"
 else
@@ -162,10 +135,10 @@ if [ -n "$shim" ] && [ -n "$gc_ip" ]; then
   kill -STOP "$BBX_CONTAINERD_PID"
   kill -KILL "$shim"
   for _ in $(seq 50); do kill -0 "$shim" 2>/dev/null || break; sleep 0.1; done
-  [ -n "$(leftovers "$gc_ip" | grep '^lease')" ] && pass "gcme's lease outlives its shim (containerd stopped)" ||
+  [ -n "$(bbx_cni_leftovers "$gc_ip" | grep '^lease')" ] && pass "gcme's lease outlives its shim (containerd stopped)" ||
     fail "gcme's lease went before gc: nothing for gc to do"
   gc_said=$(nsenter --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" --net="/run/netns/$BBX_NETNS"               "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" gc 2>&1 || true)
-  left=$(leftovers "$gc_ip")
+  left=$(bbx_cni_leftovers "$gc_ip")
   kill -CONT "$BBX_CONTAINERD_PID"
   grep -q "released lease of $BBX_NS/gcme" <<<"$gc_said" && pass "gc released gcme's attachment" ||
     fail "gc said: $gc_said"
@@ -177,7 +150,7 @@ else
 fi
 
 # 6. A conflist without tc-redirect-tap: the network plugin makes the TAP itself.
-write_conflist iptables "" ""
+bbx_cni_write_conflist iptables "" ""
 in_netns busybox nc -l -p 9091 > "$BBX_DIR/received2" &
 listener=$!
 sleep 0.3
@@ -186,9 +159,9 @@ wait "$listener" || true
 [ "$(cat "$BBX_DIR/received2")" = hello-without-tc-redirect-tap ] &&
   pass "without tc-redirect-tap in the list: the plugin's own TAP carries the VM's traffic" ||
   fail "without tc-redirect-tap: listener got '$(cat "$BBX_DIR/received2")' (container: $said)"
-left=$(leftovers)
+left=$(bbx_cni_leftovers)
 [ -z "$left" ] && pass "without tc-redirect-tap: nothing left after delete" || fail "left: $left"
-write_conflist iptables
+bbx_cni_write_conflist iptables
 
 # 7. Bad input: one line naming the file or plugin, nothing left.
 bad_run() {  # bad_run ID EXPECTED_TEXT WHAT
@@ -201,16 +174,16 @@ bad_run() {  # bad_run ID EXPECTED_TEXT WHAT
     fail "$what: expected a line naming '$expected', got: $out"
   fi
   local left
-  left=$(leftovers)
+  left=$(bbx_cni_leftovers)
   [ -z "$left" ] && pass "$what: nothing left" || fail "$what: left: $left"
 }
 printf '{"cniVersion": "1.0.0", "name": "%s", "plugins": [' "$network" > "$conflist"
 bad_run broken "$conflist" "broken conflist"
-write_conflist iptables bbx-no-such-plugin
+bbx_cni_write_conflist iptables bbx-no-such-plugin
 bad_run missing '"bbx-no-such-plugin"' "missing plugin binary"
 # firewalld as the backend: there is no firewalld on the private containerd's D-Bus
 # (its /run is its own), so firewall fails ADD after bridge and portmap succeeded.
-write_conflist firewalld
+bbx_cni_write_conflist firewalld
 bad_run failing "CNI plugin firewall ADD" "a plugin failing ADD"
 
 bbx_e2e_finish

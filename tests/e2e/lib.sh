@@ -26,25 +26,57 @@ bbx_e2e_finish() {
   if [ -n "${1:-}" ]; then echo "$1"; fi
 }
 
-# bbx_write_cni_conflist FILE NETWORK SUBNET_PREFIX IPAM_DIR FIREWALL_BACKEND
-#                        [EXTRA_PLUGIN_TYPE [LAST_PLUGIN_TYPE]]
-# The CNI network of the network e2e (network.mode = "cni"): Debian's bridge (bbxcni0,
-# gateway SUBNET_PREFIX.1) + host-local (SUBNET_PREFIX.0/24, leases in IPAM_DIR) +
-# portmap + firewall, then beaconbox's tc-redirect-tap (LAST_PLUGIN_TYPE; "" for none).
-bbx_write_cni_conflist() {
-  local file=$1 network=$2 subnet_prefix=$3 ipam_dir=$4 backend=$5 extra=${6:-} last=${7-tc-redirect-tap}
-  cat > "$file" <<EOF
+# A CNI network of the test's own (cni_e2e.sh, cloud_hypervisor_e2e.sh), used only in
+# the test's network namespace: Debian's bridge + host-local + portmap + firewall, then
+# beaconbox's tc-redirect-tap, in a conf dir and host-local store under /tmp.
+# bbx_cni_prepare OUTPUT_DIR (absolute; before bbx_env_start, whose containerd passes
+# BEACON_CNI_* on to the shims): sets cni_dir, network, conflist, subnet_prefix and
+# gateway, exports BEACON_CNI_CONF_DIR, _BIN_DIR and _NETWORK, writes the conflist
+# with the iptables firewall backend. bbx_cni_cleanup removes cni_dir.
+# shellcheck disable=SC2034 # the names are for the scripts that source this file
+bbx_cni_prepare() {
+  cni_dir=$(mktemp -d /tmp/bbx-cni.XXXXXX)
+  mkdir -p "$cni_dir/net.d" "$cni_dir/ipam"
+  network=bbx-cni-test
+  conflist=$cni_dir/net.d/$network.conflist
+  export BEACON_CNI_CONF_DIR=$cni_dir/net.d BEACON_CNI_BIN_DIR=$1/cni:/usr/lib/cni
+  export BEACON_CNI_NETWORK=$network
+  subnet_prefix=10.77.0
+  gateway=$subnet_prefix.1
+  bbx_cni_write_conflist iptables
+}
+bbx_cni_cleanup() { if [ -n "${cni_dir:-}" ]; then rm -rf "$cni_dir"; fi; }
+# bbx_cni_write_conflist FIREWALL_BACKEND [EXTRA_PLUGIN_TYPE [LAST_PLUGIN_TYPE]]
+bbx_cni_write_conflist() {
+  local backend=$1 extra=${2:-} last=${3-tc-redirect-tap}
+  cat > "$conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "$network",
   "plugins": [
     {"type": "bridge", "bridge": "bbxcni0", "isGateway": true, "ipMasq": false,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
-              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$ipam_dir"}},
+              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$cni_dir/ipam"}},
     $([ -n "$extra" ] && printf '{"type": "%s"},' "$extra")
     {"type": "portmap", "capabilities": {"portMappings": true}},
     {"type": "firewall", "backend": "$backend"}$([ -n "$last" ] && printf ',\n    {"type": "%s"}' "$last")
   ]
 }
 EOF
+}
+
+# What a container may leave behind, one line each: host-local leases, veths and TAPs on
+# the test's side, namespaces the plugin made, cache files, iptables rules naming ADDRESS.
+bbx_cni_leftovers() {
+  local address=${1:-none} f
+  for f in "$cni_dir/ipam/$network"/*; do
+    [ -e "$f" ] || continue
+    case ${f##*/} in lock | last_reserved_ip.*) ;; *) echo "lease ${f##*/}" ;; esac
+  done
+  in_netns ip -o link show type veth 2>/dev/null | awk '{print "veth " $2}'
+  in_netns ip -o link show type tun 2>/dev/null | awk '{print "tap " $2}'
+  for f in "$BBX_DIR/beacon/run/netns"/* "$BBX_DIR/beacon/state/cni"/*; do
+    [ -e "$f" ] && echo "file $f"
+  done
+  in_netns iptables-save 2>/dev/null | grep -F -- "$address/" | sed 's/^/rule /' || true
 }

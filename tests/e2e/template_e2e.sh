@@ -221,9 +221,11 @@ for f in "$BBX_OUTPUT_DIR/plugins/net-cni.so" "$BBX_OUTPUT_DIR/cni/tc-redirect-t
 done
 command -v iptables >/dev/null || cni_missing+=" iptables"
 if [ -z "$cni_missing" ]; then
-  mkdir -p "$BBX_DIR/cni/net.d" "$BBX_DIR/cni/ipam"
-  bbx_write_cni_conflist "$BBX_DIR/cni/net.d/bbx-template.conflist" bbx-template 10.78.0 \
-    "$BBX_DIR/cni/ipam" iptables
+  # bbx_cni_write_conflist's inputs; under BBX_DIR, so bbx_env_stop removes them.
+  cni_dir=$BBX_DIR/cni network=bbx-template subnet_prefix=10.78.0
+  conflist=$cni_dir/net.d/$network.conflist
+  mkdir -p "$cni_dir/net.d" "$cni_dir/ipam"
+  bbx_cni_write_conflist iptables
   sed -i 's/^mode = "none"$/mode = "cni"/' "$BBX_BEACONBOX_CONFIG"
   output_abs=$(cd "$BBX_OUTPUT_DIR" && pwd)
   printf '\n[plugins.network.cni]\npath = "%s"\n[plugins.network.cni.config]\nconf_dir = "%s"\nbin_dir = "%s"\nnetwork_name = "bbx-template"\n' \

@@ -2,16 +2,24 @@
 // exchanges with a canned server on a unix socket (timeouts, bodies, statuses).
 #include "plugins/vmm-cloudhypervisor/ch_api.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/base/unique_fd.h"
+#include "plugins/common/netns.h"
 #include "tests/plugins/common/temp_dir.h"
 
 namespace beaconbox::cloudhv {
@@ -136,6 +144,168 @@ TEST(ApiClient, RefusesGarbageAndHugeBodies) {
   ApiClient big(dir / "h.sock");
   auto answer = big.Call("GET", "vm.info", std::nullopt, 2s);
   ASSERT_FALSE(answer.ok());
+}
+
+// Accepts one connection on `path` and reads one request with recvmsg, keeping every
+// descriptor that arrives as SCM_RIGHTS and the byte offset it came with; answers
+// 204. What CH's HTTP server does with vm.add-net's TAPs.
+class FdServer {
+ public:
+  explicit FdServer(const std::string& path) {
+    listen_.Reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::listen(listen_.get(), 1), 0);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~FdServer() { Join(); }
+  void Join() {
+    if (thread_.joinable()) {
+      ::shutdown(listen_.get(), SHUT_RDWR);
+      thread_.join();
+    }
+  }
+
+  std::string request;
+  std::vector<UniqueFd> fds;
+  std::vector<size_t> fd_offsets;  // bytes of the request received before each fd's message
+  bool truncated = false;
+
+ private:
+  void Serve() {
+    UniqueFd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!client) return;
+    size_t wanted = std::string::npos;
+    while (request.size() < wanted) {
+      char buffer[512];
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 32)];
+      iovec data{buffer, sizeof(buffer)};
+      msghdr message{};
+      message.msg_iov = &data;
+      message.msg_iovlen = 1;
+      message.msg_control = control;
+      message.msg_controllen = sizeof(control);
+      ssize_t n = ::recvmsg(client.get(), &message, MSG_CMSG_CLOEXEC);
+      if (n <= 0) return;
+      truncated |= (message.msg_flags & MSG_CTRUNC) != 0;
+      for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
+           header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+          int fd = -1;
+          std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+          fds.emplace_back(fd);
+          fd_offsets.push_back(request.size());
+        }
+      }
+      request.append(buffer, static_cast<size_t>(n));
+      const size_t head_end = request.find("\r\n\r\n");
+      if (head_end != std::string::npos && wanted == std::string::npos) {
+        const size_t length_at = request.find("Content-Length: ");
+        const size_t length = length_at < head_end ? std::stoul(request.substr(length_at + 16)) : 0;
+        wanted = head_end + 4 + length;
+      }
+    }
+    const std::string answer = "HTTP/1.1 204 No Content\r\n\r\n";
+    (void)!::send(client.get(), answer.data(), answer.size(), MSG_NOSIGNAL);
+  }
+
+  UniqueFd listen_;
+  std::thread thread_;
+};
+
+bool SameFile(int a, int b) {
+  struct stat one {};
+  struct stat two {};
+  return ::fstat(a, &one) == 0 && ::fstat(b, &two) == 0 && one.st_dev == two.st_dev &&
+         one.st_ino == two.st_ino;
+}
+
+TEST(ApiClient, SendsDescriptorsWithTheRequestsFirstBytesInOrder) {
+  plugins::testing::TempDir dir;
+  FdServer server(dir / "api.sock");
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+  // A body larger than one read of the server: the descriptors still come first.
+  const std::string body = "{\"id\":\"net0\",\"pad\":\"" + std::string(3000, 'x') + "\"}";
+  ApiClient client(dir / "api.sock");
+  auto answer = client.Call("PUT", "vm.add-net", body, 5s, {write_end.get(), read_end.get()});
+  ASSERT_TRUE(answer.ok()) << answer.error().message;
+  server.Join();
+  EXPECT_FALSE(server.truncated);
+  ASSERT_EQ(server.fds.size(), 2u);
+  EXPECT_EQ(server.fd_offsets, (std::vector<size_t>{0, 0}));
+  EXPECT_TRUE(SameFile(server.fds[0].get(), write_end.get()));
+  EXPECT_TRUE(SameFile(server.fds[1].get(), read_end.get()));
+  EXPECT_THAT(server.request, HasSubstr("PUT /api/v1/vm.add-net HTTP/1.1\r\n"));
+  EXPECT_THAT(server.request, HasSubstr(body));
+  // The caller still owns its descriptors.
+  EXPECT_EQ(::fcntl(write_end.get(), F_GETFD), FD_CLOEXEC);
+}
+
+TEST(ApiClient, CallsWithoutDescriptorsSendNone) {
+  plugins::testing::TempDir dir;
+  FdServer server(dir / "api.sock");
+  ApiClient client(dir / "api.sock");
+  ASSERT_TRUE(client.Call("PUT", "vm.boot", std::nullopt, 5s).ok());
+  server.Join();
+  EXPECT_TRUE(server.fds.empty());
+}
+
+TEST(ApiClient, RefusesTooManyOrClosedDescriptors) {
+  plugins::testing::TempDir dir;
+  ApiClient client(dir / "none.sock");
+  auto many =
+      client.Call("PUT", "vm.add-net", std::string("{}"), 1s, std::vector<int>(kMaxApiFds + 1, 0));
+  ASSERT_FALSE(many.ok());
+  EXPECT_EQ(many.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_THAT(many.error().message, HasSubstr("vm.add-net"));
+  EXPECT_FALSE(client.Call("PUT", "vm.add-net", std::string("{}"), 1s, {-1}).ok());
+}
+
+// The plugin's path for a CNI sandbox: the TAP opened inside a network namespace of
+// the test's own (plugins::OpenTapInNetns, no setns of this thread) and handed over;
+// the server's descriptor is that TAP (TUNGETIFF names it) though the server never
+// was in that namespace.
+TEST(ApiClient, HandsOverATapOpenedInAnotherNamespace) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (a network namespace and a TAP)";
+  plugins::testing::TempDir dir;
+  const std::string netns = dir / "ns";
+  ASSERT_TRUE(plugins::CreateNetns(netns).ok());
+  Status made = plugins::RunInNetns(netns, []() -> Status {
+    UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    ifreq request{};
+    std::strncpy(request.ifr_name, "tap0", IFNAMSIZ - 1);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if (!tun || ::ioctl(tun.get(), TUNSETIFF, &request) != 0 ||
+        ::ioctl(tun.get(), TUNSETPERSIST, 1) != 0) {
+      return MakeError(ErrorCode::kInternal, "cannot make tap0");
+    }
+    return Status::Ok();
+  });
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  {
+    auto tap = plugins::OpenTapInNetns(netns, "tap0");
+    ASSERT_TRUE(tap.ok()) << tap.error().message;
+    FdServer server(dir / "api.sock");
+    ApiClient client(dir / "api.sock");
+    ASSERT_TRUE(client.Call("PUT", "vm.add-net", std::string("{}"), 5s, {tap->get()}).ok());
+    server.Join();
+    ASSERT_EQ(server.fds.size(), 1u);
+    ifreq asked{};
+    ASSERT_EQ(::ioctl(server.fds[0].get(), TUNGETIFF, &asked), 0) << std::strerror(errno);
+    EXPECT_STREQ(asked.ifr_name, "tap0");
+    EXPECT_TRUE(asked.ifr_flags & IFF_TAP);
+    EXPECT_TRUE(asked.ifr_flags & IFF_VNET_HDR);
+    // This process's namespace has no tap0: the descriptor is the only way to it.
+    EXPECT_EQ(::if_nametoindex("tap0"), 0u);
+  }
+  EXPECT_TRUE(plugins::RemoveNetns(netns).ok());
 }
 
 }  // namespace

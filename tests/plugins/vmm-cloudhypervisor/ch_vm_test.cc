@@ -117,6 +117,23 @@ TEST_F(BadVmm, TooOldVersion) {
   ExpectRunDirEmpty(dir);
 }
 
+// A CNI net whose namespace cannot be opened: refused after vm.create with one line
+// naming the TAP and the namespace, before any boot; CH ended, nothing left.
+TEST_F(BadVmm, CniTapWhoseNamespaceIsGone) {
+  config.binary = BBX_FAKE_CH_BINARY;
+  config.api_socket_timeout = 10s;
+  auto* net = spec.add_devices()->mutable_net();
+  net->set_tap_name("tap0");
+  net->set_mac("02:00:00:00:00:07");
+  net->set_netns_path(dir / "gone-netns");
+  auto vm = ChVm::Create(spec, config, spawner);
+  ASSERT_FALSE(vm.ok());
+  EXPECT_THAT(vm.error().message, HasSubstr("open TAP"));
+  EXPECT_THAT(vm.error().message, HasSubstr(dir / "gone-netns"));
+  EXPECT_THAT(vm.error().message, Not(HasSubstr("\n")));
+  ExpectRunDirEmpty(dir);
+}
+
 // kernel = "auto" boots the vmlinux the image build puts next to the host's kernel.
 TEST(KernelFor, AutoTakesTheVmlinuxBesideTheHostKernel) {
   TempDir dir;

@@ -2,15 +2,21 @@
 // double runs as a process and the plugin's own ApiClient talks to it). The VmConfig
 // the plugin builds must pass the double's schema: the two are checked against each
 // other here.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "common/base/unique_fd.h"
 #include "plugins/common/child_process.h"
 #include "plugins/vmm-cloudhypervisor/ch_api.h"
 #include "plugins/vmm-cloudhypervisor/vm_config.h"
@@ -76,6 +82,13 @@ TEST(Schema, ThePluginsVmConfigAndDevicesPass) {
   EXPECT_TRUE(schema.Check("VmResize", cloudhv::ResizeBody(2, 512)).ok());
   EXPECT_TRUE(
       schema.Check("DiskConfig", *cloudhv::DiskConfigOf(PluginSpec().devices(1).block())).ok());
+  pluginapi::NetDevice cni = PluginSpec().devices(2).net();
+  cni.set_netns_path("/run/netns/sandbox");
+  Status net_checked = schema.Check("NetConfig", *cloudhv::NetFdConfigOf(cni, 1));
+  EXPECT_TRUE(net_checked.ok()) << net_checked.error().message;
+  // CH's NetConfig takes `fds` numbers (and ignores them); other fields stay refused.
+  EXPECT_TRUE(schema.Check("NetConfig", json{{"fds", {3}}}).ok());
+  EXPECT_FALSE(schema.Check("NetConfig", json{{"fd", 3}}).ok());
 }
 
 TEST(Schema, UnknownFieldsAreRefusedWithTheirPath) {
@@ -143,6 +156,17 @@ TEST(QemuTranslation, VmConfigBecomesAQemuCommandLine) {
   EXPECT_THAT(*(append + 1), HasSubstr("beaconbox.channel=virtio-serial:beaconbox.agent"));
   EXPECT_EQ(AgentVsockPortOf(config), 1024u);
 
+  // Descriptors from vm.add-net win over a tap name, as in CH.
+  config["net"][0]["fds"] = json::array({7});
+  argv = QemuArgvOf(config, "/q", {"/d/q", "/d/a"});
+  ASSERT_TRUE(argv.ok()) << argv.error().message;
+  EXPECT_THAT(*argv, Contains("tap,id=net0,fd=7"));
+  config["net"][0].erase("tap");
+  config["net"][0]["fds"] = json::array({7, 8});
+  EXPECT_THAT(*QemuArgvOf(config, "/q", {"/d/q", "/d/a"}), Contains("tap,id=net0,fds=7:8"));
+  config["net"][0]["fds"] = json::array({-1});
+  EXPECT_FALSE(QemuArgvOf(config, "/q", {"/d/q", "/d/a"}).ok());
+  config = PluginVmConfig();
   config["disks"][0]["path"] = "/img/a,b";
   EXPECT_FALSE(QemuArgvOf(config, "/q", {"/d/q", "/d/a"}).ok());
   config = PluginVmConfig();
@@ -161,6 +185,13 @@ class FakeProcess {
     EXPECT_TRUE(pid.ok()) << pid.error().message;
     pid_ = pid.ok() ? *pid : -1;
     EXPECT_TRUE(plugins::WaitForPath(socket, pid_, 10s));
+    // The file appears at bind(), a moment before listen() (as with CH): wait for it.
+    cloudhv::ApiClient client(socket);
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!client.Send("GET", "vmm.ping", std::nullopt, 2s).ok() &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
   }
   ~FakeProcess() {
     if (pid_ > 0) plugins::EndChild(pid_, 2s);
@@ -214,6 +245,100 @@ TEST(FakeProcess, ServesPingRefusesBadBodiesAndShutsDown) {
   ASSERT_TRUE(client.Call("PUT", "vmm.shutdown", std::nullopt, 5s).ok());
   EXPECT_TRUE(plugins::WaitChildExit(fake.pid(), 5s));
   EXPECT_FALSE(std::filesystem::exists(dir / "api.sock"));
+}
+
+std::string InodeOf(int fd) {
+  struct stat info {};
+  return ::fstat(fd, &info) == 0 ? std::to_string(info.st_ino) : "?";
+}
+
+// vm.add-net between vm.create and vm.boot, as CH takes a TAP descriptor: the fds come
+// as SCM_RIGHTS (the plugin's ApiClient), CH's rules are enforced, the double keeps
+// the descriptor and hands it to its QEMU at vm.boot (-netdev tap,fd=N, open across
+// the exec). QEMU here is a FAKE script that records what it got and exits.
+TEST(FakeProcess, ColdAddsANetWithItsDescriptorAndHandsItToQemu) {
+  plugins::testing::TempDir dir;
+  const std::string record = dir / "qemu-got";
+  const std::string script = dir / "fake-qemu";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\n# FAKE QEMU: records its -netdev and what fd N is, then fails.\n"
+        << "for a in \"$@\"; do case $a in tap,*fd=*) n=${a##*fd=}; "
+        << "echo \"$a $(readlink /proc/$$/fd/$n)\" >> " << record << ";; esac; done\nexit 1\n";
+  }
+  ::chmod(script.c_str(), 0755);
+  ::setenv("FAKE_CLOUD_HYPERVISOR_QEMU", script.c_str(), 1);
+  FakeProcess fake(dir / "api.sock");
+  ::unsetenv("FAKE_CLOUD_HYPERVISOR_QEMU");
+  cloudhv::ApiClient client(dir / "api.sock");
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+
+  // Before vm.create: 404, as CH (no VmConfig to add to).
+  auto early = client.Call("PUT", "vm.add-net", json{{"id", "net1"}}.dump(), 5s, {read_end.get()});
+  ASSERT_FALSE(early.ok());
+  EXPECT_THAT(early.error().message, HasSubstr("HTTP 404"));
+  json config = PluginVmConfig();
+  config.erase("vsock");  // its socket would be under /run/x
+  ASSERT_TRUE(client.Call("PUT", "vm.create", config.dump(), 5s).ok());
+
+  const json net = {{"mac", "02:00:00:00:00:09"}, {"id", "net1"}, {"num_queues", 2}};
+  auto two_fds =
+      client.Call("PUT", "vm.add-net", net.dump(), 5s, {read_end.get(), write_end.get()});
+  ASSERT_FALSE(two_fds.ok());
+  EXPECT_THAT(two_fds.error().message, HasSubstr("HTTP 400"));
+  EXPECT_THAT(two_fds.error().message, HasSubstr("one per queue pair"));
+  json too_many_queues = net;
+  too_many_queues["num_queues"] = 4;
+  auto queues = client.Call("PUT", "vm.add-net", too_many_queues.dump(), 5s,
+                            {read_end.get(), write_end.get()});
+  ASSERT_FALSE(queues.ok());
+  EXPECT_THAT(queues.error().message, HasSubstr("boot vCPUs"));
+  json small_mtu = net;
+  small_mtu["mtu"] = 576;
+  EXPECT_THAT(
+      client.Call("PUT", "vm.add-net", small_mtu.dump(), 5s, {read_end.get()}).error().message,
+      HasSubstr("HTTP 400"));
+  json taken = net;
+  taken["id"] = "net0";  // the VmConfig's own net
+  EXPECT_THAT(client.Call("PUT", "vm.add-net", taken.dump(), 5s, {read_end.get()}).error().message,
+              HasSubstr("HTTP 409"));
+  json unknown = net;
+  unknown["tap_fd"] = 3;
+  EXPECT_THAT(
+      client.Call("PUT", "vm.add-net", unknown.dump(), 5s, {read_end.get()}).error().message,
+      HasSubstr("unknown field `tap_fd`"));
+
+  // Stale numbers in the body are ignored; the descriptor sent is what counts.
+  json stale = net;
+  stale["fds"] = json::array({99});
+  auto added = client.Call("PUT", "vm.add-net", stale.dump(), 5s, {read_end.get()});
+  ASSERT_TRUE(added.ok()) << added.error().message;
+  EXPECT_EQ(*added, "");  // 204: a cold-plug
+  auto info = json::parse(*client.Call("GET", "vm.info", std::nullopt, 5s));
+  ASSERT_EQ(info["config"]["net"].size(), 2u);
+  const json& stored = info["config"]["net"][1];
+  EXPECT_EQ(stored["id"], "net1");
+  ASSERT_EQ(stored["fds"].size(), 1u);
+  const int held = stored["fds"][0].get<int>();
+  EXPECT_NE(held, 99);
+  // The double's descriptor `held` is our pipe's read end.
+  char link[128] = {};
+  const std::string proc_fd = "/proc/" + std::to_string(fake.pid()) + "/fd/" + std::to_string(held);
+  ASSERT_GT(::readlink(proc_fd.c_str(), link, sizeof(link) - 1), 0);
+  EXPECT_EQ(std::string(link), "pipe:[" + InodeOf(read_end.get()) + "]");
+
+  // vm.boot: QEMU gets -netdev tap,id=net1,fd=<held>, open in QEMU.
+  auto boot = client.Call("PUT", "vm.boot", std::nullopt, 30s);
+  ASSERT_FALSE(boot.ok());  // the FAKE QEMU exits
+  EXPECT_THAT(boot.error().message, HasSubstr("QEMU exited at start"));
+  std::ifstream got(record);
+  std::stringstream text;
+  text << got.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("tap,id=net1,fd=" + std::to_string(held) + " pipe:[" +
+                                    InodeOf(read_end.get()) + "]"));
 }
 
 }  // namespace

@@ -113,6 +113,37 @@ TEST(VmConfig, DisksNetsAndSharesInOrder) {
                                            {"id", "fs0"}}}));
 }
 
+// A TAP in a CNI sandbox is not in vm.create's body (CH takes descriptors only with
+// vm.add-net); its vm.add-net body has no tap name and one queue pair (one fd), and
+// the nets around it keep their ids in the spec's order.
+TEST(VmConfig, NetInAnotherNamespaceGoesByVmAddNet) {
+  pluginapi::VmSpec spec = BaseSpec();
+  auto* cni = spec.add_devices()->mutable_net();
+  cni->set_tap_name("tap0");
+  cni->set_mac("02:00:00:00:00:02");
+  cni->set_mtu(1450);
+  cni->set_netns_path("/run/netns/sandbox");
+  auto* host = spec.add_devices()->mutable_net();
+  host->set_tap_name("bbx1");
+  host->set_mac("02:00:00:00:00:03");
+  auto plan = PlanLaunch(spec);
+  ASSERT_TRUE(plan.ok());
+  auto config = BuildVmConfig(spec, *plan);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ((*config)["net"],
+            json::array({{{"tap", "bbx1"}, {"mac", "02:00:00:00:00:03"}, {"id", "net1"}}}));
+  auto body = NetFdConfigOf(*cni, 0);
+  ASSERT_TRUE(body.ok()) << body.error().message;
+  EXPECT_EQ(*body,
+            (json{{"mac", "02:00:00:00:00:02"}, {"id", "net0"}, {"mtu", 1450}, {"num_queues", 2}}));
+  cni->set_netns_path("relative/ns");
+  EXPECT_FALSE(NetFdConfigOf(*cni, 0).ok());
+  EXPECT_FALSE(BuildVmConfig(spec, *plan).ok());
+  cni->set_netns_path("/run/netns/sandbox");
+  cni->set_mac("bad");
+  EXPECT_FALSE(BuildVmConfig(spec, *plan).ok());
+}
+
 TEST(VmConfig, RefusesHostileDeviceValues) {
   pluginapi::BlockDevice block;
   block.set_id("a,b");

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -41,6 +42,10 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 constexpr size_t kMaxRequestBody = 1 << 20;
+// Descriptors one request may carry; more is refused (CH's own bound is the kernel's).
+constexpr size_t kMaxRequestFds = 16;
+// CH's virtio-net minimum MTU (IPv6's).
+constexpr uint64_t kMinNetMtu = 1280;
 
 void Log(const std::string& line) { std::cerr << "fake-cloud-hypervisor: " << line << std::endl; }
 
@@ -93,6 +98,91 @@ void Splice(UniqueFd a, UniqueFd b) {
   }
 }
 
+// The API connection as a Beast sync stream read with recvmsg: descriptors that come
+// as SCM_RIGHTS are kept for the request being read, as CH's HTTP server keeps them
+// (vm.add-net's TAPs). Close-on-exec on arrival; the boot clears it on QEMU's side.
+class FdCollectingStream {
+ public:
+  explicit FdCollectingStream(UniqueFd fd) : fd_(std::move(fd)) {}
+
+  template <class Buffers>
+  size_t read_some(const Buffers& buffers, beast::error_code& error) {
+    const asio::mutable_buffer buffer = *asio::buffer_sequence_begin(buffers);
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxRequestFds)];
+    iovec data{buffer.data(), buffer.size()};
+    msghdr message{};
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    ssize_t n;
+    do {
+      n = ::recvmsg(fd_.get(), &message, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      error = beast::error_code(errno, beast::system_category());
+      return 0;
+    }
+    if (n == 0) {
+      error = asio::error::eof;
+      return 0;
+    }
+    error = {};
+    if (message.msg_flags & MSG_CTRUNC) fds_truncated_ = true;  // the kernel closed the rest
+    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
+         header = CMSG_NXTHDR(&message, header)) {
+      if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+        fds_.emplace_back(fd);
+      }
+    }
+    return static_cast<size_t>(n);
+  }
+  template <class Buffers>
+  size_t read_some(const Buffers& buffers) {
+    beast::error_code error;
+    size_t n = read_some(buffers, error);
+    if (error) throw beast::system_error(error);
+    return n;
+  }
+  template <class Buffers>
+  size_t write_some(const Buffers& buffers, beast::error_code& error) {
+    const asio::const_buffer buffer = *asio::buffer_sequence_begin(buffers);
+    ssize_t n;
+    do {
+      n = ::send(fd_.get(), buffer.data(), buffer.size(), MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      error = beast::error_code(errno, beast::system_category());
+      return 0;
+    }
+    error = {};
+    return static_cast<size_t>(n);
+  }
+  template <class Buffers>
+  size_t write_some(const Buffers& buffers) {
+    beast::error_code error;
+    size_t n = write_some(buffers, error);
+    if (error) throw beast::system_error(error);
+    return n;
+  }
+
+  // The descriptors received since the last call, and whether some were lost.
+  std::vector<UniqueFd> TakeFds(bool* truncated) {
+    *truncated = fds_truncated_;
+    fds_truncated_ = false;
+    return std::move(fds_);
+  }
+
+ private:
+  UniqueFd fd_;
+  std::vector<UniqueFd> fds_;
+  bool fds_truncated_ = false;
+};
+
 class FakeVmm {
  public:
   FakeVmm(ApiSchema schema, std::string api_socket, std::string qemu, std::string version)
@@ -137,9 +227,7 @@ class FakeVmm {
   }
 
   void ServeConnection(UniqueFd fd) {
-    asio::io_context context;
-    asio::local::stream_protocol::socket socket(context);
-    socket.assign(asio::local::stream_protocol(), fd.Release());
+    FdCollectingStream socket(std::move(fd));
     beast::flat_buffer buffer;
     while (true) {
       http::request_parser<http::string_body> parser;
@@ -148,7 +236,13 @@ class FakeVmm {
       http::read(socket, buffer, parser, error);
       if (error) return;
       const auto& request = parser.get();
-      Answer answer = Dispatch(request);
+      bool truncated = false;
+      std::vector<UniqueFd> fds = socket.TakeFds(&truncated);
+      Answer answer =
+          truncated || fds.size() > kMaxRequestFds
+              ? Text(http::status::bad_request, "more than " + std::to_string(kMaxRequestFds) +
+                                                    " descriptors with one request")
+              : Dispatch(request, std::move(fds));
       http::response<http::string_body> response{answer.status, request.version()};
       response.set(http::field::server, "fake-cloud-hypervisor");
       if (!answer.body.empty()) {
@@ -163,7 +257,7 @@ class FakeVmm {
     }
   }
 
-  Answer Dispatch(const http::request<http::string_body>& request) {
+  Answer Dispatch(const http::request<http::string_body>& request, std::vector<UniqueFd> fds) {
     std::string target(request.target());
     const std::string prefix = "/api/v1/";
     if (target.rfind(prefix, 0) != 0 || !schema_.Serves(target.substr(prefix.size()))) {
@@ -186,10 +280,11 @@ class FakeVmm {
     } else if (!request.body().empty()) {
       return Text(http::status::bad_request, call + " takes no body");
     }
-    return Handle(call, body);
+    return Handle(call, body, std::move(fds));
   }
 
-  Answer Handle(const std::string& call, const json& body) {
+  // Descriptors reach only vm.add-net (CH drops those of any other call here).
+  Answer Handle(const std::string& call, const json& body, std::vector<UniqueFd> fds) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (call == "vmm.ping") {
       return {http::status::ok, json{{"version", version_},
@@ -237,15 +332,65 @@ class FakeVmm {
     if (call == "vm.delete") {
       StopQemuLocked();
       config_ = json();
+      net_fds_.clear();
       vcpus_ = ram_ = 0;
       dimms_ = 0;
       state_ = "";
       return {};
     }
     if (call == "vm.resize") return Resize(body);
+    if (call == "vm.add-net" && state_ == "Created") return ColdAddNet(body, std::move(fds));
     // vm.add-*, vm.remove-device: the body was checked; QEMU hotplug is not emulated.
     return Text(http::status::internal_server_error,
                 call + " is not emulated (the double checks its body only; see its README)");
+  }
+
+  // vm.add-net before vm.boot, CH's rules: the TAP descriptors came as SCM_RIGHTS (any
+  // `fds` in the body are stale numbers and ignored), num_queues (default 2) is at
+  // least 2 and twice the number of descriptors when there are some, no more queue
+  // pairs than boot vCPUs, an MTU of at least 1280, an id unique in the VmConfig. The
+  // net joins the stored VmConfig (with the descriptors this process now holds, as CH
+  // reports them in vm.info) and QEMU gets them at vm.boot; 204, as CH's cold-plug.
+  Answer ColdAddNet(json net, std::vector<UniqueFd> fds) {
+    net.erase("fds");
+    const uint64_t queues = net.value("num_queues", uint64_t{2});
+    if (queues < 2) {
+      return Text(http::status::bad_request,
+                  "vm.add-net: num_queues " + std::to_string(queues) + " is below 2");
+    }
+    if (!fds.empty() && queues != fds.size() * 2) {
+      return Text(http::status::bad_request,
+                  "vm.add-net: num_queues " + std::to_string(queues) + " does not match the " +
+                      std::to_string(fds.size()) + " descriptor(s) sent (one per queue pair)");
+    }
+    const uint64_t vcpus = config_["cpus"].value("boot_vcpus", uint64_t{1});
+    if (queues / 2 > vcpus) {
+      return Text(http::status::bad_request, "vm.add-net: " + std::to_string(queues / 2) +
+                                                 " queue pairs for " + std::to_string(vcpus) +
+                                                 " boot vCPUs");
+    }
+    if (net.contains("mtu") && net["mtu"].get<uint64_t>() < kMinNetMtu) {
+      return Text(http::status::bad_request, "vm.add-net: mtu below " + std::to_string(kMinNetMtu));
+    }
+    if (net.contains("id")) {
+      const std::string id = net["id"].get<std::string>();
+      for (const char* kind : {"disks", "net", "fs", "pmem", "devices", "vdpa"}) {
+        for (const auto& device : config_.value(kind, json::array())) {
+          if (device.is_object() && device.value("id", "") == id) {
+            return Text(http::status::conflict, "vm.add-net: the id " + id + " is taken");
+          }
+        }
+      }
+    }
+    if (!fds.empty()) {
+      json numbers = json::array();
+      for (const auto& fd : fds) numbers.push_back(fd.get());
+      net["fds"] = numbers;
+      for (auto& fd : fds) net_fds_.push_back(std::move(fd));
+    }
+    if (!config_.contains("net")) config_["net"] = json::array();
+    config_["net"].push_back(std::move(net));
+    return {};
   }
 
   // vm.resize by QEMU hotplug: vCPUs into free CPU slots (query-hotpluggable-cpus,
@@ -347,10 +492,16 @@ class FakeVmm {
     for (auto& arg : *argv) args.push_back(arg.data());
     args.push_back(nullptr);
     const pid_t parent = ::getpid();
+    std::vector<int> inherited;
+    for (const auto& fd : net_fds_) inherited.push_back(fd.get());
     pid_t pid = ::fork();
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) _exit(127);
+      // QEMU's -netdev tap,fd=N: the TAP descriptors stay open across its exec.
+      for (int fd : inherited) {
+        if (::fcntl(fd, F_SETFD, 0) != 0) _exit(127);
+      }
       ::execv(args[0], args.data());
       _exit(127);
     }
@@ -470,6 +621,7 @@ class FakeVmm {
   uint64_t ram_ = 0;    // bytes, after vm.resize; 0: memory.size
   int dimms_ = 0;
   std::string vsock_socket_;
+  std::vector<UniqueFd> net_fds_;  // TAPs of vm.add-net, numbered as in config_["net"]
   std::atomic<bool> exit_ = false;
 };
 

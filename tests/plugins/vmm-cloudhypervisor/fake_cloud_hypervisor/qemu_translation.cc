@@ -135,13 +135,29 @@ Result<std::vector<std::string>> QemuArgvOf(const json& config, const std::strin
   }
   index = 0;
   for (const auto& net : config.value("net", json::array())) {
-    if (net.value("vhost_user", false) || !net.contains("tap")) {
-      return NotEmulated("networks other than an existing TAP");
+    const bool has_fds = net.contains("fds") && net["fds"].is_array() && !net["fds"].empty();
+    if (net.value("vhost_user", false) || (!net.contains("tap") && !has_fds)) {
+      return NotEmulated("networks other than an existing TAP or TAP descriptors");
     }
-    BBX_ASSIGN_OR_RETURN(std::string tap, Safe(net["tap"], "net[].tap"));
     std::string id = "net" + std::to_string(index++);
-    argv.insert(argv.end(),
-                {"-netdev", "tap,id=" + id + ",ifname=" + tap + ",script=no,downscript=no"});
+    if (has_fds) {
+      // Descriptors from vm.add-net (SCM_RIGHTS), open in QEMU across the exec: as CH,
+      // they win over a tap name. One queue pair per descriptor.
+      std::string numbers;
+      for (const auto& fd : net["fds"]) {
+        if (!fd.is_number_integer() || fd.get<int64_t>() <= 2) {
+          return MakeError(ErrorCode::kInvalidArgument, "net[].fds: not received descriptors");
+        }
+        numbers += (numbers.empty() ? "" : ":") + std::to_string(fd.get<int64_t>());
+      }
+      argv.insert(argv.end(),
+                  {"-netdev", "tap,id=" + id +
+                                  (net["fds"].size() == 1 ? ",fd=" + numbers : ",fds=" + numbers)});
+    } else {
+      BBX_ASSIGN_OR_RETURN(std::string tap, Safe(net["tap"], "net[].tap"));
+      argv.insert(argv.end(),
+                  {"-netdev", "tap,id=" + id + ",ifname=" + tap + ",script=no,downscript=no"});
+    }
     std::string device = "virtio-net-pci,netdev=" + id;
     if (net.contains("mac")) {
       BBX_ASSIGN_OR_RETURN(std::string mac, Safe(net["mac"], "net[].mac"));
