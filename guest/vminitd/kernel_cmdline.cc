@@ -74,4 +74,16 @@ Result<ChannelSpec> ParseChannelSpec(std::string_view value) {
                        ": expected virtio-serial:<port name> or vsock:<port>");
 }
 
+int PageReportingOrder(const std::map<std::string, std::string>& params) {
+  auto it = params.find(std::string(kPageReportingOrderParam));
+  if (it == params.end()) return -1;
+  const std::string& value = it->second;
+  if (value.empty() || value.size() > 2 ||
+      value.find_first_not_of("0123456789") != std::string::npos) {
+    return -1;
+  }
+  const int order = std::stoi(value);
+  return order <= 10 ? order : -1;
+}
+
 }  // namespace beaconbox::guest

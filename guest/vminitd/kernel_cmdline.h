@@ -30,4 +30,12 @@ inline constexpr std::string_view kChannelParam = "beaconbox.channel";
 // Parses "virtio-serial:<name>" or "vsock:<port>".
 Result<ChannelSpec> ParseChannelSpec(std::string_view value);
 
+inline constexpr std::string_view kPageReportingOrderParam = "page_reporting.page_reporting_order";
+
+// The free page reporting order the command line asks for (a number 0..10), or -1
+// when absent or not such a number. Linux 6.1 resets the parameter to pageblock_order
+// (9: only free blocks of 2 MiB are reported) when virtio_balloon registers, so
+// vminitd writes it again once the modules are loaded.
+int PageReportingOrder(const std::map<std::string, std::string>& params);
+
 }  // namespace beaconbox::guest

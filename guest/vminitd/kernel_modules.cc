@@ -1,7 +1,10 @@
 #include "guest/vminitd/kernel_modules.h"
 
+#include <unistd.h>
+
 #include <functional>
 
+#include "common/base/file_util.h"
 #include "guest/vminitd/kernel_cmdline.h"
 
 namespace beaconbox::guest {
@@ -78,6 +81,24 @@ Result<std::vector<std::string>> ResolveModuleOrder(const std::vector<std::strin
     BBX_RETURN_IF_ERROR(visit(name, ""));
   }
   return order;
+}
+
+int RemoveListedModuleFiles(const std::string& order_file) {
+  auto list = ReadSmallFile(order_file);
+  if (!list.ok()) return 0;
+  int removed = 0;
+  size_t start = 0;
+  while (start < list->size()) {
+    size_t end = list->find('\n', start);
+    if (end == std::string::npos) end = list->size();
+    const std::string path = list->substr(start, end - start);
+    start = end + 1;
+    const bool module_file = path.ends_with(".ko") || path.ends_with(".ko.xz") ||
+                             path.ends_with(".ko.zst") || path.ends_with(".ko.gz");
+    if (path.empty() || path[0] != '/' || !module_file) continue;
+    if (::unlink(path.c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace beaconbox::guest

@@ -112,6 +112,15 @@ void LoadModules(const std::string& order_file) {
   Log("loaded " + std::to_string(loaded) + " kernel modules");
 }
 
+void SetPageReportingOrder(int order) {
+  constexpr char kPath[] = "/sys/module/page_reporting/parameters/page_reporting_order";
+  UniqueFd fd(::open(kPath, O_WRONLY | O_CLOEXEC));
+  const std::string value = std::to_string(order);
+  if (!fd || ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    Log(ErrnoError("setting the free page reporting order in", kPath).message);
+  }
+}
+
 void SetHostname(const std::string& hostname) {
   if (::sethostname(hostname.data(), hostname.size()) != 0) {
     Log(ErrnoError("sethostname", hostname).message);

@@ -22,6 +22,10 @@ void OpenConsole();
 // loaded or built in is not an error; other failures are logged and skipped.
 void LoadModules(const std::string& order_file);
 
+// Sets the free page reporting order (/sys/module/page_reporting/parameters), once
+// virtio_balloon is loaded; logs a failure.
+void SetPageReportingOrder(int order);
+
 void SetHostname(const std::string& hostname);
 void BringUpLoopback();
 

@@ -36,5 +36,17 @@ TEST(CmdlineTest, ChannelSpecs) {
   }
 }
 
+TEST(CmdlineTest, PageReportingOrder) {
+  EXPECT_EQ(PageReportingOrder(ParseCmdline("quiet")), -1);
+  EXPECT_EQ(PageReportingOrder(ParseCmdline("page_reporting.page_reporting_order=0")), 0);
+  EXPECT_EQ(PageReportingOrder(ParseCmdline(
+                "page_reporting.page_reporting_order=0 page_reporting.page_reporting_order=5")),
+            5);
+  EXPECT_EQ(PageReportingOrder(ParseCmdline("page_reporting.page_reporting_order=10")), 10);
+  for (const char* bad : {"11", "-1", "", "3x", "999", " 3"}) {
+    EXPECT_EQ(PageReportingOrder({{"page_reporting.page_reporting_order", bad}}), -1) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace beaconbox::guest

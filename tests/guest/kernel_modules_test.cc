@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 namespace beaconbox::guest {
 namespace {
 
@@ -63,6 +66,31 @@ TEST(ModulesTest, BuiltinIsSkippedUnknownIsAnError) {
   auto cycle = ResolveModuleOrder({"a"}, deps, builtin);
   ASSERT_FALSE(cycle.ok());
   EXPECT_NE(cycle.error().message.find("cycle"), std::string::npos);
+}
+
+TEST(ModulesTest, RemovesTheListedModuleFilesOnly) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(::testing::TempDir()) / "remove-modules";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "kernel/fs/fuse");
+  const auto touch = [](const fs::path& path) { std::ofstream(path) << "x"; };
+  touch(dir / "kernel/fs/fuse/fuse.ko");
+  touch(dir / "kernel/fs/fuse/virtiofs.ko.xz");
+  touch(dir / "kernel/fs/fuse/notes.txt");    // listed, not a module file: kept
+  touch(dir / "kernel/fs/fuse/unlisted.ko");  // not listed: kept
+  std::ofstream(dir / "modules.order") << (dir / "kernel/fs/fuse/fuse.ko").string() << "\n\n"
+                                       << (dir / "kernel/fs/fuse/virtiofs.ko.xz").string() << "\n"
+                                       << (dir / "kernel/fs/fuse/notes.txt").string() << "\n"
+                                       << "kernel/fs/fuse/unlisted.ko\n"  // relative: ignored
+                                       << (dir / "kernel/fs/fuse/gone.ko").string() << "\n";
+  EXPECT_EQ(RemoveListedModuleFiles((dir / "modules.order").string()), 2);
+  EXPECT_FALSE(fs::exists(dir / "kernel/fs/fuse/fuse.ko"));
+  EXPECT_FALSE(fs::exists(dir / "kernel/fs/fuse/virtiofs.ko.xz"));
+  EXPECT_TRUE(fs::exists(dir / "kernel/fs/fuse/notes.txt"));
+  EXPECT_TRUE(fs::exists(dir / "kernel/fs/fuse/unlisted.ko"));
+  EXPECT_TRUE(fs::exists(dir / "modules.order"));
+  EXPECT_EQ(RemoveListedModuleFiles((dir / "no-such-order").string()), 0);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ TEST(QemuCommand, VsockWithTheHostsGuestCid) {
             "console=ttyS0 quiet loglevel=4 reboot=t i8042.noaux i8042.nokbd i8042.nopnp "
             "i8042.dumbkbd 8250.nr_uarts=1 tsc=reliable no_timer_check noreplace-smp "
             "cryptomgr.notests rcupdate.rcu_expedited=1 panic=-1 beaconbox.channel=vsock:1024 "
-            "swiotlb=noforce operator=1");
+            "swiotlb=noforce page_reporting.page_reporting_order=5 operator=1");
 }
 
 // A TAP in another network namespace (net-cni) reaches QEMU as a descriptor Launch
@@ -228,11 +228,13 @@ TEST(QemuCommand, FreePageReportingBalloonUnlessTurnedOff) {
   auto argv = BuildQemuCommand(spec, config, *plan);
   ASSERT_TRUE(argv.ok()) << argv.error().message;
   EXPECT_THAT(*argv, Contains("virtio-balloon-pci,id=balloon0,free-page-reporting=on"));
+  EXPECT_THAT(ArgAfter(*argv, "-append"), HasSubstr(" page_reporting.page_reporting_order=5"));
   EXPECT_EQ(argv->back(), "-extra") << "the operator's extra_args stay last";
   config.free_page_reporting = false;
   argv = BuildQemuCommand(spec, config, *plan);
   ASSERT_TRUE(argv.ok()) << argv.error().message;
   for (const auto& arg : *argv) EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
+  EXPECT_THAT(ArgAfter(*argv, "-append"), ::testing::Not(HasSubstr("page_reporting")));
 }
 
 TEST(QemuCommand, NoGuestSwiotlbUnlessAsked) {
@@ -243,7 +245,7 @@ TEST(QemuCommand, NoGuestSwiotlbUnlessAsked) {
   QemuConfig config;
   auto argv = BuildQemuCommand(spec, config, *plan);
   ASSERT_TRUE(argv.ok()) << argv.error().message;
-  EXPECT_THAT(ArgAfter(*argv, "-append"), HasSubstr(" swiotlb=noforce operator=1"));
+  EXPECT_THAT(ArgAfter(*argv, "-append"), HasSubstr(" swiotlb=noforce "));
   config.guest_swiotlb = true;
   argv = BuildQemuCommand(spec, config, *plan);
   ASSERT_TRUE(argv.ok()) << argv.error().message;
