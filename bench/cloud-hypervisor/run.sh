@@ -20,14 +20,13 @@ while getopts 'n:o:b:' opt; do
     *) echo "usage: run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-b BUILD_DIR]" >&2; exit 2 ;;
   esac
 done
-[[ $iterations =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
-vmm_binary=${BBX_CLOUD_HYPERVISOR:-$build/tests/fake-cloud-hypervisor}
-[ -x "$vmm_binary" ] || { echo "run.sh: no $vmm_binary: build the fake-cloud-hypervisor target" >&2; exit 1; }
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
-bbx_env_start
-bbx_import_demo_image
+bbx_bench_number n "$iterations"
+vmm_binary=${BBX_CLOUD_HYPERVISOR:-$build/tests/fake-cloud-hypervisor}
+[ -x "$vmm_binary" ] || { echo "run.sh: no $vmm_binary: build the fake-cloud-hypervisor target" >&2; exit 1; }
+bbx_bench_start beaconbox
 cat >> "$BBX_BEACONBOX_CONFIG" <<EOC
 
 [plugins.vmm.cloud-hypervisor]

@@ -45,12 +45,12 @@ while getopts 'n:s:r:t:x:k:o:c:' opt; do
   esac
 done
 [[ $kernel_args != *[\"\\]* ]] || { echo "run.sh: -k takes no quotes or backslashes" >&2; exit 2; }
-[[ $count =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
-[[ $settle =~ ^[0-9]+$ ]] || { echo "run.sh: -s wants seconds (0 or more)" >&2; exit 2; }
-[[ $reserve_mib =~ ^[0-9]+$ ]] || { echo "run.sh: -r wants MiB (0 or more)" >&2; exit 2; }
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=$containerd_choice
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
+bbx_bench_number n "$count"
+bbx_bench_number s "$settle" 0
+bbx_bench_number r "$reserve_mib" 0
 
 runtimes=()
 case $which_runtimes in
@@ -59,12 +59,6 @@ case $which_runtimes in
   both) runtimes=(io.containerd.runc.v2 "$BBX_BEACONBOX_RUNTIME") ;;
   *) echo "run.sh: -t wants runc, beaconbox or both" >&2; exit 2 ;;
 esac
-missing=$(bbx_beaconbox_missing "$output")
-if [ -n "$missing" ] && [ "$which_runtimes" != runc ]; then
-  echo "run.sh: beaconbox is not built; missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
-
 started=()  # container ids of the runtime being measured
 declare -A shim_of  # container id -> its shim's pid
 bbx_on_stop() {
@@ -74,8 +68,7 @@ bbx_on_stop() {
   started=()
 }
 
-bbx_env_start
-bbx_import_demo_image
+if [ "$which_runtimes" = runc ]; then bbx_bench_start any; else bbx_bench_start beaconbox; fi
 if [ -n "$kernel_args" ]; then
   sed -i "/^\[vm\]\$/a kernel_cmdline = \"$kernel_args\"" "$BBX_BEACONBOX_CONFIG"
 fi

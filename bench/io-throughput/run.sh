@@ -23,16 +23,15 @@ while getopts 'n:o:b:' opt; do
     *) echo "usage: run.sh [-n ITERATIONS] [-o OUTPUT_DIR] [-b BYTES]" >&2; exit 2 ;;
   esac
 done
-[[ $iterations =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
-[[ $bytes =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -b wants a positive byte count" >&2; exit 2; }
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
+bbx_bench_number n "$iterations"
+bbx_bench_number b "$bytes"
 
 mapfile -t runtimes < <(bbx_measured_runtimes "$output")
 
-bbx_env_start
-bbx_import_demo_image
+bbx_bench_start any
 
 echo "stdout throughput of \`yes | head -c $bytes\` through ctr (output: $output)"
 for runtime in "${runtimes[@]}"; do

@@ -25,10 +25,9 @@ done
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system BBX_GUEST_TIMEOUT_MS=300000
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
-missing=$(bbx_beaconbox_missing "$output")
-[ -z "$missing" ] || { echo "beaconbox not built: $missing" >&2; exit 1; }
-bbx_env_start
-bbx_import_demo_image
+bbx_bench_number n "$iterations"
+bbx_bench_number d "$density"
+bbx_bench_start beaconbox
 base="$BBX_DIR/beaconbox.toml.base"
 cp "$BBX_BEACONBOX_CONFIG" "$base"
 use_template() {  # true|false

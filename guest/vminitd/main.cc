@@ -51,7 +51,8 @@ Result<std::string> FindVirtioPort(const std::string& name) {
                        " not found under /sys/class/virtio-ports: does the VM have it?");
 }
 
-[[noreturn]] void ServeVirtioSerial(Runtime& runtime, const std::string& port_name) {
+[[noreturn]] void ServeVirtioSerial(Runtime& runtime, KeptAgentToken& agent_token,
+                                    const std::string& port_name) {
   for (;;) {
     auto path = FindVirtioPort(port_name);
     if (!path.ok()) {
@@ -66,14 +67,14 @@ Result<std::string> FindVirtioPort(const std::string& name) {
     }
     SetReadyTime();
     Log("serving on virtio-serial " + *path + " (" + port_name + ")");
-    AgentSession(runtime, ReadAgentTokenNow).Serve(std::move(fd));
+    AgentSession(runtime, agent_token).Serve(std::move(fd));
     // The host end went away (shim restart); reopen and serve the next one.
     Log("virtio-serial connection ended; reopening");
     ::usleep(100 * 1000);
   }
 }
 
-[[noreturn]] void ServeVsock(Runtime& runtime, unsigned port) {
+[[noreturn]] void ServeVsock(Runtime& runtime, KeptAgentToken& agent_token, unsigned port) {
   for (;;) {
     UniqueFd listener(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
     struct sockaddr_vm addr {};
@@ -105,7 +106,7 @@ Result<std::string> FindVirtioPort(const std::string& name) {
       }
       refusal_logged = false;
       auto entry = std::make_shared<TrackedConnection<AgentSession>>();
-      entry->session = std::make_unique<AgentSession>(runtime, ReadAgentTokenNow);
+      entry->session = std::make_unique<AgentSession>(runtime, agent_token);
       entry->accepted = std::chrono::steady_clock::now();
       sessions.push_back(entry);
       std::thread([entry, fd = conn.Release()] {
@@ -161,13 +162,14 @@ int main() {
     }
   }
   // The token sealing the agent channel (common/base/agent_token.h): without it every
-  // call is refused. Waits here for fw_cfg (and logs what is wrong), then each call
-  // reads it again (AgentSession): a VM restored from a template has its own.
+  // call is refused. Waits here for fw_cfg (and logs what is wrong); the calls read it
+  // when they need it (KeptAgentToken): a VM restored from a template has its own.
   (void)ReadAgentToken(std::chrono::seconds(5));
   MarkBootStep("agent-token-read");
   static Runtime runtime;
+  static KeptAgentToken agent_token(ReadAgentTokenNow);
   if (channel.kind == ChannelSpec::Kind::kVsock) {
-    ServeVsock(runtime, channel.vsock_port);
+    ServeVsock(runtime, agent_token, channel.vsock_port);
   }
-  ServeVirtioSerial(runtime, channel.port_name);
+  ServeVirtioSerial(runtime, agent_token, channel.port_name);
 }

@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/base/agent_token.h"
 #include "common/base/errno_error.h"
@@ -284,8 +286,8 @@ ttrpc::Options SessionOptions(std::function<RpcStatus(const ttrpc::Metadata&)> a
 
 }  // namespace
 
-AgentSession::AgentSession(Runtime& runtime, std::function<std::string()> agent_token)
-    : agent_token_(std::move(agent_token)),
+AgentSession::AgentSession(Runtime& runtime, KeptAgentToken& agent_token)
+    : agent_token_(agent_token),
       server_(
           SessionOptions([this](const ttrpc::Metadata& metadata) { return Authorize(metadata); })) {
   RegisterGuest(server_, runtime);
@@ -293,20 +295,20 @@ AgentSession::AgentSession(Runtime& runtime, std::function<std::string()> agent_
 }
 
 RpcStatus AgentSession::Authorize(const ttrpc::Metadata& metadata) {
-  // Read for every call, never kept: a VM restored from a template runs the
-  // template's vminitd, whose memory holds the template's token, while fw_cfg holds
-  // the clone's own.
-  const std::string agent_token = agent_token_();
-  if (agent_token.empty()) {
-    return RpcStatus{ttrpc::Code::kUnauthenticated,
-                     "the guest has no agent token (fw_cfg opt/io.beaconbox/agent-token): its VMM "
-                     "did not seal the agent channel"};
-  }
+  std::vector<std::string_view> presented;
   for (const auto& [key, value] : metadata) {
-    if (key == kAgentTokenMetadataKey && AgentTokenMatches(agent_token, value)) {
+    if (key == kAgentTokenMetadataKey) presented.push_back(value);
+  }
+  switch (agent_token_.Check(presented)) {
+    case KeptAgentToken::Verdict::kAccepted:
       authenticated_ = true;
       return RpcStatus{};
-    }
+    case KeptAgentToken::Verdict::kNoToken:
+      return RpcStatus{ttrpc::Code::kUnauthenticated,
+                       "the guest has no agent token (fw_cfg opt/io.beaconbox/agent-token): its "
+                       "VMM did not seal the agent channel"};
+    case KeptAgentToken::Verdict::kRefused:
+      break;
   }
   return RpcStatus{ttrpc::Code::kUnauthenticated, "missing or wrong agent token"};
 }

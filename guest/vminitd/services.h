@@ -9,6 +9,7 @@
 
 #include "common/base/unique_fd.h"
 #include "common/ttrpc/ttrpc.h"
+#include "guest/vminitd/kept_agent_token.h"
 #include "guest/vminitd/runtime.h"
 
 namespace beaconbox::guest {
@@ -22,11 +23,12 @@ std::string ReadAgentToken(std::chrono::milliseconds timeout);
 std::string ReadAgentTokenNow();
 
 // One connection to the shim: vminitd's services behind a ttrpc server that refuses,
-// with kUnauthenticated, every call not carrying the token `agent_token` returns at
-// the time of the call (constant-time compare); an empty token refuses everything.
+// with kUnauthenticated, every call not carrying the VM's token as `agent_token`
+// checks it (shared by all sessions; outlives them); a VM without a token refuses
+// everything.
 class AgentSession {
  public:
-  AgentSession(Runtime& runtime, std::function<std::string()> agent_token);
+  AgentSession(Runtime& runtime, KeptAgentToken& agent_token);
   // Blocks until the peer goes away, the connection fails or End is called.
   void Serve(UniqueFd connection);
   // Ends Serve from any thread.
@@ -37,7 +39,7 @@ class AgentSession {
  private:
   ttrpc::RpcStatus Authorize(const ttrpc::Metadata& metadata);
 
-  const std::function<std::string()> agent_token_;
+  KeptAgentToken& agent_token_;
   std::atomic<bool> authenticated_{false};
   ttrpc::Server server_;
 };

@@ -75,6 +75,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::LaunchClone(
     LaunchPlan& plan = vm->plan_;
     plan.accelerator = choice.accelerator;
     plan.accelerator_reason = choice.why + "; restored from VM template " + lease.files.dir;
+    plan.restored_from_template = true;
     plan.kvm_broken = choice.kvm_broken;
     if (choice.accelerator == "kvm") plan.kvm_verdict_path = choice.verdict_path;
     // A TAP in another network namespace is opened there and handed to QEMU over QMP.

@@ -48,8 +48,9 @@ const bbx_config_key kConfigKeys[] = {
                    "opens KVM)"),
     bbx::ConfigKey("kvm_device", BBX_CONFIG_STRING, "\"/dev/kvm\"",
                    "opened to see whether KVM is there at all (QEMU itself always uses /dev/kvm)"),
-    bbx::ConfigKey("kvm_probe_timeout_ms", BBX_CONFIG_INTEGER, "10000",
-                   "how long the KVM probe waits for the guest kernel to reach init"),
+    bbx::ConfigKey(
+        "kvm_probe_timeout_ms", BBX_CONFIG_INTEGER, "10000",
+        "how long the KVM probe waits for the guest kernel to reach init (100 to 600000)"),
     bbx::ConfigKey("machine", BBX_CONFIG_STRING, "\"q35\"",
                    "QEMU machine type (-M); q35 keeps ACPI hotplug and boots as fast as pc or "
                    "microvm"),
@@ -69,10 +70,10 @@ const bbx_config_key kConfigKeys[] = {
     bbx::ConfigKey("template_dir", BBX_CONFIG_STRING, "\"<run_dir>/vmm-qemu/templates\"",
                    "where templates (guest memory and device state) live; tmpfs is fastest"),
     bbx::ConfigKey("template_boot_timeout_ms", BBX_CONFIG_INTEGER, "300000",
-                   "how long building a template waits for its guest agent"),
+                   "how long building a template waits for its guest agent (1000 to 3600000)"),
     bbx::ConfigKey("tcg_tb_size_mib", BBX_CONFIG_INTEGER, "32",
-                   "under TCG, QEMU's translation cache in MiB (-accel tcg,tb-size); 0: QEMU's "
-                   "default (1 GiB in QEMU 7.2, touched as used)"),
+                   "under TCG, QEMU's translation cache in MiB (-accel tcg,tb-size; 0 to 4096); 0: "
+                   "QEMU's default (1 GiB in QEMU 7.2, touched as used)"),
     bbx::ConfigKey("free_page_reporting", BBX_CONFIG_BOOLEAN, "true",
                    "a virtio-balloon with free page reporting: memory the guest frees goes "
                    "back to the host"),
@@ -80,6 +81,22 @@ const bbx_config_key kConfigKeys[] = {
                    "keep the guest kernel's 64 MiB swiotlb bounce buffer (false: swiotlb=noforce; "
                    "virtio devices never use it)"),
 };
+
+// `key`'s value, or `fallback` when unset (the host has checked the type against
+// kConfigKeys before Init; the ABI declares no ranges, so the plugin bounds it): a
+// value outside [min, max] is refused with one line naming the key and the range,
+// `min_note` following the minimum there.
+beaconbox::Result<int64_t> IntegerInRange(const toml::table& table, const char* key,
+                                          int64_t fallback, int64_t min, int64_t max,
+                                          const std::string& min_note = "") {
+  const int64_t value = table[key].value_or(fallback);
+  if (value < min || value > max) {
+    return beaconbox::MakeError(beaconbox::ErrorCode::kInvalidArgument,
+                                std::string(key) + " = " + std::to_string(value) + ": use " +
+                                    std::to_string(min) + min_note + " to " + std::to_string(max));
+  }
+  return value;
+}
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
                 bbx_error* error) {
@@ -93,8 +110,9 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
     config.accelerator = table["accelerator"].value_or(config.accelerator);
     config.kvm_device = table["kvm_device"].value_or(config.kvm_device);
-    config.kvm_probe_timeout = std::chrono::milliseconds(
-        std::clamp<int64_t>(table["kvm_probe_timeout_ms"].value_or(int64_t{10000}), 100, 600000));
+    auto kvm_probe_timeout = IntegerInRange(table, "kvm_probe_timeout_ms", 10000, 100, 600000);
+    if (!kvm_probe_timeout.ok()) return Fail(kvm_probe_timeout.error(), error);
+    config.kvm_probe_timeout = std::chrono::milliseconds(*kvm_probe_timeout);
     if (host && host->state_dir && host->state_dir[0]) {
       config.verdict_dir = std::string(host->state_dir) + "/vmm-qemu";
     }
@@ -105,28 +123,16 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     config.use_template = table["template"].value_or(false);
     std::string run_dir = host && host->run_dir && host->run_dir[0] ? host->run_dir : "/run/beacon";
     config.template_dir = table["template_dir"].value_or(run_dir + "/vmm-qemu/templates");
-    config.template_boot_timeout = std::chrono::milliseconds(std::clamp<int64_t>(
-        table["template_boot_timeout_ms"].value_or(int64_t{300000}), 1000, 3600000));
-    const int64_t tb_size = table["tcg_tb_size_mib"].value_or(
-        static_cast<int64_t>(beaconbox::qemu::kDefaultTcgTbSizeMib));
-    if (tb_size < 0 || tb_size > static_cast<int64_t>(beaconbox::qemu::kMaxTcgTbSizeMib)) {
-      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
-                       "tcg_tb_size_mib = " + std::to_string(tb_size) +
-                           ": use 0 (QEMU's default) to " +
-                           std::to_string(beaconbox::qemu::kMaxTcgTbSizeMib));
-    }
-    config.tcg_tb_size_mib = static_cast<uint64_t>(tb_size);
-    if (auto node = table["free_page_reporting"]; node && !node.is_boolean()) {
-      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
-                       "free_page_reporting must be true or false");
-    }
-    if (auto node = table["guest_swiotlb"]; node && !node.is_boolean()) {
-      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "guest_swiotlb must be true or false");
-    }
+    auto template_boot_timeout =
+        IntegerInRange(table, "template_boot_timeout_ms", 300000, 1000, 3600000);
+    if (!template_boot_timeout.ok()) return Fail(template_boot_timeout.error(), error);
+    config.template_boot_timeout = std::chrono::milliseconds(*template_boot_timeout);
+    auto tb_size = IntegerInRange(
+        table, "tcg_tb_size_mib", static_cast<int64_t>(beaconbox::qemu::kDefaultTcgTbSizeMib), 0,
+        static_cast<int64_t>(beaconbox::qemu::kMaxTcgTbSizeMib), " (QEMU's default)");
+    if (!tb_size.ok()) return Fail(tb_size.error(), error);
+    config.tcg_tb_size_mib = static_cast<uint64_t>(*tb_size);
     config.guest_swiotlb = table["guest_swiotlb"].value_or(config.guest_swiotlb);
-    if (auto node = table["tcg_tb_size_mib"]; node && !node.is_integer()) {
-      return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "tcg_tb_size_mib must be an integer (MiB)");
-    }
     config.free_page_reporting = table["free_page_reporting"].value_or(config.free_page_reporting);
     if (auto* args = table["extra_args"].as_array()) {
       for (auto& arg : *args) config.extra_args.push_back(arg.value_or(std::string()));

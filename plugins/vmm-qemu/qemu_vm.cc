@@ -462,6 +462,7 @@ pluginapi::VmInfo QemuVm::Info() const {
                                          : "unix:" + plan_.agent_socket);
   info.set_run_dir(spec_.run_dir());
   info.set_vmm_pid(qemu_pid_ > 0 ? qemu_pid_ : 0);
+  info.set_restored_from_template(plan_.restored_from_template);
   return info;
 }
 

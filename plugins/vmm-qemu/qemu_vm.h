@@ -69,6 +69,8 @@ struct LaunchPlan {
   // KVM chosen from a verdict (file) that this VM's failure invalidates.
   std::string kvm_verdict_path;
   bool kvm_broken = false;  // TCG because KVM is present but cannot boot the guest
+  // A clone restored from a template (template.h), not a cold boot.
+  bool restored_from_template = false;
   bool use_vsock = false;   // VmSpec.agent_channel, decided by the host
   uint32_t guest_cid = 0;   // reserved by the host for this VM
   std::string qmp_socket;

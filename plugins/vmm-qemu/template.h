@@ -9,8 +9,8 @@
 // pages shared between clones until a clone writes them), `-incoming defer`, loads
 // the device state, continues, and gets its own disks, NICs and shares hot-added over
 // QMP into the pcie-root-ports the template reserved. The guest then reads the
-// clone's own agent token from fw_cfg at each call and the shim refreshes its random
-// pool and clock (Guest.Refresh).
+// clone's own agent token from fw_cfg at the first call (vminitd's KeptAgentToken)
+// and the shim refreshes its random pool and clock (Guest.Refresh).
 //
 // A VM with virtio-fs shares cannot map the template's memory privately: virtiofsd
 // needs guest memory shared with QEMU. Such a clone gets a private, shared copy of

@@ -16,6 +16,7 @@
 #   bbx_ctr ARGS...               # ctr against the private containerd and namespace
 #   bbx_vm_accelerators           # which accelerator each VM used, and why
 #   bbx_env_stop                  # also run by the EXIT trap (and on INT/TERM/HUP)
+#   bbx_bench_start beaconbox|any # benchmarks: bbx_env_start + bbx_import_demo_image
 #
 # Inputs (environment, all optional):
 #   BBX_OUTPUT_DIR   beaconbox's output dir, first on containerd's PATH
@@ -78,6 +79,34 @@ bbx_measured_runtimes() {
   else
     bbx_log "beaconbox not measured: missing $(tr '\n' ' ' <<<"$missing")"
   fi
+}
+
+# For benchmarks (bench/*/run.sh), on an option's value: exits 2 with one line unless
+# VALUE is a whole number of at least MIN (default 1).
+#   bbx_bench_number FLAG VALUE [MIN]
+bbx_bench_number() {
+  local flag=$1 value=$2 min=${3:-1}
+  [[ $value =~ ^[0-9]+$ ]] && [ "$((10#$value))" -ge "$min" ] && return 0
+  echo "run.sh: -$flag wants a whole number of at least $min, not '$value'" >&2
+  exit 2
+}
+
+# For benchmarks: starts the private containerd (bbx_env_start) and imports the demo
+# image (BBX_IMAGE). With `beaconbox`, first exits 1 with one line when the output
+# dir lacks what beaconbox needs; `any` when beaconbox is measured only if built
+# (bbx_measured_runtimes) or not at all.
+#   bbx_bench_start beaconbox|any
+bbx_bench_start() {
+  local missing
+  if [ "$1" = beaconbox ]; then
+    missing=$(bbx_beaconbox_missing "${BBX_OUTPUT_DIR:-$BBX_REPO_DIR/_output}")
+    if [ -n "$missing" ]; then
+      echo "run.sh: beaconbox is not built; missing: $(tr '\n' ' ' <<<"$missing")" >&2
+      exit 1
+    fi
+  fi
+  bbx_env_start
+  bbx_import_demo_image
 }
 
 # For test scripts: turns BBX_CONTAINERD "1.7" or "2" into the directory

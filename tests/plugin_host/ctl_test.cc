@@ -115,6 +115,42 @@ TEST_F(CtlTest, ValidateShowsEachRefusalOnOneLine) {
   EXPECT_THAT(Refused("[vm]\nmemory = 3\n"), HasSubstr("line 2: unknown key vm.memory"));
 }
 
+// vmm-qemu's keys through the host, as an operator meets them: a value of the wrong
+// type is refused by the host's check against the plugin's declared keys (vmm-qemu
+// does not check types itself), a value out of range by vmm-qemu's Init; each in one
+// line naming the key.
+TEST_F(CtlTest, ValidateRefusesVmmQemuKeysOfTheWrongTypeOrRange) {
+  auto with_qemu_keys = [&](const std::string& keys) {
+    return "[vm]\nvmm = \"qemu\"\nkernel_path = \"" + dir_.Write("kernel", "k") +
+           "\"\ninitrd_path = \"" + dir_.Write("initrd", "i") +
+           "\"\n[network]\nmode = \"none\"\n[storage]\ndriver = \"fake\"\n" +
+           PluginTable("vmm", "qemu", VMM_QEMU_PLUGIN, keys) +
+           PluginTable("storage", "fake", FIXTURE_STORAGE);
+  };
+  CtlRun good = Ctl({"config", "validate",
+                     dir_.Write("config.toml", with_qemu_keys("tcg_tb_size_mib = 16\n"
+                                                              "free_page_reporting = false\n"
+                                                              "guest_swiotlb = true\n"))});
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+  const std::string key = "plugins.vmm.qemu.config.";
+  for (const auto& [bad, refusal] : std::vector<std::pair<std::string, std::string>>{
+           {"tcg_tb_size_mib = \"32\"", key + "tcg_tb_size_mib must be an integer, not a string"},
+           {"tcg_tb_size_mib = true", key + "tcg_tb_size_mib must be an integer, not a boolean"},
+           {"free_page_reporting = \"yes\"",
+            key + "free_page_reporting must be a boolean, not a string"},
+           {"guest_swiotlb = 1", key + "guest_swiotlb must be a boolean, not an integer"},
+           {"template_boot_timeout_ms = \"5m\"",
+            key + "template_boot_timeout_ms must be an integer, not a string"},
+           {"kvm_probe_timeout_ms = false",
+            key + "kvm_probe_timeout_ms must be an integer, not a boolean"},
+           {"tcg_tb_size_mib = 4097", "tcg_tb_size_mib = 4097: use 0 (QEMU's default) to 4096"},
+           {"template_boot_timeout_ms = 10", "template_boot_timeout_ms = 10: use 1000 to 3600000"},
+           {"kvm_probe_timeout_ms = 700000", "kvm_probe_timeout_ms = 700000: use 100 to 600000"},
+       }) {
+    EXPECT_THAT(Refused(with_qemu_keys(bad + "\n")), HasSubstr(refusal)) << bad;
+  }
+}
+
 TEST_F(CtlTest, ValidateOfAMissingFileFails) {
   CtlRun run = Ctl({"config", "validate", dir_.path() + "/none.toml"});
   EXPECT_EQ(run.exit_code, 1);

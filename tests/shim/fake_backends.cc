@@ -20,6 +20,7 @@ class FakeVm final : public VmHandle {
     info.add_pids(999999);
     info.set_vmm_pid(vmm_.vmm_pid);
     info.set_accelerator("fake");
+    info.set_restored_from_template(vmm_.restored_from_template);
     return info;
   }
   Status Stop(std::chrono::milliseconds) override {

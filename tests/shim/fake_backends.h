@@ -39,6 +39,8 @@ class FakeVmm final : public VmmBackend {
 
   bool fail_create = false;
   int64_t vmm_pid = 424242;  // VmInfo.vmm_pid of its VMs (no such process is touched)
+  // VmInfo.restored_from_template of its VMs.
+  bool restored_from_template = false;
   int live_vms() const { return live_vms_; }
   int stops() const { return stops_; }  // VmHandle::Stop calls
   int created() const { return created_; }

@@ -189,6 +189,15 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
         out->set_kernel_release("fake");
         return RpcStatus{};
       });
+  // As vminitd: takes the bytes and the host's time, answers what it "added" and set.
+  ttrpc::RegisterUnaryProto<RefreshRequest, RefreshResponse>(
+      server, kGuest, "Refresh",
+      [this](ServerContext& context, const RefreshRequest& in, RefreshResponse* out) {
+        if (auto failed = Record("Guest.Refresh", context); !failed.ok()) return failed;
+        out->set_entropy_bytes_added(static_cast<uint32_t>(in.entropy().size()));
+        out->set_unix_time_ns(in.unix_time_ns());
+        return RpcStatus{};
+      });
   ttrpc::RegisterUnaryProto<NetworkConfig, guestapi::Empty>(
       server, kGuest, "ConfigureNetwork",
       [this](ServerContext& context, const NetworkConfig& config, guestapi::Empty*) {

@@ -157,6 +157,32 @@ TEST_F(SandboxTest, LifecycleReleasesEverythingAndPublishesEveryEvent) {
   EXPECT_FALSE(sandbox.Find(kC1).ok());
 }
 
+// Guest.Refresh (fresh random bytes and the host's clock) goes only to a VM the VMM
+// restored from a template, right after Hello; a cold boot has its own pool and clock.
+TEST_F(SandboxTest, RefreshesTheGuestOnlyWhenRestoredFromATemplate) {
+  const ContainerKey cold{"default", "cold"};
+  const ContainerKey clone{"default", "clone"};
+  auto refreshes = [this] {
+    auto calls = agent_.calls();
+    return std::count(calls.begin(), calls.end(), "Guest.Refresh");
+  };
+  Sandbox& cold_sandbox = NewSandbox(cold);
+  ASSERT_TRUE(cold_sandbox.CreateContainer(cold, CreateRequest(cold)).ok());
+  EXPECT_EQ(refreshes(), 0);
+  ASSERT_TRUE(cold_sandbox.DeleteContainer(cold).ok());
+
+  vmm_.restored_from_template = true;
+  Sandbox& clone_sandbox = NewSandbox(clone);
+  ASSERT_TRUE(clone_sandbox.CreateContainer(clone, CreateRequest(clone)).ok());
+  EXPECT_EQ(refreshes(), 1);
+  auto calls = agent_.calls();
+  auto hello = std::find(calls.rbegin(), calls.rend(), "Guest.Hello");
+  ASSERT_NE(hello, calls.rend());
+  ASSERT_NE(hello, calls.rbegin());
+  EXPECT_EQ(*std::prev(hello), "Guest.Refresh") << "right after Hello";
+  ASSERT_TRUE(clone_sandbox.DeleteContainer(clone).ok());
+}
+
 TEST_F(SandboxTest, KillingACreatedTaskReports137AndWaitReturns) {
   Sandbox& sandbox = NewSandbox(kC1);
   auto container = sandbox.CreateContainer(kC1, CreateRequest(kC1));

@@ -189,67 +189,61 @@ TEST(QemuCommand, RefusesASpecWithoutAnAgentChannel) {
 }
 
 // Memory (issue 16): the TCG translation cache is capped (QEMU 7.2 reserves 1 GiB by
-// default) and a free-page-reporting balloon hands freed guest memory back.
-pluginapi::VmSpec VsockSpec() {
-  pluginapi::VmSpec spec = BaseSpec();
-  spec.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VSOCK);
-  spec.mutable_agent_channel()->set_port(1024);
-  spec.mutable_agent_channel()->set_guest_cid(5);
-  return spec;
+// default), a free-page-reporting balloon hands freed guest memory back, and the
+// guest's swiotlb bounce buffer is off. Each test changes config_ and reads Argv().
+class QemuMemoryCommand : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spec_ = BaseSpec();
+    spec_.mutable_agent_channel()->set_kind(pluginapi::AGENT_CHANNEL_VSOCK);
+    spec_.mutable_agent_channel()->set_port(1024);
+    spec_.mutable_agent_channel()->set_guest_cid(5);
+    auto plan = PlanLaunch(spec_);
+    ASSERT_TRUE(plan.ok()) << plan.error().message;
+    plan_ = std::move(plan).value();
+    plan_.accelerator = "tcg";
+  }
+
+  // QEMU's command line for config_ and plan_ (a test failure when refused).
+  std::vector<std::string> Argv() {
+    auto argv = BuildQemuCommand(spec_, config_, plan_);
+    EXPECT_TRUE(argv.ok()) << argv.error().message;
+    return argv.ok() ? *argv : std::vector<std::string>();
+  }
+
+  pluginapi::VmSpec spec_;
+  LaunchPlan plan_;
+  QemuConfig config_;
+};
+
+TEST_F(QemuMemoryCommand, TcgTranslationCacheSizeFromTheConfig) {
+  EXPECT_EQ(ArgAfter(Argv(), "-accel"), "tcg,tb-size=" + std::to_string(kDefaultTcgTbSizeMib));
+  config_.tcg_tb_size_mib = 64;
+  EXPECT_EQ(ArgAfter(Argv(), "-accel"), "tcg,tb-size=64");
+  config_.tcg_tb_size_mib = 0;  // QEMU's own default
+  EXPECT_EQ(ArgAfter(Argv(), "-accel"), "tcg");
+  config_.tcg_tb_size_mib = 64;  // KVM has no translation cache: never passed
+  plan_.accelerator = "kvm";
+  EXPECT_EQ(ArgAfter(Argv(), "-accel"), "kvm");
 }
 
-TEST(QemuCommand, TcgTranslationCacheSizeFromTheConfig) {
-  pluginapi::VmSpec spec = VsockSpec();
-  auto plan = PlanLaunch(spec);
-  ASSERT_TRUE(plan.ok()) << plan.error().message;
-  plan->accelerator = "tcg";
-  QemuConfig config;
-  auto argv = BuildQemuCommand(spec, config, *plan);
-  ASSERT_TRUE(argv.ok()) << argv.error().message;
-  EXPECT_EQ(ArgAfter(*argv, "-accel"), "tcg,tb-size=" + std::to_string(kDefaultTcgTbSizeMib));
-  config.tcg_tb_size_mib = 64;
-  argv = BuildQemuCommand(spec, config, *plan);
-  ASSERT_TRUE(argv.ok()) << argv.error().message;
-  EXPECT_EQ(ArgAfter(*argv, "-accel"), "tcg,tb-size=64");
-  config.tcg_tb_size_mib = 0;  // QEMU's own default
-  EXPECT_EQ(ArgAfter(*BuildQemuCommand(spec, config, *plan), "-accel"), "tcg");
-  config.tcg_tb_size_mib = 64;  // KVM has no translation cache: never passed
-  plan->accelerator = "kvm";
-  EXPECT_EQ(ArgAfter(*BuildQemuCommand(spec, config, *plan), "-accel"), "kvm");
+TEST_F(QemuMemoryCommand, FreePageReportingBalloonUnlessTurnedOff) {
+  config_.extra_args = {"-extra"};
+  auto argv = Argv();
+  EXPECT_THAT(argv, Contains("virtio-balloon-pci,id=balloon0,free-page-reporting=on"));
+  EXPECT_THAT(ArgAfter(argv, "-append"), HasSubstr(" page_reporting.page_reporting_order=5"));
+  ASSERT_FALSE(argv.empty());
+  EXPECT_EQ(argv.back(), "-extra") << "the operator's extra_args stay last";
+  config_.free_page_reporting = false;
+  argv = Argv();
+  for (const auto& arg : argv) EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
+  EXPECT_THAT(ArgAfter(argv, "-append"), ::testing::Not(HasSubstr("page_reporting")));
 }
 
-TEST(QemuCommand, FreePageReportingBalloonUnlessTurnedOff) {
-  pluginapi::VmSpec spec = VsockSpec();
-  auto plan = PlanLaunch(spec);
-  ASSERT_TRUE(plan.ok()) << plan.error().message;
-  plan->accelerator = "tcg";
-  QemuConfig config;
-  config.extra_args = {"-extra"};
-  auto argv = BuildQemuCommand(spec, config, *plan);
-  ASSERT_TRUE(argv.ok()) << argv.error().message;
-  EXPECT_THAT(*argv, Contains("virtio-balloon-pci,id=balloon0,free-page-reporting=on"));
-  EXPECT_THAT(ArgAfter(*argv, "-append"), HasSubstr(" page_reporting.page_reporting_order=5"));
-  EXPECT_EQ(argv->back(), "-extra") << "the operator's extra_args stay last";
-  config.free_page_reporting = false;
-  argv = BuildQemuCommand(spec, config, *plan);
-  ASSERT_TRUE(argv.ok()) << argv.error().message;
-  for (const auto& arg : *argv) EXPECT_EQ(arg.find("balloon"), std::string::npos) << arg;
-  EXPECT_THAT(ArgAfter(*argv, "-append"), ::testing::Not(HasSubstr("page_reporting")));
-}
-
-TEST(QemuCommand, NoGuestSwiotlbUnlessAsked) {
-  pluginapi::VmSpec spec = VsockSpec();
-  auto plan = PlanLaunch(spec);
-  ASSERT_TRUE(plan.ok()) << plan.error().message;
-  plan->accelerator = "tcg";
-  QemuConfig config;
-  auto argv = BuildQemuCommand(spec, config, *plan);
-  ASSERT_TRUE(argv.ok()) << argv.error().message;
-  EXPECT_THAT(ArgAfter(*argv, "-append"), HasSubstr(" swiotlb=noforce "));
-  config.guest_swiotlb = true;
-  argv = BuildQemuCommand(spec, config, *plan);
-  ASSERT_TRUE(argv.ok()) << argv.error().message;
-  EXPECT_THAT(ArgAfter(*argv, "-append"), ::testing::Not(HasSubstr("swiotlb")));
+TEST_F(QemuMemoryCommand, NoGuestSwiotlbUnlessAsked) {
+  EXPECT_THAT(ArgAfter(Argv(), "-append"), HasSubstr(" swiotlb=noforce "));
+  config_.guest_swiotlb = true;
+  EXPECT_THAT(ArgAfter(Argv(), "-append"), ::testing::Not(HasSubstr("swiotlb")));
 }
 
 }  // namespace
