@@ -220,7 +220,13 @@ Result<std::vector<std::string>> TemplateMachineCommand(const pluginapi::VmSpec&
   LaunchPlan machine_plan = plan;
   machine_plan.virtiofsd_sockets.clear();
   machine_plan.tap_fds.clear();
-  BBX_ASSIGN_OR_RETURN(auto argv, BuildQemuCommand(machine, config, machine_plan));
+  // No free page reporting in a template or its clones: QEMU 7.2 punches holes
+  // (fallocate) into a RAM block's file also when it is mapped privately, so a
+  // copy-on-write clone would zero the shared template file under the other clones
+  // (fixed in QEMU 8.1). Template and clones need the same devices, so off for both.
+  QemuConfig machine_config = config;
+  machine_config.free_page_reporting = false;
+  BBX_ASSIGN_OR_RETURN(auto argv, BuildQemuCommand(machine, machine_config, machine_plan));
   const uint64_t memory = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
   bool replaced = false;
   for (auto& arg : argv) {
@@ -563,6 +569,10 @@ Result<TemplateLease> EnsureTemplate(const pluginapi::VmSpec& spec, const QemuCo
       log("VM template refused, rebuilding it: " + valid.error().message);
     } else {
       log("building the VM template " + lease.files.dir);
+    }
+    if (config.free_page_reporting) {
+      log("free_page_reporting is off in template VMs and their clones: QEMU 7.2 would punch "
+          "holes into the shared template memory file");
     }
     const std::string building = lease.files.dir + ".new";
     fs::remove_all(building, error);

@@ -63,7 +63,8 @@ uint64_t Checksum64(std::string_view data, uint64_t seed = 0xcbf29ce484222325ull
 
 // The template's command line and its clones': BuildQemuCommand of `spec` without
 // its devices, the RAM from `memory_path` (shared, or private copy-on-write), and the
-// hot-plug ports. `spec`'s devices are ignored.
+// hot-plug ports. `spec`'s devices are ignored. Never free page reporting (QEMU 7.2
+// would punch holes into the shared template file from a copy-on-write clone).
 Result<std::vector<std::string>> TemplateMachineCommand(const beaconbox::plugin::v1::VmSpec& spec,
                                                         const QemuConfig& config,
                                                         const LaunchPlan& plan,
