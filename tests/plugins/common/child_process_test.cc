@@ -153,7 +153,8 @@ TEST(SpawnerTest, ReadOnlyDirIsReadOnlyForTheChildOnly) {
 TEST(WaitForPathTest, SeesThePathOrTheOwnerExit) {
   TempDir dir;
   const std::string socket = dir / "ready";
-  auto creates = ForkExec({"/bin/sh", "-c", "touch " + socket + "; sleep 600"}, LogTo("/dev/null"));
+  auto creates =
+      ForkExec({"/bin/sh", "-c", "touch " + socket + "; exec sleep 600"}, LogTo("/dev/null"));
   ASSERT_TRUE(creates.ok());
   ChildGuard guard{*creates};
   EXPECT_TRUE(WaitForPath(socket, *creates, kExitBound));
