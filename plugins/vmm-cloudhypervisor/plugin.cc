@@ -51,13 +51,27 @@ const bbx_config_key kConfigKeys[] = {
                    "the guest image build puts next to vm.kernel_path when there, else "
                    "vm.kernel_path; \"\" = vm.kernel_path; else that file"),
     bbx::ConfigKey("api_socket_timeout_ms", BBX_CONFIG_INTEGER, "10000",
-                   "how long cloud-hypervisor may take to open its API socket"),
+                   "how long cloud-hypervisor may take to open its API socket (100 to 600000)"),
     bbx::ConfigKey("api_call_timeout_ms", BBX_CONFIG_INTEGER, "30000",
-                   "how long one REST API call may take"),
+                   "how long one REST API call may take (100 to 600000)"),
     bbx::ConfigKey("console_log_max_bytes", BBX_CONFIG_INTEGER, "4194304",
                    "disk a VM's console log takes at most (the log and its one rotated "
-                   "predecessor <log>.1)"),
+                   "predecessor <log>.1; 65536 to 1073741824)"),
 };
+
+// `key`'s value, or `fallback` when unset (the host has checked the type against
+// kConfigKeys before Init; the ABI declares no ranges, so the plugin bounds it): a
+// value outside [min, max] is refused with one line naming the key and the range.
+beaconbox::Result<int64_t> IntegerInRange(const toml::table& table, const char* key,
+                                          int64_t fallback, int64_t min, int64_t max) {
+  const int64_t value = table[key].value_or(fallback);
+  if (value < min || value > max) {
+    return beaconbox::MakeError(beaconbox::ErrorCode::kInvalidArgument,
+                                std::string(key) + " = " + std::to_string(value) + ": use " +
+                                    std::to_string(min) + " to " + std::to_string(max));
+  }
+  return value;
+}
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
                 bbx_error* error) {
@@ -69,12 +83,18 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     config.virtiofsd = table["virtiofsd"].value_or(config.virtiofsd);
     config.kvm_device = table["kvm_device"].value_or(config.kvm_device);
     config.kernel = table["kernel"].value_or(config.kernel);
-    config.api_socket_timeout = std::chrono::milliseconds(
-        std::clamp<int64_t>(table["api_socket_timeout_ms"].value_or(int64_t{10000}), 100, 600000));
-    config.api_call_timeout = std::chrono::milliseconds(
-        std::clamp<int64_t>(table["api_call_timeout_ms"].value_or(int64_t{30000}), 100, 600000));
-    config.console_log_max_bytes = static_cast<uint64_t>(
-        std::max<int64_t>(table["console_log_max_bytes"].value_or(int64_t{4 << 20}), 0));
+    auto api_socket_timeout = IntegerInRange(table, "api_socket_timeout_ms", 10000, 100, 600000);
+    if (!api_socket_timeout.ok()) return Fail(api_socket_timeout.error(), error);
+    config.api_socket_timeout = std::chrono::milliseconds(*api_socket_timeout);
+    auto api_call_timeout = IntegerInRange(table, "api_call_timeout_ms", 30000, 100, 600000);
+    if (!api_call_timeout.ok()) return Fail(api_call_timeout.error(), error);
+    config.api_call_timeout = std::chrono::milliseconds(*api_call_timeout);
+    constexpr int64_t kMaxConsoleLogBytes = int64_t{1} << 30;
+    auto console_log_max_bytes = IntegerInRange(
+        table, "console_log_max_bytes", int64_t{4} << 20,
+        static_cast<int64_t>(beaconbox::qemu::kMinConsoleLogBytes), kMaxConsoleLogBytes);
+    if (!console_log_max_bytes.ok()) return Fail(console_log_max_bytes.error(), error);
+    config.console_log_max_bytes = static_cast<uint64_t>(*console_log_max_bytes);
   } catch (const toml::parse_error& parse_error) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      std::string("config: ") + std::string(parse_error.description()));
@@ -83,14 +103,6 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     return bbx::Fail(
         error, BBX_ERR_INVALID_ARGUMENT,
         "kernel = \"" + config.kernel + "\": use \"auto\", \"\" or an absolute path to a vmlinux");
-  }
-  constexpr uint64_t kMaxConsoleLogBytes = uint64_t{1} << 30;
-  if (config.console_log_max_bytes < beaconbox::qemu::kMinConsoleLogBytes ||
-      config.console_log_max_bytes > kMaxConsoleLogBytes) {
-    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
-                     "console_log_max_bytes = " + std::to_string(config.console_log_max_bytes) +
-                         ": use " + std::to_string(beaconbox::qemu::kMinConsoleLogBytes) + " to " +
-                         std::to_string(kMaxConsoleLogBytes));
   }
   auto* plugin = new (std::nothrow) bbx_plugin{host, config, {}};
   if (plugin == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
