@@ -15,6 +15,7 @@
 #include "plugins/common/abi_error.h"
 #include "plugins/common/check_report.h"
 #include "plugins/common/child_process.h"
+#include "plugins/common/config_range.h"
 #include "plugins/common/path_search.h"
 #include "plugins/common/virtiofsd.h"
 #include "plugins/common/vmm_ops.h"
@@ -35,6 +36,7 @@ namespace {
 
 namespace pluginapi = ::beaconbox::plugin::v1;
 using beaconbox::plugins::Fail;
+using beaconbox::plugins::IntegerInRange;
 using namespace std::chrono_literals;
 
 const bbx_config_key kConfigKeys[] = {
@@ -58,20 +60,6 @@ const bbx_config_key kConfigKeys[] = {
                    "disk a VM's console log takes at most (the log and its one rotated "
                    "predecessor <log>.1; 65536 to 1073741824)"),
 };
-
-// `key`'s value, or `fallback` when unset (the host has checked the type against
-// kConfigKeys before Init; the ABI declares no ranges, so the plugin bounds it): a
-// value outside [min, max] is refused with one line naming the key and the range.
-beaconbox::Result<int64_t> IntegerInRange(const toml::table& table, const char* key,
-                                          int64_t fallback, int64_t min, int64_t max) {
-  const int64_t value = table[key].value_or(fallback);
-  if (value < min || value > max) {
-    return beaconbox::MakeError(beaconbox::ErrorCode::kInvalidArgument,
-                                std::string(key) + " = " + std::to_string(value) + ": use " +
-                                    std::to_string(min) + " to " + std::to_string(max));
-  }
-  return value;
-}
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
                 bbx_error* error) {

@@ -14,6 +14,7 @@
 #include "plugins/common/abi_error.h"
 #include "plugins/common/check_report.h"
 #include "plugins/common/child_process.h"
+#include "plugins/common/config_range.h"
 #include "plugins/common/path_search.h"
 #include "plugins/common/virtiofsd.h"
 #include "plugins/common/vmm_ops.h"
@@ -35,6 +36,7 @@ namespace {
 namespace pluginapi = ::beaconbox::plugin::v1;
 using beaconbox::Error;
 using beaconbox::plugins::Fail;
+using beaconbox::plugins::IntegerInRange;
 using namespace std::chrono_literals;
 
 const bbx_config_key kConfigKeys[] = {
@@ -82,22 +84,6 @@ const bbx_config_key kConfigKeys[] = {
                    "virtio devices never use it)"),
 };
 
-// `key`'s value, or `fallback` when unset (the host has checked the type against
-// kConfigKeys before Init; the ABI declares no ranges, so the plugin bounds it): a
-// value outside [min, max] is refused with one line naming the key and the range,
-// `min_note` following the minimum there.
-beaconbox::Result<int64_t> IntegerInRange(const toml::table& table, const char* key,
-                                          int64_t fallback, int64_t min, int64_t max,
-                                          const std::string& min_note = "") {
-  const int64_t value = table[key].value_or(fallback);
-  if (value < min || value > max) {
-    return beaconbox::MakeError(beaconbox::ErrorCode::kInvalidArgument,
-                                std::string(key) + " = " + std::to_string(value) + ": use " +
-                                    std::to_string(min) + min_note + " to " + std::to_string(max));
-  }
-  return value;
-}
-
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,
                 bbx_error* error) {
   beaconbox::qemu::QemuConfig config;
@@ -118,8 +104,12 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     }
     config.machine = table["machine"].value_or(config.machine);
     config.kernel = table["kernel"].value_or(config.kernel);
-    config.console_log_max_bytes = static_cast<uint64_t>(
-        std::max<int64_t>(table["console_log_max_bytes"].value_or(int64_t{4 << 20}), 0));
+    constexpr int64_t kMaxConsoleLogBytes = int64_t{1} << 30;
+    auto console_log_max_bytes = IntegerInRange(
+        table, "console_log_max_bytes", int64_t{4} << 20,
+        static_cast<int64_t>(beaconbox::qemu::kMinConsoleLogBytes), kMaxConsoleLogBytes);
+    if (!console_log_max_bytes.ok()) return Fail(console_log_max_bytes.error(), error);
+    config.console_log_max_bytes = static_cast<uint64_t>(*console_log_max_bytes);
     config.use_template = table["template"].value_or(false);
     std::string run_dir = host && host->run_dir && host->run_dir[0] ? host->run_dir : "/run/beacon";
     config.template_dir = table["template_dir"].value_or(run_dir + "/vmm-qemu/templates");
@@ -144,14 +134,6 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
   if (config.accelerator != "auto" && config.accelerator != "kvm" && config.accelerator != "tcg") {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      "accelerator = \"" + config.accelerator + "\": use auto, kvm or tcg");
-  }
-  constexpr uint64_t kMaxConsoleLogBytes = uint64_t{1} << 30;
-  if (config.console_log_max_bytes < beaconbox::qemu::kMinConsoleLogBytes ||
-      config.console_log_max_bytes > kMaxConsoleLogBytes) {
-    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
-                     "console_log_max_bytes = " + std::to_string(config.console_log_max_bytes) +
-                         ": use " + std::to_string(beaconbox::qemu::kMinConsoleLogBytes) + " to " +
-                         std::to_string(kMaxConsoleLogBytes));
   }
   auto* plugin = new (std::nothrow) bbx_plugin{host, config, {}, false};
   if (plugin == nullptr) return bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");

@@ -59,13 +59,17 @@ TEST_F(VmmQemuPluginConfigTest, RefusesTimeoutsOutOfRangeNamingKeyAndRange) {
                 "template_boot_timeout_ms = 0: use 1000 to 3600000"},
            Case{"template_boot_timeout_ms = 3600001\n",
                 "template_boot_timeout_ms = 3600001: use 1000 to 3600000"},
+           // Named as given (a negative value was clamped to 0 before its range check).
+           Case{"console_log_max_bytes = -1\n",
+                "console_log_max_bytes = -1: use 65536 to 1073741824"},
        }) {
     EXPECT_EQ(Init(bad.toml), BBX_ERR_INVALID_ARGUMENT) << bad.toml;
     EXPECT_EQ(std::string(message_), bad.line);
   }
   for (const char* good :
        {"kvm_probe_timeout_ms = 100\n", "kvm_probe_timeout_ms = 600000\n",
-        "template_boot_timeout_ms = 1000\n", "template_boot_timeout_ms = 3600000\n"}) {
+        "template_boot_timeout_ms = 1000\n", "template_boot_timeout_ms = 3600000\n",
+        "console_log_max_bytes = 65536\n", "console_log_max_bytes = 1073741824\n"}) {
     EXPECT_EQ(Init(good), BBX_OK) << good << message_;
   }
 }

@@ -1,0 +1,29 @@
+// A plugin's integer config key bounded to a range. The ABI declares types, not
+// ranges: the host checks a value's type against the plugin's declared keys before
+// Init, and the plugin refuses what lies outside the range it can work with.
+#pragma once
+
+#include <toml++/toml.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common/base/result.h"
+
+namespace beaconbox::plugins {
+
+// `key`'s value in `table`, or `fallback` when unset; a value outside [min, max] is
+// refused with one line naming the key, the value as given and the range (`min_note`
+// follows the minimum, e.g. " (QEMU's default)").
+inline Result<int64_t> IntegerInRange(const toml::table& table, const char* key, int64_t fallback,
+                                      int64_t min, int64_t max, const std::string& min_note = "") {
+  const int64_t value = table[key].value_or(fallback);
+  if (value < min || value > max) {
+    return MakeError(ErrorCode::kInvalidArgument, std::string(key) + " = " + std::to_string(value) +
+                                                      ": use " + std::to_string(min) + min_note +
+                                                      " to " + std::to_string(max));
+  }
+  return value;
+}
+
+}  // namespace beaconbox::plugins
