@@ -22,6 +22,8 @@ packages=(
   # reference sources: containerd's .proto files and the Go ttrpc used for interop
   golang-go golang-github-containerd-containerd-dev golang-github-containerd-ttrpc-dev
   golang-github-gogo-protobuf-dev golang-google-protobuf-dev
+  # bbx-cri, the CRI test client of tests/e2e/cri_client: gRPC for C++
+  libgrpc++-dev protobuf-compiler-grpc
 )
 
 missing=()

@@ -1,0 +1,544 @@
+// bbx-cri: beaconbox's own CRI v1 client for its end-to-end tests. It drives
+// containerd's CRI plugin over gRPC the way the kubelet does, one call per command,
+// so a shell test can build a pod step by step (tests/e2e/cri_e2e.sh).
+//
+//   bbx-cri [--timeout SECONDS] SOCKET COMMAND [ARGS...]
+//
+// A failure prints one line `bbx-cri: ...` on stderr and exits 125 (`exec` exits
+// with the command's own exit code otherwise; every other command exits 0).
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/base/result.h"
+#include "runtime/v1/cri_subset.grpc.pb.h"
+
+namespace beaconbox::cri_client {
+namespace {
+
+namespace cri = ::runtime::v1;
+
+constexpr int kToolFailure = 125;
+constexpr char kUsage[] =
+    "usage: bbx-cri [--timeout SECONDS] SOCKET COMMAND [ARGS...]\n"
+    "commands:\n"
+    "  version                      runtime name, version and CRI API version\n"
+    "  image-status IMAGE           the image's id (fails when CRI does not have it)\n"
+    "  run-pod NAME [--handler H] [--log-dir DIR] [--cgroup-parent P] [--hostname H]\n"
+    "          [--namespace NS] [--uid UID]\n"
+    "                               RunPodSandbox; prints the pod id\n"
+    "  pod-status POD               PodSandboxStatus as key=value lines\n"
+    "  pods                         ListPodSandbox: `ID STATE NAME HANDLER` lines\n"
+    "  stop-pod POD | rm-pod POD    StopPodSandbox | RemovePodSandbox\n"
+    "  create POD NAME IMAGE [--mount HOST:CTR[:ro]]... [--env K=V]... [--log PATH]\n"
+    "          [--workdir DIR] [--] [CMD [ARGS...]]\n"
+    "                               CreateContainer with the pod's own config (as the\n"
+    "                               kubelet passes it); PATH is relative to the pod's\n"
+    "                               log directory; prints the container id\n"
+    "  start ID                     StartContainer\n"
+    "  status ID                    ContainerStatus as key=value lines\n"
+    "  containers [POD]             ListContainers: `ID STATE NAME POD` lines\n"
+    "  exec ID [--timeout S] [--] CMD [ARGS...]\n"
+    "                               ExecSync: the command's stdout and stderr, exits\n"
+    "                               with its exit code\n"
+    "  stop ID [--timeout S] | rm ID\n"
+    "                               StopContainer | RemoveContainer\n";
+
+std::string OneLine(std::string text) {
+  for (char& c : text) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return text;
+}
+
+Error Usage(std::string what) {
+  return MakeError(ErrorCode::kInvalidArgument, what + " (bbx-cri --help shows the commands)");
+}
+
+Status RpcStatus(std::string_view rpc, const grpc::Status& status) {
+  if (status.ok()) return Status::Ok();
+  static const std::map<grpc::StatusCode, const char*> kNames = {
+      {grpc::StatusCode::CANCELLED, "Cancelled"},
+      {grpc::StatusCode::UNKNOWN, "Unknown"},
+      {grpc::StatusCode::INVALID_ARGUMENT, "InvalidArgument"},
+      {grpc::StatusCode::DEADLINE_EXCEEDED, "DeadlineExceeded"},
+      {grpc::StatusCode::NOT_FOUND, "NotFound"},
+      {grpc::StatusCode::ALREADY_EXISTS, "AlreadyExists"},
+      {grpc::StatusCode::PERMISSION_DENIED, "PermissionDenied"},
+      {grpc::StatusCode::RESOURCE_EXHAUSTED, "ResourceExhausted"},
+      {grpc::StatusCode::FAILED_PRECONDITION, "FailedPrecondition"},
+      {grpc::StatusCode::ABORTED, "Aborted"},
+      {grpc::StatusCode::OUT_OF_RANGE, "OutOfRange"},
+      {grpc::StatusCode::UNIMPLEMENTED, "Unimplemented"},
+      {grpc::StatusCode::INTERNAL, "Internal"},
+      {grpc::StatusCode::UNAVAILABLE, "Unavailable"},
+      {grpc::StatusCode::DATA_LOSS, "DataLoss"},
+      {grpc::StatusCode::UNAUTHENTICATED, "Unauthenticated"},
+  };
+  auto name = kNames.find(status.error_code());
+  std::string code = name == kNames.end() ? std::to_string(status.error_code()) : name->second;
+  std::string hint;
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    hint = " (is containerd running with its CRI plugin on that socket?)";
+  } else if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    hint = " (raise --timeout)";
+  }
+  return MakeError(ErrorCode::kUnavailable,
+                   std::string(rpc) + ": " + code + ": " + OneLine(status.error_message()) + hint);
+}
+
+Result<int64_t> ParseSeconds(std::string_view flag, std::string_view text) {
+  char* end = nullptr;
+  std::string copy(text);
+  long long value = std::strtoll(copy.c_str(), &end, 10);
+  if (copy.empty() || *end != '\0' || value < 1 || value > 86400) {
+    return Usage(std::string(flag) + " wants whole seconds from 1 to 86400, not '" + copy + "'");
+  }
+  return static_cast<int64_t>(value);
+}
+
+Result<std::pair<std::string, std::string>> SplitKeyValue(std::string_view flag,
+                                                          std::string_view text) {
+  auto eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return Usage(std::string(flag) + " wants KEY=VALUE, not '" + std::string(text) + "'");
+  }
+  return std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
+}
+
+// The arguments of one command: its positional words, then --flag VALUE pairs until
+// `--` or the first word after the positionals that is not a known flag.
+class Args {
+ public:
+  explicit Args(std::vector<std::string> words) : words_(std::move(words)) {}
+
+  bool Done() const { return next_ >= words_.size(); }
+  Result<std::string> Positional(std::string_view what) {
+    if (Done()) return Usage("missing " + std::string(what));
+    return words_[next_++];
+  }
+  // The value of flag FLAG when the next word is FLAG; "" (and nothing taken) otherwise.
+  Result<bool> Flag(std::string_view flag, std::string* value) {
+    if (Done() || words_[next_] != flag) return false;
+    if (next_ + 1 >= words_.size()) return Usage(std::string(flag) + " wants a value");
+    *value = words_[next_ + 1];
+    next_ += 2;
+    return true;
+  }
+  bool Word(std::string_view word) {
+    if (Done() || words_[next_] != word) return false;
+    ++next_;
+    return true;
+  }
+  std::vector<std::string> Rest() {
+    std::vector<std::string> rest(words_.begin() + static_cast<long>(next_), words_.end());
+    next_ = words_.size();
+    return rest;
+  }
+  Status NoMore() const {
+    if (!Done()) return Usage("unexpected argument '" + words_[next_] + "'");
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<std::string> words_;
+  size_t next_ = 0;
+};
+
+class Client {
+ public:
+  Client(const std::string& socket, int64_t timeout_seconds)
+      : channel_(grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials())),
+        runtime_(cri::RuntimeService::NewStub(channel_)),
+        images_(cri::ImageService::NewStub(channel_)),
+        timeout_seconds_(timeout_seconds) {}
+
+  // Runs COMMAND; returns the process's exit code.
+  Result<int> Run(const std::string& command, Args args) {
+    if (command == "version") return Version(args);
+    if (command == "image-status") return ImageStatus(args);
+    if (command == "run-pod") return RunPod(args);
+    if (command == "pod-status") return PodStatus(args);
+    if (command == "pods") return Pods(args);
+    if (command == "stop-pod") return StopPod(args);
+    if (command == "rm-pod") return RemovePod(args);
+    if (command == "create") return Create(args);
+    if (command == "start") return Start(args);
+    if (command == "status") return ContainerStatus(args);
+    if (command == "containers") return Containers(args);
+    if (command == "exec") return Exec(args);
+    if (command == "stop") return Stop(args);
+    if (command == "rm") return Remove(args);
+    return Usage("unknown command '" + command + "'");
+  }
+
+ private:
+  std::unique_ptr<grpc::ClientContext> Context(int64_t extra_seconds = 0) const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::seconds(timeout_seconds_ + extra_seconds));
+    return context;
+  }
+
+  Result<int> Version(Args& args) {
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::VersionRequest request;
+    request.set_version("v1");
+    cri::VersionResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("Version", runtime_->Version(Context().get(), request, &response)));
+    std::cout << "runtime_name=" << response.runtime_name() << "\n"
+              << "runtime_version=" << response.runtime_version() << "\n"
+              << "runtime_api_version=" << response.runtime_api_version() << "\n";
+    return 0;
+  }
+
+  Result<int> ImageStatus(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string image, args.Positional("IMAGE"));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::ImageStatusRequest request;
+    request.mutable_image()->set_image(image);
+    cri::ImageStatusResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("ImageStatus", images_->ImageStatus(Context().get(), request, &response)));
+    if (!response.has_image()) {
+      return MakeError(
+          ErrorCode::kNotFound,
+          "ImageStatus: CRI has no image " + image +
+              ": import it into containerd's namespace k8s.io (ctr -n k8s.io image import)");
+    }
+    std::cout << response.image().id() << "\n";
+    return 0;
+  }
+
+  Result<int> RunPod(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string name, args.Positional("NAME"));
+    cri::RunPodSandboxRequest request;
+    cri::PodSandboxConfig& config = *request.mutable_config();
+    std::string namespace_name = "default", uid = name + "-uid", value;
+    while (!args.Done()) {
+      BBX_ASSIGN_OR_RETURN(bool handler, args.Flag("--handler", request.mutable_runtime_handler()));
+      BBX_ASSIGN_OR_RETURN(bool log_dir, args.Flag("--log-dir", config.mutable_log_directory()));
+      BBX_ASSIGN_OR_RETURN(bool hostname, args.Flag("--hostname", config.mutable_hostname()));
+      BBX_ASSIGN_OR_RETURN(bool ns, args.Flag("--namespace", &namespace_name));
+      BBX_ASSIGN_OR_RETURN(bool uid_given, args.Flag("--uid", &uid));
+      BBX_ASSIGN_OR_RETURN(bool cgroup, args.Flag("--cgroup-parent", &value));
+      if (cgroup) config.mutable_linux()->set_cgroup_parent(value);
+      if (!(handler || log_dir || hostname || ns || uid_given || cgroup)) break;
+    }
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    config.mutable_metadata()->set_name(name);
+    config.mutable_metadata()->set_namespace_(namespace_name);
+    config.mutable_metadata()->set_uid(uid);
+    config.mutable_metadata()->set_attempt(0);
+    (*config.mutable_labels())["io.beaconbox.test"] = "bbx-cri";
+    cri::RunPodSandboxResponse response;
+    // Pulling the sandbox image and setting up the network come on top of the start.
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("RunPodSandbox", runtime_->RunPodSandbox(Context().get(), request, &response)));
+    std::cout << response.pod_sandbox_id() << "\n";
+    return 0;
+  }
+
+  Result<cri::PodSandboxStatusResponse> PodStatusOf(const std::string& pod, bool verbose) {
+    cri::PodSandboxStatusRequest request;
+    request.set_pod_sandbox_id(pod);
+    request.set_verbose(verbose);
+    cri::PodSandboxStatusResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus("PodSandboxStatus",
+                                  runtime_->PodSandboxStatus(Context().get(), request, &response)));
+    return response;
+  }
+
+  Result<int> PodStatus(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string pod, args.Positional("POD"));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    BBX_ASSIGN_OR_RETURN(auto response, PodStatusOf(pod, false));
+    const cri::PodSandboxStatus& status = response.status();
+    std::cout << "id=" << status.id() << "\n"
+              << "name=" << status.metadata().name() << "\n"
+              << "state=" << cri::PodSandboxState_Name(status.state()) << "\n"
+              << "ip=" << status.network().ip() << "\n"
+              << "runtime_handler=" << status.runtime_handler() << "\n";
+    return 0;
+  }
+
+  // The pod's config as RunPodSandbox got it, which CreateContainer wants again (the
+  // log directory, cgroup parent and metadata come from it): containerd's verbose
+  // PodSandboxStatus carries it as JSON under info["info"].config; without that, the
+  // metadata, labels and annotations of the status.
+  Result<cri::PodSandboxConfig> PodConfigOf(const std::string& pod) {
+    BBX_ASSIGN_OR_RETURN(auto response, PodStatusOf(pod, true));
+    cri::PodSandboxConfig config;
+    auto info = response.info().find("info");
+    if (info != response.info().end()) {
+      google::protobuf::Struct parsed;
+      google::protobuf::util::JsonParseOptions options;
+      options.ignore_unknown_fields = true;
+      auto fields = google::protobuf::util::JsonStringToMessage(info->second, &parsed, options);
+      auto sandbox_config = parsed.fields().find("config");
+      if (fields.ok() && sandbox_config != parsed.fields().end() &&
+          sandbox_config->second.has_struct_value()) {
+        std::string json;
+        if (google::protobuf::util::MessageToJsonString(sandbox_config->second.struct_value(),
+                                                        &json)
+                .ok() &&
+            google::protobuf::util::JsonStringToMessage(json, &config, options).ok() &&
+            config.has_metadata()) {
+          return config;
+        }
+      }
+    }
+    config.Clear();
+    *config.mutable_metadata() = response.status().metadata();
+    *config.mutable_labels() = response.status().labels();
+    *config.mutable_annotations() = response.status().annotations();
+    return config;
+  }
+
+  Result<int> Pods(Args& args) {
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::ListPodSandboxRequest request;
+    cri::ListPodSandboxResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("ListPodSandbox", runtime_->ListPodSandbox(Context().get(), request, &response)));
+    for (const auto& pod : response.items()) {
+      std::cout << pod.id() << " " << cri::PodSandboxState_Name(pod.state()) << " "
+                << pod.metadata().name() << " " << pod.runtime_handler() << "\n";
+    }
+    return 0;
+  }
+
+  Result<int> StopPod(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string pod, args.Positional("POD"));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::StopPodSandboxRequest request;
+    request.set_pod_sandbox_id(pod);
+    cri::StopPodSandboxResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("StopPodSandbox", runtime_->StopPodSandbox(Context().get(), request, &response)));
+    return 0;
+  }
+
+  Result<int> RemovePod(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string pod, args.Positional("POD"));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::RemovePodSandboxRequest request;
+    request.set_pod_sandbox_id(pod);
+    cri::RemovePodSandboxResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus("RemovePodSandbox",
+                                  runtime_->RemovePodSandbox(Context().get(), request, &response)));
+    return 0;
+  }
+
+  Result<int> Create(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string pod, args.Positional("POD"));
+    BBX_ASSIGN_OR_RETURN(std::string name, args.Positional("NAME"));
+    BBX_ASSIGN_OR_RETURN(std::string image, args.Positional("IMAGE"));
+    cri::CreateContainerRequest request;
+    request.set_pod_sandbox_id(pod);
+    cri::ContainerConfig& config = *request.mutable_config();
+    config.mutable_metadata()->set_name(name);
+    config.mutable_image()->set_image(image);
+    std::string value;
+    while (!args.Done()) {
+      if (args.Word("--")) break;
+      BBX_ASSIGN_OR_RETURN(bool log, args.Flag("--log", config.mutable_log_path()));
+      BBX_ASSIGN_OR_RETURN(bool workdir, args.Flag("--workdir", config.mutable_working_dir()));
+      BBX_ASSIGN_OR_RETURN(bool env, args.Flag("--env", &value));
+      if (env) {
+        BBX_ASSIGN_OR_RETURN(auto pair, SplitKeyValue("--env", value));
+        cri::KeyValue* entry = config.add_envs();
+        entry->set_key(pair.first);
+        entry->set_value(pair.second);
+      }
+      BBX_ASSIGN_OR_RETURN(bool mount, args.Flag("--mount", &value));
+      if (mount) BBX_RETURN_IF_ERROR(AddMount(value, config));
+      if (!(log || workdir || env || mount)) break;
+    }
+    for (std::string& word : args.Rest()) config.add_command(std::move(word));
+    if (!config.log_path().empty() && config.log_path().front() == '/') {
+      return Usage("--log " + config.log_path() +
+                   ": CRI's log path is relative to the pod's log directory (run-pod --log-dir)");
+    }
+    BBX_ASSIGN_OR_RETURN(*request.mutable_sandbox_config(), PodConfigOf(pod));
+    (*config.mutable_labels())["io.beaconbox.test"] = "bbx-cri";
+    cri::CreateContainerResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus("CreateContainer",
+                                  runtime_->CreateContainer(Context().get(), request, &response)));
+    std::cout << response.container_id() << "\n";
+    return 0;
+  }
+
+  static Status AddMount(const std::string& text, cri::ContainerConfig& config) {
+    // HOST:CTR or HOST:CTR:ro, both paths absolute.
+    std::string host = text, container, mode;
+    auto colon = text.find(':');
+    if (colon != std::string::npos) {
+      host = text.substr(0, colon);
+      container = text.substr(colon + 1);
+      auto second = container.find(':');
+      if (second != std::string::npos) {
+        mode = container.substr(second + 1);
+        container.resize(second);
+      }
+    }
+    if (host.empty() || host.front() != '/' || container.empty() || container.front() != '/' ||
+        !(mode.empty() || mode == "ro" || mode == "rw")) {
+      return Usage("--mount wants HOST:CTR[:ro|rw] with absolute paths, not '" + text + "'");
+    }
+    cri::Mount* mount = config.add_mounts();
+    mount->set_host_path(host);
+    mount->set_container_path(container);
+    mount->set_readonly(mode == "ro");
+    return Status::Ok();
+  }
+
+  Result<int> Start(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string id, args.Positional("ID"));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::StartContainerRequest request;
+    request.set_container_id(id);
+    cri::StartContainerResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("StartContainer", runtime_->StartContainer(Context().get(), request, &response)));
+    return 0;
+  }
+
+  Result<int> ContainerStatus(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string id, args.Positional("ID"));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::ContainerStatusRequest request;
+    request.set_container_id(id);
+    cri::ContainerStatusResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus("ContainerStatus",
+                                  runtime_->ContainerStatus(Context().get(), request, &response)));
+    const cri::ContainerStatus& status = response.status();
+    std::cout << "id=" << status.id() << "\n"
+              << "name=" << status.metadata().name() << "\n"
+              << "state=" << cri::ContainerState_Name(status.state()) << "\n"
+              << "exit_code=" << status.exit_code() << "\n"
+              << "reason=" << OneLine(status.reason()) << "\n"
+              << "message=" << OneLine(status.message()) << "\n"
+              << "log_path=" << status.log_path() << "\n";
+    return 0;
+  }
+
+  Result<int> Containers(Args& args) {
+    cri::ListContainersRequest request;
+    if (!args.Done()) {
+      BBX_ASSIGN_OR_RETURN(std::string pod, args.Positional("POD"));
+      request.mutable_filter()->set_pod_sandbox_id(pod);
+    }
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::ListContainersResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("ListContainers", runtime_->ListContainers(Context().get(), request, &response)));
+    for (const auto& container : response.containers()) {
+      std::cout << container.id() << " " << cri::ContainerState_Name(container.state()) << " "
+                << container.metadata().name() << " " << container.pod_sandbox_id() << "\n";
+    }
+    return 0;
+  }
+
+  Result<int> Exec(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string id, args.Positional("ID"));
+    cri::ExecSyncRequest request;
+    request.set_container_id(id);
+    std::string value;
+    BBX_ASSIGN_OR_RETURN(bool timeout, args.Flag("--timeout", &value));
+    int64_t exec_seconds = 0;
+    if (timeout) {
+      BBX_ASSIGN_OR_RETURN(exec_seconds, ParseSeconds("exec --timeout", value));
+      request.set_timeout(exec_seconds);
+    }
+    args.Word("--");
+    for (std::string& word : args.Rest()) request.add_cmd(std::move(word));
+    if (request.cmd().empty()) return Usage("exec wants a command");
+    cri::ExecSyncResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("ExecSync", runtime_->ExecSync(Context(exec_seconds).get(), request, &response)));
+    std::fwrite(response.stdout().data(), 1, response.stdout().size(), stdout);
+    std::fwrite(response.stderr().data(), 1, response.stderr().size(), stderr);
+    std::fflush(stdout);
+    // An exit code out of a process's range would read as the tool's own failure.
+    int code = response.exit_code();
+    return code >= 0 && code < kToolFailure ? code : kToolFailure - 1;
+  }
+
+  Result<int> Stop(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string id, args.Positional("ID"));
+    cri::StopContainerRequest request;
+    request.set_container_id(id);
+    std::string value;
+    BBX_ASSIGN_OR_RETURN(bool timeout, args.Flag("--timeout", &value));
+    int64_t stop_seconds = 0;
+    if (timeout) {
+      BBX_ASSIGN_OR_RETURN(stop_seconds, ParseSeconds("stop --timeout", value));
+      request.set_timeout(stop_seconds);
+    }
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::StopContainerResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus(
+        "StopContainer", runtime_->StopContainer(Context(stop_seconds).get(), request, &response)));
+    return 0;
+  }
+
+  Result<int> Remove(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string id, args.Positional("ID"));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::RemoveContainerRequest request;
+    request.set_container_id(id);
+    cri::RemoveContainerResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus("RemoveContainer",
+                                  runtime_->RemoveContainer(Context().get(), request, &response)));
+    return 0;
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<cri::RuntimeService::Stub> runtime_;
+  std::unique_ptr<cri::ImageService::Stub> images_;
+  int64_t timeout_seconds_;
+};
+
+Result<int> Main(std::vector<std::string> words) {
+  int64_t timeout_seconds = 120;
+  if (!words.empty() && (words[0] == "--help" || words[0] == "-h")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (words.size() >= 2 && words[0] == "--timeout") {
+    BBX_ASSIGN_OR_RETURN(timeout_seconds, ParseSeconds("--timeout", words[1]));
+    words.erase(words.begin(), words.begin() + 2);
+  }
+  if (words.size() < 2) return Usage("wants SOCKET COMMAND");
+  std::string socket = words[0], command = words[1];
+  if (socket.empty() || socket.front() != '/') {
+    return Usage("SOCKET '" + socket + "' is not an absolute path to containerd's socket");
+  }
+  words.erase(words.begin(), words.begin() + 2);
+  Client client(socket, timeout_seconds);
+  return client.Run(command, Args(std::move(words)));
+}
+
+}  // namespace
+}  // namespace beaconbox::cri_client
+
+int main(int argc, char** argv) {
+  auto result = beaconbox::cri_client::Main(std::vector<std::string>(argv + 1, argv + argc));
+  if (!result.ok()) {
+    std::fprintf(stderr, "bbx-cri: %s\n", result.error().message.c_str());
+    return beaconbox::cri_client::kToolFailure;
+  }
+  return *result;
+}
