@@ -7,7 +7,9 @@
 #   build-demo-image.sh OUT.tar [NAME:TAG]    prints NAME:TAG on stdout
 # With BBX_IMAGE_BARE=1 the rootfs holds /bin/busybox alone: no applet links, no
 # directory a runtime mounts on (/proc, /dev, /sys, /etc ...), like Kubernetes' pause
-# image, which holds only /pause. Its command is /bin/busybox sh.
+# image, which holds only /pause. Its command is /bin/busybox sh; BBX_IMAGE_CMD (a JSON
+# array) replaces the command, e.g. '["/bin/busybox","sleep","2147483647"]' for a stand-in
+# of that pause image.
 set -euo pipefail
 
 die() { echo "build-demo-image.sh: $*" >&2; exit 1; }
@@ -65,6 +67,8 @@ put_blob() {
   mv "$1" "$blobs/$digest"
   echo "$digest $size"
 }
+
+cmd=${BBX_IMAGE_CMD:-$cmd}
 
 (cd "$root" && det_tar "$work/layer.tar")
 diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)

@@ -352,7 +352,9 @@ bbx_import_demo_image() {
     bbx_log "ctr image import failed: $out"
     return 1
   fi
-  bbx_ctr image ls -q | grep -qxF "$BBX_IMAGE" ||
+  # grep reads all of ls's lines (-q would quit at the match and, under pipefail, fail
+  # the pipeline when ctr still writes, e.g. the sha256: names CRI adds in k8s.io).
+  bbx_ctr image ls -q | grep -xF "$BBX_IMAGE" > /dev/null ||
     { bbx_log "ctr image import did not register $BBX_IMAGE: $out"; return 1; }
 }
 

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# pass never fails, so `A && pass || fail` is if-then-else here; container commands are single-quoted on purpose.
+# shellcheck disable=SC2015,SC2016
+# Kubernetes' CRI through containerd's CRI plugin (issue 17), driven by bbx-cri, the
+# project's own CRI v1 client (tests/e2e/cri_client), as the kubelet would: one private
+# containerd with CRI on, a CNI network of the test's own (bridge + host-local, in the
+# test's network namespace), a pause stand-in and busybox imported into k8s.io (no
+# registry). Per runtime handler: a pod of two containers where one listens on TCP
+# and the other reaches it over localhost, both see the same emptyDir (a host dir
+# mounted into both), ExecSync into one (stdout, stderr, exit code), logs at CRI's
+# log path in CRI's format; removing the pod leaves no container, shim, VM, TAP or
+# veth, IP lease, containerd lease, mount, netns or cgroup. Prints how long the pod
+# start (RunPodSandbox + CreateContainer + StartContainer) and the second container
+# (CreateContainer + StartContainer) took (no assertion on time).
+#   cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|both]
+# runc (the expected answer) is the default; beaconbox needs one VM per pod (issue 17
+# item 1). BBX_CRI_CLIENT names the bbx-cri binary (ctest sets it).
+# Exit 0: all passed; 1: a check failed; 77: containerd 1.7 or 2 cannot be extracted.
+set -euo pipefail
+usage="usage: cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|both]"
+output=${1:?$usage}
+export BBX_CONTAINERD=${2:-system}
+case ${3:-runc} in
+  runc) handlers=(runc) ;;
+  beaconbox) handlers=(beaconbox) ;;
+  both) handlers=(runc beaconbox) ;;
+  *) echo "cri_e2e.sh: handler '$3' is none of runc, beaconbox, both ($usage)" >&2; exit 2 ;;
+esac
+here=$(cd "$(dirname "$0")" && pwd)
+[ -d "$output" ] && output=$(cd "$output" && pwd)
+cri_client=${BBX_CRI_CLIENT:-}
+if [ -z "$cri_client" ] || [ ! -x "$cri_client" ]; then
+  echo "FAIL: bbx-cri (BBX_CRI_CLIENT='$cri_client') is not built: install libgrpc++-dev and" \
+       "protobuf-compiler-grpc (scripts/setup.sh), re-run cmake, build the target bbx-cri" >&2
+  exit 1
+fi
+for plugin in bridge host-local loopback; do
+  [ -x "/usr/lib/cni/$plugin" ] ||
+    { echo "FAIL: /usr/lib/cni/$plugin missing: apt-get install containernetworking-plugins" >&2; exit 1; }
+done
+# CRI's images and containers live in containerd's namespace k8s.io.
+export BBX_OUTPUT_DIR=$output BBX_NAMESPACE=k8s.io BBX_CONTAINERD_CRI=1
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
+source "$here/../../scripts/lib/containerd-env.sh"
+if [[ " ${handlers[*]} " == *" beaconbox "* ]]; then bbx_require_beaconbox "$output"; fi
+bbx_select_containerd_or_skip
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$here/lib.sh"
+
+work=$(mktemp -d /tmp/bbx-cri.XXXXXX)
+suffix=$(tr '[:upper:]' '[:lower:]' <<<"${work##*.}")
+# The pods' cgroups go under a parent of the test's own (as the kubelet names one),
+# never under a k8s.io another containerd may use.
+cgroup_parent=/bbx-cri-$suffix
+pause_image=docker.io/beaconbox/pause:cri-test
+network=bbx-cri-test
+subnet_prefix=10.79.0
+mkdir -p "$work/net.d" "$work/ipam" "$work/logs"
+cat > "$work/net.d/10-$network.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$network",
+  "plugins": [
+    {"type": "bridge", "bridge": "bbxcri0", "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
+              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$work/ipam"}}
+  ]
+}
+EOF
+# CRI's part of containerd's config (version 2, as 1.6 and 1.7 read it): the pause
+# stand-in, CNI from Debian's plugins (CRI brings lo up with their loopback), runc and
+# beaconbox as runtime handlers; root here lacks CAP_SYS_RESOURCE, so oom_score_adj
+# is kept to what containerd may set; no AppArmor profile on this host; the streaming
+# server (exec -it, attach, port-forward; unused here) on a free port of the netns.
+# The shim finds its config through BEACONBOX_CONFIG in containerd's environment.
+cat > "$work/cri.toml" <<EOF
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$pause_image"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.beaconbox]
+      runtime_type = "$BBX_BEACONBOX_RUNTIME"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$work/net.d"
+    max_conf_num = 1
+EOF
+export BBX_CONTAINERD_CONFIG_EXTRA=$work/cri.toml
+
+cri() { "$cri_client" "$BBX_SOCK" "$@"; }
+# Before containerd stops: remove what CRI still has (its CNI teardown needs containerd).
+bbx_on_stop() {
+  local pod
+  [ -S "${BBX_SOCK:-}" ] || return 0
+  for pod in $(timeout 60 "$cri_client" --timeout 30 "$BBX_SOCK" pods 2>/dev/null | cut -d' ' -f1); do
+    timeout 120 "$cri_client" --timeout 100 "$BBX_SOCK" stop-pod "$pod" >/dev/null 2>&1 || true
+    timeout 120 "$cri_client" --timeout 100 "$BBX_SOCK" rm-pod "$pod" >/dev/null 2>&1 || true
+  done
+}
+# After containerd stopped: the cgroup parent (deepest first) and the work dir.
+remove_work() {
+  local dir
+  for dir in /sys/fs/cgroup/"$cgroup_parent" /sys/fs/cgroup/*/"$cgroup_parent"; do
+    [ -d "$dir" ] || continue
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap 'status=$?; remove_work; exit $status' EXIT
+bbx_env_start
+trap 'status=$?; bbx_env_stop || true; remove_work; exit $status' EXIT
+
+# The images, in k8s.io: busybox for the containers, a pause stand-in (busybox alone,
+# sleeping, like the real pause image's lone /pause) for the sandboxes.
+bbx_import_demo_image
+BBX_IMAGE_BARE=1 BBX_IMAGE_CMD='["/bin/busybox","sleep","2147483647"]' \
+  "$BBX_SCRIPTS_DIR/build-demo-image.sh" "$work/pause.tar" "$pause_image" > /dev/null
+bbx_ctr image import "$work/pause.tar" > /dev/null
+cri version | grep -q '^runtime_api_version=v1' && pass "CRI v1 answers: $(cri version | tr '\n' ' ')" ||
+  fail "CRI Version: $(cri version 2>&1 | tr '\n' ' ')"
+for image in "$BBX_IMAGE" "$pause_image"; do
+  # CRI learns of images ctr imported from containerd's events.
+  for _ in $(seq 50); do cri image-status "$image" > /dev/null 2>&1 && break; sleep 0.2; done
+  cri image-status "$image" > /dev/null && pass "CRI sees $image" || fail "CRI does not see $image"
+done
+
+ms_now() { date +%s%3N; }
+# CRI's log format: RFC 3339 time, stream, tag (F: full line, P: partial), the line.
+log_line_re() { printf '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}) %s F %s$' "$1" "$2"; }
+# What a removed pod may leave behind, one line each (an empty output is the pass).
+leftovers() {
+  local f
+  cri pods 2>&1 | sed 's/^/pod /'
+  cri containers 2>&1 | sed 's/^/container /'
+  bbx_ctr containers ls -q 2>&1 | sed 's/^/containerd container /'
+  bbx_ctr tasks ls -q 2>&1 | sed 's/^/containerd task /'
+  bbx_ctr leases ls -q 2>&1 | sed 's/^/containerd lease /'
+  others | while read -r f; do echo "process $f $(exe_of "$f")"; done
+  in_netns ip -o link show type tun 2>/dev/null | awk '{print "tap " $2}'
+  in_netns ip -o link show type veth 2>/dev/null | awk '{print "veth " $2}'
+  for f in "$work/ipam/$network"/*; do
+    [ -e "$f" ] || continue
+    case ${f##*/} in lock | last_reserved_ip.*) ;; *) echo "lease ${f##*/}" ;; esac
+  done
+  for f in "/proc/$BBX_CONTAINERD_PID/root/run/netns"/*; do [ -e "$f" ] && echo "netns ${f##*/}"; done
+  bbx_env_mounts | grep -E 'io\.containerd\.(grpc\.v1\.cri|runtime\.v2\.task)|/beacon/' | sed 's/^/mount /'
+  grep -F "$BBX_DIR/beacon" /proc/self/mountinfo | awk '{print "host mount " $5}'
+  for f in /sys/fs/cgroup/"$cgroup_parent"/* /sys/fs/cgroup/*/"$cgroup_parent"/*; do
+    [ -d "$f" ] && echo "cgroup $f"
+  done
+  return 0
+}
+
+# One pod with HANDLER: the checks above. The first step that fails ends the pod's
+# checks (the pod is still removed and what it left is still listed).
+pod_checks() {
+  local handler=$1 pod server client t0 t1 t2 t3 said status_of shared=$work/emptydir-$1 ip left
+  mkdir -p "$shared"
+  echo "== handler $handler"
+  t0=$(ms_now)
+  if ! pod=$(cri run-pod "web-$handler" --handler "$handler" --log-dir "$work/logs/$handler" \
+               --cgroup-parent "$cgroup_parent" --hostname "web-$handler" 2>&1); then
+    fail "$handler: RunPodSandbox: $pod"
+    return 0
+  fi
+  pass "$handler: RunPodSandbox: pod ${pod:0:12}"
+  # The server: lines on stdout and stderr for the log, then answers every connection.
+  if ! server=$(cri create "$pod" server "$BBX_IMAGE" --mount "$shared:/data" --log server/0.log -- \
+                  /bin/sh -c 'echo hello-log-stdout; echo hello-log-stderr >&2
+                              while true; do echo hello-from-server | nc -l -p 8080; done' 2>&1) ||
+     ! said=$(cri start "$server" 2>&1); then
+    fail "$handler: the first container (CreateContainer + StartContainer): $server $said"
+    teardown "$handler" "$pod"
+    return 0
+  fi
+  t1=$(ms_now)
+  pass "$handler: pod start (RunPodSandbox + CreateContainer + StartContainer): $((t1 - t0)) ms"
+  # The client reaches the server over localhost from its own command too (its log).
+  if ! client=$(cri create "$pod" client "$BBX_IMAGE" --mount "$shared:/data" --log client/0.log -- \
+                  /bin/sh -c 'for i in $(seq 60); do nc -w 2 127.0.0.1 8080 </dev/null && break; sleep 1; done
+                              exec sleep 2147483647' 2>&1) ||
+     ! t2=$(ms_now) || ! said=$(cri start "$client" 2>&1); then
+    fail "$handler: the second container (CreateContainer + StartContainer): $client $said"
+    teardown "$handler" "$pod"
+    return 0
+  fi
+  t3=$(ms_now)
+  pass "$handler: second container of the pod (CreateContainer + StartContainer): $((t3 - t1)) ms (create $((t2 - t1)) ms)"
+  echo "measure: handler=$handler pod_start_ms=$((t1 - t0)) second_container_ms=$((t3 - t1))"
+
+  status_of=$(cri pod-status "$pod" 2>&1 || true)
+  ip=$(sed -n 's/^ip=//p' <<<"$status_of")
+  grep -qx state=SANDBOX_READY <<<"$status_of" && grep -qx "runtime_handler=$handler" <<<"$status_of" &&
+    [[ $ip == "$subnet_prefix".* ]] &&
+    pass "$handler: pod ready with $ip from the test's CNI network" || fail "$handler: pod status: $status_of"
+  for id in "$server" "$client"; do
+    status_of=$(cri status "$id" 2>&1 || true)
+    grep -qx state=CONTAINER_RUNNING <<<"$status_of" && pass "$handler: $(sed -n 's/^name=//p' <<<"$status_of") running" ||
+      fail "$handler: container status: $(tr '\n' ' ' <<<"$status_of")"
+  done
+  [ "$(cri containers "$pod" | grep -c ' CONTAINER_RUNNING ')" = 2 ] &&
+    pass "$handler: ListContainers of the pod: two running" || fail "$handler: ListContainers: $(cri containers "$pod" 2>&1)"
+
+  # Localhost between the containers, by ExecSync (the listener restarts after each
+  # connection: ask a few times).
+  said=""
+  for _ in $(seq 20); do
+    said=$(cri exec "$client" --timeout 10 nc -w 3 127.0.0.1 8080 2>&1 </dev/null || true)
+    [ "$said" = hello-from-server ] && break
+    sleep 1
+  done
+  [ "$said" = hello-from-server ] && pass "$handler: client reaches server's 127.0.0.1:8080 (ExecSync)" ||
+    fail "$handler: client's nc to 127.0.0.1:8080 said '$said'"
+  # The emptyDir: written in one, read in the other and on the host.
+  said=$(cri exec "$server" /bin/sh -c "echo shared-by-$handler > /data/from-server" 2>&1) &&
+    pass "$handler: server writes the emptyDir" || fail "$handler: server's write: $said"
+  said=$(cri exec "$client" cat /data/from-server 2>&1 || true)
+  [ "$said" = "shared-by-$handler" ] && [ "$(cat "$shared/from-server" 2>&1)" = "shared-by-$handler" ] &&
+    pass "$handler: client and host read what server wrote in the emptyDir" ||
+    fail "$handler: client read '$said', host '$(cat "$shared/from-server" 2>&1)'"
+  # ExecSync's streams and exit code.
+  local code=0
+  said=$(cri exec "$server" /bin/sh -c 'echo to-stdout; echo to-stderr >&2; exit 3' 2>"$work/stderr") || code=$?
+  [ "$said" = to-stdout ] && [ "$(cat "$work/stderr")" = to-stderr ] && [ "$code" = 3 ] &&
+    pass "$handler: ExecSync gives stdout, stderr and exit code 3" ||
+    fail "$handler: ExecSync said '$said', stderr '$(cat "$work/stderr")', exit $code"
+
+  # Logs at CRI's path (pod log dir + the container's log path), in CRI's format.
+  local log=$work/logs/$handler/server/0.log
+  status_of=$(cri status "$server" 2>&1 || true)
+  grep -qx "log_path=$log" <<<"$status_of" && pass "$handler: server's log path is $log" ||
+    fail "$handler: server's log path: $(grep log_path <<<"$status_of")"
+  for _ in $(seq 20); do grep -qE "$(log_line_re stderr hello-log-stderr)" "$log" 2>/dev/null && break; sleep 0.5; done
+  grep -qE "$(log_line_re stdout hello-log-stdout)" "$log" 2>/dev/null &&
+    grep -qE "$(log_line_re stderr hello-log-stderr)" "$log" 2>/dev/null &&
+    pass "$handler: server's stdout and stderr lines in CRI's log format" ||
+    fail "$handler: server's log $log: $(head -c 400 "$log" 2>&1 | tr '\n' '|')"
+  local client_log=$work/logs/$handler/client/0.log
+  grep -qE "$(log_line_re stdout hello-from-server)" "$client_log" 2>/dev/null &&
+    pass "$handler: client's own command reached server over localhost (its log)" ||
+    fail "$handler: client's log $client_log: $(head -c 400 "$client_log" 2>&1 | tr '\n' '|')"
+
+  # The leftovers check can fail: while the pod runs it lists the pod's parts.
+  left=$(leftovers | cut -d' ' -f1 | sort -u | tr '\n' ' ')
+  local kind missing=""
+  for kind in pod container process veth lease netns mount; do
+    [[ " $left" == *" $kind "* ]] || missing+=" $kind"
+  done
+  [ -z "$missing" ] && pass "$handler: the leftovers check sees the running pod's: $left" ||
+    fail "$handler: the leftovers check misses the running pod's$missing (sees: $left)"
+
+  teardown "$handler" "$pod"
+}
+
+# StopPodSandbox + RemovePodSandbox (which removes the pod's containers, as the
+# kubelet's garbage collection relies on), then nothing of the pod may be left.
+teardown() {
+  local handler=$1 pod=$2 said left
+  said=$(cri stop-pod "$pod" 2>&1) && pass "$handler: StopPodSandbox" || fail "$handler: StopPodSandbox: $said"
+  said=$(cri rm-pod "$pod" 2>&1) && pass "$handler: RemovePodSandbox" || fail "$handler: RemovePodSandbox: $said"
+  # Shims and VMs exit after the delete: give them a moment.
+  for _ in $(seq 100); do left=$(leftovers); [ -z "$left" ] && break; sleep 0.2; done
+  [ -z "$left" ] && pass "$handler: the removed pod left no container, shim, VM, TAP, veth, lease, mount, netns or cgroup" ||
+    fail "$handler: left after RemovePodSandbox: $(tr '\n' ';' <<<"$left")"
+}
+
+for handler in "${handlers[@]}"; do pod_checks "$handler"; done
+bbx_e2e_finish "cri: ${handlers[*]}: a pod of two containers through containerd's CRI plugin"
