@@ -224,6 +224,14 @@ pod_checks() {
   [ "$said" = "shared-by-$handler" ] && [ "$(cat "$shared/from-server" 2>&1)" = "shared-by-$handler" ] &&
     pass "$handler: client and host read what server wrote in the emptyDir" ||
     fail "$handler: client read '$said', host '$(cat "$shared/from-server" 2>&1)'"
+  # Namespaces as the kubelet asks by default: UTS (the pod's hostname) shared, the
+  # pid namespace each container's own (pid 1 is its command, not the pause process).
+  said=$(cri exec "$client" hostname 2>&1 || true)
+  [ "$said" = "web-$handler" ] && pass "$handler: client's hostname is the pod's ($said)" ||
+    fail "$handler: client's hostname '$said', not web-$handler"
+  said=$(cri exec "$server" /bin/sh -c 'tr "\0" " " < /proc/1/cmdline' 2>&1 || true)
+  [[ $said == "/bin/sh -c echo hello-log-stdout"* ]] && pass "$handler: server's pid 1 is its own command" ||
+    fail "$handler: server's pid 1 runs '${said:0:80}'"
   # ExecSync's streams and exit code.
   local code=0
   said=$(cri exec "$server" /bin/sh -c 'echo to-stdout; echo to-stderr >&2; exit 3' 2>"$work/stderr") || code=$?

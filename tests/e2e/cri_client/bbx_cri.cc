@@ -35,8 +35,9 @@ constexpr char kUsage[] =
     "  version                      runtime name, version and CRI API version\n"
     "  image-status IMAGE           the image's id (fails when CRI does not have it)\n"
     "  run-pod NAME [--handler H] [--log-dir DIR] [--cgroup-parent P] [--hostname H]\n"
-    "          [--namespace NS] [--uid UID]\n"
-    "                               RunPodSandbox; prints the pod id\n"
+    "          [--namespace NS] [--uid UID] [--share-pid]\n"
+    "                               RunPodSandbox (network and IPC shared by the pod,\n"
+    "                               pid too with --share-pid); prints the pod id\n"
     "  pod-status POD               PodSandboxStatus as key=value lines\n"
     "  pods                         ListPodSandbox: `ID STATE NAME HANDLER` lines\n"
     "  stop-pod POD | rm-pod POD    StopPodSandbox | RemovePodSandbox\n"
@@ -226,6 +227,7 @@ class Client {
     cri::RunPodSandboxRequest request;
     cri::PodSandboxConfig& config = *request.mutable_config();
     std::string namespace_name = "default", uid = name + "-uid", value;
+    cri::NamespaceMode pid_mode = cri::CONTAINER;
     while (!args.Done()) {
       BBX_ASSIGN_OR_RETURN(bool handler, args.Flag("--handler", request.mutable_runtime_handler()));
       BBX_ASSIGN_OR_RETURN(bool log_dir, args.Flag("--log-dir", config.mutable_log_directory()));
@@ -234,8 +236,17 @@ class Client {
       BBX_ASSIGN_OR_RETURN(bool uid_given, args.Flag("--uid", &uid));
       BBX_ASSIGN_OR_RETURN(bool cgroup, args.Flag("--cgroup-parent", &value));
       if (cgroup) config.mutable_linux()->set_cgroup_parent(value);
-      if (!(handler || log_dir || hostname || ns || uid_given || cgroup)) break;
+      bool share_pid = args.Word("--share-pid");
+      if (share_pid) pid_mode = cri::POD;
+      if (!(handler || log_dir || hostname || ns || uid_given || cgroup || share_pid)) break;
     }
+    // As the kubelet sets them: network and IPC of the pod, the pid namespace the
+    // container's own unless the pod shares it (shareProcessNamespace).
+    cri::NamespaceOption& namespaces =
+        *config.mutable_linux()->mutable_security_context()->mutable_namespace_options();
+    namespaces.set_network(cri::POD);
+    namespaces.set_ipc(cri::POD);
+    namespaces.set_pid(pid_mode);
     BBX_RETURN_IF_ERROR(args.NoMore());
     config.mutable_metadata()->set_name(name);
     config.mutable_metadata()->set_namespace_(namespace_name);
@@ -372,6 +383,15 @@ class Client {
                    ": CRI's log path is relative to the pod's log directory (run-pod --log-dir)");
     }
     BBX_ASSIGN_OR_RETURN(*request.mutable_sandbox_config(), PodConfigOf(pod));
+    // The container's namespaces follow the pod's, as the kubelet derives them.
+    const auto& pod_linux = request.sandbox_config().linux();
+    cri::NamespaceOption& namespaces =
+        *config.mutable_linux()->mutable_security_context()->mutable_namespace_options();
+    if (pod_linux.has_security_context() && pod_linux.security_context().has_namespace_options()) {
+      namespaces = pod_linux.security_context().namespace_options();
+    } else {
+      namespaces.set_pid(cri::CONTAINER);
+    }
     (*config.mutable_labels())["io.beaconbox.test"] = "bbx-cri";
     cri::CreateContainerResponse response;
     BBX_RETURN_IF_ERROR(RpcStatus("CreateContainer",
