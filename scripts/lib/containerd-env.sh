@@ -31,6 +31,7 @@
 #   BBX_KEEP_DIR=1   keep BBX_DIR (logs) after stopping
 #   BBX_LOG_LEVEL    containerd's log level (default info)
 #   BBX_CONTAINERD_CRI=1  keep containerd's CRI plugin (disabled otherwise)
+#                    (bbx_cri_prepare sets it with what CRI needs, see there)
 #   BBX_CONTAINERD_CONFIG_EXTRA  a file appended to containerd's config (e.g. the
 #                    runtime entry `beaconbox-ctl containerd-config` prints)
 #
@@ -356,6 +357,79 @@ bbx_import_demo_image() {
   # the pipeline when ctr still writes, e.g. the sha256: names CRI adds in k8s.io).
   bbx_ctr image ls -q | grep -xF "$BBX_IMAGE" > /dev/null ||
     { bbx_log "ctr image import did not register $BBX_IMAGE: $out"; return 1; }
+}
+
+# containerd's CRI plugin as a Kubernetes node has it (issue 17), for the tests and
+# benchmarks that drive it with bbx-cri (tests/e2e/cri_client). Before bbx_env_start:
+#   bbx_cri_prepare DIR   DIR is the caller's (it removes it after bbx_env_stop)
+# writes a CNI conflist (Debian's bridge + host-local on $BBX_CRI_SUBNET_PREFIX.0/24,
+# default 10.79.0, used only in the environment's network namespace; host-local's
+# store in DIR/ipam) to DIR/net.d and CRI's config to DIR/cri.toml: a pause stand-in
+# as sandbox image, CNI from /usr/lib/cni (CRI brings lo up with its loopback), the
+# runc and beaconbox runtime handlers (the shim finds its config through
+# BEACONBOX_CONFIG in containerd's environment), restrict_oom_score_adj (root here
+# lacks CAP_SYS_RESOURCE), no AppArmor profile, the streaming server on a free port of
+# the netns. Sets BBX_NAMESPACE=k8s.io (CRI's namespace), BBX_CONTAINERD_CRI=1,
+# BBX_CONTAINERD_CONFIG_EXTRA, BBX_CRI_DIR, BBX_CRI_NETWORK, BBX_CRI_PAUSE_IMAGE.
+# After bbx_env_start:
+#   bbx_cri_import_images BBX_CRI   imports the demo image (BBX_IMAGE) and the pause
+#                                   stand-in into k8s.io; waits until CRI (asked with
+#                                   the bbx-cri binary BBX_CRI) sees both
+bbx_cri_prepare() {
+  BBX_CRI_DIR=$1
+  BBX_CRI_NETWORK=bbx-cri-test
+  BBX_CRI_PAUSE_IMAGE=docker.io/beaconbox/pause:cri-test
+  local subnet_prefix=${BBX_CRI_SUBNET_PREFIX:-10.79.0}
+  mkdir -p "$BBX_CRI_DIR/net.d" "$BBX_CRI_DIR/ipam" || return 1
+  cat > "$BBX_CRI_DIR/net.d/10-$BBX_CRI_NETWORK.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$BBX_CRI_NETWORK",
+  "plugins": [
+    {"type": "bridge", "bridge": "bbxcri0", "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
+              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$BBX_CRI_DIR/ipam"}}
+  ]
+}
+EOF
+  cat > "$BBX_CRI_DIR/cri.toml" <<EOF
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$BBX_CRI_PAUSE_IMAGE"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.beaconbox]
+      runtime_type = "$BBX_BEACONBOX_RUNTIME"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$BBX_CRI_DIR/net.d"
+    max_conf_num = 1
+EOF
+  export BBX_NAMESPACE=k8s.io BBX_CONTAINERD_CRI=1 BBX_CONTAINERD_CONFIG_EXTRA=$BBX_CRI_DIR/cri.toml
+}
+
+bbx_cri_import_images() {
+  local cri_client=$1 image i
+  bbx_import_demo_image || return 1
+  # The pause stand-in: busybox alone, sleeping, like the real image's lone /pause.
+  BBX_IMAGE_BARE=1 BBX_IMAGE_CMD='["/bin/busybox","sleep","2147483647"]' \
+    "$BBX_SCRIPTS_DIR/build-demo-image.sh" "$BBX_CRI_DIR/pause.tar" "$BBX_CRI_PAUSE_IMAGE" > /dev/null ||
+    return 1
+  bbx_ctr image import "$BBX_CRI_DIR/pause.tar" > /dev/null || return 1
+  # CRI learns of the images ctr imported from containerd's events.
+  for image in "$BBX_IMAGE" "$BBX_CRI_PAUSE_IMAGE"; do
+    for i in $(seq 50); do
+      "$cri_client" "$BBX_SOCK" image-status "$image" > /dev/null 2>&1 && break
+      sleep 0.2
+    done
+    "$cri_client" "$BBX_SOCK" image-status "$image" > /dev/null ||
+      { bbx_log "CRI does not see $image after ctr image import"; return 1; }
+  done
 }
 
 # Every process of this environment, one pid a line: those in its mount or network

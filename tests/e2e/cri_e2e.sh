@@ -38,8 +38,7 @@ for plugin in bridge host-local loopback; do
   [ -x "/usr/lib/cni/$plugin" ] ||
     { echo "FAIL: /usr/lib/cni/$plugin missing: apt-get install containernetworking-plugins" >&2; exit 1; }
 done
-# CRI's images and containers live in containerd's namespace k8s.io.
-export BBX_OUTPUT_DIR=$output BBX_NAMESPACE=k8s.io BBX_CONTAINERD_CRI=1
+export BBX_OUTPUT_DIR=$output
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$here/../../scripts/lib/containerd-env.sh"
 if [[ " ${handlers[*]} " == *" beaconbox "* ]]; then bbx_require_beaconbox "$output"; fi
@@ -48,50 +47,15 @@ bbx_select_containerd_or_skip
 source "$here/lib.sh"
 
 work=$(mktemp -d /tmp/bbx-cri.XXXXXX)
+trap 'rm -rf "$work"' EXIT
 suffix=$(tr '[:upper:]' '[:lower:]' <<<"${work##*.}")
 # The pods' cgroups go under a parent of the test's own (as the kubelet names one),
 # never under a k8s.io another containerd may use.
 cgroup_parent=/bbx-cri-$suffix
-pause_image=docker.io/beaconbox/pause:cri-test
-network=bbx-cri-test
 subnet_prefix=10.79.0
-mkdir -p "$work/net.d" "$work/ipam" "$work/logs"
-cat > "$work/net.d/10-$network.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "$network",
-  "plugins": [
-    {"type": "bridge", "bridge": "bbxcri0", "isGateway": true, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
-              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$work/ipam"}}
-  ]
-}
-EOF
-# CRI's part of containerd's config (version 2, as 1.6 and 1.7 read it): the pause
-# stand-in, CNI from Debian's plugins (CRI brings lo up with their loopback), runc and
-# beaconbox as runtime handlers; root here lacks CAP_SYS_RESOURCE, so oom_score_adj
-# is kept to what containerd may set; no AppArmor profile on this host; the streaming
-# server (exec -it, attach, port-forward; unused here) on a free port of the netns.
-# The shim finds its config through BEACONBOX_CONFIG in containerd's environment.
-cat > "$work/cri.toml" <<EOF
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$pause_image"
-  restrict_oom_score_adj = true
-  disable_apparmor = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.beaconbox]
-      runtime_type = "$BBX_BEACONBOX_RUNTIME"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$work/net.d"
-    max_conf_num = 1
-EOF
-export BBX_CONTAINERD_CONFIG_EXTRA=$work/cri.toml
+BBX_CRI_SUBNET_PREFIX=$subnet_prefix bbx_cri_prepare "$work"
+network=$BBX_CRI_NETWORK
+mkdir -p "$work/logs"
 
 cri() { "$cri_client" "$BBX_SOCK" "$@"; }
 # Before containerd stops: remove what CRI still has (its CNI teardown needs containerd).
@@ -116,19 +80,11 @@ trap 'status=$?; remove_work; exit $status' EXIT
 bbx_env_start
 trap 'status=$?; bbx_env_stop || true; remove_work; exit $status' EXIT
 
-# The images, in k8s.io: busybox for the containers, a pause stand-in (busybox alone,
-# sleeping, like the real pause image's lone /pause) for the sandboxes.
-bbx_import_demo_image
-BBX_IMAGE_BARE=1 BBX_IMAGE_CMD='["/bin/busybox","sleep","2147483647"]' \
-  "$BBX_SCRIPTS_DIR/build-demo-image.sh" "$work/pause.tar" "$pause_image" > /dev/null
-bbx_ctr image import "$work/pause.tar" > /dev/null
+# The images, in k8s.io: busybox for the containers, a pause stand-in for the sandboxes.
+bbx_cri_import_images "$cri_client"
 cri version | grep -q '^runtime_api_version=v1' && pass "CRI v1 answers: $(cri version | tr '\n' ' ')" ||
   fail "CRI Version: $(cri version 2>&1 | tr '\n' ' ')"
-for image in "$BBX_IMAGE" "$pause_image"; do
-  # CRI learns of images ctr imported from containerd's events.
-  for _ in $(seq 50); do cri image-status "$image" > /dev/null 2>&1 && break; sleep 0.2; done
-  cri image-status "$image" > /dev/null && pass "CRI sees $image" || fail "CRI does not see $image"
-done
+pass "CRI sees $BBX_IMAGE and the pause stand-in $BBX_CRI_PAUSE_IMAGE"
 
 ms_now() { date +%s%3N; }
 # CRI's log format: RFC 3339 time, stream, tag (F: full line, P: partial), the line.
@@ -160,7 +116,7 @@ leftovers() {
 # One pod with HANDLER: the checks above. The first step that fails ends the pod's
 # checks (the pod is still removed and what it left is still listed).
 pod_checks() {
-  local handler=$1 pod server client t0 t1 t2 t3 said status_of shared=$work/emptydir-$1 ip left
+  local handler=$1 pod server client t0 tp t1 t2 t3 said status_of shared=$work/emptydir-$1 ip left
   mkdir -p "$shared"
   echo "== handler $handler"
   t0=$(ms_now)
@@ -169,7 +125,8 @@ pod_checks() {
     fail "$handler: RunPodSandbox: $pod"
     return 0
   fi
-  pass "$handler: RunPodSandbox: pod ${pod:0:12}"
+  tp=$(ms_now)
+  pass "$handler: RunPodSandbox: pod ${pod:0:12} in $((tp - t0)) ms"
   # The server: lines on stdout and stderr for the log, then answers every connection.
   if ! server=$(cri create "$pod" server "$BBX_IMAGE" --mount "$shared:/data" --log server/0.log -- \
                   /bin/sh -c 'echo hello-log-stdout; echo hello-log-stderr >&2
@@ -192,7 +149,7 @@ pod_checks() {
   fi
   t3=$(ms_now)
   pass "$handler: second container of the pod (CreateContainer + StartContainer): $((t3 - t1)) ms (create $((t2 - t1)) ms)"
-  echo "measure: handler=$handler pod_start_ms=$((t1 - t0)) second_container_ms=$((t3 - t1))"
+  echo "measure: handler=$handler run_pod_sandbox_ms=$((tp - t0)) pod_start_ms=$((t1 - t0)) second_container_ms=$((t3 - t1))"
 
   status_of=$(cri pod-status "$pod" 2>&1 || true)
   ip=$(sed -n 's/^ip=//p' <<<"$status_of")
