@@ -6,7 +6,9 @@
 # containerd with CRI on, a CNI network of the test's own (bridge + host-local, in the
 # test's network namespace), a pause stand-in and busybox imported into k8s.io (no
 # registry). Per runtime handler: a pod of two containers where one listens on TCP
-# and the other reaches it over localhost, both see the same emptyDir (a host dir
+# and the other reaches it over localhost (the test's netns too, at the pod's IP from
+# CNI), the pod's hostname and a pid namespace per container as the kubelet's
+# defaults ask, both see the same emptyDir (a host dir
 # mounted into both), ExecSync into one (stdout, stderr, exit code), logs at CRI's
 # log path in CRI's format; removing the pod leaves no container, shim, VM, TAP or
 # veth, IP lease, containerd lease, mount, netns or cgroup. Prints how long the pod
@@ -127,6 +129,11 @@ pod_checks() {
   fi
   tp=$(ms_now)
   pass "$handler: RunPodSandbox: pod ${pod:0:12} in $((tp - t0)) ms"
+  status_of=$(cri pod-status "$pod" 2>&1 || true)
+  ip=$(sed -n 's/^ip=//p' <<<"$status_of")
+  grep -qx state=SANDBOX_READY <<<"$status_of" && grep -qx "runtime_handler=$handler" <<<"$status_of" &&
+    [[ $ip == "$subnet_prefix".* ]] &&
+    pass "$handler: pod ready with $ip from the test's CNI network" || fail "$handler: pod status: $(tr '\n' ' ' <<<"$status_of")"
   # The server: lines on stdout and stderr for the log, then answers every connection.
   if ! server=$(cri create "$pod" server "$BBX_IMAGE" --mount "$shared:/data" --log server/0.log -- \
                   /bin/sh -c 'echo hello-log-stdout; echo hello-log-stderr >&2
@@ -151,11 +158,6 @@ pod_checks() {
   pass "$handler: second container of the pod (CreateContainer + StartContainer): $((t3 - t1)) ms (create $((t2 - t1)) ms)"
   echo "measure: handler=$handler run_pod_sandbox_ms=$((tp - t0)) pod_start_ms=$((t1 - t0)) second_container_ms=$((t3 - t1))"
 
-  status_of=$(cri pod-status "$pod" 2>&1 || true)
-  ip=$(sed -n 's/^ip=//p' <<<"$status_of")
-  grep -qx state=SANDBOX_READY <<<"$status_of" && grep -qx "runtime_handler=$handler" <<<"$status_of" &&
-    [[ $ip == "$subnet_prefix".* ]] &&
-    pass "$handler: pod ready with $ip from the test's CNI network" || fail "$handler: pod status: $status_of"
   for id in "$server" "$client"; do
     status_of=$(cri status "$id" 2>&1 || true)
     grep -qx state=CONTAINER_RUNNING <<<"$status_of" && pass "$handler: $(sed -n 's/^name=//p' <<<"$status_of") running" ||
@@ -174,6 +176,15 @@ pod_checks() {
   done
   [ "$said" = hello-from-server ] && pass "$handler: client reaches server's 127.0.0.1:8080 (ExecSync)" ||
     fail "$handler: client's nc to 127.0.0.1:8080 said '$said'"
+  # The pod's IP (CNI's, in the netns CRI made) reaches the server from the test's netns.
+  said=""
+  for _ in $(seq 10); do
+    said=$(in_netns busybox nc -w 3 "$ip" 8080 < /dev/null 2>&1 || true)
+    [ "$said" = hello-from-server ] && break
+    sleep 1
+  done
+  [ "$said" = hello-from-server ] && pass "$handler: the test's netns reaches server at the pod IP $ip:8080" ||
+    fail "$handler: nc to the pod IP $ip:8080 said '$said'"
   # The emptyDir: written in one, read in the other and on the host.
   said=$(cri exec "$server" /bin/sh -c "echo shared-by-$handler > /data/from-server" 2>&1) &&
     pass "$handler: server writes the emptyDir" || fail "$handler: server's write: $said"
