@@ -88,6 +88,16 @@ cri version | grep -q '^runtime_api_version=v1' && pass "CRI v1 answers: $(cri v
   fail "CRI Version: $(cri version 2>&1 | tr '\n' ' ')"
 pass "CRI sees $BBX_IMAGE and the pause stand-in $BBX_CRI_PAUSE_IMAGE"
 
+# bbx-cri's failures: one line, exit 125 (CRI's own error, and a usage error).
+code=0
+said=$(cri start no-such-container 2>&1) || code=$?
+[ "$code" = 125 ] && [ "$(wc -l <<<"$said")" = 1 ] && [[ $said == "bbx-cri: StartContainer: NotFound: "* ]] &&
+  pass "bbx-cri names CRI's error in one line: ${said:0:100}" || fail "bbx-cri start of no container: exit $code: $said"
+code=0
+said=$(cri create some-pod c "$BBX_IMAGE" --mount relative:/data -- true 2>&1) || code=$?
+[ "$code" = 125 ] && [ "$(wc -l <<<"$said")" = 1 ] && [[ $said == *"--mount wants HOST:CTR"* ]] &&
+  pass "bbx-cri refuses a bad --mount in one line" || fail "bbx-cri create --mount relative: exit $code: $said"
+
 ms_now() { date +%s%3N; }
 # CRI's log format: RFC 3339 time, stream, tag (F: full line, P: partial), the line.
 log_line_re() { printf '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}) %s F %s$' "$1" "$2"; }
