@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/base/fd_passing.h"
 #include "common/base/unique_fd.h"
 #include "plugins/common/netns.h"
 #include "tests/plugins/common/temp_dir.h"
@@ -180,28 +181,14 @@ class FdServer {
     size_t wanted = std::string::npos;
     while (request.size() < wanted) {
       char buffer[512];
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 32)];
-      iovec data{buffer, sizeof(buffer)};
-      msghdr message{};
-      message.msg_iov = &data;
-      message.msg_iovlen = 1;
-      message.msg_control = control;
-      message.msg_controllen = sizeof(control);
-      ssize_t n = ::recvmsg(client.get(), &message, MSG_CMSG_CLOEXEC);
-      if (n <= 0) return;
-      truncated |= (message.msg_flags & MSG_CTRUNC) != 0;
-      for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
-           header = CMSG_NXTHDR(&message, header)) {
-        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
-        const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; ++i) {
-          int fd = -1;
-          std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-          fds.emplace_back(fd);
-          fd_offsets.push_back(request.size());
-        }
+      auto received = ReceiveWithFds(client.get(), buffer, 32);
+      if (!received.ok() || received->size == 0) return;
+      truncated |= received->fds_dropped;
+      for (UniqueFd& fd : received->fds) {
+        fds.push_back(std::move(fd));
+        fd_offsets.push_back(request.size());
       }
-      request.append(buffer, static_cast<size_t>(n));
+      request.append(buffer, received->size);
       const size_t head_end = request.find("\r\n\r\n");
       if (head_end != std::string::npos && wanted == std::string::npos) {
         const size_t length_at = request.find("Content-Length: ");
