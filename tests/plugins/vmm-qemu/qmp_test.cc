@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "common/base/fd_passing.h"
+#include "tests/plugins/common/unix_socket.h"
 
 namespace beaconbox::qemu {
 namespace {
@@ -46,12 +46,8 @@ TEST(QmpClientTest, CallWithFdSendsTheDescriptorWithTheCommand) {
   ASSERT_NE(::mkdtemp(pattern), nullptr);
   const std::string dir = pattern;
   const std::string path = dir + "/qmp.sock";
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  UniqueFd listener = plugins::testing::ListenUnix(path);
+  ASSERT_TRUE(listener);
 
   std::vector<Received> received;
   std::thread server([&] {

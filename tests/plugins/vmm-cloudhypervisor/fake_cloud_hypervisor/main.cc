@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "common/base/fd_passing.h"
 #include "common/base/unique_fd.h"
 #include "plugins/vmm-qemu/qmp.h"
+#include "tests/plugins/common/unix_socket.h"
 #include "tests/plugins/vmm-cloudhypervisor/fake_cloud_hypervisor/qemu_translation.h"
 #include "tests/plugins/vmm-cloudhypervisor/fake_cloud_hypervisor/schema_check.h"
 
@@ -39,6 +39,8 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using namespace beaconbox;
 using namespace beaconbox::fakech;
+using beaconbox::plugins::testing::ConnectUnix;
+using beaconbox::plugins::testing::ListenUnix;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
@@ -49,32 +51,6 @@ constexpr size_t kMaxRequestFds = 16;
 constexpr uint64_t kMinNetMtu = 1280;
 
 void Log(const std::string& line) { std::cerr << "fake-cloud-hypervisor: " << line << std::endl; }
-
-UniqueFd ListenUnix(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (!fd || path.size() >= sizeof(addr.sun_path)) return UniqueFd();
-  path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-  ::unlink(path.c_str());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(fd.get(), 16) != 0) {
-    return UniqueFd();
-  }
-  return fd;
-}
-
-UniqueFd ConnectUnix(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (!fd || path.size() >= sizeof(addr.sun_path)) return UniqueFd();
-  path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return UniqueFd();
-  }
-  return fd;
-}
 
 // Copies both ways until either side closes.
 void Splice(UniqueFd a, UniqueFd b) {
