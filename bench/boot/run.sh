@@ -36,7 +36,6 @@ while getopts 'n:o:v:' opt; do
     *) echo "usage: run.sh [-n RUNS] [-o OUTPUT_DIR] [-v LABEL=TOML_FILE]..." >&2; exit 2 ;;
   esac
 done
-[[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
 for variant in "${variants[@]:1}"; do
   file=${variant#*=}
   [[ $variant == *=* && -r $file ]] ||
@@ -46,10 +45,9 @@ done
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
-bbx_require_beaconbox "$output"
+bbx_bench_number n "$runs"
 
-bbx_env_start
-bbx_import_demo_image
+bbx_bench_start beaconbox
 log="$BBX_DIR/containerd.log"
 base_config="$BBX_DIR/beaconbox.toml.base"
 cp "$BBX_BEACONBOX_CONFIG" "$base_config"

@@ -26,17 +26,16 @@ while getopts 'pn:o:c:' opt; do
     *) echo "usage: run.sh [-p] [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]" >&2; exit 2 ;;
   esac
 done
-[[ $iterations =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=$containerd_choice
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
+bbx_bench_number n "$iterations"
 
 runtimes=(io.containerd.runc.v2)
 missing=$(bbx_beaconbox_missing "$output")
 [ -z "$missing" ] && runtimes+=("$BBX_BEACONBOX_RUNTIME")
 
-bbx_env_start
-bbx_import_demo_image
+bbx_bench_start any
 
 time_runs() {  # RUNTIME -> one wall time in ms per line; a failed run aborts
   local i start end

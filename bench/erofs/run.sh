@@ -29,10 +29,11 @@ done
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
-missing=$(bbx_beaconbox_missing "$output")
-[ -z "$missing" ] || { echo "run.sh: beaconbox is not built in $output: $missing" >&2; exit 1; }
+bbx_bench_number n "$iterations"
+bbx_bench_number b "$big_mib"
+bbx_bench_number t "$tree_files"
 
-bbx_env_start
+bbx_bench_start beaconbox plugins/storage-erofs.so
 tar="$BBX_DIR/layered.tar"
 BBX_IMAGE=$(BBX_BIG_MIB=$big_mib BBX_TREE_FILES=$tree_files \
             "$repo/tests/e2e/erofs_image/build_layered_image.sh" "$tar" docker.io/beaconbox/layered:bench)

@@ -16,15 +16,14 @@ while getopts 'n:o:' opt; do
     *) echo "usage: run.sh [-n ITERATIONS] [-o OUTPUT_DIR]" >&2; exit 2 ;;
   esac
 done
-[[ $iterations =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=system
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
+bbx_bench_number n "$iterations"
 
 mapfile -t runtimes < <(bbx_measured_runtimes "$output")
 
-bbx_env_start
-bbx_import_demo_image
+bbx_bench_start any
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)] " ms (min " a[1] ", max " a[NR] ")"}'; }
 

@@ -25,16 +25,14 @@ while getopts 'n:o:c:' opt; do
     *) echo "usage: run.sh [-n VMS] [-o OUTPUT_DIR] [-c system|1.7]" >&2; exit 2 ;;
   esac
 done
-[[ $vms =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n wants a positive count" >&2; exit 2; }
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=$containerd_choice
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
-bbx_require_beaconbox "$output"
+bbx_bench_number n "$vms"
 tool=$("$repo/tests/e2e/task_client/build.sh")
 MiB=1048576
 
-bbx_env_start
-bbx_import_demo_image
+bbx_bench_start beaconbox
 
 timed_update() {  # FLAGS... ID -> wall ms of the Update call
   local start end

@@ -26,22 +26,15 @@ while getopts 'n:k:r:o:c:' opt; do
        exit 2 ;;
   esac
 done
-for value in "$cycles" "$kill_every"; do
-  [[ $value =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -n and -k want positive counts" >&2; exit 2; }
-done
 runc_cycles=${runc_cycles:-$cycles}
-[[ $runc_cycles =~ ^[0-9]+$ ]] || { echo "run.sh: -r wants a count" >&2; exit 2; }
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=$containerd_choice BBX_NETWORK_MODE=bridge
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
-missing=$(bbx_beaconbox_missing "$output")
-if [ -n "$missing" ] || [ ! -e "$output/plugins/net-bridge.so" ]; then
-  echo "soak: beaconbox is not built in $output (run make); missing: $(tr '\n' ' ' <<<"$missing")" >&2
-  exit 1
-fi
+bbx_bench_number n "$cycles"
+bbx_bench_number k "$kill_every"
+bbx_bench_number r "$runc_cycles" 0
 
-bbx_env_start
-bbx_import_demo_image
+bbx_bench_start beaconbox plugins/net-bridge.so
 private_run="/proc/$BBX_CONTAINERD_PID/root/run"
 
 ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }

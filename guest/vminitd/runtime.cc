@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "common/base/errno_error.h"
+#include "common/base/fd_passing.h"
 #include "guest/vminitd/bundle_mounts.h"
 #include "guest/vminitd/log.h"
 #include "guest/vminitd/reaper.h"
@@ -58,30 +59,18 @@ Result<Pipe> MakePipe() {
   return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-// Receives the pty master crun sends over --console-socket (SCM_RIGHTS).
+// Receives the pty master crun sends over --console-socket (SCM_RIGHTS); anything
+// beyond the one descriptor is closed.
 Result<UniqueFd> ReceiveConsole(int listen_fd) {
   UniqueFd conn(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   if (!conn) return ErrnoError("accept on console socket", "");
   char data[256];
-  struct iovec iov {
-    data, sizeof(data)
-  };
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  if (::recvmsg(conn.get(), &msg, MSG_CMSG_CLOEXEC) < 0)
-    return ErrnoError("recvmsg on console socket", "");
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-      return UniqueFd(fd);
-    }
+  auto received = ReceiveWithFds(conn.get(), data, 1);
+  if (!received.ok()) return received.error().Wrap("console socket");
+  if (received->fds.empty()) {
+    return MakeError(ErrorCode::kInternal, "crun sent no pty master on the console socket");
   }
-  return MakeError(ErrorCode::kInternal, "crun sent no pty master on the console socket");
+  return std::move(received->fds.front());
 }
 
 // An overlay's relative paths resolved against the bundle (the storage plugin's

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/base/result.h"
+#include "plugins/common/console_log_bounds.h"
 
 namespace beaconbox::plugins {
 
@@ -24,6 +25,15 @@ inline Result<int64_t> IntegerInRange(const toml::table& table, const char* key,
                                                       " to " + std::to_string(max));
   }
   return value;
+}
+
+// console_log_max_bytes of a VMM plugin's table, in the one range all of them accept.
+inline Result<uint64_t> ConsoleLogMaxBytes(const toml::table& table) {
+  BBX_ASSIGN_OR_RETURN(int64_t bytes, IntegerInRange(table, "console_log_max_bytes",
+                                                     static_cast<int64_t>(kConsoleLogDefaultBytes),
+                                                     static_cast<int64_t>(kConsoleLogMinBytes),
+                                                     static_cast<int64_t>(kConsoleLogMaxBytes)));
+  return static_cast<uint64_t>(bytes);
 }
 
 }  // namespace beaconbox::plugins

@@ -1,16 +1,13 @@
 #include "plugins/vmm-cloudhypervisor/ch_api.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <cstring>
 #include <sstream>
 
+#include "common/base/fd_passing.h"
 #include "common/base/file_util.h"
 
 namespace beaconbox::cloudhv {
@@ -21,45 +18,6 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
 constexpr size_t kMaxErrorBodyInMessage = 400;
-
-// Writes all of `bytes` to the connected stream socket `fd` (blocking or not) before
-// `deadline`, `fds` as SCM_RIGHTS on the first sendmsg: the kernel hands them over
-// with the first bytes, where CH's HTTP server collects a request's descriptors.
-beast::error_code SendWithFds(int fd, std::string_view bytes, const std::vector<int>& fds,
-                              std::chrono::steady_clock::time_point deadline) {
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxApiFds)] = {};
-  bool fds_sent = fds.empty();
-  size_t done = 0;
-  while (done < bytes.size()) {
-    iovec data{const_cast<char*>(bytes.data() + done), bytes.size() - done};
-    msghdr message{};
-    message.msg_iov = &data;
-    message.msg_iovlen = 1;
-    if (!fds_sent) {
-      message.msg_control = control;
-      message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* header = CMSG_FIRSTHDR(&message);
-      header->cmsg_level = SOL_SOCKET;
-      header->cmsg_type = SCM_RIGHTS;
-      header->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(header), fds.data(), sizeof(int) * fds.size());
-    }
-    ssize_t sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
-    if (sent < 0 && errno == EINTR) continue;
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return beast::error_code(ETIMEDOUT, beast::system_category());
-      pollfd wait{fd, POLLOUT, 0};
-      (void)::poll(&wait, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
-      continue;
-    }
-    if (sent <= 0) return beast::error_code(sent < 0 ? errno : EPIPE, beast::system_category());
-    fds_sent = true;
-    done += static_cast<size_t>(sent);
-  }
-  return {};
-}
 
 }  // namespace
 
@@ -123,6 +81,7 @@ Result<ApiResponse> ApiClient::Send(std::string_view method, std::string_view ca
   parser.header_limit(64 * 1024);
   beast::error_code failure;
   std::string failed_step;
+  std::optional<Error> send_failure;  // sending with descriptors failed
   bool done = false;
   socket.async_connect(
       asio::local::stream_protocol::endpoint(socket_path_), [&](beast::error_code connected) {
@@ -153,7 +112,13 @@ Result<ApiResponse> ApiClient::Send(std::string_view method, std::string_view ca
         // sendmsg carrying the descriptors (the rest, if the socket took less, after).
         std::ostringstream text;
         text << request;
-        read_answer(SendWithFds(socket.native_handle(), text.str(), fds, started + timeout), 0);
+        Status sent = SendWithFds(socket.native_handle(), text.str(), fds, started + timeout);
+        if (!sent.ok()) {
+          send_failure = sent.error();
+          done = true;
+          return;
+        }
+        read_answer({}, 0);
       });
   context.run_for(timeout);
   const std::string what = "cloud-hypervisor API " + std::string(call) + " on " + socket_path_;
@@ -162,6 +127,7 @@ Result<ApiResponse> ApiClient::Send(std::string_view method, std::string_view ca
                                               std::to_string(timeout.count()) +
                                               " ms: the VMM hangs or is gone");
   }
+  if (send_failure) return send_failure->Wrap(what + ": cannot send");
   if (failure) {
     return MakeError(failed_step == "connect" ? ErrorCode::kUnavailable : ErrorCode::kInternal,
                      what + ": cannot " + failed_step + ": " + failure.message());

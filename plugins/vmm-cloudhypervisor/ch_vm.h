@@ -29,7 +29,7 @@ struct ChConfig {
   std::string kvm_device = "/dev/kvm";
   std::chrono::milliseconds api_socket_timeout{10000};
   std::chrono::milliseconds api_call_timeout{30000};
-  uint64_t console_log_max_bytes = 4 << 20;
+  uint64_t console_log_max_bytes = plugins::kConsoleLogDefaultBytes;
   // The kernel CH boots (config key kernel): "auto" = the uncompressed PVH vmlinux the
   // guest image build puts next to the host's kernel when it is there, else the
   // host's (VmSpec.kernel_path); "" = the host's; else that file.

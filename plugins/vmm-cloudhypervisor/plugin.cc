@@ -77,12 +77,9 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     auto api_call_timeout = IntegerInRange(table, "api_call_timeout_ms", 30000, 100, 600000);
     if (!api_call_timeout.ok()) return Fail(api_call_timeout.error(), error);
     config.api_call_timeout = std::chrono::milliseconds(*api_call_timeout);
-    constexpr int64_t kMaxConsoleLogBytes = int64_t{1} << 30;
-    auto console_log_max_bytes = IntegerInRange(
-        table, "console_log_max_bytes", int64_t{4} << 20,
-        static_cast<int64_t>(beaconbox::qemu::kMinConsoleLogBytes), kMaxConsoleLogBytes);
+    auto console_log_max_bytes = beaconbox::plugins::ConsoleLogMaxBytes(table);
     if (!console_log_max_bytes.ok()) return Fail(console_log_max_bytes.error(), error);
-    config.console_log_max_bytes = static_cast<uint64_t>(*console_log_max_bytes);
+    config.console_log_max_bytes = *console_log_max_bytes;
   } catch (const toml::parse_error& parse_error) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      std::string("config: ") + std::string(parse_error.description()));

@@ -15,10 +15,10 @@
 namespace beaconbox::qemu {
 
 Result<std::unique_ptr<CappedLog>> CappedLog::Open(std::string path, uint64_t max_bytes) {
-  if (max_bytes < kMinConsoleLogBytes) {
+  if (max_bytes < plugins::kConsoleLogMinBytes) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "console log cap of " + std::to_string(max_bytes) + " bytes is below " +
-                         std::to_string(kMinConsoleLogBytes) +
+                         std::to_string(plugins::kConsoleLogMinBytes) +
                          " (config key console_log_max_bytes)");
   }
   std::unique_ptr<CappedLog> log(new CappedLog(std::move(path), max_bytes / 2));

@@ -20,16 +20,14 @@
 
 #include "common/base/result.h"
 #include "common/base/unique_fd.h"
+#include "plugins/common/console_log_bounds.h"
 
 namespace beaconbox::qemu {
-
-// The smallest cap accepted (the config key is clamped to it).
-inline constexpr uint64_t kMinConsoleLogBytes = 64 * 1024;
 
 class CappedLog {
  public:
   // Starts `path` empty (and removes an old <path>.1). `max_bytes` (>=
-  // kMinConsoleLogBytes) bounds <path> and <path>.1 together. The current file is
+  // plugins::kConsoleLogMinBytes) bounds <path> and <path>.1 together. The current file is
   // held under a shared flock while written, so a retention sweep can tell a live
   // VM's log from a deleted container's.
   static Result<std::unique_ptr<CappedLog>> Open(std::string path, uint64_t max_bytes);

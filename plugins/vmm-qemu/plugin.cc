@@ -104,12 +104,9 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     }
     config.machine = table["machine"].value_or(config.machine);
     config.kernel = table["kernel"].value_or(config.kernel);
-    constexpr int64_t kMaxConsoleLogBytes = int64_t{1} << 30;
-    auto console_log_max_bytes = IntegerInRange(
-        table, "console_log_max_bytes", int64_t{4} << 20,
-        static_cast<int64_t>(beaconbox::qemu::kMinConsoleLogBytes), kMaxConsoleLogBytes);
+    auto console_log_max_bytes = beaconbox::plugins::ConsoleLogMaxBytes(table);
     if (!console_log_max_bytes.ok()) return Fail(console_log_max_bytes.error(), error);
-    config.console_log_max_bytes = static_cast<uint64_t>(*console_log_max_bytes);
+    config.console_log_max_bytes = *console_log_max_bytes;
     config.use_template = table["template"].value_or(false);
     std::string run_dir = host && host->run_dir && host->run_dir[0] ? host->run_dir : "/run/beacon";
     config.template_dir = table["template_dir"].value_or(run_dir + "/vmm-qemu/templates");

@@ -46,7 +46,7 @@ struct QemuConfig {
   std::string kernel = "auto";
   // The console log (VmSpec.console_log_path) and its one rotated predecessor take
   // at most this much disk together (console_log.h).
-  uint64_t console_log_max_bytes = 4 << 20;
+  uint64_t console_log_max_bytes = plugins::kConsoleLogDefaultBytes;
   // VM templating (template.h): off unless the config says template = true.
   bool use_template = false;
   std::string template_dir;  // default <run_dir>/vmm-qemu/templates

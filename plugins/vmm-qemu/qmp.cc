@@ -5,12 +5,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/base/bounded_json.h"
 #include "common/base/errno_error.h"
+#include "common/base/fd_passing.h"
 
 namespace beaconbox::qemu {
 
@@ -48,23 +48,9 @@ Status QmpClient::Send(const std::string& line, int fd) {
   if (fd >= 0 && !rest.empty()) {
     // The descriptor goes with the first byte of the command (QEMU takes it with the
     // bytes it reads and keeps it for the command they belong to).
-    iovec iov{const_cast<char*>(rest.data()), 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr message{};
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control;
-    message.msg_controllen = sizeof(control);
-    cmsghdr* header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
-    ssize_t n;
-    do {
-      n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1) return ErrnoError("sending a descriptor to QMP", "");
+    const int fds[] = {fd};
+    Status sent = SendWithFds(fd_.get(), rest.substr(0, 1), fds);
+    if (!sent.ok()) return sent.error().Wrap("sending a descriptor to QMP");
     rest.remove_prefix(1);
   }
   while (!rest.empty()) {

@@ -94,13 +94,15 @@ bbx_bench_number() {
 
 # For benchmarks: starts the private containerd (bbx_env_start) and imports the demo
 # image (BBX_IMAGE). With `beaconbox`, first exits 1 with one line when the output
-# dir lacks what beaconbox needs; `any` when beaconbox is measured only if built
-# (bbx_measured_runtimes) or not at all.
-#   bbx_bench_start beaconbox|any
+# dir lacks what beaconbox needs (and the EXTRA files, relative to it); `any` when
+# beaconbox is measured only if built (bbx_measured_runtimes) or not at all.
+#   bbx_bench_start beaconbox|any [EXTRA...]
 bbx_bench_start() {
-  local missing
+  local missing f output_dir=${BBX_OUTPUT_DIR:-$BBX_REPO_DIR/_output}
   if [ "$1" = beaconbox ]; then
-    missing=$(bbx_beaconbox_missing "${BBX_OUTPUT_DIR:-$BBX_REPO_DIR/_output}")
+    missing=$(bbx_beaconbox_missing "$output_dir")
+    for f in "${@:2}"; do [ -e "$output_dir/$f" ] || missing+=$'\n'"$output_dir/$f"; done
+    missing=${missing#$'\n'}
     if [ -n "$missing" ]; then
       echo "run.sh: beaconbox is not built; missing: $(tr '\n' ' ' <<<"$missing")" >&2
       exit 1

@@ -10,17 +10,19 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/base/fd_passing.h"
 #include "common/base/unique_fd.h"
 #include "plugins/common/netns.h"
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/common/unix_socket.h"
 
 namespace beaconbox::cloudhv {
 namespace {
@@ -51,53 +53,69 @@ TEST(ApiCallError, StatusesMapToCodes) {
   EXPECT_LT(long_body.message.size(), 600u);
 }
 
-// Accepts one connection on `path`, reads the request head (and body) and answers
-// `answer` verbatim (after `delay`).
-class CannedServer {
+// Listens on `path` and serves the first connection with `serve` on its own thread;
+// Join (or the destructor) stops listening and waits for it.
+class OneConnectionServer {
  public:
-  CannedServer(const std::string& path, std::string answer, std::chrono::milliseconds delay = 0ms) {
-    listen_.Reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-    EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(listen_.get(), 1), 0);
-    thread_ = std::thread([this, answer, delay] {
+  OneConnectionServer(const std::string& path, std::function<void(UniqueFd)> serve)
+      : listen_(plugins::testing::ListenUnix(path)) {
+    EXPECT_TRUE(listen_) << path << ": " << std::strerror(errno);
+    thread_ = std::thread([this, serve = std::move(serve)] {
       UniqueFd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (!client) return;
-      char buffer[4096];
-      while (request_.find("\r\n\r\n") == std::string::npos) {
-        ssize_t n = ::read(client.get(), buffer, sizeof(buffer));
-        if (n <= 0) return;
-        request_.append(buffer, static_cast<size_t>(n));
-      }
-      std::this_thread::sleep_for(delay);
-      (void)!::send(client.get(), answer.data(), answer.size(), MSG_NOSIGNAL);
-      std::this_thread::sleep_for(100ms);
+      if (client) serve(std::move(client));
     });
   }
-  ~CannedServer() {
-    ::shutdown(listen_.get(), SHUT_RDWR);
-    thread_.join();
-  }
-  std::string request() {
-    thread_.join();
-    thread_ = std::thread([] {});
-    return request_;
+  ~OneConnectionServer() { Join(); }
+  void Join() {
+    if (thread_.joinable()) {
+      ::shutdown(listen_.get(), SHUT_RDWR);
+      thread_.join();
+    }
   }
 
  private:
   UniqueFd listen_;
   std::thread thread_;
-  std::string request_;
 };
 
-TEST(ApiClient, PutsJsonAndReadsTheAnswer) {
-  plugins::testing::TempDir dir;
-  CannedServer server(dir / "api.sock",
+// Accepts one connection on `path`, reads the request head (and body) and answers
+// `answer` verbatim (after `delay`).
+class CannedServer {
+ public:
+  CannedServer(const std::string& path, std::string answer, std::chrono::milliseconds delay = 0ms)
+      : server_(path, [this, answer, delay](UniqueFd client) {
+          char buffer[4096];
+          while (request_.find("\r\n\r\n") == std::string::npos) {
+            ssize_t n = ::read(client.get(), buffer, sizeof(buffer));
+            if (n <= 0) return;
+            request_.append(buffer, static_cast<size_t>(n));
+          }
+          std::this_thread::sleep_for(delay);
+          (void)!::send(client.get(), answer.data(), answer.size(), MSG_NOSIGNAL);
+          std::this_thread::sleep_for(100ms);
+        }) {}
+  std::string request() {
+    server_.Join();
+    return request_;
+  }
+
+ private:
+  std::string request_;  // before server_: its thread writes it
+  OneConnectionServer server_;
+};
+
+// A temporary directory with the API socket's path in it, for each ApiClient test.
+class ApiClientTest : public ::testing::Test {
+ protected:
+  plugins::testing::TempDir dir_;
+  const std::string socket_ = dir_ / "api.sock";
+};
+
+TEST_F(ApiClientTest, PutsJsonAndReadsTheAnswer) {
+  CannedServer server(socket_,
                       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                       "18\r\n\r\n{\"version\":\"v48\"}\n");
-  ApiClient client(dir / "api.sock");
+  ApiClient client(socket_);
   auto body = client.Call("PUT", "vm.create", std::string("{\"a\":1}"), 5s);
   ASSERT_TRUE(body.ok()) << body.error().message;
   EXPECT_EQ(*body, "{\"version\":\"v48\"}\n");
@@ -107,41 +125,37 @@ TEST(ApiClient, PutsJsonAndReadsTheAnswer) {
   EXPECT_EQ(client.timings().at("vm.create").calls, 1u);
 }
 
-TEST(ApiClient, ErrorStatusBecomesOneLine) {
-  plugins::testing::TempDir dir;
+TEST_F(ApiClientTest, ErrorStatusBecomesOneLine) {
   CannedServer server(
-      dir / "api.sock",
-      "HTTP/1.1 400 Bad Request\r\nContent-Length: 25\r\n\r\nError from API: bad cpus\n");
-  ApiClient client(dir / "api.sock");
+      socket_, "HTTP/1.1 400 Bad Request\r\nContent-Length: 25\r\n\r\nError from API: bad cpus\n");
+  ApiClient client(socket_);
   auto body = client.Call("PUT", "vm.create", std::string("{}"), 5s);
   ASSERT_FALSE(body.ok());
   EXPECT_EQ(body.error().message,
             "cloud-hypervisor API vm.create: HTTP 400 Bad Request: Error from API: bad cpus");
 }
 
-TEST(ApiClient, NoServerAndTimeoutNameTheCall) {
-  plugins::testing::TempDir dir;
-  ApiClient absent(dir / "none.sock");
+TEST_F(ApiClientTest, NoServerAndTimeoutNameTheCall) {
+  ApiClient absent(dir_ / "none.sock");
   auto refused = absent.Call("GET", "vmm.ping", std::nullopt, 1s);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
   EXPECT_THAT(refused.error().message, HasSubstr("vmm.ping"));
 
-  CannedServer slow(dir / "slow.sock", "HTTP/1.1 204 No Content\r\n\r\n", 2s);
-  ApiClient client(dir / "slow.sock");
+  CannedServer slow(dir_ / "slow.sock", "HTTP/1.1 204 No Content\r\n\r\n", 2s);
+  ApiClient client(dir_ / "slow.sock");
   auto timed_out = client.Call("PUT", "vm.boot", std::nullopt, 200ms);
   ASSERT_FALSE(timed_out.ok());
   EXPECT_EQ(timed_out.error().code, ErrorCode::kTimeout);
   EXPECT_THAT(timed_out.error().message, HasSubstr("vm.boot"));
 }
 
-TEST(ApiClient, RefusesGarbageAndHugeBodies) {
-  plugins::testing::TempDir dir;
-  CannedServer garbage(dir / "g.sock", "SSH-2.0-nope\r\n\r\n");
-  ApiClient client(dir / "g.sock");
+TEST_F(ApiClientTest, RefusesGarbageAndHugeBodies) {
+  CannedServer garbage(dir_ / "g.sock", "SSH-2.0-nope\r\n\r\n");
+  ApiClient client(dir_ / "g.sock");
   EXPECT_FALSE(client.Call("GET", "vm.info", std::nullopt, 2s).ok());
-  CannedServer huge(dir / "h.sock", "HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n");
-  ApiClient big(dir / "h.sock");
+  CannedServer huge(dir_ / "h.sock", "HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n");
+  ApiClient big(dir_ / "h.sock");
   auto answer = big.Call("GET", "vm.info", std::nullopt, 2s);
   ASSERT_FALSE(answer.ok());
 }
@@ -151,22 +165,9 @@ TEST(ApiClient, RefusesGarbageAndHugeBodies) {
 // 204. What CH's HTTP server does with vm.add-net's TAPs.
 class FdServer {
  public:
-  explicit FdServer(const std::string& path) {
-    listen_.Reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-    EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(listen_.get(), 1), 0);
-    thread_ = std::thread([this] { Serve(); });
-  }
-  ~FdServer() { Join(); }
-  void Join() {
-    if (thread_.joinable()) {
-      ::shutdown(listen_.get(), SHUT_RDWR);
-      thread_.join();
-    }
-  }
+  explicit FdServer(const std::string& path)
+      : server_(path, [this](UniqueFd client) { Serve(client.get()); }) {}
+  void Join() { server_.Join(); }
 
   std::string request;
   std::vector<UniqueFd> fds;
@@ -174,34 +175,18 @@ class FdServer {
   bool truncated = false;
 
  private:
-  void Serve() {
-    UniqueFd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!client) return;
+  void Serve(int client) {
     size_t wanted = std::string::npos;
     while (request.size() < wanted) {
       char buffer[512];
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 32)];
-      iovec data{buffer, sizeof(buffer)};
-      msghdr message{};
-      message.msg_iov = &data;
-      message.msg_iovlen = 1;
-      message.msg_control = control;
-      message.msg_controllen = sizeof(control);
-      ssize_t n = ::recvmsg(client.get(), &message, MSG_CMSG_CLOEXEC);
-      if (n <= 0) return;
-      truncated |= (message.msg_flags & MSG_CTRUNC) != 0;
-      for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
-           header = CMSG_NXTHDR(&message, header)) {
-        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
-        const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; ++i) {
-          int fd = -1;
-          std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-          fds.emplace_back(fd);
-          fd_offsets.push_back(request.size());
-        }
+      auto received = ReceiveWithFds(client, buffer, 32);
+      if (!received.ok() || received->size == 0) return;
+      truncated |= received->fds_dropped;
+      for (UniqueFd& fd : received->fds) {
+        fds.push_back(std::move(fd));
+        fd_offsets.push_back(request.size());
       }
-      request.append(buffer, static_cast<size_t>(n));
+      request.append(buffer, received->size);
       const size_t head_end = request.find("\r\n\r\n");
       if (head_end != std::string::npos && wanted == std::string::npos) {
         const size_t length_at = request.find("Content-Length: ");
@@ -210,11 +195,10 @@ class FdServer {
       }
     }
     const std::string answer = "HTTP/1.1 204 No Content\r\n\r\n";
-    (void)!::send(client.get(), answer.data(), answer.size(), MSG_NOSIGNAL);
+    (void)!::send(client, answer.data(), answer.size(), MSG_NOSIGNAL);
   }
 
-  UniqueFd listen_;
-  std::thread thread_;
+  OneConnectionServer server_;  // last: its thread uses the members above
 };
 
 bool SameFile(int a, int b) {
@@ -224,16 +208,15 @@ bool SameFile(int a, int b) {
          one.st_ino == two.st_ino;
 }
 
-TEST(ApiClient, SendsDescriptorsWithTheRequestsFirstBytesInOrder) {
-  plugins::testing::TempDir dir;
-  FdServer server(dir / "api.sock");
+TEST_F(ApiClientTest, SendsDescriptorsWithTheRequestsFirstBytesInOrder) {
+  FdServer server(socket_);
   int pipe_fds[2];
   ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
   UniqueFd read_end(pipe_fds[0]);
   UniqueFd write_end(pipe_fds[1]);
   // A body larger than one read of the server: the descriptors still come first.
   const std::string body = "{\"id\":\"net0\",\"pad\":\"" + std::string(3000, 'x') + "\"}";
-  ApiClient client(dir / "api.sock");
+  ApiClient client(socket_);
   auto answer = client.Call("PUT", "vm.add-net", body, 5s, {write_end.get(), read_end.get()});
   ASSERT_TRUE(answer.ok()) << answer.error().message;
   server.Join();
@@ -248,18 +231,16 @@ TEST(ApiClient, SendsDescriptorsWithTheRequestsFirstBytesInOrder) {
   EXPECT_EQ(::fcntl(write_end.get(), F_GETFD), FD_CLOEXEC);
 }
 
-TEST(ApiClient, CallsWithoutDescriptorsSendNone) {
-  plugins::testing::TempDir dir;
-  FdServer server(dir / "api.sock");
-  ApiClient client(dir / "api.sock");
+TEST_F(ApiClientTest, CallsWithoutDescriptorsSendNone) {
+  FdServer server(socket_);
+  ApiClient client(socket_);
   ASSERT_TRUE(client.Call("PUT", "vm.boot", std::nullopt, 5s).ok());
   server.Join();
   EXPECT_TRUE(server.fds.empty());
 }
 
-TEST(ApiClient, RefusesTooManyOrClosedDescriptors) {
-  plugins::testing::TempDir dir;
-  ApiClient client(dir / "none.sock");
+TEST_F(ApiClientTest, RefusesTooManyOrClosedDescriptors) {
+  ApiClient client(dir_ / "none.sock");
   auto many =
       client.Call("PUT", "vm.add-net", std::string("{}"), 1s, std::vector<int>(kMaxApiFds + 1, 0));
   ASSERT_FALSE(many.ok());
@@ -272,10 +253,9 @@ TEST(ApiClient, RefusesTooManyOrClosedDescriptors) {
 // the test's own (plugins::OpenTapInNetns, no setns of this thread) and handed over;
 // the server's descriptor is that TAP (TUNGETIFF names it) though the server never
 // was in that namespace.
-TEST(ApiClient, HandsOverATapOpenedInAnotherNamespace) {
+TEST_F(ApiClientTest, HandsOverATapOpenedInAnotherNamespace) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (a network namespace and a TAP)";
-  plugins::testing::TempDir dir;
-  const std::string netns = dir / "ns";
+  const std::string netns = dir_ / "ns";
   ASSERT_TRUE(plugins::CreateNetns(netns).ok());
   Status made = plugins::RunInNetns(netns, []() -> Status {
     UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
@@ -292,8 +272,8 @@ TEST(ApiClient, HandsOverATapOpenedInAnotherNamespace) {
   {
     auto tap = plugins::OpenTapInNetns(netns, "tap0");
     ASSERT_TRUE(tap.ok()) << tap.error().message;
-    FdServer server(dir / "api.sock");
-    ApiClient client(dir / "api.sock");
+    FdServer server(socket_);
+    ApiClient client(socket_);
     ASSERT_TRUE(client.Call("PUT", "vm.add-net", std::string("{}"), 5s, {tap->get()}).ok());
     server.Join();
     ASSERT_EQ(server.fds.size(), 1u);

@@ -175,76 +175,85 @@ TEST(QemuTranslation, VmConfigBecomesAQemuCommandLine) {
               HasSubstr("does not emulate"));
 }
 
-// The double as a process: its API answers as CH's does, and refuses bad bodies.
-class FakeProcess {
- public:
-  explicit FakeProcess(const std::string& socket) {
+// The double as a process on an API socket in a directory of the test's own, and the
+// plugin's ApiClient to it: its API answers as CH's does, and refuses bad bodies.
+class FakeProcess : public ::testing::Test {
+ protected:
+  ~FakeProcess() override {
+    if (pid_ > 0) plugins::EndChild(pid_, 2s);
+  }
+
+  // Starts the double; `qemu`, when given, is the QEMU it runs (its environment).
+  void Start(const std::string& qemu = "") {
     plugins::SpawnOptions options;
-    options.log_path = socket + ".log";
-    auto pid = plugins::ForkExec({BBX_FAKE_CH_BINARY, "--api-socket", "path=" + socket}, options);
-    EXPECT_TRUE(pid.ok()) << pid.error().message;
-    pid_ = pid.ok() ? *pid : -1;
-    EXPECT_TRUE(plugins::WaitForPath(socket, pid_, 10s));
+    options.log_path = socket_ + ".log";
+    if (!qemu.empty()) ::setenv("FAKE_CLOUD_HYPERVISOR_QEMU", qemu.c_str(), 1);
+    auto pid = plugins::ForkExec({BBX_FAKE_CH_BINARY, "--api-socket", "path=" + socket_}, options);
+    ::unsetenv("FAKE_CLOUD_HYPERVISOR_QEMU");
+    ASSERT_TRUE(pid.ok()) << pid.error().message;
+    pid_ = *pid;
+    ASSERT_TRUE(plugins::WaitForPath(socket_, pid_, 10s));
     // The file appears at bind(), a moment before listen() (as with CH): wait for it.
-    cloudhv::ApiClient client(socket);
     const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!client.Send("GET", "vmm.ping", std::nullopt, 2s).ok() &&
+    while (!client_.Send("GET", "vmm.ping", std::nullopt, 2s).ok() &&
            std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(10ms);
     }
   }
-  ~FakeProcess() {
-    if (pid_ > 0) plugins::EndChild(pid_, 2s);
-  }
-  pid_t pid() const { return pid_; }
 
- private:
+  // The error line of a PUT `call` with `body` and `fds`, or "ok".
+  std::string ErrorOf(const std::string& call, const json& body, const std::vector<int>& fds = {}) {
+    auto answer = client_.Call("PUT", call, body.dump(), 5s, fds);
+    return answer.ok() ? "ok" : answer.error().message;
+  }
+
+  plugins::testing::TempDir dir_;
+  const std::string socket_ = dir_ / "api.sock";
+  cloudhv::ApiClient client_{socket_};
   pid_t pid_ = -1;
 };
 
-TEST(FakeProcess, ServesPingRefusesBadBodiesAndShutsDown) {
-  plugins::testing::TempDir dir;
-  FakeProcess fake(dir / "api.sock");
-  cloudhv::ApiClient client(dir / "api.sock");
-  auto ping = client.Call("GET", "vmm.ping", std::nullopt, 5s);
+TEST_F(FakeProcess, ServesPingRefusesBadBodiesAndShutsDown) {
+  Start();
+  auto ping = client_.Call("GET", "vmm.ping", std::nullopt, 5s);
   ASSERT_TRUE(ping.ok()) << ping.error().message;
   EXPECT_EQ(json::parse(*ping)["version"], "v48.0-fake");
 
   json bad = PluginVmConfig();
   bad["cpus"]["boot_vcpus"] = "one";
-  auto created = client.Call("PUT", "vm.create", bad.dump(), 5s);
+  auto created = client_.Call("PUT", "vm.create", bad.dump(), 5s);
   ASSERT_FALSE(created.ok());
   EXPECT_THAT(created.error().message,
               HasSubstr("cloud-hypervisor API vm.create: HTTP 400 Bad Request: "
                         "fake-cloud-hypervisor: vm.create: VmConfig.cpus.boot_vcpus: want an "
                         "unsigned integer"));
-  auto not_json = client.Call("PUT", "vm.create", std::string("{"), 5s);
+  auto not_json = client_.Call("PUT", "vm.create", std::string("{"), 5s);
   ASSERT_FALSE(not_json.ok());
   EXPECT_THAT(not_json.error().message, HasSubstr("HTTP 400"));
 
-  auto info = client.Call("GET", "vm.info", std::nullopt, 5s);
+  auto info = client_.Call("GET", "vm.info", std::nullopt, 5s);
   ASSERT_FALSE(info.ok());
   EXPECT_THAT(info.error().message, HasSubstr("HTTP 404"));
-  auto unknown = client.Call("PUT", "vm.teleport", std::nullopt, 5s);
+  auto unknown = client_.Call("PUT", "vm.teleport", std::nullopt, 5s);
   ASSERT_FALSE(unknown.ok());
   EXPECT_THAT(unknown.error().message, HasSubstr("HTTP 404"));
-  auto wrong_method = client.Call("GET", "vm.boot", std::nullopt, 5s);
+  auto wrong_method = client_.Call("GET", "vm.boot", std::nullopt, 5s);
   ASSERT_FALSE(wrong_method.ok());
   EXPECT_THAT(wrong_method.error().message, HasSubstr("HTTP 405"));
 
-  auto good = client.Call("PUT", "vm.create", PluginVmConfig().dump(), 5s);
+  auto good = client_.Call("PUT", "vm.create", PluginVmConfig().dump(), 5s);
   ASSERT_TRUE(good.ok()) << good.error().message;
-  auto state = client.Call("GET", "vm.info", std::nullopt, 5s);
+  auto state = client_.Call("GET", "vm.info", std::nullopt, 5s);
   ASSERT_TRUE(state.ok());
   EXPECT_EQ(json::parse(*state)["state"], "Created");
   EXPECT_EQ(json::parse(*state)["config"], PluginVmConfig());
-  auto resize = client.Call("PUT", "vm.resize", json{{"desired_vcpus", 0}}.dump(), 5s);
+  auto resize = client_.Call("PUT", "vm.resize", json{{"desired_vcpus", 0}}.dump(), 5s);
   ASSERT_FALSE(resize.ok());
   EXPECT_THAT(resize.error().message, HasSubstr("at least 1"));
 
-  ASSERT_TRUE(client.Call("PUT", "vmm.shutdown", std::nullopt, 5s).ok());
-  EXPECT_TRUE(plugins::WaitChildExit(fake.pid(), 5s));
-  EXPECT_FALSE(std::filesystem::exists(dir / "api.sock"));
+  ASSERT_TRUE(client_.Call("PUT", "vmm.shutdown", std::nullopt, 5s).ok());
+  EXPECT_TRUE(plugins::WaitChildExit(pid_, 5s));
+  EXPECT_FALSE(std::filesystem::exists(socket_));
 }
 
 std::string InodeOf(int fd) {
@@ -256,10 +265,9 @@ std::string InodeOf(int fd) {
 // as SCM_RIGHTS (the plugin's ApiClient), CH's rules are enforced, the double keeps
 // the descriptor and hands it to its QEMU at vm.boot (-netdev tap,fd=N, open across
 // the exec). QEMU here is a FAKE script that records what it got and exits.
-TEST(FakeProcess, ColdAddsANetWithItsDescriptorAndHandsItToQemu) {
-  plugins::testing::TempDir dir;
-  const std::string record = dir / "qemu-got";
-  const std::string script = dir / "fake-qemu";
+TEST_F(FakeProcess, ColdAddsANetWithItsDescriptorAndHandsItToQemu) {
+  const std::string record = dir_ / "qemu-got";
+  const std::string script = dir_ / "fake-qemu";
   {
     std::ofstream out(script);
     out << "#!/bin/sh\n# FAKE QEMU: records its -netdev and what fd N is, then fails.\n"
@@ -267,57 +275,43 @@ TEST(FakeProcess, ColdAddsANetWithItsDescriptorAndHandsItToQemu) {
         << "echo \"$a $(readlink /proc/$$/fd/$n)\" >> " << record << ";; esac; done\nexit 1\n";
   }
   ::chmod(script.c_str(), 0755);
-  ::setenv("FAKE_CLOUD_HYPERVISOR_QEMU", script.c_str(), 1);
-  FakeProcess fake(dir / "api.sock");
-  ::unsetenv("FAKE_CLOUD_HYPERVISOR_QEMU");
-  cloudhv::ApiClient client(dir / "api.sock");
+  Start(script);
   int pipe_fds[2];
   ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
   UniqueFd read_end(pipe_fds[0]);
   UniqueFd write_end(pipe_fds[1]);
 
   // Before vm.create: 404, as CH (no VmConfig to add to).
-  auto early = client.Call("PUT", "vm.add-net", json{{"id", "net1"}}.dump(), 5s, {read_end.get()});
-  ASSERT_FALSE(early.ok());
-  EXPECT_THAT(early.error().message, HasSubstr("HTTP 404"));
+  EXPECT_THAT(ErrorOf("vm.add-net", json{{"id", "net1"}}, {read_end.get()}), HasSubstr("HTTP 404"));
   json config = PluginVmConfig();
   config.erase("vsock");  // its socket would be under /run/x
-  ASSERT_TRUE(client.Call("PUT", "vm.create", config.dump(), 5s).ok());
+  ASSERT_TRUE(client_.Call("PUT", "vm.create", config.dump(), 5s).ok());
 
   const json net = {{"mac", "02:00:00:00:00:09"}, {"id", "net1"}, {"num_queues", 2}};
-  auto two_fds =
-      client.Call("PUT", "vm.add-net", net.dump(), 5s, {read_end.get(), write_end.get()});
-  ASSERT_FALSE(two_fds.ok());
-  EXPECT_THAT(two_fds.error().message, HasSubstr("HTTP 400"));
-  EXPECT_THAT(two_fds.error().message, HasSubstr("one per queue pair"));
+  const std::vector<int> one_fd = {read_end.get()};
+  const std::vector<int> two_fds = {read_end.get(), write_end.get()};
+  EXPECT_THAT(ErrorOf("vm.add-net", net, two_fds), HasSubstr("HTTP 400"));
+  EXPECT_THAT(ErrorOf("vm.add-net", net, two_fds), HasSubstr("one per queue pair"));
   json too_many_queues = net;
   too_many_queues["num_queues"] = 4;
-  auto queues = client.Call("PUT", "vm.add-net", too_many_queues.dump(), 5s,
-                            {read_end.get(), write_end.get()});
-  ASSERT_FALSE(queues.ok());
-  EXPECT_THAT(queues.error().message, HasSubstr("boot vCPUs"));
+  EXPECT_THAT(ErrorOf("vm.add-net", too_many_queues, two_fds), HasSubstr("boot vCPUs"));
   json small_mtu = net;
   small_mtu["mtu"] = 576;
-  EXPECT_THAT(
-      client.Call("PUT", "vm.add-net", small_mtu.dump(), 5s, {read_end.get()}).error().message,
-      HasSubstr("HTTP 400"));
+  EXPECT_THAT(ErrorOf("vm.add-net", small_mtu, one_fd), HasSubstr("HTTP 400"));
   json taken = net;
   taken["id"] = "net0";  // the VmConfig's own net
-  EXPECT_THAT(client.Call("PUT", "vm.add-net", taken.dump(), 5s, {read_end.get()}).error().message,
-              HasSubstr("HTTP 409"));
+  EXPECT_THAT(ErrorOf("vm.add-net", taken, one_fd), HasSubstr("HTTP 409"));
   json unknown = net;
   unknown["tap_fd"] = 3;
-  EXPECT_THAT(
-      client.Call("PUT", "vm.add-net", unknown.dump(), 5s, {read_end.get()}).error().message,
-      HasSubstr("unknown field `tap_fd`"));
+  EXPECT_THAT(ErrorOf("vm.add-net", unknown, one_fd), HasSubstr("unknown field `tap_fd`"));
 
   // Stale numbers in the body are ignored; the descriptor sent is what counts.
   json stale = net;
   stale["fds"] = json::array({99});
-  auto added = client.Call("PUT", "vm.add-net", stale.dump(), 5s, {read_end.get()});
+  auto added = client_.Call("PUT", "vm.add-net", stale.dump(), 5s, {read_end.get()});
   ASSERT_TRUE(added.ok()) << added.error().message;
   EXPECT_EQ(*added, "");  // 204: a cold-plug
-  auto info = json::parse(*client.Call("GET", "vm.info", std::nullopt, 5s));
+  auto info = json::parse(*client_.Call("GET", "vm.info", std::nullopt, 5s));
   ASSERT_EQ(info["config"]["net"].size(), 2u);
   const json& stored = info["config"]["net"][1];
   EXPECT_EQ(stored["id"], "net1");
@@ -326,12 +320,12 @@ TEST(FakeProcess, ColdAddsANetWithItsDescriptorAndHandsItToQemu) {
   EXPECT_NE(held, 99);
   // The double's descriptor `held` is our pipe's read end.
   char link[128] = {};
-  const std::string proc_fd = "/proc/" + std::to_string(fake.pid()) + "/fd/" + std::to_string(held);
+  const std::string proc_fd = "/proc/" + std::to_string(pid_) + "/fd/" + std::to_string(held);
   ASSERT_GT(::readlink(proc_fd.c_str(), link, sizeof(link) - 1), 0);
   EXPECT_EQ(std::string(link), "pipe:[" + InodeOf(read_end.get()) + "]");
 
   // vm.boot: QEMU gets -netdev tap,id=net1,fd=<held>, open in QEMU.
-  auto boot = client.Call("PUT", "vm.boot", std::nullopt, 30s);
+  auto boot = client_.Call("PUT", "vm.boot", std::nullopt, 30s);
   ASSERT_FALSE(boot.ok());  // the FAKE QEMU exits
   EXPECT_THAT(boot.error().message, HasSubstr("QEMU exited at start"));
   std::ifstream got(record);

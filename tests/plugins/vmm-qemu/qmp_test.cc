@@ -7,14 +7,15 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/base/fd_passing.h"
+#include "tests/plugins/common/unix_socket.h"
 
 namespace beaconbox::qemu {
 namespace {
@@ -24,7 +25,7 @@ using namespace std::chrono_literals;
 // What the server got: each command line, and the descriptors that came with it.
 struct Received {
   std::string line;
-  std::vector<int> fds;
+  std::vector<UniqueFd> fds;
 };
 
 // Reads one line; descriptors that arrive with its bytes are collected.
@@ -32,24 +33,9 @@ bool ReadCommand(int fd, Received* out) {
   out->line.clear();
   for (;;) {
     char byte;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
-    msghdr message{};
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control;
-    message.msg_controllen = sizeof(control);
-    if (::recvmsg(fd, &message, MSG_CMSG_CLOEXEC) != 1) return false;
-    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
-         header = CMSG_NXTHDR(&message, header)) {
-      if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
-      const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int received;
-        std::memcpy(&received, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-        out->fds.push_back(received);
-      }
-    }
+    auto received = ReceiveWithFds(fd, {&byte, 1}, 4);
+    if (!received.ok() || received->size != 1) return false;
+    for (UniqueFd& descriptor : received->fds) out->fds.push_back(std::move(descriptor));
     if (byte == '\n') return true;
     out->line.push_back(byte);
   }
@@ -60,12 +46,8 @@ TEST(QmpClientTest, CallWithFdSendsTheDescriptorWithTheCommand) {
   ASSERT_NE(::mkdtemp(pattern), nullptr);
   const std::string dir = pattern;
   const std::string path = dir + "/qmp.sock";
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  UniqueFd listener = plugins::testing::ListenUnix(path);
+  ASSERT_TRUE(listener);
 
   std::vector<Received> received;
   std::thread server([&] {
@@ -79,7 +61,7 @@ TEST(QmpClientTest, CallWithFdSendsTheDescriptorWithTheCommand) {
     for (;;) {
       Received command;
       if (!ReadCommand(peer.get(), &command)) return;
-      received.push_back(command);
+      received.push_back(std::move(command));
       say("{\"return\": {}}\n");
     }
   });
@@ -105,16 +87,13 @@ TEST(QmpClientTest, CallWithFdSendsTheDescriptorWithTheCommand) {
   struct stat sent_stat {
   }, got_stat{};
   ASSERT_EQ(::fstat(sent.get(), &sent_stat), 0);
-  ASSERT_EQ(::fstat(received[1].fds[0], &got_stat), 0);
+  ASSERT_EQ(::fstat(received[1].fds[0].get(), &got_stat), 0);
   EXPECT_EQ(got_stat.st_ino, sent_stat.st_ino);
   EXPECT_EQ(got_stat.st_dev, sent_stat.st_dev);
   EXPECT_TRUE(received[2].fds.empty());
   EXPECT_NE(received[2].line.find("\"fd\":\"tap-net0\""), std::string::npos);
   // The caller's descriptor stays open (it closes it once QEMU has its copy).
   EXPECT_EQ(::fcntl(sent.get(), F_GETFD), FD_CLOEXEC);
-  for (const auto& command : received) {
-    for (int fd : command.fds) ::close(fd);
-  }
   std::filesystem::remove_all(dir);
 }
 

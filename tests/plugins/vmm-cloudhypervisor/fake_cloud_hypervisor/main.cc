@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,8 +25,10 @@
 #include <optional>
 #include <thread>
 
+#include "common/base/fd_passing.h"
 #include "common/base/unique_fd.h"
 #include "plugins/vmm-qemu/qmp.h"
+#include "tests/plugins/common/unix_socket.h"
 #include "tests/plugins/vmm-cloudhypervisor/fake_cloud_hypervisor/qemu_translation.h"
 #include "tests/plugins/vmm-cloudhypervisor/fake_cloud_hypervisor/schema_check.h"
 
@@ -38,6 +39,8 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using namespace beaconbox;
 using namespace beaconbox::fakech;
+using beaconbox::plugins::testing::ConnectUnix;
+using beaconbox::plugins::testing::ListenUnix;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
@@ -48,32 +51,6 @@ constexpr size_t kMaxRequestFds = 16;
 constexpr uint64_t kMinNetMtu = 1280;
 
 void Log(const std::string& line) { std::cerr << "fake-cloud-hypervisor: " << line << std::endl; }
-
-UniqueFd ListenUnix(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (!fd || path.size() >= sizeof(addr.sun_path)) return UniqueFd();
-  path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-  ::unlink(path.c_str());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::listen(fd.get(), 16) != 0) {
-    return UniqueFd();
-  }
-  return fd;
-}
-
-UniqueFd ConnectUnix(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (!fd || path.size() >= sizeof(addr.sun_path)) return UniqueFd();
-  path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return UniqueFd();
-  }
-  return fd;
-}
 
 // Copies both ways until either side closes.
 void Splice(UniqueFd a, UniqueFd b) {
@@ -108,38 +85,20 @@ class FdCollectingStream {
   template <class Buffers>
   size_t read_some(const Buffers& buffers, beast::error_code& error) {
     const asio::mutable_buffer buffer = *asio::buffer_sequence_begin(buffers);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxRequestFds)];
-    iovec data{buffer.data(), buffer.size()};
-    msghdr message{};
-    message.msg_iov = &data;
-    message.msg_iovlen = 1;
-    message.msg_control = control;
-    message.msg_controllen = sizeof(control);
-    ssize_t n;
-    do {
-      n = ::recvmsg(fd_.get(), &message, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
+    auto received = ReceiveWithFds(fd_.get(), {static_cast<char*>(buffer.data()), buffer.size()},
+                                   kMaxRequestFds);
+    if (!received.ok()) {
       error = beast::error_code(errno, beast::system_category());
       return 0;
     }
-    if (n == 0) {
+    if (received->size == 0) {
       error = asio::error::eof;
       return 0;
     }
     error = {};
-    if (message.msg_flags & MSG_CTRUNC) fds_truncated_ = true;  // the kernel closed the rest
-    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
-         header = CMSG_NXTHDR(&message, header)) {
-      if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
-      const size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int fd = -1;
-        std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-        fds_.emplace_back(fd);
-      }
-    }
-    return static_cast<size_t>(n);
+    if (received->fds_dropped) fds_truncated_ = true;  // more than kMaxRequestFds: closed
+    for (UniqueFd& fd : received->fds) fds_.push_back(std::move(fd));
+    return received->size;
   }
   template <class Buffers>
   size_t read_some(const Buffers& buffers) {
