@@ -18,6 +18,28 @@ set(_ctrd_protos
   ${_ctrd}/runtime/v2/runc/options/oci.proto
   github.com/containerd/cgroups/v2/stats/metrics.proto)
 
+# The well-known types containerd's messages import (Any, Empty, Timestamp), generated
+# again as protobuf-lite code: the host and the guest use the lite runtime only
+# (libprotobuf-lite; issue 16: the full runtime cost the shim 1.9 MiB of RSS). The
+# generated headers are found before /usr/include's full ones.
+set(_wkt_out_dir "${CMAKE_BINARY_DIR}/protobuf-wkt-lite/gen")
+set(_wkt_protos google/protobuf/any.proto google/protobuf/empty.proto google/protobuf/timestamp.proto)
+set(_wkt_sources)
+foreach(proto ${_wkt_protos})
+  string(REGEX REPLACE "\\.proto$" ".pb.cc" generated "${proto}")
+  list(APPEND _wkt_sources "${_wkt_out_dir}/${generated}")
+endforeach()
+add_custom_command(
+  OUTPUT ${_wkt_sources}
+  COMMAND ${CMAKE_COMMAND} -E make_directory "${_wkt_out_dir}"
+  COMMAND protobuf::protoc -I /usr/include --cpp_out "lite:${_wkt_out_dir}" ${_wkt_protos}
+  VERBATIM)
+add_library(protobuf_wkt_lite STATIC ${_wkt_sources})
+target_include_directories(protobuf_wkt_lite SYSTEM BEFORE PUBLIC "${_wkt_out_dir}")
+target_link_libraries(protobuf_wkt_lite PUBLIC protobuf::libprotobuf-lite)
+target_compile_options(protobuf_wkt_lite PRIVATE -w)
+add_library(beaconbox::protobuf_wkt_lite ALIAS protobuf_wkt_lite)
+
 set(_ctrd_src_dir "${CMAKE_BINARY_DIR}/containerd-proto/src")
 set(_ctrd_out_dir "${CMAKE_BINARY_DIR}/containerd-proto/gen")
 set(_ctrd_sources)
@@ -48,7 +70,7 @@ endforeach()
 add_custom_command(
   OUTPUT ${_ctrd_sources}
   COMMAND ${CMAKE_COMMAND} -E make_directory "${_ctrd_out_dir}"
-  COMMAND protobuf::protoc -I "${_ctrd_src_dir}" -I /usr/include --cpp_out "${_ctrd_out_dir}" ${_ctrd_protos}
+  COMMAND protobuf::protoc -I "${_ctrd_src_dir}" -I /usr/include --cpp_out "lite:${_ctrd_out_dir}" ${_ctrd_protos}
   DEPENDS ${_ctrd_clean}
   WORKING_DIRECTORY "${_ctrd_src_dir}"
   VERBATIM)
@@ -56,7 +78,7 @@ add_custom_command(
 # containerd's Task, event and mount messages, for the shim and the guest.
 add_library(containerd_api STATIC ${_ctrd_sources})
 target_include_directories(containerd_api SYSTEM PUBLIC "${_ctrd_out_dir}")
-target_link_libraries(containerd_api PUBLIC protobuf::libprotobuf)
+target_link_libraries(containerd_api PUBLIC protobuf_wkt_lite protobuf::libprotobuf-lite)
 target_compile_options(containerd_api PRIVATE -w)
 add_library(beaconbox::containerd_api ALIAS containerd_api)
 
@@ -86,13 +108,13 @@ set(_runc_options_source "${_runc_options_out_dir}/${_runc_options_dir}/oci.pb.c
 add_custom_command(
   OUTPUT "${_runc_options_source}"
   COMMAND ${CMAKE_COMMAND} -E make_directory "${_runc_options_out_dir}"
-  COMMAND protobuf::protoc -I "${_runc_options_src_dir}" --cpp_out "${_runc_options_out_dir}"
+  COMMAND protobuf::protoc -I "${_runc_options_src_dir}" --cpp_out "lite:${_runc_options_out_dir}"
           ${_runc_options_proto}
   DEPENDS "${_runc_options_clean}"
   WORKING_DIRECTORY "${_runc_options_src_dir}"
   VERBATIM)
 add_library(containerd_runc_options STATIC "${_runc_options_source}")
 target_include_directories(containerd_runc_options SYSTEM PUBLIC "${_runc_options_out_dir}")
-target_link_libraries(containerd_runc_options PUBLIC protobuf::libprotobuf)
+target_link_libraries(containerd_runc_options PUBLIC protobuf_wkt_lite protobuf::libprotobuf-lite)
 target_compile_options(containerd_runc_options PRIVATE -w)
 add_library(beaconbox::containerd_runc_options ALIAS containerd_runc_options)

@@ -34,7 +34,7 @@ Result<UniqueFd> DialUnix(std::string_view address) {
 EventPublisher::EventPublisher(std::string ttrpc_address, std::string namespace_name)
     : address_(std::move(ttrpc_address)), namespace_(std::move(namespace_name)) {}
 
-void EventPublisher::Publish(const std::string& topic, const google::protobuf::Message& event) {
+void EventPublisher::Publish(const std::string& topic, const google::protobuf::MessageLite& event) {
   if (address_.empty()) {
     spdlog::debug("no TTRPC_ADDRESS: event {} not published", topic);
     return;
@@ -49,7 +49,7 @@ void EventPublisher::Publish(const std::string& topic, const google::protobuf::M
   envelope->set_namespace_(namespace_);
   envelope->set_topic(topic);
   // containerd resolves events by their protobuf full name, without a URL prefix.
-  envelope->mutable_event()->set_type_url(event.GetDescriptor()->full_name());
+  envelope->mutable_event()->set_type_url(event.GetTypeName());
   envelope->mutable_event()->set_value(event.SerializeAsString());
 
   std::lock_guard lock(mutex_);

@@ -2,7 +2,7 @@
 // the way containerd's own shims do: Events.Forward with an Envelope.
 #pragma once
 
-#include <google/protobuf/message.h>
+#include <google/protobuf/message_lite.h>
 
 #include <memory>
 #include <mutex>
@@ -16,7 +16,7 @@ namespace beaconbox::shim {
 class EventSink {
  public:
   virtual ~EventSink() = default;
-  virtual void Publish(const std::string& topic, const google::protobuf::Message& event) = 0;
+  virtual void Publish(const std::string& topic, const google::protobuf::MessageLite& event) = 0;
 };
 
 class EventPublisher final : public EventSink {
@@ -26,7 +26,7 @@ class EventPublisher final : public EventSink {
   // Sends one event, in order with the others; reconnects once if containerd closed
   // the connection. A failure is logged, never fatal: containerd also learns a
   // task's state through Wait and State.
-  void Publish(const std::string& topic, const google::protobuf::Message& event) override;
+  void Publish(const std::string& topic, const google::protobuf::MessageLite& event) override;
 
  private:
   Status Forward(const std::string& request);

@@ -103,7 +103,7 @@ Result<ShimStartOptions> ParseShimStartOptions(std::string_view any_bytes) {
   }
   const std::string& type = any.type_url();
   if (EndsWithTypeName(type, kRuntimeOptionsType)) return ParseRuntimeOptions(any.value());
-  const std::string runc_type = containerd::runc::v1::Options::descriptor()->full_name();
+  const std::string runc_type = containerd::runc::v1::Options().GetTypeName();
   if (type.size() < runc_type.size() ||
       type.compare(type.size() - runc_type.size(), runc_type.size(), runc_type) != 0) {
     return options;

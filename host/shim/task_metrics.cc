@@ -27,6 +27,31 @@ void AppendVarintField(int field, uint64_t value, std::string* out) {
   AppendVarint(value, out);
 }
 
+// The lite runtime has neither DiscardUnknownFields nor a public way to clear a
+// message's unknown fields: they sit in MessageLite's protected metadata, reached here
+// through a pointer to that member named from a class derived from MessageLite (never
+// instantiated).
+class UnknownFields : public google::protobuf::MessageLite {
+ public:
+  static void Discard(google::protobuf::MessageLite& message) {
+    (message.*&UnknownFields::_internal_metadata_).Clear<std::string>();
+  }
+};
+
+// Each message the shim passes on (the five it copies, all flat but IOStat's entries)
+// drops what it does not know.
+void DiscardUnknownFields(cgroupsv2::Metrics& metrics) {
+  UnknownFields::Discard(metrics);
+  if (metrics.has_pids()) UnknownFields::Discard(*metrics.mutable_pids());
+  if (metrics.has_cpu()) UnknownFields::Discard(*metrics.mutable_cpu());
+  if (metrics.has_memory()) UnknownFields::Discard(*metrics.mutable_memory());
+  if (metrics.has_memory_events()) UnknownFields::Discard(*metrics.mutable_memory_events());
+  if (metrics.has_io()) {
+    UnknownFields::Discard(*metrics.mutable_io());
+    for (auto& entry : *metrics.mutable_io()->mutable_usage()) UnknownFields::Discard(entry);
+  }
+}
+
 std::string SerializeVmCost(const VmCost& cost) {
   std::string body;
   AppendVarintField(1, cost.vmm_pid, &body);
@@ -165,7 +190,7 @@ Result<google::protobuf::Any> MetricsFromGuest(const google::protobuf::Any& gues
   if (guest.has_memory()) *metrics.mutable_memory() = guest.memory();
   if (guest.has_memory_events()) *metrics.mutable_memory_events() = guest.memory_events();
   if (guest.has_io()) *metrics.mutable_io() = guest.io();
-  metrics.DiscardUnknownFields();
+  DiscardUnknownFields(metrics);
   google::protobuf::Any any;
   any.set_type_url(kCgroupV2MetricsTypeUrl);
   std::string value = metrics.SerializeAsString();

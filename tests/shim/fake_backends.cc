@@ -131,7 +131,7 @@ std::string MakeTestDir(const std::string& name) {
   return "";
 }
 
-void RecordingEvents::Publish(const std::string& topic, const google::protobuf::Message&) {
+void RecordingEvents::Publish(const std::string& topic, const google::protobuf::MessageLite&) {
   std::lock_guard lock(mutex_);
   topics_.push_back(topic);
 }

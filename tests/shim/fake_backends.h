@@ -100,7 +100,7 @@ std::string MakeTestDir(const std::string& name);
 // Keeps every published event's topic, in order.
 class RecordingEvents final : public EventSink {
  public:
-  void Publish(const std::string& topic, const google::protobuf::Message& event) override;
+  void Publish(const std::string& topic, const google::protobuf::MessageLite& event) override;
   std::vector<std::string> topics() const;
 
  private:

@@ -16,7 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string AnyOf(const google::protobuf::Message& message) {
+template <typename Message>
+std::string AnyOf(const Message& message) {
   google::protobuf::Any any;
   any.PackFrom(message);
   return any.SerializeAsString();
