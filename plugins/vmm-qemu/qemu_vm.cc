@@ -405,16 +405,45 @@ void QemuVm::InvalidateKvmVerdictIfGuestFailed() const {
 }
 
 Error QemuVm::Died(const std::string& what) const {
+  const std::string how = exit_watch_ ? exit_watch_->Ended() : std::string();
   return MakeError(ErrorCode::kUnavailable,
-                   what + ": qemu said: " + ReadFileTail(plan_.qemu_log, 512) +
+                   what + (how.empty() ? "" : " (QEMU: " + how + ")") +
+                       ": qemu said: " + ReadFileTail(plan_.qemu_log, 512) +
                        " -- console tail: " + ReadFileTail(spec_.console_log_path(), 1024));
+}
+
+bool QemuVm::QemuRunning() const {
+  return exit_watch_ ? exit_watch_->Ended().empty() : ChildRunning(qemu_pid_);
+}
+
+std::string QemuVm::UnexpectedExitReport(pid_t pid, const std::string& how) const {
+  // The log and the console are the guest's and QEMU's words: bounded, one line.
+  constexpr size_t kTailBytes = 4096;
+  return "VM " + spec_.namespace_() + "/" + spec_.id() + ": QEMU (pid " + std::to_string(pid) +
+         ") ended without being asked to: " + how + "; QEMU's log ends: [" +
+         ReadFileTail(plan_.qemu_log, kTailBytes) + "]; the guest console ends: [" +
+         ReadFileTail(spec_.console_log_path(), kTailBytes) + "]";
+}
+
+Status QemuVm::WatchExit(std::function<void(const std::string&)> warn) {
+  if (exit_watch_ || qemu_pid_ <= 0 || stopped_) {
+    return MakeError(ErrorCode::kFailedPrecondition, "the VM is stopped or watched already");
+  }
+  const pid_t pid = qemu_pid_;
+  BBX_ASSIGN_OR_RETURN(exit_watch_,
+                       ExitWatch::Start(pid, [this, pid, warn](const std::string& how) {
+                         // The console pump copies the guest's last words a moment later.
+                         std::this_thread::sleep_for(300ms);
+                         if (warn) warn(UnexpectedExitReport(pid, how));
+                       }));
+  return Status::Ok();
 }
 
 Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
   if (stopped_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is stopped");
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
-    if (!ChildRunning(qemu_pid_)) return Died("the VM exited before its agent connected");
+    if (!QemuRunning()) return Died("the VM exited before its agent connected");
     if (plan_.use_vsock) {
       UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
       sockaddr_vm addr{};
@@ -469,6 +498,8 @@ pluginapi::VmInfo QemuVm::Info() const {
 Status QemuVm::Stop(std::chrono::milliseconds timeout) {
   if (stopped_) return Status::Ok();
   stopped_ = true;
+  // Reports an end that came before this stop (the watch's thread may not have yet).
+  if (exit_watch_) exit_watch_->Stop();
   // The guest's state is disposable: quit at once. An ACPI powerdown first would only
   // add the guest's shutdown time (our guests do not act on it: vminitd is PID 1).
   if (qmp_ && ChildRunning(qemu_pid_)) (void)qmp_->Execute("quit", std::max(timeout, 100ms));
