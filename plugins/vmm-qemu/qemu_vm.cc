@@ -161,6 +161,15 @@ std::string AccelArg(const QemuConfig& config, const LaunchPlan& plan) {
   return "tcg,tb-size=" + std::to_string(config.tcg_tb_size_mib);
 }
 
+std::string TcgThreadOption(const LaunchPlan& plan, uint32_t vcpus, uint32_t max_vcpus) {
+  // Under multi-threaded TCG each vCPU thread takes a region of the translation cache
+  // when it starts, and QEMU aborts (tcg/region.c: tcg_region_initial_alloc__locked:
+  // assertion failed) when the running vCPUs hold every region since the last flush:
+  // a hot-added vCPU killed its VM that way (e2e_beaconbox_update, bench/hotadd-loop).
+  // One TCG thread for all vCPUs takes one region once: hot-added vCPUs share it.
+  return plan.accelerator == "tcg" && max_vcpus > vcpus ? ",thread=single" : "";
+}
+
 constexpr const char* kBootCmdline =
     "i8042.noaux i8042.nokbd i8042.nopnp i8042.dumbkbd 8250.nr_uarts=1 tsc=reliable "
     "no_timer_check noreplace-smp cryptomgr.notests rcupdate.rcu_expedited=1";
@@ -204,7 +213,7 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       config.binary,
       "-name", "beaconbox-" + spec.id(),
       "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-      "-accel", AccelArg(config, plan),
+      "-accel", AccelArg(config, plan) + TcgThreadOption(plan, vcpus, max_vcpus),
       "-M", config.machine,
       "-cpu", plan.accelerator == "kvm" ? "host" : "max",
       "-smp", std::to_string(vcpus) + ",maxcpus=" + std::to_string(max_vcpus),

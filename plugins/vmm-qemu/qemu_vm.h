@@ -103,6 +103,9 @@ std::pair<std::string, std::string> KernelFor(const QemuConfig& config,
                                               const beaconbox::plugin::v1::VmSpec& spec);
 // The -accel value: the resolved accelerator, with tb-size under TCG when set.
 std::string AccelArg(const QemuConfig& config, const LaunchPlan& plan);
+// ",thread=single" under TCG when vCPUs may be hot-added (max_vcpus > vcpus), else "":
+// QEMU 7.2's multi-threaded TCG can abort starting a hot-added vCPU's thread.
+std::string TcgThreadOption(const LaunchPlan& plan, uint32_t vcpus, uint32_t max_vcpus);
 
 // Opens each TAP of `spec` that lives in another network namespace there (the
 // shim's process stays in its own) and puts its descriptor into plan->tap_fds (-1
