@@ -199,9 +199,9 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
   // good) and unused: virtio devices without VIRTIO_F_ACCESS_PLATFORM never bounce.
   if (!config.guest_swiotlb) cmdline += " swiotlb=noforce";
   // The guest reports free blocks of the kernel's default order (2 MiB). Order 5
-  // (128 KiB) saved ~9 MiB per idle VM, but one VM died ~3 s after a memory hot-add
-  // with it (e2e_beaconbox_update under containerd 1.7, cause not found): not a default
-  // until understood. An operator's `page_reporting.page_reporting_order` in
+  // (128 KiB) saved ~9 MiB per idle VM; it was dropped when one VM died ~3 s after a
+  // memory hot-add with it, a death since traced to the vCPU hot-add that followed
+  // (TcgThreadOption), not measured with order 5 again. An operator's `page_reporting.page_reporting_order` in
   // [vm] kernel_cmdline is applied by vminitd after virtio_balloon loads.
   if (!spec.kernel_cmdline().empty()) cmdline += " " + spec.kernel_cmdline();
 
