@@ -167,6 +167,14 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
       [plugin](const std::string& line) { bbx::Log(plugin->host, BBX_LOG_INFO, line); });
   if (!vm.ok()) return Fail(vm.error(), error);
   LogAccelerator(plugin, (*vm)->plan());
+  // A VM dying by itself leaves its evidence in the shim's log before its files go.
+  auto host = plugin->host;
+  auto watched =
+      (*vm)->WatchExit([host](const std::string& line) { bbx::Log(host, BBX_LOG_WARN, line); });
+  if (!watched.ok()) {
+    bbx::Log(host, BBX_LOG_WARN,
+             "VM " + spec.id() + ": QEMU's exit is not watched: " + watched.error().message);
+  }
   *out = new bbx_vm{std::move(vm).value()};
   return BBX_OK;
 }

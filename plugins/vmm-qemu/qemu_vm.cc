@@ -161,6 +161,15 @@ std::string AccelArg(const QemuConfig& config, const LaunchPlan& plan) {
   return "tcg,tb-size=" + std::to_string(config.tcg_tb_size_mib);
 }
 
+std::string TcgThreadOption(const LaunchPlan& plan, uint32_t vcpus, uint32_t max_vcpus) {
+  // Under multi-threaded TCG each vCPU thread takes a region of the translation cache
+  // when it starts, and QEMU aborts (tcg/region.c: tcg_region_initial_alloc__locked:
+  // assertion failed) when the running vCPUs hold every region since the last flush:
+  // a hot-added vCPU killed its VM that way (e2e_beaconbox_update, bench/hotadd-loop).
+  // One TCG thread for all vCPUs takes one region once: hot-added vCPUs share it.
+  return plan.accelerator == "tcg" && max_vcpus > vcpus ? ",thread=single" : "";
+}
+
 constexpr const char* kBootCmdline =
     "i8042.noaux i8042.nokbd i8042.nopnp i8042.dumbkbd 8250.nr_uarts=1 tsc=reliable "
     "no_timer_check noreplace-smp cryptomgr.notests rcupdate.rcu_expedited=1";
@@ -190,9 +199,9 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
   // good) and unused: virtio devices without VIRTIO_F_ACCESS_PLATFORM never bounce.
   if (!config.guest_swiotlb) cmdline += " swiotlb=noforce";
   // The guest reports free blocks of the kernel's default order (2 MiB). Order 5
-  // (128 KiB) saved ~9 MiB per idle VM, but one VM died ~3 s after a memory hot-add
-  // with it (e2e_beaconbox_update under containerd 1.7, cause not found): not a default
-  // until understood. An operator's `page_reporting.page_reporting_order` in
+  // (128 KiB) saved ~9 MiB per idle VM; it was dropped when one VM died ~3 s after a
+  // memory hot-add with it, a death since traced to the vCPU hot-add that followed
+  // (TcgThreadOption), not measured with order 5 again. An operator's `page_reporting.page_reporting_order` in
   // [vm] kernel_cmdline is applied by vminitd after virtio_balloon loads.
   if (!spec.kernel_cmdline().empty()) cmdline += " " + spec.kernel_cmdline();
 
@@ -204,7 +213,7 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       config.binary,
       "-name", "beaconbox-" + spec.id(),
       "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-      "-accel", AccelArg(config, plan),
+      "-accel", AccelArg(config, plan) + TcgThreadOption(plan, vcpus, max_vcpus),
       "-M", config.machine,
       "-cpu", plan.accelerator == "kvm" ? "host" : "max",
       "-smp", std::to_string(vcpus) + ",maxcpus=" + std::to_string(max_vcpus),
@@ -405,16 +414,45 @@ void QemuVm::InvalidateKvmVerdictIfGuestFailed() const {
 }
 
 Error QemuVm::Died(const std::string& what) const {
+  const std::string how = exit_watch_ ? exit_watch_->Ended() : std::string();
   return MakeError(ErrorCode::kUnavailable,
-                   what + ": qemu said: " + ReadFileTail(plan_.qemu_log, 512) +
+                   what + (how.empty() ? "" : " (QEMU: " + how + ")") +
+                       ": qemu said: " + ReadFileTail(plan_.qemu_log, 512) +
                        " -- console tail: " + ReadFileTail(spec_.console_log_path(), 1024));
+}
+
+bool QemuVm::QemuRunning() const {
+  return exit_watch_ ? exit_watch_->Ended().empty() : ChildRunning(qemu_pid_);
+}
+
+std::string QemuVm::UnexpectedExitReport(pid_t pid, const std::string& how) const {
+  // The log and the console are the guest's and QEMU's words: bounded, one line.
+  constexpr size_t kTailBytes = 4096;
+  return "VM " + spec_.namespace_() + "/" + spec_.id() + ": QEMU (pid " + std::to_string(pid) +
+         ") ended without being asked to: " + how + "; QEMU's log ends: [" +
+         ReadFileTail(plan_.qemu_log, kTailBytes) + "]; the guest console ends: [" +
+         ReadFileTail(spec_.console_log_path(), kTailBytes) + "]";
+}
+
+Status QemuVm::WatchExit(std::function<void(const std::string&)> warn) {
+  if (exit_watch_ || qemu_pid_ <= 0 || stopped_) {
+    return MakeError(ErrorCode::kFailedPrecondition, "the VM is stopped or watched already");
+  }
+  const pid_t pid = qemu_pid_;
+  BBX_ASSIGN_OR_RETURN(exit_watch_,
+                       ExitWatch::Start(pid, [this, pid, warn](const std::string& how) {
+                         // The console pump copies the guest's last words a moment later.
+                         std::this_thread::sleep_for(300ms);
+                         if (warn) warn(UnexpectedExitReport(pid, how));
+                       }));
+  return Status::Ok();
 }
 
 Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
   if (stopped_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is stopped");
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
-    if (!ChildRunning(qemu_pid_)) return Died("the VM exited before its agent connected");
+    if (!QemuRunning()) return Died("the VM exited before its agent connected");
     if (plan_.use_vsock) {
       UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
       sockaddr_vm addr{};
@@ -469,6 +507,8 @@ pluginapi::VmInfo QemuVm::Info() const {
 Status QemuVm::Stop(std::chrono::milliseconds timeout) {
   if (stopped_) return Status::Ok();
   stopped_ = true;
+  // Reports an end that came before this stop (the watch's thread may not have yet).
+  if (exit_watch_) exit_watch_->Stop();
   // The guest's state is disposable: quit at once. An ACPI powerdown first would only
   // add the guest's shutdown time (our guests do not act on it: vminitd is PID 1).
   if (qmp_ && ChildRunning(qemu_pid_)) (void)qmp_->Execute("quit", std::max(timeout, 100ms));

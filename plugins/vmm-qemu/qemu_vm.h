@@ -17,6 +17,7 @@
 #include "plugins/common/child_process.h"
 #include "plugins/vmm-qemu/accelerator.h"
 #include "plugins/vmm-qemu/console_log.h"
+#include "plugins/vmm-qemu/exit_watch.h"
 #include "plugins/vmm-qemu/qmp.h"
 
 namespace beaconbox::qemu {
@@ -102,6 +103,9 @@ std::pair<std::string, std::string> KernelFor(const QemuConfig& config,
                                               const beaconbox::plugin::v1::VmSpec& spec);
 // The -accel value: the resolved accelerator, with tb-size under TCG when set.
 std::string AccelArg(const QemuConfig& config, const LaunchPlan& plan);
+// ",thread=single" under TCG when vCPUs may be hot-added (max_vcpus > vcpus), else "":
+// QEMU 7.2's multi-threaded TCG can abort starting a hot-added vCPU's thread.
+std::string TcgThreadOption(const LaunchPlan& plan, uint32_t vcpus, uint32_t max_vcpus);
 
 // Opens each TAP of `spec` that lives in another network namespace there (the
 // shim's process stays in its own) and puts its descriptor into plan->tap_fds (-1
@@ -122,6 +126,10 @@ class QemuVm {
   ~QemuVm();
   const LaunchPlan& plan() const { return plan_; }
 
+  // From now on, QEMU ending by itself (not through Stop) gives `warn` one line: how it
+  // ended (exit status or signal) and the last 4 KiB of its log and of the guest's
+  // console, read before the VM's directory goes. Called once, after Create.
+  Status WatchExit(std::function<void(const std::string&)> warn);
   Result<UniqueFd> ConnectGuest(std::chrono::milliseconds timeout);
   beaconbox::plugin::v1::VmInfo Info() const;
   Status Stop(std::chrono::milliseconds timeout);
@@ -145,6 +153,9 @@ class QemuVm {
   // Under KVM from a verdict: removes the verdict when the guest never served its agent.
   void InvalidateKvmVerdictIfGuestFailed() const;
   Error Died(const std::string& what) const;  // error with qemu's stderr and console tail
+  bool QemuRunning() const;                   // without reaping it while the exit watch runs
+  // The line WatchExit's `warn` gets.
+  std::string UnexpectedExitReport(pid_t pid, const std::string& how) const;
   Status SetVcpus(uint32_t vcpus);
   Status SetMemory(uint64_t memory_mib);
 
@@ -158,6 +169,7 @@ class QemuVm {
   std::vector<uint64_t> virtiofsd_start_times_;
   std::optional<QmpClient> qmp_;
   std::unique_ptr<ConsolePump> console_;
+  std::unique_ptr<ExitWatch> exit_watch_;  // WatchExit; stopped first by Stop
   uint32_t vcpus_ = 0;
   uint64_t memory_mib_ = 0;
   int dimm_count_ = 0;

@@ -50,17 +50,53 @@ start_probe() {  # start_probe RUNTIME ID CTR_RUN_FLAGS...: runs the probe, stdo
     --mount type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev "$BBX_IMAGE" "$id" \
     /bin/sh -c "$probe" < /dev/null > "$BBX_DIR/$id.out" 2> "$BBX_DIR/$id.err" &
   probe_pids+=("$!")
+  probe_pid_of[$id]=$!
 }
 probe_pids=()
+declare -A probe_pid_of=() dead=()
 latest() { tail -n 1 "$BBX_DIR/$1.out" 2>/dev/null; }
 value() { latest "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
-# wait_value ID KEY WANT: until the probe's KEY is WANT (5 minutes at most, TCG).
+# probe_dead ID: true once the probe's task ended (its VM died: the shim reports the
+# exit, `ctr run --rm` deletes the task and returns; or the task is listed as STOPPED).
+# Said once, with the ends of the shim's log (containerd's) and of the VM's console.
+probe_dead() {
+  [ -n "${dead[$1]:-}" ] && return 0
+  local pid=${probe_pid_of[$1]:-} status
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    status=$(bbx_ctr task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $3}')
+    [ "$status" = STOPPED ] || return 1
+  fi
+  dead[$1]=1
+  fail "$1: the task is no longer running (ctr run: $(tr '\n' ' ' < "$BBX_DIR/$1.err" | cut -c1-300)); not waiting for it"
+  echo "--- the end of the shim's log (containerd.log) ---" >&2
+  tail -c 6000 "$BBX_DIR/containerd.log" >&2 || true
+  local console
+  console=$(find "$BBX_DIR/beacon/log" -name "vm-*$1*.log" -type f 2>/dev/null | head -1)
+  echo "--- the end of the VM's console (${console:-not found}) ---" >&2
+  [ -z "$console" ] || tail -c 4000 "$console" >&2 || true
+  echo "---" >&2
+  return 0
+}
+# wait_value ID KEY WANT: until the probe's KEY is WANT (5 minutes at most, TCG), or
+# at once when the task ended.
 wait_value() {
   local _
-  for _ in $(seq 600); do [ "$(value "$1" "$2")" = "$3" ] && return 0; sleep 0.5; done
+  for _ in $(seq 600); do
+    [ "$(value "$1" "$2")" = "$3" ] && return 0
+    probe_dead "$1" && return 1
+    sleep 0.5
+  done
   return 1
 }
-wait_line() { local _; for _ in $(seq 600); do [ -n "$(latest "$1")" ] && return 0; sleep 0.5; done; return 1; }
+wait_line() {
+  local _
+  for _ in $(seq 600); do
+    [ -n "$(latest "$1")" ] && return 0
+    probe_dead "$1" && return 1
+    sleep 0.5
+  done
+  return 1
+}
 update() {  # update ID FLAGS...: Tasks.Update through containerd; its output
   local id=$1
   shift
@@ -178,7 +214,10 @@ if wait_line grow; then
     fail "update --memory-limit 1 GiB: $out"
   check_value "update --memory-limit 1 GiB" grow memory.max "${want[memory.max]:-$((1024 * MiB))}"
   # A probe line reads MemTotal before memory.max: wait for a line after the update.
-  for _ in $(seq 120); do [ "$(memtotal_mib grow)" -ge $((before + 480)) ] && break; sleep 0.5; done
+  for _ in $(seq 120); do
+    [ "$(memtotal_mib grow)" -ge $((before + 480)) ] || probe_dead grow && break
+    sleep 0.5
+  done
   after=$(memtotal_mib grow)
   [ "$after" -ge $((before + 480)) ] && pass "memory hot-added: MemTotal $before -> $after MiB" ||
     fail "MemTotal $before -> $after MiB, want +512 MiB"

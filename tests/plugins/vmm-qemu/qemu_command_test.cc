@@ -227,6 +227,23 @@ TEST_F(QemuMemoryCommand, TcgTranslationCacheSizeFromTheConfig) {
   EXPECT_EQ(ArgAfter(Argv(), "-accel"), "kvm");
 }
 
+// A hot-added vCPU's TCG thread could find no free translation region and abort QEMU
+// (tcg/region.c assertion, seen in e2e_beaconbox_update and bench/hotadd-loop): when
+// vCPUs may be hot-added under TCG, all vCPUs share one TCG thread.
+TEST_F(QemuMemoryCommand, OneTcgThreadWhenVcpusMayBeHotAdded) {
+  spec_.set_vcpus(1);
+  spec_.set_max_vcpus(2);
+  EXPECT_EQ(ArgAfter(Argv(), "-accel"),
+            "tcg,tb-size=" + std::to_string(kDefaultTcgTbSizeMib) + ",thread=single");
+  config_.tcg_tb_size_mib = 0;
+  EXPECT_EQ(ArgAfter(Argv(), "-accel"), "tcg,thread=single");
+  spec_.set_max_vcpus(1);  // no hotplug: QEMU's default (multi-threaded TCG)
+  EXPECT_EQ(ArgAfter(Argv(), "-accel"), "tcg");
+  spec_.set_max_vcpus(2);
+  plan_.accelerator = "kvm";
+  EXPECT_EQ(ArgAfter(Argv(), "-accel"), "kvm");
+}
+
 TEST_F(QemuMemoryCommand, FreePageReportingBalloonUnlessTurnedOff) {
   config_.extra_args = {"-extra"};
   auto argv = Argv();
