@@ -99,6 +99,7 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   pod=pod-$name app=app-$name
   shims_before=$(shim_count)
 
+  started=$(date +%s%N)
   if ! out=$(ctl run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" \
                "${sandbox_annotations[@]}" --annotation "io.kubernetes.cri.sandbox-id=$pod" \
                --with-ns "network:$pod_netns" "$BBX_IMAGE" "$pod" "${sandbox_cmd[@]}" \
@@ -108,6 +109,8 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
     continue
   fi
   pod_pid=$(task_pid "$pod")
+  # Reported, never asserted (timing belongs in bench/).
+  echo "measured: $name: sandbox container ctr run -d until RUNNING $(( ($(date +%s%N) - started) / 1000000 )) ms"
   [ "$(shim_count)" -eq $((shims_before + 1)) ] &&
     pass "$name: the sandbox container runs under one new shim" ||
     fail "$name: $((  $(shim_count) - shims_before )) new shims for the sandbox container"
@@ -118,12 +121,14 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
 
   # The app container, with the pod's namespaces as CRI gives them: the pod's netns
   # path, the sandbox task's IPC and UTS namespaces by /proc/<its pid>.
+  started=$(date +%s%N)
   app_out=$(ctl run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" \
               --annotation io.kubernetes.cri.container-type=container \
               --annotation "io.kubernetes.cri.sandbox-id=$pod" \
               --with-ns "network:$pod_netns" --with-ns "ipc:/proc/$pod_pid/ns/ipc" \
               --with-ns "uts:/proc/$pod_pid/ns/uts" \
               "$BBX_IMAGE" "$app" /bin/sleep 3600 </dev/null 2>&1) && app_ran=1 || app_ran=0
+  echo "measured: $name: app container ctr run -d answered in $(( ($(date +%s%N) - started) / 1000000 )) ms (ran: $app_ran)"
   [ "$(shim_count)" -eq $((shims_before + 1)) ] &&
     pass "$name: the app container's start reuses the pod's shim (no second shim)" ||
     fail "$name: $(( $(shim_count) - shims_before )) shims for the pod after the app container"
@@ -148,10 +153,12 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
       fail "runc: the app container did not run: $app_out"
     fi
   else
-    # Step 2 of the brief is not there: the shim refuses with one line naming it.
-    if [ "$app_ran" = 0 ] && grep -q "adding storage to a running VM is not implemented" \
-         <<<"$app_out"; then
-      pass "beaconbox: the app container is refused as not implemented, named"
+    # The pod's shim answered the app container's Create (a shim of its own would
+    # have booted a second VM, whose end the shim count above could miss) and refused
+    # it with one line: adding its rootfs to the running VM is not implemented yet.
+    if [ "$app_ran" = 0 ] && grep -q "container $app would join the running VM of $pod" \
+         <<<"$app_out" && grep -q "adding storage to a running VM is not implemented" <<<"$app_out"; then
+      pass "beaconbox: the pod's shim refuses the app container as not implemented, named"
     else
       fail "beaconbox: the app container: ran=$app_ran, ctr said: $app_out"
     fi
