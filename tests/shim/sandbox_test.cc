@@ -413,6 +413,43 @@ TEST_F(SandboxTest, AnAppContainerJoinsTheSandboxContainersNamespacesInTheGuest)
   ExpectNothingLeft(sandbox);
 }
 
+// A pod's shim killed with two containers in its VM: the `delete` action of the
+// sandbox container tears down from the one state file, every container's rootfs
+// with the VM and the network.
+TEST_F(SandboxTest, TheStateFileOfAPodLetsDeleteReleaseEveryContainer) {
+  Sandbox& sandbox = NewSandbox(kC1, /*with_network=*/true);
+  const ContainerKey c2{"default", "c2"};
+  ASSERT_TRUE(sandbox.CreateContainer(kC1, CreateRequest(kC1)).ok());
+  storage_.plan_devices = false;
+  ASSERT_TRUE(sandbox.CreateContainer(c2, CreateRequest(c2)).ok());
+  auto text = ReadSmallFile(sandbox.state_path());
+  ASSERT_TRUE(text.ok());
+  auto record = ParseRecord(*text);
+  ASSERT_TRUE(record.ok());
+  ASSERT_EQ(record->containers.size(), 2u);
+  EXPECT_EQ(record->sandbox, kC1);
+
+  FakeStorage storage;
+  FakeNetwork network;
+  FakeGuestAgent agent;
+  FakeVmm vmm(agent);
+  ASSERT_TRUE(storage.Prepare(kC1, {}).ok());
+  ASSERT_TRUE(storage.Prepare(c2, {}).ok());
+  ASSERT_TRUE(network.Attach(kC1, {}).ok());
+  SandboxBackends backends{&vmm, &storage, &network, {}};
+  const std::string copy = root_ + "/pod-state-copy.json";
+  ASSERT_TRUE(WriteFileAtomic(copy, *text).ok());
+  TeardownFromRecord(*record, backends, RuntimeLayout(root_ + "/run", root_ + "/log"), nullptr,
+                     copy);
+  EXPECT_TRUE(storage.prepared().empty());
+  EXPECT_TRUE(network.attached().empty());
+  EXPECT_EQ(vmm.cleanups(), 1);
+  EXPECT_FALSE(fs::exists(copy));
+  ASSERT_TRUE(sandbox.DeleteContainer(c2).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
 // The container that started the VM holds the state file in its bundle: it goes
 // last, as containerd's CRI deletes a pod's sandbox after its app containers.
 TEST_F(SandboxTest, TheContainerThatStartedTheVmIsDeletedLast) {
