@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common/base/file_util.h"
+#include "host/shim/pod_grouping.h"
 #include "host/shim/spec_adapter.h"
 #include "host/shim/translate.h"
 
@@ -140,6 +141,10 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   pluginapi::StoragePrepareRequest storage_request =
       StorageRequestFor(key, bundle, request.rootfs(), spec);
   storage_request.set_vm_run_dir(record_.vm_dir);
+  // A pod's containers (CRI's sandbox and app containers) share the VM: their storage
+  // goes into one share per VM where the plugin can (pod_grouping.h).
+  storage_request.set_pod_share(spec.annotations.contains(kCriContainerType) ||
+                                spec.annotations.contains(kCrioContainerType));
   BBX_ASSIGN_OR_RETURN(pluginapi::MountPlan plan, backends_.storage->Prepare(key, storage_request));
   record_.FindContainer(key)->rootfs = Step::kDone;
   BBX_RETURN_IF_ERROR(SaveState());
@@ -218,9 +223,22 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
 }
 
 Status Sandbox::CheckJoinsRunningVm(const ContainerKey& key, const pluginapi::MountPlan& plan) {
-  if (plan.devices().empty()) return Status::Ok();
+  // Shares the VM already has (same tag, same host directory: a pod share, whose
+  // virtiofsd sees what the plugin mounted below it since) need nothing added.
+  auto in_vm = [this](const pluginapi::Device& device) {
+    if (!device.has_share()) return false;
+    for (const auto& booted : boot_devices_) {
+      if (booted.has_share() && booted.share().tag() == device.share().tag() &&
+          booted.share().host_path() == device.share().host_path() &&
+          booted.share().read_only() == device.share().read_only()) {
+        return true;
+      }
+    }
+    return false;
+  };
   std::string needs;
   for (const auto& device : plan.devices()) {
+    if (in_vm(device)) continue;
     if (!needs.empty()) needs += ", ";
     if (device.has_share()) {
       needs += "virtio-fs share '" + device.share().tag().substr(0, 64) + "'";
@@ -230,9 +248,9 @@ Status Sandbox::CheckJoinsRunningVm(const ContainerKey& key, const pluginapi::Mo
       needs += "a device";
     }
   }
-  // Hot-adding them (VMM vm_add_device, per-container share tags) or one per-VM
-  // shared directory the storage plugin fills is what is missing; until then the
-  // container is refused rather than given the first container's rootfs.
+  if (needs.empty()) return Status::Ok();
+  // Hot-adding them (VMM vm_add_device, per-container share tags) is what is missing;
+  // until then the container is refused rather than given the first container's rootfs.
   return MakeError(ErrorCode::kNotImplemented,
                    "container " + key.id + " would join the running VM of " + options_.key.id +
                        " but its rootfs/volumes need " + needs +
@@ -271,6 +289,7 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   sized.max_vcpus = std::max(sized.max_vcpus, sized.vcpus);
   sized.max_memory_mib = std::max(sized.max_memory_mib, sized.memory_mib);
   pluginapi::VmSpec spec = VmSpecFor(sized, placement, plan, attachment_ ? &*attachment_ : nullptr);
+  boot_devices_.assign(plan.devices().begin(), plan.devices().end());
   const auto vmm_started = std::chrono::steady_clock::now();
   BBX_ASSIGN_OR_RETURN(vm_, backends_.vmm->CreateVm(spec));
   vmm_start_ms_ = ElapsedMs(vmm_started);

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "host/shim/container.h"
 #include "host/shim/event_publisher.h"
@@ -109,6 +110,8 @@ class Sandbox {
   // a guest spec, where a pod's app container joins its namespaces by it); guarded
   // by lifecycle_mutex_.
   uint32_t first_guest_pid_ = 0;
+  // The storage devices the VM booted with (a joining container may reuse a share).
+  std::vector<pluginapi::Device> boot_devices_;
   // Set when Kill stopped the VM: no container is created in it any more.
   std::string vm_stopped_because_;  // guarded by lifecycle_mutex_
 

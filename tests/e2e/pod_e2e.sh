@@ -15,10 +15,10 @@
 # Then beaconbox:
 #   - the sandbox container boots one VM; the app container's `start` gets the pod's
 #     shim (still one shim, one QEMU);
-#   - the app container itself is refused with the shim's "not implemented" line:
-#     its rootfs would need storage added to the running VM, which beaconbox cannot do
-#     yet (the brief's step 2), so the localhost/UTS checks are runc's only;
-#   - the refused app container leaves the VM and sandbox up; deleting the sandbox
+#   - the app container runs in that VM (its rootfs in the VM's one virtio-fs share,
+#     mounted there after boot) and passes runc's checks: localhost, net/UTS/IPC
+#     namespaces and hostname shared, its own writable rootfs;
+#   - deleting the app container leaves the VM and sandbox up; deleting the sandbox
 #     ends the shim and leaves no VM process, mount or socket.
 #   pod_e2e.sh OUTPUT_DIR [system|1.7|2]
 set -euo pipefail
@@ -133,41 +133,37 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
     pass "$name: the app container's start reuses the pod's shim (no second shim)" ||
     fail "$name: $(( $(shim_count) - shims_before )) shims for the pod after the app container"
 
-  if [ "$name" = runc ]; then
-    if [ "$app_ran" = 1 ] && wait_running "$app"; then
-      got=$(exec_in "$app" e1 wget -q -O - http://127.0.0.1:8080/ 2>&1 || true)
-      [ "$got" = pod-hello ] &&
-        pass "runc: the app container reaches the sandbox's listener on localhost" ||
-        fail "runc: the app container got '$got' from localhost:8080"
-      for ns in net uts ipc; do
-        in_app=$(exec_in "$app" "ns-$ns" readlink "/proc/self/ns/$ns" 2>&1 || true)
-        in_pod=$(exec_in "$pod" "ns-$ns" readlink "/proc/self/ns/$ns" 2>&1 || true)
-        [ -n "$in_app" ] && [ "$in_app" = "$in_pod" ] &&
-          pass "runc: the app container shares the sandbox's $ns namespace" ||
-          fail "runc: $ns namespace: app '$in_app', sandbox '$in_pod'"
-      done
-      [ "$(exec_in "$app" h1 hostname)" = "$(exec_in "$pod" h2 hostname)" ] &&
-        pass "runc: both containers see the same hostname" ||
-        fail "runc: the containers see different hostnames"
-    else
-      fail "runc: the app container did not run: $app_out"
-    fi
+  # The same checks for both runtimes: in beaconbox the app container runs in the
+  # pod's VM, its rootfs mounted below the VM's one virtio-fs share after boot.
+  if [ "$app_ran" = 1 ] && wait_running "$app"; then
+    got=$(exec_in "$app" e1 wget -q -O - http://127.0.0.1:8080/ 2>&1 || true)
+    [ "$got" = pod-hello ] &&
+      pass "$name: the app container reaches the sandbox's listener on localhost" ||
+      fail "$name: the app container got '$got' from localhost:8080"
+    for ns in net uts ipc; do
+      in_app=$(exec_in "$app" "ns-$ns" readlink "/proc/self/ns/$ns" 2>&1 || true)
+      in_pod=$(exec_in "$pod" "ns-$ns" readlink "/proc/self/ns/$ns" 2>&1 || true)
+      [ -n "$in_app" ] && [ "$in_app" = "$in_pod" ] &&
+        pass "$name: the app container shares the sandbox's $ns namespace" ||
+        fail "$name: $ns namespace: app '$in_app', sandbox '$in_pod'"
+    done
+    [ "$(exec_in "$app" h1 hostname)" = "$(exec_in "$pod" h2 hostname)" ] &&
+      pass "$name: both containers see the same hostname" ||
+      fail "$name: the containers see different hostnames"
+    # Its own rootfs (the image's), writable, not the sandbox's.
+    exec_in "$app" w1 /bin/sh -c 'echo app-wrote > /app-file' >/dev/null 2>&1 || true
+    got=$(exec_in "$app" r1 cat /app-file 2>&1 || true)
+    [ "$got" = app-wrote ] && pass "$name: the app container writes its own rootfs" ||
+      fail "$name: writing /app-file in the app container: '$got'"
+    in_pod=$(exec_in "$pod" r2 cat /app-file 2>&1 || true)
+    [ "$in_pod" != app-wrote ] && pass "$name: the sandbox does not see the app's rootfs" ||
+      fail "$name: the sandbox sees the app container's /app-file"
   else
-    # The pod's shim answered the app container's Create (a shim of its own would
-    # have booted a second VM, whose end the shim count above could miss) and refused
-    # it with one line: adding its rootfs to the running VM is not implemented yet.
-    if [ "$app_ran" = 0 ] && grep -q "container $app would join the running VM of $pod" \
-         <<<"$app_out" && grep -q "adding storage to a running VM is not implemented" <<<"$app_out"; then
-      pass "beaconbox: the pod's shim refuses the app container as not implemented, named"
-    else
-      fail "beaconbox: the app container: ran=$app_ran, ctr said: $app_out"
-    fi
+    fail "$name: the app container did not run: $app_out"
+  fi
+  if [ "$name" = beaconbox ]; then
     [ "$(qemu_count)" -eq 1 ] && pass "beaconbox: still one VM for the pod" ||
       fail "beaconbox: $(qemu_count) QEMU processes after the app container"
-    got=$(exec_in "$pod" e1 wget -q -O - http://127.0.0.1:8080/ 2>&1 || true)
-    [ "$got" = pod-hello ] &&
-      pass "beaconbox: the sandbox container serves on its localhost" ||
-      fail "beaconbox: the sandbox's own localhost:8080 gave '$got'"
   fi
 
   # Deleting the app container leaves the pod's shim and sandbox up.
