@@ -7,6 +7,8 @@ namespace {
 
 constexpr char kStateFile[] = "beaconbox-state.json";
 
+}  // namespace
+
 // containerd's identifier rule (identifiers.Validate): runs of [A-Za-z0-9] joined by
 // one of '.', '_', '-'; at most 76 characters.
 bool IsContainerdIdentifier(std::string_view text) {
@@ -27,6 +29,8 @@ bool IsContainerdIdentifier(std::string_view text) {
   }
   return !previous_separator;
 }
+
+namespace {
 
 std::string HashedName(const ContainerKey& key) {
   return "h-" + HashHex(key.namespace_name + "/" + key.id);

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common/base/file_util.h"
+#include "host/shim/pod_grouping.h"
 #include "host/shim/spec_adapter.h"
 #include "host/shim/translate.h"
 
@@ -140,6 +141,10 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   pluginapi::StoragePrepareRequest storage_request =
       StorageRequestFor(key, bundle, request.rootfs(), spec);
   storage_request.set_vm_run_dir(record_.vm_dir);
+  // A pod's containers (CRI's sandbox and app containers) share the VM: their storage
+  // goes into one share per VM where the plugin can (pod_grouping.h).
+  storage_request.set_pod_share(spec.annotations.contains(kCriContainerType) ||
+                                spec.annotations.contains(kCrioContainerType));
   BBX_ASSIGN_OR_RETURN(pluginapi::MountPlan plan, backends_.storage->Prepare(key, storage_request));
   record_.FindContainer(key)->rootfs = Step::kDone;
   BBX_RETURN_IF_ERROR(SaveState());
@@ -148,6 +153,9 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   BBX_ASSIGN_OR_RETURN(std::vector<std::string> guest_volumes,
                        GuestVolumePathsFor(plan, spec.volumes.size()));
 
+  // A further container of the VM (a pod's app container) gets nothing hot-added yet:
+  // what its plan needs beyond the guest mounts must already be in the VM.
+  if (!boots_vm) BBX_RETURN_IF_ERROR(CheckJoinsRunningVm(key, plan));
   const long host_setup_ms = ElapsedMs(started);
   if (boots_vm) BBX_RETURN_IF_ERROR(BootVm(plan, spec.annotations, spec.network_namespace_path));
   const long vm_ready_ms = ElapsedMs(started);
@@ -159,6 +167,11 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   }
   BBX_ASSIGN_OR_RETURN(AdaptedSpec guest_spec,
                        AdaptSpecForGuest(host_spec, share_vm_dns, guest_rootfs, &guest_volumes));
+  if (!boots_vm) {
+    // A pod's app container: the sandbox container's namespaces, as the guest has them.
+    BBX_ASSIGN_OR_RETURN(guest_spec.config_json,
+                         JoinPodNamespaces(guest_spec.config_json, HostPid(), first_guest_pid_));
+  }
   BBX_ASSIGN_OR_RETURN(guestapi::CreateBundleRequest bundle_request,
                        BundleRequestFor(key, plan, guest_spec.config_json));
   guestapi::CreateBundleResponse bundle_response;
@@ -185,6 +198,7 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   BBX_RETURN_IF_ERROR(
       guest->CallTask("Create", guest_request, &guest_response, backends_.vm.guest_call_timeout));
   Reached("task-created", spec.annotations);
+  if (boots_vm) first_guest_pid_ = guest_response.pid();
 
   Container::Options container_options;
   container_options.host_pid = HostPid();
@@ -206,6 +220,42 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
       key.ToString(), container->host_pid(), guest_response.pid(), host_setup_ms,
       vm_ready_ms - host_setup_ms, vmm_start_ms_, ElapsedMs(started) - vm_ready_ms);
   return container;
+}
+
+Status Sandbox::CheckJoinsRunningVm(const ContainerKey& key, const pluginapi::MountPlan& plan) {
+  // Shares the VM already has (same tag, same host directory: a pod share, whose
+  // virtiofsd sees what the plugin mounted below it since) need nothing added.
+  auto in_vm = [this](const pluginapi::Device& device) {
+    if (!device.has_share()) return false;
+    for (const auto& booted : boot_devices_) {
+      if (booted.has_share() && booted.share().tag() == device.share().tag() &&
+          booted.share().host_path() == device.share().host_path() &&
+          booted.share().read_only() == device.share().read_only()) {
+        return true;
+      }
+    }
+    return false;
+  };
+  std::string needs;
+  for (const auto& device : plan.devices()) {
+    if (in_vm(device)) continue;
+    if (!needs.empty()) needs += ", ";
+    if (device.has_share()) {
+      needs += "virtio-fs share '" + device.share().tag().substr(0, 64) + "'";
+    } else if (device.has_block()) {
+      needs += "disk '" + device.block().id().substr(0, 64) + "'";
+    } else {
+      needs += "a device";
+    }
+  }
+  if (needs.empty()) return Status::Ok();
+  // Hot-adding them (VMM vm_add_device, per-container share tags) is what is missing;
+  // until then the container is refused rather than given the first container's rootfs.
+  return MakeError(ErrorCode::kNotImplemented,
+                   "container " + key.id + " would join the running VM of " + options_.key.id +
+                       " but its rootfs/volumes need " + needs +
+                       " added to that VM: adding storage to a running VM is not implemented "
+                       "(a pod's app containers cannot run in the pod's VM yet)");
 }
 
 Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
@@ -239,6 +289,7 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   sized.max_vcpus = std::max(sized.max_vcpus, sized.vcpus);
   sized.max_memory_mib = std::max(sized.max_memory_mib, sized.memory_mib);
   pluginapi::VmSpec spec = VmSpecFor(sized, placement, plan, attachment_ ? &*attachment_ : nullptr);
+  boot_devices_.assign(plan.devices().begin(), plan.devices().end());
   const auto vmm_started = std::chrono::steady_clock::now();
   BBX_ASSIGN_OR_RETURN(vm_, backends_.vmm->CreateVm(spec));
   vmm_start_ms_ = ElapsedMs(vmm_started);
@@ -387,6 +438,7 @@ Result<ExitInfo> Sandbox::DeleteContainer(const ContainerKey& key) {
   {
     std::lock_guard lifecycle(lifecycle_mutex_);
     BBX_ASSIGN_OR_RETURN(container, Find(key));
+    BBX_RETURN_IF_ERROR(CheckDeletesLast(key));
     BBX_ASSIGN_OR_RETURN(exit, container->BeginDelete());
     const auto teardown_started = std::chrono::steady_clock::now();
     bool last = false;
@@ -407,6 +459,25 @@ Result<ExitInfo> Sandbox::DeleteContainer(const ContainerKey& key) {
   if (container->hooks()) container->hooks()->RunPoststop(exit.pid);
   container->FinishDelete(exit);
   return exit;
+}
+
+Status Sandbox::CheckDeletesLast(const ContainerKey& key) const {
+  if (key != options_.key) return Status::Ok();
+  std::string others;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [other, container] : containers_) {
+      if (other == key) continue;
+      if (!others.empty()) others += ", ";
+      others += other.id;
+    }
+  }
+  if (others.empty()) return Status::Ok();
+  // Its bundle holds the state file, and the shim serves from it; containerd's CRI
+  // deletes a pod's app containers before its sandbox.
+  return MakeError(ErrorCode::kFailedPrecondition, "container " + key.id + " started the VM that " +
+                                                       others.substr(0, 400) +
+                                                       " run in: delete those first");
 }
 
 void Sandbox::ReleaseContainer(const ContainerKey& key) {

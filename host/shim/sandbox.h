@@ -1,7 +1,7 @@
 // A sandbox is one VM and everything around it: the VM from the VMM backend, the
 // network attachment, each container's rootfs from the storage backend, the guest
 // agent connection, and the containers running in the VM (keyed by namespace and id;
-// today containerd puts one in each, a pod will put several). What it asked the
+// one, or a CRI pod's containers: pod_grouping.h). What it asked the
 // backends for is recorded step by step in one state file (sandbox_state.h), and
 // teardown -- here or in the `delete` action after a dead shim -- runs from it.
 #pragma once
@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "host/shim/container.h"
 #include "host/shim/event_publisher.h"
@@ -77,8 +78,12 @@ class Sandbox {
   Status BootVm(const pluginapi::MountPlan& plan,
                 const std::map<std::string, std::string>& annotations,
                 const std::string& netns_path);  // requires lifecycle_mutex_
-  Status ConnectGuest();                                       // requires lifecycle_mutex_
-  Status SaveState();                                          // requires lifecycle_mutex_
+  Status ConnectGuest();                         // requires lifecycle_mutex_
+  // kNotImplemented when a further container's plan needs devices the VM lacks.
+  Status CheckJoinsRunningVm(const ContainerKey& key, const pluginapi::MountPlan& plan);
+  // kFailedPrecondition when `key` started the VM and other containers still run in it.
+  Status CheckDeletesLast(const ContainerKey& key) const;
+  Status SaveState();  // requires lifecycle_mutex_
   void Reached(std::string_view step, const std::map<std::string, std::string>& annotations);
   void TeardownLocked();                                 // requires lifecycle_mutex_
   void ReleaseContainer(const ContainerKey& key);        // requires lifecycle_mutex_
@@ -101,6 +106,12 @@ class Sandbox {
   std::optional<pluginapi::NetworkAttachment> attachment_;  // guarded by lifecycle_mutex_
   long vmm_start_ms_ = 0;                                   // guarded by lifecycle_mutex_
   VmSize vm_size_;  // the VM's vCPUs and memory now; guarded by lifecycle_mutex_
+  // The guest's pid of the first container's init (untrusted: only ever written into
+  // a guest spec, where a pod's app container joins its namespaces by it); guarded
+  // by lifecycle_mutex_.
+  uint32_t first_guest_pid_ = 0;
+  // The storage devices the VM booted with (a joining container may reuse a share).
+  std::vector<pluginapi::Device> boot_devices_;
   // Set when Kill stopped the VM: no container is created in it any more.
   std::string vm_stopped_because_;  // guarded by lifecycle_mutex_
 

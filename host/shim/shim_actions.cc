@@ -24,6 +24,7 @@
 #include "common/base/unique_fd.h"
 #include "host/log/log.h"
 #include "host/shim/plugin_backends.h"
+#include "host/shim/pod_grouping.h"
 #include "host/shim/runtime_layout.h"
 #include "host/shim/sandbox.h"
 #include "host/shim/sandbox_state.h"
@@ -48,10 +49,19 @@ std::string BundleDir(const ShimFlags& flags) {
 
 ContainerKey KeyOf(const ShimFlags& flags) { return {flags.namespace_name, flags.id}; }
 
-// Removes the socket the `start` action bound, named in the bundle's address file.
-void RemoveShimSocket(const std::string& bundle) {
+// The socket path in the bundle's address file ("" when none).
+std::string ShimSocketOfBundle(const std::string& bundle) {
   auto address = ReadSmallFile(RuntimeLayout::AddressFilePath(bundle), 4096);
-  if (address.ok() && address->starts_with("unix://")) ::unlink(address->c_str() + 7);
+  if (address.ok() && address->starts_with("unix://")) return address->substr(7);
+  return "";
+}
+
+// Removes the socket the `start` action bound, named in the bundle's address file,
+// unless a shim still serves on it: a pod's containers share their sandbox's shim,
+// and the `delete` action of one of them must leave the pod's socket alone.
+void RemoveShimSocket(const std::string& bundle) {
+  const std::string path = ShimSocketOfBundle(bundle);
+  if (!path.empty() && !ShimSocketAnswers(path)) ::unlink(path.c_str());
 }
 
 Result<UniqueFd> Listen(const std::string& path) {
@@ -125,8 +135,22 @@ Status RunStart(const ShimFlags& flags, const char* argv0) {
   BBX_RETURN_IF_ERROR(UseConfigFromOptions(start_options, BundleDir(flags)));
   BBX_ASSIGN_OR_RETURN(config::Config cfg, config::LoadConfig());
   const RuntimeLayout layout = LayoutFromConfig(cfg);
-  BBX_ASSIGN_OR_RETURN(std::string socket_path,
-                       layout.ShimSocketPath(flags.containerd_address, KeyOf(flags)));
+  // The containers of a pod share the shim (and the VM) of its sandbox container,
+  // as runc's shim groups them (pod_grouping.h).
+  BBX_ASSIGN_OR_RETURN(auto annotations, ReadBundleAnnotations(BundleDir(flags)));
+  BBX_ASSIGN_OR_RETURN(std::string grouping_id, GroupingIdOf(flags.id, annotations));
+  BBX_ASSIGN_OR_RETURN(
+      std::string socket_path,
+      layout.ShimSocketPath(flags.containerd_address, {flags.namespace_name, grouping_id}));
+  if (ShimSocketAnswers(socket_path)) {
+    // The pod's shim serves already: containerd talks to it for this container too.
+    std::string existing = "unix://" + socket_path;
+    BBX_RETURN_IF_ERROR(
+        WriteFileAtomic(RuntimeLayout::AddressFilePath(BundleDir(flags)), existing));
+    std::fputs(existing.c_str(), stdout);
+    std::fflush(stdout);
+    return Status::Ok();
+  }
   std::string socket_dir = fs::path(socket_path).parent_path().string();
   std::error_code error;
   fs::create_directories(socket_dir, error);
@@ -255,7 +279,13 @@ Status RunDelete(const ShimFlags& flags) {
   if (loaded.ok()) {
     const RuntimeLayout layout = (*loaded)->layout();
     auto record = LoadRecord(state_path);
-    if (!record.ok()) {
+    const std::string socket = ShimSocketOfBundle(bundle);
+    if (!record.ok() && record.error().code == ErrorCode::kNotFound && !socket.empty() &&
+        ShimSocketAnswers(socket)) {
+      // A container of a pod whose shim still serves (containerd runs `delete` after
+      // each task's Delete): that shim holds and releases what the container had.
+      spdlog::info("{}: the shim serving it is alive and releases what it holds", key.ToString());
+    } else if (!record.ok()) {
       if (record.error().code != ErrorCode::kNotFound) {
         spdlog::warn("{}: releasing what {} may hold", record.error().message, key.ToString());
       }
@@ -272,7 +302,9 @@ Status RunDelete(const ShimFlags& flags) {
       record = std::move(guess);
     }
     // The same code as the serving shim's teardown, without a live VM handle.
-    TeardownFromRecord(*record, (*loaded)->backends(), layout, nullptr, state_path);
+    if (record.ok()) {
+      TeardownFromRecord(*record, (*loaded)->backends(), layout, nullptr, state_path);
+    }
   } else {
     spdlog::warn("cleanup without plugins: {}", loaded.error().message);
   }

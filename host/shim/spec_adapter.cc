@@ -159,6 +159,42 @@ Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool sh
   }
 }
 
+Result<std::string> JoinPodNamespaces(std::string_view guest_config_json, uint32_t sandbox_host_pid,
+                                      uint32_t sandbox_guest_pid) {
+  BBX_ASSIGN_OR_RETURN(json spec, ParseBoundedJson(guest_config_json, "the guest's config.json"));
+  if (!spec.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the guest's config.json is not a JSON object");
+  }
+  auto linux_it = spec.find("linux");
+  if (linux_it == spec.end() || !linux_it->is_object()) return std::string(guest_config_json);
+  auto ns = linux_it->find("namespaces");
+  if (ns == linux_it->end() || !ns->is_array()) return std::string(guest_config_json);
+  const std::string host_prefix = "/proc/" + std::to_string(sandbox_host_pid) + "/ns/";
+  const std::string guest_prefix = "/proc/" + std::to_string(sandbox_guest_pid) + "/ns/";
+  for (auto& entry : *ns) {
+    if (!entry.is_object()) continue;
+    auto path = entry.find("path");
+    if (path == entry.end() || !path->is_string() || path->get<std::string>().empty()) continue;
+    auto type_it = entry.find("type");
+    const std::string type =
+        type_it != entry.end() && type_it->is_string() ? type_it->get<std::string>() : "";
+    const std::string given = path->get<std::string>();
+    // The kernel's names in /proc/<pid>/ns for the OCI types a pod shares.
+    std::string proc_name;
+    if (type == "ipc" || type == "uts" || type == "pid" || type == "cgroup") proc_name = type;
+    if (type == "mount") proc_name = "mnt";
+    if (proc_name.empty() || sandbox_guest_pid == 0 || given != host_prefix + proc_name) {
+      return MakeError(ErrorCode::kNotImplemented,
+                       "the spec joins the " + type.substr(0, 16) + " namespace " +
+                           given.substr(0, 80) +
+                           ", which is not one of the pod's sandbox container (" + host_prefix +
+                           "...): joining a host namespace from a VM is not implemented");
+    }
+    *path = guest_prefix + proc_name;
+  }
+  return spec.dump();
+}
+
 Result<std::string> AdaptProcessForGuest(std::string_view process_json) {
   BBX_ASSIGN_OR_RETURN(json process, ParseBoundedJson(process_json, "exec process spec"));
   if (!process.is_object()) {

@@ -50,6 +50,18 @@ Result<AdaptedSpec> AdaptSpecForGuest(std::string_view host_config_json, bool sh
                                       std::string_view guest_rootfs = "rootfs",
                                       const std::vector<std::string>* guest_volume_paths = nullptr);
 
+// A pod's app container joins the sandbox container's namespaces. The spec names them
+// as containerd's CRI does, by the host path /proc/<sandbox task's pid>/ns/<type> --
+// for beaconbox the VMM's pid (container.h), which means nothing in the guest. In the
+// guest adapted spec `guest_config_json` (AdaptSpecForGuest's), each ipc, uts, pid,
+// cgroup or mount entry whose path is /proc/<sandbox_host_pid>/ns/<type> becomes
+// /proc/<sandbox_guest_pid>/ns/<type>: the sandbox container's init in the guest,
+// where crun joins it. The network namespace was removed already: every container of
+// the VM shares its network. Any other path names a host namespace a VM cannot join:
+// kNotImplemented naming it.
+Result<std::string> JoinPodNamespaces(std::string_view guest_config_json, uint32_t sandbox_host_pid,
+                                      uint32_t sandbox_guest_pid);
+
 // Same rules for an exec's OCI process JSON (nothing to change today but validation).
 Result<std::string> AdaptProcessForGuest(std::string_view process_json);
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <filesystem>
 
 #include "common/base/errno_error.h"
@@ -25,6 +26,66 @@ bool IsAbsoluteClean(const std::string& path) {
   return true;
 }
 
+// A containerd identifier: the name of a container's directory in a pod share.
+bool IsPlainName(const std::string& name) {
+  if (name.empty() || name.size() > 76 || name[0] == '.') return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+constexpr char kPodShareTmpfsOptions[] = "mode=0755,size=64k";
+
+// The pod share's tmpfs, writable (true) while a container's directory is added or
+// removed, read-only otherwise: the guest can neither add nor remove entries.
+Status SetPodShareWritable(const std::string& share, bool writable) {
+  const unsigned long flags =
+      MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC | (writable ? 0 : MS_RDONLY);
+  if (::mount(nullptr, share.c_str(), nullptr, flags, kPodShareTmpfsOptions) != 0) {
+    return ErrnoError(writable ? "making writable" : "making read-only", share);
+  }
+  return Status::Ok();
+}
+
+bool IsMountPoint(const std::string& path) {
+  struct stat self {};
+  struct stat parent {};
+  if (::stat(path.c_str(), &self) != 0) return false;
+  if (::stat((path + "/..").c_str(), &parent) != 0) return false;
+  return self.st_dev != parent.st_dev;
+}
+
+// Mounts containerd's rootfs mount (one, or none: `source` bound) on `target`.
+Status MountRootfs(const pluginapi::HostMount& mount, const std::string& target) {
+  std::vector<std::string> options(mount.options().begin(), mount.options().end());
+  MountOptions parsed = ParseMountOptions(options);
+  if (mount.type() != "bind" && (parsed.flags & MS_BIND) == 0 && mount.type() != "overlay") {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "rootfs mount type '" + mount.type() +
+                         "' is not supported yet: use the overlayfs or native snapshotter");
+  }
+  if (mount.type() == "bind") {
+    parsed.flags |= MS_BIND;
+    parsed.bind = true;
+    parsed.remount_readonly = (parsed.flags & MS_RDONLY) != 0;
+  }
+  const unsigned long flags = parsed.remount_readonly ? parsed.flags & ~MS_RDONLY : parsed.flags;
+  if (::mount(mount.source().c_str(), target.c_str(), mount.type().c_str(), flags,
+              parsed.data.empty() ? nullptr : parsed.data.c_str()) != 0) {
+    return ErrnoError("mounting the container rootfs (" + mount.type() + ") on", target);
+  }
+  if (parsed.remount_readonly) {
+    ::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
+  }
+  if (parsed.propagation != 0) {
+    ::mount(nullptr, target.c_str(), nullptr, parsed.propagation, nullptr);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<pluginapi::MountPlan> RootfsExporter::Prepare(
@@ -33,6 +94,7 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
     return MakeError(ErrorCode::kInvalidArgument,
                      "bundle '" + request.bundle() + "' is not a clean absolute path");
   }
+  if (request.pod_share()) return PreparePodShare(request);
   const std::string rootfs = request.bundle() + "/rootfs";
   std::error_code error;
   fs::create_directories(rootfs, error);
@@ -139,6 +201,9 @@ Status RootfsExporter::Release(const std::string& container_id, const std::strin
     return MakeError(ErrorCode::kInvalidArgument,
                      "bundle '" + bundle + "' is not a clean absolute path");
   }
+  if (::access((bundle + "/" + kPodShareMarker).c_str(), F_OK) == 0) {
+    return ReleasePodShare(bundle);
+  }
   // The VM (and its virtiofsd) is gone when the shim releases: nothing holds these.
   Status volumes = UnstageVolumes(bundle);
   const std::string marker = bundle + "/" + kMountedMarker;
@@ -152,6 +217,145 @@ Status RootfsExporter::Release(const std::string& container_id, const std::strin
   }
   ::unlink(marker.c_str());
   return volumes;
+}
+
+// virtiofsd runs chrooted in the host's mount namespace (plugins/common/virtiofsd.cc):
+// what is mounted below the share after the VM booted reaches the guest through it.
+Result<pluginapi::MountPlan> RootfsExporter::PreparePodShare(
+    const pluginapi::StoragePrepareRequest& request) const {
+  if (!IsAbsoluteClean(request.vm_run_dir())) {
+    return MakeError(ErrorCode::kInvalidArgument, "pod share: the VM run directory '" +
+                                                      request.vm_run_dir().substr(0, 256) +
+                                                      "' is not a clean absolute path");
+  }
+  if (!IsPlainName(request.container_id())) {
+    return MakeError(ErrorCode::kInvalidArgument, "pod share: container id '" +
+                                                      request.container_id().substr(0, 80) +
+                                                      "' is not a containerd identifier");
+  }
+  if (request.rootfs_size() > 1) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "a rootfs of " + std::to_string(request.rootfs_size()) +
+                         " mounts is not supported yet: use the overlayfs or native snapshotter");
+  }
+  const std::string share = request.vm_run_dir() + "/" + kPodShareDir;
+  const std::string dir = share + "/" + request.container_id();
+  const std::string rootfs = dir + "/rootfs";
+  std::error_code error;
+  fs::create_directories(share, error);
+  if (error) return MakeError(ErrorCode::kPermission, "creating " + share + ": " + error.message());
+  if (!IsMountPoint(share)) {
+    if (::mount("beaconbox-pod-share", share.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                kPodShareTmpfsOptions) != 0) {
+      return ErrnoError("mounting the pod share tmpfs on", share);
+    }
+    if (::mount(nullptr, share.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
+      Status failed = ErrnoError("making private", share);
+      ::umount2(share.c_str(), MNT_DETACH);
+      return failed.error();
+    }
+  }
+  BBX_RETURN_IF_ERROR(SetPodShareWritable(share, true));
+  Status made = Status::Ok();
+  if (::mkdir(dir.c_str(), 0755) != 0) {
+    made = ErrnoError("creating the container's directory in the pod share", dir);
+  } else if (::mkdir(rootfs.c_str(), 0755) != 0 ||
+             ::mkdir((dir + "/" + kVolumesDir).c_str(), 0755) != 0) {
+    made = ErrnoError("creating the container's mount points in", dir);
+  }
+  BBX_RETURN_IF_ERROR(SetPodShareWritable(share, false));
+  BBX_RETURN_IF_ERROR(made);
+  // From here on Release undoes what is done.
+  BBX_RETURN_IF_ERROR(WriteFileAtomic(request.bundle() + "/" + kPodShareMarker, dir + "\n"));
+
+  pluginapi::HostMount bound;
+  if (request.rootfs_size() == 1) {
+    bound = request.rootfs(0);
+  } else {
+    bound.set_type("bind");
+    bound.set_source(request.bundle() + "/rootfs");
+    bound.add_options("rbind");
+  }
+  BBX_RETURN_IF_ERROR(MountRootfs(bound, rootfs));
+  if (request.rootfs_read_only() &&
+      ::mount(nullptr, rootfs.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+    return ErrnoError("making the read-only rootfs read-only", rootfs);
+  }
+  if (!request.volumes().empty()) BBX_RETURN_IF_ERROR(StageVolumes(dir, request.volumes()));
+
+  // One device for every container of the VM: the same tag and host path.
+  pluginapi::MountPlan plan;
+  auto* device = plan.add_devices()->mutable_share();
+  device->set_tag(config_.share_tag);
+  device->set_host_path(share);
+  device->set_read_only(false);
+  auto* guest_share = plan.add_guest_mounts();
+  guest_share->set_type("virtiofs");
+  guest_share->set_source(config_.share_tag);
+  guest_share->set_target(kGuestPodShare);
+  const std::string guest_dir = std::string(kGuestPodShare) + "/" + request.container_id();
+  if (request.rootfs_read_only()) {
+    // As Prepare's: an overlay with a small guest tmpfs on top, so that crun can make
+    // the mount points the image lacks.
+    auto* scratch = plan.add_guest_mounts();
+    scratch->set_type("tmpfs");
+    scratch->set_source("tmpfs");
+    scratch->set_target(kGuestRootfsScratch);
+    scratch->add_options("mode=0755");
+    scratch->add_options("size=16m");
+    auto* overlay = plan.add_guest_mounts();
+    overlay->set_type("overlay");
+    overlay->set_source("overlay");
+    overlay->set_target("rootfs");
+    overlay->add_options("lowerdir=" + guest_dir + "/rootfs");
+    overlay->add_options(std::string("upperdir=") + kGuestRootfsScratch + "/upper");
+    overlay->add_options(std::string("workdir=") + kGuestRootfsScratch + "/work");
+    plan.set_guest_rootfs("rootfs");
+  } else {
+    plan.set_guest_rootfs(guest_dir + "/rootfs");
+  }
+  for (int i = 0; i < request.volumes_size(); ++i) {
+    plan.add_guest_volume_paths(guest_dir + "/" + kVolumesDir + "/" + std::to_string(i));
+  }
+  return plan;
+}
+
+Status RootfsExporter::ReleasePodShare(const std::string& bundle) const {
+  const std::string marker = bundle + "/" + kPodShareMarker;
+  BBX_ASSIGN_OR_RETURN(std::string dir, ReadSmallFile(marker, 4096));
+  while (!dir.empty() && dir.back() == '\n') dir.pop_back();
+  const fs::path dir_path(dir);
+  const std::string share = dir_path.parent_path().string();
+  if (!IsAbsoluteClean(dir) || dir_path.parent_path().filename() != kPodShareDir ||
+      !IsPlainName(dir_path.filename().string())) {
+    return MakeError(ErrorCode::kInternal, marker + " names '" + dir.substr(0, 256) +
+                                               "', no container directory of a pod share: "
+                                               "not touched; unmount and remove it by hand");
+  }
+  const bool mounted_share = IsMountPoint(share);
+  if (mounted_share) (void)SetPodShareWritable(share, true);
+  Status status = UnstageVolumes(dir);
+  const std::string rootfs = dir + "/rootfs";
+  if (::umount2(rootfs.c_str(), 0) != 0 && errno != EINVAL && errno != ENOENT) {
+    if (::umount2(rootfs.c_str(), MNT_DETACH) != 0 && errno != EINVAL && status.ok()) {
+      status = ErrnoError("unmounting", rootfs);
+    }
+  }
+  if (status.ok()) {
+    ::rmdir(rootfs.c_str());
+    ::rmdir(dir.c_str());
+  }
+  if (mounted_share) {
+    std::error_code error;
+    if (status.ok() && fs::is_empty(share, error) && !error) {
+      if (::umount2(share.c_str(), MNT_DETACH) != 0) status = ErrnoError("unmounting", share);
+      if (status.ok()) ::rmdir(share.c_str());
+    } else {
+      (void)SetPodShareWritable(share, false);
+    }
+  }
+  if (status.ok()) ::unlink(marker.c_str());
+  return status;
 }
 
 }  // namespace beaconbox::storage

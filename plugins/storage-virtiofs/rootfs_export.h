@@ -32,6 +32,10 @@ class RootfsExporter {
   Status Release(const std::string& container_id, const std::string& bundle) const;
 
  private:
+  Result<beaconbox::plugin::v1::MountPlan> PreparePodShare(
+      const beaconbox::plugin::v1::StoragePrepareRequest& request) const;
+  Status ReleasePodShare(const std::string& bundle) const;
+
   ExportConfig config_;
 };
 
@@ -39,6 +43,15 @@ class RootfsExporter {
 // mounted at "rootfs" above it.
 inline constexpr char kGuestRootfsImage[] = "rootfs-image";
 inline constexpr char kGuestRootfsScratch[] = "rootfs-scratch";
+
+// A pod's share (StoragePrepareRequest.pod_share): a tmpfs, read-only but while
+// Prepare adds a container's directory, at <vm_run_dir>/<kPodShareDir>; container C
+// has C/rootfs (its rootfs mounted there) and C/beaconbox-volumes. The guest mounts
+// the share at kGuestPodShare in each container's bundle.
+inline constexpr char kPodShareDir[] = "pod-share";
+inline constexpr char kGuestPodShare[] = "pod-share";
+// Name of the file in the bundle that records the container's directory in a pod share.
+inline constexpr char kPodShareMarker[] = "beaconbox-pod-share";
 
 // Name of the file in the bundle that records that Prepare mounted the rootfs.
 inline constexpr char kMountedMarker[] = "beaconbox-rootfs-mounted";

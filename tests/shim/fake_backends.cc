@@ -73,9 +73,11 @@ Result<pluginapi::MountPlan> FakeStorage::Prepare(const ContainerKey& key,
   if (fail_prepare) return MakeError(ErrorCode::kUnavailable, "fake storage: prepare refused");
   prepared_.insert(key);
   pluginapi::MountPlan plan;
-  auto* share = plan.add_devices()->mutable_share();
-  share->set_tag("rootfs-" + key.id);
-  share->set_host_path(request.bundle() + "/rootfs");
+  if (plan_devices) {
+    auto* share = plan.add_devices()->mutable_share();
+    share->set_tag("rootfs-" + key.id);
+    share->set_host_path(request.bundle() + "/rootfs");
+  }
   auto* mount = plan.add_guest_mounts();
   mount->set_type("virtiofs");
   mount->set_source("rootfs-" + key.id);

@@ -73,6 +73,9 @@ class FakeStorage final : public StorageBackend {
   std::set<ContainerKey> prepared() const;
   std::string guest_rootfs = "rootfs";
   bool fail_prepare = false;
+  // false: plans with guest mounts only, as from a storage plugin whose container
+  // needs nothing added to a running VM.
+  bool plan_devices = true;
   std::vector<pluginapi::StoragePrepareRequest> requests;
 
  private:

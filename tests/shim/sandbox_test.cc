@@ -328,6 +328,7 @@ TEST_F(SandboxTest, OneVmHoldsSeveralContainers) {
   Sandbox& sandbox = NewSandbox(kC1);
   const ContainerKey c2{"default", "c2"};
   ASSERT_TRUE(sandbox.CreateContainer(kC1, CreateRequest(kC1)).ok());
+  storage_.plan_devices = false;  // nothing to add to the running VM
   auto second = sandbox.CreateContainer(c2, CreateRequest(c2));
   ASSERT_TRUE(second.ok()) << second.error().message;
   EXPECT_EQ(vmm_.created(), 1);
@@ -346,6 +347,126 @@ TEST_F(SandboxTest, OneVmHoldsSeveralContainers) {
   auto record = LoadRecord(sandbox.state_path());
   ASSERT_TRUE(record.ok());
   EXPECT_EQ(record->containers.size(), 1u);
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// A pod's app container whose storage needs a share or disk added to the running VM
+// is refused as not implemented, naming what it needs; it never gets the first
+// container's rootfs, and the VM and first container stay as they were.
+TEST_F(SandboxTest, AFurtherContainerNeedingStorageInTheRunningVmIsNotImplemented) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  const ContainerKey c2{"default", "c2"};
+  ASSERT_TRUE(sandbox.CreateContainer(kC1, CreateRequest(kC1)).ok());
+  auto refused = sandbox.CreateContainer(c2, CreateRequest(c2));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotImplemented);
+  EXPECT_NE(refused.error().message.find("virtio-fs share 'rootfs-c2'"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("not implemented"), std::string::npos);
+  EXPECT_EQ(refused.error().message.find('\n'), std::string::npos);
+  EXPECT_EQ(vmm_.created(), 1);
+  EXPECT_EQ(vmm_.live_vms(), 1);
+  EXPECT_EQ(storage_.prepared(), (std::set<ContainerKey>{kC1}));
+  EXPECT_FALSE(sandbox.Find(c2).ok());
+  auto record = LoadRecord(sandbox.state_path());
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->containers.size(), 1u);
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// A pod's app container names the sandbox's IPC and UTS namespaces by the sandbox
+// task's pid (the VMM's); the guest gets the sandbox container's init in the guest.
+TEST_F(SandboxTest, AnAppContainerJoinsTheSandboxContainersNamespacesInTheGuest) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  agent_.AnswerPid(77);
+  ASSERT_TRUE(sandbox.CreateContainer(kC1, CreateRequest(kC1)).ok());
+  const ContainerKey c2{"default", "c2"};
+  auto request = CreateRequest(c2);
+  std::ofstream(request.bundle() + "/config.json", std::ios::trunc)
+      << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["/bin/true"]},
+            "linux":{"namespaces":[{"type":"ipc","path":"/proc/424242/ns/ipc"},
+                                   {"type":"uts","path":"/proc/424242/ns/uts"},
+                                   {"type":"mount"}]}})";
+  storage_.plan_devices = false;
+  ASSERT_TRUE(sandbox.CreateContainer(c2, request).ok());
+  auto bundle = agent_.last_bundle();
+  ASSERT_TRUE(bundle.has_value());
+  const std::string config = bundle->config_json();
+  EXPECT_NE(config.find(R"("path":"/proc/77/ns/ipc")"), std::string::npos) << config;
+  EXPECT_NE(config.find(R"("path":"/proc/77/ns/uts")"), std::string::npos) << config;
+  EXPECT_EQ(config.find("424242"), std::string::npos) << config;
+
+  // A host namespace of anything else is refused, naming it.
+  const ContainerKey c3{"default", "c3"};
+  auto other = CreateRequest(c3);
+  std::ofstream(other.bundle() + "/config.json", std::ios::trunc)
+      << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["/bin/true"]},
+            "linux":{"namespaces":[{"type":"ipc","path":"/proc/1/ns/ipc"}]}})";
+  auto refused = sandbox.CreateContainer(c3, other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotImplemented);
+  EXPECT_NE(refused.error().message.find("/proc/1/ns/ipc"), std::string::npos);
+  ASSERT_TRUE(sandbox.DeleteContainer(c2).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// A pod's shim killed with two containers in its VM: the `delete` action of the
+// sandbox container tears down from the one state file, every container's rootfs
+// with the VM and the network.
+TEST_F(SandboxTest, TheStateFileOfAPodLetsDeleteReleaseEveryContainer) {
+  Sandbox& sandbox = NewSandbox(kC1, /*with_network=*/true);
+  const ContainerKey c2{"default", "c2"};
+  ASSERT_TRUE(sandbox.CreateContainer(kC1, CreateRequest(kC1)).ok());
+  storage_.plan_devices = false;
+  ASSERT_TRUE(sandbox.CreateContainer(c2, CreateRequest(c2)).ok());
+  auto text = ReadSmallFile(sandbox.state_path());
+  ASSERT_TRUE(text.ok());
+  auto record = ParseRecord(*text);
+  ASSERT_TRUE(record.ok());
+  ASSERT_EQ(record->containers.size(), 2u);
+  EXPECT_EQ(record->sandbox, kC1);
+
+  FakeStorage storage;
+  FakeNetwork network;
+  FakeGuestAgent agent;
+  FakeVmm vmm(agent);
+  ASSERT_TRUE(storage.Prepare(kC1, {}).ok());
+  ASSERT_TRUE(storage.Prepare(c2, {}).ok());
+  ASSERT_TRUE(network.Attach(kC1, {}).ok());
+  SandboxBackends backends{&vmm, &storage, &network, {}};
+  const std::string copy = root_ + "/pod-state-copy.json";
+  ASSERT_TRUE(WriteFileAtomic(copy, *text).ok());
+  TeardownFromRecord(*record, backends, RuntimeLayout(root_ + "/run", root_ + "/log"), nullptr,
+                     copy);
+  EXPECT_TRUE(storage.prepared().empty());
+  EXPECT_TRUE(network.attached().empty());
+  EXPECT_EQ(vmm.cleanups(), 1);
+  EXPECT_FALSE(fs::exists(copy));
+  ASSERT_TRUE(sandbox.DeleteContainer(c2).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// The container that started the VM holds the state file in its bundle: it goes
+// last, as containerd's CRI deletes a pod's sandbox after its app containers.
+TEST_F(SandboxTest, TheContainerThatStartedTheVmIsDeletedLast) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  const ContainerKey c2{"default", "c2"};
+  auto first = sandbox.CreateContainer(kC1, CreateRequest(kC1));
+  ASSERT_TRUE(first.ok());
+  storage_.plan_devices = false;
+  ASSERT_TRUE(sandbox.CreateContainer(c2, CreateRequest(c2)).ok());
+  auto refused = sandbox.DeleteContainer(kC1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(refused.error().message.find("c2"), std::string::npos) << refused.error().message;
+  EXPECT_TRUE(sandbox.Find(kC1).ok());
+  EXPECT_EQ(vmm_.live_vms(), 1);
+  ASSERT_TRUE(sandbox.DeleteContainer(c2).ok());
+  EXPECT_EQ(vmm_.live_vms(), 1);
   ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
   ExpectNothingLeft(sandbox);
 }

@@ -228,3 +228,52 @@ TEST(SpecAdapter, RefusesDeeplyNestedJsonWithOneLine) {
 
 }  // namespace
 }  // namespace beaconbox::shim
+
+namespace beaconbox::shim {
+namespace {
+
+// A pod's app container as containerd's CRI writes it: the pod's netns by path, the
+// sandbox's IPC, UTS (and with shareProcessNamespace pid) by /proc/<sandbox pid>.
+TEST(SpecAdapter, JoinsThePodsNamespacesAsTheSandboxContainersInTheGuest) {
+  json spec = {
+      {"root", {{"path", "rootfs"}}},
+      {"linux",
+       {{"namespaces", json::array({{{"type", "pid"}, {"path", "/proc/4242/ns/pid"}},
+                                    {{"type", "network"}, {"path", "/var/run/netns/cni-1"}},
+                                    {{"type", "ipc"}, {"path", "/proc/4242/ns/ipc"}},
+                                    {{"type", "uts"}, {"path", "/proc/4242/ns/uts"}},
+                                    {{"type", "mount"}}})}}},
+  };
+  auto adapted = AdaptSpecForGuest(spec.dump());
+  ASSERT_TRUE(adapted.ok());
+  auto joined = JoinPodNamespaces(adapted->config_json, 4242, 17);
+  ASSERT_TRUE(joined.ok()) << joined.error().message;
+  json out = json::parse(*joined);
+  EXPECT_EQ(out["linux"]["namespaces"], json::array({{{"type", "pid"}, {"path", "/proc/17/ns/pid"}},
+                                                     {{"type", "ipc"}, {"path", "/proc/17/ns/ipc"}},
+                                                     {{"type", "uts"}, {"path", "/proc/17/ns/uts"}},
+                                                     {{"type", "mount"}}}));
+}
+
+TEST(SpecAdapter, RefusesJoiningANamespaceThatIsNotTheSandboxs) {
+  for (const json& entry : {json{{"type", "ipc"}, {"path", "/proc/1/ns/ipc"}},
+                            json{{"type", "uts"}, {"path", "/run/uts/x"}},
+                            json{{"type", "user"}, {"path", "/proc/4242/ns/user"}},
+                            json{{"type", "ipc"}, {"path", "/proc/4242/ns/uts"}}}) {
+    json spec = {{"linux", {{"namespaces", json::array({entry})}}}};
+    auto joined = JoinPodNamespaces(spec.dump(), 4242, 17);
+    ASSERT_FALSE(joined.ok()) << entry.dump();
+    EXPECT_EQ(joined.error().code, ErrorCode::kNotImplemented);
+    EXPECT_NE(joined.error().message.find("not implemented"), std::string::npos);
+  }
+  // A guest that never said its pid: nothing to join.
+  json spec = {
+      {"linux", {{"namespaces", json::array({{{"type", "ipc"}, {"path", "/proc/4242/ns/ipc"}}})}}}};
+  EXPECT_FALSE(JoinPodNamespaces(spec.dump(), 4242, 0).ok());
+  // Nothing named by path: unchanged.
+  json plain = {{"linux", {{"namespaces", json::array({{{"type", "ipc"}}})}}}};
+  EXPECT_EQ(json::parse(*JoinPodNamespaces(plain.dump(), 4242, 17)), plain);
+}
+
+}  // namespace
+}  // namespace beaconbox::shim

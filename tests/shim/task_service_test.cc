@@ -112,6 +112,51 @@ TEST_F(TaskServiceTest, CreateWithADeeplyNestedConfigJsonFailsWithOneLine) {
   EXPECT_EQ(Call("State", state_request, &state).code, Code::kNotFound);  // still serving
 }
 
+// A pod on one shim (containerd sends each container's calls to the shim its sandbox
+// started): Shutdown with a container left is a no-op, as runc's shim; the container
+// that started the VM is deleted last; the last Delete lets Shutdown end the shim.
+TEST_F(TaskServiceTest, ShutdownWithAPodContainerLeftKeepsServing) {
+  ASSERT_TRUE(Create("c1").ok());
+  storage_.plan_devices = false;  // nothing to add to the running VM
+  ASSERT_TRUE(Create("c2").ok());
+  EXPECT_EQ(vmm_.created(), 1);
+  Empty empty;
+  auto end = [&](const std::string& id) {
+    task::KillRequest kill;
+    kill.set_id(id);
+    kill.set_signal(SIGKILL);
+    ASSERT_TRUE(Call("Kill", kill, &empty).ok()) << id;
+    task::WaitRequest wait;
+    wait.set_id(id);
+    task::WaitResponse waited;
+    ASSERT_TRUE(Call("Wait", wait, &waited).ok()) << id;
+  };
+  end("c1");
+  end("c2");
+  task::DeleteRequest remove;
+  task::DeleteResponse removed;
+  remove.set_id("c1");
+  EXPECT_EQ(Call("Delete", remove, &removed).code, Code::kFailedPrecondition);
+  remove.set_id("c2");
+  ASSERT_TRUE(Call("Delete", remove, &removed).ok());
+  task::ShutdownRequest shutdown;
+  shutdown.set_id("c2");
+  ASSERT_TRUE(Call("Shutdown", shutdown, &empty).ok());
+  EXPECT_EQ(shutdowns_, 0);  // c1 is still there
+  EXPECT_EQ(vmm_.live_vms(), 1);
+  task::StateRequest state_request;
+  state_request.set_id("c1");
+  task::StateResponse state;
+  ASSERT_TRUE(Call("State", state_request, &state).ok());
+  remove.set_id("c1");
+  ASSERT_TRUE(Call("Delete", remove, &removed).ok());
+  shutdown.set_id("c1");
+  ASSERT_TRUE(Call("Shutdown", shutdown, &empty).ok());
+  EXPECT_EQ(shutdowns_, 1);
+  EXPECT_EQ(vmm_.live_vms(), 0);
+  EXPECT_TRUE(storage_.prepared().empty());
+}
+
 TEST_F(TaskServiceTest, KillBeforeStartMakesWaitReturn137) {
   ASSERT_TRUE(Create("c1").ok());
   Empty empty;
