@@ -7,6 +7,7 @@
 
 #include "common/base/bounded_json.h"
 #include "common/base/file_util.h"
+#include "common/base/mount_table.h"
 #include "host/shim/console_logs.h"
 
 namespace beaconbox::shim {
@@ -186,9 +187,11 @@ void TeardownFromRecord(const SandboxRecord& record, const SandboxBackends& back
   std::error_code error;
   if (!record.vm_dir.empty()) {
     // Only ever a directory of our own run_dir, whatever the file says.
+    // A pod's rootfs and volumes are mounted below it (storage-virtiofs' pod share):
+    // if a release left one mounted, a plain recursive delete would delete the
+    // container's files or the volume's host directory through it.
     if (layout.IsVmDir(record.vm_dir)) {
-      std::filesystem::remove_all(record.vm_dir, error);
-      if (error) spdlog::warn("removing {}: {}", record.vm_dir, error.message());
+      LogFailure(RemoveTreeDetachingMounts(record.vm_dir), "removing the VM directory of " + who);
     } else {
       spdlog::warn("state file names VM directory {} outside {}: left alone", record.vm_dir,
                    layout.VmRoot());
