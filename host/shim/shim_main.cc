@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "host/log/log.h"
 #include "host/shim/shim_actions.h"
 #include "host/shim/shim_flags.h"
 
@@ -37,6 +38,11 @@ int main(int argc, char** argv) {
                  "passes it; run the shim through containerd)\n");
     return 2;
   }
+  // The start and delete actions answer containerd on stdout (the address, a
+  // DeleteResponse): spdlog's default logger writes to stdout, so every line logged
+  // there (a plugin's release, a pod's live shim) would corrupt the answer. The
+  // serving shim sets its own logging up on the log FIFO.
+  (void)log::SetUpLogging({"beaconbox-shim " + flags->id, flags->debug ? "debug" : "info", ""});
   Status status;
   if (flags->action == "start") {
     status = shim::RunStart(*flags, argv[0]);
