@@ -148,8 +148,7 @@ Result<LaunchPlan> PlanLaunch(const pluginapi::VmSpec& spec) {
   for (const auto& path : sockets) {
     if (path.size() > kMaxSocketPath) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       "socket path " + path + " is longer than " +
-                           std::to_string(kMaxSocketPath) +
+                       "socket path " + path + " is longer than " + std::to_string(kMaxSocketPath) +
                            " bytes (the unix socket limit): use a shorter run_dir");
     }
   }
@@ -181,11 +180,10 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
   uint32_t max_vcpus = std::max(spec.max_vcpus(), vcpus);
   uint64_t memory = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
   uint64_t max_memory = std::max(spec.max_memory_mib(), memory);
-  if (spec.console_log_path().empty() ||
-      spec.console_log_path().find(',') != std::string::npos) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "VmSpec.console_log_path '" + spec.console_log_path() +
-                         "' must be set and contain no ','");
+  if (spec.console_log_path().empty() || spec.console_log_path().find(',') != std::string::npos) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "VmSpec.console_log_path '" + spec.console_log_path() + "' must be set and contain no ','");
   }
 
   // reboot=t with -no-reboot: a guest reboot ends QEMU at once. Then what the host
@@ -201,8 +199,9 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
   // The guest reports free blocks of the kernel's default order (2 MiB). Order 5
   // (128 KiB) saved ~9 MiB per idle VM; it was dropped when one VM died ~3 s after a
   // memory hot-add with it, a death since traced to the vCPU hot-add that followed
-  // (TcgThreadOption), not measured with order 5 again. An operator's `page_reporting.page_reporting_order` in
-  // [vm] kernel_cmdline is applied by vminitd after virtio_balloon loads.
+  // (TcgThreadOption), not measured with order 5 again. An operator's
+  // `page_reporting.page_reporting_order` in [vm] kernel_cmdline is applied by vminitd after
+  // virtio_balloon loads.
   if (!spec.kernel_cmdline().empty()) cmdline += " " + spec.kernel_cmdline();
 
   std::string memory_arg = std::to_string(memory) + "M";
@@ -250,11 +249,10 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
                          "bad virtio-fs tag '" + device.share().tag() + "'");
       }
       const std::string id = "fs" + std::to_string(fs_index);
-      argv.insert(argv.end(), {"-chardev",
-                               "socket,id=" + id + ",path=" + plan.virtiofsd_sockets[fs_index],
-                               "-device",
-                               "vhost-user-fs-pci,queue-size=1024,chardev=" + id +
-                                   ",tag=" + device.share().tag()});
+      argv.insert(
+          argv.end(),
+          {"-chardev", "socket,id=" + id + ",path=" + plan.virtiofsd_sockets[fs_index], "-device",
+           "vhost-user-fs-pci,queue-size=1024,chardev=" + id + ",tag=" + device.share().tag()});
       ++fs_index;
     } else if (device.has_block()) {
       const auto& block = device.block();
@@ -264,10 +262,9 @@ Result<std::vector<std::string>> BuildQemuCommand(const pluginapi::VmSpec& spec,
       }
       argv.insert(argv.end(),
                   {"-drive",
-                   "file=" + block.host_path() + ",if=none,id=blk-" + block.id() +
-                       ",format=raw" + (block.read_only() ? ",readonly=on" : ""),
-                   "-device",
-                   "virtio-blk-pci,drive=blk-" + block.id() + ",serial=" + block.id()});
+                   "file=" + block.host_path() + ",if=none,id=blk-" + block.id() + ",format=raw" +
+                       (block.read_only() ? ",readonly=on" : ""),
+                   "-device", "virtio-blk-pci,drive=blk-" + block.id() + ",serial=" + block.id()});
     } else if (device.has_net()) {
       const auto& net = device.net();
       if (!IsSafeToken(net.tap_name()) || !IsSafeToken(net.mac())) {
@@ -471,10 +468,9 @@ Result<UniqueFd> QemuVm::ConnectGuest(std::chrono::milliseconds timeout) {
       if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return fd;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      return MakeError(ErrorCode::kTimeout, "no guest channel within " +
-                                                std::to_string(timeout.count()) +
-                                                " ms -- console tail: " +
-                                                ReadFileTail(spec_.console_log_path(), 1024));
+      return MakeError(ErrorCode::kTimeout,
+                       "no guest channel within " + std::to_string(timeout.count()) +
+                           " ms -- console tail: " + ReadFileTail(spec_.console_log_path(), 1024));
     }
     std::this_thread::sleep_for(20ms);
   }
@@ -549,9 +545,9 @@ Status QemuVm::SetVcpus(uint32_t vcpus) {
                      "removing vCPUs is not implemented (the guest must offline them first)");
   }
   if (vcpus > max_vcpus) {
-    return MakeError(ErrorCode::kInvalidArgument, "vcpus " + std::to_string(vcpus) +
-                                                      " exceeds max_vcpus " +
-                                                      std::to_string(max_vcpus));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "vcpus " + std::to_string(vcpus) + " exceeds max_vcpus " + std::to_string(max_vcpus));
   }
   BBX_ASSIGN_OR_RETURN(std::string slots_text, qmp_->Call("query-hotpluggable-cpus", "", 5s));
   BBX_ASSIGN_OR_RETURN(nlohmann::json slots,

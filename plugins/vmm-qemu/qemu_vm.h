@@ -72,8 +72,8 @@ struct LaunchPlan {
   bool kvm_broken = false;  // TCG because KVM is present but cannot boot the guest
   // A clone restored from a template (template.h), not a cold boot.
   bool restored_from_template = false;
-  bool use_vsock = false;   // VmSpec.agent_channel, decided by the host
-  uint32_t guest_cid = 0;   // reserved by the host for this VM
+  bool use_vsock = false;  // VmSpec.agent_channel, decided by the host
+  uint32_t guest_cid = 0;  // reserved by the host for this VM
   std::string qmp_socket;
   std::string agent_socket;  // virtio-serial backend, when not vsock
   // VmSpec.agent_token, written 0600 for QEMU's fw_cfg and removed once QEMU has read it.
