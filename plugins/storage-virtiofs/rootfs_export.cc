@@ -72,6 +72,8 @@ Status MountRootfs(const pluginapi::HostMount& mount, const std::string& target)
     parsed.bind = true;
     parsed.remount_readonly = (parsed.flags & MS_RDONLY) != 0;
   }
+  // A read-only bind needs a second, remounting call: the kernel ignores MS_RDONLY
+  // on the first.
   const unsigned long flags = parsed.remount_readonly ? parsed.flags & ~MS_RDONLY : parsed.flags;
   if (::mount(mount.source().c_str(), target.c_str(), mount.type().c_str(), flags,
               parsed.data.empty() ? nullptr : parsed.data.c_str()) != 0) {
@@ -107,32 +109,7 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
                          " mounts is not supported yet: use the overlayfs or native snapshotter");
   }
   if (request.rootfs_size() == 1) {
-    const auto& mount = request.rootfs(0);
-    std::vector<std::string> options(mount.options().begin(), mount.options().end());
-    MountOptions parsed = ParseMountOptions(options);
-    if (mount.type() != "bind" && (parsed.flags & MS_BIND) == 0 && mount.type() != "overlay") {
-      return MakeError(ErrorCode::kNotImplemented,
-                       "rootfs mount type '" + mount.type() +
-                           "' is not supported yet: use the overlayfs or native snapshotter");
-    }
-    if (mount.type() == "bind") {
-      parsed.flags |= MS_BIND;
-      parsed.bind = true;
-      parsed.remount_readonly = (parsed.flags & MS_RDONLY) != 0;
-    }
-    // A read-only bind needs a second, remounting call: the kernel ignores MS_RDONLY
-    // on the first.
-    const unsigned long flags = parsed.remount_readonly ? parsed.flags & ~MS_RDONLY : parsed.flags;
-    if (::mount(mount.source().c_str(), rootfs.c_str(), mount.type().c_str(), flags,
-                parsed.data.empty() ? nullptr : parsed.data.c_str()) != 0) {
-      return ErrnoError("mounting the container rootfs (" + mount.type() + ") on", rootfs);
-    }
-    if (parsed.remount_readonly) {
-      ::mount(nullptr, rootfs.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
-    }
-    if (parsed.propagation != 0) {
-      ::mount(nullptr, rootfs.c_str(), nullptr, parsed.propagation, nullptr);
-    }
+    BBX_RETURN_IF_ERROR(MountRootfs(request.rootfs(0), rootfs));
     if (Status marked = WriteFileAtomic(request.bundle() + "/" + kMountedMarker, rootfs + "\n");
         !marked.ok()) {
       ::umount2(rootfs.c_str(), MNT_DETACH);  // Release would not know it is mounted
