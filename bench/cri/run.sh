@@ -120,7 +120,11 @@ for handler in "${handlers[@]}"; do
     cri stop "$said" --timeout 5 > /dev/null && cri rm "$said" > /dev/null
     sleep "$settle"
     pss1=$(env_pss_kib)
-    container "$pod" second > /dev/null && container "$pod" third > /dev/null
+    if ! said=$( { container "$pod" second && container "$pod" third; } 2>&1 > /dev/null); then
+      echo "$handler: a container of the three-container pod failed: $said"
+      cri stop-pod "$pod" > /dev/null 2>&1 || true; cri rm-pod "$pod" > /dev/null 2>&1 || true
+      break
+    fi
     sleep "$settle"
     pss3=$(env_pss_kib)
     cri stop-pod "$pod" > /dev/null && cri rm-pod "$pod" > /dev/null

@@ -262,6 +262,9 @@ Status RunServe(const ShimFlags& flags) {
   spdlog::info("serving container {} in namespace {}", flags.id, flags.namespace_name);
   Status served = server.Serve(listener.get());
   sandbox->Teardown();
+  // Closed first: a listening socket still accepts connections into its backlog, so
+  // RemoveShimSocket would take it for a live shim and leave the socket file behind.
+  listener.Reset();
   RemoveShimSocket(bundle);
   spdlog::info("shim exiting");
   // Detached ttrpc threads may still hold references; leave without running

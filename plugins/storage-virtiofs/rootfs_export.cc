@@ -39,15 +39,31 @@ bool IsPlainName(const std::string& name) {
 
 constexpr char kPodShareTmpfsOptions[] = "mode=0755,size=64k";
 
-// The pod share's tmpfs, writable (true) while a container's directory is added or
-// removed, read-only otherwise: the guest can neither add nor remove entries.
-Status SetPodShareWritable(const std::string& share, bool writable) {
-  const unsigned long flags =
-      MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC | (writable ? 0 : MS_RDONLY);
-  if (::mount(nullptr, share.c_str(), nullptr, flags, kPodShareTmpfsOptions) != 0) {
-    return ErrnoError(writable ? "making writable" : "making read-only", share);
+// The pod share: the host's writable tmpfs at `writable` and its read-only bind at
+// `share`, both private. The share was once the tmpfs itself, remounted writable and
+// back around each change; making it read-only again fails with EBUSY for as long as
+// virtiofsd holds a removed container's directory open (the superblock counts
+// unlinked open inodes), so the next container of that pod failed. A per-mount
+// read-only flag is set once and never changes.
+Status MountPodShare(const std::string& writable, const std::string& share) {
+  if (::mount("beaconbox-pod-share", writable.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              kPodShareTmpfsOptions) != 0) {
+    return ErrnoError("mounting the pod share tmpfs on", writable);
   }
-  return Status::Ok();
+  Status status = Status::Ok();
+  if (::mount(nullptr, writable.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
+    status = ErrnoError("making private", writable);
+  } else if (::mount(writable.c_str(), share.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    status = ErrnoError("binding the pod share on", share);
+  } else if (::mount(nullptr, share.c_str(), nullptr, MS_PRIVATE, nullptr) != 0 ||
+             ::mount(nullptr, share.c_str(), nullptr,
+                     MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     nullptr) != 0) {
+    status = ErrnoError("making read-only", share);
+    ::umount2(share.c_str(), MNT_DETACH);
+  }
+  if (!status.ok()) ::umount2(writable.c_str(), MNT_DETACH);
+  return status;
 }
 
 bool IsMountPoint(const std::string& path) {
@@ -216,32 +232,28 @@ Result<pluginapi::MountPlan> RootfsExporter::PreparePodShare(
                          " mounts is not supported yet: use the overlayfs or native snapshotter");
   }
   const std::string share = request.vm_run_dir() + "/" + kPodShareDir;
+  const std::string writable = request.vm_run_dir() + "/" + kPodShareWritableDir;
+  // Directories are made through the writable tmpfs, mounts on the share (exactly the
+  // flags asked for, as the guest sees them).
+  const std::string made_dir = writable + "/" + request.container_id();
+  const std::string made_rootfs = made_dir + "/rootfs";
   const std::string dir = share + "/" + request.container_id();
   const std::string rootfs = dir + "/rootfs";
   std::error_code error;
   fs::create_directories(share, error);
+  if (!error) fs::create_directories(writable, error);
   if (error) return MakeError(ErrorCode::kPermission, "creating " + share + ": " + error.message());
-  if (!IsMountPoint(share)) {
-    if (::mount("beaconbox-pod-share", share.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                kPodShareTmpfsOptions) != 0) {
-      return ErrnoError("mounting the pod share tmpfs on", share);
-    }
-    if (::mount(nullptr, share.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
-      Status failed = ErrnoError("making private", share);
-      ::umount2(share.c_str(), MNT_DETACH);
-      return failed.error();
-    }
+  if (!IsMountPoint(share)) BBX_RETURN_IF_ERROR(MountPodShare(writable, share));
+  if (::mkdir(made_dir.c_str(), 0755) != 0) {
+    return ErrnoError("creating the container's directory in the pod share", made_dir);
   }
-  BBX_RETURN_IF_ERROR(SetPodShareWritable(share, true));
-  Status made = Status::Ok();
-  if (::mkdir(dir.c_str(), 0755) != 0) {
-    made = ErrnoError("creating the container's directory in the pod share", dir);
-  } else if (::mkdir(rootfs.c_str(), 0755) != 0 ||
-             ::mkdir((dir + "/" + kVolumesDir).c_str(), 0755) != 0) {
-    made = ErrnoError("creating the container's mount points in", dir);
+  if (::mkdir(made_rootfs.c_str(), 0755) != 0 ||
+      ::mkdir((made_dir + "/" + kVolumesDir).c_str(), 0755) != 0) {
+    Status failed = ErrnoError("creating the container's mount points in", made_dir);
+    ::rmdir(made_rootfs.c_str());
+    ::rmdir(made_dir.c_str());
+    return failed.error();
   }
-  BBX_RETURN_IF_ERROR(SetPodShareWritable(share, false));
-  BBX_RETURN_IF_ERROR(made);
   // From here on Release undoes what is done.
   BBX_RETURN_IF_ERROR(WriteFileAtomic(request.bundle() + "/" + kPodShareMarker, dir + "\n"));
 
@@ -303,14 +315,15 @@ Status RootfsExporter::ReleasePodShare(const std::string& bundle) const {
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
   const fs::path dir_path(dir);
   const std::string share = dir_path.parent_path().string();
+  const std::string writable =
+      dir_path.parent_path().parent_path().string() + "/" + kPodShareWritableDir;
+  const std::string made_dir = writable + "/" + dir_path.filename().string();
   if (!IsAbsoluteClean(dir) || dir_path.parent_path().filename() != kPodShareDir ||
       !IsPlainName(dir_path.filename().string())) {
     return MakeError(ErrorCode::kInternal, marker + " names '" + dir.substr(0, 256) +
                                                "', no container directory of a pod share: "
                                                "not touched; unmount and remove it by hand");
   }
-  const bool mounted_share = IsMountPoint(share);
-  if (mounted_share) (void)SetPodShareWritable(share, true);
   Status status = UnstageVolumes(dir);
   const std::string rootfs = dir + "/rootfs";
   if (::umount2(rootfs.c_str(), 0) != 0 && errno != EINVAL && errno != ENOENT) {
@@ -319,16 +332,22 @@ Status RootfsExporter::ReleasePodShare(const std::string& bundle) const {
     }
   }
   if (status.ok()) {
-    ::rmdir(rootfs.c_str());
-    ::rmdir(dir.c_str());
+    ::rmdir((made_dir + "/" + kVolumesDir).c_str());
+    ::rmdir((made_dir + "/rootfs").c_str());
+    ::rmdir(made_dir.c_str());
   }
-  if (mounted_share) {
-    std::error_code error;
-    if (status.ok() && fs::is_empty(share, error) && !error) {
-      if (::umount2(share.c_str(), MNT_DETACH) != 0) status = ErrnoError("unmounting", share);
-      if (status.ok()) ::rmdir(share.c_str());
-    } else {
-      (void)SetPodShareWritable(share, false);
+  // The last container out takes the share and its tmpfs.
+  std::error_code error;
+  if (status.ok() && IsMountPoint(writable) && fs::is_empty(writable, error) && !error) {
+    if (IsMountPoint(share) && ::umount2(share.c_str(), MNT_DETACH) != 0) {
+      status = ErrnoError("unmounting", share);
+    }
+    if (status.ok() && ::umount2(writable.c_str(), MNT_DETACH) != 0) {
+      status = ErrnoError("unmounting", writable);
+    }
+    if (status.ok()) {
+      ::rmdir(share.c_str());
+      ::rmdir(writable.c_str());
     }
   }
   if (status.ok()) ::unlink(marker.c_str());

@@ -44,11 +44,15 @@ class RootfsExporter {
 inline constexpr char kGuestRootfsImage[] = "rootfs-image";
 inline constexpr char kGuestRootfsScratch[] = "rootfs-scratch";
 
-// A pod's share (StoragePrepareRequest.pod_share): a tmpfs, read-only but while
-// Prepare adds a container's directory, at <vm_run_dir>/<kPodShareDir>; container C
-// has C/rootfs (its rootfs mounted there) and C/beaconbox-volumes. The guest mounts
-// the share at kGuestPodShare in each container's bundle.
+// A pod's share (StoragePrepareRequest.pod_share): a tmpfs at
+// <vm_run_dir>/<kPodShareWritableDir> through which only the host makes and removes
+// directories, and its read-only bind at <vm_run_dir>/<kPodShareDir> that virtiofsd
+// exports (the guest can neither add nor remove entries) and on which the containers'
+// mounts are made. Container C has C/rootfs (its rootfs mounted there) and
+// C/beaconbox-volumes. The guest mounts the share at kGuestPodShare in each
+// container's bundle.
 inline constexpr char kPodShareDir[] = "pod-share";
+inline constexpr char kPodShareWritableDir[] = "pod-share-host";
 inline constexpr char kGuestPodShare[] = "pod-share";
 // Name of the file in the bundle that records the container's directory in a pod share.
 inline constexpr char kPodShareMarker[] = "beaconbox-pod-share";

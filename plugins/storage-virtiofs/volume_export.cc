@@ -178,7 +178,9 @@ Status UnstageVolumes(const std::string& bundle) {
     break;
   }
   if (!status.ok()) return status;
-  if (::rmdir(staging.c_str()) != 0 && errno != ENOENT) {
+  // In a pod share the directory is on a read-only bind: the pod share's release
+  // removes it through its writable tmpfs (rootfs_export.h).
+  if (::rmdir(staging.c_str()) != 0 && errno != ENOENT && errno != EROFS) {
     return ErrnoError("removing the volume staging directory", staging);
   }
   return Status::Ok();

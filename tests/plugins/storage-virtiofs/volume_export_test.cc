@@ -210,5 +210,50 @@ TEST(RootfsExportPlan, ReadOnlyRootfsIsAnOverlayOverTheReadOnlyShare) {
   EXPECT_EQ(plan->guest_volume_paths_size(), 0);
 }
 
+// A pod's containers share one read-only share (rootfs_export.h). virtiofsd keeps the
+// directories the guest looked up open, also after a container left; the share used
+// to be remounted read-only after each change, which then failed with EBUSY, so the
+// next container of the pod could not start.
+TEST_F(VolumeExportTest, PodShareTakesAContainerAfterOneLeftWhoseDirectoryIsStillOpen) {
+  RootfsExporter exporter({});
+  const std::string vm_run_dir = dir_ + "/vm";
+  fs::create_directories(vm_run_dir);
+  auto prepare = [&](const std::string& id) {
+    const std::string bundle = dir_ + "/bundle-" + id;
+    fs::create_directories(bundle + "/rootfs");
+    std::ofstream(bundle + "/rootfs/name") << id;
+    pluginapi::StoragePrepareRequest request;
+    request.set_bundle(bundle);
+    request.set_vm_run_dir(vm_run_dir);
+    request.set_container_id(id);
+    request.set_pod_share(true);
+    return exporter.Prepare(request);
+  };
+  const std::string share = vm_run_dir + "/" + kPodShareDir;
+  auto first = prepare("c1");
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  ASSERT_TRUE(prepare("c2").ok());
+  EXPECT_EQ(ReadAll(share + "/c1/rootfs/name"), "c1");
+  EXPECT_EQ(first->devices(0).share().host_path(), share);
+  EXPECT_EQ(WriteErrno(share + "/made-by-the-guest"), EROFS);
+  EXPECT_EQ(WriteErrno(share + "/c1/rootfs/written-by-c1"), 0) << "the rootfs stays writable";
+
+  int held = ::open((share + "/c1").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(held, 0);
+  Status released = exporter.Release("c1", dir_ + "/bundle-c1");
+  EXPECT_TRUE(released.ok()) << released.error().message;
+  EXPECT_FALSE(fs::exists(share + "/c1"));
+  auto third = prepare("c3");
+  EXPECT_TRUE(third.ok()) << third.error().message;
+  ::close(held);
+  EXPECT_EQ(WriteErrno(share + "/made-by-the-guest"), EROFS);
+
+  EXPECT_TRUE(exporter.Release("c2", dir_ + "/bundle-c2").ok());
+  EXPECT_TRUE(exporter.Release("c3", dir_ + "/bundle-c3").ok());
+  EXPECT_EQ(MountsUnder(vm_run_dir), 0);
+  EXPECT_FALSE(fs::exists(share));
+  EXPECT_FALSE(fs::exists(vm_run_dir + "/" + kPodShareWritableDir));
+}
+
 }  // namespace
 }  // namespace beaconbox::storage
