@@ -54,19 +54,11 @@ trap 'rm -rf "$work"' EXIT
 cgroup_parent=/bbx-cri-bench-$(tr '[:upper:]' '[:lower:]' <<<"${work##*.}")
 bbx_cri_prepare "$work"
 cri() { "$cri_client" "$BBX_SOCK" "$@"; }
-bbx_on_stop() {
-  local pod
-  [ -S "${BBX_SOCK:-}" ] || return 0
-  for pod in $(timeout 60 "$cri_client" --timeout 30 "$BBX_SOCK" pods 2>/dev/null | cut -d' ' -f1); do
-    timeout 120 "$cri_client" --timeout 100 "$BBX_SOCK" stop-pod "$pod" >/dev/null 2>&1 || true
-    timeout 120 "$cri_client" --timeout 100 "$BBX_SOCK" rm-pod "$pod" >/dev/null 2>&1 || true
-  done
-}
+# Before containerd stops: remove what CRI still has (its CNI teardown needs containerd).
+bbx_on_stop() { bbx_cri_remove_pods "$cri_client"; }
+# After containerd stopped: the cgroup parent and the work dir.
 remove_work() {
-  local dir
-  for dir in /sys/fs/cgroup/"$cgroup_parent" /sys/fs/cgroup/*/"$cgroup_parent"; do
-    [ -d "$dir" ] && { find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
-  done
+  bbx_cri_remove_cgroup_parent "$cgroup_parent"
   rm -rf "$work"
 }
 if [[ " ${handlers[*]} " == *" beaconbox "* ]]; then bbx_bench_start beaconbox; else bbx_env_start; fi

@@ -415,6 +415,27 @@ EOF
   export BBX_NAMESPACE=k8s.io BBX_CONTAINERD_CRI=1 BBX_CONTAINERD_CONFIG_EXTRA=$BBX_CRI_DIR/cri.toml
 }
 
+# Stops and removes every pod CRI still has, through the bbx-cri CLIENT: for a
+# script's bbx_on_stop, as CRI's CNI teardown needs containerd still running.
+bbx_cri_remove_pods() {
+  local client=$1 pod
+  [ -S "${BBX_SOCK:-}" ] || return 0
+  for pod in $(timeout 60 "$client" --timeout 30 "$BBX_SOCK" pods 2>/dev/null | cut -d' ' -f1); do
+    timeout 120 "$client" --timeout 100 "$BBX_SOCK" stop-pod "$pod" >/dev/null 2>&1 || true
+    timeout 120 "$client" --timeout 100 "$BBX_SOCK" rm-pod "$pod" >/dev/null 2>&1 || true
+  done
+}
+
+# Removes the cgroup parent a script gave its pods (deepest first), once containerd
+# has stopped.
+bbx_cri_remove_cgroup_parent() {
+  local parent=$1 dir
+  for dir in /sys/fs/cgroup/"$parent" /sys/fs/cgroup/*/"$parent"; do
+    [ -d "$dir" ] || continue
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+
 bbx_cri_import_images() {
   local cri_client=$1 image i
   bbx_import_demo_image || return 1

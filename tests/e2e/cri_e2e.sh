@@ -64,21 +64,10 @@ mkdir -p "$work/logs"
 
 cri() { "$cri_client" "$BBX_SOCK" "$@"; }
 # Before containerd stops: remove what CRI still has (its CNI teardown needs containerd).
-bbx_on_stop() {
-  local pod
-  [ -S "${BBX_SOCK:-}" ] || return 0
-  for pod in $(timeout 60 "$cri_client" --timeout 30 "$BBX_SOCK" pods 2>/dev/null | cut -d' ' -f1); do
-    timeout 120 "$cri_client" --timeout 100 "$BBX_SOCK" stop-pod "$pod" >/dev/null 2>&1 || true
-    timeout 120 "$cri_client" --timeout 100 "$BBX_SOCK" rm-pod "$pod" >/dev/null 2>&1 || true
-  done
-}
-# After containerd stopped: the cgroup parent (deepest first) and the work dir.
+bbx_on_stop() { bbx_cri_remove_pods "$cri_client"; }
+# After containerd stopped: the cgroup parent and the work dir.
 remove_work() {
-  local dir
-  for dir in /sys/fs/cgroup/"$cgroup_parent" /sys/fs/cgroup/*/"$cgroup_parent"; do
-    [ -d "$dir" ] || continue
-    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  done
+  bbx_cri_remove_cgroup_parent "$cgroup_parent"
   rm -rf "$work"
 }
 trap 'status=$?; remove_work; exit $status' EXIT
