@@ -19,11 +19,14 @@
 #include "plugins/common/child_process.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/vmm-qemu/busybox_initrd.h"
 
 namespace beaconbox::qemu {
 namespace {
 
 using namespace std::chrono_literals;
+using plugins::testing::BuildBusyboxInitrd;
+using plugins::testing::OutputDir;
 using plugins::testing::ReadAll;
 using plugins::testing::TempDir;
 namespace fs = std::filesystem;
@@ -99,33 +102,16 @@ TEST(ConsolePump, CopiesTheFifoIntoTheCappedLogUntilStopped) {
   EXPECT_EQ(kept, all.substr(all.size() - kept.size()));
 }
 
-std::string OutputDir() {
-  const char* dir = std::getenv("BEACONBOX_OUTPUT_DIR");
-  return dir ? dir : "_output";
-}
-
-// A FAKE guest (test-only initrd): busybox as /init floods the serial port with
-// `flood_bytes`, prints FLOOD-DONE and powers off. No container user can boot it.
+// The guest floods the serial port with `flood_bytes`, prints FLOOD-DONE and powers off.
 std::string BuildFloodInitrd(const TempDir& dir, size_t flood_bytes) {
-  const std::string root = dir / "initramfs";
-  fs::create_directories(root + "/bin");
-  fs::create_directories(root + "/dev");
-  fs::copy_file("/bin/busybox", root + "/bin/busybox");
-  fs::create_symlink("busybox", root + "/bin/sh");
-  std::ofstream(root + "/init")
-      << "#!/bin/sh\n"
-         "/bin/busybox mount -t devtmpfs devtmpfs /dev\n"
-         "/bin/busybox yes 'FLOOD 0123456789abcdef0123456789abcdef0123456789abcdef' | "
-         "/bin/busybox head -c "
-      << flood_bytes
-      << " > /dev/ttyS0\n"
-         "echo FLOOD-DONE > /dev/ttyS0\n"
-         "/bin/busybox poweroff -f\n";
-  ::chmod((root + "/init").c_str(), 0755);
-  const std::string initrd = dir / "flood-initrd";
-  std::string command = "cd '" + root + "' && find . | cpio -o -H newc --quiet > '" + initrd + "'";
-  if (std::system(command.c_str()) != 0) return "";
-  return initrd;
+  return BuildBusyboxInitrd(
+      dir, "flood-initrd",
+      "/bin/busybox yes 'FLOOD 0123456789abcdef0123456789abcdef0123456789abcdef' | "
+      "/bin/busybox head -c " +
+          std::to_string(flood_bytes) +
+          " > /dev/ttyS0\n"
+          "echo FLOOD-DONE > /dev/ttyS0\n"
+          "/bin/busybox poweroff -f\n");
 }
 
 // Real QEMU (TCG) and the real guest kernel; the guest writes 1 MiB to its serial

@@ -20,11 +20,14 @@
 #include "plugins/common/child_process.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/vmm-qemu/busybox_initrd.h"
 
 namespace beaconbox::qemu {
 namespace {
 
 using namespace std::chrono_literals;
+using plugins::testing::BuildBusyboxInitrd;
+using plugins::testing::OutputDir;
 using plugins::testing::ReadAll;
 using plugins::testing::TempDir;
 namespace fs = std::filesystem;
@@ -107,28 +110,11 @@ TEST(ExitWatch, ReportsAnExitThatCameBeforeStopAndNothingAfterAStop) {
   EXPECT_TRUE(late.WaitFor(1, 0s).empty());
 }
 
-std::string OutputDir() {
-  const char* dir = std::getenv("BEACONBOX_OUTPUT_DIR");
-  return dir ? dir : "_output";
-}
-
-// A FAKE guest (test-only initrd): busybox as /init says it is up on the serial port
-// and sleeps; no agent ever serves.
+// No agent ever serves: the guest says it is up on the serial port and sleeps.
 std::string BuildSleepingInitrd(const TempDir& dir) {
-  const std::string root = dir / "initramfs";
-  fs::create_directories(root + "/bin");
-  fs::create_directories(root + "/dev");
-  fs::copy_file("/bin/busybox", root + "/bin/busybox");
-  fs::create_symlink("busybox", root + "/bin/sh");
-  std::ofstream(root + "/init") << "#!/bin/sh\n"
-                                   "/bin/busybox mount -t devtmpfs devtmpfs /dev\n"
-                                   "echo GUEST-IS-UP > /dev/ttyS0\n"
-                                   "exec /bin/busybox sleep 100000\n";
-  ::chmod((root + "/init").c_str(), 0755);
-  const std::string initrd = dir / "sleep-initrd";
-  std::string command = "cd '" + root + "' && find . | cpio -o -H newc --quiet > '" + initrd + "'";
-  if (std::system(command.c_str()) != 0) return "";
-  return initrd;
+  return BuildBusyboxInitrd(dir, "sleep-initrd",
+                            "echo GUEST-IS-UP > /dev/ttyS0\n"
+                            "exec /bin/busybox sleep 100000\n");
 }
 
 pluginapi::VmSpec SpecIn(const TempDir& dir, const std::string& initrd, const std::string& id) {
