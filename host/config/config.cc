@@ -427,7 +427,8 @@ Result<Config> ParseConfig(std::string_view text, const std::string& source) {
   return config;
 }
 
-bool ApplyPluginEnvOverride(PluginDecl& decl, const std::string& key, const std::string& env_var) {
+bool ApplyPluginEnvOverride(PluginDecl& decl, const std::string& key, const std::string& env_var,
+                            ValueType type) {
   const char* value = GetEnv(env_var.c_str());
   if (value == nullptr) return false;
   toml::table table;
@@ -436,13 +437,21 @@ bool ApplyPluginEnvOverride(PluginDecl& decl, const std::string& key, const std:
   } catch (const toml::parse_error&) {
     return false;  // written by FinishPlugins from a parsed table: cannot happen
   }
-  table.insert_or_assign(key, std::string(value));
+  const std::string given(value);
+  ValueType given_type = ValueType::kString;
+  if (type == ValueType::kBoolean &&
+      (given == "1" || given == "true" || given == "0" || given == "false")) {
+    table.insert_or_assign(key, given == "1" || given == "true");
+    given_type = ValueType::kBoolean;
+  } else {
+    table.insert_or_assign(key, given);
+  }
   std::ostringstream text;
   text << table;
   decl.config_toml = text.str();
   auto known = std::find_if(decl.settings.begin(), decl.settings.end(),
                             [&](const PluginSetting& setting) { return setting.key == key; });
-  PluginSetting setting{key, ValueType::kString, env_var};
+  PluginSetting setting{key, given_type, env_var};
   if (known != decl.settings.end()) {
     *known = setting;
   } else {

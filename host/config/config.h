@@ -107,9 +107,12 @@ Result<std::string> FindConfigFile();
 Result<Config> ParseConfig(std::string_view text, const std::string& source);
 
 // When `env_var` is set and not empty, sets `key` of the plugin's table to its value
-// (a string) in decl.config_toml and decl.settings (origin: the variable's name) and
-// returns true; otherwise leaves `decl` alone and returns false.
-bool ApplyPluginEnvOverride(PluginDecl& decl, const std::string& key, const std::string& env_var);
+// in decl.config_toml and decl.settings (origin: the variable's name) and returns
+// true; otherwise leaves `decl` alone and returns false. The value is a string; for a
+// `type` kBoolean key "1"/"true" and "0"/"false" become the boolean (any other text
+// stays a string, which the plugin host then refuses naming the variable).
+bool ApplyPluginEnvOverride(PluginDecl& decl, const std::string& key, const std::string& env_var,
+                            ValueType type = ValueType::kString);
 
 // Reads and parses `path`.
 Result<Config> LoadConfigFile(const std::string& path);

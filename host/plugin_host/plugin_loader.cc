@@ -371,9 +371,10 @@ Status LoadedPlugin::ReadSchema() {
     ConfigKeyInfo info{PluginString(key->name), FromConfigType(key->type),
                        PluginString(key->default_value), PluginString(key->description), ""};
     if (BBX_STRUCT_HAS(key, bbx_config_key, env_var)) info.env_var = PluginString(key->env_var);
-    if (!info.env_var.empty() && info.type != config::ValueType::kString) {
+    if (!info.env_var.empty() && info.type != config::ValueType::kString &&
+        info.type != config::ValueType::kBoolean) {
       return refuse("config key " + info.name + " names environment variable " + info.env_var +
-                    " but is not a string key: only string keys take an override");
+                    " but is not a string or boolean key: only those take an override");
     }
     info_.config_keys.push_back(std::move(info));
   }
@@ -389,7 +390,7 @@ bool LoadedPlugin::Has(const char* op) const {
 
 Status LoadedPlugin::Configure(config::PluginDecl decl, const config::Paths& paths) {
   for (const ConfigKeyInfo& key : info_.config_keys) {
-    if (!key.env_var.empty()) config::ApplyPluginEnvOverride(decl, key.name, key.env_var);
+    if (!key.env_var.empty()) config::ApplyPluginEnvOverride(decl, key.name, key.env_var, key.type);
   }
   BBX_RETURN_IF_ERROR(ValidateSettings(decl.settings));
   return Init(decl.config_toml, paths);

@@ -227,6 +227,30 @@ TEST_F(ConfigTest, CniModeSelectsTheCniPluginButItsOwnVariablesStayItsOwn) {
   EXPECT_THAT(cni.config_toml, ::testing::Not(HasSubstr("conf_dir")));
 }
 
+// A boolean key's variable (net-cni's configured_netns): 1/true/0/false become the
+// boolean; other text stays a string, which the plugin host refuses by its type.
+TEST_F(ConfigTest, ABooleanKeysVariableBecomesTheBoolean) {
+  auto config = Parse("[network]\nmode = \"cni\"\n[plugins.network.cni]\npath = \"cni.so\"\n");
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  for (auto [given, expected] : {std::pair{"1", "true"}, std::pair{"true", "true"},
+                                 std::pair{"0", "false"}, std::pair{"false", "false"}}) {
+    ScopedEnv set("BEACON_CNI_CONFIGURED_NETNS", given);
+    PluginDecl cni = config->plugins.at(0);
+    EXPECT_TRUE(ApplyPluginEnvOverride(cni, "configured_netns", "BEACON_CNI_CONFIGURED_NETNS",
+                                       ValueType::kBoolean));
+    EXPECT_THAT(cni.config_toml, HasSubstr(std::string("configured_netns = ") + expected)) << given;
+    ASSERT_EQ(cni.settings.size(), 1u);
+    EXPECT_EQ(cni.settings[0].type, ValueType::kBoolean);
+  }
+  ScopedEnv set("BEACON_CNI_CONFIGURED_NETNS", "yes");
+  PluginDecl cni = config->plugins.at(0);
+  EXPECT_TRUE(ApplyPluginEnvOverride(cni, "configured_netns", "BEACON_CNI_CONFIGURED_NETNS",
+                                     ValueType::kBoolean));
+  ASSERT_EQ(cni.settings.size(), 1u);
+  EXPECT_EQ(cni.settings[0].type, ValueType::kString);
+  EXPECT_EQ(cni.settings[0].origin, "BEACON_CNI_CONFIGURED_NETNS");
+}
+
 TEST_F(ConfigTest, CniModeZeroKeepsTheFileAndGarbageIsRefused) {
   {
     ScopedEnv mode("BEACON_CNI_MODE", "0");

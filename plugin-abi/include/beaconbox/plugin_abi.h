@@ -181,7 +181,8 @@ typedef struct bbx_config_key {
   const char *description;   /* one line, for `beaconbox-ctl plugins` and docs */
   /* An environment variable that overrides this key (e.g. "BEACON_CNI_BIN_DIR"), or
    * NULL. The host applies it generically before init: a set, non-empty variable
-   * replaces the file's value. Only STRING keys take an override. */
+   * replaces the file's value. Only STRING and BOOLEAN keys take an override (for a
+   * BOOLEAN key the variable is 1, true, 0 or false). */
   const char *env_var;
 } bbx_config_key;
 
