@@ -13,6 +13,7 @@
 #include "plugins/common/check_report.h"
 #include "plugins/common/child_process.h"
 #include "plugins/common/netns.h"
+#include "plugins/net-cni/netns_config.h"
 #include "plugins/net-cni/tap_redirect.h"
 
 namespace beaconbox::cni {
@@ -47,6 +48,46 @@ std::string JoinDirs(const std::vector<std::string>& dirs) {
 
 }  // namespace
 
+pb::NetworkAttachment AttachmentOfInterface(const InterfaceConfig& config, const std::string& netns,
+                                            const std::string& tap_name) {
+  pb::NetworkAttachment attachment;
+  attachment.set_tap_name(tap_name);
+  attachment.set_mac(config.mac);
+  attachment.set_mtu(config.mtu);
+  attachment.set_netns_path(netns);
+  for (const auto& address : config.addresses) {
+    auto* out = attachment.add_addresses();
+    out->set_address(address.address);
+    out->set_prefix_length(address.prefix_length);
+  }
+  for (const auto& route : config.routes) {
+    auto* out = attachment.add_routes();
+    out->set_destination(route.destination);
+    out->set_gateway(route.gateway);
+  }
+  return attachment;
+}
+
+json ResultJsonOf(const InterfaceConfig& config, const std::string& ifname,
+                  const std::string& netns) {
+  json ips = json::array();
+  for (const auto& address : config.addresses) {
+    ips.push_back({{"address", address.address + "/" + std::to_string(address.prefix_length)},
+                   {"interface", 0}});
+  }
+  json routes = json::array();
+  for (const auto& route : config.routes) {
+    json entry = {{"dst", route.destination}};
+    if (!route.gateway.empty()) entry["gw"] = route.gateway;
+    routes.push_back(std::move(entry));
+  }
+  return {
+      {"cniVersion", "1.0.0"},
+      {"interfaces", json::array({{{"name", ifname}, {"mac", config.mac}, {"sandbox", netns}}})},
+      {"ips", std::move(ips)},
+      {"routes", std::move(routes)}};
+}
+
 Result<CachedAttachment> ParseCachedAttachment(std::string_view text, const std::string& file) {
   auto parsed = ParseBoundedJson(text, "CNI cache " + file);
   if (!parsed.ok()) return parsed.error();
@@ -65,6 +106,7 @@ Result<CachedAttachment> ParseCachedAttachment(std::string_view text, const std:
     cached.owns_netns = root.at("ownsNetns").get<bool>();
     cached.tap_name = root.value("tap", std::string());
     cached.owns_tap = root.value("ownsTap", false);
+    cached.configured_netns = root.value("configuredNetns", false);
     cached.owner_pid = root.value("ownerPid", int64_t{0});
     cached.owner_start_time = root.value("ownerStartTime", uint64_t{0});
     cached.created_unix = root.value("created", int64_t{0});
@@ -91,6 +133,7 @@ std::string SerializeCachedAttachment(const CachedAttachment& cached) {
                {"ownsNetns", cached.owns_netns},
                {"tap", cached.tap_name},
                {"ownsTap", cached.owns_tap},
+               {"configuredNetns", cached.configured_netns},
                {"ownerPid", cached.owner_pid},
                {"ownerStartTime", cached.owner_start_time},
                {"created", cached.created_unix},
@@ -220,7 +263,9 @@ Result<std::string> CniNetwork::Invoke(const CniConfList& list, size_t index,
 
 Status CniNetwork::Teardown(const CachedAttachment& cached, std::optional<size_t> failed_at) {
   std::optional<Error> first_error;
-  auto list = ParseConfList(cached.conf_list.dump(), cached.conf_file + " (as cached)");
+  auto list = cached.configured_netns
+                  ? Result<CniConfList>(CniConfList{})
+                  : ParseConfList(cached.conf_list.dump(), cached.conf_file + " (as cached)");
   if (list.ok()) {
     size_t end = list->plugins.size();
     if (failed_at && *failed_at < end) end = *failed_at + 1;
@@ -238,7 +283,13 @@ Status CniNetwork::Teardown(const CachedAttachment& cached, std::optional<size_t
   if (cached.owns_tap && ::access(cached.netns.c_str(), F_OK) == 0) {
     Status deleted = plugins::RunInNetns(
         cached.netns, [&] { return DeleteRedirectedTap(cached.ifname, cached.tap_name); });
-    if (!deleted.ok() && !first_error) first_error = deleted.error();
+    if (!deleted.ok() && cached.configured_netns) {
+      // CRI's namespace: when it cannot be entered any more (CRI removed it, its file
+      // left behind) the TAP went with it.
+      log_(true, "net-cni: " + cached.cni_container_id + ": " + deleted.error().message);
+    } else if (!deleted.ok() && !first_error) {
+      first_error = deleted.error();
+    }
   }
   if (cached.owns_netns) {
     Status removed = plugins::RemoveNetns(cached.netns);
@@ -251,6 +302,15 @@ Status CniNetwork::Teardown(const CachedAttachment& cached, std::optional<size_t
 }
 
 Result<pb::NetworkAttachment> CniNetwork::AttachmentOf(const CachedAttachment& cached) {
+  if (cached.configured_netns) {
+    InterfaceConfig config;
+    Status read = plugins::RunInNetns(cached.netns, [&]() -> Status {
+      BBX_ASSIGN_OR_RETURN(config, ReadInterfaceConfig(cached.ifname));
+      return Status::Ok();
+    });
+    if (!read.ok()) return read.error().Wrap("the pod's network namespace " + cached.netns);
+    return AttachmentOfInterface(config, cached.netns, cached.tap_name);
+  }
   BBX_ASSIGN_OR_RETURN(CniResult result, ParseCniResult(cached.result.dump(), "(cached result)"));
   LinkFacts facts;
   Status read = plugins::RunInNetns(cached.netns, [&]() -> Status {
@@ -272,6 +332,8 @@ Result<pb::NetworkAttachment> CniNetwork::Attach(const pb::NetworkAttachRequest&
   }
   const std::string key = request.namespace_() + "--" + request.container_id();
   const int64_t owner_pid = request.owner_pid() > 0 ? request.owner_pid() : ::getpid();
+
+  if (config_.configured_netns) return AttachConfigured(request, key, owner_pid);
 
   // Attached before (a retried attach): CHECK it and answer the same.
   if (auto text = ReadSmallFile(CachePath(key), 4 << 20); text.ok()) {
@@ -388,6 +450,74 @@ Result<pb::NetworkAttachment> CniNetwork::Attach(const pb::NetworkAttachRequest&
   return attachment;
 }
 
+Result<pb::NetworkAttachment> CniNetwork::AttachConfigured(const pb::NetworkAttachRequest& request,
+                                                           const std::string& key,
+                                                           int64_t owner_pid) {
+  const std::string& netns = request.netns_path();
+  if (netns.empty()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "attach " + key +
+                         ": configured_netns = true (env BEACON_CNI_CONFIGURED_NETNS) needs a "
+                         "network namespace in the spec, as CRI's pod sandbox has: set it false "
+                         "for containers run without one (ctr run)");
+  }
+  if (netns[0] != '/' || ::access(netns.c_str(), F_OK) != 0) {
+    return MakeError(ErrorCode::kNotFound, "attach " + key + ": the spec's network namespace " +
+                                               netns.substr(0, 200) + " does not exist");
+  }
+  // A retried attach (or one a dead shim left) starts over: the TAP is made again.
+  if (auto text = ReadSmallFile(CachePath(key), 4 << 20); text.ok()) {
+    if (auto cached = ParseCachedAttachment(*text, CachePath(key)); cached.ok()) {
+      if (Status undone = Teardown(*cached); !undone.ok())
+        return undone.error().Wrap("attach " + key);
+    }
+  }
+  CachedAttachment cached;
+  cached.container_namespace = request.namespace_();
+  cached.container_id = request.container_id();
+  cached.cni_container_id = key;
+  cached.ifname = config_.ifname;
+  cached.netns = netns;
+  cached.configured_netns = true;
+  cached.tap_name = config_.tap_name;
+  cached.owner_pid = owner_pid;
+  cached.owner_start_time = plugins::ProcessStartTime(owner_pid);
+  cached.created_unix = static_cast<int64_t>(std::time(nullptr));
+  cached.conf_list = json::object();
+  cached.runtime_config = json::object();
+
+  InterfaceConfig config;
+  Status read = plugins::RunInNetns(netns, [&]() -> Status {
+    BBX_ASSIGN_OR_RETURN(config, ReadInterfaceConfig(cached.ifname));
+    return Status::Ok();
+  });
+  if (!read.ok()) {
+    return read.error().Wrap("attach " + key + ": the pod's network namespace " + netns +
+                             " (configured_netns = true)");
+  }
+  // The cache before the TAP: a shim dying from here on leaves what detach needs.
+  cached.owns_tap = true;
+  cached.result = ResultJsonOf(config, cached.ifname, netns);
+  BBX_RETURN_IF_ERROR(SaveCache(cached));
+  auto fail = [&](const Error& error) -> Error {
+    Status undone = Teardown(cached);
+    if (!undone.ok())
+      log_(true, "net-cni: cleanup after a failed attach: " + undone.error().message);
+    return error.Wrap("attach " + key);
+  };
+  Status made = plugins::RunInNetns(netns, [&]() -> Status {
+    BBX_ASSIGN_OR_RETURN(LinkFacts ignored, CreateRedirectedTap(cached.ifname, cached.tap_name));
+    (void)ignored;
+    return Status::Ok();
+  });
+  if (!made.ok()) return fail(made.error());
+  pb::NetworkAttachment attachment = AttachmentOfInterface(config, netns, cached.tap_name);
+  log_(false, "net-cni: " + key + " takes " + cached.ifname + " (" +
+                  attachment.addresses(0).address() + ") of the configured namespace " + netns +
+                  " through " + cached.tap_name);
+  return attachment;
+}
+
 Status CniNetwork::Detach(const std::string& container_namespace, const std::string& container_id) {
   if (!IsPlainName(container_id) || !IsPlainName(container_namespace)) {
     return MakeError(ErrorCode::kInvalidArgument, "detach: bad container id or namespace");
@@ -473,6 +603,20 @@ pb::CheckReport CniNetwork::Check() const {
   auto line = [&](pb::CheckLevel level, const std::string& what, const std::string& detail) {
     plugins::AddCheckLine(report, level, what, detail);
   };
+  auto tun = [&] {
+    if (::access("/dev/net/tun", R_OK | W_OK) == 0) {
+      line(pb::CHECK_OK, "tun", "/dev/net/tun usable");
+    } else {
+      line(pb::CHECK_FAIL, "tun", "/dev/net/tun not usable: modprobe tun");
+    }
+  };
+  if (config_.configured_netns) {
+    line(pb::CHECK_OK, "configured_netns",
+         "no list runs: the VM takes " + config_.ifname +
+             " of the spec's network namespace as CNI left it (CRI)");
+    tun();
+    return report;
+  }
   auto list = LoadConfList(config_.conf_dir, config_.network_name);
   if (!list.ok()) {
     line(pb::CHECK_FAIL, "conflist", list.error().message);
@@ -494,11 +638,7 @@ pb::CheckReport CniNetwork::Check() const {
       line(pb::CHECK_OK, "plugin " + type, found);
     }
   }
-  if (::access("/dev/net/tun", R_OK | W_OK) == 0) {
-    line(pb::CHECK_OK, "tun", "/dev/net/tun usable");
-  } else {
-    line(pb::CHECK_FAIL, "tun", "/dev/net/tun not usable: modprobe tun");
-  }
+  tun();
   return report;
 }
 

@@ -8,6 +8,10 @@
 // before the first ADD, again with the result): the list as it was run, the netns,
 // the TAP and the final result. DEL runs from the cache alone, so it works after the
 // shim died, after containerd restarted, and after the conflist changed or went.
+//
+// With configured_netns (CRI has run CNI in the pod's namespace itself) no list runs:
+// the TAP is coupled to the interface CNI made, and detach removes only the TAP and
+// that interface's ingress qdisc, never the interface or the namespace (CRI's).
 #pragma once
 
 #include <functional>
@@ -21,6 +25,7 @@
 #include "plugins/net-cni/cni_result.h"
 #include "plugins/net-cni/config.h"
 #include "plugins/net-cni/conflist.h"
+#include "plugins/net-cni/netns_config.h"
 
 namespace beaconbox::cni {
 
@@ -36,6 +41,9 @@ struct CachedAttachment {
   bool owns_netns = false;
   std::string tap_name;
   bool owns_tap = false;
+  // configured_netns: no list was run (conf_list is empty); `result` is what was read
+  // from `ifname` there, for `net leases`.
+  bool configured_netns = false;
   int64_t owner_pid = 0;
   uint64_t owner_start_time = 0;
   int64_t created_unix = 0;
@@ -55,6 +63,15 @@ Result<plugin::v1::NetworkAttachment> AttachmentFromResult(const CniResult& resu
                                                            const std::string& ifname,
                                                            const std::string& netns,
                                                            const std::string& fallback_mac);
+
+// The guest's network for configured_netns: `config` (read from the interface) as it
+// is, on `tap_name` in `netns`.
+plugin::v1::NetworkAttachment AttachmentOfInterface(const InterfaceConfig& config,
+                                                    const std::string& netns,
+                                                    const std::string& tap_name);
+// The same as a CNI 1.0.0 result (what the cache keeps, for `net leases`).
+nlohmann::json ResultJsonOf(const InterfaceConfig& config, const std::string& ifname,
+                            const std::string& netns);
 
 class CniNetwork {
  public:
@@ -82,6 +99,10 @@ class CniNetwork {
   // (a plugin refusing its config refuses it on DEL too).
   Status Teardown(const CachedAttachment& cached, std::optional<size_t> failed_at = {});
   Result<plugin::v1::NetworkAttachment> AttachmentOf(const CachedAttachment& cached);
+  // configured_netns = true: the TAP coupled to `ifname` of the spec's namespace, the
+  // guest given `ifname`'s MAC, MTU, addresses and routes as they are there.
+  Result<plugin::v1::NetworkAttachment> AttachConfigured(
+      const plugin::v1::NetworkAttachRequest& request, const std::string& key, int64_t owner_pid);
 
   CniConfig config_;
   LogFn log_;

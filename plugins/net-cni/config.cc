@@ -25,8 +25,9 @@ Result<CniConfig> ParseCniConfig(std::string_view toml_text, const std::string& 
     return MakeError(ErrorCode::kInvalidArgument,
                      "config: " + std::string(parse_error.description()));
   }
-  static const char* kKnown[] = {"conf_dir", "bin_dir",   "network_name", "ifname",
-                                 "tap_name", "cache_dir", "netns_dir",    "timeout_seconds"};
+  static const char* kKnown[] = {"conf_dir",  "bin_dir",         "network_name",
+                                 "ifname",    "tap_name",        "cache_dir",
+                                 "netns_dir", "timeout_seconds", "configured_netns"};
   for (const auto& [key, value] : table) {
     bool known = false;
     for (const char* name : kKnown) known = known || key.str() == name;
@@ -53,6 +54,10 @@ Result<CniConfig> ParseCniConfig(std::string_view toml_text, const std::string& 
     if (config.timeout_seconds < 1 || config.timeout_seconds > 600) {
       return ConfigError("timeout_seconds", "must be 1..600");
     }
+  }
+  if (auto node = table["configured_netns"]; node) {
+    if (!node.is_boolean()) return ConfigError("configured_netns", "must be true or false");
+    config.configured_netns = *node.value<bool>();
   }
   if (!bin_dir.empty()) {
     config.bin_dirs.clear();

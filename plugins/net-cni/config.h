@@ -19,6 +19,9 @@ struct CniConfig {
   std::string cache_dir;          // empty: <state_dir>/cni
   std::string netns_dir;          // empty: <run_dir>/netns
   int64_t timeout_seconds = 60;   // per plugin invocation
+  // The container's network namespace (the spec's, e.g. CRI's pod netns) was
+  // configured by CNI already: no list runs, the VM takes `ifname` as it is there.
+  bool configured_netns = false;
 };
 
 // Parses the plugin's TOML table; `state_dir` and `run_dir` give the defaults.

@@ -37,6 +37,10 @@ const bbx_config_key kConfigKeys[] = {
                    "where the plugin pins network namespaces it makes"),
     bbx::ConfigKey("timeout_seconds", BBX_CONFIG_INTEGER, "60",
                    "how long one CNI plugin invocation may take before it is killed"),
+    bbx::ConfigKey("configured_netns", BBX_CONFIG_BOOLEAN, "false",
+                   "the spec's network namespace is configured already (CRI ran CNI): run no "
+                   "list, couple the VM to ifname as it is there",
+                   "BEACON_CNI_CONFIGURED_NETNS"),
 };
 
 bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin** out,

@@ -26,13 +26,28 @@
 
 #include "common/base/errno_error.h"
 #include "common/base/unique_fd.h"
+#include "plugins/net-cni/rtnl_socket.h"
 
 namespace beaconbox::cni {
+
+Error NlError(const std::string& what, int rc) {
+  const int code = rc < 0 ? -rc : rc;
+  return MakeError(
+      code == NLE_PERM ? ErrorCode::kPermission : ErrorCode::kInternal,
+      what + ": " + nl_geterror(code) + (code == NLE_PERM ? " (needs CAP_NET_ADMIN)" : ""));
+}
+
+Result<NlSockPtr> ConnectRtnl() {
+  NlSockPtr socket(nl_socket_alloc());
+  if (!socket) return MakeError(ErrorCode::kExhausted, "netlink: out of memory");
+  if (int rc = nl_connect(socket.get(), NETLINK_ROUTE); rc < 0) {
+    return NlError("connect rtnetlink", rc);
+  }
+  return socket;
+}
+
 namespace {
 
-struct SockFree {
-  void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
 struct LinkPut {
   void operator()(rtnl_link* l) const { rtnl_link_put(l); }
 };
@@ -42,28 +57,14 @@ struct QdiscPut {
 struct ClsPut {
   void operator()(rtnl_cls* c) const { rtnl_cls_put(c); }
 };
-using SockPtr = std::unique_ptr<nl_sock, SockFree>;
+using SockPtr = NlSockPtr;
 using LinkPtr = std::unique_ptr<rtnl_link, LinkPut>;
 using QdiscPtr = std::unique_ptr<rtnl_qdisc, QdiscPut>;
 using ClsPtr = std::unique_ptr<rtnl_cls, ClsPut>;
 
 constexpr uint32_t kIngressHandle = 0xffff0000u;  // ffff:
 
-Error NlError(const std::string& what, int rc) {
-  const int code = rc < 0 ? -rc : rc;
-  return MakeError(
-      code == NLE_PERM ? ErrorCode::kPermission : ErrorCode::kInternal,
-      what + ": " + nl_geterror(code) + (code == NLE_PERM ? " (needs CAP_NET_ADMIN)" : ""));
-}
-
-Result<SockPtr> Connect() {
-  SockPtr socket(nl_socket_alloc());
-  if (!socket) return MakeError(ErrorCode::kExhausted, "netlink: out of memory");
-  if (int rc = nl_connect(socket.get(), NETLINK_ROUTE); rc < 0) {
-    return NlError("connect rtnetlink", rc);
-  }
-  return socket;
-}
+Result<SockPtr> Connect() { return ConnectRtnl(); }
 
 Result<LinkPtr> GetLink(nl_sock* socket, const std::string& name) {
   rtnl_link* link = nullptr;

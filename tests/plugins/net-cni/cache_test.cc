@@ -81,8 +81,13 @@ TEST(Config, DefaultsAndBadKeys) {
   config = ParseCniConfig("bin_dir = \"/a::/b\"", "/s", "/r");
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(config->bin_dirs, (std::vector<std::string>{"/a", "/b"}));
-  for (const char* bad : {"bin_dir = \"rel\"", "nope = 1", "ifname = \"a/b\"",
-                          "tap_name = \"eth0\"", "timeout_seconds = 0", "conf_dir = \"x\""}) {
+  EXPECT_FALSE(config->configured_netns);
+  config = ParseCniConfig("configured_netns = true", "/s", "/r");
+  ASSERT_TRUE(config.ok());
+  EXPECT_TRUE(config->configured_netns);
+  for (const char* bad :
+       {"bin_dir = \"rel\"", "nope = 1", "ifname = \"a/b\"", "tap_name = \"eth0\"",
+        "timeout_seconds = 0", "conf_dir = \"x\"", "configured_netns = \"yes\""}) {
     EXPECT_FALSE(ParseCniConfig(bad, "/s", "/r").ok()) << bad;
   }
 }
