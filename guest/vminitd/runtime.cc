@@ -19,6 +19,7 @@
 #include "common/base/fd_passing.h"
 #include "guest/vminitd/bundle_mounts.h"
 #include "guest/vminitd/log.h"
+#include "guest/vminitd/net_sysctl.h"
 #include "guest/vminitd/reaper.h"
 #include "guest/vminitd/system.h"
 #include "guest/vminitd/validation.h"
@@ -97,6 +98,10 @@ Result<guestapi::CreateBundleResponse> Runtime::CreateBundle(
   }
   const std::string rootfs = req.rootfs().empty() ? "rootfs" : req.rootfs();
   BBX_RETURN_IF_ERROR(ValidateRelativePath(rootfs, "guest rootfs path"));
+  // net.* sysctls are the VM's (its root namespace is the pod's network): vminitd
+  // writes them, crun gets the spec without them (net_sysctl.h).
+  std::string config_json = req.config_json();
+  BBX_ASSIGN_OR_RETURN(std::vector<NetSysctl> net_sysctls, TakeNetSysctls(config_json));
   std::string bundle = BundlePath(req.container_id());
   {
     std::lock_guard lock(mu_);
@@ -147,7 +152,8 @@ Result<guestapi::CreateBundleResponse> Runtime::CreateBundle(
     }
     if (!mounted.ok()) return undo(mounted.error());
   }
-  if (Status s = WriteFileAtomic(bundle + "/config.json", req.config_json()); !s.ok()) {
+  if (Status s = ApplyNetSysctls(net_sysctls); !s.ok()) return undo(s.error());
+  if (Status s = WriteFileAtomic(bundle + "/config.json", config_json); !s.ok()) {
     return undo(s.error());
   }
   guestapi::CreateBundleResponse resp;
