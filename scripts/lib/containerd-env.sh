@@ -371,8 +371,11 @@ bbx_import_demo_image() {
 # runc and beaconbox runtime handlers (the shim finds its config through
 # BEACONBOX_CONFIG in containerd's environment), restrict_oom_score_adj (root here
 # lacks CAP_SYS_RESOURCE), no AppArmor profile, the streaming server on a free port of
-# the netns. Sets BBX_NAMESPACE=k8s.io (CRI's namespace), BBX_CONTAINERD_CRI=1,
-# BBX_CONTAINERD_CONFIG_EXTRA, BBX_CRI_DIR, BBX_CRI_NETWORK, BBX_CRI_PAUSE_IMAGE.
+# the netns. beaconbox's pod VM joins the netns CRI made: network.mode = "cni" with
+# net-cni's configured_netns (BEACON_CNI_CONFIGURED_NETNS=1: no list runs, a TAP is
+# coupled to the eth0 CRI's CNI made). Sets BBX_NAMESPACE=k8s.io (CRI's namespace),
+# BBX_CONTAINERD_CRI=1, BBX_CONTAINERD_CONFIG_EXTRA, BBX_NETWORK_MODE=cni,
+# BEACON_CNI_CONFIGURED_NETNS=1, BBX_CRI_DIR, BBX_CRI_NETWORK, BBX_CRI_PAUSE_IMAGE.
 # After bbx_env_start:
 #   bbx_cri_import_images BBX_CRI   imports the demo image (BBX_IMAGE) and the pause
 #                                   stand-in into k8s.io; waits until CRI (asked with
@@ -412,7 +415,8 @@ EOF
     conf_dir = "$BBX_CRI_DIR/net.d"
     max_conf_num = 1
 EOF
-  export BBX_NAMESPACE=k8s.io BBX_CONTAINERD_CRI=1 BBX_CONTAINERD_CONFIG_EXTRA=$BBX_CRI_DIR/cri.toml
+  export BBX_NAMESPACE=k8s.io BBX_CONTAINERD_CRI=1 BBX_CONTAINERD_CONFIG_EXTRA=$BBX_CRI_DIR/cri.toml \
+         BBX_NETWORK_MODE=cni BEACON_CNI_CONFIGURED_NETNS=1
 }
 
 # Stops and removes every pod CRI still has, through the bbx-cri CLIENT: for a

@@ -16,10 +16,9 @@
 # (CreateContainer + StartContainer) took (no assertion on time).
 #   cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|both]
 # runc (the expected answer) is the default; `both` (ctest's e2e_cri) runs runc, then
-# beaconbox (one shim and one VM per pod) in the same containerd. With beaconbox the pod
-# IP is not served from the VM yet (it does not join CRI's pod network: issue 17), and
-# the script says so on a "not yet:" line. BBX_CRI_CLIENT names the bbx-cri binary
-# (ctest sets it).
+# beaconbox (one shim and one VM per pod, the VM on the pod network CRI made through
+# net-cni's configured_netns) in the same containerd. BBX_CRI_CLIENT names the bbx-cri
+# binary (ctest sets it).
 # Exit 0: all passed; 1: a check failed; 77: containerd 1.7 or 2 cannot be extracted.
 set -euo pipefail
 usage="usage: cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|both]"
@@ -109,6 +108,8 @@ leftovers() {
     case ${f##*/} in lock | last_reserved_ip.*) ;; *) echo "lease ${f##*/}" ;; esac
   done
   for f in "/proc/$BBX_CONTAINERD_PID/root/run/netns"/*; do [ -e "$f" ] && echo "netns ${f##*/}"; done
+  # beaconbox's net-cni attachment (configured_netns: the TAP in CRI's netns).
+  for f in "$BBX_DIR/beacon/state/cni"/*.json; do [ -e "$f" ] && echo "cni-attachment ${f##*/}"; done
   bbx_env_mounts | grep -E 'io\.containerd\.(grpc\.v1\.cri|runtime\.v2\.task)|/beacon/' | sed 's/^/mount /'
   grep -F "$BBX_DIR/beacon" /proc/self/mountinfo | awk '{print "host mount " $5}'
   for f in /sys/fs/cgroup/"$cgroup_parent"/* /sys/fs/cgroup/*/"$cgroup_parent"/*; do
@@ -186,15 +187,10 @@ pod_checks() {
     [ "$said" = hello-from-server ] && break
     sleep 1
   done
-  if [ "$said" = hello-from-server ]; then
-    pass "$handler: the test's netns reaches server at the pod IP $ip:8080"
-  elif [ "$handler" = beaconbox ]; then
-    # Issue 17 item 3: the VM does not join the netns CRI made and CNI configured yet
-    # (the tc-redirect coupling of eth0 to a TAP); everything else of the pod runs in it.
-    echo "not yet: $handler: the pod IP $ip:8080 is not served from the VM (issue 17: the VM does not join CRI's pod network): '$said'"
-  else
+  # With beaconbox the VM serves it: net-cni's configured_netns couples a TAP to the
+  # eth0 CNI made in CRI's netns (bbx_cri_prepare sets BEACON_CNI_CONFIGURED_NETNS).
+  [ "$said" = hello-from-server ] && pass "$handler: the test's netns reaches server at the pod IP $ip:8080" ||
     fail "$handler: nc to the pod IP $ip:8080 said '$said'"
-  fi
   # The emptyDir: written in one, read in the other and on the host.
   said=$(cri exec "$server" /bin/sh -c "echo shared-by-$handler > /data/from-server" 2>&1) &&
     pass "$handler: server writes the emptyDir" || fail "$handler: server's write: $said"
@@ -235,7 +231,9 @@ pod_checks() {
   # The leftovers check can fail: while the pod runs it lists the pod's parts.
   left=$(leftovers | cut -d' ' -f1 | sort -u | tr '\n' ' ')
   local kind missing=""
-  for kind in pod container process veth lease netns mount; do
+  local kinds="pod container process veth lease netns mount"
+  [ "$handler" = beaconbox ] && kinds+=" cni-attachment"
+  for kind in $kinds; do
     [[ " $left" == *" $kind "* ]] || missing+=" $kind"
   done
   [ -z "$missing" ] && pass "$handler: the leftovers check sees the running pod's: $left" ||
