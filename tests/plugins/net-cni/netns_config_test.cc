@@ -10,40 +10,20 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "plugins/common/netns.h"
 #include "plugins/net-cni/cni_network.h"
 #include "plugins/net-cni/tap_redirect.h"
+#include "tests/plugins/net-cni/netns_fixture.h"
 
 namespace beaconbox::cni {
 namespace {
 
 namespace fs = std::filesystem;
 
-class NetnsConfigTest : public ::testing::Test {
+class NetnsConfigTest : public NetnsFixture {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    dir_ = fs::temp_directory_path() / ("net-cni-netns-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    netns_ = (dir_ / "ns").string();
-    ASSERT_TRUE(plugins::CreateNetns(netns_).ok());
-  }
-  void TearDown() override {
-    if (!netns_.empty()) (void)plugins::RemoveNetns(netns_);
-    if (!dir_.empty()) fs::remove_all(dir_);
-  }
-  Status In(const std::function<Status()>& work) { return plugins::RunInNetns(netns_, work); }
-  // A shell command in the test's namespace (a child forked from the joined thread).
-  int Shell(const std::string& command) {
-    int code = -1;
-    (void)In([&] {
-      code = std::system(command.c_str());
-      return Status::Ok();
-    });
-    return code;
-  }
+  NetnsConfigTest() : NetnsFixture("net-cni-netns-") {}
   // eth0 as CNI's bridge plugin leaves it: a veth end with an address, a link route
-  // and a default route through the gateway; a second device with routes of its own.
+  // and a default route through the gateway; a second veth with routes of its own.
   void MakeConfiguredEth0() {
     ASSERT_EQ(
         Shell("ip link add eth0 type veth peer name peer0 && "
@@ -52,7 +32,7 @@ class NetnsConfigTest : public ::testing::Test {
               "ip addr add 10.79.0.7/24 dev eth0 && "
               "ip route add 10.80.0.0/16 dev eth0 && "
               "ip route add default via 10.79.0.1 dev eth0 && "
-              "ip link add other0 type dummy && ip link set other0 up && "
+              "ip link add other0 type veth peer name other1 && ip link set other0 up && "
               "ip addr add 10.81.0.2/24 dev other0 && ip route add 10.82.0.0/16 via 10.81.0.1"),
         0);
   }
@@ -65,8 +45,6 @@ class NetnsConfigTest : public ::testing::Test {
     EXPECT_TRUE(entered.ok());
     return config;
   }
-  fs::path dir_;
-  std::string netns_;
 };
 
 TEST_F(NetnsConfigTest, ReadsAddressesRoutesMtuAndMacOfEth0) {

@@ -19,6 +19,7 @@
 #include "common/base/unique_fd.h"
 #include "plugins/common/child_process.h"
 #include "plugins/common/netns.h"
+#include "tests/plugins/net-cni/netns_fixture.h"
 
 namespace beaconbox::cni {
 namespace {
@@ -31,20 +32,14 @@ Status StatusOf(const Result<T>& result) {
   return result.ok() ? Status::Ok() : Status(result.error());
 }
 
-class TapRedirectTest : public ::testing::Test {
+class TapRedirectTest : public NetnsFixture {
  protected:
+  TapRedirectTest() : NetnsFixture("net-cni-tap-") {}
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    dir_ = fs::temp_directory_path() / ("net-cni-tap-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    netns_ = (dir_ / "ns").string();
-    ASSERT_TRUE(plugins::CreateNetns(netns_).ok());
+    NetnsFixture::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     // The "CNI interface": any device works for the redirect, a persistent TAP here.
     ASSERT_TRUE(In([] { return MakePersistentTap("eth0"); }).ok());
-  }
-  void TearDown() override {
-    if (!netns_.empty()) (void)plugins::RemoveNetns(netns_);
-    if (!dir_.empty()) fs::remove_all(dir_);
   }
   static Status MakePersistentTap(const std::string& name) {
     UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
@@ -57,16 +52,6 @@ class TapRedirectTest : public ::testing::Test {
     }
     return Status::Ok();
   }
-  Status In(const std::function<Status()>& work) { return plugins::RunInNetns(netns_, work); }
-  // A shell command in the test's namespace (a child forked from the joined thread).
-  int Shell(const std::string& command) {
-    int code = -1;
-    (void)In([&] {
-      code = std::system(command.c_str());
-      return Status::Ok();
-    });
-    return code;
-  }
   // Runs beaconbox's tc-redirect-tap binary as a runtime would.
   plugins::CapturedRun Plugin(const std::string& command, const json& config,
                               const std::string& cni_args = "") {
@@ -78,8 +63,6 @@ class TapRedirectTest : public ::testing::Test {
     EXPECT_TRUE(run.ok());
     return run.ok() ? *run : plugins::CapturedRun{};
   }
-  fs::path dir_;
-  std::string netns_;
 };
 
 TEST_F(TapRedirectTest, TheTapIsOwnedAsAskedAndRedirectsBothWays) {
