@@ -301,6 +301,19 @@ Status CniNetwork::Teardown(const CachedAttachment& cached, std::optional<size_t
   return Status::Ok();
 }
 
+CachedAttachment CniNetwork::NewAttachment(const pb::NetworkAttachRequest& request,
+                                           const std::string& key, int64_t owner_pid) const {
+  CachedAttachment cached;
+  cached.container_namespace = request.namespace_();
+  cached.container_id = request.container_id();
+  cached.cni_container_id = key;
+  cached.ifname = config_.ifname;
+  cached.owner_pid = owner_pid;
+  cached.owner_start_time = plugins::ProcessStartTime(owner_pid);
+  cached.created_unix = static_cast<int64_t>(std::time(nullptr));
+  return cached;
+}
+
 Result<pb::NetworkAttachment> CniNetwork::AttachmentOf(const CachedAttachment& cached) {
   if (cached.configured_netns) {
     InterfaceConfig config;
@@ -364,14 +377,7 @@ Result<pb::NetworkAttachment> CniNetwork::Attach(const pb::NetworkAttachRequest&
     BBX_ASSIGN_OR_RETURN(mappings, ParsePortMappings(it->second));
   }
 
-  CachedAttachment cached;
-  cached.container_namespace = request.namespace_();
-  cached.container_id = request.container_id();
-  cached.cni_container_id = key;
-  cached.ifname = config_.ifname;
-  cached.owner_pid = owner_pid;
-  cached.owner_start_time = plugins::ProcessStartTime(owner_pid);
-  cached.created_unix = static_cast<int64_t>(std::time(nullptr));
+  CachedAttachment cached = NewAttachment(request, key, owner_pid);
   cached.conf_file = list.file;
   cached.conf_list = ConfListJson(list);
   cached.runtime_config = RuntimeConfigFor(mappings);
@@ -472,17 +478,10 @@ Result<pb::NetworkAttachment> CniNetwork::AttachConfigured(const pb::NetworkAtta
         return undone.error().Wrap("attach " + key);
     }
   }
-  CachedAttachment cached;
-  cached.container_namespace = request.namespace_();
-  cached.container_id = request.container_id();
-  cached.cni_container_id = key;
-  cached.ifname = config_.ifname;
+  CachedAttachment cached = NewAttachment(request, key, owner_pid);
   cached.netns = netns;
   cached.configured_netns = true;
   cached.tap_name = config_.tap_name;
-  cached.owner_pid = owner_pid;
-  cached.owner_start_time = plugins::ProcessStartTime(owner_pid);
-  cached.created_unix = static_cast<int64_t>(std::time(nullptr));
   cached.conf_list = json::object();
   cached.runtime_config = json::object();
 

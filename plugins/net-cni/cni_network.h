@@ -99,6 +99,9 @@ class CniNetwork {
   // (a plugin refusing its config refuses it on DEL too).
   Status Teardown(const CachedAttachment& cached, std::optional<size_t> failed_at = {});
   Result<plugin::v1::NetworkAttachment> AttachmentOf(const CachedAttachment& cached);
+  // The cache entry of a new attachment: who asked, owned by `owner_pid`, made now.
+  CachedAttachment NewAttachment(const plugin::v1::NetworkAttachRequest& request,
+                                 const std::string& key, int64_t owner_pid) const;
   // configured_netns = true: the TAP coupled to `ifname` of the spec's namespace, the
   // guest given `ifname`'s MAC, MTU, addresses and routes as they are there.
   Result<plugin::v1::NetworkAttachment> AttachConfigured(
