@@ -232,7 +232,8 @@ pod_checks() {
     pass "$handler: client's own command reached server over localhost (its log)" ||
     fail "$handler: client's log $client_log: $(head -c 400 "$client_log" 2>&1 | tr '\n' '|')"
 
-  local tv=$(ms_now)
+  local tv
+  tv=$(ms_now)
   volume_and_stream_checks "$handler" "$pod" "$server"
   echo "measure: handler=$handler volume_stats_stream_checks_ms=$(($(ms_now) - tv))"
 
