@@ -354,9 +354,10 @@ volume_and_stream_checks() {
   if [ "$said" = hello-from-server ]; then
     pass "$handler: port-forward to the pod's 8080 returns the listener's bytes"
   elif [ "$handler" = beaconbox ]; then
-    # containerd forwards inside the pod netns CRI made, which the VM does not join yet
-    # (issue 17 item 3, the same cause as the pod IP above).
-    echo "not yet: $handler: port-forward to 8080 needs the VM in CRI's pod network (issue 17 item 3): '${said:0:200}'"
+    # containerd itself dials localhost:PORT inside the pod netns CRI made; the VM's
+    # listeners are not there (issue 17 item 3: the VM does not join that netns yet,
+    # and its loopback would still not be the netns's).
+    echo "not yet: $handler: port-forward: containerd dials localhost:8080 in CRI's pod netns, where the VM's listener is not (issue 17 item 3): '${said:0:400}'"
   else
     fail "$handler: port-forward to 8080: '$said'"
   fi

@@ -732,7 +732,7 @@ class Client {
           socket.Close();
           return MakeError(ErrorCode::kUnavailable,
                            "port-forward to port " + std::to_string(port_prefix) +
-                               " failed: " + OneLine(status_json.substr(0, 300)));
+                               " failed: " + OneLine(status_json.substr(0, 1000)));
         }
         continue;
       }
