@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -142,9 +143,17 @@ Result<WebSocket> WebSocket::Connect(const StreamUrl& url, std::string_view prot
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
     return ErrnoError("connect", where + " (run bbx-cri in containerd's network namespace)");
   }
+  return Handshake(std::move(fd), where, url.target, protocol,
+                   static_cast<int>(std::max<int64_t>(deadline - NowMs(), 1)));
+}
+
+Result<WebSocket> WebSocket::Handshake(UniqueFd fd, const std::string& where,
+                                       const std::string& target, std::string_view protocol,
+                                       int timeout_ms) {
+  int64_t deadline = NowMs() + timeout_ms;
   WebSocket socket(std::move(fd));
   std::string key = Base64(RandomBytes(16));
-  std::string request = "GET " + url.target +
+  std::string request = "GET " + target +
                         " HTTP/1.1\r\n"
                         "Host: " +
                         where +

@@ -32,6 +32,11 @@ class WebSocket {
   // Connects, sends the opening handshake asking for PROTOCOL and checks the answer:
   // status 101 and PROTOCOL chosen. TIMEOUT_MS bounds the connect and the handshake.
   static Result<WebSocket> Connect(const StreamUrl& url, std::string_view protocol, int timeout_ms);
+  // The handshake on a connected stream socket FD: HOST is the Host header's value,
+  // TARGET the request's path and query.
+  static Result<WebSocket> Handshake(UniqueFd fd, const std::string& host,
+                                     const std::string& target, std::string_view protocol,
+                                     int timeout_ms);
 
   // One binary message.
   Status SendBinary(std::string_view payload);
