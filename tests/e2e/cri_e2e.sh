@@ -13,7 +13,10 @@
 # log path in CRI's format; removing the pod leaves no container, shim, VM, TAP or
 # veth, IP lease, containerd lease, mount, netns or cgroup. Prints how long the pod
 # start (RunPodSandbox + CreateContainer + StartContainer) and the second container
-# (CreateContainer + StartContainer) took (no assertion on time).
+# (CreateContainer + StartContainer) took (no assertion on time). In the same pod
+# (volume_and_stream_checks): a third container with CRI's file volumes as the kubelet
+# makes them, ContainerStats/ListContainerStats, and Exec (-i, -it), Attach and
+# PortForward through containerd's streaming server (bbx-cri's WebSocket client).
 #   cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|both]
 # runc (the expected answer) is the default; `both` (ctest's e2e_cri) runs runc, then
 # beaconbox (one shim and one VM per pod) in the same containerd. With beaconbox the pod
