@@ -308,7 +308,7 @@ volume_and_stream_checks() {
     fail "$handler: /etc/resolv.conf '${said:0:100}', the sandbox's '$expected'"
 
   # Stats: a busy loop in the server first; its CPU and memory are not zero.
-  cri exec "$server" --timeout 60 /bin/sh -c 'i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done' > /dev/null 2>&1 || true
+  cri exec "$server" --timeout 60 /bin/sh -c 'i=0; while [ $i -lt 10000 ]; do i=$((i+1)); done' > /dev/null 2>&1 || true
   said=$(cri stats "$server" 2>&1 || true)
   local cpu mem
   cpu=$(sed -n 's/^cpu_usage_core_nano_seconds=//p' <<<"$said")
@@ -349,10 +349,10 @@ volume_and_stream_checks() {
     pass "$handler: vol exited 0; its /dev/termination-log is read on the host" ||
     fail "$handler: vol after quit: $(tr '\n' ' ' <<<"$said") termination-log '$(cat "$vol_dir/termination-log")'"
   # Port-forward to the server's listener (it restarts after each connection).
-  for _ in $(seq 10); do
+  for _ in $(seq 5); do
     said=$(cri_in_netns port-forward "$pod" 8080 --until hello-from-server --for 10 2>&1 || true)
     [ "$said" = hello-from-server ] && break
-    sleep 1
+    sleep 0.5
   done
   if [ "$said" = hello-from-server ]; then
     pass "$handler: port-forward to the pod's 8080 returns the listener's bytes"
