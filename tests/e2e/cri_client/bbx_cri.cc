@@ -10,6 +10,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 
 #include "common/base/result.h"
 #include "runtime/v1/cri_subset.grpc.pb.h"
+#include "websocket.h"
 
 namespace beaconbox::cri_client {
 namespace {
@@ -53,7 +55,19 @@ constexpr char kUsage[] =
     "                               ExecSync: the command's stdout and stderr, exits\n"
     "                               with its exit code\n"
     "  stop ID [--timeout S] | rm ID\n"
-    "                               StopContainer | RemoveContainer\n";
+    "                               StopContainer | RemoveContainer\n"
+    "  stats ID                     ContainerStats as key=value lines\n"
+    "  list-stats [POD]             ListContainerStats: `ID NAME CPU_NS WORKING_SET_BYTES`\n"
+    "streaming (containerd's streaming server over WebSocket; run them in containerd's\n"
+    "network namespace, where its URLs point; STREAM is [--input TEXT] [--until TEXT]\n"
+    "[--for SECONDS]: TEXT sent once connected, the end once the output holds TEXT\n"
+    "(else when the server closes), the longest wait, 30 s by default):\n"
+    "  exec-stream ID [-i] [-t] STREAM [--] CMD [ARGS...]\n"
+    "                               Exec (stdin with -i, a tty with -t): the command's\n"
+    "                               output; exits with its exit code (0 after --until)\n"
+    "  attach ID [-i] [-t] STREAM   Attach: the container's output after attaching\n"
+    "  port-forward POD PORT STREAM PortForward: what the pod's PORT answers\n"
+    "create also takes --stdin and --tty (ContainerConfig's stdin and tty, for attach)\n";
 
 std::string OneLine(std::string text) {
   for (char& c : text) {
@@ -180,6 +194,11 @@ class Client {
     if (command == "exec") return Exec(args);
     if (command == "stop") return Stop(args);
     if (command == "rm") return Remove(args);
+    if (command == "stats") return Stats(args);
+    if (command == "list-stats") return ListStats(args);
+    if (command == "exec-stream") return ExecStream(args);
+    if (command == "attach") return Attach(args);
+    if (command == "port-forward") return PortForward(args);
     return Usage("unknown command '" + command + "'");
   }
 
@@ -375,7 +394,11 @@ class Client {
       }
       BBX_ASSIGN_OR_RETURN(bool mount, args.Flag("--mount", &value));
       if (mount) BBX_RETURN_IF_ERROR(AddMount(value, config));
-      if (!(log || workdir || env || mount)) break;
+      bool stdin_flag = args.Word("--stdin");
+      if (stdin_flag) config.set_stdin(true);
+      bool tty = args.Word("--tty");
+      if (tty) config.set_tty(true);
+      if (!(log || workdir || env || mount || stdin_flag || tty)) break;
     }
     for (std::string& word : args.Rest()) config.add_command(std::move(word));
     if (!config.log_path().empty() && config.log_path().front() == '/') {
@@ -523,6 +546,272 @@ class Client {
     BBX_RETURN_IF_ERROR(RpcStatus("RemoveContainer",
                                   runtime_->RemoveContainer(Context().get(), request, &response)));
     return 0;
+  }
+
+  static std::string Value(const cri::UInt64Value& value, bool present) {
+    return present ? std::to_string(value.value()) : "absent";
+  }
+
+  static void PrintStats(const cri::ContainerStats& stats) {
+    std::cout << "id=" << stats.attributes().id() << "\n"
+              << "name=" << stats.attributes().metadata().name() << "\n"
+              << "cpu_usage_core_nano_seconds="
+              << Value(stats.cpu().usage_core_nano_seconds(),
+                       stats.cpu().has_usage_core_nano_seconds())
+              << "\n"
+              << "memory_working_set_bytes="
+              << Value(stats.memory().working_set_bytes(), stats.memory().has_working_set_bytes())
+              << "\n"
+              << "memory_usage_bytes="
+              << Value(stats.memory().usage_bytes(), stats.memory().has_usage_bytes()) << "\n";
+  }
+
+  Result<int> Stats(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string id, args.Positional("ID"));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::ContainerStatsRequest request;
+    request.set_container_id(id);
+    cri::ContainerStatsResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("ContainerStats", runtime_->ContainerStats(Context().get(), request, &response)));
+    PrintStats(response.stats());
+    return 0;
+  }
+
+  Result<int> ListStats(Args& args) {
+    cri::ListContainerStatsRequest request;
+    if (!args.Done()) {
+      BBX_ASSIGN_OR_RETURN(std::string pod, args.Positional("POD"));
+      request.mutable_filter()->set_pod_sandbox_id(pod);
+    }
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::ListContainerStatsResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus(
+        "ListContainerStats", runtime_->ListContainerStats(Context().get(), request, &response)));
+    for (const auto& stats : response.stats()) {
+      std::cout << stats.attributes().id() << " " << stats.attributes().metadata().name() << " "
+                << Value(stats.cpu().usage_core_nano_seconds(),
+                         stats.cpu().has_usage_core_nano_seconds())
+                << " "
+                << Value(stats.memory().working_set_bytes(), stats.memory().has_working_set_bytes())
+                << "\n";
+    }
+    return 0;
+  }
+
+  // STREAM's flags (see the usage), and -i / -t where WITH_IO.
+  struct StreamFlags {
+    bool stdin = false;
+    bool tty = false;
+    std::string input;
+    std::string until;
+    int64_t seconds = 30;
+  };
+  static Result<StreamFlags> ParseStreamFlags(Args& args, bool with_io) {
+    StreamFlags flags;
+    std::string value;
+    while (!args.Done()) {
+      bool stdin_flag = with_io && args.Word("-i");
+      if (stdin_flag) flags.stdin = true;
+      bool tty = with_io && args.Word("-t");
+      if (tty) flags.tty = true;
+      BBX_ASSIGN_OR_RETURN(bool input, args.Flag("--input", &flags.input));
+      BBX_ASSIGN_OR_RETURN(bool until, args.Flag("--until", &flags.until));
+      BBX_ASSIGN_OR_RETURN(bool seconds, args.Flag("--for", &value));
+      if (seconds) {
+        BBX_ASSIGN_OR_RETURN(flags.seconds, ParseSeconds("--for", value));
+      }
+      if (!(stdin_flag || tty || input || until || seconds)) break;
+    }
+    if (!flags.input.empty() && with_io && !flags.stdin) {
+      return Usage("--input wants -i (the stream's stdin)");
+    }
+    return flags;
+  }
+
+  // The exit code in a v4.channel.k8s.io error channel's message (a Kubernetes Status
+  // as JSON): 0 for Success, the ExitCode cause's number for a non-zero exit; any
+  // other failure is the tool's error with the Status's message.
+  static Result<int> ExitCodeOf(const std::string& json) {
+    google::protobuf::Struct status;
+    if (!google::protobuf::util::JsonStringToMessage(json, &status).ok()) {
+      return MakeError(ErrorCode::kInvalidArgument, "the error channel sent no Status JSON: '" +
+                                                        OneLine(json.substr(0, 200)) + "'");
+    }
+    const auto& fields = status.fields();
+    auto text = [&](const google::protobuf::Struct& in, const char* key) {
+      auto it = in.fields().find(key);
+      return it == in.fields().end() ? std::string() : it->second.string_value();
+    };
+    if (text(status, "status") == "Success") return 0;
+    auto details = fields.find("details");
+    if (details != fields.end() && details->second.has_struct_value()) {
+      auto causes = details->second.struct_value().fields().find("causes");
+      if (causes != details->second.struct_value().fields().end()) {
+        for (const auto& cause : causes->second.list_value().values()) {
+          if (text(cause.struct_value(), "reason") != "ExitCode") continue;
+          std::string number = text(cause.struct_value(), "message");
+          char* end = nullptr;
+          long code = std::strtol(number.c_str(), &end, 10);
+          if (!number.empty() && *end == '\0' && code > 0 && code < 256) {
+            return code < kToolFailure ? static_cast<int>(code) : kToolFailure - 1;
+          }
+        }
+      }
+    }
+    return MakeError(ErrorCode::kUnavailable,
+                     "the stream failed: " + OneLine(text(status, "message").substr(0, 300)));
+  }
+
+  // Connects to URL with PROTOCOL, sends FLAGS.input on channel INPUT_CHANNEL, and
+  // writes what arrives on OUT_CHANNEL to stdout and on ERR_CHANNEL to stderr until
+  // FLAGS.until is in that output (0), the server closes (the exit code of
+  // STATUS_CHANNEL's Status, 0 without one) or FLAGS.seconds pass (an error).
+  // PORT_PREFIX: each channel's first two bytes are the port, little-endian
+  // (port-forward); they are checked and dropped.
+  Result<int> Stream(const std::string& url, std::string query, const StreamFlags& flags,
+                     int input_channel, int out_channel, int err_channel, int status_channel,
+                     int port_prefix) {
+    BBX_ASSIGN_OR_RETURN(StreamUrl target, ParseStreamUrl(url));
+    target.target += query;
+    int64_t deadline = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now().time_since_epoch())
+                           .count() +
+                       flags.seconds * 1000;
+    auto left_ms = [&] {
+      int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count();
+      return static_cast<int>(std::max<int64_t>(deadline - now, 1));
+    };
+    BBX_ASSIGN_OR_RETURN(WebSocket socket,
+                         WebSocket::Connect(target, "v4.channel.k8s.io", left_ms()));
+    if (!flags.input.empty()) {
+      std::string message(1, static_cast<char>(input_channel));
+      BBX_RETURN_IF_ERROR(socket.SendBinary(message + flags.input));
+    }
+    std::string output, status_json;
+    std::map<int, size_t> prefix_left;
+    if (port_prefix > 0) prefix_left = {{out_channel, 2}, {status_channel, 2}};
+    std::string prefix_bytes[2];
+    while (true) {
+      auto message = socket.Receive(left_ms());
+      if (!message.ok()) {
+        if (message.error().code == ErrorCode::kTimeout) {
+          socket.Close();
+          return MakeError(ErrorCode::kTimeout,
+                           "no '" + OneLine(flags.until) + "' in the stream's output after " +
+                               std::to_string(flags.seconds) + " s; it said '" +
+                               OneLine(output.substr(0, 300)) + "'");
+        }
+        return message.error();
+      }
+      if (!message->has_value()) break;
+      std::string& data = **message;
+      if (data.empty()) continue;
+      int channel = static_cast<uint8_t>(data[0]);
+      data.erase(0, 1);
+      auto prefix = prefix_left.find(channel);
+      if (prefix != prefix_left.end() && prefix->second > 0) {
+        size_t take = std::min(prefix->second, data.size());
+        prefix_bytes[channel == out_channel ? 0 : 1] += data.substr(0, take);
+        data.erase(0, take);
+        prefix->second -= take;
+        const std::string& got = prefix_bytes[channel == out_channel ? 0 : 1];
+        if (prefix->second == 0 &&
+            (static_cast<uint8_t>(got[0]) | (static_cast<uint8_t>(got[1]) << 8)) != port_prefix) {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           "port-forward channel " + std::to_string(channel) +
+                               " began with another port than " + std::to_string(port_prefix));
+        }
+      }
+      if (data.empty()) continue;
+      if (channel == status_channel) {
+        status_json += data;
+        if (port_prefix > 0) {
+          socket.Close();
+          return MakeError(ErrorCode::kUnavailable,
+                           "port-forward to port " + std::to_string(port_prefix) +
+                               " failed: " + OneLine(status_json.substr(0, 1000)));
+        }
+        continue;
+      }
+      if (channel != out_channel && channel != err_channel) continue;
+      std::fwrite(data.data(), 1, data.size(), channel == out_channel ? stdout : stderr);
+      std::fflush(channel == out_channel ? stdout : stderr);
+      output += data;
+      if (output.size() > WebSocket::kMaxMessage) output.erase(0, output.size() / 2);
+      if (!flags.until.empty() && output.find(flags.until) != std::string::npos) {
+        socket.Close();
+        return 0;
+      }
+    }
+    socket.Close();
+    if (!flags.until.empty()) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "the stream ended without '" + OneLine(flags.until) + "' in its output: '" +
+                           OneLine(output.substr(0, 300)) + "'");
+    }
+    if (status_json.empty()) return 0;
+    return ExitCodeOf(status_json);
+  }
+
+  // The channels of v4.channel.k8s.io for exec and attach.
+  static constexpr int kStdin = 0, kStdout = 1, kStderr = 2, kError = 3;
+
+  Result<int> ExecStream(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string id, args.Positional("ID"));
+    BBX_ASSIGN_OR_RETURN(StreamFlags flags, ParseStreamFlags(args, true));
+    args.Word("--");
+    cri::ExecRequest request;
+    request.set_container_id(id);
+    for (std::string& word : args.Rest()) request.add_cmd(std::move(word));
+    if (request.cmd().empty()) return Usage("exec-stream wants a command");
+    request.set_stdin(flags.stdin);
+    request.set_tty(flags.tty);
+    request.set_stdout(true);
+    request.set_stderr(!flags.tty);  // a tty has one output stream
+    cri::ExecResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus("Exec", runtime_->Exec(Context().get(), request, &response)));
+    return Stream(response.url(), "", flags, kStdin, kStdout, kStderr, kError, 0);
+  }
+
+  Result<int> Attach(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string id, args.Positional("ID"));
+    BBX_ASSIGN_OR_RETURN(StreamFlags flags, ParseStreamFlags(args, true));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::AttachRequest request;
+    request.set_container_id(id);
+    request.set_stdin(flags.stdin);
+    request.set_tty(flags.tty);
+    request.set_stdout(true);
+    request.set_stderr(!flags.tty);
+    cri::AttachResponse response;
+    BBX_RETURN_IF_ERROR(RpcStatus("Attach", runtime_->Attach(Context().get(), request, &response)));
+    return Stream(response.url(), "", flags, kStdin, kStdout, kStderr, kError, 0);
+  }
+
+  Result<int> PortForward(Args& args) {
+    BBX_ASSIGN_OR_RETURN(std::string pod, args.Positional("POD"));
+    BBX_ASSIGN_OR_RETURN(std::string port_text, args.Positional("PORT"));
+    char* end = nullptr;
+    long port = std::strtol(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || port < 1 || port > 65535) {
+      return Usage("port-forward PORT wants 1 to 65535, not '" + port_text + "'");
+    }
+    BBX_ASSIGN_OR_RETURN(StreamFlags flags, ParseStreamFlags(args, false));
+    BBX_RETURN_IF_ERROR(args.NoMore());
+    cri::PortForwardRequest request;
+    request.set_pod_sandbox_id(pod);
+    request.add_port(static_cast<int32_t>(port));
+    cri::PortForwardResponse response;
+    BBX_RETURN_IF_ERROR(
+        RpcStatus("PortForward", runtime_->PortForward(Context().get(), request, &response)));
+    // Over WebSocket the ports are the query's `port` values; per port a data channel
+    // (2N) and an error channel (2N+1), each beginning with the port.
+    std::string query = (response.url().find('?') == std::string::npos ? "?" : "&") +
+                        std::string("port=") + std::to_string(port);
+    return Stream(response.url(), query, flags, 0, 0, -1, 1, static_cast<int>(port));
   }
 
   std::shared_ptr<grpc::Channel> channel_;
