@@ -5,7 +5,7 @@
 # container, waits SETTLE_S, finds the container's shim by pid (bbx_shim_pid_of, never
 # by name) and prints:
 #   - the shim's Rss, Pss, Private (clean + dirty) from /proc/PID/smaps_rollup, its
-#     peak RSS (VmHWM) and its thread count;
+#     anonymous and file-backed RSS, peak RSS (VmHWM) and thread count (/proc/PID/status);
 #   - the RSS / PSS / private pages of each mapping from /proc/PID/smaps, summed by
 #     file (binary, each .so), [heap], [stack], thread stacks and other anonymous memory,
 #     largest first (-m: how many rows, default 15).
@@ -40,12 +40,7 @@ source "$repo/scripts/lib/containerd-env.sh"
 bbx_bench_number n "$count"
 bbx_bench_number s "$settle" 0
 bbx_bench_number m "$rows"
-case $which_runtimes in
-  runc) runtimes=(io.containerd.runc.v2) ;;
-  beaconbox) runtimes=("$BBX_BEACONBOX_RUNTIME") ;;
-  both) runtimes=(io.containerd.runc.v2 "$BBX_BEACONBOX_RUNTIME") ;;
-  *) echo "run.sh: -t wants runc, beaconbox or both" >&2; exit 2 ;;
-esac
+bbx_bench_runtimes "$which_runtimes"
 
 started=()
 bbx_on_stop() {
@@ -62,8 +57,9 @@ summary_line() {
   awk '/^Rss:/ {r = $2} /^Pss:/ {p = $2} /^Private_(Clean|Dirty):/ {v += $2}
        END {printf "RSS %.2f MiB  PSS %.2f MiB  private %.2f MiB", r / 1024, p / 1024, v / 1024}' \
     "/proc/$pid/smaps_rollup"
-  awk '/^VmHWM:/ {h = $2} /^Threads:/ {t = $2}
-       END {printf "  peak RSS %.2f MiB  threads %d\n", h / 1024, t}' "/proc/$pid/status"
+  awk '/^VmHWM:/ {h = $2} /^Threads:/ {t = $2} /^RssAnon:/ {a = $2} /^RssFile:/ {f = $2}
+       END {printf "  (anon %.2f, file %.2f)  peak RSS %.2f MiB  threads %d\n", a / 1024, f / 1024, h / 1024, t}' \
+    "/proc/$pid/status"
 }
 
 # PID -> RSS/PSS/private KiB per mapping name, largest RSS first. A mapping without a
@@ -120,7 +116,7 @@ measure() {  # RUNTIME
 echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE," \
      "$(nproc) CPUs, settle ${settle} s"
 status=0
-for runtime in "${runtimes[@]}"; do
+for runtime in "${BBX_RUNTIMES[@]}"; do
   measure "$runtime" || status=1
 done
 exit "$status"
