@@ -11,7 +11,9 @@
 #     largest first (-m: how many rows, default 15).
 # -n N starts N idle containers of each runtime before measuring (the first one's shim
 # is measured): shared library pages then weigh 1/N in its PSS, as in bench/density.
-#   bench/shim-rss/run.sh [-n N] [-s SETTLE_S] [-m ROWS] [-t runc|beaconbox|both]
+# -a also declares the other VMM and network plugins built in OUTPUT_DIR (unpicked:
+# vm.vmm and network.mode stay qemu and none), as _output/config.toml does.
+#   bench/shim-rss/run.sh [-n N] [-s SETTLE_S] [-m ROWS] [-t runc|beaconbox|both] [-a]
 #                         [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,13 +24,15 @@ rows=15
 which_runtimes=both
 output=${BEACONBOX_OUTPUT_DIR:-$repo/_output}
 containerd_choice=system
-usage="usage: run.sh [-n N] [-s SETTLE_S] [-m ROWS] [-t runc|beaconbox|both] [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]"
-while getopts 'n:s:m:t:o:c:' opt; do
+declare_unpicked=
+usage="usage: run.sh [-n N] [-s SETTLE_S] [-m ROWS] [-t runc|beaconbox|both] [-a] [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]"
+while getopts 'n:s:m:t:ao:c:' opt; do
   case $opt in
     n) count=$OPTARG ;;
     s) settle=$OPTARG ;;
     m) rows=$OPTARG ;;
     t) which_runtimes=$OPTARG ;;
+    a) declare_unpicked=1 ;;
     o) output=$OPTARG ;;
     c) containerd_choice=$OPTARG ;;
     *) echo "$usage" >&2; exit 2 ;;
@@ -50,6 +54,12 @@ bbx_on_stop() {
 }
 
 if [ "$which_runtimes" = runc ]; then bbx_bench_start any; else bbx_bench_start beaconbox; fi
+if [ -n "$declare_unpicked" ]; then
+  for plugin in vmm.cloud-hypervisor:vmm-cloudhypervisor network.bridge:net-bridge network.cni:net-cni; do
+    [ -e "$output/plugins/${plugin#*:}.so" ] || continue
+    printf '\n[plugins.%s]\npath = "%s"\n' "${plugin%%:*}" "$output/plugins/${plugin#*:}.so" >> "$BBX_BEACONBOX_CONFIG"
+  done
+fi
 
 # PID -> the smaps_rollup and status figures, one line.
 summary_line() {
