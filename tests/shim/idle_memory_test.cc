@@ -4,24 +4,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tests/proc_status.h"
+
 namespace beaconbox::shim {
 namespace {
-
-// kB of the process's file-backed RSS ("RssFile:" in /proc/self/status).
-long RssFileKib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("RssFile:", 0) == 0) return std::stol(line.substr(8));
-  }
-  return -1;
-}
 
 int g_written = 1;  // .data: written below, must survive the trim
 
@@ -37,12 +28,12 @@ TEST(IdleMemoryTest, UnmapsReadOnlyFilePagesAndLeavesWrittenMemoryAlone) {
   g_written = 7;
   std::vector<int> heap(100000, 3);
   std::unique_ptr<Shape> shape = std::make_unique<Square>();  // vtable: RELRO
-  const long before = RssFileKib();
+  const long before = beaconbox::testing::ProcSelfStatusKib("RssFile");
   ASSERT_GT(before, 0);
 
   const IdleTrim trim = TrimIdleMemory();
 
-  const long after = RssFileKib();
+  const long after = beaconbox::testing::ProcSelfStatusKib("RssFile");
   EXPECT_GT(trim.file_pages_bytes, 0u);
   EXPECT_LT(after, before) << "RssFile " << before << " kB before, " << after << " kB after";
   // What the process wrote is intact, and code and read-only data fault back in.
