@@ -52,13 +52,7 @@ bbx_bench_number n "$count"
 bbx_bench_number s "$settle" 0
 bbx_bench_number r "$reserve_mib" 0
 
-runtimes=()
-case $which_runtimes in
-  runc) runtimes=(io.containerd.runc.v2) ;;
-  beaconbox) runtimes=("$BBX_BEACONBOX_RUNTIME") ;;
-  both) runtimes=(io.containerd.runc.v2 "$BBX_BEACONBOX_RUNTIME") ;;
-  *) echo "run.sh: -t wants runc, beaconbox or both" >&2; exit 2 ;;
-esac
+bbx_bench_runtimes "$which_runtimes"
 started=()  # container ids of the runtime being measured
 declare -A shim_of  # container id -> its shim's pid
 bbx_on_stop() {
@@ -194,7 +188,7 @@ echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $
      "$(nproc) CPUs, MemTotal $(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024)) MiB"
 [ -n "$qemu_extra" ] && echo "== [plugins.vmm.qemu.config] $(tr '\n' ' ' <<<"$qemu_extra")"
 [ -n "$kernel_args" ] && echo "== vm.kernel_cmdline = \"$kernel_args\""
-for runtime in "${runtimes[@]}"; do
+for runtime in "${BBX_RUNTIMES[@]}"; do
   measure "$runtime"
 done
 if [ "$which_runtimes" != runc ]; then

@@ -5,13 +5,15 @@
 # container, waits SETTLE_S, finds the container's shim by pid (bbx_shim_pid_of, never
 # by name) and prints:
 #   - the shim's Rss, Pss, Private (clean + dirty) from /proc/PID/smaps_rollup, its
-#     peak RSS (VmHWM) and its thread count;
+#     anonymous and file-backed RSS, peak RSS (VmHWM) and thread count (/proc/PID/status);
 #   - the RSS / PSS / private pages of each mapping from /proc/PID/smaps, summed by
 #     file (binary, each .so), [heap], [stack], thread stacks and other anonymous memory,
 #     largest first (-m: how many rows, default 15).
 # -n N starts N idle containers of each runtime before measuring (the first one's shim
 # is measured): shared library pages then weigh 1/N in its PSS, as in bench/density.
-#   bench/shim-rss/run.sh [-n N] [-s SETTLE_S] [-m ROWS] [-t runc|beaconbox|both]
+# -a also declares the other VMM and network plugins built in OUTPUT_DIR (unpicked:
+# vm.vmm and network.mode stay qemu and none), as _output/config.toml does.
+#   bench/shim-rss/run.sh [-n N] [-s SETTLE_S] [-m ROWS] [-t runc|beaconbox|both] [-a]
 #                         [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,13 +24,15 @@ rows=15
 which_runtimes=both
 output=${BEACONBOX_OUTPUT_DIR:-$repo/_output}
 containerd_choice=system
-usage="usage: run.sh [-n N] [-s SETTLE_S] [-m ROWS] [-t runc|beaconbox|both] [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]"
-while getopts 'n:s:m:t:o:c:' opt; do
+declare_unpicked=
+usage="usage: run.sh [-n N] [-s SETTLE_S] [-m ROWS] [-t runc|beaconbox|both] [-a] [-o OUTPUT_DIR] [-c system|1.7|2|BIN_DIR]"
+while getopts 'n:s:m:t:ao:c:' opt; do
   case $opt in
     n) count=$OPTARG ;;
     s) settle=$OPTARG ;;
     m) rows=$OPTARG ;;
     t) which_runtimes=$OPTARG ;;
+    a) declare_unpicked=1 ;;
     o) output=$OPTARG ;;
     c) containerd_choice=$OPTARG ;;
     *) echo "$usage" >&2; exit 2 ;;
@@ -40,12 +44,7 @@ source "$repo/scripts/lib/containerd-env.sh"
 bbx_bench_number n "$count"
 bbx_bench_number s "$settle" 0
 bbx_bench_number m "$rows"
-case $which_runtimes in
-  runc) runtimes=(io.containerd.runc.v2) ;;
-  beaconbox) runtimes=("$BBX_BEACONBOX_RUNTIME") ;;
-  both) runtimes=(io.containerd.runc.v2 "$BBX_BEACONBOX_RUNTIME") ;;
-  *) echo "run.sh: -t wants runc, beaconbox or both" >&2; exit 2 ;;
-esac
+bbx_bench_runtimes "$which_runtimes"
 
 started=()
 bbx_on_stop() {
@@ -55,6 +54,12 @@ bbx_on_stop() {
 }
 
 if [ "$which_runtimes" = runc ]; then bbx_bench_start any; else bbx_bench_start beaconbox; fi
+if [ -n "$declare_unpicked" ]; then
+  for plugin in vmm.cloud-hypervisor:vmm-cloudhypervisor network.bridge:net-bridge network.cni:net-cni; do
+    [ -e "$output/plugins/${plugin#*:}.so" ] || continue
+    printf '\n[plugins.%s]\npath = "%s"\n' "${plugin%%:*}" "$output/plugins/${plugin#*:}.so" >> "$BBX_BEACONBOX_CONFIG"
+  done
+fi
 
 # PID -> the smaps_rollup and status figures, one line.
 summary_line() {
@@ -62,8 +67,9 @@ summary_line() {
   awk '/^Rss:/ {r = $2} /^Pss:/ {p = $2} /^Private_(Clean|Dirty):/ {v += $2}
        END {printf "RSS %.2f MiB  PSS %.2f MiB  private %.2f MiB", r / 1024, p / 1024, v / 1024}' \
     "/proc/$pid/smaps_rollup"
-  awk '/^VmHWM:/ {h = $2} /^Threads:/ {t = $2}
-       END {printf "  peak RSS %.2f MiB  threads %d\n", h / 1024, t}' "/proc/$pid/status"
+  awk '/^VmHWM:/ {h = $2} /^Threads:/ {t = $2} /^RssAnon:/ {a = $2} /^RssFile:/ {f = $2}
+       END {printf "  (anon %.2f, file %.2f)  peak RSS %.2f MiB  threads %d\n", a / 1024, f / 1024, h / 1024, t}' \
+    "/proc/$pid/status"
 }
 
 # PID -> RSS/PSS/private KiB per mapping name, largest RSS first. A mapping without a
@@ -120,7 +126,7 @@ measure() {  # RUNTIME
 echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE," \
      "$(nproc) CPUs, settle ${settle} s"
 status=0
-for runtime in "${runtimes[@]}"; do
+for runtime in "${BBX_RUNTIMES[@]}"; do
   measure "$runtime" || status=1
 done
 exit "$status"

@@ -257,6 +257,20 @@ PluginHost::~PluginHost() {
   while (!loaded_.empty()) loaded_.pop_back();
 }
 
+void PluginHost::UnloadUnpicked() {
+  auto picked = [this](const PluginInfo& info) {
+    if (info.kind == "vmm") return info.name == config_.vm.vmm;
+    if (info.kind == "storage") return info.name == config_.storage.driver;
+    if (info.kind == "network") return network_ != nullptr && info.name == config_.network.mode;
+    return true;  // a kind this host does not pick from: left alone
+  };
+  // Reverse load order, as the destructor unloads.
+  for (std::size_t i = loaded_.size(); i-- > 0;) {
+    if (!picked(loaded_[i]->info()))
+      loaded_.erase(loaded_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
 std::vector<PluginInfo> PluginHost::plugins() const {
   std::vector<PluginInfo> infos;
   for (const auto& plugin : loaded_) infos.push_back(plugin->info());

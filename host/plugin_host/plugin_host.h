@@ -132,6 +132,12 @@ class PluginHost {
   NetworkPlugin* network() { return network_.get(); }  // null for network.mode = "none"
   // Every loaded plugin, in the order declared.
   std::vector<PluginInfo> plugins() const;
+  // Finis and unloads every plugin that Load did not pick (another VMM, network mode
+  // or storage driver declared beside the chosen one), with the libraries only they
+  // needed: a shim serves one container with the picked ones, and each unused plugin
+  // costs it resident memory (issue 16: shim RSS). Every declared plugin was still
+  // loaded and checked by Load, so a broken declaration fails as before.
+  void UnloadUnpicked();
 
  private:
   PluginHost() = default;

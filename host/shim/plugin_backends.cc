@@ -142,6 +142,9 @@ RuntimeLayout PluginBackends::layout() const { return LayoutFromConfig(host_->co
 Result<std::unique_ptr<PluginBackends>> LoadPlugins() {
   BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::PluginHost> host,
                        plugin_host::LoadFromDefaultConfig());
+  // Only the picked VMM, network and storage plugins serve; the others would stay
+  // mapped for the shim's life (issue 16: shim RSS).
+  host->UnloadUnpicked();
   return std::make_unique<PluginBackends>(std::move(host));
 }
 

@@ -32,7 +32,8 @@ class PluginBackends {
 };
 
 // Loads the configuration (BEACONBOX_CONFIG, /etc/beaconbox/config.toml, or the one
-// next to the shim) and the plugins it declares.
+// next to the shim) and the plugins it declares; keeps loaded only the ones it picks
+// (PluginHost::UnloadUnpicked).
 Result<std::unique_ptr<PluginBackends>> LoadPlugins();
 
 // The paths of a configuration (paths.run_dir, paths.log_dir).

@@ -59,8 +59,11 @@ RpcStatus Unimplemented(std::string_view what) {
 }  // namespace
 
 TaskService::TaskService(Sandbox& sandbox, std::string namespace_name,
-                         std::function<void()> shutdown)
-    : sandbox_(sandbox), namespace_(std::move(namespace_name)), shutdown_(std::move(shutdown)) {}
+                         std::function<void()> shutdown, std::function<void()> after_start)
+    : sandbox_(sandbox),
+      namespace_(std::move(namespace_name)),
+      shutdown_(std::move(shutdown)),
+      after_start_(std::move(after_start)) {}
 
 ContainerKey TaskService::KeyOf(const ServerContext& context, const std::string& id) const {
   std::string ns = context.MetadataValue(kNamespaceMetadata);
@@ -93,6 +96,7 @@ void TaskService::Register(ttrpc::Server& server) {
         auto pid = container->Start(request.exec_id());
         if (!pid.ok()) return ToRpc(pid.error());
         response->set_pid(*pid);
+        if (after_start_) after_start_();
         return RpcStatus{};
       });
 

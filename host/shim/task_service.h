@@ -18,7 +18,11 @@ class TaskService {
   // `namespace_name`: the shim's (containerd passes it on the command line); a request
   // carrying containerd's namespace metadata uses that one. `shutdown` is called when
   // containerd asks the shim to exit (Shutdown with no container left, or `now`).
-  TaskService(Sandbox& sandbox, std::string namespace_name, std::function<void()> shutdown);
+  // `after_start`, when set, is called after each successful Start (of a container or
+  // an exec), once the shim has done its setup and goes idle (the serving shim gives
+  // back memory there: idle_memory.h).
+  TaskService(Sandbox& sandbox, std::string namespace_name, std::function<void()> shutdown,
+              std::function<void()> after_start = {});
 
   void Register(ttrpc::Server& server);
 
@@ -30,6 +34,7 @@ class TaskService {
   Sandbox& sandbox_;
   const std::string namespace_;
   const std::function<void()> shutdown_;
+  const std::function<void()> after_start_;
 };
 
 }  // namespace beaconbox::shim

@@ -92,6 +92,19 @@ bbx_bench_number() {
   exit 2
 }
 
+# For benchmarks taking -t runc|beaconbox|both: sets the array BBX_RUNTIMES to the
+# runtimes to measure, runc's shim (the baseline) first; exits 2 with one line on
+# anything else. Call it after sourcing this file (BBX_BEACONBOX_RUNTIME).
+#   bbx_bench_runtimes CHOICE
+bbx_bench_runtimes() {
+  case $1 in
+    runc) BBX_RUNTIMES=(io.containerd.runc.v2) ;;
+    beaconbox) BBX_RUNTIMES=("$BBX_BEACONBOX_RUNTIME") ;;
+    both) BBX_RUNTIMES=(io.containerd.runc.v2 "$BBX_BEACONBOX_RUNTIME") ;;
+    *) echo "run.sh: -t wants runc, beaconbox or both, not '$1'" >&2; exit 2 ;;
+  esac
+}
+
 # For benchmarks: starts the private containerd (bbx_env_start) and imports the demo
 # image (BBX_IMAGE). With `beaconbox`, first exits 1 with one line when the output
 # dir lacks what beaconbox needs (and the EXTRA files, relative to it); `any` when

@@ -214,6 +214,30 @@ TEST_F(PluginHostTest, RefusesAnAbiOnePluginWithOneClearLine) {
   EXPECT_THAT(message, HasSubstr("rebuild it against this host's plugin-abi"));
 }
 
+// The shim keeps only what it serves with: a network plugin declared while
+// network.mode is "none" is loaded and checked by Load, then unloaded (issue 16).
+TEST_F(PluginHostTest, UnloadUnpickedUnloadsWhatLoadDidNotPick) {
+  auto host = LoadText(
+      "[vm]\nvmm = \"fake\"\n[network]\nmode = \"none\"\n[storage]\ndriver = \"fake\"\n" +
+      PluginTable("vmm", "fake", FIXTURE_VMM) + PluginTable("network", "fake", FIXTURE_NETWORK) +
+      PluginTable("storage", "fake", FIXTURE_STORAGE));
+  ASSERT_TRUE(host.ok()) << host.error().message;
+  ASSERT_EQ((*host)->plugins().size(), 3u);
+  EXPECT_TRUE(Mapped(FIXTURE_NETWORK));
+
+  (*host)->UnloadUnpicked();
+
+  auto plugins = (*host)->plugins();
+  ASSERT_EQ(plugins.size(), 2u);
+  EXPECT_EQ(plugins[0].kind, "vmm");
+  EXPECT_EQ(plugins[1].kind, "storage");
+  EXPECT_FALSE(Mapped(FIXTURE_NETWORK));
+  EXPECT_TRUE(Mapped(FIXTURE_VMM));
+  EXPECT_TRUE(Mapped(FIXTURE_STORAGE));
+  EXPECT_EQ((*host)->network(), nullptr);
+  EXPECT_TRUE((*host)->storage().Release("default", "c1", "/bundle").ok());
+}
+
 // A plugin built against a newer header: every table, key and answer is larger than
 // this host knows. It loads, its schema is walked with its own stride, its hooks work
 // and the unknown trailing members are never touched.

@@ -17,6 +17,7 @@
 #include <tuple>
 
 #include "common/ttrpc/worker_pool.h"
+#include "tests/proc_status.h"
 
 namespace beaconbox::ttrpc {
 namespace {
@@ -432,14 +433,7 @@ TEST(TtrpcServer, HandlerCapWaitsThenRefuses) {
 }
 
 // Resident set size of this process, in KiB.
-long RssKib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
+long RssKib() { return beaconbox::testing::ProcSelfStatusKib("VmRSS"); }
 
 // Reads one frame's header from a raw peer: {length, stream id, type}.
 std::tuple<uint32_t, uint32_t, uint8_t> ReadHeader(int fd) {
