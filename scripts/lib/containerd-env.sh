@@ -372,7 +372,8 @@ bbx_import_demo_image() {
 # BEACONBOX_CONFIG in containerd's environment), restrict_oom_score_adj (root here
 # lacks CAP_SYS_RESOURCE), no AppArmor profile, the streaming server on a free port of
 # the netns. Sets BBX_NAMESPACE=k8s.io (CRI's namespace), BBX_CONTAINERD_CRI=1,
-# BBX_CONTAINERD_CONFIG_EXTRA, BBX_CRI_DIR, BBX_CRI_NETWORK, BBX_CRI_PAUSE_IMAGE.
+# BBX_CONTAINERD_CONFIG_EXTRA, BBX_CRI_DIR, BBX_CRI_NETWORK, BBX_CRI_PAUSE_IMAGE (kept
+# when set: a caller serving its own pause image from a registry, tests/critest).
 # After bbx_env_start:
 #   bbx_cri_import_images BBX_CRI   imports the demo image (BBX_IMAGE) and the pause
 #                                   stand-in into k8s.io; waits until CRI (asked with
@@ -380,7 +381,7 @@ bbx_import_demo_image() {
 bbx_cri_prepare() {
   BBX_CRI_DIR=$1
   BBX_CRI_NETWORK=bbx-cri-test
-  BBX_CRI_PAUSE_IMAGE=docker.io/beaconbox/pause:cri-test
+  BBX_CRI_PAUSE_IMAGE=${BBX_CRI_PAUSE_IMAGE:-docker.io/beaconbox/pause:cri-test}
   local subnet_prefix=${BBX_CRI_SUBNET_PREFIX:-10.79.0}
   mkdir -p "$BBX_CRI_DIR/net.d" "$BBX_CRI_DIR/ipam" || return 1
   cat > "$BBX_CRI_DIR/net.d/10-$BBX_CRI_NETWORK.conflist" <<EOF
