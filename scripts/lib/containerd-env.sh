@@ -34,6 +34,8 @@
 #                    (bbx_cri_prepare sets it with what CRI needs, see there)
 #   BBX_CONTAINERD_CONFIG_EXTRA  a file appended to containerd's config (e.g. the
 #                    runtime entry `beaconbox-ctl containerd-config` prints)
+#   BBX_PRIVATE_IPC=1  containerd (and so CRI's host-IPC pods) in an IPC namespace of
+#                    its own, gone with it (tests/critest: its specs make SysV segments)
 #
 # The EXIT trap belongs to this library once bbx_env_start ran; a script needing its
 # own cleanup puts it in a function named bbx_on_stop, called first by bbx_env_stop.
@@ -291,9 +293,11 @@ bbx_env_start() {
   # Only the network namespace is entered with nsenter (`ip netns exec` would mount a
   # fresh /sys without the cgroup mounts runc needs); unshare adds the mount
   # namespace, slave to the host's so nothing mounted inside leaks out.
+  local ipc=()
+  [ "${BBX_PRIVATE_IPC:-}" = 1 ] && ipc=(--ipc)
   # shellcheck disable=SC2016
   nsenter --net="/run/netns/$BBX_NETNS" -- \
-    unshare --mount --propagation slave -- \
+    unshare --mount "${ipc[@]}" --propagation slave -- \
     /bin/sh -c 'umount -l /run/netns 2>/dev/null; mount -t tmpfs -o mode=0755,size=64m bbx-run /run &&
                 mkdir -p /run/containerd && exec "$@"' bbx-containerd \
     env -i "${envs[@]}" "$BBX_CONTAINERD_BIN/containerd" --config "$BBX_DIR/containerd.toml" \

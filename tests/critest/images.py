@@ -10,8 +10,9 @@ Each stand-in is made from Debian's busybox-static and two small static programs
   registry.k8s.io/pause:3.6                   /pause: holds the pod, exits on TERM
   registry.k8s.io/e2e-test-images/busybox:1.29-2
                                               busybox applets as hard links in /bin
-                                              (MaskedPaths masks /bin/ls alone), the
-                                              users of busybox's /etc/passwd
+                                              (MaskedPaths masks /bin/ls alone), ipcs -m
+                                              and pgrep (Debian's busybox has neither) as
+                                              scripts, the users of busybox's /etc/passwd
   .../nginx:1.14-2, gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64
                                               an HTTP server on port 80 (12003); pid 1
                                               named nginx, its command line holding
@@ -99,6 +100,31 @@ class Layer:
         return gzip.compress(raw, mtime=0), "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+# Debian's busybox has no ipcs; the specs read shared memory ids with `ipcs -m`. The
+# kernel's table of the caller's IPC namespace, in ipcs' columns.
+IPCS = """#!/bin/sh
+case "$1" in -m|"") ;; *) echo "ipcs (stand-in): only -m" >&2; exit 1 ;; esac
+echo
+echo "------ Shared Memory Segments --------"
+echo "key        shmid      owner      perms      bytes      nattch     status"
+awk 'NR > 1 { printf "0x%08x %-10s %-10s %-10s %-10s %-10s\\n", $1, $2, $8, $3, $4, $7 }' /proc/sysvipc/shm
+echo
+"""
+
+# Nor pgrep: the pids whose name matches the pattern (pgrep's default), itself left out.
+PGREP = """#!/bin/sh
+[ $# = 1 ] || { echo "pgrep (stand-in): only pgrep PATTERN" >&2; exit 2; }
+found=1
+for dir in /proc/[0-9]*; do
+  pid=${dir#/proc/}
+  [ "$pid" = $$ ] && continue
+  { read -r name < "$dir/comm"; } 2>/dev/null || continue
+  if printf '%s\\n' "$name" | grep -q -- "$1"; then echo "$pid"; found=0; fi
+done
+exit $found
+"""
+
+
 def busybox_layer(busybox):
     layer = Layer()
     for d in ("bin", "dev", "etc", "home", "proc", "root", "run", "sys", "tmp", "usr",
@@ -111,6 +137,8 @@ def busybox_layer(busybox):
     for applet in sorted(set(applets) - {"busybox"}):
         if "/" not in applet:
             layer.hardlink("bin/" + applet, "bin/busybox")
+    layer.file("bin/ipcs", IPCS, 0o755)
+    layer.file("bin/pgrep", PGREP, 0o755)
     layer.file("etc/passwd", PASSWD)
     layer.file("etc/group", GROUP)
     return layer.blob()

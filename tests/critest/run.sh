@@ -11,9 +11,9 @@
 # root, state, socket) gets CRI as bbx_cri_prepare sets it up (both handlers,
 # restrict_oom_score_adj, CNI bridge + host-local, here with portmap for hostPort specs).
 # The images critest pulls come from Debian's docker-registry (the distribution
-# registry) listening on an address of that netns only (10.79.1.1:5000 on a dummy
-# link), where images.py pushes stand-ins built offline; containerd's hosts.toml sends
-# registry.k8s.io and gcr.io there and nowhere else. critest runs in that netns (it
+# registry) listening on an address of that netns only (10.79.1.1:5000 on its
+# loopback link), where images.py pushes stand-ins built offline; containerd's
+# hosts.toml sends registry.k8s.io and gcr.io there and nowhere else. critest runs in that netns (it
 # reaches pods, host ports and the streaming server there). Skipped: the spec pulling
 # an image pinned by digest (no stand-in can have that digest).
 # Inputs: BBX_OUTPUT_DIR (beaconbox's output dir, default <repo>/_output),
@@ -89,15 +89,21 @@ bbx_on_stop() {
   done
 }
 trap 'status=$?; rm -rf "$work"; exit $status' EXIT
-bbx_env_start
+BBX_PRIVATE_IPC=1 bbx_env_start
 trap 'status=$?; bbx_env_stop || true; rm -rf "$work"; exit $status' EXIT
 in_netns() { nsenter --net="/run/netns/$BBX_NETNS" -- "$@"; }
+# critest in containerd's namespaces: network (pods, host ports, streaming server),
+# mount (the mounts its propagation specs make must be shared where containerd looks,
+# and go away with it), IPC (the SysV segments of its host-IPC specs, likewise).
+in_containerd_ns() {
+  nsenter --net="/run/netns/$BBX_NETNS" --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" \
+    --ipc="/proc/$BBX_CONTAINERD_PID/ns/ipc" -- "$@"
+}
 
-# The registry: on a dummy link of the netns, storage in the work dir. bbx_env_stop
-# ends it with every other process of the netns.
-ip -n "$BBX_NETNS" link add bbxreg0 type dummy
-ip -n "$BBX_NETNS" addr add "$registry_ip/32" dev bbxreg0
-ip -n "$BBX_NETNS" link set bbxreg0 up
+# The registry: on an address of the netns' loopback link (no packet leaves the
+# netns), storage in the work dir. bbx_env_stop ends it with every other process of
+# the netns.
+ip -n "$BBX_NETNS" addr add "$registry_ip/32" dev lo
 cat > "$work/registry.yml" <<EOF
 version: 0.1
 log:
@@ -134,7 +140,7 @@ for handler in "${handlers[@]}"; do
         -ginkgo.json-report "$out/$handler.json")
   [ -n "${CRITEST_FOCUS:-}" ] && args+=(-ginkgo.focus "$CRITEST_FOCUS")
   # critest's own failures are in its report; only a run without one fails here.
-  (cd "$work" && in_netns timeout "${CRITEST_TIMEOUT:-90m}" "$critest" "${args[@]}") \
+  (cd "$work" && in_containerd_ns timeout "${CRITEST_TIMEOUT:-90m}" "$critest" "${args[@]}") \
     > "$out/$handler.log" 2>&1 || true
   [ -s "$out/$handler.json" ] || { echo "test-critest: critest with $handler wrote no report: $(tail -3 "$out/$handler.log" | tr '\n' ' ')" >&2; status=1; }
   tail -4 "$out/$handler.log" | grep -E 'Ran|PASS|FAIL' >&2 || true
