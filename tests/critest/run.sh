@@ -18,7 +18,8 @@
 # an image pinned by digest (no stand-in can have that digest).
 # Inputs: BBX_OUTPUT_DIR (beaconbox's output dir, default <repo>/_output),
 # CRITEST_HANDLERS (default "runc beaconbox"), CRITEST_FOCUS (a ginkgo regexp, to run
-# some specs only), CRITEST_TIMEOUT (per handler, default 90m).
+# some specs only), CRITEST_MINUTES (per handler, default 90: ginkgo then stops the
+# suite and still writes its report; the specs not run count as failed).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +35,8 @@ registry_ip=10.79.1.1
 registry_addr=$registry_ip:5000
 
 die() { echo "test-critest: $*" >&2; exit 1; }
+minutes=${CRITEST_MINUTES:-90}
+[[ $minutes =~ ^[1-9][0-9]*$ ]] || die "CRITEST_MINUTES=$minutes: give a whole number of minutes"
 [ -x "$critest" ] && [ -x "$crictl" ] || die "no $critest or $crictl: run tests/critest/build.sh $out first"
 [ "$(id -u)" = 0 ] || die "needs root (containerd, network namespaces): run as root"
 command -v docker-registry > /dev/null || die "no docker-registry: apt-get install docker-registry"
@@ -137,10 +140,10 @@ for handler in "${handlers[@]}"; do
   args=(-runtime-endpoint "unix://$BBX_SOCK" -image-endpoint "unix://$BBX_SOCK"
         -runtime-handler "$handler" -ginkgo.no-color -ginkgo.v
         -ginkgo.skip 'public image with digest should be pulled and removed'
-        -ginkgo.json-report "$out/$handler.json")
+        -ginkgo.json-report "$out/$handler.json" -ginkgo.timeout "${minutes}m")
   [ -n "${CRITEST_FOCUS:-}" ] && args+=(-ginkgo.focus "$CRITEST_FOCUS")
   # critest's own failures are in its report; only a run without one fails here.
-  (cd "$work" && in_containerd_ns timeout "${CRITEST_TIMEOUT:-90m}" "$critest" "${args[@]}") \
+  (cd "$work" && in_containerd_ns timeout -k 60 "$((minutes + 5))m" "$critest" "${args[@]}") \
     > "$out/$handler.log" 2>&1 || true
   [ -s "$out/$handler.json" ] || { echo "test-critest: critest with $handler wrote no report: $(tail -3 "$out/$handler.log" | tr '\n' ' ')" >&2; status=1; }
   tail -4 "$out/$handler.log" | grep -E 'Ran|PASS|FAIL' >&2 || true
