@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all build setup test test-asan test-tsan fuzz demo clean format install deb test-packages
+.PHONY: all build setup test test-asan test-tsan fuzz demo clean format install deb test-packages test-critest
 
 all: build
 
@@ -66,6 +66,21 @@ DESTDIR ?=
 COMPONENTS ?=
 install: build
 	$(if $(COMPONENTS),$(foreach c,$(COMPONENTS),DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)" --component $(c) &&) true,DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)")
+
+# critest, the CRI validation suite of cri-tools v1.26.1, against containerd's CRI plugin
+# with the runc and beaconbox handlers (tests/critest/run.sh). Neither Debian nor CI has
+# cri-tools: give a checkout (CRI_TOOLS_SRC=DIR) or a git dir with the tag
+# (CRI_TOOLS_GIT=DIR); without one build.sh says so and how to get it. Results in
+# $(BUILD_DIR)/critest/.
+CRI_TOOLS_SRC ?=
+CRI_TOOLS_GIT ?=
+export CRI_TOOLS_SRC CRI_TOOLS_GIT
+test-critest:
+	./tests/critest/build.sh $(BUILD_DIR)/critest --check
+	./scripts/setup.sh --critest
+	$(MAKE) build
+	./tests/critest/build.sh $(BUILD_DIR)/critest
+	nice ./tests/critest/run.sh $(BUILD_DIR)/critest
 
 # Debian packages (debian/, debhelper): built out of tree under _build/deb/, written to
 # _output/deb/. test-packages installs them into a scratch root (overlay of /) and runs

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs every build and runtime dependency of beaconbox from Debian's archive.
 # Idempotent: packages already present are skipped, so a second run is quick.
+#   setup.sh            what make test needs
+#   setup.sh --critest  also what make test-critest needs (Debian's Go 1.19 for
+#                       cri-tools v1.26.1, docker-registry for its images, iptables
+#                       for CNI's portmap)
 set -euo pipefail
 
 packages=(
@@ -26,6 +30,13 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc
 )
 
+critest=
+case ${1:-} in
+  "") ;;
+  --critest) critest=1; packages+=(golang-1.19-go docker-registry iptables python3) ;;
+  *) echo "setup.sh: unknown option '$1' (only --critest)" >&2; exit 2 ;;
+esac
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -41,3 +52,12 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+# docker-registry's package would serve the machine's port 5000 where an init system
+# runs its service; make test-critest starts its own in a network namespace only.
+if [ -n "$critest" ] && [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+  if [ -d /run/systemd/system ]; then
+    "${sudo_cmd[@]}" systemctl disable --now docker-registry.service || true
+  elif [ -x /etc/init.d/docker-registry ]; then
+    "${sudo_cmd[@]}" /etc/init.d/docker-registry stop || true
+  fi
+fi

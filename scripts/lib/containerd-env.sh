@@ -34,6 +34,8 @@
 #                    (bbx_cri_prepare sets it with what CRI needs, see there)
 #   BBX_CONTAINERD_CONFIG_EXTRA  a file appended to containerd's config (e.g. the
 #                    runtime entry `beaconbox-ctl containerd-config` prints)
+#   BBX_PRIVATE_IPC=1  containerd (and so CRI's host-IPC pods) in an IPC namespace of
+#                    its own, gone with it (tests/critest: its specs make SysV segments)
 #
 # The EXIT trap belongs to this library once bbx_env_start ran; a script needing its
 # own cleanup puts it in a function named bbx_on_stop, called first by bbx_env_stop.
@@ -304,9 +306,11 @@ bbx_env_start() {
   # Only the network namespace is entered with nsenter (`ip netns exec` would mount a
   # fresh /sys without the cgroup mounts runc needs); unshare adds the mount
   # namespace, slave to the host's so nothing mounted inside leaks out.
+  local ipc=()
+  [ "${BBX_PRIVATE_IPC:-}" = 1 ] && ipc=(--ipc)
   # shellcheck disable=SC2016
   nsenter --net="/run/netns/$BBX_NETNS" -- \
-    unshare --mount --propagation slave -- \
+    unshare --mount "${ipc[@]}" --propagation slave -- \
     /bin/sh -c 'umount -l /run/netns 2>/dev/null; mount -t tmpfs -o mode=0755,size=64m bbx-run /run &&
                 mkdir -p /run/containerd && exec "$@"' bbx-containerd \
     env -i "${envs[@]}" "$BBX_CONTAINERD_BIN/containerd" --config "$BBX_DIR/containerd.toml" \
@@ -388,7 +392,8 @@ bbx_import_demo_image() {
 # net-cni's configured_netns (BEACON_CNI_CONFIGURED_NETNS=1: no list runs, a TAP is
 # coupled to the eth0 CRI's CNI made). Sets BBX_NAMESPACE=k8s.io (CRI's namespace),
 # BBX_CONTAINERD_CRI=1, BBX_CONTAINERD_CONFIG_EXTRA, BBX_NETWORK_MODE=cni,
-# BEACON_CNI_CONFIGURED_NETNS=1, BBX_CRI_DIR, BBX_CRI_NETWORK, BBX_CRI_PAUSE_IMAGE.
+# BEACON_CNI_CONFIGURED_NETNS=1, BBX_CRI_DIR, BBX_CRI_NETWORK, BBX_CRI_PAUSE_IMAGE (kept
+# when set: a caller serving its own pause image from a registry, tests/critest).
 # After bbx_env_start:
 #   bbx_cri_import_images BBX_CRI   imports the demo image (BBX_IMAGE) and the pause
 #                                   stand-in into k8s.io; waits until CRI (asked with
@@ -396,7 +401,7 @@ bbx_import_demo_image() {
 bbx_cri_prepare() {
   BBX_CRI_DIR=$1
   BBX_CRI_NETWORK=bbx-cri-test
-  BBX_CRI_PAUSE_IMAGE=docker.io/beaconbox/pause:cri-test
+  BBX_CRI_PAUSE_IMAGE=${BBX_CRI_PAUSE_IMAGE:-docker.io/beaconbox/pause:cri-test}
   local subnet_prefix=${BBX_CRI_SUBNET_PREFIX:-10.79.0}
   mkdir -p "$BBX_CRI_DIR/net.d" "$BBX_CRI_DIR/ipam" || return 1
   cat > "$BBX_CRI_DIR/net.d/10-$BBX_CRI_NETWORK.conflist" <<EOF
