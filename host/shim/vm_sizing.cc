@@ -328,7 +328,9 @@ ContainerResources AddResources(const ContainerResources& a, const ContainerReso
 
 std::string DescribeNeeds(const ContainerResources& resources) {
   const uint32_t vcpus = VcpusNeeded(resources);
-  std::string text = vcpus == 0 ? "no CPU limit" : std::to_string(vcpus) + " vCPUs";
+  std::string text = vcpus == 0   ? "no CPU limit"
+                     : vcpus == 1 ? "1 vCPU"
+                                  : std::to_string(vcpus) + " vCPUs";
   const uint64_t memory = MemoryLimitMib(resources);
   text += memory == 0 ? ", no memory limit" : ", " + std::to_string(memory) + " MiB memory limit";
   return text;
