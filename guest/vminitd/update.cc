@@ -1,8 +1,8 @@
 // Task.Update in the guest: onlines what the host hot-added (the annotations say how
-// many vCPUs and MiB the VM has now), then writes the new limits into the container's
-// cgroup v2 files (memory.max, cpu.max, cpu.weight, pids.max), with the values runc
-// writes for the same LinuxResources. (crun 1.8's `update --resources` left memory.max
-// unchanged here.)
+// many vCPUs and MiB the VM has now; an update without resources does only that), then writes the
+// new limits into the container's cgroup v2 files (memory.max, cpu.max, cpu.weight, pids.max), with
+// the values runc writes for the same LinuxResources. (crun 1.8's `update --resources` left
+// memory.max unchanged here.)
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -58,15 +58,22 @@ Status Runtime::Update(const taskapi::UpdateTaskRequest& req) {
     pid = container->init->pid;
     dir = container->cgroup_dir;
   }
-  if (pid <= 0) {
-    return MakeError(ErrorCode::kFailedPrecondition, "container " + req.id() + " has no process");
-  }
   BBX_ASSIGN_OR_RETURN(auto vcpus, SizeAnnotation(req, kVcpusAnnotation, 8192));
   BBX_ASSIGN_OR_RETURN(auto memory_mib, SizeAnnotation(req, kMemoryAnnotation, 1 << 24));
   if (vcpus) BBX_RETURN_IF_ERROR(OnlineCpus(static_cast<uint32_t>(*vcpus), kOnlineTimeout));
   if (memory_mib) BBX_RETURN_IF_ERROR(OnlineMemory(*memory_mib, kOnlineTimeout));
 
+  // No resources: the host grew the VM for a pod's joining container and asks only
+  // for what it added to be onlined; no cgroup changes.
   const std::string& resources = req.resources().value();
+  if (resources.empty()) {
+    Log("onlined the VM's hot-added vCPUs and memory (now " + std::to_string(vcpus.value_or(0)) +
+        " vCPUs, " + std::to_string(memory_mib.value_or(0)) + " MiB)");
+    return Status::Ok();
+  }
+  if (pid <= 0) {
+    return MakeError(ErrorCode::kFailedPrecondition, "container " + req.id() + " has no process");
+  }
   if (resources.size() > kMaxResourcesBytes) {
     return MakeError(ErrorCode::kInvalidArgument, "update resources larger than 64 KiB: refused");
   }

@@ -106,10 +106,30 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   for (const auto& warning : spec.warnings) spdlog::warn("{}: {}", key.ToString(), warning);
 
   const bool boots_vm = vm_ == nullptr;
+  // Before anything is made: a size out of range leaves nothing behind.
+  BBX_ASSIGN_OR_RETURN(ContainerResources resources, ResourcesOfSpec(host_spec));
+  VmSize joined_size;
   if (boots_vm) {
-    // Before anything is made: a size out of range leaves nothing behind.
-    BBX_ASSIGN_OR_RETURN(ContainerResources resources, ResourcesOfSpec(host_spec));
-    BBX_ASSIGN_OR_RETURN(vm_size_, BootSizeFor(resources, spec.annotations, backends_.vm));
+    // A CRI pod's sandbox: the VM holds the pod's containers' limits (vm_sizing.h).
+    BBX_ASSIGN_OR_RETURN(std::optional<ContainerResources> pod, PodResourcesOf(spec.annotations));
+    if (pod) {
+      BBX_ASSIGN_OR_RETURN(vm_size_, PodBootSizeFor(*pod, spec.annotations, backends_.vm));
+      spdlog::info("VM {}: the pod's resources ({}, from containerd's CRI annotations) size it",
+                   options_.key.ToString(), DescribeNeeds(*pod));
+      if (VcpusNeeded(*pod) > vm_size_.vcpus ||
+          MemoryNeededMib(*pod, backends_.vm) > vm_size_.memory_mib) {
+        spdlog::warn(
+            "VM {}: the pod's resources need more than vm.max_vcpus/vm.max_memory_mib; it boots "
+            "at the maxima and a container that does not fit is refused",
+            options_.key.ToString());
+      }
+    } else {
+      BBX_ASSIGN_OR_RETURN(vm_size_, BootSizeFor(resources, spec.annotations, backends_.vm));
+    }
+    container_resources_.clear();
+  } else {
+    // A pod's app container: the VM grows by its limits (once it is known to join).
+    BBX_ASSIGN_OR_RETURN(joined_size, GrownSizeWith(key, resources));
   }
   if (boots_vm) {
     record_ = SandboxRecord{};
@@ -158,13 +178,30 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   if (!boots_vm) BBX_RETURN_IF_ERROR(CheckJoinsRunningVm(key, plan));
   const long host_setup_ms = ElapsedMs(started);
   if (boots_vm) BBX_RETURN_IF_ERROR(BootVm(plan, spec.annotations, spec.network_namespace_path));
-  const long vm_ready_ms = ElapsedMs(started);
 
   std::shared_ptr<GuestClient> guest;
   {
     std::lock_guard lock(mutex_);
     guest = guest_;
   }
+  if (!boots_vm) {
+    const VmSize before = vm_size_;
+    BBX_RETURN_IF_ERROR(GrowVm(joined_size, key.id));
+    if (vm_size_ != before) {
+      // The guest onlines what was added before the container starts: an Update that
+      // carries only the VM's new size (no resources) changes no cgroup.
+      task::UpdateTaskRequest online;
+      online.set_id(options_.key.id);
+      (*online.mutable_annotations())[kVcpusAnnotation] = std::to_string(vm_size_.vcpus);
+      (*online.mutable_annotations())[kMemoryAnnotation] = std::to_string(vm_size_.memory_mib);
+      google::protobuf::Empty empty;
+      Status onlined = guest->CallTask("Update", online, &empty, backends_.vm.guest_call_timeout);
+      if (!onlined.ok()) {
+        return onlined.error().Wrap("onlining the vCPUs and memory added to the VM for " + key.id);
+      }
+    }
+  }
+  const long vm_ready_ms = ElapsedMs(started);
   BBX_ASSIGN_OR_RETURN(AdaptedSpec guest_spec,
                        AdaptSpecForGuest(host_spec, share_vm_dns, guest_rootfs, &guest_volumes));
   if (!boots_vm) {
@@ -213,6 +250,7 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
     std::lock_guard lock(mutex_);
     containers_[key] = container;
   }
+  container_resources_[key] = resources;
   created = true;
   spdlog::info(
       "container {} created in the VM (pid {}, {} in the guest): host setup {} ms, VMM start to "
@@ -220,6 +258,57 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
       key.ToString(), container->host_pid(), guest_response.pid(), host_setup_ms,
       vm_ready_ms - host_setup_ms, vmm_start_ms_, ElapsedMs(started) - vm_ready_ms);
   return container;
+}
+
+Result<VmSize> Sandbox::GrownSizeWith(const ContainerKey& key,
+                                      const ContainerResources& resources) const {
+  // The VM booted holding the first container's (or the pod's declared) limits; what
+  // its containers' limits need together, counting the guest overhead once, is what it
+  // must have now.
+  ContainerResources together = resources;
+  bool shared = false;
+  for (const auto& [other, other_resources] : container_resources_) {
+    if (other == key) continue;
+    together = AddResources(together, other_resources);
+    shared = true;
+  }
+  auto grown = GrownSizeFor(together, vm_size_, backends_.vm);
+  if (grown.ok() || !shared) return grown;
+  return MakeError(grown.error().code, "container " + key.id + " (" + DescribeNeeds(resources) +
+                                           ") does not fit in the VM of " + options_.key.id +
+                                           " beside its other containers (together " +
+                                           DescribeNeeds(together) + "): " + grown.error().message);
+}
+
+Status Sandbox::GrowVm(VmSize grown, const std::string& for_whom) {
+  // One resource at a time, so that vm_size_ stays what the VM really has.
+  const VmSize before = vm_size_;
+  auto grow = [&](const char* what, uint32_t vcpus, uint64_t memory_mib) -> Status {
+    const auto started = std::chrono::steady_clock::now();
+    Status resized = vm_->Resize(vcpus, memory_mib);
+    if (resized.ok()) {
+      if (vcpus != 0) vm_size_.vcpus = vcpus;
+      if (memory_mib != 0) vm_size_.memory_mib = memory_mib;
+      spdlog::info("VM {}: {} hot-added for {} in {} ms (now {} vCPUs, {} MiB)",
+                   options_.key.ToString(), what, for_whom, ElapsedMs(started), vm_size_.vcpus,
+                   vm_size_.memory_mib);
+      return resized;
+    }
+    if (resized.error().code == ErrorCode::kNotImplemented) {
+      // The limits still apply, within the VM as it is.
+      spdlog::warn("VM {} stays at {} vCPUs, {} MiB ({}): the limits of {} apply within it",
+                   options_.key.ToString(), vm_size_.vcpus, vm_size_.memory_mib,
+                   resized.error().message, for_whom);
+      return Status::Ok();
+    }
+    return resized.error().Wrap(std::string("hot-adding ") + what + " to the VM for " + for_whom);
+  };
+  if (!vm_) return MakeError(ErrorCode::kFailedPrecondition, "the sandbox has no VM");
+  if (grown.vcpus > before.vcpus) BBX_RETURN_IF_ERROR(grow("vCPUs", grown.vcpus, 0));
+  if (grown.memory_mib > before.memory_mib) {
+    BBX_RETURN_IF_ERROR(grow("memory", 0, grown.memory_mib));
+  }
+  return Status::Ok();
 }
 
 Status Sandbox::CheckJoinsRunningVm(const ContainerKey& key, const pluginapi::MountPlan& plan) {
@@ -489,6 +578,8 @@ void Sandbox::ReleaseContainer(const ContainerKey& key) {
     }
   }
   std::erase_if(record_.containers, [&key](const ContainerRecord& c) { return c.key == key; });
+  // The VM keeps its size (no hot-remove); the next container fits in what it freed.
+  container_resources_.erase(key);
   if (Status saved = SaveState(); !saved.ok()) spdlog::warn("{}", saved.error().message);
 }
 
@@ -515,6 +606,7 @@ void Sandbox::TeardownLocked() {
   }
   TeardownFromRecord(record_, backends_, layout_, std::move(vm_), state_path_);
   record_ = SandboxRecord{};
+  container_resources_.clear();
   attachment_.reset();
 }
 

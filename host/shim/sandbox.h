@@ -80,6 +80,15 @@ class Sandbox {
                 const std::string& netns_path);  // requires lifecycle_mutex_
   Status ConnectGuest();                         // requires lifecycle_mutex_
   // kNotImplemented when a further container's plan needs devices the VM lacks.
+  // The size the VM must grow to when `key`'s container has `resources` beside the
+  // other containers in it (their limits added, vm_sizing.h); one line naming the
+  // container when they do not fit.
+  Result<VmSize> GrownSizeWith(
+      const ContainerKey& key,
+      const ContainerResources& resources) const;  // requires lifecycle_mutex_
+  // Hot-adds what `grown` has beyond vm_size_ (vCPUs, then memory) through the VMM;
+  // a VMM that cannot resize leaves the VM as it is (one warning).
+  Status GrowVm(VmSize grown, const std::string& for_whom);  // requires lifecycle_mutex_
   Status CheckJoinsRunningVm(const ContainerKey& key, const pluginapi::MountPlan& plan);
   // kFailedPrecondition when `key` started the VM and other containers still run in it.
   Status CheckDeletesLast(const ContainerKey& key) const;
@@ -106,6 +115,9 @@ class Sandbox {
   std::optional<pluginapi::NetworkAttachment> attachment_;  // guarded by lifecycle_mutex_
   long vmm_start_ms_ = 0;                                   // guarded by lifecycle_mutex_
   VmSize vm_size_;  // the VM's vCPUs and memory now; guarded by lifecycle_mutex_
+  // Each container's limits (its spec's, then its updates'), which the VM holds
+  // together; guarded by lifecycle_mutex_.
+  std::map<ContainerKey, ContainerResources> container_resources_;
   // The guest's pid of the first container's init (untrusted: only ever written into
   // a guest spec, where a pod's app container joins its namespaces by it); guarded
   // by lifecycle_mutex_.

@@ -1,6 +1,7 @@
 // Task.Update: a container's new cgroup limits, growing its VM first when they need
-// more vCPUs or memory than it has (vm_sizing.h). Shrinking never shrinks the VM:
-// only the cgroup limits go down.
+// more vCPUs or memory than it has (vm_sizing.h; in a pod, with the limits of the
+// VM's other containers added). Shrinking never shrinks the VM: only the cgroup limits
+// go down.
 #include <spdlog/spdlog.h>
 
 #include "host/shim/sandbox.h"
@@ -14,6 +15,16 @@ long MsSince(std::chrono::steady_clock::time_point start) {
                                .count());
 }
 
+// `update`'s fields over `current`'s: a field the update leaves out keeps its value.
+ContainerResources Merged(ContainerResources current, const ContainerResources& update) {
+  if (update.memory_limit) current.memory_limit = update.memory_limit;
+  if (update.cpu_quota) current.cpu_quota = update.cpu_quota;
+  if (update.cpu_period) current.cpu_period = update.cpu_period;
+  if (update.cpu_shares) current.cpu_shares = update.cpu_shares;
+  if (update.pids_limit) current.pids_limit = update.pids_limit;
+  return current;
+}
+
 }  // namespace
 
 Status Sandbox::UpdateContainer(const ContainerKey& key, const task::UpdateTaskRequest& request) {
@@ -23,41 +34,18 @@ Status Sandbox::UpdateContainer(const ContainerKey& key, const task::UpdateTaskR
     return MakeError(ErrorCode::kInvalidArgument,
                      "update of " + key.id + " carries no resources: give the new limits");
   }
-  BBX_ASSIGN_OR_RETURN(ContainerResources resources,
-                       ParseLinuxResources(request.resources().value()));
-  BBX_ASSIGN_OR_RETURN(VmSize grown, GrownSizeFor(resources, vm_size_, backends_.vm));
+  BBX_ASSIGN_OR_RETURN(ContainerResources update, ParseLinuxResources(request.resources().value()));
+  auto current = container_resources_.find(key);
+  const ContainerResources resources =
+      current == container_resources_.end() ? update : Merged(current->second, update);
+  BBX_ASSIGN_OR_RETURN(VmSize grown, GrownSizeWith(key, resources));
   std::shared_ptr<GuestClient> guest;
   {
     std::lock_guard lock(mutex_);
     guest = guest_;
   }
   if (!vm_ || !guest) return MakeError(ErrorCode::kFailedPrecondition, "the sandbox has no VM");
-
-  // One resource at a time, so that vm_size_ stays what the VM really has.
-  const VmSize before = vm_size_;
-  auto grow = [&](const char* what, uint32_t vcpus, uint64_t memory_mib) -> Status {
-    const auto started = std::chrono::steady_clock::now();
-    Status resized = vm_->Resize(vcpus, memory_mib);
-    if (resized.ok()) {
-      if (vcpus != 0) vm_size_.vcpus = vcpus;
-      if (memory_mib != 0) vm_size_.memory_mib = memory_mib;
-      spdlog::info("VM {}: {} hot-added in {} ms (now {} vCPUs, {} MiB)", options_.key.ToString(),
-                   what, MsSince(started), vm_size_.vcpus, vm_size_.memory_mib);
-      return resized;
-    }
-    if (resized.error().code == ErrorCode::kNotImplemented) {
-      // The limits still apply, within the VM as it is.
-      spdlog::warn("VM {} stays at {} vCPUs, {} MiB ({}): the new limits apply within it",
-                   options_.key.ToString(), vm_size_.vcpus, vm_size_.memory_mib,
-                   resized.error().message);
-      return Status::Ok();
-    }
-    return resized.error().Wrap(std::string("hot-adding ") + what + " to the VM of " + key.id);
-  };
-  if (grown.vcpus > before.vcpus) BBX_RETURN_IF_ERROR(grow("vCPUs", grown.vcpus, 0));
-  if (grown.memory_mib > before.memory_mib) {
-    BBX_RETURN_IF_ERROR(grow("memory", 0, grown.memory_mib));
-  }
+  BBX_RETURN_IF_ERROR(GrowVm(grown, key.id));
 
   // The guest onlines what was added (it waits for the sizes the annotations give),
   // then applies the limits to the container's cgroup.
@@ -70,6 +58,7 @@ Status Sandbox::UpdateContainer(const ContainerKey& key, const task::UpdateTaskR
   google::protobuf::Empty empty;
   BBX_RETURN_IF_ERROR(
       guest->CallTask("Update", guest_request, &empty, backends_.vm.guest_call_timeout));
+  container_resources_[key] = resources;
   spdlog::info("container {} updated: guest online and cgroup update {} ms", key.ToString(),
                MsSince(started));
   return Status::Ok();

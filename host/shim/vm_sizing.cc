@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <limits>
 
 #include "common/base/bounded_json.h"
@@ -99,6 +100,33 @@ Result<uint64_t> AnnotationValue(const std::map<std::string, std::string>& annot
   return value;
 }
 
+// A CRI sandbox annotation as a signed decimal integer in [min, max], naming `unit`.
+Result<std::optional<int64_t>> CriAnnotation(const std::map<std::string, std::string>& annotations,
+                                             const char* key, int64_t min, int64_t max,
+                                             const char* unit) {
+  auto it = annotations.find(key);
+  if (it == annotations.end()) return std::optional<int64_t>();
+  const std::string& text = it->second;
+  int64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+    return Bad("annotation " + std::string(key) + "=\"" + text.substr(0, 40) +
+               "\" is not a decimal integer (" + unit + "): give e.g. " + std::to_string(max / 2) +
+               ", or leave it out");
+  }
+  if (value < min || value > max) {
+    return Bad("annotation " + std::string(key) + "=" + text + " is out of range [" +
+               std::to_string(min) + ", " + std::to_string(max) + "] (" + unit + ")");
+  }
+  return std::optional<int64_t>(value);
+}
+
+uint64_t MemoryLimitMib(const ContainerResources& resources) {
+  if (!resources.memory_limit || *resources.memory_limit <= 0) return 0;
+  const uint64_t limit = static_cast<uint64_t>(*resources.memory_limit);
+  return limit / kMib + (limit % kMib != 0);
+}
+
 Status CheckVcpuNeed(const ContainerResources& resources, const VmSettings& settings) {
   const uint32_t max = MaxVcpus(settings);
   if (resources.cpu_quota && *resources.cpu_quota > 0 && VcpusNeeded(resources) > max) {
@@ -156,9 +184,8 @@ uint32_t VcpusNeeded(const ContainerResources& resources) {
 }
 
 uint64_t MemoryNeededMib(const ContainerResources& resources, const VmSettings& settings) {
-  if (!resources.memory_limit || *resources.memory_limit <= 0) return 0;
-  const uint64_t limit = static_cast<uint64_t>(*resources.memory_limit);
-  return limit / kMib + (limit % kMib != 0) + settings.guest_overhead_mib;
+  const uint64_t limit = MemoryLimitMib(resources);
+  return limit == 0 ? 0 : limit + settings.guest_overhead_mib;
 }
 
 Result<VmSize> BootSizeFor(const ContainerResources& resources,
@@ -212,6 +239,101 @@ Result<VmSize> GrownSizeFor(const ContainerResources& resources, VmSize current,
     }
   }
   return grown;
+}
+
+Result<std::optional<ContainerResources>> PodResourcesOf(
+    const std::map<std::string, std::string>& annotations) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  BBX_ASSIGN_OR_RETURN(auto period, CriAnnotation(annotations, kCriSandboxCpuPeriod, 0, 1000000,
+                                                  "CPU period in microseconds, 0 for the default"));
+  BBX_ASSIGN_OR_RETURN(auto quota, CriAnnotation(annotations, kCriSandboxCpuQuota, -1, kMax,
+                                                 "CPU quota in microseconds, 0 for no limit"));
+  BBX_ASSIGN_OR_RETURN(auto shares, CriAnnotation(annotations, kCriSandboxCpuShares, 0, 262144,
+                                                  "CPU shares, 0 for none"));
+  BBX_ASSIGN_OR_RETURN(auto memory, CriAnnotation(annotations, kCriSandboxMemory, -1, kMax,
+                                                  "memory limit in bytes, 0 for no limit"));
+  if (!period && !quota && !shares && !memory) return std::optional<ContainerResources>();
+  if (period && *period != 0 && *period < 1000) {
+    return Bad("annotation " + std::string(kCriSandboxCpuPeriod) + "=" + std::to_string(*period) +
+               " is below 1000 microseconds: give 1000..1000000, or 0 for the default");
+  }
+  if (quota && *quota > 0 && *quota < 1000) {
+    return Bad("annotation " + std::string(kCriSandboxCpuQuota) + "=" + std::to_string(*quota) +
+               " is below 1000 microseconds: give at least 1000, or 0 for no limit");
+  }
+  ContainerResources pod;
+  if (period && *period > 0) pod.cpu_period = static_cast<uint64_t>(*period);
+  if (quota && *quota > 0) pod.cpu_quota = *quota;
+  if (shares && *shares > 0) pod.cpu_shares = static_cast<uint64_t>(*shares);
+  if (memory && *memory > 0) pod.memory_limit = *memory;
+  return std::optional<ContainerResources>(pod);
+}
+
+Result<VmSize> PodBootSizeFor(const ContainerResources& pod,
+                              const std::map<std::string, std::string>& annotations,
+                              const VmSettings& settings) {
+  // The explicit annotations are checked as for any container; the pod's needs capped.
+  ContainerResources none;
+  BBX_ASSIGN_OR_RETURN(VmSize size, BootSizeFor(none, annotations, settings));
+  if (!annotations.count(kVcpusAnnotation)) {
+    size.vcpus = std::min(std::max(VcpusNeeded(pod), size.vcpus), MaxVcpus(settings));
+  }
+  if (!annotations.count(kMemoryAnnotation)) {
+    size.memory_mib =
+        std::min(std::max(MemoryNeededMib(pod, settings), size.memory_mib), MaxMemoryMib(settings));
+  }
+  return size;
+}
+
+ContainerResources AddResources(const ContainerResources& a, const ContainerResources& b) {
+  ContainerResources sum;
+  if (MemoryLimitMib(a) != 0 || MemoryLimitMib(b) != 0) {
+    auto positive = [](const std::optional<int64_t>& v) { return v && *v > 0 ? *v : 0; };
+    const int64_t pa = positive(a.memory_limit);
+    const int64_t pb = positive(b.memory_limit);
+    sum.memory_limit = pa > std::numeric_limits<int64_t>::max() - pb
+                           ? std::numeric_limits<int64_t>::max()
+                           : pa + pb;
+  }
+  const bool quota_a = a.cpu_quota && *a.cpu_quota > 0;
+  const bool quota_b = b.cpu_quota && *b.cpu_quota > 0;
+  if (quota_a && quota_b) {
+    // Each quota at the common period, rounded up: the sum needs at least the vCPUs of
+    // the parts together.
+    auto at_common = [](const ContainerResources& r) {
+      const uint64_t period = std::max<uint64_t>(r.cpu_period.value_or(kDefaultCpuPeriod), 1);
+      const long double scaled = static_cast<long double>(*r.cpu_quota) * kDefaultCpuPeriod /
+                                 static_cast<long double>(period);
+      return static_cast<int64_t>(std::min<long double>(
+          std::ceil(scaled), static_cast<long double>(std::numeric_limits<int64_t>::max() / 2)));
+    };
+    sum.cpu_quota = at_common(a) + at_common(b);
+    sum.cpu_period = kDefaultCpuPeriod;
+  } else if (quota_a) {
+    sum.cpu_quota = a.cpu_quota;
+    sum.cpu_period = a.cpu_period;
+  } else if (quota_b) {
+    sum.cpu_quota = b.cpu_quota;
+    sum.cpu_period = b.cpu_period;
+  }
+  if (a.cpu_shares || b.cpu_shares) {
+    const uint64_t sa = a.cpu_shares.value_or(0);
+    const uint64_t sb = b.cpu_shares.value_or(0);
+    sum.cpu_shares = sa > std::numeric_limits<uint64_t>::max() - sb
+                         ? std::numeric_limits<uint64_t>::max()
+                         : sa + sb;
+  }
+  return sum;
+}
+
+std::string DescribeNeeds(const ContainerResources& resources) {
+  const uint32_t vcpus = VcpusNeeded(resources);
+  std::string text = vcpus == 0   ? "no CPU limit"
+                     : vcpus == 1 ? "1 vCPU"
+                                  : std::to_string(vcpus) + " vCPUs";
+  const uint64_t memory = MemoryLimitMib(resources);
+  text += memory == 0 ? ", no memory limit" : ", " + std::to_string(memory) + " MiB memory limit";
+  return text;
 }
 
 }  // namespace beaconbox::shim

@@ -20,6 +20,14 @@
 #     namespaces and hostname shared, its own writable rootfs;
 #   - deleting the app container leaves the VM and sandbox up; deleting the sandbox
 #     ends the shim and leaves no VM process, mount or socket.
+# Pod sizing (issue 17 item 2), read from the guest (nproc, /proc/meminfo):
+#   - the sandbox carries the pod resources containerd 1.7/2's CRI sets
+#     (io.kubernetes.cri.sandbox-cpu-quota/-period/-shares, -memory: 1 CPU, 640 MiB):
+#     the VM boots with 1 vCPU and 640 + 128 MiB (vm.guest_overhead_mib);
+#   - the app container's limits (--cpus 1.5, 1 GiB) grow it to 2 vCPUs and
+#     768 + 3 x 128 MiB (1 GiB + 128 MiB);
+#   - a further container whose limit does not fit (2 GiB more, vm.max_memory_mib 2048)
+#     is refused with one line and adds no shim or VM.
 #   pod_e2e.sh OUTPUT_DIR [system|1.7|2]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -88,7 +96,26 @@ remove() {  # remove ID: kill, delete the task, remove the container
   ctl container rm "$1" >/dev/null 2>&1 || true
 }
 
-sandbox_annotations=(--annotation io.kubernetes.cri.container-type=sandbox)
+MiB=1048576
+# The pod's resources as containerd 1.7/2's CRI writes them on the sandbox container.
+sandbox_annotations=(--annotation io.kubernetes.cri.container-type=sandbox
+                     --annotation io.kubernetes.cri.sandbox-cpu-period=100000
+                     --annotation io.kubernetes.cri.sandbox-cpu-quota=100000
+                     --annotation io.kubernetes.cri.sandbox-cpu-shares=1024
+                     --annotation io.kubernetes.cri.sandbox-memory=$((640 * MiB)))
+# The guest's view of the VM's size: "NPROC MEMTOTAL_MIB".
+# shellcheck disable=SC2016
+vm_size_in() { exec_in "$1" "size-$2" /bin/sh -c 'echo "$(nproc) $(( $(awk "/MemTotal/ {print \$2}" /proc/meminfo) / 1024 ))"' 2>&1 || true; }
+# check_vm_size WHAT ID VCPUS MIB: MemTotal of a VM of MIB MiB is below MIB (kernel,
+# reserved) but not far.
+check_vm_size() {
+  local got n m
+  got=$(vm_size_in "$2" "$RANDOM")
+  read -r n m <<<"$got"
+  [ "$n" = "$3" ] && [ -n "$m" ] && [ "$m" -le "$4" ] 2>/dev/null && [ "$m" -gt $(($4 - 160)) ] &&
+    pass "beaconbox: $1: $n vCPUs, MemTotal $m MiB (a $3 vCPU, $4 MiB VM)" ||
+    fail "beaconbox: $1: the guest has '$got' (nproc, MemTotal MiB), want $3 vCPUs and MemTotal in ($(($4 - 160)), $4]"
+}
 # The sandbox: busybox httpd on localhost:8080 of the pod's network namespace.
 sandbox_cmd=(/bin/sh -c 'mkdir -p /tmp/www && echo pod-hello > /tmp/www/index.html &&
                          exec httpd -f -p 127.0.0.1:8080 -h /tmp/www')
@@ -117,6 +144,7 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   if [ "$name" = beaconbox ]; then
     [ "$(qemu_count)" -eq 1 ] && pass "beaconbox: the sandbox container booted one VM" ||
       fail "beaconbox: $(qemu_count) QEMU processes for the sandbox container"
+    check_vm_size "the pod's annotations (1 CPU, 640 MiB) size the VM" "$pod" 1 768
   fi
 
   # The app container, with the pod's namespaces as CRI gives them: the pod's netns
@@ -126,7 +154,7 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
               --annotation io.kubernetes.cri.container-type=container \
               --annotation "io.kubernetes.cri.sandbox-id=$pod" \
               --with-ns "network:$pod_netns" --with-ns "ipc:/proc/$pod_pid/ns/ipc" \
-              --with-ns "uts:/proc/$pod_pid/ns/uts" \
+              --with-ns "uts:/proc/$pod_pid/ns/uts" --cpus 1.5 --memory-limit $((1024 * MiB)) \
               "$BBX_IMAGE" "$app" /bin/sleep 3600 </dev/null 2>&1) && app_ran=1 || app_ran=0
   echo "measured: $name: app container ctr run -d answered in $(( ($(date +%s%N) - started) / 1000000 )) ms (ran: $app_ran)"
   [ "$(shim_count)" -eq $((shims_before + 1)) ] &&
@@ -164,6 +192,25 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   if [ "$name" = beaconbox ]; then
     [ "$(qemu_count)" -eq 1 ] && pass "beaconbox: still one VM for the pod" ||
       fail "beaconbox: $(qemu_count) QEMU processes after the app container"
+    if [ "$app_ran" = 1 ]; then
+      check_vm_size "the app container's limits (1.5 CPUs, 1 GiB) grew the VM" "$app" 2 1152
+      # 1 GiB + 2 GiB + 128 MiB is beyond vm.max_memory_mib (2048): refused, one line.
+      big=big-$name
+      out=$(ctl run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" \
+              --annotation io.kubernetes.cri.container-type=container \
+              --annotation "io.kubernetes.cri.sandbox-id=$pod" \
+              --with-ns "network:$pod_netns" --memory-limit $((2048 * MiB)) \
+              "$BBX_IMAGE" "$big" /bin/sleep 3600 </dev/null 2>&1) && big_ran=1 || big_ran=0
+      reason=$(printf '%s\n' "$out" | grep -m1 -o 'container big-[^"]*does not fit[^"]*' || true)
+      [ "$big_ran" = 0 ] && [ -n "$reason" ] && [[ $reason == *vm.max_memory_mib* ]] &&
+        pass "beaconbox: a container that does not fit is refused: $(printf '%s' "$reason" | cut -c1-240)" ||
+        fail "beaconbox: a 2 GiB container beside 1 GiB in a 2 GiB-maximum VM: ran=$big_ran: $out"
+      remove "$big"
+      [ "$(qemu_count)" -eq 1 ] && [ "$(shim_count)" -eq $((shims_before + 1)) ] &&
+        pass "beaconbox: the refused container left the pod's one shim and VM as they were" ||
+        fail "beaconbox: after the refused container: $(qemu_count) QEMU, $(( $(shim_count) - shims_before )) shims"
+      check_vm_size "the refused container changed nothing" "$pod" 2 1152
+    fi
   fi
 
   # Deleting the app container leaves the pod's shim and sandbox up.

@@ -60,6 +60,14 @@ class SandboxTest : public ::testing::Test {
     backends.vm.guest_connect_timeout = std::chrono::milliseconds(2000);
     backends.vm.guest_call_timeout = guest_call_timeout_;
     backends.vm.kill_timeout = kill_timeout_;
+    if (seed_sizes_) {
+      // Seed 001: 1 vCPU / 512 MiB default, 2 vCPUs / 2 GiB maximum, 128 MiB overhead.
+      backends.vm.vcpus = 1;
+      backends.vm.max_vcpus = 2;
+      backends.vm.memory_mib = 512;
+      backends.vm.max_memory_mib = 2048;
+      backends.vm.guest_overhead_mib = 128;
+    }
     return backends;
   }
 
@@ -80,6 +88,17 @@ class SandboxTest : public ::testing::Test {
     mount->set_type("overlay");
     mount->set_source("overlay");
     mount->add_options("lowerdir=/a");
+    return request;
+  }
+
+  // `key`'s bundle with a CRI pod container's spec: its annotations and resources.
+  task::CreateTaskRequest PodRequest(const ContainerKey& key, const std::string& annotations,
+                                     const std::string& linux_resources) {
+    auto request = CreateRequest(key);
+    std::ofstream(request.bundle() + "/config.json", std::ios::trunc)
+        << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["/bin/true"]},)"
+        << R"("annotations":)" << annotations << R"(,"linux":{"resources":)" << linux_resources
+        << "}}";
     return request;
   }
 
@@ -109,6 +128,7 @@ class SandboxTest : public ::testing::Test {
   }
 
   std::string root_;
+  bool seed_sizes_ = false;
   std::chrono::milliseconds guest_call_timeout_{5000};
   std::chrono::milliseconds kill_timeout_{2000};
   FakeGuestAgent agent_;
@@ -857,6 +877,117 @@ TEST_F(SandboxTest, PluginLoadFailureIsCreatesError) {
   auto container = sandbox.CreateContainer(kC1, CreateRequest(kC1));
   ASSERT_FALSE(container.ok());
   EXPECT_EQ(container.error().message, "no plugin qemu");
+}
+
+// A CRI pod's VM (issue 17 item 2): the sandbox container's annotations from
+// containerd's CRI size it; app containers' limits, added up, grow it through the
+// VMM's resize and the guest onlines what was added before the container is created;
+// one that does not fit is refused with one line and leaves nothing; one that leaves
+// frees room without shrinking the VM.
+TEST_F(SandboxTest, APodsVmIsSizedByItsAnnotationsAndGrowsByItsContainersLimits) {
+  seed_sizes_ = true;
+  Sandbox& sandbox = NewSandbox(kC1);
+  // 1 CPU and 640 MiB declared for the pod: 1 vCPU, 768 MiB.
+  auto sandbox_request = PodRequest(kC1, R"({"io.kubernetes.cri.container-type":"sandbox",
+      "io.kubernetes.cri.sandbox-id":"c1","io.kubernetes.cri.sandbox-cpu-period":"100000",
+      "io.kubernetes.cri.sandbox-cpu-quota":"100000","io.kubernetes.cri.sandbox-cpu-shares":"1024",
+      "io.kubernetes.cri.sandbox-memory":"671088640"})",
+                                    R"({"cpu":{"shares":2}})");
+  ASSERT_TRUE(sandbox.CreateContainer(kC1, sandbox_request).ok());
+  ASSERT_EQ(vmm_.specs.size(), 1u);
+  EXPECT_EQ(vmm_.specs[0].vcpus(), 1u);
+  EXPECT_EQ(vmm_.specs[0].memory_mib(), 768u);
+  EXPECT_EQ(vmm_.specs[0].max_vcpus(), 2u);
+  EXPECT_EQ(vmm_.specs[0].max_memory_mib(), 2048u);
+  storage_.plan_devices = false;
+  const std::string app = R"({"io.kubernetes.cri.container-type":"container",
+      "io.kubernetes.cri.sandbox-id":"c1"})";
+
+  // Within what the pod declared: nothing added.
+  const ContainerKey c2{"default", "c2"};
+  ASSERT_TRUE(sandbox
+                  .CreateContainer(c2, PodRequest(c2, app,
+                                                  R"({"cpu":{"quota":50000,"period":100000},
+                                                      "memory":{"limit":268435456}})"))
+                  .ok());
+  EXPECT_TRUE(vmm_.resizes().empty());
+  EXPECT_FALSE(agent_.last_update().has_value());
+
+  // 256 + 1024 MiB + 128 MiB overhead = 1408 MiB (768 + 5 blocks of 128); 0.5 + 1.5 CPUs
+  // = 2 vCPUs: vCPUs first, then memory, then the guest onlines them.
+  const ContainerKey c3{"default", "c3"};
+  auto grown = sandbox.CreateContainer(
+      c3, PodRequest(c3, app,
+                     R"({"cpu":{"quota":150000,"period":100000},"memory":{"limit":1073741824}})"));
+  ASSERT_TRUE(grown.ok()) << grown.error().message;
+  auto resizes = vmm_.resizes();
+  ASSERT_EQ(resizes.size(), 2u);
+  EXPECT_EQ(resizes[0], (std::pair<uint32_t, uint64_t>{2, 0}));
+  EXPECT_EQ(resizes[1], (std::pair<uint32_t, uint64_t>{0, 1408}));
+  auto online = agent_.last_update();
+  ASSERT_TRUE(online.has_value());
+  EXPECT_EQ(online->id(), "c1");
+  EXPECT_TRUE(online->resources().value().empty());
+  EXPECT_EQ(online->annotations().at("io.beaconbox.vm.vcpus"), "2");
+  EXPECT_EQ(online->annotations().at("io.beaconbox.vm.memory_mib"), "1408");
+
+  // 1280 + 768 + 128 MiB > 2048: refused, naming the container and the config key;
+  // its rootfs is released and the VM is not touched.
+  const ContainerKey c4{"default", "c4"};
+  auto refused =
+      sandbox.CreateContainer(c4, PodRequest(c4, app, R"({"memory":{"limit":805306368}})"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.error().message.find("container c4"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("vm.max_memory_mib"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(refused.error().message.find('\n'), std::string::npos);
+  EXPECT_EQ(vmm_.resizes().size(), 2u);
+  EXPECT_EQ(storage_.prepared(), (std::set<ContainerKey>{kC1, c2, c3}));
+  EXPECT_FALSE(sandbox.Find(c4).ok());
+
+  // c3 leaves: the VM keeps 2 vCPUs / 1408 MiB, and the same container now fits in it.
+  ASSERT_TRUE(sandbox.DeleteContainer(c3).ok());
+  ASSERT_TRUE(
+      sandbox.CreateContainer(c4, PodRequest(c4, app, R"({"memory":{"limit":805306368}})")).ok());
+  EXPECT_EQ(vmm_.resizes().size(), 2u);
+
+  // Task.Update counts the other containers too: c2 to 1 GiB needs 1024 + 768 + 128.
+  task::UpdateTaskRequest update;
+  update.set_id("c2");
+  update.mutable_resources()->set_value(R"({"memory":{"limit":1073741824}})");
+  ASSERT_TRUE(sandbox.UpdateContainer(c2, update).ok());
+  ASSERT_EQ(vmm_.resizes().size(), 3u);
+  EXPECT_EQ(vmm_.resizes()[2], (std::pair<uint32_t, uint64_t>{0, 1920}));
+  update.mutable_resources()->set_value(R"({"memory":{"limit":1610612736}})");
+  auto too_big = sandbox.UpdateContainer(c2, update);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_NE(too_big.error().message.find("container c2"), std::string::npos);
+  EXPECT_EQ(vmm_.resizes().size(), 3u);
+
+  ASSERT_TRUE(sandbox.DeleteContainer(c4).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(c2).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
+// Bad sandbox annotations refuse the sandbox container with one line naming the
+// annotation, before anything is made.
+TEST_F(SandboxTest, ABadPodAnnotationIsRefusedLeavingNothing) {
+  seed_sizes_ = true;
+  Sandbox& sandbox = NewSandbox(kC1);
+  auto refused =
+      sandbox.CreateContainer(kC1, PodRequest(kC1, R"({"io.kubernetes.cri.container-type":"sandbox",
+                               "io.kubernetes.cri.sandbox-memory":"lots"})",
+                                              "{}"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.error().message.find("io.kubernetes.cri.sandbox-memory"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(refused.error().message.find('\n'), std::string::npos);
+  EXPECT_EQ(vmm_.created(), 0);
+  ExpectNothingLeft(sandbox);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace beaconbox::shim {
 namespace {
 
@@ -148,6 +150,119 @@ TEST(VmSizingTest, UpdateBeyondTheMaximaOrTheBlockRoomIsRefused) {
   auto grown = GrownSizeFor(Parse(R"({"memory":{"limit":1973420032}})"), {1, 2000}, Seed());
   ASSERT_FALSE(grown.ok());
   EXPECT_NE(grown.error().message.find("128 MiB blocks"), std::string::npos);
+}
+
+// What containerd 1.7/2's CRI puts on a pod's sandbox container (all four, decimal).
+std::map<std::string, std::string> PodAnnotations(const std::string& period,
+                                                  const std::string& quota,
+                                                  const std::string& shares,
+                                                  const std::string& memory) {
+  return {{"io.kubernetes.cri.container-type", "sandbox"},
+          {"io.kubernetes.cri.sandbox-cpu-period", period},
+          {"io.kubernetes.cri.sandbox-cpu-quota", quota},
+          {"io.kubernetes.cri.sandbox-cpu-shares", shares},
+          {"io.kubernetes.cri.sandbox-memory", memory}};
+}
+
+TEST(PodSizingTest, ReadsTheSandboxAnnotationsOfContainerdsCri) {
+  auto pod = PodResourcesOf(PodAnnotations("100000", "150000", "1536", "805306368"));
+  ASSERT_TRUE(pod.ok()) << pod.error().message;
+  ASSERT_TRUE(pod->has_value());
+  EXPECT_EQ((*pod)->cpu_period, 100000u);
+  EXPECT_EQ((*pod)->cpu_quota, 150000);
+  EXPECT_EQ((*pod)->cpu_shares, 1536u);
+  EXPECT_EQ((*pod)->memory_limit, 805306368);
+  // 1.5 CPUs -> 2 vCPUs; 768 MiB + 128 MiB overhead.
+  auto size = PodBootSizeFor(**pod, {}, Seed());
+  ASSERT_TRUE(size.ok());
+  EXPECT_EQ(*size, (VmSize{2, 896}));
+
+  // No annotation: not a sized pod (the sandbox's own spec sizes the VM).
+  auto none = PodResourcesOf({{"io.kubernetes.cri.container-type", "sandbox"}});
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  // containerd writes 0 for what the kubelet left unset: no limit, the defaults.
+  auto zeros = PodResourcesOf(PodAnnotations("0", "0", "0", "0"));
+  ASSERT_TRUE(zeros.ok());
+  ASSERT_TRUE(zeros->has_value());
+  EXPECT_FALSE((*zeros)->cpu_period || (*zeros)->cpu_quota || (*zeros)->cpu_shares ||
+               (*zeros)->memory_limit);
+  EXPECT_EQ(*PodBootSizeFor(**zeros, {}, Seed()), (VmSize{1, 512}));
+  auto unlimited = PodResourcesOf(PodAnnotations("100000", "-1", "2", "-1"));
+  ASSERT_TRUE(unlimited.ok());
+  EXPECT_EQ(*PodBootSizeFor(**unlimited, {}, Seed()), (VmSize{1, 512}));
+}
+
+TEST(PodSizingTest, APodBeyondTheMaximaBootsAtThemAndTheExplicitAnnotationsWin) {
+  auto pod = PodResourcesOf(PodAnnotations("100000", "400000", "4096", "4294967296"));
+  ASSERT_TRUE(pod.ok());
+  EXPECT_EQ(*PodBootSizeFor(**pod, {}, Seed()), (VmSize{2, 2048}));
+  auto annotations = PodAnnotations("100000", "400000", "4096", "4294967296");
+  annotations["io.beaconbox.vm.vcpus"] = "1";
+  annotations["io.beaconbox.vm.memory_mib"] = "640";
+  EXPECT_EQ(*PodBootSizeFor(**pod, annotations, Seed()), (VmSize{1, 640}));
+  annotations["io.beaconbox.vm.memory_mib"] = "9999";
+  auto refused = PodBootSizeFor(**pod, annotations, Seed());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("vm.max_memory_mib"), std::string::npos);
+}
+
+TEST(PodSizingTest, BadSandboxAnnotationsGetOneLineNamingTheAnnotation) {
+  struct Case {
+    const char* key;
+    const char* value;
+  } cases[] = {
+      {"io.kubernetes.cri.sandbox-memory", "1Gi"},
+      {"io.kubernetes.cri.sandbox-memory", ""},
+      {"io.kubernetes.cri.sandbox-memory", "-2"},
+      {"io.kubernetes.cri.sandbox-memory", "99999999999999999999"},
+      {"io.kubernetes.cri.sandbox-cpu-quota", "1.5"},
+      {"io.kubernetes.cri.sandbox-cpu-quota", "500"},
+      {"io.kubernetes.cri.sandbox-cpu-quota", " 100000"},
+      {"io.kubernetes.cri.sandbox-cpu-period", "10"},
+      {"io.kubernetes.cri.sandbox-cpu-period", "2000000"},
+      {"io.kubernetes.cri.sandbox-cpu-shares", "-1"},
+      {"io.kubernetes.cri.sandbox-cpu-shares", "0x10"},
+  };
+  for (const auto& c : cases) {
+    auto annotations = PodAnnotations("100000", "100000", "1024", "268435456");
+    annotations[c.key] = c.value;
+    auto parsed = PodResourcesOf(annotations);
+    ASSERT_FALSE(parsed.ok()) << c.key << "=" << c.value;
+    EXPECT_EQ(parsed.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(parsed.error().message.find(c.key), std::string::npos) << parsed.error().message;
+    EXPECT_EQ(parsed.error().message.find('\n'), std::string::npos) << parsed.error().message;
+  }
+}
+
+TEST(PodSizingTest, AddsContainersLimits) {
+  auto half = Parse(R"({"cpu":{"quota":50000,"period":100000},"memory":{"limit":268435456}})");
+  auto third = Parse(R"({"cpu":{"quota":10000,"period":30000,"shares":512}})");
+  auto sum = AddResources(half, third);
+  // 0.5 + 1/3 CPU at the common period 100000: 50000 + 33334.
+  EXPECT_EQ(sum.cpu_quota, 83334);
+  EXPECT_EQ(sum.cpu_period, 100000u);
+  EXPECT_EQ(VcpusNeeded(sum), 1u);
+  EXPECT_EQ(sum.cpu_shares, 512u);
+  EXPECT_EQ(sum.memory_limit, 268435456);
+  // Two 1.5-CPU containers need 3 vCPUs; their memory adds, the overhead counts once.
+  auto big = Parse(R"({"cpu":{"quota":150000,"period":100000},"memory":{"limit":536870912}})");
+  auto two = AddResources(big, big);
+  EXPECT_EQ(VcpusNeeded(two), 3u);
+  EXPECT_EQ(MemoryNeededMib(two, Seed()), 1024u + 128u);
+  // One side without a limit adds nothing, and keeps the other's period.
+  auto alone = AddResources(third, Parse(R"({"memory":{"limit":-1}})"));
+  EXPECT_EQ(alone.cpu_quota, 10000);
+  EXPECT_EQ(alone.cpu_period, 30000u);
+  EXPECT_FALSE(alone.memory_limit);
+  EXPECT_FALSE(AddResources({}, {}).cpu_quota);
+  // No overflow at the extremes.
+  ContainerResources huge;
+  huge.memory_limit = std::numeric_limits<int64_t>::max();
+  huge.cpu_shares = std::numeric_limits<uint64_t>::max();
+  auto capped = AddResources(huge, huge);
+  EXPECT_EQ(capped.memory_limit, std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(capped.cpu_shares, std::numeric_limits<uint64_t>::max());
 }
 
 }  // namespace
