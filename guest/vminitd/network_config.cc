@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <cstring>
 
 namespace beaconbox::guest {
 Result<Cidr4> ParseCidr4(std::string_view text) {
@@ -25,6 +26,40 @@ Result<Cidr4> ParseCidr4(std::string_view text) {
   if (::inet_pton(AF_INET, address.c_str(), &parsed) != 1) return bad();
   cidr.address = parsed.s_addr;
   cidr.netmask = cidr.prefix == 0 ? 0 : htonl(~uint32_t(0) << (32 - cidr.prefix));
+  return cidr;
+}
+
+Result<Cidr6> ParseCidr6(std::string_view text, bool host_address) {
+  auto bad = [&](const char* why) {
+    std::string shown(text.substr(0, 64));
+    for (char& c : shown) {
+      if (static_cast<unsigned char>(c) < ' ' || c == 0x7f) c = '?';
+    }
+    return MakeError(ErrorCode::kInvalidArgument, "address \"" + shown + "\" " + why);
+  };
+  size_t slash = text.find('/');
+  if (slash == std::string_view::npos || text.size() > INET6_ADDRSTRLEN + 4)
+    return bad("is not an IPv6 CIDR like fd57:dba9:ddb6::100/64");
+  std::string address(text.substr(0, slash));
+  std::string_view prefix_text = text.substr(slash + 1);
+  Cidr6 cidr;
+  auto [end, ec] =
+      std::from_chars(prefix_text.data(), prefix_text.data() + prefix_text.size(), cidr.prefix);
+  if (prefix_text.empty() || ec != std::errc() || end != prefix_text.data() + prefix_text.size() ||
+      cidr.prefix > 128) {
+    return bad("is not an IPv6 CIDR like fd57:dba9:ddb6::100/64");
+  }
+  struct in6_addr parsed {};
+  if (::inet_pton(AF_INET6, address.c_str(), &parsed) != 1)
+    return bad("is not an IPv6 CIDR like fd57:dba9:ddb6::100/64");
+  std::memcpy(cidr.address, parsed.s6_addr, 16);
+  if (host_address) {
+    if (IN6_IS_ADDR_UNSPECIFIED(&parsed) || IN6_IS_ADDR_LOOPBACK(&parsed) ||
+        IN6_IS_ADDR_MULTICAST(&parsed) || IN6_IS_ADDR_LINKLOCAL(&parsed) ||
+        IN6_IS_ADDR_V4MAPPED(&parsed) || cidr.prefix == 0 || cidr.prefix > 128) {
+      return bad("is not a usable IPv6 host address");
+    }
+  }
   return cidr;
 }
 
