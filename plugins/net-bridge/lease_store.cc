@@ -383,25 +383,35 @@ Status LeaseStore::InTransaction(bool write, const std::function<Status(MDB_txn*
   return Status::Ok();
 }
 
-Result<std::optional<Ipv4>> LeaseStore::FindFreeIn(MDB_cursor* cursor, Ipv4 from, Ipv4 to) {
-  Ipv4 expected = from == gateway_ ? from + 1 : from;
-  if (expected > to) return std::optional<Ipv4>();
-  std::string start = AddressKey(expected);
+// The lowest address in from..to that is neither in the index under `cursor` nor
+// `skip`, by one walk over the taken addresses from `from` (IPv4 and IPv6 alike).
+template <typename Address, typename Encode, typename Decode>
+Result<std::optional<Address>> FindFreeInIndex(
+    MDB_cursor* cursor, Address from, Address to, Address skip, Encode encode, Decode decode,
+    const std::function<Error(std::string_view, int)>& lmdb_error) {
+  Address expected = from == skip ? from + 1 : from;
+  if (expected > to) return std::optional<Address>();
+  std::string start = encode(expected);
   MDB_val key = ValOf(start), value;
   int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
   while (true) {
-    if (rc == MDB_NOTFOUND) return std::optional<Ipv4>(expected);
-    if (rc != 0) return LmdbError("read", rc);
-    auto taken = AddressFromKey(key);
-    if (!taken) return LmdbError("read", MDB_CORRUPTED);
-    if (*taken > expected) return std::optional<Ipv4>(expected);
+    if (rc == MDB_NOTFOUND) return std::optional<Address>(expected);
+    if (rc != 0) return lmdb_error("read", rc);
+    std::optional<Address> taken = decode(key);
+    if (!taken) return lmdb_error("read", MDB_CORRUPTED);
+    if (*taken > expected) return std::optional<Address>(expected);
     if (*taken == expected) {
       expected = *taken + 1;
-      if (expected == gateway_) ++expected;
-      if (expected > to) return std::optional<Ipv4>();
+      if (expected == skip) ++expected;
+      if (expected > to) return std::optional<Address>();
     }
     rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
   }
+}
+
+Result<std::optional<Ipv4>> LeaseStore::FindFreeIn(MDB_cursor* cursor, Ipv4 from, Ipv4 to) {
+  return FindFreeInIndex<Ipv4>(cursor, from, to, gateway_, AddressKey, AddressFromKey,
+                               [this](std::string_view op, int rc) { return LmdbError(op, rc); });
 }
 
 Result<Ipv4> LeaseStore::FindFree(MDB_txn* txn) {
@@ -430,23 +440,9 @@ Result<Ipv4> LeaseStore::FindFree(MDB_txn* txn) {
 }
 
 Result<std::optional<Ipv6>> LeaseStore::FindFreeIn6(MDB_cursor* cursor, Ipv6 from, Ipv6 to) {
-  Ipv6 expected = from;
-  if (expected > to) return std::optional<Ipv6>();
-  std::string start = AddressKey6(expected);
-  MDB_val key = ValOf(start), value;
-  int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
-  while (true) {
-    if (rc == MDB_NOTFOUND) return std::optional<Ipv6>(expected);
-    if (rc != 0) return LmdbError("read", rc);
-    auto taken = AddressFromKey6(key);
-    if (!taken) return LmdbError("read", MDB_CORRUPTED);
-    if (*taken > expected) return std::optional<Ipv6>(expected);
-    if (*taken == expected) {
-      if (expected == to) return std::optional<Ipv6>();
-      ++expected;
-    }
-    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
-  }
+  // The gateway lies below the range (config checks it): skipping it changes nothing.
+  return FindFreeInIndex<Ipv6>(cursor, from, to, pools_.gateway6, AddressKey6, AddressFromKey6,
+                               [this](std::string_view op, int rc) { return LmdbError(op, rc); });
 }
 
 Result<Ipv6> LeaseStore::FindFree6(MDB_txn* txn) {

@@ -5,6 +5,23 @@
 namespace beaconbox::net {
 namespace {
 
+// A config that must fail with one line holding `expected`.
+struct RejectCase {
+  const char* toml;
+  const char* expected;
+};
+
+template <size_t N>
+void ExpectRejected(const RejectCase (&cases)[N]) {
+  for (const RejectCase& test : cases) {
+    auto config = ParseBridgeConfig(test.toml, "/var/lib/beacon");
+    ASSERT_FALSE(config.ok()) << test.toml;
+    EXPECT_NE(config.error().message.find(test.expected), std::string::npos)
+        << test.toml << " -> " << config.error().message;
+    EXPECT_EQ(config.error().message.find('\n'), std::string::npos);
+  }
+}
+
 TEST(BridgeConfigTest, DefaultsFollowTheSeed) {
   auto config = ParseBridgeConfig("", "/var/lib/beacon");
   ASSERT_TRUE(config.ok()) << config.error().message;
@@ -58,10 +75,7 @@ ipv6_masquerade = true
 }
 
 TEST(BridgeConfigTest, RejectsBadIpv6ValuesWithTheKeyNamed) {
-  struct Case {
-    const char* toml;
-    const char* expected;
-  } cases[] = {
+  const RejectCase cases[] = {
       {"ipv6_prefix = \"10.88.0.0/16\"", "config key ipv6_prefix: \"10.88.0.0/16\" is not an IPv6"},
       {"ipv6_prefix = \"fd00::\"", "config key ipv6_prefix: \"fd00::\" needs a prefix length"},
       {"ipv6_prefix = \"fd00::/48\"",
@@ -83,13 +97,7 @@ TEST(BridgeConfigTest, RejectsBadIpv6ValuesWithTheKeyNamed) {
       {"ipv4 = false\nipv6 = false", "config key ipv4: ipv4 and ipv6 are both false"},
       {"ipv6 = \"maybe\"", "config key ipv6: must be true or false"},
   };
-  for (const Case& test : cases) {
-    auto config = ParseBridgeConfig(test.toml, "/var/lib/beacon");
-    ASSERT_FALSE(config.ok()) << test.toml;
-    EXPECT_NE(config.error().message.find(test.expected), std::string::npos)
-        << test.toml << " -> " << config.error().message;
-    EXPECT_EQ(config.error().message.find('\n'), std::string::npos);
-  }
+  ExpectRejected(cases);
 }
 
 TEST(BridgeConfigTest, ParsesEveryKey) {
@@ -121,10 +129,7 @@ nft_bridge_table = "b"
 }
 
 TEST(BridgeConfigTest, RejectsBadValuesWithTheKeyNamed) {
-  struct Case {
-    const char* toml;
-    const char* expected;
-  } cases[] = {
+  const RejectCase cases[] = {
       {"subnet = \"10.88.0.1/16\"", "host bits"},
       {"subnet = \"10.88.0.0\"", "prefix length"},
       {"subnet = \"10.88.0.0/31\"", "8..30"},
@@ -142,13 +147,7 @@ TEST(BridgeConfigTest, RejectsBadValuesWithTheKeyNamed) {
       {"nosuchkey = 1", "unknown key"},
       {"bridge = ", "config"},
   };
-  for (const Case& test : cases) {
-    auto config = ParseBridgeConfig(test.toml, "/var/lib/beacon");
-    ASSERT_FALSE(config.ok()) << test.toml;
-    EXPECT_NE(config.error().message.find(test.expected), std::string::npos)
-        << test.toml << " -> " << config.error().message;
-    EXPECT_EQ(config.error().message.find('\n'), std::string::npos);
-  }
+  ExpectRejected(cases);
 }
 
 }  // namespace
