@@ -77,6 +77,21 @@ pb::CheckReport CheckPrerequisites(const BridgeConfig& config) {
          "net.ipv4.ip_forward = 0 and enable_ip_forward = false: containers reach only the "
          "bridge; sysctl -w net.ipv4.ip_forward=1 for NAT");
   }
+  if (config.ipv6) {
+    std::ifstream forward6_file("/proc/sys/net/ipv6/conf/all/forwarding");
+    std::string forward6;
+    std::getline(forward6_file, forward6);
+    if (forward6 == "1") {
+      line(pb::CHECK_OK, "ipv6 forwarding", "net.ipv6.conf.all.forwarding = 1");
+    } else if (config.enable_ip_forward) {
+      line(pb::CHECK_OK, "ipv6 forwarding",
+           "net.ipv6.conf.all.forwarding = 0: turned on at the first attach");
+    } else {
+      line(pb::CHECK_WARN, "ipv6 forwarding",
+           "net.ipv6.conf.all.forwarding = 0 and enable_ip_forward = false: containers reach "
+           "only the bridge over IPv6; sysctl -w net.ipv6.conf.all.forwarding=1 to route");
+    }
+  }
   return report;
 }
 

@@ -205,13 +205,13 @@ table inet bbx_e2e_watch {
 }
 EOF_NFT
 bbx_ctr run --rm --privileged --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" "$BBX_IMAGE" spoof6 \
-  /bin/sh -c "ip -6 addr add $spoof6/128 dev eth0 nodad; ping -6 -c2 -W2 -I $spoof6 $gw6; ping -6 -c1 -W5 $gw6" \
+  /bin/sh -c "ip -6 addr add $spoof6/128 dev eth0 && ip -6 addr show dev eth0 | grep -q $spoof6 && echo SPOOF-ADDRESS-SET; ping -6 -c2 -W2 -I $spoof6 $gw6; ping -6 -c1 -W5 $gw6" \
   < /dev/null > "$BBX_DIR/spoof6.out" 2>&1 || true
 watch=$(in_netns nft list table inet bbx_e2e_watch)
 in_netns nft delete table inet bbx_e2e_watch || true
 spoofed_packets=$(grep 'comment "spoofed"' <<<"$watch" | grep -o 'packets [0-9]*' | awk '{print $2}')
 own_packets=$(grep 'comment "own"' <<<"$watch" | grep -o 'packets [0-9]*' | awk '{print $2}')
-if [ "${spoofed_packets:-x}" = 0 ] && [ "${own_packets:-0}" -gt 0 ]; then
+if grep -q SPOOF-ADDRESS-SET "$BBX_DIR/spoof6.out" && [ "${spoofed_packets:-x}" = 0 ] && [ "${own_packets:-0}" -gt 0 ]; then
   pass "a spoofed IPv6 source is dropped ($own_packets packets from the own address arrived, 0 from $spoof6)"
 else
   fail "spoofed IPv6: $spoofed_packets from $spoof6, $own_packets own; container said: $(head -c 600 "$BBX_DIR/spoof6.out")"
