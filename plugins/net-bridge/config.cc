@@ -267,18 +267,8 @@ Result<BridgeConfig> ParseBridgeConfig(std::string_view toml_text, const std::st
         std::pair{"enable_ip_forward", &config.enable_ip_forward}, std::pair{"ipv4", &config.ipv4},
         std::pair{"ipv6", &config.ipv6}, std::pair{"ipv6_masquerade", &config.ipv6_masquerade}}) {
     if (auto node = table[key]; node) {
-      // An environment override (BEACON_*) arrives as a string.
-      if (node.is_string() &&
-          (*node.value<std::string>() == "true" || *node.value<std::string>() == "1")) {
-        *out = true;
-      } else if (node.is_string() &&
-                 (*node.value<std::string>() == "false" || *node.value<std::string>() == "0")) {
-        *out = false;
-      } else if (!node.is_boolean()) {
-        return ConfigError(key, "must be true or false");
-      } else {
-        *out = *node.value<bool>();
-      }
+      if (!node.is_boolean()) return ConfigError(key, "must be true or false");
+      *out = *node.value<bool>();
     }
   }
   if (!config.ipv4 && !config.ipv6) {

@@ -107,6 +107,8 @@ left=$(in_netns ip -br link | grep '^beacon-' || true)
   fail "TAPs left: $left"
 leases=$(ctl net leases | tail -n +2)
 [ -z "$leases" ] && pass "no lease left after delete" || fail "leases left: $leases"
+guards=$(in_netns nft list table bridge beacon_runner_bridge 2>/dev/null | grep -c 'chain guest-' || true)
+[ "$guards" = 0 ] && pass "no anti-spoofing chain left after delete" || fail "$guards guest chains left"
 tables=$(in_netns nft list tables)
 if grep -q 'beacon_runner_filter' <<<"$tables" && grep -q 'beacon_runner_nat' <<<"$tables"; then
   pass "nftables tables beacon_runner_filter and beacon_runner_nat"

@@ -66,10 +66,6 @@ ipv6_masquerade = true
   // A /120 keeps only ::0 and ::1 from the range: 254 leases.
   EXPECT_EQ(config->PoolSize6(), 254u);
   EXPECT_EQ(config->dns_servers, (std::vector<std::string>{"10.0.0.53", "2001:db8::53"}));
-  // Environment overrides (BEACON_IPV6=false ...) arrive as strings.
-  auto from_env = ParseBridgeConfig("ipv6 = \"false\"\nipv4 = \"1\"", "/var/lib/beacon");
-  ASSERT_TRUE(from_env.ok()) << from_env.error().message;
-  EXPECT_FALSE(from_env->ipv6);
   EXPECT_TRUE(ParseBridgeConfig("ipv6_prefix = \"fd00:1::/64\"", "/var/lib/beacon").ok());
   EXPECT_TRUE(ParseBridgeConfig("ipv6_prefix = \"fd00:1::/126\"", "/var/lib/beacon").ok());
 }

@@ -1,6 +1,7 @@
 // nftables tables, chains and rules, in a private network namespace.
 #include "plugins/net-bridge/nft_rules.h"
 
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -165,24 +166,23 @@ TEST_F(NftRulesTest, UpgradeRemovesTheOlderVersionsIpFamilyTables) {
   // What an older plugin left: family ip tables with this bridge's rules, and a second
   // table holding an admin's rule next to ours.
   int exit_code = -1;
-  std::string out = Shell(
-      "nft -f - <<'EOF'\n"
-      "table ip beacon_runner_filter {\n"
-      " chain forward { type filter hook forward priority filter - 10; policy accept;\n"
-      "  ct state established,related accept comment \"beaconbox:beacon0:established\"\n"
-      "  iifname \"beacon0\" accept comment \"beaconbox:beacon0:from-bridge\"\n"
-      "  oifname \"beacon0\" accept comment \"beaconbox:beacon0:to-bridge\"\n"
-      " }\n"
-      "}\n"
-      "table ip beacon_runner_nat {\n"
-      " chain postrouting { type nat hook postrouting priority srcnat - 10; policy accept;\n"
-      "  ip saddr 10.88.0.0/16 oifname != \"beacon0\" masquerade comment "
-      "\"beaconbox:beacon0:masquerade\"\n"
-      "  ip saddr 10.99.0.0/16 masquerade comment \"admin\"\n"
-      " }\n"
-      "}\n"
-      "EOF",
-      &exit_code);
+  const std::string old_rules = state_dir_ + "/old-rules.nft";
+  std::ofstream(old_rules)
+      << "table ip beacon_runner_filter {\n"
+         " chain forward { type filter hook forward priority filter - 10; policy accept;\n"
+         "  ct state established,related accept comment \"beaconbox:beacon0:established\"\n"
+         "  iifname \"beacon0\" accept comment \"beaconbox:beacon0:from-bridge\"\n"
+         "  oifname \"beacon0\" accept comment \"beaconbox:beacon0:to-bridge\"\n"
+         " }\n"
+         "}\n"
+         "table ip beacon_runner_nat {\n"
+         " chain postrouting { type nat hook postrouting priority srcnat - 10; policy accept;\n"
+         "  ip saddr 10.88.0.0/16 oifname != \"beacon0\" masquerade comment "
+         "\"beaconbox:beacon0:masquerade\"\n"
+         "  ip saddr 10.99.0.0/16 masquerade comment \"admin\"\n"
+         " }\n"
+         "}\n";
+  std::string out = Shell("nft -f " + old_rules, &exit_code);
   ASSERT_EQ(exit_code, 0) << out;
   BridgeConfig config;
   auto rules = OpenRules(config);
