@@ -197,7 +197,8 @@ if $twins_ok; then
 fi
 
 # 7. Anti-spoofing for IPv6 (issue 18): a container that adds another address to its
-# eth0 (privileged) and sends from it reaches nobody; from its own address it does.
+# eth0 (privileged) and sends from it reaches nobody; from its own address it does (pinged
+# first: once the /128 is added the kernel prefers it as the source).
 # A counter table in the test's netns sees what arrives at the host.
 spoof6=$prefix6::ffff
 in_netns nft -f - <<EOF_NFT
@@ -209,7 +210,7 @@ table inet bbx_e2e_watch {
 }
 EOF_NFT
 bbx_ctr run --rm --privileged --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" "$BBX_IMAGE" spoof6 \
-  /bin/sh -c "ip -6 addr add $spoof6/128 dev eth0 && ip -6 addr show dev eth0 | grep -q $spoof6 && echo SPOOF-ADDRESS-SET; ping -6 -c2 -W2 -I $spoof6 $gw6; ping -6 -c1 -W5 $gw6" \
+  /bin/sh -c "ping -6 -c1 -W5 $gw6; ip -6 addr add $spoof6/128 dev eth0 && ip -6 addr show dev eth0 | grep -q $spoof6 && echo SPOOF-ADDRESS-SET; ping -6 -c2 -W2 -I $spoof6 $gw6" \
   < /dev/null > "$BBX_DIR/spoof6.out" 2>&1 || true
 watch=$(in_netns nft list table inet bbx_e2e_watch)
 in_netns nft delete table inet bbx_e2e_watch || true
