@@ -230,7 +230,12 @@ crash_pid=$(awk '{print $4}' <<<"$crash_lease") crash_tap=$(awk '{print $3}' <<<
 if [ -n "$crash_pid" ] && [ "$(exe_of "$crash_pid")" != "" ]; then
   kill -9 "$crash_pid"
   bbx_remove crash6
-  left_lease=$(ctl net leases | awk '$NF == "crash6"')
+  # containerd runs the dead shim's cleanup (its delete action) on its own: wait for it.
+  for _ in $(seq 100); do
+    left_lease=$(ctl net leases | awk '$NF == "crash6"')
+    [ -z "$left_lease" ] && break
+    sleep 0.1
+  done
   left_chain=$(in_netns nft list table bridge beacon_runner_bridge 2>/dev/null | grep -c "$crash_tap" || true)
   [ -z "$left_lease" ] && ! in_netns ip link show "$crash_tap" >/dev/null 2>&1 && [ "$left_chain" = 0 ] &&
     pass "after kill -9 of the shim and delete: no lease, TAP or guard of $crash_tap" ||
