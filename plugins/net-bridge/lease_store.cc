@@ -264,51 +264,17 @@ Status LeaseStore::Setup() {
   if ((rc = mdb_dbi_open(txn, "taps", MDB_CREATE, &taps_)) != 0) return fail("open", rc);
   if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_)) != 0) return fail("open", rc);
 
-  // The pool's subnet is recorded; changing it while leases exist would hand out
-  // addresses that clash with the recorded ones.
-  std::string subnet_text = subnet_.ToString();
-  MDB_val key = ValOf("subnet"), value;
-  rc = mdb_get(txn, meta_, &key, &value);
-  if (rc == 0 && ViewOf(value) != subnet_text) {
-    MDB_stat stat{};
-    mdb_stat(txn, leases_, &stat);
-    if (stat.ms_entries > 0) {
-      std::string recorded(ViewOf(value));
-      mdb_txn_abort(txn);
-      return MakeError(ErrorCode::kFailedPrecondition,
-                       "lease database " + path_ + " holds " + std::to_string(stat.ms_entries) +
-                           " leases from subnet " + recorded + ", config says " + subnet_text +
-                           ": delete those containers first or use another db_path");
-    }
-  } else if (rc != 0 && rc != MDB_NOTFOUND) {
-    return fail("read", rc);
+  // The pools' ranges are recorded; changing one while leases from it exist would hand
+  // out addresses that clash with the recorded ones.
+  Status recorded =
+      RecordRange(txn, "subnet", subnet_.ToString(), leases_, "leases from subnet", "config says");
+  if (recorded.ok() && pools_.ipv6) {  // against the leases that hold an IPv6 address
+    recorded = RecordRange(txn, "prefix6", pools_.prefix6.ToString(), addrs6_, "IPv6 leases from",
+                           "config key ipv6_prefix says");
   }
-  if (rc != 0 || ViewOf(value) != subnet_text) {
-    MDB_val new_value = ValOf(subnet_text);
-    if ((rc = mdb_put(txn, meta_, &key, &new_value, 0)) != 0) return fail("write", rc);
-  }
-  if (pools_.ipv6) {  // the same for the IPv6 prefix, against leases holding one
-    std::string prefix_text = pools_.prefix6.ToString();
-    MDB_val prefix_key = ValOf("prefix6"), prefix_value;
-    rc = mdb_get(txn, meta_, &prefix_key, &prefix_value);
-    if (rc != 0 && rc != MDB_NOTFOUND) return fail("read", rc);
-    if (rc == 0 && ViewOf(prefix_value) != prefix_text) {
-      MDB_stat stat{};
-      mdb_stat(txn, addrs6_, &stat);
-      if (stat.ms_entries > 0) {
-        std::string recorded(ViewOf(prefix_value));
-        mdb_txn_abort(txn);
-        return MakeError(ErrorCode::kFailedPrecondition,
-                         "lease database " + path_ + " holds " + std::to_string(stat.ms_entries) +
-                             " IPv6 leases from " + recorded + ", config key ipv6_prefix says " +
-                             prefix_text +
-                             ": delete those containers first or use another db_path");
-      }
-    }
-    if (rc != 0 || ViewOf(prefix_value) != prefix_text) {
-      MDB_val new_value = ValOf(prefix_text);
-      if ((rc = mdb_put(txn, meta_, &prefix_key, &new_value, 0)) != 0) return fail("write", rc);
-    }
+  if (!recorded.ok()) {
+    mdb_txn_abort(txn);
+    return recorded;
   }
   MDB_val schema_key = ValOf("schema"), schema_value;
   rc = mdb_get(txn, meta_, &schema_key, &schema_value);
@@ -333,6 +299,28 @@ Status LeaseStore::Setup() {
     if ((rc = mdb_put(txn, meta_, &schema_key, &new_schema, 0)) != 0) return fail("write", rc);
   }
   if ((rc = mdb_txn_commit(txn)) != 0) return LmdbError("commit", rc);
+  return Status::Ok();
+}
+
+Status LeaseStore::RecordRange(MDB_txn* txn, const char* meta_key, const std::string& text,
+                               MDB_dbi counted, const char* leases_from, const char* config_says) {
+  MDB_val key = ValOf(meta_key), value;
+  int rc = mdb_get(txn, meta_, &key, &value);
+  if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("read", rc);
+  if (rc == 0 && ViewOf(value) == text) return Status::Ok();
+  if (rc == 0) {
+    MDB_stat stat{};
+    mdb_stat(txn, counted, &stat);
+    if (stat.ms_entries > 0) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "lease database " + path_ + " holds " + std::to_string(stat.ms_entries) +
+                           " " + leases_from + " " + std::string(ViewOf(value)) + ", " +
+                           config_says + " " + text +
+                           ": delete those containers first or use another db_path");
+    }
+  }
+  MDB_val new_value = ValOf(text);
+  if ((rc = mdb_put(txn, meta_, &key, &new_value, 0)) != 0) return LmdbError("write", rc);
   return Status::Ok();
 }
 

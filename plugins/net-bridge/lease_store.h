@@ -132,6 +132,10 @@ class LeaseStore {
       : path_(std::move(path)), pools_(pools), subnet_(pools.subnet), gateway_(pools.gateway) {}
   Error LmdbError(std::string_view operation, int rc) const;
   Status Setup();
+  // Records `text` under meta `meta_key`; refused while `counted` has entries and the
+  // recorded value differs (the message names both and what to do).
+  Status RecordRange(MDB_txn* txn, const char* meta_key, const std::string& text, MDB_dbi counted,
+                     const char* leases_from, const char* config_says);
   // Re-keys a schema-1 file's leases by namespace and id (see the file comment).
   Status MigrateFromSchema1(MDB_txn* txn);
   // Runs `body` in a transaction; commits a write transaction when body succeeds.
