@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -63,6 +64,48 @@ Status ValidIfName(const std::string& name) {
   return Status::Ok();
 }
 
+// The kernel's struct in6_ifreq (linux/ipv6.h, which clashes with netinet/in.h).
+struct In6Ifreq {
+  struct in6_addr ifr6_addr;
+  uint32_t ifr6_prefixlen;
+  int ifr6_ifindex;
+};
+
+// Writes one IPv6 sysctl of `name` (/proc/sys/net/ipv6/conf/<name>/<key>).
+Status SetIpv6Conf(const std::string& name, const char* key, const char* value) {
+  std::string path = "/proc/sys/net/ipv6/conf/" + name + "/" + key;
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  size_t size = std::strlen(value);
+  if (!fd || ::write(fd.get(), value, size) != ssize_t(size)) {
+    return ErrnoError("write", path).Wrap("configure IPv6 of " + name);
+  }
+  return Status::Ok();
+}
+
+// Addresses are static (from the host): no router advertisements, no SLAAC, and no
+// duplicate address detection delay (the host's lease store keeps them unique).
+Status PrepareIpv6(const std::string& name) {
+  BBX_RETURN_IF_ERROR(SetIpv6Conf(name, "disable_ipv6", "0"));
+  BBX_RETURN_IF_ERROR(SetIpv6Conf(name, "accept_ra", "0"));
+  BBX_RETURN_IF_ERROR(SetIpv6Conf(name, "autoconf", "0"));
+  BBX_RETURN_IF_ERROR(SetIpv6Conf(name, "accept_dad", "0"));
+  return SetIpv6Conf(name, "dad_transmits", "0");
+}
+
+Status AddAddress6(const std::string& name, const Cidr6& cidr) {
+  UniqueFd sock6(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock6) return ErrnoError("socket", "AF_INET6").Wrap("the guest kernel has no IPv6?");
+  In6Ifreq request{};
+  std::memcpy(request.ifr6_addr.s6_addr, cidr.address, 16);
+  request.ifr6_prefixlen = cidr.prefix;
+  request.ifr6_ifindex = int(::if_nametoindex(name.c_str()));
+  if (request.ifr6_ifindex == 0) return ErrnoError("find interface", name);
+  if (::ioctl(sock6.get(), SIOCSIFADDR, &request) != 0 && errno != EEXIST) {
+    return ErrnoError("set IPv6 address of", name);
+  }
+  return Status::Ok();
+}
+
 Status ConfigureInterface(int sock, const ::beaconbox::guest::v1::InterfaceConfig& config) {
   BBX_ASSIGN_OR_RETURN(std::string current, InterfaceByMac(config.mac()));
   std::string name = config.name().empty() ? current : config.name();
@@ -70,7 +113,13 @@ Status ConfigureInterface(int sock, const ::beaconbox::guest::v1::InterfaceConfi
   if (config.addresses_size() > 16)
     return MakeError(ErrorCode::kInvalidArgument, "more than 16 addresses");
   std::vector<Cidr4> addresses;
+  std::vector<Cidr6> addresses6;
   for (const std::string& text : config.addresses()) {
+    if (LooksIpv6(text)) {
+      BBX_ASSIGN_OR_RETURN(Cidr6 cidr, ParseCidr6(text, true));
+      addresses6.push_back(cidr);
+      continue;
+    }
     BBX_ASSIGN_OR_RETURN(Cidr4 cidr, ParseCidr4(text));
     addresses.push_back(cidr);
   }
@@ -105,13 +154,48 @@ Status ConfigureInterface(int sock, const ::beaconbox::guest::v1::InterfaceConfi
     SetSockaddr(&addr.ifr_netmask, addresses[i].netmask);
     BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFNETMASK, addr, "set netmask of"));
   }
+  if (!addresses6.empty()) BBX_RETURN_IF_ERROR(PrepareIpv6(name));
   BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCGIFFLAGS, ifr, "get flags of"));
   ifr.ifr_flags |= IFF_UP;
   BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFFLAGS, ifr, "bring up"));
+  for (const Cidr6& cidr : addresses6) BBX_RETURN_IF_ERROR(AddAddress6(name, cidr));
+  return Status::Ok();
+}
+
+Status AddRoute6(const ::beaconbox::guest::v1::RouteConfig& route) {
+  BBX_ASSIGN_OR_RETURN(
+      Cidr6 destination,
+      ParseCidr6(route.destination().empty() ? "::/0" : route.destination(), false));
+  struct in6_rtmsg entry {};
+  std::memcpy(entry.rtmsg_dst.s6_addr, destination.address, 16);
+  entry.rtmsg_dst_len = uint16_t(destination.prefix);
+  entry.rtmsg_flags = RTF_UP;
+  entry.rtmsg_metric = 1;
+  if (!route.gateway().empty()) {
+    if (::inet_pton(AF_INET6, route.gateway().c_str(), &entry.rtmsg_gateway) != 1 ||
+        IN6_IS_ADDR_MULTICAST(&entry.rtmsg_gateway) ||
+        IN6_IS_ADDR_UNSPECIFIED(&entry.rtmsg_gateway)) {
+      return MakeError(ErrorCode::kInvalidArgument, "gateway \"" + route.gateway().substr(0, 64) +
+                                                        "\" is not a usable IPv6 address");
+    }
+    entry.rtmsg_flags |= RTF_GATEWAY;
+  }
+  if (destination.prefix == 128) entry.rtmsg_flags |= RTF_HOST;
+  if (!route.device().empty()) {
+    BBX_RETURN_IF_ERROR(ValidIfName(route.device()));
+    entry.rtmsg_ifindex = int(::if_nametoindex(route.device().c_str()));
+    if (entry.rtmsg_ifindex == 0) return ErrnoError("find interface", route.device());
+  }
+  UniqueFd sock6(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock6) return ErrnoError("socket", "AF_INET6");
+  if (::ioctl(sock6.get(), SIOCADDRT, &entry) != 0 && errno != EEXIST) {
+    return ErrnoError("add route to", route.destination() + " via " + route.gateway());
+  }
   return Status::Ok();
 }
 
 Status AddRoute(int sock, const ::beaconbox::guest::v1::RouteConfig& route) {
+  if (LooksIpv6(route.destination()) || LooksIpv6(route.gateway())) return AddRoute6(route);
   BBX_ASSIGN_OR_RETURN(Cidr4 destination,
                        ParseCidr4(route.destination().empty() ? "0.0.0.0/0" : route.destination()));
   struct rtentry entry {};

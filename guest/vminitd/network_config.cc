@@ -3,28 +3,69 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <cstring>
+#include <optional>
+#include <utility>
 
 namespace beaconbox::guest {
+namespace {
+
+// "<address>/<prefix>" with prefix 0..max_prefix: the address text and the prefix.
+std::optional<std::pair<std::string, unsigned>> SplitCidr(std::string_view text,
+                                                          unsigned max_prefix) {
+  size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  std::string_view prefix_text = text.substr(slash + 1);
+  unsigned prefix = 0;
+  auto [end, ec] =
+      std::from_chars(prefix_text.data(), prefix_text.data() + prefix_text.size(), prefix);
+  if (prefix_text.empty() || ec != std::errc() || end != prefix_text.data() + prefix_text.size() ||
+      prefix > max_prefix) {
+    return std::nullopt;
+  }
+  return std::pair{std::string(text.substr(0, slash)), prefix};
+}
+
+}  // namespace
+
 Result<Cidr4> ParseCidr4(std::string_view text) {
   auto bad = [&] {
     return MakeError(ErrorCode::kInvalidArgument, "address \"" + std::string(text.substr(0, 64)) +
                                                       "\" is not an IPv4 CIDR like 10.88.0.2/16");
   };
-  size_t slash = text.find('/');
-  if (slash == std::string_view::npos || text.size() > 18) return bad();
-  std::string address(text.substr(0, slash));
-  std::string_view prefix_text = text.substr(slash + 1);
+  auto split = text.size() > 18 ? std::nullopt : SplitCidr(text, 32);
+  if (!split) return bad();
   Cidr4 cidr;
-  auto [end, ec] =
-      std::from_chars(prefix_text.data(), prefix_text.data() + prefix_text.size(), cidr.prefix);
-  if (prefix_text.empty() || ec != std::errc() || end != prefix_text.data() + prefix_text.size() ||
-      cidr.prefix > 32) {
-    return bad();
-  }
+  cidr.prefix = split->second;
   struct in_addr parsed {};
-  if (::inet_pton(AF_INET, address.c_str(), &parsed) != 1) return bad();
+  if (::inet_pton(AF_INET, split->first.c_str(), &parsed) != 1) return bad();
   cidr.address = parsed.s_addr;
   cidr.netmask = cidr.prefix == 0 ? 0 : htonl(~uint32_t(0) << (32 - cidr.prefix));
+  return cidr;
+}
+
+Result<Cidr6> ParseCidr6(std::string_view text, bool host_address) {
+  auto bad = [&](const char* why) {
+    std::string shown(text.substr(0, 64));
+    for (char& c : shown) {
+      if (static_cast<unsigned char>(c) < ' ' || c == 0x7f) c = '?';
+    }
+    return MakeError(ErrorCode::kInvalidArgument, "address \"" + shown + "\" " + why);
+  };
+  auto split = text.size() > INET6_ADDRSTRLEN + 4 ? std::nullopt : SplitCidr(text, 128);
+  struct in6_addr parsed {};
+  if (!split || ::inet_pton(AF_INET6, split->first.c_str(), &parsed) != 1)
+    return bad("is not an IPv6 CIDR like fd57:dba9:ddb6::100/64");
+  Cidr6 cidr;
+  cidr.prefix = split->second;
+  std::memcpy(cidr.address, parsed.s6_addr, 16);
+  if (host_address) {
+    if (IN6_IS_ADDR_UNSPECIFIED(&parsed) || IN6_IS_ADDR_LOOPBACK(&parsed) ||
+        IN6_IS_ADDR_MULTICAST(&parsed) || IN6_IS_ADDR_LINKLOCAL(&parsed) ||
+        IN6_IS_ADDR_V4MAPPED(&parsed) || cidr.prefix == 0 || cidr.prefix > 128) {
+      return bad("is not a usable IPv6 host address");
+    }
+  }
   return cidr;
 }
 

@@ -40,16 +40,18 @@ int RunNetLeases(const Args& args) {
     std::cerr << leases.error().message << "\n";
     return 1;
   }
-  std::printf("%-16s %-16s %-8s %-20s %-16s %s\n", "ADDRESS", "TAP", "OWNER", "CREATED",
-              "NAMESPACE", "CONTAINER");
+  std::printf("%-16s %-28s %-16s %-8s %-20s %-16s %s\n", "ADDRESS", "ADDRESS6", "TAP", "OWNER",
+              "CREATED", "NAMESPACE", "CONTAINER");
   for (const auto& lease : leases->leases()) {
     char created[32] = "-";
     std::time_t when = static_cast<std::time_t>(lease.created_unix());
     if (std::tm tm; when > 0 && gmtime_r(&when, &tm)) {
       std::strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    std::printf("%-16s %-16s %-8lld %-20s %-16s %s\n", lease.address().c_str(),
-                lease.tap_name().c_str(), static_cast<long long>(lease.owner_pid()), created,
+    std::printf("%-16s %-28s %-16s %-8lld %-20s %-16s %s\n",
+                lease.address().empty() ? "-" : lease.address().c_str(),
+                lease.address6().empty() ? "-" : lease.address6().c_str(), lease.tap_name().c_str(),
+                static_cast<long long>(lease.owner_pid()), created,
                 lease.namespace_().empty() ? "-" : lease.namespace_().c_str(),
                 lease.container_id().c_str());
   }

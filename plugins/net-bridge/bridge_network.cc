@@ -38,8 +38,7 @@ BridgeNetwork::~BridgeNetwork() {
 Status BridgeNetwork::OpenResources() {
   std::lock_guard lock(open_mutex_);
   if (!store_) {
-    BBX_ASSIGN_OR_RETURN(store_,
-                         LeaseStore::Open(config_.db_path, config_.subnet, config_.gateway));
+    BBX_ASSIGN_OR_RETURN(store_, LeaseStore::Open(config_.db_path, AddressPools::Of(config_)));
   }
   if (!links_) {
     BBX_ASSIGN_OR_RETURN(links_, Links::Open());
@@ -92,6 +91,12 @@ Status BridgeNetwork::EnsureRules(bool force) {
   return Status::Ok();
 }
 
+GuestAddresses BridgeNetwork::GuardedAddresses(const LeaseRecord& lease) const {
+  // Only the families the guest is given: an address of a family turned off stays
+  // in the lease (until it is released) but the guest may not send from it.
+  return GuestAddresses{config_.ipv4 ? lease.address : 0, config_.ipv6 ? lease.address6 : 0};
+}
+
 Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachRequest& request) {
   const ContainerRef container{request.namespace_(), request.container_id()};
   const std::string id = container.Name();
@@ -109,13 +114,15 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
         "attach " + id + ": owner pid " + std::to_string(owner_pid) + " is not running");
   }
   // The shared parts first, so that a broken setup leaves no lease behind.
-  BBX_ASSIGN_OR_RETURN(int bridge_ifindex,
-                       links_->EnsureBridge(config_.bridge, config_.gateway,
-                                            config_.subnet.prefix_length, config_.mtu));
+  BBX_ASSIGN_OR_RETURN(
+      int bridge_ifindex,
+      links_->EnsureBridge(config_.bridge, config_.gateway, config_.subnet.prefix_length,
+                           config_.mtu, config_.ipv6 ? config_.gateway6 : 0,
+                           config_.prefix6.prefix_length, config_.ipv4));
   if (config_.enable_ip_forward && !ip_forward_checked_) {
-    auto changed = EnableIpForwarding();
+    auto changed = EnableIpForwarding(config_.ipv4, config_.ipv6);
     if (!changed.ok()) return changed.error();
-    if (*changed) log_(LogLevel::kInfo, "net-bridge: enabled net.ipv4.ip_forward");
+    if (*changed) log_(LogLevel::kInfo, "net-bridge: enabled IP forwarding");
     ip_forward_checked_ = true;
   }
   // A new lease never takes the name of a device another configuration made.
@@ -129,7 +136,7 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
   Status devices = links_->EnsureTap(lease.tap_name, bridge_ifindex, config_.mtu, owner_mark_);
   if (devices.ok()) devices = EnsureRules(false);
   // Before the VMM can open the TAP: the guest can send only as its own lease.
-  if (devices.ok()) devices = nft_->GuardTap(lease.tap_name, mac, lease.address);
+  if (devices.ok()) devices = nft_->GuardTap(lease.tap_name, mac, GuardedAddresses(lease));
   if (!devices.ok()) {
     if (acquired.created) {  // undo: the TAP and its guard, then the lease
       (void)DeleteOwnTap(lease.tap_name);
@@ -142,16 +149,28 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
   attachment.set_tap_name(lease.tap_name);
   attachment.set_mac(mac);
   attachment.set_mtu(config_.mtu);
-  auto* address = attachment.add_addresses();
-  address->set_address(FormatIpv4(lease.address));
-  address->set_prefix_length(config_.subnet.prefix_length);
-  auto* route = attachment.add_routes();
-  route->set_destination("0.0.0.0/0");
-  route->set_gateway(FormatIpv4(config_.gateway));
+  std::string addresses;
+  if (config_.ipv4 && lease.address != 0) {
+    auto* address = attachment.add_addresses();
+    address->set_address(FormatIpv4(lease.address));
+    address->set_prefix_length(config_.subnet.prefix_length);
+    auto* route = attachment.add_routes();
+    route->set_destination("0.0.0.0/0");
+    route->set_gateway(FormatIpv4(config_.gateway));
+    addresses = FormatIpv4(lease.address);
+  }
+  if (config_.ipv6 && lease.address6 != 0) {
+    auto* address = attachment.add_addresses();
+    address->set_address(FormatIpv6(lease.address6));
+    address->set_prefix_length(config_.prefix6.prefix_length);
+    auto* route = attachment.add_routes();
+    route->set_destination("::/0");
+    route->set_gateway(FormatIpv6(config_.gateway6));
+    addresses += (addresses.empty() ? "" : " ") + FormatIpv6(lease.address6);
+  }
   for (const std::string& server : config_.dns_servers) attachment.add_dns_servers(server);
   if (acquired.created) {
-    log_(LogLevel::kInfo,
-         "net-bridge: " + id + " -> " + FormatIpv4(lease.address) + " on " + lease.tap_name);
+    log_(LogLevel::kInfo, "net-bridge: " + id + " -> " + addresses + " on " + lease.tap_name);
   }
   return attachment;
 }
@@ -236,8 +255,9 @@ Result<pb::ReconcileReport> BridgeNetwork::ReconcileOpened() {
     if (released) {
       report.add_released_leases(owner_ref.Name());
       log_(LogLevel::kInfo, "net-bridge: released stale lease " + owner_ref.Name() + " (" +
-                                FormatIpv4(lease.address) + ", owner pid " +
-                                std::to_string(lease.owner_pid) + " gone)");
+                                FormatIpv4(lease.address) +
+                                (lease.address6 != 0 ? " " + FormatIpv6(lease.address6) : "") +
+                                ", owner pid " + std::to_string(lease.owner_pid) + " gone)");
     }
   }
   for (const TapDevice& tap : taps) {
@@ -271,7 +291,7 @@ Result<pb::ReconcileReport> BridgeNetwork::ReconcileOpened() {
       if (tap == nullptr || (!tap->alias.empty() && tap->alias != owner_mark_)) continue;
       BBX_RETURN_IF_ERROR(nft_->GuardTap(lease->tap_name,
                                          MacFor({lease->container_namespace, lease->container_id}),
-                                         lease->address));
+                                         GuardedAddresses(*lease)));
       log_(LogLevel::kInfo, "net-bridge: guarded " + lease->tap_name + " (it had no guard)");
     }
   }
@@ -295,8 +315,7 @@ Result<pb::LeaseList> BridgeNetwork::ListLeases() {
     if (!store_) {
       std::error_code ec;
       if (!std::filesystem::exists(config_.db_path, ec)) return list;
-      BBX_ASSIGN_OR_RETURN(store_,
-                           LeaseStore::Open(config_.db_path, config_.subnet, config_.gateway));
+      BBX_ASSIGN_OR_RETURN(store_, LeaseStore::Open(config_.db_path, AddressPools::Of(config_)));
     }
   }
   BBX_ASSIGN_OR_RETURN(std::vector<LeaseRecord> leases, store_->List());
@@ -304,7 +323,8 @@ Result<pb::LeaseList> BridgeNetwork::ListLeases() {
     pb::Lease* lease = list.add_leases();
     lease->set_container_id(record.container_id);
     lease->set_namespace_(record.container_namespace);
-    lease->set_address(FormatIpv4(record.address));
+    if (record.address != 0) lease->set_address(FormatIpv4(record.address));
+    if (record.address6 != 0) lease->set_address6(FormatIpv6(record.address6));
     lease->set_tap_name(record.tap_name);
     lease->set_owner_pid(record.owner_pid);
     lease->set_created_unix(record.created_unix);

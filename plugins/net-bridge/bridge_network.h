@@ -62,6 +62,8 @@ class BridgeNetwork {
   // Deletes `tap` and its anti-spoofing guard unless it is another configuration's.
   // Returns whether the device existed and was deleted.
   Result<bool> DeleteOwnTap(const std::string& tap);
+  // The addresses the anti-spoofing guard lets `lease`'s guest send from.
+  GuestAddresses GuardedAddresses(const LeaseRecord& lease) const;
 
   BridgeConfig config_;
   LogFn log_;

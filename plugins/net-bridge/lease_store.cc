@@ -16,8 +16,9 @@
 namespace beaconbox::net {
 namespace {
 
-constexpr uint8_t kRecordVersion = 1;  // the record's layout; the keys have a schema
-constexpr char kSchema[] = "2";
+// The record's layout (the keys have a schema): 1 IPv4 only, 2 with the IPv6 address.
+constexpr uint8_t kRecordVersion = 2;
+constexpr char kSchema[] = "3";
 constexpr size_t kMaxIdLength = 1024;
 
 uint64_t Fnv1a64(std::string_view text, uint64_t seed) {
@@ -39,6 +40,21 @@ std::string AddressKey(Ipv4 address) {
   char key[4] = {char(address >> 24), char(address >> 16), char(address >> 8), char(address)};
   return std::string(key, 4);
 }
+std::string AddressKey6(Ipv6 address) {
+  std::string key(16, '\0');
+  for (int i = 15; i >= 0; --i) {
+    key[i] = char(uint8_t(address));
+    address >>= 8;
+  }
+  return key;
+}
+std::optional<Ipv6> AddressFromKey6(const MDB_val& val) {
+  if (val.mv_size != 16) return std::nullopt;
+  auto* bytes = static_cast<const unsigned char*>(val.mv_data);
+  Ipv6 address = 0;
+  for (size_t i = 0; i < 16; ++i) address = (address << 8) | bytes[i];
+  return address;
+}
 std::optional<Ipv4> AddressFromKey(const MDB_val& val) {
   if (val.mv_size != 4) return std::nullopt;
   auto* bytes = static_cast<const unsigned char*>(val.mv_data);
@@ -46,7 +62,8 @@ std::optional<Ipv4> AddressFromKey(const MDB_val& val) {
 }
 
 // Fixed little-endian layout: version, address, owner pid, owner start, created,
-// then length-prefixed tap name and namespace. The key is "<namespace>/<id>".
+// (version 2:) the IPv6 address as 16 big-endian bytes, then length-prefixed tap name
+// and namespace. The key is "<namespace>/<id>".
 template <typename T>
 void Put(std::string& out, T value) {
   for (size_t i = 0; i < sizeof(T); ++i) out.push_back(char(uint64_t(value) >> (8 * i)));
@@ -58,6 +75,7 @@ std::string EncodeRecord(const LeaseRecord& lease) {
   Put<int64_t>(out, lease.owner_pid);
   Put<uint64_t>(out, lease.owner_start_time);
   Put<int64_t>(out, lease.created_unix);
+  out += AddressKey6(lease.address6);
   Put<uint16_t>(out, uint16_t(lease.tap_name.size()));
   out += lease.tap_name;
   Put<uint16_t>(out, uint16_t(lease.container_namespace.size()));
@@ -84,6 +102,13 @@ class Reader {
     bytes_.remove_prefix(size);
     return true;
   }
+  bool GetAddress6(Ipv6& value) {
+    if (bytes_.size() < 16) return false;
+    MDB_val val{16, const_cast<char*>(bytes_.data())};
+    value = *AddressFromKey6(val);
+    bytes_.remove_prefix(16);
+    return true;
+  }
   bool AtEnd() const { return bytes_.empty(); }
 
  private:
@@ -98,9 +123,10 @@ std::optional<LeaseRecord> DecodeRecord(std::string_view key, std::string_view b
   lease.container_id = slash == std::string_view::npos ? key : key.substr(slash + 1);
   Reader reader(bytes);
   uint8_t version = 0;
-  if (!reader.Get(version) || version != kRecordVersion || !reader.Get(lease.address) ||
-      !reader.Get(lease.owner_pid) || !reader.Get(lease.owner_start_time) ||
-      !reader.Get(lease.created_unix) || !reader.GetString(lease.tap_name) ||
+  if (!reader.Get(version) || (version != 1 && version != kRecordVersion) ||
+      !reader.Get(lease.address) || !reader.Get(lease.owner_pid) ||
+      !reader.Get(lease.owner_start_time) || !reader.Get(lease.created_unix) ||
+      (version >= 2 && !reader.GetAddress6(lease.address6)) || !reader.GetString(lease.tap_name) ||
       !reader.GetString(lease.container_namespace) || !reader.AtEnd()) {
     return std::nullopt;
   }
@@ -184,9 +210,22 @@ Error LeaseStore::LmdbError(std::string_view operation, int rc) const {
   }
 }
 
+AddressPools AddressPools::Of(const BridgeConfig& config) {
+  return AddressPools{config.ipv4, config.subnet,  config.gateway,
+                      config.ipv6, config.prefix6, config.gateway6};
+}
+
 Result<std::unique_ptr<LeaseStore>> LeaseStore::Open(const std::string& path, const Subnet& subnet,
                                                      Ipv4 gateway) {
-  std::unique_ptr<LeaseStore> store(new LeaseStore(path, subnet, gateway));
+  AddressPools pools;
+  pools.subnet = subnet;
+  pools.gateway = gateway;
+  return Open(path, pools);
+}
+
+Result<std::unique_ptr<LeaseStore>> LeaseStore::Open(const std::string& path,
+                                                     const AddressPools& pools) {
+  std::unique_ptr<LeaseStore> store(new LeaseStore(path, pools));
   std::error_code ec;
   std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::filesystem::create_directories(parent, ec);
@@ -196,7 +235,7 @@ Result<std::unique_ptr<LeaseStore>> LeaseStore::Open(const std::string& path, co
   }
   int rc = mdb_env_create(&store->env_);
   if (rc != 0) return store->LmdbError("create", rc);
-  mdb_env_set_maxdbs(store->env_, 4);
+  mdb_env_set_maxdbs(store->env_, 5);
   mdb_env_set_mapsize(store->env_, kMapSize);
   // NOMETASYNC: one fsync per commit instead of two; a machine crash may lose the
   // last transaction but never breaks the database (and kills every lease's owner).
@@ -221,36 +260,28 @@ Status LeaseStore::Setup() {
   };
   if ((rc = mdb_dbi_open(txn, "leases", MDB_CREATE, &leases_)) != 0) return fail("open", rc);
   if ((rc = mdb_dbi_open(txn, "addrs", MDB_CREATE, &addrs_)) != 0) return fail("open", rc);
+  if ((rc = mdb_dbi_open(txn, "addrs6", MDB_CREATE, &addrs6_)) != 0) return fail("open", rc);
   if ((rc = mdb_dbi_open(txn, "taps", MDB_CREATE, &taps_)) != 0) return fail("open", rc);
   if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_)) != 0) return fail("open", rc);
 
-  // The pool's subnet is recorded; changing it while leases exist would hand out
-  // addresses that clash with the recorded ones.
-  std::string subnet_text = subnet_.ToString();
-  MDB_val key = ValOf("subnet"), value;
-  rc = mdb_get(txn, meta_, &key, &value);
-  if (rc == 0 && ViewOf(value) != subnet_text) {
-    MDB_stat stat{};
-    mdb_stat(txn, leases_, &stat);
-    if (stat.ms_entries > 0) {
-      std::string recorded(ViewOf(value));
-      mdb_txn_abort(txn);
-      return MakeError(ErrorCode::kFailedPrecondition,
-                       "lease database " + path_ + " holds " + std::to_string(stat.ms_entries) +
-                           " leases from subnet " + recorded + ", config says " + subnet_text +
-                           ": delete those containers first or use another db_path");
-    }
-  } else if (rc != 0 && rc != MDB_NOTFOUND) {
-    return fail("read", rc);
+  // The pools' ranges are recorded; changing one while leases from it exist would hand
+  // out addresses that clash with the recorded ones.
+  Status recorded =
+      RecordRange(txn, "subnet", subnet_.ToString(), leases_, "leases from subnet", "config says");
+  if (recorded.ok() && pools_.ipv6) {  // against the leases that hold an IPv6 address
+    recorded = RecordRange(txn, "prefix6", pools_.prefix6.ToString(), addrs6_, "IPv6 leases from",
+                           "config key ipv6_prefix says");
   }
-  if (rc != 0 || ViewOf(value) != subnet_text) {
-    MDB_val new_value = ValOf(subnet_text);
-    if ((rc = mdb_put(txn, meta_, &key, &new_value, 0)) != 0) return fail("write", rc);
+  if (!recorded.ok()) {
+    mdb_txn_abort(txn);
+    return recorded;
   }
   MDB_val schema_key = ValOf("schema"), schema_value;
   rc = mdb_get(txn, meta_, &schema_key, &schema_value);
   if (rc != 0 && rc != MDB_NOTFOUND) return fail("read", rc);
-  if (rc == 0 && ViewOf(schema_value) != kSchema) {
+  // Schema 2 differs only in its records (version 1, still read): relabelled.
+  bool schema2 = rc == 0 && ViewOf(schema_value) == "2";
+  if (rc == 0 && ViewOf(schema_value) != kSchema && !schema2) {
     std::string recorded(ViewOf(schema_value));
     mdb_txn_abort(txn);
     return MakeError(ErrorCode::kFailedPrecondition,
@@ -258,8 +289,9 @@ Status LeaseStore::Setup() {
                          ", this plugin knows " + kSchema +
                          ": use the net-bridge plugin that wrote it, or another db_path");
   }
-  if (rc == MDB_NOTFOUND) {
-    if (Status migrated = MigrateFromSchema1(txn); !migrated.ok()) {
+  if (rc == MDB_NOTFOUND || schema2) {
+    if (Status migrated = rc == MDB_NOTFOUND ? MigrateFromSchema1(txn) : Status::Ok();
+        !migrated.ok()) {
       mdb_txn_abort(txn);
       return migrated;
     }
@@ -267,6 +299,28 @@ Status LeaseStore::Setup() {
     if ((rc = mdb_put(txn, meta_, &schema_key, &new_schema, 0)) != 0) return fail("write", rc);
   }
   if ((rc = mdb_txn_commit(txn)) != 0) return LmdbError("commit", rc);
+  return Status::Ok();
+}
+
+Status LeaseStore::RecordRange(MDB_txn* txn, const char* meta_key, const std::string& text,
+                               MDB_dbi counted, const char* leases_from, const char* config_says) {
+  MDB_val key = ValOf(meta_key), value;
+  int rc = mdb_get(txn, meta_, &key, &value);
+  if (rc != 0 && rc != MDB_NOTFOUND) return LmdbError("read", rc);
+  if (rc == 0 && ViewOf(value) == text) return Status::Ok();
+  if (rc == 0) {
+    MDB_stat stat{};
+    mdb_stat(txn, counted, &stat);
+    if (stat.ms_entries > 0) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "lease database " + path_ + " holds " + std::to_string(stat.ms_entries) +
+                           " " + leases_from + " " + std::string(ViewOf(value)) + ", " +
+                           config_says + " " + text +
+                           ": delete those containers first or use another db_path");
+    }
+  }
+  MDB_val new_value = ValOf(text);
+  if ((rc = mdb_put(txn, meta_, &key, &new_value, 0)) != 0) return LmdbError("write", rc);
   return Status::Ok();
 }
 
@@ -317,25 +371,35 @@ Status LeaseStore::InTransaction(bool write, const std::function<Status(MDB_txn*
   return Status::Ok();
 }
 
-Result<std::optional<Ipv4>> LeaseStore::FindFreeIn(MDB_cursor* cursor, Ipv4 from, Ipv4 to) {
-  Ipv4 expected = from == gateway_ ? from + 1 : from;
-  if (expected > to) return std::optional<Ipv4>();
-  std::string start = AddressKey(expected);
+// The lowest address in from..to that is neither in the index under `cursor` nor
+// `skip`, by one walk over the taken addresses from `from` (IPv4 and IPv6 alike).
+template <typename Address, typename Encode, typename Decode>
+Result<std::optional<Address>> FindFreeInIndex(
+    MDB_cursor* cursor, Address from, Address to, Address skip, Encode encode, Decode decode,
+    const std::function<Error(std::string_view, int)>& lmdb_error) {
+  Address expected = from == skip ? from + 1 : from;
+  if (expected > to) return std::optional<Address>();
+  std::string start = encode(expected);
   MDB_val key = ValOf(start), value;
   int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
   while (true) {
-    if (rc == MDB_NOTFOUND) return std::optional<Ipv4>(expected);
-    if (rc != 0) return LmdbError("read", rc);
-    auto taken = AddressFromKey(key);
-    if (!taken) return LmdbError("read", MDB_CORRUPTED);
-    if (*taken > expected) return std::optional<Ipv4>(expected);
+    if (rc == MDB_NOTFOUND) return std::optional<Address>(expected);
+    if (rc != 0) return lmdb_error("read", rc);
+    std::optional<Address> taken = decode(key);
+    if (!taken) return lmdb_error("read", MDB_CORRUPTED);
+    if (*taken > expected) return std::optional<Address>(expected);
     if (*taken == expected) {
       expected = *taken + 1;
-      if (expected == gateway_) ++expected;
-      if (expected > to) return std::optional<Ipv4>();
+      if (expected == skip) ++expected;
+      if (expected > to) return std::optional<Address>();
     }
     rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
   }
+}
+
+Result<std::optional<Ipv4>> LeaseStore::FindFreeIn(MDB_cursor* cursor, Ipv4 from, Ipv4 to) {
+  return FindFreeInIndex<Ipv4>(cursor, from, to, gateway_, AddressKey, AddressFromKey,
+                               [this](std::string_view op, int rc) { return LmdbError(op, rc); });
 }
 
 Result<Ipv4> LeaseStore::FindFree(MDB_txn* txn) {
@@ -363,6 +427,57 @@ Result<Ipv4> LeaseStore::FindFree(MDB_txn* txn) {
   return **found;
 }
 
+Result<std::optional<Ipv6>> LeaseStore::FindFreeIn6(MDB_cursor* cursor, Ipv6 from, Ipv6 to) {
+  // The gateway lies below the range (config checks it): skipping it changes nothing.
+  return FindFreeInIndex<Ipv6>(cursor, from, to, pools_.gateway6, AddressKey6, AddressFromKey6,
+                               [this](std::string_view op, int rc) { return LmdbError(op, rc); });
+}
+
+Result<Ipv6> LeaseStore::FindFree6(MDB_txn* txn) {
+  // The gateway lies below the range (config checks it), so it is never met here.
+  const LeaseRange6 range = LeaseRangeOf(pools_.prefix6);
+  Ipv6 hint = range.first;
+  MDB_val key = ValOf("next6"), value;
+  if (mdb_get(txn, meta_, &key, &value) == 0) {
+    auto stored = AddressFromKey6(value);
+    if (stored && *stored >= range.first && *stored <= range.last) hint = *stored;
+  }
+  MDB_cursor* cursor = nullptr;
+  int rc = mdb_cursor_open(txn, addrs6_, &cursor);
+  if (rc != 0) return LmdbError("read", rc);
+  auto found = FindFreeIn6(cursor, hint, range.last);
+  if (found.ok() && !*found && hint > range.first)
+    found = FindFreeIn6(cursor, range.first, hint - 1);
+  mdb_cursor_close(cursor);
+  if (!found.ok()) return found.error();
+  if (!*found) {
+    Ipv6 size = range.last - range.first + 1;
+    return MakeError(ErrorCode::kExhausted,
+                     "IPv6 lease range " + FormatIpv6(range.first) + " - " +
+                         FormatIpv6(range.last) + " of " + pools_.prefix6.ToString() +
+                         " is exhausted (" + std::to_string(uint64_t(size)) +
+                         " leases): delete containers, run `beaconbox-ctl gc` to drop stale "
+                         "leases, or configure a shorter ipv6_prefix");
+  }
+  return **found;
+}
+
+Status LeaseStore::IndexAddress(MDB_txn* txn, const LeaseRecord& lease, const std::string& key,
+                                int family) {
+  std::string address_key = family == 4 ? AddressKey(lease.address) : AddressKey6(lease.address6);
+  std::string next_key =
+      family == 4 ? AddressKey(lease.address + 1) : AddressKey6(lease.address6 + 1);
+  MDB_val addr_key = ValOf(address_key), id_value = ValOf(key);
+  MDB_val meta_key = ValOf(family == 4 ? "next" : "next6"), next_value = ValOf(next_key);
+  int rc = 0;
+  if ((rc = mdb_put(txn, family == 4 ? addrs_ : addrs6_, &addr_key, &id_value, MDB_NOOVERWRITE)) !=
+          0 ||
+      (rc = mdb_put(txn, meta_, &meta_key, &next_value, 0)) != 0) {
+    return LmdbError("write", rc);
+  }
+  return Status::Ok();
+}
+
 Result<LeaseStore::Acquired> LeaseStore::Acquire(
     const ContainerRef& container, const LeaseOwner& owner,
     const std::function<bool(const std::string&)>& tap_name_taken) {
@@ -383,7 +498,19 @@ Result<LeaseStore::Acquired> LeaseStore::Acquire(
       auto existing = DecodeRecord(container_key, ViewOf(value));
       if (!existing) return LmdbError("decode", MDB_CORRUPTED);
       result.lease = *existing;
-      if (existing->owner_pid != owner.pid || existing->owner_start_time != owner.start_time) {
+      // A family enabled since (or a lease of an older plugin) gets its address now.
+      bool add4 = pools_.ipv4 && existing->address == 0;
+      bool add6 = pools_.ipv6 && existing->address6 == 0;
+      if (add4) {
+        BBX_ASSIGN_OR_RETURN(result.lease.address, FindFree(txn));
+        BBX_RETURN_IF_ERROR(IndexAddress(txn, result.lease, container_key, 4));
+      }
+      if (add6) {
+        BBX_ASSIGN_OR_RETURN(result.lease.address6, FindFree6(txn));
+        BBX_RETURN_IF_ERROR(IndexAddress(txn, result.lease, container_key, 6));
+      }
+      if (add4 || add6 || existing->owner_pid != owner.pid ||
+          existing->owner_start_time != owner.start_time) {
         result.lease.owner_pid = owner.pid;
         result.lease.owner_start_time = owner.start_time;
         std::string encoded = EncodeRecord(result.lease);
@@ -394,11 +521,20 @@ Result<LeaseStore::Acquired> LeaseStore::Acquire(
     }
     if (rc != MDB_NOTFOUND) return LmdbError("read", rc);
 
-    BBX_ASSIGN_OR_RETURN(Ipv4 address, FindFree(txn));
     LeaseRecord& lease = result.lease;
-    lease = LeaseRecord{
-        container_id,     container.container_namespace,           address, "", owner.pid,
-        owner.start_time, static_cast<int64_t>(std::time(nullptr))};
+    lease.container_id = container_id;
+    lease.container_namespace = container.container_namespace;
+    lease.owner_pid = owner.pid;
+    lease.owner_start_time = owner.start_time;
+    lease.created_unix = static_cast<int64_t>(std::time(nullptr));
+    if (pools_.ipv4) {
+      BBX_ASSIGN_OR_RETURN(lease.address, FindFree(txn));
+      BBX_RETURN_IF_ERROR(IndexAddress(txn, lease, container_key, 4));
+    }
+    if (pools_.ipv6) {
+      BBX_ASSIGN_OR_RETURN(lease.address6, FindFree6(txn));
+      BBX_RETURN_IF_ERROR(IndexAddress(txn, lease, container_key, 6));
+    }
     for (uint32_t attempt = 0;; ++attempt) {
       if (attempt == 64)
         return MakeError(ErrorCode::kInternal, "no free TAP name for " + container.Name());
@@ -410,13 +546,8 @@ Result<LeaseStore::Acquired> LeaseStore::Acquire(
       if (rc != MDB_KEYEXIST) return LmdbError("write", rc);
     }
     std::string encoded = EncodeRecord(lease);
-    std::string address_key = AddressKey(address);
-    std::string next_key = AddressKey(address + 1);
-    MDB_val record = ValOf(encoded), addr_key = ValOf(address_key), id_value = ValOf(container_key);
-    MDB_val meta_key = ValOf("next"), next_value = ValOf(next_key);
-    if ((rc = mdb_put(txn, leases_, &key, &record, MDB_NOOVERWRITE)) != 0 ||
-        (rc = mdb_put(txn, addrs_, &addr_key, &id_value, MDB_NOOVERWRITE)) != 0 ||
-        (rc = mdb_put(txn, meta_, &meta_key, &next_value, 0)) != 0) {
+    MDB_val record = ValOf(encoded);
+    if ((rc = mdb_put(txn, leases_, &key, &record, MDB_NOOVERWRITE)) != 0) {
       return LmdbError("write", rc);
     }
     result.created = true;
@@ -440,14 +571,19 @@ Result<std::optional<LeaseRecord>> LeaseStore::Release(const ContainerRef& conta
     if (only_if != nullptr &&
         (lease->owner_pid != only_if->owner_pid ||
          lease->owner_start_time != only_if->owner_start_time ||
-         lease->created_unix != only_if->created_unix || lease->address != only_if->address)) {
+         lease->created_unix != only_if->created_unix || lease->address != only_if->address ||
+         lease->address6 != only_if->address6)) {
       return Status::Ok();
     }
     std::string address_key = AddressKey(lease->address);
-    MDB_val addr_key = ValOf(address_key), tap_key = ValOf(lease->tap_name);
+    std::string address_key6 = AddressKey6(lease->address6);
+    MDB_val addr_key = ValOf(address_key), addr_key6 = ValOf(address_key6),
+            tap_key = ValOf(lease->tap_name);
     if ((rc = mdb_del(txn, leases_, &key, nullptr)) != 0) return LmdbError("delete from", rc);
-    // The index entries go only if they still point at this id.
-    for (auto [dbi, index_key] : {std::pair{addrs_, &addr_key}, std::pair{taps_, &tap_key}}) {
+    // The index entries go only if they still point at this id (both addresses in
+    // this one transaction).
+    for (auto [dbi, index_key] : {std::pair{addrs_, &addr_key}, std::pair{addrs6_, &addr_key6},
+                                  std::pair{taps_, &tap_key}}) {
       MDB_val owner;
       if (mdb_get(txn, dbi, index_key, &owner) == 0 && ViewOf(owner) == container_key) {
         if ((rc = mdb_del(txn, dbi, index_key, nullptr)) != 0) return LmdbError("delete from", rc);

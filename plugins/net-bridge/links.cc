@@ -1,6 +1,7 @@
 #include "plugins/net-bridge/links.h"
 
 #include <fcntl.h>
+#include <linux/if_addr.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <netlink/netlink.h>
@@ -89,7 +90,7 @@ Result<std::unique_ptr<Links>> Links::Open() {
 Links::~Links() { nl_socket_free(socket_); }
 
 Result<int> Links::EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t prefix_length,
-                                uint32_t mtu) {
+                                uint32_t mtu, Ipv6 gateway6, uint32_t prefix6_length, bool ipv4) {
   std::lock_guard lock(mutex_);
   BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket_, name));
   if (link && KindOf(link.get()) != "bridge") {
@@ -115,6 +116,8 @@ Result<int> Links::EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t 
   }
   int ifindex = rtnl_link_get_ifindex(link.get());
 
+  if (gateway6 != 0) BBX_RETURN_IF_ERROR(AddGateway6(ifindex, name, gateway6, prefix6_length));
+  if (!ipv4) return BringUp(link.get(), name, ifindex);
   // The gateway address; an existing one is fine.
   AddrPtr address(rtnl_addr_alloc());
   uint32_t gateway_be = htonl(gateway);
@@ -132,13 +135,70 @@ Result<int> Links::EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t 
     return NlError("add address " + FormatIpv4(gateway) + " to", name, rc);
   }
 
-  if (!(rtnl_link_get_flags(link.get()) & IFF_UP)) {
+  return BringUp(link.get(), name, ifindex);
+}
+
+Result<int> Links::BringUp(rtnl_link* link, const std::string& name, int ifindex) {
+  if (!(rtnl_link_get_flags(link) & IFF_UP)) {
     LinkPtr change(rtnl_link_alloc());
     rtnl_link_set_flags(change.get(), IFF_UP);
-    rc = rtnl_link_change(socket_, link.get(), change.get(), 0);
+    int rc = rtnl_link_change(socket_, link, change.get(), 0);
     if (rc < 0) return NlError("bring up", name, rc);
   }
   return ifindex;
+}
+
+Status Links::AddGateway6(int ifindex, const std::string& name, Ipv6 gateway6,
+                          uint32_t prefix6_length) {
+  uint8_t raw[16];
+  Ipv6 value = gateway6;
+  for (int i = 15; i >= 0; --i, value >>= 8) raw[i] = uint8_t(value);
+  const Prefix6 prefix{gateway6 & ~(prefix6_length >= 128 ? Ipv6(0) : (~Ipv6(0)) >> prefix6_length),
+                       prefix6_length};
+  // Another device with an address in our prefix: two links would claim one network.
+  nl_cache* cache = nullptr;
+  int rc = rtnl_addr_alloc_cache(socket_, &cache);
+  if (rc < 0) return NlError("list addresses of", "the network namespace", rc);
+  std::string clash;
+  for (nl_object* object = nl_cache_get_first(cache); object != nullptr && clash.empty();
+       object = nl_cache_get_next(object)) {
+    auto* address = reinterpret_cast<rtnl_addr*>(object);
+    if (rtnl_addr_get_family(address) != AF_INET6 || rtnl_addr_get_ifindex(address) == ifindex)
+      continue;
+    nl_addr* local = rtnl_addr_get_local(address);
+    if (local == nullptr || nl_addr_get_len(local) != 16) continue;
+    Ipv6 other = 0;
+    auto* bytes = static_cast<const uint8_t*>(nl_addr_get_binary_addr(local));
+    for (int i = 0; i < 16; ++i) other = (other << 8) | bytes[i];
+    const Prefix6 theirs{other & ~(rtnl_addr_get_prefixlen(address) >= 128
+                                       ? Ipv6(0)
+                                       : (~Ipv6(0)) >> rtnl_addr_get_prefixlen(address)),
+                         uint32_t(rtnl_addr_get_prefixlen(address))};
+    if (prefix.Overlaps(theirs)) {
+      char ifname[IFNAMSIZ] = "?";
+      if_indextoname(rtnl_addr_get_ifindex(address), ifname);
+      clash = FormatIpv6(other) + "/" + std::to_string(theirs.prefix_length) + " on " + ifname;
+    }
+  }
+  nl_cache_free(cache);
+  if (!clash.empty()) {
+    return MakeError(ErrorCode::kAlreadyExists, "config key ipv6_prefix: " + prefix.ToString() +
+                                                    " overlaps " + clash +
+                                                    ": choose another ipv6_prefix");
+  }
+  AddrPtr address(rtnl_addr_alloc());
+  NlAddrPtr local(nl_addr_build(AF_INET6, raw, sizeof(raw)));
+  if (!address || !local) return MakeError(ErrorCode::kExhausted, "netlink: out of memory");
+  nl_addr_set_prefixlen(local.get(), static_cast<int>(prefix6_length));
+  rtnl_addr_set_ifindex(address.get(), ifindex);
+  rtnl_addr_set_family(address.get(), AF_INET6);
+  rtnl_addr_set_local(address.get(), local.get());
+  rtnl_addr_set_flags(address.get(), IFA_F_NODAD);  // no DAD wait: the prefix is ours
+  rc = rtnl_addr_add(socket_, address.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (rc < 0 && rc != -NLE_EXIST) {
+    return NlError("add address " + FormatIpv6(gateway6) + " to", name, rc);
+  }
+  return Status::Ok();
 }
 
 Status Links::EnsureTap(const std::string& name, int bridge_ifindex, uint32_t mtu,
@@ -239,17 +299,22 @@ Result<std::string> Links::Kind(const std::string& name) {
   return KindOf(link.get());
 }
 
-Result<bool> EnableIpForwarding() {
-  const char* path = "/proc/sys/net/ipv4/ip_forward";
-  std::ifstream in(path);
-  char value = 0;
-  if (!(in >> value)) return ErrnoError("read", path);
-  if (value == '1') return false;
-  UniqueFd fd(::open(path, O_WRONLY | O_CLOEXEC));
-  if (!fd || ::write(fd.get(), "1\n", 2) != 2) {
-    return ErrnoError("write", path).Wrap("enable IPv4 forwarding (config enable_ip_forward)");
+Result<bool> EnableIpForwarding(bool ipv4, bool ipv6) {
+  bool changed = false;
+  for (auto [on, path] : {std::pair{ipv4, "/proc/sys/net/ipv4/ip_forward"},
+                          std::pair{ipv6, "/proc/sys/net/ipv6/conf/all/forwarding"}}) {
+    if (!on) continue;
+    std::ifstream in(path);
+    char value = 0;
+    if (!(in >> value)) return ErrnoError("read", path);
+    if (value == '1') continue;
+    UniqueFd fd(::open(path, O_WRONLY | O_CLOEXEC));
+    if (!fd || ::write(fd.get(), "1\n", 2) != 2) {
+      return ErrnoError("write", path).Wrap("enable forwarding (config enable_ip_forward)");
+    }
+    changed = true;
   }
-  return true;
+  return changed;
 }
 
 }  // namespace beaconbox::net

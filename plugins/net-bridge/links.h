@@ -13,6 +13,7 @@
 #include "plugins/net-bridge/config.h"
 
 struct nl_sock;
+struct rtnl_link;
 
 namespace beaconbox::net {
 
@@ -35,10 +36,14 @@ class Links {
   Links& operator=(const Links&) = delete;
 
   // Creates `name` as a bridge if missing (an existing device of another kind is
-  // an error), gives it `gateway`/`prefix_length` and brings it up. Returns its
-  // ifindex.
+  // an error), gives it `gateway`/`prefix_length` (unless `ipv4` is false) and, when
+  // `gateway6` is not 0, `gateway6`/`prefix6_length` (nodad: usable at once), and
+  // brings it up. An IPv6 address of another device inside that prefix is an error
+  // naming the config key ipv6_prefix (the prefix overlaps a network already there).
+  // Returns its ifindex.
   Result<int> EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t prefix_length,
-                           uint32_t mtu);
+                           uint32_t mtu, Ipv6 gateway6 = 0, uint32_t prefix6_length = 0,
+                           bool ipv4 = true);
   // Creates a persistent TAP `name` if missing (so the VMM opens it by name), marks
   // it as made by the configuration `owner_mark` (its ifalias), enslaves it to
   // `bridge_ifindex`, sets `mtu` and brings it up. An existing TAP with another
@@ -57,12 +62,16 @@ class Links {
 
  private:
   explicit Links(nl_sock* socket) : socket_(socket) {}
+  Result<int> BringUp(::rtnl_link* link, const std::string& name, int ifindex);
+  Status AddGateway6(int ifindex, const std::string& name, Ipv6 gateway6, uint32_t prefix6_length);
   nl_sock* socket_;
   std::mutex mutex_;  // a libnl socket is not thread-safe
 };
 
-// Turns on IPv4 forwarding in the current netns when it is off (NAT for the
-// containers needs it). Returns true if it changed it.
-Result<bool> EnableIpForwarding();
+// Turns on IPv4 forwarding (with `ipv4`) and IPv6 forwarding on all interfaces (with
+// `ipv6`: net.ipv6.conf.all.forwarding, which also makes the host ignore router
+// advertisements unless accept_ra is 2) in the current netns when off. Returns true if
+// it changed anything.
+Result<bool> EnableIpForwarding(bool ipv4 = true, bool ipv6 = false);
 
 }  // namespace beaconbox::net

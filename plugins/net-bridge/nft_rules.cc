@@ -71,9 +71,17 @@ NftRules::NftRules(const BridgeConfig& config, UniqueFd lock)
        "ct state established,related accept"},
       {tag_prefix_ + "from-bridge", filter_table_, "forward", "iifname " + bridge + " accept"},
       {tag_prefix_ + "to-bridge", filter_table_, "forward", "oifname " + bridge + " accept"},
-      {tag_prefix_ + "masquerade", nat_table_, "postrouting",
-       "ip saddr " + config.subnet.ToString() + " oifname != " + bridge + " masquerade"},
   };
+  if (config.ipv4) {
+    rules_.push_back(
+        {tag_prefix_ + "masquerade", nat_table_, "postrouting",
+         "ip saddr " + config.subnet.ToString() + " oifname != " + bridge + " masquerade"});
+  }
+  if (config.ipv6 && config.ipv6_masquerade) {
+    rules_.push_back(
+        {tag_prefix_ + "masquerade6", nat_table_, "postrouting",
+         "ip6 saddr " + config.prefix6.ToString() + " oifname != " + bridge + " masquerade"});
+  }
 }
 
 Result<std::unique_ptr<NftRules>> NftRules::Open(const BridgeConfig& config,
@@ -110,8 +118,9 @@ Result<std::string> NftRules::Run(const std::string& commands) {
 }
 
 Result<std::vector<std::pair<std::string, uint64_t>>> NftRules::ListTagged(
-    const std::string& table, const std::string& chain) {
-  BBX_ASSIGN_OR_RETURN(std::string listing, Run("list chain ip " + table + " " + chain));
+    const std::string& table, const std::string& chain, const std::string& family) {
+  BBX_ASSIGN_OR_RETURN(std::string listing,
+                       Run("list chain " + family + " " + table + " " + chain));
   std::vector<std::pair<std::string, uint64_t>> tagged;
   std::istringstream lines(listing);
   std::string line;
@@ -136,31 +145,73 @@ Status NftRules::EnsureLocked() {
   if (!filter.ok() || !nat.ok()) {
     // A table or chain is missing: declare both (a no-op for what exists).
     BBX_RETURN_IF_ERROR(
-        Run("add table ip " + filter_table_ + "\n" +  //
-            "add chain ip " + filter_table_ +
+        Run("add table inet " + filter_table_ + "\n" +  //
+            "add chain inet " + filter_table_ +
             " forward { type filter hook forward priority filter - 10; policy accept; }\n" +
-            "add table ip " + nat_table_ + "\n" +  //
-            "add chain ip " + nat_table_ +
+            "add table inet " + nat_table_ + "\n" +  //
+            "add chain inet " + nat_table_ +
             " postrouting { type nat hook postrouting priority srcnat - 10; policy accept; }\n"));
     filter = ListTagged(filter_table_, "forward");
     nat = ListTagged(nat_table_, "postrouting");
     if (!filter.ok()) return filter.error();
     if (!nat.ok()) return nat.error();
   }
+  // tag -> (table, handle) of each rule carrying it
   std::map<std::string, std::vector<std::pair<std::string, uint64_t>>> present;
-  for (auto* list : {&*filter, &*nat}) {
-    for (auto& [tag, handle] : *list) present[tag].emplace_back(tag, handle);
+  for (auto [list, table] : {std::pair{&*filter, filter_table_}, std::pair{&*nat, nat_table_}}) {
+    for (auto& [tag, handle] : *list) present[tag].emplace_back(table, handle);
   }
   std::string batch;
   for (const Rule& rule : rules_) {
     auto& found = present[rule.tag];
     if (found.empty()) {
-      batch += "add rule ip " + rule.table + " " + rule.chain + " " + rule.body + " comment \"" +
+      batch += "add rule inet " + rule.table + " " + rule.chain + " " + rule.body + " comment \"" +
                rule.tag + "\"\n";
     }
     for (size_t i = 1; i < found.size(); ++i) {  // duplicates left by someone else
-      batch += "delete rule ip " + rule.table + " " + rule.chain + " handle " +
+      batch += "delete rule inet " + rule.table + " " + rule.chain + " handle " +
                std::to_string(found[i].second) + "\n";
+    }
+  }
+  // This bridge's rules no config asks for any more (masquerade after ipv4 = false,
+  // masquerade6 after ipv6_masquerade = false).
+  for (auto& [tag, found] : present) {
+    bool wanted = false;
+    for (const Rule& rule : rules_) wanted = wanted || rule.tag == tag;
+    if (wanted) continue;
+    for (auto& [table, handle] : found) {
+      bool in_filter = table == filter_table_;
+      batch += "delete rule inet " + (in_filter ? filter_table_ : nat_table_) + " " +
+               (in_filter ? "forward" : "postrouting") + " handle " + std::to_string(handle) + "\n";
+    }
+  }
+  if (!batch.empty()) BBX_RETURN_IF_ERROR(Run(batch));
+  return RemoveLegacyLocked();
+}
+
+Status NftRules::RemoveLegacyLocked() {
+  std::string batch;
+  for (auto [table, chain] : {std::pair{filter_table_, std::string("forward")},
+                              std::pair{nat_table_, std::string("postrouting")}}) {
+    auto tagged = ListTagged(table, chain, "ip");
+    if (!tagged.ok()) continue;  // no such table: nothing left by an older version
+    BBX_ASSIGN_OR_RETURN(std::string listing, Run("list table ip " + table));
+    size_t rule_lines = 0, chains = 0;
+    std::istringstream lines(listing);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("chain ") != std::string::npos) ++chains;
+      if (line.find("# handle") != std::string::npos && line.find("chain ") == std::string::npos &&
+          line.find("table ") == std::string::npos) {
+        ++rule_lines;
+      }
+    }
+    if (rule_lines == tagged->size() && chains == 1) {
+      batch += "delete table ip " + table + "\n";  // only ours was in it
+    } else {
+      for (auto& [tag, handle] : *tagged) {
+        batch +=
+            "delete rule ip " + table + " " + chain + " handle " + std::to_string(handle) + "\n";
+      }
     }
   }
   if (!batch.empty()) BBX_RETURN_IF_ERROR(Run(batch));
@@ -190,10 +241,11 @@ Result<bool> NftRules::RemoveIfIdle(const std::function<Result<bool>()>& still_i
       return tagged.error();
     }
     for (auto& [tag, handle] : *tagged) {
-      batch += "delete rule ip " + table + " " + chain + " handle " + std::to_string(handle) + "\n";
+      batch +=
+          "delete rule inet " + table + " " + chain + " handle " + std::to_string(handle) + "\n";
     }
     // Rules of other bridges (or the admin's) keep the table.
-    BBX_ASSIGN_OR_RETURN(std::string listing, Run("list chain ip " + table + " " + chain));
+    BBX_ASSIGN_OR_RETURN(std::string listing, Run("list chain inet " + table + " " + chain));
     size_t rule_lines = 0;
     std::istringstream lines(listing);
     for (std::string line; std::getline(lines, line);) {
@@ -207,7 +259,7 @@ Result<bool> NftRules::RemoveIfIdle(const std::function<Result<bool>()>& still_i
   if (tables_empty) {  // deleting a table deletes its chains and rules with it
     batch.clear();
     for (const std::string& table : {filter_table_, nat_table_}) {
-      if (Run("list table ip " + table).ok()) batch += "delete table ip " + table + "\n";
+      if (Run("list table inet " + table).ok()) batch += "delete table inet " + table + "\n";
     }
     // The anti-spoofing table goes when no TAP (of any bridge) is guarded any more.
     auto guarded = Run("list map bridge " + bridge_table_ + " guarded_taps");
@@ -224,7 +276,7 @@ Result<std::string> NftRules::Describe() {
   std::lock_guard guard(mutex_);
   std::string text;
   for (const std::string& table : {filter_table_, nat_table_}) {
-    auto listing = Run("list table ip " + table);
+    auto listing = Run("list table inet " + table);
     if (listing.ok()) text += *listing;
   }
   auto listing = Run("list table bridge " + bridge_table_);
@@ -247,7 +299,30 @@ Status NftRules::EnsureBridgeTableLocked() {
       "add rule " + table + " prerouting iifname vmap @guarded_taps comment \"" + kTag + "\"\n"));
 }
 
-Status NftRules::GuardTap(const std::string& tap, const std::string& mac, Ipv4 address) {
+Ipv6 LinkLocalFor(const std::string& mac) {
+  uint8_t bytes[6] = {};
+  for (size_t i = 0; i < 6 && i * 3 + 1 < mac.size(); ++i) {
+    bytes[i] = uint8_t(std::strtoul(mac.substr(i * 3, 2).c_str(), nullptr, 16));
+  }
+  Ipv6 interface_id = (Ipv6(bytes[0] ^ 0x02) << 56) | (Ipv6(bytes[1]) << 48) |
+                      (Ipv6(bytes[2]) << 40) | (Ipv6(0xfffe) << 24) | (Ipv6(bytes[3]) << 16) |
+                      (Ipv6(bytes[4]) << 8) | Ipv6(bytes[5]);
+  return (Ipv6(0xfe80) << 112) | interface_id;
+}
+
+namespace {
+// An IPv6 address as the 128-bit integer a raw payload match (@th,64,128) compares.
+std::string Hex128(Ipv6 value) {
+  char text[35];
+  std::snprintf(text, sizeof(text), "0x%016llx%016llx",
+                static_cast<unsigned long long>(uint64_t(value >> 64)),
+                static_cast<unsigned long long>(uint64_t(value)));
+  return text;
+}
+}  // namespace
+
+Status NftRules::GuardTap(const std::string& tap, const std::string& mac,
+                          GuestAddresses addresses) {
   if (!IsPlainName(tap) || !IsPlainMac(mac)) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "anti-spoofing rules: bad TAP name \"" + tap + "\" or MAC \"" + mac + "\"");
@@ -258,18 +333,34 @@ Status NftRules::GuardTap(const std::string& tap, const std::string& mac, Ipv4 a
   if (status.ok()) {
     const std::string table = "bridge " + bridge_table_;
     const std::string chain = "guest-" + tap;
-    const std::string ip = FormatIpv4(address);
+    const std::string rule = "add rule " + table + " " + chain + " ";
     // One transaction: the TAP is never half guarded.
-    status = ToStatus(
-        Run("add chain " + table + " " + chain + "\n" +    //
-            "flush chain " + table + " " + chain + "\n" +  //
-            "add rule " + table + " " + chain + " ether saddr != " + mac + " drop\n" + "add rule " +
-            table + " " + chain +
-            " ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether " +
-            mac + " arp saddr ip " + ip + " accept\n" +  //
-            "add rule " + table + " " + chain + " ether type ip ip saddr " + ip + " accept\n" +
-            "add rule " + table + " " + chain + " drop\n" +  //
-            "add element " + table + " guarded_taps { \"" + tap + "\" : jump " + chain + " }\n"));
+    std::string batch = "add chain " + table + " " + chain + "\n" +    //
+                        "flush chain " + table + " " + chain + "\n" +  //
+                        rule + "ether saddr != " + mac + " drop\n";
+    if (addresses.v4 != 0) {
+      const std::string ip = FormatIpv4(addresses.v4);
+      batch += rule +
+               "ether type arp arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether " +
+               mac + " arp saddr ip " + ip + " accept\n" +  //
+               rule + "ether type ip ip saddr " + ip + " accept\n";
+    }
+    if (addresses.v6 != 0) {
+      const Ipv6 link_local = LinkLocalFor(mac);
+      const std::string ip6 = FormatIpv6(addresses.v6), ll = FormatIpv6(link_local);
+      // A guest is no router: no advertisement or redirect reaches the host or a peer.
+      batch += rule + "icmpv6 type { nd-router-advert, nd-redirect } drop\n";
+      // Neighbour advertisements only for its own addresses (target at byte 8).
+      batch += rule + "icmpv6 type nd-neighbor-advert @th,64,128 != " + Hex128(addresses.v6) +
+               " @th,64,128 != " + Hex128(link_local) + " drop\n";
+      batch += rule + "ether type ip6 ip6 saddr { " + ip6 + ", " + ll + " } accept\n";
+      batch += rule +
+               "ether type ip6 ip6 saddr :: icmpv6 type { nd-neighbor-solicit, "
+               "mld-listener-report, mld2-listener-report } accept\n";
+    }
+    batch += rule + "drop\n";
+    batch += "add element " + table + " guarded_taps { \"" + tap + "\" : jump " + chain + " }\n";
+    status = ToStatus(Run(batch));
   }
   if (!status.ok()) return status.error().Wrap("set up anti-spoofing rules for " + tap);
   return status;

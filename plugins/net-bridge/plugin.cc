@@ -25,10 +25,25 @@ const bbx_config_key kConfigKeys[] = {
                    "bridge device the TAPs join; created if missing, an existing non-bridge "
                    "device is an error"),
     bbx::ConfigKey("subnet", BBX_CONFIG_STRING, "\"10.88.0.0/16\"",
-                   "address pool of the containers (IPv4 CIDR)"),
+                   "IPv4 address pool of the containers (CIDR, prefix 8..30)", "BEACON_SUBNET"),
     bbx::ConfigKey("gateway", BBX_CONFIG_STRING, "\"10.88.0.1\"",
                    "address of the bridge, the containers' default route; default: first host "
                    "of subnet"),
+    bbx::ConfigKey("ipv4", BBX_CONFIG_BOOLEAN, "true",
+                   "give containers an IPv4 address (false: IPv6-only)"),
+    bbx::ConfigKey("ipv6", BBX_CONFIG_BOOLEAN, "true",
+                   "give containers an IPv6 address from ipv6_prefix (dual stack)"),
+    bbx::ConfigKey("ipv6_prefix", BBX_CONFIG_STRING, "\"fd57:dba9:ddb6::/64\"",
+                   "IPv6 prefix of the containers (/64..126; default: a ULA derived from "
+                   "\"beaconbox\")",
+                   "BEACON_IPV6_PREFIX"),
+    bbx::ConfigKey("ipv6_gateway", BBX_CONFIG_STRING, "\"<ipv6_prefix>::1\"",
+                   "IPv6 address of the bridge, the containers' default route; below the "
+                   "lease range (<prefix>::100 up, or ::2 up for /120 and longer)"),
+    bbx::ConfigKey("ipv6_dns_servers", BBX_CONFIG_STRING_ARRAY, "[]",
+                   "IPv6 nameservers written to the guest's resolv.conf"),
+    bbx::ConfigKey("ipv6_masquerade", BBX_CONFIG_BOOLEAN, "false",
+                   "masquerade IPv6 leaving the bridge (off: IPv6 is routed)"),
     bbx::ConfigKey("mtu", BBX_CONFIG_INTEGER, "1500",
                    "MTU of the bridge, the TAPs and the guest's eth0"),
     bbx::ConfigKey("dns_servers", BBX_CONFIG_STRING_ARRAY, "[]",
@@ -39,12 +54,14 @@ const bbx_config_key kConfigKeys[] = {
                    "how often stale leases and TAPs are removed (0: only at the first attach)"),
     bbx::ConfigKey("remove_rules_when_idle", BBX_CONFIG_BOOLEAN, "false",
                    "remove this bridge's nftables rules when its last lease goes"),
-    bbx::ConfigKey("enable_ip_forward", BBX_CONFIG_BOOLEAN, "true",
-                   "turn on net.ipv4.ip_forward at the first attach (needed for NAT)"),
+    bbx::ConfigKey(
+        "enable_ip_forward", BBX_CONFIG_BOOLEAN, "true",
+        "turn on net.ipv4.ip_forward (and net.ipv6.conf.all.forwarding with ipv6) at the "
+        "first attach"),
     bbx::ConfigKey("nft_filter_table", BBX_CONFIG_STRING, "\"beacon_runner_filter\"",
-                   "nftables table (family ip) holding the forward chain"),
+                   "nftables table (family inet) holding the forward chain"),
     bbx::ConfigKey("nft_nat_table", BBX_CONFIG_STRING, "\"beacon_runner_nat\"",
-                   "nftables table (family ip) holding the postrouting masquerade chain"),
+                   "nftables table (family inet) holding the postrouting masquerade chain"),
     bbx::ConfigKey("nft_bridge_table", BBX_CONFIG_STRING, "\"beacon_runner_bridge\"",
                    "nftables table (family bridge) holding each TAP's anti-spoofing chain"),
 };

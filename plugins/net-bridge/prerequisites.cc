@@ -65,17 +65,30 @@ pb::CheckReport CheckPrerequisites(const BridgeConfig& config) {
          db_dir.string() + " is not writable (" + existing.string() +
              "): make it writable by root or set db_path (or paths.state_dir)");
   }
-  std::ifstream forward_file("/proc/sys/net/ipv4/ip_forward");
-  std::string forward;
-  std::getline(forward_file, forward);
-  if (forward == "1") {
-    line(pb::CHECK_OK, "ip_forward", "net.ipv4.ip_forward = 1");
-  } else if (config.enable_ip_forward) {
-    line(pb::CHECK_OK, "ip_forward", "net.ipv4.ip_forward = 0: turned on at the first attach");
-  } else {
-    line(pb::CHECK_WARN, "ip_forward",
-         "net.ipv4.ip_forward = 0 and enable_ip_forward = false: containers reach only the "
-         "bridge; sysctl -w net.ipv4.ip_forward=1 for NAT");
+  struct Forwarding {
+    bool wanted;
+    const char *what, *path, *sysctl, *without;
+  };
+  for (const Forwarding& family :
+       {Forwarding{true, "ip_forward", "/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward",
+                   "containers reach only the bridge; sysctl -w net.ipv4.ip_forward=1 for NAT"},
+        Forwarding{config.ipv6, "ipv6 forwarding", "/proc/sys/net/ipv6/conf/all/forwarding",
+                   "net.ipv6.conf.all.forwarding",
+                   "containers reach only the bridge over IPv6; sysctl -w "
+                   "net.ipv6.conf.all.forwarding=1 to route"}}) {
+    if (!family.wanted) continue;
+    std::ifstream file(family.path);
+    std::string value;
+    std::getline(file, value);
+    const std::string sysctl = family.sysctl;
+    if (value == "1") {
+      line(pb::CHECK_OK, family.what, sysctl + " = 1");
+    } else if (config.enable_ip_forward) {
+      line(pb::CHECK_OK, family.what, sysctl + " = 0: turned on at the first attach");
+    } else {
+      line(pb::CHECK_WARN, family.what,
+           sysctl + " = 0 and enable_ip_forward = false: " + family.without);
+    }
   }
   return report;
 }

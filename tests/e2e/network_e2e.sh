@@ -2,8 +2,9 @@
 # pass never fails, so `A && pass || fail` is if-then-else here; container commands are single-quoted on purpose.
 # shellcheck disable=SC2015,SC2016
 # Network mode "bridge" end to end (issue 4), inside the test's own network
-# namespace: containers get eth0 on beacon0 from 10.88.0.0/16, reach a listener on the
-# bridge address and each other; their TAPs go with them.
+# namespace: containers get eth0 on beacon0 from 10.88.0.0/16 and fd57:dba9:ddb6::/64
+# (dual stack, issue 18), reach a listener on the bridge address and each other over
+# both families; their TAPs go with them; IPv6-only mode; spoofed IPv6 is dropped.
 #   network_e2e.sh OUTPUT_DIR
 set -euo pipefail
 output=${1:?usage: network_e2e.sh OUTPUT_DIR}
@@ -29,6 +30,16 @@ else
   fail "guest network: $config"
 fi
 
+prefix6=fd57:dba9:ddb6  # the plugin's default ULA /64
+gw6=$prefix6::1
+config6=$(bbx_run net6 /bin/sh -c 'ip -6 addr show dev eth0; ip -6 route')
+if grep -q "inet6 $prefix6::[0-9a-f:]*/64 scope global" <<<"$config6" &&
+   grep -q "default via $gw6 dev eth0" <<<"$config6" && ! grep -q tentative <<<"$config6"; then
+  pass "eth0 has a global IPv6 address from $prefix6::/64 (no DAD wait), default via $gw6"
+else
+  fail "guest IPv6: $config6"
+fi
+
 # 2. A TCP listener the test runs on the bridge address gets the container's line.
 in_netns busybox nc -l -p 8080 > "$BBX_DIR/received" &
 listener=$!
@@ -38,18 +49,54 @@ wait "$listener" || true
 [ "$(cat "$BBX_DIR/received")" = hello-from-the-vm ] && pass "TCP to a listener on the bridge" ||
   fail "listener got '$(cat "$BBX_DIR/received")'"
 
+# 2b. The same over IPv6: the listener binds the bridge's IPv6 address and records
+# the peer's address, which must be the container's lease.
+in_netns python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8086)); s.listen(1); s.settimeout(120)
+c, peer = s.accept(); c.settimeout(30)
+data = b""
+while not data.endswith(b"\n"):
+    chunk = c.recv(100)
+    if not chunk: break
+    data += chunk
+print(data.decode().strip(), peer[0])' "$gw6" > "$BBX_DIR/received6" 2>&1 &
+listener=$!
+sleep 0.5
+bbx_run tcp6 /bin/sh -c "echo hello-over-ipv6 | nc $gw6 8086" || true
+wait "$listener" || true
+received6=$(cat "$BBX_DIR/received6")
+grep -q "^hello-over-ipv6 $prefix6::" <<<"$received6" && pass "TCP over IPv6 to a listener on the bridge ($received6)" ||
+  fail "IPv6 listener got '$received6'"
+
 # 3. Two containers reach each other.
 bbx_run_detached peer1 /bin/sleep 600
 taps_with_peer=$(in_netns ip -br link | grep -c '^beacon-' || true)
-if bbx_run ping1 /bin/sh -c 'for i in 2 3 4 5; do ping -c1 -W2 10.88.0.$i >/dev/null 2>&1 && [ "$(ip -4 -o addr show eth0 | grep -c "10.88.0.$i/")" = 0 ] && exit 0; done; exit 1'; then
-  pass "two containers reach each other"
-else
-  fail "the second container could not ping the first"
-fi
-# 4. The operator's view: the running container's lease, which gc keeps.
 ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$output/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
 leases=$(ctl net leases)
+peer4=$(awk '$NF == "peer1" {print $1}' <<<"$leases")
+if [ -n "$peer4" ] && bbx_run ping1 /bin/sh -c "ping -c1 -W2 $peer4 >/dev/null 2>&1 && [ \"\$(ip -4 -o addr show eth0 | grep -c '$peer4/')\" = 0 ]"; then
+  pass "two containers reach each other ($peer4)"
+else
+  fail "the second container could not ping the first ($peer4)"
+fi
+# 4. The operator's view: the running container's lease, which gc keeps.
 grep -q ' peer1$' <<<"$leases" && pass "net leases shows peer1" || fail "net leases: $leases"
+peer6=$(awk '$NF == "peer1" {print $2}' <<<"$leases")
+if [[ $peer6 == "$prefix6"::* ]]; then
+  pass "net leases shows peer1's IPv6 address $peer6"
+  # ICMPv6 echo both ways: the bridge side pings the guest, and another container
+  # pings peer1 over IPv6 and opens TCP to the bridge from it.
+  in_netns busybox ping -6 -c1 -W5 "$peer6" >/dev/null 2>&1 && pass "ICMPv6 echo from the bridge to $peer6" ||
+    fail "ping -6 $peer6 from the bridge side"
+  bbx_run ping6 /bin/sh -c "ping -6 -c1 -W5 $peer6" >/dev/null 2>&1 &&
+    pass "a container reaches another over IPv6 (ICMPv6 echo to $peer6)" ||
+    fail "container to container over IPv6 ($peer6)"
+else
+  fail "peer1 has no IPv6 lease: $leases"
+fi
 gc_out=$(ctl gc)
 grep -q '0 lease(s) released' <<<"$gc_out" && grep -q ' peer1$' <<<"$(ctl net leases)" &&
   pass "gc keeps the lease of a live container" || fail "gc: $gc_out"
@@ -61,6 +108,8 @@ left=$(in_netns ip -br link | grep '^beacon-' || true)
   fail "TAPs left: $left"
 leases=$(ctl net leases | tail -n +2)
 [ -z "$leases" ] && pass "no lease left after delete" || fail "leases left: $leases"
+guards=$(in_netns nft list table bridge beacon_runner_bridge 2>/dev/null | grep -c 'chain guest-' || true)
+[ "$guards" = 0 ] && pass "no anti-spoofing chain left after delete" || fail "$guards guest chains left"
 tables=$(in_netns nft list tables)
 if grep -q 'beacon_runner_filter' <<<"$tables" && grep -q 'beacon_runner_nat' <<<"$tables"; then
   pass "nftables tables beacon_runner_filter and beacon_runner_nat"
@@ -87,7 +136,7 @@ twin_remove() {
 }
 # Run by bbx_env_stop before it stops containerd, also when a check above failed.
 bbx_on_stop() { local ns; for ns in "${twin_namespaces[@]}"; do twin_remove "$ns"; done; }
-lease_of() { ctl net leases | awk -v ns="$1" '$5 == ns && $6 == "twin"' || true; }
+lease_of() { ctl net leases | awk -v ns="$1" '$6 == ns && $7 == "twin"' || true; }
 log_dir=$BBX_DIR/beacon/log
 twins_ok=true
 for ns in "${twin_namespaces[@]}"; do
@@ -103,8 +152,8 @@ if $twins_ok; then
   done
   [ "$running" = 2 ] && pass "twin runs in ns1 and in ns2" || fail "twin running in $running namespace(s)"
   lease1=$(lease_of ns1) lease2=$(lease_of ns2)
-  addr1=$(awk '{print $1}' <<<"$lease1") tap1=$(awk '{print $2}' <<<"$lease1")
-  addr2=$(awk '{print $1}' <<<"$lease2") tap2=$(awk '{print $2}' <<<"$lease2")
+  addr1=$(awk '{print $1}' <<<"$lease1") tap1=$(awk '{print $3}' <<<"$lease1")
+  addr2=$(awk '{print $1}' <<<"$lease2") tap2=$(awk '{print $3}' <<<"$lease2")
   addr1=${addr1%/*} addr2=${addr2%/*}
   if [ -n "$addr1" ] && [ -n "$addr2" ] && [ "$addr1" != "$addr2" ] && [ "$tap1" != "$tap2" ]; then
     pass "net leases shows both twins: ns1 $addr1 on $tap1, ns2 $addr2 on $tap2"
@@ -146,5 +195,75 @@ if $twins_ok; then
     pass "after both deletes: no TAP, no lease, no VM directory" ||
     fail "left after both deletes: TAPs '$left' leases '$leases' vm dirs '$(ls "$BBX_DIR/beacon/run/vm" 2>/dev/null)'"
 fi
+
+# 7. Anti-spoofing for IPv6 (issue 18): a container that adds another address to its
+# eth0 (privileged) and sends from it reaches nobody; from its own address it does (pinged
+# first: once the /128 is added the kernel prefers it as the source).
+# A counter table in the test's netns sees what arrives at the host.
+spoof6=$prefix6::ffff
+in_netns nft -f - <<EOF_NFT
+table inet bbx_e2e_watch {
+  chain input { type filter hook input priority -300; policy accept;
+    ip6 saddr $spoof6 counter comment "spoofed"
+    ip6 saddr $prefix6::/64 ip6 saddr != $spoof6 counter comment "own"
+  }
+}
+EOF_NFT
+bbx_ctr run --rm --privileged --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" "$BBX_IMAGE" spoof6 \
+  /bin/sh -c "ping -6 -c1 -W5 $gw6; ip -6 addr add $spoof6/128 dev eth0 && ip -6 addr show dev eth0 | grep -q $spoof6 && echo SPOOF-ADDRESS-SET; ping -6 -c2 -W2 -I $spoof6 $gw6" \
+  < /dev/null > "$BBX_DIR/spoof6.out" 2>&1 || true
+watch=$(in_netns nft list table inet bbx_e2e_watch)
+in_netns nft delete table inet bbx_e2e_watch || true
+spoofed_packets=$(grep 'comment "spoofed"' <<<"$watch" | grep -o 'packets [0-9]*' | awk '{print $2}')
+own_packets=$(grep 'comment "own"' <<<"$watch" | grep -o 'packets [0-9]*' | awk '{print $2}')
+if grep -q SPOOF-ADDRESS-SET "$BBX_DIR/spoof6.out" && [ "${spoofed_packets:-x}" = 0 ] && [ "${own_packets:-0}" -gt 0 ]; then
+  pass "a spoofed IPv6 source is dropped ($own_packets packets from the own address arrived, 0 from $spoof6)"
+else
+  fail "spoofed IPv6: $spoofed_packets from $spoof6, $own_packets own; container said: $(head -c 600 "$BBX_DIR/spoof6.out")"
+fi
+
+# 8. The shim killed with SIGKILL, then `delete`: the lease (both addresses), TAP and
+# anti-spoofing chain go.
+bbx_run_detached crash6 /bin/sleep 600
+crash_lease=$(ctl net leases | awk '$NF == "crash6"')
+crash_pid=$(awk '{print $4}' <<<"$crash_lease") crash_tap=$(awk '{print $3}' <<<"$crash_lease")
+if [ -n "$crash_pid" ] && [ "$(exe_of "$crash_pid")" != "" ]; then
+  kill -9 "$crash_pid"
+  bbx_remove crash6
+  # containerd runs the dead shim's cleanup (its delete action) on its own: wait for it.
+  for _ in $(seq 100); do
+    left_lease=$(ctl net leases | awk '$NF == "crash6"')
+    [ -z "$left_lease" ] && break
+    sleep 0.1
+  done
+  left_chain=$(in_netns nft list table bridge beacon_runner_bridge 2>/dev/null | grep -c "$crash_tap" || true)
+  [ -z "$left_lease" ] && ! in_netns ip link show "$crash_tap" >/dev/null 2>&1 && [ "$left_chain" = 0 ] &&
+    pass "after kill -9 of the shim and delete: no lease, TAP or guard of $crash_tap" ||
+    fail "after kill -9 + delete: lease '$left_lease', TAP $(in_netns ip -br link show "$crash_tap" 2>&1), guard lines $left_chain"
+else
+  fail "crash6: no lease with a live owner: '$crash_lease'"
+  bbx_remove crash6
+fi
+
+# 9. IPv6-only mode (ipv4 = false): the next shims read the changed config; the guest
+# has no IPv4 address, works over IPv6, and no IPv4 rule or bridge address is made.
+cp "$BBX_BEACONBOX_CONFIG" "$BBX_DIR/beaconbox.toml.dual"
+sed -i 's/^\[plugins.network.bridge.config\]$/&\nipv4 = false\nipv6_dns_servers = ["fd57:dba9:ddb6::1"]/' "$BBX_BEACONBOX_CONFIG"
+only6=$(bbx_run only6 /bin/sh -c "ip addr show dev eth0; ip route; ip -6 route; cat /etc/resolv.conf; ping -6 -c1 -W5 $gw6 && echo PING6-OK" 2>&1 || true)
+cp "$BBX_DIR/beaconbox.toml.dual" "$BBX_BEACONBOX_CONFIG"
+if ! grep -q 'inet ' <<<"$only6" && grep -q "inet6 $prefix6::" <<<"$only6" &&
+   grep -q "default via $gw6" <<<"$only6" && grep -q PING6-OK <<<"$only6" &&
+   grep -q "^nameserver $gw6" <<<"$only6"; then
+  pass "IPv6-only mode: no IPv4 address, IPv6 address, route, DNS and echo work"
+else
+  fail "IPv6-only guest: $only6"
+fi
+rules=$(in_netns nft list ruleset)
+! grep -q 'masquerade' <<<"$rules" && pass "IPv6-only mode: the IPv4 masquerade rule is gone" ||
+  fail "IPv6-only mode left IPv4 masquerade: $(grep masquerade <<<"$rules")"
+left=$(in_netns ip -br link | grep '^beacon-' || true)
+leases=$(ctl net leases | tail -n +2)
+[ -z "$left" ] && [ -z "$leases" ] && pass "no TAP or lease left at the end" ||
+  fail "left at the end: TAPs '$left' leases '$leases'"
 
 bbx_e2e_finish

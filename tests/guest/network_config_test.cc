@@ -24,6 +24,28 @@ TEST(NetworkTest, Cidr4) {
   }
 }
 
+TEST(NetworkTest, Cidr6AndWhatTheGuestRefusesFromTheHost) {
+  auto cidr = ParseCidr6("fd57:dba9:ddb6::100/64", true);
+  ASSERT_TRUE(cidr.ok()) << cidr.error().message;
+  EXPECT_EQ(cidr->prefix, 64u);
+  EXPECT_EQ(cidr->address[0], 0xfd);
+  EXPECT_EQ(cidr->address[14], 0x01);
+  EXPECT_EQ(cidr->address[15], 0x00);
+  EXPECT_TRUE(ParseCidr6("::/0", false).ok());  // a default route's destination
+  EXPECT_TRUE(LooksIpv6("::/0"));
+  EXPECT_FALSE(LooksIpv6("10.88.0.2/16"));
+  // Malformed, or not an address a NIC should get (hostile input from the host side).
+  for (const char* bad :
+       {"fd00::1", "fd00::1/129", "fd00::1/", "fd00::1/64x", "10.0.0.1/8", "fe80::1/64",
+        "ff02::1/64", "::1/128", "::/0", "::ffff:10.0.0.1/96", "fd00::1/64\nx", "fd00:::1/64"}) {
+    auto parsed = ParseCidr6(bad, true);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_EQ(parsed.error().message.find('\n'), std::string::npos) << parsed.error().message;
+  }
+  std::string long_text(4096, 'f');
+  EXPECT_FALSE(ParseCidr6(long_text + "::1/64", true).ok());
+}
+
 TEST(NetworkTest, ResolvConf) {
   auto text = RenderResolvConf({"10.0.0.1", "fd00::1"}, {"example.org", "corp"});
   ASSERT_TRUE(text.ok());

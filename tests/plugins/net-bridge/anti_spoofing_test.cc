@@ -108,6 +108,71 @@ Bytes EchoRequest(const Mac& ether_source, const Mac& router, Ipv4 source_ip, Ip
   return frame;
 }
 
+using Ip6 = std::array<uint8_t, 16>;
+
+Ip6 ToIp6(Ipv6 value) {
+  Ip6 out{};
+  for (int i = 15; i >= 0; --i, value >>= 8) out[i] = static_cast<uint8_t>(value);
+  return out;
+}
+
+// An IPv6 packet carrying ICMPv6 `icmp` (checksum filled in) from `source` to
+// `destination`, hop limit 255 (as neighbour discovery needs).
+Bytes Icmp6Frame(const Mac& ether_source, const Mac& ether_destination, Ipv6 source,
+                 Ipv6 destination, Bytes icmp) {
+  Ip6 src = ToIp6(source), dst = ToIp6(destination);
+  Bytes pseudo;
+  Put(pseudo, src.data(), 16);
+  Put(pseudo, dst.data(), 16);
+  Put32(pseudo, static_cast<uint32_t>(icmp.size()));
+  Put32(pseudo, 58);
+  pseudo.insert(pseudo.end(), icmp.begin(), icmp.end());
+  uint16_t sum = Checksum(pseudo.data(), pseudo.size());
+  icmp[2] = sum >> 8;
+  icmp[3] = sum & 0xff;
+  Bytes frame;
+  Put(frame, ether_destination.data(), 6);
+  Put(frame, ether_source.data(), 6);
+  Put16(frame, 0x86dd);
+  Put32(frame, 0x60000000);
+  Put16(frame, static_cast<uint16_t>(icmp.size()));
+  frame.push_back(58);   // ICMPv6
+  frame.push_back(255);  // hop limit
+  Put(frame, src.data(), 16);
+  Put(frame, dst.data(), 16);
+  frame.insert(frame.end(), icmp.begin(), icmp.end());
+  return frame;
+}
+
+// Neighbour solicitation (135) or advertisement (136, solicited + override) for
+// `target`, with a source/target link-layer address option naming `option_mac`.
+Bytes NdMessage(uint8_t type, Ipv6 target, const Mac& option_mac) {
+  Bytes icmp = {type, 0, 0, 0};
+  Put32(icmp, type == 136 ? 0x60000000u : 0);
+  Ip6 t = ToIp6(target);
+  Put(icmp, t.data(), 16);
+  icmp.push_back(type == 136 ? 2 : 1);
+  icmp.push_back(1);
+  Put(icmp, option_mac.data(), 6);
+  return icmp;
+}
+
+Bytes Echo6(uint16_t id) {
+  Bytes icmp = {128, 0, 0, 0};
+  Put16(icmp, id);
+  Put16(icmp, 1);
+  return icmp;
+}
+
+// A router advertisement: router lifetime 1800 s, no options.
+Bytes RouterAdvert() {
+  Bytes icmp = {134, 0, 0, 0, 64, 0};
+  Put16(icmp, 1800);
+  Put32(icmp, 0);
+  Put32(icmp, 0);
+  return icmp;
+}
+
 uint16_t Get16(const Bytes& frame, size_t at) { return (frame[at] << 8) | frame[at + 1]; }
 uint32_t Get32(const Bytes& frame, size_t at) {
   return (uint32_t{Get16(frame, at)} << 16) | Get16(frame, at + 2);
@@ -119,6 +184,8 @@ struct Seen {
   std::vector<Ipv4> arp_requests_for;  // target IP of each ARP request
   std::vector<Ipv4> echo_replies_to;   // destination IP of each ICMP echo reply
   Mac gateway_mac{};
+  std::vector<Ipv6> echo6_replies_to;  // destination of each ICMPv6 echo reply
+  std::vector<Ipv6> na_to;             // destination of each neighbour advertisement
 };
 
 void Record(const Bytes& frame, Seen& seen) {
@@ -131,6 +198,14 @@ void Record(const Bytes& frame, Seen& seen) {
       std::memcpy(seen.gateway_mac.data(), &frame[22], 6);
     }
     if (op == 1) seen.arp_requests_for.push_back(Get32(frame, 38));
+  } else if (type == 0x86dd && frame.size() >= 14 + 40 + 4 && frame[14 + 6] == 58) {
+    Ipv6 destination = 0;
+    for (int i = 0; i < 16; ++i) destination = (destination << 8) | frame[14 + 24 + i];
+    if (frame[54] == 129) seen.echo6_replies_to.push_back(destination);
+    if (frame[54] == 136) {
+      seen.na_to.push_back(destination);
+      std::memcpy(seen.gateway_mac.data(), &frame[6], 6);
+    }
   } else if (type == 0x0800 && frame.size() >= 14 + 20 + 8) {
     size_t ihl = (frame[14] & 0x0f) * 4;
     if (frame[14 + 9] == 1 && frame.size() >= 14 + ihl + 8 && frame[14 + ihl] == 0) {
@@ -139,8 +214,9 @@ void Record(const Bytes& frame, Seen& seen) {
   }
 }
 
-bool Contains(const std::vector<Ipv4>& list, Ipv4 value) {
-  for (Ipv4 item : list) {
+template <typename T>
+bool Contains(const std::vector<T>& list, T value) {
+  for (T item : list) {
     if (item == value) return true;
   }
   return false;
@@ -259,6 +335,76 @@ TEST_F(AntiSpoofingTest, AGuestSendsOnlyAsItsOwnLease) {
   std::string fdb = testing::Shell("bridge fdb show dev " + guest.tap_name());
   EXPECT_EQ(fdb.find(victim.mac()), std::string::npos) << fdb;
   EXPECT_EQ(fdb.find("02:66:66:66:66:66"), std::string::npos) << fdb;
+}
+
+TEST_F(AntiSpoofingTest, AGuestSendsOnlyAsItsOwnIpv6AddressesAndIsNoRouter) {
+  // Forwarding stays off, so the host would still take router advertisements.
+  config_.enable_ip_forward = false;
+  network_ = std::make_unique<BridgeNetwork>(config_, nullptr);
+  pb::NetworkAttachment victim = Attach("victim");
+  pb::NetworkAttachment guest = Attach("guest");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(guest.addresses_size(), 2);  // dual stack by default
+  const Mac guest_mac = ParseMac(guest.mac());
+  const Ipv6 victim_ip = *ParseIpv6(victim.addresses(1).address());
+  const Ipv6 guest_ip = *ParseIpv6(guest.addresses(1).address());
+  const Ipv6 guest_ll = LinkLocalFor(guest.mac());
+  const Ipv6 gateway = config_.gateway6;
+  const Mac all_nodes = {0x33, 0x33, 0, 0, 0, 1};
+  ASSERT_NO_FATAL_FAILURE(OpenTap(guest.tap_name()));
+
+  // A router advertisement from the guest's own link-local address: a host taking it
+  // would get a default route via the guest.
+  Send(Icmp6Frame(guest_mac, all_nodes, guest_ll, (Ipv6(0xff02) << 112) | 1, RouterAdvert()));
+  // Solicitations for the gateway: forged source first (answered to the victim's address
+  // if it got through), then the guest's own.
+  const Mac solicited = {0x33,
+                         0x33,
+                         0xff,
+                         static_cast<uint8_t>(gateway >> 16),
+                         static_cast<uint8_t>(gateway >> 8),
+                         static_cast<uint8_t>(gateway)};
+  const Ipv6 solicited_ip =
+      (Ipv6(0xff02) << 112) | (Ipv6(1) << 32) | (Ipv6(0xff) << 24) | (gateway & 0xffffff);
+  Send(Icmp6Frame(guest_mac, solicited, victim_ip, solicited_ip,
+                  NdMessage(135, gateway, guest_mac)));
+  Send(
+      Icmp6Frame(guest_mac, solicited, guest_ip, solicited_ip, NdMessage(135, gateway, guest_mac)));
+  Seen seen = ReadUntil(Seen{}, [&](const Seen& s) { return Contains(s.na_to, guest_ip); });
+  ASSERT_TRUE(Contains(seen.na_to, guest_ip)) << "the proper neighbour solicitation got no answer";
+  EXPECT_FALSE(Contains(seen.na_to, victim_ip))
+      << "a solicitation from the victim's address passed";
+
+  // Echo requests: from the victim's address (dropped), then the guest's own.
+  Send(Icmp6Frame(guest_mac, seen.gateway_mac, victim_ip, gateway, Echo6(7)));
+  Send(Icmp6Frame(guest_mac, seen.gateway_mac, guest_ip, gateway, Echo6(8)));
+  seen = ReadUntil(seen, [&](const Seen& s) { return Contains(s.echo6_replies_to, guest_ip); });
+  ASSERT_TRUE(Contains(seen.echo6_replies_to, guest_ip)) << "the proper echo request got no answer";
+  EXPECT_FALSE(Contains(seen.echo6_replies_to, victim_ip)) << "a forged echo request was answered";
+
+  // The host looks for the victim (its TAP is not open: only the guest's port hears the
+  // solicitation); the guest answers in the victim's name, which must not reach the host.
+  testing::Shell("ping -6 -c 1 -W 1 " + FormatIpv6(victim_ip));
+  Send(Icmp6Frame(guest_mac, seen.gateway_mac, guest_ll, gateway,
+                  NdMessage(136, victim_ip, guest_mac)));
+  Send(Icmp6Frame(guest_mac, seen.gateway_mac, guest_ip, gateway,
+                  NdMessage(136, victim_ip, guest_mac)));
+  // An answer for its own address does reach it.
+  testing::Shell("ping -6 -c 1 -W 1 " + FormatIpv6(guest_ip));
+  Send(Icmp6Frame(guest_mac, seen.gateway_mac, guest_ip, gateway,
+                  NdMessage(136, guest_ip, guest_mac)));
+  std::string own;
+  for (int i = 0; i < 100 && own.find(guest.mac()) == std::string::npos; ++i) {
+    ::usleep(20 * 1000);
+    own = testing::Shell("ip -6 neigh show " + FormatIpv6(guest_ip));
+  }
+  EXPECT_NE(own.find(guest.mac()), std::string::npos) << "the guest's own advertisement: " << own;
+  std::string stolen = testing::Shell("ip -6 neigh show " + FormatIpv6(victim_ip));
+  EXPECT_EQ(stolen.find(guest.mac()), std::string::npos)
+      << "the host took the guest's advertisement for the victim's address: " << stolen;
+  std::string routes = testing::Shell("ip -6 route show default");
+  EXPECT_EQ(routes.find("default"), std::string::npos)
+      << "the host took the guest's router advertisement: " << routes;
 }
 
 TEST_F(AntiSpoofingTest, TheGuardGoesWithTheTapAndComesBackAtReconcile) {

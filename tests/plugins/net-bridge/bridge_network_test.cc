@@ -84,17 +84,28 @@ TEST_F(BridgeNetworkTest, AttachGivesEverythingTheGuestNeeds) {
   EXPECT_EQ(attachment->tap_name(), TapNameFor({"default", "c1"}));
   EXPECT_EQ(attachment->mac(), MacFor({"default", "c1"}));
   EXPECT_EQ(attachment->mtu(), 1500u);
-  ASSERT_EQ(attachment->addresses_size(), 1);
+  ASSERT_EQ(attachment->addresses_size(), 2);  // dual stack by default
   EXPECT_EQ(attachment->addresses(0).address(), "10.88.0.2");
   EXPECT_EQ(attachment->addresses(0).prefix_length(), 16u);
-  ASSERT_EQ(attachment->routes_size(), 1);
+  EXPECT_EQ(attachment->addresses(1).address(), "fd57:dba9:ddb6::100");
+  EXPECT_EQ(attachment->addresses(1).prefix_length(), 64u);
+  ASSERT_EQ(attachment->routes_size(), 2);
   EXPECT_EQ(attachment->routes(0).destination(), "0.0.0.0/0");
   EXPECT_EQ(attachment->routes(0).gateway(), "10.88.0.1");
+  EXPECT_EQ(attachment->routes(1).destination(), "::/0");
+  EXPECT_EQ(attachment->routes(1).gateway(), "fd57:dba9:ddb6::1");
   ASSERT_EQ(attachment->dns_servers_size(), 1);
   std::string tap = Shell("ip -d link show dev " + attachment->tap_name());
   EXPECT_NE(tap.find("master beacon0"), std::string::npos) << tap;
   EXPECT_NE(Shell("ip addr show dev beacon0").find("10.88.0.1/16"), std::string::npos);
   EXPECT_EQ(Shell("cat /proc/sys/net/ipv4/ip_forward"), "1\n");
+  std::string bridge6 = Shell("ip -6 addr show dev beacon0");
+  size_t global = bridge6.find("inet6 fd57:dba9:ddb6::1/64");
+  ASSERT_NE(global, std::string::npos) << bridge6;
+  std::string global_line = bridge6.substr(global, bridge6.find('\n', global) - global);
+  EXPECT_NE(global_line.find("nodad"), std::string::npos) << bridge6;  // usable at once
+  EXPECT_EQ(global_line.find("tentative"), std::string::npos) << bridge6;
+  EXPECT_EQ(Shell("cat /proc/sys/net/ipv6/conf/all/forwarding"), "1\n");
 
   // Idempotent per container id.
   auto again = Network().Attach(Request("c1"));
@@ -106,6 +117,7 @@ TEST_F(BridgeNetworkTest, AttachGivesEverythingTheGuestNeeds) {
   ASSERT_EQ(leases->leases_size(), 1);
   EXPECT_EQ(leases->leases(0).container_id(), "c1");
   EXPECT_EQ(leases->leases(0).address(), "10.88.0.2");
+  EXPECT_EQ(leases->leases(0).address6(), "fd57:dba9:ddb6::100");
   EXPECT_EQ(leases->leases(0).owner_pid(), ::getpid());
 
   ASSERT_TRUE(Network().Detach({"default", "c1"}).ok());
@@ -113,6 +125,49 @@ TEST_F(BridgeNetworkTest, AttachGivesEverythingTheGuestNeeds) {
   EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
   EXPECT_TRUE(Network().Detach({"default", "c1"}).ok());  // twice: harmless
   EXPECT_TRUE(Network().Detach({"default", "never-attached"}).ok());
+}
+
+TEST_F(BridgeNetworkTest, Ipv6OnlyModeMakesNoIpv4AddressOrRule) {
+  config_.ipv4 = false;
+  config_.dns_servers = {"fd57:dba9:ddb6::53"};
+  auto attachment = Network().Attach(Request("v6"));
+  ASSERT_TRUE(attachment.ok()) << attachment.error().message;
+  ASSERT_EQ(attachment->addresses_size(), 1);
+  EXPECT_EQ(attachment->addresses(0).address(), "fd57:dba9:ddb6::100");
+  ASSERT_EQ(attachment->routes_size(), 1);
+  EXPECT_EQ(attachment->routes(0).destination(), "::/0");
+  EXPECT_EQ(Shell("ip -4 addr show dev beacon0").find("inet "), std::string::npos);
+  EXPECT_NE(Shell("ip -6 addr show dev beacon0").find("fd57:dba9:ddb6::1/64"), std::string::npos);
+  std::string ruleset = Shell("nft list ruleset");
+  EXPECT_EQ(ruleset.find("ip saddr"), std::string::npos) << ruleset;
+  EXPECT_EQ(ruleset.find("masquerade"), std::string::npos) << ruleset;
+  EXPECT_EQ(ruleset.find("arp "), std::string::npos) << ruleset;
+  EXPECT_NE(ruleset.find("ip6 saddr { fd57:dba9:ddb6::100"), std::string::npos) << ruleset;
+  auto leases = Network().ListLeases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->leases_size(), 1);
+  EXPECT_EQ(leases->leases(0).address(), "");
+  EXPECT_EQ(leases->leases(0).address6(), "fd57:dba9:ddb6::100");
+  ASSERT_TRUE(Network().Detach({"default", "v6"}).ok());
+  EXPECT_FALSE(LinkExists(attachment->tap_name()));
+  EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
+}
+
+TEST_F(BridgeNetworkTest, AnIpv6PrefixOverlappingAnotherLinksNetworkFailsAttachWithoutALease) {
+  int exit_code = -1;
+  Shell(
+      "ip link add bbx-other0 type bridge && ip addr add fd57:dba9:ddb6::7/64 dev bbx-other0 nodad",
+      &exit_code);
+  ASSERT_EQ(exit_code, 0);
+  auto attachment = Network().Attach(Request("c1"));
+  ASSERT_FALSE(attachment.ok());
+  EXPECT_NE(attachment.error().message.find(
+                "config key ipv6_prefix: fd57:dba9:ddb6::/64 overlaps fd57:dba9:ddb6::7/64 on "
+                "bbx-other0: choose another ipv6_prefix"),
+            std::string::npos)
+      << attachment.error().message;
+  EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
+  EXPECT_EQ(CountMatches(Shell("ip link show"), "beacon-"), 0);
 }
 
 // The same id in two containerd namespaces: two leases, two TAPs, two MACs, and
@@ -286,6 +341,9 @@ TEST_F(BridgeNetworkTest, TwoConfigurationsKeepEachOthersTaps) {
   other_config.bridge = "beacon1";
   other_config.subnet = *ParseSubnet("10.89.0.0/16");
   other_config.gateway = *ParseIpv4("10.89.0.1");
+  // Its own IPv6 prefix too: one prefix on two bridges is refused (overlap).
+  other_config.prefix6 = *ParsePrefix6("fd00:89::/64");
+  other_config.gateway6 = other_config.prefix6.network + 1;
   other_config.db_path = state_dir_ + "/other-network.db";
   other_config.reconcile_interval_seconds = 0;
   config_.reconcile_interval_seconds = 0;

@@ -231,6 +231,113 @@ TEST_F(LeaseStoreTest, SubnetChangeWithLeasesIsRefused) {
   EXPECT_NE(store.error().message.find("10.88.0.0/24"), std::string::npos) << store.error().message;
 }
 
+AddressPools DualStack(const char* subnet, const char* prefix6, bool ipv4 = true) {
+  AddressPools pools;
+  pools.ipv4 = ipv4;
+  pools.subnet = MustSubnet(subnet);
+  pools.gateway = pools.subnet.network + 1;
+  pools.ipv6 = true;
+  pools.prefix6 = *ParsePrefix6(prefix6);
+  pools.gateway6 = pools.prefix6.network + 1;
+  return pools;
+}
+
+TEST_F(LeaseStoreTest, ADualStackLeaseHoldsBothAddressesAndReleaseFreesBoth) {
+  auto opened = LeaseStore::Open(path_, DualStack("10.88.0.0/29", "fd00:1::/64"));
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  auto& store = *opened;
+  auto a = store->Acquire({"default", "a"}, Me());
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(FormatIpv4(a->lease.address), "10.88.0.2");
+  EXPECT_EQ(FormatIpv6(a->lease.address6), "fd00:1::100");  // the range starts at ::100
+  auto b = store->Acquire({"default", "b"}, Me());
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(FormatIpv6(b->lease.address6), "fd00:1::101");
+  auto found = store->Find({"default", "a"});
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->address6, a->lease.address6);
+  auto released = store->Release({"default", "a"});
+  ASSERT_TRUE(released.ok() && released->has_value());
+  EXPECT_EQ((*released)->address6, a->lease.address6);
+  // Both addresses are free again: a store whose hints point past them wraps to them.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store->Acquire({"", "f" + std::to_string(i)}, Me()).ok());
+  auto wrapped = store->Acquire({"default", "again"}, Me());
+  ASSERT_TRUE(wrapped.ok()) << wrapped.error().message;
+  EXPECT_EQ(wrapped->lease.address, a->lease.address);  // the only free IPv4 address
+  auto listed = store->List();
+  ASSERT_TRUE(listed.ok());
+  std::set<std::string> v6;
+  for (const LeaseRecord& lease : *listed) v6.insert(FormatIpv6(lease.address6));
+  EXPECT_EQ(v6.size(), listed->size());  // no IPv6 address twice
+}
+
+TEST_F(LeaseStoreTest, AnExhaustedIpv6RangeIsOneClearErrorAndTakesNoIpv4Address) {
+  // A /126 keeps ::0 and ::1 (the gateway): two leases, ::2 and ::3.
+  auto opened = LeaseStore::Open(path_, DualStack("10.88.0.0/24", "fd00:2::/126"));
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  auto& store = *opened;
+  ASSERT_TRUE(store->Acquire({"", "a"}, Me()).ok());
+  ASSERT_TRUE(store->Acquire({"", "b"}, Me()).ok());
+  auto third = store->Acquire({"", "c"}, Me());
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.error().code, ErrorCode::kExhausted);
+  EXPECT_NE(third.error().message.find("IPv6 lease range fd00:2::2 - fd00:2::3 of fd00:2::/126 is "
+                                       "exhausted (2 leases)"),
+            std::string::npos)
+      << third.error().message;
+  EXPECT_EQ(third.error().message.find('\n'), std::string::npos);
+  EXPECT_EQ(*store->Count(), 2u);
+  // The failed transaction took nothing: the next IPv4 address is still .4.
+  ASSERT_TRUE(store->Release({"", "a"}).ok());
+  auto c = store->Acquire({"", "c"}, Me());
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(FormatIpv4(c->lease.address), "10.88.0.4");
+  EXPECT_EQ(FormatIpv6(c->lease.address6), "fd00:2::2");
+}
+
+TEST_F(LeaseStoreTest, AnIpv4LeaseOfAnOlderConfigGetsItsIpv6AddressAtTheNextAcquire) {
+  LeaseRecord before;
+  {
+    auto store = OpenStore("10.88.0.0/24");  // IPv4 only, as the plugin was before
+    ASSERT_TRUE(store);
+    auto acquired = store->Acquire({"default", "old"}, Me());
+    ASSERT_TRUE(acquired.ok());
+    before = acquired->lease;
+    EXPECT_EQ(before.address6, 0);
+  }
+  auto opened = LeaseStore::Open(path_, DualStack("10.88.0.0/24", "fd00:3::/64"));
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  auto again = (*opened)->Acquire({"default", "old"}, Me());
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->lease.address, before.address);
+  EXPECT_EQ(again->lease.tap_name, before.tap_name);
+  EXPECT_EQ(FormatIpv6(again->lease.address6), "fd00:3::100");
+  auto found = (*opened)->Find({"default", "old"});
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->address6, again->lease.address6);  // stored, not only returned
+}
+
+TEST_F(LeaseStoreTest, Ipv6OnlyLeasesHaveNoIpv4AddressAndPrefixChangeIsRefused) {
+  {
+    auto opened = LeaseStore::Open(path_, DualStack("10.88.0.0/29", "fd00:4::/64", false));
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    // More leases than the IPv4 /29 holds: IPv4 is not used at all.
+    for (int i = 0; i < 8; ++i) {
+      auto acquired = (*opened)->Acquire({"", "v6-" + std::to_string(i)}, Me());
+      ASSERT_TRUE(acquired.ok()) << acquired.error().message;
+      EXPECT_EQ(acquired->lease.address, 0u);
+      EXPECT_NE(acquired->lease.address6, 0);
+    }
+  }
+  auto changed = LeaseStore::Open(path_, DualStack("10.88.0.0/29", "fd00:5::/64", false));
+  ASSERT_FALSE(changed.ok());
+  EXPECT_NE(changed.error().message.find("8 IPv6 leases from fd00:4::/64, config key ipv6_prefix "
+                                         "says fd00:5::/64"),
+            std::string::npos)
+      << changed.error().message;
+}
+
 // Eight separate processes allocate from one /21 (2045 addresses) at once, 256
 // each: exactly 2045 succeed, all distinct, three get a clean exhaustion error.
 TEST_F(LeaseStoreTest, ConcurrentProcessesNeverShareAnAddress) {

@@ -127,7 +127,8 @@ TEST_F(PluginAbiTest, CheckReportsItsOwnPrerequisitesWithoutChangingTheSystem) {
     what.insert(line.what());
     EXPECT_EQ(line.level(), pb::CHECK_OK) << line.what() << ": " << line.detail();  // root, netns
   }
-  EXPECT_EQ(what, (std::set<std::string>{"CAP_NET_ADMIN", "tun", "lease db", "ip_forward"}));
+  EXPECT_EQ(what, (std::set<std::string>{"CAP_NET_ADMIN", "tun", "lease db", "ip_forward",
+                                         "ipv6 forwarding"}));
   EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/network.db"));
   EXPECT_EQ(Shell("nft list ruleset"), "");
 }
