@@ -349,9 +349,13 @@ bbx_run_detached() {
     "${BBX_IMAGE:?bbx_import_demo_image first}" "$id" "$@" < /dev/null > /dev/null
 }
 
-# One line per VM the shims of this environment booted: its accelerator and why.
+# One line per VM the shims of this environment booted: its accelerator and why, cut
+# to WIDTH characters (default 300, for printing; 0: whole, for checks: on a host whose
+# /dev/kvm fails the probe the reason is long and what follows it would be cut off).
 bbx_vm_accelerators() {
-  grep -o 'VM [^ ]* uses [a-z]* ([^)]*): .*' "$BBX_DIR/containerd.log" 2>/dev/null | cut -c1-300 || true
+  local width=${1:-300}
+  grep -o 'VM [^ ]* uses [a-z]* ([^)]*): .*' "$BBX_DIR/containerd.log" 2>/dev/null |
+    if [ "$width" -gt 0 ]; then cut -c"1-$width"; else cat; fi || true
 }
 
 # Kills and removes one container if it exists (for tests that leave one running).

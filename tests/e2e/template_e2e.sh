@@ -254,7 +254,7 @@ if [ -z "$cni_missing" ]; then
   out=$(run io.containerd.beaconbox.v1 t-cni /bin/sh -c \
     'ip -4 -o addr | grep -o "10\.78\.0\.[0-9]*"; ping -c 1 -W 10 10.78.0.1 >/dev/null && echo gateway-ok; exit 3') || status=$?
   if [ "$status" = 3 ] && grep -q '^10\.78\.0\.' <<<"$out" && grep -qx gateway-ok <<<"$out" &&
-     grep -q "restored from VM template" <<<"$(bbx_vm_accelerators | tail -1)"; then
+     grep -q "restored from VM template" <<<"$(bbx_vm_accelerators 0 | tail -1)"; then
     pass "a clone in network.mode cni (TAP in the container's netns, fd over QMP) pings its gateway: $(head -1 <<<"$out")"
   else
     fail "cni clone: status $status, output '$(tr '\n' ' ' <<<"$out")'; log: $(grep -iE 'template|tap|cni' "$BBX_DIR/containerd.log" | tail -3)"
