@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -575,14 +576,28 @@ class Suite {
       report_.Fail("destroy/run-dir", "left in " + spec.run_dir() + ": " + Join(left));
     }
     // Whatever the plugin keeps under the host's state and run dirs must be for live
-    // VMs only: nothing but the host's own directories and CID locks may stay.
+    // VMs only: nothing but the host's own directories and CID locks, and the qemu
+    // plugin's KVM verdict for this host boot (README "Troubleshooting": written once a
+    // host whose /dev/kvm exists was probed, kept across VMs on purpose), may stay. A
+    // directory counts as left only when nothing that may stay is in it.
     std::vector<std::string> stray;
     for (const auto& root : {paths_.state_dir, paths_.run_dir}) {
+      std::vector<std::string> kept_dirs;
+      std::vector<std::string> left;
       for (const auto& entry : Entries(root)) {
         const std::string name = fs::path(entry).filename();
         if (entry.rfind("vm1", 0) == 0 || entry.rfind("bad", 0) == 0) continue;  // the host's
-        if (name.rfind("vsock-cid-", 0) == 0) continue;                          // the host's
-        stray.push_back(fs::path(root).filename().string() + "/" + entry);
+        if (name.rfind("vsock-cid-", 0) == 0 || name.rfind("kvm-verdict-", 0) == 0) {
+          kept_dirs.push_back(fs::path(entry).parent_path().string());
+          continue;
+        }
+        left.push_back(entry);
+      }
+      for (const auto& entry : left) {
+        const bool holds_kept = std::any_of(
+            kept_dirs.begin(), kept_dirs.end(),
+            [&](const auto& dir) { return dir == entry || dir.rfind(entry + "/", 0) == 0; });
+        if (!holds_kept) stray.push_back(fs::path(root).filename().string() + "/" + entry);
       }
     }
     if (stray.empty()) {
