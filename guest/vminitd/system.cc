@@ -17,6 +17,7 @@
 #include "common/base/mount_options.h"
 #include "common/base/unique_fd.h"
 #include "guest/vminitd/kernel_cmdline.h"
+#include "guest/vminitd/kernel_modules.h"
 #include "guest/vminitd/log.h"
 
 namespace beaconbox::guest {
@@ -110,6 +111,46 @@ void LoadModules(const std::string& order_file) {
     ++loaded;
   }
   Log("loaded " + std::to_string(loaded) + " kernel modules");
+}
+
+int ModprobeMain(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto name = ParseModprobeArgs(args);
+  if (!name.ok()) {
+    Log(name.error().message);
+    return 1;
+  }
+  auto list = ReadSmallFile(kOnDemandModulesFile);
+  if (!list.ok()) {
+    Log(list.error().Wrap("modprobe " + *name).message);
+    return 1;
+  }
+  auto files = OnDemandModuleFiles(*name, *list);
+  if (!files.ok()) {
+    Log("modprobe: " + files.error().message);
+    return 1;
+  }
+  for (const std::string& path : *files) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      Log(ErrnoError("modprobe: open module", path).message);
+      return 1;
+    }
+    if (::syscall(SYS_finit_module, fd.get(), "", 0) != 0 && errno != EEXIST) {
+      Log(ErrnoError("modprobe: load module", path).message);
+      return 1;
+    }
+  }
+  Log("modprobe: loaded " + *name);
+  return 0;
+}
+
+void SetModprobeHelper() {
+  UniqueFd fd(::open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC));
+  const std::string value = std::string(kModprobeHelper) + "\n";
+  if (!fd || ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    Log(ErrnoError("set the module loader helper", "/proc/sys/kernel/modprobe").message);
+  }
 }
 
 void SetPageReportingOrder(int order) {
