@@ -8,6 +8,13 @@
 #include "guest/vminitd/kernel_cmdline.h"
 
 namespace beaconbox::guest {
+namespace {
+bool IsModuleFileName(std::string_view path) {
+  return path.ends_with(".ko") || path.ends_with(".ko.xz") || path.ends_with(".ko.zst") ||
+         path.ends_with(".ko.gz");
+}
+}  // namespace
+
 std::string ModuleName(std::string_view name_or_path) {
   size_t slash = name_or_path.rfind('/');
   if (slash != std::string_view::npos) name_or_path.remove_prefix(slash + 1);
@@ -93,9 +100,7 @@ int RemoveListedModuleFiles(const std::string& order_file) {
     if (end == std::string::npos) end = list->size();
     const std::string path = list->substr(start, end - start);
     start = end + 1;
-    const bool module_file = path.ends_with(".ko") || path.ends_with(".ko.xz") ||
-                             path.ends_with(".ko.zst") || path.ends_with(".ko.gz");
-    if (path.empty() || path[0] != '/' || !module_file) continue;
+    if (path.empty() || path[0] != '/' || !IsModuleFileName(path)) continue;
     if (::unlink(path.c_str()) == 0) ++removed;
   }
   return removed;
@@ -162,9 +167,8 @@ Result<std::vector<std::string>> OnDemandModuleFiles(std::string_view request,
     if (!match) continue;
     std::vector<std::string> files;
     for (std::string_view path : SplitWords(line.substr(colon + 1))) {
-      const bool module_file = path.ends_with(".ko") || path.ends_with(".ko.xz") ||
-                               path.ends_with(".ko.zst") || path.ends_with(".ko.gz");
-      if (!path.starts_with('/') || !module_file || path.find("/../") != std::string_view::npos) {
+      if (!path.starts_with('/') || !IsModuleFileName(path) ||
+          path.find("/../") != std::string_view::npos) {
         return MakeError(ErrorCode::kInvalidArgument, "on-demand module list: '" +
                                                           std::string(path.substr(0, 120)) +
                                                           "' is not an absolute .ko path");

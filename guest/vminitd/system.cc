@@ -85,6 +85,17 @@ void OpenConsole() {
   if (fd > 2) ::close(fd);
 }
 
+// Loads one module file; false when the module was loaded already.
+static Result<bool> LoadModuleFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoError("open module", path);
+  if (::syscall(SYS_finit_module, fd.get(), "", 0) != 0) {
+    if (errno == EEXIST) return false;
+    return ErrnoError("load module", path);
+  }
+  return true;
+}
+
 void LoadModules(const std::string& order_file) {
   auto list = ReadSmallFile(order_file);
   if (!list.ok()) {
@@ -99,16 +110,9 @@ void LoadModules(const std::string& order_file) {
     std::string path = list->substr(start, end - start);
     start = end + 1;
     if (path.empty()) continue;
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-      Log(ErrnoError("open module", path).message);
-      continue;
-    }
-    if (::syscall(SYS_finit_module, fd.get(), "", 0) != 0) {
-      if (errno != EEXIST) Log(ErrnoError("load module", path).message);
-      continue;
-    }
-    ++loaded;
+    auto fresh = LoadModuleFile(path);
+    if (!fresh.ok()) Log(fresh.error().message);
+    if (fresh.ok() && *fresh) ++loaded;
   }
   Log("loaded " + std::to_string(loaded) + " kernel modules");
 }
@@ -131,13 +135,8 @@ int ModprobeMain(int argc, char** argv) {
     return 1;
   }
   for (const std::string& path : *files) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-      Log(ErrnoError("modprobe: open module", path).message);
-      return 1;
-    }
-    if (::syscall(SYS_finit_module, fd.get(), "", 0) != 0 && errno != EEXIST) {
-      Log(ErrnoError("modprobe: load module", path).message);
+    if (auto loaded = LoadModuleFile(path); !loaded.ok()) {
+      Log(loaded.error().Wrap("modprobe " + *name).message);
       return 1;
     }
   }
