@@ -81,6 +81,30 @@ for rel in $order; do
   chmod 0644 "$root$moddir/$rel"
   echo "$moddir/$rel" >> "$root/etc/beaconbox/modules.order"
 done
+# Modules loaded only when the kernel asks for one (request_module), e.g. for a
+# privileged container's brctl addbr or ip link add type dummy: vminitd, run by the
+# kernel as /usr/sbin/bbx-modprobe, loads what modules.ondemand lists and nothing else.
+# One line a module, "NAME ALIAS...: PATH...", dependencies first; a dependency already
+# in modules.order is loaded at boot (and its file removed), so it is left out here.
+# bridge, stp, llc, veth, dummy: 774,656 bytes more initrd (and guest RAM: these files stay).
+ondemand_modules=(bridge veth dummy)
+: > "$root/etc/beaconbox/modules.ondemand"
+for m in "${ondemand_modules[@]}"; do
+  files=$("$order_tool" "$moddir" "$m") || die "resolving on-demand kernel module $m of $kver failed"
+  [ -n "$files" ] || continue  # built in
+  aliases=$(awk -v m="$m" '$1 == "alias" && $3 == m && $2 ~ /^[A-Za-z0-9_-]+$/ { printf " %s", $2 }' \
+    "$moddir/modules.alias" 2>/dev/null)
+  paths=""
+  for rel in $files; do
+    grep -qxF "$moddir/$rel" "$root/etc/beaconbox/modules.order" && continue
+    mkdir -p "$(dirname "$root$moddir/$rel")"
+    cp "$moddir/$rel" "$root$moddir/$rel"
+    chmod 0644 "$root$moddir/$rel"
+    paths+=" $moddir/$rel"
+  done
+  echo "$m$aliases:$paths" >> "$root/etc/beaconbox/modules.ondemand"
+done
+ln -s ../../init "$root/usr/sbin/bbx-modprobe"
 echo "$kver" > "$root/etc/beaconbox/kernel-release"
 # The wanted modules built into the kernel (the resolver skips them): with
 # modules.order, what a plugin's check reads to tell e.g. whether the guest has erofs.

@@ -39,4 +39,25 @@ Result<std::vector<std::string>> ResolveModuleOrder(const std::vector<std::strin
 // read again (2.1 MiB of the image). Returns how many files were removed.
 int RemoveListedModuleFiles(const std::string& order_file);
 
+// The modules the guest's modprobe helper may load when the kernel asks for one
+// (request_module, e.g. "bridge" for brctl addbr, "rtnl-link-dummy" for ip link add
+// type dummy): /etc/beaconbox/modules.ondemand, one line a module,
+//   NAME [ALIAS...]: PATH...
+// the paths absolute, dependencies first, the module itself last.
+inline constexpr char kOnDemandModulesFile[] = "/etc/beaconbox/modules.ondemand";
+
+// A module name or alias the kernel may request: 1 to 55 characters (MODULE_NAME_LEN
+// less the NUL) of [A-Za-z0-9_-], not starting with '-'; no path, no wildcard.
+bool IsValidModuleRequest(std::string_view name);
+
+// The module name the helper's argv asks for: the kernel passes "-q -- NAME"; the
+// options -q, -b and -- are accepted before the one name, nothing else.
+Result<std::string> ParseModprobeArgs(const std::vector<std::string>& args);
+
+// The files to load, in order, for `request` (name or alias, '-' and '_' alike) from
+// the on-demand list's text; kNotFound when the list does not have it, and
+// kInvalidArgument for a request that is not a module name or a list line that is broken.
+Result<std::vector<std::string>> OnDemandModuleFiles(std::string_view request,
+                                                     std::string_view list_text);
+
 }  // namespace beaconbox::guest

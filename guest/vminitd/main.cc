@@ -13,6 +13,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <string_view>
 #include <thread>
 
 #include "common/base/errno_error.h"
@@ -120,9 +121,12 @@ Result<std::string> FindVirtioPort(const std::string& name) {
 }  // namespace
 }  // namespace beaconbox::guest
 
-int main() {
+int main(int argc, char** argv) {
   using namespace beaconbox::guest;
   using beaconbox::ReadSmallFile;
+  // Run by the kernel as its module loader (request_module), not as PID 1.
+  if (argc > 0 && std::string_view(argv[0]).ends_with("/bbx-modprobe"))
+    return ModprobeMain(argc, argv);
   MarkBootStep("vminitd-start");
   Reaper::BlockSigchld();  // before any thread exists
   ::signal(SIGPIPE,
@@ -143,6 +147,7 @@ int main() {
     // The initramfs is guest RAM for good: the loaded modules' files go (2.1 MiB).
     Log("removed " + std::to_string(RemoveListedModuleFiles("/etc/beaconbox/modules.order")) +
         " kernel module files");
+    SetModprobeHelper();
     if (int order = PageReportingOrder(params); order >= 0) SetPageReportingOrder(order);
     MarkBootStep("modules-loaded");
     SetHostname(params.count("beaconbox.hostname") ? params["beaconbox.hostname"] : "beaconbox");

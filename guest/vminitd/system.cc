@@ -17,6 +17,7 @@
 #include "common/base/mount_options.h"
 #include "common/base/unique_fd.h"
 #include "guest/vminitd/kernel_cmdline.h"
+#include "guest/vminitd/kernel_modules.h"
 #include "guest/vminitd/log.h"
 
 namespace beaconbox::guest {
@@ -84,6 +85,17 @@ void OpenConsole() {
   if (fd > 2) ::close(fd);
 }
 
+// Loads one module file; false when the module was loaded already.
+static Result<bool> LoadModuleFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoError("open module", path);
+  if (::syscall(SYS_finit_module, fd.get(), "", 0) != 0) {
+    if (errno == EEXIST) return false;
+    return ErrnoError("load module", path);
+  }
+  return true;
+}
+
 void LoadModules(const std::string& order_file) {
   auto list = ReadSmallFile(order_file);
   if (!list.ok()) {
@@ -98,18 +110,46 @@ void LoadModules(const std::string& order_file) {
     std::string path = list->substr(start, end - start);
     start = end + 1;
     if (path.empty()) continue;
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-      Log(ErrnoError("open module", path).message);
-      continue;
-    }
-    if (::syscall(SYS_finit_module, fd.get(), "", 0) != 0) {
-      if (errno != EEXIST) Log(ErrnoError("load module", path).message);
-      continue;
-    }
-    ++loaded;
+    auto fresh = LoadModuleFile(path);
+    if (!fresh.ok()) Log(fresh.error().message);
+    if (fresh.ok() && *fresh) ++loaded;
   }
   Log("loaded " + std::to_string(loaded) + " kernel modules");
+}
+
+int ModprobeMain(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto name = ParseModprobeArgs(args);
+  if (!name.ok()) {
+    Log(name.error().message);
+    return 1;
+  }
+  auto list = ReadSmallFile(kOnDemandModulesFile);
+  if (!list.ok()) {
+    Log(list.error().Wrap("modprobe " + *name).message);
+    return 1;
+  }
+  auto files = OnDemandModuleFiles(*name, *list);
+  if (!files.ok()) {
+    Log("modprobe: " + files.error().message);
+    return 1;
+  }
+  for (const std::string& path : *files) {
+    if (auto loaded = LoadModuleFile(path); !loaded.ok()) {
+      Log(loaded.error().Wrap("modprobe " + *name).message);
+      return 1;
+    }
+  }
+  Log("modprobe: loaded " + *name);
+  return 0;
+}
+
+void SetModprobeHelper() {
+  UniqueFd fd(::open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC));
+  const std::string value = std::string(kModprobeHelper) + "\n";
+  if (!fd || ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    Log(ErrnoError("set the module loader helper", "/proc/sys/kernel/modprobe").message);
+  }
 }
 
 void SetPageReportingOrder(int order) {

@@ -22,6 +22,15 @@ void OpenConsole();
 // loaded or built in is not an error; other failures are logged and skipped.
 void LoadModules(const std::string& order_file);
 
+// The kernel's module loader helper in the guest: vminitd run as kModprobeHelper
+// (a link to /init). Loads a module the kernel asks for only if it is on the on-demand
+// list (kernel_modules.h), its dependencies first; returns the exit status (0 loaded
+// or already there, 1 refused or failed).
+inline constexpr char kModprobeHelper[] = "/usr/sbin/bbx-modprobe";
+int ModprobeMain(int argc, char** argv);
+// Points /proc/sys/kernel/modprobe at kModprobeHelper.
+void SetModprobeHelper();
+
 // Sets the free page reporting order (/sys/module/page_reporting/parameters), once
 // virtio_balloon is loaded; logs a failure.
 void SetPageReportingOrder(int order);

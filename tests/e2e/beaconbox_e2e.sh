@@ -170,4 +170,35 @@ else
   fail "ctr run -d killed1 failed"
 fi
 
+# 8. Kernel modules on demand (critest "Privileged is true"): in a privileged container
+#    brctl addbr makes the guest kernel ask for "bridge" and ip link add type dummy for
+#    "rtnl-link-dummy"; the guest's modprobe helper loads both from its on-demand list.
+#    A module not on the list (nlmon) is still refused.
+set +e
+message=$(bbx_ctr run --rm --privileged --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" \
+  "$BBX_IMAGE" privmod1 /bin/sh -c '
+    brctl addbr foobar || echo "brctl addbr failed"
+    ip link add name dummy0 type dummy || echo "ip link add type dummy failed"
+    ip -o link show foobar | grep -q foobar && echo "have-foobar"
+    ip -o link show dummy0 | grep -q dummy0 && echo "have-dummy0"
+    ip link add name nl0 type nlmon 2>/dev/null && echo "nlmon-link-made"
+    grep -q "^nlmon " /proc/modules && echo "nlmon-loaded"
+    grep -q "^bridge " /proc/modules && echo "bridge-loaded"
+    exit 0' < /dev/null 2>&1)
+status=$?
+set -e
+if [ "$status" -eq 0 ] && grep -qx have-foobar <<<"$message" && grep -qx have-dummy0 <<<"$message" &&
+   grep -qx bridge-loaded <<<"$message"; then
+  pass "a privileged container makes a bridge (brctl addbr) and a dummy link: modules bridge, dummy loaded on demand"
+else
+  fail "modules on demand: status $status, output: $message"
+fi
+if [ "$status" -eq 0 ] && ! grep -q -e nlmon-link-made -e nlmon-loaded <<<"$message"; then
+  pass "a module not on the guest's on-demand list (nlmon) is refused"
+else
+  fail "module nlmon (not on the on-demand list): status $status, output: $message"
+fi
+bbx_remove privmod1
+assert_nothing_left privmod1
+
 bbx_e2e_finish "beaconbox end-to-end: all checks passed under $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}')"

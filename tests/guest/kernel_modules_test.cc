@@ -68,6 +68,70 @@ TEST(ModulesTest, BuiltinIsSkippedUnknownIsAnError) {
   EXPECT_NE(cycle.error().message.find("cycle"), std::string::npos);
 }
 
+TEST(ModulesTest, ModuleRequestValidation) {
+  EXPECT_TRUE(IsValidModuleRequest("bridge"));
+  EXPECT_TRUE(IsValidModuleRequest("rtnl-link-dummy"));
+  EXPECT_TRUE(IsValidModuleRequest(std::string(55, 'a')));
+  EXPECT_FALSE(IsValidModuleRequest(std::string(56, 'a')));
+  EXPECT_FALSE(IsValidModuleRequest(""));
+  EXPECT_FALSE(IsValidModuleRequest("../bridge"));
+  EXPECT_FALSE(IsValidModuleRequest("/lib/modules/x/bridge.ko"));
+  EXPECT_FALSE(IsValidModuleRequest("bridge.ko"));
+  EXPECT_FALSE(IsValidModuleRequest("net-pf-*"));
+  EXPECT_FALSE(IsValidModuleRequest("bri dge"));
+  EXPECT_FALSE(IsValidModuleRequest("-bridge"));
+  EXPECT_FALSE(IsValidModuleRequest(std::string("bri\0dge", 7)));
+}
+
+TEST(ModulesTest, ModprobeArgs) {
+  auto name = ParseModprobeArgs({"-q", "--", "bridge"});
+  ASSERT_TRUE(name.ok());
+  EXPECT_EQ(*name, "bridge");
+  // After "--" an argument that looks like an option is the name, and it is not valid.
+  EXPECT_FALSE(ParseModprobeArgs({"-q", "--", "-r"}).ok());
+  EXPECT_FALSE(ParseModprobeArgs({"-r", "bridge"}).ok());  // -r is taken as the name
+  EXPECT_FALSE(ParseModprobeArgs({"-q", "--"}).ok());
+  EXPECT_FALSE(ParseModprobeArgs({}).ok());
+  EXPECT_FALSE(ParseModprobeArgs({"bridge", "veth"}).ok());
+  auto path = ParseModprobeArgs({"-q", "--", "/tmp/evil.ko"});
+  ASSERT_FALSE(path.ok());
+  EXPECT_NE(path.error().message.find("not a module name"), std::string::npos);
+}
+
+constexpr char kOnDemand[] =
+    "bridge rtnl-link-bridge: /lib/modules/6.1/kernel/net/llc/llc.ko "
+    "/lib/modules/6.1/kernel/net/802/stp.ko /lib/modules/6.1/kernel/net/bridge/bridge.ko\n"
+    "veth rtnl-link-veth: /lib/modules/6.1/kernel/drivers/net/veth.ko\n"
+    "\n"
+    "dummy rtnl-link-dummy: /lib/modules/6.1/kernel/drivers/net/dummy.ko\n";
+
+TEST(ModulesTest, OnDemandListLookup) {
+  auto bridge = OnDemandModuleFiles("bridge", kOnDemand);
+  ASSERT_TRUE(bridge.ok()) << bridge.error().message;
+  EXPECT_EQ(*bridge, (std::vector<std::string>{"/lib/modules/6.1/kernel/net/llc/llc.ko",
+                                               "/lib/modules/6.1/kernel/net/802/stp.ko",
+                                               "/lib/modules/6.1/kernel/net/bridge/bridge.ko"}));
+  auto dummy = OnDemandModuleFiles("rtnl-link-dummy", kOnDemand);  // by alias
+  ASSERT_TRUE(dummy.ok()) << dummy.error().message;
+  EXPECT_EQ(*dummy, std::vector<std::string>{"/lib/modules/6.1/kernel/drivers/net/dummy.ko"});
+  EXPECT_TRUE(OnDemandModuleFiles("rtnl_link_veth", kOnDemand).ok());  // '-' and '_' alike
+  // A dependency is not a request of its own, nor is anything unlisted.
+  auto stp = OnDemandModuleFiles("stp", kOnDemand);
+  ASSERT_FALSE(stp.ok());
+  EXPECT_EQ(stp.error().code, ErrorCode::kNotFound);
+  EXPECT_FALSE(OnDemandModuleFiles("rtnl-link-vxlan", kOnDemand).ok());
+  EXPECT_FALSE(OnDemandModuleFiles("", kOnDemand).ok());
+  auto bad = OnDemandModuleFiles("../../bridge", kOnDemand);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+  // A broken list is an error, not a load of whatever it names.
+  EXPECT_FALSE(OnDemandModuleFiles("bridge", "bridge: relative/bridge.ko\n").ok());
+  EXPECT_FALSE(OnDemandModuleFiles("bridge", "bridge: /lib/../tmp/bridge.ko\n").ok());
+  EXPECT_FALSE(OnDemandModuleFiles("bridge", "bridge: /lib/bridge.sh\n").ok());
+  EXPECT_FALSE(OnDemandModuleFiles("bridge", "bridge:\n").ok());
+  EXPECT_FALSE(OnDemandModuleFiles("bridge", "bridge /lib/bridge.ko\n").ok());
+}
+
 TEST(ModulesTest, RemovesTheListedModuleFilesOnly) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(::testing::TempDir()) / "remove-modules";
