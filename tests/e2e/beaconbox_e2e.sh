@@ -165,6 +165,13 @@ if bbx_run_detached killed1 /bin/sleep 600; then
     fail "killed1: no shim ($shim) or nothing below it ($children)"
   fi
   bbx_remove killed1
+  # containerd runs the dead shim's cleanup (its `delete` action, which removes the
+  # socket) on its own after it saw the shim go, not inside `ctr task delete`: wait for
+  # it (up to 10 s, as crash_cleanup_e2e does) before looking.
+  for _ in $(seq 100); do
+    [ -z "$(comm -13 <(echo "$baseline_sockets") <(sockets))" ] && break
+    sleep 0.1
+  done
   assert_nothing_left killed1
 else
   fail "ctr run -d killed1 failed"
