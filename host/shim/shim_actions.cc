@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -57,12 +59,45 @@ std::string ShimSocketOfBundle(const std::string& bundle) {
   return "";
 }
 
-// Removes the socket the `start` action bound, named in the bundle's address file,
-// unless a shim still serves on it: a pod's containers share their sandbox's shim,
-// and the `delete` action of one of them must leave the pod's socket alone.
-void RemoveShimSocket(const std::string& bundle) {
-  const std::string path = ShimSocketOfBundle(bundle);
+// Removes the socket `path` unless a shim still serves on it: a pod's containers
+// share their sandbox's shim, and the `delete` action of one of them must leave the
+// pod's socket alone.
+void RemoveShimSocketUnlessServing(const std::string& path) {
   if (!path.empty() && !ShimSocketAnswers(path)) ::unlink(path.c_str());
+}
+
+// The socket `start` bound for the container of `flags`: the bundle's address file
+// names it; when that is gone, it is derived as `start` derived it. containerd 1.7
+// removes the bundle in its own task Delete while its dead-shim cleanup may be running
+// this `delete` action, so the address file can vanish under us. Without the bundle's
+// annotations the container is taken for its own group: a pod app container's
+// socket is its sandbox's, which the sandbox's own `delete` removes.
+std::string ShimSocketOf(const ShimFlags& flags) {
+  const std::string bundle = BundleDir(flags);
+  if (std::string named = ShimSocketOfBundle(bundle); !named.empty()) return named;
+  auto cfg = config::LoadConfig();
+  if (!cfg.ok()) return "";
+  const RuntimeLayout layout = LayoutFromConfig(*cfg);
+  std::string grouping_id = flags.id;
+  if (auto annotations = ReadBundleAnnotations(bundle); annotations.ok()) {
+    if (auto id = GroupingIdOf(flags.id, *annotations); id.ok()) grouping_id = *id;
+  }
+  auto derived =
+      layout.ShimSocketPath(flags.containerd_address, {flags.namespace_name, grouping_id});
+  return derived.ok() ? *derived : "";
+}
+
+// The path the unix socket `fd` is bound to ("" when none): the serving shim removes
+// the socket it serves on by this, whatever became of the bundle by then.
+std::string BoundPathOf(int fd) {
+  sockaddr_un addr{};
+  socklen_t size = sizeof(addr);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size) != 0 ||
+      addr.sun_family != AF_UNIX || size <= offsetof(sockaddr_un, sun_path) ||
+      addr.sun_path[0] == '\0') {
+    return "";
+  }
+  return std::string(addr.sun_path, strnlen(addr.sun_path, size - offsetof(sockaddr_un, sun_path)));
 }
 
 Result<UniqueFd> Listen(const std::string& path) {
@@ -270,12 +305,13 @@ Status RunServe(const ShimFlags& flags) {
   signal_thread.detach();
 
   spdlog::info("serving container {} in namespace {}", flags.id, flags.namespace_name);
+  const std::string socket_path = BoundPathOf(listener.get());
   Status served = server.Serve(listener.get());
   sandbox->Teardown();
   // Closed first: a listening socket still accepts connections into its backlog, so
-  // RemoveShimSocket would take it for a live shim and leave the socket file behind.
+  // it would pass for a live shim and the socket file would stay behind.
   listener.Reset();
-  RemoveShimSocket(bundle);
+  RemoveShimSocketUnlessServing(socket_path);
   spdlog::info("shim exiting");
   // Detached ttrpc threads may still hold references; leave without running
   // static destructors under them.
@@ -288,11 +324,11 @@ Status RunDelete(const ShimFlags& flags) {
   UseConfigOfBundle(bundle);
   const ContainerKey key = KeyOf(flags);
   const std::string state_path = RuntimeLayout::StateFilePath(bundle);
+  const std::string socket = ShimSocketOf(flags);
   auto loaded = LoadPlugins();
   if (loaded.ok()) {
     const RuntimeLayout layout = (*loaded)->layout();
     auto record = LoadRecord(state_path);
-    const std::string socket = ShimSocketOfBundle(bundle);
     if (!record.ok() && record.error().code == ErrorCode::kNotFound && !socket.empty() &&
         ShimSocketAnswers(socket)) {
       // A container of a pod whose shim still serves (containerd runs `delete` after
@@ -321,7 +357,7 @@ Status RunDelete(const ShimFlags& flags) {
   } else {
     spdlog::warn("cleanup without plugins: {}", loaded.error().message);
   }
-  RemoveShimSocket(bundle);
+  RemoveShimSocketUnlessServing(socket);
   task::DeleteResponse response;
   response.set_exit_status(128 + SIGKILL);
   *response.mutable_exited_at() = Now();

@@ -163,6 +163,30 @@ TEST_F(PodShimTest, AnAppContainerGetsThePodsShimAddress) {
   EXPECT_FALSE(fs::exists(pod_socket));
 }
 
+// containerd 1.7 removes the bundle in its own task Delete while its cleanup of a dead
+// shim may be running the `delete` action: without the bundle's address file the
+// action still finds the socket `start` bound (derived from the same inputs) and
+// removes it once nothing serves it; a live shim's socket stays.
+TEST_F(PodShimTest, DeleteRemovesTheSocketOfADeadShimWhoseBundleIsGone) {
+  const RuntimeLayout layout(root_ + "/run", root_ + "/log");
+  const std::string socket = *layout.ShimSocketPath(kAddress, {"k8s.io", "c1"});
+  const std::string bundle = root_ + "/gone-bundle";  // never made: containerd removed it
+  {
+    UniqueFd live_shim = ListenAt(socket);
+    ::testing::internal::CaptureStdout();
+    Status deleted = RunDelete(Flags("c1", bundle, "delete"));
+    (void)::testing::internal::GetCapturedStdout();
+    ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+    EXPECT_TRUE(ShimSocketAnswers(socket)) << "delete removed a live shim's socket";
+  }
+  ASSERT_TRUE(fs::exists(socket));  // the shim died: its socket file stays behind
+  ::testing::internal::CaptureStdout();
+  Status deleted = RunDelete(Flags("c1", bundle, "delete"));
+  (void)::testing::internal::GetCapturedStdout();
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_FALSE(fs::exists(socket)) << "the dead shim's socket was left";
+}
+
 TEST_F(PodShimTest, StartRefusesAnAppContainerNamingNoPod) {
   const std::string app = Bundle("a1", R"("io.kubernetes.cri.container-type":"container")");
   ::testing::internal::CaptureStdout();
