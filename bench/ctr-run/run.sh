@@ -71,7 +71,7 @@ rss_kib() {  # RUNTIME -> VmRSS (KiB) of the shim serving a running `sleep` cont
 probe_bench() {
   [ -z "$missing" ] || { echo "-p needs beaconbox built; missing: $(tr '\n' ' ' <<<"$missing")" >&2; return 1; }
   local fake="$BBX_DIR/fake-qemu-kvm-msr-abort.sh" base="$BBX_DIR/beaconbox.toml.base"
-  local verdicts="$BBX_DIR/beacon/state/vmm-qemu" mode i start end
+  local verdicts="$BBX_DIR/beacon/state/vmm-qemu/cache" mode i start end
   cp "$repo/tests/plugins/vmm-qemu/fake-qemu-kvm-msr-abort.sh" "$fake"
   cp "$BBX_BEACONBOX_CONFIG" "$base"
   echo "== ctr run --rm IMAGE ID /bin/true, $iterations runs each (after one warm-up run);"

@@ -576,19 +576,22 @@ class Suite {
       report_.Fail("destroy/run-dir", "left in " + spec.run_dir() + ": " + Join(left));
     }
     // Whatever the plugin keeps under the host's state and run dirs must be for live
-    // VMs only: nothing but the host's own directories and CID locks, and the qemu
-    // plugin's KVM verdict for this host boot (README "Troubleshooting": written once a
-    // host whose /dev/kvm exists was probed, kept across VMs on purpose), may stay. A
-    // directory counts as left only when nothing that may stay is in it.
+    // VMs only: nothing but the host's own directories and CID locks, and what a plugin
+    // keeps across VMs on purpose in its cache directory (<state_dir>/<plugin>/cache/,
+    // plugin_abi.h: state_dir), may stay. A directory counts as left only when nothing
+    // that may stay is in it.
     std::vector<std::string> stray;
     for (const auto& root : {paths_.state_dir, paths_.run_dir}) {
       std::vector<std::string> kept_dirs;
       std::vector<std::string> left;
       for (const auto& entry : Entries(root)) {
-        const std::string name = fs::path(entry).filename();
+        const fs::path path(entry);
         if (entry.rfind("vm1", 0) == 0 || entry.rfind("bad", 0) == 0) continue;  // the host's
-        if (name.rfind("vsock-cid-", 0) == 0 || name.rfind("kvm-verdict-", 0) == 0) {
-          kept_dirs.push_back(fs::path(entry).parent_path().string());
+        const bool in_plugin_cache = root == paths_.state_dir &&
+                                     std::distance(path.begin(), path.end()) >= 2 &&
+                                     *std::next(path.begin()) == "cache";
+        if (path.filename().string().rfind("vsock-cid-", 0) == 0 || in_plugin_cache) {
+          kept_dirs.push_back(path.parent_path().string());
           continue;
         }
         left.push_back(entry);

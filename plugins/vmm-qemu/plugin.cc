@@ -100,7 +100,7 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     if (!kvm_probe_timeout.ok()) return Fail(kvm_probe_timeout.error(), error);
     config.kvm_probe_timeout = std::chrono::milliseconds(*kvm_probe_timeout);
     if (host && host->state_dir && host->state_dir[0]) {
-      config.verdict_dir = std::string(host->state_dir) + "/vmm-qemu";
+      config.verdict_dir = std::string(host->state_dir) + "/vmm-qemu/cache";
     }
     config.machine = table["machine"].value_or(config.machine);
     config.kernel = table["kernel"].value_or(config.kernel);

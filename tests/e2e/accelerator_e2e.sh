@@ -78,7 +78,7 @@ out=$(bbx_run accel2 /bin/echo second 2>&1) || true
 [ "$(probes)" = 1 ] && shim_log accel2 | grep -q 'VM [^ ]*/accel2 uses tcg ([^)]*): .*(cached verdict ' &&
   pass "auto: the second VM used the cached verdict, no new probe" ||
   fail "auto: second VM: $(probes) probes in all; $(shim_log accel2 | grep uses || true)"
-verdicts=("$BBX_DIR"/beacon/state/vmm-qemu/kvm-verdict-*.json)
+verdicts=("$BBX_DIR"/beacon/state/vmm-qemu/cache/kvm-verdict-*.json)
 [ -f "${verdicts[0]}" ] && grep -q '"usable": false' "${verdicts[0]}" &&
   pass "the verdict is cached in ${verdicts[0]#"$BBX_DIR"/}" || fail "no cached verdict file"
 assert_nothing_left accel2

@@ -263,9 +263,9 @@ TEST_F(CtlTest, CheckKvmLineFollowsTheQemuPluginsCachedVerdict) {
   std::ifstream boot_id_file("/proc/sys/kernel/random/boot_id");
   std::string boot_id;
   std::getline(boot_id_file, boot_id);
-  std::filesystem::create_directories(state_dir + "/vmm-qemu");
+  std::filesystem::create_directories(state_dir + "/vmm-qemu/cache");
   auto write_verdict = [&](bool usable, const std::string& boot) {
-    std::ofstream(state_dir + "/vmm-qemu/kvm-verdict-0000000000000001.json")
+    std::ofstream(state_dir + "/vmm-qemu/cache/kvm-verdict-0000000000000001.json")
         << R"({"version": 1, "usable": )" << (usable ? "true" : "false")
         << R"(, "reason": "qemu-system-x86_64: error: failed to set MSR 0x10a\u001b[1m",)"
         << R"( "probed_at": 1, "boot_id": ")" << boot << R"(", "kvm_device": "/dev/null",)"

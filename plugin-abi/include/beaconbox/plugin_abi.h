@@ -140,7 +140,10 @@ typedef struct bbx_host_services {
    * name. `message` is borrowed for the call. */
   void (*host_log)(void *host_context, bbx_log_level level, const char *message);
   /* Directories the plugin may use, absolute, NUL-terminated.
-   * state_dir: persistent state (seed default /var/lib/beacon).
+   * state_dir: persistent state (seed default /var/lib/beacon). What a plugin keeps
+   *            across VMs on purpose (host-wide caches, e.g. the qemu plugin's KVM
+   *            verdict) goes under <state_dir>/<plugin name>/cache/: checks for
+   *            leftovers (beaconbox-vmm-conformance) leave that directory alone.
    * run_dir:   sockets and per-VM runtime files, removed with each VM.
    * log_dir:   VM console logs (seed default /var/log/beacon).
    * share_dir: installed assets: kernel, initrd, VMM binary (seed default
