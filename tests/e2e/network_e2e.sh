@@ -51,18 +51,7 @@ wait "$listener" || true
 
 # 2b. The same over IPv6: the listener binds the bridge's IPv6 address and records
 # the peer's address, which must be the container's lease.
-in_netns python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET6)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 8086)); s.listen(1); s.settimeout(120)
-c, peer = s.accept(); c.settimeout(30)
-data = b""
-while not data.endswith(b"\n"):
-    chunk = c.recv(100)
-    if not chunk: break
-    data += chunk
-print(data.decode().strip(), peer[0])' "$gw6" > "$BBX_DIR/received6" 2>&1 &
+bbx_listen6 "$gw6" 8086 "$BBX_DIR/received6" &
 listener=$!
 sleep 0.5
 bbx_run tcp6 /bin/sh -c "echo hello-over-ipv6 | nc $gw6 8086" || true
