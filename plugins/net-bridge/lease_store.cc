@@ -634,11 +634,11 @@ Result<std::optional<LeaseRecord>> LeaseStore::Find(const ContainerRef& containe
   return found;
 }
 
-Result<size_t> LeaseStore::Count() {
+Result<size_t> LeaseStore::Entries(MDB_dbi dbi) {
   size_t count = 0;
   Status status = InTransaction(false, [&](MDB_txn* txn) -> Status {
     MDB_stat stat{};
-    int rc = mdb_stat(txn, leases_, &stat);
+    int rc = mdb_stat(txn, dbi, &stat);
     if (rc != 0) return LmdbError("read", rc);
     count = stat.ms_entries;
     return Status::Ok();
@@ -647,18 +647,9 @@ Result<size_t> LeaseStore::Count() {
   return count;
 }
 
-Result<size_t> LeaseStore::CountIpv4() {
-  size_t count = 0;
-  Status status = InTransaction(false, [&](MDB_txn* txn) -> Status {
-    MDB_stat stat{};
-    int rc = mdb_stat(txn, addrs_, &stat);
-    if (rc != 0) return LmdbError("read", rc);
-    count = stat.ms_entries;
-    return Status::Ok();
-  });
-  if (!status.ok()) return status.error();
-  return count;
-}
+Result<size_t> LeaseStore::Count() { return Entries(leases_); }
+
+Result<size_t> LeaseStore::CountIpv4() { return Entries(addrs_); }
 
 Result<std::string> LeaseStore::Meta(const std::string& key_text) {
   std::string text;

@@ -140,6 +140,8 @@ class LeaseStore {
       : path_(std::move(path)), pools_(pools), subnet_(pools.subnet), gateway_(pools.gateway) {}
   Error LmdbError(std::string_view operation, int rc) const;
   Status Setup();
+  // How many entries `dbi` holds.
+  Result<size_t> Entries(MDB_dbi dbi);
   // Records `text` under meta `meta_key`; refused while `counted` has entries and the
   // recorded value differs (the message names both and what to do).
   Status RecordRange(MDB_txn* txn, const char* meta_key, const std::string& text, MDB_dbi counted,

@@ -157,6 +157,19 @@ Bytes NdMessage(uint8_t type, Ipv6 target, const Mac& option_mac) {
   return icmp;
 }
 
+// The solicited-node multicast address of `target` (ff02::1:ffXX:XXXX) and its MAC.
+Ipv6 SolicitedNodeAddress(Ipv6 target) {
+  return (Ipv6(0xff02) << 112) | (Ipv6(1) << 32) | (Ipv6(0xff) << 24) | (target & 0xffffff);
+}
+Mac SolicitedNodeMac(Ipv6 target) {
+  return {0x33,
+          0x33,
+          0xff,
+          static_cast<uint8_t>(target >> 16),
+          static_cast<uint8_t>(target >> 8),
+          static_cast<uint8_t>(target)};
+}
+
 // A solicitation for `target` with two options: a nonce (type 14) first, then a
 // source link-layer address option naming `option_mac`.
 Bytes NdSolicitWithNonce(Ipv6 target, const Mac& option_mac) {
@@ -373,14 +386,8 @@ TEST_F(AntiSpoofingTest, AGuestSendsOnlyAsItsOwnIpv6AddressesAndIsNoRouter) {
   Send(Icmp6Frame(guest_mac, all_nodes, guest_ll, (Ipv6(0xff02) << 112) | 1, RouterAdvert()));
   // Solicitations for the gateway: forged source first (answered to the victim's address
   // if it got through), then the guest's own.
-  const Mac solicited = {0x33,
-                         0x33,
-                         0xff,
-                         static_cast<uint8_t>(gateway >> 16),
-                         static_cast<uint8_t>(gateway >> 8),
-                         static_cast<uint8_t>(gateway)};
-  const Ipv6 solicited_ip =
-      (Ipv6(0xff02) << 112) | (Ipv6(1) << 32) | (Ipv6(0xff) << 24) | (gateway & 0xffffff);
+  const Mac solicited = SolicitedNodeMac(gateway);
+  const Ipv6 solicited_ip = SolicitedNodeAddress(gateway);
   Send(Icmp6Frame(guest_mac, solicited, victim_ip, solicited_ip,
                   NdMessage(135, gateway, guest_mac)));
   Send(
@@ -434,14 +441,8 @@ TEST_F(AntiSpoofingTest, AGuestsNeighbourDiscoveryNamesOnlyItsOwnMac) {
   const Ipv6 guest_ip = *ParseIpv6(guest.addresses(1).address());
   const Ipv6 gateway = config_.gateway6;
   const Mac forged_mac = {0x02, 0x66, 0x66, 0x66, 0x66, 0x66};
-  const Mac solicited = {0x33,
-                         0x33,
-                         0xff,
-                         static_cast<uint8_t>(gateway >> 16),
-                         static_cast<uint8_t>(gateway >> 8),
-                         static_cast<uint8_t>(gateway)};
-  const Ipv6 solicited_ip =
-      (Ipv6(0xff02) << 112) | (Ipv6(1) << 32) | (Ipv6(0xff) << 24) | (gateway & 0xffffff);
+  const Mac solicited = SolicitedNodeMac(gateway);
+  const Ipv6 solicited_ip = SolicitedNodeAddress(gateway);
   ASSERT_NO_FATAL_FAILURE(OpenTap(guest.tap_name()));
 
   // The proper solicitation: the host learns the guest's MAC and answers.
