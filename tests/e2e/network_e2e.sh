@@ -247,6 +247,10 @@ if ! grep -q 'inet ' <<<"$only6" && grep -q "inet6 $prefix6::" <<<"$only6" &&
 else
   fail "IPv6-only guest: $only6"
 fi
+# The plugin added beacon0's IPv4 gateway (step 1) and no IPv4 lease is left: it goes.
+bridge4=$(in_netns ip -4 -o addr show dev beacon0 2>&1)
+[ -z "$bridge4" ] && pass "IPv6-only mode: the IPv4 gateway address the plugin had added to beacon0 is gone" ||
+  fail "IPv6-only mode: beacon0 keeps $bridge4"
 rules=$(in_netns nft list ruleset)
 ! grep -q 'masquerade' <<<"$rules" && pass "IPv6-only mode: the IPv4 masquerade rule is gone" ||
   fail "IPv6-only mode left IPv4 masquerade: $(grep masquerade <<<"$rules")"
