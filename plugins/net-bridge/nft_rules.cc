@@ -367,13 +367,12 @@ Status NftRules::GuardTap(const std::string& tap, const std::string& mac,
       // MAC: at most one option (a Linux guest sends one, its link-layer address or a
       // DAD nonce; with extension headers ip6 length only grows), and a source or
       // target link-layer address option there (type 1 or 2 at byte 24 of the ICMPv6
-      // message, the address at byte 26) holds the guest's MAC.
-      batch +=
-          rule + "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } ip6 length > 32 drop\n";
-      batch += rule +
-               "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } @th,192,8 { 1, 2 } "
-               "@th,208,48 != " +
-               Hex48(mac) + " drop\n";
+      // message, the address at byte 26) holds the guest's MAC. 135-136: neighbour
+      // solicitation and advertisement.
+      // Ranges, not sets: an anonymous set per rule per TAP slows every nft cache
+      // fetch (detach measured about 5 ms slower with sets).
+      batch += rule + "icmpv6 type 135-136 ip6 length > 32 drop\n";
+      batch += rule + "icmpv6 type 135-136 @th,192,8 1-2 @th,208,48 != " + Hex48(mac) + " drop\n";
       batch += rule + "ether type ip6 ip6 saddr { " + ip6 + ", " + ll + " } accept\n";
       batch += rule +
                "ether type ip6 ip6 saddr :: icmpv6 type { nd-neighbor-solicit, "
