@@ -234,6 +234,18 @@ else
   bbx_remove crash6
 fi
 
+# 8b. BEACON_IPV4 / BEACON_IPV6 (1/true/0/false) override the ipv4 / ipv6 keys: through
+# the plugin host into the bridge plugin's config (both off is its one-line refusal).
+said=$(BEACON_IPV4=0 BEACON_IPV6=false ctl config validate 2>&1 || true)
+[[ $said == *"config key ipv4: ipv4 and ipv6 are both false"* ]] && [ "$(grep -c . <<<"$said")" = 1 ] &&
+  pass "BEACON_IPV4=0 BEACON_IPV6=false reach the bridge plugin: ${said##*: plugin }" ||
+  fail "config validate with BEACON_IPV4=0 BEACON_IPV6=false: $said"
+said=$(BEACON_IPV4=maybe ctl config validate 2>&1 || true)
+[[ $said == *"BEACON_IPV4: plugins.network.bridge.config.ipv4 must be a boolean"* ]] &&
+  pass "BEACON_IPV4=maybe is refused in one line naming it" || fail "config validate with BEACON_IPV4=maybe: $said"
+[ "$(BEACON_IPV6=0 ctl config validate 2>&1)" = OK ] && pass "BEACON_IPV6=0 alone validates (IPv4 only)" ||
+  fail "config validate with BEACON_IPV6=0: $(BEACON_IPV6=0 ctl config validate 2>&1)"
+
 # 9. IPv6-only mode (ipv4 = false): the next shims read the changed config; the guest
 # has no IPv4 address, works over IPv6, and no IPv4 rule or bridge address is made.
 cp "$BBX_BEACONBOX_CONFIG" "$BBX_DIR/beaconbox.toml.dual"
