@@ -97,6 +97,46 @@ GuestAddresses BridgeNetwork::GuardedAddresses(const LeaseRecord& lease) const {
   return GuestAddresses{config_.ipv4 ? lease.address : 0, config_.ipv6 ? lease.address6 : 0};
 }
 
+namespace {
+constexpr const char* kGatewayMadeKey = "gateway4_made";
+}  // namespace
+
+Status BridgeNetwork::TrackIpv4Gateway(bool added) {
+  if (config_.ipv4) {
+    if (!added) return Status::Ok();  // there before: ours only if recorded then
+    return store_->SetMeta(kGatewayMadeKey, config_.bridge + " " + FormatIpv4(config_.gateway) +
+                                                "/" + std::to_string(config_.subnet.prefix_length));
+  }
+  BBX_ASSIGN_OR_RETURN(std::string made, store_->Meta(kGatewayMadeKey));
+  const size_t space = made.find(' ');
+  if (made.empty() || space == std::string::npos || made.substr(0, space) != config_.bridge) {
+    return Status::Ok();  // none of ours on this bridge
+  }
+  // "<a.b.c.d>/<len>" as written above.
+  const std::string cidr = made.substr(space + 1);
+  const size_t slash = cidr.find('/');
+  auto address = ParseIpv4(cidr.substr(0, slash));
+  const std::string prefix_text = slash == std::string::npos ? "" : cidr.substr(slash + 1);
+  if (!address.ok() || prefix_text.empty() || prefix_text.size() > 2 ||
+      prefix_text.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(prefix_text) > 32) {
+    log_(LogLevel::kWarn, "net-bridge: ignoring a malformed gateway4_made record \"" +
+                              made.substr(0, 64) + "\" in " + config_.db_path);
+    return store_->SetMeta(kGatewayMadeKey, "");
+  }
+  // Containers started with ipv4 = true still route through it.
+  BBX_ASSIGN_OR_RETURN(size_t ipv4_leases, store_->CountIpv4());
+  if (ipv4_leases > 0) return Status::Ok();
+  BBX_ASSIGN_OR_RETURN(bool removed,
+                       links_->RemoveAddress(config_.bridge, *address,
+                                             static_cast<uint32_t>(std::stoul(prefix_text))));
+  if (removed) {
+    log_(LogLevel::kInfo, "net-bridge: ipv4 = false: removed the IPv4 gateway " + cidr +
+                              " it had added to " + config_.bridge);
+  }
+  return store_->SetMeta(kGatewayMadeKey, "");
+}
+
 Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachRequest& request) {
   const ContainerRef container{request.namespace_(), request.container_id()};
   const std::string id = container.Name();
@@ -114,11 +154,13 @@ Result<pb::NetworkAttachment> BridgeNetwork::Attach(const pb::NetworkAttachReque
         "attach " + id + ": owner pid " + std::to_string(owner_pid) + " is not running");
   }
   // The shared parts first, so that a broken setup leaves no lease behind.
+  bool added_gateway = false;
   BBX_ASSIGN_OR_RETURN(
       int bridge_ifindex,
       links_->EnsureBridge(config_.bridge, config_.gateway, config_.subnet.prefix_length,
                            config_.mtu, config_.ipv6 ? config_.gateway6 : 0,
-                           config_.prefix6.prefix_length, config_.ipv4));
+                           config_.prefix6.prefix_length, config_.ipv4, &added_gateway));
+  BBX_RETURN_IF_ERROR(TrackIpv4Gateway(added_gateway));
   if (config_.enable_ip_forward && !ip_forward_checked_) {
     auto changed = EnableIpForwarding(config_.ipv4, config_.ipv6);
     if (!changed.ok()) return changed.error();

@@ -62,6 +62,10 @@ class BridgeNetwork {
   // Deletes `tap` and its anti-spoofing guard unless it is another configuration's.
   // Returns whether the device existed and was deleted.
   Result<bool> DeleteOwnTap(const std::string& tap);
+  // After EnsureBridge: with ipv4, records the gateway address when this attach added
+  // it (`added`); without, removes the one recorded (ours), once no lease holds an
+  // IPv4 address any more.
+  Status TrackIpv4Gateway(bool added);
   // The addresses the anti-spoofing guard lets `lease`'s guest send from.
   GuestAddresses GuardedAddresses(const LeaseRecord& lease) const;
 

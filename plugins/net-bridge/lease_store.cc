@@ -634,17 +634,50 @@ Result<std::optional<LeaseRecord>> LeaseStore::Find(const ContainerRef& containe
   return found;
 }
 
-Result<size_t> LeaseStore::Count() {
+Result<size_t> LeaseStore::Entries(MDB_dbi dbi) {
   size_t count = 0;
   Status status = InTransaction(false, [&](MDB_txn* txn) -> Status {
     MDB_stat stat{};
-    int rc = mdb_stat(txn, leases_, &stat);
+    int rc = mdb_stat(txn, dbi, &stat);
     if (rc != 0) return LmdbError("read", rc);
     count = stat.ms_entries;
     return Status::Ok();
   });
   if (!status.ok()) return status.error();
   return count;
+}
+
+Result<size_t> LeaseStore::Count() { return Entries(leases_); }
+
+Result<size_t> LeaseStore::CountIpv4() { return Entries(addrs_); }
+
+Result<std::string> LeaseStore::Meta(const std::string& key_text) {
+  std::string text;
+  Status status = InTransaction(false, [&](MDB_txn* txn) -> Status {
+    MDB_val key = ValOf(key_text), value;
+    int rc = mdb_get(txn, meta_, &key, &value);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc != 0) return LmdbError("read", rc);
+    text = std::string(ViewOf(value));
+    return Status::Ok();
+  });
+  if (!status.ok()) return status.error();
+  return text;
+}
+
+Status LeaseStore::SetMeta(const std::string& key_text, const std::string& text) {
+  return InTransaction(true, [&](MDB_txn* txn) -> Status {
+    MDB_val key = ValOf(key_text);
+    int rc = 0;
+    if (text.empty()) {
+      rc = mdb_del(txn, meta_, &key, nullptr);
+      if (rc == MDB_NOTFOUND) rc = 0;
+    } else {
+      MDB_val value = ValOf(text);
+      rc = mdb_put(txn, meta_, &key, &value, 0);
+    }
+    return rc == 0 ? Status::Ok() : LmdbError("write", rc);
+  });
 }
 
 }  // namespace beaconbox::net

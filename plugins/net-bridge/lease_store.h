@@ -12,7 +12,9 @@
 //   taps:   TAP name -> "<namespace>/<id>"; keeps TAP names unique despite hash
 //           collisions
 //   meta:   "next"/"next6" -> where the next search starts; "subnet"/"prefix6" -> the
-//           pools' ranges; "schema" -> "3"
+//           pools' ranges; "schema" -> "3"; "gateway4_made" -> "<bridge> <a.b.c.d>/<len>",
+//           the IPv4 gateway address this configuration added to its bridge (absent
+//           when the address was there before it), so ipv4 = false removes only that
 // One lease holds both addresses (dual stack), taken in one write transaction; either
 // may be absent (0) when its family is off. Schema 3 records (version 2) carry the IPv6
 // address; version-1 records (schema 2, IPv4 only) are read as they are and get an
@@ -124,6 +126,12 @@ class LeaseStore {
   Result<std::vector<LeaseRecord>> List();
   Result<std::optional<LeaseRecord>> Find(const ContainerRef& container);
   Result<size_t> Count();
+  // Leases holding an IPv4 address.
+  Result<size_t> CountIpv4();
+  // A meta value ("" when absent) and setting one ("" removes it); for keys the
+  // store does not interpret itself ("gateway4_made").
+  Result<std::string> Meta(const std::string& key);
+  Status SetMeta(const std::string& key, const std::string& value);
 
   const std::string& path() const { return path_; }
 
@@ -132,6 +140,8 @@ class LeaseStore {
       : path_(std::move(path)), pools_(pools), subnet_(pools.subnet), gateway_(pools.gateway) {}
   Error LmdbError(std::string_view operation, int rc) const;
   Status Setup();
+  // How many entries `dbi` holds.
+  Result<size_t> Entries(MDB_dbi dbi);
   // Records `text` under meta `meta_key`; refused while `counted` has entries and the
   // recorded value differs (the message names both and what to do).
   Status RecordRange(MDB_txn* txn, const char* meta_key, const std::string& text, MDB_dbi counted,

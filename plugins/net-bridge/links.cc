@@ -90,8 +90,10 @@ Result<std::unique_ptr<Links>> Links::Open() {
 Links::~Links() { nl_socket_free(socket_); }
 
 Result<int> Links::EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t prefix_length,
-                                uint32_t mtu, Ipv6 gateway6, uint32_t prefix6_length, bool ipv4) {
+                                uint32_t mtu, Ipv6 gateway6, uint32_t prefix6_length, bool ipv4,
+                                bool* added_gateway) {
   std::lock_guard lock(mutex_);
+  if (added_gateway != nullptr) *added_gateway = false;
   BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket_, name));
   if (link && KindOf(link.get()) != "bridge") {
     return MakeError(ErrorCode::kAlreadyExists,
@@ -134,8 +136,30 @@ Result<int> Links::EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t 
   if (rc < 0 && rc != -NLE_EXIST) {
     return NlError("add address " + FormatIpv4(gateway) + " to", name, rc);
   }
+  if (rc >= 0 && added_gateway != nullptr) *added_gateway = true;
 
   return BringUp(link.get(), name, ifindex);
+}
+
+Result<bool> Links::RemoveAddress(const std::string& name, Ipv4 address_value,
+                                  uint32_t prefix_length) {
+  std::lock_guard lock(mutex_);
+  BBX_ASSIGN_OR_RETURN(LinkPtr link, GetLink(socket_, name));
+  if (!link) return false;
+  AddrPtr address(rtnl_addr_alloc());
+  uint32_t address_be = htonl(address_value);
+  NlAddrPtr local(nl_addr_build(AF_INET, &address_be, sizeof(address_be)));
+  if (!address || !local) return MakeError(ErrorCode::kExhausted, "netlink: out of memory");
+  nl_addr_set_prefixlen(local.get(), static_cast<int>(prefix_length));
+  rtnl_addr_set_ifindex(address.get(), rtnl_link_get_ifindex(link.get()));
+  rtnl_addr_set_family(address.get(), AF_INET);
+  rtnl_addr_set_local(address.get(), local.get());
+  rtnl_addr_set_prefixlen(address.get(), static_cast<int>(prefix_length));
+  int rc = rtnl_addr_delete(socket_, address.get(), 0);
+  // EADDRNOTAVAIL comes back from libnl as NLE_NOADDR: the address is gone already.
+  if (rc == -NLE_NOADDR || rc == -NLE_OBJ_NOTFOUND || rc == -NLE_NODEV) return false;
+  if (rc < 0) return NlError("remove address " + FormatIpv4(address_value) + " from", name, rc);
+  return true;
 }
 
 Result<int> Links::BringUp(rtnl_link* link, const std::string& name, int ifindex) {

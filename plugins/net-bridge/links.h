@@ -40,10 +40,14 @@ class Links {
   // `gateway6` is not 0, `gateway6`/`prefix6_length` (nodad: usable at once), and
   // brings it up. An IPv6 address of another device inside that prefix is an error
   // naming the config key ipv6_prefix (the prefix overlaps a network already there).
-  // Returns its ifindex.
+  // Returns its ifindex; `added_gateway`, when given, says whether this call added the
+  // IPv4 gateway address (false when it was there already).
   Result<int> EnsureBridge(const std::string& name, Ipv4 gateway, uint32_t prefix_length,
                            uint32_t mtu, Ipv6 gateway6 = 0, uint32_t prefix6_length = 0,
-                           bool ipv4 = true);
+                           bool ipv4 = true, bool* added_gateway = nullptr);
+  // Removes the IPv4 address `address`/`prefix_length` from `name`. Returns whether
+  // it was there (a missing device or address is fine).
+  Result<bool> RemoveAddress(const std::string& name, Ipv4 address, uint32_t prefix_length);
   // Creates a persistent TAP `name` if missing (so the VMM opens it by name), marks
   // it as made by the configuration `owner_mark` (its ifalias), enslaves it to
   // `bridge_ifindex`, sets `mtu` and brings it up. An existing TAP with another

@@ -30,9 +30,9 @@ const bbx_config_key kConfigKeys[] = {
                    "address of the bridge, the containers' default route; default: first host "
                    "of subnet"),
     bbx::ConfigKey("ipv4", BBX_CONFIG_BOOLEAN, "true",
-                   "give containers an IPv4 address (false: IPv6-only)"),
+                   "give containers an IPv4 address (false: IPv6-only)", "BEACON_IPV4"),
     bbx::ConfigKey("ipv6", BBX_CONFIG_BOOLEAN, "true",
-                   "give containers an IPv6 address from ipv6_prefix (dual stack)"),
+                   "give containers an IPv6 address from ipv6_prefix (dual stack)", "BEACON_IPV6"),
     bbx::ConfigKey("ipv6_prefix", BBX_CONFIG_STRING, "\"fd57:dba9:ddb6::/64\"",
                    "IPv6 prefix of the containers (/64..126; default: a ULA derived from "
                    "\"beaconbox\")",

@@ -158,7 +158,8 @@ Result<pb::NetworkAttachment> AttachmentFromResult(const CniResult& result,
   if (mac.empty()) mac = fallback_mac;
   attachment.set_mac(mac);
   attachment.set_netns_path(netns);
-  std::string first_gateway;
+  // A route without a gateway goes through the first gateway of its own family.
+  std::string first_gateway4, first_gateway6;
   for (const auto& ip : result.ips) {
     // The container side's addresses: those on the CNI interface, or on none named
     // (a TAP listed by tc-redirect-tap carries no address of its own).
@@ -169,30 +170,38 @@ Result<pb::NetworkAttachment> AttachmentFromResult(const CniResult& result,
     std::string address;
     unsigned prefix = 0;
     bool v4 = false;
-    if (!ParseCidr(ip.address, &address, &prefix, &v4) || !v4) continue;  // IPv4 only (README)
+    if (!ParseCidr(ip.address, &address, &prefix, &v4)) continue;
     auto* out = attachment.add_addresses();
     out->set_address(address);
     out->set_prefix_length(prefix);
+    std::string& first_gateway = v4 ? first_gateway4 : first_gateway6;
     bool gateway_v4 = false;
-    if (first_gateway.empty() && IsIpAddress(ip.gateway, &gateway_v4) && gateway_v4) {
+    if (first_gateway.empty() && IsIpAddress(ip.gateway, &gateway_v4) && gateway_v4 == v4) {
       first_gateway = ip.gateway;
     }
   }
   if (attachment.addresses_size() == 0) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "the CNI result gives " + ifname +
-                         " no IPv4 address: the list needs an IPAM plugin (e.g. host-local)");
+                         " no IP address: the list needs an IPAM plugin (e.g. host-local)");
   }
   for (const auto& route : result.routes) {
     bool v4 = false;
-    if (!ParseCidr(route.destination, nullptr, nullptr, &v4) || !v4) continue;
+    if (!ParseCidr(route.destination, nullptr, nullptr, &v4)) continue;
+    bool gateway_v4 = false;
+    if (!route.gateway.empty() && (!IsIpAddress(route.gateway, &gateway_v4) || gateway_v4 != v4)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "the CNI result's route to " + route.destination + " goes through " +
+                           route.gateway.substr(0, 64) +
+                           ", an address of the other family: fix the list's routes");
+    }
+    const std::string& first_gateway = v4 ? first_gateway4 : first_gateway6;
     auto* out = attachment.add_routes();
     out->set_destination(route.destination);
     out->set_gateway(route.gateway.empty() ? first_gateway : route.gateway);
   }
   for (const auto& server : result.nameservers) {
-    bool v4 = false;
-    if (IsIpAddress(server, &v4) && v4) attachment.add_dns_servers(server);
+    if (IsIpAddress(server)) attachment.add_dns_servers(server);
   }
   for (const auto& domain : result.search) attachment.add_dns_search(domain);
   return attachment;
@@ -584,12 +593,12 @@ Result<pb::LeaseList> CniNetwork::ListLeases() {
     if (!cached->result.is_null()) {
       auto result = ParseCniResult(cached->result.dump(), "(cached result)");
       if (result.ok()) {
+        // The first address of each family.
         for (const auto& ip : result->ips) {
           bool v4 = false;
-          if (ParseCidr(ip.address, nullptr, nullptr, &v4) && v4) {
-            lease->set_address(ip.address);
-            break;
-          }
+          if (!ParseCidr(ip.address, nullptr, nullptr, &v4)) continue;
+          if (v4 && lease->address().empty()) lease->set_address(ip.address);
+          if (!v4 && lease->address6().empty()) lease->set_address6(ip.address);
         }
       }
     }

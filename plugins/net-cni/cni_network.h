@@ -57,8 +57,9 @@ Result<CachedAttachment> ParseCachedAttachment(std::string_view text, const std:
 std::string SerializeCachedAttachment(const CachedAttachment& cached);
 
 // The guest's network from a final result: the CNI interface's MAC (`fallback_mac`
-// when the result names none), its IPv4 addresses, the routes (a route without a
-// gateway takes the first IPv4 gateway), DNS.
+// when the result names none), its IPv4 and IPv6 addresses (either family alone is
+// enough), the routes of both (a route without a gateway takes the first gateway of
+// its family; a gateway of the other family is refused), DNS.
 Result<plugin::v1::NetworkAttachment> AttachmentFromResult(const CniResult& result,
                                                            const std::string& ifname,
                                                            const std::string& netns,

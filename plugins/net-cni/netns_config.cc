@@ -1,6 +1,7 @@
 #include "plugins/net-cni/netns_config.h"
 
 #include <arpa/inet.h>
+#include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
 #include <netlink/addr.h>
 #include <netlink/cache.h>
@@ -20,17 +21,75 @@ struct CacheFree {
 };
 using CachePtr = std::unique_ptr<nl_cache, CacheFree>;
 
-// An IPv4 nl_addr as dotted text; "" for anything else.
-std::string Ipv4Text(nl_addr* address) {
-  if (address == nullptr || nl_addr_get_family(address) != AF_INET ||
-      nl_addr_get_len(address) != 4) {
+// An nl_addr of `family` (AF_INET, AF_INET6) as text; "" for anything else.
+std::string AddressText(nl_addr* address, int family) {
+  const unsigned length = family == AF_INET ? 4 : 16;
+  if (address == nullptr || nl_addr_get_family(address) != family ||
+      nl_addr_get_len(address) != length) {
     return "";
   }
-  char text[INET_ADDRSTRLEN] = {};
-  if (::inet_ntop(AF_INET, nl_addr_get_binary_addr(address), text, sizeof(text)) == nullptr) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (::inet_ntop(family, nl_addr_get_binary_addr(address), text, sizeof(text)) == nullptr) {
     return "";
   }
   return text;
+}
+
+// The addresses of `ifindex` of `family`: IPv4 all, IPv6 the global ones that did
+// not fail duplicate address detection.
+void ReadAddresses(nl_cache* cache, int ifindex, int family, std::vector<InterfaceAddress>* out) {
+  const int max_prefix = family == AF_INET ? 32 : 128;
+  for (nl_object* object = nl_cache_get_first(cache); object != nullptr;
+       object = nl_cache_get_next(object)) {
+    auto* address = reinterpret_cast<rtnl_addr*>(object);
+    if (rtnl_addr_get_ifindex(address) != ifindex || rtnl_addr_get_family(address) != family) {
+      continue;
+    }
+    if (family == AF_INET6 && (rtnl_addr_get_scope(address) != RT_SCOPE_UNIVERSE ||
+                               (rtnl_addr_get_flags(address) & IFA_F_DADFAILED) != 0)) {
+      continue;
+    }
+    std::string text = AddressText(rtnl_addr_get_local(address), family);
+    const int prefix = rtnl_addr_get_prefixlen(address);
+    if (text.empty() || prefix < 0 || prefix > max_prefix) continue;
+    out->push_back({std::move(text), static_cast<unsigned>(prefix)});
+  }
+}
+
+// The main table's unicast routes of `family` out of `ifindex` that neither the
+// kernel (from an address) nor a router advertisement made: those on the link go
+// to `on_link`, those through a gateway to `via_gateway`.
+void ReadRoutes(nl_cache* cache, int ifindex, int family, std::vector<InterfaceRoute>* on_link,
+                std::vector<InterfaceRoute>* via_gateway) {
+  const unsigned max_prefix = family == AF_INET ? 32 : 128;
+  const char* any = family == AF_INET ? "0.0.0.0" : "::";
+  for (nl_object* object = nl_cache_get_first(cache); object != nullptr;
+       object = nl_cache_get_next(object)) {
+    auto* route = reinterpret_cast<rtnl_route*>(object);
+    if (rtnl_route_get_family(route) != family || rtnl_route_get_table(route) != RT_TABLE_MAIN ||
+        rtnl_route_get_type(route) != RTN_UNICAST ||
+        rtnl_route_get_protocol(route) == RTPROT_KERNEL ||
+        rtnl_route_get_protocol(route) == RTPROT_RA || rtnl_route_get_nnexthops(route) != 1) {
+      continue;
+    }
+    rtnl_nexthop* hop = rtnl_route_nexthop_n(route, 0);
+    if (hop == nullptr || rtnl_route_nh_get_ifindex(hop) != ifindex) continue;
+    nl_addr* destination = rtnl_route_get_dst(route);
+    std::string network = destination == nullptr ? any : AddressText(destination, family);
+    const unsigned prefix = destination == nullptr ? 0 : nl_addr_get_prefixlen(destination);
+    if (network.empty() && destination != nullptr && nl_addr_get_len(destination) == 0) {
+      network = any;  // the default route's empty destination
+    }
+    if (network.empty() || prefix > max_prefix) continue;
+    InterfaceRoute out{network + "/" + std::to_string(prefix), ""};
+    if (nl_addr* gateway = rtnl_route_nh_get_gateway(hop); gateway != nullptr) {
+      out.gateway = AddressText(gateway, family);
+      if (out.gateway.empty()) continue;  // not a gateway of this family
+      via_gateway->push_back(std::move(out));
+    } else {
+      on_link->push_back(std::move(out));
+    }
+  }
 }
 
 }  // namespace
@@ -63,54 +122,22 @@ Result<InterfaceConfig> ReadInterfaceConfig(const std::string& ifname) {
     return NlError("list addresses", rc);
   }
   CachePtr addresses(raw);
-  for (nl_object* object = nl_cache_get_first(addresses.get()); object != nullptr;
-       object = nl_cache_get_next(object)) {
-    auto* address = reinterpret_cast<rtnl_addr*>(object);
-    if (rtnl_addr_get_ifindex(address) != facts->ifindex ||
-        rtnl_addr_get_family(address) != AF_INET) {
-      continue;
-    }
-    std::string text = Ipv4Text(rtnl_addr_get_local(address));
-    const int prefix = rtnl_addr_get_prefixlen(address);
-    if (text.empty() || prefix < 0 || prefix > 32) continue;
-    config.addresses.push_back({std::move(text), static_cast<unsigned>(prefix)});
-  }
+  ReadAddresses(addresses.get(), facts->ifindex, AF_INET, &config.addresses);
+  ReadAddresses(addresses.get(), facts->ifindex, AF_INET6, &config.addresses);
   if (config.addresses.empty()) {
     return MakeError(ErrorCode::kFailedPrecondition,
-                     ifname + " has no IPv4 address (the guest is given IPv4 only; an IPv6-only " +
-                         "pod network is not supported): check the CNI configuration's IPAM");
+                     ifname + " has neither an IPv4 nor a global IPv6 address: check the CNI " +
+                         "configuration's IPAM");
   }
 
-  raw = nullptr;
-  if (int rc = rtnl_route_alloc_cache(socket.get(), AF_INET, 0, &raw); rc < 0) {
-    return NlError("list routes", rc);
-  }
-  CachePtr routes(raw);
   std::vector<InterfaceRoute> via_gateway;
-  for (nl_object* object = nl_cache_get_first(routes.get()); object != nullptr;
-       object = nl_cache_get_next(object)) {
-    auto* route = reinterpret_cast<rtnl_route*>(object);
-    if (rtnl_route_get_table(route) != RT_TABLE_MAIN || rtnl_route_get_type(route) != RTN_UNICAST ||
-        rtnl_route_get_protocol(route) == RTPROT_KERNEL || rtnl_route_get_nnexthops(route) != 1) {
-      continue;
+  for (int family : {AF_INET, AF_INET6}) {
+    raw = nullptr;
+    if (int rc = rtnl_route_alloc_cache(socket.get(), family, 0, &raw); rc < 0) {
+      return NlError("list routes", rc);
     }
-    rtnl_nexthop* hop = rtnl_route_nexthop_n(route, 0);
-    if (hop == nullptr || rtnl_route_nh_get_ifindex(hop) != facts->ifindex) continue;
-    nl_addr* destination = rtnl_route_get_dst(route);
-    std::string network = destination == nullptr ? "0.0.0.0" : Ipv4Text(destination);
-    const unsigned prefix = destination == nullptr ? 0 : nl_addr_get_prefixlen(destination);
-    if (network.empty() && destination != nullptr && nl_addr_get_len(destination) == 0) {
-      network = "0.0.0.0";  // the default route's empty destination
-    }
-    if (network.empty() || prefix > 32) continue;
-    InterfaceRoute out{network + "/" + std::to_string(prefix), ""};
-    if (nl_addr* gateway = rtnl_route_nh_get_gateway(hop); gateway != nullptr) {
-      out.gateway = Ipv4Text(gateway);
-      if (out.gateway.empty()) continue;  // not an IPv4 gateway
-      via_gateway.push_back(std::move(out));
-    } else {
-      config.routes.push_back(std::move(out));
-    }
+    CachePtr routes(raw);
+    ReadRoutes(routes.get(), facts->ifindex, family, &config.routes, &via_gateway);
   }
   config.routes.insert(config.routes.end(), via_gateway.begin(), via_gateway.end());
   return config;

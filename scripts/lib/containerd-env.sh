@@ -386,8 +386,9 @@ bbx_import_demo_image() {
 # benchmarks that drive it with bbx-cri (tests/e2e/cri_client). Before bbx_env_start:
 #   bbx_cri_prepare DIR   DIR is the caller's (it removes it after bbx_env_stop)
 # writes a CNI conflist (Debian's bridge + host-local on $BBX_CRI_SUBNET_PREFIX.0/24,
-# default 10.79.0, used only in the environment's network namespace; host-local's
-# store in DIR/ipam) to DIR/net.d and CRI's config to DIR/cri.toml: a pause stand-in
+# default 10.79.0, used only in the environment's network namespace; with
+# $BBX_CRI_SUBNET6_PREFIX ("fd79:79") also on its ::/64 with an IPv6 default route, dual
+# stack; host-local's store in DIR/ipam) to DIR/net.d and CRI's config to DIR/cri.toml: a pause stand-in
 # as sandbox image, CNI from /usr/lib/cni (CRI brings lo up with its loopback), the
 # runc and beaconbox runtime handlers (the shim finds its config through
 # BEACONBOX_CONFIG in containerd's environment), restrict_oom_score_adj (root here
@@ -406,7 +407,13 @@ bbx_cri_prepare() {
   BBX_CRI_DIR=$1
   BBX_CRI_NETWORK=bbx-cri-test
   BBX_CRI_PAUSE_IMAGE=${BBX_CRI_PAUSE_IMAGE:-docker.io/beaconbox/pause:cri-test}
-  local subnet_prefix=${BBX_CRI_SUBNET_PREFIX:-10.79.0}
+  local subnet_prefix=${BBX_CRI_SUBNET_PREFIX:-10.79.0} ranges routes
+  ranges="[{\"subnet\": \"$subnet_prefix.0/24\"}]"
+  routes='{"dst": "0.0.0.0/0"}'
+  if [ -n "${BBX_CRI_SUBNET6_PREFIX:-}" ]; then
+    ranges+=", [{\"subnet\": \"$BBX_CRI_SUBNET6_PREFIX::/64\"}]"
+    routes+=', {"dst": "::/0"}'
+  fi
   mkdir -p "$BBX_CRI_DIR/net.d" "$BBX_CRI_DIR/ipam" || return 1
   cat > "$BBX_CRI_DIR/net.d/10-$BBX_CRI_NETWORK.conflist" <<EOF
 {
@@ -414,8 +421,8 @@ bbx_cri_prepare() {
   "name": "$BBX_CRI_NETWORK",
   "plugins": [
     {"type": "bridge", "bridge": "bbxcri0", "isGateway": true, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
-              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$BBX_CRI_DIR/ipam"}}
+     "ipam": {"type": "host-local", "ranges": [$ranges],
+              "routes": [$routes], "dataDir": "$BBX_CRI_DIR/ipam"}}
   ]
 }
 EOF

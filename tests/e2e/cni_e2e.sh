@@ -8,7 +8,10 @@
 # mapped port), reaches a listener on the test's bridge and the other container;
 # after delete, after kill -9 of the shim then delete, and after kill -9 of the shim
 # then `beaconbox-ctl gc` (no delete), no lease, veth, netns, cache file or iptables
-# rule is left. A broken conflist, a missing plugin binary and
+# rule is left. Dual stack (issue 18): with an IPv6 range in host-local as well, the
+# container has both addresses and an IPv6 default route, reaches an IPv6 listener
+# on the test's bridge, ICMPv6 echo works both ways, and after delete nothing of it
+# is left (IPv6 lease, ip6tables rule). A broken conflist, a missing plugin binary and
 # a plugin failing ADD each fail the container with one line naming the file or
 # plugin, leaving nothing.
 #   cni_e2e.sh OUTPUT_DIR [system|1.7|2]
@@ -163,7 +166,53 @@ left=$(bbx_cni_leftovers)
 [ -z "$left" ] && pass "without tc-redirect-tap: nothing left after delete" || fail "left: $left"
 bbx_cni_write_conflist iptables
 
-# 7. Bad input: one line naming the file or plugin, nothing left.
+# 7. Dual stack: host-local hands out an IPv4 and an IPv6 address; the guest's eth0
+# gets both (static, as in bridge mode) and an IPv6 default route through the bridge.
+cni_ipv6_prefix=fd77:77
+gw6=$cni_ipv6_prefix::1
+bbx_cni_write_conflist iptables
+bbx_run_detached dual /bin/sleep 600 || fail "ctr run -d dual"
+leases=$(ctl net leases)
+dual4=$(awk '$NF == "dual" {print $1}' <<<"$leases" | cut -d/ -f1)
+dual6=$(awk '$NF == "dual" {print $2}' <<<"$leases" | cut -d/ -f1)
+[[ $dual4 == "$subnet_prefix".* && $dual6 == "$cni_ipv6_prefix"::* ]] &&
+  pass "net leases shows both of dual's addresses ($dual4, $dual6)" || fail "net leases: $leases"
+[ -n "$dual6" ] && [ -e "$cni_dir/ipam/$network/$dual6" ] && pass "host-local's store holds $dual6" ||
+  fail "host-local's store: $(ls "$cni_dir/ipam/$network" 2>&1)"
+# ICMPv6 echo from the bridge to the guest (its eth0 answers for the lease address).
+ok6=""
+for _ in $(seq 10); do
+  in_netns busybox ping -6 -c1 -W3 "$dual6" > /dev/null 2>&1 && { ok6=1; break; }
+  sleep 1
+done
+[ -n "$ok6" ] && pass "ICMPv6 echo from the test's bridge to $dual6" || fail "ping -6 $dual6 from the bridge side"
+# From a second dual-stack container: its IPv6 address and default route, ICMPv6 to
+# the bridge and to dual, TCP to an IPv6 listener on the test's bridge.
+bbx_listen6 "$gw6" 9096 "$BBX_DIR/received6" &
+listener=$!
+sleep 0.5
+said6=$(bbx_run dual2 /bin/sh -c "ip -6 addr show dev eth0; ip -6 route;
+  ping -6 -c1 -W5 $gw6 >/dev/null && echo PING-GATEWAY-OK; ping -6 -c1 -W5 $dual6 >/dev/null && echo PING-PEER-OK;
+  echo hello-over-ipv6-cni | nc $gw6 9096" 2>&1 || true)
+wait "$listener" || true
+received6=$(cat "$BBX_DIR/received6")
+grep -q "inet6 $cni_ipv6_prefix::[0-9a-f:]*/64 scope global" <<<"$said6" && pass "dual2's eth0 has a global IPv6 address in $cni_ipv6_prefix::/64" ||
+  fail "dual2's IPv6 addresses: $said6"
+grep -q "^default via $gw6 dev eth0" <<<"$said6" && pass "dual2's IPv6 default route goes through $gw6" ||
+  fail "dual2's IPv6 default route: $said6"
+grep -q PING-GATEWAY-OK <<<"$said6" && grep -q PING-PEER-OK <<<"$said6" &&
+  pass "ICMPv6 echo from a container to the bridge and to another container" || fail "ICMPv6 from dual2: $said6"
+grep -q "^hello-over-ipv6-cni $cni_ipv6_prefix::" <<<"$received6" &&
+  pass "TCP over IPv6 from a container to a listener on the test's bridge ($received6)" ||
+  fail "the IPv6 listener got '$received6' (container said: $said6)"
+bbx_remove dual
+left=$(bbx_cni_leftovers "$dual4" "$dual6")
+[ -z "$left" ] && pass "dual stack, after delete: no lease of either family, veth, netns, cache or rule" ||
+  fail "dual stack, left after delete: $left"
+cni_ipv6_prefix=""
+bbx_cni_write_conflist iptables
+
+# 8. Bad input: one line naming the file or plugin, nothing left.
 bad_run() {  # bad_run ID EXPECTED_TEXT WHAT
   local id=$1 expected=$2 what=$3 out
   out=$(bbx_run "$id" /bin/true 2>&1) && { fail "$what: the container ran"; return; }

@@ -7,7 +7,8 @@
 # test's network namespace), a pause stand-in and busybox imported into k8s.io (no
 # registry). Per runtime handler: a pod of two containers where one listens on TCP
 # and the other reaches it over localhost (the test's netns too, at the pod's IP from
-# CNI), the pod's hostname and a pid namespace per container as the kubelet's
+# CNI; dual stack: its IPv6 address and IPv6 default route, TCP and ICMPv6 echo from
+# the test's netns to that address), the pod's hostname and a pid namespace per container as the kubelet's
 # defaults ask, both see the same emptyDir (a host dir
 # mounted into both), ExecSync into one (stdout, stderr, exit code), logs at CRI's
 # log path in CRI's format; removing the pod leaves no container, shim, VM, TAP or
@@ -60,7 +61,8 @@ suffix=$(tr '[:upper:]' '[:lower:]' <<<"${work##*.}")
 # never under a k8s.io another containerd may use.
 cgroup_parent=/bbx-cri-$suffix
 subnet_prefix=10.79.0
-BBX_CRI_SUBNET_PREFIX=$subnet_prefix bbx_cri_prepare "$work"
+subnet6_prefix=fd79:79  # dual stack (issue 18)
+BBX_CRI_SUBNET_PREFIX=$subnet_prefix BBX_CRI_SUBNET6_PREFIX=$subnet6_prefix bbx_cri_prepare "$work"
 network=$BBX_CRI_NETWORK
 mkdir -p "$work/logs"
 
@@ -194,6 +196,26 @@ pod_checks() {
   # eth0 CNI made in CRI's netns (bbx_cri_prepare sets BEACON_CNI_CONFIGURED_NETNS).
   [ "$said" = hello-from-server ] && pass "$handler: the test's netns reaches server at the pod IP $ip:8080" ||
     fail "$handler: nc to the pod IP $ip:8080 said '$said'"
+  # Dual stack: the pod's eth0 has host-local's IPv6 address and an IPv6 default route
+  # (with beaconbox the VM took both from the eth0 CRI's CNI made), reached from the
+  # test's netns over TCP and ICMPv6.
+  local ip6
+  said=$(cri exec "$client" /bin/sh -c 'ip -6 addr show dev eth0; ip -6 route' 2>&1 || true)
+  ip6=$(sed -n "s|.*inet6 \($subnet6_prefix::[0-9a-f:]*\)/64 scope global.*|\1|p" <<<"$said" | head -1)
+  [ -n "$ip6" ] && grep -q "^default via $subnet6_prefix::1 dev eth0" <<<"$said" &&
+    pass "$handler: the pod has $ip6 from the test's IPv6 range and an IPv6 default route" ||
+    fail "$handler: the pod's IPv6: $(tr '\n' ' ' <<<"$said")"
+  said=""
+  for _ in $(seq 10); do
+    [ -n "$ip6" ] || break
+    said=$(in_netns busybox nc -w 3 "$ip6" 8080 < /dev/null 2>&1 || true)
+    [ "$said" = hello-from-server ] && break
+    sleep 1
+  done
+  [ "$said" = hello-from-server ] && pass "$handler: the test's netns reaches server at [$ip6]:8080" ||
+    fail "$handler: nc to the pod's IPv6 address [$ip6]:8080 said '$said'"
+  [ -n "$ip6" ] && in_netns busybox ping -6 -c1 -W5 "$ip6" > /dev/null 2>&1 &&
+    pass "$handler: ICMPv6 echo from the test's netns to $ip6" || fail "$handler: ping -6 $ip6"
   # The emptyDir: written in one, read in the other and on the host.
   said=$(cri exec "$server" /bin/sh -c "echo shared-by-$handler > /data/from-server" 2>&1) &&
     pass "$handler: server writes the emptyDir" || fail "$handler: server's write: $said"

@@ -32,7 +32,9 @@ bbx_e2e_finish() {
 # bbx_cni_prepare OUTPUT_DIR (absolute; before bbx_env_start, whose containerd passes
 # BEACON_CNI_* on to the shims): sets cni_dir, network, conflist, subnet_prefix and
 # gateway, exports BEACON_CNI_CONF_DIR, _BIN_DIR and _NETWORK, writes the conflist
-# with the iptables firewall backend. bbx_cni_cleanup removes cni_dir.
+# with the iptables firewall backend. With cni_ipv6_prefix set ("fd77:77", a /64 is
+# made of it), bbx_cni_write_conflist adds an IPv6 range and an IPv6 default route
+# (dual stack; the bridge's gateway is <prefix>::1). bbx_cni_cleanup removes cni_dir.
 # shellcheck disable=SC2034 # the names are for the scripts that source this file
 bbx_cni_prepare() {
   cni_dir=$(mktemp -d /tmp/bbx-cni.XXXXXX)
@@ -43,20 +45,27 @@ bbx_cni_prepare() {
   export BEACON_CNI_NETWORK=$network
   subnet_prefix=10.77.0
   gateway=$subnet_prefix.1
+  cni_ipv6_prefix=""
   bbx_cni_write_conflist iptables
 }
 bbx_cni_cleanup() { if [ -n "${cni_dir:-}" ]; then rm -rf "$cni_dir"; fi; }
 # bbx_cni_write_conflist FIREWALL_BACKEND [EXTRA_PLUGIN_TYPE [LAST_PLUGIN_TYPE]]
 bbx_cni_write_conflist() {
-  local backend=$1 extra=${2:-} last=${3-tc-redirect-tap}
+  local backend=$1 extra=${2:-} last=${3-tc-redirect-tap} ranges routes
+  ranges="[{\"subnet\": \"$subnet_prefix.0/24\"}]"
+  routes='{"dst": "0.0.0.0/0"}'
+  if [ -n "${cni_ipv6_prefix:-}" ]; then
+    ranges+=", [{\"subnet\": \"$cni_ipv6_prefix::/64\"}]"
+    routes+=', {"dst": "::/0"}'
+  fi
   cat > "$conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "$network",
   "plugins": [
     {"type": "bridge", "bridge": "bbxcni0", "isGateway": true, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
-              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$cni_dir/ipam"}},
+     "ipam": {"type": "host-local", "ranges": [$ranges],
+              "routes": [$routes], "dataDir": "$cni_dir/ipam"}},
     $([ -n "$extra" ] && printf '{"type": "%s"},' "$extra")
     {"type": "portmap", "capabilities": {"portMappings": true}},
     {"type": "firewall", "backend": "$backend"}$([ -n "$last" ] && printf ',\n    {"type": "%s"}' "$last")
@@ -66,9 +75,10 @@ EOF
 }
 
 # What a container may leave behind, one line each: host-local leases, veths and TAPs on
-# the test's side, namespaces the plugin made, cache files, iptables rules naming ADDRESS.
+# the test's side, namespaces the plugin made, cache files, iptables rules naming ADDRESS
+# and ip6tables rules naming ADDRESS6.
 bbx_cni_leftovers() {
-  local address=${1:-none} f
+  local address=${1:-none} address6=${2:-none} f
   for f in "$cni_dir/ipam/$network"/*; do
     [ -e "$f" ] || continue
     case ${f##*/} in lock | last_reserved_ip.*) ;; *) echo "lease ${f##*/}" ;; esac
@@ -79,4 +89,23 @@ bbx_cni_leftovers() {
     [ -e "$f" ] && echo "file $f"
   done
   in_netns iptables-save 2>/dev/null | grep -F -- "$address/" | sed 's/^/rule /' || true
+  in_netns ip6tables-save 2>/dev/null | grep -F -- "$address6/" | sed 's/^/rule6 /' || true
+}
+
+# bbx_listen6 ADDRESS PORT OUTPUT (run it in the background): a TCP listener on the
+# IPv6 ADDRESS in the test's netns that takes one connection and writes its first
+# line and the peer's address ("hello fd00::5") to OUTPUT; gives up after 120 s.
+bbx_listen6() {
+  in_netns python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(120)
+c, peer = s.accept(); c.settimeout(30)
+data = b""
+while not data.endswith(b"\n"):
+    chunk = c.recv(100)
+    if not chunk: break
+    data += chunk
+print(data.decode().strip(), peer[0])' "$1" "$2" > "$3" 2>&1
 }

@@ -51,18 +51,7 @@ wait "$listener" || true
 
 # 2b. The same over IPv6: the listener binds the bridge's IPv6 address and records
 # the peer's address, which must be the container's lease.
-in_netns python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET6)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 8086)); s.listen(1); s.settimeout(120)
-c, peer = s.accept(); c.settimeout(30)
-data = b""
-while not data.endswith(b"\n"):
-    chunk = c.recv(100)
-    if not chunk: break
-    data += chunk
-print(data.decode().strip(), peer[0])' "$gw6" > "$BBX_DIR/received6" 2>&1 &
+bbx_listen6 "$gw6" 8086 "$BBX_DIR/received6" &
 listener=$!
 sleep 0.5
 bbx_run tcp6 /bin/sh -c "echo hello-over-ipv6 | nc $gw6 8086" || true
@@ -245,6 +234,18 @@ else
   bbx_remove crash6
 fi
 
+# 8b. BEACON_IPV4 / BEACON_IPV6 (1/true/0/false) override the ipv4 / ipv6 keys: through
+# the plugin host into the bridge plugin's config (both off is its one-line refusal).
+said=$(BEACON_IPV4=0 BEACON_IPV6=false ctl config validate 2>&1 || true)
+[[ $said == *"config key ipv4: ipv4 and ipv6 are both false"* ]] && [ "$(grep -c . <<<"$said")" = 1 ] &&
+  pass "BEACON_IPV4=0 BEACON_IPV6=false reach the bridge plugin: ${said##*: plugin }" ||
+  fail "config validate with BEACON_IPV4=0 BEACON_IPV6=false: $said"
+said=$(BEACON_IPV4=maybe ctl config validate 2>&1 || true)
+[[ $said == *"BEACON_IPV4: plugins.network.bridge.config.ipv4 must be a boolean"* ]] &&
+  pass "BEACON_IPV4=maybe is refused in one line naming it" || fail "config validate with BEACON_IPV4=maybe: $said"
+[ "$(BEACON_IPV6=0 ctl config validate 2>&1)" = OK ] && pass "BEACON_IPV6=0 alone validates (IPv4 only)" ||
+  fail "config validate with BEACON_IPV6=0: $(BEACON_IPV6=0 ctl config validate 2>&1)"
+
 # 9. IPv6-only mode (ipv4 = false): the next shims read the changed config; the guest
 # has no IPv4 address, works over IPv6, and no IPv4 rule or bridge address is made.
 cp "$BBX_BEACONBOX_CONFIG" "$BBX_DIR/beaconbox.toml.dual"
@@ -258,6 +259,10 @@ if ! grep -q 'inet ' <<<"$only6" && grep -q "inet6 $prefix6::" <<<"$only6" &&
 else
   fail "IPv6-only guest: $only6"
 fi
+# The plugin added beacon0's IPv4 gateway (step 1) and no IPv4 lease is left: it goes.
+bridge4=$(in_netns ip -4 -o addr show dev beacon0 2>&1)
+[ -z "$bridge4" ] && pass "IPv6-only mode: the IPv4 gateway address the plugin had added to beacon0 is gone" ||
+  fail "IPv6-only mode: beacon0 keeps $bridge4"
 rules=$(in_netns nft list ruleset)
 ! grep -q 'masquerade' <<<"$rules" && pass "IPv6-only mode: the IPv4 masquerade rule is gone" ||
   fail "IPv6-only mode left IPv4 masquerade: $(grep masquerade <<<"$rules")"

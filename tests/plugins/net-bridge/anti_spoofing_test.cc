@@ -157,6 +157,28 @@ Bytes NdMessage(uint8_t type, Ipv6 target, const Mac& option_mac) {
   return icmp;
 }
 
+// The solicited-node multicast address of `target` (ff02::1:ffXX:XXXX) and its MAC.
+Ipv6 SolicitedNodeAddress(Ipv6 target) {
+  return (Ipv6(0xff02) << 112) | (Ipv6(1) << 32) | (Ipv6(0xff) << 24) | (target & 0xffffff);
+}
+Mac SolicitedNodeMac(Ipv6 target) {
+  return {0x33,
+          0x33,
+          0xff,
+          static_cast<uint8_t>(target >> 16),
+          static_cast<uint8_t>(target >> 8),
+          static_cast<uint8_t>(target)};
+}
+
+// A solicitation for `target` with two options: a nonce (type 14) first, then a
+// source link-layer address option naming `option_mac`.
+Bytes NdSolicitWithNonce(Ipv6 target, const Mac& option_mac) {
+  Bytes icmp = NdMessage(135, target, option_mac);
+  const Bytes nonce = {14, 1, 1, 2, 3, 4, 5, 6};
+  icmp.insert(icmp.begin() + 24, nonce.begin(), nonce.end());
+  return icmp;
+}
+
 Bytes Echo6(uint16_t id) {
   Bytes icmp = {128, 0, 0, 0};
   Put16(icmp, id);
@@ -185,6 +207,7 @@ struct Seen {
   std::vector<Ipv4> echo_replies_to;   // destination IP of each ICMP echo reply
   Mac gateway_mac{};
   std::vector<Ipv6> echo6_replies_to;  // destination of each ICMPv6 echo reply
+  std::vector<Mac> echo6_reply_macs;   // its Ethernet destination
   std::vector<Ipv6> na_to;             // destination of each neighbour advertisement
 };
 
@@ -201,7 +224,12 @@ void Record(const Bytes& frame, Seen& seen) {
   } else if (type == 0x86dd && frame.size() >= 14 + 40 + 4 && frame[14 + 6] == 58) {
     Ipv6 destination = 0;
     for (int i = 0; i < 16; ++i) destination = (destination << 8) | frame[14 + 24 + i];
-    if (frame[54] == 129) seen.echo6_replies_to.push_back(destination);
+    if (frame[54] == 129) {
+      seen.echo6_replies_to.push_back(destination);
+      Mac to{};
+      std::memcpy(to.data(), &frame[0], 6);
+      seen.echo6_reply_macs.push_back(to);
+    }
     if (frame[54] == 136) {
       seen.na_to.push_back(destination);
       std::memcpy(seen.gateway_mac.data(), &frame[6], 6);
@@ -358,14 +386,8 @@ TEST_F(AntiSpoofingTest, AGuestSendsOnlyAsItsOwnIpv6AddressesAndIsNoRouter) {
   Send(Icmp6Frame(guest_mac, all_nodes, guest_ll, (Ipv6(0xff02) << 112) | 1, RouterAdvert()));
   // Solicitations for the gateway: forged source first (answered to the victim's address
   // if it got through), then the guest's own.
-  const Mac solicited = {0x33,
-                         0x33,
-                         0xff,
-                         static_cast<uint8_t>(gateway >> 16),
-                         static_cast<uint8_t>(gateway >> 8),
-                         static_cast<uint8_t>(gateway)};
-  const Ipv6 solicited_ip =
-      (Ipv6(0xff02) << 112) | (Ipv6(1) << 32) | (Ipv6(0xff) << 24) | (gateway & 0xffffff);
+  const Mac solicited = SolicitedNodeMac(gateway);
+  const Ipv6 solicited_ip = SolicitedNodeAddress(gateway);
   Send(Icmp6Frame(guest_mac, solicited, victim_ip, solicited_ip,
                   NdMessage(135, gateway, guest_mac)));
   Send(
@@ -405,6 +427,56 @@ TEST_F(AntiSpoofingTest, AGuestSendsOnlyAsItsOwnIpv6AddressesAndIsNoRouter) {
   std::string routes = testing::Shell("ip -6 route show default");
   EXPECT_EQ(routes.find("default"), std::string::npos)
       << "the host took the guest's router advertisement: " << routes;
+}
+
+// Neighbour discovery names only the guest's own MAC: a solicitation or advertisement
+// whose link-layer address option names another MAC would make the host send the
+// guest's traffic there (to another container, or flooded to every port). Each
+// forged message is followed by an echo request; the host's reply goes to the MAC its
+// neighbour entry for the guest holds.
+TEST_F(AntiSpoofingTest, AGuestsNeighbourDiscoveryNamesOnlyItsOwnMac) {
+  pb::NetworkAttachment guest = Attach("guest");
+  ASSERT_FALSE(HasFailure());
+  const Mac guest_mac = ParseMac(guest.mac());
+  const Ipv6 guest_ip = *ParseIpv6(guest.addresses(1).address());
+  const Ipv6 gateway = config_.gateway6;
+  const Mac forged_mac = {0x02, 0x66, 0x66, 0x66, 0x66, 0x66};
+  const Mac solicited = SolicitedNodeMac(gateway);
+  const Ipv6 solicited_ip = SolicitedNodeAddress(gateway);
+  ASSERT_NO_FATAL_FAILURE(OpenTap(guest.tap_name()));
+
+  // The proper solicitation: the host learns the guest's MAC and answers.
+  Send(
+      Icmp6Frame(guest_mac, solicited, guest_ip, solicited_ip, NdMessage(135, gateway, guest_mac)));
+  Seen seen = ReadUntil(Seen{}, [&](const Seen& s) { return Contains(s.na_to, guest_ip); });
+  ASSERT_TRUE(Contains(seen.na_to, guest_ip)) << "the proper neighbour solicitation got no answer";
+  const Mac gateway_mac = seen.gateway_mac;
+
+  auto echo_reply_goes_to = [&](uint16_t id) -> Mac {
+    const size_t before = seen.echo6_reply_macs.size();
+    Send(Icmp6Frame(guest_mac, gateway_mac, guest_ip, gateway, Echo6(id)));
+    seen = ReadUntil(seen, [&](const Seen& s) { return s.echo6_reply_macs.size() > before; });
+    EXPECT_GT(seen.echo6_reply_macs.size(), before) << "echo request " << id << " got no answer";
+    return seen.echo6_reply_macs.size() > before ? seen.echo6_reply_macs.back() : Mac{};
+  };
+  EXPECT_EQ(echo_reply_goes_to(20), guest_mac);
+
+  // A solicitation whose source link-layer address option names another MAC.
+  Send(Icmp6Frame(guest_mac, solicited, guest_ip, solicited_ip,
+                  NdMessage(135, gateway, forged_mac)));
+  EXPECT_EQ(echo_reply_goes_to(21), guest_mac)
+      << "the host took a solicitation's forged source link-layer address";
+  // The same behind a nonce option (a second option: past the checked place).
+  Send(Icmp6Frame(guest_mac, solicited, guest_ip, solicited_ip,
+                  NdSolicitWithNonce(gateway, forged_mac)));
+  EXPECT_EQ(echo_reply_goes_to(22), guest_mac)
+      << "the host took a forged source link-layer address behind a nonce";
+  // An advertisement (override) for the guest's own address naming another MAC.
+  Send(Icmp6Frame(guest_mac, gateway_mac, guest_ip, gateway, NdMessage(136, guest_ip, forged_mac)));
+  EXPECT_EQ(echo_reply_goes_to(23), guest_mac)
+      << "the host took an advertisement's forged target link-layer address";
+  std::string neighbour = testing::Shell("ip -6 neigh show " + FormatIpv6(guest_ip));
+  EXPECT_EQ(neighbour.find("02:66:66:66:66:66"), std::string::npos) << neighbour;
 }
 
 TEST_F(AntiSpoofingTest, TheGuardGoesWithTheTapAndComesBackAtReconcile) {

@@ -153,6 +153,52 @@ TEST_F(BridgeNetworkTest, Ipv6OnlyModeMakesNoIpv4AddressOrRule) {
   EXPECT_EQ(Network().ListLeases()->leases_size(), 0);
 }
 
+// Turning ipv4 off for a bridge whose IPv4 gateway this configuration added removes
+// that address (once no container holds an IPv4 lease); one the operator had put
+// there stays.
+TEST_F(BridgeNetworkTest, Ipv4OffRemovesTheIpv4GatewayItAddedButNoOneElses) {
+  auto attachment = Network().Attach(Request("dual"));
+  ASSERT_TRUE(attachment.ok()) << attachment.error().message;
+  EXPECT_NE(Shell("ip -4 addr show dev beacon0").find("inet 10.88.0.1/16"), std::string::npos);
+  // Still an IPv4 lease: the next IPv6-only shim leaves the gateway alone.
+  config_.ipv4 = false;
+  network_.reset();
+  auto v6 = Network().Attach(Request("v6"));
+  ASSERT_TRUE(v6.ok()) << v6.error().message;
+  EXPECT_NE(Shell("ip -4 addr show dev beacon0").find("inet 10.88.0.1/16"), std::string::npos);
+  ASSERT_TRUE(Network().Detach({"default", "dual"}).ok());
+  auto v6b = Network().Attach(Request("v6b"));
+  ASSERT_TRUE(v6b.ok()) << v6b.error().message;
+  EXPECT_EQ(Shell("ip -4 addr show dev beacon0").find("inet "), std::string::npos)
+      << Shell("ip -4 addr show dev beacon0");
+  EXPECT_NE(Shell("ip -6 addr show dev beacon0").find("fd57:dba9:ddb6::1/64"), std::string::npos);
+  ASSERT_TRUE(Network().Detach({"default", "v6"}).ok());
+  ASSERT_TRUE(Network().Detach({"default", "v6b"}).ok());
+
+  // The operator's address on the bridge: not ours to take away.
+  network_.reset();
+  int exit_code = -1;
+  Shell(
+      "ip link del beacon0 && ip link add bbx-op0 type bridge && "
+      "ip addr add 10.89.0.1/16 dev bbx-op0",
+      &exit_code);
+  ASSERT_EQ(exit_code, 0);
+  config_.bridge = "bbx-op0";
+  config_.ipv4 = true;
+  config_.subnet = Subnet{0x0a590000u, 16};
+  config_.gateway = 0x0a590001u;
+  config_.db_path = state_dir_ + "/network-op.db";
+  auto theirs = Network().Attach(Request("op"));
+  ASSERT_TRUE(theirs.ok()) << theirs.error().message;
+  ASSERT_TRUE(Network().Detach({"default", "op"}).ok());
+  config_.ipv4 = false;
+  network_.reset();
+  auto op6 = Network().Attach(Request("op6"));
+  ASSERT_TRUE(op6.ok()) << op6.error().message;
+  EXPECT_NE(Shell("ip -4 addr show dev bbx-op0").find("inet 10.89.0.1/16"), std::string::npos);
+  ASSERT_TRUE(Network().Detach({"default", "op6"}).ok());
+}
+
 TEST_F(BridgeNetworkTest, AnIpv6PrefixOverlappingAnotherLinksNetworkFailsAttachWithoutALease) {
   int exit_code = -1;
   Shell(

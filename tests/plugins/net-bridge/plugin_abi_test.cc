@@ -3,6 +3,7 @@
 #include "beaconbox/plugin_abi.h"
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "beaconbox/plugin/v1/network.pb.h"
@@ -52,6 +53,23 @@ TEST_F(PluginAbiTest, EntryDescribesTheConfigSchema) {
   }
   EXPECT_NE(ops_->reconcile, nullptr);
   EXPECT_NE(ops_->list_leases, nullptr);
+}
+
+// The keys an operator overrides from containerd's environment, as the IPv4 subnet
+// is (the plugin host applies them; booleans take 1/true/0/false).
+TEST_F(PluginAbiTest, TheAddressFamilyKeysNameTheirEnvironmentVariables) {
+  std::map<std::string, std::string> env_of;
+  for (size_t i = 0; i < response_.config_key_count; ++i) {
+    const bbx_config_key& key = response_.config_keys[i];
+    if (key.env_var != nullptr) env_of[key.name] = key.env_var;
+    if (key.name == std::string("ipv4") || key.name == std::string("ipv6")) {
+      EXPECT_EQ(key.type, BBX_CONFIG_BOOLEAN) << key.name;
+    }
+  }
+  EXPECT_EQ(env_of["subnet"], "BEACON_SUBNET");
+  EXPECT_EQ(env_of["ipv6_prefix"], "BEACON_IPV6_PREFIX");
+  EXPECT_EQ(env_of["ipv4"], "BEACON_IPV4");
+  EXPECT_EQ(env_of["ipv6"], "BEACON_IPV6");
 }
 
 TEST_F(PluginAbiTest, InitChangesNothingAndRejectsBadConfig) {

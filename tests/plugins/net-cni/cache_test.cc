@@ -47,28 +47,77 @@ TEST(Cache, TheGuestGetsTheCniInterfacesMacAddressesRoutesAndDns) {
                    {"name": "eth0", "mac": "7e:14:c8:8b:27:26", "sandbox": "/n"},
                    {"name": "tap0", "mac": "0e:00:00:00:00:02", "sandbox": "/n"}],
     "ips": [{"interface": 1, "address": "10.99.0.2/24", "gateway": "10.99.0.1"},
-            {"interface": 1, "address": "fd00::2/64"}],
+            {"interface": 1, "address": "fd00::2/64", "gateway": "fd00::1"}],
     "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.5.0.0/16", "gw": "10.99.0.254"},
                {"dst": "::/0"}],
-    "dns": {"nameservers": ["10.99.0.1"], "search": ["svc.test"]}})",
+    "dns": {"nameservers": ["10.99.0.1", "fd00::1"], "search": ["svc.test"]}})",
                                "chain");
   ASSERT_TRUE(result.ok()) << result.error().message;
   auto attachment = AttachmentFromResult(*result, "eth0", "/n", "ff:ff:ff:ff:ff:ff");
   ASSERT_TRUE(attachment.ok()) << attachment.error().message;
   EXPECT_EQ(attachment->mac(), "7e:14:c8:8b:27:26");
   EXPECT_EQ(attachment->netns_path(), "/n");
-  ASSERT_EQ(attachment->addresses_size(), 1);  // IPv4 only
+  ASSERT_EQ(attachment->addresses_size(), 2);  // dual stack
   EXPECT_EQ(attachment->addresses(0).address(), "10.99.0.2");
   EXPECT_EQ(attachment->addresses(0).prefix_length(), 24u);
-  ASSERT_EQ(attachment->routes_size(), 2);
-  EXPECT_EQ(attachment->routes(0).gateway(), "10.99.0.1");  // the IP's gateway
+  EXPECT_EQ(attachment->addresses(1).address(), "fd00::2");
+  EXPECT_EQ(attachment->addresses(1).prefix_length(), 64u);
+  ASSERT_EQ(attachment->routes_size(), 3);
+  EXPECT_EQ(attachment->routes(0).gateway(), "10.99.0.1");  // the IPv4 IP's gateway
   EXPECT_EQ(attachment->routes(1).gateway(), "10.99.0.254");
+  EXPECT_EQ(attachment->routes(2).destination(), "::/0");
+  EXPECT_EQ(attachment->routes(2).gateway(), "fd00::1");  // the IPv6 IP's gateway
+  ASSERT_EQ(attachment->dns_servers_size(), 2);
   EXPECT_EQ(attachment->dns_servers(0), "10.99.0.1");
+  EXPECT_EQ(attachment->dns_servers(1), "fd00::1");
   EXPECT_EQ(attachment->dns_search(0), "svc.test");
 
   auto no_address = ParseCniResult(R"({"cniVersion":"1.0.0"})", "p");
   ASSERT_TRUE(no_address.ok());
   EXPECT_FALSE(AttachmentFromResult(*no_address, "eth0", "/n", "").ok());
+}
+
+// host-local with only an IPv6 range: the guest gets IPv6 alone.
+TEST(Cache, AnIpv6OnlyResultIsEnough) {
+  auto result = ParseCniResult(R"({
+    "cniVersion": "1.0.0",
+    "interfaces": [{"name": "eth0", "mac": "7e:14:c8:8b:27:26", "sandbox": "/n"}],
+    "ips": [{"interface": 0, "address": "fd00:5::9/64", "gateway": "fd00:5::1"}],
+    "routes": [{"dst": "::/0"}, {"dst": "fd00:6::/48", "gw": "fd00:5::fe"}]})",
+                               "host-local");
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  auto attachment = AttachmentFromResult(*result, "eth0", "/n", "");
+  ASSERT_TRUE(attachment.ok()) << attachment.error().message;
+  ASSERT_EQ(attachment->addresses_size(), 1);
+  EXPECT_EQ(attachment->addresses(0).address(), "fd00:5::9");
+  ASSERT_EQ(attachment->routes_size(), 2);
+  EXPECT_EQ(attachment->routes(0).gateway(), "fd00:5::1");
+  EXPECT_EQ(attachment->routes(1).gateway(), "fd00:5::fe");
+}
+
+// An IPv4 gateway never becomes the next hop of an IPv6 route (nor the other way).
+TEST(Cache, ARouteThroughAGatewayOfTheOtherFamilyIsRefused) {
+  auto result = ParseCniResult(R"({
+    "cniVersion": "1.0.0",
+    "ips": [{"address": "10.99.0.2/24", "gateway": "10.99.0.1"}],
+    "routes": [{"dst": "::/0", "gw": "10.99.0.1"}]})",
+                               "evil");
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  auto attachment = AttachmentFromResult(*result, "eth0", "/n", "");
+  ASSERT_FALSE(attachment.ok());
+  EXPECT_NE(attachment.error().message.find("an address of the other family"), std::string::npos)
+      << attachment.error().message;
+  // A route of a family without a gateway of its own stays on the link.
+  result = ParseCniResult(R"({
+    "cniVersion": "1.0.0",
+    "ips": [{"address": "10.99.0.2/24", "gateway": "10.99.0.1"}],
+    "routes": [{"dst": "fd00:7::/48"}]})",
+                          "p");
+  ASSERT_TRUE(result.ok());
+  attachment = AttachmentFromResult(*result, "eth0", "/n", "");
+  ASSERT_TRUE(attachment.ok()) << attachment.error().message;
+  ASSERT_EQ(attachment->routes_size(), 1);
+  EXPECT_EQ(attachment->routes(0).gateway(), "");
 }
 
 TEST(Config, DefaultsAndBadKeys) {

@@ -73,19 +73,55 @@ TEST_F(NetnsConfigTest, NoEth0IsOneClearError) {
             "there is no eth0 (CNI makes it: was CNI run in this network namespace?)");
 }
 
-TEST_F(NetnsConfigTest, Ipv6OnlyAndAddresslessEth0AreRefusedClearly) {
+TEST_F(NetnsConfigTest, AddresslessEth0IsRefusedClearly) {
   ASSERT_EQ(Shell("ip link add eth0 type veth peer name peer0 && ip link set eth0 up"), 0);
   auto config = Read();
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.error().code, ErrorCode::kFailedPrecondition);
-  EXPECT_NE(config.error().message.find("eth0 has no IPv4 address"), std::string::npos)
-      << config.error().message;
-  ASSERT_EQ(Shell("ip addr add fd00:79::7/64 dev eth0 nodad"), 0);
-  config = Read();
-  ASSERT_FALSE(config.ok());
-  EXPECT_NE(config.error().message.find("an IPv6-only pod network is not supported"),
+  EXPECT_NE(config.error().message.find("eth0 has neither an IPv4 nor a global IPv6 address"),
             std::string::npos)
       << config.error().message;
+}
+
+// Dual stack as CNI's bridge plugin with a host-local IPv6 range leaves eth0: the
+// global IPv6 address and the IPv6 default route come after the IPv4 ones; the
+// link-local address, a route learnt from a router advertisement and the kernel's
+// prefix routes do not come at all.
+TEST_F(NetnsConfigTest, ReadsGlobalIpv6AddressesAndTheIpv6DefaultRoute) {
+  MakeConfiguredEth0();
+  ASSERT_EQ(Shell("ip addr add fd00:79::7/64 dev eth0 nodad && "
+                  "ip addr add fe80::aa:7/64 dev eth0 nodad && "
+                  "ip -6 route add fd00:80::/48 dev eth0 && "
+                  "ip -6 route add fd00:99::/48 via fe80::1 dev eth0 proto ra && "
+                  "ip -6 route add default via fd00:79::1 dev eth0"),
+            0);
+  auto config = Read();
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  ASSERT_EQ(config->addresses.size(), 2u);
+  EXPECT_EQ(config->addresses[0].address, "10.79.0.7");
+  EXPECT_EQ(config->addresses[1].address, "fd00:79::7");
+  EXPECT_EQ(config->addresses[1].prefix_length, 64u);
+  ASSERT_EQ(config->routes.size(), 4u);
+  EXPECT_EQ(config->routes[0].destination, "10.80.0.0/16");
+  EXPECT_EQ(config->routes[1].destination, "fd00:80::/48");
+  EXPECT_EQ(config->routes[1].gateway, "");
+  EXPECT_EQ(config->routes[2].destination, "0.0.0.0/0");
+  EXPECT_EQ(config->routes[3].destination, "::/0");
+  EXPECT_EQ(config->routes[3].gateway, "fd00:79::1");
+}
+
+TEST_F(NetnsConfigTest, AnIpv6OnlyEth0IsReadToo) {
+  ASSERT_EQ(Shell("ip link add eth0 type veth peer name peer0 && ip link set eth0 up && "
+                  "ip link set peer0 up && ip addr add fd00:79::7/64 dev eth0 nodad && "
+                  "ip -6 route add default via fd00:79::1 dev eth0"),
+            0);
+  auto config = Read();
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  ASSERT_EQ(config->addresses.size(), 1u);
+  EXPECT_EQ(config->addresses[0].address, "fd00:79::7");
+  ASSERT_EQ(config->routes.size(), 1u);
+  EXPECT_EQ(config->routes[0].destination, "::/0");
+  EXPECT_EQ(config->routes[0].gateway, "fd00:79::1");
 }
 
 class ConfiguredNetnsTest : public NetnsConfigTest {
@@ -137,6 +173,29 @@ TEST_F(ConfiguredNetnsTest, CouplesATapToEth0AndDetachLeavesEth0AndTheNamespace)
   EXPECT_NE(Shell("ip link show tap0 >/dev/null 2>&1"), 0);
   EXPECT_NE(Shell("tc qdisc show dev eth0 | grep -q ingress"), 0);
   EXPECT_EQ(Shell("ip -4 addr show dev eth0 | grep -q 10.79.0.7/24"), 0);
+}
+
+TEST_F(ConfiguredNetnsTest, ADualStackEth0GivesTheGuestBothFamiliesAndTheLeaseBothAddresses) {
+  MakeConfiguredEth0();
+  ASSERT_EQ(Shell("ip addr add fd00:79::7/64 dev eth0 nodad && "
+                  "ip -6 route add default via fd00:79::1 dev eth0"),
+            0);
+  CniNetwork network = Network();
+  auto attached = network.Attach(Request(netns_));
+  ASSERT_TRUE(attached.ok()) << attached.error().message;
+  ASSERT_EQ(attached->addresses_size(), 2);
+  EXPECT_EQ(attached->addresses(1).address(), "fd00:79::7");
+  EXPECT_EQ(attached->addresses(1).prefix_length(), 64u);
+  ASSERT_EQ(attached->routes_size(), 3);
+  EXPECT_EQ(attached->routes(2).destination(), "::/0");
+  EXPECT_EQ(attached->routes(2).gateway(), "fd00:79::1");
+  auto leases = network.ListLeases();
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->leases_size(), 1);
+  EXPECT_EQ(leases->leases(0).address(), "10.79.0.7/24");
+  EXPECT_EQ(leases->leases(0).address6(), "fd00:79::7/64");
+  ASSERT_TRUE(network.Detach("k8s.io", "pod1").ok());
+  EXPECT_NE(Shell("ip link show tap0 >/dev/null 2>&1"), 0);
 }
 
 TEST_F(ConfiguredNetnsTest, WithoutTheSpecsNamespaceOrEth0AttachFailsLeavingNothing) {
