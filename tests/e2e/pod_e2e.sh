@@ -28,6 +28,11 @@
 #     768 + 3 x 128 MiB (1 GiB + 128 MiB);
 #   - a further container whose limit does not fit (2 GiB more, vm.max_memory_mib 2048)
 #     is refused with one line and adds no shim or VM.
+# A pod with [storage] driver = "erofs" (the shims read the config at each start): a
+# sandbox and two app containers in one VM, each on its own image layers as EROFS
+# (the pod's containers get them over one read-only share of the VM, as a running VM
+# gets no new disk), each rootfs its own; deleting the pod leaves no VM, mount, loop
+# device or share of the images.
 #   pod_e2e.sh OUTPUT_DIR [system|1.7|2]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,7 +42,7 @@ export BBX_CONTAINERD=${2:-system}
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 bbx_select_containerd_or_skip
-bbx_require_beaconbox "$BBX_OUTPUT_DIR"
+bbx_require_beaconbox "$BBX_OUTPUT_DIR" plugins/storage-erofs.so
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
 
@@ -243,5 +248,66 @@ mounts=$(bbx_env_mounts | grep -E "/io.containerd.runtime.v2.task/|/beacon/" || 
 [ -z "$mounts" ] && pass "no mount is left" || fail "mounts left: $mounts"
 files=$(find "$BBX_DIR/beacon/run" -mindepth 2 \( -path '*/vm/*' -o -path '*/s/*' \) 2>/dev/null || true)
 [ -z "$files" ] && pass "no VM directory or shim socket is left" || fail "left: $files"
+
+# The erofs storage driver for a pod.
+sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
+printf '\n[plugins.storage.erofs]\npath = "%s"\n' "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" >> "$BBX_BEACONBOX_CONFIG"
+cache_dir=$BBX_DIR/beacon/state/erofs
+runtime=io.containerd.beaconbox.v1
+pod=epod
+erofs_ids=()
+if grep -q '^driver = "erofs"$' "$BBX_BEACONBOX_CONFIG" &&
+   ctl run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" \
+     --annotation io.kubernetes.cri.container-type=sandbox --annotation "io.kubernetes.cri.sandbox-id=$pod" \
+     --with-ns "network:$pod_netns" "$BBX_IMAGE" "$pod" /bin/sleep 3600 </dev/null >/dev/null 2>&1 &&
+   wait_running "$pod"; then
+  erofs_ids+=("$pod")
+  pod_pid=$(task_pid "$pod")
+  for app in eapp1 eapp2; do
+    if out=$(ctl run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" \
+               --annotation io.kubernetes.cri.container-type=container \
+               --annotation "io.kubernetes.cri.sandbox-id=$pod" \
+               --with-ns "network:$pod_netns" --with-ns "ipc:/proc/$pod_pid/ns/ipc" \
+               --with-ns "uts:/proc/$pod_pid/ns/uts" \
+               "$BBX_IMAGE" "$app" /bin/sleep 3600 </dev/null 2>&1) && wait_running "$app"; then
+      erofs_ids+=("$app")
+    else
+      fail "erofs: the app container $app did not run: $(printf '%s' "$out" | tail -c 400)"
+    fi
+  done
+else
+  fail "erofs: the sandbox container $pod did not run (driver erofs selected: $(grep -c '^driver = "erofs"$' "$BBX_BEACONBOX_CONFIG"))"
+fi
+if [ "${#erofs_ids[@]}" = 3 ]; then
+  [ "$(qemu_count)" -eq 1 ] && pass "erofs: the sandbox and two app containers run in one VM" ||
+    fail "erofs: $(qemu_count) QEMU processes for the pod"
+  for id in "${erofs_ids[@]}"; do
+    # The root is the guest's overlay of the layers vminitd mounted from the images.
+    root=$(exec_in "$id" "root-$id" awk '$5 == "/"' /proc/self/mountinfo 2>&1 || true)
+    layers=$(grep -c "erofs layer .* for $BBX_NS/$id\([^a-z0-9-]\|\$\)" "$BBX_DIR/containerd.log" || true)
+    [[ $root == *" overlay "*"lowerdir="*"layers/0"* ]] && [ "$layers" -ge 1 ] &&
+      pass "erofs: $id runs on its $layers image layer(s) as EROFS (root: ${root:0:120})" ||
+      fail "erofs: $id: root '$root', $layers erofs layer log line(s)"
+  done
+  exec_in eapp1 w-e1 /bin/sh -c 'echo eapp1-wrote > /erofs-file' >/dev/null 2>&1 || true
+  [ "$(exec_in eapp1 r-e1 cat /erofs-file 2>&1)" = eapp1-wrote ] &&
+    [ "$(exec_in eapp2 r-e2 cat /erofs-file 2>&1)" != eapp1-wrote ] &&
+    [ "$(exec_in "$pod" r-e3 cat /erofs-file 2>&1)" != eapp1-wrote ] &&
+    pass "erofs: eapp1 writes its own rootfs; eapp2 and the sandbox do not see it" ||
+    fail "erofs: a write to eapp1's rootfs is missing there or seen elsewhere"
+  shares=$(find "$cache_dir/shares" -mindepth 2 -maxdepth 2 2>/dev/null | sed 's|.*/shares/||' | tr '\n' ' ')
+  [ "$(wc -w <<<"$shares")" = 3 ] && pass "erofs: one share of the VM holds the three containers' images: $shares" ||
+    fail "erofs: the pod's layer share holds '$shares'"
+fi
+for id in eapp2 eapp1 "$pod"; do remove "$id"; done
+for _ in $(seq 100); do [ "$(qemu_count)" -eq 0 ] && break; sleep 0.2; done
+left=$(others | while read -r pid; do [ "$pid" = "$netns_holder" ] || echo "$pid $(exe_of "$pid")"; done)
+mounts=$(bbx_env_mounts | grep -E "/io.containerd.runtime.v2.task/|/beacon/" || true)
+loops=$(losetup -a 2>/dev/null | grep -F "$BBX_DIR" || true)
+shares=$(find "$cache_dir/shares" -mindepth 1 2>/dev/null || true)
+files=$(find "$BBX_DIR/beacon/run" -mindepth 2 \( -path '*/vm/*' -o -path '*/s/*' \) 2>/dev/null || true)
+[ -z "$left$mounts$loops$shares$files" ] &&
+  pass "erofs: the deleted pod left no VM or shim, mount, loop device, image share or VM directory" ||
+  fail "erofs: left after deleting the pod: processes '$left' mounts '$mounts' loops '$loops' shares '$shares' files '$files'"
 
 bbx_e2e_finish "pod end-to-end: all checks passed"
