@@ -95,6 +95,10 @@ code=0
 said=$(cri create some-pod c "$BBX_IMAGE" --mount relative:/data -- true 2>&1) || code=$?
 [ "$code" = 125 ] && [ "$(wc -l <<<"$said")" = 1 ] && [[ $said == *"--mount wants HOST:CTR"* ]] &&
   pass "bbx-cri refuses a bad --mount in one line" || fail "bbx-cri create --mount relative: exit $code: $said"
+code=0
+said=$(cri run-pod some-pod --cpus 1.2345 2>&1) || code=$?
+[ "$code" = 125 ] && [ "$(wc -l <<<"$said")" = 1 ] && [[ $said == *"--cpus wants CPUs from 0.001 to 256"* ]] &&
+  pass "bbx-cri refuses a bad --cpus in one line" || fail "bbx-cri run-pod --cpus 1.2345: exit $code: $said"
 
 ms_now() { date +%s%3N; }
 # CRI's log format: RFC 3339 time, stream, tag (F: full line, P: partial), the line.

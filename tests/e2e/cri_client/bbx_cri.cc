@@ -115,14 +115,21 @@ Status RpcStatus(std::string_view rpc, const grpc::Status& status) {
                    std::string(rpc) + ": " + code + ": " + OneLine(status.error_message()) + hint);
 }
 
-Result<int64_t> ParseSeconds(std::string_view flag, std::string_view text) {
+// A decimal integer from 1 to MAX of UNIT ("seconds"), or one line naming FLAG.
+Result<int64_t> ParseWhole(std::string_view flag, std::string_view text, long long max,
+                           std::string_view unit) {
   char* end = nullptr;
   std::string copy(text);
   long long value = std::strtoll(copy.c_str(), &end, 10);
-  if (copy.empty() || *end != '\0' || value < 1 || value > 86400) {
-    return Usage(std::string(flag) + " wants whole seconds from 1 to 86400, not '" + copy + "'");
+  if (copy.empty() || *end != '\0' || value < 1 || value > max) {
+    return Usage(std::string(flag) + " wants whole " + std::string(unit) + " from 1 to " +
+                 std::to_string(max) + ", not '" + copy + "'");
   }
   return static_cast<int64_t>(value);
+}
+
+Result<int64_t> ParseSeconds(std::string_view flag, std::string_view text) {
+  return ParseWhole(flag, text, 86400, "seconds");
 }
 
 Result<std::pair<std::string, std::string>> SplitKeyValue(std::string_view flag,
@@ -160,13 +167,8 @@ Result<int64_t> ParseMilliCpus(std::string_view flag, std::string_view text) {
 
 // Whole MiB, 1..1048576, in bytes.
 Result<int64_t> ParseMibBytes(std::string_view flag, std::string_view text) {
-  char* end = nullptr;
-  std::string copy(text);
-  long long value = std::strtoll(copy.c_str(), &end, 10);
-  if (copy.empty() || *end != '\0' || value < 1 || value > 1048576) {
-    return Usage(std::string(flag) + " wants whole MiB from 1 to 1048576, not '" + copy + "'");
-  }
-  return static_cast<int64_t>(value) * 1024 * 1024;
+  BBX_ASSIGN_OR_RETURN(int64_t mib, ParseWhole(flag, text, 1048576, "MiB"));
+  return mib * 1024 * 1024;
 }
 
 // The kubelet's translation of a CPU limit (millicores; 0: none) and a memory limit
