@@ -211,7 +211,10 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
               ErrorCode::kFailedPrecondition,
               "containerd's EROFS layer " + cached.image_path +
                   " is on another file system than cache_dir " + config_.cache.cache_dir +
-                  ": set cache_dir on containerd's file system or use transport = \"blk\""));
+                  (pod ? ": set cache_dir on containerd's file system (a pod's containers get "
+                         "their images over a share of the VM)"
+                       : ": set cache_dir on containerd's file system or use transport = "
+                         "\"blk\"")));
         }
         return undo_share(ErrnoError("linking " + cached.image_path + " to", link));
       }
