@@ -288,6 +288,7 @@ erofs_pod() {
       fail "erofs $pod: $(qemu_count) QEMU processes for the pod"
     for id in "${ids[@]}"; do
       # The root is the guest's overlay of the layers vminitd mounted from the images.
+      # shellcheck disable=SC2016
       root=$(exec_in "$id" "root-$id" awk '$5 == "/"' /proc/self/mountinfo 2>&1 || true)
       layers=$(grep -c "erofs layer .* for $BBX_NS/$id\([^a-z0-9-]\|\$\)" "$BBX_DIR/containerd.log" || true)
       [[ $root == *" overlay "*"lowerdir="*"layers/0"* ]] && [ "$layers" -ge 1 ] &&

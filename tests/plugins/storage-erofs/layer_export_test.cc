@@ -19,6 +19,8 @@ namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
 using plugins::testing::TempDir;
 using testing::OverlayMount;
+using testing::ReleaseRequest;
+using testing::SameFile;
 
 TEST(ParseOverlayRootfsTest, KeepsTheLowerdirOrder) {
   auto layers = ParseOverlayRootfs(OverlayMount("/s/3/fs:/s/2/fs:/s/1/fs"));
@@ -128,18 +130,11 @@ TEST(ErofsExporterTest, VirtiofsTransportSharesHardLinksOfThisContainersImages) 
     EXPECT_EQ(layer.type(), "erofs");
     EXPECT_EQ(layer.source(), "layer-images/" + std::to_string(i) + ".erofs");
     EXPECT_EQ(layer.options(1), "loop");
-    struct stat linked {
-    }, cached{};
-    ASSERT_EQ(::stat((share_dir + "/" + std::to_string(i) + ".erofs").c_str(), &linked), 0);
-    ASSERT_EQ(::stat(prepared->layers[i].image_path.c_str(), &cached), 0);
-    EXPECT_EQ(linked.st_ino, cached.st_ino);
+    EXPECT_TRUE(
+        SameFile(share_dir + "/" + std::to_string(i) + ".erofs", prepared->layers[i].image_path));
   }
   EXPECT_EQ(plan.guest_mounts(4).options(0), "lowerdir=layers/0:layers/1");
-  pluginapi::StorageReleaseRequest release;
-  release.set_container_id("c1");
-  release.set_namespace_("ns");
-  release.set_bundle(dir / "bundle");
-  EXPECT_TRUE(exporter.Release(release).ok());
+  EXPECT_TRUE(exporter.Release(ReleaseRequest("ns", "c1", dir / "bundle")).ok());
   EXPECT_FALSE(fs::exists(share_dir));
   EXPECT_TRUE(fs::exists(prepared->layers[0].image_path));
 }
@@ -187,21 +182,12 @@ TEST(ErofsExporterTest, PodContainersShareOneLayerShareOfTheVm) {
     EXPECT_EQ(plan.guest_mounts(0).target(), "layer-images");
     EXPECT_EQ(plan.guest_mounts(2).source(), "layer-images/" + name + "/1.erofs");
     EXPECT_EQ(plan.guest_mounts(2).options(1), "loop");
-    struct stat linked {
-    }, cached{};
-    ASSERT_EQ(::stat((root + "/" + name + "/1.erofs").c_str(), &linked), 0);
-    ASSERT_EQ(::stat(images[c].c_str(), &cached), 0);
-    EXPECT_EQ(linked.st_ino, cached.st_ino);
+    EXPECT_TRUE(SameFile(root + "/" + name + "/1.erofs", images[c]));
   }
-  pluginapi::StorageReleaseRequest release;
-  release.set_namespace_("k8s.io");
-  release.set_container_id("sandbox");
-  release.set_bundle(dir / "bundle-sandbox");
-  ASSERT_TRUE(exporter.Release(release).ok());
+  ASSERT_TRUE(exporter.Release(ReleaseRequest("k8s.io", "sandbox", dir / "bundle-sandbox")).ok());
   EXPECT_FALSE(fs::exists(root + "/k8s.io--sandbox"));
   EXPECT_TRUE(fs::exists(root + "/k8s.io--app/0.erofs")) << "the app's images stay";
-  release.set_container_id("app");
-  release.set_bundle(dir / "bundle-app");
+  const auto release = ReleaseRequest("k8s.io", "app", dir / "bundle-app");
   ASSERT_TRUE(exporter.Release(release).ok());
   EXPECT_FALSE(fs::exists(root)) << "the last container takes the pod's directory";
   EXPECT_FALSE(fs::exists(dir / "bundle-app/beaconbox-erofs-pod-layers"));
