@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
@@ -28,6 +29,12 @@ bool IsAbsoluteClean(const std::string& path) {
     if (part == "..") return false;
   }
   return true;
+}
+
+// A containerd namespace or container id as one path component.
+bool IsPlainName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
 }
 
 }  // namespace
@@ -105,10 +112,29 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
   ErofsPlan result;
   pluginapi::MountPlan& plan = result.plan;
   std::string lowerdir;
-  const bool over_virtiofs = config_.transport == LayerTransport::kVirtiofs;
-  std::string share_dir;
+  // A pod's containers share the VM, which cannot get disks added while it runs: their
+  // images go over one read-only share per VM (a directory per container in it).
+  const bool pod = request.pod_share();
+  const bool over_virtiofs = pod || config_.transport == LayerTransport::kVirtiofs;
+  std::string share_dir, share_root, guest_images_dir = kGuestLayerImagesDir;
   if (over_virtiofs) {
     share_dir = LayerShareDir(request.namespace_(), request.container_id());
+    share_root = share_dir;
+    if (pod) {
+      if (!IsAbsoluteClean(request.vm_run_dir()) || !IsPlainName(request.namespace_()) ||
+          !IsPlainName(request.container_id())) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "pod layer share: VM run directory '" +
+                             request.vm_run_dir().substr(0, 256) + "', namespace '" +
+                             request.namespace_().substr(0, 80) + "' or container id '" +
+                             request.container_id().substr(0, 80) +
+                             "' is not a clean path or name: update beaconbox's shim");
+      }
+      share_root = PodLayerShareDir(request.vm_run_dir());
+      const std::string name = request.namespace_() + "--" + request.container_id();
+      share_dir = share_root + "/" + name;
+      guest_images_dir += "/" + name;
+    }
     std::error_code error;
     fs::remove_all(share_dir, error);  // a leftover of a crashed shim
     fs::create_directories(share_dir, error);
@@ -116,9 +142,19 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
       return MakeError(ErrorCode::kPermission,
                        "creating the layer share " + share_dir + ": " + error.message());
     }
+    if (pod) {
+      // Release finds the container's directory by it (its request has no VM dir).
+      if (Status marked =
+              WriteFileAtomic(request.bundle() + "/" + kPodLayerShareMarker, share_dir + "\n");
+          !marked.ok()) {
+        fs::remove_all(share_dir, error);
+        ::rmdir(share_root.c_str());
+        return marked.error();
+      }
+    }
     auto* share = plan.add_devices()->mutable_share();
     share->set_tag(config_.layer_share_tag);
-    share->set_host_path(share_dir);
+    share->set_host_path(share_root);
     share->set_read_only(true);
     auto* share_mount = plan.add_guest_mounts();
     share_mount->set_type("virtiofs");
@@ -131,6 +167,10 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
     if (over_virtiofs) {
       std::error_code ignored;
       fs::remove_all(share_dir, ignored);
+    }
+    if (pod) {
+      ::unlink((request.bundle() + "/" + kPodLayerShareMarker).c_str());
+      ::rmdir(share_root.c_str());  // only when no other container of the pod is in it
     }
     if (!scratch_path.empty()) ::unlink(scratch_path.c_str());
     return error;
@@ -150,9 +190,8 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
       cached = std::move(got).value();
     }
     const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
-    result.layers.push_back(
-        {layers.lowerdirs[i], cached.image_path, cached.converted, took.count(), cached.note,
-         !given->empty()});
+    result.layers.push_back({layers.lowerdirs[i], cached.image_path, cached.converted, took.count(),
+                             cached.note, !given->empty()});
     result.holds.push_back(std::move(cached.hold));
 
     const std::string target = std::string(kGuestLayersDir) + "/" + std::to_string(i);
@@ -172,11 +211,14 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
               ErrorCode::kFailedPrecondition,
               "containerd's EROFS layer " + cached.image_path +
                   " is on another file system than cache_dir " + config_.cache.cache_dir +
-                  ": set cache_dir on containerd's file system or use transport = \"blk\""));
+                  (pod ? ": set cache_dir on containerd's file system (a pod's containers get "
+                         "their images over a share of the VM)"
+                       : ": set cache_dir on containerd's file system or use transport = "
+                         "\"blk\"")));
         }
         return undo_share(ErrnoError("linking " + cached.image_path + " to", link));
       }
-      layer_mount->set_source(std::string(kGuestLayerImagesDir) + "/" + name);
+      layer_mount->set_source(guest_images_dir + "/" + name);
       layer_mount->add_options("loop");  // vminitd attaches it to a loop device
     } else {
       // virtio-blk serials hold at most 20 bytes: "erofs<i>" fits.
@@ -347,12 +389,43 @@ std::string ErofsExporter::LayerShareDir(const std::string& namespace_name,
   return config_.cache.cache_dir + "/shares/" + namespace_name + "--" + id;
 }
 
+std::string ErofsExporter::PodLayerShareDir(const std::string& vm_run_dir) const {
+  char name[32];
+  std::snprintf(name, sizeof(name), "pod-%016zx", std::hash<std::string>{}(vm_run_dir));
+  return config_.cache.cache_dir + "/shares/" + name;
+}
+
+Status ErofsExporter::ReleasePodLayerShare(const std::string& bundle) const {
+  const std::string marker = bundle + "/" + kPodLayerShareMarker;
+  BBX_ASSIGN_OR_RETURN(std::string dir, ReadSmallFile(marker, 4096));
+  while (!dir.empty() && dir.back() == '\n') dir.pop_back();
+  const fs::path dir_path(dir);
+  const fs::path root = dir_path.parent_path();
+  if (!IsAbsoluteClean(dir) ||
+      root.parent_path() != fs::path(config_.cache.cache_dir + "/shares") ||
+      !root.filename().string().starts_with("pod-") || !IsPlainName(dir_path.filename().string())) {
+    return MakeError(ErrorCode::kInternal, marker + " names '" + dir.substr(0, 256) +
+                                               "', no container directory of a pod layer share "
+                                               "in cache_dir: not touched; remove it by hand");
+  }
+  std::error_code error;
+  fs::remove_all(dir_path, error);  // hard links only
+  if (error) return MakeError(ErrorCode::kInternal, "removing " + dir + ": " + error.message());
+  ::rmdir(root.c_str());  // the last container of the pod takes the pod's directory
+  ::unlink(marker.c_str());
+  return Status::Ok();
+}
+
 Status ErofsExporter::Release(const pluginapi::StorageReleaseRequest& request) const {
   if (!IsAbsoluteClean(request.bundle())) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "bundle '" + request.bundle() + "' is not a clean absolute path");
   }
   Status volumes = UnstageVolumes(request.bundle());
+  if (::access((request.bundle() + "/" + kPodLayerShareMarker).c_str(), F_OK) == 0) {
+    Status layers = ReleasePodLayerShare(request.bundle());
+    return volumes.ok() ? layers : volumes;
+  }
   // Namespace and id are containerd's (no '/'); the directory only holds hard links.
   if (request.namespace_().find('/') == std::string::npos &&
       request.container_id().find('/') == std::string::npos && !request.container_id().empty() &&

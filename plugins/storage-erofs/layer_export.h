@@ -69,6 +69,12 @@ inline constexpr int kMaxLayers = 20;
 inline constexpr char kGuestLayersDir[] = "layers";
 inline constexpr char kGuestWritableDir[] = "rootfs-writable";
 inline constexpr char kGuestLayerImagesDir[] = "layer-images";  // the virtiofs transport's share
+// A pod's containers (StoragePrepareRequest.pod_share) get their images over one
+// read-only share per VM, whatever the transport: <cache_dir>/shares/pod-<hash of the
+// VM's run directory>/<namespace>--<id>/<i>.erofs (hard links; the guest can neither
+// write nor add entries), so that a container joining the running VM needs no new
+// device. The bundle file kPodLayerShareMarker names the container's directory.
+inline constexpr char kPodLayerShareMarker[] = "beaconbox-erofs-pod-layers";
 
 // The lowerdirs of containerd's overlay rootfs mount, topmost first (as in the
 // lowerdir option), and the options vminitd's overlay keeps (userxattr, ...).
@@ -101,10 +107,15 @@ class ErofsExporter {
 
   // The virtiofs transport's per-container directory of hard links.
   std::string LayerShareDir(const std::string& namespace_name, const std::string& id) const;
+  // A pod's share directory (kPodLayerShareMarker) of the VM whose run directory is
+  // `vm_run_dir`.
+  std::string PodLayerShareDir(const std::string& vm_run_dir) const;
 
   const LayerCache& cache() const { return cache_; }
 
  private:
+  Status ReleasePodLayerShare(const std::string& bundle) const;
+
   ErofsExportConfig config_;
   LayerCache cache_;
 };

@@ -12,7 +12,11 @@
 # defaults ask, both see the same emptyDir (a host dir
 # mounted into both), ExecSync into one (stdout, stderr, exit code), logs at CRI's
 # log path in CRI's format; removing the pod leaves no container, shim, VM, TAP or
-# veth, IP lease, containerd lease, mount, netns or cgroup. Prints how long the pod
+# veth, IP lease, containerd lease, mount, netns or cgroup. Pod sizing (beaconbox): the
+# pod declares 1 CPU, 640 MiB (and a RuntimeClass overhead) in RunPodSandbox; the VM
+# boots at that size where containerd passes it on (else at the defaults, saying so),
+# and the client's limits (1.5 CPUs, 1 GiB) grow it (nproc, MemTotal through ExecSync).
+# Prints how long the pod
 # start (RunPodSandbox + CreateContainer + StartContainer) and the second container
 # (CreateContainer + StartContainer) took (no assertion on time). In the same pod
 # (volume_and_stream_checks): a third container with CRI's file volumes as the kubelet
@@ -93,6 +97,10 @@ code=0
 said=$(cri create some-pod c "$BBX_IMAGE" --mount relative:/data -- true 2>&1) || code=$?
 [ "$code" = 125 ] && [ "$(wc -l <<<"$said")" = 1 ] && [[ $said == *"--mount wants HOST:CTR"* ]] &&
   pass "bbx-cri refuses a bad --mount in one line" || fail "bbx-cri create --mount relative: exit $code: $said"
+code=0
+said=$(cri run-pod some-pod --cpus 1.2345 2>&1) || code=$?
+[ "$code" = 125 ] && [ "$(wc -l <<<"$said")" = 1 ] && [[ $said == *"--cpus wants CPUs from 0.001 to 256"* ]] &&
+  pass "bbx-cri refuses a bad --cpus in one line" || fail "bbx-cri run-pod --cpus 1.2345: exit $code: $said"
 
 ms_now() { date +%s%3N; }
 # CRI's log format: RFC 3339 time, stream, tag (F: full line, P: partial), the line.
@@ -123,6 +131,34 @@ leftovers() {
   return 0
 }
 
+# check_vm_size WHAT ID VCPUS MIB: the VM of container ID, seen from inside (nproc,
+# MemTotal: below MIB by what the kernel reserves, but not far).
+check_vm_size() {
+  local got n m
+  got=$(cri exec "$2" /bin/sh -c 'echo "$(nproc) $(( $(awk "/MemTotal/ {print \$2}" /proc/meminfo) / 1024 ))"' 2>&1 || true)
+  read -r n m <<<"$got"
+  [ "$n" = "$3" ] && [[ $m =~ ^[0-9]+$ ]] && [ "$m" -le "$4" ] && [ "$m" -gt $(($4 - 160)) ] &&
+    pass "beaconbox: $1: $n vCPUs, MemTotal $m MiB (a $3 vCPU, $4 MiB VM)" ||
+    fail "beaconbox: $1: the guest has '$got' (nproc, MemTotal MiB), want $3 vCPUs and MemTotal in ($(($4 - 160)), $4]"
+}
+# The pod VM's boot size: the pod's resources where containerd turns them into the
+# sandbox annotations (io.kubernetes.cri.sandbox-cpu-quota/-period, -memory) - 1 CPU,
+# 640 MiB + vm.guest_overhead_mib 128 - else the defaults (vm.vcpus 1, vm.memory_mib
+# 512), saying which containerd does not pass them. The overhead is never passed.
+check_pod_boot_size() {
+  local pod=$1 server=$2 spec version
+  version=$(cri version 2>/dev/null | sed -n 's/^runtime_version=//p')
+  spec=$(bbx_ctr containers info "$pod" 2>&1 || true)
+  if grep -q '"io.kubernetes.cri.sandbox-memory": "671088640"' <<<"$spec" &&
+     grep -q '"io.kubernetes.cri.sandbox-cpu-quota": "100000"' <<<"$spec"; then
+    pass "beaconbox: containerd $version puts the pod's resources on the sandbox ($(grep -o '"io.kubernetes.cri.sandbox-[a-z-]*": "[0-9-]*"' <<<"$spec" | tr -d '"' | tr '\n' ' '))"
+    check_vm_size "the pod's resources (1 CPU, 640 MiB) sized the VM" "$server" 1 768
+  else
+    echo "note: containerd $version does not pass the pod's resources to the runtime (no io.kubernetes.cri.sandbox-memory/-cpu-quota on the sandbox): the VM has the defaults"
+    check_vm_size "the VM without the pod's resources has the defaults" "$server" 1 512
+  fi
+}
+
 # One pod with HANDLER: the checks above. The first step that fails ends the pod's
 # checks (the pod is still removed and what it left is still listed).
 pod_checks() {
@@ -131,8 +167,11 @@ pod_checks() {
   echo "== handler $handler"
   cleanup_failures_before=$(grep -c 'failed to clean up after shim disconnected' "$BBX_DIR/containerd.log" || true)
   t0=$(ms_now)
+  # The pod's resources (1 CPU, 640 MiB) and a RuntimeClass overhead, as the kubelet
+  # sends them in LinuxPodSandboxConfig.
   if ! pod=$(cri run-pod "web-$handler" --handler "$handler" --log-dir "$work/logs/$handler" \
-               --cgroup-parent "$cgroup_parent" --hostname "web-$handler" 2>&1); then
+               --cgroup-parent "$cgroup_parent" --hostname "web-$handler" --cpus 1 --memory 640 \
+               --overhead-cpus 0.25 --overhead-memory 64 2>&1); then
     fail "$handler: RunPodSandbox: $pod"
     return 0
   fi
@@ -154,8 +193,11 @@ pod_checks() {
   fi
   t1=$(ms_now)
   pass "$handler: pod start (RunPodSandbox + CreateContainer + StartContainer): $((t1 - t0)) ms"
-  # The client reaches the server over localhost from its own command too (its log).
-  if ! client=$(cri create "$pod" client "$BBX_IMAGE" --mount "$shared:/data" --log client/0.log -- \
+  [ "$handler" = beaconbox ] && check_pod_boot_size "$pod" "$server"
+  # The client reaches the server over localhost from its own command too (its log);
+  # its limits (1.5 CPUs, 1 GiB) are beyond the pod's declared 1 CPU, 640 MiB.
+  if ! client=$(cri create "$pod" client "$BBX_IMAGE" --mount "$shared:/data" --log client/0.log \
+                  --cpus 1.5 --memory 1024 -- \
                   /bin/sh -c 'for i in $(seq 60); do nc -w 2 127.0.0.1 8080 </dev/null && break; sleep 1; done
                               exec sleep 2147483647' 2>&1) ||
      ! t2=$(ms_now) || ! said=$(cri start "$client" 2>&1); then
@@ -165,6 +207,9 @@ pod_checks() {
   fi
   t3=$(ms_now)
   pass "$handler: second container of the pod (CreateContainer + StartContainer): $((t3 - t1)) ms (create $((t2 - t1)) ms)"
+  # 1 GiB + vm.guest_overhead_mib 128 needs 1152 MiB: the VM grows from 768 (or the
+  # default 512) in 128 MiB blocks to 1152 MiB; 1.5 CPUs need 2 vCPUs.
+  [ "$handler" = beaconbox ] && check_vm_size "the client's limits (1.5 CPUs, 1 GiB) grew the pod's VM" "$client" 2 1152
   echo "measure: handler=$handler run_pod_sandbox_ms=$((tp - t0)) pod_start_ms=$((t1 - t0)) second_container_ms=$((t3 - t1))"
 
   for id in "$server" "$client"; do

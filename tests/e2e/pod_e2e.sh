@@ -21,13 +21,19 @@
 #   - deleting the app container leaves the VM and sandbox up; deleting the sandbox
 #     ends the shim and leaves no VM process, mount or socket.
 # Pod sizing (issue 17 item 2), read from the guest (nproc, /proc/meminfo):
-#   - the sandbox carries the pod resources containerd 1.7/2's CRI sets
+#   - the sandbox carries the pod resources containerd's CRI sets (1.6.20 too: e2e_cri)
 #     (io.kubernetes.cri.sandbox-cpu-quota/-period/-shares, -memory: 1 CPU, 640 MiB):
 #     the VM boots with 1 vCPU and 640 + 128 MiB (vm.guest_overhead_mib);
 #   - the app container's limits (--cpus 1.5, 1 GiB) grow it to 2 vCPUs and
 #     768 + 3 x 128 MiB (1 GiB + 128 MiB);
 #   - a further container whose limit does not fit (2 GiB more, vm.max_memory_mib 2048)
 #     is refused with one line and adds no shim or VM.
+# A pod with [storage] driver = "erofs" (the shims read the config at each start): a
+# sandbox and two app containers in one VM, each on its own image layers as EROFS
+# (the pod's containers get them over one read-only share of the VM, as a running VM
+# gets no new disk), each rootfs its own; deleting the pod leaves no VM, mount, loop
+# device, share of the images, TAP or lease; so does SIGKILL of the pod's shim followed
+# by `ctr task delete` of each container.
 #   pod_e2e.sh OUTPUT_DIR [system|1.7|2]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,7 +43,7 @@ export BBX_CONTAINERD=${2:-system}
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 bbx_select_containerd_or_skip
-bbx_require_beaconbox "$BBX_OUTPUT_DIR"
+bbx_require_beaconbox "$BBX_OUTPUT_DIR" plugins/storage-erofs.so
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
 
@@ -243,5 +249,95 @@ mounts=$(bbx_env_mounts | grep -E "/io.containerd.runtime.v2.task/|/beacon/" || 
 [ -z "$mounts" ] && pass "no mount is left" || fail "mounts left: $mounts"
 files=$(find "$BBX_DIR/beacon/run" -mindepth 2 \( -path '*/vm/*' -o -path '*/s/*' \) 2>/dev/null || true)
 [ -z "$files" ] && pass "no VM directory or shim socket is left" || fail "left: $files"
+
+# The erofs storage driver for a pod.
+sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
+printf '\n[plugins.storage.erofs]\npath = "%s"\n' "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" >> "$BBX_BEACONBOX_CONFIG"
+cache_dir=$BBX_DIR/beacon/state/erofs
+runtime=io.containerd.beaconbox.v1
+# erofs_pod POD ENDING: the sandbox POD and app containers POD-app1, POD-app2; ENDING
+# "delete" removes them (apps first, as CRI does); "kill9" SIGKILLs the pod's shim
+# first, then deletes each task (containerd runs the shim's delete action from the
+# state file the dead shim left), the apps first.
+erofs_pod() {
+  local pod=$1 ending=$2 app1=$1-app1 app2=$1-app2 app out id root layers shares left mounts loops
+  local files taps leases shim pod_pid ids=()
+  if ctl run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" \
+       --annotation io.kubernetes.cri.container-type=sandbox --annotation "io.kubernetes.cri.sandbox-id=$pod" \
+       --with-ns "network:$pod_netns" "$BBX_IMAGE" "$pod" /bin/sleep 3600 </dev/null >/dev/null 2>&1 &&
+     wait_running "$pod"; then
+    ids+=("$pod")
+    pod_pid=$(task_pid "$pod")
+    for app in "$app1" "$app2"; do
+      if out=$(ctl run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$runtime" \
+                 --annotation io.kubernetes.cri.container-type=container \
+                 --annotation "io.kubernetes.cri.sandbox-id=$pod" \
+                 --with-ns "network:$pod_netns" --with-ns "ipc:/proc/$pod_pid/ns/ipc" \
+                 --with-ns "uts:/proc/$pod_pid/ns/uts" \
+                 "$BBX_IMAGE" "$app" /bin/sleep 3600 </dev/null 2>&1) && wait_running "$app"; then
+        ids+=("$app")
+      else
+        fail "erofs $pod: the app container $app did not run: $(printf '%s' "$out" | tail -c 400)"
+      fi
+    done
+  else
+    fail "erofs $pod: the sandbox container did not run"
+  fi
+  if [ "${#ids[@]}" = 3 ]; then
+    [ "$(qemu_count)" -eq 1 ] && pass "erofs $pod: the sandbox and two app containers run in one VM" ||
+      fail "erofs $pod: $(qemu_count) QEMU processes for the pod"
+    for id in "${ids[@]}"; do
+      # The root is the guest's overlay of the layers vminitd mounted from the images.
+      # shellcheck disable=SC2016
+      root=$(exec_in "$id" "root-$id" awk '$5 == "/"' /proc/self/mountinfo 2>&1 || true)
+      layers=$(grep -c "erofs layer .* for $BBX_NS/$id\([^a-z0-9-]\|\$\)" "$BBX_DIR/containerd.log" || true)
+      [[ $root == *" overlay "*"lowerdir="*"layers/0"* ]] && [ "$layers" -ge 1 ] &&
+        pass "erofs $pod: $id runs on its $layers image layer(s) as EROFS (root: ${root:0:120})" ||
+        fail "erofs $pod: $id: root '$root', $layers erofs layer log line(s)"
+    done
+    exec_in "$app1" w-e1 /bin/sh -c 'echo app1-wrote > /erofs-file' >/dev/null 2>&1 || true
+    [ "$(exec_in "$app1" r-e1 cat /erofs-file 2>&1)" = app1-wrote ] &&
+      [ "$(exec_in "$app2" r-e2 cat /erofs-file 2>&1)" != app1-wrote ] &&
+      [ "$(exec_in "$pod" r-e3 cat /erofs-file 2>&1)" != app1-wrote ] &&
+      pass "erofs $pod: app1 writes its own rootfs; app2 and the sandbox do not see it" ||
+      fail "erofs $pod: a write to app1's rootfs is missing there or seen elsewhere"
+    shares=$(find "$cache_dir/shares" -mindepth 2 -maxdepth 2 2>/dev/null | sed 's|.*/shares/||' | tr '\n' ' ')
+    [ "$(wc -w <<<"$shares")" = 3 ] && pass "erofs $pod: one share of the VM holds the three containers' images: $shares" ||
+      fail "erofs $pod: the pod's layer share holds '$shares'"
+  fi
+  if [ "$ending" = kill9 ]; then
+    shim=$(bbx_shim_pids)
+    if [ "$(wc -w <<<"$shim")" = 1 ]; then
+      kill -KILL "$shim"
+      pass "erofs $pod: the pod's shim $shim killed with SIGKILL"
+    else
+      fail "erofs $pod: not one shim to kill: '$shim'"
+    fi
+    for _ in $(seq 50); do [ "$(task_status "$pod")" = RUNNING ] || break; sleep 0.2; done
+  fi
+  for id in "$app2" "$app1" "$pod"; do
+    if [ "$ending" = kill9 ]; then
+      # No shim to kill through: the delete runs the shim's delete action.
+      ctl task delete "$id" >/dev/null 2>&1 || true
+      ctl container rm "$id" >/dev/null 2>&1 || true
+    else
+      remove "$id"
+    fi
+  done
+  for _ in $(seq 100); do [ "$(qemu_count)" -eq 0 ] && break; sleep 0.2; done
+  left=$(others | while read -r pid; do [ "$pid" = "$netns_holder" ] || echo "$pid $(exe_of "$pid")"; done)
+  mounts=$(bbx_env_mounts | grep -E "/io.containerd.runtime.v2.task/|/beacon/" || true)
+  loops=$(losetup -a 2>/dev/null | grep -F "$BBX_DIR" || true)
+  shares=$(find "$cache_dir/shares" -mindepth 1 2>/dev/null || true)
+  files=$(find "$BBX_DIR/beacon/run" -mindepth 2 \( -path '*/vm/*' -o -path '*/s/*' \) 2>/dev/null || true)
+  taps=$(nsenter --net="$pod_netns" ip -o link show type tun 2>/dev/null | awk '{print $2}' || true)
+  leases=$(ctl leases ls -q 2>/dev/null || true)
+  [ -z "$left$mounts$loops$shares$files$taps$leases" ] &&
+    pass "erofs $pod ($ending): nothing left: no VM or shim, mount, loop device, image share, VM directory, TAP or lease" ||
+    fail "erofs $pod ($ending): left: processes '$left' mounts '$mounts' loops '$loops' shares '$shares' files '$files' taps '$taps' leases '$leases'"
+}
+erofs_pod epod delete
+# Issue 17 follow-up: the pod's shim killed with two app containers in its VM.
+erofs_pod kpod kill9
 
 bbx_e2e_finish "pod end-to-end: all checks passed"

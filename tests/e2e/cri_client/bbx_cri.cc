@@ -37,14 +37,17 @@ constexpr char kUsage[] =
     "  version                      runtime name, version and CRI API version\n"
     "  image-status IMAGE           the image's id (fails when CRI does not have it)\n"
     "  run-pod NAME [--handler H] [--log-dir DIR] [--cgroup-parent P] [--hostname H]\n"
-    "          [--namespace NS] [--uid UID] [--share-pid]\n"
+    "          [--namespace NS] [--uid UID] [--share-pid] [--cpus C] [--memory MIB]\n"
+    "          [--overhead-cpus C] [--overhead-memory MIB]\n"
     "                               RunPodSandbox (network and IPC shared by the pod,\n"
-    "                               pid too with --share-pid); prints the pod id\n"
+    "                               pid too with --share-pid; the pod's resources and\n"
+    "                               the RuntimeClass overhead as the kubelet sends\n"
+    "                               them); prints the pod id\n"
     "  pod-status POD               PodSandboxStatus as key=value lines\n"
     "  pods                         ListPodSandbox: `ID STATE NAME HANDLER` lines\n"
     "  stop-pod POD | rm-pod POD    StopPodSandbox | RemovePodSandbox\n"
     "  create POD NAME IMAGE [--mount HOST:CTR[:ro]]... [--env K=V]... [--log PATH]\n"
-    "          [--workdir DIR] [--] [CMD [ARGS...]]\n"
+    "          [--workdir DIR] [--cpus C] [--memory MIB] [--] [CMD [ARGS...]]\n"
     "                               CreateContainer with the pod's own config (as the\n"
     "                               kubelet passes it); PATH is relative to the pod's\n"
     "                               log directory; prints the container id\n"
@@ -112,14 +115,21 @@ Status RpcStatus(std::string_view rpc, const grpc::Status& status) {
                    std::string(rpc) + ": " + code + ": " + OneLine(status.error_message()) + hint);
 }
 
-Result<int64_t> ParseSeconds(std::string_view flag, std::string_view text) {
+// A decimal integer from 1 to MAX of UNIT ("seconds"), or one line naming FLAG.
+Result<int64_t> ParseWhole(std::string_view flag, std::string_view text, long long max,
+                           std::string_view unit) {
   char* end = nullptr;
   std::string copy(text);
   long long value = std::strtoll(copy.c_str(), &end, 10);
-  if (copy.empty() || *end != '\0' || value < 1 || value > 86400) {
-    return Usage(std::string(flag) + " wants whole seconds from 1 to 86400, not '" + copy + "'");
+  if (copy.empty() || *end != '\0' || value < 1 || value > max) {
+    return Usage(std::string(flag) + " wants whole " + std::string(unit) + " from 1 to " +
+                 std::to_string(max) + ", not '" + copy + "'");
   }
   return static_cast<int64_t>(value);
+}
+
+Result<int64_t> ParseSeconds(std::string_view flag, std::string_view text) {
+  return ParseWhole(flag, text, 86400, "seconds");
 }
 
 Result<std::pair<std::string, std::string>> SplitKeyValue(std::string_view flag,
@@ -129,6 +139,48 @@ Result<std::pair<std::string, std::string>> SplitKeyValue(std::string_view flag,
     return Usage(std::string(flag) + " wants KEY=VALUE, not '" + std::string(text) + "'");
   }
   return std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
+}
+
+// CPUs as Kubernetes writes them ("1", "1.5", "0.25": at most 3 decimals) in
+// millicores, 1..256000.
+Result<int64_t> ParseMilliCpus(std::string_view flag, std::string_view text) {
+  int64_t milli = 0;
+  int decimals = -1;
+  for (char c : text) {
+    if (c == '.' && decimals < 0) {
+      decimals = 0;
+    } else if (c >= '0' && c <= '9' && decimals < 3 && milli <= 256000) {
+      milli = milli * 10 + (c - '0');
+      if (decimals >= 0) ++decimals;
+    } else {
+      milli = -1;
+      break;
+    }
+  }
+  for (int i = decimals < 0 ? 0 : decimals; milli >= 0 && i < 3; ++i) milli *= 10;
+  if (text.empty() || text.back() == '.' || milli < 1 || milli > 256000) {
+    return Usage(std::string(flag) + " wants CPUs from 0.001 to 256 (at most 3 decimals), not '" +
+                 std::string(text) + "'");
+  }
+  return milli;
+}
+
+// Whole MiB, 1..1048576, in bytes.
+Result<int64_t> ParseMibBytes(std::string_view flag, std::string_view text) {
+  BBX_ASSIGN_OR_RETURN(int64_t mib, ParseWhole(flag, text, 1048576, "MiB"));
+  return mib * 1024 * 1024;
+}
+
+// The kubelet's translation of a CPU limit (millicores; 0: none) and a memory limit
+// (bytes; 0: none): a CFS quota over a 100 ms period, shares of 1024 per CPU.
+void SetResources(int64_t milli_cpus, int64_t memory_bytes, cri::LinuxContainerResources& out) {
+  constexpr int64_t kPeriod = 100000;
+  if (milli_cpus > 0) {
+    out.set_cpu_period(kPeriod);
+    out.set_cpu_quota(milli_cpus * kPeriod / 1000);
+    out.set_cpu_shares(std::max<int64_t>(2, milli_cpus * 1024 / 1000));
+  }
+  if (memory_bytes > 0) out.set_memory_limit_in_bytes(memory_bytes);
 }
 
 // The arguments of one command: its positional words, then --flag VALUE pairs until
@@ -169,6 +221,24 @@ class Args {
   std::vector<std::string> words_;
   size_t next_ = 0;
 };
+
+// --cpus C / --memory MIB (and the same with PREFIX, e.g. "--overhead-"): true when
+// the next word was one of them.
+Result<bool> ResourceFlag(Args& args, const std::string& prefix, int64_t* milli_cpus,
+                          int64_t* memory_bytes) {
+  std::string value;
+  const std::string cpus_flag = prefix + "cpus", memory_flag = prefix + "memory";
+  BBX_ASSIGN_OR_RETURN(bool cpus, args.Flag(cpus_flag, &value));
+  if (cpus) {
+    BBX_ASSIGN_OR_RETURN(*milli_cpus, ParseMilliCpus(cpus_flag, value));
+    return true;
+  }
+  BBX_ASSIGN_OR_RETURN(bool memory, args.Flag(memory_flag, &value));
+  if (memory) {
+    BBX_ASSIGN_OR_RETURN(*memory_bytes, ParseMibBytes(memory_flag, value));
+  }
+  return memory;
+}
 
 class Client {
  public:
@@ -247,6 +317,7 @@ class Client {
     cri::PodSandboxConfig& config = *request.mutable_config();
     std::string namespace_name = "default", uid = name + "-uid", value;
     cri::NamespaceMode pid_mode = cri::CONTAINER;
+    int64_t pod_cpus = 0, pod_memory = 0, overhead_cpus = 0, overhead_memory = 0;
     while (!args.Done()) {
       BBX_ASSIGN_OR_RETURN(bool handler, args.Flag("--handler", request.mutable_runtime_handler()));
       BBX_ASSIGN_OR_RETURN(bool log_dir, args.Flag("--log-dir", config.mutable_log_directory()));
@@ -257,7 +328,19 @@ class Client {
       if (cgroup) config.mutable_linux()->set_cgroup_parent(value);
       bool share_pid = args.Word("--share-pid");
       if (share_pid) pid_mode = cri::POD;
-      if (!(handler || log_dir || hostname || ns || uid_given || cgroup || share_pid)) break;
+      BBX_ASSIGN_OR_RETURN(bool resource, ResourceFlag(args, "--", &pod_cpus, &pod_memory));
+      BBX_ASSIGN_OR_RETURN(bool overhead,
+                           ResourceFlag(args, "--overhead-", &overhead_cpus, &overhead_memory));
+      if (!(handler || log_dir || hostname || ns || uid_given || cgroup || share_pid || resource ||
+            overhead)) {
+        break;
+      }
+    }
+    if (pod_cpus > 0 || pod_memory > 0) {
+      SetResources(pod_cpus, pod_memory, *config.mutable_linux()->mutable_resources());
+    }
+    if (overhead_cpus > 0 || overhead_memory > 0) {
+      SetResources(overhead_cpus, overhead_memory, *config.mutable_linux()->mutable_overhead());
     }
     // As the kubelet sets them: network and IPC of the pod, the pid namespace the
     // container's own unless the pod shares it (shareProcessNamespace).
@@ -381,6 +464,7 @@ class Client {
     config.mutable_metadata()->set_name(name);
     config.mutable_image()->set_image(image);
     std::string value;
+    int64_t cpus = 0, memory = 0;
     while (!args.Done()) {
       if (args.Word("--")) break;
       BBX_ASSIGN_OR_RETURN(bool log, args.Flag("--log", config.mutable_log_path()));
@@ -398,7 +482,11 @@ class Client {
       if (stdin_flag) config.set_stdin(true);
       bool tty = args.Word("--tty");
       if (tty) config.set_tty(true);
-      if (!(log || workdir || env || mount || stdin_flag || tty)) break;
+      BBX_ASSIGN_OR_RETURN(bool resource, ResourceFlag(args, "--", &cpus, &memory));
+      if (!(log || workdir || env || mount || stdin_flag || tty || resource)) break;
+    }
+    if (cpus > 0 || memory > 0) {
+      SetResources(cpus, memory, *config.mutable_linux()->mutable_resources());
     }
     for (std::string& word : args.Rest()) config.add_command(std::move(word));
     if (!config.log_path().empty() && config.log_path().front() == '/') {

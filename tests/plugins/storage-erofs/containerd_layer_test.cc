@@ -125,16 +125,9 @@ TEST(ContainerdErofsLayerTest, ExporterUsesTheFilesAsTheyAreAndConvertsNothing) 
   ErofsExporter shared(config);
   auto linked = shared.Prepare(request);
   ASSERT_TRUE(linked.ok()) << linked.error().message;
-  struct stat share_file {
-  }, layer_file{};
-  ASSERT_EQ(::stat((shared.LayerShareDir("ns", "c1") + "/1.erofs").c_str(), &share_file), 0);
-  ASSERT_EQ(::stat((lower + "/layer.erofs").c_str(), &layer_file), 0);
-  EXPECT_EQ(share_file.st_ino, layer_file.st_ino);
-  pluginapi::StorageReleaseRequest release;
-  release.set_container_id("c1");
-  release.set_namespace_("ns");
-  release.set_bundle(dir / "bundle");
-  EXPECT_TRUE(shared.Release(release).ok());
+  EXPECT_TRUE(
+      testing::SameFile(shared.LayerShareDir("ns", "c1") + "/1.erofs", lower + "/layer.erofs"));
+  EXPECT_TRUE(shared.Release(testing::ReleaseRequest("ns", "c1", dir / "bundle")).ok());
 
   // A damaged layer file: Create fails with one line, nothing is left.
   ASSERT_EQ(::truncate((upper + "/layer.erofs").c_str(), 2000), 0);

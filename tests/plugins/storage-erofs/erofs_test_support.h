@@ -1,9 +1,10 @@
 // What the storage-erofs unit tests share: whether the real mkfs.erofs can run, a
-// sorted directory listing, and the overlay mount containerd's overlayfs snapshotter
-// hands a container.
+// sorted directory listing, the overlay mount containerd's overlayfs snapshotter
+// hands a container, a hard-link check and a release request.
 #ifndef BEACONBOX_TESTS_PLUGINS_STORAGE_EROFS_EROFS_TEST_SUPPORT_H_
 #define BEACONBOX_TESTS_PLUGINS_STORAGE_EROFS_EROFS_TEST_SUPPORT_H_
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,6 +41,23 @@ inline beaconbox::plugin::v1::HostMount OverlayMount(const std::string& lowerdir
   mount.add_options("upperdir=/snapshots/9/fs");
   mount.add_options("lowerdir=" + lowerdir);
   return mount;
+}
+
+// Whether `a` and `b` are the same file (a hard link of it); false when either is missing.
+inline bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa {
+  }, sb{};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+inline beaconbox::plugin::v1::StorageReleaseRequest ReleaseRequest(
+    const std::string& namespace_name, const std::string& id, const std::string& bundle) {
+  beaconbox::plugin::v1::StorageReleaseRequest release;
+  release.set_namespace_(namespace_name);
+  release.set_container_id(id);
+  release.set_bundle(bundle);
+  return release;
 }
 
 }  // namespace beaconbox::storage::testing

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "tests/plugins/common/temp_dir.h"
 #include "tests/plugins/storage-erofs/erofs_test_support.h"
@@ -17,6 +19,8 @@ namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
 using plugins::testing::TempDir;
 using testing::OverlayMount;
+using testing::ReleaseRequest;
+using testing::SameFile;
 
 TEST(ParseOverlayRootfsTest, KeepsTheLowerdirOrder) {
   auto layers = ParseOverlayRootfs(OverlayMount("/s/3/fs:/s/2/fs:/s/1/fs"));
@@ -126,20 +130,76 @@ TEST(ErofsExporterTest, VirtiofsTransportSharesHardLinksOfThisContainersImages) 
     EXPECT_EQ(layer.type(), "erofs");
     EXPECT_EQ(layer.source(), "layer-images/" + std::to_string(i) + ".erofs");
     EXPECT_EQ(layer.options(1), "loop");
-    struct stat linked {
-    }, cached{};
-    ASSERT_EQ(::stat((share_dir + "/" + std::to_string(i) + ".erofs").c_str(), &linked), 0);
-    ASSERT_EQ(::stat(prepared->layers[i].image_path.c_str(), &cached), 0);
-    EXPECT_EQ(linked.st_ino, cached.st_ino);
+    EXPECT_TRUE(
+        SameFile(share_dir + "/" + std::to_string(i) + ".erofs", prepared->layers[i].image_path));
   }
   EXPECT_EQ(plan.guest_mounts(4).options(0), "lowerdir=layers/0:layers/1");
-  pluginapi::StorageReleaseRequest release;
-  release.set_container_id("c1");
-  release.set_namespace_("ns");
-  release.set_bundle(dir / "bundle");
-  EXPECT_TRUE(exporter.Release(release).ok());
+  EXPECT_TRUE(exporter.Release(ReleaseRequest("ns", "c1", dir / "bundle")).ok());
   EXPECT_FALSE(fs::exists(share_dir));
   EXPECT_TRUE(fs::exists(prepared->layers[0].image_path));
+}
+
+// A pod's containers (pod_share), even with the blk transport: one read-only share per
+// VM, the same device for every container (so one joins the running VM without a new
+// disk), each container's images in its own directory; the last release removes it.
+TEST(ErofsExporterTest, PodContainersShareOneLayerShareOfTheVm) {
+  if (::access("/usr/bin/mkfs.erofs", X_OK) != 0) GTEST_SKIP() << "mkfs.erofs not installed";
+  TempDir dir;
+  for (const char* layer : {"1", "2"}) {
+    fs::create_directories(dir / ("snapshots/" + std::string(layer) + "/fs"));
+    std::ofstream(dir / ("snapshots/" + std::string(layer) + "/fs/file")) << layer;
+  }
+  ErofsExportConfig config;
+  config.cache.cache_dir = dir / "cache";
+  ErofsExporter exporter(config);
+  std::vector<pluginapi::MountPlan> plans;
+  std::vector<std::string> images;
+  for (const std::string id : {"sandbox", "app"}) {
+    fs::create_directories(dir / ("bundle-" + id));
+    pluginapi::StoragePrepareRequest request;
+    request.set_container_id(id);
+    request.set_namespace_("k8s.io");
+    request.set_bundle(dir / ("bundle-" + id));
+    request.set_vm_run_dir(dir / "run/vm1");
+    request.set_pod_share(true);
+    *request.add_rootfs() = OverlayMount(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
+    auto prepared = exporter.Prepare(request);
+    ASSERT_TRUE(prepared.ok()) << prepared.error().message;
+    plans.push_back(prepared->plan);
+    images.push_back(prepared->layers[1].image_path);
+  }
+  const std::string root = exporter.PodLayerShareDir(dir / "run/vm1");
+  EXPECT_EQ(fs::path(root).parent_path(), fs::path(dir / "cache/shares"));
+  EXPECT_NE(root, exporter.PodLayerShareDir(dir / "run/vm2"));
+  for (int c = 0; c < 2; ++c) {
+    const auto& plan = plans[c];
+    const std::string name = std::string("k8s.io--") + (c == 0 ? "sandbox" : "app");
+    ASSERT_EQ(plan.devices_size(), 1) << "no disk: the running VM cannot get one";
+    EXPECT_EQ(plan.devices(0).share().tag(), "erofs-layers");
+    EXPECT_EQ(plan.devices(0).share().host_path(), root);
+    EXPECT_TRUE(plan.devices(0).share().read_only());
+    ASSERT_EQ(plan.guest_mounts_size(), 5);
+    EXPECT_EQ(plan.guest_mounts(0).target(), "layer-images");
+    EXPECT_EQ(plan.guest_mounts(2).source(), "layer-images/" + name + "/1.erofs");
+    EXPECT_EQ(plan.guest_mounts(2).options(1), "loop");
+    EXPECT_TRUE(SameFile(root + "/" + name + "/1.erofs", images[c]));
+  }
+  ASSERT_TRUE(exporter.Release(ReleaseRequest("k8s.io", "sandbox", dir / "bundle-sandbox")).ok());
+  EXPECT_FALSE(fs::exists(root + "/k8s.io--sandbox"));
+  EXPECT_TRUE(fs::exists(root + "/k8s.io--app/0.erofs")) << "the app's images stay";
+  const auto release = ReleaseRequest("k8s.io", "app", dir / "bundle-app");
+  ASSERT_TRUE(exporter.Release(release).ok());
+  EXPECT_FALSE(fs::exists(root)) << "the last container takes the pod's directory";
+  EXPECT_FALSE(fs::exists(dir / "bundle-app/beaconbox-erofs-pod-layers"));
+  EXPECT_TRUE(fs::exists(images[0])) << "the cache keeps its images";
+
+  // A marker naming anything but a pod share directory is not followed.
+  fs::create_directories(dir / "victim/x");
+  std::ofstream(dir / "bundle-app/beaconbox-erofs-pod-layers") << dir / "victim/x";
+  auto refused = exporter.Release(release);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("not touched"), std::string::npos);
+  EXPECT_TRUE(fs::exists(dir / "victim/x"));
 }
 
 }  // namespace
