@@ -387,7 +387,8 @@ bbx_import_demo_image() {
 #   bbx_cri_prepare DIR   DIR is the caller's (it removes it after bbx_env_stop)
 # writes a CNI conflist (Debian's bridge + host-local on $BBX_CRI_SUBNET_PREFIX.0/24,
 # default 10.79.0, used only in the environment's network namespace; host-local's
-# store in DIR/ipam) to DIR/net.d and CRI's config to DIR/cri.toml: a pause stand-in
+# store in DIR/ipam; portmap for the pods' hostPorts, its iptables rules in that
+# namespace too) to DIR/net.d and CRI's config to DIR/cri.toml: a pause stand-in
 # as sandbox image, CNI from /usr/lib/cni (CRI brings lo up with its loopback), the
 # runc and beaconbox runtime handlers (the shim finds its config through
 # BEACONBOX_CONFIG in containerd's environment), restrict_oom_score_adj (root here
@@ -407,6 +408,8 @@ bbx_cri_prepare() {
   BBX_CRI_NETWORK=bbx-cri-test
   BBX_CRI_PAUSE_IMAGE=${BBX_CRI_PAUSE_IMAGE:-docker.io/beaconbox/pause:cri-test}
   local subnet_prefix=${BBX_CRI_SUBNET_PREFIX:-10.79.0}
+  command -v iptables > /dev/null ||
+    { bbx_log "no iptables (CNI's portmap serves hostPort with it): apt-get install iptables"; return 1; }
   mkdir -p "$BBX_CRI_DIR/net.d" "$BBX_CRI_DIR/ipam" || return 1
   cat > "$BBX_CRI_DIR/net.d/10-$BBX_CRI_NETWORK.conflist" <<EOF
 {
@@ -415,7 +418,8 @@ bbx_cri_prepare() {
   "plugins": [
     {"type": "bridge", "bridge": "bbxcri0", "isGateway": true, "ipMasq": false,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet_prefix.0/24"}]],
-              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$BBX_CRI_DIR/ipam"}}
+              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$BBX_CRI_DIR/ipam"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
 EOF
