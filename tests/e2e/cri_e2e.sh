@@ -377,6 +377,13 @@ volume_and_stream_checks() {
   else
     fail "$handler: port-forward to 8080: '$said'"
   fi
+  # A port nobody listens on: containerd's own error on the port's error channel, as
+  # runc gives it (a relay into the VM must answer the same, not an empty stream).
+  code=0
+  said=$(cri_in_netns port-forward "$pod" 8081 --for 20 2>&1) || code=$?
+  [ "$code" != 0 ] && [[ $said == *"port-forward to port 8081 failed: "*"failed to connect to localhost:8081"* ]] &&
+    pass "$handler: port-forward to a port nobody listens on fails naming it" ||
+    fail "$handler: port-forward to the unused 8081: exit $code '${said:0:400}'"
 }
 
 # StopPodSandbox + RemovePodSandbox (which removes the pod's containers, as the
