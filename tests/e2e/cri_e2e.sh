@@ -91,6 +91,11 @@ code=0
 said=$(cri create some-pod c "$BBX_IMAGE" --mount relative:/data -- true 2>&1) || code=$?
 [ "$code" = 125 ] && [ "$(wc -l <<<"$said")" = 1 ] && [[ $said == *"--mount wants HOST:CTR"* ]] &&
   pass "bbx-cri refuses a bad --mount in one line" || fail "bbx-cri create --mount relative: exit $code: $said"
+code=0
+said=$(cri run-pod bad-port --port 70000:8080 2>&1) || code=$?
+[ "$code" = 125 ] && [ "$(wc -l <<<"$said")" = 1 ] && [[ $said == *"--port wants HOST:CTR"*"'70000:8080'"* ]] &&
+  [ -z "$(cri pods 2>&1)" ] &&
+  pass "bbx-cri refuses a bad --port in one line, before any pod" || fail "bbx-cri run-pod --port 70000:8080: exit $code: $said"
 
 ms_now() { date +%s%3N; }
 # CRI's log format: RFC 3339 time, stream, tag (F: full line, P: partial), the line.
