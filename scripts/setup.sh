@@ -3,8 +3,7 @@
 # Idempotent: packages already present are skipped, so a second run is quick.
 #   setup.sh            what make test needs
 #   setup.sh --critest  also what make test-critest needs (Debian's Go 1.19 for
-#                       cri-tools v1.26.1, docker-registry for its images, iptables
-#                       for CNI's portmap)
+#                       cri-tools v1.26.1, docker-registry for its images)
 set -euo pipefail
 
 packages=(
@@ -21,8 +20,9 @@ packages=(
   busybox-static linux-image-cloud-amd64 cpio kmod zstd
   # make deb and make test-packages: Debian's packaging tools
   debhelper dpkg-dev fakeroot lintian
-  # network tooling used by the plugins' tests
-  iproute2 nftables
+  # network tooling used by the plugins' tests; iptables for CNI's portmap (hostPort in
+  # e2e_cri)
+  iproute2 nftables iptables
   # reference sources: containerd's .proto files and the Go ttrpc used for interop
   golang-go golang-github-containerd-containerd-dev golang-github-containerd-ttrpc-dev
   golang-github-gogo-protobuf-dev golang-google-protobuf-dev
@@ -33,7 +33,7 @@ packages=(
 critest=
 case ${1:-} in
   "") ;;
-  --critest) critest=1; packages+=(golang-1.19-go docker-registry iptables python3) ;;
+  --critest) critest=1; packages+=(golang-1.19-go docker-registry python3) ;;
   *) echo "setup.sh: unknown option '$1' (only --critest)" >&2; exit 2 ;;
 esac
 

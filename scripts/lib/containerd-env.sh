@@ -388,7 +388,8 @@ bbx_import_demo_image() {
 # writes a CNI conflist (Debian's bridge + host-local on $BBX_CRI_SUBNET_PREFIX.0/24,
 # default 10.79.0, used only in the environment's network namespace; with
 # $BBX_CRI_SUBNET6_PREFIX ("fd79:79") also on its ::/64 with an IPv6 default route, dual
-# stack; host-local's store in DIR/ipam) to DIR/net.d and CRI's config to DIR/cri.toml: a pause stand-in
+# stack; host-local's store in DIR/ipam; portmap for the pods' hostPorts, its iptables
+# rules in that namespace too) to DIR/net.d and CRI's config to DIR/cri.toml: a pause stand-in
 # as sandbox image, CNI from /usr/lib/cni (CRI brings lo up with its loopback), the
 # runc and beaconbox runtime handlers (the shim finds its config through
 # BEACONBOX_CONFIG in containerd's environment), restrict_oom_score_adj (root here
@@ -414,6 +415,8 @@ bbx_cri_prepare() {
     ranges+=", [{\"subnet\": \"$BBX_CRI_SUBNET6_PREFIX::/64\"}]"
     routes+=', {"dst": "::/0"}'
   fi
+  command -v iptables > /dev/null ||
+    { bbx_log "no iptables (CNI's portmap serves hostPort with it): apt-get install iptables"; return 1; }
   mkdir -p "$BBX_CRI_DIR/net.d" "$BBX_CRI_DIR/ipam" || return 1
   cat > "$BBX_CRI_DIR/net.d/10-$BBX_CRI_NETWORK.conflist" <<EOF
 {
@@ -422,7 +425,8 @@ bbx_cri_prepare() {
   "plugins": [
     {"type": "bridge", "bridge": "bbxcri0", "isGateway": true, "ipMasq": false,
      "ipam": {"type": "host-local", "ranges": [$ranges],
-              "routes": [$routes], "dataDir": "$BBX_CRI_DIR/ipam"}}
+              "routes": [$routes], "dataDir": "$BBX_CRI_DIR/ipam"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
 EOF

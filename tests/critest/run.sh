@@ -9,7 +9,7 @@
 #
 # The private containerd of scripts/lib/containerd-env.sh (own netns, mount namespace,
 # root, state, socket) gets CRI as bbx_cri_prepare sets it up (both handlers,
-# restrict_oom_score_adj, CNI bridge + host-local, here with portmap for hostPort specs).
+# restrict_oom_score_adj, CNI bridge + host-local + portmap for the hostPort specs).
 # The images critest pulls come from Debian's docker-registry (the distribution
 # registry) listening on an address of that netns only (10.79.1.1:5000 on its
 # loopback link), where images.py pushes stand-ins built offline; containerd's
@@ -67,13 +67,6 @@ gcc -static -O2 -o "$work/euid" "$here/euid.c"
 # as a node pulls it), the registries' names mapped to the local one.
 export BBX_CRI_PAUSE_IMAGE=registry.k8s.io/pause:3.6
 bbx_cri_prepare "$work/cri"
-python3 - "$work/cri/net.d/10-$BBX_CRI_NETWORK.conflist" <<'EOF'
-import json, sys
-path = sys.argv[1]
-conf = json.load(open(path))
-conf["plugins"].append({"type": "portmap", "capabilities": {"portMappings": True}})
-json.dump(conf, open(path, "w"), indent=1)
-EOF
 for host in registry.k8s.io gcr.io; do
   mkdir -p "$work/hosts/$host"
   printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \

@@ -38,11 +38,12 @@ constexpr char kUsage[] =
     "  image-status IMAGE           the image's id (fails when CRI does not have it)\n"
     "  run-pod NAME [--handler H] [--log-dir DIR] [--cgroup-parent P] [--hostname H]\n"
     "          [--namespace NS] [--uid UID] [--share-pid] [--cpus C] [--memory MIB]\n"
-    "          [--overhead-cpus C] [--overhead-memory MIB]\n"
+    "          [--overhead-cpus C] [--overhead-memory MIB] [--port HOST:CTR]...\n"
     "                               RunPodSandbox (network and IPC shared by the pod,\n"
     "                               pid too with --share-pid; the pod's resources and\n"
     "                               the RuntimeClass overhead as the kubelet sends\n"
-    "                               them); prints the pod id\n"
+    "                               them; --port: a TCP hostPort, CNI's portmap\n"
+    "                               serves it); prints the pod id\n"
     "  pod-status POD               PodSandboxStatus as key=value lines\n"
     "  pods                         ListPodSandbox: `ID STATE NAME HANDLER` lines\n"
     "  stop-pod POD | rm-pod POD    StopPodSandbox | RemovePodSandbox\n"
@@ -130,6 +131,18 @@ Result<int64_t> ParseWhole(std::string_view flag, std::string_view text, long lo
 
 Result<int64_t> ParseSeconds(std::string_view flag, std::string_view text) {
   return ParseWhole(flag, text, 86400, "seconds");
+}
+
+// A TCP port 1..65535 of --port HOST:CTR.
+Result<int32_t> ParsePort(std::string_view text, std::string_view whole) {
+  char* end = nullptr;
+  std::string copy(text);
+  long value = std::strtol(copy.c_str(), &end, 10);
+  if (copy.empty() || *end != '\0' || value < 1 || value > 65535) {
+    return Usage("--port wants HOST:CTR, two ports from 1 to 65535, not '" + std::string(whole) +
+                 "'");
+  }
+  return static_cast<int32_t>(value);
 }
 
 Result<std::pair<std::string, std::string>> SplitKeyValue(std::string_view flag,
@@ -331,8 +344,21 @@ class Client {
       BBX_ASSIGN_OR_RETURN(bool resource, ResourceFlag(args, "--", &pod_cpus, &pod_memory));
       BBX_ASSIGN_OR_RETURN(bool overhead,
                            ResourceFlag(args, "--overhead-", &overhead_cpus, &overhead_memory));
+      BBX_ASSIGN_OR_RETURN(bool port, args.Flag("--port", &value));
+      if (port) {
+        auto colon = value.find(':');
+        if (colon == std::string::npos) {
+          return Usage("--port wants HOST:CTR, two ports from 1 to 65535, not '" + value + "'");
+        }
+        BBX_ASSIGN_OR_RETURN(int32_t host_port, ParsePort(value.substr(0, colon), value));
+        BBX_ASSIGN_OR_RETURN(int32_t container_port, ParsePort(value.substr(colon + 1), value));
+        cri::PortMapping* mapping = config.add_port_mappings();
+        mapping->set_protocol(cri::TCP);
+        mapping->set_host_port(host_port);
+        mapping->set_container_port(container_port);
+      }
       if (!(handler || log_dir || hostname || ns || uid_given || cgroup || share_pid || resource ||
-            overhead)) {
+            overhead || port)) {
         break;
       }
     }
