@@ -169,6 +169,18 @@ check_pod_boot_size() {
 
 # One pod with HANDLER: the checks above. The first step that fails ends the pod's
 # checks (the pod is still removed and what it left is still listed).
+# What the pod's server sends to a client in the test's netns at ADDRESS PORT (retried
+# for up to 10 s while the listener or the path to it comes up).
+server_says() {
+  local said="" _
+  for _ in $(seq 10); do
+    said=$(in_netns busybox nc -w 3 "$1" "$2" < /dev/null 2>&1 || true)
+    [ "$said" = hello-from-server ] && break
+    sleep 1
+  done
+  printf '%s' "$said"
+}
+
 pod_checks() {
   local handler=$1 pod server client t0 tp t1 t2 t3 said status_of shared=$work/emptydir-$1 ip left
   # The pod's hostPort (one per handler: a mapping of the last pod must not answer).
@@ -241,12 +253,7 @@ pod_checks() {
   [ "$said" = hello-from-server ] && pass "$handler: client reaches server's 127.0.0.1:8080 (ExecSync)" ||
     fail "$handler: client's nc to 127.0.0.1:8080 said '$said'"
   # The pod's IP (CNI's, in the netns CRI made) reaches the server from the test's netns.
-  said=""
-  for _ in $(seq 10); do
-    said=$(in_netns busybox nc -w 3 "$ip" 8080 < /dev/null 2>&1 || true)
-    [ "$said" = hello-from-server ] && break
-    sleep 1
-  done
+  said=$(server_says "$ip" 8080)
   # With beaconbox the VM serves it: net-cni's configured_netns couples a TAP to the
   # eth0 CNI made in CRI's netns (bbx_cri_prepare sets BEACON_CNI_CONFIGURED_NETNS).
   [ "$said" = hello-from-server ] && pass "$handler: the test's netns reaches server at the pod IP $ip:8080" ||
@@ -261,24 +268,14 @@ pod_checks() {
     pass "$handler: the pod has $ip6 from the test's IPv6 range and an IPv6 default route" ||
     fail "$handler: the pod's IPv6: $(tr '\n' ' ' <<<"$said")"
   said=""
-  for _ in $(seq 10); do
-    [ -n "$ip6" ] || break
-    said=$(in_netns busybox nc -w 3 "$ip6" 8080 < /dev/null 2>&1 || true)
-    [ "$said" = hello-from-server ] && break
-    sleep 1
-  done
+  [ -z "$ip6" ] || said=$(server_says "$ip6" 8080)
   [ "$said" = hello-from-server ] && pass "$handler: the test's netns reaches server at [$ip6]:8080" ||
     fail "$handler: nc to the pod's IPv6 address [$ip6]:8080 said '$said'"
   [ -n "$ip6" ] && in_netns busybox ping -6 -c1 -W5 "$ip6" > /dev/null 2>&1 &&
     pass "$handler: ICMPv6 echo from the test's netns to $ip6" || fail "$handler: ping -6 $ip6"
   # hostPort: the pod's mapping $host_port -> 8080 at an address of containerd's netns
   # (the CNI bridge's), served by CNI's portmap (DNAT to the pod IP, then as above).
-  said=""
-  for _ in $(seq 10); do
-    said=$(in_netns busybox nc -w 3 "$subnet_prefix.1" "$host_port" < /dev/null 2>&1 || true)
-    [ "$said" = hello-from-server ] && break
-    sleep 1
-  done
+  said=$(server_says "$subnet_prefix.1" "$host_port")
   [ "$said" = hello-from-server ] && pass "$handler: hostPort $subnet_prefix.1:$host_port reaches server's 8080" ||
     fail "$handler: nc to hostPort $subnet_prefix.1:$host_port said '$said'"
   # The emptyDir: written in one, read in the other and on the host.
