@@ -13,7 +13,7 @@ packages=(
   clang libclang-rt-14-dev
   # libraries the host, plugins and guest build against
   libboost-dev libboost-filesystem-dev libprotobuf-dev protobuf-compiler
-  libnl-3-dev libnl-route-3-dev libnftables-dev liblmdb-dev libspdlog-dev
+  libnl-3-dev libnl-route-3-dev libnftables-dev liblmdb-dev libssl-dev libspdlog-dev
   libfmt-dev libtomlplusplus-dev libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
   # runtime: containerd and the guest's parts
   containerd crun qemu-system-x86 qemu-utils erofs-utils containernetworking-plugins

@@ -67,6 +67,10 @@ class Sandbox {
   // OCI LinuxResources in `request`; grows the VM first (hot-added vCPUs and memory,
   // vm_sizing.h) when the limits need it and the VMM can.
   Status UpdateContainer(const ContainerKey& key, const task::UpdateTaskRequest& request);
+  // Task.Checkpoint (sandbox_checkpoint.cc): a VM-level checkpoint of `key`'s VM into
+  // request.path(). Refuses what cannot be saved (a virtio-fs device, a VM shared by a
+  // pod) with one line; the save itself is VmHandle::SaveState.
+  Status CheckpointContainer(const ContainerKey& key, const task::CheckpointTaskRequest& request);
   bool empty() const;
 
   // Releases the VM and everything recorded for it; every container ends. Idempotent.

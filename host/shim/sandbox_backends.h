@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "beaconbox/plugin/v1/network.pb.h"
 #include "beaconbox/plugin/v1/storage.pb.h"
@@ -37,6 +38,15 @@ class VmHandle {
     (void)vcpus;
     (void)memory_mib;
     return MakeError(ErrorCode::kNotImplemented, "this VMM cannot resize a running VM");
+  }
+  // Saves the paused VM (memory and device state) into the directory `dir` and returns
+  // the names of the files written there (checkpoint_manifest.h lists them).
+  // kNotImplemented when the VMM cannot.
+  virtual Result<std::vector<std::string>> SaveState(const std::string& dir) {
+    (void)dir;
+    return MakeError(ErrorCode::kNotImplemented,
+                     "this VMM plugin cannot save a running VM (the plugin ABI has no save "
+                     "operation yet, issue 19)");
   }
   // The token the guest agent requires with every call (VmSpec.agent_token, see
   // common/base/agent_token.h); empty for fakes whose agent requires none.

@@ -82,7 +82,11 @@ void TaskService::Register(ttrpc::Server& server) {
       server, kService, "Create",
       [this](ServerContext& context, const CreateTaskRequest& request,
              CreateTaskResponse* response) {
-        if (!request.checkpoint().empty()) return Unimplemented("checkpoint restore");
+        if (!request.checkpoint().empty()) {
+          return Unimplemented(
+              "restoring a checkpoint (ctr c restore --live) is not implemented yet: no VMM "
+              "plugin saves a VM (issue 19)");
+        }
         auto container = sandbox_.CreateContainer(KeyOf(context, request.id()), request);
         if (!container.ok()) return ToRpc(container.error());
         response->set_pid((*container)->host_pid());
@@ -240,8 +244,9 @@ void TaskService::Register(ttrpc::Server& server) {
         return ToRpc(sandbox_.UpdateContainer(KeyOf(context, request.id()), request));
       });
   ttrpc::RegisterUnaryProto<CheckpointTaskRequest, Empty>(
-      server, kService, "Checkpoint", [](ServerContext&, const CheckpointTaskRequest&, Empty*) {
-        return Unimplemented("Checkpoint is not implemented (no VM checkpoint)");
+      server, kService, "Checkpoint",
+      [this](ServerContext& context, const CheckpointTaskRequest& request, Empty*) {
+        return ToRpc(sandbox_.CheckpointContainer(KeyOf(context, request.id()), request));
       });
 }
 

@@ -6,6 +6,7 @@ files the build prepares):  python3 tests/fuzz/make_seeds.py [_build]
 Seeds are small valid inputs; libFuzzer's merges (make fuzz) add the rest to the
 corpora. Re-running rewrites the seeds only.
 """
+import json
 import os
 import struct
 import subprocess
@@ -189,6 +190,20 @@ def guest_metrics_seeds():
           metrics('rdma { current { device: "x" } }') + b"\xea\x04\x03abc")
 
 
+def checkpoint_manifest_seeds():
+    # beaconbox-checkpoint.json as the shim writes it (host/shim/checkpoint_manifest.cc).
+    digest = "ab" * 32
+    good = {"format": "beaconbox-checkpoint 1", "beaconbox_version": "0.1.0",
+            "kernel_sha256": digest, "initrd_sha256": digest, "vmm": "qemu",
+            "vmm_version": "QEMU emulator version 7.2.22", "memory_mib": 512,
+            "files": [{"name": "vm.state", "size": 94371840, "sha256": digest}]}
+    write("checkpoint_manifest", "good", json.dumps(good, indent=2).encode())
+    write("checkpoint_manifest", "truncated", json.dumps(good).encode()[:100])
+    bad_name = dict(good, files=[{"name": "../etc/passwd", "size": 1, "sha256": digest}])
+    write("checkpoint_manifest", "bad-name", json.dumps(bad_name).encode())
+    write("checkpoint_manifest", "foreign", b'{"checkpoint":"criu","version":3}')
+
+
 if __name__ == "__main__":
     ttrpc_server_seeds()
     ttrpc_client_seeds()
@@ -196,3 +211,4 @@ if __name__ == "__main__":
     spec_adapter_seeds()
     config_seeds()
     guest_metrics_seeds()
+    checkpoint_manifest_seeds()

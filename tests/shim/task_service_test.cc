@@ -208,6 +208,55 @@ TEST_F(TaskServiceTest, ExecPauseAndUnimplementedCalls) {
   EXPECT_EQ(connected.task_pid(), started.pid());
 }
 
+// Checkpoint (issue 19): what cannot be saved is refused with one line before the VM
+// is touched; a VMM without a save operation says so; restore is refused and leaves
+// no container behind.
+TEST_F(TaskServiceTest, CheckpointRefusesVirtioFsWithOneLine) {
+  ASSERT_TRUE(Create("c1").ok());  // the fake storage plans a virtio-fs share
+  Empty empty;
+  task::CheckpointTaskRequest checkpoint;
+  checkpoint.set_id("c1");
+  checkpoint.set_path("relative/dir");
+  auto refused = Call("Checkpoint", checkpoint, &empty);
+  EXPECT_EQ(refused.code, Code::kInvalidArgument) << refused.message;
+  checkpoint.set_path(root_ + "/checkpoint");
+  refused = Call("Checkpoint", checkpoint, &empty);
+  EXPECT_EQ(refused.code, Code::kFailedPrecondition) << refused.message;
+  EXPECT_NE(refused.message.find("checkpoint needs storage.driver = erofs (transport blk) and no "
+                                 "volumes: QEMU 7.2 cannot migrate vhost-user-fs"),
+            std::string::npos)
+      << refused.message;
+  EXPECT_EQ(refused.message.find('\n'), std::string::npos);
+  checkpoint.set_id("nope");
+  EXPECT_EQ(Call("Checkpoint", checkpoint, &empty).code, Code::kNotFound);
+}
+
+TEST_F(TaskServiceTest, CheckpointWithoutVirtioFsNeedsAVmmThatSaves) {
+  storage_.plan_devices = false;  // guest mounts only, as erofs on virtio-blk needs no share
+  ASSERT_TRUE(Create("c1").ok());
+  Empty empty;
+  task::CheckpointTaskRequest checkpoint;
+  checkpoint.set_id("c1");
+  checkpoint.set_path(root_ + "/checkpoint");
+  auto refused = Call("Checkpoint", checkpoint, &empty);
+  EXPECT_EQ(refused.code, Code::kUnimplemented) << refused.message;
+  EXPECT_NE(refused.message.find("this VMM plugin cannot save a running VM"), std::string::npos)
+      << refused.message;
+}
+
+TEST_F(TaskServiceTest, RestoreFromACheckpointIsRefusedAndLeavesNothing) {
+  task::CreateTaskRequest request;
+  request.set_id("c1");
+  request.set_bundle(bundle_);
+  request.set_checkpoint(root_ + "/checkpoint");
+  task::CreateTaskResponse response;
+  auto refused = Call("Create", request, &response);
+  EXPECT_EQ(refused.code, Code::kUnimplemented) << refused.message;
+  EXPECT_NE(refused.message.find("restoring a checkpoint"), std::string::npos) << refused.message;
+  EXPECT_TRUE(storage_.prepared().empty());
+  EXPECT_TRUE(sandbox_->empty());
+}
+
 // Stats: the guest's cgroup v2 Metrics, re-checked, as containerd's type; Pids: every
 // live process with the VMM's pid, each exec marked with runc's ProcessDetails.
 TEST_F(TaskServiceTest, StatsAndPidsWithExecs) {
