@@ -432,6 +432,18 @@ Status ErofsExporter::Release(const pluginapi::StorageReleaseRequest& request) c
       request.container_id() != "." && request.container_id() != "..") {
     std::error_code ignored;
     fs::remove_all(LayerShareDir(request.namespace_(), request.container_id()), ignored);
+    // A pod container whose bundle (and marker) is gone: containerd 1.7 removes the
+    // bundle in its task Delete while its cleanup of a dead shim may be running the
+    // `delete` action. Its directory is found by name in the pod shares (namespace and
+    // id make it unique); only a pod directory it was in is taken when left empty.
+    const std::string name = request.namespace_() + "--" + request.container_id();
+    for (const auto& pod : fs::directory_iterator(config_.cache.cache_dir + "/shares", ignored)) {
+      if (!pod.path().filename().string().starts_with("pod-")) continue;
+      const fs::path container_dir = pod.path() / name;
+      if (!fs::is_directory(fs::symlink_status(container_dir, ignored))) continue;
+      fs::remove_all(container_dir, ignored);  // hard links only
+      ::rmdir(pod.path().c_str());
+    }
   }
   return volumes;
 }

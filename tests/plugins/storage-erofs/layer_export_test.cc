@@ -187,11 +187,15 @@ TEST(ErofsExporterTest, PodContainersShareOneLayerShareOfTheVm) {
   ASSERT_TRUE(exporter.Release(ReleaseRequest("k8s.io", "sandbox", dir / "bundle-sandbox")).ok());
   EXPECT_FALSE(fs::exists(root + "/k8s.io--sandbox"));
   EXPECT_TRUE(fs::exists(root + "/k8s.io--app/0.erofs")) << "the app's images stay";
+  EXPECT_FALSE(fs::exists(dir / "bundle-sandbox/beaconbox-erofs-pod-layers"));
+  // The app's bundle, marker included, is gone before its release (containerd 1.7's
+  // task Delete of a dead shim): its directory is still found and the pod's taken.
+  fs::remove_all(dir / "bundle-app");
   const auto release = ReleaseRequest("k8s.io", "app", dir / "bundle-app");
   ASSERT_TRUE(exporter.Release(release).ok());
   EXPECT_FALSE(fs::exists(root)) << "the last container takes the pod's directory";
-  EXPECT_FALSE(fs::exists(dir / "bundle-app/beaconbox-erofs-pod-layers"));
   EXPECT_TRUE(fs::exists(images[0])) << "the cache keeps its images";
+  fs::create_directories(dir / "bundle-app");
 
   // A marker naming anything but a pod share directory is not followed.
   fs::create_directories(dir / "victim/x");
