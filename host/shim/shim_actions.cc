@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <thread>
 
 #include "common/base/errno_error.h"
@@ -71,13 +72,18 @@ void RemoveShimSocketUnlessServing(const std::string& path) {
 // removes the bundle in its own task Delete while its dead-shim cleanup may be running
 // this `delete` action, so the address file can vanish under us. Without the bundle's
 // annotations the container is taken for its own group: a pod app container's
-// socket is its sandbox's, which the sandbox's own `delete` removes.
-std::string ShimSocketOf(const ShimFlags& flags) {
+// socket is its sandbox's, which the sandbox's own `delete` removes. `loaded_layout`
+// is the layout of the plugins `delete` loaded; without it the config is read here.
+std::string ShimSocketOf(const ShimFlags& flags, const RuntimeLayout* loaded_layout) {
   const std::string bundle = BundleDir(flags);
   if (std::string named = ShimSocketOfBundle(bundle); !named.empty()) return named;
-  auto cfg = config::LoadConfig();
-  if (!cfg.ok()) return "";
-  const RuntimeLayout layout = LayoutFromConfig(*cfg);
+  std::optional<RuntimeLayout> config_layout;
+  if (loaded_layout == nullptr) {
+    auto cfg = config::LoadConfig();
+    if (!cfg.ok()) return "";
+    config_layout = LayoutFromConfig(*cfg);
+  }
+  const RuntimeLayout& layout = loaded_layout != nullptr ? *loaded_layout : *config_layout;
   std::string grouping_id = flags.id;
   if (auto annotations = ReadBundleAnnotations(bundle); annotations.ok()) {
     if (auto id = GroupingIdOf(flags.id, *annotations); id.ok()) grouping_id = *id;
@@ -324,10 +330,12 @@ Status RunDelete(const ShimFlags& flags) {
   UseConfigOfBundle(bundle);
   const ContainerKey key = KeyOf(flags);
   const std::string state_path = RuntimeLayout::StateFilePath(bundle);
-  const std::string socket = ShimSocketOf(flags);
   auto loaded = LoadPlugins();
+  std::optional<RuntimeLayout> loaded_layout;
+  if (loaded.ok()) loaded_layout = (*loaded)->layout();
+  const std::string socket = ShimSocketOf(flags, loaded_layout ? &*loaded_layout : nullptr);
   if (loaded.ok()) {
-    const RuntimeLayout layout = (*loaded)->layout();
+    const RuntimeLayout& layout = *loaded_layout;
     auto record = LoadRecord(state_path);
     if (!record.ok() && record.error().code == ErrorCode::kNotFound && !socket.empty() &&
         ShimSocketAnswers(socket)) {
