@@ -125,6 +125,46 @@ void RegisterGuestStdio(ttrpc::Server& server, Runtime& rt) {
       });
 }
 
+// PortOpen, PortRead, PortWrite and PortClose: CRI port-forward's connections to the
+// guest's loopback, pulled by the shim with stdio's bounds (port_streams.h).
+void RegisterPortForward(ttrpc::Server& server, PortStreams& streams) {
+  using namespace guestapi;
+  Unary<PortOpenRequest, PortOpenResponse>(
+      server, kGuestService, "PortOpen",
+      [&streams](const PortOpenRequest& req, PortOpenResponse* resp) {
+        auto id = streams.Open(req.port());
+        if (!id.ok()) return ToRpc(id.error());
+        resp->set_stream_id(*id);
+        return RpcStatus{};
+      });
+  Unary<PortReadRequest, ReadOutputResponse>(
+      server, kGuestService, "PortRead",
+      [&streams](const PortReadRequest& req, ReadOutputResponse* resp) {
+        auto stream = streams.Find(req.stream_id());
+        if (!stream.ok()) return ToRpc(stream.error());
+        size_t max_bytes = std::clamp<size_t>(req.max_bytes(), 1, kMaxStdioChunk);
+        auto chunk = stream->reader->Read(max_bytes, StdioWait(req.wait_ms()));
+        if (!chunk.ok()) return ToRpc(chunk.error());
+        resp->set_data(std::move(chunk->data));
+        resp->set_eof(chunk->eof);
+        return RpcStatus{};
+      });
+  Unary<PortWriteRequest, WriteInputResponse>(
+      server, kGuestService, "PortWrite",
+      [&streams](const PortWriteRequest& req, WriteInputResponse* resp) {
+        auto stream = streams.Find(req.stream_id());
+        if (!stream.ok()) return ToRpc(stream.error());
+        auto written = stream->writer->Write(req.data(), StdioWait(req.wait_ms()));
+        if (!written.ok()) return ToRpc(written.error());
+        resp->set_written(static_cast<uint32_t>(*written));
+        return RpcStatus{};
+      });
+  Unary<PortCloseRequest, v1::Empty>(
+      server, kGuestService, "PortClose", [&streams](const PortCloseRequest& req, v1::Empty*) {
+        return ToRpc(streams.Close(req.stream_id(), req.write_only()));
+      });
+}
+
 void RegisterGuest(ttrpc::Server& server, Runtime& rt) {
   using namespace guestapi;
   Unary<HelloRequest, HelloResponse>(server, kGuestService, "Hello",
@@ -292,6 +332,7 @@ AgentSession::AgentSession(Runtime& runtime, KeptAgentToken& agent_token)
           SessionOptions([this](const ttrpc::Metadata& metadata) { return Authorize(metadata); })) {
   RegisterGuest(server_, runtime);
   RegisterTask(server_, runtime);
+  RegisterPortForward(server_, port_streams_);
 }
 
 RpcStatus AgentSession::Authorize(const ttrpc::Metadata& metadata) {

@@ -10,6 +10,7 @@
 #include "common/base/unique_fd.h"
 #include "common/ttrpc/ttrpc.h"
 #include "guest/vminitd/kept_agent_token.h"
+#include "guest/vminitd/port_streams.h"
 #include "guest/vminitd/runtime.h"
 
 namespace beaconbox::guest {
@@ -41,6 +42,9 @@ class AgentSession {
 
   KeptAgentToken& agent_token_;
   std::atomic<bool> authenticated_{false};
+  // Port-forward connections opened for this session's shim; closed with it. Declared
+  // before server_, whose handlers use it, so it outlives them.
+  PortStreams port_streams_;
   ttrpc::Server server_;
 };
 

@@ -9,6 +9,7 @@
 
 #include "common/base/file_util.h"
 #include "host/shim/pod_grouping.h"
+#include "host/shim/port_forward.h"
 #include "host/shim/spec_adapter.h"
 #include "host/shim/translate.h"
 
@@ -408,7 +409,30 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
                                          kGuestNetworkTimeout));
     Reached("guest-network-configured", annotations);
   }
+  StartPortForward(annotations, netns_path);
   return Status::Ok();
+}
+
+void Sandbox::StartPortForward(const std::map<std::string, std::string>& annotations,
+                               const std::string& netns_path) {
+  // CRI's port-forward dials localhost in the pod's namespace (port_forward.h): only a
+  // CRI pod sandbox with that namespace gets the relay.
+  auto type = annotations.find(kCriContainerType);
+  if (netns_path.empty() || type == annotations.end() || type->second != "sandbox") return;
+  std::shared_ptr<GuestClient> guest;
+  {
+    std::lock_guard lock(mutex_);
+    guest = guest_;
+  }
+  if (!guest) return;
+  auto relay = PortForwardRelay::Start(netns_path, std::move(guest), options_.key.ToString());
+  if (!relay.ok()) {
+    // The pod runs without it: port-forward fails as if nothing listened.
+    spdlog::warn("{}: port-forward into the VM is unavailable: {}", options_.key.ToString(),
+                 relay.error().message);
+    return;
+  }
+  port_forward_ = std::move(*relay);
 }
 
 Status Sandbox::ConnectGuest() {
@@ -589,6 +613,10 @@ void Sandbox::Teardown() {
 }
 
 void Sandbox::TeardownLocked() {
+  if (port_forward_) {
+    port_forward_->Stop();
+    port_forward_.reset();
+  }
   std::shared_ptr<GuestClient> guest;
   std::map<ContainerKey, std::shared_ptr<Container>> containers;
   {

@@ -18,6 +18,7 @@
 
 #include "host/shim/container.h"
 #include "host/shim/event_publisher.h"
+#include "host/shim/port_forward.h"
 #include "host/shim/runtime_layout.h"
 #include "host/shim/sandbox_backends.h"
 #include "host/shim/sandbox_state.h"
@@ -98,7 +99,11 @@ class Sandbox {
   Status CheckDeletesLast(const ContainerKey& key) const;
   Status SaveState();  // requires lifecycle_mutex_
   void Reached(std::string_view step, const std::map<std::string, std::string>& annotations);
-  void TeardownLocked();                                 // requires lifecycle_mutex_
+  void TeardownLocked();  // requires lifecycle_mutex_
+  // CRI port-forward's relay for a pod sandbox (port_forward.h); requires
+  // lifecycle_mutex_.
+  void StartPortForward(const std::map<std::string, std::string>& annotations,
+                        const std::string& netns_path);
   void ReleaseContainer(const ContainerKey& key);        // requires lifecycle_mutex_
   Status PauseFor(const ContainerKey& key, bool pause);  // Container::PauseFunction
   void StopVm(const std::string& why);                   // Container::StopVmFunction
@@ -117,6 +122,7 @@ class Sandbox {
   SandboxRecord record_;                                    // guarded by lifecycle_mutex_
   std::unique_ptr<VmHandle> vm_;                            // guarded by lifecycle_mutex_
   std::optional<pluginapi::NetworkAttachment> attachment_;  // guarded by lifecycle_mutex_
+  std::unique_ptr<PortForwardRelay> port_forward_;          // guarded by lifecycle_mutex_
   long vmm_start_ms_ = 0;                                   // guarded by lifecycle_mutex_
   VmSize vm_size_;  // the VM's vCPUs and memory now; guarded by lifecycle_mutex_
   // Each container's limits (its spec's, then its updates'), which the VM holds
