@@ -10,6 +10,7 @@
 #include <cerrno>
 
 #include "common/base/unique_fd.h"
+#include "host/shim/stop_aware_io.h"
 
 namespace beaconbox::shim {
 namespace {
@@ -25,32 +26,6 @@ constexpr size_t kInputChunk = 64 * 1024;
 // answer by then gets the next call.
 constexpr auto kGuestWait = 30s;
 constexpr auto kGuestCallTimeout = kGuestWait + 30s;
-
-void Signal(int event_fd) {
-  uint64_t one = 1;
-  (void)!::write(event_fd, &one, sizeof(one));
-}
-
-// Writes all of `data` to the non-blocking `fd`, waiting for room while `stop_fd`
-// is not readable. False when the reader went away or Stop came first.
-bool WriteAll(int fd, std::string_view data, int stop_fd) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      pollfd fds[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return false;
-      if (fds[1].revents != 0) return false;
-      continue;
-    }
-    return false;  // EPIPE: the reader is gone
-  }
-  return true;
-}
 
 // A thread blocked in open() on a FIFO waits for a peer. Opening the other end
 // without blocking releases it, so Stop never hangs on a client that went away.

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "common/base/errno_error.h"
+#include "host/shim/stop_aware_io.h"
 
 namespace beaconbox::shim {
 namespace {
@@ -30,11 +31,6 @@ constexpr int kSoOriginalDst = 80;
 constexpr size_t kChunk = 256 * 1024;
 constexpr auto kGuestWait = 30s;
 constexpr auto kGuestCallTimeout = kGuestWait + 30s;
-
-void Signal(int event_fd) {
-  uint64_t one = 1;
-  (void)!::write(event_fd, &one, sizeof(one));
-}
 
 // Closes `fd` with a reset instead of an orderly FIN: the client learns the
 // connection failed rather than that the stream ended.
@@ -52,23 +48,6 @@ bool WaitReady(int fd, short events, int stop_fd) {
     if (n < 0 || fds[1].revents != 0) return false;
     if (fds[0].revents != 0) return true;
   }
-}
-
-bool WriteAll(int fd, std::string_view data, int stop_fd) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!WaitReady(fd, POLLOUT, stop_fd)) return false;
-      continue;
-    }
-    return false;
-  }
-  return true;
 }
 
 // Where nft is on Debian (the shim's PATH under containerd may not have sbin).
