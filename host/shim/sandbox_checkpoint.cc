@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include "common/base/file_util.h"
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
 #include "host/shim/checkpoint_manifest.h"
@@ -38,6 +40,8 @@ Status Sandbox::CheckpointContainer(const ContainerKey& key,
   }
   const bool exit = ExitAfterCheckpoint(request);
   bool was_paused = false;
+  uint64_t saved_bytes = 0;
+  const auto started = std::chrono::steady_clock::now();
   {
     std::lock_guard lifecycle(lifecycle_mutex_);
     if (!vm_) {
@@ -89,6 +93,7 @@ Status Sandbox::CheckpointContainer(const ContainerKey& key,
     for (const auto& name : saved->files()) {
       auto file = DescribeCheckpointFile(request.path(), name);
       if (!file.ok()) return resume(file.error());
+      saved_bytes += file->size;
       manifest.files.push_back(std::move(file).value());
     }
     // Read back as restore will, so a save the restore would refuse fails here.
@@ -102,7 +107,11 @@ Status Sandbox::CheckpointContainer(const ContainerKey& key,
     }
     if (!was_paused || exit) BBX_RETURN_IF_ERROR(vm_->Resume());
   }
-  spdlog::info("checkpoint of {} written to {}{}", key.ToString(), request.path(),
+  const auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+  spdlog::info("checkpoint of {} written to {} ({} MiB in {} ms){}", key.ToString(), request.path(),
+               saved_bytes >> 20, elapsed_ms,
                exit ? "; the task exits" : (was_paused ? "; the task stays paused" : ""));
   // The VM runs again; with exit the init ends and containerd sees its TaskExit.
   if (exit) return container->Kill("", SIGKILL, /*all=*/true);

@@ -45,7 +45,7 @@ ref=docker.io/beaconbox/checkpoint:ck
 status=0
 out=$(timeout 600 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
   container checkpoint --task --rw ck "$ref" 2>&1) || status=$?
-saved=$(grep -o "checkpoint of $BBX_NS/ck written to [^ ;]*" "$BBX_DIR/containerd.log" | tail -1 || true)
+saved=$(grep -o "checkpoint of $BBX_NS/ck written to [^;]*" "$BBX_DIR/containerd.log" | tail -1 || true)
 if [ "$status" = 0 ] && bbx_ctr image ls -q | grep -qxF "$ref" && [ -n "$saved" ]; then
   pass "ctr container checkpoint --task --rw: image $ref; the shim: $saved"
 else
