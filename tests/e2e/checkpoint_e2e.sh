@@ -5,7 +5,8 @@
 #      says where it wrote the VM's state, the image exists, and the task runs on (the
 #      counter grows after the checkpoint: containerd paused it, the shim saved and
 #      containerd resumed);
-#   2. `ctr c restore` of that checkpoint is refused (restore is not implemented yet)
+#   2. a paused task is checkpointed and stays paused;
+#   3. `ctr c restore` of that checkpoint is refused (restore is not implemented yet)
 #      with one line, and leaves no process of the shim behind.
 #   checkpoint_e2e.sh OUTPUT_DIR [system|1.7|2]
 set -euo pipefail
@@ -58,7 +59,28 @@ if [ -n "$before" ] && [ -n "$after" ] && [ "$after" -gt "$before" ]; then
 else
   fail "the counter did not grow after the checkpoint ('$before' -> '$after')"
 fi
+
+# A paused task: checkpointed, and still paused afterwards (containerd leaves a paused
+# task paused; the shim does not resume the VM).
+# (`ctr task checkpoint`: `ctr container checkpoint` pauses the task itself first; a
+# second container, as containerd 1.6 refuses a second task checkpoint of one container
+# with "content ... already exists".)
 bbx_remove ck
+bbx_run_detached ck2 /bin/sleep 600
+status=0
+bbx_ctr task pause ck2 || fail "ctr task pause ck2"
+out=$(timeout 600 "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
+  task checkpoint ck2 2>&1) || status=$?
+state=$(bbx_ctr task ls | awk '$1 == "ck2" {print $3}')
+if [ "$status" = 0 ] && [ "$state" = PAUSED ] &&
+   grep -q "checkpoint of $BBX_NS/ck2 written to .*the task stays paused" "$BBX_DIR/containerd.log"; then
+  pass "a paused task is checkpointed and stays paused"
+else
+  fail "paused checkpoint: status $status, state '$state', output '$(tr '\n' ' ' <<<"$out" | cut -c1-300)'"
+fi
+bbx_remove ck2
+ref2=$(grep -o 'checkpoint/ck2[^ ]*' <<<"$out" | head -1 || true)
+if [ -n "$ref2" ]; then bbx_ctr image rm "$ref2" >/dev/null 2>&1 || true; fi
 
 # Restore: refused with one line (not implemented yet), nothing left behind.
 status=0
