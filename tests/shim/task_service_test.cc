@@ -302,6 +302,34 @@ TEST_F(TaskServiceTest, CheckpointSavesTheVmWritesTheManifestAndResumes) {
   EXPECT_EQ(state.status(), ::containerd::v1::types::RUNNING);
 }
 
+// CheckpointOptions.exit (containerd.runc.v1, as containerd sends it): saved, then the
+// init is killed, so containerd sees the task exit as with runc's shim.
+TEST_F(TaskServiceTest, CheckpointWithExitEndsTheTask) {
+  storage_.plan_devices = false;
+  vmm_.can_save = true;
+  ASSERT_TRUE(Create("c1").ok());
+  task::StartRequest start;
+  start.set_id("c1");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  Empty empty;
+  task::CheckpointTaskRequest checkpoint;
+  checkpoint.set_id("c1");
+  checkpoint.set_path(root_ + "/checkpoint");
+  std::filesystem::create_directories(checkpoint.path());
+  containerd::runc::v1::CheckpointOptions options;
+  options.set_exit(true);
+  checkpoint.mutable_options()->PackFrom(options);
+  auto done = Call("Checkpoint", checkpoint, &empty);
+  ASSERT_TRUE(done.ok()) << done.message;
+  EXPECT_TRUE(std::filesystem::exists(checkpoint.path() + "/" + kCheckpointManifestName));
+  task::WaitRequest wait;
+  wait.set_id("c1");
+  task::WaitResponse waited;
+  ASSERT_TRUE(Call("Wait", wait, &waited).ok());
+  EXPECT_EQ(waited.exit_status(), 137u);
+}
+
 // A paused task is saved without touching the VM's run state and stays paused.
 TEST_F(TaskServiceTest, CheckpointOfAPausedTaskStaysPaused) {
   storage_.plan_devices = false;
