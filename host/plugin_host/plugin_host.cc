@@ -105,6 +105,13 @@ Status Vm::Resize(uint32_t vcpus, uint64_t memory_mib) {
   });
 }
 
+Result<pluginapi::VmSaved> Vm::Save(const std::string& dir) {
+  return plugin_->InvokeForMessage<pluginapi::VmSaved>(
+      "vm_save", [&](bbx_sink sink, bbx_error* error) {
+        return plugin_->vmm_ops()->vm_save(static_cast<bbx_vm*>(handle_), dir.c_str(), sink, error);
+      });
+}
+
 std::string Vm::ConsoleTail(size_t max_bytes) const {
   auto tail = ReadFileTailBytes(console_log_path_, max_bytes);
   return tail.ok() ? std::move(tail).value() : "(no console log at " + console_log_path_ + ")";

@@ -62,6 +62,8 @@ class Vm {
   Status Resume();
   Status AddDevice(const pluginapi::Device& device);
   Status Resize(uint32_t vcpus, uint64_t memory_mib);
+  // Saves the paused VM into files in the existing directory `dir` (vm_save).
+  Result<pluginapi::VmSaved> Save(const std::string& dir);
   // The last `max_bytes` of the guest console log, for error messages.
   std::string ConsoleTail(size_t max_bytes) const;
 

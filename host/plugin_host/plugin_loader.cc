@@ -95,7 +95,8 @@ std::vector<OpEntry> ListOps(const bbx_plugin_common_ops* common, bbx_plugin_kin
                       BBX_OP(vmm, bbx_vmm_ops, vm_resume, false),
                       BBX_OP(vmm, bbx_vmm_ops, vm_add_device, false),
                       BBX_OP(vmm, bbx_vmm_ops, vm_resize, false),
-                      BBX_OP(vmm, bbx_vmm_ops, vm_cleanup_stale, false)};
+                      BBX_OP(vmm, bbx_vmm_ops, vm_cleanup_stale, false),
+                      BBX_OP(vmm, bbx_vmm_ops, vm_save, false)};
       break;
     }
     case BBX_PLUGIN_KIND_NETWORK: {

@@ -35,6 +35,14 @@ class PluginVm final : public VmHandle {
     }
     return vm_->Resize(vcpus, memory_mib);
   }
+  Result<pluginapi::VmSaved> SaveVm(const std::string& dir) override {
+    if (!capabilities_.save()) {
+      return MakeError(ErrorCode::kNotImplemented,
+                       "the vmm plugin cannot save a running VM (Capabilities.save is false; "
+                       "of the in-tree plugins only qemu can)");
+    }
+    return vm_->Save(dir);
+  }
 
  private:
   std::unique_ptr<plugin_host::Vm> vm_;
@@ -123,6 +131,7 @@ SandboxBackends PluginBackends::backends() {
   backends.vmm = vmm_.get();
   backends.storage = storage_.get();
   backends.network = network_.get();
+  backends.vm.vmm_plugin = vm.vmm;
   backends.vm.kernel_path = vm.kernel_path;
   backends.vm.initrd_path = vm.initrd_path;
   backends.vm.kernel_cmdline = vm.kernel_cmdline;

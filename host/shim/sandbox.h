@@ -70,7 +70,7 @@ class Sandbox {
   Status UpdateContainer(const ContainerKey& key, const task::UpdateTaskRequest& request);
   // Task.Checkpoint (sandbox_checkpoint.cc): a VM-level checkpoint of `key`'s VM into
   // request.path(). Refuses what cannot be saved (a virtio-fs device, a VM shared by a
-  // pod) with one line; the save itself is VmHandle::SaveState.
+  // pod) with one line; the save itself is VmHandle::SaveVm.
   Status CheckpointContainer(const ContainerKey& key, const task::CheckpointTaskRequest& request);
   bool empty() const;
 

@@ -40,13 +40,13 @@ class VmHandle {
     return MakeError(ErrorCode::kNotImplemented, "this VMM cannot resize a running VM");
   }
   // Saves the paused VM (memory and device state) into the directory `dir` and returns
-  // the names of the files written there (checkpoint_manifest.h lists them).
-  // kNotImplemented when the VMM cannot.
-  virtual Result<std::vector<std::string>> SaveState(const std::string& dir) {
+  // the names of the files written there (checkpoint_manifest.h lists them) and the
+  // VMM's version. The VM stays paused. kNotImplemented when the VMM cannot.
+  virtual Result<pluginapi::VmSaved> SaveVm(const std::string& dir) {
     (void)dir;
     return MakeError(ErrorCode::kNotImplemented,
-                     "this VMM plugin cannot save a running VM (the plugin ABI has no save "
-                     "operation yet, issue 19)");
+                     "this VMM cannot save a running VM (no vm_save, "
+                     "see Capabilities.save)");
   }
   // The token the guest agent requires with every call (VmSpec.agent_token, see
   // common/base/agent_token.h); empty for fakes whose agent requires none.
@@ -83,6 +83,7 @@ class NetworkBackend {
 // The VM settings of the configuration, copied out of it so that the shim core does
 // not depend on the configuration's layout.
 struct VmSettings {
+  std::string vmm_plugin;  // the config's vmm (a checkpoint manifest names it)
   std::string kernel_path;
   std::string initrd_path;
   std::string kernel_cmdline;

@@ -84,8 +84,8 @@ void TaskService::Register(ttrpc::Server& server) {
              CreateTaskResponse* response) {
         if (!request.checkpoint().empty()) {
           return Unimplemented(
-              "restoring a checkpoint (ctr c restore --live) is not implemented yet: no VMM "
-              "plugin saves a VM (issue 19)");
+              "restoring a checkpoint (ctr c restore --live) is not implemented yet: "
+              "checkpoints are written, but no VMM plugin loads one back (issue 19)");
         }
         auto container = sandbox_.CreateContainer(KeyOf(context, request.id()), request);
         if (!container.ok()) return ToRpc(container.error());

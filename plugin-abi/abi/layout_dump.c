@@ -72,6 +72,7 @@ int main(void) {
   FIELD(bbx_vmm_ops, vm_add_device);
   FIELD(bbx_vmm_ops, vm_resize);
   FIELD(bbx_vmm_ops, vm_cleanup_stale);
+  FIELD(bbx_vmm_ops, vm_save);
 
   FIELD(bbx_network_ops, struct_size);
   FIELD(bbx_network_ops, attach);

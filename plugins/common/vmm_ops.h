@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "beaconbox/plugin/v1/plugin.pb.h"
+#include "beaconbox/plugin/v1/vmm.pb.h"
 #include "beaconbox/plugin_abi.h"
 #include "beaconbox/plugin_support.hpp"
 #include "plugins/common/abi_error.h"
@@ -66,6 +67,16 @@ bbx_status VmResizeOp(Handle* vm, uint32_t vcpus, uint64_t memory_mib, bbx_error
   return status.ok() ? BBX_OK : Fail(status.error(), error);
 }
 
+template <typename Handle>
+bbx_status VmSaveOp(Handle* vm, const char* dir, bbx_sink saved, bbx_error* error) {
+  if (dir == nullptr || dir[0] != '/') {
+    return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "vm_save needs an absolute directory");
+  }
+  auto message = vm->vm->Save(dir);
+  if (!message.ok()) return Fail(message.error(), error);
+  return bbx::WriteSink(saved, message->SerializeAsString(), error);
+}
+
 // Ends what a dead shim's VM left, but only the processes that are provably the
 // recorded ones (pid, start time, running one of `binaries`): a recycled pid is never
 // killed, and a VmInfo without start times (an older shim's state) kills nothing. Then
@@ -87,12 +98,14 @@ inline bbx_status CleanupStaleVm(bbx_bytes info_bytes, const std::vector<std::st
 }
 
 // The ops table of a VMM plugin whose bbx_vm has the members the templates above
-// call: the plugin gives only the ops that differ per VMM.
+// call: the plugin gives only the ops that differ per VMM (`save`: VmSaveOp<Handle>
+// when V has Save(dir) -> Result<VmSaved>, else nullptr).
 template <typename Handle>
 constexpr bbx_vmm_ops VmmOpsTable(decltype(bbx_vmm_ops::vm_create) create,
                                   decltype(bbx_vmm_ops::vm_destroy) destroy,
                                   decltype(bbx_vmm_ops::vm_add_device) add_device,
-                                  decltype(bbx_vmm_ops::vm_cleanup_stale) cleanup_stale) {
+                                  decltype(bbx_vmm_ops::vm_cleanup_stale) cleanup_stale,
+                                  decltype(bbx_vmm_ops::vm_save) save) {
   return bbx_vmm_ops{
       .struct_size = sizeof(bbx_vmm_ops),
       .vm_create = create,
@@ -105,6 +118,7 @@ constexpr bbx_vmm_ops VmmOpsTable(decltype(bbx_vmm_ops::vm_create) create,
       .vm_add_device = add_device,
       .vm_resize = VmResizeOp<Handle>,
       .vm_cleanup_stale = cleanup_stale,
+      .vm_save = save,
   };
 }
 

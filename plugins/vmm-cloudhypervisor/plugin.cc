@@ -102,6 +102,11 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
   if (!spec.ParseFromArray(spec_bytes.data, static_cast<int>(spec_bytes.len))) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmSpec");
   }
+  if (!spec.restore_dir().empty()) {
+    return bbx::Fail(error, BBX_ERR_NOT_IMPLEMENTED,
+                     "the cloud-hypervisor plugin cannot save or restore a VM (no "
+                     "Capabilities.save); use vmm = \"qemu\" for checkpoints");
+  }
   auto vm = beaconbox::cloudhv::ChVm::Create(spec, plugin->config, plugin->spawner);
   if (!vm.ok()) return Fail(vm.error(), error);
   *out = new bbx_vm{std::move(vm).value(), plugin->host};
@@ -213,7 +218,8 @@ const bbx_plugin_common_ops kCommonOps = {
 };
 
 constexpr bbx_vmm_ops kOps =
-    beaconbox::plugins::VmmOpsTable<bbx_vm>(VmCreate, VmDestroy, VmAddDevice, VmCleanupStale);
+    beaconbox::plugins::VmmOpsTable<bbx_vm>(VmCreate, VmDestroy, VmAddDevice, VmCleanupStale,
+                                            nullptr);  // no vm_save: see Capabilities
 
 }  // namespace
 

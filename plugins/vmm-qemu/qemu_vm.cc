@@ -526,6 +526,53 @@ Status QemuVm::Pause() {
   return qmp_->Execute("stop", 5s);
 }
 
+Result<pluginapi::VmSaved> QemuVm::Save(const std::string& dir) {
+  if (!qmp_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is not running");
+  for (const auto& device : spec_.devices()) {
+    if (device.has_share()) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "cannot save a VM with virtio-fs shares: QEMU 7.2 cannot migrate "
+                       "vhost-user-fs");
+    }
+  }
+  const std::string name = "vm.state";
+  const std::string path = dir + "/" + name;
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) return ErrnoError("creating the VM state file", path);
+  auto fail = [&](const Error& error) -> Error {
+    ::unlink(path.c_str());
+    return error.Wrap("saving the VM to " + path);
+  };
+  // Idempotent: the host pauses first; a running VM is stopped here and stays so.
+  if (Status stopped = qmp_->Execute("stop", 5s); !stopped.ok()) return fail(stopped.error());
+  auto named = qmp_->CallWithFd("getfd", R"({"fdname":"bbx-save"})", fd.get(), 5s);
+  if (!named.ok()) return fail(named.error());
+  fd.Reset();
+  if (Status saved = MigrateAndWait(*qmp_, "fd:bbx-save", 300s); !saved.ok()) {
+    (void)qmp_->Call("closefd", R"({"fdname":"bbx-save"})", 5s);
+    return fail(saved.error());
+  }
+  pluginapi::VmSaved answer;
+  answer.add_files(name);
+  // {"qemu":{"major":7,"minor":2,"micro":22},"package":"Debian 1:7.2+dfsg-7+deb12u18"}
+  auto version = qmp_->Call("query-version", "", 5s);
+  if (!version.ok()) return fail(version.error());
+  auto parsed = ParseBoundedJson(*version, "QMP query-version");
+  if (!parsed.ok()) return fail(parsed.error());
+  const auto number = [&](const char* key) -> std::string {
+    const auto& qemu = (*parsed)["qemu"];
+    return qemu.is_object() && qemu.contains(key) && qemu[key].is_number_unsigned()
+               ? std::to_string(qemu[key].get<uint64_t>())
+               : "?";
+  };
+  if (!parsed->is_object() || !parsed->contains("qemu")) {
+    return fail(MakeError(ErrorCode::kInternal, "QMP query-version answered no version"));
+  }
+  answer.set_vmm_version("QEMU emulator version " + number("major") + "." + number("minor") + "." +
+                         number("micro"));
+  return answer;
+}
+
 Status QemuVm::Resume() {
   if (!qmp_) return MakeError(ErrorCode::kFailedPrecondition, "the VM is not running");
   return qmp_->Execute("cont", 5s);

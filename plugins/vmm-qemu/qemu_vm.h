@@ -135,6 +135,10 @@ class QemuVm {
   Status Stop(std::chrono::milliseconds timeout);
   Status Pause();
   Status Resume();
+  // Stops the vCPUs (they stay stopped) and saves memory and device state into the new
+  // file vm.state in `dir` (QMP migrate to an fd); answers {"vm.state"} and QEMU's
+  // version. Refuses a VM with virtio-fs shares. On failure the file is removed.
+  Result<beaconbox::plugin::v1::VmSaved> Save(const std::string& dir);
   // vCPU hotplug up to max_vcpus (growing only) through QMP.
   Status Resize(uint32_t vcpus, uint64_t memory_mib);
 

@@ -131,4 +131,32 @@ Status QmpClient::Execute(const std::string& command, std::chrono::milliseconds 
   return Status::Ok();
 }
 
+Status MigrateAndWait(QmpClient& qmp, const std::string& uri, std::chrono::milliseconds timeout) {
+  using namespace std::chrono_literals;
+  BBX_RETURN_IF_ERROR(qmp.Call("migrate", nlohmann::json{{"uri", uri}}.dump(), 10s));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    BBX_ASSIGN_OR_RETURN(std::string reply, qmp.Call("query-migrate", "", 5s));
+    BBX_ASSIGN_OR_RETURN(nlohmann::json info, ParseBoundedJson(reply, "QMP query-migrate"));
+    const std::string status =
+        info.is_object() && info.contains("status") && info["status"].is_string()
+            ? info["status"].get<std::string>()
+            : "";
+    if (status == "completed") return Status::Ok();
+    if (status == "failed" || status == "cancelled") {
+      std::string detail;
+      if (info.is_object() && info.contains("error-desc") && info["error-desc"].is_string()) {
+        detail = ": " + info["error-desc"].get<std::string>().substr(0, 200);
+      }
+      return MakeError(ErrorCode::kInternal, "QEMU's migration " + status + detail);
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      (void)qmp.Call("migrate_cancel", "", 5s);
+      return MakeError(ErrorCode::kTimeout, "QEMU's migration did not complete in " +
+                                                std::to_string(timeout.count()) + " ms");
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
 }  // namespace beaconbox::qemu

@@ -39,4 +39,10 @@ class QmpClient {
   std::string buffer_;
 };
 
+// Runs QMP `migrate` to `uri` (e.g. "exec:cat > <file>" or "fd:<name>" from getfd) on a
+// stopped VM and polls query-migrate until QEMU reports "completed". A failed or
+// cancelled migration, or none completed within `timeout`, is an error naming it.
+// The vCPUs stay stopped either way.
+Status MigrateAndWait(QmpClient& qmp, const std::string& uri, std::chrono::milliseconds timeout);
+
 }  // namespace beaconbox::qemu

@@ -148,23 +148,8 @@ Status BuildTemplate(const pluginapi::VmSpec& spec, const QemuConfig& config,
   BBX_RETURN_IF_ERROR(
       qmp->Call("migrate-set-capabilities",
                 R"({"capabilities":[{"capability":"x-ignore-shared","state":true}]})", 5s));
-  BBX_RETURN_IF_ERROR(
-      qmp->Call("migrate", nlohmann::json{{"uri", "exec:cat > " + state}}.dump(), 10s));
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  for (;;) {
-    BBX_ASSIGN_OR_RETURN(std::string reply, qmp->Call("query-migrate", "", 5s));
-    BBX_ASSIGN_OR_RETURN(nlohmann::json info, ParseBoundedJson(reply, "QMP query-migrate"));
-    const std::string status =
-        info.is_object() && info.contains("status") && info["status"].is_string()
-            ? info["status"].get<std::string>()
-            : "";
-    if (status == "completed") break;
-    if (status == "failed" || status == "cancelled") {
-      return died("saving the device state: migration " + status);
-    }
-    if (std::chrono::steady_clock::now() > deadline)
-      return died("saving the device state timed out");
-    std::this_thread::sleep_for(20ms);
+  if (Status saved = MigrateAndWait(*qmp, "exec:cat > " + state, 60s); !saved.ok()) {
+    return died("saving the device state: " + saved.error().message);
   }
   (void)qmp->Execute("quit", 5s);
   if (!plugins::WaitChildExit(pid, 10s)) plugins::EndChild(pid, 0ms);

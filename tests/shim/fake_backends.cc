@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "common/base/file_util.h"
+
 namespace beaconbox::shim::testing {
 // ------------------------------------------------------------------------ FakeVmm
 
@@ -32,7 +34,19 @@ class FakeVm final : public VmHandle {
     ++vmm_.pauses_;
     return Status::Ok();
   }
-  Status Resume() override { return Status::Ok(); }
+  Status Resume() override {
+    ++vmm_.resumes_;
+    return Status::Ok();
+  }
+  // A FAKE save: one small file, no VM state in it.
+  Result<pluginapi::VmSaved> SaveVm(const std::string& dir) override {
+    if (!vmm_.can_save) return VmHandle::SaveVm(dir);
+    BBX_RETURN_IF_ERROR(WriteFileAtomic(dir + "/vm.state", "FAKE saved VM", 0600));
+    pluginapi::VmSaved saved;
+    saved.add_files("vm.state");
+    saved.set_vmm_version("FAKE VMM 1");
+    return saved;
+  }
   Status Resize(uint32_t vcpus, uint64_t memory_mib) override {
     if (!vmm_.can_resize) {
       return MakeError(ErrorCode::kNotImplemented, "FAKE: this VMM cannot resize");

@@ -46,6 +46,10 @@ class FakeVmm final : public VmmBackend {
   int created() const { return created_; }
   int cleanups() const { return cleanups_; }
   int pauses() const { return pauses_; }
+  int resumes() const { return resumes_; }
+  // VmHandle::SaveVm writes a FAKE vm.state when `can_save`, else answers as a VMM
+  // without vm_save.
+  bool can_save = false;
   std::vector<pluginapi::VmSpec> specs;
   // VmHandle::Resize: recorded (vcpus, memory_mib) when `can_resize`, else
   // kNotImplemented as from a VMM that cannot.
@@ -59,6 +63,7 @@ class FakeVmm final : public VmmBackend {
   std::atomic<int> created_{0};
   std::atomic<int> cleanups_{0};
   std::atomic<int> pauses_{0};
+  std::atomic<int> resumes_{0};
   std::atomic<int> stops_{0};
   mutable std::mutex resize_mutex_;
   std::vector<std::pair<uint32_t, uint64_t>> resizes_;  // guarded by resize_mutex_

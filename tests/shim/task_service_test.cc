@@ -12,6 +12,7 @@
 
 #include "github.com/containerd/cgroups/v2/stats/metrics.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
+#include "host/shim/checkpoint_manifest.h"
 #include "tests/shim/task_service_fixture.h"
 
 namespace beaconbox::shim {
@@ -26,6 +27,12 @@ class TaskServiceTest : public testing::TaskServiceFixture {
     MakeBundle("bbx-task-service-test");
     std::ofstream(bundle_ + "/config.json")
         << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["/bin/true"]}})";
+    // A checkpoint manifest names these files' digests (FAKE kernel and initrd).
+    backends_.vm.kernel_path = root_ + "/kernel";
+    backends_.vm.initrd_path = root_ + "/initrd";
+    std::ofstream(backends_.vm.kernel_path) << "FAKE kernel";
+    std::ofstream(backends_.vm.initrd_path) << "FAKE initrd";
+    backends_.vm.vmm_plugin = "fake";
     ServeTask();
   }
   ttrpc::RpcStatus Create(const std::string& id) { return CreateTask(id); }
@@ -238,10 +245,118 @@ TEST_F(TaskServiceTest, CheckpointWithoutVirtioFsNeedsAVmmThatSaves) {
   task::CheckpointTaskRequest checkpoint;
   checkpoint.set_id("c1");
   checkpoint.set_path(root_ + "/checkpoint");
+  std::filesystem::create_directories(checkpoint.path());
   auto refused = Call("Checkpoint", checkpoint, &empty);
-  EXPECT_EQ(refused.code, Code::kUnimplemented) << refused.message;
-  EXPECT_NE(refused.message.find("this VMM plugin cannot save a running VM"), std::string::npos)
+  EXPECT_EQ(refused.code, Code::kFailedPrecondition) << refused.message;
+  EXPECT_NE(refused.message.find("needs a running or paused task"), std::string::npos)
       << refused.message;
+  task::StartRequest start;
+  start.set_id("c1");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  refused = Call("Checkpoint", checkpoint, &empty);
+  EXPECT_EQ(refused.code, Code::kUnimplemented) << refused.message;
+  EXPECT_NE(refused.message.find("this VMM cannot save a running VM"), std::string::npos)
+      << refused.message;
+  // Paused for the save and running again after its refusal; nothing written.
+  EXPECT_EQ(vmm_.pauses(), 1);
+  EXPECT_EQ(vmm_.resumes(), 1);
+  EXPECT_TRUE(std::filesystem::is_empty(checkpoint.path()));
+}
+
+// With a (FAKE) VMM that saves: the VM is paused, saved, the manifest written beside
+// the state (restore's validation accepts it), and the VM resumed.
+TEST_F(TaskServiceTest, CheckpointSavesTheVmWritesTheManifestAndResumes) {
+  storage_.plan_devices = false;
+  vmm_.can_save = true;
+  ASSERT_TRUE(Create("c1").ok());
+  task::StartRequest start;
+  start.set_id("c1");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  Empty empty;
+  task::CheckpointTaskRequest checkpoint;
+  checkpoint.set_id("c1");
+  checkpoint.set_path(root_ + "/checkpoint");
+  std::filesystem::create_directories(checkpoint.path());
+  auto done = Call("Checkpoint", checkpoint, &empty);
+  ASSERT_TRUE(done.ok()) << done.message;
+  EXPECT_EQ(vmm_.pauses(), 1);
+  EXPECT_EQ(vmm_.resumes(), 1);
+  CheckpointHost host;
+  host.beaconbox_version = BEACONBOX_VERSION;
+  ASSERT_TRUE(Sha256OfFile(root_ + "/kernel").ok());
+  host.kernel_sha256 = *Sha256OfFile(root_ + "/kernel");
+  host.initrd_sha256 = *Sha256OfFile(root_ + "/initrd");
+  host.vmm = "fake";
+  host.vmm_version = "FAKE VMM 1";
+  host.max_memory_mib = 4096;
+  auto manifest = ValidateCheckpointDir(checkpoint.path(), host);
+  ASSERT_TRUE(manifest.ok()) << manifest.error().message;
+  ASSERT_EQ(manifest->files.size(), 1u);
+  EXPECT_EQ(manifest->files[0].name, "vm.state");
+  task::StateRequest state_request;
+  state_request.set_id("c1");
+  task::StateResponse state;
+  ASSERT_TRUE(Call("State", state_request, &state).ok());
+  EXPECT_EQ(state.status(), ::containerd::v1::types::RUNNING);
+}
+
+// CheckpointOptions.exit (containerd.runc.v1, as containerd sends it): saved, then the
+// init is killed, so containerd sees the task exit as with runc's shim.
+TEST_F(TaskServiceTest, CheckpointWithExitEndsTheTask) {
+  storage_.plan_devices = false;
+  vmm_.can_save = true;
+  ASSERT_TRUE(Create("c1").ok());
+  task::StartRequest start;
+  start.set_id("c1");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  Empty empty;
+  task::CheckpointTaskRequest checkpoint;
+  checkpoint.set_id("c1");
+  checkpoint.set_path(root_ + "/checkpoint");
+  std::filesystem::create_directories(checkpoint.path());
+  containerd::runc::v1::CheckpointOptions options;
+  options.set_exit(true);
+  checkpoint.mutable_options()->PackFrom(options);
+  auto done = Call("Checkpoint", checkpoint, &empty);
+  ASSERT_TRUE(done.ok()) << done.message;
+  EXPECT_TRUE(std::filesystem::exists(checkpoint.path() + "/" + kCheckpointManifestName));
+  task::WaitRequest wait;
+  wait.set_id("c1");
+  task::WaitResponse waited;
+  ASSERT_TRUE(Call("Wait", wait, &waited).ok());
+  EXPECT_EQ(waited.exit_status(), 137u);
+}
+
+// A paused task is saved without touching the VM's run state and stays paused.
+TEST_F(TaskServiceTest, CheckpointOfAPausedTaskStaysPaused) {
+  storage_.plan_devices = false;
+  vmm_.can_save = true;
+  ASSERT_TRUE(Create("c1").ok());
+  task::StartRequest start;
+  start.set_id("c1");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  Empty empty;
+  task::PauseRequest pause;
+  pause.set_id("c1");
+  ASSERT_TRUE(Call("Pause", pause, &empty).ok());
+  task::CheckpointTaskRequest checkpoint;
+  checkpoint.set_id("c1");
+  checkpoint.set_path(root_ + "/checkpoint");
+  std::filesystem::create_directories(checkpoint.path());
+  auto done = Call("Checkpoint", checkpoint, &empty);
+  ASSERT_TRUE(done.ok()) << done.message;
+  EXPECT_EQ(vmm_.pauses(), 1);  // Task.Pause's only
+  EXPECT_EQ(vmm_.resumes(), 0);
+  EXPECT_TRUE(std::filesystem::exists(checkpoint.path() + "/" + kCheckpointManifestName));
+  task::StateRequest state_request;
+  state_request.set_id("c1");
+  task::StateResponse state;
+  ASSERT_TRUE(Call("State", state_request, &state).ok());
+  EXPECT_EQ(state.status(), ::containerd::v1::types::PAUSED);
 }
 
 TEST_F(TaskServiceTest, RestoreFromACheckpointIsRefusedAndLeavesNothing) {

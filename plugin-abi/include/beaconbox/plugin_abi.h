@@ -308,6 +308,14 @@ typedef struct bbx_vmm_ops {
    * beaconbox.plugin.v1.VmInfo its vm_info wrote (namespace, id, pids). Idempotent.
    * THREADING: any thread, concurrently. */
   bbx_status (*vm_cleanup_stale)(bbx_plugin *plugin, bbx_bytes vm_info, bbx_error *error);
+  /* OPTIONAL (capability save). Saves the paused VM (its memory and device state) into
+   * new files in the existing directory `dir` (a NUL-terminated absolute path; the
+   * plugin creates no file outside it and follows no symlink in it) and writes a
+   * beaconbox.plugin.v1.VmSaved (the names of those files, relative to `dir`, and the
+   * VMM's version) into `saved`. The VM stays paused; resumed, it runs on. On failure
+   * the files it created are removed. A VmSpec with restore_dir set loads such a save
+   * instead of booting (see vmm.proto). OWNERSHIP: `dir` is borrowed for the call. */
+  bbx_status (*vm_save)(bbx_vm *vm, const char *dir, bbx_sink saved, bbx_error *error);
 } bbx_vmm_ops;
 
 /* ------------------------------------------------------------------------- */

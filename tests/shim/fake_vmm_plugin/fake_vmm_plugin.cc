@@ -252,6 +252,7 @@ const bbx_vmm_ops kVmmOps = {
     .vm_add_device = nullptr,
     .vm_resize = nullptr,
     .vm_cleanup_stale = VmCleanupStale,
+    .vm_save = nullptr,  // no Capabilities.save
 };
 
 }  // namespace
