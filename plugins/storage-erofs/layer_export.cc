@@ -299,12 +299,11 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
   plan.set_guest_rootfs("rootfs");
 
   if (!request.volumes().empty()) {
-    if (Status staged = StageVolumes(request.bundle(), request.volumes()); !staged.ok()) {
-      return undo_share(staged.error());
-    }
+    auto staging = StageContainerVolumes(request, config_.record_dir);
+    if (!staging.ok()) return undo_share(staging.error());
     auto* volumes = plan.add_devices()->mutable_share();
     volumes->set_tag(config_.volume_share_tag);
-    volumes->set_host_path(request.bundle() + "/" + kVolumesDir);
+    volumes->set_host_path(*staging);
     volumes->set_read_only(false);  // as in storage-virtiofs: each read-only bind is so
     auto* guest_mount = plan.add_guest_mounts();
     guest_mount->set_type("virtiofs");
@@ -421,7 +420,8 @@ Status ErofsExporter::Release(const pluginapi::StorageReleaseRequest& request) c
     return MakeError(ErrorCode::kInvalidArgument,
                      "bundle '" + request.bundle() + "' is not a clean absolute path");
   }
-  Status volumes = UnstageVolumes(request.bundle());
+  Status volumes = ReleaseContainerVolumes(request.namespace_(), request.container_id(),
+                                           request.bundle(), config_.record_dir);
   if (::access((request.bundle() + "/" + kPodLayerShareMarker).c_str(), F_OK) == 0) {
     Status layers = ReleasePodLayerShare(request.bundle());
     return volumes.ok() ? layers : volumes;

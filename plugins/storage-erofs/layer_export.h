@@ -43,6 +43,9 @@ struct ErofsExportConfig {
   // the VM's run directory (removed with the VM) instead of a tmpfs.
   uint64_t scratch_size_mib = 0;
   std::string mkfs_ext4 = "mkfs.ext4";  // a name searched in PATH, or a path
+  // Where release finds a container's staged volumes without its bundle
+  // (StageContainerVolumes): the plugin's <state_dir>/storage-erofs.
+  std::string record_dir;
 };
 
 // Per layer, what Prepare did: for the log and the benchmark.

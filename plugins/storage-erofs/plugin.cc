@@ -146,6 +146,7 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      std::string("config: ") + std::string(parse_error.description()));
   }
+  if (!state_dir.empty()) config.record_dir = state_dir + "/storage-erofs";
   if (config.cache.cache_dir.empty()) {
     if (state_dir.empty()) {
       return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,

@@ -49,6 +49,10 @@ bbx_status Init(const bbx_host_services* host, bbx_bytes config_toml, bbx_plugin
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT,
                      "volume_share_tag must be 1 to 36 characters and differ from share_tag");
   }
+  if (host != nullptr && BBX_STRUCT_HAS(host, bbx_host_services, state_dir) &&
+      host->state_dir != nullptr && host->state_dir[0] != '\0') {
+    config.record_dir = std::string(host->state_dir) + "/storage-virtiofs";
+  }
   *out = new (std::nothrow) bbx_plugin{host, beaconbox::storage::RootfsExporter(config)};
   return *out ? BBX_OK : bbx::Fail(error, BBX_ERR_INTERNAL, "out of memory");
 }
@@ -74,8 +78,10 @@ bbx_status Release(bbx_plugin* plugin, bbx_bytes request_bytes, bbx_error* error
   if (request.bundle().empty()) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "release: no bundle given");
   }
-  // Everything prepare made lives in the bundle, which is per (namespace, id).
-  auto status = plugin->exporter.Release(request.container_id(), request.bundle());
+  // The bundle may be gone (containerd 1.7 removes it while the shim's delete action
+  // runs): what release needs is found by (namespace, id) under the state directory.
+  auto status =
+      plugin->exporter.Release(request.namespace_(), request.container_id(), request.bundle());
   return status.ok() ? BBX_OK : beaconbox::plugins::Fail(status.error(), error);
 }
 

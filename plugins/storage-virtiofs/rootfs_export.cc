@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <filesystem>
 
 #include "common/base/errno_error.h"
@@ -26,18 +25,11 @@ bool IsAbsoluteClean(const std::string& path) {
   return true;
 }
 
-// A containerd identifier: the name of a container's directory in a pod share.
-bool IsPlainName(const std::string& name) {
-  if (name.empty() || name.size() > 76 || name[0] == '.') return false;
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
-
 constexpr char kPodShareTmpfsOptions[] = "mode=0755,size=64k";
+
+// A pod container's record under ExportConfig.record_dir (volumes/ is
+// StageContainerVolumes's).
+constexpr char kPodShareRecords[] = "pod-share";
 
 // The pod share: the host's writable tmpfs at `writable` and its read-only bind at
 // `share`, both private. The share was once the tmpfs itself, remounted writable and
@@ -171,10 +163,12 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
   plan.set_guest_rootfs("rootfs");
 
   if (!request.volumes().empty()) {
-    BBX_RETURN_IF_ERROR(StageVolumes(request.bundle(), request.volumes()));
+    // Not in the bundle: containerd's removal of a dead shim's bundle would go into
+    // the read-write volumes staged there and empty them on the host.
+    BBX_ASSIGN_OR_RETURN(std::string staging, StageContainerVolumes(request, config_.record_dir));
     auto* volumes = plan.add_devices()->mutable_share();
     volumes->set_tag(config_.volume_share_tag);
-    volumes->set_host_path(request.bundle() + "/" + kVolumesDir);
+    volumes->set_host_path(staging);
     // Read-write: each read-only volume is a read-only mount on the host, and the
     // share's root is a read-only tmpfs.
     volumes->set_read_only(false);
@@ -189,16 +183,28 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
   return plan;
 }
 
-Status RootfsExporter::Release(const std::string& container_id, const std::string& bundle) const {
+std::string RootfsExporter::RecordPath(const char* kind, const std::string& namespace_name,
+                                       const std::string& id) const {
+  return config_.record_dir + "/" + kind + "/" + namespace_name + "--" + id;
+}
+
+Status RootfsExporter::Release(const std::string& namespace_name, const std::string& container_id,
+                               const std::string& bundle) const {
   if (!IsAbsoluteClean(bundle)) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "bundle '" + bundle + "' is not a clean absolute path");
   }
+  if (IsAbsoluteClean(config_.record_dir) && IsContainerdName(namespace_name) &&
+      IsContainerdName(container_id)) {
+    const std::string record = RecordPath(kPodShareRecords, namespace_name, container_id);
+    if (::access(record.c_str(), F_OK) == 0) return ReleasePodShare(record);
+  }
   if (::access((bundle + "/" + kPodShareMarker).c_str(), F_OK) == 0) {
-    return ReleasePodShare(bundle);
+    return ReleasePodShare(bundle + "/" + kPodShareMarker);
   }
   // The VM (and its virtiofsd) is gone when the shim releases: nothing holds these.
-  Status volumes = UnstageVolumes(bundle);
+  Status volumes =
+      ReleaseContainerVolumes(namespace_name, container_id, bundle, config_.record_dir);
   const std::string marker = bundle + "/" + kMountedMarker;
   if (::access(marker.c_str(), F_OK) != 0) return volumes;
   const std::string rootfs = bundle + "/rootfs";
@@ -221,10 +227,16 @@ Result<pluginapi::MountPlan> RootfsExporter::PreparePodShare(
                                                       request.vm_run_dir().substr(0, 256) +
                                                       "' is not a clean absolute path");
   }
-  if (!IsPlainName(request.container_id())) {
-    return MakeError(ErrorCode::kInvalidArgument, "pod share: container id '" +
-                                                      request.container_id().substr(0, 80) +
-                                                      "' is not a containerd identifier");
+  if (!IsContainerdName(request.container_id()) || !IsContainerdName(request.namespace_())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "pod share: container id '" + request.container_id().substr(0, 80) +
+                         "' or namespace '" + request.namespace_().substr(0, 80) +
+                         "' is not a containerd identifier");
+  }
+  if (!IsAbsoluteClean(config_.record_dir)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "pod share: no state directory to record the container in "
+                     "(paths.state_dir): set it to an absolute path");
   }
   if (request.rootfs_size() > 1) {
     return MakeError(ErrorCode::kNotImplemented,
@@ -242,6 +254,7 @@ Result<pluginapi::MountPlan> RootfsExporter::PreparePodShare(
   std::error_code error;
   fs::create_directories(share, error);
   if (!error) fs::create_directories(writable, error);
+  if (!error) fs::create_directories(config_.record_dir + "/" + kPodShareRecords, error);
   if (error) return MakeError(ErrorCode::kPermission, "creating " + share + ": " + error.message());
   if (!IsMountPoint(share)) BBX_RETURN_IF_ERROR(MountPodShare(writable, share));
   if (::mkdir(made_dir.c_str(), 0755) != 0) {
@@ -254,8 +267,10 @@ Result<pluginapi::MountPlan> RootfsExporter::PreparePodShare(
     ::rmdir(made_dir.c_str());
     return failed.error();
   }
-  // From here on Release undoes what is done.
-  BBX_RETURN_IF_ERROR(WriteFileAtomic(request.bundle() + "/" + kPodShareMarker, dir + "\n"));
+  // From here on Release undoes what is done. The record is not in the bundle:
+  // containerd may remove the bundle before the shim's delete action releases.
+  BBX_RETURN_IF_ERROR(WriteFileAtomic(
+      RecordPath(kPodShareRecords, request.namespace_(), request.container_id()), dir + "\n"));
 
   pluginapi::HostMount bound;
   if (request.rootfs_size() == 1) {
@@ -309,8 +324,7 @@ Result<pluginapi::MountPlan> RootfsExporter::PreparePodShare(
   return plan;
 }
 
-Status RootfsExporter::ReleasePodShare(const std::string& bundle) const {
-  const std::string marker = bundle + "/" + kPodShareMarker;
+Status RootfsExporter::ReleasePodShare(const std::string& marker) const {
   BBX_ASSIGN_OR_RETURN(std::string dir, ReadSmallFile(marker, 4096));
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
   const fs::path dir_path(dir);
@@ -319,7 +333,7 @@ Status RootfsExporter::ReleasePodShare(const std::string& bundle) const {
       dir_path.parent_path().parent_path().string() + "/" + kPodShareWritableDir;
   const std::string made_dir = writable + "/" + dir_path.filename().string();
   if (!IsAbsoluteClean(dir) || dir_path.parent_path().filename() != kPodShareDir ||
-      !IsPlainName(dir_path.filename().string())) {
+      !IsContainerdName(dir_path.filename().string())) {
     return MakeError(ErrorCode::kInternal, marker + " names '" + dir.substr(0, 256) +
                                                "', no container directory of a pod share: "
                                                "not touched; unmount and remove it by hand");

@@ -15,6 +15,12 @@ namespace beaconbox::storage {
 struct ExportConfig {
   std::string share_tag = "rootfs";
   std::string volume_share_tag = "volumes";  // the share of a container's volumes
+  // Where Prepare records what Release must find (the plugin's
+  // <state_dir>/storage-virtiofs): pod-share/<namespace>--<id> names a pod container's
+  // directory in its VM's pod share, volumes/<namespace>--<id> the directory its
+  // volumes are staged in. Release must not need the bundle: containerd may remove it
+  // first, and its removal would descend into read-write volumes staged there.
+  std::string record_dir;
 };
 
 class RootfsExporter {
@@ -28,13 +34,19 @@ class RootfsExporter {
   Result<beaconbox::plugin::v1::MountPlan> Prepare(
       const beaconbox::plugin::v1::StoragePrepareRequest& request) const;
 
-  // Unmounts what Prepare mounted (volumes too); harmless when nothing is mounted.
-  Status Release(const std::string& container_id, const std::string& bundle) const;
+  // Unmounts what Prepare mounted (volumes too); harmless when nothing is mounted. A
+  // pod container is found by (namespace, id) in config.record_dir, also when its
+  // bundle is gone.
+  Status Release(const std::string& namespace_name, const std::string& container_id,
+                 const std::string& bundle) const;
 
  private:
   Result<beaconbox::plugin::v1::MountPlan> PreparePodShare(
       const beaconbox::plugin::v1::StoragePrepareRequest& request) const;
-  Status ReleasePodShare(const std::string& bundle) const;
+  // `record`: the file naming the container's directory in the pod share.
+  Status ReleasePodShare(const std::string& record) const;
+  std::string RecordPath(const char* kind, const std::string& namespace_name,
+                         const std::string& id) const;
 
   ExportConfig config_;
 };
@@ -54,7 +66,8 @@ inline constexpr char kGuestRootfsScratch[] = "rootfs-scratch";
 inline constexpr char kPodShareDir[] = "pod-share";
 inline constexpr char kPodShareWritableDir[] = "pod-share-host";
 inline constexpr char kGuestPodShare[] = "pod-share";
-// Name of the file in the bundle that records the container's directory in a pod share.
+// Name of the file in the bundle that recorded the container's directory in a pod
+// share (versions before the record in ExportConfig.record_dir): still released.
 inline constexpr char kPodShareMarker[] = "beaconbox-pod-share";
 
 // Name of the file in the bundle that records that Prepare mounted the rootfs.

@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <filesystem>
 #include <vector>
 
 #include "common/base/errno_error.h"
+#include "common/base/file_util.h"
 #include "common/base/unique_fd.h"
 #include "plugins/common/child_process.h"
 
@@ -130,7 +132,72 @@ Status Unmount(const std::string& path) {
   return Status::Ok();
 }
 
+constexpr char kVolumeRecords[] = "volumes";
+
+std::string VolumeRecordPath(const std::string& record_dir, const std::string& namespace_name,
+                             const std::string& id) {
+  return record_dir + "/" + kVolumeRecords + "/" + namespace_name + "--" + id;
+}
+
 }  // namespace
+
+bool IsContainerdName(const std::string& name) {
+  if (name.empty() || name.size() > 76 || name[0] == '.') return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+Result<std::string> StageContainerVolumes(const pluginapi::StoragePrepareRequest& request,
+                                          const std::string& record_dir) {
+  std::string base = request.bundle();
+  if (IsAbsoluteClean(request.vm_run_dir()) && IsAbsoluteClean(record_dir) &&
+      IsContainerdName(request.namespace_()) && IsContainerdName(request.container_id())) {
+    const std::string records = record_dir + "/" + kVolumeRecords;
+    std::error_code error;
+    fs::create_directories(records, error);
+    if (error) {
+      return MakeError(ErrorCode::kPermission, "creating " + records + ": " + error.message());
+    }
+    // Recorded first: from here on release finds what is staged.
+    BBX_RETURN_IF_ERROR(
+        WriteFileAtomic(VolumeRecordPath(record_dir, request.namespace_(), request.container_id()),
+                        request.vm_run_dir() + "\n"));
+    // Per container: a pod's VM holds several.
+    base = request.vm_run_dir() + "/" + kVolumeRecords + "/" + request.namespace_() + "--" +
+           request.container_id();
+  }
+  BBX_RETURN_IF_ERROR(StageVolumes(base, request.volumes()));
+  return base + "/" + kVolumesDir;
+}
+
+Status ReleaseContainerVolumes(const std::string& namespace_name, const std::string& id,
+                               const std::string& bundle, const std::string& record_dir) {
+  Status status = IsAbsoluteClean(bundle) ? UnstageVolumes(bundle) : Status::Ok();
+  if (!IsAbsoluteClean(record_dir) || !IsContainerdName(namespace_name) || !IsContainerdName(id)) {
+    return status;
+  }
+  const std::string record = VolumeRecordPath(record_dir, namespace_name, id);
+  if (::access(record.c_str(), F_OK) != 0) return status;
+  BBX_ASSIGN_OR_RETURN(std::string base, ReadSmallFile(record, 4096));
+  while (!base.empty() && base.back() == '\n') base.pop_back();
+  if (!IsAbsoluteClean(base)) {
+    return MakeError(ErrorCode::kInternal, record + " names '" + base.substr(0, 256) +
+                                               "', no absolute path: not touched; unmount "
+                                               "the volumes staged there by hand, then remove it");
+  }
+  const std::string staged_in = base + "/" + kVolumeRecords + "/" + namespace_name + "--" + id;
+  Status unstaged = UnstageVolumes(staged_in);
+  if (unstaged.ok()) {
+    ::rmdir(staged_in.c_str());
+    ::rmdir((base + "/" + kVolumeRecords).c_str());  // when it was the last
+    ::unlink(record.c_str());
+  }
+  return status.ok() ? unstaged : status;
+}
 
 Status StageVolumes(const std::string& bundle, const Volumes& volumes) {
   if (volumes.empty()) return Status::Ok();

@@ -1,6 +1,6 @@
 // A container's volumes (OCI bind mounts of host files and directories) for its VM.
 //
-// They go through one extra virtio-fs share per container, <bundle>/beaconbox-volumes
+// They go through one extra virtio-fs share per container, <base>/beaconbox-volumes
 // on the host: a small tmpfs holding one mount point per volume ("0", "1", ... in the
 // request's order; a directory or an empty file, as the source is), each a bind mount
 // of the volume's source. A read-only volume's bind is made read-only on the host,
@@ -41,5 +41,23 @@ Status StageVolumes(const std::string& bundle, const Volumes& volumes);
 // Unmounts what StageVolumes mounted in `bundle` and removes the staging directory.
 // Idempotent: nothing staged is success.
 Status UnstageVolumes(const std::string& bundle);
+
+// A containerd identifier (a namespace or a container id): a key of the records below.
+bool IsContainerdName(const std::string& name);
+
+// The container's volumes for a storage plugin that shares them over their own
+// virtio-fs share, staged in <vm_run_dir>/volumes/<namespace>--<id>/ and the VM run
+// directory recorded in <record_dir>/volumes/<namespace>--<id>; returns the staging directory
+// (the share's host path). Not in the bundle: containerd may remove a dead shim's
+// bundle before the shim's `delete` action releases, and that removal goes into the
+// mount points below it (a read-write volume's host files with them). Without a VM
+// run directory or record_dir (older shims, tests) the bundle holds them, as before.
+Result<std::string> StageContainerVolumes(
+    const beaconbox::plugin::v1::StoragePrepareRequest& request, const std::string& record_dir);
+
+// Undoes StageContainerVolumes for (namespace, id), whether its bundle is still there
+// or not. Idempotent.
+Status ReleaseContainerVolumes(const std::string& namespace_name, const std::string& id,
+                               const std::string& bundle, const std::string& record_dir);
 
 }  // namespace beaconbox::storage

@@ -94,6 +94,7 @@ declare -A transcript
 for runtime in $runc $beaconbox; do
   name=$(short "$runtime")
   id="vol-$name" vols="$BBX_DIR/vols-$name"
+  record="$BBX_DIR/beacon/state/storage-virtiofs/volumes/$BBX_NS--$id"
   mkdir -p "$vols/rw" "$vols/ro"
   echo "written on the host before the start" > "$vols/rw/before"
   echo "read-only content" > "$vols/ro/existing"
@@ -123,7 +124,12 @@ from-container" ] && pass "$name: the container's append to the single-file bind
       pass "$name: the read-only volume is unchanged on the host" ||
       fail "$name: the read-only volume changed: '$(cat "$vols/ro/existing")'"
     if [ "$runtime" = "$beaconbox" ]; then
-      staging="$tasks/$id/beaconbox-volumes"
+      # Staged in the VM's run directory, named by the plugin's record under its state
+      # directory (not in the bundle, which containerd may remove before the release).
+      staging="$(cat "$record" 2>/dev/null)/volumes/$BBX_NS--$id/beaconbox-volumes"
+      [[ $staging == "$BBX_DIR/beacon/run/"* ]] &&
+        pass "$name: the volumes are staged in the VM's run directory ($staging)" ||
+        fail "$name: the record $record names '$staging', not a VM run directory"
       for check in "$staging/1|read-only dir volume" "$staging|share root"; do
         path=${check%%|*} label=${check#*|}
         opts=$(mount_options "$path")
@@ -157,7 +163,11 @@ from-container" ] && pass "$name: the container's append to the single-file bind
   [ "$status" -eq 0 ] && pass "$name: $id exited 0" || fail "$name: $id exited $status"
   transcript[$name]=$(cat "$out")
   bbx_remove "$id"
-  [ "$runtime" = "$beaconbox" ] && assert_nothing_left "$name: four mounts"
+  if [ "$runtime" = "$beaconbox" ]; then
+    assert_nothing_left "$name: four mounts"
+    [ ! -e "$record" ] && pass "$name: no volume record left" ||
+      fail "$name: the volume record $record is left"
+  fi
 done
 echo "--- runc's transcript:"
 echo "${transcript[runc]}"

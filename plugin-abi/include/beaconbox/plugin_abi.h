@@ -351,12 +351,15 @@ typedef struct bbx_storage_ops {
   uint32_t struct_size;
   /* Turns a beaconbox.plugin.v1.StoragePrepareRequest (namespace, id, the rootfs
    * mounts and bundle) into a beaconbox.plugin.v1.MountPlan (shares and block devices
-   * for the VMM, mounts for the guest) written into `plan`. Host-side mounts it makes
-   * are recorded under the bundle so release can undo them. */
+   * for the VMM, mounts for the guest) written into `plan`. What release needs to undo
+   * it is recorded under the plugin's own <state_dir>/<plugin name>/, not in the
+   * bundle (see release). */
   bbx_status (*prepare)(bbx_plugin *plugin, bbx_bytes request, bbx_sink plan,
                         bbx_error *error);
   /* Undoes prepare for the (namespace, id, bundle) of a
-   * beaconbox.plugin.v1.StorageReleaseRequest. Idempotent. */
+   * beaconbox.plugin.v1.StorageReleaseRequest. Idempotent. The bundle may be gone
+   * (containerd removes it while a dead shim's `delete` action runs): keep what
+   * release needs under state_dir, keyed by (namespace, id). */
   bbx_status (*release)(bbx_plugin *plugin, bbx_bytes request, bbx_error *error);
   /* OPTIONAL. Removes what the plugin keeps for containers (caches) that no container
    * and no snapshot uses any more; writes a beaconbox.plugin.v1.StorageGcReport into

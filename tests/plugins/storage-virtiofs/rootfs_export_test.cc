@@ -49,10 +49,10 @@ TEST_F(RootfsExportTest, BindMountsTheRootfsAndPlansOneShare) {
   EXPECT_EQ(plan->guest_mounts(0).type(), "virtiofs");
   EXPECT_EQ(plan->guest_mounts(0).target(), "rootfs");
 
-  ASSERT_TRUE(exporter.Release("c1", dir_ + "/bundle").ok());
+  ASSERT_TRUE(exporter.Release("default", "c1", dir_ + "/bundle").ok());
   EXPECT_FALSE(fs::exists(dir_ + "/bundle/rootfs/hello"));
   // Releasing again is harmless.
-  EXPECT_TRUE(exporter.Release("c1", dir_ + "/bundle").ok());
+  EXPECT_TRUE(exporter.Release("default", "c1", dir_ + "/bundle").ok());
 }
 
 TEST_F(RootfsExportTest, RefusesRelativeBundleAndUnknownMountTypes) {

@@ -1,6 +1,7 @@
 #include "plugins/storage-virtiofs/volume_export.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -49,6 +50,22 @@ int MountsUnder(const std::string& dir) {
     if (mount_point == dir || mount_point.starts_with(dir + "/")) ++count;
   }
   return count;
+}
+
+// containerd's removal of a bundle (runtime/v2 bundle.Delete): renamed to .<name>, then
+// Go's os.RemoveAll, which goes on past what it cannot remove and descends into
+// every directory, mount points too.
+void RemoveBundleAsContainerdDoes(const std::string& bundle) {
+  const fs::path path(bundle);
+  const std::string renamed = (path.parent_path() / ("." + path.filename().string())).string();
+  ASSERT_EQ(::rename(bundle.c_str(), renamed.c_str()), 0) << std::strerror(errno);
+  ::nftw(
+      renamed.c_str(),
+      [](const char* entry, const struct stat*, int, struct FTW*) {
+        ::remove(entry);  // errors ignored: the walk goes on, as RemoveAll's does
+        return 0;
+      },
+      16, FTW_DEPTH | FTW_PHYS);
 }
 
 // Each test in a mount namespace of its own: what it mounts never reaches the host,
@@ -127,14 +144,47 @@ TEST_F(VolumeExportTest, SharesDirectoriesAndFilesReadOnlyEnforcedOnTheHost) {
   EXPECT_EQ(WriteErrno(staging + "/extra"), EROFS);
   EXPECT_NE(::rmdir((staging + "/0").c_str()), 0);
 
-  ASSERT_TRUE(exporter.Release("c1", bundle_).ok());
+  ASSERT_TRUE(exporter.Release("default", "c1", bundle_).ok());
   EXPECT_FALSE(fs::exists(staging));
   EXPECT_EQ(MountsUnder(bundle_), 0);
   // The volumes' own files are untouched.
   EXPECT_EQ(ReadAll(dir_ + "/data/from-guest"), "x");
   EXPECT_EQ(ReadAll(dir_ + "/config/setting"), "keep");
   EXPECT_EQ(ReadAll(dir_ + "/hostname"), "pod-1\n");
-  EXPECT_TRUE(exporter.Release("c1", bundle_).ok());  // again: nothing to do
+  EXPECT_TRUE(exporter.Release("default", "c1", bundle_).ok());  // again: nothing to do
+}
+
+// containerd (1.7, a dead shim) may remove the bundle while the shim's delete action
+// releases. Volumes staged in the bundle were then walked into by that removal, which
+// emptied a read-write volume on the host; they are staged in the VM's run directory
+// now, and release finds them by the record under the state directory.
+TEST_F(VolumeExportTest, RemovingTheBundleFirstNeitherEmptiesVolumesNorLeaksTheirMounts) {
+  auto request = Request();
+  request.set_namespace_("default");
+  const std::string vm_run_dir = dir_ + "/vm";
+  request.set_vm_run_dir(vm_run_dir);
+  std::ofstream(dir_ + "/data/kept") << "host data";
+  Add(request, dir_ + "/data", "/data", false);
+  Add(request, dir_ + "/hostname", "/etc/hostname", false);
+  const std::string records = dir_ + "/state";
+  RootfsExporter exporter({.record_dir = records});
+  auto plan = exporter.Prepare(request);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  const std::string staging = vm_run_dir + "/volumes/default--c1/" + kVolumesDir;
+  ASSERT_EQ(plan->devices_size(), 2);
+  EXPECT_EQ(plan->devices(1).share().host_path(), staging);
+  EXPECT_EQ(ReadAll(staging + "/0/kept"), "host data");
+
+  RemoveBundleAsContainerdDoes(bundle_);
+  EXPECT_EQ(ReadAll(dir_ + "/data/kept"), "host data");
+  EXPECT_EQ(ReadAll(dir_ + "/hostname"), "pod-1\n");
+  Status released = exporter.Release("default", "c1", bundle_);
+  EXPECT_TRUE(released.ok()) << released.error().message;
+  EXPECT_EQ(MountsUnder(dir_), 0);
+  EXPECT_FALSE(fs::exists(vm_run_dir + "/volumes"));
+  EXPECT_TRUE(fs::is_empty(records + "/volumes"));
+  EXPECT_EQ(ReadAll(dir_ + "/data/kept"), "host data");
+  EXPECT_TRUE(exporter.Release("default", "c1", bundle_).ok());  // again: nothing to do
 }
 
 TEST_F(VolumeExportTest, ReadOnlyReachesMountsBelowARecursiveBind) {
@@ -215,7 +265,7 @@ TEST(RootfsExportPlan, ReadOnlyRootfsIsAnOverlayOverTheReadOnlyShare) {
 // to be remounted read-only after each change, which then failed with EBUSY, so the
 // next container of the pod could not start.
 TEST_F(VolumeExportTest, PodShareTakesAContainerAfterOneLeftWhoseDirectoryIsStillOpen) {
-  RootfsExporter exporter({});
+  RootfsExporter exporter({.record_dir = dir_ + "/state"});
   const std::string vm_run_dir = dir_ + "/vm";
   fs::create_directories(vm_run_dir);
   auto prepare = [&](const std::string& id) {
@@ -225,6 +275,7 @@ TEST_F(VolumeExportTest, PodShareTakesAContainerAfterOneLeftWhoseDirectoryIsStil
     pluginapi::StoragePrepareRequest request;
     request.set_bundle(bundle);
     request.set_vm_run_dir(vm_run_dir);
+    request.set_namespace_("default");
     request.set_container_id(id);
     request.set_pod_share(true);
     return exporter.Prepare(request);
@@ -240,7 +291,7 @@ TEST_F(VolumeExportTest, PodShareTakesAContainerAfterOneLeftWhoseDirectoryIsStil
 
   int held = ::open((share + "/c1").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   ASSERT_GE(held, 0);
-  Status released = exporter.Release("c1", dir_ + "/bundle-c1");
+  Status released = exporter.Release("default", "c1", dir_ + "/bundle-c1");
   EXPECT_TRUE(released.ok()) << released.error().message;
   EXPECT_FALSE(fs::exists(share + "/c1"));
   auto third = prepare("c3");
@@ -248,11 +299,69 @@ TEST_F(VolumeExportTest, PodShareTakesAContainerAfterOneLeftWhoseDirectoryIsStil
   ::close(held);
   EXPECT_EQ(WriteErrno(share + "/made-by-the-guest"), EROFS);
 
-  EXPECT_TRUE(exporter.Release("c2", dir_ + "/bundle-c2").ok());
-  EXPECT_TRUE(exporter.Release("c3", dir_ + "/bundle-c3").ok());
+  EXPECT_TRUE(exporter.Release("default", "c2", dir_ + "/bundle-c2").ok());
+  EXPECT_TRUE(exporter.Release("default", "c3", dir_ + "/bundle-c3").ok());
   EXPECT_EQ(MountsUnder(vm_run_dir), 0);
   EXPECT_FALSE(fs::exists(share));
   EXPECT_FALSE(fs::exists(vm_run_dir + "/" + kPodShareWritableDir));
+}
+
+// containerd (1.7, a dead shim) may remove the bundle (rename to .<id>, then remove
+// all) while the shim's delete action releases: release must find a pod container's
+// directory, its rootfs mount and its volumes without the bundle.
+TEST_F(VolumeExportTest, PodContainersAreReleasedWhenTheirBundlesAreGone) {
+  const std::string records = dir_ + "/state";
+  RootfsExporter exporter({.record_dir = records});
+  const std::string vm_run_dir = dir_ + "/vm";
+  fs::create_directories(vm_run_dir);
+  const std::string share = vm_run_dir + "/" + kPodShareDir;
+  for (const std::string id : {"sandbox", "app"}) {
+    const std::string bundle = dir_ + "/bundle-" + id;
+    fs::create_directories(bundle + "/rootfs");
+    pluginapi::StoragePrepareRequest request;
+    request.set_bundle(bundle);
+    request.set_vm_run_dir(vm_run_dir);
+    request.set_namespace_("k8s.io");
+    request.set_container_id(id);
+    request.set_pod_share(true);
+    Add(request, dir_ + "/data", "/data", false);
+    auto plan = exporter.Prepare(request);
+    ASSERT_TRUE(plan.ok()) << plan.error().message;
+  }
+  std::ofstream(share + "/app/" + kVolumesDir + "/0/written") << "by the app";
+  ASSERT_GT(MountsUnder(vm_run_dir), 0);
+  for (const std::string id : {"app", "sandbox"}) {
+    const std::string bundle = dir_ + "/bundle-" + id;
+    RemoveBundleAsContainerdDoes(bundle);
+    Status released = exporter.Release("k8s.io", id, bundle);
+    EXPECT_TRUE(released.ok()) << released.error().message;
+  }
+  EXPECT_EQ(MountsUnder(vm_run_dir), 0);
+  EXPECT_FALSE(fs::exists(share));
+  EXPECT_FALSE(fs::exists(vm_run_dir + "/" + kPodShareWritableDir));
+  EXPECT_TRUE(fs::is_empty(records + "/pod-share"));
+  EXPECT_EQ(ReadAll(dir_ + "/data/written"), "by the app") << "the volume's host data stays";
+  // Another namespace's container of the same id is not this one.
+  EXPECT_TRUE(exporter.Release("other", "app", dir_ + "/bundle-app").ok());
+}
+
+// A pod container needs a namespace and a place for its record; one line otherwise.
+TEST_F(VolumeExportTest, PodShareWithoutNamespaceOrRecordDirIsRefused) {
+  const std::string vm_run_dir = dir_ + "/vm";
+  pluginapi::StoragePrepareRequest request;
+  request.set_bundle(bundle_);
+  request.set_vm_run_dir(vm_run_dir);
+  request.set_container_id("c1");
+  request.set_pod_share(true);
+  auto no_namespace = RootfsExporter({.record_dir = dir_ + "/records"}).Prepare(request);
+  ASSERT_FALSE(no_namespace.ok());
+  EXPECT_NE(no_namespace.error().message.find("namespace"), std::string::npos);
+  request.set_namespace_("default");
+  auto no_records = RootfsExporter({}).Prepare(request);
+  ASSERT_FALSE(no_records.ok());
+  EXPECT_NE(no_records.error().message.find("state_dir"), std::string::npos);
+  EXPECT_EQ(MountsUnder(dir_), 0);
+  EXPECT_FALSE(fs::exists(vm_run_dir));
 }
 
 }  // namespace
