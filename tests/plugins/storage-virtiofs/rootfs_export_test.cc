@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/base/mount_table.h"
+
 namespace beaconbox::storage {
 namespace {
 
@@ -24,7 +26,9 @@ class RootfsExportTest : public ::testing::Test {
   }
   void TearDown() override {
     ::umount2((dir_ + "/bundle/rootfs").c_str(), MNT_DETACH);
-    fs::remove_all(dir_);
+    // Also after a failed test: whatever it left mounted below dir_ is detached first.
+    Status removed = RemoveTreeDetachingMounts(dir_);
+    EXPECT_TRUE(removed.ok()) << removed.error().message;
   }
   std::string dir_;
 };

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/base/mount_table.h"
 #include "plugins/storage-virtiofs/rootfs_export.h"
 
 namespace beaconbox::storage {
@@ -90,7 +91,9 @@ class VolumeExportTest : public ::testing::Test {
     if (dir_.empty()) return;
     (void)UnstageVolumes(bundle_);
     ::umount2((dir_ + "/config/sub").c_str(), MNT_DETACH);
-    fs::remove_all(dir_);
+    // Also after a failed test: whatever it left mounted below dir_ is detached first.
+    Status removed = RemoveTreeDetachingMounts(dir_);
+    EXPECT_TRUE(removed.ok()) << removed.error().message;
   }
   pluginapi::Volume* Add(pluginapi::StoragePrepareRequest& request, const std::string& source,
                          const std::string& destination, bool read_only) {
