@@ -33,7 +33,9 @@ count() {  # the counter the container wrote last, or nothing
   bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "read-$RANDOM" ck cat /count </dev/null 2>/dev/null |
     tr -dc 0-9 || true
 }
-bbx_run_detached ck /bin/sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /count; sleep 0.2; done'
+# The counter is written to a new file and renamed over /count: `echo > /count` would
+# truncate first, and a read between the truncate and the write sees an empty file.
+bbx_run_detached ck /bin/sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /count.new; mv /count.new /count; sleep 0.2; done'
 before=""
 for _ in $(seq 300); do
   before=$(count)
@@ -52,8 +54,12 @@ if [ "$status" = 0 ] && bbx_ctr image ls -q | grep -qxF "$ref" && [ -n "$saved" 
 else
   fail "checkpoint: status $status, output '$(tr '\n' ' ' <<<"$out" | cut -c1-400)'; log: $(grep -i checkpoint "$BBX_DIR/containerd.log" | tail -3)"
 fi
-sleep 1
-after=$(count)
+after=""
+for _ in $(seq 20); do  # a loaded machine: up to 10 s for the resumed loop to count on
+  sleep 0.5
+  after=$(count)
+  [ -n "$after" ] && [ "$after" -gt "$before" ] && break
+done
 if [ -n "$before" ] && [ -n "$after" ] && [ "$after" -gt "$before" ]; then
   pass "the task runs on after the checkpoint (counter $before -> $after)"
 else
