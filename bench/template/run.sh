@@ -92,9 +92,7 @@ density_pss "idle busybox, template"
 # template's memory copy-on-write: pages shared by all clones (issue 16 item 3).
 if command -v mkfs.erofs >/dev/null && [ -e "$output/plugins/storage-erofs.so" ]; then
   use_template true
-  sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
-  printf '\n[plugins.storage.erofs]\npath = "%s"\n[plugins.storage.erofs.config]\ntransport = "blk"\n' \
-    "$output/plugins/storage-erofs.so" >> "$BBX_BEACONBOX_CONFIG"
+  bbx_use_erofs blk
   density_pss "idle busybox, template, erofs"
 else
   echo "idle busybox, template, erofs: not measured (no mkfs.erofs or $output/plugins/storage-erofs.so)"

@@ -369,6 +369,21 @@ bbx_remove() {
   bbx_ctr container rm "$id" >/dev/null 2>&1 || true
 }
 
+# Switches the beaconbox config bbx_env_start wrote to storage.driver erofs, with
+# TRANSPORT (blk or virtiofs; none: the plugin's default); the shims read the config
+# at each start. One line and status 1 when the config is not the generated one.
+#   bbx_use_erofs [TRANSPORT]
+bbx_use_erofs() {
+  local transport=${1:-}
+  grep -q '^driver = "virtiofs"$' "$BBX_BEACONBOX_CONFIG" ||
+    { bbx_log "bbx_use_erofs: $BBX_BEACONBOX_CONFIG has no driver = \"virtiofs\" line to switch"; return 1; }
+  sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
+  printf '\n[plugins.storage.erofs]\npath = "%s"\n' "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" \
+    >> "$BBX_BEACONBOX_CONFIG"
+  [ -z "$transport" ] ||
+    printf '[plugins.storage.erofs.config]\ntransport = "%s"\n' "$transport" >> "$BBX_BEACONBOX_CONFIG"
+}
+
 bbx_import_demo_image() {
   local tar="$BBX_DIR/demo-image.tar" out
   BBX_IMAGE=$("$BBX_SCRIPTS_DIR/build-demo-image.sh" "$tar") || return 1

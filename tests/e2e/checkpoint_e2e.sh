@@ -23,10 +23,7 @@ command -v mkfs.erofs >/dev/null || { echo "FAIL: mkfs.erofs not found: run scri
 source "$here/lib.sh"
 
 bbx_env_start
-sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
-printf '\n[plugins.storage.erofs]\npath = "%s"\n[plugins.storage.erofs.config]\ntransport = "blk"\n' \
-  "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" >> "$BBX_BEACONBOX_CONFIG"
-grep -q '^driver = "erofs"$' "$BBX_BEACONBOX_CONFIG" || { echo "FAIL: could not select driver erofs" >&2; exit 1; }
+bbx_use_erofs blk || { echo "FAIL: could not select driver erofs" >&2; exit 1; }
 bbx_import_demo_image
 
 count() {  # the counter the container wrote last, or nothing

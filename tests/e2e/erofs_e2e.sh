@@ -56,11 +56,7 @@ source "$here/lib.sh"
 ctl_timeout=300
 
 bbx_env_start
-# The shims read the config at each start: switch the generated one to erofs.
-sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
-printf '\n[plugins.storage.erofs]\npath = "%s"\n[plugins.storage.erofs.config]\ntransport = "%s"\n' \
-  "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" "$transport" >> "$BBX_BEACONBOX_CONFIG"
-grep -q '^driver = "erofs"$' "$BBX_BEACONBOX_CONFIG" || { echo "FAIL: could not select driver erofs" >&2; exit 1; }
+bbx_use_erofs "$transport" || { echo "FAIL: could not select driver erofs" >&2; exit 1; }
 cache_dir="$BBX_DIR/beacon/state/erofs"
 
 image_tar="$BBX_DIR/layered.tar"

@@ -251,8 +251,7 @@ files=$(find "$BBX_DIR/beacon/run" -mindepth 2 \( -path '*/vm/*' -o -path '*/s/*
 [ -z "$files" ] && pass "no VM directory or shim socket is left" || fail "left: $files"
 
 # The erofs storage driver for a pod.
-sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
-printf '\n[plugins.storage.erofs]\npath = "%s"\n' "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" >> "$BBX_BEACONBOX_CONFIG"
+bbx_use_erofs || fail "could not select driver erofs"
 cache_dir=$BBX_DIR/beacon/state/erofs
 runtime=io.containerd.beaconbox.v1
 # erofs_pod POD ENDING: the sandbox POD and app containers POD-app1, POD-app2; ENDING

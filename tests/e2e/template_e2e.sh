@@ -154,9 +154,7 @@ fi
 #     The template is the same (devices are not part of its key).
 if command -v mkfs.erofs >/dev/null; then
   cp "$BBX_BEACONBOX_CONFIG" "$BBX_DIR/beaconbox.toml.virtiofs"
-  sed -i 's/^driver = "virtiofs"$/driver = "erofs"/' "$BBX_BEACONBOX_CONFIG"
-  printf '\n[plugins.storage.erofs]\npath = "%s"\n[plugins.storage.erofs.config]\ntransport = "blk"\n' \
-    "$BBX_OUTPUT_DIR/plugins/storage-erofs.so" >> "$BBX_BEACONBOX_CONFIG"
+  bbx_use_erofs blk || fail "could not select driver erofs"
   # The template's memory file must stay as built while a copy-on-write clone frees
   # pages: QEMU 7.2 punches holes into the file on free page reporting (issue 16).
   tmem=$(template_dirs | head -1)/memory
