@@ -48,11 +48,14 @@ image_size() {
 start_workload() {  # RUNTIME ID MIB
   local mib=$3
   BBX_RUNTIME=$1 bbx_run_detached "$2" /bin/sh -c \
-    "head -c $((mib * 1048576)) /dev/urandom > /fill; echo ready > /ready; exec sleep 3600"
-  local i
+    "head -c $((mib * 1048576)) /dev/urandom > /fill && echo ready > /ready || echo failed > /ready; exec sleep 3600"
+  local i state
   for i in $(seq 600); do
-    bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "r$i" "$2" cat /ready </dev/null 2>/dev/null |
-      grep -q ready && return 0
+    state=$(bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "r$i" "$2" cat /ready </dev/null 2>/dev/null || true)
+    case $state in
+      ready) return 0 ;;
+      failed) echo "ctr.sh: container $2 could not write $mib MiB into its writable layer" >&2; return 1 ;;
+    esac
     sleep 0.5
   done
   echo "ctr.sh: container $2 never finished writing $mib MiB" >&2
@@ -111,4 +114,8 @@ else
   echo "runc + criu: not measured, criu check fails on this host: $(grep -m1 -i error <<<"$criu_error" || head -1 <<<"$criu_error")"
 fi
 measure "$BBX_BEACONBOX_RUNTIME" "beaconbox, idle" 0
-measure "$BBX_BEACONBOX_RUNTIME" "beaconbox, $touched MiB written" "$touched"
+# The writable layer is a tmpfs in the guest (half its memory by default): the guest
+# gets the default 512 MiB plus what is written, the tmpfs room for it.
+sed -i "s/^\[vm\]\$/[vm]\nmemory_mib = $((512 + touched))\nmax_memory_mib = $((2048 + touched))/" "$BBX_BEACONBOX_CONFIG"
+printf 'writable_layer_size_mib = %s\n' "$((touched + 32))" >> "$BBX_BEACONBOX_CONFIG"
+measure "$BBX_BEACONBOX_RUNTIME" "beaconbox, $touched MiB written ($((512 + touched)) MiB guest)" "$touched"
