@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "beaconbox/guest/v1/guest.pb.h"
 #include "common/base/agent_token.h"
@@ -74,6 +75,24 @@ ttrpc::RpcStatus Hello(QemuVm& vm, const std::string& token, std::chrono::millis
   return ttrpc::CallProto(client, kGuest, "Hello", hello, &reply, call);
 }
 
+size_t Count(const std::string& text, const std::string& what) {
+  size_t count = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
+  return count;
+}
+
+// vminitd serves virtio-serial as one byte stream for every host client in turn and
+// starts a new ttrpc connection (stream ids from 1) only once it has seen the host
+// end close: as a host that disconnects before the save, wait for that.
+bool WaitForAgentReopened(const std::string& console, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Count(ReadAll(console), "vminitd: serving on") >= 2) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
 bool NoChildLeft() {
   errno = 0;
   return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;
@@ -119,6 +138,8 @@ TEST(QemuRestoreTest, ASavedVmLoadsWithANewTokenAndBadStatesLeaveNothing) {
     ttrpc::RpcStatus hello = Hello(**vm, old_token, 300s);
     ASSERT_TRUE(hello.ok()) << hello.message
                             << "; console: " << ReadAll(booted.console_log_path()).substr(0, 4096);
+    ASSERT_TRUE(WaitForAgentReopened(booted.console_log_path(), 60s))
+        << ReadAll(booted.console_log_path()).substr(0, 4096);
     ASSERT_TRUE((*vm)->Pause().ok());
     const auto save_started = std::chrono::steady_clock::now();
     auto saved = (*vm)->Save(saved_dir);
