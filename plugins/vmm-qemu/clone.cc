@@ -41,21 +41,13 @@ Status QemuVm::LoadIncoming(const std::string& uri, const std::string& what,
   for (;;) {
     // QEMU 7.2 exits when it cannot load the state (its log says why).
     if (!plugins::ChildRunning(qemu_pid_)) return Died("QEMU exited loading " + what);
-    auto reply = qmp_->Call("query-migrate", "", 5s);
-    if (!reply.ok()) return Died("QEMU failed loading " + what);
-    auto info = ParseBoundedJson(*reply, "QMP query-migrate");
-    const std::string status =
-        info.ok() && info->is_object() && info->contains("status") && (*info)["status"].is_string()
-            ? (*info)["status"].get<std::string>()
-            : "";
-    if (status == "completed") break;
-    if (status == "failed" || status == "cancelled") {
-      std::string detail;
-      if (info->contains("error-desc") && (*info)["error-desc"].is_string()) {
-        detail = ": " + SanitizeLine((*info)["error-desc"].get<std::string>(), 200);
-      }
+    auto state = QueryMigration(*qmp_);
+    if (!state.ok()) return Died("QEMU failed loading " + what);
+    if (state->status == "completed") break;
+    if (state->status == "failed" || state->status == "cancelled") {
       return MakeError(ErrorCode::kUnavailable,
-                       "loading " + what + ": migration " + status + detail);
+                       "loading " + what + ": migration " + state->status +
+                           (state->error.empty() ? "" : ": " + state->error));
     }
     if (std::chrono::steady_clock::now() > deadline) {
       return MakeError(ErrorCode::kTimeout, "loading " + what + " took over " +
