@@ -166,8 +166,12 @@ TEST(QemuRestoreTest, ASavedVmLoadsWithANewTokenAndBadStatesLeaveNothing) {
   restored.set_restore_dir(saved_dir);
   restored.add_restore_files(kSavedStateName);
   {
+    // Restore wins over templates: the saved VM has the cold boot's devices.
+    QemuConfig templated = config;
+    templated.use_template = true;
+    templated.template_dir = dir / "templates";
     const auto restore_started = std::chrono::steady_clock::now();
-    auto vm = QemuVm::Create(restored, config, spawner);
+    auto vm = QemuVm::Create(restored, templated, spawner);
     ASSERT_TRUE(vm.ok()) << vm.error().message;
     const auto loaded = std::chrono::steady_clock::now();
     ttrpc::RpcStatus hello = Hello(**vm, new_token, 60s);
@@ -184,6 +188,7 @@ TEST(QemuRestoreTest, ASavedVmLoadsWithANewTokenAndBadStatesLeaveNothing) {
     const pluginapi::VmInfo info = (*vm)->Info();
     EXPECT_TRUE(info.restored_from_checkpoint());
     EXPECT_FALSE(info.restored_from_template());
+    EXPECT_FALSE(fs::exists(templated.template_dir)) << "a template was built";
     EXPECT_NE(info.accelerator_reason().find("restored from the saved VM in " + saved_dir),
               std::string::npos);
     ttrpc::RpcStatus old = Hello(**vm, old_token, 10s);
