@@ -163,6 +163,7 @@ workload_bench() {
     [ "$variant" = runc ] || label="beaconbox tcg_tb_size_mib=${variant#tb}"
     awk -v v="$variant" '$1 == v {print $2}' "$results" | summary "$label ctr run"
     awk -v v="$variant" '$1 == v {print $3}' "$results" | summary "$label workload"
+    echo "  runs (ctr run/workload ms): $(awk -v v="$variant" '$1 == v {printf "%s/%s ", $2, $3}' "$results")"
   done
   cp "$base" "$BBX_BEACONBOX_CONFIG"
 }
