@@ -26,6 +26,7 @@ output=${BEACONBOX_OUTPUT_DIR:-$repo/_output}
 containerd_choice=system
 probe_mode=
 workload_mode=
+# shellcheck disable=SC2016  # expanded by the container's sh, not here
 workload='dd if=/dev/zero bs=1M count=64 2>/dev/null | sha256sum >/dev/null; i=0; while [ $i -lt 100000 ]; do i=$((i + 1)); done'
 tb_sizes="32 16"
 while getopts 'pwW:T:n:o:c:' opt; do
