@@ -9,7 +9,15 @@
 # kvm_pvm host, runs the real QEMU otherwise) and kvm_device = /dev/null, as
 # accelerator = "tcg" (no probe), "auto" on first use (the verdict removed before each
 # run: every run probes) and "auto" with the cached verdict, next to runc.
-#   bench/ctr-run/run.sh [-p] [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]
+# With -w, a CPU-heavy container instead (issue 16, the TCG translation cache's cost):
+# `ctr run --rm` of busybox sh running WORKLOAD (default: sha256sum of 64 MiB of
+# /dev/zero, then a 100000-step shell loop), with runc and with beaconbox once per
+# tcg_tb_size_mib of -T (default "32 16"), the variants interleaved run by run so that
+# load from other processes spreads over all of them. Reported: the median `ctr run`
+# wall time and the median of the workload's own time measured in the container
+# (/proc/uptime before and after it: the guest's clock for beaconbox).
+#   bench/ctr-run/run.sh [-p] [-w] [-W WORKLOAD] [-T "TB_SIZES"] [-n ITERATIONS]
+#                        [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -17,14 +25,24 @@ iterations=10
 output=${BEACONBOX_OUTPUT_DIR:-$repo/_output}
 containerd_choice=system
 probe_mode=
-while getopts 'pn:o:c:' opt; do
+workload_mode=
+# shellcheck disable=SC2016  # expanded by the container's sh, not here
+workload='dd if=/dev/zero bs=1M count=64 2>/dev/null | sha256sum >/dev/null; i=0; while [ $i -lt 100000 ]; do i=$((i + 1)); done'
+tb_sizes="32 16"
+while getopts 'pwW:T:n:o:c:' opt; do
   case $opt in
     p) probe_mode=1 ;;
+    w) workload_mode=1 ;;
+    W) workload_mode=1 workload=$OPTARG ;;
+    T) workload_mode=1 tb_sizes=$OPTARG ;;
     n) iterations=$OPTARG ;;
     o) output=$OPTARG ;;
     c) containerd_choice=$OPTARG ;;
-    *) echo "usage: run.sh [-p] [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]" >&2; exit 2 ;;
+    *) echo "usage: run.sh [-p] [-w] [-W WORKLOAD] [-T \"TB_SIZES\"] [-n ITERATIONS] [-o OUTPUT_DIR] [-c system|1.7|BIN_DIR]" >&2; exit 2 ;;
   esac
+done
+for tb in $tb_sizes; do
+  [[ $tb =~ ^[0-9]+$ ]] || { echo "run.sh: -T takes tcg_tb_size_mib values (integers) separated by spaces, not '$tb'" >&2; exit 2; }
 done
 export BBX_OUTPUT_DIR=$output BBX_CONTAINERD=$containerd_choice
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
@@ -103,6 +121,55 @@ probe_bench() {
 }
 if [ -n "$probe_mode" ]; then
   probe_bench
+  exit
+fi
+
+# -w: the CPU workload with runc and with each translation cache size, interleaved.
+workload_bench() {
+  [ -z "$missing" ] || { echo "-w needs beaconbox built; missing: $(tr '\n' ' ' <<<"$missing")" >&2; return 1; }
+  local base="$BBX_DIR/beaconbox.toml.base" results="$BBX_DIR/workload-results" variant tb i
+  local start end inner out runtime variants=(runc)
+  cp "$BBX_BEACONBOX_CONFIG" "$base"
+  for tb in $tb_sizes; do variants+=("tb$tb"); done
+  # The container prints the workload's own time (centiseconds, from /proc/uptime: its
+  # kernel's clock; busybox's date has no %N).
+  local script="read s _ < /proc/uptime; $workload; read e _ < /proc/uptime
+    echo workload-cs \$((\${e%.*}\${e#*.} - \${s%.*}\${s#*.}))"
+  : > "$results"
+  echo "== containerd $("$BBX_CONTAINERD_BIN/containerd" --version | awk '{print $3}'), image $BBX_IMAGE, $(nproc) CPUs"
+  echo "== CPU workload: $workload"
+  echo "== ctr run --rm, $iterations runs of each variant (interleaved, after one warm-up run each)"
+  echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  for i in warmup $(seq "$iterations"); do
+    for variant in "${variants[@]}"; do
+      if [ "$variant" = runc ]; then
+        runtime=io.containerd.runc.v2
+      else
+        runtime=$BBX_BEACONBOX_RUNTIME
+        cp "$base" "$BBX_BEACONBOX_CONFIG"
+        printf '\n[plugins.vmm.qemu.config]\ntcg_tb_size_mib = %s\n' "${variant#tb}" >> "$BBX_BEACONBOX_CONFIG"
+      fi
+      start=$(date +%s%N)
+      out=$(BBX_RUNTIME=$runtime bbx_run "bench-$i" /bin/sh -c "$script")
+      end=$(date +%s%N)
+      inner=$(awk '$1 == "workload-cs" && $2 ~ /^[0-9]+$/ {print $2 * 10}' <<<"$out" | tail -1)
+      [ -n "$inner" ] || { echo "$variant run $i: the container printed no workload time: $(head -c 300 <<<"$out")" >&2; return 1; }
+      [ "$i" = warmup ] || echo "$variant $(((end - start) / 1000000)) $inner" >> "$results"
+    done
+  done
+  echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  for variant in "${variants[@]}"; do
+    local label=$variant
+    [ "$variant" = runc ] && label=io.containerd.runc.v2
+    [ "$variant" = runc ] || label="beaconbox tcg_tb_size_mib=${variant#tb}"
+    awk -v v="$variant" '$1 == v {print $2}' "$results" | summary "$label ctr run"
+    awk -v v="$variant" '$1 == v {print $3}' "$results" | summary "$label workload"
+    echo "  runs (ctr run/workload ms): $(awk -v v="$variant" '$1 == v {printf "%s/%s ", $2, $3}' "$results")"
+  done
+  cp "$base" "$BBX_BEACONBOX_CONFIG"
+}
+if [ -n "$workload_mode" ]; then
+  workload_bench
   exit
 fi
 

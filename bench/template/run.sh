@@ -56,6 +56,13 @@ time_runs() {  # RUNTIME LABEL
     tail -n +$((seen + 1)) | { grep -oE '[0-9]+' || true; } | summary "  VMM start to agent ready ms, $2"
 }
 pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# PID -> its 4 largest mappings by PSS (KiB): "pss/rss name" (smaps; [anon] for none).
+top_mappings() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6 ? $6 : "[anon]"); next }
+       /^Rss:/ { rss[name] += $2 } /^Pss:/ { pss[name] += $2 }
+       END { for (n in pss) printf "%d %d %s\n", pss[n], rss[n], n }' "/proc/$1/smaps" 2>/dev/null |
+    sort -rn | head -4 | awk '{ printf "%s%s %d/%d KiB", (NR > 1 ? ", " : ""), $3, $1, $2 } END { print "" }'
+}
 density_pss() {  # LABEL: N idle containers, then PSS of each VM's QEMU (and virtiofsd, shim)
   local i pid exe qemu=0 fsd=0 shim=0 nq=0
   for i in $(seq "$density"); do BBX_RUNTIME=$BBX_BEACONBOX_RUNTIME bbx_run_detached "idle-$i" /bin/sleep 600; done
@@ -70,6 +77,14 @@ density_pss() {  # LABEL: N idle containers, then PSS of each VM's QEMU (and vir
   done
   printf '%-34s %d VMs: QEMU PSS %d MiB/VM, virtiofsd %d MiB/VM, shim %d MiB/VM\n' "$1" "$nq" \
     $((qemu / 1024 / (nq ? nq : 1))) $((fsd / 1024 / (nq ? nq : 1))) $((shim / 1024 / (nq ? nq : 1)))
+  # Where one virtiofsd's PSS lies (issue 16: ~9 MiB in a virtio-fs clone, ~1.5 cold).
+  for pid in $(bbx_env_pids); do
+    exe=$(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)" 2>/dev/null) || continue
+    if [ "$exe" = virtiofsd ]; then
+      echo "  one virtiofsd's largest mappings, PSS/RSS: $(top_mappings "$pid")"
+      break
+    fi
+  done
   for i in $(seq "$density"); do bbx_remove "idle-$i"; done
 }
 

@@ -73,7 +73,7 @@ const bbx_config_key kConfigKeys[] = {
                    "where templates (guest memory and device state) live; tmpfs is fastest"),
     bbx::ConfigKey("template_boot_timeout_ms", BBX_CONFIG_INTEGER, "300000",
                    "how long building a template waits for its guest agent (1000 to 3600000)"),
-    bbx::ConfigKey("tcg_tb_size_mib", BBX_CONFIG_INTEGER, "32",
+    bbx::ConfigKey("tcg_tb_size_mib", BBX_CONFIG_INTEGER, "16",
                    "under TCG, QEMU's translation cache in MiB (-accel tcg,tb-size; 0 to 4096); 0: "
                    "QEMU's default (1 GiB in QEMU 7.2, touched as used)"),
     bbx::ConfigKey("free_page_reporting", BBX_CONFIG_BOOLEAN, "true",

@@ -25,7 +25,7 @@ namespace beaconbox::qemu {
 using plugins::Spawner;
 
 // bench/density: see README "Memory per container".
-inline constexpr uint64_t kDefaultTcgTbSizeMib = 32;
+inline constexpr uint64_t kDefaultTcgTbSizeMib = 16;
 inline constexpr uint64_t kMaxTcgTbSizeMib = 4096;
 
 struct QemuConfig {

@@ -29,6 +29,9 @@
 #                    variables are passed through to containerd and its shims.
 #   BBX_NETWORK_MODE network.mode of the generated beaconbox config (default none)
 #   BBX_KEEP_DIR=1   keep BBX_DIR (logs) after stopping
+#   BBX_ENV_PARENT   where BBX_DIR is made (default /tmp; /dev/shm puts the shims' run
+#                    dirs, so a template clone's memory copy, on tmpfs as /run is on a
+#                    host; bench/template)
 #   BBX_LOG_LEVEL    containerd's log level (default info)
 #   BBX_CONTAINERD_CRI=1  keep containerd's CRI plugin (disabled otherwise)
 #                    (bbx_cri_prepare sets it with what CRI needs, see there)
@@ -266,7 +269,7 @@ bbx_env_start() {
 
   # Under /tmp, never under /run: ctr (outside) and containerd (inside, with its
   # own /run) must see the same files.
-  BBX_DIR=$(mktemp -d /tmp/bbx-env.XXXXXX)
+  BBX_DIR=$(mktemp -d "${BBX_ENV_PARENT:-/tmp}/bbx-env.XXXXXX")
   local rand=${BBX_DIR##*.}
   rand=$(printf '%s' "$rand" | tr '[:upper:]' '[:lower:]')
   BBX_NETNS="bbx-$$-$rand"
