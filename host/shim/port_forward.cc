@@ -258,16 +258,11 @@ void PortForwardRelay::AcceptLoop() {
         continue;
       }
       open_connections_.push_back(connection.get());
-      threads_.emplace_back([this, fd = std::make_shared<UniqueFd>(std::move(
-                                       connection))]() mutable { Forward(std::move(*fd)); });
+      // Detached: Stop waits for open_connections_ to empty instead of joining.
+      std::thread([this, fd = std::make_shared<UniqueFd>(std::move(connection))] {
+        Forward(std::move(*fd));
+      }).detach();
     }
-    // Finished connections' threads are joined as new ones come, so they do not pile up.
-    std::vector<std::thread> done;
-    {
-      std::lock_guard lock(mutex_);
-      done.swap(finished_);
-    }
-    for (auto& thread : done) thread.join();
   }
 }
 
@@ -353,16 +348,12 @@ void PortForwardRelay::Forward(UniqueFd connection) {
   } else {
     Reset(std::move(connection));
   }
+  // Erased before `connection` closes, so Stop never shuts down a reused descriptor.
+  // Notified under the lock and nothing of `this` is touched after it: Stop (and
+  // the destructor) can go on as soon as the lock is released.
   std::lock_guard lock(mutex_);
   std::erase(open_connections_, fd);
-  // This thread's own std::thread moves to finished_ for the acceptor to join.
-  for (auto it = threads_.begin(); it != threads_.end(); ++it) {
-    if (it->get_id() == std::this_thread::get_id()) {
-      finished_.push_back(std::move(*it));
-      threads_.erase(it);
-      break;
-    }
-  }
+  if (open_connections_.empty()) idle_.notify_all();
 }
 
 void PortForwardRelay::Stop() {
@@ -374,15 +365,10 @@ void PortForwardRelay::Stop() {
     for (int fd : open_connections_) ::shutdown(fd, SHUT_RDWR);
   }
   if (acceptor_.joinable()) acceptor_.join();
-  std::vector<std::thread> threads;
   {
+    // No new connection threads after the acceptor: wait for the running ones.
     std::unique_lock lock(mutex_);
-    threads.swap(threads_);
-    for (auto& thread : finished_) threads.push_back(std::move(thread));
-    finished_.clear();
-  }
-  for (auto& thread : threads) {
-    if (thread.joinable()) thread.join();
+    idle_.wait(lock, [this] { return open_connections_.empty(); });
   }
   listener4_.Reset();
   listener6_.Reset();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -68,9 +69,10 @@ class PortForwardRelay {
   UniqueFd stop_fd_;  // eventfd, readable once Stop was called
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
-  std::vector<std::thread> threads_;   // guarded by mutex_: one per connection
-  std::vector<std::thread> finished_;  // guarded by mutex_: ended, to be joined
-  std::vector<int> open_connections_;  // guarded by mutex_: shut down by Stop
+  // Guarded by mutex_: one per connection whose (detached) thread runs; shut down by
+  // Stop, which waits on `idle_` until it is empty.
+  std::vector<int> open_connections_;
+  std::condition_variable idle_;
   std::thread acceptor_;
   bool table_installed_ = false;
 };

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "common/base/containerd_name.h"
+
 namespace beaconbox::shim {
 namespace {
 
@@ -9,26 +11,7 @@ constexpr char kStateFile[] = "beaconbox-state.json";
 
 }  // namespace
 
-// containerd's identifier rule (identifiers.Validate): runs of [A-Za-z0-9] joined by
-// one of '.', '_', '-'; at most 76 characters.
-bool IsContainerdIdentifier(std::string_view text) {
-  if (text.empty() || text.size() > 76) return false;
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  bool previous_separator = true;  // the first character must be alphanumeric
-  for (char c : text) {
-    if (alnum(c)) {
-      previous_separator = false;
-    } else if (c == '.' || c == '_' || c == '-') {
-      if (previous_separator) return false;
-      previous_separator = true;
-    } else {
-      return false;
-    }
-  }
-  return !previous_separator;
-}
+bool IsContainerdIdentifier(std::string_view text) { return IsContainerdName(text); }
 
 namespace {
 
@@ -51,7 +34,7 @@ std::string HashHex(std::string_view text, uint64_t seed) {
 
 std::string KeyFileName(const ContainerKey& key) {
   if (IsContainerdIdentifier(key.namespace_name) && IsContainerdIdentifier(key.id)) {
-    return key.namespace_name + "--" + key.id;
+    return ContainerKeyName(key.namespace_name, key.id);
   }
   return HashedName(key);
 }

@@ -80,8 +80,7 @@ class RuntimeLayout {
 // single '.', '_' or '-'), else "h-" and 16 hex digits of a hash of both.
 std::string KeyFileName(const ContainerKey& key);
 
-// containerd's identifier rule (identifiers.Validate): runs of [A-Za-z0-9] joined by
-// one of '.', '_', '-'; at most 76 characters.
+// containerd's identifier rule (IsContainerdName, common/base/containerd_name.h).
 bool IsContainerdIdentifier(std::string_view text);
 
 // 64-bit FNV-1a of `text` from `seed`, as hex; for names that must be short and stable.

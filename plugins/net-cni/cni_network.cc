@@ -12,6 +12,7 @@
 #include "common/base/file_util.h"
 #include "plugins/common/check_report.h"
 #include "plugins/common/child_process.h"
+#include "plugins/common/container_names.h"
 #include "plugins/common/netns.h"
 #include "plugins/net-cni/netns_config.h"
 #include "plugins/net-cni/tap_redirect.h"
@@ -24,12 +25,8 @@ using json = nlohmann::json;
 
 namespace {
 
-bool IsPlainName(const std::string& name) {
-  return !name.empty() && name.size() <= 128 && name != "." && name != ".." &&
-         std::all_of(name.begin(), name.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-         });
-}
+using plugins::ContainerKeyName;
+using plugins::IsContainerdName;
 
 json ConfListJson(const CniConfList& list) {
   json plugins = json::array();
@@ -348,11 +345,11 @@ Result<pb::NetworkAttachment> CniNetwork::AttachmentOf(const CachedAttachment& c
 }
 
 Result<pb::NetworkAttachment> CniNetwork::Attach(const pb::NetworkAttachRequest& request) {
-  if (!IsPlainName(request.container_id()) || !IsPlainName(request.namespace_())) {
+  if (!IsContainerdName(request.container_id()) || !IsContainerdName(request.namespace_())) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "attach: container id and namespace must be letters, digits, - _ .");
   }
-  const std::string key = request.namespace_() + "--" + request.container_id();
+  const std::string key = ContainerKeyName(request.namespace_(), request.container_id());
   const int64_t owner_pid = request.owner_pid() > 0 ? request.owner_pid() : ::getpid();
 
   if (config_.configured_netns) return AttachConfigured(request, key, owner_pid);
@@ -527,10 +524,10 @@ Result<pb::NetworkAttachment> CniNetwork::AttachConfigured(const pb::NetworkAtta
 }
 
 Status CniNetwork::Detach(const std::string& container_namespace, const std::string& container_id) {
-  if (!IsPlainName(container_id) || !IsPlainName(container_namespace)) {
+  if (!IsContainerdName(container_id) || !IsContainerdName(container_namespace)) {
     return MakeError(ErrorCode::kInvalidArgument, "detach: bad container id or namespace");
   }
-  const std::string path = CachePath(container_namespace + "--" + container_id);
+  const std::string path = CachePath(ContainerKeyName(container_namespace, container_id));
   auto text = ReadSmallFile(path, 4 << 20);
   if (!text.ok()) {
     if (::access(path.c_str(), F_OK) != 0) return Status::Ok();  // never attached, or gone

@@ -13,6 +13,7 @@
 #include "common/base/file_util.h"
 #include "common/base/unique_fd.h"
 #include "plugins/common/child_process.h"
+#include "plugins/common/container_names.h"
 #include "plugins/common/path_search.h"
 #include "plugins/storage-erofs/containerd_layer.h"
 #include "plugins/storage-virtiofs/volume_export.h"
@@ -23,19 +24,10 @@ namespace {
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
 
-bool IsAbsoluteClean(const std::string& path) {
-  if (path.empty() || path[0] != '/') return false;
-  for (const auto& part : fs::path(path)) {
-    if (part == "..") return false;
-  }
-  return true;
-}
-
-// A containerd namespace or container id as one path component.
-bool IsPlainName(const std::string& name) {
-  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
-         name.find('\0') == std::string::npos;
-}
+using plugins::ContainerKeyName;
+using plugins::IsAbsoluteClean;
+using plugins::IsContainerdName;
+using plugins::IsContainerKeyName;
 
 }  // namespace
 
@@ -121,8 +113,8 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
     share_dir = LayerShareDir(request.namespace_(), request.container_id());
     share_root = share_dir;
     if (pod) {
-      if (!IsAbsoluteClean(request.vm_run_dir()) || !IsPlainName(request.namespace_()) ||
-          !IsPlainName(request.container_id())) {
+      if (!IsAbsoluteClean(request.vm_run_dir()) || !IsContainerdName(request.namespace_()) ||
+          !IsContainerdName(request.container_id())) {
         return MakeError(ErrorCode::kInvalidArgument,
                          "pod layer share: VM run directory '" +
                              request.vm_run_dir().substr(0, 256) + "', namespace '" +
@@ -131,7 +123,7 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
                              "' is not a clean path or name: update beaconbox's shim");
       }
       share_root = PodLayerShareDir(request.vm_run_dir());
-      const std::string name = request.namespace_() + "--" + request.container_id();
+      const std::string name = ContainerKeyName(request.namespace_(), request.container_id());
       share_dir = share_root + "/" + name;
       guest_images_dir += "/" + name;
     }
@@ -318,7 +310,7 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
 
 std::string ScratchDiskPath(const std::string& vm_run_dir, const std::string& namespace_name,
                             const std::string& id) {
-  return vm_run_dir + "/erofs-scratch-" + namespace_name + "--" + id + ".ext4";
+  return vm_run_dir + "/erofs-scratch-" + ContainerKeyName(namespace_name, id) + ".ext4";
 }
 
 std::string ScratchDiskId(const std::string& namespace_name, const std::string& id) {
@@ -385,7 +377,7 @@ Status MakeScratchDisk(const std::string& mkfs_ext4, const std::string& path, ui
 
 std::string ErofsExporter::LayerShareDir(const std::string& namespace_name,
                                          const std::string& id) const {
-  return config_.cache.cache_dir + "/shares/" + namespace_name + "--" + id;
+  return config_.cache.cache_dir + "/shares/" + ContainerKeyName(namespace_name, id);
 }
 
 std::string ErofsExporter::PodLayerShareDir(const std::string& vm_run_dir) const {
@@ -402,7 +394,8 @@ Status ErofsExporter::ReleasePodLayerShare(const std::string& bundle) const {
   const fs::path root = dir_path.parent_path();
   if (!IsAbsoluteClean(dir) ||
       root.parent_path() != fs::path(config_.cache.cache_dir + "/shares") ||
-      !root.filename().string().starts_with("pod-") || !IsPlainName(dir_path.filename().string())) {
+      !root.filename().string().starts_with("pod-") ||
+      !IsContainerKeyName(dir_path.filename().string())) {
     return MakeError(ErrorCode::kInternal, marker + " names '" + dir.substr(0, 256) +
                                                "', no container directory of a pod layer share "
                                                "in cache_dir: not touched; remove it by hand");
@@ -426,17 +419,15 @@ Status ErofsExporter::Release(const pluginapi::StorageReleaseRequest& request) c
     Status layers = ReleasePodLayerShare(request.bundle());
     return volumes.ok() ? layers : volumes;
   }
-  // Namespace and id are containerd's (no '/'); the directory only holds hard links.
-  if (request.namespace_().find('/') == std::string::npos &&
-      request.container_id().find('/') == std::string::npos && !request.container_id().empty() &&
-      request.container_id() != "." && request.container_id() != "..") {
+  // Namespace and id are containerd's; the directory only holds hard links.
+  if (IsContainerdName(request.namespace_()) && IsContainerdName(request.container_id())) {
     std::error_code ignored;
     fs::remove_all(LayerShareDir(request.namespace_(), request.container_id()), ignored);
     // A pod container whose bundle (and marker) is gone: containerd 1.7 removes the
     // bundle in its task Delete while its cleanup of a dead shim may be running the
     // `delete` action. Its directory is found by name in the pod shares (namespace and
     // id make it unique); only a pod directory it was in is taken when left empty.
-    const std::string name = request.namespace_() + "--" + request.container_id();
+    const std::string name = ContainerKeyName(request.namespace_(), request.container_id());
     for (const auto& pod : fs::directory_iterator(config_.cache.cache_dir + "/shares", ignored)) {
       if (!pod.path().filename().string().starts_with("pod-")) continue;
       const fs::path container_dir = pod.path() / name;

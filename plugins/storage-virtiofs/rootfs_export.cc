@@ -9,6 +9,7 @@
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
 #include "common/base/mount_options.h"
+#include "plugins/common/container_names.h"
 #include "plugins/storage-virtiofs/volume_export.h"
 
 namespace beaconbox::storage {
@@ -16,14 +17,9 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
-
-bool IsAbsoluteClean(const std::string& path) {
-  if (path.empty() || path[0] != '/') return false;
-  for (const auto& part : fs::path(path)) {
-    if (part == "..") return false;
-  }
-  return true;
-}
+using plugins::ContainerKeyName;
+using plugins::IsAbsoluteClean;
+using plugins::IsContainerdName;
 
 constexpr char kPodShareTmpfsOptions[] = "mode=0755,size=64k";
 
@@ -185,7 +181,7 @@ Result<pluginapi::MountPlan> RootfsExporter::Prepare(
 
 std::string RootfsExporter::RecordPath(const char* kind, const std::string& namespace_name,
                                        const std::string& id) const {
-  return config_.record_dir + "/" + kind + "/" + namespace_name + "--" + id;
+  return config_.record_dir + "/" + kind + "/" + ContainerKeyName(namespace_name, id);
 }
 
 Status RootfsExporter::Release(const std::string& namespace_name, const std::string& container_id,

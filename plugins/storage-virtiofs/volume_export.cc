@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <filesystem>
 #include <vector>
 
@@ -14,12 +13,16 @@
 #include "common/base/file_util.h"
 #include "common/base/unique_fd.h"
 #include "plugins/common/child_process.h"
+#include "plugins/common/container_names.h"
 
 namespace beaconbox::storage {
 namespace {
 
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
+using plugins::ContainerKeyName;
+using plugins::IsAbsoluteClean;
+using plugins::IsContainerdName;
 
 // The staging tmpfs holds only empty mount points.
 constexpr char kStagingTmpfsOptions[] = "mode=0755,size=64k";
@@ -27,14 +30,6 @@ constexpr char kStagingTmpfsOptions[] = "mode=0755,size=64k";
 std::string Describe(const pluginapi::Volume& volume) {
   return "volume " + volume.source().substr(0, 512) + " (mounted at " +
          volume.destination().substr(0, 512) + " in the container)";
-}
-
-bool IsAbsoluteClean(const std::string& path) {
-  if (path.empty() || path[0] != '/' || path.find('\0') != std::string::npos) return false;
-  for (const auto& part : fs::path(path)) {
-    if (part == "..") return false;
-  }
-  return true;
 }
 
 // Whether the volume's source is a directory; an error names what is wrong with it.
@@ -136,20 +131,10 @@ constexpr char kVolumeRecords[] = "volumes";
 
 std::string VolumeRecordPath(const std::string& record_dir, const std::string& namespace_name,
                              const std::string& id) {
-  return record_dir + "/" + kVolumeRecords + "/" + namespace_name + "--" + id;
+  return record_dir + "/" + kVolumeRecords + "/" + ContainerKeyName(namespace_name, id);
 }
 
 }  // namespace
-
-bool IsContainerdName(const std::string& name) {
-  if (name.empty() || name.size() > 76 || name[0] == '.') return false;
-  for (char c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
 
 Result<std::string> StageContainerVolumes(const pluginapi::StoragePrepareRequest& request,
                                           const std::string& record_dir) {
@@ -167,8 +152,8 @@ Result<std::string> StageContainerVolumes(const pluginapi::StoragePrepareRequest
         WriteFileAtomic(VolumeRecordPath(record_dir, request.namespace_(), request.container_id()),
                         request.vm_run_dir() + "\n"));
     // Per container: a pod's VM holds several.
-    base = request.vm_run_dir() + "/" + kVolumeRecords + "/" + request.namespace_() + "--" +
-           request.container_id();
+    base = request.vm_run_dir() + "/" + kVolumeRecords + "/" +
+           ContainerKeyName(request.namespace_(), request.container_id());
   }
   BBX_RETURN_IF_ERROR(StageVolumes(base, request.volumes()));
   return base + "/" + kVolumesDir;
@@ -189,7 +174,8 @@ Status ReleaseContainerVolumes(const std::string& namespace_name, const std::str
                                                "', no absolute path: not touched; unmount "
                                                "the volumes staged there by hand, then remove it");
   }
-  const std::string staged_in = base + "/" + kVolumeRecords + "/" + namespace_name + "--" + id;
+  const std::string staged_in =
+      base + "/" + kVolumeRecords + "/" + ContainerKeyName(namespace_name, id);
   Status unstaged = UnstageVolumes(staged_in);
   if (unstaged.ok()) {
     ::rmdir(staged_in.c_str());

@@ -42,9 +42,6 @@ Status StageVolumes(const std::string& bundle, const Volumes& volumes);
 // Idempotent: nothing staged is success.
 Status UnstageVolumes(const std::string& bundle);
 
-// A containerd identifier (a namespace or a container id): a key of the records below.
-bool IsContainerdName(const std::string& name);
-
 // The container's volumes for a storage plugin that shares them over their own
 // virtio-fs share, staged in <vm_run_dir>/volumes/<namespace>--<id>/ and the VM run
 // directory recorded in <record_dir>/volumes/<namespace>--<id>; returns the staging directory
