@@ -154,6 +154,7 @@ std::string FormatCheckpointManifest(const CheckpointManifest& manifest) {
                          {"container_id", manifest.container_id},
                          {"guest_container_id", manifest.guest_container_id},
                          {"guest_pid", manifest.guest_pid},
+                         {"guest_stream_id", manifest.guest_stream_id},
                          {"stdin", manifest.has_stdin},
                          {"stdout", manifest.has_stdout},
                          {"stderr", manifest.has_stderr},
@@ -213,6 +214,11 @@ Result<CheckpointManifest> ParseCheckpointManifest(std::string_view text) {
   BBX_ASSIGN_OR_RETURN(manifest.guest_pid, NumberField(json, "guest_pid"));
   if (manifest.guest_pid == 0 || manifest.guest_pid > UINT32_MAX) {
     return Refuse("its guest_pid " + std::to_string(manifest.guest_pid) + " is out of range");
+  }
+  BBX_ASSIGN_OR_RETURN(manifest.guest_stream_id, NumberField(json, "guest_stream_id"));
+  if (manifest.guest_stream_id % 2 == 0 || manifest.guest_stream_id >= UINT32_MAX - 2) {
+    return Refuse("its guest_stream_id " + std::to_string(manifest.guest_stream_id) +
+                  " is not an odd ttrpc stream id");
   }
   BBX_ASSIGN_OR_RETURN(manifest.has_stdin, BoolField(json, "stdin"));
   BBX_ASSIGN_OR_RETURN(manifest.has_stdout, BoolField(json, "stdout"));

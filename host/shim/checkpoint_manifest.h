@@ -55,6 +55,9 @@ struct CheckpointManifest {
   std::string container_id;
   std::string guest_container_id;
   uint64_t guest_pid = 0;
+  // The next ttrpc stream id of the shim's guest connection when the VM was saved: the
+  // restored guest's agent session has seen every id below it (ttrpc ids only grow).
+  uint64_t guest_stream_id = 1;
   bool has_stdin = false;
   bool has_stdout = false;
   bool has_stderr = false;

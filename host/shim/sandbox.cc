@@ -484,7 +484,9 @@ Status Sandbox::ConnectGuest() {
   const auto deadline = connect_started + timeout;
   BBX_ASSIGN_OR_RETURN(UniqueFd channel, vm_->ConnectGuest(timeout));
   const long channel_ms = ElapsedMs(connect_started);
-  auto guest = std::make_shared<GuestClient>(std::move(channel), vm_->AgentToken());
+  auto guest = std::make_shared<GuestClient>(
+      std::move(channel), vm_->AgentToken(),
+      restore_ ? static_cast<uint32_t>(restore_->guest_stream_id) : 1);
   {
     std::lock_guard lock(mutex_);
     guest_ = guest;

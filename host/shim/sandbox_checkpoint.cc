@@ -111,6 +111,11 @@ Status Sandbox::CheckpointContainer(const ContainerKey& key,
     auto saved = vm_->SaveVm(request.path());
     if (!saved.ok()) return resume(saved.error());
     manifest.vmm_version = saved->vmm_version();
+    {
+      // Still paused: the guest has seen no id from here on.
+      std::lock_guard lock(mutex_);
+      if (guest_) manifest.guest_stream_id = guest_->connection().next_stream_id();
+    }
     for (const auto& name : saved->files()) {
       auto file = DescribeCheckpointFile(request.path(), name);
       if (!file.ok()) return resume(file.error());

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/base/file_util.h"
 #include "host/shim/sandbox.h"
@@ -40,6 +41,7 @@ Result<CheckpointManifest> Sandbox::ValidateRestore(const ContainerKey& key,
   host.compare_shape = true;
   host.config_max_vcpus = backends_.vm.max_vcpus;
   host.config_max_memory_mib = backends_.vm.max_memory_mib;
+  const auto started = std::chrono::steady_clock::now();
   auto manifest = ValidateCheckpointDir(dir, host);
   if (!manifest.ok()) return manifest.error().Wrap("restore of " + key.id);
   if (manifest->terminal != request.terminal()) {
@@ -50,9 +52,16 @@ Result<CheckpointManifest> Sandbox::ValidateRestore(const ContainerKey& key,
                          (request.terminal() ? "one" : "none") + "; restore with the same -t");
   }
   restore_dir_ = dir;
-  spdlog::info("restoring {} from the checkpoint of {} (container {} in the guest) in {}",
-               key.ToString(), PrintableOneLine(manifest->container_id),
-               manifest->guest_container_id, dir);
+  uint64_t bytes = 0;
+  for (const auto& file : manifest->files) bytes += file.size;
+  spdlog::info(
+      "restoring {} from the checkpoint of {} (container {} in the guest) in {}: {} MiB "
+      "validated in {} ms",
+      key.ToString(), PrintableOneLine(manifest->container_id), manifest->guest_container_id, dir,
+      bytes >> 20,
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                            started)
+          .count());
   return manifest;
 }
 

@@ -124,7 +124,7 @@ if [ "$status" != 0 ] && grep -q "the qemu plugin cannot restore a saved VM yet"
   left=$(left_of ckr)
   if grep -q "restoring $BBX_NS/ckr from the checkpoint of ck (container ck in the guest)" "$BBX_DIR/containerd.log" &&
      [ -z "$left" ]; then
-    pass "restore: the checkpoint is validated by the shim, then refused by this qemu plugin (no VmSpec.restore_dir yet) with one line; nothing left"
+    pass "restore: the checkpoint is validated by the shim ($(grep -o "[0-9]* MiB validated in [0-9]* ms" "$BBX_DIR/containerd.log" | tail -1)), then refused by this qemu plugin (no VmSpec.restore_dir yet) with one line; nothing left"
   else
     fail "restore refused by the plugin but: validated '$(grep -c "restoring $BBX_NS/ckr" "$BBX_DIR/containerd.log")', left: $left"
   fi

@@ -136,6 +136,7 @@ TEST_F(CheckpointManifestTest, RefusesBadAdoptionFieldsAndAnotherVmShape) {
       {[](CheckpointManifest& m) { m.guest_pid = 0; }, "its guest_pid 0 is out of range"},
       {[](CheckpointManifest& m) { m.guest_pid = 1ull << 32; }, "is out of range"},
       {[](CheckpointManifest& m) { m.vcpus = 0; }, "are out of range"},
+      {[](CheckpointManifest& m) { m.guest_stream_id = 2; }, "not an odd ttrpc stream id"},
       {[](CheckpointManifest& m) { m.max_vcpus = 0; }, "are out of range"},
       {[](CheckpointManifest& m) { m.max_memory_mib = 256; }, "are out of range"},
   };

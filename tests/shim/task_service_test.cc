@@ -432,6 +432,17 @@ TEST_F(RestoreTest, AdoptsTheCheckpointedContainerUnderANewId) {
   ASSERT_EQ(vmm_.specs.back().restore_files_size(), 1);
   EXPECT_EQ(vmm_.specs.back().restore_files(0), "vm.state");
   EXPECT_EQ(vmm_.specs.back().restore_vmm_version(), "FAKE VMM 1");
+  // The new connection's ids continue above the saved session's.
+  std::string manifest_text;
+  {
+    std::ifstream in(checkpoint_ + "/" + kCheckpointManifestName);
+    manifest_text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto manifest = ParseCheckpointManifest(manifest_text);
+  ASSERT_TRUE(manifest.ok()) << manifest.error().message;
+  EXPECT_GT(manifest->guest_stream_id, 9u);  // Hello, Create, Start, Wait, ... were sent
+  EXPECT_EQ(manifest->guest_container_id, "c1");
+  EXPECT_EQ(manifest->container_id, "c1");
   task::StateRequest state_request;
   state_request.set_id("c2");
   task::StateResponse state;
