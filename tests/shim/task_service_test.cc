@@ -385,20 +385,27 @@ class RestoreTest : public TaskServiceTest {
     checkpoint.set_path(checkpoint_);
     auto done = Call("Checkpoint", checkpoint, &empty);
     ASSERT_TRUE(done.ok()) << done.message;
-    task::KillRequest kill;
-    kill.set_id("c1");
-    kill.set_signal(SIGKILL);
-    ASSERT_TRUE(Call("Kill", kill, &empty).ok());
-    task::WaitRequest wait;
-    wait.set_id("c1");
-    task::WaitResponse waited;
-    ASSERT_TRUE(Call("Wait", wait, &waited).ok());
+    ASSERT_EQ(KillAndWait("c1", SIGKILL), 128 + SIGKILL);
     task::DeleteRequest remove;
     remove.set_id("c1");
     task::DeleteResponse removed;
     ASSERT_TRUE(Call("Delete", remove, &removed).ok());
     ASSERT_EQ(vmm_.live_vms(), 0);
     created_before_ = vmm_.created();
+  }
+  // Kill of `id`'s init with `signal`, then its exit status (-1: a call failed).
+  int KillAndWait(const std::string& id, int signal) {
+    Empty empty;
+    task::KillRequest kill;
+    kill.set_id(id);
+    kill.set_signal(static_cast<uint32_t>(signal));
+    auto killed = Call("Kill", kill, &empty);
+    EXPECT_TRUE(killed.ok()) << killed.message;
+    task::WaitRequest wait;
+    wait.set_id(id);
+    task::WaitResponse waited;
+    if (!killed.ok() || !Call("Wait", wait, &waited).ok()) return -1;
+    return static_cast<int>(waited.exit_status());
   }
   ttrpc::RpcStatus Restore(const std::string& id) {
     task::CreateTaskRequest request;
@@ -467,17 +474,7 @@ TEST_F(RestoreTest, AdoptsTheCheckpointedContainerUnderANewId) {
   EXPECT_FALSE(called("Task.Create"));
   EXPECT_FALSE(called("Task.Start"));
   // c2's Kill reaches the guest's c1 (the FAKE guest knows no c2).
-  Empty empty;
-  task::KillRequest kill;
-  kill.set_id("c2");
-  kill.set_signal(SIGTERM);
-  auto killed = Call("Kill", kill, &empty);
-  ASSERT_TRUE(killed.ok()) << killed.message;
-  task::WaitRequest wait;
-  wait.set_id("c2");
-  task::WaitResponse waited;
-  ASSERT_TRUE(Call("Wait", wait, &waited).ok());
-  EXPECT_EQ(waited.exit_status(), 128u + SIGTERM);
+  EXPECT_EQ(KillAndWait("c2", SIGTERM), 128 + SIGTERM);
   task::DeleteRequest remove;
   remove.set_id("c2");
   task::DeleteResponse removed;
