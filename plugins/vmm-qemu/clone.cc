@@ -1,4 +1,5 @@
-// QemuVm from a template (template.h): restore the saved VM, then hot-add the devices.
+// QemuVm from a saved VM: a template (template.h; restore it, then hot-add the devices),
+// and the incoming migration that a checkpoint's restore (qemu_vm.cc) shares.
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -29,34 +30,43 @@ std::string StatusOf(const std::string& reply_text) {
 
 }  // namespace
 
+Status QemuVm::LoadIncoming(const std::string& uri, const std::string& what,
+                            std::chrono::milliseconds timeout) {
+  auto called = qmp_->Call("migrate-incoming", nlohmann::json{{"uri", uri}}.dump(), 10s);
+  if (!called.ok()) {
+    if (!plugins::ChildRunning(qemu_pid_)) return Died("QEMU exited loading " + what);
+    return called.error().Wrap("loading " + what);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    // QEMU 7.2 exits when it cannot load the state (its log says why).
+    if (!plugins::ChildRunning(qemu_pid_)) return Died("QEMU exited loading " + what);
+    auto state = QueryMigration(*qmp_);
+    if (!state.ok()) return Died("QEMU failed loading " + what);
+    if (state->status == "completed") break;
+    if (state->status == "failed" || state->status == "cancelled") {
+      return MakeError(ErrorCode::kUnavailable,
+                       "loading " + what + ": migration " + state->status +
+                           (state->error.empty() ? "" : ": " + state->error));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return MakeError(ErrorCode::kTimeout, "loading " + what + " took over " +
+                                                std::to_string(timeout.count() / 1000) + " s");
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  // A VM saved stopped loads stopped (QEMU's global state); run it.
+  BBX_ASSIGN_OR_RETURN(std::string run_state, qmp_->Call("query-status", "", 5s));
+  if (StatusOf(run_state) != "running") BBX_RETURN_IF_ERROR(qmp_->Execute("cont", 5s));
+  return Status::Ok();
+}
+
 Status QemuVm::RestoreClone(const QemuConfig&, Spawner&, const std::string& template_state,
                             const std::string&, bool) {
   BBX_RETURN_IF_ERROR(
       qmp_->Call("migrate-set-capabilities",
                  R"({"capabilities":[{"capability":"x-ignore-shared","state":true}]})", 5s));
-  BBX_RETURN_IF_ERROR(qmp_->Call(
-      "migrate-incoming", nlohmann::json{{"uri", "exec:cat " + template_state}}.dump(), 10s));
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  for (;;) {
-    if (!plugins::ChildRunning(qemu_pid_)) {
-      return Died("QEMU exited loading the template's state");
-    }
-    auto reply = qmp_->Call("query-migrate", "", 5s);
-    if (!reply.ok()) return Died("QEMU failed loading the template's state");
-    const std::string status = StatusOf(*reply);
-    if (status == "completed") break;
-    if (status == "failed" || status == "cancelled") {
-      return MakeError(ErrorCode::kUnavailable,
-                       "loading the template's state: migration " + status);
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      return MakeError(ErrorCode::kTimeout, "loading the template's state took over 60 s");
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  BBX_ASSIGN_OR_RETURN(std::string run_state, qmp_->Call("query-status", "", 5s));
-  if (StatusOf(run_state) != "running") BBX_RETURN_IF_ERROR(qmp_->Execute("cont", 5s));
-  return Status::Ok();
+  return LoadIncoming("exec:cat " + template_state, "the template's state", 60s);
 }
 
 Result<std::unique_ptr<QemuVm>> QemuVm::LaunchClone(

@@ -162,11 +162,6 @@ bbx_status VmCreate(bbx_plugin* plugin, bbx_bytes spec_bytes, bbx_vm** out, bbx_
   if (!spec.ParseFromArray(spec_bytes.data, static_cast<int>(spec_bytes.len))) {
     return bbx::Fail(error, BBX_ERR_INVALID_ARGUMENT, "unparsable VmSpec");
   }
-  if (!spec.restore_dir().empty()) {
-    return bbx::Fail(error, BBX_ERR_NOT_IMPLEMENTED,
-                     "the qemu plugin cannot restore a saved VM yet (VmSpec.restore_dir, "
-                     "issue 19); vm_save works");
-  }
   auto vm = beaconbox::qemu::QemuVm::Create(
       spec, plugin->config, plugin->spawner,
       [plugin](const std::string& line) { bbx::Log(plugin->host, BBX_LOG_INFO, line); });
@@ -242,7 +237,7 @@ bbx_status Capabilities(bbx_plugin*, bbx_sink sink, bbx_error* error) {
   capabilities.add_agent_channels(pluginapi::AGENT_CHANNEL_VSOCK);
   capabilities.add_agent_channels(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
   capabilities.set_agent_token(true);  // through fw_cfg, see QemuVm::Launch
-  capabilities.set_save(true);         // vm_save (QemuVm::Save); restore_dir not yet
+  capabilities.set_save(true);         // vm_save (QemuVm::Save) and VmSpec.restore_dir
   return bbx::WriteSink(sink, capabilities.SerializeAsString(), error);
 }
 

@@ -37,6 +37,8 @@ using plugins::WaitForPath;
 using plugins::WriteAgentTokenFile;
 
 constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
+// Loading a saved VM reads its whole memory from disk: as long as vm_save may take.
+constexpr std::chrono::milliseconds kRestoreTimeout = 300s;
 
 bool IsSafeToken(const std::string& value) {
   // Values spliced into QEMU's comma-separated options must not inject options.
@@ -59,6 +61,71 @@ Result<std::vector<UniqueFd>> OpenNetnsTaps(const pluginapi::VmSpec& spec, Launc
     tap_fds.push_back(std::move(tap));
   }
   return tap_fds;
+}
+
+Status CheckRestoreSpec(const pluginapi::VmSpec& spec) {
+  if (spec.restore_dir().empty()) return Status::Ok();
+  const std::string& dir = spec.restore_dir();
+  if (dir[0] != '/' || dir.find('\0') != std::string::npos) {
+    return MakeError(ErrorCode::kInvalidArgument, "VmSpec.restore_dir '" + SanitizeLine(dir, 200) +
+                                                      "' must be an absolute path");
+  }
+  bool has_state = false;
+  for (const std::string& name : spec.restore_files()) {
+    if (name.empty() || name == "." || name == ".." || name.size() > 255 ||
+        name.find_first_of(std::string("/\0", 2)) != std::string::npos) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "VmSpec.restore_files entry '" + SanitizeLine(name, 200) +
+                           "' is not a plain file name (no '/', not '.' or '..')");
+    }
+    if (name == kSavedStateName) has_state = true;
+  }
+  if (!has_state) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string("VmSpec.restore_files does not name ") + kSavedStateName +
+                         ", the file vm_save of the qemu plugin writes: not a save of this plugin");
+  }
+  for (const auto& device : spec.devices()) {
+    if (device.has_share()) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "cannot restore a VM with virtio-fs shares (share '" +
+                           SanitizeLine(device.share().tag(), 64) +
+                           "'): QEMU 7.2 cannot migrate vhost-user-fs");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<UniqueFd> OpenSavedState(const pluginapi::VmSpec& spec) {
+  BBX_RETURN_IF_ERROR(CheckRestoreSpec(spec));
+  if (spec.restore_dir().empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "VmSpec.restore_dir is empty");
+  }
+  const std::string path = spec.restore_dir() + "/" + kSavedStateName;
+  // O_NONBLOCK: a FIFO in its place must not block the open.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
+    if (errno == ELOOP) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "the saved VM " + path + " is a symlink: refusing to follow it");
+    }
+    return ErrnoError("opening the saved VM", path);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("stat of the saved VM", path);
+  if (!S_ISREG(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "the saved VM " + path + " is not a regular file");
+  }
+  if (st.st_size == 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "the saved VM " + path + " is empty");
+  }
+  // QEMU reads it with its own flags; a regular file never blocks anyway.
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return ErrnoError("fcntl of the saved VM", path);
+  }
+  return fd;
 }
 
 AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config) {
@@ -310,6 +377,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
   }
   if (spec.id().empty()) return MakeError(ErrorCode::kInvalidArgument, "VmSpec.id is empty");
   BBX_RETURN_IF_ERROR(PlanLaunch(spec));  // checks run_dir before the probe uses it
+  BBX_RETURN_IF_ERROR(CheckRestoreSpec(spec));
 
   const AcceleratorSettings settings = AcceleratorSettingsOf(config);
   const ProbeTarget target = ProbeTargetOf(spec, config);
@@ -334,7 +402,15 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
                                                const QemuConfig& config, Spawner& spawner,
                                                const AcceleratorChoice& choice,
                                                const std::function<void(const std::string&)>& log) {
-  if (config.use_template) return LaunchClone(spec, config, spawner, choice, log);
+  // A checkpoint's restore needs the cold boot's devices: restore wins over templates.
+  if (config.use_template && spec.restore_dir().empty()) {
+    return LaunchClone(spec, config, spawner, choice, log);
+  }
+  // Opened before anything starts: a missing or unusable file starts nothing.
+  UniqueFd saved_state;
+  if (!spec.restore_dir().empty()) {
+    BBX_ASSIGN_OR_RETURN(saved_state, OpenSavedState(spec));
+  }
   auto vm = std::unique_ptr<QemuVm>(new QemuVm());
   vm->spec_ = spec;
   BBX_ASSIGN_OR_RETURN(vm->plan_, PlanLaunch(spec));
@@ -349,6 +425,13 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
   BBX_ASSIGN_OR_RETURN(auto argv, BuildQemuCommand(spec, config, plan));
   vm->vcpus_ = std::max<uint32_t>(spec.vcpus(), 1);
   vm->memory_mib_ = spec.memory_mib() == 0 ? 512 : spec.memory_mib();
+  if (saved_state) {
+    // The cold boot's command line, so devices, PCI slots and RAM blocks match the
+    // saved VM's; the new VM's token (fw_cfg), CID and TAP, the spec's MAC.
+    argv.insert(argv.end(), {"-incoming", "defer"});
+    plan.restored_from_checkpoint = true;
+    plan.accelerator_reason += "; restored from the saved VM in " + spec.restore_dir();
+  }
 
   // From here, a failure destroys `vm`, whose destructor ends what was started and
   // removes the runtime files.
@@ -379,6 +462,14 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Launch(const pluginapi::VmSpec& spec,
   // QEMU read the fw_cfg file while parsing its options, before QMP served: the
   // token need not stay on disk.
   ::unlink(plan.agent_token_file.c_str());
+  if (saved_state) {
+    const std::string what = "the saved VM " + spec.restore_dir() + "/" + kSavedStateName;
+    auto named =
+        vm->qmp_->CallWithFd("getfd", R"({"fdname":"bbx-restore"})", saved_state.get(), 5s);
+    if (!named.ok()) return named.error().Wrap("handing " + what + " to QEMU");
+    saved_state.Reset();  // QEMU has its copy
+    BBX_RETURN_IF_ERROR(vm->LoadIncoming("fd:bbx-restore", what, kRestoreTimeout));
+  }
   return vm;
 }
 
@@ -497,6 +588,7 @@ pluginapi::VmInfo QemuVm::Info() const {
   info.set_run_dir(spec_.run_dir());
   info.set_vmm_pid(qemu_pid_ > 0 ? qemu_pid_ : 0);
   info.set_restored_from_template(plan_.restored_from_template);
+  info.set_restored_from_checkpoint(plan_.restored_from_checkpoint);
   return info;
 }
 

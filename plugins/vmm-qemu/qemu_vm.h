@@ -72,6 +72,8 @@ struct LaunchPlan {
   bool kvm_broken = false;  // TCG because KVM is present but cannot boot the guest
   // A clone restored from a template (template.h), not a cold boot.
   bool restored_from_template = false;
+  // Loaded what vm_save wrote (VmSpec.restore_dir, a checkpoint), not a cold boot.
+  bool restored_from_checkpoint = false;
   bool use_vsock = false;  // VmSpec.agent_channel, decided by the host
   uint32_t guest_cid = 0;  // reserved by the host for this VM
   std::string qmp_socket;
@@ -112,6 +114,18 @@ std::string TcgThreadOption(const LaunchPlan& plan, uint32_t vcpus, uint32_t max
 // for a TAP QEMU opens by name); the returned descriptors must outlive QEMU's copies.
 Result<std::vector<UniqueFd>> OpenNetnsTaps(const beaconbox::plugin::v1::VmSpec& spec,
                                             LaunchPlan* plan);
+
+// The saved VM's name in VmSpec.restore_dir: what QemuVm::Save writes.
+inline constexpr char kSavedStateName[] = "vm.state";
+
+// Checks a VmSpec with restore_dir before anything starts: an absolute directory,
+// plain names in restore_files (no '/', no "." or ".."), vm.state among them, and no
+// virtio-fs share (QEMU 7.2 cannot migrate vhost-user-fs). Ok for a spec without
+// restore_dir.
+Status CheckRestoreSpec(const beaconbox::plugin::v1::VmSpec& spec);
+// Opens restore_dir/vm.state read-only without following a symlink, and checks that it
+// is a non-empty regular file; the descriptor goes to QEMU (QMP getfd).
+Result<UniqueFd> OpenSavedState(const beaconbox::plugin::v1::VmSpec& spec);
 
 // The settings ChooseAccelerator gets from the config, and what the probe boots.
 AcceleratorSettings AcceleratorSettingsOf(const QemuConfig& config);
@@ -154,6 +168,11 @@ class QemuVm {
       const AcceleratorChoice& choice, const std::function<void(const std::string&)>& log);
   Status RestoreClone(const QemuConfig& config, Spawner& spawner, const std::string& template_state,
                       const std::string& memory_path, bool shared_memory);
+  // QMP migrate-incoming from `uri` (QEMU started with -incoming defer), polled until
+  // QEMU has loaded it (bounded by `timeout`; QEMU dying or the migration failing is an
+  // error naming `what`), then the vCPUs run (cont).
+  Status LoadIncoming(const std::string& uri, const std::string& what,
+                      std::chrono::milliseconds timeout);
   // Under KVM from a verdict: removes the verdict when the guest never served its agent.
   void InvalidateKvmVerdictIfGuestFailed() const;
   Error Died(const std::string& what) const;  // error with qemu's stderr and console tail

@@ -131,24 +131,33 @@ Status QmpClient::Execute(const std::string& command, std::chrono::milliseconds 
   return Status::Ok();
 }
 
+Result<MigrationState> QueryMigration(QmpClient& qmp) {
+  BBX_ASSIGN_OR_RETURN(std::string reply, qmp.Call("query-migrate", "", 5s));
+  BBX_ASSIGN_OR_RETURN(nlohmann::json info, ParseBoundedJson(reply, "QMP query-migrate"));
+  MigrationState state;
+  if (!info.is_object()) return state;
+  if (info.contains("status") && info["status"].is_string()) {
+    state.status = info["status"].get<std::string>();
+  }
+  if (info.contains("error-desc") && info["error-desc"].is_string()) {
+    // QEMU's words: one line, bounded.
+    for (char c : info["error-desc"].get<std::string>().substr(0, 200)) {
+      state.error += (c == '\n' || c == '\r') ? ' ' : c;
+    }
+  }
+  return state;
+}
+
 Status MigrateAndWait(QmpClient& qmp, const std::string& uri, std::chrono::milliseconds timeout) {
   using namespace std::chrono_literals;
   BBX_RETURN_IF_ERROR(qmp.Call("migrate", nlohmann::json{{"uri", uri}}.dump(), 10s));
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    BBX_ASSIGN_OR_RETURN(std::string reply, qmp.Call("query-migrate", "", 5s));
-    BBX_ASSIGN_OR_RETURN(nlohmann::json info, ParseBoundedJson(reply, "QMP query-migrate"));
-    const std::string status =
-        info.is_object() && info.contains("status") && info["status"].is_string()
-            ? info["status"].get<std::string>()
-            : "";
-    if (status == "completed") return Status::Ok();
-    if (status == "failed" || status == "cancelled") {
-      std::string detail;
-      if (info.is_object() && info.contains("error-desc") && info["error-desc"].is_string()) {
-        detail = ": " + info["error-desc"].get<std::string>().substr(0, 200);
-      }
-      return MakeError(ErrorCode::kInternal, "QEMU's migration " + status + detail);
+    BBX_ASSIGN_OR_RETURN(MigrationState state, QueryMigration(qmp));
+    if (state.status == "completed") return Status::Ok();
+    if (state.status == "failed" || state.status == "cancelled") {
+      return MakeError(ErrorCode::kInternal, "QEMU's migration " + state.status +
+                                                 (state.error.empty() ? "" : ": " + state.error));
     }
     if (std::chrono::steady_clock::now() > deadline) {
       (void)qmp.Call("migrate_cancel", "", 5s);

@@ -39,6 +39,14 @@ class QmpClient {
   std::string buffer_;
 };
 
+// QMP query-migrate: its status ("active", "completed", "failed", ...; empty when QEMU
+// answered none) and its error-desc, bounded to one line of 200 bytes (empty if none).
+struct MigrationState {
+  std::string status;
+  std::string error;
+};
+Result<MigrationState> QueryMigration(QmpClient& qmp);
+
 // Runs QMP `migrate` to `uri` (e.g. "exec:cat > <file>" or "fd:<name>" from getfd) on a
 // stopped VM and polls query-migrate until QEMU reports "completed". A failed or
 // cancelled migration, or none completed within `timeout`, is an error naming it.
