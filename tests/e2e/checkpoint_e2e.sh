@@ -158,8 +158,9 @@ elif [ "$status" = 0 ] && [ "$state" = RUNNING ]; then
     [ "$(bbx_ctr task ls | awk '$1 == "ckr" {print $3}')" = STOPPED ] && break
     sleep 0.1
   done
-  code=0
-  bbx_ctr task delete ckr >/dev/null 2>&1 || code=$?
+  # ctr task delete of an init warns "task ID exit with non-zero exit code N" and
+  # returns 0.
+  code=$(bbx_ctr task delete ckr 2>&1 | grep -o 'exit with non-zero exit code [0-9]*' | grep -o '[0-9]*$' || true)
   if [ "$code" = 137 ]; then
     pass "ctr task kill -s KILL of the restored task: exit status 137"
   else
