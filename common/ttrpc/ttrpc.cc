@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <exception>
 #include <thread>
@@ -536,11 +537,18 @@ void ClientReadLoop(Connection* connection) {
 
 Client::Client(UniqueFd fd, Options options)
     : connection_(std::make_shared<Connection>(std::move(fd), options)) {
+  connection_->next_stream_id = std::max<uint32_t>(options.first_stream_id | 1u, 1u);
   connection_->reader =
       std::thread([connection = connection_.get()] { ClientReadLoop(connection); });
 }
 
 Client::~Client() { Close(); }
+
+uint32_t Client::next_stream_id() const {
+  // Not start_mutex: a writer may hold it, blocked on a paused peer (a checkpoint).
+  std::lock_guard lock(connection_->mutex);
+  return connection_->next_stream_id;
+}
 
 void Client::Close() {
   connection_->Shutdown();

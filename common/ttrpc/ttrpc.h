@@ -85,6 +85,10 @@ struct Options {
   Metadata default_metadata;
   // Server: every request goes through it when set (see Authorizer).
   Authorizer authorizer;
+  // Client: the first stream id (odd; an even value is taken as the next odd one). A
+  // server that keeps its connection across a reconnect (a VM restored from a
+  // checkpoint: its agent still holds the saved session) refuses ids it has seen.
+  uint32_t first_stream_id = 1;
 };
 
 // Which sides of a stream method carry a stream (as ttrpc 1.2's StreamDesc). It sets
@@ -254,6 +258,8 @@ class Client {
   // Fails pending calls with kUnavailable and stops the reader. Idempotent.
   void Close();
   bool closed() const;
+  // The id the next call or stream gets.
+  uint32_t next_stream_id() const;
 
  private:
   std::shared_ptr<internal::Connection> connection_;

@@ -22,6 +22,7 @@ namespace {
 
 constexpr uint64_t kMaxMemoryMib = 1ull << 24;  // 16 TiB: past any VM, short of overflow
 constexpr size_t kMaxFieldBytes = 512;
+constexpr uint64_t kMaxVcpus = 1024;
 
 Error Refuse(const std::string& what) {
   return MakeError(ErrorCode::kInvalidArgument,
@@ -39,6 +40,15 @@ bool IsHexDigest(const std::string& text) {
 bool IsPlainName(const std::string& name) {
   return !name.empty() && name.size() <= 64 && name != "." && name != ".." &&
          std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+         });
+}
+
+// containerd's identifier rule allows 76 characters of these.
+bool IsContainerId(const std::string& id) {
+  return !id.empty() && id.size() <= 76 && id != "." && id != ".." &&
+         std::all_of(id.begin(), id.end(), [](char c) {
            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                   c == '.' || c == '_' || c == '-';
          });
@@ -101,6 +111,14 @@ Result<uint64_t> NumberField(const nlohmann::json& json, const char* key) {
   return it->get<uint64_t>();
 }
 
+Result<bool> BoolField(const nlohmann::json& json, const char* key) {
+  auto it = json.find(key);
+  if (it == json.end() || !it->is_boolean()) {
+    return Refuse(std::string("its manifest has no true/false \"") + key + "\"");
+  }
+  return it->get<bool>();
+}
+
 Result<std::string> DigestField(const nlohmann::json& json, const char* key) {
   BBX_ASSIGN_OR_RETURN(std::string value, StringField(json, key));
   if (!IsHexDigest(value)) {
@@ -129,6 +147,18 @@ std::string FormatCheckpointManifest(const CheckpointManifest& manifest) {
                          {"vmm", manifest.vmm},
                          {"vmm_version", manifest.vmm_version},
                          {"memory_mib", manifest.memory_mib},
+                         {"vcpus", manifest.vcpus},
+                         {"max_vcpus", manifest.max_vcpus},
+                         {"max_memory_mib", manifest.max_memory_mib},
+                         {"namespace", manifest.container_namespace},
+                         {"container_id", manifest.container_id},
+                         {"guest_container_id", manifest.guest_container_id},
+                         {"guest_pid", manifest.guest_pid},
+                         {"guest_stream_id", manifest.guest_stream_id},
+                         {"stdin", manifest.has_stdin},
+                         {"stdout", manifest.has_stdout},
+                         {"stderr", manifest.has_stderr},
+                         {"terminal", manifest.terminal},
                          {"files", files}};
   return json.dump(2) + "\n";
 }
@@ -145,6 +175,12 @@ Result<CheckpointManifest> ParseCheckpointManifest(std::string_view text) {
   if (!json.is_object()) return Refuse("its manifest is not a JSON object");
   CheckpointManifest manifest;
   BBX_ASSIGN_OR_RETURN(manifest.format, StringField(json, "format"));
+  if (manifest.format == "beaconbox-checkpoint 1") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "checkpoint refused: its format 'beaconbox-checkpoint 1' (an older beaconbox) "
+                     "does not record the container to adopt; take a new checkpoint with this "
+                     "beaconbox");
+  }
   if (manifest.format != kCheckpointFormat) {
     return Refuse("its format is '" + PrintableOneLine(manifest.format) + "', this shim reads '" +
                   kCheckpointFormat + "'");
@@ -158,6 +194,36 @@ Result<CheckpointManifest> ParseCheckpointManifest(std::string_view text) {
   if (manifest.memory_mib == 0 || manifest.memory_mib > kMaxMemoryMib) {
     return Refuse("its memory_mib " + std::to_string(manifest.memory_mib) + " is out of range");
   }
+  BBX_ASSIGN_OR_RETURN(manifest.vcpus, NumberField(json, "vcpus"));
+  BBX_ASSIGN_OR_RETURN(manifest.max_vcpus, NumberField(json, "max_vcpus"));
+  BBX_ASSIGN_OR_RETURN(manifest.max_memory_mib, NumberField(json, "max_memory_mib"));
+  if (manifest.vcpus == 0 || manifest.vcpus > kMaxVcpus || manifest.max_vcpus < manifest.vcpus ||
+      manifest.max_vcpus > kMaxVcpus || manifest.max_memory_mib < manifest.memory_mib ||
+      manifest.max_memory_mib > kMaxMemoryMib) {
+    return Refuse("its vcpus " + std::to_string(manifest.vcpus) + " / max_vcpus " +
+                  std::to_string(manifest.max_vcpus) + " / max_memory_mib " +
+                  std::to_string(manifest.max_memory_mib) + " are out of range");
+  }
+  BBX_ASSIGN_OR_RETURN(manifest.container_namespace, StringField(json, "namespace"));
+  BBX_ASSIGN_OR_RETURN(manifest.container_id, StringField(json, "container_id"));
+  BBX_ASSIGN_OR_RETURN(manifest.guest_container_id, StringField(json, "guest_container_id"));
+  if (!IsContainerId(manifest.guest_container_id)) {
+    return Refuse("its guest_container_id '" + PrintableOneLine(manifest.guest_container_id) +
+                  "' is not a plain name of letters, digits, '.', '_' and '-'");
+  }
+  BBX_ASSIGN_OR_RETURN(manifest.guest_pid, NumberField(json, "guest_pid"));
+  if (manifest.guest_pid == 0 || manifest.guest_pid > UINT32_MAX) {
+    return Refuse("its guest_pid " + std::to_string(manifest.guest_pid) + " is out of range");
+  }
+  BBX_ASSIGN_OR_RETURN(manifest.guest_stream_id, NumberField(json, "guest_stream_id"));
+  if (manifest.guest_stream_id % 2 == 0 || manifest.guest_stream_id >= UINT32_MAX - 2) {
+    return Refuse("its guest_stream_id " + std::to_string(manifest.guest_stream_id) +
+                  " is not an odd ttrpc stream id");
+  }
+  BBX_ASSIGN_OR_RETURN(manifest.has_stdin, BoolField(json, "stdin"));
+  BBX_ASSIGN_OR_RETURN(manifest.has_stdout, BoolField(json, "stdout"));
+  BBX_ASSIGN_OR_RETURN(manifest.has_stderr, BoolField(json, "stderr"));
+  BBX_ASSIGN_OR_RETURN(manifest.terminal, BoolField(json, "terminal"));
   auto files = json.find("files");
   if (files == json.end() || !files->is_array() || files->empty() ||
       files->size() > kMaxCheckpointFiles) {
@@ -186,13 +252,29 @@ Status CheckCheckpointHost(const CheckpointManifest& manifest, const CheckpointH
   BBX_RETURN_IF_ERROR(
       Same("the beaconbox version", manifest.beaconbox_version, host.beaconbox_version));
   BBX_RETURN_IF_ERROR(Same("the VMM", manifest.vmm, host.vmm));
-  BBX_RETURN_IF_ERROR(Same("the VMM version", manifest.vmm_version, host.vmm_version));
+  // Known only from a VMM that ran: else the plugin compares (VmSpec.restore_vmm_version).
+  if (!host.vmm_version.empty()) {
+    BBX_RETURN_IF_ERROR(Same("the VMM version", manifest.vmm_version, host.vmm_version));
+  }
   BBX_RETURN_IF_ERROR(Same("the kernel (SHA-256)", manifest.kernel_sha256, host.kernel_sha256));
   BBX_RETURN_IF_ERROR(Same("the initrd (SHA-256)", manifest.initrd_sha256, host.initrd_sha256));
   if (manifest.memory_mib > host.max_memory_mib) {
     return Refuse("its guest memory " + std::to_string(manifest.memory_mib) +
                   " MiB is above this host's vm.max_memory_mib " +
                   std::to_string(host.max_memory_mib));
+  }
+  if (!host.compare_shape) return Status::Ok();
+  const uint64_t max_vcpus = std::max(host.config_max_vcpus, manifest.vcpus);
+  const uint64_t max_memory_mib = std::max(host.config_max_memory_mib, manifest.memory_mib);
+  if (manifest.max_vcpus != max_vcpus) {
+    return Refuse("its VM was saved with max_vcpus " + std::to_string(manifest.max_vcpus) +
+                  ", this host's VM would have " + std::to_string(max_vcpus) +
+                  " (config key vm.max_vcpus)");
+  }
+  if (manifest.max_memory_mib != max_memory_mib) {
+    return Refuse("its VM was saved with max_memory_mib " +
+                  std::to_string(manifest.max_memory_mib) + ", this host's VM would have " +
+                  std::to_string(max_memory_mib) + " (config key vm.max_memory_mib)");
   }
   return Status::Ok();
 }

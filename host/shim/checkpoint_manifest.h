@@ -19,7 +19,10 @@
 
 namespace beaconbox::shim {
 
-inline constexpr char kCheckpointFormat[] = "beaconbox-checkpoint 1";
+// Format 2 adds what restore needs to adopt the saved guest's container (its guest id
+// and pid, the containerd id it had, its stdio) and the VM's shape (vCPUs, hotplug
+// maxima); format 1 checkpoints are refused (they cannot be adopted).
+inline constexpr char kCheckpointFormat[] = "beaconbox-checkpoint 2";
 inline constexpr char kCheckpointManifestName[] = "beaconbox-checkpoint.json";
 inline constexpr size_t kMaxCheckpointManifestBytes = 64 * 1024;
 inline constexpr size_t kMaxCheckpointFiles = 8;
@@ -40,6 +43,25 @@ struct CheckpointManifest {
   std::string vmm;          // the VMM plugin's name ("qemu")
   std::string vmm_version;  // the VMM binary's version ("QEMU emulator version 7.2.22 ...")
   uint64_t memory_mib = 0;
+  // The VM's shape beyond its memory: QEMU loads a save only into the same vCPUs and
+  // hotplug slots (-smp maxcpus, -m maxmem).
+  uint64_t vcpus = 0;
+  uint64_t max_vcpus = 0;
+  uint64_t max_memory_mib = 0;
+  // The container the saved guest runs: the containerd namespace and id it had, the
+  // id the guest knows it by, its init's guest pid (logged only), and which stdio
+  // streams the guest process has.
+  std::string container_namespace;
+  std::string container_id;
+  std::string guest_container_id;
+  uint64_t guest_pid = 0;
+  // The next ttrpc stream id of the shim's guest connection when the VM was saved: the
+  // restored guest's agent session has seen every id below it (ttrpc ids only grow).
+  uint64_t guest_stream_id = 1;
+  bool has_stdin = false;
+  bool has_stdout = false;
+  bool has_stderr = false;
+  bool terminal = false;
   std::vector<CheckpointFile> files;
 };
 
@@ -49,8 +71,14 @@ struct CheckpointHost {
   std::string kernel_sha256;
   std::string initrd_sha256;
   std::string vmm;
-  std::string vmm_version;
+  std::string vmm_version;  // empty: not known before the VMM runs (the plugin compares)
   uint64_t max_memory_mib = 0;
+  // This host's hotplug maxima (vm.max_vcpus, vm.max_memory_mib; 0 = none): the VM
+  // would boot with max(maximum, the saved size), which must be the saved VM's.
+  // Compared only when compare_shape is set.
+  bool compare_shape = false;
+  uint64_t config_max_vcpus = 0;
+  uint64_t config_max_memory_mib = 0;
 };
 
 std::string FormatCheckpointManifest(const CheckpointManifest& manifest);

@@ -115,13 +115,14 @@ Container::Container(ContainerKey key, std::shared_ptr<GuestClient> guest, Event
                      Options options, const task::CreateTaskRequest& request, uint32_t guest_pid)
     : key_(std::move(key)),
       bundle_(request.bundle()),
+      guest_id_(options.guest_id.empty() ? key_.id : options.guest_id),
       guest_(std::move(guest)),
       events_(events),
       options_(std::move(options)) {
   auto init = std::make_shared<Process>();
   init->guest_pid = guest_pid;
   init->stdio = {request.stdin(), request.stdout(), request.stderr(), request.terminal()};
-  init->io = std::make_unique<IoRelay>(*guest_, key_.id, "", init->stdio);
+  init->io = std::make_unique<IoRelay>(*guest_, guest_id_, "", init->stdio);
   init->io->Start();
   {
     std::lock_guard lock(mutex_);
@@ -140,11 +141,23 @@ Container::Container(ContainerKey key, std::shared_ptr<GuestClient> guest, Event
   event.mutable_io()->set_terminal(request.terminal());
   event.set_pid(options_.host_pid);
   events_.Publish("/tasks/create", event);
-  oom_watch_ = std::make_unique<OomWatch>(*guest_, key_.id, events_, ShortCallTimeout());
+  oom_watch_ = std::make_unique<OomWatch>(*guest_, guest_id_, events_, ShortCallTimeout());
   oom_watch_->Start();
 }
 
 Container::~Container() { Shutdown(); }
+
+uint32_t Container::InitGuestPid() {
+  std::lock_guard lock(mutex_);
+  auto init = Find("");
+  return init ? init->guest_pid : 0;
+}
+
+StdioPaths Container::InitStdio() {
+  std::lock_guard lock(mutex_);
+  auto init = Find("");
+  return init ? init->stdio : StdioPaths{};
+}
 
 std::shared_ptr<Container::Process> Container::Find(const std::string& exec_id) {
   auto it = processes_.find(exec_id);
@@ -168,7 +181,7 @@ void Container::StartWaiter(const std::shared_ptr<Process>& process) {
 
 void Container::WatchExit(std::shared_ptr<Process> process) {
   task::WaitRequest request;
-  request.set_id(key_.id);
+  request.set_id(guest_id_);
   request.set_exec_id(process->exec_id);
   task::WaitResponse response;
   // The one guest call without a deadline: a process may run for years. Closing the
@@ -233,10 +246,14 @@ Result<uint32_t> Container::Start(const std::string& exec_id) {
     start_settled_.notify_all();
   };
   task::StartRequest request;
-  request.set_id(key_.id);
+  request.set_id(guest_id_);
   request.set_exec_id(exec_id);
   task::StartResponse response;
-  if (Status started = guest_->CallTask("Start", request, &response, options_.guest_call_timeout);
+  // A restored init runs in the guest since the VM was loaded: nothing to start.
+  const bool already_running = exec_id.empty() && options_.init_running_in_guest;
+  if (Status started = already_running ? Status::Ok()
+                                       : guest_->CallTask("Start", request, &response,
+                                                          options_.guest_call_timeout);
       !started.ok()) {
     if (!exec_id.empty()) {
       // An exec that did not start has no exit waiter: Wait returns now (as with
@@ -298,7 +315,7 @@ Status Container::Exec(const task::ExecProcessRequest& request) {
   }
   BBX_ASSIGN_OR_RETURN(std::string process_json, AdaptProcessForGuest(request.spec().value()));
   task::ExecProcessRequest guest_request;
-  guest_request.set_id(key_.id);
+  guest_request.set_id(guest_id_);
   guest_request.set_exec_id(request.exec_id());
   guest_request.set_terminal(request.terminal());
   // In the guest these only say which streams exist; the data flows over the
@@ -313,7 +330,7 @@ Status Container::Exec(const task::ExecProcessRequest& request) {
   auto process = std::make_shared<Process>();
   process->exec_id = request.exec_id();
   process->stdio = {request.stdin(), request.stdout(), request.stderr(), request.terminal()};
-  process->io = std::make_unique<IoRelay>(*guest_, key_.id, request.exec_id(), process->stdio);
+  process->io = std::make_unique<IoRelay>(*guest_, guest_id_, request.exec_id(), process->stdio);
   process->io->Start();
   {
     std::lock_guard lock(mutex_);
@@ -334,7 +351,7 @@ Status Container::Kill(const std::string& exec_id, uint32_t signal, bool all) {
     BBX_RETURN_IF_ERROR(CheckProcessOp(process->state, ProcessOp::kKill, exec_id.empty()));
   }
   task::KillRequest request;
-  request.set_id(key_.id);
+  request.set_id(guest_id_);
   request.set_exec_id(exec_id);
   request.set_signal(signal);
   request.set_all(all);
@@ -406,7 +423,7 @@ Result<google::protobuf::Any> Container::Stats() {
     BBX_RETURN_IF_ERROR(FindOrError(""));
   }
   task::StatsRequest request;
-  request.set_id(key_.id);
+  request.set_id(guest_id_);
   task::StatsResponse response;
   BBX_RETURN_IF_ERROR(guest_->CallTask("Stats", request, &response, ShortCallTimeout()));
   std::optional<VmCost> vm_cost;
@@ -435,7 +452,7 @@ Status Container::ResizePty(const std::string& exec_id, uint32_t width, uint32_t
     BBX_RETURN_IF_ERROR(CheckProcessOp(process->state, ProcessOp::kResizePty, exec_id.empty()));
   }
   task::ResizePtyRequest request;
-  request.set_id(key_.id);
+  request.set_id(guest_id_);
   request.set_exec_id(exec_id);
   request.set_width(width);
   request.set_height(height);
@@ -494,7 +511,7 @@ Result<ExitInfo> Container::DeleteExec(const std::string& exec_id) {
   }
   StopProcess(*process);
   task::DeleteRequest request;
-  request.set_id(key_.id);
+  request.set_id(guest_id_);
   request.set_exec_id(exec_id);
   task::DeleteResponse response;
   if (Status deleted = guest_->CallTask("Delete", request, &response, ShortCallTimeout());
@@ -531,7 +548,7 @@ Result<ExitInfo> Container::BeginDelete() {
   }
   // crun delete --force in the guest also ends a created (never started) init.
   task::DeleteRequest request;
-  request.set_id(key_.id);
+  request.set_id(guest_id_);
   task::DeleteResponse response;
   if (Status deleted = guest_->CallTask("Delete", request, &response, ShortCallTimeout());
       !deleted.ok()) {

@@ -91,6 +91,13 @@ class Container {
     PauseFunction pause;
     StopVmFunction stop_vm;
     std::shared_ptr<const ContainerHooks> hooks;  // the OCI hooks run on the host, or null
+    // The id the guest knows the container by: containerd's id, except for a container
+    // restored from a checkpoint taken under another id (sandbox_restore.cc). Empty:
+    // containerd's id.
+    std::string guest_id;
+    // The init already runs in the guest (a restored VM): Start asks the guest for
+    // nothing, it only reports the start (README "Checkpoint and restore").
+    bool init_running_in_guest = false;
   };
 
   // The guest created the init process of `request` with `guest_pid` (logged, never
@@ -103,6 +110,11 @@ class Container {
 
   const ContainerKey& key() const { return key_; }
   const std::string& bundle() const { return bundle_; }
+  // The id of the container in the guest (Options.guest_id).
+  const std::string& guest_id() const { return guest_id_; }
+  // The init's guest pid (untrusted, as the guest said) and stdio, for a checkpoint.
+  uint32_t InitGuestPid();
+  StdioPaths InitStdio();
   // The pid reported to containerd for every process of the container (the VMM's).
   uint32_t host_pid() const { return options_.host_pid; }
   const std::shared_ptr<const ContainerHooks>& hooks() const { return options_.hooks; }
@@ -163,6 +175,7 @@ class Container {
 
   const ContainerKey key_;
   const std::string bundle_;
+  const std::string guest_id_;
   const std::shared_ptr<GuestClient> guest_;  // thread-safe; closed by the Sandbox
   EventSink& events_;                         // thread-safe
   const Options options_;

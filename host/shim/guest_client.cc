@@ -23,16 +23,18 @@ Error ErrorFromRpc(const ttrpc::RpcStatus& status, std::string_view what) {
 
 namespace {
 
-ttrpc::Options GuestOptions(const std::string& agent_token) {
+ttrpc::Options GuestOptions(const std::string& agent_token, uint32_t first_stream_id) {
   ttrpc::Options options;
+  options.first_stream_id = first_stream_id;
   if (!agent_token.empty()) options.default_metadata = {{kAgentTokenMetadataKey, agent_token}};
   return options;
 }
 
 }  // namespace
 
-GuestClient::GuestClient(UniqueFd channel, const std::string& agent_token)
-    : client_(std::make_unique<ttrpc::Client>(std::move(channel), GuestOptions(agent_token))) {}
+GuestClient::GuestClient(UniqueFd channel, const std::string& agent_token, uint32_t first_stream_id)
+    : client_(std::make_unique<ttrpc::Client>(std::move(channel),
+                                              GuestOptions(agent_token, first_stream_id))) {}
 
 Status GuestClient::Call(std::string_view service, std::string_view method,
                          const google::protobuf::MessageLite& request,

@@ -21,7 +21,10 @@ class GuestClient {
  public:
   // `agent_token` (VmHandle::AgentToken) goes with every call and stream; the guest
   // agent refuses calls without it. Empty: none is sent (fakes).
-  explicit GuestClient(UniqueFd channel, const std::string& agent_token = "");
+  // `first_stream_id`: above every id the guest agent has seen (a VM restored from a
+  // checkpoint keeps the saved agent session, which refuses ids it has seen).
+  explicit GuestClient(UniqueFd channel, const std::string& agent_token = "",
+                       uint32_t first_stream_id = 1);
 
   // Calls `method` of `service` with `request`, parsing the answer into `response`.
   Status Call(std::string_view service, std::string_view method,

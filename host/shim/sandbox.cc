@@ -100,6 +100,17 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   // Before anything is made: the shim opens these as root.
   BBX_RETURN_IF_ERROR(CheckStdioFifos(request.stdin(), request.stdout(), request.stderr()));
   const auto started = std::chrono::steady_clock::now();
+  // A restore (ctr c restore --live): the checkpoint is read and checked in full before
+  // anything is made (sandbox_restore.cc).
+  restore_.reset();
+  if (!request.checkpoint().empty()) {
+    BBX_ASSIGN_OR_RETURN(restore_, ValidateRestore(key, request));
+  }
+  const long validated_ms = ElapsedMs(started);
+  struct ClearRestore {
+    std::optional<CheckpointManifest>& restore;
+    ~ClearRestore() { restore.reset(); }
+  } clear_restore{restore_};
   const std::string bundle = request.bundle().empty() ? options_.bundle : request.bundle();
   BBX_ASSIGN_OR_RETURN(std::string host_spec, ReadSmallFile(bundle + "/config.json", kMaxSpecSize));
   const bool share_vm_dns = backends_.network != nullptr;
@@ -110,7 +121,11 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   // Before anything is made: a size out of range leaves nothing behind.
   BBX_ASSIGN_OR_RETURN(ContainerResources resources, ResourcesOfSpec(host_spec));
   VmSize joined_size;
-  if (boots_vm) {
+  if (boots_vm && restore_) {
+    // The saved VM's size: QEMU loads a save only into the VM it was.
+    vm_size_ = VmSize{static_cast<uint32_t>(restore_->vcpus), restore_->memory_mib};
+    container_resources_.clear();
+  } else if (boots_vm) {
     // A CRI pod's sandbox: the VM holds the pod's containers' limits (vm_sizing.h).
     BBX_ASSIGN_OR_RETURN(std::optional<ContainerResources> pod, PodResourcesOf(spec.annotations));
     if (pod) {
@@ -203,40 +218,49 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
     }
   }
   const long vm_ready_ms = ElapsedMs(started);
-  BBX_ASSIGN_OR_RETURN(AdaptedSpec guest_spec,
-                       AdaptSpecForGuest(host_spec, share_vm_dns, guest_rootfs, &guest_volumes));
-  if (!boots_vm) {
-    // A pod's app container: the sandbox container's namespaces, as the guest has them.
-    BBX_ASSIGN_OR_RETURN(guest_spec.config_json,
-                         JoinPodNamespaces(guest_spec.config_json, HostPid(), first_guest_pid_));
-  }
-  BBX_ASSIGN_OR_RETURN(guestapi::CreateBundleRequest bundle_request,
-                       BundleRequestFor(key, plan, guest_spec.config_json));
-  guestapi::CreateBundleResponse bundle_response;
-  BBX_RETURN_IF_ERROR(guest->CallGuest("CreateBundle", bundle_request, &bundle_response,
-                                       backends_.vm.guest_call_timeout));
-  Reached("bundle-created", spec.annotations);
-  // prestart and createRuntime run on the host once the VM exists, before the
-  // container is created in it; a failure fails the Create (runc's `create`).
-  auto hooks = spec.hooks.empty() ? nullptr
-                                  : std::make_shared<const ContainerHooks>(
-                                        spec.hooks, key.id, bundle, spec.annotations);
-  if (hooks) BBX_RETURN_IF_ERROR(hooks->RunCreate(HostPid()));
+  uint32_t guest_pid = 0;
+  std::shared_ptr<const ContainerHooks> hooks;
+  if (restore_) {
+    // The guest runs the container since the VM was loaded: adopt it, create nothing.
+    BBX_ASSIGN_OR_RETURN(guest_pid, AdoptRestoredInit(*guest, key, request));
+    Reached("task-created", spec.annotations);
+  } else {
+    BBX_ASSIGN_OR_RETURN(AdaptedSpec guest_spec,
+                         AdaptSpecForGuest(host_spec, share_vm_dns, guest_rootfs, &guest_volumes));
+    if (!boots_vm) {
+      // A pod's app container: the sandbox container's namespaces, as the guest has them.
+      BBX_ASSIGN_OR_RETURN(guest_spec.config_json,
+                           JoinPodNamespaces(guest_spec.config_json, HostPid(), first_guest_pid_));
+    }
+    BBX_ASSIGN_OR_RETURN(guestapi::CreateBundleRequest bundle_request,
+                         BundleRequestFor(key, plan, guest_spec.config_json));
+    guestapi::CreateBundleResponse bundle_response;
+    BBX_RETURN_IF_ERROR(guest->CallGuest("CreateBundle", bundle_request, &bundle_response,
+                                         backends_.vm.guest_call_timeout));
+    Reached("bundle-created", spec.annotations);
+    // prestart and createRuntime run on the host once the VM exists, before the
+    // container is created in it; a failure fails the Create (runc's `create`).
+    hooks = spec.hooks.empty() ? nullptr
+                               : std::make_shared<const ContainerHooks>(spec.hooks, key.id, bundle,
+                                                                        spec.annotations);
+    if (hooks) BBX_RETURN_IF_ERROR(hooks->RunCreate(HostPid()));
 
-  task::CreateTaskRequest guest_request;
-  guest_request.set_id(key.id);
-  guest_request.set_bundle(bundle_response.bundle());
-  guest_request.set_terminal(request.terminal());
-  // In the guest these only say which streams exist; the data flows over the
-  // ReadOutput/WriteInput streams.
-  guest_request.set_stdin(request.stdin().empty() ? "" : "stdin");
-  guest_request.set_stdout(request.stdout().empty() ? "" : "stdout");
-  guest_request.set_stderr(request.stderr().empty() ? "" : "stderr");
-  task::CreateTaskResponse guest_response;
-  BBX_RETURN_IF_ERROR(
-      guest->CallTask("Create", guest_request, &guest_response, backends_.vm.guest_call_timeout));
-  Reached("task-created", spec.annotations);
-  if (boots_vm) first_guest_pid_ = guest_response.pid();
+    task::CreateTaskRequest guest_request;
+    guest_request.set_id(key.id);
+    guest_request.set_bundle(bundle_response.bundle());
+    guest_request.set_terminal(request.terminal());
+    // In the guest these only say which streams exist; the data flows over the
+    // ReadOutput/WriteInput streams.
+    guest_request.set_stdin(request.stdin().empty() ? "" : "stdin");
+    guest_request.set_stdout(request.stdout().empty() ? "" : "stdout");
+    guest_request.set_stderr(request.stderr().empty() ? "" : "stderr");
+    task::CreateTaskResponse guest_response;
+    BBX_RETURN_IF_ERROR(
+        guest->CallTask("Create", guest_request, &guest_response, backends_.vm.guest_call_timeout));
+    Reached("task-created", spec.annotations);
+    guest_pid = guest_response.pid();
+  }
+  if (boots_vm) first_guest_pid_ = guest_pid;
 
   Container::Options container_options;
   container_options.host_pid = HostPid();
@@ -245,8 +269,12 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   container_options.pause = [this, key](bool pause) { return PauseFor(key, pause); };
   container_options.stop_vm = [this](const std::string& why) { StopVm(why); };
   container_options.hooks = hooks;
+  if (restore_) {
+    container_options.guest_id = restore_->guest_container_id;
+    container_options.init_running_in_guest = true;
+  }
   auto container = std::make_shared<Container>(key, guest, events_, std::move(container_options),
-                                               request, guest_response.pid());
+                                               request, guest_pid);
   {
     std::lock_guard lock(mutex_);
     containers_[key] = container;
@@ -256,8 +284,17 @@ Result<std::shared_ptr<Container>> Sandbox::CreateContainer(
   spdlog::info(
       "container {} created in the VM (pid {}, {} in the guest): host setup {} ms, VMM start to "
       "agent ready {} ms (VMM start {} ms), container create {} ms",
-      key.ToString(), container->host_pid(), guest_response.pid(), host_setup_ms,
-      vm_ready_ms - host_setup_ms, vmm_start_ms_, ElapsedMs(started) - vm_ready_ms);
+      key.ToString(), container->host_pid(), guest_pid, host_setup_ms, vm_ready_ms - host_setup_ms,
+      vmm_start_ms_, ElapsedMs(started) - vm_ready_ms);
+  if (restore_) {
+    // e2e_beaconbox_checkpoint prints this line (README "Checkpoint and restore").
+    spdlog::info(
+        "restore of {}: {} ms (checkpoint validated {} ms, VMM start and load {} ms, network, "
+        "agent ready and guest refreshed {} ms, adopted container {} of the guest {} ms)",
+        key.ToString(), ElapsedMs(started), validated_ms, vmm_start_ms_,
+        vm_ready_ms - host_setup_ms - vmm_start_ms_, restore_->guest_container_id,
+        ElapsedMs(started) - vm_ready_ms);
+  }
   return container;
 }
 
@@ -379,7 +416,13 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
   sized.max_vcpus = std::max(sized.max_vcpus, sized.vcpus);
   sized.max_memory_mib = std::max(sized.max_memory_mib, sized.memory_mib);
   pluginapi::VmSpec spec = VmSpecFor(sized, placement, plan, attachment_ ? &*attachment_ : nullptr);
+  if (restore_) {
+    spec.set_restore_dir(restore_dir_);
+    for (const auto& file : restore_->files) spec.add_restore_files(file.name);
+    spec.set_restore_vmm_version(restore_->vmm_version);
+  }
   boot_devices_.assign(plan.devices().begin(), plan.devices().end());
+  boot_size_ = vm_size_;
   const auto vmm_started = std::chrono::steady_clock::now();
   BBX_ASSIGN_OR_RETURN(vm_, backends_.vmm->CreateVm(spec));
   vmm_start_ms_ = ElapsedMs(vmm_started);
@@ -441,7 +484,9 @@ Status Sandbox::ConnectGuest() {
   const auto deadline = connect_started + timeout;
   BBX_ASSIGN_OR_RETURN(UniqueFd channel, vm_->ConnectGuest(timeout));
   const long channel_ms = ElapsedMs(connect_started);
-  auto guest = std::make_shared<GuestClient>(std::move(channel), vm_->AgentToken());
+  auto guest = std::make_shared<GuestClient>(
+      std::move(channel), vm_->AgentToken(),
+      restore_ ? static_cast<uint32_t>(restore_->guest_stream_id) : 1);
   {
     std::lock_guard lock(mutex_);
     guest_ = guest;
@@ -462,7 +507,7 @@ Status Sandbox::ConnectGuest() {
                reply.kernel_release().substr(0, 64));
   // A VM restored from a template starts with the template's random pool and clock;
   // a cold boot has its own (and skips the call: 6-7 ms under TCG).
-  if (record_.vm_info.restored_from_template()) {
+  if (record_.vm_info.restored_from_template() || restore_) {
     bool refreshed = false;
     uint64_t refreshed_at_us = 0;
     remaining = std::chrono::duration_cast<std::chrono::milliseconds>(

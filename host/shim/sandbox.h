@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "host/shim/checkpoint_manifest.h"
 #include "host/shim/container.h"
 #include "host/shim/event_publisher.h"
 #include "host/shim/port_forward.h"
@@ -84,6 +85,16 @@ class Sandbox {
                 const std::map<std::string, std::string>& annotations,
                 const std::string& netns_path);  // requires lifecycle_mutex_
   Status ConnectGuest();                         // requires lifecycle_mutex_
+  // Restore (sandbox_restore.cc): the checkpoint of `request` read and checked against
+  // this host and this sandbox before anything is made (one line per refusal); sets
+  // restore_dir_.
+  Result<CheckpointManifest> ValidateRestore(
+      const ContainerKey& key,
+      const task::CreateTaskRequest& request);  // requires lifecycle_mutex_
+  // The restored guest's container (restore_): it must exist there and run; returns its
+  // init's guest pid.
+  Result<uint32_t> AdoptRestoredInit(GuestClient& guest, const ContainerKey& key,
+                                     const task::CreateTaskRequest& request);
   // kNotImplemented when a further container's plan needs devices the VM lacks.
   // The size the VM must grow to when `key`'s container has `resources` beside the
   // other containers in it (their limits added, vm_sizing.h); one line naming the
@@ -124,7 +135,8 @@ class Sandbox {
   std::optional<pluginapi::NetworkAttachment> attachment_;  // guarded by lifecycle_mutex_
   std::unique_ptr<PortForwardRelay> port_forward_;          // guarded by lifecycle_mutex_
   long vmm_start_ms_ = 0;                                   // guarded by lifecycle_mutex_
-  VmSize vm_size_;  // the VM's vCPUs and memory now; guarded by lifecycle_mutex_
+  VmSize vm_size_;    // the VM's vCPUs and memory now; guarded by lifecycle_mutex_
+  VmSize boot_size_;  // what it booted with (a checkpoint needs both equal); same guard
   // Each container's limits (its spec's, then its updates'), which the VM holds
   // together; guarded by lifecycle_mutex_.
   std::map<ContainerKey, ContainerResources> container_resources_;
@@ -132,6 +144,10 @@ class Sandbox {
   // a guest spec, where a pod's app container joins its namespaces by it); guarded
   // by lifecycle_mutex_.
   uint32_t first_guest_pid_ = 0;
+  // Set while Create restores a checkpoint (its manifest, validated, and directory);
+  // guarded by lifecycle_mutex_.
+  std::optional<CheckpointManifest> restore_;
+  std::string restore_dir_;
   // The storage devices the VM booted with (a joining container may reuse a share).
   std::vector<pluginapi::Device> boot_devices_;
   // Set when Kill stopped the VM: no container is created in it any more.

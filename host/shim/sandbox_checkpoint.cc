@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/base/file_util.h"
@@ -75,7 +76,27 @@ Status Sandbox::CheckpointContainer(const ContainerKey& key,
     BBX_ASSIGN_OR_RETURN(manifest.kernel_sha256, Sha256OfFile(backends_.vm.kernel_path));
     BBX_ASSIGN_OR_RETURN(manifest.initrd_sha256, Sha256OfFile(backends_.vm.initrd_path));
     manifest.vmm = backends_.vm.vmm_plugin;
+    if (vm_size_ != boot_size_) {
+      // The restored VM boots with the saved VM's command line: hot-added vCPUs and
+      // memory would be missing from it.
+      return MakeError(ErrorCode::kNotImplemented,
+                       "checkpoint of a VM grown by Task.Update (hot-added vCPUs or memory) is "
+                       "not implemented");
+    }
     manifest.memory_mib = vm_size_.memory_mib;
+    manifest.vcpus = vm_size_.vcpus;
+    manifest.max_vcpus = std::max<uint64_t>(backends_.vm.max_vcpus, vm_size_.vcpus);
+    manifest.max_memory_mib = std::max<uint64_t>(backends_.vm.max_memory_mib, vm_size_.memory_mib);
+    // What restore adopts (sandbox_restore.cc).
+    manifest.container_namespace = key.namespace_name;
+    manifest.container_id = key.id;
+    manifest.guest_container_id = container->guest_id();
+    manifest.guest_pid = container->InitGuestPid();
+    const StdioPaths stdio = container->InitStdio();
+    manifest.has_stdin = !stdio.stdin_path.empty();
+    manifest.has_stdout = !stdio.stdout_path.empty();
+    manifest.has_stderr = !stdio.stderr_path.empty();
+    manifest.terminal = stdio.terminal;
 
     if (!was_paused) BBX_RETURN_IF_ERROR(vm_->Pause());
     auto resume = [&](Error error) -> Error {
@@ -90,6 +111,11 @@ Status Sandbox::CheckpointContainer(const ContainerKey& key,
     auto saved = vm_->SaveVm(request.path());
     if (!saved.ok()) return resume(saved.error());
     manifest.vmm_version = saved->vmm_version();
+    {
+      // Still paused: the guest has seen no id from here on.
+      std::lock_guard lock(mutex_);
+      if (guest_) manifest.guest_stream_id = guest_->connection().next_stream_id();
+    }
     for (const auto& name : saved->files()) {
       auto file = DescribeCheckpointFile(request.path(), name);
       if (!file.ok()) return resume(file.error());

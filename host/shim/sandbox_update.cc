@@ -29,7 +29,7 @@ ContainerResources Merged(ContainerResources current, const ContainerResources& 
 
 Status Sandbox::UpdateContainer(const ContainerKey& key, const task::UpdateTaskRequest& request) {
   std::lock_guard lifecycle(lifecycle_mutex_);
-  BBX_RETURN_IF_ERROR(Find(key));
+  BBX_ASSIGN_OR_RETURN(auto container, Find(key));
   if (request.resources().value().empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "update of " + key.id + " carries no resources: give the new limits");
@@ -51,7 +51,7 @@ Status Sandbox::UpdateContainer(const ContainerKey& key, const task::UpdateTaskR
   // then applies the limits to the container's cgroup.
   const auto started = std::chrono::steady_clock::now();
   task::UpdateTaskRequest guest_request;
-  guest_request.set_id(key.id);
+  guest_request.set_id(container->guest_id());
   *guest_request.mutable_resources() = request.resources();
   (*guest_request.mutable_annotations())[kVcpusAnnotation] = std::to_string(vm_size_.vcpus);
   (*guest_request.mutable_annotations())[kMemoryAnnotation] = std::to_string(vm_size_.memory_mib);

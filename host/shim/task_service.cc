@@ -82,11 +82,6 @@ void TaskService::Register(ttrpc::Server& server) {
       server, kService, "Create",
       [this](ServerContext& context, const CreateTaskRequest& request,
              CreateTaskResponse* response) {
-        if (!request.checkpoint().empty()) {
-          return Unimplemented(
-              "restoring a checkpoint (ctr c restore --live) is not implemented yet: "
-              "checkpoints are written, but no VMM plugin loads one back (issue 19)");
-        }
         auto container = sandbox_.CreateContainer(KeyOf(context, request.id()), request);
         if (!container.ok()) return ToRpc(container.error());
         response->set_pid((*container)->host_pid());

@@ -34,6 +34,15 @@ class CheckpointManifestTest : public ::testing::Test {
     manifest_.vmm = "qemu";
     manifest_.vmm_version = host_.vmm_version;
     manifest_.memory_mib = 512;
+    manifest_.vcpus = 1;
+    manifest_.max_vcpus = 2;
+    manifest_.max_memory_mib = 2048;
+    manifest_.container_namespace = "default";
+    manifest_.container_id = "counter";
+    manifest_.guest_container_id = "counter";
+    manifest_.guest_pid = 57;
+    manifest_.has_stdout = true;
+    manifest_.has_stderr = true;
     auto file = DescribeCheckpointFile(dir_, "vm.state");
     ASSERT_TRUE(file.ok()) << file.error().message;
     manifest_.files.push_back(*file);
@@ -103,10 +112,68 @@ TEST_F(CheckpointManifestTest, RefusesAForeignDirectory) {
 }
 
 TEST_F(CheckpointManifestTest, RefusesAnotherFormat) {
-  manifest_.format = "beaconbox-checkpoint 2";
+  manifest_.format = "beaconbox-checkpoint 3";
   WriteManifest(FormatCheckpointManifest(manifest_));
-  EXPECT_NE(Refusal().find("its format is 'beaconbox-checkpoint 2'"), std::string::npos)
+  EXPECT_NE(Refusal().find("its format is 'beaconbox-checkpoint 3'"), std::string::npos)
       << Refusal();
+  // Format 1 (session 16's) records no container to adopt.
+  manifest_.format = "beaconbox-checkpoint 1";
+  WriteManifest(FormatCheckpointManifest(manifest_));
+  EXPECT_NE(Refusal().find("its format 'beaconbox-checkpoint 1' (an older beaconbox) does not "
+                           "record the container to adopt; take a new checkpoint"),
+            std::string::npos)
+      << Refusal();
+}
+
+// Format 2's fields: what restore adopts and the VM's shape, each checked.
+TEST_F(CheckpointManifestTest, RefusesBadAdoptionFieldsAndAnotherVmShape) {
+  const CheckpointManifest original = manifest_;
+  struct Case {
+    void (*change)(CheckpointManifest&);
+    const char* named;
+  } cases[] = {
+      {[](CheckpointManifest& m) { m.guest_container_id = "../etc"; }, "guest_container_id"},
+      {[](CheckpointManifest& m) { m.guest_pid = 0; }, "its guest_pid 0 is out of range"},
+      {[](CheckpointManifest& m) { m.guest_pid = 1ull << 32; }, "is out of range"},
+      {[](CheckpointManifest& m) { m.vcpus = 0; }, "are out of range"},
+      {[](CheckpointManifest& m) { m.guest_stream_id = 2; }, "not an odd ttrpc stream id"},
+      {[](CheckpointManifest& m) { m.max_vcpus = 0; }, "are out of range"},
+      {[](CheckpointManifest& m) { m.max_memory_mib = 256; }, "are out of range"},
+  };
+  for (const auto& c : cases) {
+    manifest_ = original;
+    c.change(manifest_);
+    WriteManifest(FormatCheckpointManifest(manifest_));
+    EXPECT_NE(Refusal().find(c.named), std::string::npos) << Refusal();
+  }
+  manifest_ = original;
+  WriteManifest(FormatCheckpointManifest(manifest_));
+  host_.compare_shape = true;  // the maxima are compared once the host gives its own
+  host_.config_max_vcpus = 4;
+  host_.config_max_memory_mib = 2048;
+  EXPECT_NE(Refusal().find("saved with max_vcpus 2, this host's VM would have 4"),
+            std::string::npos)
+      << Refusal();
+  host_.config_max_vcpus = 0;  // no hotplug here: max(0, 1 vCPU) = 1
+  EXPECT_NE(Refusal().find("saved with max_vcpus 2, this host's VM would have 1"),
+            std::string::npos)
+      << Refusal();
+  host_.config_max_vcpus = 2;
+  host_.config_max_memory_mib = 4096;
+  EXPECT_NE(Refusal().find("saved with max_memory_mib 2048, this host's VM would have 4096"),
+            std::string::npos)
+      << Refusal();
+  host_.config_max_memory_mib = 2048;
+  EXPECT_EQ(Refusal(), "accepted");
+  auto parsed = ParseCheckpointManifest(FormatCheckpointManifest(manifest_));
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->guest_container_id, "counter");
+  EXPECT_EQ(parsed->guest_pid, 57u);
+  EXPECT_FALSE(parsed->has_stdin);
+  EXPECT_TRUE(parsed->has_stdout);
+  // Without a known VMM version (before the VMM ran) it is not compared here.
+  host_.vmm_version.clear();
+  EXPECT_EQ(Refusal(), "accepted");
 }
 
 TEST_F(CheckpointManifestTest, NamesEachHostMismatch) {

@@ -42,6 +42,7 @@ class FakeVm final : public VmHandle {
   Result<pluginapi::VmSaved> SaveVm(const std::string& dir) override {
     if (!vmm_.can_save) return VmHandle::SaveVm(dir);
     BBX_RETURN_IF_ERROR(WriteFileAtomic(dir + "/vm.state", "FAKE saved VM", 0600));
+    agent_.SaveProcesses();
     pluginapi::VmSaved saved;
     saved.add_files("vm.state");
     saved.set_vmm_version("FAKE VMM 1");
@@ -64,6 +65,16 @@ class FakeVm final : public VmHandle {
 Result<std::unique_ptr<VmHandle>> FakeVmm::CreateVm(const pluginapi::VmSpec& spec) {
   specs.push_back(spec);
   if (fail_create) return MakeError(ErrorCode::kUnavailable, "fake VMM: create refused");
+  if (!spec.restore_dir().empty()) {
+    // As a plugin must: refuse without save support or with another VMM version,
+    // before loading anything.
+    if (!can_save) return MakeError(ErrorCode::kNotImplemented, "FAKE: this VMM cannot restore");
+    if (spec.restore_vmm_version() != "FAKE VMM 1") {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "FAKE: saved by '" + spec.restore_vmm_version() + "', this is FAKE VMM 1");
+    }
+    agent_.LoadSavedProcesses();  // the guest runs what it ran when saved
+  }
   ++created_;
   return std::unique_ptr<VmHandle>(std::make_unique<FakeVm>(*this, agent_));
 }

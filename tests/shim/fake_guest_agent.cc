@@ -56,6 +56,19 @@ Result<UniqueFd> FakeGuestAgent::Connect() {
   return UniqueFd(fds[0]);
 }
 
+void FakeGuestAgent::SaveProcesses() {
+  std::lock_guard lock(mutex_);
+  saved_processes_ = processes_;
+}
+
+void FakeGuestAgent::LoadSavedProcesses() {
+  {
+    std::lock_guard lock(mutex_);
+    processes_ = saved_processes_;
+  }
+  changed_.notify_all();
+}
+
 void FakeGuestAgent::RequireToken(std::string token) {
   std::lock_guard lock(mutex_);
   required_token_ = std::move(token);
@@ -326,6 +339,23 @@ void FakeGuestAgent::Register(ttrpc::Server& server) {
           out->set_exit_status(it->second.exit_status);
         }
         changed_.notify_all();
+        return RpcStatus{};
+      });
+  ttrpc::RegisterUnaryProto<task::StateRequest, task::StateResponse>(
+      server, kTask, "State",
+      [this](ServerContext& context, const task::StateRequest& request, task::StateResponse* out) {
+        if (auto failed = Record("Task.State", context); !failed.ok()) return failed;
+        std::lock_guard lock(mutex_);
+        auto it = processes_.find({request.id(), request.exec_id()});
+        if (it == processes_.end() || it->second.deleted) {
+          return RpcStatus{Code::kNotFound, "no such process"};
+        }
+        out->set_id(request.id());
+        out->set_pid(it->second.pid);
+        out->set_status(it->second.exited    ? ::containerd::v1::types::STOPPED
+                        : it->second.started ? ::containerd::v1::types::RUNNING
+                                             : ::containerd::v1::types::CREATED);
+        out->set_exit_status(it->second.exit_status);
         return RpcStatus{};
       });
   ttrpc::RegisterUnaryProto<task::PidsRequest, task::PidsResponse>(

@@ -65,6 +65,11 @@ class FakeGuestAgent {
   // What Task.Stats answers from now on (default: kUnimplemented).
   void AnswerStats(const std::string& type_url, const std::string& value);
 
+  // A saved VM (FakeVmm's SaveVm and restore): keeps a copy of the process table, and
+  // puts that copy back, as a VM loaded from a save runs what it ran when saved.
+  void SaveProcesses();
+  void LoadSavedProcesses();
+
   std::vector<std::string> calls() const;  // "Guest.Hello", "Task.Create", ... in order
   std::optional<guestapi::CreateBundleRequest> last_bundle() const;
   std::optional<guestapi::NetworkConfig> network() const;
@@ -88,6 +93,7 @@ class FakeGuestAgent {
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::map<ProcessKey, Process> processes_;                   // guarded by mutex_
+  std::map<ProcessKey, Process> saved_processes_;             // guarded by mutex_
   uint32_t next_pid_ = 100;                                   // guarded by mutex_
   std::vector<std::string> calls_;                            // guarded by mutex_
   std::map<std::string, ttrpc::Code> failures_;               // guarded by mutex_

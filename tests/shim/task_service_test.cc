@@ -6,9 +6,11 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "github.com/containerd/cgroups/v2/stats/metrics.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
@@ -359,17 +361,196 @@ TEST_F(TaskServiceTest, CheckpointOfAPausedTaskStaysPaused) {
   EXPECT_EQ(state.status(), ::containerd::v1::types::PAUSED);
 }
 
-TEST_F(TaskServiceTest, RestoreFromACheckpointIsRefusedAndLeavesNothing) {
+// ctr c restore --live: the checkpoint of c1 (saved by the FAKE VMM, which keeps the
+// FAKE guest's process table and puts it back on restore) comes back as c2: Create
+// validates the checkpoint, boots the VM from it, refreshes the guest and adopts the
+// guest's container "c1" without creating anything; Start starts nothing; Kill, Wait
+// and Delete of c2 reach the guest's c1.
+class RestoreTest : public TaskServiceTest {
+ protected:
+  // c1 created, started, checkpointed into checkpoint_, killed and deleted.
+  void CheckpointAndRemoveC1() {
+    storage_.plan_devices = false;
+    vmm_.can_save = true;
+    ASSERT_TRUE(Create("c1").ok());
+    task::StartRequest start;
+    start.set_id("c1");
+    task::StartResponse started;
+    ASSERT_TRUE(Call("Start", start, &started).ok());
+    checkpoint_ = root_ + "/checkpoint";
+    std::filesystem::create_directories(checkpoint_);
+    Empty empty;
+    task::CheckpointTaskRequest checkpoint;
+    checkpoint.set_id("c1");
+    checkpoint.set_path(checkpoint_);
+    auto done = Call("Checkpoint", checkpoint, &empty);
+    ASSERT_TRUE(done.ok()) << done.message;
+    ASSERT_EQ(KillAndWait("c1", SIGKILL), 128 + SIGKILL);
+    task::DeleteRequest remove;
+    remove.set_id("c1");
+    task::DeleteResponse removed;
+    ASSERT_TRUE(Call("Delete", remove, &removed).ok());
+    ASSERT_EQ(vmm_.live_vms(), 0);
+    created_before_ = vmm_.created();
+  }
+  // Kill of `id`'s init with `signal`, then its exit status (-1: a call failed).
+  int KillAndWait(const std::string& id, int signal) {
+    Empty empty;
+    task::KillRequest kill;
+    kill.set_id(id);
+    kill.set_signal(static_cast<uint32_t>(signal));
+    auto killed = Call("Kill", kill, &empty);
+    EXPECT_TRUE(killed.ok()) << killed.message;
+    task::WaitRequest wait;
+    wait.set_id(id);
+    task::WaitResponse waited;
+    if (!killed.ok() || !Call("Wait", wait, &waited).ok()) return -1;
+    return static_cast<int>(waited.exit_status());
+  }
+  ttrpc::RpcStatus Restore(const std::string& id) {
+    task::CreateTaskRequest request;
+    request.set_id(id);
+    request.set_bundle(bundle_);
+    request.set_checkpoint(checkpoint_);
+    task::CreateTaskResponse response;
+    return Call("Create", request, &response);
+  }
+  // The refusal of restoring c2 now: one line, and nothing left behind.
+  std::string Refusal() {
+    auto refused = Restore("c2");
+    EXPECT_FALSE(refused.ok());
+    EXPECT_EQ(refused.message.find('\n'), std::string::npos) << refused.message;
+    EXPECT_TRUE(storage_.prepared().empty());
+    EXPECT_EQ(vmm_.live_vms(), 0);
+    EXPECT_TRUE(sandbox_->empty());
+    return refused.ok() ? "accepted" : refused.message;
+  }
+  std::string checkpoint_;
+  int created_before_ = 0;
+};
+
+TEST_F(RestoreTest, AdoptsTheCheckpointedContainerUnderANewId) {
+  CheckpointAndRemoveC1();
+  const size_t calls_before = agent_.calls().size();
+  auto restored = Restore("c2");
+  ASSERT_TRUE(restored.ok()) << restored.message;
+  ASSERT_FALSE(vmm_.specs.empty());
+  EXPECT_EQ(vmm_.specs.back().restore_dir(), checkpoint_);
+  ASSERT_EQ(vmm_.specs.back().restore_files_size(), 1);
+  EXPECT_EQ(vmm_.specs.back().restore_files(0), "vm.state");
+  EXPECT_EQ(vmm_.specs.back().restore_vmm_version(), "FAKE VMM 1");
+  // The new connection's ids continue above the saved session's.
+  std::string manifest_text;
+  {
+    std::ifstream in(checkpoint_ + "/" + kCheckpointManifestName);
+    manifest_text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto manifest = ParseCheckpointManifest(manifest_text);
+  ASSERT_TRUE(manifest.ok()) << manifest.error().message;
+  EXPECT_GT(manifest->guest_stream_id, 9u);  // Hello, Create, Start, Wait, ... were sent
+  EXPECT_EQ(manifest->guest_container_id, "c1");
+  EXPECT_EQ(manifest->container_id, "c1");
+  task::StateRequest state_request;
+  state_request.set_id("c2");
+  task::StateResponse state;
+  ASSERT_TRUE(Call("State", state_request, &state).ok());
+  EXPECT_EQ(state.status(), ::containerd::v1::types::CREATED);
+  task::StartRequest start;
+  start.set_id("c2");
+  task::StartResponse started;
+  ASSERT_TRUE(Call("Start", start, &started).ok());
+  EXPECT_EQ(started.pid(), 424242u);
+  ASSERT_TRUE(Call("State", state_request, &state).ok());
+  EXPECT_EQ(state.status(), ::containerd::v1::types::RUNNING);
+  // Refreshed and adopted; nothing created or started in the guest.
+  std::vector<std::string> calls = agent_.calls();
+  calls.erase(calls.begin(), calls.begin() + static_cast<long>(calls_before));
+  auto called = [&calls](const std::string& method) {
+    return std::find(calls.begin(), calls.end(), method) != calls.end();
+  };
+  EXPECT_TRUE(called("Guest.Refresh"));
+  EXPECT_TRUE(called("Task.State"));
+  EXPECT_FALSE(called("Guest.CreateBundle"));
+  EXPECT_FALSE(called("Task.Create"));
+  EXPECT_FALSE(called("Task.Start"));
+  // c2's Kill reaches the guest's c1 (the FAKE guest knows no c2).
+  EXPECT_EQ(KillAndWait("c2", SIGTERM), 128 + SIGTERM);
+  task::DeleteRequest remove;
+  remove.set_id("c2");
+  task::DeleteResponse removed;
+  ASSERT_TRUE(Call("Delete", remove, &removed).ok());
+  EXPECT_EQ(removed.exit_status(), 128u + SIGTERM);
+  EXPECT_TRUE(storage_.prepared().empty());
+  EXPECT_EQ(vmm_.live_vms(), 0);
+}
+
+TEST_F(RestoreTest, RefusesACorruptedStateAndLeavesNothing) {
+  CheckpointAndRemoveC1();
+  {
+    std::fstream state(checkpoint_ + "/vm.state", std::ios::in | std::ios::out | std::ios::binary);
+    state.seekp(2);
+    state.put('X');  // same size, other content
+  }
+  std::string refusal = Refusal();
+  EXPECT_NE(refusal.find("checkpoint refused: its file vm.state has SHA-256"), std::string::npos)
+      << refusal;
+  EXPECT_NE(refusal.find("(corrupted)"), std::string::npos) << refusal;
+  EXPECT_EQ(vmm_.created(), created_before_);  // the VMM never ran
+}
+
+TEST_F(RestoreTest, RefusesATruncatedForeignOrOldCheckpointAndLeavesNothing) {
+  CheckpointAndRemoveC1();
+  const std::string manifest_path = checkpoint_ + "/" + kCheckpointManifestName;
+  std::string manifest;
+  {
+    std::ifstream in(manifest_path);
+    manifest.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(manifest_path, std::ios::trunc) << manifest.substr(0, manifest.size() / 2);
+  EXPECT_NE(Refusal().find("checkpoint refused"), std::string::npos);
+  std::ofstream(manifest_path, std::ios::trunc) << std::regex_replace(
+      manifest, std::regex("beaconbox-checkpoint 2"), "beaconbox-checkpoint 1");
+  EXPECT_NE(Refusal().find("its format 'beaconbox-checkpoint 1' (an older beaconbox)"),
+            std::string::npos);
+  std::filesystem::remove(manifest_path);
+  EXPECT_NE(Refusal().find("no readable beaconbox-checkpoint.json"), std::string::npos);
+  std::ofstream(manifest_path, std::ios::trunc) << manifest;
+  std::filesystem::resize_file(checkpoint_ + "/vm.state", 3);
+  EXPECT_NE(Refusal().find("(truncated)"), std::string::npos);
+  EXPECT_EQ(vmm_.created(), created_before_);
+}
+
+TEST_F(RestoreTest, NamesAHostMismatchAndLeavesNothing) {
+  CheckpointAndRemoveC1();
+  const std::string manifest_path = checkpoint_ + "/" + kCheckpointManifestName;
+  std::string manifest;
+  {
+    std::ifstream in(manifest_path);
+    manifest.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(backends_.vm.kernel_path, std::ios::trunc) << "another FAKE kernel";
+  EXPECT_NE(Refusal().find("the kernel (SHA-256) differs"), std::string::npos);
+  std::ofstream(backends_.vm.kernel_path, std::ios::trunc) << "FAKE kernel";
+  // The VMM version is the plugin's to compare: refused by the (FAKE) plugin, after the
+  // rootfs was prepared, and undone.
+  std::ofstream(manifest_path, std::ios::trunc)
+      << std::regex_replace(manifest, std::regex("FAKE VMM 1"), "FAKE VMM 2");
+  std::string refusal = Refusal();
+  EXPECT_NE(refusal.find("FAKE: saved by 'FAKE VMM 2', this is FAKE VMM 1"), std::string::npos)
+      << refusal;
+  std::ofstream(manifest_path, std::ios::trunc) << manifest;
+  // A restore with a terminal where the process had none.
   task::CreateTaskRequest request;
-  request.set_id("c1");
+  request.set_id("c2");
   request.set_bundle(bundle_);
-  request.set_checkpoint(root_ + "/checkpoint");
+  request.set_checkpoint(checkpoint_);
+  request.set_terminal(true);
   task::CreateTaskResponse response;
   auto refused = Call("Create", request, &response);
-  EXPECT_EQ(refused.code, Code::kUnimplemented) << refused.message;
-  EXPECT_NE(refused.message.find("restoring a checkpoint"), std::string::npos) << refused.message;
-  EXPECT_TRUE(storage_.prepared().empty());
-  EXPECT_TRUE(sandbox_->empty());
+  EXPECT_NE(refused.message.find("restore with the same -t"), std::string::npos) << refused.message;
+  // Unchanged, it restores.
+  auto restored = Restore("c2");
+  EXPECT_TRUE(restored.ok()) << restored.message;
 }
 
 // Stats: the guest's cgroup v2 Metrics, re-checked, as containerd's type; Pids: every

@@ -113,6 +113,19 @@ TEST_F(TtrpcTest, UnaryCallWithMetadata) {
   EXPECT_EQ(response, "hello!");
 }
 
+// Options::first_stream_id: a client continuing a session the server has kept (a
+// restored VM's agent) starts above the ids that session saw; an even value is taken
+// as the next odd one.
+TEST_F(TtrpcTest, FirstStreamIdSetsWhereTheIdsStart) {
+  Options options;
+  options.first_stream_id = 40;
+  Start(options);
+  EXPECT_EQ(client_->next_stream_id(), 41u);
+  std::string response;
+  ASSERT_TRUE(client_->Call("test.Echo", "Echo", "a", &response).ok());
+  EXPECT_EQ(client_->next_stream_id(), 43u);
+}
+
 TEST_F(TtrpcTest, StatusCodesAndUnknownMethods) {
   Start();
   std::string response;
