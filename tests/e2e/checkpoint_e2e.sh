@@ -10,8 +10,6 @@
 #      id, brings it back: the counter continues from (at least) its value at the
 #      checkpoint, the file written into the writable layer before the checkpoint is
 #      there, `ctr task kill -s KILL` gives exit status 137, and nothing is left behind.
-#      With a qemu plugin that cannot load a save yet (before branch rvmm): the shim
-#      validates the checkpoint, the plugin refuses in one line, nothing is left.
 #   4. the same checkpoint with one byte of vm.state flipped in containerd's content
 #      store is refused with one line naming the file, and nothing is left.
 #   (Truncated, foreign and old-format checkpoints: shim_sandbox_test RestoreTest.*,
@@ -98,8 +96,7 @@ if [ -n "$ref2" ]; then bbx_ctr image rm "$ref2" >/dev/null 2>&1 || true; fi
 
 # Restore under a new id (ckr; the guest still knows the container as ck). The shim
 # validates the checkpoint (manifest, digests, this host's kernel/initrd/VMM) before
-# anything is made; a qemu plugin without VmSpec.restore_dir (before branch rvmm)
-# then refuses to load it, with one line, and nothing may be left behind.
+# anything is made, the qemu plugin loads the VM, the shim adopts the guest's ck.
 left_of() {  # left_of ID: processes of the environment, and run-dir entries named after ID
   others || true
   find "$BBX_DIR/beacon/run" -mindepth 1 -maxdepth 2 -name "*$1*" 2>/dev/null || true
@@ -115,17 +112,7 @@ restore() {  # restore() ID: ctr's output in $out, its status in $status
 restore ckr
 restored_line=$(grep -o "restore of $BBX_NS/ckr: [^\"]*" "$BBX_DIR/containerd.log" | tail -1 || true)
 state=$(bbx_ctr task ls | awk '$1 == "ckr" {print $3}')
-if [ "$status" != 0 ] && grep -q "the qemu plugin cannot restore a saved VM yet" <<<"$out"; then
-  bbx_remove ckr
-  sleep 1
-  left=$(left_of ckr)
-  if grep -q "restoring $BBX_NS/ckr from the checkpoint of ck (container ck in the guest)" "$BBX_DIR/containerd.log" &&
-     [ -z "$left" ]; then
-    pass "restore: the checkpoint is validated by the shim ($(grep -o "[0-9]* MiB validated in [0-9]* ms" "$BBX_DIR/containerd.log" | tail -1)), then refused by this qemu plugin (no VmSpec.restore_dir yet) with one line; nothing left"
-  else
-    fail "restore refused by the plugin but: validated '$(grep -c "restoring $BBX_NS/ckr" "$BBX_DIR/containerd.log")', left: $left"
-  fi
-elif [ "$status" = 0 ] && [ "$state" = RUNNING ]; then
+if [ "$status" = 0 ] && [ "$state" = RUNNING ]; then
   pass "ctr container restore --live --rw ckr: running; the shim: ${restored_line:-no timing line}"
   first=""
   for _ in $(seq 60); do
