@@ -336,6 +336,14 @@ bbx_ctr() {
   "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@"
 }
 
+# ctr inside containerd's mount namespace (its own /run): for ctr commands without
+# --fifo-dir (`ctr c restore`), whose stdio FIFOs go to /run/containerd/fifo, where
+# the shim must find them. Ended after 600 s (a hang is the caller's failure).
+bbx_ctr_in_containerd_mounts() {
+  timeout 600 nsenter --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" -- \
+    "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" "$@"
+}
+
 # bbx_run ID CMD...: one container with $BBX_RUNTIME, removed after; ctr's status.
 bbx_run() {
   local id=$1

@@ -101,13 +101,11 @@ left_of() {  # left_of ID: processes of the environment, and run-dir entries nam
   others || true
   find "$BBX_DIR/beacon/run" -mindepth 1 -maxdepth 2 -name "*$1*" 2>/dev/null || true
 }
-# ctr restore has no --fifo-dir: its stdio FIFOs go to /run/containerd/fifo, so it runs
-# in containerd's mount namespace (its own /run), where the shim finds them.
+# ctr restore has no --fifo-dir: it runs in containerd's mount namespace.
 restore() {  # restore() ID: ctr's output in $out, its status in $status
   status=0
-  out=$(timeout 600 nsenter --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" -- \
-    "$BBX_CONTAINERD_BIN/ctr" --address "$BBX_SOCK" --namespace "$BBX_NS" \
-    container restore --live --rw "$1" "$ref" </dev/null 2>&1) || status=$?
+  out=$(bbx_ctr_in_containerd_mounts container restore --live --rw "$1" "$ref" \
+    </dev/null 2>&1) || status=$?
 }
 restore ckr
 restored_line=$(grep -o "restore of $BBX_NS/ckr: [^\"]*" "$BBX_DIR/containerd.log" | tail -1 || true)
