@@ -113,8 +113,14 @@ void IoRelay::CopyOutput(guestapi::Stream stream, const std::string& fifo_path) 
       }
       break;
     }
-    // A reader that went away (ctr killed) does not stop the drain: the guest's
-    // pipe must still be emptied or the container blocks on write.
+    // A reader that went away (ctr run -d or ctr c restore exited, ctr killed) does not
+    // stop the drain: the guest's pipe must still be emptied or the container blocks on
+    // write. What comes while nobody reads is dropped; a new reader (ctr task attach)
+    // gets the output from then on: the FIFO is opened again, without waiting, when
+    // there is output to give.
+    if (!fifo && !chunk.data().empty()) {
+      fifo.Reset(::open(fifo_path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));  // ENXIO: none
+    }
     if (fifo && !chunk.data().empty() && !WriteAll(fifo.get(), chunk.data(), stop_fd_.get())) {
       if (stopping()) break;
       fifo.Reset();

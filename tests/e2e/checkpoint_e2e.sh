@@ -9,7 +9,8 @@
 #   3. `ctr c restore --live --rw` of the counter's checkpoint, under a new container
 #      id, brings it back: the counter continues from (at least) its value at the
 #      checkpoint, the file written into the writable layer before the checkpoint is
-#      there, `ctr task kill -s KILL` gives exit status 137, and nothing is left behind.
+#      there, `ctr task attach` reads its stdout, `ctr task kill -s KILL` gives exit
+#      status 137, and nothing is left behind.
 #   4. the same checkpoint with one byte of vm.state flipped in containerd's content
 #      store is refused with one line naming the file, and nothing is left.
 #   (Truncated, foreign and old-format checkpoints: shim_sandbox_test RestoreTest.*,
@@ -38,7 +39,8 @@ count() {  # the counter container ${1:-ck} wrote last, or nothing
 }
 # The counter is written to a new file and renamed over /count: `echo > /count` would
 # truncate first, and a read between the truncate and the write sees an empty file.
-bbx_run_detached ck /bin/sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /count.new; mv /count.new /count; sleep 0.2; done'
+# It also prints each value: the restored task's stdout is read by `ctr task attach`.
+bbx_run_detached ck /bin/sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /count.new; mv /count.new /count; echo "count $i"; sleep 0.2; done'
 before=""
 for _ in $(seq 300); do
   before=$(count)
@@ -128,6 +130,21 @@ if [ "$status" = 0 ] && [ "$state" = RUNNING ]; then
     pass "the restored counter continues: $before before the checkpoint, $first after restore, then $later"
   else
     fail "the restored counter: '$before' before the checkpoint, '$first' after restore, then '$later'"
+  fi
+  # ctr restore has exited (its reader of the task's stdout with it): `ctr task attach`
+  # opens the restore's FIFOs again and reads what the restored loop prints from then on.
+  # (ctr itself, ended with SIGKILL: ctr task attach passes other signals on to the task.)
+  nsenter --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" -- "$BBX_CONTAINERD_BIN/ctr" \
+    --address "$BBX_SOCK" --namespace "$BBX_NS" task attach ckr </dev/null > "$BBX_DIR/attach.out" 2>&1 &
+  attach_pid=$!
+  sleep 3
+  kill -KILL "$attach_pid" 2>/dev/null || true
+  wait "$attach_pid" 2>/dev/null || true
+  attached=$(grep -o '^count [0-9]*' "$BBX_DIR/attach.out" | head -1 | grep -o '[0-9]*' || true)
+  if [ -n "$attached" ] && [ "$attached" -ge "$before" ]; then
+    pass "ctr task attach of the restored task: its stdout goes on ($(grep -c '^count' "$BBX_DIR/attach.out") lines from 'count $attached')"
+  else
+    fail "ctr task attach of the restored task printed '$(head -c 200 "$BBX_DIR/attach.out" | tr '\n' ' ')' (want 'count N', N >= $before)"
   fi
   marker=$(bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id marker-read ckr cat /marker </dev/null 2>/dev/null || true)
   if [ "$marker" = kept-across-restore ]; then

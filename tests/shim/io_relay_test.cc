@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -168,6 +169,53 @@ TEST_F(IoRelayTest, LaggingFifoReaderLosesNothingAndOtherCallsStillAnswer) {
   size_t got = CountToEof(reader.get());
   container.join();
   EXPECT_EQ(got, kTotal);
+  EXPECT_TRUE(relay.WaitOutputDrained(kHang));
+  relay.Stop();
+}
+
+// ctr run -d / ctr c restore exit (their reader goes), later ctr task attach opens the
+// FIFO again: the container never blocks meanwhile, and the new reader gets what the
+// container writes from then on.
+TEST_F(IoRelayTest, AReaderThatWentAwayIsFollowedByTheNextOne) {
+  ::signal(SIGPIPE, SIG_IGN);  // as the shim (shim_actions.cc): a write without reader is EPIPE
+  FakeGuest guest;
+  auto process_stdout = MakePipe();
+  guest.Add("stdout", std::move(process_stdout.read_end));
+  std::string fifo = Fifo("stdout");
+  IoRelay relay(guest.client(), "c1", "", StdioPaths{"", fifo, "", false});
+  relay.Start();
+  auto write_line = [&](const std::string& line) {
+    ASSERT_EQ(::write(process_stdout.write_end.get(), line.data(), line.size()),
+              static_cast<ssize_t>(line.size()));
+  };
+  {
+    UniqueFd first(::open(fifo.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(first);
+    write_line("to the first\n");
+    char buffer[64];
+    ASSERT_GT(::read(first.get(), buffer, sizeof(buffer)), 0);
+  }
+  // Nobody reads: 1 MB (16 x a pipe's buffer) is drained, not held, so the container
+  // does not block.
+  std::string block(65536, 'x');
+  for (int i = 0; i < 16; ++i) write_line(block);
+  UniqueFd second(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(second);
+  std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + kHang;
+  // Lines go on until the new reader has one whole (the relay reopens the FIFO on
+  // output after it).
+  for (int i = 0; got.find("to the second\n") == std::string::npos; ++i) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the new reader got: " << got.size();
+    write_line("to the second\n");
+    pollfd ready{second.get(), POLLIN, 0};
+    if (::poll(&ready, 1, 100) > 0) {
+      char buffer[65536];
+      ssize_t n = ::read(second.get(), buffer, sizeof(buffer));
+      if (n > 0) got.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  process_stdout.write_end.Reset();
   EXPECT_TRUE(relay.WaitOutputDrained(kHang));
   relay.Stop();
 }
