@@ -134,18 +134,28 @@ for runtime in io.containerd.runc.v2 io.containerd.beaconbox.v1; do
   same_as_runc "$name" stdin-eof "printf 'a\\nb\\nc\\n' | exec wc -l (EOF ends it)" \
     "$(tr -d ' ' <<<"$out") $status" "3 0"
 
-  pids=()
-  for n in 1 2 3 4 5 6 7 8; do
-    exec_in "$id" "p$n" /bin/sh -c "echo exec-$n; exit $n" >"$BBX_DIR/p$n.out" 2>&1 &
-    pids+=($!)
-  done
-  many=""
-  for n in 1 2 3 4 5 6 7 8; do
-    wait "${pids[$((n - 1))]}" && status=0 || status=$?
-    many+="$(cat "$BBX_DIR/p$n.out"):$status "
-  done
-  same_as_runc "$name" many "eight execs at once (output:status each)" "$many" \
-    "exec-1:1 exec-2:2 exec-3:3 exec-4:4 exec-5:5 exec-6:6 exec-7:7 exec-8:8 "
+  eight_execs() {  # eight_execs ROUND: "output:status " of each
+    local round=$1 n pids=() many="" status
+    for n in 1 2 3 4 5 6 7 8; do
+      exec_in "$id" "p$round$n" /bin/sh -c "echo exec-$n; exit $n" >"$BBX_DIR/p$round$n.out" 2>&1 &
+      pids+=($!)
+    done
+    for n in 1 2 3 4 5 6 7 8; do
+      wait "${pids[$((n - 1))]}" && status=0 || status=$?
+      many+="$(cat "$BBX_DIR/p$round$n.out"):$status "
+    done
+    printf '%s' "$many"
+  }
+  eight="exec-1:1 exec-2:2 exec-3:3 exec-4:4 exec-5:5 exec-6:6 exec-7:7 exec-8:8 "
+  many=$(eight_execs a)
+  # runc's shim (the baseline) loses an exec's output now and then on a loaded machine
+  # (CI saw ':1 exec-2:2 ...' under containerd 1.7): it gets a second round; beaconbox
+  # gets one.
+  if [ "$name" = runc ] && [ "$many" != "$eight" ]; then
+    echo "note: runc: eight execs at once gave '$many'; runc's shim lost output, a second round"
+    many=$(eight_execs b)
+  fi
+  same_as_runc "$name" many "eight execs at once (output:status each)" "$many" "$eight"
 
   # ctr sets the exec's window size right after the process started (both runtimes):
   # the process waits for it before it reads it.
