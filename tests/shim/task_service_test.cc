@@ -38,6 +38,17 @@ class TaskServiceTest : public testing::TaskServiceFixture {
     ServeTask();
   }
   ttrpc::RpcStatus Create(const std::string& id) { return CreateTask(id); }
+  // c1 created and started on a (FAKE) VMM that saves, without storage devices: the
+  // start of every checkpoint test (call it under ASSERT_NO_FATAL_FAILURE).
+  void StartSavableC1() {
+    storage_.plan_devices = false;
+    vmm_.can_save = true;
+    ASSERT_TRUE(Create("c1").ok());
+    task::StartRequest start;
+    start.set_id("c1");
+    task::StartResponse started;
+    ASSERT_TRUE(Call("Start", start, &started).ok());
+  }
 };
 
 TEST_F(TaskServiceTest, TranslatesTheLifecycleWithContainerdsCodes) {
@@ -269,13 +280,7 @@ TEST_F(TaskServiceTest, CheckpointWithoutVirtioFsNeedsAVmmThatSaves) {
 // With a (FAKE) VMM that saves: the VM is paused, saved, the manifest written beside
 // the state (restore's validation accepts it), and the VM resumed.
 TEST_F(TaskServiceTest, CheckpointSavesTheVmWritesTheManifestAndResumes) {
-  storage_.plan_devices = false;
-  vmm_.can_save = true;
-  ASSERT_TRUE(Create("c1").ok());
-  task::StartRequest start;
-  start.set_id("c1");
-  task::StartResponse started;
-  ASSERT_TRUE(Call("Start", start, &started).ok());
+  ASSERT_NO_FATAL_FAILURE(StartSavableC1());
   Empty empty;
   task::CheckpointTaskRequest checkpoint;
   checkpoint.set_id("c1");
@@ -307,13 +312,7 @@ TEST_F(TaskServiceTest, CheckpointSavesTheVmWritesTheManifestAndResumes) {
 // CheckpointOptions.exit (containerd.runc.v1, as containerd sends it): saved, then the
 // init is killed, so containerd sees the task exit as with runc's shim.
 TEST_F(TaskServiceTest, CheckpointWithExitEndsTheTask) {
-  storage_.plan_devices = false;
-  vmm_.can_save = true;
-  ASSERT_TRUE(Create("c1").ok());
-  task::StartRequest start;
-  start.set_id("c1");
-  task::StartResponse started;
-  ASSERT_TRUE(Call("Start", start, &started).ok());
+  ASSERT_NO_FATAL_FAILURE(StartSavableC1());
   Empty empty;
   task::CheckpointTaskRequest checkpoint;
   checkpoint.set_id("c1");
@@ -334,13 +333,7 @@ TEST_F(TaskServiceTest, CheckpointWithExitEndsTheTask) {
 
 // A paused task is saved without touching the VM's run state and stays paused.
 TEST_F(TaskServiceTest, CheckpointOfAPausedTaskStaysPaused) {
-  storage_.plan_devices = false;
-  vmm_.can_save = true;
-  ASSERT_TRUE(Create("c1").ok());
-  task::StartRequest start;
-  start.set_id("c1");
-  task::StartResponse started;
-  ASSERT_TRUE(Call("Start", start, &started).ok());
+  ASSERT_NO_FATAL_FAILURE(StartSavableC1());
   Empty empty;
   task::PauseRequest pause;
   pause.set_id("c1");
@@ -370,13 +363,7 @@ class RestoreTest : public TaskServiceTest {
  protected:
   // c1 created, started, checkpointed into checkpoint_, killed and deleted.
   void CheckpointAndRemoveC1() {
-    storage_.plan_devices = false;
-    vmm_.can_save = true;
-    ASSERT_TRUE(Create("c1").ok());
-    task::StartRequest start;
-    start.set_id("c1");
-    task::StartResponse started;
-    ASSERT_TRUE(Call("Start", start, &started).ok());
+    ASSERT_NO_FATAL_FAILURE(StartSavableC1());
     checkpoint_ = root_ + "/checkpoint";
     std::filesystem::create_directories(checkpoint_);
     Empty empty;
