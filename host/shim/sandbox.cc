@@ -378,11 +378,15 @@ Status Sandbox::CheckJoinsRunningVm(const ContainerKey& key, const pluginapi::Mo
   if (needs.empty()) return Status::Ok();
   // Hot-adding them (VMM vm_add_device, per-container share tags) is what is missing;
   // until then the container is refused rather than given the first container's rootfs.
+  // The storage plugins plan a pod's containers on the shares the VM boots with; what
+  // still needs a device is a disk (storage-erofs' scratch disk) or a share of the
+  // container's own (its writable_layer = "host").
   return MakeError(ErrorCode::kNotImplemented,
                    "container " + key.id + " would join the running VM of " + options_.key.id +
-                       " but its rootfs/volumes need " + needs +
-                       " added to that VM: adding storage to a running VM is not implemented "
-                       "(a pod's app containers cannot run in the pod's VM yet)");
+                       " but its storage needs " + needs +
+                       " added to that VM: adding a disk or share to a running VM "
+                       "(vm_add_device) is not implemented; with storage.driver = \"erofs\" "
+                       "set scratch_size_mib = 0 and writable_layer = \"vm\" for pods");
 }
 
 Status Sandbox::BootVm(const pluginapi::MountPlan& plan,

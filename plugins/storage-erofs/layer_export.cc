@@ -15,8 +15,8 @@
 #include "plugins/common/child_process.h"
 #include "plugins/common/container_names.h"
 #include "plugins/common/path_search.h"
+#include "plugins/common/volume_export.h"
 #include "plugins/storage-erofs/containerd_layer.h"
-#include "plugins/storage-virtiofs/volume_export.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -28,6 +28,10 @@ using plugins::ContainerKeyName;
 using plugins::IsAbsoluteClean;
 using plugins::IsContainerdName;
 using plugins::IsContainerKeyName;
+using plugins::kGuestVolumesDir;
+using plugins::ReleaseContainerVolumes;
+using plugins::StageContainerVolumes;
+using plugins::StagePodContainerVolumes;
 
 }  // namespace
 
@@ -290,7 +294,25 @@ Result<ErofsPlan> ErofsExporter::Prepare(const pluginapi::StoragePrepareRequest&
   for (const std::string& option : layers.kept_options) overlay->add_options(option);
   plan.set_guest_rootfs("rootfs");
 
-  if (!request.volumes().empty()) {
+  if (pod) {
+    // The pod's one volume share, in the VM from its boot (a share cannot be added to
+    // a running VM): every container of the pod plans the same device, also one
+    // without volumes, so the first boots the VM with it and the others join.
+    auto staged = StagePodContainerVolumes(request, config_.record_dir);
+    if (!staged.ok()) return undo_share(staged.error());
+    auto* volumes = plan.add_devices()->mutable_share();
+    volumes->set_tag(config_.volume_share_tag);
+    volumes->set_host_path(staged->share);
+    volumes->set_read_only(false);  // read-only: its root, and each read-only volume
+    auto* guest_mount = plan.add_guest_mounts();
+    guest_mount->set_type("virtiofs");
+    guest_mount->set_source(config_.volume_share_tag);
+    guest_mount->set_target(kGuestVolumesDir);
+    for (int i = 0; i < request.volumes_size(); ++i) {
+      plan.add_guest_volume_paths(std::string(kGuestVolumesDir) + "/" + staged->staging + "/" +
+                                  std::to_string(i));
+    }
+  } else if (!request.volumes().empty()) {
     auto staging = StageContainerVolumes(request, config_.record_dir);
     if (!staging.ok()) return undo_share(staging.error());
     auto* volumes = plan.add_devices()->mutable_share();

@@ -76,7 +76,9 @@ inline constexpr char kGuestLayerImagesDir[] = "layer-images";  // the virtiofs 
 // read-only share per VM, whatever the transport: <cache_dir>/shares/pod-<hash of the
 // VM's run directory>/<namespace>--<id>/<i>.erofs (hard links; the guest can neither
 // write nor add entries), so that a container joining the running VM needs no new
-// device. The bundle file kPodLayerShareMarker names the container's directory.
+// device. The bundle file kPodLayerShareMarker names the container's directory. Their
+// volumes go over the pod's one volume share (StagePodContainerVolumes,
+// plugins/common/volume_export.h), planned by every container of the pod.
 inline constexpr char kPodLayerShareMarker[] = "beaconbox-erofs-pod-layers";
 
 // The lowerdirs of containerd's overlay rootfs mount, topmost first (as in the

@@ -10,7 +10,7 @@
 #include "common/base/file_util.h"
 #include "common/base/mount_options.h"
 #include "plugins/common/container_names.h"
-#include "plugins/storage-virtiofs/volume_export.h"
+#include "plugins/common/volume_export.h"
 
 namespace beaconbox::storage {
 namespace {
@@ -20,47 +20,17 @@ namespace pluginapi = ::beaconbox::plugin::v1;
 using plugins::ContainerKeyName;
 using plugins::IsAbsoluteClean;
 using plugins::IsContainerdName;
-
-constexpr char kPodShareTmpfsOptions[] = "mode=0755,size=64k";
+using plugins::IsMountPoint;
+using plugins::kGuestVolumesDir;
+using plugins::kVolumesDir;
+using plugins::ReleaseContainerVolumes;
+using plugins::StageContainerVolumes;
+using plugins::StageVolumes;
+using plugins::UnstageVolumes;
 
 // A pod container's record under ExportConfig.record_dir (volumes/ is
 // StageContainerVolumes's).
 constexpr char kPodShareRecords[] = "pod-share";
-
-// The pod share: the host's writable tmpfs at `writable` and its read-only bind at
-// `share`, both private. The share was once the tmpfs itself, remounted writable and
-// back around each change; making it read-only again fails with EBUSY for as long as
-// virtiofsd holds a removed container's directory open (the superblock counts
-// unlinked open inodes), so the next container of that pod failed. A per-mount
-// read-only flag is set once and never changes.
-Status MountPodShare(const std::string& writable, const std::string& share) {
-  if (::mount("beaconbox-pod-share", writable.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              kPodShareTmpfsOptions) != 0) {
-    return ErrnoError("mounting the pod share tmpfs on", writable);
-  }
-  Status status = Status::Ok();
-  if (::mount(nullptr, writable.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
-    status = ErrnoError("making private", writable);
-  } else if (::mount(writable.c_str(), share.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-    status = ErrnoError("binding the pod share on", share);
-  } else if (::mount(nullptr, share.c_str(), nullptr, MS_PRIVATE, nullptr) != 0 ||
-             ::mount(nullptr, share.c_str(), nullptr,
-                     MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                     nullptr) != 0) {
-    status = ErrnoError("making read-only", share);
-    ::umount2(share.c_str(), MNT_DETACH);
-  }
-  if (!status.ok()) ::umount2(writable.c_str(), MNT_DETACH);
-  return status;
-}
-
-bool IsMountPoint(const std::string& path) {
-  struct stat self {};
-  struct stat parent {};
-  if (::stat(path.c_str(), &self) != 0) return false;
-  if (::stat((path + "/..").c_str(), &parent) != 0) return false;
-  return self.st_dev != parent.st_dev;
-}
 
 // Mounts containerd's rootfs mount (one, or none: `source` bound) on `target`.
 Status MountRootfs(const pluginapi::HostMount& mount, const std::string& target) {
@@ -252,7 +222,8 @@ Result<pluginapi::MountPlan> RootfsExporter::PreparePodShare(
   if (!error) fs::create_directories(writable, error);
   if (!error) fs::create_directories(config_.record_dir + "/" + kPodShareRecords, error);
   if (error) return MakeError(ErrorCode::kPermission, "creating " + share + ": " + error.message());
-  if (!IsMountPoint(share)) BBX_RETURN_IF_ERROR(MountPodShare(writable, share));
+  if (!IsMountPoint(share))
+    BBX_RETURN_IF_ERROR(plugins::MountReadOnlyView("beaconbox-pod-share", writable, share));
   if (::mkdir(made_dir.c_str(), 0755) != 0) {
     return ErrnoError("creating the container's directory in the pod share", made_dir);
   }

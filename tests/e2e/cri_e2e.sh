@@ -23,21 +23,28 @@
 # (volume_and_stream_checks): a third container with CRI's file volumes as the kubelet
 # makes them, ContainerStats/ListContainerStats, and Exec (-i, -it), Attach and
 # PortForward through containerd's streaming server (bbx-cri's WebSocket client).
-#   cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|both]
+# An erofs pod (handler beaconbox-erofs: the same shim with a config of storage.driver
+# "erofs", named by the runtime's ConfigPath option): a sandbox and one app container
+# with CRI's volumes, which reach the running VM over the pod's volume share the VM
+# booted with: the kubelet's /etc/hosts, an emptyDir written in the container and read
+# on the host, a read-only configMap-like directory; removing the pod leaves no share,
+# mount, loop device, VM directory, virtiofsd or QEMU.
+#   cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|erofs|both]
 # runc (the expected answer) is the default; `both` (ctest's e2e_cri) runs runc, then
 # beaconbox (one shim and one VM per pod, the VM on the pod network CRI made through
-# net-cni's configured_netns) in the same containerd. BBX_CRI_CLIENT names the bbx-cri
-# binary (ctest sets it).
+# net-cni's configured_netns), then the erofs pod, in the same containerd. BBX_CRI_CLIENT
+# names the bbx-cri binary (ctest sets it).
 # Exit 0: all passed; 1: a check failed; 77: containerd 1.7 or 2 cannot be extracted.
 set -euo pipefail
-usage="usage: cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|both]"
+usage="usage: cri_e2e.sh OUTPUT_DIR [system|1.7|2] [runc|beaconbox|erofs|both]"
 output=${1:?$usage}
 export BBX_CONTAINERD=${2:-system}
 case ${3:-runc} in
   runc) handlers=(runc) ;;
   beaconbox) handlers=(beaconbox) ;;
-  both) handlers=(runc beaconbox) ;;
-  *) echo "cri_e2e.sh: handler '$3' is none of runc, beaconbox, both ($usage)" >&2; exit 2 ;;
+  erofs) handlers=(beaconbox-erofs) ;;
+  both) handlers=(runc beaconbox beaconbox-erofs) ;;
+  *) echo "cri_e2e.sh: handler '$3' is none of runc, beaconbox, erofs, both ($usage)" >&2; exit 2 ;;
 esac
 here=$(cd "$(dirname "$0")" && pwd)
 [ -d "$output" ] && output=$(cd "$output" && pwd)
@@ -55,6 +62,9 @@ export BBX_OUTPUT_DIR=$output
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$here/../../scripts/lib/containerd-env.sh"
 if [[ " ${handlers[*]} " == *" beaconbox "* ]]; then bbx_require_beaconbox "$output"; fi
+if [[ " ${handlers[*]} " == *" beaconbox-erofs "* ]]; then
+  bbx_require_beaconbox "$output" plugins/storage-erofs.so
+fi
 bbx_select_containerd_or_skip
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
@@ -70,6 +80,16 @@ subnet6_prefix=fd79:79  # dual stack (issue 18)
 BBX_CRI_SUBNET_PREFIX=$subnet_prefix BBX_CRI_SUBNET6_PREFIX=$subnet6_prefix bbx_cri_prepare "$work"
 network=$BBX_CRI_NETWORK
 mkdir -p "$work/logs"
+# The erofs pod's runtime handler: beaconbox's shim with its own config file (storage
+# erofs, transport blk: a pod's images go over its one layer share all the same; written
+# once bbx_env_start wrote the default one), as an operator adds a second RuntimeClass.
+erofs_config=$work/beaconbox-erofs.toml
+cat >> "$BBX_CRI_DIR/cri.toml" <<EOF
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.beaconbox-erofs]
+    runtime_type = "$BBX_BEACONBOX_RUNTIME"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.beaconbox-erofs.options]
+      ConfigPath = "$erofs_config"
+EOF
 
 cri() { "$cri_client" "$BBX_SOCK" "$@"; }
 # Before containerd stops: remove what CRI still has (its CNI teardown needs containerd).
@@ -82,6 +102,9 @@ remove_work() {
 trap 'status=$?; remove_work; exit $status' EXIT
 bbx_env_start
 trap 'status=$?; bbx_env_stop || true; remove_work; exit $status' EXIT
+
+cp "$BBX_BEACONBOX_CONFIG" "$erofs_config"
+(BBX_BEACONBOX_CONFIG=$erofs_config && bbx_use_erofs blk) || fail "could not write the erofs config $erofs_config"
 
 # The images, in k8s.io: busybox for the containers, a pause stand-in for the sandboxes.
 bbx_cri_import_images "$cri_client"
@@ -481,5 +504,88 @@ teardown() {
     fail "$handler: containerd could not read $((said - cleanup_failures_before)) delete answer(s): $(grep 'failed to clean up after shim' "$BBX_DIR/containerd.log" | tail -1 | cut -c1-300)"
 }
 
-for handler in "${handlers[@]}"; do pod_checks "$handler"; done
+# The erofs pod (handler beaconbox-erofs): see the top. Its images are converted to
+# EROFS on first use (cached in <state_dir>/erofs).
+erofs_pod_checks() {
+  local handler=beaconbox-erofs pod app said code t0 root left extra expected
+  local vol_dir=$work/erofs-volumes cache_dir=$BBX_DIR/beacon/state/erofs
+  echo "== handler $handler"
+  mkdir -p "$vol_dir/emptydir" "$vol_dir/config"
+  echo erofs-config-value > "$vol_dir/config/key"
+  printf '127.0.0.1 localhost\n10.79.0.251 bbx-erofs-hosts-entry\n' > "$vol_dir/hosts"
+  chmod 0644 "$vol_dir/config/key" "$vol_dir/hosts"
+  cleanup_failures_before=$(grep -c 'failed to clean up after shim disconnected' "$BBX_DIR/containerd.log" || true)
+  t0=$(ms_now)
+  if ! pod=$(cri run-pod erofs-pod --handler "$handler" --log-dir "$work/logs/$handler" \
+               --cgroup-parent "$cgroup_parent" --hostname erofs-pod 2>&1); then
+    fail "$handler: RunPodSandbox: $pod"
+    return 0
+  fi
+  pass "$handler: RunPodSandbox: pod ${pod:0:12} in $(($(ms_now) - t0)) ms"
+  if ! app=$(cri create "$pod" app "$BBX_IMAGE" --log app/0.log --mount "$vol_dir/emptydir:/data" \
+               --mount "$vol_dir/config:/etc/config:ro" --mount "$vol_dir/hosts:/etc/hosts" -- \
+               /bin/sh -c 'exec sleep 2147483647' 2>&1) ||
+     ! said=$(cri start "$app" 2>&1); then
+    fail "$handler: the app container with volumes (CreateContainer + StartContainer): $app $said"
+    teardown "$handler" "$pod"
+    return 0
+  fi
+  pass "$handler: the app container with CRI's volumes runs in the pod's VM"
+  echo "measure: handler=$handler pod_start_ms=$(($(ms_now) - t0))"
+  local qemus=0 virtiofsds=0 pid
+  for pid in $(others); do
+    case $(exe_of "$pid") in
+      qemu-system-*) qemus=$((qemus + 1)) ;;
+      virtiofsd) virtiofsds=$((virtiofsds + 1)) ;;
+    esac
+  done
+  # Two virtiofsd: the pod's layer share and its volume share.
+  [ "$qemus" = 1 ] && pass "$handler: the sandbox and the app run in one VM ($virtiofsds virtiofsd)" ||
+    fail "$handler: $qemus QEMU processes for the pod"
+  # The root is the guest's overlay of the EROFS layers, not a virtio-fs rootfs.
+  root=$(cri exec "$app" awk '$5 == "/"' /proc/self/mountinfo 2>&1 || true)
+  [[ $root == *" overlay "*"lowerdir="*"layers/0"* ]] &&
+    pass "$handler: the app runs on its EROFS image layers (root: ${root:0:100})" ||
+    fail "$handler: the app's root is '${root:0:300}', not an overlay of EROFS layers"
+  said=$(cri exec "$app" grep -c bbx-erofs-hosts-entry /etc/hosts 2>&1 || true)
+  [ "$said" = 1 ] && pass "$handler: /etc/hosts is the kubelet's file" || fail "$handler: /etc/hosts: '$said'"
+  expected=$(find "$BBX_DIR" -path "*/sandboxes/$pod/resolv.conf" 2>/dev/null | head -1)
+  said=$(cri exec "$app" cat /etc/resolv.conf 2>&1 || true)
+  [ -n "$expected" ] && [ "$said" = "$(cat "$expected")" ] &&
+    pass "$handler: /etc/resolv.conf is the sandbox's" ||
+    fail "$handler: /etc/resolv.conf '${said:0:100}', the sandbox's '$expected'"
+  said=$(cri exec "$app" /bin/sh -c 'echo written-in-erofs-pod > /data/from-app && cat /data/from-app' 2>&1 || true)
+  [ "$said" = written-in-erofs-pod ] && [ "$(cat "$vol_dir/emptydir/from-app" 2>&1)" = written-in-erofs-pod ] &&
+    pass "$handler: the emptyDir written in the container is read on the host" ||
+    fail "$handler: emptyDir: container '$said', host '$(cat "$vol_dir/emptydir/from-app" 2>&1)'"
+  said=$(cri exec "$app" cat /etc/config/key 2>&1 || true)
+  [ "$said" = erofs-config-value ] && pass "$handler: the read-only directory volume is read" ||
+    fail "$handler: cat /etc/config/key: '$said'"
+  code=0
+  said=$(cri exec "$app" /bin/sh -c 'echo x > /etc/config/key' 2>&1) || code=$?
+  [ "$code" != 0 ] && [[ $said == *"Read-only file system"* ]] &&
+    [ "$(cat "$vol_dir/config/key")" = erofs-config-value ] &&
+    pass "$handler: the read-only volume refuses a write" || fail "$handler: write to /etc/config/key: exit $code '$said'"
+  # While the pod runs the checks below see its parts (so they can fail).
+  left=$(leftovers | cut -d' ' -f1 | sort -u | tr '\n' ' ')
+  extra=$(find "$cache_dir/shares" -mindepth 1 -maxdepth 1 2>/dev/null || true)
+  [[ " $left" == *" process "* ]] && [[ " $left" == *" mount "* ]] && [ -n "$extra" ] &&
+    pass "$handler: the leftovers checks see the running pod's: $left, layer share" ||
+    fail "$handler: the leftovers checks miss the running pod's processes, mounts or layer share (see: $left; '$extra')"
+  teardown "$handler" "$pod"
+  # What only an erofs pod makes: its layer share, loop devices, the VM directory.
+  extra=$(find "$cache_dir/shares" -mindepth 1 2>/dev/null | sed 's/^/share /' || true)
+  extra+=$(losetup -a 2>/dev/null | grep -F "$BBX_DIR" | sed 's/^/loop /' || true)
+  extra+=$(find "$BBX_DIR/beacon/run" -mindepth 2 \( -path '*/vm/*' -o -path '*/s/*' \) 2>/dev/null | sed 's/^/file /' || true)
+  [ -z "$extra" ] && pass "$handler: no layer share, loop device or VM directory left" ||
+    fail "$handler: left: $(tr '\n' ';' <<<"$extra")"
+  [ "$(cat "$vol_dir/emptydir/from-app" 2>&1)" = written-in-erofs-pod ] &&
+    [ "$(cat "$vol_dir/config/key")" = erofs-config-value ] &&
+    pass "$handler: the volumes' host files outlive the pod" || fail "$handler: a volume's host file changed with the pod"
+  echo "measure: handler=$handler erofs_pod_checks_ms=$(($(ms_now) - t0))"
+}
+
+for handler in "${handlers[@]}"; do
+  if [ "$handler" = beaconbox-erofs ]; then erofs_pod_checks; else pod_checks "$handler"; fi
+done
 bbx_e2e_finish "cri: ${handlers[*]}: a pod of two containers through containerd's CRI plugin"

@@ -103,6 +103,16 @@ Result<pluginapi::MountPlan> FakeStorage::Prepare(const ContainerKey& key,
     share->set_tag("rootfs-" + key.id);
     share->set_host_path(request.bundle() + "/rootfs");
   }
+  if (plan_vm_share) {
+    auto* share = plan.add_devices()->mutable_share();
+    share->set_tag("volumes");
+    share->set_host_path(request.vm_run_dir() + "/volumes");
+  }
+  if (plan_disk) {
+    auto* disk = plan.add_devices()->mutable_block();
+    disk->set_id("scratch-" + key.id);
+    disk->set_host_path(request.vm_run_dir() + "/scratch-" + key.id + ".ext4");
+  }
   auto* mount = plan.add_guest_mounts();
   mount->set_type("virtiofs");
   mount->set_source("rootfs-" + key.id);

@@ -81,6 +81,11 @@ class FakeStorage final : public StorageBackend {
   // false: plans with guest mounts only, as from a storage plugin whose container
   // needs nothing added to a running VM.
   bool plan_devices = true;
+  // Also in every plan: the VM's share, the same for each container of the VM
+  // (storage-erofs' pod shares: tag "volumes", <vm_run_dir>/volumes), and a disk of the
+  // container's own ("scratch-<id>", as its scratch disk).
+  bool plan_vm_share = false;
+  bool plan_disk = false;
   std::vector<pluginapi::StoragePrepareRequest> requests;
 
  private:

@@ -396,6 +396,37 @@ TEST_F(SandboxTest, AFurtherContainerNeedingStorageInTheRunningVmIsNotImplemente
   ExpectNothingLeft(sandbox);
 }
 
+// A pod's app container whose plan names only the shares the VM booted with (same tag,
+// host path and mode: storage-erofs' pod layer and volume shares) joins the running
+// VM; one that also needs a disk of its own (an erofs scratch disk) is refused in one
+// line naming the disk and that disks cannot be added (vm_add_device).
+TEST_F(SandboxTest, AFurtherContainerOnTheVmsBootSharesJoinsButADiskIsRefused) {
+  Sandbox& sandbox = NewSandbox(kC1);
+  storage_.plan_devices = false;
+  storage_.plan_vm_share = true;
+  ASSERT_TRUE(sandbox.CreateContainer(kC1, CreateRequest(kC1)).ok());
+  const ContainerKey c2{"default", "c2"};
+  auto joined = sandbox.CreateContainer(c2, CreateRequest(c2));
+  ASSERT_TRUE(joined.ok()) << joined.error().message;
+  EXPECT_EQ(vmm_.created(), 1);
+
+  const ContainerKey c3{"default", "c3"};
+  storage_.plan_disk = true;
+  auto refused = sandbox.CreateContainer(c3, CreateRequest(c3));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kNotImplemented);
+  const std::string& message = refused.error().message;
+  EXPECT_NE(message.find("disk 'scratch-c3'"), std::string::npos) << message;
+  EXPECT_EQ(message.find("share 'volumes'"), std::string::npos) << "the VM has it: " << message;
+  EXPECT_NE(message.find("vm_add_device"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+  EXPECT_EQ(storage_.prepared(), (std::set<ContainerKey>{kC1, c2}));
+  EXPECT_EQ(vmm_.live_vms(), 1);
+  ASSERT_TRUE(sandbox.DeleteContainer(c2).ok());
+  ASSERT_TRUE(sandbox.DeleteContainer(kC1).ok());
+  ExpectNothingLeft(sandbox);
+}
+
 // A pod's app container names the sandbox's IPC and UTS namespaces by the sandbox
 // task's pid (the VMM's); the guest gets the sandbox container's init in the guest.
 TEST_F(SandboxTest, AnAppContainerJoinsTheSandboxContainersNamespacesInTheGuest) {

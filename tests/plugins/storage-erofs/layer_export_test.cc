@@ -1,15 +1,23 @@
 #include "plugins/storage-erofs/layer_export.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "common/base/mount_table.h"
+#include "common/base/unique_fd.h"
 #include "tests/plugins/common/temp_dir.h"
+#include "tests/plugins/common/volume_request.h"
 #include "tests/plugins/storage-erofs/erofs_test_support.h"
 
 namespace beaconbox::storage {
@@ -17,7 +25,11 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
+using plugins::testing::AddVolume;
+using plugins::testing::ReadAll;
 using plugins::testing::TempDir;
+using testing::HaveMkfsErofs;
+using testing::Listing;
 using testing::OverlayMount;
 using testing::ReleaseRequest;
 using testing::SameFile;
@@ -139,71 +151,200 @@ TEST(ErofsExporterTest, VirtiofsTransportSharesHardLinksOfThisContainersImages) 
   EXPECT_TRUE(fs::exists(prepared->layers[0].image_path));
 }
 
-// A pod's containers (pod_share), even with the blk transport: one read-only share per
-// VM, the same device for every container (so one joins the running VM without a new
-// disk), each container's images in its own directory; the last release removes it.
-TEST(ErofsExporterTest, PodContainersShareOneLayerShareOfTheVm) {
-  if (::access("/usr/bin/mkfs.erofs", X_OK) != 0) GTEST_SKIP() << "mkfs.erofs not installed";
-  TempDir dir;
-  for (const char* layer : {"1", "2"}) {
-    fs::create_directories(dir / ("snapshots/" + std::string(layer) + "/fs"));
-    std::ofstream(dir / ("snapshots/" + std::string(layer) + "/fs/file")) << layer;
+// What a pod test mounts (the pod volume share) stays in a mount namespace of the test
+// process's own, also when a test fails half-way; TearDown detaches what is left
+// before removing the directory, so no removal goes through a volume's bind.
+class ErofsPodTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!HaveMkfsErofs()) GTEST_SKIP() << "mkfs.erofs not installed";
+    if (::geteuid() != 0) GTEST_SKIP() << "mounting needs root";
+    ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
+    for (const char* layer : {"1", "2"}) {
+      fs::create_directories(dir_ / ("snapshots/" + std::string(layer) + "/fs"));
+      std::ofstream(dir_ / ("snapshots/" + std::string(layer) + "/fs/file")) << layer;
+    }
+    config_.cache.cache_dir = dir_ / "cache";
+    config_.record_dir = dir_ / "state/storage-erofs";
   }
-  ErofsExportConfig config;
-  config.cache.cache_dir = dir / "cache";
-  ErofsExporter exporter(config);
-  std::vector<pluginapi::MountPlan> plans;
-  std::vector<std::string> images;
-  for (const std::string id : {"sandbox", "app"}) {
-    fs::create_directories(dir / ("bundle-" + id));
+  void TearDown() override {
+    Status removed = RemoveTreeDetachingMounts(dir_.path());
+    EXPECT_TRUE(removed.ok()) << removed.error().message;
+  }
+  pluginapi::StoragePrepareRequest PodRequest(const std::string& id) {
+    fs::create_directories(dir_ / ("bundle-" + id));
     pluginapi::StoragePrepareRequest request;
     request.set_container_id(id);
     request.set_namespace_("k8s.io");
-    request.set_bundle(dir / ("bundle-" + id));
-    request.set_vm_run_dir(dir / "run/vm1");
+    request.set_bundle(dir_ / ("bundle-" + id));
+    request.set_vm_run_dir(dir_ / "run/vm1");
     request.set_pod_share(true);
-    *request.add_rootfs() = OverlayMount(dir / "snapshots/2/fs" + ":" + dir / "snapshots/1/fs");
-    auto prepared = exporter.Prepare(request);
+    *request.add_rootfs() = OverlayMount(dir_ / "snapshots/2/fs" + ":" + dir_ / "snapshots/1/fs");
+    return request;
+  }
+
+  TempDir dir_;
+  ErofsExportConfig config_;
+};
+
+// The mount points below `dir` in this process's mount namespace.
+std::vector<std::string> Mounts(const std::string& dir) {
+  return MountPointsUnder(dir, ReadAll("/proc/self/mountinfo"));
+}
+
+// The errno of opening `path` for writing and writing a byte (0 when it worked).
+int WriteErrno(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!fd) return errno;
+  return ::write(fd.get(), "x", 1) == 1 ? 0 : errno;
+}
+
+// A pod's containers (pod_share), even with the blk transport: one read-only share per
+// VM, the same device for every container (so one joins the running VM without a new
+// disk), each container's images in its own directory; the last release removes it.
+TEST_F(ErofsPodTest, PodContainersShareOneLayerShareOfTheVm) {
+  ErofsExporter exporter(config_);
+  std::vector<pluginapi::MountPlan> plans;
+  std::vector<std::string> images;
+  for (const std::string id : {"sandbox", "app"}) {
+    auto prepared = exporter.Prepare(PodRequest(id));
     ASSERT_TRUE(prepared.ok()) << prepared.error().message;
     plans.push_back(prepared->plan);
     images.push_back(prepared->layers[1].image_path);
   }
-  const std::string root = exporter.PodLayerShareDir(dir / "run/vm1");
-  EXPECT_EQ(fs::path(root).parent_path(), fs::path(dir / "cache/shares"));
-  EXPECT_NE(root, exporter.PodLayerShareDir(dir / "run/vm2"));
+  const std::string root = exporter.PodLayerShareDir(dir_ / "run/vm1");
+  EXPECT_EQ(fs::path(root).parent_path(), fs::path(dir_ / "cache/shares"));
+  EXPECT_NE(root, exporter.PodLayerShareDir(dir_ / "run/vm2"));
   for (int c = 0; c < 2; ++c) {
     const auto& plan = plans[c];
     const std::string name = std::string("k8s.io--") + (c == 0 ? "sandbox" : "app");
-    ASSERT_EQ(plan.devices_size(), 1) << "no disk: the running VM cannot get one";
+    ASSERT_EQ(plan.devices_size(), 2) << "no disk: the running VM cannot get one";
     EXPECT_EQ(plan.devices(0).share().tag(), "erofs-layers");
     EXPECT_EQ(plan.devices(0).share().host_path(), root);
     EXPECT_TRUE(plan.devices(0).share().read_only());
-    ASSERT_EQ(plan.guest_mounts_size(), 5);
+    EXPECT_EQ(plan.devices(1).share().tag(), "volumes") << "the pod's volume share, see below";
+    ASSERT_EQ(plan.guest_mounts_size(), 6);
     EXPECT_EQ(plan.guest_mounts(0).target(), "layer-images");
     EXPECT_EQ(plan.guest_mounts(2).source(), "layer-images/" + name + "/1.erofs");
     EXPECT_EQ(plan.guest_mounts(2).options(1), "loop");
     EXPECT_TRUE(SameFile(root + "/" + name + "/1.erofs", images[c]));
   }
-  ASSERT_TRUE(exporter.Release(ReleaseRequest("k8s.io", "sandbox", dir / "bundle-sandbox")).ok());
+  ASSERT_TRUE(exporter.Release(ReleaseRequest("k8s.io", "sandbox", dir_ / "bundle-sandbox")).ok());
   EXPECT_FALSE(fs::exists(root + "/k8s.io--sandbox"));
   EXPECT_TRUE(fs::exists(root + "/k8s.io--app/0.erofs")) << "the app's images stay";
-  EXPECT_FALSE(fs::exists(dir / "bundle-sandbox/beaconbox-erofs-pod-layers"));
+  EXPECT_FALSE(fs::exists(dir_ / "bundle-sandbox/beaconbox-erofs-pod-layers"));
   // The app's bundle, marker included, is gone before its release (containerd 1.7's
   // task Delete of a dead shim): its directory is still found and the pod's taken.
-  fs::remove_all(dir / "bundle-app");
-  const auto release = ReleaseRequest("k8s.io", "app", dir / "bundle-app");
+  fs::remove_all(dir_ / "bundle-app");
+  const auto release = ReleaseRequest("k8s.io", "app", dir_ / "bundle-app");
   ASSERT_TRUE(exporter.Release(release).ok());
   EXPECT_FALSE(fs::exists(root)) << "the last container takes the pod's directory";
   EXPECT_TRUE(fs::exists(images[0])) << "the cache keeps its images";
-  fs::create_directories(dir / "bundle-app");
+  fs::create_directories(dir_ / "bundle-app");
 
   // A marker naming anything but a pod share directory is not followed.
-  fs::create_directories(dir / "victim/x");
-  std::ofstream(dir / "bundle-app/beaconbox-erofs-pod-layers") << dir / "victim/x";
+  fs::create_directories(dir_ / "victim/x");
+  std::ofstream(dir_ / "bundle-app/beaconbox-erofs-pod-layers") << dir_ / "victim/x";
   auto refused = exporter.Release(release);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.error().message.find("not touched"), std::string::npos);
-  EXPECT_TRUE(fs::exists(dir / "victim/x"));
+  EXPECT_TRUE(fs::exists(dir_ / "victim/x"));
+}
+
+// CRI's volumes of a pod's app container (issue 17): the sandbox, without volumes,
+// plans the pod's one volume share (<vm_run_dir>/volumes), so the VM boots with it; the
+// app container plans the same device and gets its volumes staged in its directory of
+// that share, with CRI's modes: read-only volumes refuse writes on the host already, a
+// read-write one's writes land in its host directory, a file volume is the host file.
+// The guest can change no entry of the share. Releasing the app leaves the sandbox's
+// share; the last release leaves no mount, directory or record, and the sources whole.
+TEST_F(ErofsPodTest, AppContainersVolumesGoOverThePodsOneVolumeShare) {
+  fs::create_directories(dir_ / "emptydir");
+  fs::create_directories(dir_ / "config");
+  std::ofstream(dir_ / "config/key") << "value";
+  std::ofstream(dir_ / "hosts") << "10.0.0.9 pod-entry\n";
+  ErofsExporter exporter(config_);
+  auto sandbox = exporter.Prepare(PodRequest("sandbox"));
+  ASSERT_TRUE(sandbox.ok()) << sandbox.error().message;
+  auto request = PodRequest("app");
+  AddVolume(request, dir_ / "emptydir", "/data", false);
+  AddVolume(request, dir_ / "config", "/etc/config", true);
+  AddVolume(request, dir_ / "hosts", "/etc/hosts", false);
+  auto app = exporter.Prepare(request);
+  ASSERT_TRUE(app.ok()) << app.error().message;
+
+  const std::string share = dir_ / "run/vm1/volumes";
+  for (const auto* plan : {&sandbox->plan, &app->plan}) {
+    ASSERT_EQ(plan->devices_size(), 2);
+    const auto& device = plan->devices(1).share();
+    EXPECT_EQ(device.tag(), "volumes");
+    EXPECT_EQ(device.host_path(), share);
+    EXPECT_FALSE(device.read_only());
+    EXPECT_EQ(plan->guest_mounts(plan->guest_mounts_size() - 1).target(), "volumes");
+  }
+  EXPECT_EQ(sandbox->plan.guest_volume_paths_size(), 0);
+  ASSERT_EQ(app->plan.guest_volume_paths_size(), 3);
+  EXPECT_EQ(app->plan.guest_volume_paths(1), "volumes/k8s.io--app/beaconbox-volumes/1");
+  const std::string staged = share + "/k8s.io--app/beaconbox-volumes";
+  EXPECT_EQ(Listing(share), (std::vector<std::string>{"k8s.io--app", "k8s.io--sandbox"}));
+
+  EXPECT_EQ(WriteErrno(staged + "/0/written"), 0);
+  EXPECT_EQ(ReadAll(dir_ / "emptydir/written"), "x") << "a read-write volume's write is the host's";
+  EXPECT_EQ(WriteErrno(staged + "/1/key"), EROFS);
+  EXPECT_EQ(WriteErrno(staged + "/1/new"), EROFS);
+  EXPECT_EQ(ReadAll(staged + "/1/key"), "value");
+  EXPECT_EQ(ReadAll(staged + "/2"), "10.0.0.9 pod-entry\n") << "the file volume is CRI's file";
+  // What the guest reaches through virtiofsd: no entry of the share can change.
+  EXPECT_EQ(WriteErrno(share + "/planted"), EROFS);
+  EXPECT_NE(::mkdir((share + "/k8s.io--next").c_str(), 0755), 0);
+  EXPECT_NE(::rename((share + "/k8s.io--sandbox").c_str(), (share + "/moved").c_str()), 0);
+  EXPECT_EQ(WriteErrno(staged + "/planted"), EROFS);
+  EXPECT_NE(::rmdir((share + "/k8s.io--sandbox").c_str()), 0);
+
+  ASSERT_TRUE(exporter.Release(ReleaseRequest("k8s.io", "app", dir_ / "bundle-app")).ok());
+  EXPECT_EQ(Listing(share), (std::vector<std::string>{"k8s.io--sandbox"}))
+      << "the sandbox keeps the share its VM booted with";
+  EXPECT_EQ(Mounts(dir_ / "run").size(), 2u) << "the share and its writable tmpfs";
+  EXPECT_EQ(ReadAll(dir_ / "emptydir/written"), "x");
+  EXPECT_EQ(ReadAll(dir_ / "config/key"), "value");
+  // A further app container joins the same share.
+  auto next = exporter.Prepare(PodRequest("next"));
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->plan.devices(1).share().host_path(), share);
+  ASSERT_TRUE(exporter.Release(ReleaseRequest("k8s.io", "next", dir_ / "bundle-next")).ok());
+  ASSERT_TRUE(exporter.Release(ReleaseRequest("k8s.io", "sandbox", dir_ / "bundle-sandbox")).ok());
+  EXPECT_TRUE(Mounts(dir_.path()).empty());
+  EXPECT_FALSE(fs::exists(share));
+  EXPECT_FALSE(fs::exists(dir_ / "run/vm1/volumes-writable"));
+  EXPECT_TRUE(Listing(dir_ / "state/storage-erofs/volumes").empty()) << "no record left";
+  EXPECT_EQ(ReadAll(dir_ / "hosts"), "10.0.0.9 pod-entry\n");
+}
+
+// A pod container whose volume cannot be staged fails in one line naming it and
+// leaves nothing: no mount, share directory, record or layer share.
+TEST_F(ErofsPodTest, AFailedVolumeOfAPodContainerLeavesNothing) {
+  ErofsExporter exporter(config_);
+  auto request = PodRequest("app");
+  AddVolume(request, dir_ / "missing", "/data", false);
+  auto refused = exporter.Prepare(request);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find(dir_ / "missing"), std::string::npos);
+  EXPECT_NE(refused.error().message.find("does not exist"), std::string::npos);
+  EXPECT_EQ(refused.error().message.find('\n'), std::string::npos);
+  EXPECT_TRUE(Mounts(dir_.path()).empty());
+  EXPECT_FALSE(fs::exists(dir_ / "run/vm1/volumes"));
+  EXPECT_TRUE(Listing(dir_ / "state/storage-erofs/volumes").empty());
+  EXPECT_TRUE(Listing(dir_ / "cache/shares").empty());
+
+  // Without a state directory a pod container cannot be recorded: refused, naming it.
+  config_.record_dir.clear();
+  ErofsExporter unrecorded(config_);
+  auto no_record = unrecorded.Prepare(PodRequest("app"));
+  ASSERT_FALSE(no_record.ok());
+  EXPECT_NE(no_record.error().message.find("paths.state_dir"), std::string::npos);
+  EXPECT_TRUE(Mounts(dir_.path()).empty());
+  EXPECT_TRUE(Listing(dir_ / "cache/shares").empty());
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "plugins/storage-virtiofs/volume_export.h"
+#include "plugins/common/volume_export.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,12 +16,16 @@
 
 #include "common/base/mount_table.h"
 #include "plugins/storage-virtiofs/rootfs_export.h"
+#include "tests/plugins/common/volume_request.h"
 
 namespace beaconbox::storage {
 namespace {
 
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
+using plugins::kVolumesDir;
+using plugins::StageVolumes;
+using plugins::UnstageVolumes;
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path);
@@ -97,12 +101,7 @@ class VolumeExportTest : public ::testing::Test {
   }
   pluginapi::Volume* Add(pluginapi::StoragePrepareRequest& request, const std::string& source,
                          const std::string& destination, bool read_only) {
-    auto* volume = request.add_volumes();
-    volume->set_source(source);
-    volume->set_destination(destination);
-    volume->set_read_only(read_only);
-    volume->set_recursive(true);
-    return volume;
+    return plugins::testing::AddVolume(request, source, destination, read_only);
   }
   pluginapi::StoragePrepareRequest Request() {
     pluginapi::StoragePrepareRequest request;

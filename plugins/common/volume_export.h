@@ -22,7 +22,7 @@
 #include "beaconbox/plugin/v1/storage.pb.h"
 #include "common/base/result.h"
 
-namespace beaconbox::storage {
+namespace beaconbox::plugins {
 
 // The staging directory's name in the bundle, and the volume share's guest mount
 // point relative to the guest bundle.
@@ -52,9 +52,46 @@ Status UnstageVolumes(const std::string& bundle);
 Result<std::string> StageContainerVolumes(
     const beaconbox::plugin::v1::StoragePrepareRequest& request, const std::string& record_dir);
 
-// Undoes StageContainerVolumes for (namespace, id), whether its bundle is still there
-// or not. Idempotent.
+// A pod VM's one volume share, for a storage plugin whose pod containers join the
+// running VM without a device added (storage-erofs; storage-virtiofs keeps a pod's
+// volumes in its pod share, rootfs_export.h): <vm_run_dir>/volumes, the read-only view
+// (MountReadOnlyView) of the tmpfs <vm_run_dir>/volumes-writable, made by the VM's
+// first container, so the VM boots with it. Each container of the pod gets a directory
+// <namespace>--<id> there, also one without volumes (the last container out unmounts
+// the share), and its volumes in <namespace>--<id>/beaconbox-volumes as StageVolumes
+// stages them. virtiofsd serves it from the host's mount namespace: what is mounted
+// below it after the VM booted reaches the guest. The guest can write only into the
+// read-write volumes themselves, never add, remove or replace an entry of the share.
+inline constexpr char kPodVolumeShareDir[] = "volumes";
+inline constexpr char kPodVolumeShareWritableDir[] = "volumes-writable";
+
+struct PodVolumes {
+  std::string share;    // the share's host path: the same for every container of the VM
+  std::string staging;  // the container's volumes, relative to the share
+};
+
+// Stages the volumes of the pod container `request` names (pod_share) as above, its
+// VM run directory recorded as StageContainerVolumes records it, so that
+// ReleaseContainerVolumes undoes it. On failure nothing of this container is left.
+Result<PodVolumes> StagePodContainerVolumes(
+    const beaconbox::plugin::v1::StoragePrepareRequest& request, const std::string& record_dir);
+
+// Undoes StageContainerVolumes or StagePodContainerVolumes for (namespace, id),
+// whether its bundle is still there or not; the last container of a pod takes the
+// pod's volume share. Idempotent.
 Status ReleaseContainerVolumes(const std::string& namespace_name, const std::string& id,
                                const std::string& bundle, const std::string& record_dir);
 
-}  // namespace beaconbox::storage
+// A fresh tmpfs (source name `name`, 64 KiB: directories only) on `writable`, private,
+// and its bind on `share`, private and read-only (nosuid, nodev, noexec): the host
+// makes directories through `writable` and mounts on `share`, which a VM gets. The
+// share's read-only flag is per mount, set once: remounting the tmpfs itself read-only
+// around each change fails with EBUSY for as long as virtiofsd holds a removed
+// container's directory open (the superblock counts unlinked open inodes). On failure
+// nothing stays mounted.
+Status MountReadOnlyView(const char* name, const std::string& writable, const std::string& share);
+
+// Whether `path` is a mount point (its device is not its parent's).
+bool IsMountPoint(const std::string& path);
+
+}  // namespace beaconbox::plugins

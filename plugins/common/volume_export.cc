@@ -1,4 +1,4 @@
-#include "plugins/storage-virtiofs/volume_export.h"
+#include "plugins/common/volume_export.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <string_view>
 #include <vector>
 
 #include "common/base/errno_error.h"
@@ -15,14 +16,11 @@
 #include "plugins/common/child_process.h"
 #include "plugins/common/container_names.h"
 
-namespace beaconbox::storage {
+namespace beaconbox::plugins {
 namespace {
 
 namespace fs = std::filesystem;
 namespace pluginapi = ::beaconbox::plugin::v1;
-using plugins::ContainerKeyName;
-using plugins::IsAbsoluteClean;
-using plugins::IsContainerdName;
 
 // The staging tmpfs holds only empty mount points.
 constexpr char kStagingTmpfsOptions[] = "mode=0755,size=64k";
@@ -78,7 +76,7 @@ Status BindVolume(const pluginapi::Volume& volume, const std::string& target) {
   if (::mount(nullptr, target.c_str(), nullptr, MS_PRIVATE | recursive, nullptr) != 0) {
     return ErrnoError(Describe(volume) + ": making private", target);
   }
-  if (volume.read_only() && plugins::MakeReadOnlyRecursively(target.c_str()) != 0) {
+  if (volume.read_only() && MakeReadOnlyRecursively(target.c_str()) != 0) {
     return ErrnoError(Describe(volume) + ": making read-only", target);
   }
   return Status::Ok();
@@ -128,10 +126,37 @@ Status Unmount(const std::string& path) {
 }
 
 constexpr char kVolumeRecords[] = "volumes";
+// A pod's containers stage where the containers of their own VM do: one release.
+static_assert(std::string_view(kVolumeRecords) == kPodVolumeShareDir);
 
 std::string VolumeRecordPath(const std::string& record_dir, const std::string& namespace_name,
                              const std::string& id) {
   return record_dir + "/" + kVolumeRecords + "/" + ContainerKeyName(namespace_name, id);
+}
+
+// The pod volume share's part of ReleaseContainerVolumes, once the container's
+// volumes are unstaged: its directory goes (through the writable tmpfs), and with the
+// last container's the share's mounts and directories.
+Status ReleasePodVolumeShare(const std::string& vm_run_dir, const std::string& name) {
+  const std::string share = vm_run_dir + "/" + kPodVolumeShareDir;
+  const std::string writable = vm_run_dir + "/" + kPodVolumeShareWritableDir;
+  const std::string made = writable + "/" + name;
+  for (const std::string& dir : {made + "/" + kVolumesDir, made}) {
+    if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoError("pod volume share: removing", dir);
+    }
+  }
+  std::error_code error;
+  if (!fs::is_empty(writable, error) || error) return Status::Ok();
+  if (IsMountPoint(share) && ::umount2(share.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0) {
+    return ErrnoError("unmounting the pod volume share", share);
+  }
+  if (::umount2(writable.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0) {
+    return ErrnoError("unmounting the pod volume share", writable);
+  }
+  ::rmdir(share.c_str());
+  ::rmdir(writable.c_str());
+  return Status::Ok();
 }
 
 }  // namespace
@@ -177,12 +202,110 @@ Status ReleaseContainerVolumes(const std::string& namespace_name, const std::str
   const std::string staged_in =
       base + "/" + kVolumeRecords + "/" + ContainerKeyName(namespace_name, id);
   Status unstaged = UnstageVolumes(staged_in);
-  if (unstaged.ok()) {
+  if (unstaged.ok() && IsMountPoint(base + "/" + kPodVolumeShareWritableDir)) {
+    unstaged = ReleasePodVolumeShare(base, ContainerKeyName(namespace_name, id));
+  } else if (unstaged.ok()) {
     ::rmdir(staged_in.c_str());
     ::rmdir((base + "/" + kVolumeRecords).c_str());  // when it was the last
-    ::unlink(record.c_str());
   }
+  if (unstaged.ok()) ::unlink(record.c_str());
   return status.ok() ? unstaged : status;
+}
+
+Result<PodVolumes> StagePodContainerVolumes(const pluginapi::StoragePrepareRequest& request,
+                                            const std::string& record_dir) {
+  if (!IsAbsoluteClean(request.vm_run_dir()) || !IsContainerdName(request.namespace_()) ||
+      !IsContainerdName(request.container_id())) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "pod volume share: VM run directory '" + request.vm_run_dir().substr(0, 256) +
+                         "', namespace '" + request.namespace_().substr(0, 80) +
+                         "' or container id '" + request.container_id().substr(0, 80) +
+                         "' is not a clean path or name: update beaconbox's shim");
+  }
+  if (!IsAbsoluteClean(record_dir)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "pod volume share: no state directory to record the container in "
+                     "(paths.state_dir): set it to an absolute path");
+  }
+  if (request.volumes_size() > kMaxVolumes) {
+    return MakeError(ErrorCode::kInvalidArgument, std::to_string(request.volumes_size()) +
+                                                      " bind mounts of host paths: at most " +
+                                                      std::to_string(kMaxVolumes) +
+                                                      " per container; merge some");
+  }
+  const std::string name = ContainerKeyName(request.namespace_(), request.container_id());
+  PodVolumes pod{request.vm_run_dir() + "/" + kPodVolumeShareDir, name + "/" + kVolumesDir};
+  const std::string writable = request.vm_run_dir() + "/" + kPodVolumeShareWritableDir;
+  std::error_code error;
+  fs::create_directories(pod.share, error);
+  if (!error) fs::create_directories(writable, error);
+  if (!error) fs::create_directories(record_dir + "/" + kVolumeRecords, error);
+  if (error) {
+    return MakeError(ErrorCode::kPermission,
+                     "pod volume share: creating " + pod.share + ": " + error.message());
+  }
+  if (!IsMountPoint(pod.share)) {
+    BBX_RETURN_IF_ERROR(MountReadOnlyView("beaconbox-pod-volumes", writable, pod.share));
+  }
+  // Recorded first: from here on release undoes what is done, also the share's mounts
+  // when this container was its only one.
+  const std::string record =
+      VolumeRecordPath(record_dir, request.namespace_(), request.container_id());
+  if (Status recorded = WriteFileAtomic(record, request.vm_run_dir() + "\n"); !recorded.ok()) {
+    if (fs::is_empty(writable, error) && !error) {
+      ::umount2(pod.share.c_str(), MNT_DETACH);
+      ::umount2(writable.c_str(), MNT_DETACH);
+    }
+    return recorded.error();
+  }
+  auto undo = [&](Error failed) -> Error {
+    (void)ReleaseContainerVolumes(request.namespace_(), request.container_id(), request.bundle(),
+                                  record_dir);
+    return failed;
+  };
+  const std::string made = writable + "/" + name;
+  if (::mkdir(made.c_str(), 0755) != 0 && errno != EEXIST) {
+    return undo(ErrnoError("pod volume share: creating the container's directory", made));
+  }
+  if (!request.volumes().empty()) {
+    const std::string staging = made + "/" + kVolumesDir;
+    if (::mkdir(staging.c_str(), 0755) != 0 && errno != EEXIST) {
+      return undo(ErrnoError("pod volume share: creating the staging directory", staging));
+    }
+    if (Status staged = StageVolumes(pod.share + "/" + name, request.volumes()); !staged.ok()) {
+      return undo(staged.error());
+    }
+  }
+  return pod;
+}
+
+Status MountReadOnlyView(const char* name, const std::string& writable, const std::string& share) {
+  if (::mount(name, writable.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              kStagingTmpfsOptions) != 0) {
+    return ErrnoError(std::string("mounting the ") + name + " tmpfs on", writable);
+  }
+  Status status = Status::Ok();
+  if (::mount(nullptr, writable.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
+    status = ErrnoError("making private", writable);
+  } else if (::mount(writable.c_str(), share.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    status = ErrnoError(std::string("binding the ") + name + " tmpfs on", share);
+  } else if (::mount(nullptr, share.c_str(), nullptr, MS_PRIVATE, nullptr) != 0 ||
+             ::mount(nullptr, share.c_str(), nullptr,
+                     MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     nullptr) != 0) {
+    status = ErrnoError("making read-only", share);
+    ::umount2(share.c_str(), MNT_DETACH);
+  }
+  if (!status.ok()) ::umount2(writable.c_str(), MNT_DETACH);
+  return status;
+}
+
+bool IsMountPoint(const std::string& path) {
+  struct stat self {};
+  struct stat parent {};
+  if (::stat(path.c_str(), &self) != 0) return false;
+  if (::stat((path + "/..").c_str(), &parent) != 0) return false;
+  return self.st_dev != parent.st_dev;
 }
 
 Status StageVolumes(const std::string& bundle, const Volumes& volumes) {
@@ -239,4 +362,4 @@ Status UnstageVolumes(const std::string& bundle) {
   return Status::Ok();
 }
 
-}  // namespace beaconbox::storage
+}  // namespace beaconbox::plugins
