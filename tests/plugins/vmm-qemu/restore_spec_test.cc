@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "plugins/vmm-qemu/qemu_version.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
@@ -125,12 +126,11 @@ TEST(RestoreSpecTest, QemuVersionOutputGivesTheTextASaveNamesItsQemuWith) {
   auto plain = ParseQemuVersionOutput("QEMU emulator version 8.0.50\n");
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(*plain, "QEMU emulator version 8.0.50");
-  for (const std::string bad :
-       {"", "qemu-system-x86_64: unknown option", "QEMU emulator version ",
-        "QEMU emulator version x", "QEMU emulator version 7..2", "QEMU emulator version 7.2.",
-        "busybox v1.35\nQEMU emulator "
-        "version 7.2.22",
-        std::string("QEMU emulator version 7.2\x01")}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "", "qemu-system-x86_64: unknown option", "QEMU emulator version ",
+           "QEMU emulator version x", "QEMU emulator version 7..2", "QEMU emulator version 7.2.",
+           "busybox v1.35\nQEMU emulator version 7.2.22",
+           std::string("QEMU emulator version 7.2\x01")}) {
     auto parsed = ParseQemuVersionOutput(bad);
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_NE(parsed.error().message.find("is config key binary a QEMU?"), std::string::npos);
@@ -216,6 +216,11 @@ TEST(RestoreSpecTest, AnotherQemuVersionIsRefusedBeforeAnythingStarts) {
   spec.set_initrd_path(dir.Write("initrd", "FAKE initrd"));
   spec.set_run_dir(dir / "run");
   spec.set_console_log_path(dir / "console.log");
+  auto* channel = spec.mutable_agent_channel();
+  channel->set_kind(pluginapi::AGENT_CHANNEL_VIRTIO_SERIAL);
+  channel->set_serial_port_name("beaconbox.agent");
+  channel->set_unix_socket_path(spec.run_dir() + "/agent.sock");
+  spec.set_agent_token(std::string(64, 'a'));
   plugins::Spawner spawner;
   auto vm = QemuVm::Create(spec, config, spawner);
   ASSERT_FALSE(vm.ok());
