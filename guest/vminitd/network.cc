@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/base/errno_error.h"
 #include "common/base/unique_fd.h"
@@ -106,8 +108,70 @@ Status AddAddress6(const std::string& name, const Cidr6& cidr) {
   return Status::Ok();
 }
 
-Status ConfigureInterface(int sock, const ::beaconbox::guest::v1::InterfaceConfig& config) {
-  BBX_ASSIGN_OR_RETURN(std::string current, InterfaceByMac(config.mac()));
+// Removes every IPv4 address of `name`: its aliases (name:N, whose SIOCSIFFLAGS
+// without IFF_UP deletes the address), then its own (set to 0.0.0.0, which deletes it).
+Status RemoveIpv4Addresses(int sock, const std::string& name) {
+  std::vector<struct ifreq> entries(256);
+  struct ifconf list {};
+  list.ifc_len = int(entries.size() * sizeof(struct ifreq));
+  list.ifc_req = entries.data();
+  if (::ioctl(sock, SIOCGIFCONF, &list) != 0) return ErrnoError("list IPv4 addresses of", name);
+  std::vector<std::string> labels;
+  for (size_t i = 0; i < size_t(list.ifc_len) / sizeof(struct ifreq); ++i) {
+    const std::string label(entries[i].ifr_name, strnlen(entries[i].ifr_name, IFNAMSIZ));
+    if (label.starts_with(name + ":")) labels.insert(labels.begin(), label);
+    if (label == name) labels.push_back(label);
+  }
+  for (const std::string& label : labels) {
+    struct ifreq ifr {};
+    std::strncpy(ifr.ifr_name, label.c_str(), IFNAMSIZ - 1);
+    int rc = 0;
+    if (label == name) {
+      SetSockaddr(&ifr.ifr_addr, 0);
+      rc = ::ioctl(sock, SIOCSIFADDR, &ifr);
+    } else {
+      rc = ::ioctl(sock, SIOCSIFFLAGS, &ifr);
+    }
+    // Gone already: removing the primary address took its subnet's secondaries with it.
+    if (rc != 0 && errno != EADDRNOTAVAIL) return ErrnoError("remove the IPv4 address of", label);
+  }
+  return Status::Ok();
+}
+
+// The NIC `name` of a restored VM, which still has the MAC, addresses and routes it was
+// saved with: down (the kernel drops its IPv6 addresses and its routes), no IPv4
+// address, then the new lease's `mac` (virtio-net tells the device: its receive
+// filter follows, and the host's anti-spoofing rules expect this MAC).
+Status ResetRestoredInterface(int sock, const std::string& name, const std::string& mac) {
+  BBX_ASSIGN_OR_RETURN(auto hwaddr, ParseMac(mac));
+  struct ifreq ifr {};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCGIFFLAGS, ifr, "get flags of"));
+  ifr.ifr_flags &= ~IFF_UP;
+  BBX_RETURN_IF_ERROR(Ioctl(sock, SIOCSIFFLAGS, ifr, "bring down"));
+  BBX_RETURN_IF_ERROR(RemoveIpv4Addresses(sock, name));
+  std::memset(&ifr, 0, sizeof(ifr));
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  std::memcpy(ifr.ifr_hwaddr.sa_data, hwaddr.data(), hwaddr.size());
+  return Ioctl(sock, SIOCSIFHWADDR, ifr, "set the MAC of");
+}
+
+Status ConfigureInterface(int sock, const ::beaconbox::guest::v1::InterfaceConfig& config,
+                          bool restored) {
+  std::string current;
+  if (restored) {
+    // Named by the first ConfigureNetwork before the save.
+    BBX_RETURN_IF_ERROR(ValidIfName(config.name()));
+    if (::if_nametoindex(config.name().c_str()) == 0) {
+      return MakeError(ErrorCode::kNotFound,
+                       "the restored VM has no network interface " + config.name());
+    }
+    current = config.name();
+    BBX_RETURN_IF_ERROR(ResetRestoredInterface(sock, current, config.mac()));
+  } else {
+    BBX_ASSIGN_OR_RETURN(current, InterfaceByMac(config.mac()));
+  }
   std::string name = config.name().empty() ? current : config.name();
   BBX_RETURN_IF_ERROR(ValidIfName(name));
   if (config.addresses_size() > 16)
@@ -232,12 +296,12 @@ Status ConfigureNetwork(const ::beaconbox::guest::v1::NetworkConfig& config) {
   UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!sock) return ErrnoError("socket", "AF_INET");
   for (const auto& interface : config.interfaces()) {
-    Status s = ConfigureInterface(sock.get(), interface);
+    Status s = ConfigureInterface(sock.get(), interface, config.restored());
     // A NIC hot-added to a VM restored from a template (plugins/vmm-qemu/template.h)
-    // may still be probing.
-    for (int retry = 0; !s.ok() && retry < 100; ++retry) {
+    // may still be probing. A restored VM's NIC was there when it was saved.
+    for (int retry = 0; !s.ok() && !config.restored() && retry < 100; ++retry) {
       ::usleep(100 * 1000);
-      s = ConfigureInterface(sock.get(), interface);
+      s = ConfigureInterface(sock.get(), interface, config.restored());
     }
     if (!s.ok()) return s.error().Wrap("configuring NIC " + interface.mac().substr(0, 32));
   }

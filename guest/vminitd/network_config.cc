@@ -28,6 +28,29 @@ std::optional<std::pair<std::string, unsigned>> SplitCidr(std::string_view text,
 
 }  // namespace
 
+Result<std::array<uint8_t, 6>> ParseMac(std::string_view text) {
+  auto bad = [&](const char* why) {
+    std::string shown;
+    for (char c : text.substr(0, 32)) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "MAC \"" + shown + "\" " + why + " (want a unicast MAC like 02:ab:cd:ef:01:23)");
+  };
+  if (text.size() != 17) return bad("is not six hex pairs separated by ':'");
+  std::array<uint8_t, 6> mac{};
+  for (size_t i = 0; i < 6; ++i) {
+    if (i > 0 && text[i * 3 - 1] != ':') return bad("is not six hex pairs separated by ':'");
+    const char* begin = text.data() + i * 3;
+    auto [end, ec] = std::from_chars(begin, begin + 2, mac[i], 16);
+    if (ec != std::errc() || end != begin + 2) {
+      return bad("is not six hex pairs separated by ':'");
+    }
+  }
+  if ((mac[0] & 1) != 0) return bad("is a multicast address");
+  if (mac == std::array<uint8_t, 6>{}) return bad("is all zeros");
+  return mac;
+}
+
 Result<Cidr4> ParseCidr4(std::string_view text) {
   auto bad = [&] {
     return MakeError(ErrorCode::kInvalidArgument, "address \"" + std::string(text.substr(0, 64)) +

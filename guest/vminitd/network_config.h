@@ -1,6 +1,7 @@
 // Pure parts of the guest network setup (network.cc does the system calls).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -31,6 +32,10 @@ inline bool LooksIpv6(std::string_view text) { return text.find(':') != std::str
 // multicast, loopback, unspecified and IPv4-mapped addresses are refused when
 // `host_address` (an address for the NIC, not a route destination).
 Result<Cidr6> ParseCidr6(std::string_view text, bool host_address);
+
+// Parses a NIC's MAC "02:ab:cd:ef:01:23" (hex, either case): a unicast address, not
+// all zeros (the host names the NIC's own address with it).
+Result<std::array<uint8_t, 6>> ParseMac(std::string_view text);
 
 // Renders /etc/resolv.conf from name servers and search domains (bounded, one line
 // each; anything holding whitespace or control characters is rejected).

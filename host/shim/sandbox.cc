@@ -452,8 +452,11 @@ Status Sandbox::BootVm(const pluginapi::MountPlan& plan,
       guest = guest_;
     }
     guestapi::Empty empty;
-    BBX_RETURN_IF_ERROR(guest->CallGuest("ConfigureNetwork", GuestNetworkFor(*attachment_), &empty,
-                                         kGuestNetworkTimeout));
+    guestapi::NetworkConfig network = GuestNetworkFor(*attachment_);
+    // A restored guest still has the saved VM's MAC, addresses and routes on its NIC.
+    network.set_restored(restore_.has_value());
+    BBX_RETURN_IF_ERROR(
+        guest->CallGuest("ConfigureNetwork", network, &empty, kGuestNetworkTimeout));
     Reached("guest-network-configured", annotations);
   }
   StartPortForward(annotations, netns_path);

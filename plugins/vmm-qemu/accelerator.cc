@@ -146,6 +146,14 @@ Result<std::string> VerdictKeyText(const ProbeTarget& target, const std::string&
   return text + binary + kernel + initrd + "machine=" + target.machine + " cpu=host\n";
 }
 
+std::string FileIdentity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return path + " missing";
+  return path + " size=" + std::to_string(st.st_size) +
+         " mtime=" + std::to_string(int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec) +
+         " ino=" + std::to_string(st.st_ino) + " dev=" + std::to_string(st.st_dev);
+}
+
 std::string VerdictKey(std::string_view key_text) {
   uint64_t hash = 0xcbf29ce484222325ULL;
   for (char c : key_text) {

@@ -83,6 +83,9 @@ std::string SanitizeLine(std::string_view text, size_t max_bytes);
 // the QEMU binary, kernel and initrd, the KVM device and its device number, and the
 // probe's machine and CPU. Fails when one of the files cannot be stat'ed.
 Result<std::string> VerdictKeyText(const ProbeTarget& target, const std::string& kvm_device);
+// "<path> size=N mtime=NS ino=N dev=N" ("<path> missing"): a file's part of a cache
+// key (templates, the QEMU version); a replaced or rewritten file gives another one.
+std::string FileIdentity(const std::string& path);
 // 16 hex digits (FNV-1a 64 of the key text): stable across processes and builds.
 std::string VerdictKey(std::string_view key_text);
 std::string VerdictPath(const std::string& cache_dir, const std::string& key);

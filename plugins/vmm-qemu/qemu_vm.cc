@@ -21,6 +21,7 @@
 #include "plugins/common/netns.h"
 #include "plugins/common/virtiofsd.h"
 #include "plugins/common/vm_files.h"
+#include "plugins/vmm-qemu/qemu_version.h"
 
 namespace beaconbox::qemu {
 namespace {
@@ -79,6 +80,11 @@ Status CheckRestoreSpec(const pluginapi::VmSpec& spec) {
                            "' is not a plain file name (no '/', not '.' or '..')");
     }
     if (name == kSavedStateName) has_state = true;
+  }
+  if (spec.restore_vmm_version().empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "VmSpec.restore_vmm_version is empty: a checkpoint names the QEMU that saved "
+                     "it (VmSaved.vmm_version); restore from a checkpoint's manifest");
   }
   if (!has_state) {
     return MakeError(ErrorCode::kInvalidArgument,
@@ -378,6 +384,11 @@ Result<std::unique_ptr<QemuVm>> QemuVm::Create(const pluginapi::VmSpec& spec,
   if (spec.id().empty()) return MakeError(ErrorCode::kInvalidArgument, "VmSpec.id is empty");
   BBX_RETURN_IF_ERROR(PlanLaunch(spec));  // checks run_dir before the probe uses it
   BBX_RETURN_IF_ERROR(CheckRestoreSpec(spec));
+  if (!spec.restore_dir().empty()) {
+    // Before anything starts (a KVM probe included): the QEMU that saved the VM.
+    BBX_ASSIGN_OR_RETURN(std::string version, QemuBinaryVersion(config.binary, config.verdict_dir));
+    BBX_RETURN_IF_ERROR(CheckRestoreVmmVersion(spec, config.binary, version));
+  }
 
   const AcceleratorSettings settings = AcceleratorSettingsOf(config);
   const ProbeTarget target = ProbeTargetOf(spec, config);
@@ -651,17 +662,18 @@ Result<pluginapi::VmSaved> QemuVm::Save(const std::string& dir) {
   if (!version.ok()) return fail(version.error());
   auto parsed = ParseBoundedJson(*version, "QMP query-version");
   if (!parsed.ok()) return fail(parsed.error());
-  const auto number = [&](const char* key) -> std::string {
-    const auto& qemu = (*parsed)["qemu"];
-    return qemu.is_object() && qemu.contains(key) && qemu[key].is_number_unsigned()
-               ? std::to_string(qemu[key].get<uint64_t>())
-               : "?";
-  };
-  if (!parsed->is_object() || !parsed->contains("qemu")) {
+  if (!parsed->is_object() || !parsed->contains("qemu") || !(*parsed)["qemu"].is_object()) {
     return fail(MakeError(ErrorCode::kInternal, "QMP query-version answered no version"));
   }
-  answer.set_vmm_version("QEMU emulator version " + number("major") + "." + number("minor") + "." +
-                         number("micro"));
+  for (const char* key : {"major", "minor", "micro"}) {
+    if (!(*parsed)["qemu"].contains(key) || !(*parsed)["qemu"][key].is_number_unsigned()) {
+      return fail(MakeError(ErrorCode::kInternal,
+                            std::string("QMP query-version answered no ") + key + " number"));
+    }
+  }
+  const auto& qemu = (*parsed)["qemu"];
+  answer.set_vmm_version(VmmVersionText(
+      qemu["major"].get<uint64_t>(), qemu["minor"].get<uint64_t>(), qemu["micro"].get<uint64_t>()));
   return answer;
 }
 

@@ -45,14 +45,6 @@ bool IsShellSafePath(const std::string& path) {
   });
 }
 
-std::string FileIdentity(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return path + " missing";
-  return path + " size=" + std::to_string(st.st_size) +
-         " mtime=" + std::to_string(int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec) +
-         " ino=" + std::to_string(st.st_ino) + " dev=" + std::to_string(st.st_dev);
-}
-
 // The spec of the template VM: `spec` without devices, with its own names.
 pluginapi::VmSpec TemplateSpec(const pluginapi::VmSpec& spec, const std::string& dir,
                                const std::string& token) {

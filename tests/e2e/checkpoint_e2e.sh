@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
+# Container commands are single-quoted on purpose (they run in the guest).
+# shellcheck disable=SC2016
 # Checkpoint through real containerd and ctr (issue 19), storage.driver erofs on
-# virtio-blk (the shape a VM-level checkpoint needs: no virtio-fs):
-#   1. a counter loop runs; `ctr c checkpoint --task --rw` succeeds, the shim's log
+# virtio-blk (the shape a VM-level checkpoint needs: no virtio-fs), network.mode
+# "bridge" inside the test's own network namespace (every container gets a lease of
+# the net-bridge plugin, a TAP and its anti-spoofing rules):
+#   1. a counter loop runs with lease A on eth0; `ctr c checkpoint --task --rw` succeeds, the shim's log
 #      says where it wrote the VM's state, the image exists, and the task runs on (the
 #      counter grows after the checkpoint: containerd paused it, the shim saved and
 #      containerd resumed);
@@ -10,7 +14,10 @@
 #      id, brings it back: the counter continues from (at least) its value at the
 #      checkpoint, the file written into the writable layer before the checkpoint is
 #      there, `ctr task attach` reads its stdout, `ctr task kill -s KILL` gives exit
-#      status 137, and nothing is left behind.
+#      status 137, and nothing is left behind. Its network: the restored guest's eth0
+#      has the new lease B (addresses, default route, the new TAP's MAC) and nothing of
+#      A; it answers ping at B (IPv4 and IPv6) from the test's netns; A's lease and the
+#      original's TAP are gone; after its delete no TAP, lease or nft guard is left.
 #   4. the same checkpoint with one byte of vm.state flipped in containerd's content
 #      store is refused with one line naming the file, and nothing is left.
 #   (Truncated, foreign and old-format checkpoints: shim_sandbox_test RestoreTest.*,
@@ -21,10 +28,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 export BBX_OUTPUT_DIR=${1:?usage: checkpoint_e2e.sh OUTPUT_DIR [system|1.7|2]}
 export BBX_CONTAINERD=${2:-system}
+export BBX_NETWORK_MODE=bridge
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/containerd-env.sh
 source "$repo/scripts/lib/containerd-env.sh"
 bbx_select_containerd_or_skip
-bbx_require_beaconbox "$BBX_OUTPUT_DIR" plugins/storage-erofs.so
+bbx_require_beaconbox "$BBX_OUTPUT_DIR" plugins/storage-erofs.so plugins/net-bridge.so
 command -v mkfs.erofs >/dev/null || { echo "FAIL: mkfs.erofs not found: run scripts/setup.sh (erofs-utils)" >&2; exit 1; }
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
@@ -33,6 +41,19 @@ bbx_env_start
 bbx_use_erofs blk || { echo "FAIL: could not select driver erofs" >&2; exit 1; }
 bbx_import_demo_image
 
+ctl() { nsenter --net="/run/netns/$BBX_NETNS" "$BBX_OUTPUT_DIR/beaconbox-ctl" --config "$BBX_BEACONBOX_CONFIG" "$@"; }
+# lease_of ID: "IPv4 IPv6 TAP" of ID's lease in the net-bridge plugin's store, or nothing
+lease_of() {
+  ctl net leases | awk -v id="$1" '$NF == id {sub("/.*", "", $1); sub("/.*", "", $2); print $1, $2, $3}' || true
+}
+# eth0_of ID: the guest's view of eth0 (addresses, routes, MAC) from inside container ID
+eth0_of() {
+  bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "eth0-$RANDOM" "$1" /bin/sh -c \
+    'ip -o addr show dev eth0; ip route; ip -6 route; echo "mac $(cat /sys/class/net/eth0/address)"' \
+    </dev/null 2>/dev/null || true
+}
+taps() { in_netns ip -br link | awk '$1 ~ /^beacon-/ {sub("@.*", "", $1); print $1}' || true; }
+answers() { in_netns busybox ping "$@" -c1 -W5 >/dev/null 2>&1; }  # answers [-6] ADDRESS
 count() {  # the counter container ${1:-ck} wrote last, or nothing
   bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id "read-$RANDOM" "${1:-ck}" cat /count </dev/null 2>/dev/null |
     tr -dc 0-9 || true
@@ -51,6 +72,16 @@ done
 # A file in the writable layer (in the VM: erofs rootfs with the guest's overlay).
 bbx_ctr task exec --fifo-dir "$BBX_DIR/fifo" --exec-id marker ck /bin/sh -c 'echo kept-across-restore > /marker' </dev/null ||
   fail "could not write /marker into ck"
+# Lease A: what the original's eth0 has before the checkpoint.
+read -r addr_a addr6_a tap_a <<<"$(lease_of ck)" || true
+net_a=$(eth0_of ck)
+mac_a=$(awk '$1 == "mac" {print $2}' <<<"$net_a")
+if [ -n "$addr_a" ] && grep -q "inet $addr_a/" <<<"$net_a" && grep -q "inet6 $addr6_a/" <<<"$net_a" &&
+   [ -n "$mac_a" ] && answers "$addr_a"; then
+  pass "before the checkpoint ck has lease A on eth0: $addr_a, $addr6_a, MAC $mac_a, TAP $tap_a; it answers ping"
+else
+  fail "ck's lease A: '$addr_a $addr6_a $tap_a' (leases: $(ctl net leases | tail -n +2 | tr '\n' ' ')); eth0: $(tr '\n' ' ' <<<"$net_a")"
+fi
 
 ref=docker.io/beaconbox/checkpoint:ck
 status=0
@@ -99,9 +130,13 @@ if [ -n "$ref2" ]; then bbx_ctr image rm "$ref2" >/dev/null 2>&1 || true; fi
 # Restore under a new id (ckr; the guest still knows the container as ck). The shim
 # validates the checkpoint (manifest, digests, this host's kernel/initrd/VMM) before
 # anything is made, the qemu plugin loads the VM, the shim adopts the guest's ck.
-left_of() {  # left_of ID: processes of the environment, and run-dir entries named after ID
+left_of() {  # left_of ID: processes of the environment, run-dir entries named after ID,
+  # and (no other container runs then) any TAP, lease or anti-spoofing chain
   others || true
   find "$BBX_DIR/beacon/run" -mindepth 1 -maxdepth 2 -name "*$1*" 2>/dev/null || true
+  taps | sed 's/^/TAP /'
+  ctl net leases | tail -n +2 | sed 's/^/lease /'
+  in_netns nft list table bridge beacon_runner_bridge 2>/dev/null | grep -o 'chain guest-[^ ]*' || true
 }
 # ctr restore has no --fifo-dir: it runs in containerd's mount namespace.
 restore() {  # restore() ID: ctr's output in $out, its status in $status
@@ -114,6 +149,29 @@ restored_line=$(grep -o "restore of $BBX_NS/ckr: [^\"]*" "$BBX_DIR/containerd.lo
 state=$(bbx_ctr task ls | awk '$1 == "ckr" {print $3}')
 if [ "$status" = 0 ] && [ "$state" = RUNNING ]; then
   pass "ctr container restore --live --rw ckr: running; the shim: ${restored_line:-no timing line}"
+  # Lease B: a new lease, TAP and MAC; the guest's eth0 has them and nothing of A.
+  read -r addr_b addr6_b tap_b <<<"$(lease_of ckr)" || true
+  net_b=$(eth0_of ckr)
+  mac_b=$(awk '$1 == "mac" {print $2}' <<<"$net_b")
+  if [ -n "$addr_b" ] && [ "$addr_b" != "$addr_a" ] && [ "$addr6_b" != "$addr6_a" ] &&
+     [ "$tap_b" != "$tap_a" ] && [ -n "$mac_b" ] && [ "$mac_b" != "$mac_a" ] &&
+     grep -q "inet $addr_b/16 " <<<"$net_b" && grep -q "inet6 $addr6_b/64 scope global" <<<"$net_b" &&
+     grep -q "^default via 10.88.0.1 dev eth0" <<<"$net_b" && grep -q "^default via fd57:dba9:ddb6::1 dev eth0" <<<"$net_b" &&
+     ! grep -qF "$addr_a/" <<<"$net_b" && ! grep -qF "$addr6_a/" <<<"$net_b"; then
+    pass "the restored guest's eth0 has lease B: $addr_b, $addr6_b, MAC $mac_b (A was $addr_a, $addr6_a, $mac_a), default routes via the bridge"
+  else
+    fail "the restored guest's network: lease B '$addr_b $addr6_b $tap_b' (A '$addr_a $addr6_a $tap_a', $mac_a); eth0: $(tr '\n' ' ' <<<"$net_b")"
+  fi
+  if answers "$addr_b" && answers -6 "$addr6_b"; then
+    pass "the restored guest answers ping at $addr_b and $addr6_b from the test's netns (through $tap_b and its anti-spoofing rules)"
+  else
+    fail "the restored guest does not answer at $addr_b / $addr6_b"
+  fi
+  if [ -z "$(lease_of ck)" ] && ! taps | grep -qxF "$tap_a" && taps | grep -qxF "$tap_b"; then
+    pass "A's lease and the original's TAP $tap_a are gone; the restored one has $tap_b"
+  else
+    fail "after restore: ck's lease '$(lease_of ck)', TAPs: $(taps | tr '\n' ' ')"
+  fi
   first=""
   for _ in $(seq 60); do
     first=$(count ckr)
@@ -168,7 +226,11 @@ if [ "$status" = 0 ] && [ "$state" = RUNNING ]; then
   bbx_remove ckr
   sleep 1
   left=$(left_of ckr)
-  [ -z "$left" ] || fail "left behind after the restored container was removed: $left"
+  if [ -z "$left" ] && ! in_netns nft list ruleset | grep -qF -e "$addr_b" -e "$tap_b"; then
+    pass "nothing left after the restored container was removed: no process, TAP, lease, nft rule or element of it"
+  else
+    fail "left behind after the restored container was removed: $left $(in_netns nft list ruleset | grep -F -e "$addr_b" -e "$tap_b" | head -3)"
+  fi
 else
   fail "restore: status $status, state '$state', output '$(tr '\n' ' ' <<<"$out" | cut -c1-400)'; log: $(grep -i 'restor' "$BBX_DIR/containerd.log" | tail -3 | cut -c1-300)"
   bbx_remove ckr

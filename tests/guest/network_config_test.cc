@@ -3,6 +3,10 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <array>
+#include <string>
+#include <vector>
+
 namespace beaconbox::guest {
 namespace {
 
@@ -44,6 +48,20 @@ TEST(NetworkTest, Cidr6AndWhatTheGuestRefusesFromTheHost) {
   }
   std::string long_text(4096, 'f');
   EXPECT_FALSE(ParseCidr6(long_text + "::1/64", true).ok());
+}
+
+TEST(NetworkTest, MacOfTheNicTheHostNames) {
+  auto mac = ParseMac("02:Ab:cd:ef:01:23");
+  ASSERT_TRUE(mac.ok()) << mac.error().message;
+  EXPECT_EQ(*mac, (std::array<uint8_t, 6>{0x02, 0xab, 0xcd, 0xef, 0x01, 0x23}));
+  for (const std::string& bad :
+       std::vector<std::string>{"", "02:ab:cd:ef:01", "02:ab:cd:ef:01:234", "02-ab-cd-ef-01-23",
+                                "02:ab:cd:ef:01:2g", "02:ab:cd:ef:01:+3", "01:00:5e:00:00:01",
+                                "00:00:00:00:00:00", std::string("02:ab:cd:ef:01:2\n")}) {
+    auto parsed = ParseMac(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_EQ(parsed.error().message.find('\n'), std::string::npos) << parsed.error().message;
+  }
 }
 
 TEST(NetworkTest, ResolvConf) {

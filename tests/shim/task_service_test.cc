@@ -471,6 +471,46 @@ TEST_F(RestoreTest, AdoptsTheCheckpointedContainerUnderANewId) {
   EXPECT_EQ(vmm_.live_vms(), 0);
 }
 
+// With a network plugin: the restored VM gets the new attachment's network config
+// marked `restored` (the guest's NIC still has the saved VM's MAC and addresses: it is
+// found by name and reset, vminitd network.cc), a cold boot's is not; the attachment
+// goes with the restored container.
+class RestoreWithNetworkTest : public RestoreTest {
+ protected:
+  void SetUp() override {
+    backends_.network = &network_;
+    RestoreTest::SetUp();
+  }
+  void TearDown() override {
+    RestoreTest::TearDown();
+    service_.reset();
+    sandbox_.reset();  // before network_ goes
+  }
+  testing::FakeNetwork network_;
+};
+
+TEST_F(RestoreWithNetworkTest, TheRestoredGuestIsToldToReplaceItsSavedNetwork) {
+  ASSERT_NO_FATAL_FAILURE(CheckpointAndRemoveC1());
+  ASSERT_TRUE(agent_.network().has_value());  // c1's cold boot
+  EXPECT_FALSE(agent_.network()->restored());
+  ASSERT_TRUE(network_.attached().empty());
+  auto restored = Restore("c2");
+  ASSERT_TRUE(restored.ok()) << restored.message;
+  ASSERT_TRUE(agent_.network().has_value());
+  EXPECT_TRUE(agent_.network()->restored());
+  ASSERT_EQ(agent_.network()->interfaces_size(), 1);
+  EXPECT_EQ(agent_.network()->interfaces(0).name(), "eth0");
+  EXPECT_EQ(agent_.network()->interfaces(0).mac(), "02:00:00:00:00:01");
+  EXPECT_EQ(network_.attached().size(), 1u);
+  EXPECT_EQ(KillAndWait("c2", SIGKILL), 128 + SIGKILL);
+  task::DeleteRequest remove;
+  task::DeleteResponse removed;
+  remove.set_id("c2");
+  ASSERT_TRUE(Call("Delete", remove, &removed).ok());
+  EXPECT_TRUE(network_.attached().empty());
+  EXPECT_EQ(vmm_.live_vms(), 0);
+}
+
 TEST_F(RestoreTest, RefusesACorruptedStateAndLeavesNothing) {
   CheckpointAndRemoveC1();
   {

@@ -1,8 +1,9 @@
 // A VM saved by the plugin (QemuVm::Save) and loaded again (VmSpec.restore_dir) with a
 // real QEMU (TCG) and the real guest image: one cold boot, saved, destroyed; loaded in
 // a new run dir with a new agent token, the guest agent answers Hello with the new
-// token and refuses the old one. A garbage and a truncated vm.state are refused with
-// one line and leave no process and no file in the run dir.
+// token and refuses the old one. A garbage and a truncated vm.state, and a save named
+// as another QEMU version's, are refused with one line and leave no process and no
+// file in the run dir.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include "beaconbox/guest/v1/guest.pb.h"
 #include "common/base/agent_token.h"
 #include "common/ttrpc/ttrpc.h"
+#include "plugins/vmm-qemu/qemu_version.h"
 #include "plugins/vmm-qemu/qemu_vm.h"
 #include "tests/plugins/common/temp_dir.h"
 #include "tests/plugins/vmm-qemu/busybox_initrd.h"
@@ -132,6 +134,7 @@ TEST(QemuRestoreTest, ASavedVmLoadsWithANewTokenAndBadStatesLeaveNothing) {
   const pluginapi::VmSpec booted = GuestSpec(dir, "boot", old_token);
   const std::string saved_dir = dir / "saved";
   ASSERT_EQ(::mkdir(saved_dir.c_str(), 0700), 0);
+  std::string saved_by;  // VmSaved.vmm_version
   {
     const auto boot_started = std::chrono::steady_clock::now();
     auto vm = QemuVm::Create(booted, config, spawner);
@@ -157,14 +160,40 @@ TEST(QemuRestoreTest, ASavedVmLoadsWithANewTokenAndBadStatesLeaveNothing) {
                 static_cast<long long>(fs::file_size(saved_dir + "/vm.state")));
     ASSERT_EQ(saved->files_size(), 1);
     EXPECT_EQ(saved->files(0), kSavedStateName);
+    saved_by = saved->vmm_version();
   }
   ASSERT_TRUE(NoChildLeft());
+
+  // The save names its QEMU as the restore's check reads the binary (--version).
+  auto binary_version = QemuBinaryVersion(config.binary, dir / "cache");
+  ASSERT_TRUE(binary_version.ok()) << binary_version.error().message;
+  EXPECT_EQ(saved_by, *binary_version);
+  EXPECT_EQ(saved_by.rfind("QEMU emulator version ", 0), 0u) << saved_by;
+  // Saved by another QEMU: one line naming both, before QEMU starts; nothing left.
+  {
+    pluginapi::VmSpec other = GuestSpec(dir, "run-other-qemu", NewToken());
+    other.set_restore_dir(saved_dir);
+    other.add_restore_files(kSavedStateName);
+    other.set_restore_vmm_version("QEMU emulator version 6.2.0");
+    auto vm = QemuVm::Create(other, config, spawner);
+    ASSERT_FALSE(vm.ok()) << "a save of another QEMU version loaded";
+    EXPECT_EQ(vm.error().message.find('\n'), std::string::npos) << vm.error().message;
+    EXPECT_NE(vm.error().message.find("saved by QEMU emulator version 6.2.0, this host's QEMU " +
+                                      config.binary + " (config key binary) is " + saved_by),
+              std::string::npos)
+        << vm.error().message;
+    std::printf("[ other QEMU ] %s\n", vm.error().message.c_str());
+    EXPECT_TRUE(NoChildLeft()) << "a process is left";
+    EXPECT_TRUE(FilesIn(other.run_dir()).empty())
+        << "left in the run dir: " << Joined(FilesIn(other.run_dir()));
+  }
 
   // Loaded in a new run dir with a new token; the old token is refused after it.
   const std::string new_token = NewToken();
   pluginapi::VmSpec restored = GuestSpec(dir, "restored", new_token);
   restored.set_restore_dir(saved_dir);
   restored.add_restore_files(kSavedStateName);
+  restored.set_restore_vmm_version(saved_by);
   {
     // Restore wins over templates: the saved VM has the cold boot's devices.
     QemuConfig templated = config;
@@ -221,6 +250,7 @@ TEST(QemuRestoreTest, ASavedVmLoadsWithANewTokenAndBadStatesLeaveNothing) {
     pluginapi::VmSpec spec = GuestSpec(dir, "run-" + bad.name, NewToken());
     spec.set_restore_dir(bad_dir);
     spec.add_restore_files(kSavedStateName);
+    spec.set_restore_vmm_version(saved_by);
     auto vm = QemuVm::Create(spec, config, spawner);
     ASSERT_FALSE(vm.ok()) << bad.name << " state loaded";
     EXPECT_EQ(vm.error().message.find('\n'), std::string::npos) << vm.error().message;
