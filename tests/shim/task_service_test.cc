@@ -434,7 +434,9 @@ TEST_F(RestoreTest, AdoptsTheCheckpointedContainerUnderANewId) {
   }
   auto manifest = ParseCheckpointManifest(manifest_text);
   ASSERT_TRUE(manifest.ok()) << manifest.error().message;
-  EXPECT_GT(manifest->guest_stream_id, 9u);  // Hello, Create, Start, Wait, ... were sent
+  // Hello, CreateBundle, Create and Start were sent (stream ids 1, 3, 5, 7); Wait is
+  // sent by a thread of its own and may not have been yet on a loaded machine.
+  EXPECT_GE(manifest->guest_stream_id, 7u);
   EXPECT_EQ(manifest->guest_container_id, "c1");
   EXPECT_EQ(manifest->container_id, "c1");
   task::StateRequest state_request;
