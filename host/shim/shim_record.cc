@@ -53,27 +53,10 @@ Status CheckRecordFile(int fd, const std::string& path, struct stat* st) {
   return Status::Ok();
 }
 
-Result<std::string> ReadFd(int fd, const std::string& path) {
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    ssize_t n = ::pread(fd, buffer, sizeof(buffer), static_cast<off_t>(text.size()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("read", path);
-    if (n == 0) break;
-    if (text.size() + static_cast<size_t>(n) > kMaxShimRecordBytes) {
-      return MakeError(ErrorCode::kExhausted,
-                       path + " is larger than " + std::to_string(kMaxShimRecordBytes) + " bytes");
-    }
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  return text;
-}
-
 // Parses the open record `fd` and checks that it names the key its file name says, so
 // a record cannot make a sweep release another sandbox's things.
 Result<ShimRecord> ReadRecordFd(int fd, const std::string& path) {
-  BBX_ASSIGN_OR_RETURN(std::string text, ReadFd(fd, path));
+  BBX_ASSIGN_OR_RETURN(std::string text, ReadSmallFd(fd, path, kMaxShimRecordBytes));
   auto record = ParseShimRecord(text);
   if (!record.ok()) return record.error().Wrap(path);
   if (BaseName(path) != KeyFileName(record->key) + std::string(kRecordSuffix)) {

@@ -32,6 +32,16 @@ bbx_import_demo_image
 private_run="/proc/$BBX_CONTAINERD_PID/root/run"
 sockets() { find "$private_run" "$BBX_DIR/beacon" -type s 2>/dev/null | sort; }
 baseline_sockets=$(sockets)
+# The processes of the environment but containerd once they are gone, or after 10 s.
+others_after_10s() {
+  local left="" _
+  for _ in $(seq 100); do
+    left=$(others || true)
+    [ -z "$left" ] && break
+    sleep 0.1
+  done
+  echo "$left"
+}
 
 for step in "${steps[@]}"; do
   id="crash-$step"
@@ -55,12 +65,7 @@ for step in "${steps[@]}"; do
   bbx_ctr task delete "$id" > /dev/null 2>&1 || true
   bbx_ctr container rm "$id" > /dev/null 2>&1 || true
 
-  left=""
-  for _ in $(seq 100); do
-    left=$(others || true)
-    [ -z "$left" ] && break
-    sleep 0.1
-  done
+  left=$(others_after_10s)
   [ -z "$left" ] && pass "$step: no shim, VMM or virtiofsd process left" ||
     fail "$step: processes left: $(for p in $left; do echo -n "$p($(exe_of "$p")) "; done)"
   taps=$(in_netns ip -br link | grep '^beacon-' || true)
@@ -129,12 +134,7 @@ fi
 bbx_ctr task delete "$id" > /dev/null 2>&1 || true
 bbx_ctr container rm "$id" > /dev/null 2>&1 || true
 bbx_ctr container rm race2 > /dev/null 2>&1 || true
-left=""
-for _ in $(seq 100); do
-  left=$(others || true)
-  [ -z "$left" ] && break
-  sleep 0.1
-done
+left=$(others_after_10s)
 [ -z "$left" ] && pass "race: no process left" ||
   fail "race: processes left: $(for p in $left; do echo -n "$p($(exe_of "$p")) "; done)"
 [ ! -e "$bundle" ] && [ ! -e "$bundle.away" ] && pass "race: no bundle left" || fail "race: bundle left"

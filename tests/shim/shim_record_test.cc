@@ -71,21 +71,19 @@ class ShimRecordTest : public ::testing::Test {
     EXPECT_TRUE(SaveShimRecord(path, record).ok());
     return path;
   }
-  // A socket file nobody listens on, as a killed shim leaves it.
-  void LeaveSocket(const std::string& path) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-    ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  }
-  // A socket something listens on, as a serving shim has it.
-  UniqueFd ListenOn(const std::string& path) {
+  UniqueFd BoundSocket(const std::string& path) {
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
     EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    return fd;
+  }
+  // A socket file nobody listens on, as a killed shim leaves it.
+  void LeaveSocket(const std::string& path) { BoundSocket(path); }
+  // A socket something listens on, as a serving shim has it.
+  UniqueFd ListenOn(const std::string& path) {
+    UniqueFd fd = BoundSocket(path);
     EXPECT_EQ(::listen(fd.get(), 4), 0);
     return fd;
   }
@@ -98,6 +96,20 @@ class ShimRecordTest : public ::testing::Test {
       return Status::Ok();
     };
     return release;
+  }
+  // A sweep releases `dead`: its teardown runs with its record, its socket (which
+  // nobody listens on) and its record go.
+  void ExpectSwept(const ShimRecord& dead) {
+    const std::string path = Save(dead);
+    LeaveSocket(dead.socket_path);
+    const SweepReport report = SweepDeadShims(Release(), {"default", "starting"});
+    EXPECT_EQ(report.released, 1u);
+    ASSERT_EQ(torn_down_.size(), 1u);
+    EXPECT_EQ(torn_down_[0].key, dead.key);
+    EXPECT_EQ(torn_down_[0].shim_pid, dead.shim_pid);
+    EXPECT_EQ(torn_down_[0].bundle, dead.bundle);
+    EXPECT_FALSE(fs::exists(dead.socket_path));
+    EXPECT_FALSE(fs::exists(path));
   }
   size_t CountLines(const std::string& level) {
     std::istringstream lines(log_.str());
@@ -142,30 +154,13 @@ TEST_F(ShimRecordTest, RoundTripsAndIsPrivate) {
 }
 
 TEST_F(ShimRecordTest, ARecordOfADeadPidIsSwept) {
-  const ShimRecord dead = RecordOf("dead1", DeadPid(), 4242);
-  const std::string path = Save(dead);
-  LeaveSocket(dead.socket_path);
-  const SweepReport report = SweepDeadShims(Release(), {"default", "starting"});
-  EXPECT_EQ(report.released, 1u);
-  ASSERT_EQ(torn_down_.size(), 1u);
-  EXPECT_EQ(torn_down_[0].key, dead.key);
-  EXPECT_EQ(torn_down_[0].bundle, dead.bundle);
-  EXPECT_FALSE(fs::exists(dead.socket_path));
-  EXPECT_FALSE(fs::exists(path));
+  ExpectSwept(RecordOf("dead1", DeadPid(), 4242));
   EXPECT_EQ(CountLines("info"), 1u) << log_.str();  // one line per sweep
 }
 
 TEST_F(ShimRecordTest, ALivePidWithAnotherStartTimeIsADeadShim) {
   // The pid was reused: this process has it now, but started at another time.
-  const ShimRecord reused = RecordOf("reused1", ::getpid(), ProcessStartTime(::getpid()) + 1);
-  const std::string path = Save(reused);
-  LeaveSocket(reused.socket_path);
-  const SweepReport report = SweepDeadShims(Release(), {"default", "starting"});
-  EXPECT_EQ(report.released, 1u);
-  ASSERT_EQ(torn_down_.size(), 1u);
-  EXPECT_EQ(torn_down_[0].key, reused.key);
-  EXPECT_FALSE(fs::exists(reused.socket_path));
-  EXPECT_FALSE(fs::exists(path));
+  ExpectSwept(RecordOf("reused1", ::getpid(), ProcessStartTime(::getpid()) + 1));
 }
 
 TEST_F(ShimRecordTest, AShimThatExitedButIsNotReapedYetIsDead) {
