@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -145,15 +146,21 @@ void SetUpLogging(const ShimFlags& flags) {
 // address (CombinedOutput): a line logged on either would corrupt it. What `start`
 // logs (its sweep of dead shims) goes to the shim log FIFO in the bundle, which
 // containerd already reads into its own log; without one (not run by containerd) it
-// stays on stderr.
+// is dropped. An error still reaches containerd: main prints it on stderr.
 void LogStartToShimLog(const ShimFlags& flags) {
   int log_fd = ::open("log", O_WRONLY | O_CLOEXEC | O_NONBLOCK);
-  if (log_fd < 0) return;
   // A FIFO with a reader opens at once; the logger's own blocking descriptor is
   // opened through this one.
-  (void)log::SetUpLogging({"beaconbox-shim " + flags.id, flags.debug ? "debug" : "info",
-                           "/proc/self/fd/" + std::to_string(log_fd)});
-  ::close(log_fd);
+  if (log_fd >= 0 &&
+      log::SetUpLogging({"beaconbox-shim " + flags.id, flags.debug ? "debug" : "info",
+                         "/proc/self/fd/" + std::to_string(log_fd)})
+          .ok()) {
+    ::close(log_fd);
+    return;
+  }
+  if (log_fd >= 0) ::close(log_fd);
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "beaconbox-shim " + flags.id, std::make_shared<spdlog::sinks::null_sink_mt>()));
 }
 
 // The config a runtime entry names (options ConfigPath, ctr --runtime-config-path)
