@@ -109,7 +109,17 @@ if bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" "$BBX_IMAG
     [ "$(grep -c "failed to clean up after shim disconnected" "$BBX_DIR/containerd.log" || true)" -gt "$failed_before" ] && break
     sleep 0.1
   done
-  in_containerd_mounts mv "$bundle.away" "$bundle" || true
+  # containerd's own delete of the bundle found nothing there (as when it removed it
+  # first): remove what it would have, as it would: the rootfs unmounted, the bundle and
+  # its work dir removed.
+  in_containerd_mounts umount -R "$bundle.away/rootfs" 2>/dev/null || true
+  if in_containerd_mounts grep -qF " $bundle.away" /proc/self/mountinfo; then
+    fail "race: still mounted under the bundle: $(in_containerd_mounts grep -F " $bundle.away" /proc/self/mountinfo)"
+  else
+    work=$(readlink "$bundle.away/work" || true)
+    case $work in "$BBX_DIR/root/"*) rm -rf "$work" ;; esac
+    rm -rf "$bundle.away"
+  fi
   # The race reproduced: containerd's cleanup could not run the `delete` action.
   [ -f "$record" ] && [ -n "$(in_netns ip -br link | grep '^beacon-' || true)" ] &&
     pass "race: the dead shim's delete did not run (record and TAP still there)" ||
