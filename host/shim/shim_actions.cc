@@ -508,6 +508,8 @@ Status RunDelete(const ShimFlags& flags) {
     };
     // A sweep of another shim's `start` may hold the record: it releases the same.
     release.lock_wait_ms = 30000;
+    // containerd saw the shim's connection close; the process may still be exiting.
+    release.exit_wait_ms = 2000;
     std::string why;
     switch (ReleaseIfDead(record_path, release, &why)) {
       case RecordOutcome::kLive:

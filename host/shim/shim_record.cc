@@ -203,7 +203,12 @@ RecordOutcome ReleaseIfDead(const std::string& path, const DeadShimRelease& rele
   }
   auto record = ReadRecordFd(fd.get(), path);
   if (!record.ok()) return skipped(record.error().message);
-  if (ShimRecordAlive(*record)) return RecordOutcome::kLive;
+  const auto exit_deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(release.exit_wait_ms);
+  while (ShimRecordAlive(*record)) {
+    if (std::chrono::steady_clock::now() >= exit_deadline) return RecordOutcome::kLive;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   if (release.teardown) {
     if (Status released = release.teardown(*record); !released.ok()) {
       return skipped(path + ": " + released.error().message);

@@ -71,6 +71,10 @@ struct DeadShimRelease {
   std::function<Status(const ShimRecord&)> teardown;
   // How long to wait for a record another sweep holds: 0 skips it at once.
   int lock_wait_ms = 0;
+  // How long to wait for a shim that still runs to exit: 0 takes it for live at once.
+  // containerd runs `delete` once the shim's connection closed, which happens while
+  // the kernel is still ending the process (its files close before it is a zombie).
+  int exit_wait_ms = 0;
 };
 
 // Releases the record at `path` when its shim is dead: takes an flock on it (waiting up

@@ -194,6 +194,25 @@ TEST_F(ShimRecordTest, ALiveShimsRecordAndSocketAreLeft) {
   EXPECT_TRUE(fs::exists(path));
 }
 
+TEST_F(ShimRecordTest, DeleteWaitsForAShimThatIsStillExiting) {
+  // containerd runs `delete` once the shim's connection closed; the kernel may not have
+  // made the process a zombie yet.
+  pid_t exiting = ::fork();
+  if (exiting == 0) {
+    ::usleep(200 * 1000);
+    _exit(0);
+  }
+  const ShimRecord record = RecordOf("exiting1", exiting, ProcessStartTime(exiting));
+  const std::string path = Save(record);
+  std::string why;
+  EXPECT_EQ(ReleaseIfDead(path, Release(), &why), RecordOutcome::kLive);  // no wait
+  DeadShimRelease release = Release();
+  release.exit_wait_ms = 5000;
+  EXPECT_EQ(ReleaseIfDead(path, release, &why), RecordOutcome::kReleased) << why;
+  EXPECT_FALSE(fs::exists(path));
+  ::waitpid(exiting, nullptr, 0);
+}
+
 TEST_F(ShimRecordTest, TheContainerBeingStartedIsNotSwept) {
   const ShimRecord dead = RecordOf("again", DeadPid(), 4242);
   const std::string path = Save(dead);
