@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "common/base/process_start_time.h"
@@ -197,18 +198,28 @@ TEST_F(ShimRecordTest, ALiveShimsRecordAndSocketAreLeft) {
 TEST_F(ShimRecordTest, DeleteWaitsForAShimThatIsStillExiting) {
   // containerd runs `delete` once the shim's connection closed; the kernel may not have
   // made the process a zombie yet.
+  int exit_now[2];
+  ASSERT_EQ(::pipe(exit_now), 0);
   pid_t exiting = ::fork();
   if (exiting == 0) {
-    ::usleep(200 * 1000);
+    char byte;
+    ::close(exit_now[1]);
+    (void)::read(exit_now[0], &byte, 1);  // until the test closes its end
     _exit(0);
   }
+  ::close(exit_now[0]);
   const ShimRecord record = RecordOf("exiting1", exiting, ProcessStartTime(exiting));
   const std::string path = Save(record);
   std::string why;
   EXPECT_EQ(ReleaseIfDead(path, Release(), &why), RecordOutcome::kLive);  // no wait
+  std::thread ender([fd = exit_now[1]] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::close(fd);
+  });
   DeadShimRelease release = Release();
-  release.exit_wait_ms = 5000;
+  release.exit_wait_ms = 30000;
   EXPECT_EQ(ReleaseIfDead(path, release, &why), RecordOutcome::kReleased) << why;
+  ender.join();
   EXPECT_FALSE(fs::exists(path));
   ::waitpid(exiting, nullptr, 0);
 }
