@@ -61,15 +61,14 @@ inline Status WriteFileAtomic(const std::string& path, std::string_view data,
   return Status::Ok();
 }
 
-// Reads a whole file of at most `limit` bytes; a larger one is kExhausted, so an
-// untrusted file never makes the reader allocate without bound.
-inline Result<std::string> ReadSmallFile(const std::string& path, size_t limit = 1 << 20) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return ErrnoError("open", path);
+// Reads the open file `fd` from its current offset to the end, at most `limit` bytes;
+// more is kExhausted, so an untrusted file never makes the reader allocate without
+// bound. `path` names it in errors.
+inline Result<std::string> ReadSmallFd(int fd, const std::string& path, size_t limit = 1 << 20) {
   std::string data;
   char buffer[4096];
   for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
+    ssize_t n = ::read(fd, buffer, sizeof(buffer));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoError("read", path);
     if (n == 0) break;
@@ -80,6 +79,13 @@ inline Result<std::string> ReadSmallFile(const std::string& path, size_t limit =
     data.append(buffer, static_cast<size_t>(n));
   }
   return data;
+}
+
+// Reads a whole file of at most `limit` bytes (ReadSmallFd).
+inline Result<std::string> ReadSmallFile(const std::string& path, size_t limit = 1 << 20) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoError("open", path);
+  return ReadSmallFd(fd.get(), path, limit);
 }
 
 // The last `max_bytes` of a file as they are (for a caller that shows them raw or

@@ -148,6 +148,8 @@ SandboxBackends PluginBackends::backends() {
 
 RuntimeLayout PluginBackends::layout() const { return LayoutFromConfig(host_->config()); }
 
+const std::string& PluginBackends::config_source() const { return host_->config().source; }
+
 Result<std::unique_ptr<PluginBackends>> LoadPlugins() {
   BBX_ASSIGN_OR_RETURN(std::unique_ptr<plugin_host::PluginHost> host,
                        plugin_host::LoadFromDefaultConfig());
@@ -159,7 +161,8 @@ Result<std::unique_ptr<PluginBackends>> LoadPlugins() {
 
 RuntimeLayout LayoutFromConfig(const config::Config& config) {
   return RuntimeLayout(config.paths.run_dir, config.paths.log_dir,
-                       std::chrono::seconds(config.vm.console_log_retention_s));
+                       std::chrono::seconds(config.vm.console_log_retention_s),
+                       config.paths.state_dir);
 }
 
 }  // namespace beaconbox::shim

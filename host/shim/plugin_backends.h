@@ -19,6 +19,8 @@ class PluginBackends {
 
   SandboxBackends backends();
   RuntimeLayout layout() const;
+  // The config file the plugins were loaded from ("" for the built-in defaults).
+  const std::string& config_source() const;
 
  private:
   class Vmm;
@@ -36,7 +38,7 @@ class PluginBackends {
 // (PluginHost::UnloadUnpicked).
 Result<std::unique_ptr<PluginBackends>> LoadPlugins();
 
-// The paths of a configuration (paths.run_dir, paths.log_dir).
+// The paths of a configuration (paths.run_dir, paths.log_dir, paths.state_dir).
 RuntimeLayout LayoutFromConfig(const config::Config& config);
 
 }  // namespace beaconbox::shim

@@ -40,12 +40,27 @@ std::string KeyFileName(const ContainerKey& key) {
 }
 
 RuntimeLayout::RuntimeLayout(std::string run_dir, std::string log_dir,
-                             std::chrono::seconds console_log_retention)
+                             std::chrono::seconds console_log_retention, std::string state_dir)
     : run_dir_(std::move(run_dir)),
       log_dir_(std::move(log_dir)),
-      console_log_retention_(console_log_retention) {
+      console_log_retention_(console_log_retention),
+      state_dir_(std::move(state_dir)) {
   while (run_dir_.size() > 1 && run_dir_.back() == '/') run_dir_.pop_back();
   while (log_dir_.size() > 1 && log_dir_.back() == '/') log_dir_.pop_back();
+  while (state_dir_.size() > 1 && state_dir_.back() == '/') state_dir_.pop_back();
+}
+
+std::string RuntimeLayout::ShimRecordDir() const {
+  return state_dir_.empty() ? std::string() : state_dir_ + "/shim";
+}
+
+std::string RuntimeLayout::ShimRecordPath(const ContainerKey& key) const {
+  return state_dir_.empty() ? std::string() : ShimRecordDir() + "/" + KeyFileName(key) + ".json";
+}
+
+std::string RuntimeLayout::SandboxStatePath(const ContainerKey& key) const {
+  return state_dir_.empty() ? std::string()
+                            : ShimRecordDir() + "/" + KeyFileName(key) + ".state.json";
 }
 
 Result<std::string> RuntimeLayout::ShimSocketPath(std::string_view containerd_address,

@@ -8,7 +8,13 @@
 //                                     room for socket names within sun_path
 //   <log_dir>/vm-<ns>--<id>.log       the VM's console log (hashed like the VM dir when
 //                                     ns or id hold unexpected characters)
-//   <bundle>/beaconbox-state.json     what the sandbox set up, step by step (state file)
+//   <state_dir>/shim/<ns>--<id>.json  the shim record: who serves the sandbox (pid and
+//                                     start time), its socket, config and bundle
+//                                     (shim_record.h); hashed like the VM dir
+//   <state_dir>/shim/<ns>--<id>.state.json
+//                                     what the sandbox set up, step by step (state file)
+//   <bundle>/beaconbox-state.json     the state file of a shim without a state_dir
+//                                     (read as a fallback: records of an older shim)
 //   <bundle>/address, <bundle>/shim.pid
 //
 // "--" separates namespace and id because containerd allows neither to hold two
@@ -47,10 +53,12 @@ class RuntimeLayout {
   static constexpr std::chrono::seconds kDefaultConsoleLogRetention{7 * 24 * 3600};
 
   RuntimeLayout(std::string run_dir, std::string log_dir,
-                std::chrono::seconds console_log_retention = kDefaultConsoleLogRetention);
+                std::chrono::seconds console_log_retention = kDefaultConsoleLogRetention,
+                std::string state_dir = "");
 
   const std::string& run_dir() const { return run_dir_; }
   const std::string& log_dir() const { return log_dir_; }
+  const std::string& state_dir() const { return state_dir_; }
 
   // The shim's listening socket for (containerd address, ns, id). Fails, naming the
   // config key, when even the hashed path is too long.
@@ -66,6 +74,16 @@ class RuntimeLayout {
   std::string ConsoleLogPath(const ContainerKey& key) const;
   std::chrono::seconds console_log_retention() const { return console_log_retention_; }
 
+  // <state_dir>/shim: the shim records and state files; "" without a state_dir.
+  std::string ShimRecordDir() const;
+  // The shim record and the state file of the sandbox `key` ("" without a state_dir).
+  std::string ShimRecordPath(const ContainerKey& key) const;
+  std::string SandboxStatePath(const ContainerKey& key) const;
+  // The directory of every shim socket (<run_dir>/s): a socket path read from a record
+  // is removed only when it is one of these.
+  std::string ShimSocketDir() const { return run_dir_ + "/s"; }
+
+  // The state file in a bundle (shims without a state_dir, and older shims).
   static std::string StateFilePath(const std::string& bundle);
   static std::string AddressFilePath(const std::string& bundle);
   static std::string ShimPidFilePath(const std::string& bundle);
@@ -74,6 +92,7 @@ class RuntimeLayout {
   std::string run_dir_;
   std::string log_dir_;
   std::chrono::seconds console_log_retention_;
+  std::string state_dir_;
 };
 
 // "<ns>--<id>" when both are containerd-style identifiers ([A-Za-z0-9] runs joined by

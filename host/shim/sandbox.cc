@@ -51,7 +51,8 @@ Sandbox::Sandbox(SandboxBackends backends, Status load_status, RuntimeLayout lay
       layout_(std::move(layout)),
       events_(events),
       options_(std::move(options)),
-      state_path_(RuntimeLayout::StateFilePath(options_.bundle)) {}
+      state_path_(options_.state_path.empty() ? RuntimeLayout::StateFilePath(options_.bundle)
+                                              : options_.state_path) {}
 
 Sandbox::~Sandbox() { Teardown(); }
 

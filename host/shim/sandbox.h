@@ -42,8 +42,12 @@ using AfterStepHook =
 
 struct SandboxOptions {
   ContainerKey key;    // the sandbox: namespace and the id of its first container
-  std::string bundle;  // the first container's bundle: holds the state file
+  std::string bundle;  // the first container's bundle
   AfterStepHook after_step;
+  // The state file (sandbox_state.h): RuntimeLayout::SandboxStatePath under the state
+  // dir, where the `delete` action finds it without the bundle; "" puts it in the
+  // bundle (RuntimeLayout::StateFilePath), as a shim without a state_dir does.
+  std::string state_path;
 };
 
 class Sandbox {

@@ -1,4 +1,5 @@
-// The one state file of a sandbox (RuntimeLayout::StateFilePath, in the bundle): what
+// The one state file of a sandbox (RuntimeLayout::SandboxStatePath under the state dir,
+// beside the shim record; RuntimeLayout::StateFilePath in the bundle without one): what
 // the sandbox asked the plugins for, written atomically before and after each step of
 // Create, so that whoever tears the sandbox down -- the serving shim, or the `delete`
 // action after the shim died (kill -9) -- releases exactly that, with the same code.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -24,6 +25,7 @@
 
 #include "common/base/errno_error.h"
 #include "common/base/file_util.h"
+#include "common/base/process_start_time.h"
 #include "common/base/unique_fd.h"
 #include "host/log/log.h"
 #include "host/shim/idle_memory.h"
@@ -33,6 +35,7 @@
 #include "host/shim/sandbox.h"
 #include "host/shim/sandbox_state.h"
 #include "host/shim/shim_options.h"
+#include "host/shim/shim_record.h"
 #include "host/shim/task_service.h"
 #include "host/shim/test_hooks.h"
 
@@ -139,6 +142,27 @@ void SetUpLogging(const ShimFlags& flags) {
   (void)log::SetUpLogging({"beaconbox-shim " + flags.id, flags.debug ? "debug" : "info", ""});
 }
 
+// containerd reads the `start` action's stdout and stderr together as the shim's
+// address (CombinedOutput): a line logged on either would corrupt it. What `start`
+// logs (its sweep of dead shims) goes to the shim log FIFO in the bundle, which
+// containerd already reads into its own log; without one (not run by containerd) it
+// is dropped. An error still reaches containerd: main prints it on stderr.
+void LogStartToShimLog(const ShimFlags& flags) {
+  int log_fd = ::open("log", O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+  // A FIFO with a reader opens at once; the logger's own blocking descriptor is
+  // opened through this one.
+  if (log_fd >= 0 &&
+      log::SetUpLogging({"beaconbox-shim " + flags.id, flags.debug ? "debug" : "info",
+                         "/proc/self/fd/" + std::to_string(log_fd)})
+          .ok()) {
+    ::close(log_fd);
+    return;
+  }
+  if (log_fd >= 0) ::close(log_fd);
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "beaconbox-shim " + flags.id, std::make_shared<spdlog::sinks::null_sink_mt>()));
+}
+
 // The config a runtime entry names (options ConfigPath, ctr --runtime-config-path)
 // wins over BEACONBOX_CONFIG and the default for this container: `start` exports it to
 // the serving shim it forks and records it in the bundle, where `delete` (run by
@@ -166,9 +190,95 @@ Status ApplyStartOptions(pid_t shim_pid, const ShimStartOptions& options) {
   return AdjustShimOomScore(shim_pid, ::getppid());
 }
 
+// What a dead shim's sandbox may hold when no state file says it: the shim died before
+// recording anything, or tore down already. Releasing is idempotent, so everything the
+// container could hold is asked for.
+SandboxRecord GuessRecord(const ContainerKey& key, const std::string& bundle,
+                          const RuntimeLayout& layout) {
+  SandboxRecord guess;
+  guess.sandbox = key;
+  guess.containers.push_back({key, bundle, Step::kStarted});
+  guess.network = Step::kStarted;
+  if (auto vm_dir = layout.VmDir(key); vm_dir.ok()) {
+    guess.vm_dir = *vm_dir;
+    guess.vm = Step::kStarted;
+  }
+  return guess;
+}
+
+// Releases what the sandbox `key` of a dead shim holds, from its state file: the one
+// under the state dir, else the bundle's (an older shim's), else a guess. The same code
+// as the serving shim's teardown, without a live VM handle.
+void ReleaseSandboxOf(const ContainerKey& key, const std::string& bundle, PluginBackends& plugins,
+                      const RuntimeLayout& layout) {
+  std::string state_path = layout.SandboxStatePath(key);
+  auto record = state_path.empty()
+                    ? Result<SandboxRecord>(MakeError(ErrorCode::kNotFound, "no state dir"))
+                    : LoadRecord(state_path);
+  if (!record.ok() && record.error().code == ErrorCode::kNotFound && !bundle.empty()) {
+    state_path = RuntimeLayout::StateFilePath(bundle);
+    record = LoadRecord(state_path);
+  }
+  if (!record.ok()) {
+    if (record.error().code != ErrorCode::kNotFound) {
+      spdlog::warn("{}: releasing what {} may hold", record.error().message, key.ToString());
+    }
+    record = GuessRecord(key, bundle, layout);
+  }
+  TeardownFromRecord(*record, plugins.backends(), layout, nullptr, state_path);
+  // A state file under the state dir goes too when the bundle's was the one read.
+  if (std::string own = layout.SandboxStatePath(key); !own.empty()) ::unlink(own.c_str());
+}
+
+// The plugins of the config in effect, loaded on first use: a sweep that finds no dead
+// shim loads nothing.
+class LazyPlugins {
+ public:
+  Result<PluginBackends*> Get() {
+    if (!plugins_ && !error_) {
+      auto loaded = LoadPlugins();
+      if (loaded.ok()) {
+        plugins_ = std::move(loaded).value();
+      } else {
+        error_ = loaded.error();
+      }
+    }
+    if (error_) return *error_;
+    return plugins_.get();
+  }
+
+ private:
+  std::unique_ptr<PluginBackends> plugins_;
+  std::optional<Error> error_;
+};
+
+// Releases the leftovers of every dead shim recorded under `layout`'s state dir except
+// `exclude`'s (shim_record.h), with the plugins of the config `config_path`; records of
+// shims that ran with another config are left for a shim of that config.
+void SweepDeadShimsOf(const RuntimeLayout& layout, const std::string& config_path,
+                      const ContainerKey& exclude, LazyPlugins& plugins) {
+  DeadShimRelease release;
+  release.record_dir = layout.ShimRecordDir();
+  release.socket_dir = layout.ShimSocketDir();
+  release.teardown = [&](const ShimRecord& dead) -> Status {
+    if (dead.config_path != config_path) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "its shim ran with config '" + dead.config_path + "', this one with '" +
+                           config_path + "': left for a shim of that config");
+    }
+    BBX_ASSIGN_OR_RETURN(PluginBackends * loaded, plugins.Get());
+    spdlog::info("{}: its shim (pid {}) is dead: releasing what it left", dead.key.ToString(),
+                 dead.shim_pid);
+    ReleaseSandboxOf(dead.key, dead.bundle, *loaded, loaded->layout());
+    return Status::Ok();
+  };
+  (void)SweepDeadShims(release, exclude);
+}
+
 }  // namespace
 
 Status RunStart(const ShimFlags& flags, const char* argv0) {
+  LogStartToShimLog(flags);
   // containerd writes the runtime options to stdin: runc's shim options are honoured
   // as runc's shim does (the shim cgroup), runtimeoptions' ConfigPath names the config.
   std::string options_bytes((std::istreambuf_iterator<char>(std::cin)),
@@ -184,6 +294,14 @@ Status RunStart(const ShimFlags& flags, const char* argv0) {
   BBX_ASSIGN_OR_RETURN(
       std::string socket_path,
       layout.ShimSocketPath(flags.containerd_address, {flags.namespace_name, grouping_id}));
+  {
+    // Leftovers of shims that died without their `delete` (containerd 1.7 may remove
+    // the bundle first, and the action never runs): released before this one binds.
+    // The plugins loaded for it are unloaded before the fork below.
+    LazyPlugins plugins;
+    SweepDeadShimsOf(layout, cfg.source, KeyOf(flags), plugins);
+    spdlog::default_logger()->flush();
+  }
   if (ShimSocketAnswers(socket_path)) {
     // The pod's shim serves already: containerd talks to it for this container too.
     std::string existing = "unix://" + socket_path;
@@ -238,11 +356,24 @@ Status RunStart(const ShimFlags& flags, const char* argv0) {
   }
   // The shim cgroup, then the OOM score; a failure ends the serving shim, and
   // containerd gets the error.
-  if (Status applied = ApplyStartOptions(pid, start_options); !applied.ok()) {
+  // The shim record, for whoever cleans up after this shim (shim_record.h): the pid
+  // and start time of our unreaped child name it for sure.
+  Status started = ApplyStartOptions(pid, start_options);
+  if (const std::string record_path = layout.ShimRecordPath(KeyOf(flags));
+      started.ok() && !record_path.empty()) {
+    ShimRecord record{KeyOf(flags), pid,         ProcessStartTime(pid),
+                      cfg.source,   socket_path, BundleDir(flags)};
+    started = record.shim_start_time != 0
+                  ? SaveShimRecord(record_path, record)
+                  : Status(MakeError(ErrorCode::kInternal,
+                                     "cannot read the start time of the shim (pid " +
+                                         std::to_string(pid) + ") from /proc: is /proc mounted?"));
+  }
+  if (!started.ok()) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     ::unlink(socket_path.c_str());
-    return applied;
+    return started;
   }
   std::fputs(address.c_str(), stdout);
   std::fflush(stdout);
@@ -282,12 +413,19 @@ Status RunServe(const ShimFlags& flags) {
   }
   std::unique_ptr<PluginBackends> plugins = loaded.ok() ? std::move(loaded).value() : nullptr;
   const config::Paths default_paths;
-  SandboxOptions options{KeyOf(flags), bundle, TestCrashHookFromEnvironment()};
-  auto sandbox = std::make_unique<Sandbox>(
-      plugins ? plugins->backends() : SandboxBackends{},
-      loaded.ok() ? Status::Ok() : Status(loaded.error()),
-      plugins ? plugins->layout() : RuntimeLayout(default_paths.run_dir, default_paths.log_dir),
-      events, options);
+  const RuntimeLayout layout =
+      plugins ? plugins->layout() : RuntimeLayout(default_paths.run_dir, default_paths.log_dir);
+  SandboxOptions options{KeyOf(flags), bundle, TestCrashHookFromEnvironment(), ""};
+  // The state file lives beside the shim record, where `delete` finds it without the
+  // bundle; in the bundle only when the state dir cannot be made.
+  if (std::string state_path = layout.SandboxStatePath(KeyOf(flags)); !state_path.empty()) {
+    std::error_code error;
+    fs::create_directories(layout.ShimRecordDir(), error);
+    if (!error) options.state_path = std::move(state_path);
+  }
+  auto sandbox = std::make_unique<Sandbox>(plugins ? plugins->backends() : SandboxBackends{},
+                                           loaded.ok() ? Status::Ok() : Status(loaded.error()),
+                                           layout, events, options);
 
   ttrpc::Server server;
   // Once a container or exec has started the shim waits: what it touched setting up
@@ -318,6 +456,12 @@ Status RunServe(const ShimFlags& flags) {
   // it would pass for a live shim and the socket file would stay behind.
   listener.Reset();
   RemoveShimSocketUnlessServing(socket_path);
+  // Everything is released: nobody has to clean up after this shim.
+  if (const std::string record_path = layout.ShimRecordPath(KeyOf(flags)); !record_path.empty()) {
+    if (auto record = LoadShimRecord(record_path); record.ok() && record->shim_pid == ::getpid()) {
+      ::unlink(record_path.c_str());
+    }
+  }
   spdlog::info("shim exiting");
   // Detached ttrpc threads may still hold references; leave without running
   // static destructors under them.
@@ -329,43 +473,80 @@ Status RunDelete(const ShimFlags& flags) {
   const std::string bundle = BundleDir(flags);
   UseConfigOfBundle(bundle);
   const ContainerKey key = KeyOf(flags);
-  const std::string state_path = RuntimeLayout::StateFilePath(bundle);
-  auto loaded = LoadPlugins();
+  // The shim record under the state dir names the config the shim ran with, its socket
+  // and bundle: containerd 1.7 may have removed the bundle already.
+  std::string record_path;
+  std::optional<ShimRecord> shim_record;
+  if (auto cfg = config::LoadConfig(); cfg.ok()) {
+    record_path = LayoutFromConfig(*cfg).ShimRecordPath(key);
+    if (!record_path.empty()) {
+      auto loaded_record = LoadShimRecord(record_path);
+      if (loaded_record.ok()) {
+        shim_record = std::move(loaded_record).value();
+        if (!shim_record->config_path.empty() && shim_record->config_path.front() == '/' &&
+            shim_record->config_path != cfg->source) {
+          ::setenv(config::kConfigEnv, shim_record->config_path.c_str(), 1);
+        }
+      } else if (loaded_record.error().code != ErrorCode::kNotFound) {
+        spdlog::warn("shim record refused: {}", loaded_record.error().message);
+      }
+    }
+  }
+  LazyPlugins plugins;
+  auto loaded = plugins.Get();
+  if (!loaded.ok()) spdlog::warn("cleanup without plugins: {}", loaded.error().message);
   std::optional<RuntimeLayout> loaded_layout;
   if (loaded.ok()) loaded_layout = (*loaded)->layout();
-  const std::string socket = ShimSocketOf(flags, loaded_layout ? &*loaded_layout : nullptr);
-  if (loaded.ok()) {
+  if (shim_record) {
+    DeadShimRelease release;
+    release.record_dir = record_path.substr(0, record_path.rfind('/'));
+    release.socket_dir = loaded_layout ? loaded_layout->ShimSocketDir() : "";
+    release.teardown = [&](const ShimRecord& dead) -> Status {
+      BBX_ASSIGN_OR_RETURN(PluginBackends * backends, plugins.Get());
+      ReleaseSandboxOf(dead.key, dead.bundle, *backends, *loaded_layout);
+      return Status::Ok();
+    };
+    // A sweep of another shim's `start` may hold the record: it releases the same.
+    release.lock_wait_ms = 30000;
+    // containerd saw the shim's connection close; the process may still be exiting.
+    release.exit_wait_ms = 2000;
+    std::string why;
+    switch (ReleaseIfDead(record_path, release, &why)) {
+      case RecordOutcome::kLive:
+        // containerd runs `delete` after a pod app container's task Delete too; the pod's
+        // shim serves on and holds what the container had.
+        spdlog::info("{}: the shim serving it is alive and releases what it holds", key.ToString());
+        break;
+      case RecordOutcome::kSkipped:
+        spdlog::warn("shim record skipped: {}", why);
+        break;
+      case RecordOutcome::kReleased:
+      case RecordOutcome::kGone:
+        break;
+    }
+  } else if (loaded.ok()) {
+    // No record: a shim of an older beaconbox, a state dir that could not be written,
+    // or a pod's app container (its pod's shim has the record). The bundle says the rest.
     const RuntimeLayout& layout = *loaded_layout;
-    auto record = LoadRecord(state_path);
-    if (!record.ok() && record.error().code == ErrorCode::kNotFound && !socket.empty() &&
-        ShimSocketAnswers(socket)) {
+    const std::string socket = ShimSocketOf(flags, &layout);
+    std::string own_state = layout.SandboxStatePath(key);
+    const bool recorded = (!own_state.empty() && fs::exists(own_state)) ||
+                          fs::exists(RuntimeLayout::StateFilePath(bundle));
+    if (!recorded && !socket.empty() && ShimSocketAnswers(socket)) {
       // A container of a pod whose shim still serves (containerd runs `delete` after
       // each task's Delete): that shim holds and releases what the container had.
       spdlog::info("{}: the shim serving it is alive and releases what it holds", key.ToString());
-    } else if (!record.ok()) {
-      if (record.error().code != ErrorCode::kNotFound) {
-        spdlog::warn("{}: releasing what {} may hold", record.error().message, key.ToString());
-      }
-      // No state file: the shim died before recording anything, or tore down already.
-      // Releasing is idempotent, so ask for everything the container could hold.
-      SandboxRecord guess;
-      guess.sandbox = key;
-      guess.containers.push_back({key, bundle, Step::kStarted});
-      guess.network = Step::kStarted;
-      if (auto vm_dir = layout.VmDir(key); vm_dir.ok()) {
-        guess.vm_dir = *vm_dir;
-        guess.vm = Step::kStarted;
-      }
-      record = std::move(guess);
+    } else {
+      ReleaseSandboxOf(key, bundle, **loaded, layout);
     }
-    // The same code as the serving shim's teardown, without a live VM handle.
-    if (record.ok()) {
-      TeardownFromRecord(*record, (*loaded)->backends(), layout, nullptr, state_path);
-    }
+    RemoveShimSocketUnlessServing(socket);
   } else {
-    spdlog::warn("cleanup without plugins: {}", loaded.error().message);
+    RemoveShimSocketUnlessServing(ShimSocketOf(flags, nullptr));
   }
-  RemoveShimSocketUnlessServing(socket);
+  // Other dead shims' leftovers too (their own `delete` may never have run).
+  if (loaded.ok()) {
+    SweepDeadShimsOf(*loaded_layout, (*loaded)->config_source(), key, plugins);
+  }
   task::DeleteResponse response;
   response.set_exit_status(128 + SIGKILL);
   *response.mutable_exited_at() = Now();

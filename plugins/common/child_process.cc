@@ -173,29 +173,6 @@ bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds
   return true;
 }
 
-uint64_t ProcessStartTime(int64_t pid) {
-  if (pid <= 0 || pid > 4194304) return 0;  // PID_MAX_LIMIT
-  UniqueFd fd(::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return 0;
-  char buffer[1024];
-  ssize_t n;
-  do {
-    n = ::read(fd.get(), buffer, sizeof(buffer) - 1);
-  } while (n < 0 && errno == EINTR);
-  if (n <= 0) return 0;
-  buffer[n] = '\0';
-  // "pid (comm) state ppid ...": comm may hold spaces and ')', so fields are counted
-  // from the last ')'. After it come field 3 (state) ... field 22 (starttime).
-  const char* fields = std::strrchr(buffer, ')');
-  if (fields == nullptr) return 0;
-  int field = 2;
-  for (const char* at = fields + 1; *at != '\0'; ++at) {
-    if (*at != ' ') continue;
-    if (++field == 22) return std::strtoull(at + 1, nullptr, 10);
-  }
-  return 0;
-}
-
 size_t KillStaleProcesses(const std::vector<RecordedProcess>& processes,
                           const std::vector<std::string>& binaries) {
   namespace fs = std::filesystem;

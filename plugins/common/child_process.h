@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/base/process_start_time.h"
 #include "common/base/result.h"
 
 namespace beaconbox::plugins {
@@ -76,11 +77,8 @@ bool WaitChildExit(pid_t pid, std::chrono::milliseconds timeout);
 // the child `owner` exits first or the time runs out.
 bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds timeout);
 
-// The start time of `pid` (/proc/<pid>/stat field 22, clock ticks since boot): with
-// the pid it names one process for the life of the machine. 0 when there is no such
-// process or the file cannot be read. Read it while the pid is an unreaped child (or
-// otherwise known to be the right process), e.g. right after the spawn.
-uint64_t ProcessStartTime(int64_t pid);
+// The start time of `pid` (/proc/<pid>/stat field 22; common/base/process_start_time.h).
+using ::beaconbox::ProcessStartTime;
 
 // A process recorded by a shim for the cleanup after its death.
 struct RecordedProcess {

@@ -32,6 +32,16 @@ bbx_import_demo_image
 private_run="/proc/$BBX_CONTAINERD_PID/root/run"
 sockets() { find "$private_run" "$BBX_DIR/beacon" -type s 2>/dev/null | sort; }
 baseline_sockets=$(sockets)
+# The processes of the environment but containerd once they are gone, or after 10 s.
+others_after_10s() {
+  local left="" _
+  for _ in $(seq 100); do
+    left=$(others || true)
+    [ -z "$left" ] && break
+    sleep 0.1
+  done
+  echo "$left"
+}
 
 for step in "${steps[@]}"; do
   id="crash-$step"
@@ -55,12 +65,7 @@ for step in "${steps[@]}"; do
   bbx_ctr task delete "$id" > /dev/null 2>&1 || true
   bbx_ctr container rm "$id" > /dev/null 2>&1 || true
 
-  left=""
-  for _ in $(seq 100); do
-    left=$(others || true)
-    [ -z "$left" ] && break
-    sleep 0.1
-  done
+  left=$(others_after_10s)
   [ -z "$left" ] && pass "$step: no shim, VMM or virtiofsd process left" ||
     fail "$step: processes left: $(for p in $left; do echo -n "$p($(exe_of "$p")) "; done)"
   taps=$(in_netns ip -br link | grep '^beacon-' || true)
@@ -75,8 +80,76 @@ for step in "${steps[@]}"; do
   [ -z "$extra" ] && pass "$step: no socket left" || fail "$step: sockets left: $extra"
   [ ! -e "$bundle/beaconbox-state.json" ] && [ ! -e "$bundle" ] &&
     pass "$step: no state file, no bundle left" || fail "$step: bundle or state file left in $bundle"
+  records=$(find "$BBX_DIR/beacon/state/shim" -name "*$id*" 2>/dev/null || true)
+  [ -z "$records" ] && pass "$step: no shim record or state file left under the state dir" ||
+    fail "$step: left under the state dir: $records"
   bbx_ctr containers ls -q | grep -qx "$id" && fail "$step: container still listed"
 done
+
+# containerd's dead-shim cleanup runs the shim's `delete` action with the bundle as its
+# working directory; containerd 1.7's own task delete may remove the bundle first, and
+# the action never runs (README "Troubleshooting"). Made deterministic here: containerd
+# is stopped while the shim is killed and the bundle moved away, so its cleanup's exec
+# fails; the next shim `start` (a new container) must release what the dead one left
+# (TAP, lease, VM directory, socket, shim record) from its record under the state dir.
+id=race1
+bundle="$BBX_DIR/state/io.containerd.runtime.v2.task/$BBX_NS/$id"
+record="$BBX_DIR/beacon/state/shim/$BBX_NS--$id.json"
+in_containerd_mounts() { nsenter --mount="/proc/$BBX_CONTAINERD_PID/ns/mnt" -- "$@"; }
+if bbx_ctr run -d --fifo-dir "$BBX_DIR/fifo" --runtime "$BBX_RUNTIME" "$BBX_IMAGE" "$id" \
+     /bin/sleep 600 < /dev/null > "$BBX_DIR/run.out" 2>&1 && shim=$(bbx_shim_pid_of "$id"); then
+  [ -f "$record" ] && pass "race: the shim record is under the state dir" ||
+    fail "race: no shim record $record"
+  failed_before=$(grep -c "failed to clean up after shim disconnected" "$BBX_DIR/containerd.log" || true)
+  kill -STOP "$BBX_CONTAINERD_PID"
+  kill -KILL "$shim"
+  in_containerd_mounts mv "$bundle" "$bundle.away" || fail "race: cannot move the bundle away"
+  kill -CONT "$BBX_CONTAINERD_PID"
+  for _ in $(seq 100); do
+    [ "$(grep -c "failed to clean up after shim disconnected" "$BBX_DIR/containerd.log" || true)" -gt "$failed_before" ] && break
+    sleep 0.1
+  done
+  # containerd's own delete of the bundle found nothing there (as when it removed it
+  # first): remove what it would have, as it would: the rootfs unmounted, the bundle and
+  # its work dir removed.
+  in_containerd_mounts umount -R "$bundle.away/rootfs" 2>/dev/null || true
+  if in_containerd_mounts grep -qF " $bundle.away" /proc/self/mountinfo; then
+    fail "race: still mounted under the bundle: $(in_containerd_mounts grep -F " $bundle.away" /proc/self/mountinfo)"
+  else
+    work=$(readlink "$bundle.away/work" || true)
+    case $work in "$BBX_DIR/root/"*) rm -rf "$work" ;; esac
+    rm -rf "$bundle.away"
+  fi
+  # The race reproduced: containerd's cleanup could not run the `delete` action.
+  [ -f "$record" ] && [ -n "$(in_netns ip -br link | grep '^beacon-' || true)" ] &&
+    pass "race: the dead shim's delete did not run (record and TAP still there)" ||
+    fail "race: not reproduced: containerd's cleanup ran the delete action anyway"
+  bbx_run race2 /bin/true > /dev/null 2>&1 || fail "race: the next ctr run failed"
+  taps=$(in_netns ip -br link | grep '^beacon-' || true)
+  [ -z "$taps" ] && pass "race: the next start swept the dead shim's TAP" || fail "race: TAPs left: $taps"
+  leases=$(ctl net leases | tail -n +2 || true)
+  [ -z "$leases" ] && pass "race: ... its lease" || fail "race: leases left: $leases"
+  vm_dirs=$(find "$BBX_DIR/beacon/run/vm" -mindepth 1 -maxdepth 1 2>/dev/null || true)
+  [ -z "$vm_dirs" ] && pass "race: ... its VM directory" || fail "race: VM directories left: $vm_dirs"
+  extra=$(comm -13 <(echo "$baseline_sockets") <(sockets))
+  [ -z "$extra" ] && pass "race: ... its socket" || fail "race: sockets left: $extra"
+  records=$(find "$BBX_DIR/beacon/state/shim" -name "*$id*" 2>/dev/null || true)
+  [ -z "$records" ] && pass "race: ... its shim record and state file" || fail "race: left: $records"
+  grep -q "$BBX_NS/$id: its shim (pid $shim) is dead: releasing what it left" "$BBX_DIR/containerd.log" &&
+    pass "race: the start's sweep says what it released" ||
+    fail "race: no sweep line for $id in containerd's log"
+else
+  fail "race: ctr run -d $id failed or no shim: $(tail -2 "$BBX_DIR/run.out")"
+fi
+bbx_ctr task delete "$id" > /dev/null 2>&1 || true
+bbx_ctr container rm "$id" > /dev/null 2>&1 || true
+bbx_ctr container rm race2 > /dev/null 2>&1 || true
+left=$(others_after_10s)
+[ -z "$left" ] && pass "race: no process left" ||
+  fail "race: processes left: $(for p in $left; do echo -n "$p($(exe_of "$p")) "; done)"
+[ ! -e "$bundle" ] && [ ! -e "$bundle.away" ] && pass "race: no bundle left" || fail "race: bundle left"
+mounts=$(bbx_env_mounts || true)
+[ -z "$mounts" ] && pass "race: no mount left" || fail "race: mounts left: $mounts"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed; the end of containerd's log (with the shim's):" >&2

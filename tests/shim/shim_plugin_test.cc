@@ -7,17 +7,22 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "common/base/file_util.h"
+#include "common/base/process_start_time.h"
 #include "host/config/config.h"
 #include "host/plugin_host/plugin_host.h"
 #include "host/shim/plugin_backends.h"
 #include "host/shim/sandbox.h"
 #include "host/shim/sandbox_state.h"
+#include "host/shim/shim_actions.h"
+#include "host/shim/shim_record.h"
 #include "host/shim/task_service.h"
 #include "tests/shim/fake_backends.h"
 
@@ -346,6 +351,171 @@ TEST_F(ShimPluginTest, TheStateFileOfEveryStepLetsTeardownReleaseEverything) {
   }
   ASSERT_TRUE(sandbox_->DeleteContainer(kC1).ok());
   ExpectEverythingReleased();
+}
+
+// A shim killed after Create, whose `delete` action containerd never ran (containerd
+// 1.7 removed the bundle first): what it left, as it left it. Its state file is under
+// the state dir beside its shim record (pid of a process that is gone), its socket
+// file stays, and the bundle is gone.
+class DeadShimTest : public ShimPluginTest {
+ protected:
+  void SetUp() override {
+    ShimPluginTest::SetUp();
+    const char* previous = std::getenv("BEACONBOX_CONFIG");
+    if (previous != nullptr) previous_config_ = previous;
+  }
+  void TearDown() override {
+    if (previous_config_.empty()) {
+      ::unsetenv("BEACONBOX_CONFIG");
+    } else {
+      ::setenv("BEACONBOX_CONFIG", previous_config_.c_str(), 1);
+    }
+    ShimPluginTest::TearDown();
+  }
+
+  void LeaveDeadShim() {
+    plugins_ = LoadPlugins();
+    ASSERT_TRUE(plugins_);
+    ::setenv("BEACONBOX_CONFIG", (root_ + "/config.toml").c_str(), 1);
+    const RuntimeLayout layout = plugins_->layout();
+    bundle_ = MakeBundle(kC1.id);
+    state_path_ = layout.SandboxStatePath(kC1);
+    fs::create_directories(layout.ShimRecordDir());
+    sandbox_ = std::make_unique<Sandbox>(plugins_->backends(), Status::Ok(), layout, events_,
+                                         SandboxOptions{kC1, bundle_, nullptr, state_path_});
+    ASSERT_TRUE(sandbox_->CreateContainer(kC1, CreateRequest()).ok());
+    // The shim dies: its VM with it (here: deleted), its state file as it was.
+    const std::string state = *ReadSmallFile(state_path_);
+    ASSERT_TRUE(sandbox_->DeleteContainer(kC1).ok());
+    sandbox_.reset();
+    ASSERT_TRUE(WriteFileAtomic(state_path_, state).ok());
+    fs::remove_all(bundle_);
+    log_offset_ = log().size();
+    stale_cleanups_ = StaleCleanups();
+
+    pid_t gone = ::fork();
+    if (gone == 0) _exit(0);
+    ::waitpid(gone, nullptr, 0);
+    ShimRecord record{
+        kC1, gone, 4242, root_ + "/config.toml", *layout.ShimSocketPath(kAddress, kC1), bundle_};
+    record_path_ = layout.ShimRecordPath(kC1);
+    ASSERT_TRUE(SaveShimRecord(record_path_, record).ok());
+    socket_path_ = record.socket_path;
+    fs::create_directories(layout.ShimSocketDir());
+    BindSocket(socket_path_);  // closed at once: nobody answers
+  }
+
+  UniqueFd BindSocket(const std::string& path) {
+    fs::create_directories(fs::path(path).parent_path());
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    return fd;
+  }
+
+  ShimFlags Flags(const std::string& id, const std::string& bundle, const std::string& action) {
+    ShimFlags flags;
+    flags.namespace_name = kC1.namespace_name;
+    flags.id = id;
+    flags.containerd_address = kAddress;
+    flags.bundle = bundle;
+    flags.action = action;
+    return flags;
+  }
+
+  // The fake VMM's stale cleanups of c1's VM directory (a dead shim's VmInfo is the
+  // plugin's, without the namespace the host adds to its own requests).
+  size_t StaleCleanups() const {
+    auto calls = vmm_calls();
+    return std::count_if(calls.begin(), calls.end(), [this](const std::string& call) {
+      return call.starts_with("vm_cleanup_stale ") &&
+             call.ends_with(" " + root_ + "/run/vm/default--c1");
+    });
+  }
+
+  // Everything the dead shim's state file names was released once more through the
+  // plugins (rootfs and network, as `new_log` says, and the VMM's stale cleanup), and
+  // its record, state file and socket are gone.
+  void ExpectDeadShimReleased(const std::string& new_log) {
+    EXPECT_EQ(Count(new_log, "release request"), 1u) << new_log;
+    EXPECT_EQ(Count(new_log, "detach request"), 1u) << new_log;
+    EXPECT_EQ(StaleCleanups(), stale_cleanups_ + 1) << new_log;
+    EXPECT_FALSE(fs::exists(record_path_));
+    EXPECT_FALSE(fs::exists(state_path_));
+    EXPECT_FALSE(fs::exists(socket_path_));
+  }
+
+  static constexpr char kAddress[] = "/run/containerd-test/containerd.sock";
+  std::string previous_config_, state_path_, record_path_, socket_path_;
+  size_t log_offset_ = 0, stale_cleanups_ = 0;
+};
+
+TEST_F(DeadShimTest, DeleteReleasesFromTheShimRecordWithoutTheBundle) {
+  LeaveDeadShim();
+  ::testing::internal::CaptureStdout();
+  Status deleted = RunDelete(Flags(kC1.id, bundle_, "delete"));
+  const std::string response = ::testing::internal::GetCapturedStdout();
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_FALSE(response.empty());  // the DeleteResponse, and nothing logged into it
+  ExpectDeadShimReleased(log().substr(log_offset_));
+}
+
+// The next container's `start` releases it: here an app container of a pod whose
+// shim serves (a listening socket stands in for it), so `start` forks nothing.
+TEST_F(DeadShimTest, TheNextStartSweepsIt) {
+  LeaveDeadShim();
+  const RuntimeLayout layout = plugins_->layout();
+  UniqueFd pod_shim = BindSocket(*layout.ShimSocketPath(kAddress, {kC1.namespace_name, "p1"}));
+  ASSERT_EQ(::listen(pod_shim.get(), 4), 0);
+  const std::string app = root_ + "/bundles/a1";
+  fs::create_directories(app);
+  std::ofstream(app + "/config.json")
+      << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"annotations":{)"
+      << R"("io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"p1"}})";
+  // containerd runs `start` in the bundle, where the shim log FIFO is (a plain file
+  // here): what `start` logs goes there, never to stdout or stderr.
+  std::ofstream(app + "/log") << "";
+  const fs::path cwd = fs::current_path();
+  fs::current_path(app);
+  UniqueFd saved_stdin(::dup(STDIN_FILENO));
+  UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ::dup2(null_fd.get(), STDIN_FILENO);
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  Status started = RunStart(Flags("a1", app, "start"), "containerd-shim-beaconbox-v1");
+  const std::string printed = ::testing::internal::GetCapturedStdout();
+  const std::string errors = ::testing::internal::GetCapturedStderr();
+  ::dup2(saved_stdin.get(), STDIN_FILENO);
+  std::cin.clear();
+  fs::current_path(cwd);
+  auto logger = std::make_shared<spdlog::logger>(
+      "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_));
+  spdlog::set_default_logger(logger);  // the test's again
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  EXPECT_EQ(printed, "unix://" + *layout.ShimSocketPath(kAddress, {kC1.namespace_name, "p1"}));
+  EXPECT_EQ(errors, "");
+  const std::string start_log = *ReadSmallFile(app + "/log");
+  EXPECT_EQ(Count(start_log, "default/c1: its shim (pid "), 1u) << start_log;
+  ExpectDeadShimReleased(start_log);
+}
+
+// A shim that still runs (this process, with its start time) is never swept.
+TEST_F(DeadShimTest, ALiveShimIsLeftToItself) {
+  LeaveDeadShim();
+  ShimRecord live = *LoadShimRecord(record_path_);
+  live.shim_pid = ::getpid();
+  live.shim_start_time = ProcessStartTime(::getpid());
+  ASSERT_TRUE(SaveShimRecord(record_path_, live).ok());
+  ::testing::internal::CaptureStdout();
+  Status deleted = RunDelete(Flags(kC1.id, bundle_, "delete"));
+  (void)::testing::internal::GetCapturedStdout();
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(Count(log().substr(log_offset_), "release request"), 0u);
+  EXPECT_EQ(StaleCleanups(), stale_cleanups_);
+  EXPECT_TRUE(fs::exists(record_path_));
+  EXPECT_TRUE(fs::exists(state_path_));
 }
 
 }  // namespace
