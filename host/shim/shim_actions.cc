@@ -297,9 +297,12 @@ Status RunStart(const ShimFlags& flags, const char* argv0) {
   {
     // Leftovers of shims that died without their `delete` (containerd 1.7 may remove
     // the bundle first, and the action never runs): released before this one binds.
-    // The plugins loaded for it are unloaded before the fork below.
+    // The plugins loaded for it are unloaded before the fork below. Nothing is
+    // excluded: a dead shim of this very id (the container run again after its shim
+    // died without `delete`) is released before this start records itself under that
+    // name; a live one is left, as every live shim is.
     LazyPlugins plugins;
-    SweepDeadShimsOf(layout, cfg.source, KeyOf(flags), plugins);
+    SweepDeadShimsOf(layout, cfg.source, ContainerKey{}, plugins);
     spdlog::default_logger()->flush();
   }
   if (ShimSocketAnswers(socket_path)) {

@@ -93,7 +93,8 @@ struct SweepReport {
 };
 
 // One sweep over release.record_dir: every record but the one of `exclude` (the
-// container being started) goes through ReleaseIfDead. Bounded: at most
+// container `delete` releases itself; an empty key excludes nothing, as `start` asks)
+// goes through ReleaseIfDead. Bounded: at most
 // `max_records` records are looked at and `max_releases` dead ones released per
 // sweep. One warning per refused record, one info line per sweep that found anything.
 inline constexpr size_t kSweepMaxRecords = 256;

@@ -364,6 +364,45 @@ class DeadShimTest : public ShimPluginTest {
     const char* previous = std::getenv("BEACONBOX_CONFIG");
     if (previous != nullptr) previous_config_ = previous;
   }
+  // Runs `start` for the app container `id` of pod p1, whose shim answers (a listening
+  // socket stands in for it, so `start` forks nothing), and checks that it released
+  // the dead shim LeaveDeadShim made.
+  void StartAppContainerAndExpectTheDeadShimReleased(const std::string& id) {
+    LeaveDeadShim();
+    const RuntimeLayout layout = plugins_->layout();
+    UniqueFd pod_shim = BindSocket(*layout.ShimSocketPath(kAddress, {kC1.namespace_name, "p1"}));
+    ASSERT_EQ(::listen(pod_shim.get(), 4), 0);
+    const std::string app = root_ + "/bundles/" + id;
+    fs::create_directories(app);
+    std::ofstream(app + "/config.json")
+        << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"annotations":{)"
+        << R"("io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"p1"}})";
+    // containerd runs `start` in the bundle, where the shim log FIFO is (a plain file
+    // here): what `start` logs goes there, never to stdout or stderr.
+    std::ofstream(app + "/log") << "";
+    const fs::path cwd = fs::current_path();
+    fs::current_path(app);
+    UniqueFd saved_stdin(::dup(STDIN_FILENO));
+    UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ::dup2(null_fd.get(), STDIN_FILENO);
+    ::testing::internal::CaptureStdout();
+    ::testing::internal::CaptureStderr();
+    Status started = RunStart(Flags(id, app, "start"), "containerd-shim-beaconbox-v1");
+    const std::string printed = ::testing::internal::GetCapturedStdout();
+    const std::string errors = ::testing::internal::GetCapturedStderr();
+    ::dup2(saved_stdin.get(), STDIN_FILENO);
+    std::cin.clear();
+    fs::current_path(cwd);
+    auto logger = std::make_shared<spdlog::logger>(
+        "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_));
+    spdlog::set_default_logger(logger);  // the test's again
+    ASSERT_TRUE(started.ok()) << started.error().message;
+    EXPECT_EQ(printed, "unix://" + *layout.ShimSocketPath(kAddress, {kC1.namespace_name, "p1"}));
+    EXPECT_EQ(errors, "");
+    const std::string start_log = *ReadSmallFile(app + "/log");
+    EXPECT_EQ(Count(start_log, "default/c1: its shim (pid "), 1u) << start_log;
+    ExpectDeadShimReleased(start_log);
+  }
   void TearDown() override {
     if (previous_config_.empty()) {
       ::unsetenv("BEACONBOX_CONFIG");
@@ -462,43 +501,14 @@ TEST_F(DeadShimTest, DeleteReleasesFromTheShimRecordWithoutTheBundle) {
   ExpectDeadShimReleased(log().substr(log_offset_));
 }
 
-// The next container's `start` releases it: here an app container of a pod whose
-// shim serves (a listening socket stands in for it), so `start` forks nothing.
-TEST_F(DeadShimTest, TheNextStartSweepsIt) {
-  LeaveDeadShim();
-  const RuntimeLayout layout = plugins_->layout();
-  UniqueFd pod_shim = BindSocket(*layout.ShimSocketPath(kAddress, {kC1.namespace_name, "p1"}));
-  ASSERT_EQ(::listen(pod_shim.get(), 4), 0);
-  const std::string app = root_ + "/bundles/a1";
-  fs::create_directories(app);
-  std::ofstream(app + "/config.json")
-      << R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},"annotations":{)"
-      << R"("io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"p1"}})";
-  // containerd runs `start` in the bundle, where the shim log FIFO is (a plain file
-  // here): what `start` logs goes there, never to stdout or stderr.
-  std::ofstream(app + "/log") << "";
-  const fs::path cwd = fs::current_path();
-  fs::current_path(app);
-  UniqueFd saved_stdin(::dup(STDIN_FILENO));
-  UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  ::dup2(null_fd.get(), STDIN_FILENO);
-  ::testing::internal::CaptureStdout();
-  ::testing::internal::CaptureStderr();
-  Status started = RunStart(Flags("a1", app, "start"), "containerd-shim-beaconbox-v1");
-  const std::string printed = ::testing::internal::GetCapturedStdout();
-  const std::string errors = ::testing::internal::GetCapturedStderr();
-  ::dup2(saved_stdin.get(), STDIN_FILENO);
-  std::cin.clear();
-  fs::current_path(cwd);
-  auto logger = std::make_shared<spdlog::logger>(
-      "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_));
-  spdlog::set_default_logger(logger);  // the test's again
-  ASSERT_TRUE(started.ok()) << started.error().message;
-  EXPECT_EQ(printed, "unix://" + *layout.ShimSocketPath(kAddress, {kC1.namespace_name, "p1"}));
-  EXPECT_EQ(errors, "");
-  const std::string start_log = *ReadSmallFile(app + "/log");
-  EXPECT_EQ(Count(start_log, "default/c1: its shim (pid "), 1u) << start_log;
-  ExpectDeadShimReleased(start_log);
+// The next container's `start` releases it.
+TEST_F(DeadShimTest, TheNextStartSweepsIt) { StartAppContainerAndExpectTheDeadShimReleased("a1"); }
+
+// A container started again under the id of a shim that died without its `delete`
+// (containerd 1.7 removed the bundle first): that shim's leftovers are released before
+// the new shim records itself under the same name, not overwritten and leaked.
+TEST_F(DeadShimTest, AStartUnderTheSameIdReleasesTheDeadShimFirst) {
+  StartAppContainerAndExpectTheDeadShimReleased(kC1.id);
 }
 
 // A shim that still runs (this process, with its start time) is never swept.
