@@ -15,6 +15,7 @@
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
 #include "host/shim/checkpoint_manifest.h"
 #include "host/shim/sandbox.h"
+#include "host/shim/translate.h"
 
 namespace beaconbox::shim {
 
@@ -25,7 +26,11 @@ namespace {
 bool ExitAfterCheckpoint(const task::CheckpointTaskRequest& request) {
   if (!request.has_options()) return false;
   containerd::runc::v1::CheckpointOptions options;
-  if (!request.options().UnpackTo(&options)) return false;
+  // Not Any::UnpackTo: containerd's type URL is the bare message name (translate.h).
+  if (!EndsWithTypeName(request.options().type_url(), options.GetTypeName()) ||
+      !options.ParseFromString(request.options().value())) {
+    return false;
+  }
   return options.exit();
 }
 

@@ -15,6 +15,7 @@
 
 #include "common/base/file_util.h"
 #include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
+#include "host/shim/translate.h"
 
 namespace beaconbox::shim {
 namespace {
@@ -46,13 +47,6 @@ bool FileExists(const std::string& path) { return ::access(path.c_str(), F_OK) =
 // containerd's pkg/runtimeoptions/v1 message: type_url = 1, config_path = 2 (strings).
 constexpr char kRuntimeOptionsType[] = "runtimeoptions.v1.Options";
 constexpr uint32_t kConfigPathField = 2;
-
-// "types.example/runtimeoptions.v1.Options" or the bare name.
-bool EndsWithTypeName(const std::string& type_url, std::string_view name) {
-  if (type_url == name) return true;
-  return type_url.size() > name.size() && type_url.ends_with(name) &&
-         type_url[type_url.size() - name.size() - 1] == '/';
-}
 
 Result<ShimStartOptions> ParseRuntimeOptions(const std::string& value) {
   ShimStartOptions options;

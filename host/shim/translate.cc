@@ -148,4 +148,10 @@ pluginapi::VmSpec VmSpecFor(const VmSettings& settings, const VmPlacement& place
   return spec;
 }
 
+bool EndsWithTypeName(const std::string& type_url, std::string_view name) {
+  if (type_url == name) return true;
+  return type_url.size() > name.size() && type_url.ends_with(name) &&
+         type_url[type_url.size() - name.size() - 1] == '/';
+}
+
 }  // namespace beaconbox::shim

@@ -37,6 +37,7 @@
 #include <google/protobuf/repeated_field.h>
 
 #include <string>
+#include <string_view>
 
 #include "beaconbox/guest/v1/guest.pb.h"
 #include "github.com/containerd/containerd/api/types/mount.pb.h"
@@ -78,5 +79,10 @@ pluginapi::VmSpec VmSpecFor(const VmSettings& settings, const VmPlacement& place
 
 // A path the guest resolves under a bundle: relative, no empty, "." or ".." parts.
 Status CheckGuestRelativePath(std::string_view path, std::string_view what);
+
+// Whether the type URL of a protobuf Any names the message `name`: containerd's Go
+// typeurl sends the bare full name ("containerd.runc.v1.CheckpointOptions"), which
+// protobuf's Any::UnpackTo does not accept (it wants "<prefix>/<name>"); both are.
+bool EndsWithTypeName(const std::string& type_url, std::string_view name);
 
 }  // namespace beaconbox::shim

@@ -9,7 +9,8 @@
 #      says where it wrote the VM's state, the image exists, and the task runs on (the
 #      counter grows after the checkpoint: containerd paused it, the shim saved and
 #      containerd resumed);
-#   2. a paused task is checkpointed and stays paused;
+#   2. a paused task is checkpointed and stays paused; a task checkpointed with
+#      CheckpointOptions.exit (containerd's Go client) is saved, then exits 137;
 #   3. `ctr c restore --live --rw` of the counter's checkpoint, under a new container
 #      id, brings it back: the counter continues from (at least) its value at the
 #      checkpoint, the file written into the writable layer before the checkpoint is
@@ -126,6 +127,27 @@ fi
 bbx_remove ck2
 ref2=$(grep -o 'checkpoint/ck2[^ ]*' <<<"$out" | head -1 || true)
 if [ -n "$ref2" ]; then bbx_ctr image rm "$ref2" >/dev/null 2>&1 || true; fi
+
+# Checkpoint with exit: the task is saved, then exits (as runc's checkpoint --exit).
+# `ctr task checkpoint --exit` sends CheckpointOptions only to runc's runtimes
+# (withCheckpointOpts in containerd's ctr), so containerd's own Go client sends them
+# (task_client checkpoint-exit).
+if task_client=$("$here/task_client/build.sh"); then
+  bbx_run_detached ck3 /bin/sleep 600
+  status=0
+  out=$(timeout 600 "$task_client" "$BBX_SOCK" "$BBX_NS" checkpoint-exit ck3 2>&1) || status=$?
+  ref3=$(awk '$1 == "image:" {print $2}' <<<"$out")
+  if [ "$status" = 0 ] && grep -qx "exit: 137" <<<"$out" && [ -n "$ref3" ] &&
+     grep -q "checkpoint of $BBX_NS/ck3 written to " "$BBX_DIR/containerd.log"; then
+    pass "checkpoint with CheckpointOptions.exit through containerd: image $ref3, then the task exits 137"
+  else
+    fail "checkpoint with exit: status $status, output '$(tr '\n' ' ' <<<"$out" | cut -c1-300)'"
+  fi
+  bbx_remove ck3
+  if [ -n "$ref3" ]; then bbx_ctr image rm "$ref3" >/dev/null 2>&1 || true; fi
+else
+  fail "task_client did not build"
+fi
 
 # Restore under a new id (ckr; the guest still knows the container as ck). The shim
 # validates the checkpoint (manifest, digests, this host's kernel/initrd/VMM) before

@@ -320,7 +320,9 @@ TEST_F(TaskServiceTest, CheckpointWithExitEndsTheTask) {
   std::filesystem::create_directories(checkpoint.path());
   containerd::runc::v1::CheckpointOptions options;
   options.set_exit(true);
-  checkpoint.mutable_options()->PackFrom(options);
+  // As containerd's Go typeurl writes it: the bare message name, no "<prefix>/".
+  checkpoint.mutable_options()->set_type_url("containerd.runc.v1.CheckpointOptions");
+  checkpoint.mutable_options()->set_value(options.SerializeAsString());
   auto done = Call("Checkpoint", checkpoint, &empty);
   ASSERT_TRUE(done.ok()) << done.message;
   EXPECT_TRUE(std::filesystem::exists(checkpoint.path() + "/" + kCheckpointManifestName));

@@ -10,6 +10,10 @@
 //	    runs /bin/true in a container whose spec has prestart, createRuntime,
 //	    poststart and poststop hooks, each HOOK with args [HOOK KIND DIR]; prints
 //	    "exit: N" once it is deleted.
+//	task_client ADDRESS NAMESPACE checkpoint-exit ID
+//	    checkpoints the running task ID with runc's CheckpointOptions.Exit set (what
+//	    `ctr task checkpoint --exit` sends, but only to runc's runtimes), then prints
+//	    "image: NAME" and the task's "exit: N".
 //	task_client ADDRESS NAMESPACE resize-noterm ID
 //	    ResizePty of the running task ID (started without a terminal) and of an exec
 //	    without one; prints "init: ok|error" and "exec: ok|error".
@@ -246,9 +250,46 @@ func update(ctx context.Context, client *containerd.Client, args []string) {
 	}
 }
 
+// checkpointExit checkpoints task ID through containerd with CheckpointOptions.Exit:
+// the task is to exit once it is saved. Prints the image's name and the exit status.
+func checkpointExit(ctx context.Context, client *containerd.Client, id string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	container, err := client.LoadContainer(ctx, id)
+	if err != nil {
+		die("checkpoint-exit: %v", err)
+	}
+	task, err := container.Task(ctx, nil)
+	if err != nil {
+		die("checkpoint-exit: %v", err)
+	}
+	exitc, err := task.Wait(ctx)
+	if err != nil {
+		die("checkpoint-exit: wait: %v", err)
+	}
+	withExit := func(info *containerd.CheckpointTaskInfo) error {
+		info.Options = &options.CheckpointOptions{Exit: true}
+		return nil
+	}
+	image, err := task.Checkpoint(ctx, withExit)
+	if err != nil {
+		die("checkpoint-exit: %v", err)
+	}
+	fmt.Printf("image: %s\n", image.Name())
+	select {
+	case status := <-exitc:
+		if err := status.Error(); err != nil {
+			die("checkpoint-exit: wait: %v", err)
+		}
+		fmt.Printf("exit: %d\n", status.ExitCode())
+	case <-ctx.Done():
+		die("checkpoint-exit: the task did not exit after its checkpoint")
+	}
+}
+
 func main() {
 	if len(os.Args) < 4 {
-		die("usage: task_client ADDRESS NAMESPACE kill-created IMAGE RUNTIME ID [SHIM_CGROUP] | hooks IMAGE RUNTIME ID HOOK DIR | resize-noterm ID | update [LIMITS] ID")
+		die("usage: task_client ADDRESS NAMESPACE kill-created IMAGE RUNTIME ID [SHIM_CGROUP] | hooks IMAGE RUNTIME ID HOOK DIR | resize-noterm ID | update [LIMITS] ID | checkpoint-exit ID")
 	}
 	client, err := containerd.New(os.Args[1])
 	if err != nil {
@@ -278,6 +319,11 @@ func main() {
 		resizeNoTerminal(ctx, client, args[0])
 	case "update":
 		update(ctx, client, args)
+	case "checkpoint-exit":
+		if len(args) != 1 {
+			die("checkpoint-exit ID")
+		}
+		checkpointExit(ctx, client, args[0])
 	default:
 		die("unknown command %s", os.Args[3])
 	}
